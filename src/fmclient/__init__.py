@@ -1,0 +1,133 @@
+"""fmclient: one small, typed interface to every foundation model.
+
+    from fmclient import Client
+    reply = Client().complete("Summarise this", model="claude-sonnet")
+    print(reply.text, reply.usage.output_tokens, reply.finish_reason)
+
+Importing fmclient imports no provider SDK: each adapter imports its SDK on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from fmclient._stream import AsyncStream, Stream
+from fmclient.client import Attempt, Client
+from fmclient.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContentFilterError,
+    ContextWindowExceededError,
+    FMClientError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServiceUnavailableError,
+    StructuredOutputError,
+    UnsupportedFeatureError,
+)
+from fmclient.types import (
+    Chunk,
+    Completion,
+    Embeddings,
+    ImagePart,
+    Message,
+    TextPart,
+    Tool,
+    ToolCall,
+    Usage,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "AsyncStream",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "Chunk",
+    "Client",
+    "Completion",
+    "ConfigurationError",
+    "ContentFilterError",
+    "ContextWindowExceededError",
+    "Embeddings",
+    "FMClientError",
+    "ImagePart",
+    "Message",
+    "ModelNotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ServiceUnavailableError",
+    "Stream",
+    "StructuredOutputError",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "UnsupportedFeatureError",
+    "Usage",
+    "acomplete",
+    "aembed",
+    "astream",
+    "complete",
+    "default_client",
+    "embed",
+    "set_default_client",
+    "stream",
+]
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The client behind the module-level shortcuts, built from configuration on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Client()
+    return _default
+
+
+def set_default_client(client: Client | None) -> None:
+    """Replace the shortcuts' client (None rebuilds it from configuration on next use)."""
+    global _default
+    _default = client
+
+
+def complete(prompt: Any, **kwargs: Any) -> Completion:
+    """``Client.complete`` on the default client."""
+    return default_client().complete(prompt, **kwargs)
+
+
+async def acomplete(prompt: Any, **kwargs: Any) -> Completion:
+    """``Client.acomplete`` on the default client."""
+    return await default_client().acomplete(prompt, **kwargs)
+
+
+def stream(prompt: Any, **kwargs: Any) -> Stream:
+    """``Client.stream`` on the default client."""
+    return default_client().stream(prompt, **kwargs)
+
+
+def astream(prompt: Any, **kwargs: Any) -> AsyncStream:
+    """``Client.astream`` on the default client."""
+    return default_client().astream(prompt, **kwargs)
+
+
+def embed(texts: str | Sequence[str], **kwargs: Any) -> Embeddings:
+    """``Client.embed`` on the default client."""
+    return default_client().embed(texts, **kwargs)
+
+
+async def aembed(texts: str | Sequence[str], **kwargs: Any) -> Embeddings:
+    """``Client.aembed`` on the default client."""
+    return await default_client().aembed(texts, **kwargs)

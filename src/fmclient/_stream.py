@@ -1,0 +1,175 @@
+"""Streams: the user-facing iterators and the assembly of chunks into one Completion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from fmclient.errors import FMClientError
+from fmclient.types import Chunk, Completion, FinishReason, Message, ToolCall, Usage
+
+__all__ = ["AsyncStream", "Stream", "StreamAssembler"]
+
+
+class StreamAssembler:
+    """Collects chunks into the Completion a non-streamed call would have returned."""
+
+    __slots__ = ("_calls", "_parts", "finish_reason", "model", "provider", "provider_state", "usage")
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        self._parts: list[str] = []
+        self._calls: dict[int, list[Any]] = {}
+        self.finish_reason: FinishReason | None = None
+        self.usage: Usage | None = None
+        self.provider_state: Any = None
+
+    def add(self, chunk: Chunk) -> None:
+        if chunk.text:
+            self._parts.append(chunk.text)
+        for delta in chunk.tool_calls:
+            call = self._calls.setdefault(delta.index, [None, None, []])
+            if delta.id:
+                call[0] = delta.id
+            if delta.name:
+                call[1] = delta.name
+            if delta.arguments:
+                call[2].append(delta.arguments)
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.model:
+            self.model = chunk.model
+        if chunk.provider_state is not None:
+            self.provider_state = chunk.provider_state
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def completion(self) -> Completion:
+        tool_calls = []
+        for index in sorted(self._calls):
+            call_id, name, fragments = self._calls[index]
+            raw = "".join(fragments)
+            try:
+                arguments = json.loads(raw) if raw.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise FMClientError(
+                    f"streamed arguments of tool call {name!r} are not valid JSON: {exc}",
+                    provider=self.provider,
+                    model=self.model,
+                ) from exc
+            tool_calls.append(ToolCall(id=call_id or f"call_{index}", name=name or "", arguments=arguments))
+        text = self.text
+        finish = self.finish_reason or ("tool_calls" if tool_calls else "other")
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            usage=self.usage or Usage(),
+            model=self.model,
+            provider=self.provider,
+            tool_calls=tool_calls,
+            message=Message(
+                role="assistant", content=text, tool_calls=tuple(tool_calls), provider_state=self.provider_state
+            ),
+        )
+
+
+class _StreamBase:
+    _assembler: StreamAssembler | None
+    _completion: Completion | None
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return self._assembler.text if self._assembler else ""
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        return self._completion.finish_reason if self._completion else None
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._completion.usage if self._completion else None
+
+
+class Stream(_StreamBase):
+    """Iterate for chunks; ``.completion`` is the assembled answer once the stream is consumed.
+
+    Use it as a context manager (or call ``close()``) to release the connection if you stop early.
+    """
+
+    def __init__(self, chunks: Callable[[Stream], Iterator[Chunk]]) -> None:
+        self._assembler = None
+        self._completion = None
+        self._iterator = chunks(self)
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> Chunk:
+        return next(self._iterator)
+
+    @property
+    def completion(self) -> Completion:
+        """The assembled Completion; consumes whatever the caller has not read yet."""
+        if self._completion is None:
+            for _ in self._iterator:
+                pass
+        assert self._completion is not None
+        return self._completion
+
+    def close(self) -> None:
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncStream(_StreamBase):
+    """The async twin of :class:`Stream`: ``async for chunk in stream`` then ``stream.completion``."""
+
+    def __init__(self, chunks: Callable[[AsyncStream], AsyncIterator[Chunk]]) -> None:
+        self._assembler = None
+        self._completion = None
+        self._iterator = chunks(self)
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        return await self._iterator.__anext__()
+
+    @property
+    def completion(self) -> Completion:
+        if self._completion is None:
+            raise RuntimeError("the stream is not consumed yet: iterate it, or await get_completion()")
+        return self._completion
+
+    async def get_completion(self) -> Completion:
+        """Consume what remains and return the assembled Completion."""
+        if self._completion is None:
+            async for _ in self._iterator:
+                pass
+        assert self._completion is not None
+        return self._completion
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,513 @@
+"""Turn what a caller passed into a normalised Request, refusing bad input before any I/O.
+
+Every error names the argument at fault. Nothing the caller passed is dropped: a value that
+cannot be honoured is an error here, or an UnsupportedFeatureError from the capability check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from fmclient.errors import StructuredOutputError
+from fmclient.types import (
+    ROLES,
+    Completion,
+    EmbedRequest,
+    ImagePart,
+    Message,
+    Part,
+    Request,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCall,
+)
+
+JSON_SCHEMA_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
+TOOL_CHOICES = frozenset({"auto", "none", "required"})
+
+
+def build_request(
+    prompt: Any,
+    *,
+    system: Any = None,
+    max_tokens: Any = None,
+    temperature: Any = None,
+    top_p: Any = None,
+    stop: Any = None,
+    tools: Any = None,
+    tool_choice: Any = None,
+    response_format: Any = None,
+    timeout: Any = None,
+    provider_options: Mapping[str, Any] | None = None,
+) -> Request:
+    """Validate everything a caller passed; the model id is filled in per target later."""
+    messages = messages_from_prompt(prompt)
+    system_parts: list[str] = []
+    if system is not None:
+        if not isinstance(system, str):
+            raise TypeError(f"system must be a str, not {type(system).__name__}")
+        if system.strip():
+            system_parts.append(system)
+    body: list[Message] = []
+    for index, message in enumerate(messages):
+        if message.role == "system":
+            if body:
+                raise ValueError(
+                    f"messages[{index}]: a system message must come before the conversation; "
+                    "put system instructions first or pass system="
+                )
+            if message.text.strip():
+                system_parts.append(message.text)
+            continue
+        body.append(message)
+    if not body:
+        raise ValueError("prompt must contain at least one user, assistant or tool message")
+    body = _name_tool_results(body)
+    built_tools = tools_from_input(tools)
+    return Request(
+        model="",
+        messages=tuple(body),
+        system="\n\n".join(system_parts) or None,
+        max_tokens=_positive_int(max_tokens, "max_tokens"),
+        temperature=_number_in(temperature, "temperature", 0.0, 2.0),
+        top_p=_number_in(top_p, "top_p", 0.0, 1.0),
+        stop=_stop(stop),
+        tools=built_tools,
+        tool_choice=_tool_choice(tool_choice, built_tools),
+        response_format=response_format_from_input(response_format),
+        timeout=check_timeout(timeout),
+        provider_options=dict(provider_options or {}),
+    )
+
+
+def build_embed_request(texts: Any, *, timeout: Any = None, provider_options: Mapping[str, Any] | None = None) -> EmbedRequest:
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, Sequence) or isinstance(texts, (bytes, bytearray)):
+        raise TypeError(f"texts must be a str or a list of str, not {type(texts).__name__}")
+    if not texts:
+        raise ValueError("texts must not be empty")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be a str, not {type(text).__name__}")
+        if not text.strip():
+            raise ValueError(f"texts[{i}] must not be empty")
+    return EmbedRequest(
+        model="", texts=tuple(texts), timeout=check_timeout(timeout), provider_options=dict(provider_options or {})
+    )
+
+
+# -- messages ------------------------------------------------------------------------------
+def messages_from_prompt(prompt: Any) -> list[Message]:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ValueError("prompt must not be empty")
+        return [Message(role="user", content=prompt)]
+    if isinstance(prompt, (Message, Mapping)):
+        prompt = [prompt]
+    if not isinstance(prompt, Sequence) or isinstance(prompt, (bytes, bytearray)):
+        raise TypeError(f"prompt must be a str or a list of messages, not {type(prompt).__name__}")
+    if not prompt:
+        raise ValueError("prompt must not be empty")
+    return [message_from_input(m, i) for i, m in enumerate(prompt)]
+
+
+def message_from_input(item: Any, index: int) -> Message:
+    where = f"messages[{index}]"
+    if isinstance(item, Message):
+        if item.role not in ROLES:
+            raise ValueError(f"{where}.role must be one of {sorted(ROLES)}, got {item.role!r}")
+        return item
+    if not isinstance(item, Mapping):
+        raise TypeError(f"{where} must be a dict or fmclient.Message, not {type(item).__name__}")
+    role = item.get("role")
+    if role not in ROLES:
+        raise ValueError(f"{where}.role must be one of {sorted(ROLES)}, got {role!r}")
+    unknown = set(item) - {"role", "content", "tool_calls", "tool_call_id", "name", "provider_state"}
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {sorted(unknown)}")
+    content = _content(item.get("content"), where, role)
+    tool_calls = tuple(_tool_call(c, f"{where}.tool_calls[{i}]") for i, c in enumerate(item.get("tool_calls") or ()))
+    tool_call_id = item.get("tool_call_id")
+    if role == "tool" and not isinstance(tool_call_id, str):
+        raise ValueError(f"{where}: a tool message needs tool_call_id (the id of the call it answers)")
+    name = item.get("name")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"{where}.name must be a str")
+    if role != "assistant" and tool_calls:
+        raise ValueError(f"{where}: only assistant messages carry tool_calls")
+    if role == "user" and not tool_calls and not _has_content(content):
+        raise ValueError(f"{where}.content must not be empty")
+    return Message(
+        role=role,
+        content=content,
+        tool_calls=tool_calls,
+        tool_call_id=tool_call_id,
+        name=name,
+        provider_state=item.get("provider_state"),
+    )
+
+
+def _has_content(content: str | tuple[Part, ...]) -> bool:
+    return bool(content.strip()) if isinstance(content, str) else bool(content)
+
+
+def _content(value: Any, where: str, role: str) -> str | tuple[Part, ...]:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if role == "tool" and isinstance(value, (dict, list)) and not _looks_like_parts(value):
+        return json.dumps(value)
+    if not isinstance(value, Sequence) or isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"{where}.content must be a str or a list of parts, not {type(value).__name__}")
+    return tuple(_part(p, f"{where}.content[{i}]") for i, p in enumerate(value))
+
+
+def _looks_like_parts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(p, Mapping) and "type" in p for p in value)
+
+
+def _part(value: Any, where: str) -> Part:
+    if isinstance(value, (TextPart, ImagePart)):
+        return value
+    if isinstance(value, str):
+        return TextPart(value)
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{where} must be a str or a dict part, not {type(value).__name__}")
+    kind = value.get("type")
+    if kind == "text":
+        text = value.get("text")
+        if not isinstance(text, str):
+            raise TypeError(f"{where}.text must be a str, not {type(text).__name__}")
+        return TextPart(text)
+    if kind in ("image", "image_url"):
+        source = value.get("image", value.get("source", value.get("url", value.get("data"))))
+        if kind == "image_url":
+            inner = value.get("image_url")
+            source = inner.get("url") if isinstance(inner, Mapping) else inner
+        if source is None:
+            raise ValueError(f"{where}: an image part needs 'image' (bytes, path, URL or data URI)")
+        try:
+            return ImagePart.from_source(source, value.get("media_type"))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+    raise ValueError(f"{where}.type must be 'text' or 'image', got {kind!r}")
+
+
+def _tool_call(value: Any, where: str) -> ToolCall:
+    if isinstance(value, ToolCall):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{where} must be a dict or ToolCall")
+    function = value.get("function") if isinstance(value.get("function"), Mapping) else value
+    name = function.get("name")
+    arguments = function.get("arguments", {})
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}.arguments is not valid JSON: {exc}") from None
+    if not isinstance(name, str) or not isinstance(arguments, Mapping):
+        raise TypeError(f"{where} needs a str name and dict arguments")
+    call_id = value.get("id")
+    if not isinstance(call_id, str):
+        raise ValueError(f"{where} needs a str id")
+    return ToolCall(id=call_id, name=name, arguments=dict(arguments))
+
+
+def _name_tool_results(messages: list[Message]) -> list[Message]:
+    """Give each tool result the name of the call it answers (Gemini needs it on the wire)."""
+    names: dict[str, str] = {}
+    out: list[Message] = []
+    for message in messages:
+        for call in message.tool_calls:
+            names[call.id] = call.name
+        if message.role == "tool" and message.name is None and message.tool_call_id in names:
+            message = Message(
+                role="tool",
+                content=message.content,
+                tool_call_id=message.tool_call_id,
+                name=names[message.tool_call_id],
+                provider_state=message.provider_state,
+            )
+        out.append(message)
+    return out
+
+
+# -- parameters ----------------------------------------------------------------------------
+def _positive_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _number_in(value: Any, name: str, low: float, high: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if math.isnan(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value}")
+    return float(value)
+
+
+def check_timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {type(value).__name__}")
+    if math.isnan(value) or value <= 0:
+        raise ValueError(f"timeout must be positive, got {value}")
+    return float(value)
+
+
+def check_max_retries(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_retries must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"max_retries must not be negative, got {value}")
+    return value
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Sequence):
+        raise TypeError(f"stop must be a str or a list of str, not {type(value).__name__}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise TypeError(f"stop[{i}] must be a str, not {type(item).__name__}")
+        if not item:
+            raise ValueError(f"stop[{i}] must not be empty")
+    return tuple(value)
+
+
+# -- tools ---------------------------------------------------------------------------------
+def tools_from_input(value: Any) -> tuple[Tool, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        raise TypeError(f"tools must be a list, not {type(value).__name__}")
+    tools = tuple(tool_from_input(t, f"tools[{i}]") for i, t in enumerate(value))
+    names = [t.name for t in tools]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"tools: duplicate tool names {duplicates}")
+    return tools
+
+
+def tool_from_input(value: Any, where: str = "tool") -> Tool:
+    if isinstance(value, Tool):
+        tool = value
+    elif callable(value) and not isinstance(value, Mapping):
+        tool = tool_from_function(value)
+    elif isinstance(value, Mapping):
+        spec = value.get("function") if value.get("type") == "function" else value
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"{where}.function must be a dict")
+        name = spec.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{where} needs a non-empty str 'name'")
+        description = spec.get("description") or ""
+        if not isinstance(description, str):
+            raise TypeError(f"{where}.description must be a str")
+        parameters = spec.get("parameters", spec.get("input_schema", {"type": "object", "properties": {}}))
+        tool = Tool(name=name, description=description, parameters=parameters)
+    else:
+        raise TypeError(f"{where} must be a dict, a Tool or a function, not {type(value).__name__}")
+    if not all(c.isalnum() or c in "_-" for c in tool.name) or len(tool.name) > 64:
+        raise ValueError(f"{where}: tool name {tool.name!r} must be 1-64 letters, digits, '_' or '-'")
+    check_json_schema(tool.parameters, f"{where}.parameters")
+    if tool.parameters.get("type") != "object":
+        raise ValueError(f"{where}.parameters must be a JSON Schema with type 'object'")
+    return tool
+
+
+def check_json_schema(schema: Any, where: str) -> None:
+    """A structural check that catches what is plainly not JSON Schema (not a full validator)."""
+    if not isinstance(schema, Mapping):
+        raise TypeError(f"{where} must be a JSON Schema dict, not {type(schema).__name__}")
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
+    for k in kinds:
+        if k not in JSON_SCHEMA_TYPES:
+            raise ValueError(f"{where}.type {k!r} is not a JSON Schema type ({', '.join(sorted(JSON_SCHEMA_TYPES))})")
+    properties = schema.get("properties")
+    if properties is not None:
+        if not isinstance(properties, Mapping):
+            raise ValueError(f"{where}.properties must be an object of schemas")
+        for key, sub in properties.items():
+            check_json_schema(sub, f"{where}.properties.{key}")
+    required = schema.get("required")
+    if required is not None and (
+        not isinstance(required, list) or not all(isinstance(r, str) for r in required)
+    ):
+        raise ValueError(f"{where}.required must be a list of property names")
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        check_json_schema(items, f"{where}.items")
+
+
+_PY_TO_JSON: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}
+
+
+def _annotation_schema(annotation: Any) -> dict[str, Any]:
+    origin = typing.get_origin(annotation)
+    if annotation in _PY_TO_JSON:
+        return {"type": _PY_TO_JSON[annotation]}
+    if origin in (list, tuple, Sequence):
+        args = typing.get_args(annotation)
+        return {"type": "array", "items": _annotation_schema(args[0]) if args else {}}
+    if origin in (dict, Mapping):
+        return {"type": "object"}
+    if origin is typing.Literal:
+        values = list(typing.get_args(annotation))
+        return {"enum": values}
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _annotation_schema(args[0])
+        return {"anyOf": [_annotation_schema(a) for a in args]}
+    if hasattr(annotation, "model_json_schema"):
+        return dict(annotation.model_json_schema())
+    return {}
+
+
+def tool_from_function(fn: Callable[..., Any]) -> Tool:
+    """A Tool from a typed Python function: its name, docstring and annotated parameters."""
+    import inspect
+
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name, param in inspect.signature(fn).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        properties[name] = _annotation_schema(hints.get(name, str))
+        if param.default is inspect.Parameter.empty:
+            required.append(name)
+    doc = inspect.getdoc(fn) or ""
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return Tool(name=fn.__name__, description=doc.split("\n\n")[0].strip(), parameters=schema)
+
+
+def _tool_choice(value: Any, tools: tuple[Tool, ...]) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        inner = value.get("function") if isinstance(value.get("function"), Mapping) else value
+        value = inner.get("name")
+    if not isinstance(value, str):
+        raise TypeError("tool_choice must be 'auto', 'none', 'required' or a tool name")
+    if value in TOOL_CHOICES:
+        if value == "required" and not tools:
+            raise ValueError("tool_choice='required' needs tools")
+        return value
+    if value not in {t.name for t in tools}:
+        raise ValueError(
+            f"tool_choice {value!r} is not 'auto', 'none', 'required' or the name of one of the tools"
+        )
+    return value
+
+
+# -- structured output ---------------------------------------------------------------------
+def response_format_from_input(value: Any) -> ResponseFormat | None:
+    if value is None or isinstance(value, ResponseFormat):
+        return value
+    if isinstance(value, type) and hasattr(value, "model_json_schema"):
+        return ResponseFormat(name=value.__name__, schema=value.model_json_schema(), model=value)
+    if isinstance(value, Mapping):
+        if value.get("type") == "json_schema" and isinstance(value.get("json_schema"), Mapping):
+            inner = value["json_schema"]
+            schema = inner.get("schema")
+            name = inner.get("name", "response")
+        else:
+            schema = value.get("schema", value) if "schema" in value and "type" not in value else value
+            name = str(value.get("title") or "response")
+        check_json_schema(schema, "response_format")
+        return ResponseFormat(name=_safe_name(str(name)), schema=dict(schema))
+    raise TypeError("response_format must be a Pydantic model class or a JSON Schema dict")
+
+
+def _safe_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64]
+    return cleaned or "response"
+
+
+def parse_structured(completion: Completion, response_format: ResponseFormat) -> None:
+    """Fill ``completion.parsed``; a reply that does not validate raises with the raw text."""
+    text = completion.text.strip()
+    if text.startswith("```"):
+        # Some models wrap JSON in a Markdown fence even in JSON mode.
+        text = text.strip("`").removeprefix("json").strip()
+    where = {"provider": completion.provider, "model": completion.model}
+    if response_format.model is not None:
+        try:
+            completion.parsed = response_format.model.model_validate_json(text)
+        except Exception as exc:
+            raise StructuredOutputError(
+                f"reply does not validate as {response_format.name}: {exc}", text=completion.text, **where
+            ) from exc
+        return
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StructuredOutputError(f"reply is not valid JSON: {exc}", text=completion.text, **where) from exc
+    problem = _schema_mismatch(value, response_format.schema, "$")
+    if problem:
+        raise StructuredOutputError(f"reply does not match the schema: {problem}", text=completion.text, **where)
+    completion.parsed = value
+
+
+def _schema_mismatch(value: Any, schema: Mapping[str, Any], path: str) -> str | None:
+    kind = schema.get("type")
+    checks = {
+        "object": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list),
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "null": lambda v: v is None,
+    }
+    kinds = kind if isinstance(kind, list) else [kind] if isinstance(kind, str) else []
+    if kinds and not any(checks[k](value) for k in kinds if k in checks):
+        return f"{path} should be {' or '.join(kinds)}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{path} should be one of {schema['enum']}"
+    if isinstance(value, dict):
+        for key in schema.get("required", ()):
+            if key not in value:
+                return f"{path} is missing required property {key!r}"
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value and isinstance(sub, Mapping):
+                problem = _schema_mismatch(value[key], sub, f"{path}.{key}")
+                if problem:
+                    return problem
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for i, item in enumerate(value):
+            problem = _schema_mismatch(item, schema["items"], f"{path}[{i}]")
+            if problem:
+                return problem
+    return None
+

@@ -1,0 +1,536 @@
+"""The user API: one Client with sync and async twins, whatever provider answers.
+
+The path of one call: validate input into a Request, resolve the model name to targets
+(primary + fallbacks), then for each target check capabilities and readiness, and run the
+adapter under the retry layer within one deadline. The client knows nothing of any SDK.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from fmclient import _validation
+from fmclient._stream import AsyncStream, Stream, StreamAssembler
+from fmclient.config import Settings, Target, load_settings
+from fmclient.errors import FMClientError
+from fmclient.providers import Provider, adapter_class
+from fmclient.providers.base import Capabilities
+from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
+from fmclient.types import Chunk, Completion, EmbedRequest, Embeddings, Request
+
+__all__ = ["Attempt", "Client"]
+
+T = TypeVar("T")
+
+# Providers that answer every model instead of the configured ones (fmclient.testing's mock).
+# A plain list, not a contextvar, so threads an app starts see the override too.
+_overrides: list[Provider] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One model tried during a call: who, and the error it ended with (None if it answered)."""
+
+    provider: str
+    model: str
+    error: FMClientError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Everything about one target that does not change between calls, resolved once."""
+
+    target: Target
+    provider: Provider
+    capabilities: Capabilities
+    policy: RetryPolicy
+    timeout: float | None
+
+
+class Client:
+    """A client for every configured provider. Build one and reuse it: SDK clients inside are
+    built once per provider and keep their connection pools.
+
+    Arguments override environment variables, which override the config file, which overrides
+    built-in defaults. ``providers`` and ``aliases`` take the same shape as the config file's
+    ``[providers.<name>]`` and ``[aliases]`` tables.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        embedding_model: str | None = None,
+        config_path: str | None = None,
+        providers: Mapping[str, Mapping[str, Any]] | None = None,
+        aliases: Mapping[str, str] | None = None,
+        fallbacks: Mapping[str, Sequence[str]] | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        max_retry_wait: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        overrides: dict[str, Any] = {
+            "default_model": model,
+            "default_embedding_model": embedding_model,
+            "max_retries": _validation.check_max_retries(max_retries),
+            "timeout": _validation.check_timeout(timeout),
+            "max_retry_wait": max_retry_wait,
+        }
+        if providers:
+            overrides["providers"] = {name: dict(table) for name, table in providers.items()}
+        if aliases:
+            overrides["aliases"] = dict(aliases)
+        if fallbacks:
+            overrides["fallbacks"] = {name: list(chain) for name, chain in fallbacks.items()}
+        self.settings: Settings = load_settings(env=env, config_path=config_path, overrides=overrides)
+        self._providers: dict[str, Provider] = {}
+        self._routes: dict[tuple[str, int | None], _Route] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<fmclient.Client default_model={self.settings.default_model!r}>"
+
+    # -- set-up, cached -------------------------------------------------------------------------
+    def provider(self, name: str) -> Provider:
+        """The adapter instance for a named provider, built on first use."""
+        found = self._providers.get(name)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._providers.get(name)
+            if found is None:
+                settings = self.settings.provider_settings(name)
+                found = adapter_class(settings.type)(settings)
+                self._providers[name] = found
+        return found
+
+    def resolve(self, model: str | None) -> Target:
+        return self.settings.resolve(model or self.settings.default_model)
+
+    def _route(self, name: str, max_retries: int | None) -> _Route:
+        key = (name, max_retries)
+        route = self._routes.get(key)
+        if _overrides:
+            # The mock answers: resolve the name (typos still fail) but build no real adapter.
+            mock = _overrides[-1]
+            target = route.target if route else self.settings.resolve(name)
+            return _Route(target, mock, mock.capabilities(target.model), self._policy(target, max_retries), None)
+        if route is None:
+            target = self.settings.resolve(name)
+            provider = self.provider(target.provider)
+            route = _Route(
+                target=target,
+                provider=provider,
+                capabilities=provider.capabilities(target.model),
+                policy=self._policy(target, max_retries),
+                timeout=self.settings.timeout_for(target.provider),
+            )
+            self._routes[key] = route
+        return route
+
+    def _policy(self, target: Target, max_retries: int | None) -> RetryPolicy:
+        retries = self.settings.max_retries_for(target.provider) if max_retries is None else max_retries
+        return RetryPolicy(max_retries=retries, max_retry_wait=self.settings.max_retry_wait)
+
+    def _routes_for(
+        self, model: str | None, fallbacks: Sequence[str] | None, max_retries: int | None
+    ) -> list[_Route]:
+        name = model or self.settings.default_model
+        if not isinstance(name, str):
+            raise TypeError(f"model must be a str, not {type(name).__name__}")
+        chain = self.settings.fallbacks.get(name, ()) if fallbacks is None else tuple(fallbacks)
+        # Every name is resolved now, so a typo in a fallback fails before any request.
+        return [self._route(n, max_retries) for n in (name, *chain)]
+
+    @staticmethod
+    def _model_id(route: _Route) -> str:
+        # The mock sees the full "provider/model" so app tests can assert where a call would go.
+        target = route.target
+        return f"{target.provider}/{target.model}" if _overrides else target.model
+
+    def _prepare(self, route: _Route, request: Request, *, streaming: bool) -> Request:
+        request = replace(request, model=self._model_id(route))
+        route.capabilities.check(request, provider=route.target.provider, streaming=streaming)
+        route.provider.check_ready(request.model)
+        return request
+
+    def _may_fall_back(self, error: FMClientError) -> bool:
+        if type(error).__name__ in self.settings.fallback_on:
+            return True
+        return any(cls.__name__ in self.settings.fallback_on for cls in type(error).__mro__) or error.retryable
+
+    def _deadline(self, timeout: float | None, first: _Route) -> Deadline:
+        return Deadline(_validation.check_timeout(timeout) if timeout is not None else first.timeout)
+
+    # -- complete ---------------------------------------------------------------------------------
+    def complete(
+        self,
+        prompt: Any,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        response_format: Any = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **provider_options: Any,
+    ) -> Completion:
+        """Ask a model and wait for the whole answer."""
+        request = _validation.build_request(
+            prompt, system=system, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+            stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format,
+            provider_options=provider_options,
+        )
+        routes = self._routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
+        deadline = self._deadline(timeout, routes[0])
+        attempts: list[Attempt] = []
+        for index, route in enumerate(routes):
+            try:
+                prepared = self._prepare(route, request, streaming=False)
+                adapter = route.provider
+
+                def attempt(left: float | None, adapter: Provider = adapter, prepared: Request = prepared) -> Completion:
+                    return _guard(adapter.complete, _with_timeout(prepared, left), route=route)
+
+                completion = call_with_retries(
+                    attempt, route.policy, deadline, provider=route.target.provider, model=route.target.model
+                )
+            except FMClientError as error:
+                attempts.append(Attempt(route.target.provider, route.target.model, error))
+                if index == len(routes) - 1 or not self._may_fall_back(error):
+                    error.attempts = attempts
+                    raise
+                continue
+            attempts.append(Attempt(route.target.provider, route.target.model))
+            return _finish(completion, request, attempts)
+        raise AssertionError("unreachable")
+
+    async def acomplete(
+        self,
+        prompt: Any,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        response_format: Any = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **provider_options: Any,
+    ) -> Completion:
+        """The async twin of :meth:`complete`."""
+        request = _validation.build_request(
+            prompt, system=system, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+            stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format,
+            provider_options=provider_options,
+        )
+        routes = self._routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
+        deadline = self._deadline(timeout, routes[0])
+        attempts: list[Attempt] = []
+        for index, route in enumerate(routes):
+            try:
+                prepared = self._prepare(route, request, streaming=False)
+                adapter = route.provider
+
+                async def attempt(left: float | None, adapter: Provider = adapter, prepared: Request = prepared) -> Completion:
+                    try:
+                        return await adapter.acomplete(_with_timeout(prepared, left))
+                    except FMClientError:
+                        raise
+                    except Exception as exc:
+                        raise _unexpected(exc, route) from exc
+
+                completion = await acall_with_retries(
+                    attempt, route.policy, deadline, provider=route.target.provider, model=route.target.model
+                )
+            except FMClientError as error:
+                attempts.append(Attempt(route.target.provider, route.target.model, error))
+                if index == len(routes) - 1 or not self._may_fall_back(error):
+                    error.attempts = attempts
+                    raise
+                continue
+            attempts.append(Attempt(route.target.provider, route.target.model))
+            return _finish(completion, request, attempts)
+        raise AssertionError("unreachable")
+
+    # -- stream -----------------------------------------------------------------------------------
+    def stream(
+        self,
+        prompt: Any,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        response_format: Any = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **provider_options: Any,
+    ) -> Stream:
+        """Stream the answer: iterate for chunks, then read ``.completion``.
+
+        Retries and fallbacks happen only before the first chunk reaches the caller; a failure
+        after that raises a typed error whose ``partial_text`` holds what was received.
+        """
+        request = _validation.build_request(
+            prompt, system=system, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+            stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format,
+            provider_options=provider_options,
+        )
+        routes = self._routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
+        prepared_first = self._prepare(routes[0], request, streaming=True)
+        deadline = self._deadline(timeout, routes[0])
+
+        def chunks(stream: Stream) -> Iterator[Chunk]:
+            attempts: list[Attempt] = []
+            for index, route in enumerate(routes):
+                try:
+                    prepared = prepared_first if index == 0 else self._prepare(route, request, streaming=True)
+                    adapter = route.provider
+
+                    def open_stream(
+                        left: float | None, adapter: Provider = adapter, prepared: Request = prepared
+                    ) -> tuple[Iterator[Chunk], Chunk | None]:
+                        iterator = _guard(adapter.stream, _with_timeout(prepared, left), route=route)
+                        return iterator, _guard(next, iterator, None, route=route)
+
+                    iterator, first = call_with_retries(
+                        open_stream, route.policy, deadline, provider=route.target.provider, model=route.target.model
+                    )
+                except FMClientError as error:
+                    attempts.append(Attempt(route.target.provider, route.target.model, error))
+                    if index == len(routes) - 1 or not self._may_fall_back(error):
+                        error.attempts = attempts
+                        raise
+                    continue
+                attempts.append(Attempt(route.target.provider, route.target.model))
+                assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
+                try:
+                    chunk = first
+                    while chunk is not None:
+                        assembler.add(chunk)
+                        yield chunk
+                        chunk = _guard(next, iterator, None, route=route)
+                except FMClientError as error:
+                    error.partial_text = assembler.text
+                    error.attempts = attempts
+                    raise
+                finally:
+                    close = getattr(iterator, "close", None)
+                    if close is not None:
+                        close()
+                stream._completion = _finish(_from_assembler(assembler, route), request, attempts)
+                return
+
+        return Stream(chunks)
+
+    def astream(
+        self,
+        prompt: Any,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        response_format: Any = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **provider_options: Any,
+    ) -> AsyncStream:
+        """The async twin of :meth:`stream`: ``async for chunk in client.astream(...)``."""
+        request = _validation.build_request(
+            prompt, system=system, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+            stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format,
+            provider_options=provider_options,
+        )
+        routes = self._routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
+        prepared_first = self._prepare(routes[0], request, streaming=True)
+        deadline = self._deadline(timeout, routes[0])
+
+        async def chunks(stream: AsyncStream) -> AsyncIterator[Chunk]:
+            attempts: list[Attempt] = []
+            for index, route in enumerate(routes):
+                try:
+                    prepared = prepared_first if index == 0 else self._prepare(route, request, streaming=True)
+                    adapter = route.provider
+
+                    async def open_stream(
+                        left: float | None, adapter: Provider = adapter, prepared: Request = prepared
+                    ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
+                        iterator = adapter.astream(_with_timeout(prepared, left))
+                        try:
+                            first = await iterator.__anext__()
+                        except StopAsyncIteration:
+                            return iterator, None
+                        except FMClientError:
+                            raise
+                        except Exception as exc:
+                            raise _unexpected(exc, route) from exc
+                        return iterator, first
+
+                    iterator, first = await acall_with_retries(
+                        open_stream, route.policy, deadline, provider=route.target.provider, model=route.target.model
+                    )
+                except FMClientError as error:
+                    attempts.append(Attempt(route.target.provider, route.target.model, error))
+                    if index == len(routes) - 1 or not self._may_fall_back(error):
+                        error.attempts = attempts
+                        raise
+                    continue
+                attempts.append(Attempt(route.target.provider, route.target.model))
+                assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
+                try:
+                    chunk = first
+                    while chunk is not None:
+                        assembler.add(chunk)
+                        yield chunk
+                        try:
+                            chunk = await iterator.__anext__()
+                        except StopAsyncIteration:
+                            chunk = None
+                        except FMClientError:
+                            raise
+                        except Exception as exc:
+                            raise _unexpected(exc, route) from exc
+                except FMClientError as error:
+                    error.partial_text = assembler.text
+                    error.attempts = attempts
+                    raise
+                finally:
+                    aclose = getattr(iterator, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+                stream._completion = _finish(_from_assembler(assembler, route), request, attempts)
+                return
+
+        return AsyncStream(chunks)
+
+    # -- embed -------------------------------------------------------------------------------------
+    def embed(
+        self,
+        texts: str | Sequence[str],
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        **provider_options: Any,
+    ) -> Embeddings:
+        """Embed texts; vectors come back in input order."""
+        request = _validation.build_embed_request(texts, provider_options=provider_options)
+        route = self._route(model or self.settings.default_embedding_model, _validation.check_max_retries(max_retries))
+        request = replace(request, model=self._model_id(route))
+        route.provider.check_ready(request.model)
+        deadline = self._deadline(timeout, route)
+
+        def attempt(left: float | None) -> Embeddings:
+            return _guard(route.provider.embed, replace(request, timeout=left), route=route)
+
+        return call_with_retries(attempt, route.policy, deadline, provider=route.target.provider, model=route.target.model)
+
+    async def aembed(
+        self,
+        texts: str | Sequence[str],
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        **provider_options: Any,
+    ) -> Embeddings:
+        """The async twin of :meth:`embed`."""
+        request = _validation.build_embed_request(texts, provider_options=provider_options)
+        route = self._route(model or self.settings.default_embedding_model, _validation.check_max_retries(max_retries))
+        request = replace(request, model=self._model_id(route))
+        route.provider.check_ready(request.model)
+        deadline = self._deadline(timeout, route)
+
+        async def attempt(left: float | None) -> Embeddings:
+            try:
+                return await route.provider.aembed(replace(request, timeout=left))
+            except FMClientError:
+                raise
+            except Exception as exc:
+                raise _unexpected(exc, route) from exc
+
+        return await acall_with_retries(attempt, route.policy, deadline, provider=route.target.provider, model=route.target.model)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        for provider in list(self._providers.values()):
+            provider.close()
+
+    async def aclose(self) -> None:
+        for provider in list(self._providers.values()):
+            await provider.aclose()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _with_timeout(request: Request, left: float | None) -> Request:
+    return request if left is None else replace(request, timeout=left)
+
+
+def _unexpected(exc: Exception, route: _Route) -> FMClientError:
+    # An adapter bug must still surface as an fmclient error: callers catch one hierarchy.
+    return FMClientError(
+        f"unexpected {type(exc).__name__} from the {route.target.provider} adapter: {exc}",
+        provider=route.target.provider,
+        model=route.target.model,
+    )
+
+
+def _guard(fn: Callable[..., T], *args: Any, route: _Route) -> T:
+    try:
+        return fn(*args)
+    except FMClientError:
+        raise
+    except Exception as exc:
+        raise _unexpected(exc, route) from exc
+
+
+def _from_assembler(assembler: StreamAssembler, route: _Route) -> Completion:
+    completion = assembler.completion()
+    if _overrides:
+        completion.provider = _overrides[-1].name
+    return completion
+
+
+def _finish(completion: Completion, request: Request, attempts: list[Attempt]) -> Completion:
+    completion.attempts = attempts
+    if request.response_format is not None and completion.parsed is None:
+        _validation.parse_structured(completion, request.response_format)
+    return completion

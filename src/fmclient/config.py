@@ -1,0 +1,381 @@
+"""Layered settings: call arguments > environment variables > TOML config file > built-in defaults.
+
+Loaded once when a :class:`~fmclient.Client` is built, never on the path of a model call.
+Every value remembers where it came from (``Settings.sources``) for ``fmclient config``.
+
+Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user config dir)::
+
+    default_model = "claude-sonnet"
+    max_retries = 3            # global; a provider table or a call can override it
+    timeout = 60               # seconds for a whole call, retries and fallbacks included
+
+    [aliases]
+    claude-sonnet = "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+    [providers.anthropic]
+    api_key_env = "WORK_ANTHROPIC_KEY"
+
+    [providers.local-vllm]     # an extra named provider on a shared adapter
+    type = "openai"
+    base_url = "http://127.0.0.1:8000/v1"
+
+    [fallbacks]
+    claude-sonnet = ["gpt-4o", "gemini-pro"]
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fmclient.errors import ConfigurationError
+from fmclient.providers import BUILTIN, ProviderSettings, known_types
+from fmclient.secret import Secret
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = ["Settings", "Target", "alias_env_name", "load_settings", "user_config_path"]
+
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "default_model",
+        "default_embedding_model",
+        "max_retries",
+        "timeout",
+        "max_retry_wait",
+        "aliases",
+        "providers",
+        "fallbacks",
+        "fallback_on",
+        "circuit_breaker",
+    }
+)
+PROVIDER_KEYS = frozenset(
+    {"type", "api_key", "api_key_env", "base_url", "timeout", "max_retries", "region", "profile", "options"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a model name leads: the named provider and the provider's own model id."""
+
+    provider: str
+    model: str
+    requested: str
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_model: str
+    default_embedding_model: str
+    aliases: Mapping[str, str]
+    providers: Mapping[str, ProviderSettings]
+    max_retries: int = 2
+    timeout: float | None = None
+    max_retry_wait: float = 60.0
+    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    fallback_on: frozenset[str] = frozenset()
+    circuit_breaker: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+    config_path: Path | None = None
+
+    def resolve(self, name: str) -> Target:
+        """Alias or ``provider/model-id`` -> :class:`Target`; unknown names raise at once."""
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError(f"model must be a non-empty string, got {name!r}")
+        seen: list[str] = []
+        current = name.strip()
+        while current in self.aliases:
+            if current in seen:
+                raise ConfigurationError(f"alias loop: {' -> '.join([*seen, current])}")
+            seen.append(current)
+            current = self.aliases[current]
+        provider, sep, model = current.partition("/")
+        if not sep or not model:
+            close = difflib.get_close_matches(current, list(self.aliases), n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ConfigurationError(
+                f"unknown model or alias {name!r}: name a model as 'provider/model-id' or use an "
+                f"alias ({', '.join(sorted(self.aliases))}){hint}"
+            )
+        if provider not in self.providers and provider not in known_types():
+            raise ConfigurationError(
+                f"unknown provider {provider!r} in model {name!r}; known providers: "
+                f"{', '.join(sorted({*self.providers, *known_types()}))}"
+            )
+        return Target(provider=provider, model=model, requested=name)
+
+    def provider_settings(self, name: str) -> ProviderSettings:
+        found = self.providers.get(name)
+        if found is not None:
+            return found
+        return ProviderSettings(name=name, type=name)
+
+    def max_retries_for(self, provider: str) -> int:
+        configured = self.provider_settings(provider).max_retries
+        return self.max_retries if configured is None else configured
+
+    def timeout_for(self, provider: str) -> float | None:
+        configured = self.provider_settings(provider).timeout
+        return self.timeout if configured is None else configured
+
+    def __repr__(self) -> str:
+        # ProviderSettings hold Secret keys, whose repr is redacted; nothing else is secret.
+        return (
+            f"Settings(default_model={self.default_model!r}, providers={sorted(self.providers)!r}, "
+            f"max_retries={self.max_retries!r}, timeout={self.timeout!r}, "
+            f"config_path={str(self.config_path) if self.config_path else None!r})"
+        )
+
+
+def alias_env_name(alias: str) -> str:
+    """``claude-sonnet`` -> ``FMCLIENT_ALIAS_CLAUDE_SONNET``."""
+    return "FMCLIENT_ALIAS_" + alias.upper().replace("-", "_").replace(".", "_")
+
+
+def user_config_path() -> Path:
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "fmclient" / "config.toml"
+
+
+def find_config_file(env: Mapping[str, str]) -> Path | None:
+    explicit = env.get("FMCLIENT_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(f"FMCLIENT_CONFIG points to {path}, which is not a file")
+        return path
+    for candidate in (Path.cwd() / "fmclient.toml", user_config_path()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc}") from exc
+
+
+def _number(value: Any, what: str, *, integer: bool = False, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value) if integer else float(value)
+        except ValueError:
+            raise ConfigurationError(f"{what} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ConfigurationError(f"{what} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if value < 0:
+        raise ConfigurationError(f"{what} must not be negative, got {value!r}")
+    return value
+
+
+def _provider_from_table(name: str, table: Any, where: str, base: ProviderSettings | None) -> ProviderSettings:
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{where}: [providers.{name}] must be a table")
+    options = dict(base.options) if base else {}
+    options.update(table.get("options", {}) or {})
+    generic: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "options":
+            continue
+        if key in PROVIDER_KEYS:
+            generic[key] = value
+        else:
+            # Adapter-specific settings (Vertex project, Bedrock worker count, GGUF path...):
+            # the adapter validates them when it is built, still before any request.
+            options[key] = value
+    type_name = generic.get("type") or (base.type if base else name)
+    if not isinstance(type_name, str):
+        raise ConfigurationError(f"{where}: providers.{name}.type must be a string")
+    if type_name not in BUILTIN and type_name not in known_types():
+        raise ConfigurationError(
+            f"{where}: providers.{name}.type {type_name!r} is not a known adapter type "
+            f"({', '.join(known_types())})"
+        )
+    for key in ("api_key_env", "base_url", "region", "profile"):
+        if key in generic and not isinstance(generic[key], str):
+            raise ConfigurationError(f"{where}: providers.{name}.{key} must be a string")
+    api_key = generic.get("api_key")
+    if api_key is not None and not isinstance(api_key, str):
+        raise ConfigurationError(f"{where}: providers.{name}.api_key must be a string")
+
+    def pick(key: str) -> Any:
+        return generic[key] if key in generic else (getattr(base, key) if base else None)
+
+    return ProviderSettings(
+        name=name,
+        type=type_name,
+        api_key=Secret(api_key) if api_key is not None else (base.api_key if base else None),
+        api_key_env=pick("api_key_env"),
+        base_url=pick("base_url"),
+        timeout=_number(pick("timeout"), f"providers.{name}.timeout", allow_none=True),
+        max_retries=_number(pick("max_retries"), f"providers.{name}.max_retries", integer=True, allow_none=True),
+        region=pick("region"),
+        profile=pick("profile"),
+        options=options,
+    )
+
+
+def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> None:
+    unknown = sorted(set(data) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown setting {', '.join(map(repr, unknown))}; "
+            f"known settings: {', '.join(sorted(TOP_LEVEL_KEYS))}"
+        )
+    sources: dict[str, str] = state["sources"]
+    for key in ("default_model", "default_embedding_model"):
+        if key in data:
+            if not isinstance(data[key], str) or not data[key]:
+                raise ConfigurationError(f"{where}: {key} must be a non-empty string")
+            state[key] = data[key]
+            sources[key] = where
+    if "max_retries" in data:
+        state["max_retries"] = _number(data["max_retries"], f"{where}: max_retries", integer=True)
+        sources["max_retries"] = where
+    for key in ("timeout", "max_retry_wait"):
+        if key in data:
+            state[key] = _number(data[key], f"{where}: {key}")
+            sources[key] = where
+    aliases = data.get("aliases", {})
+    if not isinstance(aliases, dict):
+        raise ConfigurationError(f"{where}: [aliases] must be a table")
+    for alias, target in aliases.items():
+        if not isinstance(target, str) or not target:
+            raise ConfigurationError(f"{where}: alias {alias!r} must map to a model name string")
+        state["aliases"][alias] = target
+        sources[f"aliases.{alias}"] = where
+    providers = data.get("providers", {})
+    if not isinstance(providers, dict):
+        raise ConfigurationError(f"{where}: [providers] must be a table")
+    for name, table in providers.items():
+        state["providers"][name] = _provider_from_table(name, table, where, state["providers"].get(name))
+        sources[f"providers.{name}"] = where
+    fallbacks = data.get("fallbacks", {})
+    if not isinstance(fallbacks, dict):
+        raise ConfigurationError(f"{where}: [fallbacks] must be a table")
+    for model, chain in fallbacks.items():
+        if not isinstance(chain, list) or not all(isinstance(m, str) and m for m in chain):
+            raise ConfigurationError(f"{where}: fallbacks.{model} must be a list of model names")
+        state["fallbacks"][model] = tuple(chain)
+        sources[f"fallbacks.{model}"] = where
+    if "fallback_on" in data:
+        value = data["fallback_on"]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigurationError(f"{where}: fallback_on must be a list of error class names")
+        state["fallback_on"] = frozenset(value)
+        sources["fallback_on"] = where
+    if "circuit_breaker" in data:
+        value = data["circuit_breaker"]
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"{where}: [circuit_breaker] must be a table")
+        state["circuit_breaker"] = dict(value)
+        sources["circuit_breaker"] = where
+
+
+def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for var, key in (
+        ("FMCLIENT_MODEL", "default_model"),
+        ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
+        ("FMCLIENT_MAX_RETRIES", "max_retries"),
+        ("FMCLIENT_TIMEOUT", "timeout"),
+        ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait"),
+    ):
+        if env.get(var):
+            data[key] = env[var]
+    by_env_name = {alias_env_name(a): a for a in aliases}
+    env_aliases = {}
+    for var, value in env.items():
+        if var.startswith("FMCLIENT_ALIAS_") and value:
+            alias = by_env_name.get(var) or var[len("FMCLIENT_ALIAS_") :].lower().replace("_", "-")
+            env_aliases[alias] = value
+    if env_aliases:
+        data["aliases"] = env_aliases
+    return data
+
+
+def load_settings(
+    *,
+    env: Mapping[str, str] | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the effective settings. ``overrides`` are call arguments (highest layer)."""
+    env = os.environ if env is None else env
+    state: dict[str, Any] = {
+        "default_model": "llama-local",
+        "default_embedding_model": "llama-local",
+        "max_retries": 2,
+        "timeout": None,
+        "max_retry_wait": 60.0,
+        "aliases": {},
+        "providers": {},
+        "fallbacks": {},
+        "fallback_on": frozenset(),
+        "circuit_breaker": {},
+        "sources": {},
+    }
+    _apply_layer(state, _read_toml(DEFAULTS_FILE), "default")
+
+    path = Path(config_path) if config_path is not None else find_config_file(env)
+    if path is not None:
+        if not path.is_file():
+            raise ConfigurationError(f"config file {path} does not exist")
+        _apply_layer(state, _read_toml(path), f"config file {path}")
+
+    env_data = _env_layer(env, state["aliases"])
+    if env_data:
+        _apply_layer(state, env_data, "environment")
+        # Name the exact variable in `fmclient config`, not just "environment".
+        for var, key in (("FMCLIENT_MODEL", "default_model"), ("FMCLIENT_TIMEOUT", "timeout"),
+                         ("FMCLIENT_MAX_RETRIES", "max_retries"),
+                         ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
+                         ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait")):
+            if key in env_data:
+                state["sources"][key] = f"env {var}"
+        for alias in env_data.get("aliases", {}):
+            state["sources"][f"aliases.{alias}"] = f"env {alias_env_name(alias)}"
+
+    if overrides:
+        _apply_layer(state, {k: v for k, v in overrides.items() if v is not None}, "argument")
+
+    return Settings(
+        default_model=state["default_model"],
+        default_embedding_model=state["default_embedding_model"],
+        aliases=dict(state["aliases"]),
+        providers=dict(state["providers"]),
+        max_retries=state["max_retries"],
+        timeout=state["timeout"],
+        max_retry_wait=state["max_retry_wait"],
+        fallbacks=dict(state["fallbacks"]),
+        fallback_on=state["fallback_on"],
+        circuit_breaker=dict(state["circuit_breaker"]),
+        sources=dict(state["sources"]),
+        config_path=path,
+    )

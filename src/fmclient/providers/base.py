@@ -1,0 +1,227 @@
+"""The adapter interface every provider module implements, and what they share.
+
+An adapter translates a normalised :class:`~fmclient.types.Request` into its SDK's call and the
+SDK's answer back into :class:`~fmclient.types.Completion` / :class:`~fmclient.types.Chunk`.
+It knows nothing of aliases, config files, retries or fallbacks: the client owns those. It must
+build its SDK client once (SDK retries off) and map every SDK exception to an fmclient error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fmclient.errors import ConfigurationError, UnsupportedFeatureError
+from fmclient.secret import Secret, register_secret
+from fmclient.types import Chunk, Completion, EmbedRequest, Embeddings, ImagePart, Request
+
+__all__ = [
+    "Capabilities",
+    "Provider",
+    "ProviderSettings",
+    "import_sdk",
+    "run_in_thread",
+]
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """Everything configuration says about one named provider.
+
+    ``name`` is what users write before the slash (``mistral/...``); ``type`` picks the adapter
+    (``openai`` for every OpenAI-compatible server). ``None`` means "not configured": the adapter
+    then lets its SDK apply its own standard environment variables and defaults.
+    """
+
+    name: str
+    type: str
+    api_key: Secret | None = None
+    api_key_env: str | None = None
+    base_url: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    region: str | None = None
+    profile: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolve_api_key(self, *standard_env: str) -> str | None:
+        """The key to use: explicit, else ``api_key_env``, else the SDK's standard variables."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        for var in (self.api_key_env, *standard_env):
+            if var and os.environ.get(var):
+                register_secret(os.environ[var])
+                return os.environ[var]
+        return None
+
+    def key_sources(self, *standard_env: str) -> str:
+        """Human text naming where a key would be looked for (for error messages)."""
+        names = [v for v in (self.api_key_env, *standard_env) if v]
+        return " or ".join(names) if names else "api_key in the config file"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What one model family accepts. The client checks a request against it before sending."""
+
+    chat: bool = True
+    streaming: bool = True
+    system: bool = True
+    tools: bool = True
+    images: bool = True
+    stop: bool = True
+    max_stop_sequences: int | None = None
+    temperature: bool = True
+    top_p: bool = True
+    structured_output: bool = True
+    embeddings: bool = False
+
+    def check(self, request: Request, *, provider: str, streaming: bool = False) -> None:
+        def refuse(what: str) -> UnsupportedFeatureError:
+            return UnsupportedFeatureError(
+                f"model {request.model!r} does not support {what}", provider=provider, model=request.model
+            )
+
+        if not self.chat:
+            raise refuse("chat completions (it is an embedding model)")
+        if streaming and not self.streaming:
+            raise refuse("streaming")
+        if request.system and not self.system:
+            raise refuse("a system prompt")
+        if request.tools and not self.tools:
+            raise refuse("tools")
+        if request.stop and not self.stop:
+            raise refuse("stop sequences")
+        if (
+            request.stop
+            and self.max_stop_sequences is not None
+            and len(request.stop) > self.max_stop_sequences
+        ):
+            raise refuse(f"more than {self.max_stop_sequences} stop sequences")
+        if request.temperature is not None and not self.temperature:
+            raise refuse("temperature")
+        if request.top_p is not None and not self.top_p:
+            raise refuse("top_p")
+        if request.response_format is not None and not self.structured_output:
+            raise refuse("structured output")
+        if not self.images:
+            for message in request.messages:
+                if not isinstance(message.content, str) and any(
+                    isinstance(p, ImagePart) for p in message.content
+                ):
+                    raise refuse("image input")
+
+
+class Provider:
+    """Base class of adapters. Subclasses override what their provider can do.
+
+    Sync methods are the primary path for SDKs without native async; the default async methods
+    run them in a bounded thread pool so an event loop is never blocked. Adapters whose SDK has
+    native async (openai, anthropic, google-genai, ollama) override the ``a*`` methods.
+    """
+
+    #: extra to name in "pip install fmclient[...]" when the SDK is missing
+    extra: str = ""
+    #: adapter-specific settings accepted in the provider's config table (``options``)
+    option_keys: frozenset[str] = frozenset()
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        unknown = sorted(set(settings.options) - self.option_keys)
+        if unknown:
+            accepted = ", ".join(sorted(self.option_keys)) or "none"
+            raise ConfigurationError(
+                f"unknown setting {', '.join(map(repr, unknown))} for provider {settings.name!r} "
+                f"(type {settings.type!r}); accepted adapter settings: {accepted}",
+                provider=settings.name,
+            )
+        self.settings = settings
+        self.name = settings.name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- checks made before any network call ------------------------------------------------
+    def capabilities(self, model: str) -> Capabilities:
+        return Capabilities()
+
+    def check_ready(self, model: str) -> None:
+        """Raise ConfigurationError if a call cannot be made (missing extra or key)."""
+
+    # -- calls -------------------------------------------------------------------------------
+    def complete(self, request: Request) -> Completion:
+        raise UnsupportedFeatureError(
+            "chat completions are not supported", provider=self.name, model=request.model
+        )
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        raise UnsupportedFeatureError("streaming is not supported", provider=self.name, model=request.model)
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        raise UnsupportedFeatureError("embeddings are not supported", provider=self.name, model=request.model)
+
+    async def acomplete(self, request: Request) -> Completion:
+        return await run_in_thread(self.complete, request)
+
+    async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        iterator = await run_in_thread(self.stream, request)
+        done = object()
+        while True:
+            item = await run_in_thread(next, iterator, done)
+            if item is done:
+                return
+            yield item
+
+    async def aembed(self, request: EmbedRequest) -> Embeddings:
+        return await run_in_thread(self.embed, request)
+
+    def close(self) -> None:
+        """Release connections. The client calls it on ``Client.close()``."""
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+MAX_THREADS = int(os.environ.get("FMCLIENT_MAX_THREADS", "16"))
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="fmclient")
+    return _pool
+
+
+async def run_in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking SDK work (boto3, llama.cpp) off the event loop, in one bounded pool."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_thread_pool(), fn, *args)
+
+
+def import_sdk(module: str, *, extra: str, provider: str) -> ModuleType:
+    """Import a provider SDK on first use, or say exactly which extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the {provider!r} provider needs the {module!r} package: "
+            f'pip install "fmclient[{extra}]"',
+            provider=provider,
+        ) from exc

@@ -1,0 +1,180 @@
+"""The one retry layer (tenacity): what is retried, how long to wait, and the whole-call deadline.
+
+SDK clients are built with their own retries off, so the attempts counted here are the requests
+the provider sees. Only errors marked ``retryable`` are retried (429, 408, 5xx, 529, connection
+failures, timeouts); never 400/401/403/404. A provider's ``Retry-After`` is honoured exactly; when
+it asks for longer than ``max_retry_wait`` (or longer than the deadline leaves), the error is
+raised at once instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from fmclient.errors import FMClientError, RequestTimeoutError
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+__all__ = ["Deadline", "RetryPolicy", "acall_with_retries", "call_with_retries"]
+
+T = TypeVar("T")
+log = logging.getLogger("fmclient")
+
+# Looked up at call time so tests (and fmclient.testing) can replace them with a fake clock.
+sleep: Callable[[float], None] = time.sleep
+
+
+async def _asyncio_sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+asleep: Callable[[float], Awaitable[None]] = _asyncio_sleep
+monotonic: Callable[[], float] = time.monotonic
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int = 2
+    initial_backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_retry_wait: float = 60.0
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with "equal jitter": half fixed, half random."""
+        ceiling = min(self.max_backoff, self.initial_backoff * (2 ** (attempt - 1)))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Deadline:
+    """The time left for a whole call, retries and fallbacks included."""
+
+    __slots__ = ("_end", "timeout")
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self._end = None if timeout is None else monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        if self._end is None:
+            return None
+        return self._end - monotonic()
+
+    def check(self, provider: str | None = None, model: str | None = None) -> float | None:
+        """Seconds left for the next attempt; raise if none are."""
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise RequestTimeoutError(
+                f"the call's deadline of {self.timeout:g}s was exceeded",
+                provider=provider,
+                model=model,
+                retryable=False,
+            )
+        return left
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, FMClientError) and exc.retryable
+
+
+class _Policy:
+    """tenacity hooks bound to one call: wait, stop and logging."""
+
+    __slots__ = ("deadline", "policy")
+
+    def __init__(self, policy: RetryPolicy, deadline: Deadline) -> None:
+        self.policy = policy
+        self.deadline = deadline
+
+    def wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after)
+        return self.policy.backoff(state.attempt_number)
+
+    def stop(self, state: RetryCallState) -> bool:
+        if state.attempt_number > self.policy.max_retries:
+            return True
+        upcoming = state.upcoming_sleep
+        if upcoming > self.policy.max_retry_wait:
+            log.info("not retrying: provider asked to wait %.1fs, over max_retry_wait", upcoming)
+            return True
+        left = self.deadline.remaining()
+        return left is not None and upcoming >= left
+
+    def before_sleep(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.info(
+            "retrying after %s (attempt %d of %d) in %.2fs: %s",
+            type(error).__name__,
+            state.attempt_number + 1,
+            self.policy.max_retries + 1,
+            state.upcoming_sleep,
+            error,
+        )
+
+
+def _sync_sleep(seconds: float) -> None:
+    sleep(seconds)
+
+
+async def _async_sleep(seconds: float) -> None:
+    await asleep(seconds)
+
+
+def call_with_retries(
+    attempt: Callable[[float | None], T],
+    policy: RetryPolicy,
+    deadline: Deadline,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+) -> T:
+    """Run ``attempt(time_left)`` until it succeeds, fails for good, or time runs out."""
+    # tenacity (and the asyncio it pulls in) loads on the first call, not on `import fmclient`.
+    from tenacity import Retrying, retry_if_exception
+
+    hooks = _Policy(policy, deadline)
+    retrying = Retrying(
+        stop=hooks.stop,
+        wait=hooks.wait,
+        retry=retry_if_exception(_is_retryable),
+        before_sleep=hooks.before_sleep,
+        sleep=_sync_sleep,
+        reraise=True,
+    )
+    return retrying(lambda: attempt(deadline.check(provider, model)))
+
+
+async def acall_with_retries(
+    attempt: Callable[[float | None], Awaitable[T]],
+    policy: RetryPolicy,
+    deadline: Deadline,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+) -> T:
+    from tenacity import AsyncRetrying, retry_if_exception
+
+    hooks = _Policy(policy, deadline)
+    retrying = AsyncRetrying(
+        stop=hooks.stop,
+        wait=hooks.wait,
+        retry=retry_if_exception(_is_retryable),
+        before_sleep=hooks.before_sleep,
+        sleep=_async_sleep,
+        reraise=True,
+    )
+
+    async def once() -> T:
+        return await attempt(deadline.check(provider, model))
+
+    return await retrying(once)

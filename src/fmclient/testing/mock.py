@@ -1,0 +1,323 @@
+"""A mock provider for app developers' unit tests: scripted replies, recorded requests, no network.
+
+Used as a context manager (or the ``fmclient_mock`` pytest fixture) it answers *every* model,
+so app code that calls ``complete(..., model="claude-sonnet")`` runs unchanged::
+
+    from fmclient.testing import MockProvider
+
+    def test_summary():
+        with MockProvider() as mock:
+            mock.add_reply("A short summary.")
+            assert summarise("long text") == "A short summary."
+            assert mock.requests[0].model == "anthropic/claude-sonnet-4-5"
+
+Scripted failures are raised as real fmclient errors and go through the real retry layer; while
+the mock is active, retry waits are recorded in ``mock.sleeps`` instead of slept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fmclient import retry
+from fmclient.errors import FMClientError, error_for_status
+from fmclient.providers.base import Capabilities, Provider, ProviderSettings
+from fmclient.types import (
+    Chunk,
+    Completion,
+    EmbedRequest,
+    Embeddings,
+    FinishReason,
+    Message,
+    Request,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = ["MockProvider"]
+
+ErrorSpec = type[FMClientError] | FMClientError | int
+
+
+@dataclass
+class _Reply:
+    text: str = ""
+    chunks: Sequence[str] | None = None
+    tool_calls: Sequence[ToolCall] = ()
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    error_after: int | None = None
+    error: ErrorSpec | None = None
+
+
+@dataclass
+class _Failure:
+    error: ErrorSpec
+    retry_after: float | None = None
+    message: str | None = None
+
+
+@dataclass
+class _Embedding:
+    vectors: Sequence[Sequence[float]] | None = None
+    failure: _Failure | None = None
+
+
+@dataclass
+class MockCall:
+    """One call the mock received: the request, and whether it was streamed or an embedding."""
+
+    request: Request | EmbedRequest
+    kind: str  # "complete", "stream" or "embed"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class MockProvider(Provider):
+    """Answers every model while active; scripts replies and failures; records requests."""
+
+    def __init__(
+        self,
+        settings: ProviderSettings | None = None,
+        *,
+        default_text: str = "mock response",
+        embedding_dimensions: int = 8,
+        real_sleep: bool = False,
+    ) -> None:
+        super().__init__(settings or ProviderSettings(name="mock", type="mock"))
+        self.default_text = default_text
+        self.embedding_dimensions = embedding_dimensions
+        self.real_sleep = real_sleep
+        self.calls: list[MockCall] = []
+        self.sleeps: list[float] = []
+        self._script: deque[_Reply | _Failure] = deque()
+        self._embeddings: deque[_Embedding] = deque()
+        self._responder: Callable[[Request], str | Completion] | None = None
+        self._lock = threading.Lock()
+        self._saved_sleep: tuple[Any, Any] | None = None
+
+    # -- scripting --------------------------------------------------------------------------
+    def add_reply(
+        self,
+        text: str = "",
+        *,
+        tool_calls: Sequence[ToolCall | Mapping[str, Any]] = (),
+        finish_reason: FinishReason | None = None,
+        usage: Usage | None = None,
+    ) -> MockProvider:
+        """Queue one reply (used by the next complete or stream call)."""
+        calls = tuple(_tool_call(c, i) for i, c in enumerate(tool_calls))
+        self._script.append(_Reply(text=text, tool_calls=calls, finish_reason=finish_reason, usage=usage))
+        return self
+
+    def add_tool_call(self, name: str, arguments: Mapping[str, Any] | None = None, *, id: str | None = None) -> MockProvider:
+        """Queue a reply that calls one tool."""
+        return self.add_reply(tool_calls=[{"id": id or f"call_{len(self._script)}", "name": name, "arguments": dict(arguments or {})}])
+
+    def add_stream(
+        self,
+        chunks: Sequence[str],
+        *,
+        finish_reason: FinishReason = "stop",
+        usage: Usage | None = None,
+        error_after: int | None = None,
+        error: ErrorSpec = FMClientError,
+    ) -> MockProvider:
+        """Queue a streamed reply in exactly these chunks; ``error_after=n`` fails after n chunks."""
+        self._script.append(
+            _Reply(
+                text="".join(chunks), chunks=list(chunks), finish_reason=finish_reason, usage=usage,
+                error_after=error_after, error=error if error_after is not None else None,
+            )
+        )
+        return self
+
+    def add_error(self, error: ErrorSpec, *, retry_after: float | None = None, message: str | None = None) -> MockProvider:
+        """Queue a failure: an fmclient error class or instance, or an HTTP status (429, 503...)."""
+        self._script.append(_Failure(error, retry_after, message))
+        return self
+
+    def add_embeddings(self, vectors: Sequence[Sequence[float]]) -> MockProvider:
+        self._embeddings.append(_Embedding(vectors=vectors))
+        return self
+
+    def add_embedding_error(self, error: ErrorSpec, *, retry_after: float | None = None) -> MockProvider:
+        self._embeddings.append(_Embedding(failure=_Failure(error, retry_after)))
+        return self
+
+    def respond_with(self, responder: Callable[[Request], str | Completion] | None) -> MockProvider:
+        """Answer with ``responder(request)`` whenever nothing is queued."""
+        self._responder = responder
+        return self
+
+    # -- inspection -------------------------------------------------------------------------
+    @property
+    def requests(self) -> list[Request]:
+        """Chat requests received, in order (embedding requests are in ``embed_requests``)."""
+        return [c.request for c in self.calls if isinstance(c.request, Request)]
+
+    @property
+    def embed_requests(self) -> list[EmbedRequest]:
+        return [c.request for c in self.calls if isinstance(c.request, EmbedRequest)]
+
+    @property
+    def last_request(self) -> Request:
+        if not self.requests:
+            raise AssertionError("the mock provider received no request")
+        return self.requests[-1]
+
+    @property
+    def pending(self) -> int:
+        """Scripted replies and failures not consumed yet."""
+        return len(self._script) + len(self._embeddings)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.sleeps.clear()
+            self._script.clear()
+            self._embeddings.clear()
+
+    # -- activation -------------------------------------------------------------------------
+    def __enter__(self) -> MockProvider:
+        from fmclient import client
+
+        client._overrides.append(self)
+        if not self.real_sleep:
+            self._saved_sleep = (retry.sleep, retry.asleep)
+            retry.sleep = self._record_sleep
+            retry.asleep = self._record_asleep
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from fmclient import client
+
+        if self in client._overrides:
+            client._overrides.remove(self)
+        if self._saved_sleep is not None:
+            retry.sleep, retry.asleep = self._saved_sleep
+            self._saved_sleep = None
+
+    def _record_sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+    async def _record_asleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+    # -- the Provider interface -------------------------------------------------------------
+    def capabilities(self, model: str) -> Capabilities:
+        return Capabilities(embeddings=True)
+
+    def _next(self, request: Request, kind: str) -> _Reply:
+        with self._lock:
+            self.calls.append(MockCall(request, kind))
+            item = self._script.popleft() if self._script else None
+        if isinstance(item, _Failure):
+            raise self._error(item, request.model)
+        if item is not None:
+            return item
+        if self._responder is not None:
+            answer = self._responder(request)
+            if isinstance(answer, Completion):
+                return _Reply(text=answer.text, tool_calls=answer.tool_calls, finish_reason=answer.finish_reason, usage=answer.usage)
+            return _Reply(text=str(answer))
+        return _Reply(text=self.default_text)
+
+    def _error(self, failure: _Failure, model: str) -> FMClientError:
+        spec = failure.error
+        if isinstance(spec, FMClientError):
+            error = spec
+            error.provider = error.provider or self.name
+            error.model = error.model or model
+        elif isinstance(spec, int):
+            error = error_for_status(spec, failure.message or f"mock HTTP {spec}", provider=self.name, model=model)
+        else:
+            error = spec(failure.message or f"mock {spec.__name__}", provider=self.name, model=model)
+        if failure.retry_after is not None:
+            error.retry_after = failure.retry_after
+        return error
+
+    @staticmethod
+    def _usage(request: Request, reply: _Reply, text: str) -> Usage:
+        if reply.usage is not None:
+            return reply.usage
+        prompt_words = sum(len(m.text.split()) for m in request.messages) + len((request.system or "").split())
+        return Usage(input_tokens=prompt_words, output_tokens=len(text.split()))
+
+    def complete(self, request: Request) -> Completion:
+        reply = self._next(request, "complete")
+        text = reply.text
+        if request.max_tokens is not None and reply.finish_reason is None:
+            words = text.split(" ")
+            if len(words) > request.max_tokens:
+                text = " ".join(words[: request.max_tokens])
+                reply = _Reply(text=text, tool_calls=reply.tool_calls, finish_reason="length", usage=reply.usage)
+        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        calls = list(reply.tool_calls)
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            usage=self._usage(request, reply, text),
+            model=request.model,
+            provider=self.name,
+            tool_calls=calls,
+            message=Message(role="assistant", content=text, tool_calls=tuple(calls)),
+            raw={"mock": True, "text": text},
+        )
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        reply = self._next(request, "stream")
+        pieces = list(reply.chunks) if reply.chunks is not None else _words(reply.text)
+        for index, piece in enumerate(pieces):
+            if reply.error_after is not None and index == reply.error_after:
+                assert reply.error is not None
+                raise self._error(_Failure(reply.error, message="mock stream broke off"), request.model)
+            yield Chunk(text=piece)
+        for index, call in enumerate(reply.tool_calls):
+            yield Chunk(tool_calls=(ToolCallDelta(index, call.id, call.name, _json(call.arguments)),))
+        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        yield Chunk(finish_reason=finish, usage=self._usage(request, reply, reply.text), model=request.model)
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        with self._lock:
+            self.calls.append(MockCall(request, "embed"))
+            item = self._embeddings.popleft() if self._embeddings else None
+        if item is not None and item.failure is not None:
+            raise self._error(item.failure, request.model)
+        if item is not None and item.vectors is not None:
+            vectors = [list(v) for v in item.vectors]
+        else:
+            vectors = [_pseudo_vector(t, self.embedding_dimensions) for t in request.texts]
+        tokens = sum(len(t.split()) for t in request.texts)
+        return Embeddings(vectors=vectors, usage=Usage(input_tokens=tokens), model=request.model, provider=self.name)
+
+
+def _words(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w + " " for w in words[:-1]] + [words[-1]] if text else []
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def _tool_call(value: ToolCall | Mapping[str, Any], index: int) -> ToolCall:
+    if isinstance(value, ToolCall):
+        return value
+    return ToolCall(id=str(value.get("id") or f"call_{index}"), name=str(value["name"]), arguments=dict(value.get("arguments") or {}))
+
+
+def _pseudo_vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector per text, so similar-text tests are repeatable."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [(digest[i % len(digest)] - 127.5) / 127.5 for i in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]

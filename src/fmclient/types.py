@@ -1,0 +1,362 @@
+"""Normalised types: what goes into a model call and what comes back, whatever the provider.
+
+Usage definition (the same for every provider, tested per adapter):
+
+* ``input_tokens``: every input token the provider processed for the call, cache reads and
+  cache writes included (Anthropic reports those separately; adapters add them up).
+* ``cached_input_tokens``: the part of ``input_tokens`` that was read from a prompt cache.
+* ``output_tokens``: generated tokens, reasoning/thinking tokens included.
+* ``total_tokens``: ``input_tokens + output_tokens``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+__all__ = [
+    "Chunk",
+    "Completion",
+    "EmbedRequest",
+    "Embeddings",
+    "FinishReason",
+    "ImagePart",
+    "Message",
+    "Part",
+    "Request",
+    "ResponseFormat",
+    "Role",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
+ROLES: frozenset[str] = frozenset(("system", "user", "assistant", "tool"))
+FINISH_REASONS: frozenset[str] = frozenset(("stop", "length", "tool_calls", "content_filter", "other"))
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image in a user message: inline bytes, or a URL the provider fetches itself.
+
+    Build one with :meth:`from_source` from bytes, a file path, an http(s) URL or a data URI.
+    """
+
+    data: bytes | None = None
+    url: str | None = None
+    media_type: str | None = None
+    type: Literal["image"] = "image"
+
+    @classmethod
+    def from_source(cls, source: bytes | str | os.PathLike[str], media_type: str | None = None) -> ImagePart:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            return cls(data=data, media_type=media_type or _sniff_image(data, "image bytes"))
+        if isinstance(source, os.PathLike):
+            return cls._from_path(Path(source), media_type)
+        if not isinstance(source, str):
+            raise TypeError(f"image must be bytes, a path, a URL or a data URI, not {type(source).__name__}")
+        if source.startswith("data:"):
+            header, sep, payload = source.partition(",")
+            if not sep or ";base64" not in header:
+                raise ValueError("image data URI must be base64-encoded: data:<type>;base64,<data>")
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"image data URI is not valid base64: {exc}") from None
+            declared = header[5:].split(";")[0] or None
+            return cls(data=data, media_type=media_type or _sniff_image(data, "image data URI") or declared)
+        if source.startswith(("http://", "https://")):
+            import mimetypes
+
+            guessed = mimetypes.guess_type(source.split("?")[0])[0]
+            return cls(url=source, media_type=media_type or guessed)
+        return cls._from_path(Path(source), media_type)
+
+    @classmethod
+    def _from_path(cls, path: Path, media_type: str | None) -> ImagePart:
+        if not path.is_file():
+            raise ValueError(f"image file not found: {path}")
+        data = path.read_bytes()
+        return cls(data=data, media_type=media_type or _sniff_image(data, f"image file {path}"))
+
+    @property
+    def base64_data(self) -> str:
+        if self.data is None:
+            raise ValueError("this image is a URL, it has no inline data")
+        return base64.b64encode(self.data).decode("ascii")
+
+    @property
+    def data_uri(self) -> str:
+        if self.data is None:
+            assert self.url is not None
+            return self.url
+        return f"data:{self.media_type or 'application/octet-stream'};base64,{self.base64_data}"
+
+    def __repr__(self) -> str:
+        what = f"url={self.url!r}" if self.url else f"data=<{len(self.data or b'')} bytes>"
+        return f"ImagePart({what}, media_type={self.media_type!r})"
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def _sniff_image(data: bytes, what: str) -> str:
+    for magic, media_type in _MAGIC:
+        if data.startswith(magic):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    raise ValueError(f"{what} is not a PNG, JPEG, GIF or WebP image")
+
+
+Part = Union[TextPart, ImagePart]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation.
+
+    ``provider_state`` carries what a provider needs back on the next turn (Anthropic thinking
+    blocks, Gemini thought signatures), keyed by provider name; adapters read only their own key.
+    """
+
+    role: Role
+    content: str | tuple[Part, ...] = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    provider_state: Mapping[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        if isinstance(self.content, str):
+            return (TextPart(self.content),) if self.content else ()
+        return self.content
+
+    @classmethod
+    def user(cls, content: str | Sequence[Any]) -> Message:
+        from fmclient._validation import message_from_input
+
+        return message_from_input({"role": "user", "content": content}, 0)
+
+    @classmethod
+    def tool_result(cls, tool_call_id: str, content: Any, *, name: str | None = None) -> Message:
+        text = content if isinstance(content, str) else json.dumps(content)
+        return cls(role="tool", content=text, tool_call_id=tool_call_id, name=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role}
+        if isinstance(self.content, str):
+            out["content"] = self.content
+        else:
+            out["content"] = [
+                {"type": "text", "text": p.text}
+                if isinstance(p, TextPart)
+                else {"type": "image", "url": p.url, "media_type": p.media_type}
+                if p.url
+                else {"type": "image", "media_type": p.media_type, "bytes": len(p.data or b"")}
+                for p in self.content
+            ]
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call: a name, a description and JSON Schema parameters."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """Structured output: a JSON Schema, and the Pydantic model it came from, if any."""
+
+    name: str
+    schema: Mapping[str, Any]
+    model: Any = None  # a pydantic.BaseModel subclass, when the caller passed one
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A normalised chat request: what every adapter translates into its SDK's call.
+
+    ``system`` holds every leading system message; ``messages`` never contain the system role.
+    ``tool_choice`` is ``"auto"``, ``"none"``, ``"required"`` or the name of one of ``tools``.
+    ``timeout`` is the time this attempt may take (the client turns its deadline into it).
+    """
+
+    model: str
+    messages: tuple[Message, ...]
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | None = None
+    response_format: ResponseFormat | None = None
+    timeout: float | None = None
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedRequest:
+    model: str
+    texts: tuple[str, ...]
+    timeout: float | None = None
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts; see the module docstring for the one definition every adapter follows."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+        }
+
+
+@dataclass(slots=True)
+class Completion:
+    """A model's answer, the same shape whatever provider produced it."""
+
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    model: str
+    provider: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    message: Message = field(default_factory=lambda: Message(role="assistant"))
+    parsed: Any = None
+    raw: Any = field(default=None, repr=False)
+    # One record per model tried when fallbacks were involved (see fmclient.fallback).
+    attempts: list[Any] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        parsed = self.parsed
+        if parsed is not None and hasattr(parsed, "model_dump"):
+            parsed = parsed.model_dump(mode="json")
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage.to_dict(),
+            "model": self.model,
+            "provider": self.provider,
+            "tool_calls": [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls
+            ],
+            "message": self.message.to_dict(),
+            "parsed": parsed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call. ``index`` identifies the call across deltas; ``id`` and
+    ``name`` arrive once, ``arguments`` is a JSON fragment to concatenate."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One streamed event. ``text`` is the delta (possibly empty). The last chunk of a stream
+    carries ``finish_reason`` and ``usage``; ``provider_state`` (if any) is attached to the
+    assembled message."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    provider_state: Mapping[str, Any] | None = None
+    raw: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """Vectors in the same order as the input texts."""
+
+    vectors: list[list[float]]
+    usage: Usage
+    model: str
+    provider: str
+    raw: Any = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def __getitem__(self, index: int) -> list[float]:
+        return self.vectors[index]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.vectors)
