@@ -1,0 +1,180 @@
+"""Configuration layers, aliases and model resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fmclient import Client, ConfigurationError
+from fmclient.config import alias_env_name, load_settings
+
+SHIPPED_ALIASES = [
+    "claude-sonnet", "claude-haiku", "claude-opus", "gpt-4o", "gpt-4o-mini", "o3", "gemini-pro",
+    "gemini-flash", "titan-text", "titan-embed", "llama-local", "llama-3", "mistral-large",
+]
+
+
+def test_fresh_user_gets_the_embedded_local_model() -> None:
+    settings = load_settings(env={})
+    target = settings.resolve(settings.default_model)
+    assert (target.provider, target.model) == ("llamacpp", "smollm2-135m-instruct")
+    assert settings.sources["default_model"] == "default"
+
+
+@pytest.mark.parametrize("alias", SHIPPED_ALIASES)
+def test_every_shipped_alias_resolves_to_a_provider(alias: str) -> None:
+    target = load_settings(env={}).resolve(alias)
+    assert target.provider in {"anthropic", "openai", "gemini", "bedrock", "llamacpp", "ollama", "mistral"}
+    assert target.model and target.requested == alias
+
+
+def test_mistral_large_goes_to_the_builtin_openai_compatible_provider() -> None:
+    settings = load_settings(env={})
+    assert settings.resolve("mistral-large").provider == "mistral"
+    mistral = settings.provider_settings("mistral")
+    assert (mistral.type, mistral.api_key_env) == ("openai", "MISTRAL_API_KEY")
+    assert mistral.base_url == "https://api.mistral.ai/v1"
+
+
+def test_alias_env_var_name() -> None:
+    assert alias_env_name("claude-sonnet") == "FMCLIENT_ALIAS_CLAUDE_SONNET"
+    assert alias_env_name("gpt-4o-mini") == "FMCLIENT_ALIAS_GPT_4O_MINI"
+    assert alias_env_name("gemini-2.5") == "FMCLIENT_ALIAS_GEMINI_2_5"
+
+
+def test_env_var_repoints_one_alias_and_leaves_the_others() -> None:
+    env = {"FMCLIENT_ALIAS_CLAUDE_SONNET": "bedrock/anthropic.claude-sonnet-4-5-v1:0"}
+    settings = load_settings(env=env)
+    assert str(settings.resolve("claude-sonnet")) == "bedrock/anthropic.claude-sonnet-4-5-v1:0"
+    assert settings.resolve("claude-haiku").provider == "anthropic"
+    assert settings.sources["aliases.claude-sonnet"] == "env FMCLIENT_ALIAS_CLAUDE_SONNET"
+
+
+def test_env_alias_for_a_new_name_defines_it() -> None:
+    settings = load_settings(env={"FMCLIENT_ALIAS_MY_MODEL": "openai/gpt-4.1"})
+    assert str(settings.resolve("my-model")) == "openai/gpt-4.1"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_precedence_argument_over_env_over_file_over_default(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", 'default_model = "gpt-4o"\nmax_retries = 5\ntimeout = 30\n')
+    only_file = load_settings(env={"FMCLIENT_CONFIG": str(config)})
+    assert (only_file.default_model, only_file.max_retries, only_file.timeout) == ("gpt-4o", 5, 30)
+    assert only_file.sources["default_model"] == f"config file {config}"
+
+    env = {"FMCLIENT_CONFIG": str(config), "FMCLIENT_MODEL": "gemini-pro", "FMCLIENT_MAX_RETRIES": "1"}
+    with_env = load_settings(env=env)
+    assert (with_env.default_model, with_env.max_retries, with_env.timeout) == ("gemini-pro", 1, 30)
+    assert with_env.sources["default_model"] == "env FMCLIENT_MODEL"
+
+    with_args = load_settings(env=env, overrides={"default_model": "o3", "timeout": 5})
+    assert (with_args.default_model, with_args.max_retries, with_args.timeout) == ("o3", 1, 5)
+    assert with_args.sources["default_model"] == "argument"
+
+
+def test_config_file_in_cwd_then_user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    user = tmp_path / "xdg" / "fmclient" / "config.toml"
+    user.parent.mkdir(parents=True)
+    write(user, 'default_model = "claude-haiku"\n')
+    assert load_settings().default_model == "claude-haiku"
+    write(tmp_path / "fmclient.toml", 'default_model = "gpt-4o-mini"\n')
+    assert load_settings().default_model == "gpt-4o-mini"  # ./fmclient.toml wins over the user dir
+
+
+def test_config_defines_named_openai_compatible_provider_and_options(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.toml",
+        """
+[aliases]
+local = "my-vllm/meta-llama/Llama-3.1-8B-Instruct"
+
+[providers.my-vllm]
+type = "openai"
+base_url = "http://127.0.0.1:8000/v1"
+api_key_env = "VLLM_KEY"
+timeout = 12
+max_retries = 4
+
+[providers.anthropic]
+api_key_env = "WORK_KEY"
+""",
+    )
+    settings = load_settings(config_path=config, env={})
+    target = settings.resolve("local")
+    assert (target.provider, target.model) == ("my-vllm", "meta-llama/Llama-3.1-8B-Instruct")
+    vllm = settings.provider_settings("my-vllm")
+    assert (vllm.type, vllm.base_url, vllm.api_key_env, vllm.timeout) == ("openai", "http://127.0.0.1:8000/v1", "VLLM_KEY", 12)
+    assert settings.max_retries_for("my-vllm") == 4
+    assert settings.max_retries_for("anthropic") == settings.max_retries
+    assert settings.provider_settings("anthropic").api_key_env == "WORK_KEY"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("default_model = \n", "not valid TOML"),
+        ("defualt_model = 'x'\n", "unknown setting 'defualt_model'"),
+        ("[providers.x]\ntype = 'nope'\n", "not a known adapter type"),
+        ("max_retries = 'many'\n", "max_retries must be a number"),
+        ("max_retries = -1\n", "must not be negative"),
+        ("[aliases]\nfoo = 3\n", "alias 'foo' must map"),
+        ("[fallbacks]\ngpt-4o = 'claude'\n", "must be a list"),
+    ],
+)
+def test_bad_config_file_is_a_clear_configuration_error(tmp_path: Path, text: str, message: str) -> None:
+    config = write(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(config_path=config, env={})
+
+
+def test_fmclient_config_pointing_nowhere_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="FMCLIENT_CONFIG"):
+        load_settings(env={"FMCLIENT_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_bad_env_number_is_an_error() -> None:
+    with pytest.raises(ConfigurationError, match="timeout"):
+        load_settings(env={"FMCLIENT_TIMEOUT": "soon"})
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("claude-sonet", "did you mean 'claude-sonnet'"),
+        ("nosuchprovider/model", "unknown provider 'nosuchprovider'"),
+        ("", "non-empty"),
+        ("anthropic/", "unknown model or alias"),
+    ],
+)
+def test_unknown_model_names_fail_with_a_hint(name: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(env={}).resolve(name)
+
+
+def test_alias_loop_is_detected() -> None:
+    settings = load_settings(env={}, overrides={"aliases": {"a": "b", "b": "a"}})
+    with pytest.raises(ConfigurationError, match="alias loop"):
+        settings.resolve("a")
+
+
+def test_alias_can_point_to_another_alias() -> None:
+    settings = load_settings(env={}, overrides={"aliases": {"work-model": "claude-haiku"}})
+    assert settings.resolve("work-model").provider == "anthropic"
+
+
+def test_unknown_adapter_option_is_rejected_when_the_provider_is_built() -> None:
+    client = Client(providers={"fake": {"type": "mock", "colour": "blue"}})
+    with pytest.raises(ConfigurationError, match="unknown setting 'colour'"):
+        client.provider("fake")
+
+
+def test_settings_repr_never_shows_a_key() -> None:
+    client = Client(providers={"anthropic": {"api_key": "sk-ant-very-secret-value"}})
+    text = repr(client.settings) + repr(client.settings.providers) + repr(client)
+    assert "very-secret" not in text
+    assert "**********" in repr(client.settings.providers["anthropic"].api_key)
