@@ -10,8 +10,19 @@ from fmclient import Client, ConfigurationError
 from fmclient.config import alias_env_name, load_settings
 
 SHIPPED_ALIASES = [
-    "claude-sonnet", "claude-haiku", "claude-opus", "gpt-4o", "gpt-4o-mini", "o3", "gemini-pro",
-    "gemini-flash", "titan-text", "titan-embed", "llama-local", "llama-3", "mistral-large",
+    "claude-sonnet",
+    "claude-haiku",
+    "claude-opus",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "o3",
+    "gemini-pro",
+    "gemini-flash",
+    "titan-text",
+    "titan-embed",
+    "llama-local",
+    "llama-3",
+    "mistral-large",
 ]
 
 
@@ -108,7 +119,12 @@ api_key_env = "WORK_KEY"
     target = settings.resolve("local")
     assert (target.provider, target.model) == ("my-vllm", "meta-llama/Llama-3.1-8B-Instruct")
     vllm = settings.provider_settings("my-vllm")
-    assert (vllm.type, vllm.base_url, vllm.api_key_env, vllm.timeout) == ("openai", "http://127.0.0.1:8000/v1", "VLLM_KEY", 12)
+    assert (vllm.type, vllm.base_url, vllm.api_key_env, vllm.timeout) == (
+        "openai",
+        "http://127.0.0.1:8000/v1",
+        "VLLM_KEY",
+        12,
+    )
     assert settings.max_retries_for("my-vllm") == 4
     assert settings.max_retries_for("anthropic") == settings.max_retries
     assert settings.provider_settings("anthropic").api_key_env == "WORK_KEY"

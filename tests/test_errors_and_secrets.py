@@ -15,9 +15,18 @@ from fmclient.secret import Secret
 from fmclient.testing import MockProvider
 
 ALL_ERRORS = [
-    "ConfigurationError", "AuthenticationError", "PermissionDeniedError", "RateLimitError",
-    "ServiceUnavailableError", "RequestTimeoutError", "APIConnectionError", "BadRequestError",
-    "ContextWindowExceededError", "ContentFilterError", "ModelNotFoundError", "UnsupportedFeatureError",
+    "ConfigurationError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "RequestTimeoutError",
+    "APIConnectionError",
+    "BadRequestError",
+    "ContextWindowExceededError",
+    "ContentFilterError",
+    "ModelNotFoundError",
+    "UnsupportedFeatureError",
     "StructuredOutputError",
 ]
 

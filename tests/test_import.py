@@ -5,14 +5,23 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ["anthropic", "openai", "google.genai", "boto3", "botocore", "ollama", "llama_cpp", "pydantic", "httpx", "httpx2", "tenacity"]
+HEAVY = [
+    "anthropic",
+    "openai",
+    "google.genai",
+    "boto3",
+    "botocore",
+    "ollama",
+    "llama_cpp",
+    "pydantic",
+    "httpx",
+    "httpx2",
+    "tenacity",
+]
 
 
 def test_import_fmclient_imports_no_provider_sdk() -> None:
-    code = (
-        "import sys, fmclient, fmclient.testing\n"
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    )
+    code = f"import sys, fmclient, fmclient.testing\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
@@ -20,7 +29,19 @@ def test_import_fmclient_imports_no_provider_sdk() -> None:
 def test_public_api_names() -> None:
     import fmclient
 
-    for name in ("Client", "complete", "acomplete", "stream", "astream", "embed", "aembed", "Completion", "Message", "Usage", "ToolCall"):
+    for name in (
+        "Client",
+        "complete",
+        "acomplete",
+        "stream",
+        "astream",
+        "embed",
+        "aembed",
+        "Completion",
+        "Message",
+        "Usage",
+        "ToolCall",
+    ):
         assert hasattr(fmclient, name), name
     client = fmclient.Client()
     for method in ("complete", "acomplete", "stream", "astream", "embed", "aembed"):

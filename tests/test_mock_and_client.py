@@ -82,7 +82,11 @@ def test_tool_call_round_trip() -> None:
 
 
 def test_structured_output_with_a_json_schema() -> None:
-    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"]}
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
     with MockProvider() as mock:
         mock.add_reply(json.dumps({"name": "Ada", "age": 36}))
         reply = Client().complete("who?", model="gpt-4o", response_format=schema)
@@ -201,7 +205,10 @@ def test_switching_provider_by_env_var_needs_no_code_change(monkeypatch: pytest.
         summarise_with.complete("x", model="claude-sonnet")
         monkeypatch.setenv("FMCLIENT_ALIAS_CLAUDE_SONNET", "bedrock/anthropic.claude-sonnet-4-5-v1:0")
         Client().complete("x", model="claude-sonnet")
-    assert [r.model for r in mock.requests] == ["anthropic/claude-sonnet-4-5", "bedrock/anthropic.claude-sonnet-4-5-v1:0"]
+    assert [r.model for r in mock.requests] == [
+        "anthropic/claude-sonnet-4-5",
+        "bedrock/anthropic.claude-sonnet-4-5-v1:0",
+    ]
 
 
 def test_errors_from_the_mock_carry_provider_model_and_flags() -> None:
@@ -218,7 +225,10 @@ def test_mock_is_thread_safe_and_visible_from_threads() -> None:
     results: list[str] = []
     client = Client()
     with MockProvider(default_text="t") as mock:
-        threads = [threading.Thread(target=lambda: results.append(client.complete("hi", model="gpt-4o").text)) for _ in range(8)]
+        threads = [
+            threading.Thread(target=lambda: results.append(client.complete("hi", model="gpt-4o").text))
+            for _ in range(8)
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -30,11 +30,19 @@ PNG = base64.b64decode(
         ({"prompt": [{"role": "user", "content": ""}]}, ValueError, r"messages\[0\].content must not be empty"),
         ({"prompt": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, TypeError, r"content\[0\].text"),
         ({"prompt": [{"role": "user", "content": [{"type": "video"}]}]}, ValueError, "must be 'text' or 'image'"),
-        ({"prompt": [{"role": "user", "content": [{"type": "image", "image": b"not an image"}]}]}, ValueError, "not a PNG"),
+        (
+            {"prompt": [{"role": "user", "content": [{"type": "image", "image": b"not an image"}]}]},
+            ValueError,
+            "not a PNG",
+        ),
         ({"prompt": [{"role": "tool", "content": "42"}]}, ValueError, "tool_call_id"),
         ({"prompt": [{"role": "user", "content": "hi", "colour": 1}]}, ValueError, "unknown keys"),
         ({"prompt": [{"role": "system", "content": "be brief"}]}, ValueError, "at least one user"),
-        ({"prompt": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]}, ValueError, "system message must come before"),
+        (
+            {"prompt": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]},
+            ValueError,
+            "system message must come before",
+        ),
         ({"prompt": "hi", "system": 5}, TypeError, "system must be a str"),
         ({"prompt": "hi", "max_tokens": -1}, ValueError, "max_tokens must be positive"),
         ({"prompt": "hi", "max_tokens": 0}, ValueError, "max_tokens must be positive"),
@@ -47,7 +55,11 @@ PNG = base64.b64decode(
         ({"prompt": "hi", "stop": [""]}, ValueError, r"stop\[0\] must not be empty"),
         ({"prompt": "hi", "stop": [1]}, TypeError, r"stop\[0\] must be a str"),
         ({"prompt": "hi", "tools": "search"}, TypeError, "tools must be a list"),
-        ({"prompt": "hi", "tools": [{"name": "f", "parameters": {"type": "banana"}}]}, ValueError, "not a JSON Schema type"),
+        (
+            {"prompt": "hi", "tools": [{"name": "f", "parameters": {"type": "banana"}}]},
+            ValueError,
+            "not a JSON Schema type",
+        ),
         ({"prompt": "hi", "tools": [{"name": "f", "parameters": "string"}]}, TypeError, "must be a JSON Schema dict"),
         ({"prompt": "hi", "tools": [{"name": "f", "parameters": {"type": "string"}}]}, ValueError, "type 'object'"),
         ({"prompt": "hi", "tools": [{"name": "bad name!"}]}, ValueError, "tool name"),
@@ -72,7 +84,12 @@ def test_bad_input_is_refused_before_any_request(kwargs: dict[str, Any], error: 
 
 @pytest.mark.parametrize(
     ("texts", "error", "message"),
-    [([], ValueError, "texts must not be empty"), ([""], ValueError, r"texts\[0\]"), ([1], TypeError, r"texts\[0\] must be a str"), (5, TypeError, "texts must be")],
+    [
+        ([], ValueError, "texts must not be empty"),
+        ([""], ValueError, r"texts\[0\]"),
+        ([1], TypeError, r"texts\[0\] must be a str"),
+        (5, TypeError, "texts must be"),
+    ],
 )
 def test_bad_embed_input(texts: Any, error: type[Exception], message: str) -> None:
     with MockProvider() as mock, pytest.raises(error, match=message):
@@ -96,7 +113,11 @@ def test_system_messages_are_gathered_and_tool_results_named() -> None:
         [
             {"role": "system", "content": "be brief"},
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "weather", "arguments": '{"city": "Oslo"}'}]},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"id": "c1", "name": "weather", "arguments": '{"city": "Oslo"}'}],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": {"temp": 3}},
         ],
         system="answer in English",

@@ -86,7 +86,9 @@ def build_request(
     )
 
 
-def build_embed_request(texts: Any, *, timeout: Any = None, provider_options: Mapping[str, Any] | None = None) -> EmbedRequest:
+def build_embed_request(
+    texts: Any, *, timeout: Any = None, provider_options: Mapping[str, Any] | None = None
+) -> EmbedRequest:
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, Sequence) or isinstance(texts, (bytes, bytearray)):
@@ -206,7 +208,7 @@ def _tool_call(value: Any, where: str) -> ToolCall:
         return value
     if not isinstance(value, Mapping):
         raise TypeError(f"{where} must be a dict or ToolCall")
-    function = value.get("function") if isinstance(value.get("function"), Mapping) else value
+    function: Mapping[str, Any] = value["function"] if isinstance(value.get("function"), Mapping) else value
     name = function.get("name")
     arguments = function.get("arguments", {})
     if isinstance(arguments, str):
@@ -354,16 +356,21 @@ def check_json_schema(schema: Any, where: str) -> None:
         for key, sub in properties.items():
             check_json_schema(sub, f"{where}.properties.{key}")
     required = schema.get("required")
-    if required is not None and (
-        not isinstance(required, list) or not all(isinstance(r, str) for r in required)
-    ):
+    if required is not None and (not isinstance(required, list) or not all(isinstance(r, str) for r in required)):
         raise ValueError(f"{where}.required must be a list of property names")
     items = schema.get("items")
     if isinstance(items, Mapping):
         check_json_schema(items, f"{where}.items")
 
 
-_PY_TO_JSON: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}
+_PY_TO_JSON: dict[Any, str] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    dict: "object",
+    list: "array",
+}
 
 
 def _annotation_schema(annotation: Any) -> dict[str, Any]:
@@ -379,10 +386,10 @@ def _annotation_schema(annotation: Any) -> dict[str, Any]:
         values = list(typing.get_args(annotation))
         return {"enum": values}
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return _annotation_schema(args[0])
-        return {"anyOf": [_annotation_schema(a) for a in args]}
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return _annotation_schema(members[0])
+        return {"anyOf": [_annotation_schema(a) for a in members]}
     if hasattr(annotation, "model_json_schema"):
         return dict(annotation.model_json_schema())
     return {}
@@ -415,7 +422,7 @@ def _tool_choice(value: Any, tools: tuple[Tool, ...]) -> str | None:
     if value is None:
         return None
     if isinstance(value, Mapping):
-        inner = value.get("function") if isinstance(value.get("function"), Mapping) else value
+        inner: Mapping[str, Any] = value["function"] if isinstance(value.get("function"), Mapping) else value
         value = inner.get("name")
     if not isinstance(value, str):
         raise TypeError("tool_choice must be 'auto', 'none', 'required' or a tool name")
@@ -424,9 +431,7 @@ def _tool_choice(value: Any, tools: tuple[Tool, ...]) -> str | None:
             raise ValueError("tool_choice='required' needs tools")
         return value
     if value not in {t.name for t in tools}:
-        raise ValueError(
-            f"tool_choice {value!r} is not 'auto', 'none', 'required' or the name of one of the tools"
-        )
+        raise ValueError(f"tool_choice {value!r} is not 'auto', 'none', 'required' or the name of one of the tools")
     return value
 
 
@@ -510,4 +515,3 @@ def _schema_mismatch(value: Any, schema: Mapping[str, Any], path: str) -> str | 
             if problem:
                 return problem
     return None
-

@@ -8,7 +8,7 @@ adapter under the retry layer within one deadline. The client knows nothing of a
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ from fmclient.errors import FMClientError
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
-from fmclient.types import Chunk, Completion, EmbedRequest, Embeddings, Request
+from fmclient.types import Chunk, Completion, Embeddings, Request
 
 __all__ = ["Attempt", "Client"]
 
@@ -48,6 +48,10 @@ class _Route:
     capabilities: Capabilities
     policy: RetryPolicy
     timeout: float | None
+
+    @property
+    def where(self) -> dict[str, str]:
+        return {"provider": self.target.provider, "model": self.target.model}
 
 
 class Client:
@@ -136,9 +140,7 @@ class Client:
         retries = self.settings.max_retries_for(target.provider) if max_retries is None else max_retries
         return RetryPolicy(max_retries=retries, max_retry_wait=self.settings.max_retry_wait)
 
-    def _routes_for(
-        self, model: str | None, fallbacks: Sequence[str] | None, max_retries: int | None
-    ) -> list[_Route]:
+    def _routes_for(self, model: str | None, fallbacks: Sequence[str] | None, max_retries: int | None) -> list[_Route]:
         name = model or self.settings.default_model
         if not isinstance(name, str):
             raise TypeError(f"model must be a str, not {type(name).__name__}")
@@ -166,7 +168,25 @@ class Client:
     def _deadline(self, timeout: float | None, first: _Route) -> Deadline:
         return Deadline(_validation.check_timeout(timeout) if timeout is not None else first.timeout)
 
-    # -- complete ---------------------------------------------------------------------------------
+    # -- complete and stream ------------------------------------------------------------------
+    def _call(
+        self,
+        prompt: Any,
+        model: str | None,
+        fallbacks: Sequence[str] | None,
+        max_retries: int | None,
+        timeout: float | None,
+        provider_options: Mapping[str, Any],
+        streaming: bool,
+        **params: Any,
+    ) -> _Call:
+        request = _validation.build_request(prompt, provider_options=provider_options, **params)
+        routes = self._routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
+        # The primary target is checked now, so bad input or configuration fails before any
+        # request (and, for a stream, before the caller starts iterating).
+        first = self._prepare(routes[0], request, streaming=streaming)
+        return _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming)
+
     def complete(
         self,
         prompt: Any,
@@ -186,34 +206,35 @@ class Client:
         **provider_options: Any,
     ) -> Completion:
         """Ask a model and wait for the whole answer."""
-        request = _validation.build_request(
-            prompt, system=system, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-            stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format,
-            provider_options=provider_options,
+        call = self._call(
+            prompt,
+            model,
+            fallbacks,
+            max_retries,
+            timeout,
+            provider_options,
+            False,
+            system=system,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
         )
-        routes = self._routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
-        deadline = self._deadline(timeout, routes[0])
-        attempts: list[Attempt] = []
-        for index, route in enumerate(routes):
+        for route, prepared in call.plan():
+
+            def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
+                return _guard(route.provider.complete, _with_timeout(prepared, left), route=route)
+
             try:
-                prepared = self._prepare(route, request, streaming=False)
-                adapter = route.provider
-
-                def attempt(left: float | None, adapter: Provider = adapter, prepared: Request = prepared) -> Completion:
-                    return _guard(adapter.complete, _with_timeout(prepared, left), route=route)
-
-                completion = call_with_retries(
-                    attempt, route.policy, deadline, provider=route.target.provider, model=route.target.model
-                )
+                completion = call_with_retries(attempt, route.policy, call.deadline, **route.where)
             except FMClientError as error:
-                attempts.append(Attempt(route.target.provider, route.target.model, error))
-                if index == len(routes) - 1 or not self._may_fall_back(error):
-                    error.attempts = attempts
-                    raise
+                call.failed(route, error)
                 continue
-            attempts.append(Attempt(route.target.provider, route.target.model))
-            return _finish(completion, request, attempts)
-        raise AssertionError("unreachable")
+            return call.finish(route, completion)
+        raise AssertionError("unreachable: plan() raises when no target is left")
 
     async def acomplete(
         self,
@@ -234,41 +255,36 @@ class Client:
         **provider_options: Any,
     ) -> Completion:
         """The async twin of :meth:`complete`."""
-        request = _validation.build_request(
-            prompt, system=system, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-            stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format,
-            provider_options=provider_options,
+        call = self._call(
+            prompt,
+            model,
+            fallbacks,
+            max_retries,
+            timeout,
+            provider_options,
+            False,
+            system=system,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
         )
-        routes = self._routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
-        deadline = self._deadline(timeout, routes[0])
-        attempts: list[Attempt] = []
-        for index, route in enumerate(routes):
+        for route, prepared in call.plan():
+
+            async def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
+                return await _aguard(route.provider.acomplete(_with_timeout(prepared, left)), route)
+
             try:
-                prepared = self._prepare(route, request, streaming=False)
-                adapter = route.provider
-
-                async def attempt(left: float | None, adapter: Provider = adapter, prepared: Request = prepared) -> Completion:
-                    try:
-                        return await adapter.acomplete(_with_timeout(prepared, left))
-                    except FMClientError:
-                        raise
-                    except Exception as exc:
-                        raise _unexpected(exc, route) from exc
-
-                completion = await acall_with_retries(
-                    attempt, route.policy, deadline, provider=route.target.provider, model=route.target.model
-                )
+                completion = await acall_with_retries(attempt, route.policy, call.deadline, **route.where)
             except FMClientError as error:
-                attempts.append(Attempt(route.target.provider, route.target.model, error))
-                if index == len(routes) - 1 or not self._may_fall_back(error):
-                    error.attempts = attempts
-                    raise
+                call.failed(route, error)
                 continue
-            attempts.append(Attempt(route.target.provider, route.target.model))
-            return _finish(completion, request, attempts)
-        raise AssertionError("unreachable")
+            return call.finish(route, completion)
+        raise AssertionError("unreachable: plan() raises when no target is left")
 
-    # -- stream -----------------------------------------------------------------------------------
     def stream(
         self,
         prompt: Any,
@@ -292,38 +308,38 @@ class Client:
         Retries and fallbacks happen only before the first chunk reaches the caller; a failure
         after that raises a typed error whose ``partial_text`` holds what was received.
         """
-        request = _validation.build_request(
-            prompt, system=system, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-            stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format,
-            provider_options=provider_options,
+        call = self._call(
+            prompt,
+            model,
+            fallbacks,
+            max_retries,
+            timeout,
+            provider_options,
+            True,
+            system=system,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
         )
-        routes = self._routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
-        prepared_first = self._prepare(routes[0], request, streaming=True)
-        deadline = self._deadline(timeout, routes[0])
 
         def chunks(stream: Stream) -> Iterator[Chunk]:
-            attempts: list[Attempt] = []
-            for index, route in enumerate(routes):
+            for route, prepared in call.plan():
+
+                def open_stream(
+                    left: float | None, route: _Route = route, prepared: Request = prepared
+                ) -> tuple[Iterator[Chunk], Chunk | None]:
+                    iterator = _guard(route.provider.stream, _with_timeout(prepared, left), route=route)
+                    return iterator, _guard(next, iterator, None, route=route)
+
                 try:
-                    prepared = prepared_first if index == 0 else self._prepare(route, request, streaming=True)
-                    adapter = route.provider
-
-                    def open_stream(
-                        left: float | None, adapter: Provider = adapter, prepared: Request = prepared
-                    ) -> tuple[Iterator[Chunk], Chunk | None]:
-                        iterator = _guard(adapter.stream, _with_timeout(prepared, left), route=route)
-                        return iterator, _guard(next, iterator, None, route=route)
-
-                    iterator, first = call_with_retries(
-                        open_stream, route.policy, deadline, provider=route.target.provider, model=route.target.model
-                    )
+                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **route.where)
                 except FMClientError as error:
-                    attempts.append(Attempt(route.target.provider, route.target.model, error))
-                    if index == len(routes) - 1 or not self._may_fall_back(error):
-                        error.attempts = attempts
-                        raise
+                    call.failed(route, error)
                     continue
-                attempts.append(Attempt(route.target.provider, route.target.model))
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
                     chunk = first
@@ -332,14 +348,13 @@ class Client:
                         yield chunk
                         chunk = _guard(next, iterator, None, route=route)
                 except FMClientError as error:
-                    error.partial_text = assembler.text
-                    error.attempts = attempts
+                    call.broke_off(route, error, assembler.text)
                     raise
                 finally:
                     close = getattr(iterator, "close", None)
                     if close is not None:
                         close()
-                stream._completion = _finish(_from_assembler(assembler, route), request, attempts)
+                stream._completion = call.finish(route, assembler.completion())
                 return
 
         return Stream(chunks)
@@ -363,69 +378,53 @@ class Client:
         **provider_options: Any,
     ) -> AsyncStream:
         """The async twin of :meth:`stream`: ``async for chunk in client.astream(...)``."""
-        request = _validation.build_request(
-            prompt, system=system, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-            stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format,
-            provider_options=provider_options,
+        call = self._call(
+            prompt,
+            model,
+            fallbacks,
+            max_retries,
+            timeout,
+            provider_options,
+            True,
+            system=system,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
         )
-        routes = self._routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
-        prepared_first = self._prepare(routes[0], request, streaming=True)
-        deadline = self._deadline(timeout, routes[0])
 
         async def chunks(stream: AsyncStream) -> AsyncIterator[Chunk]:
-            attempts: list[Attempt] = []
-            for index, route in enumerate(routes):
+            for route, prepared in call.plan():
+
+                async def open_stream(
+                    left: float | None, route: _Route = route, prepared: Request = prepared
+                ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
+                    iterator = route.provider.astream(_with_timeout(prepared, left))
+                    return iterator, await _aguard(_anext_or_none(iterator), route)
+
                 try:
-                    prepared = prepared_first if index == 0 else self._prepare(route, request, streaming=True)
-                    adapter = route.provider
-
-                    async def open_stream(
-                        left: float | None, adapter: Provider = adapter, prepared: Request = prepared
-                    ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
-                        iterator = adapter.astream(_with_timeout(prepared, left))
-                        try:
-                            first = await iterator.__anext__()
-                        except StopAsyncIteration:
-                            return iterator, None
-                        except FMClientError:
-                            raise
-                        except Exception as exc:
-                            raise _unexpected(exc, route) from exc
-                        return iterator, first
-
-                    iterator, first = await acall_with_retries(
-                        open_stream, route.policy, deadline, provider=route.target.provider, model=route.target.model
-                    )
+                    iterator, first = await acall_with_retries(open_stream, route.policy, call.deadline, **route.where)
                 except FMClientError as error:
-                    attempts.append(Attempt(route.target.provider, route.target.model, error))
-                    if index == len(routes) - 1 or not self._may_fall_back(error):
-                        error.attempts = attempts
-                        raise
+                    call.failed(route, error)
                     continue
-                attempts.append(Attempt(route.target.provider, route.target.model))
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
                     chunk = first
                     while chunk is not None:
                         assembler.add(chunk)
                         yield chunk
-                        try:
-                            chunk = await iterator.__anext__()
-                        except StopAsyncIteration:
-                            chunk = None
-                        except FMClientError:
-                            raise
-                        except Exception as exc:
-                            raise _unexpected(exc, route) from exc
+                        chunk = await _aguard(_anext_or_none(iterator), route)
                 except FMClientError as error:
-                    error.partial_text = assembler.text
-                    error.attempts = attempts
+                    call.broke_off(route, error, assembler.text)
                     raise
                 finally:
                     aclose = getattr(iterator, "aclose", None)
                     if aclose is not None:
                         await aclose()
-                stream._completion = _finish(_from_assembler(assembler, route), request, attempts)
+                stream._completion = call.finish(route, assembler.completion())
                 return
 
         return AsyncStream(chunks)
@@ -450,7 +449,7 @@ class Client:
         def attempt(left: float | None) -> Embeddings:
             return _guard(route.provider.embed, replace(request, timeout=left), route=route)
 
-        return call_with_retries(attempt, route.policy, deadline, provider=route.target.provider, model=route.target.model)
+        return call_with_retries(attempt, route.policy, deadline, **route.where)
 
     async def aembed(
         self,
@@ -469,14 +468,9 @@ class Client:
         deadline = self._deadline(timeout, route)
 
         async def attempt(left: float | None) -> Embeddings:
-            try:
-                return await route.provider.aembed(replace(request, timeout=left))
-            except FMClientError:
-                raise
-            except Exception as exc:
-                raise _unexpected(exc, route) from exc
+            return await _aguard(route.provider.aembed(replace(request, timeout=left)), route)
 
-        return await acall_with_retries(attempt, route.policy, deadline, provider=route.target.provider, model=route.target.model)
+        return await acall_with_retries(attempt, route.policy, deadline, **route.where)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -498,6 +492,63 @@ class Client:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class _Call:
+    """One complete/stream call across its targets: the fallback walk and its record."""
+
+    __slots__ = ("attempts", "client", "deadline", "first", "request", "routes", "streaming")
+
+    def __init__(
+        self,
+        client: Client,
+        request: Request,
+        routes: list[_Route],
+        first: Request,
+        deadline: Deadline,
+        streaming: bool,
+    ) -> None:
+        self.client = client
+        self.request = request
+        self.routes = routes
+        self.first = first
+        self.deadline = deadline
+        self.streaming = streaming
+        self.attempts: list[Attempt] = []
+
+    def plan(self) -> Iterator[tuple[_Route, Request]]:
+        """Each target in turn, ready to send; a target that cannot take the request is skipped."""
+        yield self.routes[0], self.first
+        for route in self.routes[1:]:
+            try:
+                prepared = self.client._prepare(route, self.request, streaming=self.streaming)
+            except FMClientError as error:
+                self.failed(route, error)
+                continue
+            yield route, prepared
+
+    def failed(self, route: _Route, error: FMClientError) -> None:
+        """Record a target's failure; raise it unless another target may answer instead."""
+        self.attempts.append(Attempt(route.target.provider, route.target.model, error))
+        if route is self.routes[-1] or not self.client._may_fall_back(error):
+            error.attempts = self.attempts
+            raise error
+
+    def broke_off(self, route: _Route, error: FMClientError, text: str) -> None:
+        """A stream failed after reaching the caller: no retry, no fallback, keep what came."""
+        self.attempts.append(Attempt(route.target.provider, route.target.model, error))
+        error.partial_text = text
+        error.attempts = self.attempts
+
+    def finish(self, route: _Route, completion: Completion) -> Completion:
+        self.attempts.append(Attempt(route.target.provider, route.target.model))
+        completion.attempts = self.attempts
+        if _overrides:
+            completion.provider = _overrides[-1].name
+        response_format = self.request.response_format
+        if response_format is not None and completion.parsed is None:
+            _validation.parse_structured(completion, response_format)
+        return completion
 
 
 def _with_timeout(request: Request, left: float | None) -> Request:
@@ -522,15 +573,17 @@ def _guard(fn: Callable[..., T], *args: Any, route: _Route) -> T:
         raise _unexpected(exc, route) from exc
 
 
-def _from_assembler(assembler: StreamAssembler, route: _Route) -> Completion:
-    completion = assembler.completion()
-    if _overrides:
-        completion.provider = _overrides[-1].name
-    return completion
+async def _aguard(awaitable: Awaitable[T], route: _Route) -> T:
+    try:
+        return await awaitable
+    except FMClientError:
+        raise
+    except Exception as exc:
+        raise _unexpected(exc, route) from exc
 
 
-def _finish(completion: Completion, request: Request, attempts: list[Attempt]) -> Completion:
-    completion.attempts = attempts
-    if request.response_format is not None and completion.parsed is None:
-        _validation.parse_structured(completion, request.response_format)
-    return completion
+async def _anext_or_none(iterator: AsyncIterator[Chunk]) -> Chunk | None:
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return None

@@ -172,7 +172,8 @@ def find_config_file(env: Mapping[str, str]) -> Path | None:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data: dict[str, Any] = tomllib.load(handle)
+            return data
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from exc
     except OSError as exc:
@@ -214,8 +215,7 @@ def _provider_from_table(name: str, table: Any, where: str, base: ProviderSettin
         raise ConfigurationError(f"{where}: providers.{name}.type must be a string")
     if type_name not in BUILTIN and type_name not in known_types():
         raise ConfigurationError(
-            f"{where}: providers.{name}.type {type_name!r} is not a known adapter type "
-            f"({', '.join(known_types())})"
+            f"{where}: providers.{name}.type {type_name!r} is not a known adapter type ({', '.join(known_types())})"
         )
     for key in ("api_key_env", "base_url", "region", "profile"):
         if key in generic and not isinstance(generic[key], str):
@@ -353,10 +353,13 @@ def load_settings(
     if env_data:
         _apply_layer(state, env_data, "environment")
         # Name the exact variable in `fmclient config`, not just "environment".
-        for var, key in (("FMCLIENT_MODEL", "default_model"), ("FMCLIENT_TIMEOUT", "timeout"),
-                         ("FMCLIENT_MAX_RETRIES", "max_retries"),
-                         ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
-                         ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait")):
+        for var, key in (
+            ("FMCLIENT_MODEL", "default_model"),
+            ("FMCLIENT_TIMEOUT", "timeout"),
+            ("FMCLIENT_MAX_RETRIES", "max_retries"),
+            ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
+            ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait"),
+        ):
             if key in env_data:
                 state["sources"][key] = f"env {var}"
         for alias in env_data.get("aliases", {}):

@@ -49,7 +49,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with "equal jitter": half fixed, half random."""
-        ceiling = min(self.max_backoff, self.initial_backoff * (2 ** (attempt - 1)))
+        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 __all__ = [
     "Chunk",
@@ -131,7 +131,7 @@ def _sniff_image(data: bytes, what: str) -> str:
     raise ValueError(f"{what} is not a PNG, JPEG, GIF or WebP image")
 
 
-Part = Union[TextPart, ImagePart]
+Part = TextPart | ImagePart
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,9 +193,7 @@ class Message:
                 for p in self.content
             ]
         if self.tool_calls:
-            out["tool_calls"] = [
-                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls
-            ]
+            out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
         if self.name is not None:
@@ -209,9 +207,7 @@ class Tool:
 
     name: str
     description: str = ""
-    parameters: Mapping[str, Any] = field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,9 +304,7 @@ class Completion:
             "usage": self.usage.to_dict(),
             "model": self.model,
             "provider": self.provider,
-            "tool_calls": [
-                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls
-            ],
+            "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls],
             "message": self.message.to_dict(),
             "parsed": parsed,
         }

@@ -43,9 +43,7 @@ def known_types() -> list[str]:
 def adapter_class(type_name: str) -> type[Provider]:
     target = BUILTIN.get(type_name) or _plugin_types().get(type_name)
     if target is None:
-        raise ConfigurationError(
-            f"unknown provider type {type_name!r}; known types: {', '.join(known_types())}"
-        )
+        raise ConfigurationError(f"unknown provider type {type_name!r}; known types: {', '.join(known_types())}")
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, Provider)):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient.errors import ConfigurationError, UnsupportedFeatureError
 from fmclient.secret import Secret, register_secret
-from fmclient.types import Chunk, Completion, EmbedRequest, Embeddings, ImagePart, Request
+from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImagePart, Request
 
 __all__ = [
     "Capabilities",
@@ -102,11 +102,7 @@ class Capabilities:
             raise refuse("tools")
         if request.stop and not self.stop:
             raise refuse("stop sequences")
-        if (
-            request.stop
-            and self.max_stop_sequences is not None
-            and len(request.stop) > self.max_stop_sequences
-        ):
+        if request.stop and self.max_stop_sequences is not None and len(request.stop) > self.max_stop_sequences:
             raise refuse(f"more than {self.max_stop_sequences} stop sequences")
         if request.temperature is not None and not self.temperature:
             raise refuse("temperature")
@@ -116,9 +112,7 @@ class Capabilities:
             raise refuse("structured output")
         if not self.images:
             for message in request.messages:
-                if not isinstance(message.content, str) and any(
-                    isinstance(p, ImagePart) for p in message.content
-                ):
+                if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
                     raise refuse("image input")
 
 
@@ -159,9 +153,7 @@ class Provider:
 
     # -- calls -------------------------------------------------------------------------------
     def complete(self, request: Request) -> Completion:
-        raise UnsupportedFeatureError(
-            "chat completions are not supported", provider=self.name, model=request.model
-        )
+        raise UnsupportedFeatureError("chat completions are not supported", provider=self.name, model=request.model)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         raise UnsupportedFeatureError("streaming is not supported", provider=self.name, model=request.model)
@@ -221,7 +213,6 @@ def import_sdk(module: str, *, extra: str, provider: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ConfigurationError(
-            f"the {provider!r} provider needs the {module!r} package: "
-            f'pip install "fmclient[{extra}]"',
+            f'the {provider!r} provider needs the {module!r} package: pip install "fmclient[{extra}]"',
             provider=provider,
         ) from exc

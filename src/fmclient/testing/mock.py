@@ -31,8 +31,8 @@ from fmclient.providers.base import Capabilities, Provider, ProviderSettings
 from fmclient.types import (
     Chunk,
     Completion,
-    EmbedRequest,
     Embeddings,
+    EmbedRequest,
     FinishReason,
     Message,
     Request,
@@ -116,9 +116,13 @@ class MockProvider(Provider):
         self._script.append(_Reply(text=text, tool_calls=calls, finish_reason=finish_reason, usage=usage))
         return self
 
-    def add_tool_call(self, name: str, arguments: Mapping[str, Any] | None = None, *, id: str | None = None) -> MockProvider:
+    def add_tool_call(
+        self, name: str, arguments: Mapping[str, Any] | None = None, *, id: str | None = None
+    ) -> MockProvider:
         """Queue a reply that calls one tool."""
-        return self.add_reply(tool_calls=[{"id": id or f"call_{len(self._script)}", "name": name, "arguments": dict(arguments or {})}])
+        return self.add_reply(
+            tool_calls=[{"id": id or f"call_{len(self._script)}", "name": name, "arguments": dict(arguments or {})}]
+        )
 
     def add_stream(
         self,
@@ -132,13 +136,19 @@ class MockProvider(Provider):
         """Queue a streamed reply in exactly these chunks; ``error_after=n`` fails after n chunks."""
         self._script.append(
             _Reply(
-                text="".join(chunks), chunks=list(chunks), finish_reason=finish_reason, usage=usage,
-                error_after=error_after, error=error if error_after is not None else None,
+                text="".join(chunks),
+                chunks=list(chunks),
+                finish_reason=finish_reason,
+                usage=usage,
+                error_after=error_after,
+                error=error if error_after is not None else None,
             )
         )
         return self
 
-    def add_error(self, error: ErrorSpec, *, retry_after: float | None = None, message: str | None = None) -> MockProvider:
+    def add_error(
+        self, error: ErrorSpec, *, retry_after: float | None = None, message: str | None = None
+    ) -> MockProvider:
         """Queue a failure: an fmclient error class or instance, or an HTTP status (429, 503...)."""
         self._script.append(_Failure(error, retry_after, message))
         return self
@@ -225,7 +235,12 @@ class MockProvider(Provider):
         if self._responder is not None:
             answer = self._responder(request)
             if isinstance(answer, Completion):
-                return _Reply(text=answer.text, tool_calls=answer.tool_calls, finish_reason=answer.finish_reason, usage=answer.usage)
+                return _Reply(
+                    text=answer.text,
+                    tool_calls=answer.tool_calls,
+                    finish_reason=answer.finish_reason,
+                    usage=answer.usage,
+                )
             return _Reply(text=str(answer))
         return _Reply(text=self.default_text)
 
@@ -312,7 +327,11 @@ def _json(value: Any) -> str:
 def _tool_call(value: ToolCall | Mapping[str, Any], index: int) -> ToolCall:
     if isinstance(value, ToolCall):
         return value
-    return ToolCall(id=str(value.get("id") or f"call_{index}"), name=str(value["name"]), arguments=dict(value.get("arguments") or {}))
+    return ToolCall(
+        id=str(value.get("id") or f"call_{index}"),
+        name=str(value["name"]),
+        arguments=dict(value.get("arguments") or {}),
+    )
 
 
 def _pseudo_vector(text: str, dimensions: int) -> list[float]:
