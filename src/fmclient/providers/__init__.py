@@ -45,7 +45,10 @@ def adapter_class(type_name: str) -> type[Provider]:
     if target is None:
         raise ConfigurationError(f"unknown provider type {type_name!r}; known types: {', '.join(known_types())}")
     module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"cannot load the {type_name!r} adapter ({target}): {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Provider)):
         raise ConfigurationError(f"{target} is not an fmclient Provider subclass")
     return cls
