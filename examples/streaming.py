@@ -7,7 +7,5 @@ with client.stream("Name three colours of the rainbow.", max_tokens=40, temperat
     for chunk in stream:
         print(chunk.text, end="", flush=True)
 print()
-completion = stream.completion
-print(
-    f"-- finish_reason={completion.finish_reason}, tokens in/out={completion.usage.input_tokens}/{completion.usage.output_tokens}"
-)
+usage = stream.completion.usage
+print(f"-- finish_reason={stream.finish_reason}, tokens in/out={usage.input_tokens}/{usage.output_tokens}")

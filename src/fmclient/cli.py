@@ -151,9 +151,9 @@ def _models(client: Client) -> int:
         rows.append((alias, str(target), _readiness(client, target.provider, target.model)))
     width = [max(len(r[i]) for r in rows) for i in range(2)]
     default = client.settings.default_model
-    for alias, target, status in rows:
+    for alias, where, status in rows:
         marker = "*" if alias == default else " "
-        print(f"{marker} {alias:<{width[0]}}  {target:<{width[1]}}  {status}")
+        print(f"{marker} {alias:<{width[0]}}  {where:<{width[1]}}  {status}")
     print(f"\n* default model: {default} (from {client.settings.sources.get('default_model', 'default')})")
     return 0
 
