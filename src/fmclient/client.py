@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
+from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
 from fmclient.errors import FMClientError
 from fmclient.providers import Provider, adapter_class
@@ -94,6 +95,8 @@ class Client:
         self._providers: dict[str, Provider] = {}
         self._routes: dict[tuple[str, int | None], _Route] = {}
         self._lock = threading.Lock()
+        self._breaker_config = breaker_from_settings(self.settings.circuit_breaker)
+        self._breakers: dict[str, CircuitBreaker] = {}
 
     def __repr__(self) -> str:
         return f"<fmclient.Client default_model={self.settings.default_model!r}>"
@@ -160,7 +163,19 @@ class Client:
         route.provider.check_ready(request.model)
         return request
 
+    def breaker(self, provider: str) -> CircuitBreaker | None:
+        """The provider's circuit breaker, when ``[circuit_breaker]`` is configured."""
+        if self._breaker_config is None:
+            return None
+        found = self._breakers.get(provider)
+        if found is None:
+            with self._lock:
+                found = self._breakers.setdefault(provider, CircuitBreaker(*self._breaker_config))
+        return found
+
     def _may_fall_back(self, error: FMClientError) -> bool:
+        if isinstance(error, CircuitOpenError):
+            return True
         if type(error).__name__ in self.settings.fallback_on:
             return True
         return any(cls.__name__ in self.settings.fallback_on for cls in type(error).__mro__) or error.retryable
@@ -518,17 +533,41 @@ class _Call:
 
     def plan(self) -> Iterator[tuple[_Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
-        yield self.routes[0], self.first
-        for route in self.routes[1:]:
+        for index, route in enumerate(self.routes):
+            breaker = self.client.breaker(route.target.provider)
+            if breaker is not None and not breaker.allow():
+                self.failed(
+                    route,
+                    CircuitOpenError(
+                        "circuit open: the provider failed repeatedly",
+                        provider=route.target.provider,
+                        model=route.target.model,
+                    ),
+                )
+                continue
             try:
-                prepared = self.client._prepare(route, self.request, streaming=self.streaming)
+                prepared = (
+                    self.first if index == 0 else self.client._prepare(route, self.request, streaming=self.streaming)
+                )
             except FMClientError as error:
                 self.failed(route, error)
                 continue
             yield route, prepared
 
+    def _record(self, route: _Route, error: FMClientError | None) -> None:
+        breaker = self.client.breaker(route.target.provider)
+        if breaker is None or isinstance(error, CircuitOpenError):
+            return
+        if error is None:
+            breaker.record_success()
+        elif error.retryable:
+            breaker.record_failure()  # the provider's fault: counts towards opening
+        else:
+            breaker.release()  # the caller's fault says nothing of the provider's health
+
     def failed(self, route: _Route, error: FMClientError) -> None:
         """Record a target's failure; raise it unless another target may answer instead."""
+        self._record(route, error)
         self.attempts.append(Attempt(route.target.provider, route.target.model, error))
         if route is self.routes[-1] or not self.client._may_fall_back(error):
             error.attempts = self.attempts
@@ -536,11 +575,13 @@ class _Call:
 
     def broke_off(self, route: _Route, error: FMClientError, text: str) -> None:
         """A stream failed after reaching the caller: no retry, no fallback, keep what came."""
+        self._record(route, error)
         self.attempts.append(Attempt(route.target.provider, route.target.model, error))
         error.partial_text = text
         error.attempts = self.attempts
 
     def finish(self, route: _Route, completion: Completion) -> Completion:
+        self._record(route, None)
         self.attempts.append(Attempt(route.target.provider, route.target.model))
         completion.attempts = self.attempts
         if _overrides:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fmclient.circuit import breaker_from_settings
 from fmclient.errors import ConfigurationError
 from fmclient.providers import BUILTIN, ProviderSettings, known_types
 from fmclient.secret import Secret
@@ -294,6 +295,7 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
         value = data["circuit_breaker"]
         if not isinstance(value, dict):
             raise ConfigurationError(f"{where}: [circuit_breaker] must be a table")
+        breaker_from_settings(value)  # validate now, not on the first call
         state["circuit_breaker"] = dict(value)
         sources["circuit_breaker"] = where
 
