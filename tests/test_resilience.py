@@ -109,7 +109,9 @@ def test_deadline_covers_retries_and_fallbacks(monkeypatch: pytest.MonkeyPatch) 
         mock.respond_with(slow)
         with pytest.raises(RequestTimeoutError) as caught:
             Client(max_retries=5).complete("hi", model="gpt-4o", fallbacks=["gemini-pro", "claude-haiku"], timeout=10)
-    assert len(mock.calls) == 3  # 4 s + 4 s + 4 s: the third attempt overran, nothing else was tried
+    assert len(mock.calls) == 3  # 4 s + 4 s + 4 s: the third attempt overran, nothing else was sent
+    assert "deadline of 10s was exceeded" in str(caught.value)  # the fallbacks found no time left
+    assert [a.model for a in caught.value.attempts] == ["gpt-4o", "gemini-2.5-pro"]
     assert sum(mock.sleeps) < 10
 
 
