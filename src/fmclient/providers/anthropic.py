@@ -1,0 +1,931 @@
+"""Anthropic adapter: Claude over the Messages API, through the official ``anthropic`` SDK.
+
+Translation is kept in pure module-level functions (:func:`build_params`,
+:func:`parse_response`, :class:`StreamState` / :func:`parse_stream_event`, :func:`map_error`);
+:class:`AnthropicProvider` only owns the SDK clients and calls them.
+
+Choices worth knowing:
+
+* **max_tokens** — the Messages API requires one. When the request sets none, ``4096``
+  (:data:`DEFAULT_MAX_TOKENS`) is sent.
+* **temperature / top_p** — the installed SDK 2.x sends ``anthropic-version: 2026-10-21``, under
+  which the API rejects every sampling parameter with a 400, so the capabilities say
+  ``temperature=False, top_p=False`` and the client refuses them before sending (older SDKs,
+  which send ``2023-06-01``, get them passed through). See :func:`sdk_accepts_sampling`.
+* **Structured output** — native: ``output_config.format = {"type": "json_schema", ...}``. The
+  schema goes through the SDK's own ``transform_schema`` (the one ``messages.parse`` uses): every
+  object gets ``additionalProperties: false`` and keywords the API does not enforce move into
+  descriptions. The client validates the reply against the caller's original schema. Model
+  families that predate structured outputs (Claude 2/3, Opus 4.0, Sonnet 4.0) declare
+  ``structured_output=False`` in their capabilities, so the client refuses before sending.
+* **Thinking** — when a reply holds thinking / redacted_thinking (or server-tool) blocks, the
+  whole content list is kept, exactly as received, in ``message.provider_state["<provider
+  name>"]["content"]`` and replayed verbatim (same blocks, same order, signatures intact) when
+  that assistant message is part of a later request. Enable thinking with
+  ``provider_options={"thinking": {...}}``.
+* **Finish reasons** — ``end_turn``/``stop_sequence`` -> stop, ``max_tokens`` and
+  ``model_context_window_exceeded`` -> length, ``tool_use`` -> tool_calls, ``refusal`` ->
+  content_filter, anything else (``pause_turn``...) -> other.
+* **Usage** — ``input_tokens`` = ``input_tokens + cache_creation_input_tokens +
+  cache_read_input_tokens``; ``cached_input_tokens`` = ``cache_read_input_tokens``.
+* **Credentials** — the config's ``api_key`` / ``api_key_env``, else ``ANTHROPIC_API_KEY``. The
+  SDK's other standard sources still work when no key is found: ``ANTHROPIC_AUTH_TOKEN``,
+  ``ANTHROPIC_PROFILE`` or the provider's ``profile`` setting (an SDK credentials profile).
+* **Base URL** — the config's ``base_url``; otherwise the SDK reads ``ANTHROPIC_BASE_URL``.
+* **Errors** — a malformed response (body that is not JSON, or JSON that is not a Message, or an
+  undecodable stream event) raises :class:`~fmclient.errors.ServiceUnavailableError`
+  (retryable). A stream that ends before ``message_stop`` raises
+  :class:`~fmclient.errors.APIConnectionError`. An ``error`` event inside a stream is mapped
+  like the HTTP error of the same ``error.type`` (``overloaded_error`` is a 529).
+* **Long non-streamed calls** — the SDK refuses a non-streamed request it expects to take more
+  than ten minutes (a large ``max_tokens`` and no timeout). ``complete`` then streams the same
+  request and assembles the reply, which is what Anthropic recommends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import importlib.metadata
+import inspect
+import json
+import os
+import sys
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fmclient.errors import (
+    APIConnectionError,
+    BadRequestError,
+    ConfigurationError,
+    ContentFilterError,
+    ContextWindowExceededError,
+    FMClientError,
+    RequestTimeoutError,
+    ServiceUnavailableError,
+    UnsupportedFeatureError,
+    error_for_status,
+    parse_retry_after,
+)
+from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.secret import redact, register_secret
+from fmclient.types import (
+    Chunk,
+    Completion,
+    FinishReason,
+    ImagePart,
+    Message,
+    Request,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    _sniff_image,
+)
+
+if TYPE_CHECKING:
+    from anthropic import Anthropic, AsyncAnthropic
+
+__all__ = [
+    "API_KEY_ENV",
+    "DEFAULT_MAX_TOKENS",
+    "AnthropicProvider",
+    "MalformedResponse",
+    "StreamState",
+    "build_params",
+    "finish_reason",
+    "map_error",
+    "parse_response",
+    "parse_stream_event",
+    "sdk_accepts_sampling",
+    "usage_from",
+]
+
+#: Sent when the request sets no ``max_tokens`` (the Messages API requires one).
+DEFAULT_MAX_TOKENS = 4096
+#: The SDK's standard key variable.
+API_KEY_ENV = "ANTHROPIC_API_KEY"
+# Other credential sources the SDK resolves itself when no key is passed to it.
+_SDK_CREDENTIAL_ENV = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE")
+
+_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# The HTTP status each Anthropic ``error.type`` travels with; a stream's ``error`` event
+# arrives on a 200 response, so its status is recovered from the type.
+_STATUS_FOR_ERROR_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "conflict_error": 409,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+# How the API words a prompt that does not fit ("prompt is too long: 210000 tokens > 200000
+# maximum", "input length and `max_tokens` exceed context limit: ...").
+_CONTEXT_WINDOW_MARKERS = ("prompt is too long", "exceed context limit", "context window")
+_CONTENT_FILTER_MARKERS = ("content filtering", "content policy", "output blocked")
+
+# Families without native structured output; Claude 2 / Instant also lack images and tools.
+_NO_STRUCTURED_OUTPUT = (
+    "claude-2",
+    "claude-instant",
+    "claude-3",
+    "claude-opus-4-0",
+    "claude-opus-4-2025",
+    "claude-sonnet-4-0",
+    "claude-sonnet-4-2025",
+)
+_NO_IMAGES_OR_TOOLS = ("claude-2", "claude-instant")
+
+# Content blocks that need nothing but text and tool calls to be rebuilt; any other block
+# (thinking, redacted_thinking, server tool use/results) makes the reply's content opaque state.
+_REBUILDABLE_BLOCKS = frozenset({"text", "tool_use"})
+
+
+class MalformedResponse(Exception):
+    """The provider answered with something that is not a well-formed Messages API reply."""
+
+
+# -- request translation ---------------------------------------------------------------------
+def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any]:
+    """The keyword arguments of ``client.messages.create`` for ``request`` (without ``stream``).
+
+    ``provider`` is the provider name whose ``provider_state`` entries are replayed.
+    """
+    params: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS,
+        "messages": _messages(request, provider),
+    }
+    if request.system:
+        params["system"] = request.system
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.top_p is not None:
+        params["top_p"] = request.top_p
+    if request.stop:
+        params["stop_sequences"] = list(request.stop)
+    if request.tools:
+        params["tools"] = [_tool(t) for t in request.tools]
+        if request.tool_choice is not None:
+            params["tool_choice"] = _tool_choice(request.tool_choice)
+    elif request.tool_choice not in (None, "auto", "none"):
+        # Forcing a tool without offering any cannot be honoured; say so rather than drop it.
+        raise BadRequestError(
+            f"tool_choice={request.tool_choice!r} needs tools", provider=provider, model=request.model
+        )
+    if request.response_format is not None:
+        params["output_config"] = {
+            "format": {"type": "json_schema", "schema": _output_schema(request.response_format.schema)}
+        }
+    for key, value in request.provider_options.items():
+        if key == "output_config" and isinstance(value, Mapping) and "output_config" in params:
+            # e.g. {"effort": "low"} next to the response format: keep both.
+            params["output_config"] = {**params["output_config"], **value}
+        else:
+            params[key] = value
+    return params
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name, "input_schema": dict(tool.parameters)}
+    if tool.description:
+        out["description"] = tool.description
+    return out
+
+
+def _tool_choice(choice: str) -> dict[str, Any]:
+    if choice == "auto":
+        return {"type": "auto"}
+    if choice == "none":
+        return {"type": "none"}
+    if choice == "required":
+        return {"type": "any"}
+    return {"type": "tool", "name": choice}
+
+
+def _output_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema in the strict dialect the API accepts, via the SDK's own transform."""
+    plain = copy.deepcopy(dict(schema))
+    try:
+        from anthropic import transform_schema
+    except ImportError:  # pragma: no cover - the adapter cannot run without the SDK anyway
+        return plain
+    try:
+        return transform_schema(plain)
+    except (ValueError, TypeError, KeyError, AssertionError):
+        # A schema the transform does not understand (e.g. a list of types) is sent as given;
+        # the API judges it, and a 400 says what it refused.
+        return plain
+
+
+def _messages(request: Request, provider: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    pending_results: list[dict[str, Any]] = []
+
+    def flush_results() -> None:
+        if pending_results:
+            out.append({"role": "user", "content": list(pending_results)})
+            pending_results.clear()
+
+    for index, message in enumerate(request.messages):
+        if message.role == "tool":
+            if not message.tool_call_id:
+                raise BadRequestError(
+                    f"messages[{index}]: a tool result needs the tool_call_id it answers",
+                    provider=provider,
+                    model=request.model,
+                )
+            # Consecutive results of one assistant turn travel together in one user turn; a
+            # result made of parts keeps its images (tool_result content takes image blocks).
+            pending_results.append(
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message.tool_call_id,
+                    "content": _user_content(message, index, request.model, provider),
+                }
+            )
+            continue
+        flush_results()
+        if message.role == "user":
+            out.append({"role": "user", "content": _user_content(message, index, request.model, provider)})
+        elif message.role == "assistant":
+            out.append({"role": "assistant", "content": _assistant_content(message, index, request.model, provider)})
+        else:
+            raise BadRequestError(
+                f"messages[{index}]: role {message.role!r} cannot appear in the conversation "
+                "(system instructions go in Request.system)",
+                provider=provider,
+                model=request.model,
+            )
+    flush_results()
+    return out
+
+
+def _user_content(message: Message, index: int, model: str, provider: str) -> str | list[dict[str, Any]]:
+    if isinstance(message.content, str):
+        return message.content
+    blocks: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            blocks.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            blocks.append(_image_block(part, index, model, provider))
+        else:  # pragma: no cover - Part is a closed union
+            raise BadRequestError(
+                f"messages[{index}]: unsupported content part {part!r}", provider=provider, model=model
+            )
+    return blocks
+
+
+def _image_block(part: ImagePart, index: int, model: str, provider: str) -> dict[str, Any]:
+    if part.url is not None:
+        if part.url.startswith(("http://", "https://")):
+            return {"type": "image", "source": {"type": "url", "url": part.url}}
+        raise BadRequestError(
+            f"messages[{index}]: image URL {part.url!r} is not http(s); pass the bytes instead",
+            provider=provider,
+            model=model,
+        )
+    if part.data is None:
+        raise BadRequestError(f"messages[{index}]: image has neither data nor url", provider=provider, model=model)
+    media_type = part.media_type
+    if media_type is None:
+        try:
+            media_type = _sniff_image(part.data, f"messages[{index}] image")
+        except ValueError as exc:
+            raise BadRequestError(str(exc), provider=provider, model=model) from None
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": part.base64_data}}
+
+
+def _assistant_content(message: Message, index: int, model: str, provider: str) -> str | list[dict[str, Any]]:
+    state = (message.provider_state or {}).get(provider)
+    if isinstance(state, Mapping) and isinstance(state.get("content"), list):
+        # Thinking signatures are checked by the API: send the blocks back exactly as received.
+        replayed: list[dict[str, Any]] = copy.deepcopy(state["content"])
+        return replayed
+    if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
+        raise UnsupportedFeatureError(
+            f"messages[{index}]: Anthropic accepts images in user turns only", provider=provider, model=model
+        )
+    if not message.tool_calls:
+        return message.text
+    blocks: list[dict[str, Any]] = []
+    if message.text:
+        blocks.append({"type": "text", "text": message.text})
+    for call in message.tool_calls:
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": dict(call.arguments)})
+    return blocks
+
+
+# -- response translation --------------------------------------------------------------------
+def _as_dict(obj: Any, what: str) -> dict[str, Any]:
+    """A plain dict of a wire object: SDK models give their fields exactly as received."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        data = to_dict()
+        if isinstance(data, dict):
+            return data
+    raise MalformedResponse(f"{what} is not a JSON object: {str(obj)[:200]!r}")
+
+
+def finish_reason(stop_reason: str | None) -> FinishReason:
+    return _FINISH.get(stop_reason or "", "other")
+
+
+def usage_from(data: Mapping[str, Any] | None) -> Usage:
+    """fmclient usage from Anthropic's: cache reads and writes are input tokens too."""
+    data = data or {}
+    cache_write = _int(data.get("cache_creation_input_tokens"))
+    cache_read = _int(data.get("cache_read_input_tokens"))
+    return Usage(
+        input_tokens=_int(data.get("input_tokens")) + cache_write + cache_read,
+        output_tokens=_int(data.get("output_tokens")),
+        cached_input_tokens=cache_read,
+    )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _content_result(blocks: list[dict[str, Any]], provider: str) -> tuple[str, list[ToolCall], dict[str, Any] | None]:
+    """Text, tool calls and the opaque state to keep, from a reply's content blocks."""
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(str(block.get("text") or ""))
+        elif kind == "tool_use":
+            arguments = block.get("input")
+            if not isinstance(arguments, Mapping):
+                raise MalformedResponse(f"tool_use block {block.get('id')!r} has no input object")
+            calls.append(
+                ToolCall(id=str(block.get("id") or ""), name=str(block.get("name") or ""), arguments=dict(arguments))
+            )
+    state = None
+    if any(block.get("type") not in _REBUILDABLE_BLOCKS for block in blocks):
+        state = {provider: {"content": copy.deepcopy(blocks)}}
+    return "".join(texts), calls, state
+
+
+def parse_response(response: Any, *, provider: str = "anthropic", model: str = "") -> Completion:
+    """A Completion from a Messages API reply (SDK ``Message`` or its JSON dict).
+
+    Raises :class:`MalformedResponse` when the reply is not a message.
+    """
+    data = _as_dict(response, "the response")
+    content = data.get("content")
+    if data.get("type") not in (None, "message") or not isinstance(content, list):
+        raise MalformedResponse(f"the response is not a message: {json.dumps(data, default=str)[:200]}")
+    blocks = [_as_dict(block, "a content block") for block in content]
+    text, calls, state = _content_result(blocks, provider)
+    usage = data.get("usage")
+    return Completion(
+        text=text,
+        finish_reason=finish_reason(data.get("stop_reason")),
+        usage=usage_from(usage if isinstance(usage, Mapping) else None),
+        model=str(data.get("model") or model),
+        provider=provider,
+        tool_calls=calls,
+        message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
+        raw=response,
+    )
+
+
+@dataclass
+class StreamState:
+    """What a stream has said so far; :func:`parse_stream_event` updates it event by event."""
+
+    provider: str = "anthropic"
+    model: str = ""
+    started: bool = False
+    finished: bool = False
+    stop_reason: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    text: str = ""
+    _json: dict[int, list[str]] = field(default_factory=dict)
+    _tool_index: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def content(self) -> list[dict[str, Any]]:
+        return [self.blocks[i] for i in sorted(self.blocks)]
+
+    def message(self) -> dict[str, Any]:
+        """The reply as a Messages API message dict (what a non-streamed call returns)."""
+        return {
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": self.content,
+            "stop_reason": self.stop_reason,
+            "usage": dict(self.usage),
+        }
+
+
+def parse_stream_event(event: Any, state: StreamState) -> Chunk | None:
+    """Fold one stream event into ``state``; return the chunk it produces for the caller, if any.
+
+    Text deltas become text chunks, client tool calls become :class:`ToolCallDelta` s, thinking
+    is kept in ``state`` only, and ``message_stop`` yields the final chunk (finish reason,
+    usage, model and the provider state). ``ping`` and unknown event types yield nothing.
+    """
+    data = _as_dict(event, "a stream event")
+    kind = data.get("type")
+    if kind == "message_start":
+        _on_message_start(data, state)
+        return None
+    if kind not in _EVENT_HANDLERS:
+        return None
+    if not state.started:
+        raise MalformedResponse(f"stream event {kind!r} arrived before message_start")
+    return _EVENT_HANDLERS[kind](data, state)
+
+
+def _on_message_start(data: Mapping[str, Any], state: StreamState) -> None:
+    message = _mapping(data.get("message"))
+    state.started = True
+    state.model = str(message.get("model") or state.model)
+    state.usage.update({k: v for k, v in _mapping(message.get("usage")).items() if v is not None})
+
+
+def _on_block_start(data: Mapping[str, Any], state: StreamState) -> Chunk | None:
+    index = _index(data)
+    block = _as_dict(data.get("content_block"), "a content block")
+    state.blocks[index] = block
+    if block.get("type") == "tool_use":
+        ordinal = state._tool_index[index] = len(state._tool_index)
+        initial = block.get("input")
+        # The API starts tool_use blocks with an empty input and streams it as JSON fragments;
+        # a start that already carries the input passes it on whole.
+        arguments = json.dumps(initial) if isinstance(initial, Mapping) and initial else ""
+        if arguments:
+            state._json.setdefault(index, []).append(arguments)
+        call = ToolCallDelta(
+            index=ordinal, id=str(block.get("id") or ""), name=str(block.get("name") or ""), arguments=arguments
+        )
+        return Chunk(tool_calls=(call,))
+    if block.get("type") == "text" and block.get("text"):
+        state.text += str(block["text"])
+        return Chunk(text=str(block["text"]))
+    return None
+
+
+def _on_block_delta(data: Mapping[str, Any], state: StreamState) -> Chunk | None:
+    index = _index(data)
+    block = state.blocks.get(index)
+    if block is None:
+        raise MalformedResponse(f"content_block_delta for block {index} before its content_block_start")
+    delta = _mapping(data.get("delta"))
+    delta_type = delta.get("type")
+    if delta_type == "text_delta":
+        piece = str(delta.get("text") or "")
+        block["text"] = str(block.get("text") or "") + piece
+        state.text += piece
+        return Chunk(text=piece) if piece else None
+    if delta_type == "input_json_delta":
+        fragment = str(delta.get("partial_json") or "")
+        state._json.setdefault(index, []).append(fragment)
+        ordinal = state._tool_index.get(index)
+        if ordinal is not None and fragment:
+            return Chunk(tool_calls=(ToolCallDelta(index=ordinal, arguments=fragment),))
+    elif delta_type == "thinking_delta":
+        block["thinking"] = str(block.get("thinking") or "") + str(delta.get("thinking") or "")
+    elif delta_type == "signature_delta":
+        block["signature"] = str(delta.get("signature") or "")
+    elif delta_type == "citations_delta":
+        block["citations"] = [*(block.get("citations") or []), delta.get("citation")]
+    return None
+
+
+def _on_block_stop(data: Mapping[str, Any], state: StreamState) -> None:
+    index = _index(data)
+    block = state.blocks.get(index)
+    if block is None or index not in state._json:
+        return None
+    raw = "".join(state._json.pop(index))
+    try:
+        block["input"] = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise MalformedResponse(f"streamed input of {block.get('type')} block {index} is not JSON: {exc}") from exc
+    return None
+
+
+def _on_message_delta(data: Mapping[str, Any], state: StreamState) -> None:
+    delta = _mapping(data.get("delta"))
+    if delta.get("stop_reason") is not None:
+        state.stop_reason = str(delta["stop_reason"])
+    # Counts on message_delta are cumulative: they replace, and absent ones keep their value.
+    state.usage.update({k: v for k, v in _mapping(data.get("usage")).items() if v is not None})
+    return None
+
+
+def _on_message_stop(data: Mapping[str, Any], state: StreamState) -> Chunk:
+    state.finished = True
+    _, _, provider_state = _content_result(state.content, state.provider)
+    return Chunk(
+        finish_reason=finish_reason(state.stop_reason),
+        usage=usage_from(state.usage),
+        model=state.model or None,
+        provider_state=provider_state,
+    )
+
+
+_EVENT_HANDLERS: dict[str, Callable[[Mapping[str, Any], StreamState], Chunk | None]] = {
+    "content_block_start": _on_block_start,
+    "content_block_delta": _on_block_delta,
+    "content_block_stop": _on_block_stop,
+    "message_delta": _on_message_delta,
+    "message_stop": _on_message_stop,
+}
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _index(data: Mapping[str, Any]) -> int:
+    index = data.get("index")
+    if not isinstance(index, int):
+        raise MalformedResponse(f"stream event {data.get('type')!r} has no block index")
+    return index
+
+
+# -- errors ----------------------------------------------------------------------------------
+def map_error(exc: BaseException, provider: str = "anthropic", model: str | None = None) -> FMClientError:
+    """The fmclient error for anything the SDK (or its HTTP layer) raised."""
+    if isinstance(exc, FMClientError):
+        return exc
+    if isinstance(exc, MalformedResponse):
+        return ServiceUnavailableError(
+            f"malformed response from Anthropic: {redact(str(exc))}", provider=provider, model=model
+        )
+    try:
+        import anthropic
+    except ImportError:  # pragma: no cover - exceptions only come from the SDK
+        anthropic = None  # type: ignore[assignment]
+    if anthropic is not None:
+        if isinstance(exc, anthropic.APIStatusError):
+            return _status_error(exc, provider, model)
+        if isinstance(exc, anthropic.APITimeoutError):
+            return RequestTimeoutError(f"request timed out: {exc.message}", provider=provider, model=model)
+        if isinstance(exc, anthropic.APIResponseValidationError):
+            return ServiceUnavailableError(
+                f"malformed response from Anthropic: {redact(exc.message)}",
+                provider=provider,
+                model=model,
+                status_code=exc.status_code,
+            )
+        if isinstance(exc, anthropic.APIConnectionError):
+            cause = exc.__cause__
+            detail = f"{exc.message} ({type(cause).__name__}: {cause})" if cause else exc.message
+            return APIConnectionError(redact(detail), provider=provider, model=model)
+        if isinstance(exc, anthropic.CredentialsError):
+            return ConfigurationError(f"Anthropic credentials: {redact(str(exc))}", provider=provider, model=model)
+        if isinstance(exc, anthropic.AnthropicError):
+            return FMClientError(f"Anthropic SDK error: {redact(str(exc))}", provider=provider, model=model)
+    # The SDK reads a stream's body itself, so transport failures mid-stream surface raw, from
+    # httpx2 (SDK 2.x) or httpx (older SDKs); whichever raised is already imported.
+    for name in ("httpx2", "httpx"):
+        http = sys.modules.get(name)
+        if http is None:
+            continue
+        if isinstance(exc, http.TimeoutException):
+            return RequestTimeoutError(f"stream timed out: {exc}", provider=provider, model=model)
+        if isinstance(exc, http.HTTPError):
+            return APIConnectionError(
+                f"connection broke: {type(exc).__name__}: {redact(str(exc))}", provider=provider, model=model
+            )
+    if isinstance(exc, json.JSONDecodeError):
+        return ServiceUnavailableError(
+            f"malformed response from Anthropic: the body is not valid JSON ({exc})", provider=provider, model=model
+        )
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        cls = RequestTimeoutError if isinstance(exc, TimeoutError) else APIConnectionError
+        return cls(f"{type(exc).__name__}: {exc}", provider=provider, model=model)
+    return FMClientError(
+        f"unexpected error from the Anthropic SDK: {type(exc).__name__}: {redact(str(exc))}",
+        provider=provider,
+        model=model,
+    )
+
+
+def _status_error(exc: Any, provider: str, model: str | None) -> FMClientError:
+    error = _mapping(_mapping(exc.body).get("error"))
+    error_type = error.get("type") if isinstance(error.get("type"), str) else None
+    api_message = error.get("message") if isinstance(error.get("message"), str) else None
+    status = int(exc.status_code)
+    if status < 400:
+        # An ``error`` event inside a 200 stream: use the status its type travels with.
+        status = _STATUS_FOR_ERROR_TYPE.get(error_type or "", 500)
+    message = redact(api_message or str(exc.message))
+    if error_type:
+        message = f"{error_type}: {message}"
+    try:
+        headers = dict(exc.response.headers.items())
+    except AttributeError:
+        headers = {}
+    mapped = error_for_status(status, message, provider=provider, model=model, retry_after=parse_retry_after(headers))
+    lowered = (api_message or "").lower()
+    refined: type[FMClientError] | None = None
+    if status in (400, 413) and any(marker in lowered for marker in _CONTEXT_WINDOW_MARKERS):
+        refined = ContextWindowExceededError
+    elif status == 400 and any(marker in lowered for marker in _CONTENT_FILTER_MARKERS):
+        refined = ContentFilterError
+    elif error_type == "overloaded_error" and not isinstance(mapped, ServiceUnavailableError):
+        refined = ServiceUnavailableError
+    if refined is not None and type(mapped) is not refined:
+        mapped = refined(message, provider=provider, model=model, status_code=status, retry_after=mapped.retry_after)
+    return mapped
+
+
+def _refused_as_too_long(exc: ValueError) -> bool:
+    """The SDK's pre-flight refusal of a long non-streamed call (it says to stream instead)."""
+    return not isinstance(exc, json.JSONDecodeError) and "streaming" in str(exc).lower()
+
+
+@functools.lru_cache(maxsize=1)
+def sdk_accepts_sampling() -> bool:
+    """Whether temperature / top_p can be sent with the installed SDK.
+
+    SDK 2.x sends ``anthropic-version: 2026-10-21``, under which the API answers 400 to any
+    ``temperature``, ``top_p`` or ``top_k`` (and its ``messages.create`` has no such keywords).
+    Older SDKs send ``2023-06-01``, which accepts them. Read from the package metadata, so
+    asking does not import the SDK.
+    """
+    try:
+        version = importlib.metadata.version("anthropic")
+    except importlib.metadata.PackageNotFoundError:
+        return True  # no SDK: check_ready reports that, not the capabilities
+    major = version.split(".", 1)[0]
+    return not (major.isdigit() and int(major) >= 2)
+
+
+# -- the adapter -----------------------------------------------------------------------------
+class AnthropicProvider(Provider):
+    """Claude through ``anthropic.Anthropic`` / ``anthropic.AsyncAnthropic`` (SDK retries off)."""
+
+    extra = "anthropic"
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self._lock = threading.Lock()
+        self._sync: Anthropic | None = None
+        # httpx async clients are bound to the loop they first ran on: one per loop.
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncAnthropic] = weakref.WeakKeyDictionary()
+        self._create_keys: frozenset[str] | None = None
+
+    # -- readiness ---------------------------------------------------------------------------
+    def capabilities(self, model: str) -> Capabilities:
+        name = model.lower()
+        legacy = name.startswith(_NO_IMAGES_OR_TOOLS)
+        sampling = sdk_accepts_sampling()
+        return Capabilities(
+            images=not legacy,
+            tools=not legacy,
+            temperature=sampling,
+            top_p=sampling,
+            structured_output=not name.startswith(_NO_STRUCTURED_OUTPUT),
+            embeddings=False,
+        )
+
+    def check_ready(self, model: str) -> None:
+        import_sdk("anthropic", extra=self.extra, provider=self.name)
+        self._credentials()
+
+    def _credentials(self) -> dict[str, Any]:
+        """Constructor keywords carrying the credentials, or ConfigurationError naming the variable."""
+        key = self.settings.resolve_api_key(API_KEY_ENV)
+        if key:
+            register_secret(key)
+            return {"api_key": key}
+        if self.settings.profile:
+            return {"profile": self.settings.profile}
+        if any(os.environ.get(var) for var in _SDK_CREDENTIAL_ENV):
+            return {}  # the SDK reads them itself
+        raise ConfigurationError(
+            f"no API key for provider {self.name!r}: set {self.settings.key_sources(API_KEY_ENV)} "
+            f"or api_key in [providers.{self.name}]",
+            provider=self.name,
+        )
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {**self._credentials(), "max_retries": 0}
+        if self.settings.base_url:
+            kwargs["base_url"] = self.settings.base_url
+        if self.settings.timeout is not None:
+            kwargs["timeout"] = self.settings.timeout
+        return kwargs
+
+    def _client(self) -> Any:
+        client = self._sync
+        if client is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = self._build("Anthropic")
+                client = self._sync
+        return client
+
+    def _aclient(self) -> Any:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async.get(loop)
+            if client is None:
+                client = self._async[loop] = self._build("AsyncAnthropic")
+        return client
+
+    def _build(self, class_name: str) -> Any:
+        sdk = import_sdk("anthropic", extra=self.extra, provider=self.name)
+        kwargs = self._client_kwargs()
+        try:
+            return getattr(sdk, class_name)(**kwargs)
+        except Exception as exc:
+            # e.g. an SDK credentials profile that does not exist or cannot be read
+            raise ConfigurationError(
+                f"cannot set up the Anthropic client for provider {self.name!r}: "
+                f"{type(exc).__name__}: {redact(str(exc))}",
+                provider=self.name,
+            ) from exc
+
+    def _params(self, request: Request) -> dict[str, Any]:
+        """build_params, checked against what the installed SDK's ``messages.create`` takes."""
+        # The client refuses these from capabilities(); a direct adapter call must not get a 400.
+        self.capabilities(request.model).check(request, provider=self.name)
+        params = build_params(request, self.name)
+        accepted = self._accepted_keys()
+        unknown = sorted(set(request.provider_options) - accepted)
+        if unknown:
+            raise BadRequestError(
+                f"unknown Anthropic option(s) {', '.join(map(repr, unknown))}; fields the SDK does not "
+                "know go in extra_body={...}",
+                provider=self.name,
+                model=request.model,
+            )
+        # A field this SDK version has no keyword for (output_config on older SDKs) still goes
+        # on the wire, in the same place, through extra_body.
+        extra = {key: params.pop(key) for key in list(params) if key not in accepted}
+        if extra:
+            params["extra_body"] = {**extra, **(params.get("extra_body") or {})}
+        if request.timeout is not None:
+            params["timeout"] = request.timeout
+        return params
+
+    def _accepted_keys(self) -> frozenset[str]:
+        if self._create_keys is None:
+            sdk = import_sdk("anthropic", extra=self.extra, provider=self.name)
+            signature = inspect.signature(sdk.resources.messages.Messages.create)
+            self._create_keys = frozenset(signature.parameters) - {"self", "stream"}
+        return self._create_keys
+
+    # -- calls -------------------------------------------------------------------------------
+    def complete(self, request: Request) -> Completion:
+        params = self._params(request)
+        client = self._client()
+        try:
+            response = client.messages.create(**params)
+        except ValueError as exc:
+            if not _refused_as_too_long(exc):
+                raise self._refused(exc, request) from exc
+            # The SDK refuses non-streamed calls it expects to outlast its ten-minute default
+            # timeout; streaming the same request is Anthropic's recommended way round.
+            return self._complete_by_streaming(request)
+        except Exception as exc:
+            raise map_error(exc, self.name, request.model) from exc
+        return self._parse(response, request)
+
+    def _complete_by_streaming(self, request: Request) -> Completion:
+        state = StreamState(provider=self.name, model=request.model)
+        for _ in self._stream(request, state):
+            pass
+        return self._parse(state.message(), request)
+
+    def _parse(self, response: Any, request: Request) -> Completion:
+        if isinstance(response, str):
+            # The SDK hands back the text of a reply that is not JSON.
+            raise map_error(MalformedResponse(f"the body is not JSON: {response[:200]!r}"), self.name, request.model)
+        try:
+            return parse_response(response, provider=self.name, model=request.model)
+        except MalformedResponse as exc:
+            raise map_error(exc, self.name, request.model) from exc
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        return self._stream(request, StreamState(provider=self.name, model=request.model))
+
+    def _stream(self, request: Request, state: StreamState) -> Iterator[Chunk]:
+        params = self._params(request)
+        client = self._client()
+        try:
+            events = client.messages.create(**params, stream=True)
+        except ValueError as exc:
+            raise self._refused(exc, request) from exc
+        except Exception as exc:
+            raise map_error(exc, self.name, request.model) from exc
+        try:
+            for event in events:
+                chunk = parse_stream_event(event, state)
+                if chunk is not None:
+                    yield chunk
+        except Exception as exc:
+            raise self._stream_error(exc, state, request) from exc
+        finally:
+            events.close()
+        if not state.finished:
+            raise self._cut_off(state, request)
+
+    async def acomplete(self, request: Request) -> Completion:
+        params = self._params(request)
+        client = self._aclient()
+        try:
+            response = await client.messages.create(**params)
+        except ValueError as exc:
+            if not _refused_as_too_long(exc):
+                raise self._refused(exc, request) from exc
+            state = StreamState(provider=self.name, model=request.model)
+            async for _ in self._astream(request, state):
+                pass
+            return self._parse(state.message(), request)
+        except Exception as exc:
+            raise map_error(exc, self.name, request.model) from exc
+        return self._parse(response, request)
+
+    def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        return self._astream(request, StreamState(provider=self.name, model=request.model))
+
+    async def _astream(self, request: Request, state: StreamState) -> AsyncIterator[Chunk]:
+        params = self._params(request)
+        client = self._aclient()
+        try:
+            events = await client.messages.create(**params, stream=True)
+        except ValueError as exc:
+            raise self._refused(exc, request) from exc
+        except Exception as exc:
+            raise map_error(exc, self.name, request.model) from exc
+        try:
+            async for event in events:
+                chunk = parse_stream_event(event, state)
+                if chunk is not None:
+                    yield chunk
+        except Exception as exc:
+            raise self._stream_error(exc, state, request) from exc
+        finally:
+            await events.close()
+        if not state.finished:
+            raise self._cut_off(state, request)
+
+    def _refused(self, exc: ValueError, request: Request) -> FMClientError:
+        if isinstance(exc, json.JSONDecodeError):
+            return map_error(exc, self.name, request.model)
+        return BadRequestError(f"the Anthropic SDK refused the request: {exc}", provider=self.name, model=request.model)
+
+    def _stream_error(self, exc: Exception, state: StreamState, request: Request) -> FMClientError:
+        mapped = map_error(exc, self.name, request.model)
+        if state.text:
+            mapped.partial_text = state.text
+        return mapped
+
+    def _cut_off(self, state: StreamState, request: Request) -> FMClientError:
+        return APIConnectionError(
+            "the stream ended before message_stop" + ("" if state.started else " (no message_start either)"),
+            provider=self.name,
+            model=request.model,
+            partial_text=state.text or None,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            client, self._sync = self._sync, None
+            # Async clients can only be closed on their own loop; dropping them lets it go.
+            self._async.clear()
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async.pop(loop, None)
+        if client is not None:
+            await client.close()
+        self.close()
