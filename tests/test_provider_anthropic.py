@@ -85,23 +85,6 @@ def settings(server: FakeServer | None = None, **kwargs: Any) -> ProviderSetting
     return ProviderSettings(name="anthropic", type="anthropic", **kwargs)
 
 
-@pytest.fixture(scope="module")
-def _shared_server() -> Iterator[FakeServer]:
-    # One server for the module: stopping a FakeServer waits out serve_forever's 0.5 s poll.
-    with FakeServer() as server:
-        yield server
-
-
-@pytest.fixture
-def fake_server(_shared_server: FakeServer) -> FakeServer:
-    """This module's server, emptied for each test."""
-    _shared_server.requests.clear()
-    _shared_server.replies.clear()
-    _shared_server.handler = None
-    _shared_server.default = None
-    return _shared_server
-
-
 @pytest.fixture
 def provider(fake_server: FakeServer) -> Iterator[AnthropicProvider]:
     adapter = AnthropicProvider(settings(fake_server))

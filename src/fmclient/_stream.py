@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from fmclient.errors import FMClientError
+from fmclient.errors import StructuredOutputError
 from fmclient.types import Chunk, Completion, FinishReason, Message, ToolCall, Usage
 
 __all__ = ["AsyncStream", "Stream", "StreamAssembler"]
@@ -58,8 +58,9 @@ class StreamAssembler:
             try:
                 arguments = json.loads(raw) if raw.strip() else {}
             except json.JSONDecodeError as exc:
-                raise FMClientError(
+                raise StructuredOutputError(
                     f"streamed arguments of tool call {name!r} are not valid JSON: {exc}",
+                    text=raw,
                     provider=self.provider,
                     model=self.model,
                 ) from exc

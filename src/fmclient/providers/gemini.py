@@ -1,0 +1,1023 @@
+"""Google Gemini, through the official ``google-genai`` SDK (Gemini Developer API or Vertex AI).
+
+Configuration (``[providers.gemini]`` or any table with ``type = "gemini"``):
+
+* key: ``api_key``, else ``api_key_env``, else ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY`` (the
+  variables the SDK itself reads, in its order of precedence).
+* ``base_url``: sent as ``HttpOptions(base_url=...)``; when unset the SDK applies
+  ``GOOGLE_GEMINI_BASE_URL`` (``GOOGLE_VERTEX_BASE_URL`` on Vertex) itself.
+* ``vertexai = true`` (or the SDK's ``GOOGLE_GENAI_USE_VERTEXAI``) selects Vertex AI, which
+  authenticates with Application Default Credentials; ``project`` / ``location`` fall back to
+  ``GOOGLE_CLOUD_PROJECT`` / ``GOOGLE_CLOUD_LOCATION``. ``api_version`` overrides the SDK's.
+
+SDK behaviour this adapter relies on (google-genai 3.x):
+
+* One ``genai.Client`` per provider instance serves sync and async calls. Its async transport
+  (httpx2, or aiohttp when installed) already keeps one connection pool per event loop, so the
+  same client is safe to use from several loops.
+* Retries: the SDK retries nothing unless ``HttpOptions.retry_options`` is set, *except* its
+  aiohttp path, which silently retries a failed connection once after a 1-10 s sleep unless
+  retry options are present. We therefore set ``retry_options.attempts = 1``: exactly one
+  attempt, and fmclient's retry layer is the only one.
+* ``HttpOptions.timeout`` is in milliseconds.
+* Automatic function calling is disabled: fmclient returns tool calls to the caller.
+* Automatic continuation (``finishReason: CONTINUATION`` + ``continuationToken``) is left on:
+  it is how the API delivers one long generation in several hops. It also lets the SDK resume
+  a dropped stream from a checkpoint token the server already sent (never from scratch, and
+  never when no token was sent). Turn it off with
+  ``provider_options={"automatic_continuation": False}``.
+* Images given by http(s) URL are sent as ``file_data`` parts: the Gemini API (and Vertex AI)
+  fetch public or signed URLs themselves, so the adapter never downloads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fmclient.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContentFilterError,
+    ContextWindowExceededError,
+    FMClientError,
+    RequestTimeoutError,
+    UnsupportedFeatureError,
+    error_for_status,
+    parse_retry_after,
+)
+from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.types import (
+    Chunk,
+    Completion,
+    Embeddings,
+    EmbedRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    Request,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from google import genai
+
+__all__ = [
+    "EMBED_BATCH_SIZE",
+    "GeminiProvider",
+    "build_contents",
+    "build_embed_config",
+    "build_params",
+    "map_error",
+    "map_finish_reason",
+    "parse_embeddings",
+    "parse_response",
+    "parse_usage",
+]
+
+#: ``batchEmbedContents`` accepts at most this many texts per request.
+EMBED_BATCH_SIZE = 100
+#: The Gemini API accepts at most this many stop sequences.
+MAX_STOP_SEQUENCES = 5
+#: Key variables the SDK reads, in the SDK's order of precedence.
+KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+
+_CONTENT_FILTER_REASONS = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "MODEL_ARMOR",
+    }
+)
+_TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+# HTTP codes for google.rpc status names, for errors that carry a status but no code
+# (an error event inside a stream).
+_STATUS_CODES = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ABORTED": 409,
+    "ALREADY_EXISTS": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "INTERNAL": 500,
+    "UNKNOWN": 500,
+    "DATA_LOSS": 500,
+    "NOT_IMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+_CONTEXT_WINDOW_PATTERNS = (
+    "exceeds the maximum number of tokens",
+    "input token count",
+    "exceeds the context window",
+    "context length",
+)
+_TRUE = ("1", "true", "yes", "on")
+
+
+# -- request translation (pure) ---------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """Mappings/sequences (e.g. frozen schema mappings) as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _ms(seconds: float) -> int:
+    # HttpOptions.timeout is whole milliseconds and the SDK treats 0 as "no timeout".
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _tool_call_id(index: int, name: str, args: Mapping[str, Any]) -> str:
+    """A stable id for a function call the API returned without one.
+
+    Derived from the call itself, so the same response always yields the same id, streamed or
+    not. It is never sent back to the API (see :func:`build_contents`).
+    """
+    digest = hashlib.sha256(
+        f"{index}\x00{name}\x00{json.dumps(_plain(args), sort_keys=True, default=str)}".encode()
+    ).hexdigest()
+    return f"call_{digest[:24]}"
+
+
+def _image_part(part: ImagePart) -> dict[str, Any]:
+    if part.data is not None:
+        return {
+            "inline_data": {
+                "mime_type": part.media_type or "application/octet-stream",
+                "data": part.data,
+            }
+        }
+    file_data: dict[str, Any] = {"file_uri": part.url}
+    if part.media_type:
+        file_data["mime_type"] = part.media_type
+    return {"file_data": file_data}
+
+
+def _content_parts(message: Message) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            parts.append({"text": part.text})
+        else:
+            parts.append(_image_part(part))
+    return parts
+
+
+def _tool_output(content: str) -> dict[str, Any]:
+    """A tool result as a ``function_response.response`` object.
+
+    JSON objects are sent as they are; anything else goes under ``output``, the key the API
+    documents for a function's result.
+    """
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return {"output": content}
+    return value if isinstance(value, dict) else {"output": value}
+
+
+def _restore_parts(stored: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Stored (JSON-mode) parts back into SDK parts: bytes fields are base64 in the store."""
+    from google.genai import types
+
+    return [types.Part.model_validate_json(json.dumps(_plain(d))) for d in stored]
+
+
+def _state_parts(message: Message, provider: str) -> list[Mapping[str, Any]] | None:
+    """The raw parts stored on an assistant message, if they still describe that message.
+
+    A caller may have edited the message's text or tool calls; then the stored parts (and
+    their signatures) no longer apply and the message is rebuilt from its fields.
+    """
+    state = (message.provider_state or {}).get(provider)
+    if not isinstance(state, Mapping):
+        return None
+    parts = state.get("parts")
+    if not isinstance(parts, Sequence) or not all(isinstance(p, Mapping) for p in parts):
+        return None
+    calls = [
+        (p["function_call"].get("name"), p["function_call"].get("args") or {})
+        for p in parts
+        if isinstance(p.get("function_call"), Mapping)
+    ]
+    text = "".join(p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought"))
+    if calls != [(c.name, _plain(c.arguments)) for c in message.tool_calls] or text != message.text:
+        return None
+    return list(parts)
+
+
+def build_contents(messages: Sequence[Message], provider: str) -> list[dict[str, Any]]:
+    """Normalised messages -> Gemini ``contents``.
+
+    * assistant turns use role ``model``; when the message carries this provider's stored
+      parts, those are sent back verbatim, thought signatures included (Gemini 3 rejects
+      function-call history without them);
+    * consecutive tool results become one ``user`` turn of ``function_response`` parts, named
+      after ``Message.name`` (else the matching tool call); a call id is echoed only when the
+      API issued it, never when fmclient synthesised it.
+    """
+    contents: list[dict[str, Any]] = []
+    # tool call id -> (function name, id the API gave the call or None)
+    calls: dict[str, tuple[str, str | None]] = {}
+    last_was_tool = False
+    for message in messages:
+        if message.role == "tool":
+            known = calls.get(message.tool_call_id or "")
+            name = message.name or (known[0] if known else None)
+            if not name:
+                raise BadRequestError(
+                    "Gemini needs the tool name with each tool result: build it with "
+                    "Message.tool_result(tool_call_id, content, name=<tool name>) or keep the "
+                    "assistant message that made the call in the conversation",
+                    provider=provider,
+                )
+            response: dict[str, Any] = {"name": name, "response": _tool_output(message.text)}
+            if known and known[1]:
+                response["id"] = known[1]
+            part = {"function_response": response}
+            if last_was_tool:
+                contents[-1]["parts"].append(part)
+            else:
+                contents.append({"role": "user", "parts": [part]})
+            last_was_tool = True
+            continue
+        last_was_tool = False
+        if message.role == "assistant":
+            stored = _state_parts(message, provider)
+            parts: list[Any]
+            if stored is not None:
+                try:
+                    parts = _restore_parts(stored)
+                except ValueError as exc:  # pydantic's ValidationError included
+                    raise BadRequestError(
+                        f"the stored Gemini state of an assistant message is corrupt: {exc}",
+                        provider=provider,
+                    ) from exc
+                api_ids = [p["function_call"].get("id") for p in stored if isinstance(p.get("function_call"), Mapping)]
+            else:
+                parts = _content_parts(message)
+                parts.extend(
+                    {"function_call": {"name": c.name, "args": _plain(c.arguments)}} for c in message.tool_calls
+                )
+                api_ids = [None] * len(message.tool_calls)
+            for call, api_id in zip(message.tool_calls, api_ids, strict=True):
+                calls[call.id] = (call.name, api_id)
+            contents.append({"role": "model", "parts": parts or [{"text": ""}]})
+        elif message.role == "user":
+            contents.append({"role": "user", "parts": _content_parts(message) or [{"text": ""}]})
+        else:
+            # Request.system holds the leading system messages; Gemini has no later ones.
+            raise BadRequestError(
+                "Gemini accepts system instructions only at the start of a conversation",
+                provider=provider,
+            )
+    return contents
+
+
+def build_params(request: Request, provider: str = "gemini") -> dict[str, Any]:
+    """A :class:`Request` -> keyword arguments for ``models.generate_content(_stream)``.
+
+    ``config`` is a plain ``GenerateContentConfig`` dict; ``provider_options`` are merged in
+    last, so any SDK config field can be set or overridden.
+    """
+    config: dict[str, Any] = {
+        # fmclient hands tool calls back to the caller: the SDK must never run a tool loop.
+        "automatic_function_calling": {"disable": True},
+    }
+    if request.system:
+        config["system_instruction"] = request.system
+    if request.max_tokens is not None:
+        config["max_output_tokens"] = request.max_tokens
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["top_p"] = request.top_p
+    if request.stop:
+        config["stop_sequences"] = list(request.stop)
+    if request.tools:
+        declarations = []
+        for tool in request.tools:
+            declaration: dict[str, Any] = {
+                "name": tool.name,
+                "parameters_json_schema": _plain(tool.parameters),
+            }
+            if tool.description:
+                declaration["description"] = tool.description
+            declarations.append(declaration)
+        config["tools"] = [{"function_declarations": declarations}]
+        if request.tool_choice:
+            mode = _TOOL_CHOICE_MODES.get(request.tool_choice)
+            calling: dict[str, Any] = {"mode": mode or "ANY"}
+            if mode is None:
+                calling["allowed_function_names"] = [request.tool_choice]
+            config["tool_config"] = {"function_calling_config": calling}
+    if request.response_format is not None:
+        config["response_mime_type"] = "application/json"
+        config["response_json_schema"] = _plain(request.response_format.schema)
+    if request.timeout is not None:
+        config["http_options"] = {"timeout": _ms(request.timeout)}
+    for key, value in request.provider_options.items():
+        if key == "http_options" and isinstance(value, Mapping) and "http_options" in config:
+            config["http_options"] = {**config["http_options"], **_plain(value)}
+        else:
+            config[key] = value
+    return {
+        "model": request.model,
+        "contents": build_contents(request.messages, provider),
+        "config": config,
+    }
+
+
+def build_embed_config(request: EmbedRequest) -> dict[str, Any]:
+    """``EmbedContentConfig`` fields: ``provider_options`` (``task_type``,
+    ``output_dimensionality``, ``title`` ...) plus the attempt's timeout."""
+    config: dict[str, Any] = {}
+    if request.timeout is not None:
+        config["http_options"] = {"timeout": _ms(request.timeout)}
+    for key, value in request.provider_options.items():
+        if key == "http_options" and isinstance(value, Mapping) and "http_options" in config:
+            config["http_options"] = {**config["http_options"], **_plain(value)}
+        else:
+            config[key] = value
+    return config
+
+
+# -- response translation (pure) --------------------------------------------------------------
+
+
+def _enum_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def map_finish_reason(reason: Any, has_tool_calls: bool = False) -> FinishReason:
+    name = _enum_value(reason)
+    if name == "STOP":
+        return "tool_calls" if has_tool_calls else "stop"
+    if name == "MAX_TOKENS":
+        return "length"
+    if name in _CONTENT_FILTER_REASONS:
+        return "content_filter"
+    if name is None and has_tool_calls:
+        return "tool_calls"
+    return "other"
+
+
+def parse_usage(usage: Any) -> Usage:
+    """``usage_metadata`` -> :class:`Usage`.
+
+    ``prompt_token_count`` already includes cached tokens; tool-use prompt tokens (e.g. search
+    results fed back to the model) are input too; thinking tokens are output.
+    """
+    if usage is None:
+        return Usage()
+
+    def count(name: str) -> int:
+        value = getattr(usage, name, None)
+        return int(value or 0)
+
+    return Usage(
+        input_tokens=count("prompt_token_count") + count("tool_use_prompt_token_count"),
+        output_tokens=count("candidates_token_count") + count("thoughts_token_count"),
+        cached_input_tokens=count("cached_content_token_count"),
+    )
+
+
+def _raise_if_blocked(response: Any, provider: str, model: str) -> None:
+    feedback = getattr(response, "prompt_feedback", None)
+    reason = _enum_value(getattr(feedback, "block_reason", None))
+    if reason and not getattr(response, "candidates", None):
+        detail = getattr(feedback, "block_reason_message", None)
+        raise ContentFilterError(
+            f"Gemini blocked the prompt ({reason})" + (f": {detail}" if detail else ""),
+            provider=provider,
+            model=model,
+        )
+
+
+def _dump_part(part: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = part.model_dump(mode="json", exclude_none=True)
+    return dumped
+
+
+def _needs_state(parts: Sequence[Any]) -> bool:
+    # Signatures must go back verbatim; API-issued call ids must be echoed in the results.
+    return any(
+        getattr(p, "thought_signature", None) is not None or getattr(getattr(p, "function_call", None), "id", None)
+        for p in parts
+    )
+
+
+def _provider_state(parts: Sequence[Any], provider: str) -> dict[str, Any] | None:
+    if not _needs_state(parts):
+        return None
+    return {provider: {"parts": [_dump_part(p) for p in parts]}}
+
+
+def _as_response(response: Any) -> Any:
+    if isinstance(response, Mapping):
+        from google.genai import types
+
+        return types.GenerateContentResponse.model_validate(dict(response))
+    return response
+
+
+def parse_response(response: Any, *, provider: str, model: str) -> Completion:
+    """A ``GenerateContentResponse`` (SDK object or API dict) -> :class:`Completion`.
+
+    Raises :class:`ContentFilterError` when the prompt itself was blocked.
+    """
+    response = _as_response(response)
+    _raise_if_blocked(response, provider, model)
+    candidates = response.candidates or []
+    candidate = candidates[0] if candidates else None
+    content = getattr(candidate, "content", None)
+    parts = list(getattr(content, "parts", None) or [])
+    text = "".join(p.text for p in parts if p.text and not p.thought)
+    tool_calls: list[ToolCall] = []
+    for part in parts:
+        call = part.function_call
+        if call is None:
+            continue
+        args = dict(call.args or {})
+        name = call.name or ""
+        tool_calls.append(ToolCall(id=call.id or _tool_call_id(len(tool_calls), name, args), name=name, arguments=args))
+    finish = map_finish_reason(getattr(candidate, "finish_reason", None), bool(tool_calls))
+    message = Message(
+        role="assistant",
+        content=text,
+        tool_calls=tuple(tool_calls),
+        provider_state=_provider_state(parts, provider),
+    )
+    return Completion(
+        text=text,
+        finish_reason=finish,
+        usage=parse_usage(response.usage_metadata),
+        model=response.model_version or model,
+        provider=provider,
+        tool_calls=tool_calls,
+        message=message,
+        raw=response,
+    )
+
+
+class StreamParser:
+    """Turns streamed ``GenerateContentResponse`` events into :class:`Chunk` objects.
+
+    Text arrives as deltas; function calls arrive whole, each in one event. Usage is a running
+    total, so the last one seen is the answer. The raw parts are merged (text deltas joined
+    until a part carrying a signature closes them) so the stored state matches what a
+    non-streamed reply would have returned.
+    """
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        self.text = ""
+        self._parts: list[Any] = []
+        self._tool_count = 0
+        self._finish: Any = None
+        self._usage: Any = None
+        self._model_version: str | None = None
+
+    def parse_stream_event(self, event: Any) -> Chunk | None:
+        event = _as_response(event)
+        _raise_if_blocked(event, self.provider, self.model)
+        if event.model_version:
+            self._model_version = event.model_version
+        if event.usage_metadata is not None:
+            self._usage = event.usage_metadata
+        candidates = event.candidates or []
+        if not candidates:
+            return None
+        candidate = candidates[0]
+        if candidate.finish_reason is not None:
+            self._finish = candidate.finish_reason
+        parts = list(getattr(candidate.content, "parts", None) or [])
+        delta = ""
+        deltas: list[ToolCallDelta] = []
+        for part in parts:
+            self._keep(part)
+            if part.function_call is not None:
+                call = part.function_call
+                args = dict(call.args or {})
+                name = call.name or ""
+                deltas.append(
+                    ToolCallDelta(
+                        index=self._tool_count,
+                        id=call.id or _tool_call_id(self._tool_count, name, args),
+                        name=name,
+                        arguments=json.dumps(args),
+                    )
+                )
+                self._tool_count += 1
+            elif part.text and not part.thought:
+                delta += part.text
+        if not delta and not deltas:
+            return None
+        self.text += delta
+        return Chunk(text=delta, tool_calls=tuple(deltas), model=self._model_version, raw=event)
+
+    def _keep(self, part: Any) -> None:
+        previous = self._parts[-1] if self._parts else None
+        if (
+            previous is not None
+            and part.text is not None
+            and previous.text is not None
+            and bool(part.thought) == bool(previous.thought)
+            and previous.thought_signature is None
+            and part.function_call is None
+        ):
+            self._parts[-1] = previous.model_copy(
+                update={"text": previous.text + part.text, "thought_signature": part.thought_signature}
+            )
+        else:
+            self._parts.append(part)
+
+    def final_chunk(self) -> Chunk:
+        """The closing chunk; a stream that never said why it finished was cut off."""
+        if self._finish is None:
+            raise APIConnectionError(
+                "the Gemini stream ended before its final event (no finish reason)",
+                provider=self.provider,
+                model=self.model,
+                partial_text=self.text or None,
+            )
+        return Chunk(
+            finish_reason=map_finish_reason(self._finish, self._tool_count > 0),
+            usage=parse_usage(self._usage),
+            model=self._model_version or self.model,
+            provider_state=_provider_state(self._parts, self.provider),
+        )
+
+
+def parse_embeddings(response: Any, expected: int, *, provider: str, model: str) -> tuple[list[list[float]], Usage]:
+    embeddings = list(getattr(response, "embeddings", None) or [])
+    if len(embeddings) != expected or any(e.values is None for e in embeddings):
+        raise APIConnectionError(
+            f"malformed Gemini embedding response: expected {expected} vectors, got {len(embeddings)}",
+            provider=provider,
+            model=model,
+        )
+    vectors = [list(e.values) for e in embeddings]
+    usage_metadata = getattr(response, "usage_metadata", None)
+    if usage_metadata is not None and usage_metadata.prompt_token_count is not None:
+        tokens = int(usage_metadata.prompt_token_count)
+    else:
+        # Vertex AI reports a token count per embedding instead.
+        tokens = sum(int(getattr(getattr(e, "statistics", None), "token_count", None) or 0) for e in embeddings)
+    return vectors, Usage(input_tokens=tokens)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def _optional_module(name: str) -> Any:
+    try:
+        return __import__(name, fromlist=["_"])
+    except ImportError:
+        return None
+
+
+def _exception_types(*specs: tuple[str, str]) -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = []
+    for module_name, attr in specs:
+        module = _optional_module(module_name)
+        cls = getattr(module, attr, None) if module is not None else None
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class _ErrorKinds:
+    timeout: tuple[type[BaseException], ...]
+    connection: tuple[type[BaseException], ...]
+    malformed: tuple[type[BaseException], ...]
+    credentials: tuple[type[BaseException], ...]
+
+
+@functools.cache
+def _error_kinds() -> _ErrorKinds:
+    """Exception classes of the SDK's transports (httpx2, httpx, aiohttp), whichever exist."""
+    return _ErrorKinds(
+        timeout=(
+            *_exception_types(("httpx2", "TimeoutException"), ("httpx", "TimeoutException")),
+            TimeoutError,
+            asyncio.TimeoutError,
+        ),
+        connection=(
+            *_exception_types(
+                ("httpx2", "HTTPError"),
+                ("httpx", "HTTPError"),
+                ("aiohttp", "ClientError"),
+                ("google.auth.exceptions", "TransportError"),
+            ),
+            ConnectionError,
+        ),
+        malformed=(
+            *_exception_types(("google.genai.errors", "UnknownApiResponseError"), ("pydantic", "ValidationError")),
+            json.JSONDecodeError,
+        ),
+        credentials=_exception_types(
+            ("google.auth.exceptions", "DefaultCredentialsError"),
+            ("google.auth.exceptions", "RefreshError"),
+        ),
+    )
+
+
+def _retry_delay(details: Any) -> float | None:
+    """Seconds from a ``google.rpc.RetryInfo`` detail (``"retryDelay": "37s"``)."""
+    error = details.get("error", details) if isinstance(details, Mapping) else None
+    items = error.get("details") if isinstance(error, Mapping) else None
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if isinstance(item, Mapping) and str(item.get("@type", "")).endswith("RetryInfo"):
+            match = re.fullmatch(r"\s*([0-9.]+)s\s*", str(item.get("retryDelay", "")))
+            if match:
+                try:
+                    return float(match.group(1))
+                except ValueError:
+                    return None
+    return None
+
+
+def _error_reasons(details: Any) -> set[str]:
+    error = details.get("error", details) if isinstance(details, Mapping) else None
+    items = error.get("details") if isinstance(error, Mapping) else None
+    return {
+        str(item["reason"])
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, Mapping) and item.get("reason")
+    }
+
+
+def _headers(response: Any) -> Mapping[str, str] | None:
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        return {str(k): str(v) for k, v in headers.items()}
+    except (AttributeError, TypeError):
+        return None
+
+
+def _map_api_error(exc: Any, provider: str, model: str) -> FMClientError:
+    status = exc.status if isinstance(exc.status, str) else None
+    code = exc.code if isinstance(exc.code, int) and exc.code >= 400 else None
+    if code is None:
+        code = _STATUS_CODES.get(status or "")
+    if code is None:
+        name = type(exc).__name__
+        code = 400 if name == "ClientError" else 500
+    message = exc.message if isinstance(exc.message, str) and exc.message else str(exc)
+    text = f"{status}: {message}" if status else message
+    retry_after = parse_retry_after(_headers(exc.response))
+    if retry_after is None:
+        retry_after = _retry_delay(exc.details)
+    error = error_for_status(code, text, provider=provider, model=model, retry_after=retry_after)
+    lowered = message.lower()
+    if code == 400 and any(p in lowered for p in _CONTEXT_WINDOW_PATTERNS):
+        return ContextWindowExceededError(
+            text, provider=provider, model=model, status_code=code, retry_after=retry_after
+        )
+    if code == 400 and ("API_KEY_INVALID" in _error_reasons(exc.details) or "api key not valid" in lowered):
+        # Gemini answers a bad key with 400 INVALID_ARGUMENT rather than 401.
+        return AuthenticationError(text, provider=provider, model=model, status_code=code)
+    return error
+
+
+def map_error(exc: BaseException, provider: str, model: str) -> FMClientError:
+    """Any exception from a google-genai call -> the fmclient error it means."""
+    if isinstance(exc, FMClientError):
+        return exc
+    from google.genai import errors as genai_errors
+
+    if isinstance(exc, genai_errors.APIError):
+        return _map_api_error(exc, provider, model)
+    kinds = _error_kinds()
+    if isinstance(exc, kinds.timeout):
+        return RequestTimeoutError(
+            f"the request to Gemini timed out ({type(exc).__name__})", provider=provider, model=model
+        )
+    if isinstance(exc, kinds.connection):
+        return APIConnectionError(
+            f"connection to Gemini failed: {type(exc).__name__}: {exc}", provider=provider, model=model
+        )
+    if isinstance(exc, kinds.malformed):
+        return APIConnectionError(
+            f"Gemini returned a malformed response body: {type(exc).__name__}: {exc}",
+            provider=provider,
+            model=model,
+        )
+    if isinstance(exc, kinds.credentials):
+        return AuthenticationError(
+            f"Google credentials failed: {type(exc).__name__}: {exc}", provider=provider, model=model
+        )
+    if isinstance(exc, OSError):
+        return APIConnectionError(
+            f"connection to Gemini failed: {type(exc).__name__}: {exc}", provider=provider, model=model
+        )
+    if isinstance(exc, (ValueError, TypeError)):
+        # The SDK validates the request before sending: nothing reached the network.
+        if "only supported in" in str(exc):
+            # e.g. a config field that exists on Vertex AI but not on the Developer API
+            return UnsupportedFeatureError(str(exc), provider=provider, model=model)
+        return BadRequestError(f"the google-genai SDK rejected the request: {exc}", provider=provider, model=model)
+    return FMClientError(
+        f"unexpected error from the google-genai SDK: {type(exc).__name__}: {exc}",
+        provider=provider,
+        model=model,
+    )
+
+
+# -- the adapter ------------------------------------------------------------------------------
+
+
+class GeminiProvider(Provider):
+    """Gemini models via ``google-genai`` (Developer API, or Vertex AI with ``vertexai``)."""
+
+    extra = "gemini"
+    option_keys = frozenset({"vertexai", "project", "location", "api_version"})
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self._client: genai.Client | None = None
+        self._lock = threading.Lock()
+
+    # -- configuration ----------------------------------------------------------------------
+    def _vertex(self) -> bool:
+        configured = self.settings.options.get("vertexai")
+        if configured is not None:
+            return configured is True or str(configured).lower() in _TRUE
+        # The SDK's own switches, honoured the same way it does.
+        for var in ("GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_GENAI_USE_VERTEXAI"):
+            value = os.environ.get(var)
+            if value is not None:
+                return value.lower() in ("true", "1")
+        return False
+
+    def capabilities(self, model: str) -> Capabilities:
+        name = model.rsplit("/", 1)[-1].lower()
+        if "embedding" in name:
+            return Capabilities(
+                chat=False,
+                streaming=False,
+                tools=False,
+                images=False,
+                structured_output=False,
+                embeddings=True,
+            )
+        if name.startswith("gemma"):
+            # Gemma on the Gemini API has no system instructions, function calling or JSON mode.
+            return Capabilities(
+                system=False, tools=False, structured_output=False, max_stop_sequences=MAX_STOP_SEQUENCES
+            )
+        return Capabilities(max_stop_sequences=MAX_STOP_SEQUENCES)
+
+    def check_ready(self, model: str) -> None:
+        import_sdk("google.genai", extra=self.extra, provider=self.name)
+        if self._vertex():
+            return  # Application Default Credentials (or an express-mode key) are checked by the SDK
+        if not self.settings.resolve_api_key(*KEY_ENV_VARS):
+            raise ConfigurationError(
+                f"no API key for provider {self.name!r}: set "
+                f"{self.settings.key_sources(*KEY_ENV_VARS)} (or api_key in the config file)",
+                provider=self.name,
+                model=model,
+            )
+
+    def _sdk(self) -> genai.Client:
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                self._client = self._build_client()
+            return self._client
+
+    def _build_client(self) -> genai.Client:
+        genai_module = import_sdk("google.genai", extra=self.extra, provider=self.name)
+        types = import_sdk("google.genai.types", extra=self.extra, provider=self.name)
+        options = self.settings.options
+        http: dict[str, Any] = {"retry_options": types.HttpRetryOptions(attempts=1)}
+        if self.settings.base_url:
+            http["base_url"] = self.settings.base_url
+        if options.get("api_version"):
+            http["api_version"] = str(options["api_version"])
+        if self.settings.timeout is not None:
+            http["timeout"] = _ms(self.settings.timeout)
+        kwargs: dict[str, Any] = {"http_options": types.HttpOptions(**http)}
+        if self._vertex():
+            kwargs["vertexai"] = True
+            if options.get("project"):
+                kwargs["project"] = str(options["project"])
+            if options.get("location"):
+                kwargs["location"] = str(options["location"])
+            # Only an explicitly configured key selects Vertex express mode; the SDK applies
+            # its own environment precedence otherwise.
+            key = self.settings.resolve_api_key()
+            if key:
+                kwargs["api_key"] = key
+        else:
+            kwargs["vertexai"] = False
+            key = self.settings.resolve_api_key(*KEY_ENV_VARS)
+            if key:
+                kwargs["api_key"] = key
+        try:
+            client: genai.Client = genai_module.Client(**kwargs)
+        except Exception as exc:
+            # Missing key/project or no Application Default Credentials. The SDK's messages
+            # never contain the key.
+            raise ConfigurationError(
+                f"cannot set up the google-genai client for provider {self.name!r}: {exc}",
+                provider=self.name,
+            ) from exc
+        return client
+
+    def _prepare(self, request: Request) -> dict[str, Any]:
+        """Build and validate the call's arguments before anything touches the network."""
+        from google.genai import types
+        from pydantic import ValidationError
+
+        params = build_params(request, self.name)
+        try:
+            params["contents"] = [types.Content.model_validate(c) for c in params["contents"]]
+            params["config"] = types.GenerateContentConfig.model_validate(params["config"])
+        except ValidationError as exc:
+            raise BadRequestError(
+                f"invalid Gemini request (check provider_options): {exc}",
+                provider=self.name,
+                model=request.model,
+            ) from exc
+        return params
+
+    def _prepare_embed(self, request: EmbedRequest) -> Any:
+        from google.genai import types
+        from pydantic import ValidationError
+
+        try:
+            return types.EmbedContentConfig.model_validate(build_embed_config(request))
+        except ValidationError as exc:
+            raise BadRequestError(
+                f"invalid Gemini embedding options (check provider_options): {exc}",
+                provider=self.name,
+                model=request.model,
+            ) from exc
+
+    # -- calls ------------------------------------------------------------------------------
+    def complete(self, request: Request) -> Completion:
+        params = self._prepare(request)
+        client = self._sdk()
+        try:
+            response = client.models.generate_content(**params)
+        except Exception as exc:
+            raise map_error(exc, self.name, request.model) from exc
+        return parse_response(response, provider=self.name, model=request.model)
+
+    async def acomplete(self, request: Request) -> Completion:
+        params = self._prepare(request)
+        client = self._sdk()
+        try:
+            response = await client.aio.models.generate_content(**params)
+        except Exception as exc:
+            raise map_error(exc, self.name, request.model) from exc
+        return parse_response(response, provider=self.name, model=request.model)
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        params = self._prepare(request)
+        client = self._sdk()
+        parser = StreamParser(self.name, request.model)
+        events: Any = None
+        try:
+            events = client.models.generate_content_stream(**params)
+            for event in events:
+                chunk = parser.parse_stream_event(event)
+                if chunk is not None:
+                    yield chunk
+            final = parser.final_chunk()
+        except Exception as exc:
+            error = map_error(exc, self.name, request.model)
+            if error.partial_text is None and parser.text:
+                error.partial_text = parser.text
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        yield final
+
+    async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        params = self._prepare(request)
+        client = self._sdk()
+        parser = StreamParser(self.name, request.model)
+        events: Any = None
+        try:
+            events = await client.aio.models.generate_content_stream(**params)
+            async for event in events:
+                chunk = parser.parse_stream_event(event)
+                if chunk is not None:
+                    yield chunk
+            final = parser.final_chunk()
+        except Exception as exc:
+            error = map_error(exc, self.name, request.model)
+            if error.partial_text is None and parser.text:
+                error.partial_text = parser.text
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:  # closing a broken stream must not hide the real error
+                    pass
+        yield final
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        config = self._prepare_embed(request)
+        client = self._sdk() if request.texts else None
+        vectors: list[list[float]] = []
+        usage = Usage()
+        raw: list[Any] = []
+        for start in range(0, len(request.texts), EMBED_BATCH_SIZE):
+            batch = list(request.texts[start : start + EMBED_BATCH_SIZE])
+            assert client is not None
+            try:
+                response = client.models.embed_content(model=request.model, contents=batch, config=config)
+            except Exception as exc:
+                raise map_error(exc, self.name, request.model) from exc
+            batch_vectors, batch_usage = parse_embeddings(response, len(batch), provider=self.name, model=request.model)
+            vectors.extend(batch_vectors)
+            usage = usage + batch_usage
+            raw.append(response)
+        return Embeddings(vectors=vectors, usage=usage, model=request.model, provider=self.name, raw=raw)
+
+    async def aembed(self, request: EmbedRequest) -> Embeddings:
+        config = self._prepare_embed(request)
+        client = self._sdk() if request.texts else None
+        vectors: list[list[float]] = []
+        usage = Usage()
+        raw: list[Any] = []
+        for start in range(0, len(request.texts), EMBED_BATCH_SIZE):
+            batch = list(request.texts[start : start + EMBED_BATCH_SIZE])
+            assert client is not None
+            try:
+                response = await client.aio.models.embed_content(model=request.model, contents=batch, config=config)
+            except Exception as exc:
+                raise map_error(exc, self.name, request.model) from exc
+            batch_vectors, batch_usage = parse_embeddings(response, len(batch), provider=self.name, model=request.model)
+            vectors.extend(batch_vectors)
+            usage = usage + batch_usage
+            raw.append(response)
+        return Embeddings(vectors=vectors, usage=usage, model=request.model, provider=self.name, raw=raw)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.aio.aclose()
+            finally:
+                client.close()

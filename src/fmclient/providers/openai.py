@@ -1,0 +1,960 @@
+"""OpenAI adapter, on the official ``openai`` SDK, speaking the Chat Completions API.
+
+Chat Completions (not the Responses API) is what every OpenAI-compatible server speaks, so one
+adapter serves OpenAI itself and any server configured with ``type = "openai"``: vLLM, the
+llama.cpp server, LM Studio, and the built-in ``mistral`` provider. Everything that differs
+between OpenAI and a compatible server is decided once, when the adapter is built. "OpenAI"
+below means provider ``openai``, or any named provider without a ``base_url`` (it reaches OpenAI,
+or ``$OPENAI_BASE_URL``, like the SDK does by default); a "compatible server" is any other named
+provider, i.e. one with its own ``base_url``.
+
+* API key. OpenAI: ``api_key``, else ``$api_key_env``, else ``$OPENAI_API_KEY``. A compatible
+  server: ``api_key``, else ``$api_key_env`` (an error when that variable is unset), else a
+  placeholder key: local servers (vLLM, llama.cpp, LM Studio) ignore the key but the SDK refuses
+  to run without one, and ``$OPENAI_API_KEY`` must never be sent to a third-party server.
+* Base URL: ``base_url`` from config, else the SDK's own ``$OPENAI_BASE_URL`` / default.
+* Output limit: OpenAI deprecated ``max_tokens`` and its reasoning models (o-series, gpt-5)
+  reject it, while ``max_completion_tokens`` works on every current OpenAI chat model; compatible
+  servers (vLLM, llama.cpp, Mistral) know ``max_tokens`` (Mistral rejects the other with a 422).
+  So OpenAI gets ``max_completion_tokens`` and compatible servers ``max_tokens``; the
+  ``max_tokens_param`` setting overrides that choice for a server that needs the other one.
+* Streamed usage: streams ask for a final usage chunk with ``stream_options.include_usage``.
+  OpenAI always sends it, so only OpenAI's streams count as cut short without it (some compatible
+  servers ignore the option). Mistral's API rejects ``stream_options`` with a
+  422 and sends usage on its last chunk unasked, so the option is not sent to ``api.mistral.ai``,
+  nor when the ``stream_usage = false`` setting says so.
+
+Adapter settings accepted in a provider table: ``organization``, ``project`` (OpenAI headers),
+``max_tokens_param``, ``stream_usage`` (bool) and ``embed_batch_size`` (inputs per embeddings
+request, default 2048, OpenAI's limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from fmclient.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContentFilterError,
+    ContextWindowExceededError,
+    FMClientError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServiceUnavailableError,
+    StructuredOutputError,
+    UnsupportedFeatureError,
+    error_for_status,
+    parse_retry_after,
+)
+from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.types import (
+    Chunk,
+    Completion,
+    Embeddings,
+    EmbedRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    Request,
+    ResponseFormat,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI, OpenAI
+
+__all__ = [
+    "EMBED_BATCH_SIZE",
+    "LOCAL_PLACEHOLDER_KEY",
+    "OpenAIProvider",
+    "StreamParser",
+    "build_messages",
+    "build_params",
+    "capabilities_for",
+    "map_error",
+    "parse_arguments",
+    "parse_embeddings",
+    "parse_response",
+    "parse_usage",
+    "response_format_param",
+]
+
+#: OpenAI accepts at most 2048 inputs per embeddings request; larger calls are split.
+EMBED_BATCH_SIZE = 2048
+#: Sent to a keyless local server (vLLM, llama.cpp, LM Studio): they ignore it, the SDK needs one.
+LOCAL_PLACEHOLDER_KEY = "fmclient-no-key"
+
+_NATIVE = "openai"
+_MAX_TOKENS_PARAMS = frozenset({"max_tokens", "max_completion_tokens"})
+# Hosts known to reject ``stream_options`` (with 422 extra_forbidden) while sending usage anyway.
+_NO_STREAM_OPTIONS_HOSTS = frozenset({"api.mistral.ai"})
+# Keys of provider_options that are SDK request options rather than body fields.
+_REQUEST_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body"})
+
+_FINISH_REASONS: dict[str | None, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+# Error codes/types seen from OpenAI, Azure OpenAI, vLLM, llama.cpp and Mistral.
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+_CONTEXT_TEXT = re.compile(r"context[ _](length|size|window)|too many tokens", re.IGNORECASE)
+_FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "invalid_prompt", "moderation_blocked"})
+_FILTER_TEXT = re.compile(r"content (management )?polic|flagged as potentially", re.IGNORECASE)
+_RATE_CODES = frozenset({"rate_limit_exceeded", "rate_limit_error", "requests", "tokens"})
+_AUTH_CODES = frozenset({"invalid_api_key", "authentication_error"})
+_BAD_REQUEST_TYPES = frozenset({"invalid_request_error", "BadRequestError"})
+# Strict structured output rejects these keywords (OpenAI's supported-schema subset).
+_NON_STRICT_KEYWORDS = frozenset(
+    {
+        "allOf",
+        "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentRequired",
+        "dependentSchemas",
+        "patternProperties",
+        "unevaluatedProperties",
+        "propertyNames",
+    }
+)
+_SCHEMA_NAME_INVALID = re.compile(r"[^a-zA-Z0-9_-]")
+# Exceptions from the SDK's HTTP stack that it did not wrap: all mean the connection failed.
+_HTTP_MODULES = ("httpx", "httpcore", "h11", "anyio")
+
+
+# -- capabilities ----------------------------------------------------------------------------
+def capabilities_for(model: str, *, native: bool) -> Capabilities:
+    """What a model accepts. Only OpenAI's own model names are known; a compatible server's
+    models are assumed to accept everything and the server itself says no."""
+    if not native:
+        return Capabilities(embeddings=True)
+    name = model.lower()
+    if name.startswith("ft:"):  # fine-tunes: "ft:gpt-4o-mini-2024-07-18:org::id"
+        name = name.split(":")[1]
+    if name.startswith("text-embedding"):
+        return Capabilities(
+            chat=False,
+            streaming=False,
+            system=False,
+            tools=False,
+            images=False,
+            stop=False,
+            temperature=False,
+            top_p=False,
+            structured_output=False,
+            embeddings=True,
+        )
+    # o-series and the first gpt-5 family only take the default sampling and no stop sequences
+    # (later gpt-5.x accept temperature depending on reasoning effort: the API decides those).
+    if re.match(r"o\d", name) or re.fullmatch(r"gpt-5(-mini|-nano)?(-\d{4}-\d\d-\d\d)?", name):
+        return Capabilities(stop=False, temperature=False, top_p=False)
+    if name.startswith("gpt-3.5"):
+        return Capabilities(images=False, structured_output=False, max_stop_sequences=4)
+    if re.match(r"gpt-4(-\d|$|-turbo)", name):  # gpt-4 / gpt-4-turbo: no json_schema output
+        return Capabilities(images=name.startswith("gpt-4-turbo"), structured_output=False, max_stop_sequences=4)
+    return Capabilities(max_stop_sequences=4)
+
+
+# -- request translation ---------------------------------------------------------------------
+def build_messages(request: Request) -> list[dict[str, Any]]:
+    """The Chat Completions ``messages`` array: system prompt first, then the conversation."""
+    out: list[dict[str, Any]] = []
+    if request.system:
+        out.append({"role": "system", "content": request.system})
+    for message in request.messages:
+        role = message.role
+        if role == "tool":
+            if not message.tool_call_id:
+                raise BadRequestError(
+                    "a tool result message needs the tool_call_id of the call it answers",
+                    model=request.model,
+                )
+            out.append({"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text})
+        elif role == "assistant":
+            out.append(_assistant_message(message, request.model))
+        else:
+            out.append({"role": role, "content": _content(message.content)})
+    return out
+
+
+def _content(content: str | tuple[Any, ...]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    # A lone text part goes as a plain string: older compatible servers only accept that.
+    if len(content) == 1 and isinstance(content[0], TextPart):
+        return content[0].text
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            # data_uri is the URL itself for a URL image, a base64 data URI for inline bytes.
+            parts.append({"type": "image_url", "image_url": {"url": part.data_uri}})
+        else:  # pragma: no cover - Part is a closed union
+            raise TypeError(f"unsupported message part {type(part).__name__}")
+    return parts
+
+
+def _assistant_message(message: Message, model: str) -> dict[str, Any]:
+    if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
+        raise UnsupportedFeatureError("assistant messages cannot contain images", model=model)
+    text = message.text
+    out: dict[str, Any] = {"role": "assistant", "content": text}
+    if message.tool_calls:
+        # OpenAI wants content null rather than "" next to tool calls.
+        out["content"] = text or None
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in message.tool_calls
+        ]
+    return out
+
+
+def response_format_param(response_format: ResponseFormat) -> dict[str, Any]:
+    """``response_format`` for json_schema output.
+
+    ``strict`` (guaranteed conformance) is only set when OpenAI's strict subset allows the schema:
+    every object lists all its properties as required and allows no extra keys. Objects that say
+    nothing about extra keys get ``additionalProperties: false`` added, which only narrows what
+    the model may produce (the reply still validates against the caller's schema). A schema with
+    optional properties, open objects or unsupported keywords is sent non-strict: the model is
+    guided by it and the client validates the reply.
+    """
+    schema = dict(response_format.schema)
+    strict_schema = _strict_schema(schema, root=True)
+    name = _SCHEMA_NAME_INVALID.sub("_", response_format.name)[:64] or "response"
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": name,
+            "schema": strict_schema if strict_schema is not None else schema,
+            "strict": strict_schema is not None,
+        },
+    }
+
+
+def _strict_schema(node: Any, *, root: bool = False) -> Any:
+    """A strict-mode copy of a schema node, or None when strict mode cannot express it."""
+    if isinstance(node, list):
+        items = [_strict_schema(item) for item in node]
+        return None if any(item is None for item in items) else items
+    if not isinstance(node, Mapping):
+        return node
+    if _NON_STRICT_KEYWORDS & node.keys():
+        return None
+    if root and (node.get("type") != "object" or "anyOf" in node):
+        return None
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("properties", "$defs", "definitions"):
+            if not isinstance(value, Mapping):
+                return None
+            converted = {}
+            for sub_name, sub in value.items():
+                sub_strict = _strict_schema(sub)
+                if sub_strict is None:
+                    return None
+                converted[sub_name] = sub_strict
+            out[key] = converted
+        elif key in ("items", "anyOf", "prefixItems"):
+            sub_strict = _strict_schema(value)
+            if sub_strict is None:
+                return None
+            out[key] = sub_strict
+        else:
+            out[key] = value
+    if node.get("type") == "object" or "properties" in node:
+        extra = node.get("additionalProperties", False)
+        if extra is not False or set(node.get("required", ())) != set(node.get("properties", ())):
+            return None
+        if "properties" not in node and "additionalProperties" not in node:
+            return None  # a free-form object: strict mode would force it to be empty
+        out["additionalProperties"] = False
+    return out
+
+
+def build_params(
+    request: Request,
+    *,
+    max_tokens_param: str = "max_tokens",
+    stream: bool = False,
+    stream_usage: bool = True,
+    sdk_params: frozenset[str] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``chat.completions.create`` (the per-attempt timeout aside).
+
+    ``provider_options`` are merged in unchanged: keys the SDK method knows become keyword
+    arguments, any other key (a server's own extension, e.g. vLLM's ``top_k``) goes into
+    ``extra_body`` so it reaches the JSON body. With ``sdk_params=None`` all are keywords.
+    """
+    params: dict[str, Any] = {"model": request.model, "messages": build_messages(request)}
+    if request.max_tokens is not None:
+        params[max_tokens_param] = request.max_tokens
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.top_p is not None:
+        params["top_p"] = request.top_p
+    if request.stop:
+        params["stop"] = list(request.stop)
+    if request.tools:
+        params["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    **({"description": tool.description} if tool.description else {}),
+                    "parameters": dict(tool.parameters),
+                },
+            }
+            for tool in request.tools
+        ]
+    choice = request.tool_choice
+    if choice is not None:
+        params["tool_choice"] = (
+            choice if choice in ("auto", "none", "required") else {"type": "function", "function": {"name": choice}}
+        )
+    if request.response_format is not None:
+        params["response_format"] = response_format_param(request.response_format)
+    if stream:
+        params["stream"] = True
+        if stream_usage:
+            params["stream_options"] = {"include_usage": True}
+    if request.provider_options:
+        _merge_options(params, request.provider_options, sdk_params)
+    return params
+
+
+def _merge_options(params: dict[str, Any], options: Mapping[str, Any], sdk_params: frozenset[str] | None) -> None:
+    extra: dict[str, Any] = {}
+    for key, value in options.items():
+        if key == "extra_body":
+            extra.update(value)
+        elif sdk_params is None or key in sdk_params or key in _REQUEST_OPTIONS:
+            current = params.get(key)
+            if key == "stream_options" and isinstance(current, dict) and isinstance(value, Mapping):
+                value = {**current, **value}
+            params[key] = value
+        else:
+            extra[key] = value
+    if extra:
+        params["extra_body"] = extra
+
+
+def _sdk_param_names(method: Callable[..., Any]) -> frozenset[str]:
+    # inspect follows functools.wraps (the SDK's required_args decorator) to the real signature.
+    return frozenset(
+        name
+        for name, p in inspect.signature(method).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "timeout"
+    )
+
+
+# -- response translation --------------------------------------------------------------------
+def _malformed(what: str, *, provider: str, model: str | None) -> ServiceUnavailableError:
+    # A body that is not Chat Completions JSON (a proxy's HTML page, a cut-off body) is the
+    # server failing, usually transiently: ServiceUnavailableError, retryable.
+    return ServiceUnavailableError(f"malformed response: {what}", provider=provider, model=model)
+
+
+def parse_usage(usage: Any) -> Usage | None:
+    """prompt_tokens already include cached ones, completion_tokens include reasoning ones."""
+    if usage is None:
+        return None
+    details = usage.prompt_tokens_details
+    cached = (details.cached_tokens or 0) if details is not None else 0
+    return Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cached_input_tokens=cached,
+    )
+
+
+def parse_arguments(raw: str | None, *, name: str, call_id: str, provider: str, model: str) -> dict[str, Any]:
+    """Tool-call arguments: a JSON object in a string. Anything else is a clear error."""
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise StructuredOutputError(
+            f"arguments of tool call {name!r} ({call_id}) are not valid JSON: {exc}",
+            text=raw,
+            provider=provider,
+            model=model,
+        ) from exc
+    if not isinstance(value, dict):
+        raise StructuredOutputError(
+            f"arguments of tool call {name!r} ({call_id}) are not a JSON object",
+            text=raw,
+            provider=provider,
+            model=model,
+        )
+    return value
+
+
+def parse_response(response: Any, *, provider: str, model: str) -> Completion:
+    """A ChatCompletion (SDK object) -> Completion. Only the first choice is read."""
+    if isinstance(response, str):
+        # The SDK hands back the text of a non-JSON body instead of raising.
+        raise _malformed(
+            f"expected a chat.completion JSON body, got {response[:200]!r}", provider=provider, model=model
+        )
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise _malformed("the body has no choices", provider=provider, model=model)
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    if message is None:
+        raise _malformed("the first choice has no message", provider=provider, model=model)
+    answered = getattr(response, "model", None) or model
+    text = message.content or ""
+    tool_calls: list[ToolCall] = []
+    for i, call in enumerate(message.tool_calls or ()):
+        function = getattr(call, "function", None)
+        if function is None:  # a custom-tool call: fmclient only declares function tools
+            continue
+        call_id = call.id or f"call_{i}"
+        tool_calls.append(
+            ToolCall(
+                id=call_id,
+                name=function.name,
+                arguments=parse_arguments(
+                    function.arguments,
+                    name=function.name,
+                    call_id=call_id,
+                    provider=provider,
+                    model=answered,
+                ),
+            )
+        )
+    legacy = message.function_call
+    if legacy is not None and not tool_calls:  # pre-tools servers answer with function_call
+        tool_calls.append(
+            ToolCall(
+                id="call_0",
+                name=legacy.name,
+                arguments=parse_arguments(
+                    legacy.arguments,
+                    name=legacy.name,
+                    call_id="call_0",
+                    provider=provider,
+                    model=answered,
+                ),
+            )
+        )
+    finish = _FINISH_REASONS.get(choice.finish_reason, "other")
+    if tool_calls and finish == "stop":  # some compatible servers say "stop" after tool calls
+        finish = "tool_calls"
+    refusal = message.refusal
+    if refusal:
+        # A refusal (structured output) comes instead of content: surface it as the text.
+        finish = "content_filter"
+        text = text or refusal
+    return Completion(
+        text=text,
+        finish_reason=finish,
+        usage=parse_usage(response.usage) or Usage(),
+        model=answered,
+        provider=provider,
+        tool_calls=tool_calls,
+        message=Message(role="assistant", content=text, tool_calls=tuple(tool_calls)),
+        raw=response,
+    )
+
+
+class StreamParser:
+    """Turns ChatCompletionChunk objects into Chunks; :meth:`end` makes the final chunk.
+
+    The finish reason arrives on the last content chunk and usage on a separate chunk after it
+    (with ``include_usage``), so both are held and delivered together at the end.
+    """
+
+    __slots__ = ("finish_reason", "model", "provider", "refused", "require_usage", "saw_tool_calls", "usage")
+
+    def __init__(self, provider: str, model: str, *, require_usage: bool = False) -> None:
+        self.provider = provider
+        self.model = model
+        self.require_usage = require_usage
+        self.finish_reason: FinishReason | None = None
+        self.usage: Usage | None = None
+        self.refused = False
+        self.saw_tool_calls = False
+
+    def feed(self, event: Any) -> Chunk | None:
+        if isinstance(event, str) or not hasattr(event, "choices"):
+            raise _malformed(f"unexpected stream event {str(event)[:200]!r}", provider=self.provider, model=self.model)
+        if event.model:
+            self.model = event.model
+        if event.usage is not None:
+            self.usage = parse_usage(event.usage)
+        text = ""
+        deltas: tuple[ToolCallDelta, ...] = ()
+        for choice in event.choices or ():
+            if choice.index:  # only the first choice (n > 1 interleaves others)
+                continue
+            delta = choice.delta
+            if delta is not None:
+                text = delta.content or ""
+                if delta.refusal:
+                    text += delta.refusal
+                    self.refused = True
+                calls = delta.tool_calls
+                if calls:
+                    self.saw_tool_calls = True
+                    deltas = tuple(_tool_call_delta(call) for call in calls)
+                elif delta.function_call is not None:
+                    self.saw_tool_calls = True
+                    legacy = delta.function_call
+                    deltas = (ToolCallDelta(0, None, legacy.name, legacy.arguments or ""),)
+            if choice.finish_reason:
+                self.finish_reason = _FINISH_REASONS.get(choice.finish_reason, "other")
+        if text or deltas:
+            return Chunk(text=text, tool_calls=deltas, raw=event)
+        return None
+
+    def end(self) -> Chunk:
+        """The final chunk, or APIConnectionError if the stream stopped before its end."""
+        if self.finish_reason is None or (self.require_usage and self.usage is None):
+            missing = "finish_reason" if self.finish_reason is None else "usage chunk"
+            raise APIConnectionError(
+                f"the stream ended before its final event (no {missing} received)",
+                provider=self.provider,
+                model=self.model,
+            )
+        finish = self.finish_reason
+        if self.refused:
+            finish = "content_filter"
+        elif finish == "stop" and self.saw_tool_calls:
+            finish = "tool_calls"
+        return Chunk(finish_reason=finish, usage=self.usage, model=self.model)
+
+
+def _tool_call_delta(call: Any) -> ToolCallDelta:
+    function = call.function
+    if function is None:
+        return ToolCallDelta(index=call.index or 0, id=call.id)
+    return ToolCallDelta(index=call.index or 0, id=call.id, name=function.name, arguments=function.arguments or "")
+
+
+def parse_embeddings(responses: Sequence[Any], sizes: Sequence[int], *, provider: str, model: str) -> Embeddings:
+    """One Embeddings from the responses of consecutive batches of ``sizes`` inputs each.
+
+    Vectors are placed by each item's ``index`` (servers need not answer in input order).
+    """
+    vectors: list[list[float] | None] = [None] * sum(sizes)
+    usage = Usage()
+    offset = 0
+    for response, size in zip(responses, sizes, strict=True):
+        data = getattr(response, "data", None)
+        if not isinstance(data, list):
+            raise _malformed("the embeddings body has no data list", provider=provider, model=model)
+        for item in data:
+            index, vector = item.index, item.embedding
+            if not (isinstance(index, int) and 0 <= index < size and isinstance(vector, list)):
+                raise _malformed(f"bad embedding item (index {index!r})", provider=provider, model=model)
+            vectors[offset + index] = vector
+        if response.usage is not None:
+            usage = usage + Usage(input_tokens=response.usage.prompt_tokens or 0)
+        offset += size
+    missing = [i for i, v in enumerate(vectors) if v is None]
+    if missing:
+        raise _malformed(f"no embedding returned for input(s) {missing[:10]}", provider=provider, model=model)
+    return Embeddings(
+        vectors=vectors,  # type: ignore[arg-type]  # every slot checked above
+        usage=usage,
+        model=(getattr(responses[0], "model", None) if responses else None) or model,
+        provider=provider,
+        raw=responses[0] if len(responses) == 1 else list(responses),
+    )
+
+
+# -- errors ----------------------------------------------------------------------------------
+def _refined(
+    error: FMClientError, cls: type[FMClientError], message: str | None = None, **changes: Any
+) -> FMClientError:
+    return cls(
+        message or error.message,
+        provider=error.provider,
+        model=error.model,
+        status_code=error.status_code,
+        retry_after=error.retry_after,
+        **changes,
+    )
+
+
+def _classify(error: FMClientError, code: str | None, kind: str | None) -> FMClientError:
+    """Refine a status-derived error by what the body says."""
+    text = error.message
+    if isinstance(error, BadRequestError):
+        if code in _CONTEXT_CODES or kind in _CONTEXT_CODES or _CONTEXT_TEXT.search(text):
+            return _refined(error, ContextWindowExceededError)
+        if code in _FILTER_CODES or kind in _FILTER_CODES or _FILTER_TEXT.search(text):
+            return _refined(error, ContentFilterError)
+    if isinstance(error, RateLimitError) and code == "insufficient_quota":
+        # Out of credit: waiting will not help, so do not retry.
+        return _refined(error, RateLimitError, retryable=False)
+    return error
+
+
+def _body_message(body: object, fallback: str) -> str:
+    if isinstance(body, Mapping):
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            return message
+        # Mistral nests validation details in "message"; FastAPI servers send {"detail": ...}.
+        detail = json.dumps(message or body, default=str)
+        return f"{fallback} - {detail[:500]}"
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:500]
+    return fallback
+
+
+def _stream_error(body: object, message: str, *, provider: str, model: str | None) -> FMClientError:
+    """An ``{"error": ...}`` event inside a stream: mapped like the HTTP error it describes."""
+    code = kind = None
+    if isinstance(body, Mapping):
+        code = None if body.get("code") is None else str(body.get("code"))
+        kind = None if body.get("type") is None else str(body.get("type"))
+    if code is not None and code.isdigit() and 400 <= int(code) < 600:  # vLLM: "code": 400
+        error = error_for_status(int(code), message, provider=provider, model=model)
+        return _classify(error, code, kind)
+    for label in (code, kind):
+        if label in _CONTEXT_CODES:
+            return ContextWindowExceededError(message, provider=provider, model=model)
+        if label in _FILTER_CODES:
+            return ContentFilterError(message, provider=provider, model=model)
+        if label in _RATE_CODES:
+            return RateLimitError(message, provider=provider, model=model)
+        if label in _AUTH_CODES:
+            return AuthenticationError(message, provider=provider, model=model)
+        if label in _BAD_REQUEST_TYPES:
+            return _classify(BadRequestError(message, provider=provider, model=model), code, kind)
+    # server_error, overloaded, or nothing said: the provider failed mid-answer.
+    return ServiceUnavailableError(message, provider=provider, model=model)
+
+
+def map_error(exc: BaseException, *, provider: str, model: str | None, secret: str | None = None) -> FMClientError:
+    """Any exception from the openai SDK (or its HTTP layer) -> the fmclient error for it.
+
+    ``secret`` (the API key in use) is blanked out of messages, in case a server echoes it.
+    """
+    import openai
+
+    if isinstance(exc, FMClientError):
+        return exc
+
+    def clean(text: str) -> str:
+        return text.replace(secret, "***") if secret and len(secret) > 3 else text
+
+    if isinstance(exc, openai.APIStatusError):
+        message = clean(_body_message(exc.body, exc.message))
+        error = error_for_status(
+            exc.status_code,
+            message,
+            provider=provider,
+            model=model,
+            retry_after=parse_retry_after(exc.response.headers),
+        )
+        return _classify(error, exc.code, exc.type)
+    if isinstance(exc, openai.APITimeoutError):
+        return RequestTimeoutError("the request timed out", provider=provider, model=model)
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__
+        detail = f": {type(cause).__name__}: {clean(str(cause))}" if cause else ""
+        return APIConnectionError(f"connection failed{detail}", provider=provider, model=model)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return _malformed(clean(exc.message), provider=provider, model=model)
+    if isinstance(exc, openai.APIError):  # an error event inside a stream
+        return _stream_error(exc.body, clean(exc.message), provider=provider, model=model)
+    if isinstance(exc, ValueError):  # json.JSONDecodeError, UnicodeDecodeError, SDK parse checks
+        detail = f"{type(exc).__name__}: {clean(str(exc))}"
+        return _malformed(detail, provider=provider, model=model)
+    if type(exc).__module__.startswith(_HTTP_MODULES) or isinstance(exc, OSError):
+        detail = f"{type(exc).__name__}: {clean(str(exc))}"
+        return APIConnectionError(f"connection failed: {detail}", provider=provider, model=model)
+    return FMClientError(
+        f"unexpected {type(exc).__name__} from the openai SDK: {clean(str(exc))}",
+        provider=provider,
+        model=model,
+    )
+
+
+# -- the adapter -----------------------------------------------------------------------------
+class OpenAIProvider(Provider):
+    """OpenAI and every OpenAI-compatible server, through ``openai.OpenAI`` / ``AsyncOpenAI``."""
+
+    extra = "openai"
+    option_keys = frozenset({"organization", "project", "max_tokens_param", "stream_usage", "embed_batch_size"})
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        options = settings.options
+        # Talks to OpenAI itself (see the module docstring) rather than a compatible server.
+        self._native = self.name == _NATIVE or settings.base_url is None
+        max_tokens_param = options.get("max_tokens_param", "max_completion_tokens" if self._native else "max_tokens")
+        if max_tokens_param not in _MAX_TOKENS_PARAMS:
+            raise ConfigurationError(
+                f"max_tokens_param must be 'max_tokens' or 'max_completion_tokens', got {max_tokens_param!r}",
+                provider=self.name,
+            )
+        self._max_tokens_param: str = max_tokens_param
+        host = urlsplit(settings.base_url).hostname if settings.base_url else None
+        stream_usage = options.get("stream_usage", host not in _NO_STREAM_OPTIONS_HOSTS)
+        if not isinstance(stream_usage, bool):
+            raise ConfigurationError(f"stream_usage must be true or false, got {stream_usage!r}", provider=self.name)
+        self._stream_usage = stream_usage
+        self._require_usage = self._native and stream_usage
+        batch = options.get("embed_batch_size", EMBED_BATCH_SIZE)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigurationError(f"embed_batch_size must be a positive integer, got {batch!r}", provider=self.name)
+        self._batch_size: int = batch
+        for key in ("organization", "project"):
+            if key in options and not isinstance(options[key], str):
+                raise ConfigurationError(f"{key} must be a string", provider=self.name)
+        self._lock = threading.Lock()
+        self._api_key: str | None = None
+        self._placeholder_key = False
+        self._client: OpenAI | None = None
+        # httpx clients are bound to the event loop they first ran on: one AsyncOpenAI per loop.
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._chat_params: frozenset[str] = frozenset()
+        self._embed_params: frozenset[str] = frozenset()
+        self._capabilities: dict[str, Capabilities] = {}
+
+    # -- checks --------------------------------------------------------------------------------
+    def capabilities(self, model: str) -> Capabilities:
+        found = self._capabilities.get(model)
+        if found is None:
+            found = self._capabilities[model] = capabilities_for(model, native=self._native)
+        return found
+
+    def check_ready(self, model: str) -> None:
+        if self._api_key is not None:  # resolved once; the client calls this before every call
+            return
+        sdk = import_sdk("openai", extra=self.extra, provider=self.name)
+        key = self._resolve_key()
+        if not self._chat_params:
+            self._chat_params = _sdk_param_names(sdk.resources.chat.completions.Completions.create)
+            self._embed_params = _sdk_param_names(sdk.resources.embeddings.Embeddings.create)
+        self._api_key = key
+
+    def _resolve_key(self) -> str:
+        settings = self.settings
+        if not self._native:
+            key = settings.resolve_api_key()  # never $OPENAI_API_KEY: it is not this server's
+            if key is not None:
+                return key
+            if settings.api_key_env:
+                raise ConfigurationError(
+                    f"no API key for provider {self.name!r}: set the {settings.api_key_env} environment variable",
+                    provider=self.name,
+                )
+            self._placeholder_key = True
+            return LOCAL_PLACEHOLDER_KEY
+        key = settings.resolve_api_key("OPENAI_API_KEY")
+        if key is None:
+            raise ConfigurationError(
+                f"no API key for provider {self.name!r}: set "
+                f"{settings.key_sources('OPENAI_API_KEY')}, or api_key in [providers.{self.name}]",
+                provider=self.name,
+            )
+        return key
+
+    # -- SDK clients, built once ---------------------------------------------------------------
+    def _client_kwargs(self) -> dict[str, Any]:
+        self.check_ready("")
+        kwargs: dict[str, Any] = {
+            "api_key": self._api_key,
+            "base_url": self.settings.base_url,  # None: the SDK reads $OPENAI_BASE_URL itself
+            "max_retries": 0,  # fmclient's retry layer is the only one
+        }
+        if self.settings.timeout is not None:
+            kwargs["timeout"] = self.settings.timeout
+        for key in ("organization", "project"):
+            if key in self.settings.options:
+                kwargs[key] = self.settings.options[key]
+        return kwargs
+
+    def _sync_client(self) -> OpenAI:
+        client = self._client
+        if client is None:
+            with self._lock:
+                client = self._client
+                if client is None:
+                    import openai
+
+                    client = self._client = openai.OpenAI(**self._client_kwargs())
+        return client
+
+    def _async_client(self) -> AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            with self._lock:
+                client = self._async_clients.get(loop)
+                if client is None:
+                    import openai
+
+                    client = self._async_clients[loop] = openai.AsyncOpenAI(**self._client_kwargs())
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+            # Async clients cannot be awaited from here; dropping them releases their pools.
+            self._async_clients = weakref.WeakKeyDictionary()
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.pop(loop, None)
+        if client is not None:
+            await client.close()
+        self.close()
+
+    # -- calls ---------------------------------------------------------------------------------
+    def _chat_kwargs(self, request: Request, *, stream: bool) -> dict[str, Any]:
+        params = build_params(
+            request,
+            max_tokens_param=self._max_tokens_param,
+            stream=stream,
+            stream_usage=self._stream_usage,
+            sdk_params=self._chat_params,
+        )
+        if request.timeout is not None:
+            params["timeout"] = request.timeout
+        return params
+
+    def _map(self, exc: BaseException, model: str) -> FMClientError:
+        error = map_error(exc, provider=self.name, model=model, secret=self._api_key)
+        if self._placeholder_key and isinstance(error, AuthenticationError):
+            error = _refined(
+                error,
+                AuthenticationError,
+                f"{error.message} (no API key is configured for provider {self.name!r}: "
+                f"set api_key or api_key_env in [providers.{self.name}])",
+            )
+        return error
+
+    def complete(self, request: Request) -> Completion:
+        client = self._sync_client()
+        kwargs = self._chat_kwargs(request, stream=False)
+        try:
+            response = client.chat.completions.create(**kwargs)
+            return parse_response(response, provider=self.name, model=request.model)
+        except FMClientError:
+            raise
+        except Exception as exc:
+            raise self._map(exc, request.model) from exc
+
+    async def acomplete(self, request: Request) -> Completion:
+        client = self._async_client()
+        kwargs = self._chat_kwargs(request, stream=False)
+        try:
+            response = await client.chat.completions.create(**kwargs)
+            return parse_response(response, provider=self.name, model=request.model)
+        except FMClientError:
+            raise
+        except Exception as exc:
+            raise self._map(exc, request.model) from exc
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        client = self._sync_client()
+        kwargs = self._chat_kwargs(request, stream=True)
+        parser = StreamParser(self.name, request.model, require_usage=self._require_usage)
+        events = None
+        try:
+            events = client.chat.completions.create(**kwargs)
+            for event in events:
+                chunk = parser.feed(event)
+                if chunk is not None:
+                    yield chunk
+            yield parser.end()
+        except FMClientError:
+            raise
+        except Exception as exc:
+            raise self._map(exc, request.model) from exc
+        finally:
+            if events is not None:
+                events.close()
+
+    async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        client = self._async_client()
+        kwargs = self._chat_kwargs(request, stream=True)
+        parser = StreamParser(self.name, request.model, require_usage=self._require_usage)
+        events = None
+        try:
+            events = await client.chat.completions.create(**kwargs)
+            async for event in events:
+                chunk = parser.feed(event)
+                if chunk is not None:
+                    yield chunk
+            yield parser.end()
+        except FMClientError:
+            raise
+        except Exception as exc:
+            raise self._map(exc, request.model) from exc
+        finally:
+            if events is not None:
+                await events.close()
+
+    def _embed_batches(self, request: EmbedRequest) -> tuple[list[list[str]], dict[str, Any]]:
+        kwargs: dict[str, Any] = {"model": request.model}
+        if request.provider_options:  # e.g. dimensions=256
+            _merge_options(kwargs, request.provider_options, self._embed_params)
+        if request.timeout is not None:
+            kwargs["timeout"] = request.timeout
+        texts = request.texts
+        size = self._batch_size
+        return [list(texts[i : i + size]) for i in range(0, len(texts), size)], kwargs
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        client = self._sync_client()
+        batches, kwargs = self._embed_batches(request)
+        try:
+            responses = [client.embeddings.create(input=batch, **kwargs) for batch in batches]
+            return parse_embeddings(responses, [len(b) for b in batches], provider=self.name, model=request.model)
+        except FMClientError:
+            raise
+        except Exception as exc:
+            raise self._map(exc, request.model) from exc
+
+    async def aembed(self, request: EmbedRequest) -> Embeddings:
+        client = self._async_client()
+        batches, kwargs = self._embed_batches(request)
+        try:
+            # Batches go one after another, not all at once: a burst of up to N large requests
+            # would mostly buy rate-limit errors.
+            responses = [await client.embeddings.create(input=batch, **kwargs) for batch in batches]
+            return parse_embeddings(responses, [len(b) for b in batches], provider=self.name, model=request.model)
+        except FMClientError:
+            raise
+        except Exception as exc:
+            raise self._map(exc, request.model) from exc

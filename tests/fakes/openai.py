@@ -1,0 +1,289 @@
+"""A fake OpenAI API (Chat Completions + Embeddings) on top of :class:`FakeServer`.
+
+It speaks the real wire format, so the real ``openai`` SDK can be pointed at it: JSON
+``chat.completion`` bodies, ``chat.completion.chunk`` server-sent events ending in
+``data: [DONE]`` (with the usage chunk only when ``stream_options.include_usage`` asks for it),
+``/embeddings`` answers (base64 float32 when ``encoding_format`` is ``base64``, as the SDK asks by
+default) and OpenAI error bodies. Whether a chat request is streamed is read from the request,
+so one scripted :class:`Answer` serves ``complete`` and ``stream`` alike.
+
+Faults (errors, resets, cut-off streams) are queued as raw :class:`Reply` objects on the server;
+they take precedence over the scripted answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fakes.server import FakeServer, RecordedRequest, Reply, sse
+
+__all__ = [
+    "Answer",
+    "FakeOpenAI",
+    "chunk_events",
+    "completion_body",
+    "error_body",
+    "error_reply",
+    "fake_vector",
+]
+
+DEFAULT_MODEL = "gpt-4o-2024-08-06"
+
+
+@dataclass
+class Answer:
+    """One scripted model answer. ``tool_calls`` are ``(id, name, arguments_json_text)``."""
+
+    text: str = ""
+    tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
+    finish_reason: str | None = None  # default: "tool_calls" with tool calls, else "stop"
+    refusal: str | None = None
+    model: str = DEFAULT_MODEL
+    prompt_tokens: int = 12
+    completion_tokens: int = 5
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    pieces: list[str] | None = None  # how a stream splits the text; default: word by word
+    args_piece: int = 4  # streamed tool-call arguments come in fragments of this many chars
+
+    @property
+    def finish(self) -> str:
+        if self.finish_reason is not None:
+            return self.finish_reason
+        return "tool_calls" if self.tool_calls else "stop"
+
+    def usage(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+
+    def text_pieces(self) -> list[str]:
+        if self.pieces is not None:
+            return self.pieces
+        words = self.text.split(" ")
+        return [w if i == len(words) - 1 else w + " " for i, w in enumerate(words) if w or i == 0]
+
+
+def completion_body(answer: Answer, *, completion_id: str = "chatcmpl-fake") -> dict[str, Any]:
+    """A non-streamed ``chat.completion`` body."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.text if answer.refusal is None else None,
+        "refusal": answer.refusal,
+        "annotations": [],
+    }
+    if answer.tool_calls:
+        message["content"] = answer.text or None
+        message["tool_calls"] = [
+            {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+            for cid, name, args in answer.tool_calls
+        ]
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": answer.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish}],
+        "usage": answer.usage(),
+        "service_tier": "default",
+        "system_fingerprint": "fp_fake",
+    }
+
+
+def chunk_events(
+    answer: Answer,
+    *,
+    include_usage: bool,
+    done: bool = True,
+    usage_on_finish: bool = False,
+    completion_id: str = "chatcmpl-fake",
+) -> list[bytes]:
+    """The SSE chunks of a streamed answer, as OpenAI sends them.
+
+    ``usage_on_finish`` puts usage on the finish chunk instead, unasked, as Mistral does.
+    """
+
+    def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": answer.model,
+            "system_fingerprint": "fp_fake",
+            "choices": []
+            if delta is None
+            else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            body["usage"] = None
+        body.update(extra)
+        return body
+
+    events: list[dict[str, Any]] = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    if answer.refusal is not None:
+        events.append(chunk({"refusal": answer.refusal}))
+    elif answer.text:
+        events.extend(chunk({"content": piece}) for piece in answer.text_pieces())
+    for index, (cid, name, args) in enumerate(answer.tool_calls):
+        events.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": cid,
+                            "type": "function",
+                            "function": {"name": name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
+        step = max(1, answer.args_piece)
+        for start in range(0, len(args), step):
+            events.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "function": {"arguments": args[start : start + step]},
+                            }
+                        ]
+                    }
+                )
+            )
+    if usage_on_finish:
+        events.append(chunk({}, answer.finish, usage=answer.usage()))
+    else:
+        events.append(chunk({}, answer.finish))
+    if include_usage:
+        events.append(chunk(None, usage=answer.usage()))
+    out = sse((None, e) for e in events)
+    if done:
+        out.append(b"data: [DONE]\n\n")
+    return out
+
+
+def error_body(
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, Any]:
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def error_reply(
+    status: int,
+    message: str = "error",
+    *,
+    type: str = "invalid_request_error",
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    return Reply(status=status, body=error_body(message, type=type, code=code), headers=dict(headers or {}))
+
+
+def fake_vector(text: str, dimensions: int = 3) -> list[float]:
+    """The deterministic embedding the fake returns for a text (exact in float32)."""
+    base = [float(len(text)), float(sum(map(ord, text)) % 1000), 0.5]
+    return (base * (dimensions // 3 + 1))[:dimensions]
+
+
+class FakeOpenAI:
+    """Answers ``/chat/completions`` from a queue of :class:`Answer` (default: "ok") and
+    ``/embeddings`` with :func:`fake_vector`, in reverse order to prove clients sort by index."""
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.answers: deque[Answer] = deque()
+        self.stream_done = True  # False: streams end cleanly but without "data: [DONE]"
+        # Mistral's dialect: a 422 for ``stream_options``, usage on the finish chunk unasked.
+        self.mistral = False
+        server.handler = self._handle
+
+    def answer(self, *answers: Answer) -> None:
+        self.answers.extend(answers)
+
+    def bodies(self, path_suffix: str = "/chat/completions") -> list[Any]:
+        return [r.json() for r in self.server.requests if r.path.endswith(path_suffix)]
+
+    def _handle(self, request: RecordedRequest) -> Reply:
+        path = request.path.split("?")[0]
+        if request.method != "POST":
+            return error_reply(405, f"method {request.method} not allowed")
+        try:
+            body = request.json()
+        except json.JSONDecodeError:
+            return error_reply(400, "We could not parse the JSON body of your request.")
+        if path.endswith("/chat/completions"):
+            return self._chat(body)
+        if path.endswith("/embeddings"):
+            return self._embeddings(body)
+        return error_reply(404, f"Invalid URL (POST {path})", code="unknown_url")
+
+    def _chat(self, body: dict[str, Any]) -> Reply:
+        if not body.get("messages") or not body.get("model"):
+            return error_reply(400, "you must provide a model and messages")
+        answer = self.answers.popleft() if self.answers else Answer("ok")
+        if self.mistral and "stream_options" in body:
+            return Reply(
+                status=422,
+                body={
+                    "object": "error",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                    "message": {
+                        "detail": [
+                            {
+                                "type": "extra_forbidden",
+                                "loc": ["body", "stream_options"],
+                                "msg": "Extra inputs are not permitted",
+                            }
+                        ]
+                    },
+                },
+            )
+        if body.get("stream"):
+            include = bool((body.get("stream_options") or {}).get("include_usage"))
+            return Reply(
+                chunks=chunk_events(answer, include_usage=include, done=self.stream_done, usage_on_finish=self.mistral)
+            )
+        return Reply(body=completion_body(answer))
+
+    def _embeddings(self, body: dict[str, Any]) -> Reply:
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs or len(inputs) > 2048:
+            return error_reply(400, "'input' must be a string or a list of 1 to 2048 strings")
+        dims = body.get("dimensions") or 3
+        data = []
+        for index, text in enumerate(inputs):
+            vector = fake_vector(text, dims)
+            encoded: Any = vector
+            if body.get("encoding_format") == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(len(t.split()) for t in inputs)
+        return Reply(
+            body={
+                "object": "list",
+                "data": data[::-1],
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
