@@ -297,3 +297,11 @@ def test_completion_to_dict_is_json_ready() -> None:
     data = json.loads(json.dumps(reply.to_dict()))
     assert data["usage"]["total_tokens"] == reply.usage.total_tokens
     assert data["message"] == {"role": "assistant", "content": "mock response"}
+
+
+def test_embedding_with_a_chat_only_model_is_refused_before_sending() -> None:
+    from fmclient import UnsupportedFeatureError
+
+    client = Client(providers={"anthropic": {"api_key": "sk-ant-test-key-123456"}})
+    with pytest.raises(UnsupportedFeatureError, match="does not make embeddings"):
+        client.embed(["a"], model="claude-haiku")

@@ -16,11 +16,11 @@ from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
-from fmclient.errors import FMClientError
+from fmclient.errors import FMClientError, UnsupportedFeatureError
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
-from fmclient.types import Chunk, Completion, Embeddings, Request
+from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
 
 __all__ = ["Attempt", "Client"]
 
@@ -445,6 +445,26 @@ class Client:
         return AsyncStream(chunks)
 
     # -- embed -------------------------------------------------------------------------------------
+    def _embed_call(
+        self,
+        texts: Any,
+        model: str | None,
+        timeout: float | None,
+        max_retries: int | None,
+        provider_options: Mapping[str, Any],
+    ) -> tuple[_Route, EmbedRequest, Deadline]:
+        request = _validation.build_embed_request(texts, provider_options=provider_options)
+        route = self._route(model or self.settings.default_embedding_model, _validation.check_max_retries(max_retries))
+        request = replace(request, model=self._model_id(route))
+        if not route.capabilities.embeddings:
+            raise UnsupportedFeatureError(
+                f"model {route.target.model!r} does not make embeddings",
+                provider=route.target.provider,
+                model=request.model,
+            )
+        route.provider.check_ready(request.model)
+        return route, request, self._deadline(timeout, route)
+
     def embed(
         self,
         texts: str | Sequence[str],
@@ -455,11 +475,7 @@ class Client:
         **provider_options: Any,
     ) -> Embeddings:
         """Embed texts; vectors come back in input order."""
-        request = _validation.build_embed_request(texts, provider_options=provider_options)
-        route = self._route(model or self.settings.default_embedding_model, _validation.check_max_retries(max_retries))
-        request = replace(request, model=self._model_id(route))
-        route.provider.check_ready(request.model)
-        deadline = self._deadline(timeout, route)
+        route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
 
         def attempt(left: float | None) -> Embeddings:
             return _guard(route.provider.embed, replace(request, timeout=left), route=route)
@@ -476,11 +492,7 @@ class Client:
         **provider_options: Any,
     ) -> Embeddings:
         """The async twin of :meth:`embed`."""
-        request = _validation.build_embed_request(texts, provider_options=provider_options)
-        route = self._route(model or self.settings.default_embedding_model, _validation.check_max_retries(max_retries))
-        request = replace(request, model=self._model_id(route))
-        route.provider.check_ready(request.model)
-        deadline = self._deadline(timeout, route)
+        route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
 
         async def attempt(left: float | None) -> Embeddings:
             return await _aguard(route.provider.aembed(replace(request, timeout=left)), route)

@@ -1,0 +1,1319 @@
+"""Amazon Bedrock, through boto3's ``bedrock-runtime`` client.
+
+Three paths, picked from the model id:
+
+* **Titan text** (``amazon.titan-text-*``, ``amazon.titan-tg1-*``) goes through ``InvokeModel`` /
+  ``InvokeModelWithResponseStream`` with Titan's own body. Titan has no roles, so the system
+  prompt and the history are rendered into its documented conversation format::
+
+      <system prompt>
+
+      User: <turn>
+      Bot: <turn>
+      User: <turn>
+      Bot:
+
+  Titan cannot take tools, images or structured output (its :class:`Capabilities` say so) and
+  accepts at most one stop sequence, which must be ``"User:"`` or a run of ``"|"`` (the
+  service validates ``^(\\|+|User:)$``); anything else is refused before sending. The leading
+  whitespace Titan emits after ``Bot:`` is dropped. Pass ``provider_options={"api":
+  "converse"}`` to send a Titan model through Converse instead.
+* **Titan embeddings** (``amazon.titan-embed-text-v1``, ``-v2:0``) take one text per call, so
+  ``embed`` fans out over a bounded pool (``max_workers``, default 8) and returns vectors in
+  input order, usage summed. ``dimensions`` / ``normalize`` / ``embeddingTypes`` from
+  ``provider_options`` go into the v2 body; v1 accepts none of them and refuses them.
+* **Converse / ConverseStream** for every other chat model (Claude, Llama, Mistral, Nova...).
+
+Decisions where Converse and fmclient's request do not line up:
+
+* ``tool_choice="none"``: Converse has no "none". The tools are left out of the request, which
+  keeps the meaning (the model cannot call a tool). When the history already holds tool calls
+  or results Bedrock insists on a ``toolConfig``, so that case raises ``UnsupportedFeatureError``.
+* Images: inline bytes are sent as image blocks; ``s3://`` URLs as S3 locations (Bedrock reads
+  them itself). An ``http(s)`` URL is refused (``UnsupportedFeatureError``): the adapter does
+  not fetch arbitrary URLs on the caller's behalf — download it and pass the bytes.
+* Structured output: Converse's native ``outputConfig.textFormat`` (JSON schema) is used for the
+  models Bedrock documents it for (Claude 4.5 and later); objects in that schema get
+  ``additionalProperties: false`` unless they say otherwise, as constrained decoding requires.
+  For every other model a single tool whose input schema is the requested schema is forced
+  (``toolChoice: {"tool": ...}``), and its input JSON is returned as the completion text (finish
+  reason "stop", no tool calls; when streamed, its input fragments are the text chunks and any
+  text around the tool call is dropped). ``provider_options={"structured_output": "native" |
+  "tool"}`` overrides the choice. The forced-tool form cannot be combined with the caller's own
+  tools (``UnsupportedFeatureError``). Bedrock only honours a forced tool on models with tool
+  choice support (Claude, Mistral Large, Nova); others answer with a ``BadRequestError``.
+* ``temperature`` above 1 is refused before sending (Bedrock's range is 0..1).
+* ``provider_options`` are merged into the Converse arguments / the Titan body (dicts one level
+  deep), except ``api`` and ``structured_output``, which this adapter reads itself; InvokeModel
+  header arguments (``guardrailIdentifier``, ``trace``...) go to the call, not the Titan body.
+* Usage: ``input_tokens = inputTokens + cacheReadInputTokens + cacheWriteInputTokens``,
+  ``cached_input_tokens = cacheReadInputTokens`` (see :mod:`fmclient.types`).
+
+Credentials, region and profile come from the standard AWS chain (``AWS_REGION`` is honoured
+before boto3's own ``AWS_DEFAULT_REGION``), overridden by the provider's ``region`` / ``profile``
+settings; a Bedrock API key in ``AWS_BEARER_TOKEN_BEDROCK`` counts as credentials (boto3 sends it
+over HTTPS only). Missing region or credentials raise ``ConfigurationError`` from
+``check_ready``, before any request. The endpoint is ``base_url`` or the ``endpoint_url`` option;
+when neither is set boto3 applies ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` / ``AWS_ENDPOINT_URL``
+itself. botocore's retries are off: fmclient's retry layer is the only one. The per-attempt
+``request.timeout`` becomes botocore's per-request read timeout (through a ``before-call`` hook
+and the request context); ``settings.timeout`` is the client's default; else botocore's 60 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import concurrent.futures
+import contextvars
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from fmclient.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContentFilterError,
+    ContextWindowExceededError,
+    FMClientError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServiceUnavailableError,
+    UnsupportedFeatureError,
+    error_for_status,
+    parse_retry_after,
+)
+from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.types import (
+    Chunk,
+    Completion,
+    Embeddings,
+    EmbedRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    Request,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = [
+    "BedrockProvider",
+    "ConverseStreamParser",
+    "TitanStreamParser",
+    "build_converse_params",
+    "build_titan_embedding_body",
+    "build_titan_text_body",
+    "map_error",
+    "model_family",
+    "parse_converse_response",
+    "parse_titan_embedding",
+    "parse_titan_text_response",
+    "render_titan_prompt",
+    "uses_native_structured_output",
+]
+
+DEFAULT_MAX_WORKERS = 8
+BEARER_TOKEN_ENV = "AWS_BEARER_TOKEN_BEDROCK"
+# provider_options keys this adapter consumes itself; everything else goes to Bedrock.
+_OWN_OPTIONS = frozenset({"api", "structured_output"})
+# InvokeModel arguments (headers), as opposed to keys of the model's JSON body.
+_INVOKE_ARGUMENTS = frozenset(
+    {
+        "trace",
+        "guardrailIdentifier",
+        "guardrailVersion",
+        "performanceConfigLatency",
+        "serviceTier",
+        "requestMetadata",
+        "projectIdentifier",
+    }
+)
+_TITAN_STOP = re.compile(r"^(\|+|User:)$")
+_IMAGE_FORMATS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
+_EXTENSION_FORMATS = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "gif": "gif", "webp": "webp"}
+
+# The read timeout of the call being made on this thread; a botocore ``before-call`` hook copies
+# it into the request context, which botocore's HTTP layer honours per request.
+_read_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "fmclient_bedrock_read_timeout", default=None
+)
+
+
+# -- model families ------------------------------------------------------------------------
+def _base_id(model: str) -> str:
+    # ARNs end in ".../<model id>"; the family is in the id.
+    return model.rsplit("/", 1)[-1].lower()
+
+
+def model_family(model: str) -> str:
+    """``titan-text``, ``titan-embed``, ``embed`` (other embedding models) or ``converse``."""
+    base = _base_id(model)
+    if "amazon.titan-text" in base or "amazon.titan-tg1" in base:
+        return "titan-text"
+    if "amazon.titan-embed-text" in base or "amazon.titan-embed-g1-text" in base:
+        return "titan-embed"
+    if ".embed" in base or base.startswith("embed"):
+        return "embed"
+    return "converse"
+
+
+_CLAUDE_VERSION = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?=-|$|:)")
+
+
+def uses_native_structured_output(model: str) -> bool:
+    """Whether Converse's ``outputConfig.textFormat`` is documented for this model
+    (Claude Sonnet/Haiku/Opus 4.5 and later); others get the forced-tool form."""
+    match = _CLAUDE_VERSION.search(_base_id(model))
+    if not match:
+        return False
+    version = (int(match[1]), int(match[2] or 0))
+    return version >= (4, 5)
+
+
+def _is_titan_v1_embedding(model: str) -> bool:
+    base = _base_id(model)
+    return "titan-embed-text-v1" in base or "titan-embed-g1-text" in base
+
+
+# -- shared request checks -----------------------------------------------------------------
+def _refuse(what: str, request_model: str, provider: str) -> UnsupportedFeatureError:
+    return UnsupportedFeatureError(what, provider=provider, model=request_model)
+
+
+def _check_ranges(request: Request, provider: str) -> None:
+    # Bedrock's API shapes (and Titan) accept temperature in [0, 1], not fmclient's [0, 2].
+    if request.temperature is not None and request.temperature > 1.0:
+        raise BadRequestError(
+            f"temperature {request.temperature:g} is outside Bedrock's range 0..1",
+            provider=provider,
+            model=request.model,
+        )
+
+
+def _check_titan_stops(request: Request, provider: str) -> None:
+    if len(request.stop) > 1:
+        raise _refuse(f"Titan text accepts at most one stop sequence, got {len(request.stop)}", request.model, provider)
+    for stop in request.stop:
+        if not _TITAN_STOP.match(stop):
+            raise _refuse(
+                f"Titan text accepts only 'User:' or '|' (a run of '|') as stop sequence, got {stop!r}",
+                request.model,
+                provider,
+            )
+
+
+def _own_option(request: Request, key: str) -> Any:
+    return request.provider_options.get(key)
+
+
+def _passthrough(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
+
+
+def _merge(params: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge provider options into params; dicts present on both sides merge one level deep."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(params.get(key), dict):
+            params[key] = {**params[key], **value}
+        else:
+            params[key] = value
+    return params
+
+
+# -- Titan text ----------------------------------------------------------------------------
+def render_titan_prompt(
+    system: str | None, messages: Sequence[Message], *, provider: str = "bedrock", model: str = ""
+) -> str:
+    """The system prompt and the conversation in Titan's "User: ...\\nBot: ..." format,
+    ending with ``Bot:`` for the model to continue (or with a partial assistant turn)."""
+    lines: list[str] = []
+    for message in messages:
+        if message.role == "tool" or message.tool_calls:
+            raise _refuse("Titan text cannot take tool calls or tool results", model, provider)
+        if any(isinstance(p, ImagePart) for p in message.parts):
+            raise _refuse("Titan text does not support image input", model, provider)
+        speaker = "User" if message.role == "user" else "Bot"
+        lines.append(f"{speaker}: {message.text.strip()}")
+    if not messages or messages[-1].role != "assistant":
+        lines.append("Bot:")
+    conversation = "\n".join(lines)
+    if system and system.strip():
+        return f"{system.strip()}\n\n{conversation}"
+    return conversation
+
+
+def build_titan_text_body(request: Request, *, provider: str = "bedrock") -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(body, invoke_model_arguments)`` for a Titan text request. Refuses what Titan cannot do."""
+    if request.tools:
+        raise _refuse("Titan text does not support tools", request.model, provider)
+    if request.response_format is not None:
+        raise _refuse("Titan text does not support structured output", request.model, provider)
+    _check_titan_stops(request, provider)
+    _check_ranges(request, provider)
+    config: dict[str, Any] = {}
+    if request.max_tokens is not None:
+        config["maxTokenCount"] = request.max_tokens
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    if request.stop:
+        config["stopSequences"] = list(request.stop)
+    body: dict[str, Any] = {
+        "inputText": render_titan_prompt(request.system, request.messages, provider=provider, model=request.model)
+    }
+    if config:
+        body["textGenerationConfig"] = config
+    options = _passthrough(request.provider_options)
+    arguments = {k: v for k, v in options.items() if k in _INVOKE_ARGUMENTS}
+    _merge(body, {k: v for k, v in options.items() if k not in _INVOKE_ARGUMENTS})
+    return body, arguments
+
+
+_TITAN_FINISH: dict[str, FinishReason] = {
+    "FINISH": "stop",
+    "FINISHED": "stop",
+    "STOP_CRITERIA_MET": "stop",
+    "LENGTH": "length",
+    "MAX_TOKENS": "length",
+    "CONTENT_FILTERED": "content_filter",
+}
+
+
+def titan_finish_reason(reason: str | None) -> FinishReason:
+    return _TITAN_FINISH.get((reason or "").upper(), "other")
+
+
+def parse_titan_text_response(body: Mapping[str, Any], *, provider: str, model: str, raw: Any = None) -> Completion:
+    try:
+        result = body["results"][0]
+        text = str(result.get("outputText") or "").lstrip()
+        usage = Usage(
+            input_tokens=int(body.get("inputTextTokenCount") or 0),
+            output_tokens=int(result.get("tokenCount") or 0),
+        )
+        reason = titan_finish_reason(result.get("completionReason"))
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise _malformed(f"Titan response has no usable results[0]: {exc!r}", provider, model) from exc
+    return Completion(
+        text=text,
+        finish_reason=reason,
+        usage=usage,
+        model=model,
+        provider=provider,
+        message=Message(role="assistant", content=text),
+        raw=raw if raw is not None else dict(body),
+    )
+
+
+class TitanStreamParser:
+    """Turns ``InvokeModelWithResponseStream`` chunk events of a Titan model into Chunks."""
+
+    def __init__(self, *, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        self._started = False  # whether non-whitespace text has been emitted yet
+        self.finish_reason: FinishReason | None = None
+        self.usage: Usage | None = None
+        self._input_tokens = 0
+
+    def feed(self, event: Mapping[str, Any]) -> list[Chunk]:
+        chunk = event.get("chunk")
+        if chunk is None:
+            return []
+        try:
+            payload = json.loads(chunk["bytes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed(f"Titan stream chunk is not JSON: {exc}", self.provider, self.model) from exc
+        if not isinstance(payload, dict):
+            raise _malformed("Titan stream chunk is not a JSON object", self.provider, self.model)
+        out: list[Chunk] = []
+        text = str(payload.get("outputText") or "")
+        if not self._started:
+            text = text.lstrip()
+            self._started = bool(text)
+        if text:
+            out.append(Chunk(text=text, raw=payload))
+        if payload.get("inputTextTokenCount"):
+            self._input_tokens = int(payload["inputTextTokenCount"])
+        if payload.get("completionReason"):
+            self.finish_reason = titan_finish_reason(payload["completionReason"])
+            metrics = payload.get("amazon-bedrock-invocationMetrics") or {}
+            self.usage = Usage(
+                input_tokens=int(metrics.get("inputTokenCount") or self._input_tokens),
+                output_tokens=int(metrics.get("outputTokenCount") or payload.get("totalOutputTextTokenCount") or 0),
+            )
+        return out
+
+    def finish(self) -> Chunk:
+        if self.finish_reason is None or self.usage is None:
+            raise APIConnectionError(
+                "the Titan stream ended before its final chunk (no completionReason)",
+                provider=self.provider,
+                model=self.model,
+            )
+        return Chunk(finish_reason=self.finish_reason, usage=self.usage, model=self.model)
+
+
+# -- Titan embeddings ----------------------------------------------------------------------
+def build_titan_embedding_body(
+    text: str, model: str, options: Mapping[str, Any], *, provider: str = "bedrock"
+) -> dict[str, Any]:
+    options = _passthrough(options)
+    if _is_titan_v1_embedding(model) and options:
+        raise _refuse(
+            f"Titan embeddings v1 takes no options (got {', '.join(sorted(options))}); "
+            "dimensions/normalize need amazon.titan-embed-text-v2:0",
+            model,
+            provider,
+        )
+    return _merge({"inputText": text}, options)
+
+
+def parse_titan_embedding(body: Mapping[str, Any], *, provider: str, model: str) -> tuple[list[float], int]:
+    vector = body.get("embedding")
+    if vector is None:
+        by_type = body.get("embeddingsByType") or {}
+        vector = by_type.get("float", by_type.get("binary"))
+    if not isinstance(vector, list):
+        raise _malformed("Titan embedding response has no 'embedding' list", provider, model)
+    return [float(v) for v in vector], int(body.get("inputTextTokenCount") or 0)
+
+
+# -- Converse ------------------------------------------------------------------------------
+def _image_format(part: ImagePart, provider: str, model: str) -> str:
+    if part.media_type in _IMAGE_FORMATS:
+        return _IMAGE_FORMATS[part.media_type]
+    if part.url:
+        extension = part.url.split("?")[0].rsplit(".", 1)[-1].lower()
+        if extension in _EXTENSION_FORMATS:
+            return _EXTENSION_FORMATS[extension]
+    raise _refuse(
+        f"Bedrock takes PNG, JPEG, GIF or WebP images, not {part.media_type or 'an unknown type'}", model, provider
+    )
+
+
+def _image_block(part: ImagePart, provider: str, model: str) -> dict[str, Any]:
+    fmt = _image_format(part, provider, model)
+    if part.data is not None:
+        return {"image": {"format": fmt, "source": {"bytes": part.data}}}
+    url = part.url or ""
+    if url.startswith("s3://"):
+        return {"image": {"format": fmt, "source": {"s3Location": {"uri": url}}}}
+    raise _refuse(
+        f"Bedrock cannot fetch image URLs ({url[:60]!r}): pass the image bytes (or an s3:// URI) instead",
+        model,
+        provider,
+    )
+
+
+def _content_blocks(parts: Iterable[Any], provider: str, model: str) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, TextPart):
+            if part.text:
+                blocks.append({"text": part.text})
+        elif isinstance(part, ImagePart):
+            blocks.append(_image_block(part, provider, model))
+    return blocks
+
+
+def _has_tool_history(messages: Sequence[Message]) -> bool:
+    return any(m.role == "tool" or m.tool_calls for m in messages)
+
+
+def _converse_messages(messages: Sequence[Message], provider: str, model: str) -> list[dict[str, Any]]:
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        blocks: list[dict[str, Any]]
+        if message.role == "tool":
+            role = "user"
+            result_blocks: list[dict[str, Any]] = (
+                [{"text": message.content}]
+                if isinstance(message.content, str)
+                else _content_blocks(message.content, provider, model)
+            )
+            blocks = [{"toolResult": {"toolUseId": message.tool_call_id, "content": result_blocks}}]
+        elif message.role == "assistant":
+            role = "assistant"
+            state = (message.provider_state or {}).get(provider) or {}
+            blocks = [dict(b) for b in state.get("reasoning", ())]
+            blocks += _content_blocks(message.parts, provider, model)
+            blocks += [
+                {"toolUse": {"toolUseId": call.id, "name": call.name, "input": call.arguments}}
+                for call in message.tool_calls
+            ]
+        else:
+            role = "user"
+            blocks = _content_blocks(message.parts, provider, model)
+        if not blocks:
+            continue  # an empty turn carries nothing, and Bedrock rejects empty content
+        # Converse wants alternating roles: tool results and a following user text share a turn.
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return turns
+
+
+def _structured_mode(request: Request) -> str | None:
+    if request.response_format is None:
+        return None
+    override = _own_option(request, "structured_output")
+    if override is not None:
+        if override not in ("native", "tool"):
+            raise BadRequestError(
+                f"provider option structured_output must be 'native' or 'tool', got {override!r}",
+                model=request.model,
+            )
+        return str(override)
+    return "native" if uses_native_structured_output(request.model) else "tool"
+
+
+_SUBSCHEMA = frozenset({"items", "additionalProperties", "not", "contains", "if", "then", "else"})
+_SUBSCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
+_SUBSCHEMA_MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties"})
+
+
+def closed_schema(schema: Any) -> Any:
+    """A copy of a JSON schema where every object that does not say otherwise gets
+    ``additionalProperties: false``: Bedrock's native structured output (Claude's constrained
+    decoding) rejects object schemas without it. Forbidding keys the schema does not name keeps
+    every reply valid against the caller's schema, which the client checks."""
+    if not isinstance(schema, Mapping):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _SUBSCHEMA:
+            out[key] = closed_schema(value)
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            out[key] = [closed_schema(item) for item in value]
+        elif key in _SUBSCHEMA_MAPS and isinstance(value, Mapping):
+            out[key] = {name: closed_schema(sub) for name, sub in value.items()}
+        else:
+            out[key] = value
+    if (schema.get("type") == "object" or "properties" in schema) and "additionalProperties" not in schema:
+        out["additionalProperties"] = False
+    return out
+
+
+def structured_tool_name(request: Request) -> str | None:
+    """The name of the forced tool carrying structured output, when that form is used."""
+    if _structured_mode(request) != "tool":
+        return None
+    assert request.response_format is not None
+    return request.response_format.name
+
+
+def build_converse_params(request: Request, *, provider: str = "bedrock") -> dict[str, Any]:
+    """The keyword arguments of ``client.converse`` / ``client.converse_stream``."""
+    _check_ranges(request, provider)
+    if model_family(request.model) == "titan-text":
+        _check_titan_stops(request, provider)
+    params: dict[str, Any] = {
+        "modelId": request.model,
+        "messages": _converse_messages(request.messages, provider, request.model),
+    }
+    if request.system:
+        params["system"] = [{"text": request.system}]
+    inference: dict[str, Any] = {}
+    if request.max_tokens is not None:
+        inference["maxTokens"] = request.max_tokens
+    if request.temperature is not None:
+        inference["temperature"] = request.temperature
+    if request.top_p is not None:
+        inference["topP"] = request.top_p
+    if request.stop:
+        inference["stopSequences"] = list(request.stop)
+    if inference:
+        params["inferenceConfig"] = inference
+
+    tools = [
+        {
+            "toolSpec": {
+                "name": tool.name,
+                **({"description": tool.description} if tool.description else {}),
+                "inputSchema": {"json": dict(tool.parameters)},
+            }
+        }
+        for tool in request.tools
+    ]
+    choice = request.tool_choice
+    mode = _structured_mode(request)
+    if mode == "tool":
+        assert request.response_format is not None
+        if request.tools:
+            raise _refuse(
+                "structured output on this model uses a forced tool, which cannot be combined with "
+                "other tools (pass provider_options structured_output='native' if the model supports it)",
+                request.model,
+                provider,
+            )
+        fmt = request.response_format
+        tools = [
+            {
+                "toolSpec": {
+                    "name": fmt.name,
+                    "description": f"Reply with the {fmt.name} JSON object.",
+                    "inputSchema": {"json": dict(fmt.schema)},
+                }
+            }
+        ]
+        params["toolConfig"] = {"tools": tools, "toolChoice": {"tool": {"name": fmt.name}}}
+    elif tools:
+        if choice == "none":
+            if _has_tool_history(request.messages):
+                raise _refuse(
+                    "tool_choice='none' is not available on Bedrock Converse when the conversation "
+                    "holds tool calls or results (Bedrock then requires the tools to be sent)",
+                    request.model,
+                    provider,
+                )
+            # Leaving the tools out is how "none" is honoured: the model cannot call any.
+        else:
+            config: dict[str, Any] = {"tools": tools}
+            if choice == "auto":
+                config["toolChoice"] = {"auto": {}}
+            elif choice == "required":
+                config["toolChoice"] = {"any": {}}
+            elif choice:
+                config["toolChoice"] = {"tool": {"name": choice}}
+            params["toolConfig"] = config
+    if mode == "native":
+        assert request.response_format is not None
+        fmt = request.response_format
+        params["outputConfig"] = {
+            "textFormat": {
+                "type": "json_schema",
+                # The API takes the schema as a JSON string, not a document.
+                "structure": {"jsonSchema": {"name": fmt.name, "schema": json.dumps(closed_schema(fmt.schema))}},
+            }
+        }
+    return _merge(params, _passthrough(request.provider_options))
+
+
+_CONVERSE_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+
+
+def converse_finish_reason(reason: str | None, *, structured_tool: bool = False) -> FinishReason:
+    mapped = _CONVERSE_FINISH.get(reason or "", "other")
+    # The forced structured-output tool is fmclient's mechanism, not a call for the caller.
+    if structured_tool and mapped == "tool_calls":
+        return "stop"
+    return mapped
+
+
+def converse_usage(usage: Mapping[str, Any] | None) -> Usage:
+    usage = usage or {}
+    cache_read = int(usage.get("cacheReadInputTokens") or 0)
+    cache_write = int(usage.get("cacheWriteInputTokens") or 0)
+    return Usage(
+        input_tokens=int(usage.get("inputTokens") or 0) + cache_read + cache_write,
+        output_tokens=int(usage.get("outputTokens") or 0),
+        cached_input_tokens=cache_read,
+    )
+
+
+def _answered_model(response: Mapping[str, Any], requested: str) -> str:
+    # A prompt router says which model it picked; otherwise the model asked for answered.
+    router = ((response.get("trace") or {}).get("promptRouter") or {}).get("invokedModelId")
+    return str(router) if router else requested
+
+
+def parse_converse_response(
+    response: Mapping[str, Any], *, provider: str, model: str, structured_tool: str | None = None
+) -> Completion:
+    try:
+        content = response["output"]["message"]["content"]
+        stop_reason = response.get("stopReason")
+    except (KeyError, TypeError) as exc:
+        raise _malformed(f"Converse response has no output message: {exc!r}", provider, model) from exc
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    reasoning: list[dict[str, Any]] = []
+    structured: str | None = None
+    for block in content:
+        if "text" in block:
+            texts.append(block["text"])
+        elif "toolUse" in block:
+            use = block["toolUse"]
+            arguments = use.get("input")
+            if structured_tool is not None and use.get("name") == structured_tool:
+                structured = json.dumps(arguments)
+                continue
+            if not isinstance(arguments, dict):
+                arguments = {} if arguments is None else {"input": arguments}
+            calls.append(ToolCall(id=str(use.get("toolUseId")), name=str(use.get("name")), arguments=arguments))
+        elif "reasoningContent" in block:
+            reasoning.append(block)
+    text = structured if structured is not None else "".join(texts)
+    state = {provider: {"reasoning": reasoning}} if reasoning else None
+    return Completion(
+        text=text,
+        finish_reason=converse_finish_reason(stop_reason, structured_tool=structured_tool is not None),
+        usage=converse_usage(response.get("usage")),
+        model=_answered_model(response, model),
+        provider=provider,
+        tool_calls=calls,
+        message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
+        raw=response,
+    )
+
+
+class ConverseStreamParser:
+    """Turns ConverseStream events into Chunks: text deltas, ToolCallDeltas (id and name from
+    ``contentBlockStart``, argument fragments from ``contentBlockDelta``), and a final chunk
+    from ``messageStop`` + ``metadata``. With ``structured_tool`` set, that tool's argument
+    fragments are the text and nothing else is emitted."""
+
+    def __init__(self, *, provider: str, model: str, structured_tool: str | None = None) -> None:
+        self.provider = provider
+        self.model = model
+        self.structured_tool = structured_tool
+        self.stop_reason: str | None = None
+        self.usage: Usage | None = None
+        self.answered_model = model
+        self._tool_index: dict[int, int] = {}  # content block index -> tool call index
+        self._structured_blocks: set[int] = set()
+        self._reasoning: dict[int, dict[str, Any]] = {}
+
+    def feed(self, event: Mapping[str, Any]) -> list[Chunk]:
+        if "contentBlockStart" in event:
+            start_event = event["contentBlockStart"]
+            block = int(start_event.get("contentBlockIndex", 0))
+            use = (start_event.get("start") or {}).get("toolUse")
+            if use is None:
+                return []
+            if self.structured_tool is not None:
+                if use.get("name") == self.structured_tool:
+                    self._structured_blocks.add(block)
+                return []
+            index = self._tool_index.setdefault(block, len(self._tool_index))
+            return [Chunk(tool_calls=(ToolCallDelta(index=index, id=use.get("toolUseId"), name=use.get("name")),))]
+        if "contentBlockDelta" in event:
+            delta_event = event["contentBlockDelta"]
+            block = int(delta_event.get("contentBlockIndex", 0))
+            delta = delta_event.get("delta") or {}
+            if "text" in delta:
+                if self.structured_tool is not None:
+                    return []  # chatter around the forced tool is not part of the JSON answer
+                return [Chunk(text=delta["text"])] if delta["text"] else []
+            if "toolUse" in delta:
+                fragment = str((delta["toolUse"] or {}).get("input") or "")
+                if block in self._structured_blocks:
+                    return [Chunk(text=fragment)] if fragment else []
+                if block not in self._tool_index or not fragment:
+                    return []
+                return [Chunk(tool_calls=(ToolCallDelta(index=self._tool_index[block], arguments=fragment),))]
+            if "reasoningContent" in delta:
+                self._add_reasoning(block, delta["reasoningContent"] or {})
+            return []
+        if "messageStop" in event:
+            self.stop_reason = event["messageStop"].get("stopReason") or "end_turn"
+            return []
+        if "metadata" in event:
+            metadata = event["metadata"]
+            self.usage = converse_usage(metadata.get("usage"))
+            self.answered_model = _answered_model(metadata, self.model)
+            return []
+        return []
+
+    def _add_reasoning(self, block: int, delta: Mapping[str, Any]) -> None:
+        entry = self._reasoning.setdefault(block, {"text": "", "signature": None, "redacted": None})
+        if delta.get("text"):
+            entry["text"] += delta["text"]
+        if delta.get("signature"):
+            entry["signature"] = delta["signature"]
+        if delta.get("redactedContent"):
+            entry["redacted"] = delta["redactedContent"]
+
+    def _reasoning_blocks(self) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        for index in sorted(self._reasoning):
+            entry = self._reasoning[index]
+            if entry["redacted"] is not None:
+                blocks.append({"reasoningContent": {"redactedContent": entry["redacted"]}})
+            else:
+                text_block: dict[str, Any] = {"text": entry["text"]}
+                if entry["signature"]:
+                    text_block["signature"] = entry["signature"]
+                blocks.append({"reasoningContent": {"reasoningText": text_block}})
+        return blocks
+
+    def finish(self) -> Chunk:
+        if self.stop_reason is None or self.usage is None:
+            missing = "messageStop" if self.stop_reason is None else "metadata"
+            raise APIConnectionError(
+                f"the ConverseStream ended before its {missing} event", provider=self.provider, model=self.model
+            )
+        reasoning = self._reasoning_blocks()
+        return Chunk(
+            finish_reason=converse_finish_reason(self.stop_reason, structured_tool=self.structured_tool is not None),
+            usage=self.usage,
+            model=self.answered_model,
+            provider_state={self.provider: {"reasoning": reasoning}} if reasoning else None,
+        )
+
+
+# -- errors ----------------------------------------------------------------------------------
+def _malformed(what: str, provider: str | None, model: str | None) -> FMClientError:
+    return ServiceUnavailableError(f"Bedrock returned a malformed response: {what}", provider=provider, model=model)
+
+
+_RATE_LIMIT = frozenset({"ThrottlingException", "ServiceQuotaExceededException"})
+_UNAVAILABLE = frozenset(
+    {
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "ModelNotReadyException",
+        "ModelStreamErrorException",
+        "InternalFailure",
+        "ServiceUnavailable",
+    }
+)
+_AUTH = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
+        "InvalidClientTokenId",
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "SignatureDoesNotMatch",
+    }
+)
+# Statuses of the modelled exceptions, for errors that arrive inside an event stream (where
+# botocore reports no HTTP status of its own).
+_STATUS = {
+    "AccessDeniedException": 403,
+    "InternalServerException": 500,
+    "ModelErrorException": 424,
+    "ModelNotReadyException": 429,
+    "ModelStreamErrorException": 424,
+    "ModelTimeoutException": 408,
+    "ResourceNotFoundException": 404,
+    "ServiceQuotaExceededException": 400,
+    "ServiceUnavailableException": 503,
+    "ThrottlingException": 429,
+    "ValidationException": 400,
+}
+# How Bedrock's models word "the prompt does not fit" (Claude, Titan, Llama, Mistral, Nova).
+_TOO_LONG = re.compile(
+    r"too long|too many input tokens|maximum context length|context window|too large for model|"
+    r"input tokens exceeded|exceeds (the )?max(imum)? (input|context|prompt)|expected maxLength",
+    re.IGNORECASE,
+)
+_SAFETY = re.compile(r"content filter|responsible ai polic", re.IGNORECASE)
+_BAD_MODEL = re.compile(r"model identifier is invalid|invalid model identifier", re.IGNORECASE)
+
+
+def _client_error(exc: Any, provider: str | None, model: str | None) -> FMClientError:
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error") or {}
+    raw_code = str(error.get("Code") or "")
+    # In-stream exceptions are named after the stream member: "throttlingException".
+    code = raw_code[:1].upper() + raw_code[1:]
+    message = str(error.get("Message") or "") or str(exc)
+    metadata = response.get("ResponseMetadata") or {}
+    headers = metadata.get("HTTPHeaders") or {}
+    # In-stream errors carry no HTTP status; the modelled one stands in for it.
+    status = metadata.get("HTTPStatusCode") or _STATUS.get(code)
+    retry_after = parse_retry_after(headers)
+    text = f"{code or 'Error'}: {message}"
+    kwargs: dict[str, Any] = {"provider": provider, "model": model, "status_code": status, "retry_after": retry_after}
+    if code in _RATE_LIMIT:
+        return RateLimitError(text, **kwargs)
+    if code in _UNAVAILABLE:
+        return ServiceUnavailableError(text, **kwargs)
+    if code == "ModelTimeoutException":
+        return RequestTimeoutError(text, **kwargs)
+    if code == "AccessDeniedException":
+        return PermissionDeniedError(text, **kwargs)
+    if code == "ResourceNotFoundException":
+        return ModelNotFoundError(text, **kwargs)
+    if code in _AUTH:
+        return AuthenticationError(text, **kwargs)
+    if code == "ValidationException":
+        if _TOO_LONG.search(message):
+            return ContextWindowExceededError(text, **kwargs)
+        if _BAD_MODEL.search(message):  # Bedrock answers an unknown model id with a 400
+            return ModelNotFoundError(text, **kwargs)
+        if _SAFETY.search(message):
+            return ContentFilterError(text, **kwargs)
+        return BadRequestError(text, **kwargs)
+    if code == "ModelErrorException":
+        # The model itself failed; its own status says whether a retry can help.
+        original = response.get("originalStatusCode")
+        if isinstance(original, int) and 400 <= original < 500 and original not in (408, 429):
+            if _SAFETY.search(message):
+                return ContentFilterError(text, **kwargs)
+            return BadRequestError(text, **kwargs)
+        return ServiceUnavailableError(text, **kwargs)
+    if code == "ConflictException":
+        return BadRequestError(text, **kwargs)
+    if isinstance(status, int) and status >= 400:
+        return error_for_status(status, text, provider=provider, model=model, retry_after=retry_after)
+    return FMClientError(text, provider=provider, model=model, status_code=status)
+
+
+def map_error(exc: BaseException, provider: str | None = "bedrock", model: str | None = None) -> FMClientError:
+    """The fmclient error for anything boto3, botocore or urllib3 raised during a call."""
+    if isinstance(exc, FMClientError):
+        return exc
+    try:
+        from botocore import eventstream as bev
+        from botocore import exceptions as bex
+        from botocore.parsers import ResponseParserError
+    except ImportError:  # pragma: no cover - boto3 is present whenever a call was made
+        return FMClientError(f"{type(exc).__name__}: {exc}", provider=provider, model=model)
+    try:
+        from urllib3 import exceptions as u3
+    except ImportError:  # pragma: no cover
+        u3 = None  # type: ignore[assignment]
+
+    where: dict[str, Any] = {"provider": provider, "model": model}
+    if isinstance(exc, bex.ClientError):
+        return _client_error(exc, provider, model)
+    if isinstance(exc, (bex.ReadTimeoutError, bex.ConnectTimeoutError)) or (
+        u3 is not None and isinstance(exc, (u3.ReadTimeoutError, u3.ConnectTimeoutError))
+    ):
+        return RequestTimeoutError(f"Bedrock request timed out: {exc}", **where)
+    if isinstance(
+        exc,
+        (
+            bex.EndpointConnectionError,
+            bex.ConnectionClosedError,
+            bex.ConnectionError,
+            bex.ResponseStreamingError,
+            bex.HTTPClientError,
+            bex.IncompleteReadError,
+        ),
+    ):
+        return APIConnectionError(f"connection to Bedrock failed: {exc}", **where)
+    if u3 is not None and isinstance(exc, u3.HTTPError):
+        return APIConnectionError(f"connection to Bedrock failed mid-response: {exc}", **where)
+    if isinstance(exc, bev.ParserError):
+        return APIConnectionError(f"Bedrock event stream is corrupt: {exc}", **where)
+    if isinstance(exc, ResponseParserError):
+        return _malformed(str(exc), provider, model)
+    if isinstance(
+        exc,
+        (
+            bex.NoCredentialsError,
+            bex.PartialCredentialsError,
+            bex.NoRegionError,
+            bex.ProfileNotFound,
+            bex.NoAuthTokenError,
+            bex.InvalidEndpointConfigurationError,
+        ),
+    ):
+        return ConfigurationError(f"AWS configuration problem: {exc}", **where)
+    if isinstance(exc, (bex.CredentialRetrievalError, bex.TokenRetrievalError)):
+        return AuthenticationError(f"could not obtain AWS credentials: {exc}", **where)
+    if isinstance(exc, (bex.ParamValidationError, bex.ValidationError)):
+        return BadRequestError(f"request rejected by botocore before sending: {exc}", **where)
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError, binascii.Error)):
+        return _malformed(f"body is not valid JSON: {exc}", provider, model)
+    if isinstance(exc, OSError):
+        return APIConnectionError(f"connection to Bedrock failed: {exc}", **where)
+    return FMClientError(f"unexpected {type(exc).__name__} from boto3: {exc}", **where)
+
+
+# -- the provider ----------------------------------------------------------------------------
+class BedrockProvider(Provider):
+    """Amazon Bedrock Runtime through one boto3 client per provider instance."""
+
+    extra = "bedrock"
+    option_keys = frozenset({"max_workers", "endpoint_url"})
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        workers = settings.options.get("max_workers", DEFAULT_MAX_WORKERS)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigurationError(
+                f"providers.{settings.name}.max_workers must be a positive integer, got {workers!r}",
+                provider=settings.name,
+            )
+        endpoint = settings.options.get("endpoint_url")
+        if endpoint is not None and not isinstance(endpoint, str):
+            raise ConfigurationError(f"providers.{settings.name}.endpoint_url must be a string", provider=settings.name)
+        self.max_workers: int = workers
+        self._endpoint_url: str | None = settings.base_url or endpoint or None
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # -- readiness -------------------------------------------------------------------------
+    def capabilities(self, model: str) -> Capabilities:
+        family = model_family(model)
+        if family in ("titan-embed", "embed"):
+            return Capabilities(
+                chat=False,
+                streaming=False,
+                system=False,
+                tools=False,
+                images=False,
+                stop=False,
+                temperature=False,
+                top_p=False,
+                structured_output=False,
+                embeddings=family == "titan-embed",
+            )
+        if family == "titan-text":
+            return Capabilities(tools=False, images=False, structured_output=False, max_stop_sequences=1)
+        return Capabilities()
+
+    def check_ready(self, model: str) -> None:
+        self._get_client()
+
+    def _get_client(self) -> Any:
+        client = self._client
+        if client is not None:
+            return client
+        # boto3 sessions are not thread-safe; clients are. Build the one client under a lock.
+        with self._lock:
+            if self._client is None:
+                self._client = self._build_client()
+            return self._client
+
+    def _build_client(self) -> Any:
+        boto3 = import_sdk("boto3", extra=self.extra, provider=self.name)
+        from botocore import exceptions as bex
+        from botocore.config import Config
+
+        settings = self.settings
+        if settings.api_key is not None or settings.api_key_env is not None:
+            raise ConfigurationError(
+                f"provider {self.name!r} does not take api_key / api_key_env: Bedrock authenticates "
+                f"through the AWS credential chain, or a Bedrock API key in {BEARER_TOKEN_ENV}",
+                provider=self.name,
+            )
+        # boto3 itself reads only AWS_DEFAULT_REGION; AWS_REGION (what Lambda and the other AWS
+        # SDKs set) takes precedence over it, as it does there.
+        region = settings.region or os.environ.get("AWS_REGION") or None
+        try:
+            session = boto3.Session(profile_name=settings.profile, region_name=region)
+        except bex.ProfileNotFound as exc:
+            raise ConfigurationError(
+                f"AWS profile {settings.profile!r} for provider {self.name!r} is not in the AWS config files",
+                provider=self.name,
+            ) from exc
+        if not session.region_name:
+            raise ConfigurationError(
+                f"no AWS region for provider {self.name!r}: set AWS_REGION (or AWS_DEFAULT_REGION), "
+                f'a region in the AWS profile, or region = "..." in [providers.{self.name}]',
+                provider=self.name,
+            )
+        try:
+            credentials = session.get_credentials()
+        except bex.BotoCoreError as exc:
+            raise ConfigurationError(
+                f"could not load AWS credentials for provider {self.name!r}: {exc}", provider=self.name
+            ) from exc
+        if credentials is None and not os.environ.get(BEARER_TOKEN_ENV):
+            raise ConfigurationError(
+                f"no AWS credentials for provider {self.name!r}: configure the standard AWS credential "
+                'chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or profile = "..." in '
+                f"[providers.{self.name}], SSO, or an instance/container role), or set {BEARER_TOKEN_ENV}",
+                provider=self.name,
+            )
+        config_args: dict[str, Any] = {
+            # fmclient's retry layer is the only one: one attempt per call.
+            "retries": {"total_max_attempts": 1, "mode": "standard"},
+            "max_pool_connections": max(10, self.max_workers),
+            "user_agent_extra": "fmclient",
+        }
+        if settings.timeout is not None:
+            config_args["read_timeout"] = settings.timeout
+            config_args["connect_timeout"] = min(settings.timeout, 60)
+        client = session.client(
+            "bedrock-runtime",
+            config=Config(**config_args),
+            # None lets boto3 apply AWS_ENDPOINT_URL_BEDROCK_RUNTIME / AWS_ENDPOINT_URL.
+            endpoint_url=self._endpoint_url,
+        )
+        client.meta.events.register("before-call.bedrock-runtime", _apply_read_timeout)
+        return client
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _invoke(self, fn: Callable[..., Any], timeout: float | None, **params: Any) -> Any:
+        token = _read_timeout.set(timeout)
+        try:
+            return fn(**params)
+        finally:
+            _read_timeout.reset(token)
+
+    def _uses_titan_invoke(self, request: Request) -> bool:
+        api = _own_option(request, "api")
+        if api not in (None, "invoke", "converse"):
+            raise BadRequestError(
+                f"provider option api must be 'invoke' or 'converse', got {api!r}",
+                provider=self.name,
+                model=request.model,
+            )
+        return model_family(request.model) == "titan-text" and api != "converse"
+
+    def _check_chat_model(self, request: Request) -> None:
+        family = model_family(request.model)
+        if family in ("titan-embed", "embed"):
+            raise _refuse(
+                f"model {request.model!r} does not support chat completions (it is an embedding model)",
+                request.model,
+                self.name,
+            )
+
+    # -- chat --------------------------------------------------------------------------------
+    def complete(self, request: Request) -> Completion:
+        self._check_chat_model(request)
+        try:
+            if self._uses_titan_invoke(request):
+                body, arguments = build_titan_text_body(request, provider=self.name)
+                client = self._get_client()
+                response = self._invoke(
+                    client.invoke_model,
+                    request.timeout,
+                    modelId=request.model,
+                    body=json.dumps(body),
+                    contentType="application/json",
+                    accept="application/json",
+                    **arguments,
+                )
+                parsed = json.loads(response["body"].read())
+                raw = {k: v for k, v in response.items() if k != "body"}
+                raw["body"] = parsed
+                return parse_titan_text_response(parsed, provider=self.name, model=request.model, raw=raw)
+            params = build_converse_params(request, provider=self.name)
+            client = self._get_client()
+            response = self._invoke(client.converse, request.timeout, **params)
+            return parse_converse_response(
+                response, provider=self.name, model=request.model, structured_tool=structured_tool_name(request)
+            )
+        except FMClientError as exc:
+            _fill(exc, self.name, request.model)
+            raise
+        except Exception as exc:
+            raise map_error(exc, self.name, request.model) from exc
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        self._check_chat_model(request)
+        try:
+            parser: TitanStreamParser | ConverseStreamParser
+            if self._uses_titan_invoke(request):
+                body, arguments = build_titan_text_body(request, provider=self.name)
+                client = self._get_client()
+                response = self._invoke(
+                    client.invoke_model_with_response_stream,
+                    request.timeout,
+                    modelId=request.model,
+                    body=json.dumps(body),
+                    contentType="application/json",
+                    accept="application/json",
+                    **arguments,
+                )
+                events = response["body"]
+                parser = TitanStreamParser(provider=self.name, model=request.model)
+            else:
+                params = build_converse_params(request, provider=self.name)
+                client = self._get_client()
+                response = self._invoke(client.converse_stream, request.timeout, **params)
+                events = response["stream"]
+                parser = ConverseStreamParser(
+                    provider=self.name, model=request.model, structured_tool=structured_tool_name(request)
+                )
+        except FMClientError as exc:
+            _fill(exc, self.name, request.model)
+            raise
+        except Exception as exc:
+            raise map_error(exc, self.name, request.model) from exc
+        return _ChunkStream(events, parser, self.name, request.model)
+
+    # -- embeddings ------------------------------------------------------------------------------
+    def _embed_bodies(self, request: EmbedRequest) -> list[dict[str, Any]]:
+        if model_family(request.model) != "titan-embed":
+            raise _refuse(
+                "embeddings on Bedrock are supported for Amazon Titan text embedding models "
+                "(amazon.titan-embed-text-v1, amazon.titan-embed-text-v2:0)",
+                request.model,
+                self.name,
+            )
+        return [
+            build_titan_embedding_body(text, request.model, request.provider_options, provider=self.name)
+            for text in request.texts
+        ]
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=self.max_workers, thread_name_prefix=f"fmclient-{self.name}"
+                    )
+                pool = self._pool
+        return pool
+
+    def _embed_one(
+        self, client: Any, model: str, body: Mapping[str, Any], deadline: float | None
+    ) -> tuple[list[float], int]:
+        """One InvokeModel call, inside the fan-out pool. Every exception leaves it mapped."""
+        timeout = None
+        if deadline is not None:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise RequestTimeoutError(
+                    "the embedding batch ran out of time before this text was sent", provider=self.name, model=model
+                )
+        try:
+            response = self._invoke(
+                client.invoke_model,
+                timeout,
+                modelId=model,
+                body=json.dumps(body),
+                contentType="application/json",
+                accept="application/json",
+            )
+            parsed = json.loads(response["body"].read())
+            return parse_titan_embedding(parsed, provider=self.name, model=model)
+        except FMClientError as exc:
+            _fill(exc, self.name, model)
+            raise
+        except Exception as exc:
+            raise map_error(exc, self.name, model) from exc
+
+    @staticmethod
+    def _deadline(timeout: float | None) -> float | None:
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _embeddings(self, request: EmbedRequest, results: Sequence[tuple[list[float], int]]) -> Embeddings:
+        return Embeddings(
+            vectors=[vector for vector, _ in results],
+            usage=Usage(input_tokens=sum(tokens for _, tokens in results)),
+            model=request.model,
+            provider=self.name,
+            raw=None,
+        )
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        bodies = self._embed_bodies(request)
+        client = self._get_client()
+        deadline = self._deadline(request.timeout)
+        pool = self._executor()
+        futures = [pool.submit(self._embed_one, client, request.model, body, deadline) for body in bodies]
+        done, pending = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        failed = [f for f in futures if f in done and f.exception() is not None]
+        if failed:
+            for future in pending:
+                future.cancel()
+            error = failed[0].exception()
+            assert error is not None
+            raise error
+        return self._embeddings(request, [f.result() for f in futures])
+
+    async def aembed(self, request: EmbedRequest) -> Embeddings:
+        bodies = self._embed_bodies(request)
+        loop = asyncio.get_running_loop()
+        pool = self._executor()
+        # Building the client may read files or fetch credentials: never on the event loop.
+        client = self._client if self._client is not None else await loop.run_in_executor(pool, self._get_client)
+        deadline = self._deadline(request.timeout)
+        futures = [
+            loop.run_in_executor(pool, self._embed_one, client, request.model, body, deadline) for body in bodies
+        ]
+        try:
+            results = await asyncio.gather(*futures)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        return self._embeddings(request, list(results))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if client is not None:
+            client.close()
+
+
+class _ChunkStream(Iterator[Chunk]):
+    """The chunks of one streamed response. ``close()`` releases the connection even when the
+    caller stops early, or never started iterating."""
+
+    def __init__(
+        self, events: Any, parser: TitanStreamParser | ConverseStreamParser, provider: str, model: str
+    ) -> None:
+        self._events = events
+        self._parser = parser
+        self._provider = provider
+        self._model = model
+        self._chunks = self._run()
+
+    def _run(self) -> Generator[Chunk, None, None]:
+        try:
+            for event in self._events:
+                yield from self._parser.feed(event)
+            yield self._parser.finish()
+        except FMClientError:
+            raise
+        except Exception as exc:
+            raise map_error(exc, self._provider, self._model) from exc
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        try:
+            self._events.close()
+        except Exception:  # the connection is being dropped anyway
+            pass
+
+    def __next__(self) -> Chunk:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
+        self._release()
+
+
+def _apply_read_timeout(context: dict[str, Any], **kwargs: Any) -> None:
+    """botocore ``before-call`` hook: the per-attempt read timeout of the current call."""
+    timeout = _read_timeout.get()
+    if timeout is not None:
+        # botocore's HTTP layer reads this per request; keep a floor so 0 never means "no timeout".
+        context["read_timeout"] = max(timeout, 0.001)
+
+
+def _fill(exc: FMClientError, provider: str, model: str) -> None:
+    # Errors raised by the pure translation functions may not know where they happened.
+    if exc.provider is None:
+        exc.provider = provider
+    if exc.model is None:
+        exc.model = model
