@@ -38,10 +38,6 @@ from fmclient.errors import ConfigurationError
 from fmclient.providers import BUILTIN, ProviderSettings, known_types
 from fmclient.secret import Secret
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 __all__ = ["Settings", "Target", "alias_env_name", "load_settings", "user_config_path"]
 
@@ -171,6 +167,12 @@ def find_config_file(env: Mapping[str, str]) -> Path | None:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    # Imported here, not at the top: settings are read when a Client is built, and
+    # `import fmclient` should not pay for a TOML parser it may never use.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         with path.open("rb") as handle:
             data: dict[str, Any] = tomllib.load(handle)
