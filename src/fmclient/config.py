@@ -38,7 +38,6 @@ from fmclient.errors import ConfigurationError
 from fmclient.providers import BUILTIN, ProviderSettings, known_types
 from fmclient.secret import Secret
 
-
 __all__ = ["Settings", "Target", "alias_env_name", "load_settings", "user_config_path"]
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
