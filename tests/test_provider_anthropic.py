@@ -456,6 +456,27 @@ class TestReadiness:
         second = asyncio.run(call_twice())
         assert first is not second
 
+    def test_clients_of_closed_loops_are_released(
+        self, fake_server: FakeServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # asyncio.run per call: the client of each finished loop is released, not kept (with its
+        # sockets) forever, and aiohttp is left nothing to report as unclosed.
+        import gc
+
+        adapter = AnthropicProvider(settings(fake_server))
+        for text in ("a", "b", "c"):
+            fake_server.queue(fa.message_reply(text))
+            assert asyncio.run(adapter.acomplete(req())).text == text
+            assert len(adapter._async._clients) == 1
+        adapter.close()
+        assert adapter._async._clients == {}
+        gc.collect()
+        assert not [r for r in caplog.records if "Unclosed" in r.getMessage()]
+
+    def test_unknown_async_transport_refused(self) -> None:
+        with pytest.raises(ConfigurationError, match="async_transport"):
+            AnthropicProvider(settings(options={"async_transport": "curl"}))
+
     def test_timeouts_reach_the_sdk(self, fake_server: FakeServer) -> None:
         adapter = AnthropicProvider(settings(fake_server, timeout=42.0))
         fake_server.queue(fa.message_reply(), fa.message_reply())
@@ -495,7 +516,8 @@ class TestComplete:
         assert completion.usage == Usage(12, 3, 0)
         assert completion.model == fa.MODEL
         assert completion.provider == "anthropic"
-        assert completion.raw.id == "msg_01fake"
+        # raw is the JSON body as a dict, every field as the server sent it
+        assert completion.raw == fa.message("Bonjour!", usage_=fa.usage(12, 3))
         sent = body(fake_server)
         assert sent == {
             "model": MODEL,
@@ -910,6 +932,37 @@ class TestRetriesThroughClient:
 
 
 class TestAsync:
+    """Every async test runs over both transports: aiohttp (the default when installed) and httpx."""
+
+    @pytest.fixture(params=["aiohttp", "httpx"])
+    def transport(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def provider(self, fake_server: FakeServer, transport: str) -> Iterator[AnthropicProvider]:
+        adapter = AnthropicProvider(settings(fake_server, options={"async_transport": transport}))
+        yield adapter
+        adapter.close()
+
+    async def test_transport_is_the_one_configured(
+        self, provider: AnthropicProvider, fake_server: FakeServer, transport: str
+    ) -> None:
+        import anthropic
+
+        fake_server.queue(fa.message_reply("hi"))
+        assert (await provider.acomplete(req())).text == "hi"
+        on_aiohttp = isinstance(provider._aclient()._client, anthropic.DefaultAioHttpClient)
+        assert on_aiohttp is (transport == "aiohttp")
+        await provider.aclose()
+
+    async def test_reset_connection(self, provider: AnthropicProvider, fake_server: FakeServer) -> None:
+        fake_server.queue(Reply(reset=True), Reply(reset=True))
+        with pytest.raises(APIConnectionError):
+            await provider.acomplete(req())
+        with pytest.raises(APIConnectionError):
+            [c async for c in provider.astream(req())]
+        await provider.aclose()
+
     async def test_acomplete(self, provider: AnthropicProvider, fake_server: FakeServer) -> None:
         fake_server.queue(
             fa.message_reply(
@@ -965,8 +1018,10 @@ class TestAsync:
             await provider.acomplete(req(timeout=0.1))
         await provider.aclose()
 
-    async def test_async_connection_refused(self) -> None:
-        adapter = AnthropicProvider(settings(base_url=f"http://127.0.0.1:{free_port()}"))
+    async def test_async_connection_refused(self, transport: str) -> None:
+        adapter = AnthropicProvider(
+            settings(base_url=f"http://127.0.0.1:{free_port()}", options={"async_transport": transport})
+        )
         with pytest.raises(APIConnectionError):
             await adapter.acomplete(req())
         await adapter.aclose()

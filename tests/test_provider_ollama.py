@@ -395,10 +395,12 @@ def test_embeddings_from_the_default_daemon_behaviour(server: FakeOllama, client
     assert [v[0] for v in result.vectors] == [1.0, 3.0]  # the fake encodes each text's length
 
 
-def test_embedding_count_mismatch_is_malformed(server: FakeOllama, client: Client) -> None:
-    server.queue(embed_reply([[0.1]]))
-    with pytest.raises(FMClientError, match="1 embeddings for 2 inputs"):
+def test_embedding_count_mismatch_is_malformed(server: FakeOllama, client: Client, retry_sleeps: list[float]) -> None:
+    # A malformed reply is the daemon's (or a proxy's) fault: retried like a 503, then raised.
+    server.queue(*[embed_reply([[0.1]])] * 3)
+    with pytest.raises(ServiceUnavailableError, match="1 embeddings for 2 inputs"):
         client.embed(["a", "b"], model="ollama/nomic-embed-text")
+    assert len(server.requests) == 3
 
 
 def test_model_not_pulled(server: FakeOllama, client: Client) -> None:
@@ -635,3 +637,17 @@ def test_a_second_named_ollama_provider_keeps_its_own_thinking_state(server: Fak
         )
     assert server.requests[0].json()["think"] is True
     assert server.requests[1].json()["messages"][1] == {"role": "assistant", "content": "42", "thinking": "6 times 7"}
+
+
+def test_async_clients_of_finished_loops_are_released(server: FakeOllama) -> None:
+    """An app that runs asyncio.run per request must not keep a pool per finished loop."""
+    import asyncio
+
+    adapter = provider_for(server.url)
+    request = Request(model="llama3.2", messages=(Message(role="user", content="hi"),))
+    for _ in range(4):
+        server.queue(chat_reply("ok"))
+        assert asyncio.run(adapter.acomplete(request)).text == "ok"
+    assert len(adapter._async_clients._clients) == 1  # only the last loop's client is left
+    adapter.close()
+    assert adapter._async_clients._clients == {}

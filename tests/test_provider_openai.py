@@ -421,7 +421,8 @@ def test_complete(server: FakeServer, fake: FakeOpenAI) -> None:
         "seed": 42,
         "top_k": 5,
     }
-    assert type(reply.raw).__name__ == "ChatCompletion"
+    # raw is the JSON body as a dict, every field as the server sent it
+    assert reply.raw == completion_body(Answer("Hello there!", prompt_tokens=21, completion_tokens=3, cached_tokens=16))
 
 
 def test_stream(server: FakeServer, fake: FakeOpenAI) -> None:
@@ -808,6 +809,88 @@ async def test_async_timeout(server: FakeServer) -> None:
     server.queue(slow_reply())
     with pytest.raises(RequestTimeoutError):
         await make_provider(server).acomplete(request(timeout=0.1))
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_async_transports_behave_alike(
+    server: FakeServer, fake: FakeOpenAI, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp (the default when installed) and httpx: same answers, same errors, same streams."""
+    import openai
+
+    provider = make_provider(server, options={"async_transport": transport})
+    fake.answer(Answer("hello there"), Answer("streamed reply", completion_tokens=2))
+    reply = await provider.acomplete(request())
+    assert reply.text == "hello there" and reply.raw["object"] == "chat.completion"
+    on_aiohttp = isinstance(provider._async_client()._client, openai.DefaultAioHttpClient)
+    assert on_aiohttp is (transport == "aiohttp")
+    chunks = [c async for c in provider.astream(request())]
+    assert "".join(c.text for c in chunks) == "streamed reply"
+    assert (chunks[-1].finish_reason, chunks[-1].usage) == ("stop", Usage(12, 2, 0))
+    assert chunks[0].raw["object"] == "chat.completion.chunk"
+
+    server.queue(error_reply(429, "slow down", type="rate_limit_error", headers={"retry-after": "2"}))
+    with pytest.raises(RateLimitError) as limited:
+        await provider.acomplete(request())
+    assert limited.value.retry_after == 2.0 and limited.value.status_code == 429
+    server.queue(slow_reply())
+    with pytest.raises(RequestTimeoutError):
+        await provider.acomplete(request(timeout=0.1))
+    server.queue(Reply(reset=True))
+    with pytest.raises(APIConnectionError):
+        await provider.acomplete(request())
+    server.queue(Reply(chunks=chunk_events(Answer("a b c d"), include_usage=True), cut_after=3))
+    with pytest.raises(APIConnectionError):
+        [c async for c in provider.astream(request())]
+    error = {"message": "too long", "type": "invalid_request_error", "code": "context_length_exceeded"}
+    server.queue(
+        Reply(chunks=chunk_events(Answer("partial"), include_usage=True)[:2] + sse([(None, {"error": error})]))
+    )
+    with pytest.raises(ContextWindowExceededError, match="too long"):
+        [c async for c in provider.astream(request())]
+    server.queue(Reply(body="<html>bad gateway</html>", content_type="text/html"))
+    with pytest.raises(ServiceUnavailableError, match="malformed"):
+        await provider.acomplete(request())
+    await provider.aclose()
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    refused = OpenAIProvider(
+        ProviderSettings(
+            name="openai",
+            type="openai",
+            api_key=Secret(KEY),
+            base_url=f"http://127.0.0.1:{port}/v1",
+            options={"async_transport": transport},
+        )
+    )
+    with pytest.raises(APIConnectionError):
+        await refused.acomplete(request())
+    await refused.aclose()
+    assert not [r for r in caplog.records if "Unclosed" in r.getMessage()]
+
+
+def test_async_clients_of_closed_loops_are_released(
+    server: FakeServer, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    # asyncio.run per call: each finished loop's client is released, not kept (with its sockets)
+    # forever, and aiohttp is left nothing to report as unclosed.
+    import gc
+
+    provider = make_provider(server)
+    for text in ("a", "b", "c"):
+        fake.answer(Answer(text))
+        assert asyncio.run(provider.acomplete(request())).text == text
+        assert len(provider._async_clients._clients) == 1
+    provider.close()
+    assert provider._async_clients._clients == {}
+    gc.collect()
+    assert not [r for r in caplog.records if "Unclosed" in r.getMessage()]
+
+
+def test_unknown_async_transport_refused(server: FakeServer) -> None:
+    with pytest.raises(ConfigurationError, match="async_transport"):
+        make_provider(server, options={"async_transport": "curl"})
 
 
 # -- configuration: keys, base URLs, named compatible providers ---------------------------------

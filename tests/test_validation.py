@@ -18,62 +18,64 @@ PNG = base64.b64decode(
 )
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "error", "message"),
-    [
-        ({"prompt": ""}, ValueError, "prompt must not be empty"),
-        ({"prompt": "   "}, ValueError, "prompt must not be empty"),
-        ({"prompt": []}, ValueError, "prompt must not be empty"),
-        ({"prompt": 42}, TypeError, "prompt must be a str or a list"),
-        ({"prompt": [{"role": "robot", "content": "hi"}]}, ValueError, r"messages\[0\].role"),
-        ({"prompt": [{"role": "user", "content": 3}]}, TypeError, r"messages\[0\].content"),
-        ({"prompt": [{"role": "user", "content": ""}]}, ValueError, r"messages\[0\].content must not be empty"),
-        ({"prompt": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, TypeError, r"content\[0\].text"),
-        ({"prompt": [{"role": "user", "content": [{"type": "video"}]}]}, ValueError, "must be 'text' or 'image'"),
-        (
-            {"prompt": [{"role": "user", "content": [{"type": "image", "image": b"not an image"}]}]},
-            ValueError,
-            "not a PNG",
-        ),
-        ({"prompt": [{"role": "tool", "content": "42"}]}, ValueError, "tool_call_id"),
-        ({"prompt": [{"role": "user", "content": "hi", "colour": 1}]}, ValueError, "unknown keys"),
-        ({"prompt": [{"role": "system", "content": "be brief"}]}, ValueError, "at least one user"),
-        (
-            {"prompt": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]},
-            ValueError,
-            "system message must come before",
-        ),
-        ({"prompt": "hi", "system": 5}, TypeError, "system must be a str"),
-        ({"prompt": "hi", "max_tokens": -1}, ValueError, "max_tokens must be positive"),
-        ({"prompt": "hi", "max_tokens": 0}, ValueError, "max_tokens must be positive"),
-        ({"prompt": "hi", "max_tokens": 1.5}, TypeError, "max_tokens must be an int"),
-        ({"prompt": "hi", "max_tokens": True}, TypeError, "max_tokens must be an int"),
-        ({"prompt": "hi", "temperature": 3}, ValueError, "temperature must be between 0 and 2"),
-        ({"prompt": "hi", "temperature": float("nan")}, ValueError, "temperature"),
-        ({"prompt": "hi", "temperature": "hot"}, TypeError, "temperature must be a number"),
-        ({"prompt": "hi", "top_p": 1.5}, ValueError, "top_p must be between 0 and 1"),
-        ({"prompt": "hi", "stop": [""]}, ValueError, r"stop\[0\] must not be empty"),
-        ({"prompt": "hi", "stop": [1]}, TypeError, r"stop\[0\] must be a str"),
-        ({"prompt": "hi", "tools": "search"}, TypeError, "tools must be a list"),
-        (
-            {"prompt": "hi", "tools": [{"name": "f", "parameters": {"type": "banana"}}]},
-            ValueError,
-            "not a JSON Schema type",
-        ),
-        ({"prompt": "hi", "tools": [{"name": "f", "parameters": "string"}]}, TypeError, "must be a JSON Schema dict"),
-        ({"prompt": "hi", "tools": [{"name": "f", "parameters": {"type": "string"}}]}, ValueError, "type 'object'"),
-        ({"prompt": "hi", "tools": [{"name": "bad name!"}]}, ValueError, "tool name"),
-        ({"prompt": "hi", "tools": [{"name": "f"}, {"name": "f"}]}, ValueError, "duplicate tool names"),
-        ({"prompt": "hi", "tool_choice": "required"}, ValueError, "needs tools"),
-        ({"prompt": "hi", "tools": [{"name": "f"}], "tool_choice": "g"}, ValueError, "tool_choice 'g'"),
-        ({"prompt": "hi", "response_format": "json"}, TypeError, "response_format must be"),
-        ({"prompt": "hi", "response_format": {"type": "thing"}}, ValueError, "not a JSON Schema type"),
-        ({"prompt": "hi", "timeout": -1}, ValueError, "timeout must be positive"),
-    ],
-)
+# Bad chat input, refused before any request (tests/test_bad_input.py drives every entry point with it).
+BAD_REQUESTS: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"prompt": ""}, ValueError, "prompt must not be empty"),
+    ({"prompt": "   "}, ValueError, "prompt must not be empty"),
+    ({"prompt": []}, ValueError, "prompt must not be empty"),
+    ({"prompt": 42}, TypeError, "prompt must be a str or a list"),
+    ({"prompt": [{"role": "robot", "content": "hi"}]}, ValueError, r"messages\[0\].role"),
+    ({"prompt": [{"role": "user", "content": 3}]}, TypeError, r"messages\[0\].content"),
+    ({"prompt": [{"role": "user", "content": ""}]}, ValueError, r"messages\[0\].content must not be empty"),
+    ({"prompt": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, TypeError, r"content\[0\].text"),
+    ({"prompt": [{"role": "user", "content": [{"type": "video"}]}]}, ValueError, "must be 'text' or 'image'"),
+    (
+        {"prompt": [{"role": "user", "content": [{"type": "image", "image": b"not an image"}]}]},
+        ValueError,
+        "not a PNG",
+    ),
+    ({"prompt": [{"role": "tool", "content": "42"}]}, ValueError, "tool_call_id"),
+    ({"prompt": [{"role": "user", "content": "hi", "colour": 1}]}, ValueError, "unknown keys"),
+    ({"prompt": [{"role": "system", "content": "be brief"}]}, ValueError, "at least one user"),
+    (
+        {"prompt": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]},
+        ValueError,
+        "system message must come before",
+    ),
+    ({"prompt": "hi", "system": 5}, TypeError, "system must be a str"),
+    ({"prompt": "hi", "max_tokens": -1}, ValueError, "max_tokens must be positive"),
+    ({"prompt": "hi", "max_tokens": 0}, ValueError, "max_tokens must be positive"),
+    ({"prompt": "hi", "max_tokens": 1.5}, TypeError, "max_tokens must be an int"),
+    ({"prompt": "hi", "max_tokens": True}, TypeError, "max_tokens must be an int"),
+    ({"prompt": "hi", "temperature": 3}, ValueError, "temperature must be between 0 and 2"),
+    ({"prompt": "hi", "temperature": float("nan")}, ValueError, "temperature"),
+    ({"prompt": "hi", "temperature": "hot"}, TypeError, "temperature must be a number"),
+    ({"prompt": "hi", "top_p": 1.5}, ValueError, "top_p must be between 0 and 1"),
+    ({"prompt": "hi", "stop": [""]}, ValueError, r"stop\[0\] must not be empty"),
+    ({"prompt": "hi", "stop": [1]}, TypeError, r"stop\[0\] must be a str"),
+    ({"prompt": "hi", "tools": "search"}, TypeError, "tools must be a list"),
+    (
+        {"prompt": "hi", "tools": [{"name": "f", "parameters": {"type": "banana"}}]},
+        ValueError,
+        "not a JSON Schema type",
+    ),
+    ({"prompt": "hi", "tools": [{"name": "f", "parameters": "string"}]}, TypeError, "must be a JSON Schema dict"),
+    ({"prompt": "hi", "tools": [{"name": "f", "parameters": {"type": "string"}}]}, ValueError, "type 'object'"),
+    ({"prompt": "hi", "tools": [{"name": "bad name!"}]}, ValueError, "tool name"),
+    ({"prompt": "hi", "tools": [{"name": "f"}, {"name": "f"}]}, ValueError, "duplicate tool names"),
+    ({"prompt": "hi", "tool_choice": "required"}, ValueError, "needs tools"),
+    ({"prompt": "hi", "tools": [{"name": "f"}], "tool_choice": "g"}, ValueError, "tool_choice 'g'"),
+    ({"prompt": "hi", "response_format": "json"}, TypeError, "response_format must be"),
+    ({"prompt": "hi", "response_format": {"type": "thing"}}, ValueError, "not a JSON Schema type"),
+    ({"prompt": "hi", "timeout": -1}, ValueError, "timeout must be positive"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), BAD_REQUESTS)
 def test_bad_input_is_refused_before_any_request(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
     client = Client()
     with MockProvider() as mock:
+        kwargs = dict(kwargs)
         prompt = kwargs.pop("prompt")
         with pytest.raises(error, match=message):
             client.complete(prompt, model="gpt-4o", **kwargs)

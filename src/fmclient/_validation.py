@@ -35,6 +35,7 @@ TOOL_CHOICES = frozenset({"auto", "none", "required"})
 def build_request(
     prompt: Any,
     *,
+    model: str = "",
     system: Any = None,
     max_tokens: Any = None,
     temperature: Any = None,
@@ -46,7 +47,11 @@ def build_request(
     timeout: Any = None,
     provider_options: Mapping[str, Any] | None = None,
 ) -> Request:
-    """Validate everything a caller passed; the model id is filled in per target later."""
+    """Validate everything a caller passed.
+
+    ``model`` is a hint: the client passes the primary target's model id when it already knows
+    it (so the Request need not be copied to fill it in) and checks it per target anyway.
+    """
     messages = messages_from_prompt(prompt)
     system_parts: list[str] = []
     if system is not None:
@@ -68,10 +73,11 @@ def build_request(
         body.append(message)
     if not body:
         raise ValueError("prompt must contain at least one user, assistant or tool message")
-    body = _name_tool_results(body)
+    if any(message.role == "tool" for message in body):
+        body = _name_tool_results(body)
     built_tools = tools_from_input(tools)
     return Request(
-        model="",
+        model=model,
         messages=tuple(body),
         system="\n\n".join(system_parts) or None,
         max_tokens=_positive_int(max_tokens, "max_tokens"),

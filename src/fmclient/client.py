@@ -40,19 +40,29 @@ class Attempt:
     error: FMClientError | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class _Route:
-    """Everything about one target that does not change between calls, resolved once."""
+    """Everything about one target that does not change between calls, resolved once.
 
-    target: Target
-    provider: Provider
-    capabilities: Capabilities
-    policy: RetryPolicy
-    timeout: float | None
+    (A plain class: a dataclass would cost more at import than it saves in code.)
+    """
 
-    @property
-    def where(self) -> dict[str, str]:
-        return {"provider": self.target.provider, "model": self.target.model}
+    __slots__ = ("capabilities", "policy", "provider", "target", "timeout", "where")
+
+    def __init__(
+        self,
+        target: Target,
+        provider: Provider,
+        capabilities: Capabilities,
+        policy: RetryPolicy,
+        timeout: float | None,
+    ) -> None:
+        self.target = target
+        self.provider = provider
+        self.capabilities = capabilities
+        self.policy = policy
+        self.timeout = timeout
+        # The keywords every retry-layer call takes, built once.
+        self.where: dict[str, str] = {"provider": target.provider, "model": target.model}
 
 
 class Client:
@@ -85,12 +95,10 @@ class Client:
             "timeout": _validation.check_timeout(timeout),
             "max_retry_wait": max_retry_wait,
         }
-        if providers:
-            overrides["providers"] = {name: dict(table) for name, table in providers.items()}
-        if aliases:
-            overrides["aliases"] = dict(aliases)
-        if fallbacks:
-            overrides["fallbacks"] = {name: list(chain) for name, chain in fallbacks.items()}
+        # Passed through as given: the config layer checks their shape like a config file's.
+        for key, value in (("providers", providers), ("aliases", aliases), ("fallbacks", fallbacks)):
+            if value is not None:
+                overrides[key] = value
         self.settings: Settings = load_settings(env=env, config_path=config_path, overrides=overrides)
         self._providers: dict[str, Provider] = {}
         self._routes: dict[tuple[str, int | None], _Route] = {}
@@ -157,8 +165,21 @@ class Client:
         target = route.target
         return f"{target.provider}/{target.model}" if _overrides else target.model
 
+    def _peek_model_id(self, model: str | None, max_retries: Any) -> str:
+        """The primary target's model id if its route is cached, else "" (never raises).
+
+        Building the Request with it saves a copy per call; :meth:`_prepare` checks it anyway.
+        """
+        name = model or self.settings.default_model
+        if _overrides or type(name) is not str or not (max_retries is None or type(max_retries) is int):
+            return ""  # anything odd is left to the checks that name the argument at fault
+        route = self._routes.get((name, max_retries))
+        return "" if route is None else route.target.model
+
     def _prepare(self, route: _Route, request: Request, *, streaming: bool) -> Request:
-        request = replace(request, model=self._model_id(route))
+        model_id = self._model_id(route)
+        if request.model != model_id:
+            request = replace(request, model=model_id)
         route.capabilities.check(request, provider=route.target.provider, streaming=streaming)
         route.provider.check_ready(request.model)
         return request
@@ -195,7 +216,9 @@ class Client:
         streaming: bool,
         **params: Any,
     ) -> _Call:
-        request = _validation.build_request(prompt, provider_options=provider_options, **params)
+        request = _validation.build_request(
+            prompt, model=self._peek_model_id(model, max_retries), provider_options=provider_options, **params
+        )
         routes = self._routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
         # The primary target is checked now, so bad input or configuration fails before any
         # request (and, for a stream, before the caller starts iterating).

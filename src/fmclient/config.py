@@ -25,22 +25,23 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fmclient.circuit import breaker_from_settings
 from fmclient.errors import ConfigurationError
 from fmclient.providers import BUILTIN, ProviderSettings, known_types
 from fmclient.secret import Secret
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 __all__ = ["Settings", "Target", "alias_env_name", "load_settings", "user_config_path"]
 
-DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+DEFAULTS_FILE = os.path.join(os.path.dirname(__file__), "defaults.toml")
 
 TOP_LEVEL_KEYS = frozenset(
     {
@@ -101,6 +102,8 @@ class Settings:
             current = self.aliases[current]
         provider, sep, model = current.partition("/")
         if not sep or not model:
+            import difflib  # only to suggest a fix for a typo
+
             close = difflib.get_close_matches(current, list(self.aliases), n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ConfigurationError(
@@ -143,6 +146,8 @@ def alias_env_name(alias: str) -> str:
 
 
 def user_config_path() -> Path:
+    from pathlib import Path
+
     if sys.platform == "win32":
         base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
     elif sys.platform == "darwin":
@@ -153,6 +158,8 @@ def user_config_path() -> Path:
 
 
 def find_config_file(env: Mapping[str, str]) -> Path | None:
+    from pathlib import Path
+
     explicit = env.get("FMCLIENT_CONFIG")
     if explicit:
         path = Path(explicit).expanduser()
@@ -198,10 +205,13 @@ def _number(value: Any, what: str, *, integer: bool = False, allow_none: bool = 
 
 
 def _provider_from_table(name: str, table: Any, where: str, base: ProviderSettings | None) -> ProviderSettings:
-    if not isinstance(table, dict):
+    if not isinstance(table, Mapping):
         raise ConfigurationError(f"{where}: [providers.{name}] must be a table")
+    extra_options = table.get("options") or {}
+    if not isinstance(extra_options, Mapping):
+        raise ConfigurationError(f"{where}: providers.{name}.options must be a table")
     options = dict(base.options) if base else {}
-    options.update(table.get("options", {}) or {})
+    options.update(extra_options)
     generic: dict[str, Any] = {}
     for key, value in table.items():
         if key == "options":
@@ -265,7 +275,7 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
             state[key] = _number(data[key], f"{where}: {key}")
             sources[key] = where
     aliases = data.get("aliases", {})
-    if not isinstance(aliases, dict):
+    if not isinstance(aliases, Mapping):
         raise ConfigurationError(f"{where}: [aliases] must be a table")
     for alias, target in aliases.items():
         if not isinstance(target, str) or not target:
@@ -273,16 +283,16 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
         state["aliases"][alias] = target
         sources[f"aliases.{alias}"] = where
     providers = data.get("providers", {})
-    if not isinstance(providers, dict):
+    if not isinstance(providers, Mapping):
         raise ConfigurationError(f"{where}: [providers] must be a table")
     for name, table in providers.items():
         state["providers"][name] = _provider_from_table(name, table, where, state["providers"].get(name))
         sources[f"providers.{name}"] = where
     fallbacks = data.get("fallbacks", {})
-    if not isinstance(fallbacks, dict):
+    if not isinstance(fallbacks, Mapping):
         raise ConfigurationError(f"{where}: [fallbacks] must be a table")
     for model, chain in fallbacks.items():
-        if not isinstance(chain, list) or not all(isinstance(m, str) and m for m in chain):
+        if not isinstance(chain, (list, tuple)) or not all(isinstance(m, str) and m for m in chain):
             raise ConfigurationError(f"{where}: fallbacks.{model} must be a list of model names")
         state["fallbacks"][model] = tuple(chain)
         sources[f"fallbacks.{model}"] = where
@@ -331,6 +341,10 @@ def load_settings(
 ) -> Settings:
     """Build the effective settings. ``overrides`` are call arguments (highest layer)."""
     env = os.environ if env is None else env
+    if not isinstance(env, Mapping):
+        raise TypeError(f"env must be a mapping of environment variables, not {type(env).__name__}")
+    if config_path is not None and not isinstance(config_path, (str, os.PathLike)):
+        raise TypeError(f"config_path must be a str or os.PathLike, not {type(config_path).__name__}")
     state: dict[str, Any] = {
         "default_model": "llama-local",
         "default_embedding_model": "llama-local",
@@ -344,7 +358,9 @@ def load_settings(
         "circuit_breaker": {},
         "sources": {},
     }
-    _apply_layer(state, _read_toml(DEFAULTS_FILE), "default")
+    from pathlib import Path  # here, not at the top: `import fmclient` need not pay for it
+
+    _apply_layer(state, _read_toml(Path(DEFAULTS_FILE)), "default")
 
     path = Path(config_path) if config_path is not None else find_config_file(env)
     if path is not None:

@@ -8,11 +8,12 @@ asked us to wait (``retry_after``, seconds). The provider SDK's exception is cha
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from fmclient.secret import redact
+from fmclient.secret import redact, scrub_exception
 
 __all__ = [
     "APIConnectionError",
@@ -51,6 +52,10 @@ class FMClientError(Exception):
         partial_text: str | None = None,
     ) -> None:
         message = redact(message)
+        # An error built while handling a provider SDK's exception is raised "from" it: the SDK's
+        # exception becomes this one's cause, and a traceback prints its text (which may echo a
+        # key) as well as ours.
+        scrub_exception(sys.exc_info()[1])
         super().__init__(message)
         self.message = message
         self.provider = provider

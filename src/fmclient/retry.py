@@ -9,8 +9,6 @@ raised at once instead of sleeping.
 
 from __future__ import annotations
 
-import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,12 +17,21 @@ from typing import TYPE_CHECKING, TypeVar
 from fmclient.errors import FMClientError, RequestTimeoutError
 
 if TYPE_CHECKING:
+    import logging
+
     from tenacity import RetryCallState
 
 __all__ = ["Deadline", "RetryPolicy", "acall_with_retries", "call_with_retries"]
 
 T = TypeVar("T")
-log = logging.getLogger("fmclient")
+
+
+def _log() -> logging.Logger:
+    # logging (and random, below) load on the first retry: `import fmclient` stays light.
+    import logging
+
+    return logging.getLogger("fmclient")
+
 
 # Looked up at call time so tests (and fmclient.testing) can replace them with a fake clock.
 sleep: Callable[[float], None] = time.sleep
@@ -49,6 +56,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with "equal jitter": half fixed, half random."""
+        import random
+
         ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
@@ -105,14 +114,14 @@ class _Policy:
             return True
         upcoming = state.upcoming_sleep
         if upcoming > self.policy.max_retry_wait:
-            log.info("not retrying: provider asked to wait %.1fs, over max_retry_wait", upcoming)
+            _log().info("not retrying: provider asked to wait %.1fs, over max_retry_wait", upcoming)
             return True
         left = self.deadline.remaining()
         return left is not None and upcoming >= left
 
     def before_sleep(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        log.info(
+        _log().info(
             "retrying after %s (attempt %d of %d) in %.2fs: %s",
             type(error).__name__,
             state.attempt_number + 1,
@@ -139,7 +148,17 @@ def call_with_retries(
     model: str | None = None,
 ) -> T:
     """Run ``attempt(time_left)`` until it succeeds, fails for good, or time runs out."""
-    # tenacity (and the asyncio it pulls in) loads on the first call, not on `import fmclient`.
+    # The first attempt runs without tenacity: on the hot path (success, or an error that is not
+    # retried) building a Retrying and its call state costs more than everything else fmclient
+    # does per call. A retryable failure hands over to tenacity, which replays that failure as its
+    # own first attempt, so stop/wait/log decisions and attempt counts are exactly tenacity's.
+    try:
+        return attempt(deadline.check(provider, model))
+    except FMClientError as error:
+        if not error.retryable:
+            raise
+        first = error
+    # tenacity (and the asyncio it pulls in) loads on the first retry, not on `import fmclient`.
     from tenacity import Retrying, retry_if_exception
 
     hooks = _Policy(policy, deadline)
@@ -151,7 +170,14 @@ def call_with_retries(
         sleep=_sync_sleep,
         reraise=True,
     )
-    return retrying(lambda: attempt(deadline.check(provider, model)))
+    replay: list[FMClientError] = [first]
+
+    def once() -> T:
+        if replay:
+            raise replay.pop()
+        return attempt(deadline.check(provider, model))
+
+    return retrying(once)
 
 
 async def acall_with_retries(
@@ -162,6 +188,13 @@ async def acall_with_retries(
     provider: str | None = None,
     model: str | None = None,
 ) -> T:
+    """The async twin of :func:`call_with_retries`."""
+    try:
+        return await attempt(deadline.check(provider, model))
+    except FMClientError as error:
+        if not error.retryable:
+            raise
+        first = error
     from tenacity import AsyncRetrying, retry_if_exception
 
     hooks = _Policy(policy, deadline)
@@ -173,8 +206,11 @@ async def acall_with_retries(
         sleep=_async_sleep,
         reraise=True,
     )
+    replay: list[FMClientError] = [first]
 
     async def once() -> T:
+        if replay:
+            raise replay.pop()
         return await attempt(deadline.check(provider, model))
 
     return await retrying(once)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["Secret", "redact", "register_secret"]
+__all__ = ["Secret", "redact", "register_secret", "scrub_exception"]
 
 # Every key fmclient has handled, so error text echoed back by a provider can be scrubbed.
 _known: set[str] = set()
@@ -27,6 +27,44 @@ def redact(text: str) -> str:
             # Providers echo keys partly masked ("sk-abc...xyz"): the visible prefix goes too.
             text = text.replace(value[:12], "**********")
     return text
+
+
+def scrub_exception(exc: BaseException | None) -> None:
+    """Redact every known key, in place, from an exception's text and from the exceptions
+    chained to it (``__cause__`` and ``__context__``).
+
+    A provider SDK's exception carries the provider's error text, which may echo the key, in its
+    ``args`` and attributes such as ``message``. fmclient chains it to its own error (``raise
+    ... from``), and a logged traceback prints the text of every exception in the chain.
+    """
+    if not _known:
+        return
+    pending = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        _scrub_one(current)
+        pending += (current.__cause__, current.__context__)
+
+
+def _scrub_one(exc: BaseException) -> None:
+    args = exc.args
+    cleaned = tuple(redact(arg) if isinstance(arg, str) else arg for arg in args)
+    if cleaned != args:
+        exc.args = cleaned
+    attributes = getattr(exc, "__dict__", None)
+    if not attributes:
+        return
+    for name, value in list(attributes.items()):
+        if isinstance(value, str):
+            text = redact(value)
+            if text != value:
+                attributes[name] = text  # the instance dict: plain attributes only, no setters
+        elif name == "__notes__" and isinstance(value, list):
+            value[:] = [redact(note) if isinstance(note, str) else note for note in value]
 
 
 class Secret:
@@ -54,6 +92,14 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+    # Immutable, so a copy is the same object: copy.deepcopy and dataclasses.asdict of a settings
+    # object holding a Secret work (and still show it masked) instead of failing in __reduce__.
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Secret:
+        return self
 
     def __reduce__(self) -> None:  # type: ignore[override]
         # Pickling would write the key in clear text to wherever the pickle goes.

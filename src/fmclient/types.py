@@ -17,8 +17,10 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = [
     "Chunk",
@@ -69,7 +71,7 @@ class ImagePart:
             data = bytes(source)
             return cls(data=data, media_type=media_type or _sniff_image(data, "image bytes"))
         if isinstance(source, os.PathLike):
-            return cls._from_path(Path(source), media_type)
+            return cls._from_path(source, media_type)
         if not isinstance(source, str):
             raise TypeError(f"image must be bytes, a path, a URL or a data URI, not {type(source).__name__}")
         if source.startswith("data:"):
@@ -87,10 +89,14 @@ class ImagePart:
 
             guessed = mimetypes.guess_type(source.split("?")[0])[0]
             return cls(url=source, media_type=media_type or guessed)
-        return cls._from_path(Path(source), media_type)
+        return cls._from_path(source, media_type)
 
     @classmethod
-    def _from_path(cls, path: Path, media_type: str | None) -> ImagePart:
+    def _from_path(cls, source: str | os.PathLike[str], media_type: str | None) -> ImagePart:
+        # pathlib costs ~6 ms to import (urllib, ipaddress): paid only when an image is a file.
+        from pathlib import Path
+
+        path = Path(source)
         if not path.is_file():
             raise ValueError(f"image file not found: {path}")
         data = path.read_bytes()

@@ -27,6 +27,7 @@ __all__ = [
     "FakeOpenAI",
     "chunk_events",
     "completion_body",
+    "embeddings_reply",
     "error_body",
     "error_reply",
     "fake_vector",
@@ -265,25 +266,31 @@ class FakeOpenAI:
         return Reply(body=completion_body(answer))
 
     def _embeddings(self, body: dict[str, Any]) -> Reply:
-        inputs = body.get("input")
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        if not isinstance(inputs, list) or not inputs or len(inputs) > 2048:
-            return error_reply(400, "'input' must be a string or a list of 1 to 2048 strings")
-        dims = body.get("dimensions") or 3
-        data = []
-        for index, text in enumerate(inputs):
-            vector = fake_vector(text, dims)
-            encoded: Any = vector
-            if body.get("encoding_format") == "base64":
-                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-            data.append({"object": "embedding", "index": index, "embedding": encoded})
-        tokens = sum(len(t.split()) for t in inputs)
-        return Reply(
-            body={
-                "object": "list",
-                "data": data[::-1],
-                "model": body.get("model"),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-        )
+        return embeddings_reply(body)
+
+
+def embeddings_reply(body: dict[str, Any]) -> Reply:
+    """The ``/embeddings`` answer for a request body: :func:`fake_vector` per input, listed in
+    reverse order to prove clients sort by index."""
+    inputs = body.get("input")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs or len(inputs) > 2048:
+        return error_reply(400, "'input' must be a string or a list of 1 to 2048 strings")
+    dims = body.get("dimensions") or 3
+    data = []
+    for index, text in enumerate(inputs):
+        vector = fake_vector(text, dims)
+        encoded: Any = vector
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    tokens = sum(len(t.split()) for t in inputs)
+    return Reply(
+        body={
+            "object": "list",
+            "data": data[::-1],
+            "model": body.get("model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )

@@ -40,20 +40,30 @@ Choices worth knowing:
 * **Long non-streamed calls** — the SDK refuses a non-streamed request it expects to take more
   than ten minutes (a large ``max_tokens`` and no timeout). ``complete`` then streams the same
   request and assembles the reply, which is what Anthropic recommends.
+* **Raw responses** — calls go through the SDK's own request path (``with_raw_response``: its
+  headers, timeouts and errors) but answers are parsed from the JSON body, skipping the pydantic
+  models the SDK would build only for fmclient to read back. ``Completion.raw`` is therefore the
+  reply's JSON body as a dict, every field as the API sent it
+  (``anthropic.types.Message.model_validate(raw)`` rebuilds the SDK object); stream events are
+  parsed as dicts too.
+* **Async transport** — async calls use the SDK's ``DefaultAioHttpClient`` when ``aiohttp`` is
+  installed (``pip install "fmclient[fast]"``): about twice the throughput of the default httpx
+  pool under concurrency, with the same errors, timeouts and streaming. The provider setting
+  ``async_transport = "httpx"`` keeps the SDK default (``"aiohttp"`` requires aiohttp; ``"auto"``
+  is the default). One async client is kept per event loop; those of closed loops are released.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import importlib.metadata
+import importlib.util
 import inspect
 import json
 import os
 import sys
 import threading
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -71,6 +81,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.providers._loops import LoopClients
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.secret import redact, register_secret
 from fmclient.types import (
@@ -452,7 +463,8 @@ def parse_stream_event(event: Any, state: StreamState) -> Chunk | None:
     is kept in ``state`` only, and ``message_stop`` yields the final chunk (finish reason,
     usage, model and the provider state). ``ping`` and unknown event types yield nothing.
     """
-    data = _as_dict(event, "a stream event")
+    # Events decoded from the wire are dicts already, read here without being copied.
+    data = event if type(event) is dict else _as_dict(event, "a stream event")
     kind = data.get("type")
     if kind == "message_start":
         _on_message_start(data, state)
@@ -618,6 +630,12 @@ def map_error(exc: BaseException, provider: str = "anthropic", model: str | None
             return APIConnectionError(
                 f"connection broke: {type(exc).__name__}: {redact(str(exc))}", provider=provider, model=model
             )
+    # The aiohttp transport translates its errors to httpx ones; any it does not know arrive as is.
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientError):
+        return APIConnectionError(
+            f"connection broke: {type(exc).__name__}: {redact(str(exc))}", provider=provider, model=model
+        )
     if isinstance(exc, json.JSONDecodeError):
         return ServiceUnavailableError(
             f"malformed response from Anthropic: the body is not valid JSON ({exc})", provider=provider, model=model
@@ -683,22 +701,73 @@ def sdk_accepts_sampling() -> bool:
     return not (major.isdigit() and int(major) >= 2)
 
 
+# -- async clients: one per event loop, on aiohttp when installed ---------------------------
+_ASYNC_TRANSPORTS = ("auto", "aiohttp", "httpx")
+
+
+def _async_transport_setting(settings: ProviderSettings) -> str:
+    """The ``async_transport`` setting: "auto" (aiohttp when installed), "aiohttp" or "httpx"."""
+    value = settings.options.get("async_transport", "auto")
+    if value not in _ASYNC_TRANSPORTS:
+        raise ConfigurationError(
+            f"async_transport must be one of {', '.join(map(repr, _ASYNC_TRANSPORTS))}, got {value!r}",
+            provider=settings.name,
+        )
+    return str(value)
+
+
+def _aiohttp_installed() -> bool:
+    return importlib.util.find_spec("aiohttp") is not None
+
+
+def _aiohttp_client(sdk: Any) -> Any:
+    """The SDK's aiohttp-backed HTTP client, or None when this SDK or environment has none.
+
+    At concurrency it serves about twice the requests per second of the SDK's default httpx
+    pool; its errors reach the SDK as the same httpx exceptions (see ``map_error``).
+    """
+    factory = getattr(sdk, "DefaultAioHttpClient", None)
+    if factory is None or not _aiohttp_installed():
+        return None
+    try:
+        return factory()
+    except RuntimeError:  # the SDK's stand-in when it cannot load aiohttp
+        return None
+
+
+async def _parsed(value: Any) -> Any:
+    """``parse()`` of an async raw response: a coroutine in newer SDKs, a value in older ones."""
+    return await value if inspect.isawaitable(value) else value
+
+
 # -- the adapter -----------------------------------------------------------------------------
 class AnthropicProvider(Provider):
     """Claude through ``anthropic.Anthropic`` / ``anthropic.AsyncAnthropic`` (SDK retries off)."""
 
     extra = "anthropic"
+    option_keys = frozenset({"async_transport"})
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
+        self._async_transport = _async_transport_setting(settings)
         self._lock = threading.Lock()
         self._sync: Anthropic | None = None
-        # httpx async clients are bound to the loop they first ran on: one per loop.
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncAnthropic] = weakref.WeakKeyDictionary()
+        # An async HTTP pool is bound to the loop it first ran on: one AsyncAnthropic per loop.
+        self._async: LoopClients[AsyncAnthropic] = LoopClients(lambda: self._build("AsyncAnthropic"))
         self._create_keys: frozenset[str] | None = None
+        self._raw_stream: Any = None
+        self._capabilities: dict[str, Capabilities] = {}
+        self._ready = False
 
     # -- readiness ---------------------------------------------------------------------------
     def capabilities(self, model: str) -> Capabilities:
+        found = self._capabilities.get(model)
+        if found is None:
+            found = self._capabilities[model] = self._capabilities_for(model)
+        return found
+
+    @staticmethod
+    def _capabilities_for(model: str) -> Capabilities:
         name = model.lower()
         legacy = name.startswith(_NO_IMAGES_OR_TOOLS)
         sampling = sdk_accepts_sampling()
@@ -712,8 +781,16 @@ class AnthropicProvider(Provider):
         )
 
     def check_ready(self, model: str) -> None:
+        if self._ready:  # checked once: the client asks before every call
+            return
         import_sdk("anthropic", extra=self.extra, provider=self.name)
         self._credentials()
+        if self._async_transport == "aiohttp" and not _aiohttp_installed():
+            raise ConfigurationError(
+                f'async_transport = "aiohttp" for provider {self.name!r} needs aiohttp: pip install "fmclient[fast]"',
+                provider=self.name,
+            )
+        self._ready = True
 
     def _credentials(self) -> dict[str, Any]:
         """Constructor keywords carrying the credentials, or ConfigurationError naming the variable."""
@@ -749,16 +826,15 @@ class AnthropicProvider(Provider):
         return client
 
     def _aclient(self) -> Any:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._async.get(loop)
-            if client is None:
-                client = self._async[loop] = self._build("AsyncAnthropic")
-        return client
+        return self._async.get()
 
     def _build(self, class_name: str) -> Any:
         sdk = import_sdk("anthropic", extra=self.extra, provider=self.name)
         kwargs = self._client_kwargs()
+        if class_name.startswith("Async") and self._async_transport != "httpx":
+            http_client = _aiohttp_client(sdk)
+            if http_client is not None:
+                kwargs["http_client"] = http_client
         try:
             return getattr(sdk, class_name)(**kwargs)
         except Exception as exc:
@@ -775,18 +851,19 @@ class AnthropicProvider(Provider):
         self.capabilities(request.model).check(request, provider=self.name)
         params = build_params(request, self.name)
         accepted = self._accepted_keys()
-        unknown = sorted(set(request.provider_options) - accepted)
-        if unknown:
-            raise BadRequestError(
-                f"unknown Anthropic option(s) {', '.join(map(repr, unknown))}; fields the SDK does not "
-                "know go in extra_body={...}",
-                provider=self.name,
-                model=request.model,
-            )
-        # A field this SDK version has no keyword for (output_config on older SDKs) still goes
-        # on the wire, in the same place, through extra_body.
-        extra = {key: params.pop(key) for key in list(params) if key not in accepted}
-        if extra:
+        if request.provider_options:
+            unknown = sorted(set(request.provider_options) - accepted)
+            if unknown:
+                raise BadRequestError(
+                    f"unknown Anthropic option(s) {', '.join(map(repr, unknown))}; fields the SDK does not "
+                    "know go in extra_body={...}",
+                    provider=self.name,
+                    model=request.model,
+                )
+        if not params.keys() <= accepted:
+            # A field this SDK version has no keyword for (output_config on older SDKs) still
+            # goes on the wire, in the same place, through extra_body.
+            extra = {key: params.pop(key) for key in list(params) if key not in accepted}
             params["extra_body"] = {**extra, **(params.get("extra_body") or {})}
         if request.timeout is not None:
             params["timeout"] = request.timeout
@@ -799,12 +876,21 @@ class AnthropicProvider(Provider):
             self._create_keys = frozenset(signature.parameters) - {"self", "stream"}
         return self._create_keys
 
+    def _stream_type(self, async_: bool) -> Any:
+        """``Stream[object]`` / ``AsyncStream[object]``: the SDK's SSE decoding, events as dicts."""
+        if self._raw_stream is None:
+            sdk = import_sdk("anthropic", extra=self.extra, provider=self.name)
+            self._raw_stream = (sdk.Stream[object], sdk.AsyncStream[object])
+        return self._raw_stream[async_]
+
     # -- calls -------------------------------------------------------------------------------
     def complete(self, request: Request) -> Completion:
         params = self._params(request)
         client = self._client()
         try:
-            response = client.messages.create(**params)
+            # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
+            # errors, headers) without building a pydantic model fmclient would only read back.
+            response = client.messages.with_raw_response.create(**params).parse(to=object)
         except ValueError as exc:
             if not _refused_as_too_long(exc):
                 raise self._refused(exc, request) from exc
@@ -837,7 +923,8 @@ class AnthropicProvider(Provider):
         params = self._params(request)
         client = self._client()
         try:
-            events = client.messages.create(**params, stream=True)
+            raw = client.messages.with_raw_response.create(**params, stream=True)
+            events = raw.parse(to=self._stream_type(False))
         except ValueError as exc:
             raise self._refused(exc, request) from exc
         except Exception as exc:
@@ -858,7 +945,8 @@ class AnthropicProvider(Provider):
         params = self._params(request)
         client = self._aclient()
         try:
-            response = await client.messages.create(**params)
+            raw = await client.messages.with_raw_response.create(**params)
+            response = await _parsed(raw.parse(to=object))
         except ValueError as exc:
             if not _refused_as_too_long(exc):
                 raise self._refused(exc, request) from exc
@@ -877,7 +965,8 @@ class AnthropicProvider(Provider):
         params = self._params(request)
         client = self._aclient()
         try:
-            events = await client.messages.create(**params, stream=True)
+            raw = await client.messages.with_raw_response.create(**params, stream=True)
+            events = await _parsed(raw.parse(to=self._stream_type(True)))
         except ValueError as exc:
             raise self._refused(exc, request) from exc
         except Exception as exc:
@@ -917,15 +1006,10 @@ class AnthropicProvider(Provider):
     def close(self) -> None:
         with self._lock:
             client, self._sync = self._sync, None
-            # Async clients can only be closed on their own loop; dropping them lets it go.
-            self._async.clear()
+        self._async.close_all()
         if client is not None:
             client.close()
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._async.pop(loop, None)
-        if client is not None:
-            await client.close()
+        await self._async.aclose_current()
         self.close()

