@@ -622,7 +622,7 @@ def test_embeddings_v1_and_errors(fake: FakeBedrock, provider: BedrockProvider) 
 
 async def test_aembed_runs_concurrently_without_blocking_the_loop(fake: FakeBedrock) -> None:
     texts = [f"t{i}" for i in range(8)]
-    fake.delay = 0.05
+    fake.delay = 0.1  # long enough that load on a 2-core CI box cannot serialise the calls
     client = make_client(fake, max_workers=4)
     ticks = 0
     stop = asyncio.Event()
