@@ -81,7 +81,13 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.providers._loops import LoopClients
+from fmclient.providers._async_clients import (
+    LoopClients,
+    aiohttp_client,
+    aiohttp_installed,
+    async_transport_setting,
+    parsed,
+)
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.secret import redact, register_secret
 from fmclient.types import (
@@ -701,45 +707,6 @@ def sdk_accepts_sampling() -> bool:
     return not (major.isdigit() and int(major) >= 2)
 
 
-# -- async clients: one per event loop, on aiohttp when installed ---------------------------
-_ASYNC_TRANSPORTS = ("auto", "aiohttp", "httpx")
-
-
-def _async_transport_setting(settings: ProviderSettings) -> str:
-    """The ``async_transport`` setting: "auto" (aiohttp when installed), "aiohttp" or "httpx"."""
-    value = settings.options.get("async_transport", "auto")
-    if value not in _ASYNC_TRANSPORTS:
-        raise ConfigurationError(
-            f"async_transport must be one of {', '.join(map(repr, _ASYNC_TRANSPORTS))}, got {value!r}",
-            provider=settings.name,
-        )
-    return str(value)
-
-
-def _aiohttp_installed() -> bool:
-    return importlib.util.find_spec("aiohttp") is not None
-
-
-def _aiohttp_client(sdk: Any) -> Any:
-    """The SDK's aiohttp-backed HTTP client, or None when this SDK or environment has none.
-
-    At concurrency it serves about twice the requests per second of the SDK's default httpx
-    pool; its errors reach the SDK as the same httpx exceptions (see ``map_error``).
-    """
-    factory = getattr(sdk, "DefaultAioHttpClient", None)
-    if factory is None or not _aiohttp_installed():
-        return None
-    try:
-        return factory()
-    except RuntimeError:  # the SDK's stand-in when it cannot load aiohttp
-        return None
-
-
-async def _parsed(value: Any) -> Any:
-    """``parse()`` of an async raw response: a coroutine in newer SDKs, a value in older ones."""
-    return await value if inspect.isawaitable(value) else value
-
-
 # -- the adapter -----------------------------------------------------------------------------
 class AnthropicProvider(Provider):
     """Claude through ``anthropic.Anthropic`` / ``anthropic.AsyncAnthropic`` (SDK retries off)."""
@@ -749,7 +716,7 @@ class AnthropicProvider(Provider):
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
-        self._async_transport = _async_transport_setting(settings)
+        self._async_transport = async_transport_setting(settings)
         self._lock = threading.Lock()
         self._sync: Anthropic | None = None
         # An async HTTP pool is bound to the loop it first ran on: one AsyncAnthropic per loop.
@@ -785,7 +752,7 @@ class AnthropicProvider(Provider):
             return
         import_sdk("anthropic", extra=self.extra, provider=self.name)
         self._credentials()
-        if self._async_transport == "aiohttp" and not _aiohttp_installed():
+        if self._async_transport == "aiohttp" and not aiohttp_installed():
             raise ConfigurationError(
                 f'async_transport = "aiohttp" for provider {self.name!r} needs aiohttp: pip install "fmclient[fast]"',
                 provider=self.name,
@@ -832,7 +799,7 @@ class AnthropicProvider(Provider):
         sdk = import_sdk("anthropic", extra=self.extra, provider=self.name)
         kwargs = self._client_kwargs()
         if class_name.startswith("Async") and self._async_transport != "httpx":
-            http_client = _aiohttp_client(sdk)
+            http_client = aiohttp_client(sdk)
             if http_client is not None:
                 kwargs["http_client"] = http_client
         try:
@@ -946,7 +913,7 @@ class AnthropicProvider(Provider):
         client = self._aclient()
         try:
             raw = await client.messages.with_raw_response.create(**params)
-            response = await _parsed(raw.parse(to=object))
+            response = await parsed(raw.parse(to=object))
         except ValueError as exc:
             if not _refused_as_too_long(exc):
                 raise self._refused(exc, request) from exc
@@ -966,7 +933,7 @@ class AnthropicProvider(Provider):
         client = self._aclient()
         try:
             raw = await client.messages.with_raw_response.create(**params, stream=True)
-            events = await _parsed(raw.parse(to=self._stream_type(True)))
+            events = await parsed(raw.parse(to=self._stream_type(True)))
         except ValueError as exc:
             raise self._refused(exc, request) from exc
         except Exception as exc:

@@ -40,7 +40,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.providers._loops import LoopClients
+from fmclient.providers._async_clients import LoopClients
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.types import (
     Chunk,

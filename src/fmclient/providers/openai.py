@@ -45,7 +45,6 @@ request, default 2048, OpenAI's limit) and ``async_transport``.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import inspect
 import json
 import re
@@ -71,7 +70,13 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.providers._loops import LoopClients
+from fmclient.providers._async_clients import (
+    LoopClients,
+    aiohttp_client,
+    aiohttp_installed,
+    async_transport_setting,
+    parsed,
+)
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.types import (
     Chunk,
@@ -767,46 +772,6 @@ def map_error(exc: BaseException, *, provider: str, model: str | None, secret: s
     )
 
 
-# -- async clients: one per event loop, on aiohttp when installed ---------------------------
-# (The same helpers as in the Anthropic adapter; each adapter module stands alone.)
-_ASYNC_TRANSPORTS = ("auto", "aiohttp", "httpx")
-
-
-def _async_transport_setting(settings: ProviderSettings) -> str:
-    """The ``async_transport`` setting: "auto" (aiohttp when installed), "aiohttp" or "httpx"."""
-    value = settings.options.get("async_transport", "auto")
-    if value not in _ASYNC_TRANSPORTS:
-        raise ConfigurationError(
-            f"async_transport must be one of {', '.join(map(repr, _ASYNC_TRANSPORTS))}, got {value!r}",
-            provider=settings.name,
-        )
-    return str(value)
-
-
-def _aiohttp_installed() -> bool:
-    return importlib.util.find_spec("aiohttp") is not None
-
-
-def _aiohttp_client(sdk: Any) -> Any:
-    """The SDK's aiohttp-backed HTTP client, or None when this SDK or environment has none.
-
-    At concurrency it serves about twice the requests per second of the SDK's default httpx
-    pool; its errors reach the SDK as the same httpx exceptions (see ``map_error``).
-    """
-    factory = getattr(sdk, "DefaultAioHttpClient", None)
-    if factory is None or not _aiohttp_installed():
-        return None
-    try:
-        return factory()
-    except RuntimeError:  # the SDK's stand-in when it cannot load aiohttp
-        return None
-
-
-async def _parsed(value: Any) -> Any:
-    """``parse()`` of an async raw response: a coroutine in newer SDKs, a value in older ones."""
-    return await value if inspect.isawaitable(value) else value
-
-
 # -- the adapter -----------------------------------------------------------------------------
 class OpenAIProvider(Provider):
     """OpenAI and every OpenAI-compatible server, through ``openai.OpenAI`` / ``AsyncOpenAI``."""
@@ -841,7 +806,7 @@ class OpenAIProvider(Provider):
         for key in ("organization", "project"):
             if key in options and not isinstance(options[key], str):
                 raise ConfigurationError(f"{key} must be a string", provider=self.name)
-        self._async_transport = _async_transport_setting(settings)
+        self._async_transport = async_transport_setting(settings)
         self._lock = threading.Lock()
         self._api_key: str | None = None
         self._placeholder_key = False
@@ -870,7 +835,7 @@ class OpenAIProvider(Provider):
             self._embed_params = _sdk_param_names(sdk.resources.embeddings.Embeddings.create)
             # Stream[object]: the SDK's SSE decoding and error events, chunks left as JSON dicts.
             self._raw_streams = (sdk.Stream[object], sdk.AsyncStream[object])
-        if self._async_transport == "aiohttp" and not _aiohttp_installed():
+        if self._async_transport == "aiohttp" and not aiohttp_installed():
             raise ConfigurationError(
                 f'async_transport = "aiohttp" for provider {self.name!r} needs aiohttp: pip install "fmclient[fast]"',
                 provider=self.name,
@@ -933,7 +898,7 @@ class OpenAIProvider(Provider):
 
         kwargs = self._client_kwargs()
         if self._async_transport != "httpx":
-            http_client = _aiohttp_client(openai)
+            http_client = aiohttp_client(openai)
             if http_client is not None:
                 kwargs["http_client"] = http_client
         return openai.AsyncOpenAI(**kwargs)
@@ -997,7 +962,7 @@ class OpenAIProvider(Provider):
         kwargs = self._chat_kwargs(request, stream=False)
         try:
             raw = await client.chat.completions.with_raw_response.create(**kwargs)
-            response = await _parsed(raw.parse(to=object))
+            response = await parsed(raw.parse(to=object))
             return parse_response(response, provider=self.name, model=request.model)
         except FMClientError:
             raise
@@ -1032,7 +997,7 @@ class OpenAIProvider(Provider):
         events = None
         try:
             raw = await client.chat.completions.with_raw_response.create(**kwargs)
-            events = await _parsed(raw.parse(to=self._stream_type(True)))
+            events = await parsed(raw.parse(to=self._stream_type(True)))
             async for event in events:
                 chunk = parser.feed(event)
                 if chunk is not None:
