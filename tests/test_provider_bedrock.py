@@ -600,7 +600,7 @@ def test_embeddings_fan_out_concurrently_in_order(fake: FakeBedrock) -> None:
     assert (result.provider, result.model) == ("bedrock", EMBED_V2)
     assert len(fake.requests) == 16
     assert 1 < fake.max_in_flight <= 8
-    assert elapsed < 16 * 0.05 / 2, elapsed  # well under the sequential sum (0.8 s)
+    assert elapsed < 16 * 0.05 * 0.75, elapsed  # under the sequential sum (0.8 s); margin for a loaded CI box
     assert all(body == {"inputText": body["inputText"], "dimensions": 256, "normalize": True} for body in fake.bodies())
     assert sorted(b["inputText"] for b in fake.bodies()) == sorted(texts)
 
