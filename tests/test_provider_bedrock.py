@@ -113,6 +113,14 @@ def bedrock_server() -> Iterator[FakeBedrock]:
 
 
 @pytest.fixture
+def own_fake(aws_env: None) -> Iterator[FakeBedrock]:
+    """A server of the test's own, for counts that a previous test's stragglers must not touch
+    (an embed that fails fast leaves its in-flight siblings to finish in the background)."""
+    with FakeBedrock() as server:
+        yield server
+
+
+@pytest.fixture
 def fake(bedrock_server: FakeBedrock, aws_env: None) -> FakeBedrock:
     bedrock_server.reset()
     return bedrock_server
@@ -587,7 +595,8 @@ def test_titan_through_converse_when_asked(fake: FakeBedrock, provider: BedrockP
     assert "api" not in request.json()
 
 
-def test_embeddings_fan_out_concurrently_in_order(fake: FakeBedrock) -> None:
+def test_embeddings_fan_out_concurrently_in_order(own_fake: FakeBedrock) -> None:
+    fake = own_fake
     texts = [f"text number {i}" for i in range(16)]
     fake.delay = 0.05
     with make_client(fake, max_workers=8) as client:
@@ -620,7 +629,8 @@ def test_embeddings_v1_and_errors(fake: FakeBedrock, provider: BedrockProvider) 
         provider.embed(EmbedRequest(model=EMBED_V2, texts=("a", "b", "c")))
 
 
-async def test_aembed_runs_concurrently_without_blocking_the_loop(fake: FakeBedrock) -> None:
+async def test_aembed_runs_concurrently_without_blocking_the_loop(own_fake: FakeBedrock) -> None:
+    fake = own_fake
     texts = [f"t{i}" for i in range(8)]
     fake.delay = 0.1  # long enough that load on a 2-core CI box cannot serialise the calls
     client = make_client(fake, max_workers=4)
