@@ -305,3 +305,14 @@ def test_embedding_with_a_chat_only_model_is_refused_before_sending() -> None:
     client = Client(providers={"anthropic": {"api_key": "sk-ant-test-key-123456"}})
     with pytest.raises(UnsupportedFeatureError, match="does not make embeddings"):
         client.embed(["a"], model="claude-haiku")
+
+
+def test_readiness_is_checked_once_per_target_not_per_call() -> None:
+    client = Client()
+    adapter = client.provider("mock")
+    checks: list[str] = []
+    adapter.check_ready = checks.append  # type: ignore[method-assign]
+    for _ in range(3):
+        client.complete("hi", model="mock/a")
+    client.complete("hi", model="mock/b")
+    assert checks == ["a", "b"]

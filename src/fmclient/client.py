@@ -46,7 +46,7 @@ class _Route:
     (A plain class: a dataclass would cost more at import than it saves in code.)
     """
 
-    __slots__ = ("capabilities", "policy", "provider", "target", "timeout", "where")
+    __slots__ = ("capabilities", "policy", "provider", "ready", "target", "timeout", "where")
 
     def __init__(
         self,
@@ -63,6 +63,16 @@ class _Route:
         self.timeout = timeout
         # The keywords every retry-layer call takes, built once.
         self.where: dict[str, str] = {"provider": target.provider, "model": target.model}
+        self.ready = False
+
+    def ensure_ready(self, model: str) -> None:
+        """Ask the adapter once whether it can call (extra installed, key found); remember a yes.
+
+        Readiness is set-up state: the first call pays for it, later calls on this route do not.
+        """
+        if not self.ready:
+            self.provider.check_ready(model)
+            self.ready = True
 
 
 class Client:
@@ -181,7 +191,7 @@ class Client:
         if request.model != model_id:
             request = replace(request, model=model_id)
         route.capabilities.check(request, provider=route.target.provider, streaming=streaming)
-        route.provider.check_ready(request.model)
+        route.ensure_ready(request.model)
         return request
 
     def breaker(self, provider: str) -> CircuitBreaker | None:
@@ -485,7 +495,7 @@ class Client:
                 provider=route.target.provider,
                 model=request.model,
             )
-        route.provider.check_ready(request.model)
+        route.ensure_ready(request.model)
         return route, request, self._deadline(timeout, route)
 
     def embed(

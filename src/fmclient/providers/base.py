@@ -149,7 +149,11 @@ class Provider:
         return Capabilities()
 
     def check_ready(self, model: str) -> None:
-        """Raise ConfigurationError if a call cannot be made (missing extra or key)."""
+        """Raise ConfigurationError if a call cannot be made (missing extra or key).
+
+        The client asks before a target's first call and remembers success, so this may do
+        set-up work (import the SDK, resolve the key) without costing every call.
+        """
 
     # -- calls -------------------------------------------------------------------------------
     def complete(self, request: Request) -> Completion:
