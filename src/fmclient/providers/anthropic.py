@@ -936,7 +936,10 @@ class AnthropicProvider(Provider):
             return raw.parse(to=self._stream_type(False))
 
         return stream_chunks(
-            open_events, lambda event: parse_stream_event(event, state), self._end(state, request), self._errors(request, state)
+            open_events,
+            lambda event: parse_stream_event(event, state),
+            self._end(state, request),
+            self._errors(request, state),
         )
 
     async def acomplete(self, request: Request) -> Completion:
@@ -967,7 +970,10 @@ class AnthropicProvider(Provider):
             return await parsed(raw.parse(to=self._stream_type(True)))
 
         return astream_chunks(
-            open_events, lambda event: parse_stream_event(event, state), self._end(state, request), self._errors(request, state)
+            open_events,
+            lambda event: parse_stream_event(event, state),
+            self._end(state, request),
+            self._errors(request, state),
         )
 
     def _end(self, state: StreamState, request: Request) -> Callable[[], None]:

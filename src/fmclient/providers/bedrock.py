@@ -71,7 +71,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from fmclient.errors import (
@@ -91,8 +91,8 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.providers.shared_io import MappedErrors, stream_chunks
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, stream_chunks
 from fmclient.types import (
     Chunk,
     Completion,

@@ -57,8 +57,8 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks
 from fmclient.types import (
     Chunk,
     Completion,

@@ -41,8 +41,8 @@ from fmclient.errors import (
     parse_retry_after,
 )
 from fmclient.providers._async_clients import LoopClients
-from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.types import (
     Chunk,
     Completion,

@@ -479,7 +479,7 @@ def _merge_parts(kept: list[dict[str, Any]], parts: Sequence[Mapping[str, Any]])
     """Streamed parts appended to the ones so far, pieces of one part joined into it."""
     for part in parts:
         previous = kept[-1] if kept else None
-        kind = part.get("type")
+        kind = str(part.get("type"))
         if previous is not None and previous.get("type") == kind == "text":
             previous["text"] = str(previous.get("text") or "") + str(part.get("text") or "")
         elif (
@@ -522,7 +522,12 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
     def tool_call(call_id: str, function: Mapping[str, Any]) -> ToolCall:
         name = function.get("name") or ""
         arguments, raw = parse_arguments(
-            function.get("arguments"), name=name, call_id=call_id, provider=provider, model=answered, truncated=truncated
+            function.get("arguments"),
+            name=name,
+            call_id=call_id,
+            provider=provider,
+            model=answered,
+            truncated=truncated,
         )
         return ToolCall(id=call_id, name=name, arguments=arguments, raw_arguments=raw)
 
@@ -1016,7 +1021,9 @@ class OpenAIProvider(Provider):
         return error
 
     def _errors(self, model: str, partial_text: Callable[[], str] | None = None) -> MappedErrors:
-        return MappedErrors(lambda exc: self._map(exc, model), provider=self.name, model=model, partial_text=partial_text)
+        return MappedErrors(
+            lambda exc: self._map(exc, model), provider=self.name, model=model, partial_text=partial_text
+        )
 
     def complete(self, request: Request) -> Completion:
         client = self._sync_client()

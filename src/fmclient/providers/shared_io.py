@@ -120,13 +120,14 @@ class MappedErrors:
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> bool:
+    ) -> None:
+        # Returns None (never True): an exception is never swallowed, only replaced.
         if exc is None or not isinstance(exc, Exception):
-            return False
+            return
         partial = self._partial_text() if self._partial_text is not None else None
         error = map_exception(exc, self._table, provider=self._provider, model=self._model, partial_text=partial)
         if error is exc:
-            return False  # already an fmclient error (now filled in): let it continue as it is
+            return  # already an fmclient error (now filled in): let it continue as it is
         raise error from exc
 
 
