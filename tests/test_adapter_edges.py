@@ -143,7 +143,10 @@ def test_tool_arguments_that_are_not_json_without_a_cut_are_not_retried(
 
     answer = foa.Answer("", tool_calls=[("call_1", "get_weather", CUT)])  # finish_reason tool_calls
     server.replies.append(Reply(chunks=foa.chunk_events(answer, include_usage=True), content_type="text/event-stream"))
-    with client_for("openai", server, tmp_path, monkeypatch) as client, pytest.raises(StructuredOutputError, match="not valid JSON"):
+    with (
+        client_for("openai", server, tmp_path, monkeypatch) as client,
+        pytest.raises(StructuredOutputError, match="not valid JSON"),
+    ):
         run(client, "stream", "Weather?", model=MODELS["openai"], tools=[WEATHER])
     assert len(server.requests) == 1
 
@@ -231,7 +234,10 @@ def test_openai_refuses_an_image_in_a_tool_result_before_sending(
     server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Chat Completions tool messages take text parts only.
-    with client_for("openai", server, tmp_path, monkeypatch) as client, pytest.raises(UnsupportedFeatureError, match="images in tool results"):
+    with (
+        client_for("openai", server, tmp_path, monkeypatch) as client,
+        pytest.raises(UnsupportedFeatureError, match="images in tool results"),
+    ):
         client.complete(tool_history(), model=MODELS["openai"])
     assert server.requests == []
 
@@ -322,7 +328,10 @@ def test_x_should_retry_false_stops_a_500(
     provider: str, server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retry_sleeps: list[float]
 ) -> None:
     server.replies.extend([error_with_header(provider, 500, "false"), success(provider)])
-    with client_for(provider, server, tmp_path, monkeypatch) as client, pytest.raises(ServiceUnavailableError) as caught:
+    with (
+        client_for(provider, server, tmp_path, monkeypatch) as client,
+        pytest.raises(ServiceUnavailableError) as caught,
+    ):
         client.complete("Hi", model=MODELS[provider])
     assert caught.value.retryable is False
     assert len(server.requests) == 1
