@@ -895,14 +895,22 @@ def test_stream_cut_off_or_missing_final_event(fake: FakeBedrock, provider: Bedr
 
 def test_closing_a_stream_releases_its_connection(fake: FakeBedrock, provider: BedrockProvider) -> None:
     fake.queue(converse_stream_reply(text_pieces=["one ", "two ", "three"]))
-    fake.queue(converse_stream_reply(text_pieces=["never read"]))
+    responses: list[Any] = []
+    invoke = provider._invoke
+
+    def recording_invoke(fn: Any, timeout: float | None, **params: Any) -> Any:
+        responses.append(invoke(fn, timeout, **params))
+        return responses[-1]
+
+    provider._invoke = recording_invoke  # type: ignore[method-assign]
     started = provider.stream(req())
     assert next(started).text == "one "
     started.close()  # type: ignore[attr-defined]
-    assert started._events._raw_stream.closed  # type: ignore[attr-defined]
+    assert responses[0]["stream"]._raw_stream.closed
+    # A stream closed before its first chunk never sent its request.
     unstarted = provider.stream(req())
     unstarted.close()  # type: ignore[attr-defined]
-    assert unstarted._events._raw_stream.closed  # type: ignore[attr-defined]
+    assert len(fake.requests) == 1 and len(responses) == 1
     fake.queue(converse_reply(text="still fine"))
     assert provider.complete(req()).text == "still fine"
 

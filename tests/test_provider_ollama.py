@@ -31,6 +31,7 @@ from fmclient.errors import (
     RateLimitError,
     RequestTimeoutError,
     ServiceUnavailableError,
+    StructuredOutputError,
     UnsupportedFeatureError,
 )
 from fmclient.providers.base import ProviderSettings
@@ -208,8 +209,11 @@ def test_parse_response_synthesises_missing_tool_call_ids_and_keeps_given_ones()
 def test_parse_response_rejects_a_body_without_message() -> None:
     with pytest.raises(FMClientError, match="malformed response"):
         parse_response({"model": "m", "done": False}, provider="ollama", model="m")
-    with pytest.raises(FMClientError, match="malformed response"):
+    # Argument text that is not JSON, in a reply that was not cut off: the model's fault, not
+    # the server's, so not retryable (a reply cut off by max_tokens keeps it: test_adapter_edges).
+    with pytest.raises(StructuredOutputError, match="not valid JSON") as caught:
         parse_response(chat_body(tool_calls=[{"name": "a", "arguments": "{not json"}]), provider="ollama", model="m")
+    assert not caught.value.retryable
 
 
 def test_parse_stream_event_indexes_tool_calls_and_skips_empty_lines() -> None:

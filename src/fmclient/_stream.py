@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from fmclient.errors import StructuredOutputError
-from fmclient.types import Chunk, Completion, FinishReason, Message, ToolCall, Usage
+from fmclient.providers.shared_io import ToolCallAssembler
+from fmclient.types import Chunk, Completion, FinishReason, Message, Usage
 
 __all__ = ["AsyncStream", "Stream", "StreamAssembler"]
 
@@ -21,7 +20,7 @@ class StreamAssembler:
         self.provider = provider
         self.model = model
         self._parts: list[str] = []
-        self._calls: dict[int, list[Any]] = {}
+        self._calls = ToolCallAssembler()
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
         self.provider_state: Any = None
@@ -30,13 +29,7 @@ class StreamAssembler:
         if chunk.text:
             self._parts.append(chunk.text)
         for delta in chunk.tool_calls:
-            call = self._calls.setdefault(delta.index, [None, None, []])
-            if delta.id:
-                call[0] = delta.id
-            if delta.name:
-                call[1] = delta.name
-            if delta.arguments:
-                call[2].append(delta.arguments)
+            self._calls.add(delta)
         if chunk.finish_reason is not None:
             self.finish_reason = chunk.finish_reason
         if chunk.usage is not None:
@@ -51,20 +44,10 @@ class StreamAssembler:
         return "".join(self._parts)
 
     def completion(self) -> Completion:
-        tool_calls = []
-        for index in sorted(self._calls):
-            call_id, name, fragments = self._calls[index]
-            raw = "".join(fragments)
-            try:
-                arguments = json.loads(raw) if raw.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise StructuredOutputError(
-                    f"streamed arguments of tool call {name!r} are not valid JSON: {exc}",
-                    text=raw,
-                    provider=self.provider,
-                    model=self.model,
-                ) from exc
-            tool_calls.append(ToolCall(id=call_id or f"call_{index}", name=name or "", arguments=arguments))
+        # A reply cut off by max_tokens may end inside a call's arguments: returned, not raised.
+        tool_calls = self._calls.calls(
+            truncated=self.finish_reason == "length", provider=self.provider, model=self.model
+        )
         text = self.text
         finish = self.finish_reason or ("tool_calls" if tool_calls else "other")
         return Completion(

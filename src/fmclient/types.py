@@ -142,9 +142,17 @@ Part = TextPart | ImagePart
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
+    """A call the model made. ``arguments`` is the parsed JSON object the model wrote.
+
+    When the reply was cut off by ``max_tokens`` in the middle of the arguments
+    (``finish_reason == "length"``), they are not a JSON object: ``arguments`` is then ``{}`` and
+    ``raw_arguments`` holds the text exactly as the model left it. It is ``None`` otherwise.
+    """
+
     id: str
     name: str
     arguments: dict[str, Any]
+    raw_arguments: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

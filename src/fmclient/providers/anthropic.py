@@ -65,7 +65,7 @@ import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from fmclient.errors import (
@@ -89,6 +89,7 @@ from fmclient.providers._async_clients import (
     parsed,
 )
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.secret import redact, register_secret
 from fmclient.types import (
     Chunk,
@@ -443,6 +444,8 @@ class StreamState:
     usage: dict[str, Any] = field(default_factory=dict)
     blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
     text: str = ""
+    #: the argument text of tool calls that is not a JSON object (cut off by max_tokens), by id
+    raw_arguments: dict[str, str] = field(default_factory=dict)
     _json: dict[int, list[str]] = field(default_factory=dict)
     _tool_index: dict[int, int] = field(default_factory=dict)
 
@@ -543,11 +546,14 @@ def _on_block_stop(data: Mapping[str, Any], state: StreamState) -> None:
     block = state.blocks.get(index)
     if block is None or index not in state._json:
         return None
-    raw = "".join(state._json.pop(index))
+    raw = "".join(state._json[index])
     try:
-        block["input"] = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise MalformedResponse(f"streamed input of {block.get('type')} block {index} is not JSON: {exc}") from exc
+        value = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        return None  # judged at message_stop, once the stop reason says whether it was cut off
+    if isinstance(value, dict):
+        block["input"] = value
+        del state._json[index]
     return None
 
 
@@ -562,6 +568,21 @@ def _on_message_delta(data: Mapping[str, Any], state: StreamState) -> None:
 
 def _on_message_stop(data: Mapping[str, Any], state: StreamState) -> Chunk:
     state.finished = True
+    truncated = finish_reason(state.stop_reason) == "length"
+    for index, fragments in sorted(state._json.items()):
+        block = state.blocks[index]
+        block_id = str(block.get("id") or "")
+        block["input"], raw = tool_arguments(
+            "".join(fragments),
+            truncated=truncated,
+            name=str(block.get("name") or ""),
+            call_id=block_id,
+            provider=state.provider,
+            model=state.model,
+        )
+        if raw is not None:
+            state.raw_arguments[block_id] = raw
+    state._json.clear()
     _, _, provider_state = _content_result(state.content, state.provider)
     return Chunk(
         finish_reason=finish_reason(state.stop_reason),
@@ -851,37 +872,57 @@ class AnthropicProvider(Provider):
         return self._raw_stream[async_]
 
     # -- calls -------------------------------------------------------------------------------
+    def _table(self, request: Request) -> Callable[[BaseException], FMClientError]:
+        def table(exc: BaseException) -> FMClientError:
+            if isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError):
+                # The SDK checks some arguments itself before sending.
+                return BadRequestError(
+                    f"the Anthropic SDK refused the request: {exc}", provider=self.name, model=request.model
+                )
+            return map_error(exc, self.name, request.model)
+
+        return table
+
+    def _errors(self, request: Request, state: StreamState | None = None) -> MappedErrors:
+        return MappedErrors(
+            self._table(request),
+            provider=self.name,
+            model=request.model,
+            partial_text=(lambda: state.text) if state is not None else None,
+        )
+
     def complete(self, request: Request) -> Completion:
         params = self._params(request)
         client = self._client()
-        try:
-            # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
-            # errors, headers) without building a pydantic model fmclient would only read back.
-            response = client.messages.with_raw_response.create(**params).parse(to=object)
-        except ValueError as exc:
-            if not _refused_as_too_long(exc):
-                raise self._refused(exc, request) from exc
-            # The SDK refuses non-streamed calls it expects to outlast its ten-minute default
-            # timeout; streaming the same request is Anthropic's recommended way round.
-            return self._complete_by_streaming(request)
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
-        return self._parse(response, request)
+        with self._errors(request):
+            try:
+                # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
+                # errors, headers) without building a pydantic model fmclient would only read back.
+                response = client.messages.with_raw_response.create(**params).parse(to=object)
+            except ValueError as exc:
+                if not _refused_as_too_long(exc):
+                    raise
+                # The SDK refuses non-streamed calls it expects to outlast its ten-minute default
+                # timeout; streaming the same request is Anthropic's recommended way round.
+                state = StreamState(provider=self.name, model=request.model)
+                for _ in self._stream(request, state):
+                    pass
+                return self._streamed(state, request)
+            return self._parse(response, request)
 
-    def _complete_by_streaming(self, request: Request) -> Completion:
-        state = StreamState(provider=self.name, model=request.model)
-        for _ in self._stream(request, state):
-            pass
-        return self._parse(state.message(), request)
+    def _streamed(self, state: StreamState, request: Request) -> Completion:
+        completion = self._parse(state.message(), request)
+        if state.raw_arguments:
+            calls = [replace(c, raw_arguments=state.raw_arguments.get(c.id)) for c in completion.tool_calls]
+            completion.tool_calls = calls
+            completion.message = replace(completion.message, tool_calls=tuple(calls))
+        return completion
 
     def _parse(self, response: Any, request: Request) -> Completion:
         if isinstance(response, str):
             # The SDK hands back the text of a reply that is not JSON.
-            raise map_error(MalformedResponse(f"the body is not JSON: {response[:200]!r}"), self.name, request.model)
-        try:
-            return parse_response(response, provider=self.name, model=request.model)
-        except MalformedResponse as exc:
-            raise map_error(exc, self.name, request.model) from exc
+            raise MalformedResponse(f"the body is not JSON: {response[:200]!r}")
+        return parse_response(response, provider=self.name, model=request.model)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         return self._stream(request, StreamState(provider=self.name, model=request.model))
@@ -889,85 +930,64 @@ class AnthropicProvider(Provider):
     def _stream(self, request: Request, state: StreamState) -> Iterator[Chunk]:
         params = self._params(request)
         client = self._client()
-        try:
+
+        def open_events() -> Any:
             raw = client.messages.with_raw_response.create(**params, stream=True)
-            events = raw.parse(to=self._stream_type(False))
-        except ValueError as exc:
-            raise self._refused(exc, request) from exc
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
-        try:
-            for event in events:
-                chunk = parse_stream_event(event, state)
-                if chunk is not None:
-                    yield chunk
-        except Exception as exc:
-            raise self._stream_error(exc, state, request) from exc
-        finally:
-            events.close()
-        if not state.finished:
-            raise self._cut_off(state, request)
+            return raw.parse(to=self._stream_type(False))
+
+        return stream_chunks(
+            open_events,
+            lambda event: parse_stream_event(event, state),
+            self._end(state, request),
+            self._errors(request, state),
+        )
 
     async def acomplete(self, request: Request) -> Completion:
         params = self._params(request)
         client = self._aclient()
-        try:
-            raw = await client.messages.with_raw_response.create(**params)
-            response = await parsed(raw.parse(to=object))
-        except ValueError as exc:
-            if not _refused_as_too_long(exc):
-                raise self._refused(exc, request) from exc
-            state = StreamState(provider=self.name, model=request.model)
-            async for _ in self._astream(request, state):
-                pass
-            return self._parse(state.message(), request)
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
-        return self._parse(response, request)
+        with self._errors(request):
+            try:
+                raw = await client.messages.with_raw_response.create(**params)
+                response = await parsed(raw.parse(to=object))
+            except ValueError as exc:
+                if not _refused_as_too_long(exc):
+                    raise
+                state = StreamState(provider=self.name, model=request.model)
+                async for _ in self._astream(request, state):
+                    pass
+                return self._streamed(state, request)
+            return self._parse(response, request)
 
     def astream(self, request: Request) -> AsyncIterator[Chunk]:
         return self._astream(request, StreamState(provider=self.name, model=request.model))
 
-    async def _astream(self, request: Request, state: StreamState) -> AsyncIterator[Chunk]:
+    def _astream(self, request: Request, state: StreamState) -> AsyncIterator[Chunk]:
         params = self._params(request)
         client = self._aclient()
-        try:
+
+        async def open_events() -> Any:
             raw = await client.messages.with_raw_response.create(**params, stream=True)
-            events = await parsed(raw.parse(to=self._stream_type(True)))
-        except ValueError as exc:
-            raise self._refused(exc, request) from exc
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
-        try:
-            async for event in events:
-                chunk = parse_stream_event(event, state)
-                if chunk is not None:
-                    yield chunk
-        except Exception as exc:
-            raise self._stream_error(exc, state, request) from exc
-        finally:
-            await events.close()
-        if not state.finished:
-            raise self._cut_off(state, request)
+            return await parsed(raw.parse(to=self._stream_type(True)))
 
-    def _refused(self, exc: ValueError, request: Request) -> FMClientError:
-        if isinstance(exc, json.JSONDecodeError):
-            return map_error(exc, self.name, request.model)
-        return BadRequestError(f"the Anthropic SDK refused the request: {exc}", provider=self.name, model=request.model)
-
-    def _stream_error(self, exc: Exception, state: StreamState, request: Request) -> FMClientError:
-        mapped = map_error(exc, self.name, request.model)
-        if state.text:
-            mapped.partial_text = state.text
-        return mapped
-
-    def _cut_off(self, state: StreamState, request: Request) -> FMClientError:
-        return APIConnectionError(
-            "the stream ended before message_stop" + ("" if state.started else " (no message_start either)"),
-            provider=self.name,
-            model=request.model,
-            partial_text=state.text or None,
+        return astream_chunks(
+            open_events,
+            lambda event: parse_stream_event(event, state),
+            self._end(state, request),
+            self._errors(request, state),
         )
+
+    def _end(self, state: StreamState, request: Request) -> Callable[[], None]:
+        def end() -> None:
+            # The final chunk came with message_stop; a stream without it was cut short.
+            if not state.finished:
+                raise APIConnectionError(
+                    "the stream ended before message_stop" + ("" if state.started else " (no message_start either)"),
+                    provider=self.name,
+                    model=request.model,
+                    partial_text=state.text or None,
+                )
+
+        return end
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -71,7 +71,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from fmclient.errors import (
@@ -92,6 +92,7 @@ from fmclient.errors import (
     parse_retry_after,
 )
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, stream_chunks
 from fmclient.types import (
     Chunk,
     Completion,
@@ -1089,69 +1090,58 @@ class BedrockProvider(Provider):
             )
 
     # -- chat --------------------------------------------------------------------------------
+    def _errors(self, model: str) -> MappedErrors:
+        return MappedErrors(lambda exc: map_error(exc, self.name, model), provider=self.name, model=model)
+
+    def _titan_invoke_args(self, request: Request) -> dict[str, Any]:
+        body, arguments = build_titan_text_body(request, provider=self.name)
+        return {
+            "modelId": request.model,
+            "body": json.dumps(body),
+            "contentType": "application/json",
+            "accept": "application/json",
+            **arguments,
+        }
+
     def complete(self, request: Request) -> Completion:
         self._check_chat_model(request)
-        try:
+        with self._errors(request.model):
             if self._uses_titan_invoke(request):
-                body, arguments = build_titan_text_body(request, provider=self.name)
-                client = self._get_client()
-                response = self._invoke(
-                    client.invoke_model,
-                    request.timeout,
-                    modelId=request.model,
-                    body=json.dumps(body),
-                    contentType="application/json",
-                    accept="application/json",
-                    **arguments,
-                )
+                arguments = self._titan_invoke_args(request)
+                response = self._invoke(self._get_client().invoke_model, request.timeout, **arguments)
                 parsed = json.loads(response["body"].read())
                 raw = {k: v for k, v in response.items() if k != "body"}
                 raw["body"] = parsed
                 return parse_titan_text_response(parsed, provider=self.name, model=request.model, raw=raw)
             params = build_converse_params(request, provider=self.name)
-            client = self._get_client()
-            response = self._invoke(client.converse, request.timeout, **params)
+            response = self._invoke(self._get_client().converse, request.timeout, **params)
             return parse_converse_response(
                 response, provider=self.name, model=request.model, structured_tool=structured_tool_name(request)
             )
-        except FMClientError as exc:
-            _fill(exc, self.name, request.model)
-            raise
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         self._check_chat_model(request)
-        try:
-            parser: TitanStreamParser | ConverseStreamParser
+        errors = self._errors(request.model)
+        parser: TitanStreamParser | ConverseStreamParser
+        # Arguments are built (and bad input refused) now; the request goes at the first next().
+        with errors:
             if self._uses_titan_invoke(request):
-                body, arguments = build_titan_text_body(request, provider=self.name)
-                client = self._get_client()
-                response = self._invoke(
-                    client.invoke_model_with_response_stream,
-                    request.timeout,
-                    modelId=request.model,
-                    body=json.dumps(body),
-                    contentType="application/json",
-                    accept="application/json",
-                    **arguments,
-                )
-                events = response["body"]
+                arguments = self._titan_invoke_args(request)
                 parser = TitanStreamParser(provider=self.name, model=request.model)
+
+                def open_events() -> Any:
+                    fn = self._get_client().invoke_model_with_response_stream
+                    return self._invoke(fn, request.timeout, **arguments)["body"]
             else:
                 params = build_converse_params(request, provider=self.name)
-                client = self._get_client()
-                response = self._invoke(client.converse_stream, request.timeout, **params)
-                events = response["stream"]
                 parser = ConverseStreamParser(
                     provider=self.name, model=request.model, structured_tool=structured_tool_name(request)
                 )
-        except FMClientError as exc:
-            _fill(exc, self.name, request.model)
-            raise
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
-        return _ChunkStream(events, parser, self.name, request.model)
+
+                def open_events() -> Any:
+                    return self._invoke(self._get_client().converse_stream, request.timeout, **params)["stream"]
+
+        return stream_chunks(open_events, parser.feed, parser.finish, errors)
 
     # -- embeddings ------------------------------------------------------------------------------
     def _embed_bodies(self, request: EmbedRequest) -> list[dict[str, Any]]:
@@ -1189,7 +1179,7 @@ class BedrockProvider(Provider):
                 raise RequestTimeoutError(
                     "the embedding batch ran out of time before this text was sent", provider=self.name, model=model
                 )
-        try:
+        with self._errors(model):
             response = self._invoke(
                 client.invoke_model,
                 timeout,
@@ -1200,11 +1190,6 @@ class BedrockProvider(Provider):
             )
             parsed = json.loads(response["body"].read())
             return parse_titan_embedding(parsed, provider=self.name, model=model)
-        except FMClientError as exc:
-            _fill(exc, self.name, model)
-            raise
-        except Exception as exc:
-            raise map_error(exc, self.name, model) from exc
 
     @staticmethod
     def _deadline(timeout: float | None) -> float | None:
@@ -1264,56 +1249,9 @@ class BedrockProvider(Provider):
             client.close()
 
 
-class _ChunkStream(Iterator[Chunk]):
-    """The chunks of one streamed response. ``close()`` releases the connection even when the
-    caller stops early, or never started iterating."""
-
-    def __init__(
-        self, events: Any, parser: TitanStreamParser | ConverseStreamParser, provider: str, model: str
-    ) -> None:
-        self._events = events
-        self._parser = parser
-        self._provider = provider
-        self._model = model
-        self._chunks = self._run()
-
-    def _run(self) -> Generator[Chunk, None, None]:
-        try:
-            for event in self._events:
-                yield from self._parser.feed(event)
-            yield self._parser.finish()
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise map_error(exc, self._provider, self._model) from exc
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        try:
-            self._events.close()
-        except Exception:  # the connection is being dropped anyway
-            pass
-
-    def __next__(self) -> Chunk:
-        return next(self._chunks)
-
-    def close(self) -> None:
-        self._chunks.close()
-        self._release()
-
-
 def _apply_read_timeout(context: dict[str, Any], **kwargs: Any) -> None:
     """botocore ``before-call`` hook: the per-attempt read timeout of the current call."""
     timeout = _read_timeout.get()
     if timeout is not None:
         # botocore's HTTP layer reads this per request; keep a floor so 0 never means "no timeout".
         context["read_timeout"] = max(timeout, 0.001)
-
-
-def _fill(exc: FMClientError, provider: str, model: str) -> None:
-    # Errors raised by the pure translation functions may not know where they happened.
-    if exc.provider is None:
-        exc.provider = provider
-    if exc.model is None:
-        exc.model = model

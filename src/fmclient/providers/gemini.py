@@ -58,6 +58,7 @@ from fmclient.errors import (
     parse_retry_after,
 )
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks
 from fmclient.types import (
     Chunk,
     Completion,
@@ -897,76 +898,50 @@ class GeminiProvider(Provider):
             ) from exc
 
     # -- calls ------------------------------------------------------------------------------
+    def _errors(self, model: str, parser: StreamParser | None = None) -> MappedErrors:
+        return MappedErrors(
+            lambda exc: map_error(exc, self.name, model),
+            provider=self.name,
+            model=model,
+            partial_text=(lambda: parser.text) if parser is not None else None,
+        )
+
     def complete(self, request: Request) -> Completion:
         params = self._prepare(request)
         client = self._sdk()
-        try:
+        with self._errors(request.model):
             response = client.models.generate_content(**params)
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
         return parse_response(response, provider=self.name, model=request.model)
 
     async def acomplete(self, request: Request) -> Completion:
         params = self._prepare(request)
         client = self._sdk()
-        try:
+        with self._errors(request.model):
             response = await client.aio.models.generate_content(**params)
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
         return parse_response(response, provider=self.name, model=request.model)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         params = self._prepare(request)
         client = self._sdk()
         parser = StreamParser(self.name, request.model)
-        events: Any = None
-        try:
-            events = client.models.generate_content_stream(**params)
-            for event in events:
-                chunk = parser.parse_stream_event(event)
-                if chunk is not None:
-                    yield chunk
-            final = parser.final_chunk()
-        except Exception as exc:
-            error = map_error(exc, self.name, request.model)
-            if error.partial_text is None and parser.text:
-                error.partial_text = parser.text
-            if error is exc:
-                raise
-            raise error from exc
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
-        yield final
+        return stream_chunks(
+            lambda: client.models.generate_content_stream(**params),
+            parser.parse_stream_event,
+            parser.final_chunk,
+            self._errors(request.model, parser),
+        )
 
-    async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+    def astream(self, request: Request) -> AsyncIterator[Chunk]:
         params = self._prepare(request)
         client = self._sdk()
         parser = StreamParser(self.name, request.model)
-        events: Any = None
-        try:
-            events = await client.aio.models.generate_content_stream(**params)
-            async for event in events:
-                chunk = parser.parse_stream_event(event)
-                if chunk is not None:
-                    yield chunk
-            final = parser.final_chunk()
-        except Exception as exc:
-            error = map_error(exc, self.name, request.model)
-            if error.partial_text is None and parser.text:
-                error.partial_text = parser.text
-            if error is exc:
-                raise
-            raise error from exc
-        finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:  # closing a broken stream must not hide the real error
-                    pass
-        yield final
+
+        async def open_events() -> Any:
+            return await client.aio.models.generate_content_stream(**params)
+
+        return astream_chunks(
+            open_events, parser.parse_stream_event, parser.final_chunk, self._errors(request.model, parser)
+        )
 
     def embed(self, request: EmbedRequest) -> Embeddings:
         config = self._prepare_embed(request)
@@ -977,10 +952,8 @@ class GeminiProvider(Provider):
         for start in range(0, len(request.texts), EMBED_BATCH_SIZE):
             batch = list(request.texts[start : start + EMBED_BATCH_SIZE])
             assert client is not None
-            try:
+            with self._errors(request.model):
                 response = client.models.embed_content(model=request.model, contents=batch, config=config)
-            except Exception as exc:
-                raise map_error(exc, self.name, request.model) from exc
             batch_vectors, batch_usage = parse_embeddings(response, len(batch), provider=self.name, model=request.model)
             vectors.extend(batch_vectors)
             usage = usage + batch_usage
@@ -996,10 +969,8 @@ class GeminiProvider(Provider):
         for start in range(0, len(request.texts), EMBED_BATCH_SIZE):
             batch = list(request.texts[start : start + EMBED_BATCH_SIZE])
             assert client is not None
-            try:
+            with self._errors(request.model):
                 response = await client.aio.models.embed_content(model=request.model, contents=batch, config=config)
-            except Exception as exc:
-                raise map_error(exc, self.name, request.model) from exc
             batch_vectors, batch_usage = parse_embeddings(response, len(batch), provider=self.name, model=request.model)
             vectors.extend(batch_vectors)
             usage = usage + batch_usage

@@ -47,6 +47,7 @@ from fmclient.errors import (
     UnsupportedFeatureError,
 )
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk, run_in_thread
+from fmclient.providers.shared_io import MappedErrors, close_quietly
 from fmclient.types import (
     Chunk,
     Completion,
@@ -514,6 +515,14 @@ class LlamaCppProvider(Provider):
             loaded.lock.release()
 
     # -- chat ------------------------------------------------------------------------------------
+    def _errors(self, model: str, partial_text: Any = None) -> MappedErrors:
+        return MappedErrors(
+            lambda exc: map_error(exc, provider=self.name, model=model),
+            provider=self.name,
+            model=model,
+            partial_text=partial_text,
+        )
+
     def complete(self, request: Request) -> Completion:
         parts: list[str] = []
         events: list[Any] = []
@@ -564,7 +573,7 @@ class LlamaCppProvider(Provider):
         finish: str | None = None
         last_event: Any = None
         try:
-            try:
+            with self._errors(request.model, lambda: "".join(parts)):
                 events = llama.create_chat_completion(stream=True, **params)
                 while True:
                     event = next(events, None)
@@ -582,14 +591,9 @@ class LlamaCppProvider(Provider):
                             provider=self.name,
                             model=request.model,
                         )
-            except FMClientError:
-                raise
-            except Exception as exc:
-                raise map_error(exc, provider=self.name, model=request.model) from exc
-            finally:
-                if events is not None:
-                    events.close()  # stops generation when the caller leaves early
         finally:
+            if events is not None:
+                close_quietly(events)  # stops generation when the caller leaves early
             counter.uninstall()
         return Chunk(
             finish_reason=map_finish_reason(finish),
@@ -634,16 +638,15 @@ class LlamaCppProvider(Provider):
         vectors: list[list[float]] = []
         tokens = 0
         try:
-            for text in request.texts:
-                # One text per call: llama-cpp-python 0.3's batched embed() misplaces the token
-                # vectors of every sequence after the first when the model has no pooling
-                # (decoder models like SmolLM2). truncate=False: an over-long input is an
-                # error, not silently cut.
-                output, count = loaded.llama.embed([text], truncate=False, return_count=True)
-                vectors.append(mean_pool(output[0], normalize=normalize))
-                tokens += int(count)
-        except Exception as exc:
-            raise map_error(exc, provider=self.name, model=request.model) from exc
+            with self._errors(request.model):
+                for text in request.texts:
+                    # One text per call: llama-cpp-python 0.3's batched embed() misplaces the token
+                    # vectors of every sequence after the first when the model has no pooling
+                    # (decoder models like SmolLM2). truncate=False: an over-long input is an
+                    # error, not silently cut.
+                    output, count = loaded.llama.embed([text], truncate=False, return_count=True)
+                    vectors.append(mean_pool(output[0], normalize=normalize))
+                    tokens += int(count)
         finally:
             loaded.lock.release()
         return Embeddings(

@@ -65,7 +65,6 @@ from fmclient.errors import (
     RateLimitError,
     RequestTimeoutError,
     ServiceUnavailableError,
-    StructuredOutputError,
     UnsupportedFeatureError,
     error_for_status,
     parse_retry_after,
@@ -78,6 +77,7 @@ from fmclient.providers._async_clients import (
     parsed,
 )
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.types import (
     Chunk,
     Completion,
@@ -196,8 +196,11 @@ def capabilities_for(model: str, *, native: bool) -> Capabilities:
 
 
 # -- request translation ---------------------------------------------------------------------
-def build_messages(request: Request) -> list[dict[str, Any]]:
-    """The Chat Completions ``messages`` array: system prompt first, then the conversation."""
+def build_messages(request: Request, provider: str = _NATIVE) -> list[dict[str, Any]]:
+    """The Chat Completions ``messages`` array: system prompt first, then the conversation.
+
+    ``provider`` names whose ``provider_state`` (list content, e.g. Mistral thinking) is replayed.
+    """
     out: list[dict[str, Any]] = []
     if request.system:
         out.append({"role": "system", "content": request.system})
@@ -209,9 +212,14 @@ def build_messages(request: Request) -> list[dict[str, Any]]:
                     "a tool result message needs the tool_call_id of the call it answers",
                     model=request.model,
                 )
+            if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
+                # Chat Completions tool messages take text parts only.
+                raise UnsupportedFeatureError(
+                    "OpenAI Chat Completions does not accept images in tool results", model=request.model
+                )
             out.append({"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text})
         elif role == "assistant":
-            out.append(_assistant_message(message, request.model))
+            out.append(_assistant_message(message, request.model, provider))
         else:
             out.append({"role": role, "content": _content(message.content)})
     return out
@@ -235,14 +243,19 @@ def _content(content: str | tuple[Any, ...]) -> str | list[dict[str, Any]]:
     return parts
 
 
-def _assistant_message(message: Message, model: str) -> dict[str, Any]:
+def _assistant_message(message: Message, model: str, provider: str) -> dict[str, Any]:
     if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
         raise UnsupportedFeatureError("assistant messages cannot contain images", model=model)
     text = message.text
     out: dict[str, Any] = {"role": "assistant", "content": text}
+    state = (message.provider_state or {}).get(provider)
+    if isinstance(state, Mapping) and isinstance(state.get("content"), list):
+        # The reply came as a list of parts (thinking next to text): sent back as it came.
+        out["content"] = [dict(part) for part in state["content"]]
     if message.tool_calls:
         # OpenAI wants content null rather than "" next to tool calls.
-        out["content"] = text or None
+        if not isinstance(out["content"], list):
+            out["content"] = text or None
         out["tool_calls"] = [
             {
                 "id": call.id,
@@ -324,6 +337,7 @@ def build_params(
     stream: bool = False,
     stream_usage: bool = True,
     sdk_params: frozenset[str] | None = None,
+    provider: str = _NATIVE,
 ) -> dict[str, Any]:
     """Keyword arguments for ``chat.completions.create`` (the per-attempt timeout aside).
 
@@ -331,7 +345,7 @@ def build_params(
     arguments, any other key (a server's own extension, e.g. vLLM's ``top_k``) goes into
     ``extra_body`` so it reaches the JSON body. With ``sdk_params=None`` all are keywords.
     """
-    params: dict[str, Any] = {"model": request.model, "messages": build_messages(request)}
+    params: dict[str, Any] = {"model": request.model, "messages": build_messages(request, provider)}
     if request.max_tokens is not None:
         params[max_tokens_param] = request.max_tokens
     if request.temperature is not None:
@@ -425,27 +439,60 @@ def parse_usage(usage: Any) -> Usage | None:
     )
 
 
-def parse_arguments(raw: str | None, *, name: str, call_id: str, provider: str, model: str) -> dict[str, Any]:
-    """Tool-call arguments: a JSON object in a string. Anything else is a clear error."""
-    if raw is None or not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise StructuredOutputError(
-            f"arguments of tool call {name!r} ({call_id}) are not valid JSON: {exc}",
-            text=raw,
-            provider=provider,
-            model=model,
-        ) from exc
-    if not isinstance(value, dict):
-        raise StructuredOutputError(
-            f"arguments of tool call {name!r} ({call_id}) are not a JSON object",
-            text=raw,
-            provider=provider,
-            model=model,
-        )
-    return value
+def parse_arguments(
+    raw: str | None, *, name: str, call_id: str, provider: str, model: str, truncated: bool = False
+) -> tuple[dict[str, Any], str | None]:
+    """Tool-call arguments (a JSON object in a string): see :func:`~fmclient.providers.shared_io.tool_arguments`."""
+    return tool_arguments(raw, truncated=truncated, name=name, call_id=call_id, provider=provider, model=model)
+
+
+def split_content(content: Any) -> tuple[str, list[dict[str, Any]] | None]:
+    """``message.content`` (or a delta's) -> its text, and the parts to keep when it is a list.
+
+    OpenAI-compatible servers may send a list of parts instead of a string; Mistral's reasoning
+    models send ``{"type": "thinking", "thinking": [...]}`` next to ``{"type": "text", ...}``.
+    The text is the text parts joined; the list is kept only when it holds more than text.
+    """
+    if content is None:
+        return "", None
+    if isinstance(content, str):
+        return content, None
+    if not isinstance(content, list):
+        return str(content), None
+    texts: list[str] = []
+    parts: list[dict[str, Any]] = []
+    only_text = True
+    for part in content:
+        if isinstance(part, str):
+            part = {"type": "text", "text": part}
+        if not isinstance(part, Mapping):
+            continue
+        parts.append(dict(part))
+        if part.get("type") == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        else:
+            only_text = False
+    return "".join(texts), (None if only_text else parts)
+
+
+def _merge_parts(kept: list[dict[str, Any]], parts: Sequence[Mapping[str, Any]]) -> None:
+    """Streamed parts appended to the ones so far, pieces of one part joined into it."""
+    for part in parts:
+        previous = kept[-1] if kept else None
+        kind = str(part.get("type"))
+        if previous is not None and previous.get("type") == kind == "text":
+            previous["text"] = str(previous.get("text") or "") + str(part.get("text") or "")
+        elif (
+            previous is not None
+            and previous.get("type") == kind
+            and isinstance(previous.get(kind), list)
+            and isinstance(part.get(kind), list)
+        ):
+            _merge_parts(previous[kind], part[kind])
+        elif previous is not None and previous.get("type") == kind and isinstance(previous.get(kind), str):
+            previous[kind] = previous[kind] + str(part.get(kind) or "")
+        else:
+            kept.append(json.loads(json.dumps(part)))
 
 
 def parse_response(response: Any, *, provider: str, model: str) -> Completion:
@@ -467,36 +514,32 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
     if not isinstance(message, Mapping):
         raise _malformed("the first choice has no message", provider=provider, model=model)
     answered = data.get("model") or model
-    text = message.get("content") or ""
+    text, parts = split_content(message.get("content"))
+    finish = _FINISH_REASONS.get(choice.get("finish_reason"), "other")
+    # Cut off by max_tokens: a tool call's arguments may stop mid-JSON (kept raw, not raised).
+    truncated = finish == "length"
+
+    def tool_call(call_id: str, function: Mapping[str, Any]) -> ToolCall:
+        name = function.get("name") or ""
+        arguments, raw = parse_arguments(
+            function.get("arguments"),
+            name=name,
+            call_id=call_id,
+            provider=provider,
+            model=answered,
+            truncated=truncated,
+        )
+        return ToolCall(id=call_id, name=name, arguments=arguments, raw_arguments=raw)
+
     tool_calls: list[ToolCall] = []
     for i, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") if isinstance(call, Mapping) else None
         if not isinstance(function, Mapping):  # a custom-tool call: fmclient only declares function tools
             continue
-        call_id = call.get("id") or f"call_{i}"
-        name = function.get("name") or ""
-        tool_calls.append(
-            ToolCall(
-                id=call_id,
-                name=name,
-                arguments=parse_arguments(
-                    function.get("arguments"), name=name, call_id=call_id, provider=provider, model=answered
-                ),
-            )
-        )
+        tool_calls.append(tool_call(call.get("id") or f"call_{i}", function))
     legacy = message.get("function_call")
     if isinstance(legacy, Mapping) and not tool_calls:  # pre-tools servers answer with function_call
-        name = legacy.get("name") or ""
-        tool_calls.append(
-            ToolCall(
-                id="call_0",
-                name=name,
-                arguments=parse_arguments(
-                    legacy.get("arguments"), name=name, call_id="call_0", provider=provider, model=answered
-                ),
-            )
-        )
-    finish = _FINISH_REASONS.get(choice.get("finish_reason"), "other")
+        tool_calls.append(tool_call("call_0", legacy))
     if tool_calls and finish == "stop":  # some compatible servers say "stop" after tool calls
         finish = "tool_calls"
     refusal = message.get("refusal")
@@ -511,7 +554,12 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
         model=answered,
         provider=provider,
         tool_calls=tool_calls,
-        message=Message(role="assistant", content=text, tool_calls=tuple(tool_calls)),
+        message=Message(
+            role="assistant",
+            content=text,
+            tool_calls=tuple(tool_calls),
+            provider_state={provider: {"content": parts}} if parts else None,
+        ),
         raw=response,
     )
 
@@ -523,7 +571,17 @@ class StreamParser:
     (with ``include_usage``), so both are held and delivered together at the end.
     """
 
-    __slots__ = ("finish_reason", "model", "provider", "refused", "require_usage", "saw_tool_calls", "usage")
+    __slots__ = (
+        "finish_reason",
+        "model",
+        "parts",
+        "provider",
+        "refused",
+        "require_usage",
+        "saw_tool_calls",
+        "text",
+        "usage",
+    )
 
     def __init__(self, provider: str, model: str, *, require_usage: bool = False) -> None:
         self.provider = provider
@@ -533,6 +591,9 @@ class StreamParser:
         self.usage: Usage | None = None
         self.refused = False
         self.saw_tool_calls = False
+        self.text = ""
+        # Content that came as lists of parts (e.g. Mistral thinking), merged as it streams.
+        self.parts: list[dict[str, Any]] = []
 
     def feed(self, event: Any) -> Chunk | None:
         """One ``chat.completion.chunk`` (its JSON dict, or the SDK's object) -> a Chunk, if it says anything."""
@@ -557,7 +618,14 @@ class StreamParser:
                 continue
             delta = choice.get("delta")
             if delta is not None:
-                text = delta.get("content") or ""
+                content = delta.get("content")
+                text, parts = split_content(content)
+                if isinstance(content, list):
+                    if not self.parts and self.text:  # text that came as plain strings before
+                        self.parts.append({"type": "text", "text": self.text})
+                    _merge_parts(self.parts, parts or [{"type": "text", "text": text}])
+                elif text and self.parts:
+                    _merge_parts(self.parts, [{"type": "text", "text": text}])
                 refusal = delta.get("refusal")
                 if refusal:
                     text += refusal
@@ -574,6 +642,7 @@ class StreamParser:
             if finish:
                 self.finish_reason = _FINISH_REASONS.get(finish, "other")
         if text or deltas:
+            self.text += text
             return Chunk(text=text, tool_calls=deltas, raw=event)
         return None
 
@@ -591,7 +660,13 @@ class StreamParser:
             finish = "content_filter"
         elif finish == "stop" and self.saw_tool_calls:
             finish = "tool_calls"
-        return Chunk(finish_reason=finish, usage=self.usage, model=self.model)
+        keep = any(part.get("type") != "text" for part in self.parts)
+        return Chunk(
+            finish_reason=finish,
+            usage=self.usage,
+            model=self.model,
+            provider_state={self.provider: {"content": self.parts}} if keep else None,
+        )
 
 
 def _tool_call_delta(call: Mapping[str, Any]) -> ToolCallDelta:
@@ -928,6 +1003,7 @@ class OpenAIProvider(Provider):
             stream=stream,
             stream_usage=self._stream_usage,
             sdk_params=self._chat_params,
+            provider=self.name,
         )
         if request.timeout is not None:
             params["timeout"] = request.timeout
@@ -944,72 +1020,48 @@ class OpenAIProvider(Provider):
             )
         return error
 
+    def _errors(self, model: str, partial_text: Callable[[], str] | None = None) -> MappedErrors:
+        return MappedErrors(
+            lambda exc: self._map(exc, model), provider=self.name, model=model, partial_text=partial_text
+        )
+
     def complete(self, request: Request) -> Completion:
         client = self._sync_client()
         kwargs = self._chat_kwargs(request, stream=False)
-        try:
+        with self._errors(request.model):
             # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
             # errors, headers) without building a pydantic model fmclient would only read back.
             response = client.chat.completions.with_raw_response.create(**kwargs).parse(to=object)
             return parse_response(response, provider=self.name, model=request.model)
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
 
     async def acomplete(self, request: Request) -> Completion:
         client = self._async_client()
         kwargs = self._chat_kwargs(request, stream=False)
-        try:
+        with self._errors(request.model):
             raw = await client.chat.completions.with_raw_response.create(**kwargs)
             response = await parsed(raw.parse(to=object))
             return parse_response(response, provider=self.name, model=request.model)
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         client = self._sync_client()
         kwargs = self._chat_kwargs(request, stream=True)
         parser = StreamParser(self.name, request.model, require_usage=self._require_usage)
-        events = None
-        try:
-            raw = client.chat.completions.with_raw_response.create(**kwargs)
-            events = raw.parse(to=self._stream_type(False))
-            for event in events:
-                chunk = parser.feed(event)
-                if chunk is not None:
-                    yield chunk
-            yield parser.end()
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
-        finally:
-            if events is not None:
-                events.close()
 
-    async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        def open_events() -> Any:
+            return client.chat.completions.with_raw_response.create(**kwargs).parse(to=self._stream_type(False))
+
+        return stream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
+
+    def astream(self, request: Request) -> AsyncIterator[Chunk]:
         client = self._async_client()
         kwargs = self._chat_kwargs(request, stream=True)
         parser = StreamParser(self.name, request.model, require_usage=self._require_usage)
-        events = None
-        try:
+
+        async def open_events() -> Any:
             raw = await client.chat.completions.with_raw_response.create(**kwargs)
-            events = await parsed(raw.parse(to=self._stream_type(True)))
-            async for event in events:
-                chunk = parser.feed(event)
-                if chunk is not None:
-                    yield chunk
-            yield parser.end()
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
-        finally:
-            if events is not None:
-                await events.close()
+            return await parsed(raw.parse(to=self._stream_type(True)))
+
+        return astream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
 
     def _embed_batches(self, request: EmbedRequest) -> tuple[list[list[str]], dict[str, Any]]:
         kwargs: dict[str, Any] = {"model": request.model}
@@ -1024,23 +1076,15 @@ class OpenAIProvider(Provider):
     def embed(self, request: EmbedRequest) -> Embeddings:
         client = self._sync_client()
         batches, kwargs = self._embed_batches(request)
-        try:
+        with self._errors(request.model):
             responses = [client.embeddings.create(input=batch, **kwargs) for batch in batches]
             return parse_embeddings(responses, [len(b) for b in batches], provider=self.name, model=request.model)
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
 
     async def aembed(self, request: EmbedRequest) -> Embeddings:
         client = self._async_client()
         batches, kwargs = self._embed_batches(request)
-        try:
+        with self._errors(request.model):
             # Batches go one after another, not all at once: a burst of up to N large requests
             # would mostly buy rate-limit errors.
             responses = [await client.embeddings.create(input=batch, **kwargs) for batch in batches]
             return parse_embeddings(responses, [len(b) for b in batches], provider=self.name, model=request.model)
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
