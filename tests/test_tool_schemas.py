@@ -422,8 +422,8 @@ def test_the_pydantic_less_check_matches_pydantic_output() -> None:
 
 # -- arguments back into typed values ------------------------------------------------------
 def book(
-    person: Person, seat: Point, when: datetime.datetime, unit: Unit = Unit.CELSIUS, films: list[Movie] = []
-) -> str:  # noqa: B006
+    person: Person, seat: Point, when: datetime.datetime, unit: Unit = Unit.CELSIUS, films: list[Movie] | None = None
+) -> str:
     return "ok"
 
 
