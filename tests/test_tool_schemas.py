@@ -27,6 +27,7 @@ from fmclient._validation import build_request
 from fmclient.providers.base import ProviderSettings
 from fmclient.providers.gemini import GeminiProvider, json_schema
 from fmclient.secret import Secret
+from tests.fakes import anthropic as anthropic_fake
 from tests.fakes import gemini as gemini_fake
 from tests.fakes.openai import Answer, FakeOpenAI
 from tests.fakes.server import FakeServer
@@ -512,6 +513,32 @@ def test_openai_body_carries_the_generated_schema_intact(fake_server: FakeServer
     assert len(fake_server.requests) == 1
 
 
+def test_anthropic_body_carries_the_generated_schema_intact(fake_server: FakeServer) -> None:
+    arguments = {
+        "person": {"name": "Ada", "home": {"street": "s", "city": "c"}},
+        "seat": {"x": 1},
+        "when": "2026-01-01",
+    }
+    fake_server.queue(
+        anthropic_fake.message_reply(
+            [anthropic_fake.tool_use_block("toolu_1", "book", arguments)], stop_reason="tool_use"
+        )
+    )
+    client = Client(
+        providers={"anthropic": {"base_url": fake_server.url, "api_key": "test-key-anthropic"}}, max_retries=0
+    )
+    try:
+        reply = client.complete("Book it", model=f"anthropic/{anthropic_fake.MODEL}", tools=[book], max_tokens=100)
+    finally:
+        client.close()
+    assert len(fake_server.requests) == 1
+    (sent,) = fake_server.requests[0].json()["tools"]
+    assert sent == {"name": "book", "input_schema": dict(tool_from_function(book).parameters)}
+    assert_refs_resolve(sent["input_schema"])
+    (call,) = reply.tool_calls
+    assert fmclient.tool_arguments(book, call)["when"] == datetime.datetime(2026, 1, 1)
+
+
 def test_gemini_body_carries_refs_without_sibling_keywords(fake_server: FakeServer) -> None:
     provider = GeminiProvider(
         ProviderSettings(name="gemini", type="gemini", api_key=Secret("test-key-not-real"), base_url=fake_server.url)
@@ -549,13 +576,14 @@ def assert_no_ref_siblings(node: Any) -> None:
             assert_no_ref_siblings(item)
 
 
-def test_gemini_json_schema_moves_only_ref_siblings() -> None:
+def test_gemini_json_schema_moves_only_ref_siblings_and_unwraps_single_all_of() -> None:
     schema = {
         "type": "object",
         "$defs": {"A": {"type": "string"}},
         "properties": {
             "a": {"$ref": "#/$defs/A", "description": "d", "default": {"$ref": "kept as data"}},
             "b": {"$ref": "#/$defs/A"},
+            "c": {"allOf": [{"$ref": "#/$defs/A"}], "default": "x"},
         },
     }
     assert json_schema(schema) == {
@@ -564,5 +592,6 @@ def test_gemini_json_schema_moves_only_ref_siblings() -> None:
         "properties": {
             "a": {"anyOf": [{"$ref": "#/$defs/A"}], "description": "d", "default": {"$ref": "kept as data"}},
             "b": {"$ref": "#/$defs/A"},
+            "c": {"anyOf": [{"$ref": "#/$defs/A"}], "default": "x"},
         },
     }

@@ -156,7 +156,7 @@ def _spec(fn: Callable[..., Any]) -> _Spec:
         # An unannotated parameter is taken as a string, as most untyped Python code expects.
         annotation = hints.get(param.name, str)
         parameters.append(_Parameter(param.name, annotation, param.default, documented.get(param.name)))
-    field_of = {p.name: f"p{i}" for i, p in enumerate(parameters)}
+    field_of = {p.name: f"fmclient_parameter_{i}" for i, p in enumerate(parameters)}
     return _Spec(
         name=name,
         description=summary,
@@ -259,18 +259,23 @@ def _parameters_model(fn: Callable[..., Any], spec: _Spec) -> type[BaseModel] | 
 
 
 def _build_model(spec: _Spec) -> type[BaseModel]:
-    from pydantic import ConfigDict, Field, create_model
+    from pydantic import ConfigDict, create_model
     from pydantic.errors import PydanticUserError
 
     fields: dict[str, Any] = {}
     for param in spec.parameters:
         default = ... if param.default is inspect.Parameter.empty else param.default
-        # Fields get neutral names and take the parameter's as alias, so no parameter name can
-        # clash with pydantic's own attributes (json, copy, model_config...) or its underscore rule.
-        fields[spec.field_of[param.name]] = (param.annotation, Field(default, alias=param.name))
-    # Unknown keys are refused by tool_arguments and by the top-level additionalProperties; a
-    # config of extra="forbid" would also be inherited by nested dataclasses and TypedDicts.
-    config = ConfigDict(extra="allow" if spec.open_ended else "ignore")
+        fields[spec.field_of[param.name]] = (param.annotation, default)
+    # Fields get neutral names and the parameter names as aliases, so no parameter name can clash
+    # with pydantic's own attributes (json, copy, model_config...) or its leading-underscore rule.
+    # An alias generator, not Field(alias=...), so that a Field() in the caller's Annotated is
+    # not a second Field on the same field. Unknown keys are refused by tool_arguments and the
+    # top-level additionalProperties: extra="forbid" would also be inherited by nested
+    # dataclasses and TypedDicts.
+    # Nested dataclasses and TypedDicts inherit the generator too: their names pass unchanged.
+    config = ConfigDict(
+        alias_generator=lambda field: spec.alias_of.get(field, field), extra="allow" if spec.open_ended else "ignore"
+    )
     try:
         return create_model(spec.name, __config__=config, **fields)  # type: ignore[call-overload, no-any-return]
     except PydanticUserError as exc:

@@ -152,9 +152,10 @@ def _plain(value: Any) -> Any:
 
 
 def json_schema(schema: Mapping[str, Any]) -> Any:
-    """A JSON Schema in the form Gemini takes: a ``$ref`` may have no sibling keywords but ``$...``
-    ones (pydantic puts a field's ``default`` or ``description`` next to it). Such a node becomes
-    ``{"anyOf": [{"$ref": ...}], ...siblings}``, which means the same and keeps every keyword."""
+    """A JSON Schema in the form Gemini documents: a ``$ref`` may have no sibling keywords but
+    ``$...`` ones (pydantic puts a field's ``default`` or ``description`` next to it). Such a node
+    becomes ``{"anyOf": [{"$ref": ...}], ...siblings}``, which means the same and keeps every
+    keyword. ``$defs`` stay at the top: Gemini resolves ``$ref`` into them."""
     return _ref_siblings_moved(_plain(schema))
 
 
@@ -168,6 +169,11 @@ def _ref_siblings_moved(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {key: value if key in _SCHEMA_DATA_KEYWORDS else _ref_siblings_moved(value) for key, value in node.items()}
+    all_of = out.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1 and "anyOf" not in out:
+        # Older pydantic wraps a $ref that has siblings in a one-member allOf, which Gemini's
+        # subset lacks; a one-member anyOf means the same.
+        out["anyOf"] = out.pop("allOf")
     if "$ref" in out and any(not key.startswith("$") for key in out):
         ref = {key: value for key, value in out.items() if key.startswith("$")}
         return {"anyOf": [ref], **{key: value for key, value in out.items() if not key.startswith("$")}}
