@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from fmclient._schema import tool_arguments
 from fmclient._stream import AsyncStream, Stream
 from fmclient.client import Attempt, Client
 from fmclient.errors import (
@@ -81,6 +82,7 @@ __all__ = [
     "embed",
     "set_default_client",
     "stream",
+    "tool_arguments",
 ]
 
 _default: Client | None = None

@@ -152,6 +152,35 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def json_schema(schema: Mapping[str, Any]) -> Any:
+    """A JSON Schema in the form Gemini documents: a ``$ref`` may have no sibling keywords but
+    ``$...`` ones (pydantic puts a field's ``default`` or ``description`` next to it). Such a node
+    becomes ``{"anyOf": [{"$ref": ...}], ...siblings}``, which means the same and keeps every
+    keyword. ``$defs`` stay at the top: Gemini resolves ``$ref`` into them."""
+    return _ref_siblings_moved(_plain(schema))
+
+
+# Keywords whose values are JSON data, not schemas: left exactly as given.
+_SCHEMA_DATA_KEYWORDS = frozenset({"default", "enum", "const", "examples", "example"})
+
+
+def _ref_siblings_moved(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_ref_siblings_moved(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: value if key in _SCHEMA_DATA_KEYWORDS else _ref_siblings_moved(value) for key, value in node.items()}
+    all_of = out.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1 and "anyOf" not in out:
+        # Older pydantic wraps a $ref that has siblings in a one-member allOf, which Gemini's
+        # subset lacks; a one-member anyOf means the same.
+        out["anyOf"] = out.pop("allOf")
+    if "$ref" in out and any(not key.startswith("$") for key in out):
+        ref = {key: value for key, value in out.items() if key.startswith("$")}
+        return {"anyOf": [ref], **{key: value for key, value in out.items() if not key.startswith("$")}}
+    return out
+
+
 def _ms(seconds: float) -> int:
     # HttpOptions.timeout is whole milliseconds and the SDK treats 0 as "no timeout".
     return max(1, math.ceil(seconds * 1000))
@@ -329,7 +358,7 @@ def build_params(request: Request, provider: str = "gemini") -> dict[str, Any]:
         for tool in request.tools:
             declaration: dict[str, Any] = {
                 "name": tool.name,
-                "parameters_json_schema": _plain(tool.parameters),
+                "parameters_json_schema": json_schema(tool.parameters),
             }
             if tool.description:
                 declaration["description"] = tool.description
@@ -343,7 +372,7 @@ def build_params(request: Request, provider: str = "gemini") -> dict[str, Any]:
             config["tool_config"] = {"function_calling_config": calling}
     if request.response_format is not None:
         config["response_mime_type"] = "application/json"
-        config["response_json_schema"] = _plain(request.response_format.schema)
+        config["response_json_schema"] = json_schema(request.response_format.schema)
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
     for key, value in request.provider_options.items():
