@@ -1218,7 +1218,9 @@ def test_edited_gemini_history_gets_the_placeholder(
             "parts": [{"function_call": {"name": "get_weather", "args": {"city": "Oslo"}}, "thought_signature": "AAEC"}]
         }
     }
-    edited = Message(role="assistant", tool_calls=(ToolCall("c1", "get_weather", {"city": "Bergen"}),), provider_state=state)
+    edited = Message(
+        role="assistant", tool_calls=(ToolCall("c1", "get_weather", {"city": "Bergen"}),), provider_state=state
+    )
     gemini_api.queue(fake.stream_reply(fake.stream_events(["Rainy."])))
     messages = (Message(role="user", content="Bergen?"), edited, Message.tool_result("c1", "rain", name="get_weather"))
     chunks = list(provider.stream(Request(model=GEMINI_3, messages=messages, tools=(WEATHER,))))
@@ -1382,7 +1384,7 @@ def test_vertex_tool_round_trip(fake_server: FakeServer, vertex_case: Any) -> No
 
 
 def test_vertex_takes_an_image_url_in_a_tool_result(fake_server: FakeServer, vertex_case: Any) -> None:
-    adapter, api, prefix = vertex_case
+    adapter, api, _ = vertex_case
     api.queue(fake.generate_reply("A chart."))
     image = ImagePart(url="gs://bucket/chart.png", media_type="image/png")
     adapter.complete(Request(model=GEMINI_3, messages=screenshot_result(image)))
@@ -1463,7 +1465,7 @@ def test_vertex_credentials_setting_must_be_credentials() -> None:
     adapter = GeminiProvider(
         ProviderSettings(name="vertex", type="gemini", options={"vertexai": True, "credentials": "token"})
     )
-    with pytest.raises(ConfigurationError, match="google.auth.credentials.Credentials"):
+    with pytest.raises(ConfigurationError, match=r"google\.auth\.credentials\.Credentials"):
         adapter.check_ready(MODEL)
 
 

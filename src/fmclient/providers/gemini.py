@@ -996,13 +996,11 @@ class GeminiProvider(Provider):
         if key:
             return False
         options = self.settings.options
-        placed = any(
-            (options.get("project"), options.get("location"))
-            + tuple(os.environ.get(v) for v in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION"))
-        )
-        if not placed and (any(os.environ.get(v) for v in KEY_ENV_VARS) or self.settings.base_url):
-            return False
-        return True
+        placed = options.get("project") or options.get("location")
+        placed = placed or os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_LOCATION")
+        if placed:
+            return True
+        return not (any(os.environ.get(v) for v in KEY_ENV_VARS) or self.settings.base_url)
 
     def _application_default_credentials(self) -> tuple[Any, str | None]:
         """Application Default Credentials, resolved now so that their absence is a
