@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fmclient._schema import is_pydantic_model, model_schema, tool_from_function
-from fmclient.errors import StructuredOutputError
+from fmclient.errors import StructuredOutputError, UnsupportedFeatureError
 from fmclient.types import (
     ROLES,
     Completion,
@@ -65,6 +65,12 @@ def build_request(
                 raise ValueError(
                     f"messages[{index}]: a system message must come before the conversation; "
                     "put system instructions first or pass system="
+                )
+            if any(isinstance(part, ImagePart) for part in message.parts):
+                # Request.system is text: an image here would be dropped without a word.
+                raise UnsupportedFeatureError(
+                    f"messages[{index}]: a system message cannot carry images (system instructions are "
+                    "text only for Gemini, Anthropic, OpenAI and Bedrock); put the image in a user message"
                 )
             if message.text.strip():
                 system_parts.append(message.text)
