@@ -143,7 +143,9 @@ class Client:
             # The mock answers: resolve the name (typos still fail) but build no real adapter.
             mock = _overrides[-1]
             target = route.target if route else self.settings.resolve(name)
-            return _Route(target, mock, mock.capabilities(target.model), self._policy(target, max_retries), None)
+            # By default the mock enforces what the real adapter would (mock.enforce_profiles).
+            real = self._adapter_capabilities(target)
+            return _Route(target, mock, mock.route_capabilities(target.model, real), self._policy(target, max_retries), None)
         if route is None:
             target = self.settings.resolve(name)
             provider = self.provider(target.provider)
@@ -156,6 +158,9 @@ class Client:
             )
             self._routes[key] = route
         return route
+
+    def _adapter_capabilities(self, target: Target) -> Callable[[], Capabilities]:
+        return lambda: self.provider(target.provider).capabilities(target.model)
 
     def _policy(self, target: Target, max_retries: int | None) -> RetryPolicy:
         retries = self.settings.max_retries_for(target.provider) if max_retries is None else max_retries
