@@ -145,9 +145,7 @@ class Profile:
             raise refuse("structured output", "structured_output")
         limit = self.max_output_tokens
         if request.max_tokens is not None and limit is not None and request.max_tokens > limit:
-            raise refuse(
-                f"max_tokens={request.max_tokens} (its maximum output is {limit} tokens)", "max_output_tokens"
-            )
+            raise refuse(f"max_tokens={request.max_tokens} (its maximum output is {limit} tokens)", "max_output_tokens")
         if not self.images:
             for message in request.messages:
                 if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):

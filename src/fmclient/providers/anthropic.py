@@ -82,6 +82,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.profiles import profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
     aiohttp_client,
@@ -89,7 +90,6 @@ from fmclient.providers._async_clients import (
     async_transport_setting,
     parsed,
 )
-from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.secret import redact, register_secret
 from fmclient.types import (

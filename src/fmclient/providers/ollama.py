@@ -40,8 +40,8 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.providers._async_clients import LoopClients
 from fmclient.profiles import profile_for
+from fmclient.providers._async_clients import LoopClients
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.types import (
     Chunk,

@@ -74,6 +74,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.profiles import DEFAULT_PROFILE, profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
     aiohttp_client,
@@ -81,7 +82,6 @@ from fmclient.providers._async_clients import (
     async_transport_setting,
     parsed,
 )
-from fmclient.profiles import DEFAULT_PROFILE, profile_for
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.types import (
     Chunk,
