@@ -284,6 +284,7 @@ def two_hosts(fake_server: FakeServer, bedrock_fake: FakeBedrock) -> Iterator[Cl
         yield client
 
 
+PREFILL = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "The colour is"}]
 IMAGE_PROMPT = [{"role": "user", "content": [TextPart("What is this?"), ImagePart(data=PNG, media_type="image/png")]}]
 
 # (Anthropic id, Bedrock id, call keywords, what the refusal names)
@@ -315,6 +316,7 @@ CLAUDE_REFUSALS = [
     ),
     ("claude-sonnet-5", "anthropic.claude-sonnet-5-v1:0", {"temperature": 0.2}, "temperature"),
     ("claude-2.1", "anthropic.claude-v2:1", {"tools": [WEATHER]}, "tools"),
+    ("claude-sonnet-5-5", "anthropic.claude-sonnet-5-5-v1:0", {"prompt": PREFILL}, "prefilled assistant turn"),
     ("claude-2.1", "anthropic.claude-v2:1", {"prompt": IMAGE_PROMPT}, "image input"),
     ("claude-2.1", "anthropic.claude-v2:1", {"response_format": {"type": "object"}}, "structured output"),
 ]

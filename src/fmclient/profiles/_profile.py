@@ -54,6 +54,8 @@ class Profile:
     streaming_tools: bool = True
     #: temperature and top_p in the same request (newer Claude models take one or the other)
     temperature_with_top_p: bool = True
+    #: a conversation that ends with an assistant turn for the model to continue (prefill)
+    assistant_prefill: bool = True
     structured_output_mode: StructuredOutputMode | None = None
     #: the model reasons (thinks) before it answers
     reasoning: bool = False
@@ -141,6 +143,10 @@ class Profile:
             raise refuse("top_p", "top_p")
         if request.temperature is not None and request.top_p is not None and not self.temperature_with_top_p:
             raise refuse("temperature and top_p together (set one of them)", "temperature_with_top_p")
+        if request.messages and request.messages[-1].role == "assistant" and not self.assistant_prefill:
+            raise refuse(
+                "a prefilled assistant turn (the conversation ends with an assistant message)", "assistant_prefill"
+            )
         if request.response_format is not None and not self.structured_output:
             raise refuse("structured output", "structured_output")
         limit = self.max_output_tokens
