@@ -109,10 +109,9 @@ class Profile:
     def check(self, request: Request, *, provider: str, streaming: bool = False) -> None:
         """Raise :class:`UnsupportedFeatureError` for anything in ``request`` this model cannot take."""
         model = request.model
-        reasons = dict(self.restrictions)
 
         def refuse(what: str, *fields: str) -> UnsupportedFeatureError:
-            why = next((reasons[f] for f in fields if f in reasons), None)
+            why = next((reason for name, reason in self.restrictions if name in fields), None)
             message = f"model {model!r} does not support {what}"
             if why:
                 message += f": {why}"
