@@ -42,10 +42,11 @@ Capabilities = Profile
 DEFAULT_PROFILE = Profile()
 
 # Bedrock ids: "<region>.<vendor>.<model>-v1:0" (cross-region inference profiles) or "<vendor>.<model>".
-_BEDROCK_REGION = re.compile(r"^(us|us-gov|eu|apac|ap|jp|au|ca|global)\.")
-_BEDROCK_VENDOR = re.compile(
+# Compiled on the first lookup, not at import.
+_BEDROCK_PREFIXES = (
+    r"^(us|us-gov|eu|apac|ap|jp|au|ca|global)\.",
     r"^(anthropic|meta|mistral|amazon|cohere|ai21|deepseek|openai|qwen|writer|google|nvidia|minimax|moonshot"
-    r"|twelvelabs|stability|luma)\."
+    r"|twelvelabs|stability|luma)\.",
 )
 
 
@@ -56,8 +57,8 @@ def normalise_model_id(model: str) -> str:
         name = name.split(":")[1]
     name = name.rsplit("/", 1)[-1]  # ARNs, "models/...", "publishers/google/models/...", "org/repo"
     name = name.split("@", 1)[0]  # Vertex: "claude-sonnet-4-5@20250929"
-    name = _BEDROCK_REGION.sub("", name, count=1)
-    name = _BEDROCK_VENDOR.sub("", name, count=1)
+    for prefix in _BEDROCK_PREFIXES:
+        name = re.sub(prefix, "", name, count=1)  # re caches the compiled pattern
     return name.split(":", 1)[0]  # Ollama tags ("llama3.2:3b"), Bedrock versions ("-v1:0")
 
 
