@@ -234,6 +234,7 @@ def test_every_adapter_starts_from_the_family_profile() -> None:
     assert not ollama.capabilities("llama3.2:3b").images and ollama.capabilities("llama3.2-vision").images
     assert ollama.capabilities("llama3.2").embeddings  # Ollama embeds with any model it serves
     assert ollama.capabilities("gemma3").system  # Gemma's Gemini-API restriction is not Ollama's
+    assert ollama.capabilities("llama3.2").structured_output_mode == "json_grammar"
     llamacpp = make(LlamaCppProvider, "llamacpp")
     smol = llamacpp.capabilities("smollm2-135m-instruct")
     assert (smol.family, smol.tools, smol.images, smol.embeddings) == ("smollm2", False, False, True)

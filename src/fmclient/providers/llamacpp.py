@@ -493,6 +493,10 @@ class LlamaCppProvider(Provider):
                 images=False,
                 reason="the llama.cpp adapter sends neither tools nor images",
             )
+            .restrict(
+                structured_output_mode="json_grammar",
+                reason="llama.cpp constrains structured output with the schema as a grammar",
+            )
         )
 
     def check_ready(self, model: str) -> None:

@@ -455,6 +455,10 @@ class OllamaProvider(Provider):
                 named_tool_choice=False,
                 reason="Ollama's chat API has no tool_choice, so it cannot force a tool call",
             )
+            .restrict(
+                structured_output_mode="json_grammar",
+                reason="Ollama constrains structured output with the schema as a grammar (format)",
+            )
         )
 
     def check_ready(self, model: str) -> None:
