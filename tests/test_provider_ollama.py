@@ -378,7 +378,7 @@ def test_structured_output_sends_the_schema_as_format(server: FakeOllama, client
 def test_images_are_sent_base64_in_the_message(server: FakeOllama, client: Client) -> None:
     server.queue(chat_reply("A black square."))
     prompt = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, {"type": "image", "data": PNG}]}]
-    assert client.complete(prompt, model="ollama/llama3.2").text == "A black square."
+    assert client.complete(prompt, model="ollama/llama3.2-vision").text == "A black square."
     (message,) = server.requests[0].json()["messages"]
     assert message == {"role": "user", "content": "What is this?", "images": [base64.b64encode(PNG).decode()]}
 

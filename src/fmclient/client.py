@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
@@ -22,13 +22,16 @@ from fmclient.providers.base import Capabilities
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
 from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
 
+if TYPE_CHECKING:
+    from fmclient.testing.mock import MockProvider
+
 __all__ = ["Attempt", "Client"]
 
 T = TypeVar("T")
 
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
 # A plain list, not a contextvar, so threads an app starts see the override too.
-_overrides: list[Provider] = []
+_overrides: list[MockProvider] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +146,9 @@ class Client:
             # The mock answers: resolve the name (typos still fail) but build no real adapter.
             mock = _overrides[-1]
             target = route.target if route else self.settings.resolve(name)
-            return _Route(target, mock, mock.capabilities(target.model), self._policy(target, max_retries), None)
+            # By default the mock enforces what the real adapter would (mock.enforce_profiles).
+            capabilities = mock.route_capabilities(target.model, self._adapter_capabilities(target))
+            return _Route(target, mock, capabilities, self._policy(target, max_retries), None)
         if route is None:
             target = self.settings.resolve(name)
             provider = self.provider(target.provider)
@@ -156,6 +161,9 @@ class Client:
             )
             self._routes[key] = route
         return route
+
+    def _adapter_capabilities(self, target: Target) -> Callable[[], Capabilities]:
+        return lambda: self.provider(target.provider).capabilities(target.model)
 
     def _policy(self, target: Target, max_retries: int | None) -> RetryPolicy:
         retries = self.settings.max_retries_for(target.provider) if max_retries is None else max_retries

@@ -16,8 +16,9 @@ Choices worth knowing:
   schema goes through the SDK's own ``transform_schema`` (the one ``messages.parse`` uses): every
   object gets ``additionalProperties: false`` and keywords the API does not enforce move into
   descriptions. The client validates the reply against the caller's original schema. Model
-  families that predate structured outputs (Claude 2/3, Opus 4.0, Sonnet 4.0) declare
-  ``structured_output=False`` in their capabilities, so the client refuses before sending.
+  families that predate structured outputs (Claude 2/3, Opus 4.0, Sonnet 4.0) are refused
+  before sending. What each Claude family accepts is its profile (:mod:`fmclient.profiles`),
+  shared with Claude on Bedrock; this adapter only narrows it for the SDK's API version.
 * **Thinking** — when a reply holds thinking / redacted_thinking (or server-tool) blocks, the
   whole content list is kept, exactly as received, in ``message.provider_state["<provider
   name>"]["content"]`` and replayed verbatim (same blocks, same order, signatures intact) when
@@ -81,6 +82,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.profiles import profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
     aiohttp_client,
@@ -112,6 +114,7 @@ if TYPE_CHECKING:
 __all__ = [
     "API_KEY_ENV",
     "DEFAULT_MAX_TOKENS",
+    "SAMPLING_REFUSED_REASON",
     "AnthropicProvider",
     "MalformedResponse",
     "StreamState",
@@ -160,18 +163,6 @@ _STATUS_FOR_ERROR_TYPE = {
 # maximum", "input length and `max_tokens` exceed context limit: ...").
 _CONTEXT_WINDOW_MARKERS = ("prompt is too long", "exceed context limit", "context window")
 _CONTENT_FILTER_MARKERS = ("content filtering", "content policy", "output blocked")
-
-# Families without native structured output; Claude 2 / Instant also lack images and tools.
-_NO_STRUCTURED_OUTPUT = (
-    "claude-2",
-    "claude-instant",
-    "claude-3",
-    "claude-opus-4-0",
-    "claude-opus-4-2025",
-    "claude-sonnet-4-0",
-    "claude-sonnet-4-2025",
-)
-_NO_IMAGES_OR_TOOLS = ("claude-2", "claude-instant")
 
 # Content blocks that need nothing but text and tool calls to be rebuilt; any other block
 # (thinking, redacted_thinking, server tool use/results) makes the reply's content opaque state.
@@ -711,6 +702,13 @@ def _refused_as_too_long(exc: ValueError) -> bool:
     return not isinstance(exc, json.JSONDecodeError) and "streaming" in str(exc).lower()
 
 
+#: Quoted when temperature / top_p are refused because of the installed SDK's API version.
+SAMPLING_REFUSED_REASON = (
+    "the installed anthropic SDK (2.x) sends anthropic-version 2026-10-21, under which the Messages API "
+    "rejects temperature and top_p (an anthropic SDK below 2.0 sends 2023-06-01, which accepts them)"
+)
+
+
 @functools.lru_cache(maxsize=1)
 def sdk_accepts_sampling() -> bool:
     """Whether temperature / top_p can be sent with the installed SDK.
@@ -756,17 +754,22 @@ class AnthropicProvider(Provider):
 
     @staticmethod
     def _capabilities_for(model: str) -> Capabilities:
-        name = model.lower()
-        legacy = name.startswith(_NO_IMAGES_OR_TOOLS)
-        sampling = sdk_accepts_sampling()
-        return Capabilities(
-            images=not legacy,
-            tools=not legacy,
-            temperature=sampling,
-            top_p=sampling,
-            structured_output=not name.startswith(_NO_STRUCTURED_OUTPUT),
-            embeddings=False,
-        )
+        profile = profile_for(model, "anthropic")
+        if not sdk_accepts_sampling():
+            profile = profile.restrict(
+                temperature=False,
+                top_p=False,
+                reason=SAMPLING_REFUSED_REASON,
+            )
+        if profile.structured_output_mode == "tool":
+            # Claude before Opus 4.1 / Sonnet 4.5 has no output_config.format; this adapter
+            # sends structured output natively only (Bedrock emulates it with a forced tool).
+            profile = profile.restrict(
+                structured_output=False,
+                reason="the Anthropic API's native structured output (output_config.format) starts at Claude "
+                "Opus 4.1 / Sonnet 4.5",
+            )
+        return profile
 
     def check_ready(self, model: str) -> None:
         if self._ready:  # checked once: the client asks before every call

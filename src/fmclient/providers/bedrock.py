@@ -13,7 +13,7 @@ Three paths, picked from the model id:
       User: <turn>
       Bot:
 
-  Titan cannot take tools, images or structured output (its :class:`Capabilities` say so) and
+  Titan cannot take tools, images or structured output (its family profile says so) and
   accepts at most one stop sequence, which must be ``"User:"`` or a run of ``"|"`` (the
   service validates ``^(\\|+|User:)$``); anything else is refused before sending. The leading
   whitespace Titan emits after ``Bot:`` is dropped. Pass ``provider_options={"api":
@@ -91,6 +91,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, stream_chunks
 from fmclient.types import (
@@ -175,22 +176,15 @@ def model_family(model: str) -> str:
     return "converse"
 
 
-_CLAUDE_VERSION = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?=-|$|:)")
-
-
 def uses_native_structured_output(model: str) -> bool:
-    """Whether Converse's ``outputConfig.textFormat`` is documented for this model
-    (Claude Sonnet/Haiku/Opus 4.5 and later); others get the forced-tool form."""
-    match = _CLAUDE_VERSION.search(_base_id(model))
-    if not match:
-        return False
-    version = (int(match[1]), int(match[2] or 0))
-    return version >= (4, 5)
+    """Whether Converse's ``outputConfig.textFormat`` is used for this model: its family profile
+    says ``json_schema`` on Bedrock (Claude Sonnet/Haiku/Opus 4.5 and later); others get the
+    forced-tool form."""
+    return profile_for(model, "bedrock").structured_output_mode == "json_schema"
 
 
 def _is_titan_v1_embedding(model: str) -> bool:
-    base = _base_id(model)
-    return "titan-embed-text-v1" in base or "titan-embed-g1-text" in base
+    return not profile_for(model, "bedrock").embedding_options
 
 
 # -- shared request checks -----------------------------------------------------------------
@@ -972,23 +966,16 @@ class BedrockProvider(Provider):
 
     # -- readiness -------------------------------------------------------------------------
     def capabilities(self, model: str) -> Capabilities:
+        # Claude on Bedrock gets Claude's profile, Llama Llama's...; the table narrows each
+        # family for what Bedrock itself does not take (toolChoice, streamed tool use...).
+        profile = profile_for(model, "bedrock")
         family = model_family(model)
-        if family in ("titan-embed", "embed"):
-            return Capabilities(
-                chat=False,
-                streaming=False,
-                system=False,
-                tools=False,
-                images=False,
-                stop=False,
-                temperature=False,
-                top_p=False,
-                structured_output=False,
-                embeddings=family == "titan-embed",
+        if family == "embed":
+            return profile.restrict(
+                embeddings=False,
+                reason="the Bedrock adapter makes embeddings with Amazon Titan text embedding models only",
             )
-        if family == "titan-text":
-            return Capabilities(tools=False, images=False, structured_output=False, max_stop_sequences=1)
-        return Capabilities()
+        return profile
 
     def check_ready(self, model: str) -> None:
         self._get_client()

@@ -60,6 +60,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks
 from fmclient.types import (
@@ -917,22 +918,13 @@ class GeminiProvider(Provider):
         return False
 
     def capabilities(self, model: str) -> Capabilities:
-        name = model.rsplit("/", 1)[-1].lower()
-        if "embedding" in name:
-            return Capabilities(
-                chat=False,
-                streaming=False,
-                tools=False,
-                images=False,
-                structured_output=False,
-                embeddings=True,
-            )
-        if name.startswith("gemma"):
-            # Gemma on the Gemini API has no system instructions, function calling or JSON mode.
-            return Capabilities(
-                system=False, tools=False, structured_output=False, max_stop_sequences=MAX_STOP_SEQUENCES
-            )
-        return Capabilities(max_stop_sequences=MAX_STOP_SEQUENCES)
+        profile = profile_for(model, "gemini")
+        if not profile.chat:
+            return profile
+        return profile.restrict(
+            max_stop_sequences=MAX_STOP_SEQUENCES,
+            reason=f"the Gemini API accepts at most {MAX_STOP_SEQUENCES} stop sequences",
+        )
 
     def check_ready(self, model: str) -> None:
         import_sdk("google.genai", extra=self.extra, provider=self.name)

@@ -46,6 +46,7 @@ from fmclient.errors import (
     RequestTimeoutError,
     UnsupportedFeatureError,
 )
+from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk, run_in_thread
 from fmclient.providers.shared_io import MappedErrors, close_quietly
 from fmclient.types import (
@@ -481,7 +482,23 @@ class LlamaCppProvider(Provider):
 
     # -- readiness -------------------------------------------------------------------------------
     def capabilities(self, model: str) -> Capabilities:
-        return Capabilities(tools=False, images=False, structured_output=True, embeddings=True)
+        # The family of a GGUF file is in its name (the embedded smollm2, llama-3.2-..., mistral-...).
+        return (
+            profile_for(model, "llamacpp")
+            .with_host_embeddings()
+            .restrict(
+                tools=False,
+                forced_tool_choice=False,
+                named_tool_choice=False,
+                streaming_tools=False,
+                images=False,
+                reason="the llama.cpp adapter sends neither tools nor images",
+            )
+            .restrict(
+                structured_output_mode="json_grammar",
+                reason="llama.cpp constrains structured output with the schema as a grammar",
+            )
+        )
 
     def check_ready(self, model: str) -> None:
         _import_llama_cpp(self.name)

@@ -40,6 +40,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.profiles import profile_for
 from fmclient.providers._async_clients import LoopClients
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
@@ -454,8 +455,21 @@ class OllamaProvider(Provider):
 
     # -- readiness -------------------------------------------------------------------------------
     def capabilities(self, model: str) -> Capabilities:
-        # What a model can do depends on what the user pulled; Ollama itself reports the rest.
-        return Capabilities(embeddings=True)
+        # The family's profile where the tag names a known family (llama3.2, mistral, gemma3...);
+        # anything else depends on what the user pulled, and Ollama itself reports it.
+        return (
+            profile_for(model, "ollama")
+            .with_host_embeddings()
+            .restrict(
+                forced_tool_choice=False,
+                named_tool_choice=False,
+                reason="Ollama's chat API has no tool_choice, so it cannot force a tool call",
+            )
+            .restrict(
+                structured_output_mode="json_grammar",
+                reason="Ollama constrains structured output with the schema as a grammar (format)",
+            )
+        )
 
     def check_ready(self, model: str) -> None:
         self._sdk()

@@ -18,6 +18,10 @@ provider, i.e. one with its own ``base_url``.
   servers (vLLM, llama.cpp, Mistral) know ``max_tokens`` (Mistral rejects the other with a 422).
   So OpenAI gets ``max_completion_tokens`` and compatible servers ``max_tokens``; the
   ``max_tokens_param`` setting overrides that choice for a server that needs the other one.
+* Model rules come from the model family's profile (:mod:`fmclient.profiles`): on OpenAI the
+  reasoning models (o-series, gpt-5) get their system prompt as a ``developer`` message, and are
+  refused temperature / top_p / stop before sending. A compatible server's models get the
+  permissive default profile: the server decides.
 * Streamed usage: streams ask for a final usage chunk with ``stream_options.include_usage``.
   OpenAI always sends it, so only OpenAI's streams count as cut short without it (some compatible
   servers ignore the option). Mistral's API rejects ``stream_options`` with a
@@ -69,6 +73,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.profiles import DEFAULT_PROFILE, profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
     aiohttp_client,
@@ -164,46 +169,26 @@ _HTTP_MODULES = ("httpx", "httpcore", "h11", "anyio", "aiohttp")
 
 # -- capabilities ----------------------------------------------------------------------------
 def capabilities_for(model: str, *, native: bool) -> Capabilities:
-    """What a model accepts. Only OpenAI's own model names are known; a compatible server's
-    models are assumed to accept everything and the server itself says no."""
+    """What a model accepts: its family's profile on OpenAI itself. A compatible server's models
+    are assumed to accept everything (and to embed): the server itself says no."""
     if not native:
-        return Capabilities(embeddings=True)
-    name = model.lower()
-    if name.startswith("ft:"):  # fine-tunes: "ft:gpt-4o-mini-2024-07-18:org::id"
-        name = name.split(":")[1]
-    if name.startswith("text-embedding"):
-        return Capabilities(
-            chat=False,
-            streaming=False,
-            system=False,
-            tools=False,
-            images=False,
-            stop=False,
-            temperature=False,
-            top_p=False,
-            structured_output=False,
-            embeddings=True,
-        )
-    # o-series and the first gpt-5 family only take the default sampling and no stop sequences
-    # (later gpt-5.x accept temperature depending on reasoning effort: the API decides those).
-    if re.match(r"o\d", name) or re.fullmatch(r"gpt-5(-mini|-nano)?(-\d{4}-\d\d-\d\d)?", name):
-        return Capabilities(stop=False, temperature=False, top_p=False)
-    if name.startswith("gpt-3.5"):
-        return Capabilities(images=False, structured_output=False, max_stop_sequences=4)
-    if re.match(r"gpt-4(-\d|$|-turbo)", name):  # gpt-4 / gpt-4-turbo: no json_schema output
-        return Capabilities(images=name.startswith("gpt-4-turbo"), structured_output=False, max_stop_sequences=4)
-    return Capabilities(max_stop_sequences=4)
+        return DEFAULT_PROFILE.with_host_embeddings()
+    profile = profile_for(model, "openai")
+    if profile.chat:
+        profile = profile.restrict(max_stop_sequences=4, reason="the OpenAI API accepts at most 4 stop sequences")
+    return profile
 
 
 # -- request translation ---------------------------------------------------------------------
-def build_messages(request: Request, provider: str = _NATIVE) -> list[dict[str, Any]]:
-    """The Chat Completions ``messages`` array: system prompt first, then the conversation.
+def build_messages(request: Request, provider: str = _NATIVE, *, system_role: str = "system") -> list[dict[str, Any]]:
+    """The Chat Completions ``messages`` array: system prompt first (in the role the model's
+    profile names: ``developer`` for OpenAI's reasoning models), then the conversation.
 
     ``provider`` names whose ``provider_state`` (list content, e.g. Mistral thinking) is replayed.
     """
     out: list[dict[str, Any]] = []
     if request.system:
-        out.append({"role": "system", "content": request.system})
+        out.append({"role": system_role, "content": request.system})
     for message in request.messages:
         role = message.role
         if role == "tool":
@@ -334,6 +319,7 @@ def build_params(
     request: Request,
     *,
     max_tokens_param: str = "max_tokens",
+    system_role: str = "system",
     stream: bool = False,
     stream_usage: bool = True,
     sdk_params: frozenset[str] | None = None,
@@ -345,7 +331,10 @@ def build_params(
     arguments, any other key (a server's own extension, e.g. vLLM's ``top_k``) goes into
     ``extra_body`` so it reaches the JSON body. With ``sdk_params=None`` all are keywords.
     """
-    params: dict[str, Any] = {"model": request.model, "messages": build_messages(request, provider)}
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": build_messages(request, provider, system_role=system_role),
+    }
     if request.max_tokens is not None:
         params[max_tokens_param] = request.max_tokens
     if request.temperature is not None:
@@ -861,6 +850,8 @@ class OpenAIProvider(Provider):
         options = settings.options
         # Talks to OpenAI itself (see the module docstring) rather than a compatible server.
         self._native = self.name == _NATIVE or settings.base_url is None
+        # An explicit setting wins; otherwise the model's profile decides, then the host default.
+        self._max_tokens_setting: str | None = options.get("max_tokens_param")
         max_tokens_param = options.get("max_tokens_param", "max_completion_tokens" if self._native else "max_tokens")
         if max_tokens_param not in _MAX_TOKENS_PARAMS:
             raise ConfigurationError(
@@ -997,9 +988,11 @@ class OpenAIProvider(Provider):
 
     # -- calls ---------------------------------------------------------------------------------
     def _chat_kwargs(self, request: Request, *, stream: bool) -> dict[str, Any]:
+        profile = self.capabilities(request.model)
         params = build_params(
             request,
-            max_tokens_param=self._max_tokens_param,
+            max_tokens_param=self._max_tokens_setting or profile.max_tokens_param or self._max_tokens_param,
+            system_role=profile.system_role,
             stream=stream,
             stream_usage=self._stream_usage,
             sdk_params=self._chat_params,
