@@ -16,7 +16,7 @@ from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
-from fmclient.errors import FMClientError, UnsupportedFeatureError
+from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
@@ -38,6 +38,9 @@ class Attempt:
     provider: str
     model: str
     error: FMClientError | None = None
+    #: True when the request was never sent to it: it could not take it (a feature it lacks, its key
+    #: or extra missing) or its circuit was open.
+    skipped: bool = False
 
 
 class _Route:
@@ -271,17 +274,20 @@ class Client:
             tool_choice=tool_choice,
             response_format=response_format,
         )
-        for route, prepared in call.plan():
+        try:
+            for route, prepared in call.plan():
 
-            def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                return _guard(route.provider.complete, _with_timeout(prepared, left), route=route)
+                def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
+                    return _guard(route.provider.complete, _with_timeout(prepared, left), route=route)
 
-            try:
-                completion = call_with_retries(attempt, route.policy, call.deadline, **route.where)
-            except FMClientError as error:
-                call.failed(route, error)
-                continue
-            return call.finish(route, completion)
+                try:
+                    completion = call_with_retries(attempt, route.policy, call.deadline, **route.where)
+                except FMClientError as error:
+                    call.failed(route, error)
+                    continue
+                return call.finish(route, completion)
+        finally:
+            call.abandon()  # interrupted (KeyboardInterrupt...): hand back a breaker trial
         raise AssertionError("unreachable: plan() raises when no target is left")
 
     async def acomplete(
@@ -320,17 +326,22 @@ class Client:
             tool_choice=tool_choice,
             response_format=response_format,
         )
-        for route, prepared in call.plan():
+        try:
+            for route, prepared in call.plan():
 
-            async def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                return await _aguard(route.provider.acomplete(_with_timeout(prepared, left)), route)
+                async def attempt(
+                    left: float | None, route: _Route = route, prepared: Request = prepared
+                ) -> Completion:
+                    return await _aguard(route.provider.acomplete(_with_timeout(prepared, left)), route)
 
-            try:
-                completion = await acall_with_retries(attempt, route.policy, call.deadline, **route.where)
-            except FMClientError as error:
-                call.failed(route, error)
-                continue
-            return call.finish(route, completion)
+                try:
+                    completion = await acall_with_retries(attempt, route.policy, call.deadline, **route.where)
+                except FMClientError as error:
+                    call.failed(route, error)
+                    continue
+                return call.finish(route, completion)
+        finally:
+            call.abandon()  # cancelled: hand back a breaker trial
         raise AssertionError("unreachable: plan() raises when no target is left")
 
     def stream(
@@ -375,35 +386,41 @@ class Client:
         )
 
         def chunks(stream: Stream) -> Iterator[Chunk]:
-            for route, prepared in call.plan():
+            try:
+                for route, prepared in call.plan():
 
-                def open_stream(
-                    left: float | None, route: _Route = route, prepared: Request = prepared
-                ) -> tuple[Iterator[Chunk], Chunk | None]:
-                    iterator = _guard(route.provider.stream, _with_timeout(prepared, left), route=route)
-                    return iterator, _guard(next, iterator, None, route=route)
+                    def open_stream(
+                        left: float | None, route: _Route = route, prepared: Request = prepared
+                    ) -> tuple[Iterator[Chunk], Chunk | None]:
+                        iterator = _guard(route.provider.stream, _with_timeout(prepared, left), route=route)
+                        return iterator, _guard(next, iterator, None, route=route)
 
-                try:
-                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **route.where)
-                except FMClientError as error:
-                    call.failed(route, error)
-                    continue
-                assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
-                try:
-                    chunk = first
-                    while chunk is not None:
-                        assembler.add(chunk)
-                        yield chunk
-                        chunk = _guard(next, iterator, None, route=route)
-                except FMClientError as error:
-                    call.broke_off(route, error, assembler.text)
-                    raise
-                finally:
-                    close = getattr(iterator, "close", None)
-                    if close is not None:
-                        close()
-                stream._completion = call.finish(route, assembler.completion())
-                return
+                    try:
+                        iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                    except FMClientError as error:
+                        call.failed(route, error)
+                        continue
+                    assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
+                    try:
+                        chunk = first
+                        while chunk is not None:
+                            assembler.add(chunk)
+                            # The deadline covers the whole stream: a reply that keeps trickling
+                            # in never trips the per-read timeout, so each chunk is checked.
+                            call.deadline.check(**route.where)
+                            yield chunk
+                            chunk = _guard(next, iterator, None, route=route)
+                    except FMClientError as error:
+                        call.broke_off(route, error, assembler.text)
+                        raise
+                    finally:
+                        close = getattr(iterator, "close", None)
+                        if close is not None:
+                            close()
+                    stream._completion = call.finish(route, assembler.completion())
+                    return
+            finally:
+                call.abandon()  # closed early or interrupted: hand back a breaker trial
 
         return Stream(chunks)
 
@@ -445,35 +462,41 @@ class Client:
         )
 
         async def chunks(stream: AsyncStream) -> AsyncIterator[Chunk]:
-            for route, prepared in call.plan():
+            try:
+                for route, prepared in call.plan():
 
-                async def open_stream(
-                    left: float | None, route: _Route = route, prepared: Request = prepared
-                ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
-                    iterator = route.provider.astream(_with_timeout(prepared, left))
-                    return iterator, await _aguard(_anext_or_none(iterator), route)
+                    async def open_stream(
+                        left: float | None, route: _Route = route, prepared: Request = prepared
+                    ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
+                        iterator = route.provider.astream(_with_timeout(prepared, left))
+                        return iterator, await _aguard(_anext_or_none(iterator), route)
 
-                try:
-                    iterator, first = await acall_with_retries(open_stream, route.policy, call.deadline, **route.where)
-                except FMClientError as error:
-                    call.failed(route, error)
-                    continue
-                assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
-                try:
-                    chunk = first
-                    while chunk is not None:
-                        assembler.add(chunk)
-                        yield chunk
-                        chunk = await _aguard(_anext_or_none(iterator), route)
-                except FMClientError as error:
-                    call.broke_off(route, error, assembler.text)
-                    raise
-                finally:
-                    aclose = getattr(iterator, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
-                stream._completion = call.finish(route, assembler.completion())
-                return
+                    try:
+                        iterator, first = await acall_with_retries(
+                            open_stream, route.policy, call.deadline, **route.where
+                        )
+                    except FMClientError as error:
+                        call.failed(route, error)
+                        continue
+                    assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
+                    try:
+                        chunk = first
+                        while chunk is not None:
+                            assembler.add(chunk)
+                            call.deadline.check(**route.where)  # the whole stream, as in stream()
+                            yield chunk
+                            chunk = await _aguard(_anext_or_none(iterator), route)
+                    except FMClientError as error:
+                        call.broke_off(route, error, assembler.text)
+                        raise
+                    finally:
+                        aclose = getattr(iterator, "aclose", None)
+                        if aclose is not None:
+                            await aclose()
+                    stream._completion = call.finish(route, assembler.completion())
+                    return
+            finally:
+                call.abandon()  # closed early or cancelled: hand back a breaker trial
 
         return AsyncStream(chunks)
 
@@ -557,7 +580,7 @@ class Client:
 class _Call:
     """One complete/stream call across its targets: the fallback walk and its record."""
 
-    __slots__ = ("attempts", "client", "deadline", "first", "request", "routes", "streaming")
+    __slots__ = ("attempts", "client", "deadline", "first", "position", "request", "routes", "streaming", "trial")
 
     def __init__(
         self,
@@ -575,21 +598,29 @@ class _Call:
         self.deadline = deadline
         self.streaming = streaming
         self.attempts: list[Attempt] = []
+        self.position = 0  # index in routes of the target being tried
+        # The breaker whose half-open trial this call holds until the trial's outcome is recorded.
+        self.trial: CircuitBreaker | None = None
 
     def plan(self) -> Iterator[tuple[_Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
         for index, route in enumerate(self.routes):
+            self.position = index
             breaker = self.client.breaker(route.target.provider)
-            if breaker is not None and not breaker.allow():
-                self.failed(
-                    route,
-                    CircuitOpenError(
-                        "circuit open: the provider failed repeatedly",
-                        provider=route.target.provider,
-                        model=route.target.model,
-                    ),
-                )
-                continue
+            if breaker is not None:
+                admitted = breaker.admit()
+                if admitted is None:
+                    self.failed(
+                        route,
+                        CircuitOpenError(
+                            "circuit open: the provider failed repeatedly",
+                            provider=route.target.provider,
+                            model=route.target.model,
+                        ),
+                    )
+                    continue
+                if admitted == "trial":
+                    self.trial = breaker
             try:
                 prepared = (
                     self.first if index == 0 else self.client._prepare(route, self.request, streaming=self.streaming)
@@ -600,6 +631,7 @@ class _Call:
             yield route, prepared
 
     def _record(self, route: _Route, error: FMClientError | None) -> None:
+        self.trial = None  # whatever is recorded below ends a trial this call held
         breaker = self.client.breaker(route.target.provider)
         if breaker is None or isinstance(error, CircuitOpenError):
             return
@@ -610,13 +642,36 @@ class _Call:
         else:
             breaker.release()  # the caller's fault says nothing of the provider's health
 
+    def abandon(self) -> None:
+        """The call ended with no outcome to record (cancelled, interrupted, a stream closed early).
+
+        A half-open trial it held is handed back, so the breaker lets the next call be the trial
+        instead of staying open for good.
+        """
+        trial, self.trial = self.trial, None
+        if trial is not None:
+            trial.release()
+
     def failed(self, route: _Route, error: FMClientError) -> None:
-        """Record a target's failure; raise it unless another target may answer instead."""
+        """Record a target's failure; raise when no other target may answer instead."""
         self._record(route, error)
-        self.attempts.append(Attempt(route.target.provider, route.target.model, error))
-        if route is self.routes[-1] or not self.client._may_fall_back(error):
-            error.attempts = self.attempts
-            raise error
+        skipped = isinstance(error, CircuitOpenError) or self._cannot_take(error)
+        self.attempts.append(Attempt(route.target.provider, route.target.model, error, skipped))
+        last = self.position == len(self.routes) - 1
+        if not last and (skipped or self.client._may_fall_back(error)):
+            return
+        # A target the request never reached must not hide the failure of one it did reach (the
+        # primary's 429 behind a fallback without a key): raise the last error from a target that
+        # was tried, the primary's if none was. Every target's own error is in ``attempts``.
+        tried = [a.error for a in self.attempts if not a.skipped]
+        final = (tried[-1] if tried else self.attempts[0].error) or error
+        final.attempts = self.attempts
+        raise final
+
+    def _cannot_take(self, error: FMClientError) -> bool:
+        """A fallback that cannot take this request (a feature it lacks, its key or extra missing)
+        was never sent to: skip it. The primary's own such error is the caller's to fix."""
+        return self.position > 0 and isinstance(error, (UnsupportedFeatureError, ConfigurationError))
 
     def broke_off(self, route: _Route, error: FMClientError, text: str) -> None:
         """A stream failed after reaching the caller: no retry, no fallback, keep what came."""
