@@ -32,7 +32,7 @@ def test_registering_keys_while_other_threads_scrub(busy_switching: None) -> Non
         try:
             for n in range(400):
                 register_secret(f"sk-thread-{worker}-{n:05d}-abcdefghij")
-        except BaseException as exc:  # noqa: BLE001 - any failure is what the test looks for
+        except BaseException as exc:
             failures.append(exc)
 
     def scrub() -> None:
@@ -45,7 +45,7 @@ def test_registering_keys_while_other_threads_scrub(busy_switching: None) -> Non
                 scrub_exception(error)
                 if stable in str(error):
                     leaks.append(str(error))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             failures.append(exc)
 
     readers = [threading.Thread(target=scrub) for _ in range(3)]

@@ -18,13 +18,14 @@ from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_sett
 from fmclient.config import Settings, Target, load_settings
 from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
 from fmclient.providers import Provider, adapter_class
-from fmclient.providers.base import Capabilities
+from fmclient.providers.base import Capabilities, EmbedBatching
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
 from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
 
 __all__ = ["Attempt", "Client"]
 
 T = TypeVar("T")
+T_in = TypeVar("T_in")
 
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
 # A plain list, not a contextvar, so threads an app starts see the override too.
@@ -530,13 +531,26 @@ class Client:
         max_retries: int | None = None,
         **provider_options: Any,
     ) -> Embeddings:
-        """Embed texts; vectors come back in input order."""
+        """Embed texts; vectors come back in input order.
+
+        The input goes out in the batches the provider takes, each under its own retries within
+        the one deadline: a retry re-sends only the batch that failed.
+        """
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
+        batching = route.provider.embed_batching(route.target.model)
+        batches = _embed_batches(request, batching)
 
-        def attempt(left: float | None) -> Embeddings:
-            return _guard(route.provider.embed, replace(request, timeout=left), route=route)
+        def embed_batch(batch: EmbedRequest) -> Embeddings:
+            def attempt(left: float | None) -> Embeddings:
+                return _guard(route.provider.embed, replace(batch, timeout=left), route=route)
 
-        return call_with_retries(attempt, route.policy, deadline, **route.where)
+            return call_with_retries(attempt, route.policy, deadline, **route.where)
+
+        if len(batches) == 1:
+            return embed_batch(batches[0])
+        if batching.max_concurrency <= 1:
+            return _joined_embeddings([embed_batch(batch) for batch in batches])
+        return _joined_embeddings(_fan_out(embed_batch, batches, batching.max_concurrency))
 
     async def aembed(
         self,
@@ -549,11 +563,20 @@ class Client:
     ) -> Embeddings:
         """The async twin of :meth:`embed`."""
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
+        batching = route.provider.embed_batching(route.target.model)
+        batches = _embed_batches(request, batching)
 
-        async def attempt(left: float | None) -> Embeddings:
-            return await _aguard(route.provider.aembed(replace(request, timeout=left)), route)
+        async def embed_batch(batch: EmbedRequest) -> Embeddings:
+            async def attempt(left: float | None) -> Embeddings:
+                return await _aguard(route.provider.aembed(replace(batch, timeout=left)), route)
 
-        return await acall_with_retries(attempt, route.policy, deadline, **route.where)
+            return await acall_with_retries(attempt, route.policy, deadline, **route.where)
+
+        if len(batches) == 1:
+            return await embed_batch(batches[0])
+        if batching.max_concurrency <= 1:
+            return _joined_embeddings([await embed_batch(batch) for batch in batches])
+        return _joined_embeddings(await _afan_out(embed_batch, batches, batching.max_concurrency))
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -690,6 +713,86 @@ class _Call:
         if response_format is not None and completion.parsed is None:
             _validation.parse_structured(completion, response_format)
         return completion
+
+
+def _embed_batches(request: EmbedRequest, batching: EmbedBatching) -> list[EmbedRequest]:
+    size = batching.max_texts
+    texts = request.texts
+    if size is None or len(texts) <= size:
+        return [request]
+    return [replace(request, texts=texts[start : start + size]) for start in range(0, len(texts), size)]
+
+
+def _joined_embeddings(parts: Sequence[Embeddings]) -> Embeddings:
+    """The batches' vectors in input order; usage summed, each text counted once."""
+    usage = parts[0].usage
+    for part in parts[1:]:
+        usage = usage + part.usage
+    return Embeddings(
+        vectors=[vector for part in parts for vector in part.vectors],
+        usage=usage,
+        model=parts[0].model,
+        provider=parts[0].provider,
+        raw=[part.raw for part in parts],
+    )
+
+
+def _fan_out(run: Callable[[T_in], T], items: Sequence[T_in], concurrency: int) -> list[T]:
+    """``run`` over ``items`` in at most ``concurrency`` threads, results in input order.
+
+    After a failure nothing new starts; what is in flight finishes (its work is done, not
+    re-sent) and the first error is raised.
+    """
+    results: list[Any] = [None] * len(items)
+    errors: list[BaseException] = []
+    pending = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not errors:
+            with lock:
+                index = next(pending, None)
+            if index is None:
+                return
+            try:
+                results[index] = run(items[index])
+            except BaseException as exc:  # handed to the calling thread, which raises it
+                errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, name="fmclient-fan-out", daemon=True)
+        for _ in range(min(concurrency, len(items)))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+async def _afan_out(run: Callable[[T_in], Awaitable[T]], items: Sequence[T_in], concurrency: int) -> list[T]:
+    """The async twin of :func:`_fan_out`: at most ``concurrency`` tasks; the first failure
+    cancels the rest."""
+    import asyncio
+
+    results: list[Any] = [None] * len(items)
+    pending = iter(range(len(items)))
+
+    async def worker() -> None:
+        for index in pending:  # shared: each index goes to one worker
+            results[index] = await run(items[index])
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(items)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    return results
 
 
 def _with_timeout(request: Request, left: float | None) -> Request:

@@ -41,7 +41,7 @@ from fmclient.errors import (
     parse_retry_after,
 )
 from fmclient.providers._async_clients import LoopClients
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.types import (
     Chunk,
     Completion,
@@ -576,6 +576,9 @@ class OllamaProvider(Provider):
             )
 
     # -- embeddings ------------------------------------------------------------------------------
+    def embed_batching(self, model: str) -> EmbedBatching:
+        return EmbedBatching()  # /api/embed takes every text in one request, and it is local
+
     def embed(self, request: EmbedRequest) -> Embeddings:
         body = build_embed_params(request)
         client = self._sync_client()
