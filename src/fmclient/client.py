@@ -740,16 +740,17 @@ def _joined_embeddings(parts: Sequence[Embeddings]) -> Embeddings:
 def _fan_out(run: Callable[[T_in], T], items: Sequence[T_in], concurrency: int) -> list[T]:
     """``run`` over ``items`` in at most ``concurrency`` threads, results in input order.
 
-    After a failure nothing new starts; what is in flight finishes (its work is done, not
-    re-sent) and the first error is raised.
+    After a failure (or an interrupt of the calling thread) nothing new starts; what is in flight
+    finishes (its work is done, not re-sent) and the first error is raised.
     """
     results: list[Any] = [None] * len(items)
     errors: list[BaseException] = []
+    stop = threading.Event()
     pending = iter(range(len(items)))
     lock = threading.Lock()
 
     def worker() -> None:
-        while not errors:
+        while not stop.is_set():
             with lock:
                 index = next(pending, None)
             if index is None:
@@ -758,15 +759,19 @@ def _fan_out(run: Callable[[T_in], T], items: Sequence[T_in], concurrency: int) 
                 results[index] = run(items[index])
             except BaseException as exc:  # handed to the calling thread, which raises it
                 errors.append(exc)
+                stop.set()
 
     threads = [
         threading.Thread(target=worker, name="fmclient-fan-out", daemon=True)
         for _ in range(min(concurrency, len(items)))
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop.set()
     if errors:
         raise errors[0]
     return results
