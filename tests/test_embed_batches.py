@@ -21,6 +21,7 @@ from fmclient.providers.llamacpp import LlamaCppProvider
 from fmclient.providers.ollama import OllamaProvider
 from fmclient.providers.openai import EMBED_BATCH_SIZE as OPENAI_BATCH
 from fmclient.providers.openai import OpenAIProvider
+from fmclient.types import EmbedRequest
 from tests.fakes import bedrock as bedrock_fake
 from tests.fakes import gemini as gemini_fake
 from tests.fakes import ollama as ollama_fake
@@ -198,3 +199,35 @@ def test_ollama_sends_one_batch_and_its_retry_resends_that_batch(
     assert sent == [texts, texts]
     assert result.vectors == [ollama_fake.fake_vector(t, i) for i, t in enumerate(texts)]
     assert result.usage.input_tokens == words(texts)
+
+
+# -- llama.cpp: the real embedded model, one text per call ---------------------------------------
+@pytest.mark.slow
+def test_llamacpp_retry_redoes_only_the_failed_text(retry_sleeps: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No wire here (the model runs in-process): a retryable failure is injected on one text, and
+    the adapter's calls are counted, to show the retry redoes that text alone."""
+    from fmclient import ServiceUnavailableError
+
+    texts = ["the cat sat on the mat", "quarterly revenue grew", "a third text"]
+    client = Client(model="llama-local")  # the default embedding model is the embedded one too
+    adapter = client.provider("llamacpp")
+    real_embed = adapter.embed
+    seen: list[tuple[str, ...]] = []
+
+    def embed_once_failing(request: Any) -> Any:
+        seen.append(request.texts)
+        if request.texts == (texts[1],) and seen.count((texts[1],)) == 1:
+            raise ServiceUnavailableError("busy", provider="llamacpp", model=request.model)
+        return real_embed(request)
+
+    monkeypatch.setattr(adapter, "embed", embed_once_failing)
+    result = client.embed(texts)
+    assert seen == [(texts[0],), (texts[1],), (texts[1],), (texts[2],)]
+    model = client.resolve(None).model
+    alone = [real_embed(EmbedRequest(model=model, texts=(text,))) for text in texts]
+    assert len(result.vectors) == 3
+    for vector, one in zip(result.vectors, alone, strict=True):
+        assert vector == pytest.approx(one.vectors[0])
+    assert result.usage.input_tokens == sum(one.usage.input_tokens for one in alone)
+    assert len(retry_sleeps) == 1
+    client.close()
