@@ -275,20 +275,20 @@ class Client:
             tool_choice=tool_choice,
             response_format=response_format,
         )
-        try:
-            for route, prepared in call.plan():
+        for route, prepared in call.plan():
 
-                def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                    return _guard(route.provider.complete, _with_timeout(prepared, left), route=route)
+            def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
+                return _guard(route.provider.complete, _with_timeout(prepared, left), route=route)
 
-                try:
-                    completion = call_with_retries(attempt, route.policy, call.deadline, **route.where)
-                except FMClientError as error:
-                    call.failed(route, error)
-                    continue
-                return call.finish(route, completion)
-        finally:
-            call.abandon()  # interrupted (KeyboardInterrupt...): hand back a breaker trial
+            try:
+                completion = call_with_retries(attempt, route.policy, call.deadline, **route.where)
+            except FMClientError as error:
+                call.failed(route, error)
+                continue
+            except BaseException:
+                call.abandon()  # interrupted: hand back a breaker trial
+                raise
+            return call.finish(route, completion)
         raise AssertionError("unreachable: plan() raises when no target is left")
 
     async def acomplete(
@@ -327,22 +327,20 @@ class Client:
             tool_choice=tool_choice,
             response_format=response_format,
         )
-        try:
-            for route, prepared in call.plan():
+        for route, prepared in call.plan():
 
-                async def attempt(
-                    left: float | None, route: _Route = route, prepared: Request = prepared
-                ) -> Completion:
-                    return await _aguard(route.provider.acomplete(_with_timeout(prepared, left)), route)
+            async def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
+                return await _aguard(route.provider.acomplete(_with_timeout(prepared, left)), route)
 
-                try:
-                    completion = await acall_with_retries(attempt, route.policy, call.deadline, **route.where)
-                except FMClientError as error:
-                    call.failed(route, error)
-                    continue
-                return call.finish(route, completion)
-        finally:
-            call.abandon()  # cancelled: hand back a breaker trial
+            try:
+                completion = await acall_with_retries(attempt, route.policy, call.deadline, **route.where)
+            except FMClientError as error:
+                call.failed(route, error)
+                continue
+            except BaseException:
+                call.abandon()  # cancelled or interrupted: hand back a breaker trial
+                raise
+            return call.finish(route, completion)
         raise AssertionError("unreachable: plan() raises when no target is left")
 
     def stream(
@@ -387,41 +385,44 @@ class Client:
         )
 
         def chunks(stream: Stream) -> Iterator[Chunk]:
-            try:
-                for route, prepared in call.plan():
+            for route, prepared in call.plan():
 
-                    def open_stream(
-                        left: float | None, route: _Route = route, prepared: Request = prepared
-                    ) -> tuple[Iterator[Chunk], Chunk | None]:
-                        iterator = _guard(route.provider.stream, _with_timeout(prepared, left), route=route)
-                        return iterator, _guard(next, iterator, None, route=route)
+                def open_stream(
+                    left: float | None, route: _Route = route, prepared: Request = prepared
+                ) -> tuple[Iterator[Chunk], Chunk | None]:
+                    iterator = _guard(route.provider.stream, _with_timeout(prepared, left), route=route)
+                    return iterator, _guard(next, iterator, None, route=route)
 
-                    try:
-                        iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **route.where)
-                    except FMClientError as error:
-                        call.failed(route, error)
-                        continue
-                    assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
-                    try:
-                        chunk = first
-                        while chunk is not None:
-                            assembler.add(chunk)
-                            # The deadline covers the whole stream: a reply that keeps trickling
-                            # in never trips the per-read timeout, so each chunk is checked.
-                            call.deadline.check(**route.where)
-                            yield chunk
-                            chunk = _guard(next, iterator, None, route=route)
-                    except FMClientError as error:
-                        call.broke_off(route, error, assembler.text)
-                        raise
-                    finally:
-                        close = getattr(iterator, "close", None)
-                        if close is not None:
-                            close()
-                    stream._completion = call.finish(route, assembler.completion())
-                    return
-            finally:
-                call.abandon()  # closed early or interrupted: hand back a breaker trial
+                try:
+                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                except FMClientError as error:
+                    call.failed(route, error)
+                    continue
+                except BaseException:
+                    call.abandon()
+                    raise
+                assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
+                try:
+                    chunk = first
+                    while chunk is not None:
+                        assembler.add(chunk)
+                        # The deadline covers the whole stream: a reply that keeps trickling in
+                        # never trips the per-read timeout, so each chunk is checked.
+                        call.deadline.check(**route.where)
+                        yield chunk
+                        chunk = _guard(next, iterator, None, route=route)
+                except FMClientError as error:
+                    call.broke_off(route, error, assembler.text)
+                    raise
+                except BaseException:
+                    call.abandon()  # closed early (GeneratorExit) or interrupted: hand back a breaker trial
+                    raise
+                finally:
+                    close = getattr(iterator, "close", None)
+                    if close is not None:
+                        close()
+                stream._completion = call.finish(route, assembler.completion())
+                return
 
         return Stream(chunks)
 
@@ -463,41 +464,42 @@ class Client:
         )
 
         async def chunks(stream: AsyncStream) -> AsyncIterator[Chunk]:
-            try:
-                for route, prepared in call.plan():
+            for route, prepared in call.plan():
 
-                    async def open_stream(
-                        left: float | None, route: _Route = route, prepared: Request = prepared
-                    ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
-                        iterator = route.provider.astream(_with_timeout(prepared, left))
-                        return iterator, await _aguard(_anext_or_none(iterator), route)
+                async def open_stream(
+                    left: float | None, route: _Route = route, prepared: Request = prepared
+                ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
+                    iterator = route.provider.astream(_with_timeout(prepared, left))
+                    return iterator, await _aguard(_anext_or_none(iterator), route)
 
-                    try:
-                        iterator, first = await acall_with_retries(
-                            open_stream, route.policy, call.deadline, **route.where
-                        )
-                    except FMClientError as error:
-                        call.failed(route, error)
-                        continue
-                    assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
-                    try:
-                        chunk = first
-                        while chunk is not None:
-                            assembler.add(chunk)
-                            call.deadline.check(**route.where)  # the whole stream, as in stream()
-                            yield chunk
-                            chunk = await _aguard(_anext_or_none(iterator), route)
-                    except FMClientError as error:
-                        call.broke_off(route, error, assembler.text)
-                        raise
-                    finally:
-                        aclose = getattr(iterator, "aclose", None)
-                        if aclose is not None:
-                            await aclose()
-                    stream._completion = call.finish(route, assembler.completion())
-                    return
-            finally:
-                call.abandon()  # closed early or cancelled: hand back a breaker trial
+                try:
+                    iterator, first = await acall_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                except FMClientError as error:
+                    call.failed(route, error)
+                    continue
+                except BaseException:
+                    call.abandon()
+                    raise
+                assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
+                try:
+                    chunk = first
+                    while chunk is not None:
+                        assembler.add(chunk)
+                        call.deadline.check(**route.where)  # the whole stream, as in stream()
+                        yield chunk
+                        chunk = await _aguard(_anext_or_none(iterator), route)
+                except FMClientError as error:
+                    call.broke_off(route, error, assembler.text)
+                    raise
+                except BaseException:
+                    call.abandon()  # closed early, cancelled or interrupted
+                    raise
+                finally:
+                    aclose = getattr(iterator, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+                stream._completion = call.finish(route, assembler.completion())
+                return
 
         return AsyncStream(chunks)
 
@@ -651,6 +653,9 @@ class _Call:
             except FMClientError as error:
                 self.failed(route, error)
                 continue
+            except BaseException:
+                self.abandon()  # interrupted while preparing (an SDK import, say)
+                raise
             yield route, prepared
 
     def _record(self, route: _Route, error: FMClientError | None) -> None:
