@@ -672,16 +672,13 @@ def test_image_input(fake_server: FakeServer, provider: GeminiProvider) -> None:
     assert file_data.get("mimeType", file_data.get("mime_type")) == "image/jpeg"
 
 
-def test_embeddings_batch_and_keep_order(fake_server: FakeServer, provider: GeminiProvider) -> None:
+def test_embeddings_batch_and_keep_order(fake_server: FakeServer) -> None:
     fake_server.handler = fake.embed_handler
-    texts = tuple(f"text number {i}" for i in range(2 * EMBED_BATCH_SIZE + 50))
-    result = provider.embed(
-        EmbedRequest(
-            model="gemini-embedding-001",
-            texts=texts,
-            provider_options={"task_type": "RETRIEVAL_DOCUMENT", "output_dimensionality": 4},
+    texts = [f"text number {i}" for i in range(2 * EMBED_BATCH_SIZE + 50)]
+    with gemini_client(fake_server) as client:  # the client splits the input into batches
+        result = client.embed(
+            texts, model="gemini/gemini-embedding-001", task_type="RETRIEVAL_DOCUMENT", output_dimensionality=4
         )
-    )
     assert len(fake_server.requests) == 3
     sizes = [len(r.json()["requests"]) for r in fake_server.requests]
     assert sizes == [100, 100, 50]
@@ -1000,13 +997,14 @@ async def test_astream_tool_call_with_signature(
     await provider.aclose()
 
 
-async def test_aembed(fake_server: FakeServer, provider: GeminiProvider, async_backend: str) -> None:
+async def test_aembed(fake_server: FakeServer, async_backend: str) -> None:
     fake_server.handler = fake.embed_handler
-    texts = tuple(f"t{i}" for i in range(EMBED_BATCH_SIZE + 1))
-    result = await provider.aembed(EmbedRequest(model="gemini-embedding-001", texts=texts))
+    texts = [f"t{i}" for i in range(EMBED_BATCH_SIZE + 1)]
+    client = gemini_client(fake_server)
+    result = await client.aembed(texts, model="gemini/gemini-embedding-001")
     assert result.vectors == [fake.fake_vector(t) for t in texts]
     assert [len(r.json()["requests"]) for r in fake_server.requests] == [100, 1]
-    await provider.aclose()
+    await client.aclose()
 
 
 @pytest.mark.parametrize(

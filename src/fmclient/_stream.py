@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from fmclient.errors import FMClientError
 from fmclient.providers.shared_io import ToolCallAssembler
 from fmclient.types import Chunk, Completion, FinishReason, Message, Usage
 
@@ -64,8 +65,12 @@ class StreamAssembler:
 
 
 class _StreamBase:
+    """What the sync and async streams share, so ``.completion`` means the same on both."""
+
     _assembler: StreamAssembler | None
     _completion: Completion | None
+    _error: FMClientError | None
+    _closed: bool
 
     @property
     def text(self) -> str:
@@ -80,6 +85,22 @@ class _StreamBase:
     def usage(self) -> Usage | None:
         return self._completion.usage if self._completion else None
 
+    def _outcome(self) -> Completion | None:
+        """The Completion if the stream ended; raise if it cannot have one; None while it can."""
+        if self._completion is not None:
+            return self._completion
+        if self._error is not None:
+            raise self._error  # the same error iteration raised, with its partial_text
+        if self._closed:
+            raise RuntimeError(
+                "the stream was closed before it ended, so it has no completion; .text holds what was received"
+            )
+        return None
+
+    @staticmethod
+    def _stopped() -> RuntimeError:
+        return RuntimeError("the stream stopped before it ended (interrupted), so it has no completion")
+
 
 class Stream(_StreamBase):
     """Iterate for chunks; ``.completion`` is the assembled answer once the stream is consumed.
@@ -90,24 +111,35 @@ class Stream(_StreamBase):
     def __init__(self, chunks: Callable[[Stream], Iterator[Chunk]]) -> None:
         self._assembler = None
         self._completion = None
+        self._error = None
+        self._closed = False
         self._iterator = chunks(self)
 
     def __iter__(self) -> Stream:
         return self
 
     def __next__(self) -> Chunk:
-        return next(self._iterator)
+        try:
+            return next(self._iterator)
+        except FMClientError as error:
+            self._error = error
+            raise
 
     @property
     def completion(self) -> Completion:
-        """The assembled Completion; consumes whatever the caller has not read yet."""
-        if self._completion is None:
-            for _ in self._iterator:
+        """The assembled Completion. Whatever the caller has not read yet is consumed first; a
+        stream that failed raises its error again, and one closed early raises RuntimeError."""
+        done = self._outcome()
+        if done is None:
+            for _ in self:
                 pass
-        assert self._completion is not None
-        return self._completion
+            done = self._outcome()
+        if done is None:
+            raise self._stopped()
+        return done
 
     def close(self) -> None:
+        self._closed = True
         close = getattr(self._iterator, "close", None)
         if close is not None:
             close()
@@ -125,29 +157,43 @@ class AsyncStream(_StreamBase):
     def __init__(self, chunks: Callable[[AsyncStream], AsyncIterator[Chunk]]) -> None:
         self._assembler = None
         self._completion = None
+        self._error = None
+        self._closed = False
         self._iterator = chunks(self)
 
     def __aiter__(self) -> AsyncStream:
         return self
 
     async def __anext__(self) -> Chunk:
-        return await self._iterator.__anext__()
+        try:
+            return await self._iterator.__anext__()
+        except FMClientError as error:
+            self._error = error
+            raise
 
     @property
     def completion(self) -> Completion:
-        if self._completion is None:
-            raise RuntimeError("the stream is not consumed yet: iterate it, or await get_completion()")
-        return self._completion
+        """As :attr:`Stream.completion`: the Completion once consumed, the stream's error again
+        if it failed, RuntimeError if it was closed early. A property cannot await, so a stream
+        with chunks still unread raises RuntimeError: ``await get_completion()`` reads them."""
+        done = self._outcome()
+        if done is None:
+            raise RuntimeError("the stream is not consumed yet: iterate it to its end, or await get_completion()")
+        return done
 
     async def get_completion(self) -> Completion:
-        """Consume what remains and return the assembled Completion."""
-        if self._completion is None:
-            async for _ in self._iterator:
+        """Consume what remains and return the assembled Completion (the sync ``.completion``)."""
+        done = self._outcome()
+        if done is None:
+            async for _ in self:
                 pass
-        assert self._completion is not None
-        return self._completion
+            done = self._outcome()
+        if done is None:
+            raise self._stopped()
+        return done
 
     async def aclose(self) -> None:
+        self._closed = True
         aclose = getattr(self._iterator, "aclose", None)
         if aclose is not None:
             await aclose()

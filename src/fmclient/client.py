@@ -16,9 +16,9 @@ from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
-from fmclient.errors import FMClientError, UnsupportedFeatureError
+from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
 from fmclient.providers import Provider, adapter_class
-from fmclient.providers.base import Capabilities
+from fmclient.providers.base import Capabilities, EmbedBatching
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
 from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Attempt", "Client"]
 
 T = TypeVar("T")
+T_in = TypeVar("T_in")
 
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
 # A plain list, not a contextvar, so threads an app starts see the override too.
@@ -41,6 +42,9 @@ class Attempt:
     provider: str
     model: str
     error: FMClientError | None = None
+    #: True when the request was never sent to it: it could not take it (a feature it lacks, its key
+    #: or extra missing) or its circuit was open.
+    skipped: bool = False
 
 
 class _Route:
@@ -289,6 +293,9 @@ class Client:
             except FMClientError as error:
                 call.failed(route, error)
                 continue
+            except BaseException:
+                call.abandon()  # interrupted: hand back a breaker trial
+                raise
             return call.finish(route, completion)
         raise AssertionError("unreachable: plan() raises when no target is left")
 
@@ -338,6 +345,9 @@ class Client:
             except FMClientError as error:
                 call.failed(route, error)
                 continue
+            except BaseException:
+                call.abandon()  # cancelled or interrupted: hand back a breaker trial
+                raise
             return call.finish(route, completion)
         raise AssertionError("unreachable: plan() raises when no target is left")
 
@@ -396,15 +406,24 @@ class Client:
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
+                except BaseException:
+                    call.abandon()
+                    raise
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
                     chunk = first
                     while chunk is not None:
                         assembler.add(chunk)
+                        # The deadline covers the whole stream: a reply that keeps trickling in
+                        # never trips the per-read timeout, so each chunk is checked.
+                        call.deadline.check(**route.where)
                         yield chunk
                         chunk = _guard(next, iterator, None, route=route)
                 except FMClientError as error:
                     call.broke_off(route, error, assembler.text)
+                    raise
+                except BaseException:
+                    call.abandon()  # closed early (GeneratorExit) or interrupted: hand back a breaker trial
                     raise
                 finally:
                     close = getattr(iterator, "close", None)
@@ -466,15 +485,22 @@ class Client:
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
+                except BaseException:
+                    call.abandon()
+                    raise
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
                     chunk = first
                     while chunk is not None:
                         assembler.add(chunk)
+                        call.deadline.check(**route.where)  # the whole stream, as in stream()
                         yield chunk
                         chunk = await _aguard(_anext_or_none(iterator), route)
                 except FMClientError as error:
                     call.broke_off(route, error, assembler.text)
+                    raise
+                except BaseException:
+                    call.abandon()  # closed early, cancelled or interrupted
                     raise
                 finally:
                     aclose = getattr(iterator, "aclose", None)
@@ -515,13 +541,26 @@ class Client:
         max_retries: int | None = None,
         **provider_options: Any,
     ) -> Embeddings:
-        """Embed texts; vectors come back in input order."""
+        """Embed texts; vectors come back in input order.
+
+        The input goes out in the batches the provider takes, each under its own retries within
+        the one deadline: a retry re-sends only the batch that failed.
+        """
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
+        batching = route.provider.embed_batching(route.target.model)
+        batches = _embed_batches(request, batching)
 
-        def attempt(left: float | None) -> Embeddings:
-            return _guard(route.provider.embed, replace(request, timeout=left), route=route)
+        def embed_batch(batch: EmbedRequest) -> Embeddings:
+            def attempt(left: float | None) -> Embeddings:
+                return _guard(route.provider.embed, replace(batch, timeout=left), route=route)
 
-        return call_with_retries(attempt, route.policy, deadline, **route.where)
+            return call_with_retries(attempt, route.policy, deadline, **route.where)
+
+        if len(batches) == 1:
+            return embed_batch(batches[0])
+        if batching.max_concurrency <= 1:
+            return _joined_embeddings([embed_batch(batch) for batch in batches])
+        return _joined_embeddings(_fan_out(embed_batch, batches, batching.max_concurrency))
 
     async def aembed(
         self,
@@ -534,11 +573,20 @@ class Client:
     ) -> Embeddings:
         """The async twin of :meth:`embed`."""
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
+        batching = route.provider.embed_batching(route.target.model)
+        batches = _embed_batches(request, batching)
 
-        async def attempt(left: float | None) -> Embeddings:
-            return await _aguard(route.provider.aembed(replace(request, timeout=left)), route)
+        async def embed_batch(batch: EmbedRequest) -> Embeddings:
+            async def attempt(left: float | None) -> Embeddings:
+                return await _aguard(route.provider.aembed(replace(batch, timeout=left)), route)
 
-        return await acall_with_retries(attempt, route.policy, deadline, **route.where)
+            return await acall_with_retries(attempt, route.policy, deadline, **route.where)
+
+        if len(batches) == 1:
+            return await embed_batch(batches[0])
+        if batching.max_concurrency <= 1:
+            return _joined_embeddings([await embed_batch(batch) for batch in batches])
+        return _joined_embeddings(await _afan_out(embed_batch, batches, batching.max_concurrency))
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -565,7 +613,7 @@ class Client:
 class _Call:
     """One complete/stream call across its targets: the fallback walk and its record."""
 
-    __slots__ = ("attempts", "client", "deadline", "first", "request", "routes", "streaming")
+    __slots__ = ("attempts", "client", "deadline", "first", "position", "request", "routes", "streaming", "trial")
 
     def __init__(
         self,
@@ -583,21 +631,29 @@ class _Call:
         self.deadline = deadline
         self.streaming = streaming
         self.attempts: list[Attempt] = []
+        self.position = 0  # index in routes of the target being tried
+        # The breaker whose half-open trial this call holds until the trial's outcome is recorded.
+        self.trial: CircuitBreaker | None = None
 
     def plan(self) -> Iterator[tuple[_Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
         for index, route in enumerate(self.routes):
+            self.position = index
             breaker = self.client.breaker(route.target.provider)
-            if breaker is not None and not breaker.allow():
-                self.failed(
-                    route,
-                    CircuitOpenError(
-                        "circuit open: the provider failed repeatedly",
-                        provider=route.target.provider,
-                        model=route.target.model,
-                    ),
-                )
-                continue
+            if breaker is not None:
+                admitted = breaker.admit()
+                if admitted is None:
+                    self.failed(
+                        route,
+                        CircuitOpenError(
+                            "circuit open: the provider failed repeatedly",
+                            provider=route.target.provider,
+                            model=route.target.model,
+                        ),
+                    )
+                    continue
+                if admitted == "trial":
+                    self.trial = breaker
             try:
                 prepared = (
                     self.first if index == 0 else self.client._prepare(route, self.request, streaming=self.streaming)
@@ -605,9 +661,13 @@ class _Call:
             except FMClientError as error:
                 self.failed(route, error)
                 continue
+            except BaseException:
+                self.abandon()  # interrupted while preparing (an SDK import, say)
+                raise
             yield route, prepared
 
     def _record(self, route: _Route, error: FMClientError | None) -> None:
+        self.trial = None  # whatever is recorded below ends a trial this call held
         breaker = self.client.breaker(route.target.provider)
         if breaker is None or isinstance(error, CircuitOpenError):
             return
@@ -618,13 +678,36 @@ class _Call:
         else:
             breaker.release()  # the caller's fault says nothing of the provider's health
 
+    def abandon(self) -> None:
+        """The call ended with no outcome to record (cancelled, interrupted, a stream closed early).
+
+        A half-open trial it held is handed back, so the breaker lets the next call be the trial
+        instead of staying open for good.
+        """
+        trial, self.trial = self.trial, None
+        if trial is not None:
+            trial.release()
+
     def failed(self, route: _Route, error: FMClientError) -> None:
-        """Record a target's failure; raise it unless another target may answer instead."""
+        """Record a target's failure; raise when no other target may answer instead."""
         self._record(route, error)
-        self.attempts.append(Attempt(route.target.provider, route.target.model, error))
-        if route is self.routes[-1] or not self.client._may_fall_back(error):
-            error.attempts = self.attempts
-            raise error
+        skipped = isinstance(error, CircuitOpenError) or self._cannot_take(error)
+        self.attempts.append(Attempt(route.target.provider, route.target.model, error, skipped))
+        last = self.position == len(self.routes) - 1
+        if not last and (skipped or self.client._may_fall_back(error)):
+            return
+        # A target the request never reached must not hide the failure of one it did reach (the
+        # primary's 429 behind a fallback without a key): raise the last error from a target that
+        # was tried, the primary's if none was. Every target's own error is in ``attempts``.
+        tried = [a.error for a in self.attempts if not a.skipped]
+        final = (tried[-1] if tried else self.attempts[0].error) or error
+        final.attempts = self.attempts
+        raise final
+
+    def _cannot_take(self, error: FMClientError) -> bool:
+        """A fallback that cannot take this request (a feature it lacks, its key or extra missing)
+        was never sent to: skip it. The primary's own such error is the caller's to fix."""
+        return self.position > 0 and isinstance(error, (UnsupportedFeatureError, ConfigurationError))
 
     def broke_off(self, route: _Route, error: FMClientError, text: str) -> None:
         """A stream failed after reaching the caller: no retry, no fallback, keep what came."""
@@ -643,6 +726,91 @@ class _Call:
         if response_format is not None and completion.parsed is None:
             _validation.parse_structured(completion, response_format)
         return completion
+
+
+def _embed_batches(request: EmbedRequest, batching: EmbedBatching) -> list[EmbedRequest]:
+    size = batching.max_texts
+    texts = request.texts
+    if size is None or len(texts) <= size:
+        return [request]
+    return [replace(request, texts=texts[start : start + size]) for start in range(0, len(texts), size)]
+
+
+def _joined_embeddings(parts: Sequence[Embeddings]) -> Embeddings:
+    """The batches' vectors in input order; usage summed, each text counted once."""
+    usage = parts[0].usage
+    for part in parts[1:]:
+        usage = usage + part.usage
+    return Embeddings(
+        vectors=[vector for part in parts for vector in part.vectors],
+        usage=usage,
+        model=parts[0].model,
+        provider=parts[0].provider,
+        raw=[part.raw for part in parts],
+    )
+
+
+def _fan_out(run: Callable[[T_in], T], items: Sequence[T_in], concurrency: int) -> list[T]:
+    """``run`` over ``items`` in at most ``concurrency`` threads, results in input order.
+
+    After a failure (or an interrupt of the calling thread) nothing new starts; what is in flight
+    finishes (its work is done, not re-sent) and the first error is raised.
+    """
+    results: list[Any] = [None] * len(items)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    pending = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                index = next(pending, None)
+            if index is None:
+                return
+            try:
+                results[index] = run(items[index])
+            except BaseException as exc:  # handed to the calling thread, which raises it
+                errors.append(exc)
+                stop.set()
+
+    threads = [
+        threading.Thread(target=worker, name="fmclient-fan-out", daemon=True)
+        for _ in range(min(concurrency, len(items)))
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop.set()
+    if errors:
+        raise errors[0]
+    return results
+
+
+async def _afan_out(run: Callable[[T_in], Awaitable[T]], items: Sequence[T_in], concurrency: int) -> list[T]:
+    """The async twin of :func:`_fan_out`: at most ``concurrency`` tasks; the first failure
+    cancels the rest."""
+    import asyncio
+
+    results: list[Any] = [None] * len(items)
+    pending = iter(range(len(items)))
+
+    async def worker() -> None:
+        for index in pending:  # shared: each index goes to one worker
+            results[index] = await run(items[index])
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(items)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    return results
 
 
 def _with_timeout(request: Request, left: float | None) -> Request:

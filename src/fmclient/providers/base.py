@@ -23,6 +23,7 @@ from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
 
 __all__ = [
     "Capabilities",
+    "EmbedBatching",
     "Provider",
     "ProviderSettings",
     "import_sdk",
@@ -71,6 +72,17 @@ class ProviderSettings:
         return " or ".join(names) if names else "api_key in the config file"
 
 
+@dataclass(frozen=True, slots=True)
+class EmbedBatching:
+    """How a provider's embedding API takes texts. The client splits the input by it and sends
+    each batch under the retry layer, so a retry re-sends only the batch that failed."""
+
+    #: texts per request (None: any number in one request)
+    max_texts: int | None = None
+    #: batches in flight at once (1: one after another)
+    max_concurrency: int = 1
+
+
 class Provider:
     """Base class of adapters. Subclasses override what their provider can do.
 
@@ -109,6 +121,11 @@ class Provider:
         The client asks before a target's first call and remembers success, so this may do
         set-up work (import the SDK, resolve the key) without costing every call.
         """
+
+    def embed_batching(self, model: str) -> EmbedBatching:
+        """How :meth:`embed` takes texts: it sends one request for what it is given, and the
+        client never gives it more than ``max_texts``."""
+        return EmbedBatching()
 
     # -- calls -------------------------------------------------------------------------------
     def complete(self, request: Request) -> Completion:

@@ -19,9 +19,10 @@ Three paths, picked from the model id:
   whitespace Titan emits after ``Bot:`` is dropped. Pass ``provider_options={"api":
   "converse"}`` to send a Titan model through Converse instead.
 * **Titan embeddings** (``amazon.titan-embed-text-v1``, ``-v2:0``) take one text per call, so
-  ``embed`` fans out over a bounded pool (``max_workers``, default 8) and returns vectors in
-  input order, usage summed. ``dimensions`` / ``normalize`` / ``embeddingTypes`` from
-  ``provider_options`` go into the v2 body; v1 accepts none of them and refuses them.
+  the client fans the texts out, up to ``max_workers`` (default 8) at a time, each text under
+  its own retries, and returns vectors in input order, usage summed. ``dimensions`` /
+  ``normalize`` / ``embeddingTypes`` from ``provider_options`` go into the v2 body; v1 accepts
+  none of them and refuses them.
 * **Converse / ConverseStream** for every other chat model (Claude, Llama, Mistral, Nova...).
 
 Decisions where Converse and fmclient's request do not line up:
@@ -62,9 +63,7 @@ and the request context); ``settings.timeout`` is the client's default; else bot
 
 from __future__ import annotations
 
-import asyncio
 import binascii
-import concurrent.futures
 import contextvars
 import json
 import os
@@ -92,7 +91,7 @@ from fmclient.errors import (
     parse_retry_after,
 )
 from fmclient.profiles import profile_for
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, stream_chunks
 from fmclient.types import (
     Chunk,
@@ -962,7 +961,6 @@ class BedrockProvider(Provider):
         self._endpoint_url: str | None = settings.base_url or endpoint or None
         self._lock = threading.Lock()
         self._client: Any = None
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- readiness -------------------------------------------------------------------------
     def capabilities(self, model: str) -> Capabilities:
@@ -1144,28 +1142,17 @@ class BedrockProvider(Provider):
             for text in request.texts
         ]
 
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        pool = self._pool
-        if pool is None:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self.max_workers, thread_name_prefix=f"fmclient-{self.name}"
-                    )
-                pool = self._pool
-        return pool
+    def embed_batching(self, model: str) -> EmbedBatching:
+        # Titan embeds one text per InvokeModel call: the client fans the texts out, up to
+        # max_workers at a time, each under its own retries.
+        if model_family(model) == "titan-embed":
+            return EmbedBatching(max_texts=1, max_concurrency=self.max_workers)
+        return EmbedBatching()
 
     def _embed_one(
-        self, client: Any, model: str, body: Mapping[str, Any], deadline: float | None
+        self, client: Any, model: str, body: Mapping[str, Any], timeout: float | None
     ) -> tuple[list[float], int]:
-        """One InvokeModel call, inside the fan-out pool. Every exception leaves it mapped."""
-        timeout = None
-        if deadline is not None:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                raise RequestTimeoutError(
-                    "the embedding batch ran out of time before this text was sent", provider=self.name, model=model
-                )
+        """One InvokeModel call. Every exception leaves it mapped."""
         with self._errors(model):
             response = self._invoke(
                 client.invoke_model,
@@ -1178,11 +1165,22 @@ class BedrockProvider(Provider):
             parsed = json.loads(response["body"].read())
             return parse_titan_embedding(parsed, provider=self.name, model=model)
 
-    @staticmethod
-    def _deadline(timeout: float | None) -> float | None:
-        return None if timeout is None else time.monotonic() + timeout
-
-    def _embeddings(self, request: EmbedRequest, results: Sequence[tuple[list[float], int]]) -> Embeddings:
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        """One InvokeModel call per text, in order (the client gives one text at a time and fans
+        out)."""
+        bodies = self._embed_bodies(request)
+        client = self._get_client()
+        deadline = None if request.timeout is None else time.monotonic() + request.timeout
+        results: list[tuple[list[float], int]] = []
+        for body in bodies:
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise RequestTimeoutError(
+                    "the embedding call ran out of time before this text was sent",
+                    provider=self.name,
+                    model=request.model,
+                )
+            results.append(self._embed_one(client, request.model, body, timeout))
         return Embeddings(
             vectors=[vector for vector, _ in results],
             usage=Usage(input_tokens=sum(tokens for _, tokens in results)),
@@ -1191,47 +1189,10 @@ class BedrockProvider(Provider):
             raw=None,
         )
 
-    def embed(self, request: EmbedRequest) -> Embeddings:
-        bodies = self._embed_bodies(request)
-        client = self._get_client()
-        deadline = self._deadline(request.timeout)
-        pool = self._executor()
-        futures = [pool.submit(self._embed_one, client, request.model, body, deadline) for body in bodies]
-        done, pending = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
-        failed = [f for f in futures if f in done and f.exception() is not None]
-        if failed:
-            for future in pending:
-                future.cancel()
-            error = failed[0].exception()
-            assert error is not None
-            raise error
-        return self._embeddings(request, [f.result() for f in futures])
-
-    async def aembed(self, request: EmbedRequest) -> Embeddings:
-        bodies = self._embed_bodies(request)
-        loop = asyncio.get_running_loop()
-        pool = self._executor()
-        # Building the client may read files or fetch credentials: never on the event loop.
-        client = self._client if self._client is not None else await loop.run_in_executor(pool, self._get_client)
-        deadline = self._deadline(request.timeout)
-        futures = [
-            loop.run_in_executor(pool, self._embed_one, client, request.model, body, deadline) for body in bodies
-        ]
-        try:
-            results = await asyncio.gather(*futures)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-        return self._embeddings(request, list(results))
-
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
         if client is not None:
             client.close()
 

@@ -61,7 +61,7 @@ from fmclient.errors import (
     parse_retry_after,
 )
 from fmclient.profiles import profile_for
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks
 from fmclient.types import (
     Chunk,
@@ -1118,39 +1118,34 @@ class GeminiProvider(Provider):
             open_events, parser.parse_stream_event, parser.final_chunk, self._errors(request.model, parser)
         )
 
+    def embed_batching(self, model: str) -> EmbedBatching:
+        return EmbedBatching(max_texts=EMBED_BATCH_SIZE)
+
     def embed(self, request: EmbedRequest) -> Embeddings:
+        """One ``batchEmbedContents`` request for the texts given (the client splits by
+        ``EMBED_BATCH_SIZE``)."""
         config = self._prepare_embed(request)
-        client = self._sdk() if request.texts else None
-        vectors: list[list[float]] = []
-        usage = Usage()
-        raw: list[Any] = []
-        for start in range(0, len(request.texts), EMBED_BATCH_SIZE):
-            batch = list(request.texts[start : start + EMBED_BATCH_SIZE])
-            assert client is not None
-            with self._errors(request.model):
-                response = client.models.embed_content(model=request.model, contents=batch, config=config)
-            batch_vectors, batch_usage = parse_embeddings(response, len(batch), provider=self.name, model=request.model)
-            vectors.extend(batch_vectors)
-            usage = usage + batch_usage
-            raw.append(response)
-        return Embeddings(vectors=vectors, usage=usage, model=request.model, provider=self.name, raw=raw)
+        if not request.texts:
+            return Embeddings(vectors=[], usage=Usage(), model=request.model, provider=self.name, raw=[])
+        client = self._sdk()
+        with self._errors(request.model):
+            response = client.models.embed_content(model=request.model, contents=list(request.texts), config=config)
+        return self._embeddings(request, response)
 
     async def aembed(self, request: EmbedRequest) -> Embeddings:
         config = self._prepare_embed(request)
-        client = self._sdk() if request.texts else None
-        vectors: list[list[float]] = []
-        usage = Usage()
-        raw: list[Any] = []
-        for start in range(0, len(request.texts), EMBED_BATCH_SIZE):
-            batch = list(request.texts[start : start + EMBED_BATCH_SIZE])
-            assert client is not None
-            with self._errors(request.model):
-                response = await client.aio.models.embed_content(model=request.model, contents=batch, config=config)
-            batch_vectors, batch_usage = parse_embeddings(response, len(batch), provider=self.name, model=request.model)
-            vectors.extend(batch_vectors)
-            usage = usage + batch_usage
-            raw.append(response)
-        return Embeddings(vectors=vectors, usage=usage, model=request.model, provider=self.name, raw=raw)
+        if not request.texts:
+            return Embeddings(vectors=[], usage=Usage(), model=request.model, provider=self.name, raw=[])
+        client = self._sdk()
+        with self._errors(request.model):
+            response = await client.aio.models.embed_content(
+                model=request.model, contents=list(request.texts), config=config
+            )
+        return self._embeddings(request, response)
+
+    def _embeddings(self, request: EmbedRequest, response: Any) -> Embeddings:
+        vectors, usage = parse_embeddings(response, len(request.texts), provider=self.name, model=request.model)
+        return Embeddings(vectors=vectors, usage=usage, model=request.model, provider=self.name, raw=response)
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:

@@ -47,7 +47,7 @@ from fmclient.errors import (
     UnsupportedFeatureError,
 )
 from fmclient.profiles import profile_for
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk, run_in_thread
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk, run_in_thread
 from fmclient.providers.shared_io import MappedErrors, close_quietly
 from fmclient.types import (
     Chunk,
@@ -641,6 +641,11 @@ class LlamaCppProvider(Provider):
                 pass
 
     # -- embeddings ------------------------------------------------------------------------------
+    def embed_batching(self, model: str) -> EmbedBatching:
+        # One text per llama call anyway (see embed): the client hands texts over one at a
+        # time, so a retry redoes only the text that failed.
+        return EmbedBatching(max_texts=1)
+
     def embed(self, request: EmbedRequest) -> Embeddings:
         unknown = sorted(set(request.provider_options) - {"normalize"})
         if unknown:

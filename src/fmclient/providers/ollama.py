@@ -42,7 +42,7 @@ from fmclient.errors import (
 )
 from fmclient.profiles import profile_for
 from fmclient.providers._async_clients import LoopClients
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.types import (
     Chunk,
@@ -586,6 +586,9 @@ class OllamaProvider(Provider):
         return end
 
     # -- embeddings ------------------------------------------------------------------------------
+    def embed_batching(self, model: str) -> EmbedBatching:
+        return EmbedBatching()  # /api/embed takes every text in one request, and it is local
+
     def embed(self, request: EmbedRequest) -> Embeddings:
         body = build_embed_params(request)
         client = self._sync_client()

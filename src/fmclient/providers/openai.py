@@ -81,7 +81,7 @@ from fmclient.providers._async_clients import (
     async_transport_setting,
     parsed,
 )
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.types import (
     Chunk,
@@ -1056,28 +1056,30 @@ class OpenAIProvider(Provider):
 
         return astream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
 
-    def _embed_batches(self, request: EmbedRequest) -> tuple[list[list[str]], dict[str, Any]]:
-        kwargs: dict[str, Any] = {"model": request.model}
+    def embed_batching(self, model: str) -> EmbedBatching:
+        # Batches go one after another, not all at once: a burst of large requests would mostly
+        # buy rate-limit errors.
+        return EmbedBatching(max_texts=self._batch_size)
+
+    def _embed_arguments(self, request: EmbedRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": request.model, "input": list(request.texts)}
         if request.provider_options:  # e.g. dimensions=256
             _merge_options(kwargs, request.provider_options, self._embed_params)
         if request.timeout is not None:
             kwargs["timeout"] = request.timeout
-        texts = request.texts
-        size = self._batch_size
-        return [list(texts[i : i + size]) for i in range(0, len(texts), size)], kwargs
+        return kwargs
 
     def embed(self, request: EmbedRequest) -> Embeddings:
+        """One request for the texts given (the client splits by ``embed_batch_size``)."""
         client = self._sync_client()
-        batches, kwargs = self._embed_batches(request)
+        kwargs = self._embed_arguments(request)
         with self._errors(request.model):
-            responses = [client.embeddings.create(input=batch, **kwargs) for batch in batches]
-            return parse_embeddings(responses, [len(b) for b in batches], provider=self.name, model=request.model)
+            response = client.embeddings.create(**kwargs)
+            return parse_embeddings([response], [len(request.texts)], provider=self.name, model=request.model)
 
     async def aembed(self, request: EmbedRequest) -> Embeddings:
         client = self._async_client()
-        batches, kwargs = self._embed_batches(request)
+        kwargs = self._embed_arguments(request)
         with self._errors(request.model):
-            # Batches go one after another, not all at once: a burst of up to N large requests
-            # would mostly buy rate-limit errors.
-            responses = [await client.embeddings.create(input=batch, **kwargs) for batch in batches]
-            return parse_embeddings(responses, [len(b) for b in batches], provider=self.name, model=request.model)
+            response = await client.embeddings.create(**kwargs)
+            return parse_embeddings([response], [len(request.texts)], provider=self.name, model=request.model)
