@@ -21,6 +21,9 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
 
     [fallbacks]
     claude-sonnet = ["gpt-4o", "gemini-pro"]
+
+    [budget]
+    max_cost = 5.00            # USD per client; see fmclient.budget
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fmclient.budget import check_budget_table
 from fmclient.circuit import breaker_from_settings
 from fmclient.errors import ConfigurationError
 from fmclient.providers import BUILTIN, ProviderSettings, known_types
@@ -55,6 +59,7 @@ TOP_LEVEL_KEYS = frozenset(
         "fallbacks",
         "fallback_on",
         "circuit_breaker",
+        "budget",
     }
 )
 PROVIDER_KEYS = frozenset(
@@ -86,6 +91,7 @@ class Settings:
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fallback_on: frozenset[str] = frozenset()
     circuit_breaker: Mapping[str, Any] = field(default_factory=dict)
+    budget: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
 
@@ -309,6 +315,9 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
         breaker_from_settings(value)  # validate now, not on the first call
         state["circuit_breaker"] = dict(value)
         sources["circuit_breaker"] = where
+    if "budget" in data:
+        state["budget"] = check_budget_table(data["budget"], where)
+        sources["budget"] = where
 
 
 def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, Any]:
@@ -356,6 +365,7 @@ def load_settings(
         "fallbacks": {},
         "fallback_on": frozenset(),
         "circuit_breaker": {},
+        "budget": {},
         "sources": {},
     }
     from pathlib import Path  # here, not at the top: `import fmclient` need not pay for it
@@ -398,6 +408,7 @@ def load_settings(
         fallbacks=dict(state["fallbacks"]),
         fallback_on=state["fallback_on"],
         circuit_breaker=dict(state["circuit_breaker"]),
+        budget=dict(state["budget"]),
         sources=dict(state["sources"]),
         config_path=path,
     )
