@@ -150,7 +150,9 @@ class Client:
         ref = self._price_refs.get(target.provider)
         if ref is None:
             settings = self.settings.provider_settings(target.provider)
-            ref = self._price_refs[target.provider] = PriceRef(settings.type, settings.base_url)
+            ref = self._price_refs[target.provider] = PriceRef(
+                settings.type, settings.base_url, self.settings.prices.get(target.provider)
+            )
         # The id that answered first (dated, or a router's choice), then the one asked for; the
         # mock answers as "provider/model", so only the target's id means anything there.
         models = (target.model,) if _overrides else (result.model, target.model)

@@ -24,6 +24,9 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
 
     [budget]
     max_cost = 5.00            # USD per client; see fmclient.budget
+
+    [prices]                   # price a provider's calls with this genai-prices provider's table
+    my-gateway = "openai"
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ TOP_LEVEL_KEYS = frozenset(
         "fallback_on",
         "circuit_breaker",
         "budget",
+        "prices",
     }
 )
 PROVIDER_KEYS = frozenset(
@@ -92,6 +96,7 @@ class Settings:
     fallback_on: frozenset[str] = frozenset()
     circuit_breaker: Mapping[str, Any] = field(default_factory=dict)
     budget: Mapping[str, Any] = field(default_factory=dict)
+    prices: Mapping[str, str] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
 
@@ -318,6 +323,10 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
     if "budget" in data:
         state["budget"] = check_budget_table(data["budget"], where)
         sources["budget"] = where
+    prices = data.get("prices", {})
+    if not isinstance(prices, Mapping) or not all(isinstance(v, str) and v for v in prices.values()):
+        raise ConfigurationError(f"{where}: [prices] must map provider names to price table provider ids")
+    state["prices"].update(prices)
 
 
 def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, Any]:
@@ -366,6 +375,7 @@ def load_settings(
         "fallback_on": frozenset(),
         "circuit_breaker": {},
         "budget": {},
+        "prices": {},
         "sources": {},
     }
     from pathlib import Path  # here, not at the top: `import fmclient` need not pay for it
@@ -409,6 +419,7 @@ def load_settings(
         fallback_on=state["fallback_on"],
         circuit_breaker=dict(state["circuit_breaker"]),
         budget=dict(state["budget"]),
+        prices=dict(state["prices"]),
         sources=dict(state["sources"]),
         config_path=path,
     )

@@ -8,12 +8,17 @@ adapter types onto the table's provider ids:
 adapter type    priced as
 ==============  ====================================================================
 ``anthropic``   ``anthropic``
-``openai``      ``openai``; a compatible server by its ``base_url`` (Mistral, Groq...)
+``openai``      ``openai``; another server by its ``base_url`` (Mistral, Groq...)
 ``gemini``      ``google`` (one table for the Developer API and Vertex AI)
 ``bedrock``     ``aws`` (Bedrock's own prices, cross-region profiles included)
 ``ollama``      local: zero, no per-token price
 ``llamacpp``    local: zero, no per-token price
 ==============  ====================================================================
+
+The config's ``[prices]`` table names the price table for a provider fmclient cannot place (a
+gateway in front of OpenAI: ``my-gateway = "openai"``; ``"none"`` for no prices). A server whose
+host the table does not know is not guessed at: a self-hosted model can share an id with a hosted
+one (``gpt-oss-120b``) without sharing its price.
 
 Both sides count usage the same way: ``input_tokens`` includes cache reads and writes and
 ``output_tokens`` includes reasoning, with the cache and reasoning counts as parts of them, so
@@ -88,16 +93,18 @@ class Unpriced:
 
 @dataclass(frozen=True, slots=True)
 class PriceRef:
-    """Where to look a model up: the adapter type and (for OpenAI-compatible servers) its base URL."""
+    """Where to look a model up: the adapter type, its base URL (for OpenAI-compatible servers)
+    and the price table named by the config's ``[prices]`` table, which wins over both."""
 
     provider_type: str
     base_url: str | None = None
+    table: str | None = None
 
 
 def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float | None) -> Cost | Unpriced:
     """The cost of ``usage``: the first of ``models`` (answered id, then requested id) the table
     prices. ``at`` is the call's time (epoch seconds): prices change, the one in force applies."""
-    if ref.provider_type in _LOCAL_TYPES:
+    if ref.table is None and ref.provider_type in _LOCAL_TYPES:
         return zero_cost()
     table = _table()
     if isinstance(table, Unpriced):
@@ -122,7 +129,7 @@ def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float 
 def model_prices(ref: PriceRef, model: str) -> tuple[Decimal | None, Decimal | None] | Unpriced:
     """Today's input and output price per million tokens of a model (``None`` where the table
     has no plain price, e.g. a tiered one)."""
-    if ref.provider_type in _LOCAL_TYPES:
+    if ref.table is None and ref.provider_type in _LOCAL_TYPES:
         return (zero_cost().input, zero_cost().output)
     table = _table()
     if isinstance(table, Unpriced):
@@ -196,6 +203,10 @@ def _load() -> _Table | Unpriced:
 
 def _where(table: _Table, ref: PriceRef) -> tuple[str | None, str | None] | Unpriced:
     """(provider id, provider API URL) for the table's lookup."""
+    if ref.table is not None:
+        if ref.table in ("none", "local"):
+            return Unpriced("cost unknown: the [prices] table says this provider is not priced")
+        return (ref.table, None)
     provider_id = _PROVIDER_IDS.get(ref.provider_type)
     if provider_id is None:
         return Unpriced(f"cost unknown: no price table for provider type {ref.provider_type!r}")
@@ -207,7 +218,10 @@ def _where(table: _Table, ref: PriceRef) -> tuple[str | None, str | None] | Unpr
             try:
                 table.snapshot().find_provider(None, None, url)
             except LookupError:
-                return Unpriced(f"cost unknown: genai-prices {table.version} has no prices for the server at {host}")
+                return Unpriced(
+                    f"cost unknown: genai-prices {table.version} has no prices for the server at {host} "
+                    '(a gateway to a priced provider can say which in the config: [prices] <provider> = "openai")'
+                )
             return (None, url)
     return (provider_id, None)
 
