@@ -126,11 +126,12 @@ def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float 
     return Cost(priced.total_price, priced.input_price, priced.output_price)
 
 
-def model_prices(ref: PriceRef, model: str) -> tuple[Decimal | None, Decimal | None] | Unpriced:
+def model_prices(ref: PriceRef, model: str) -> tuple[Decimal | None, Decimal | None, bool] | Unpriced:
     """Today's input and output price per million tokens of a model (``None`` where the table
-    has no plain price, e.g. a tiered one)."""
+    has none, e.g. an embedding model's output), and whether either rises with prompt size
+    (tiered: the figures are then the base tier's)."""
     if ref.table is None and ref.provider_type in _LOCAL_TYPES:
-        return (zero_cost().input, zero_cost().output)
+        return (zero_cost().input, zero_cost().output, False)
     table = _table()
     if isinstance(table, Unpriced):
         return table
@@ -145,11 +146,17 @@ def model_prices(ref: PriceRef, model: str) -> tuple[Decimal | None, Decimal | N
 
     prices = found[1].get_prices(datetime.now(tz=timezone.utc))
 
-    def plain(name: str) -> Decimal | None:
+    tiered = False
+
+    def base(name: str) -> Decimal | None:
+        nonlocal tiered
         value = getattr(prices, name, None)
+        if value is not None and not isinstance(value, Decimal):
+            tiered = True
+            value = getattr(value, "base", None)
         return value if isinstance(value, Decimal) else None
 
-    return plain("input_mtok"), plain("output_mtok")
+    return base("input_mtok"), base("output_mtok"), tiered
 
 
 def prices_available() -> Unpriced | None:
