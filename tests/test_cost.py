@@ -281,3 +281,52 @@ def test_cli_models_shows_prices_and_the_price_data_version() -> None:
     import genai_prices
 
     assert f"prices: USD per million tokens, genai-prices {genai_prices.__version__}" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("provider_type", "provider_id", "model"),
+    [
+        ("anthropic", "anthropic", "claude-sonnet-4-6"),
+        ("anthropic", "anthropic", "claude-sonnet-4-5"),  # tiered: above 200k prompt tokens
+        ("openai", "openai", "gpt-4o"),
+        ("openai", "openai", "o3"),
+        ("gemini", "google", "gemini-2.5-flash"),
+        ("gemini", "google", "gemini-2.5-pro"),  # tiered
+        ("bedrock", "aws", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    ],
+)
+def test_pricing_matches_genai_prices_own_calculation(provider_type: str, provider_id: str, model: str) -> None:
+    """fmclient reads per-token prices off genai-prices once per model (fast); the result must be
+    what genai-prices itself computes, token kind by token kind, small prompts and huge ones."""
+    import random
+
+    import genai_prices
+
+    rng = random.Random(7)
+    at = datetime(2026, 6, 1, tzinfo=timezone.utc).timestamp()
+    for _ in range(60):
+        input_tokens = rng.choice([0, 1, 17, 999, 150_000, 250_000, 1_200_000])
+        cached = rng.randint(0, input_tokens)
+        written = rng.randint(0, input_tokens - cached)
+        output = rng.choice([0, 1, 42, 8_000])
+        reasoning = rng.randint(0, output)
+        usage = Usage(input_tokens, output, cached, written, reasoning)
+        ours = price_usage(PriceRef(provider_type), (model,), usage, at)
+        theirs = genai_prices.calc_price(
+            genai_prices.Usage(
+                input_tokens=input_tokens,
+                output_tokens=output,
+                cache_read_tokens=cached,
+                cache_write_tokens=written,
+                output_reasoning_tokens=reasoning,
+            ),
+            model,
+            provider_id=provider_id,
+            genai_request_timestamp=datetime.fromtimestamp(at, tz=timezone.utc),
+        )
+        assert ours == Cost(theirs.total_price, theirs.input_price, theirs.output_price), usage
+
+
+def test_usage_that_does_not_add_up_is_unpriced_not_guessed() -> None:
+    found = price_usage(PriceRef("anthropic"), ("claude-sonnet-4-6",), Usage(10, 1, cached_input_tokens=600), None)
+    assert isinstance(found, Unpriced) and "cannot exceed" in found.reason

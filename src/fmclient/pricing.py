@@ -118,7 +118,12 @@ def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float 
     provider, model = found
     from datetime import datetime, timezone
 
-    when = datetime.fromtimestamp(at, tz=timezone.utc) if at is not None else None
+    when = datetime.fromtimestamp(at, tz=timezone.utc) if at is not None else datetime.now(tz=timezone.utc)
+    linear = _linear_prices(table, provider, model, when)
+    if linear is not None:
+        cost = linear.price(usage)
+        if cost is not None:
+            return cost
     try:
         priced = model.calc_price(_genai_usage(table, usage), provider, genai_request_timestamp=when)
     except (ValueError, ArithmeticError) as error:
@@ -182,6 +187,10 @@ class _Table:
         self.snapshot = snapshot
         self.usage_class = usage_class
         self.misses: dict[tuple[str | None, str | None, str], str] = {}
+        self.linear: dict[tuple[str, str], tuple[Any, _Linear | None]] = {}
+        # (where, model ids) -> (the snapshot it was found in, (provider, model)): prices that
+        # UpdatePrices swaps in are a new snapshot, so a hit in an old one is looked up again.
+        self.found: dict[Any, tuple[Any, tuple[Any, Any]]] = {}
 
 
 _loaded: _Table | Unpriced | None = None
@@ -241,6 +250,9 @@ def _host(url: str) -> str:
 
 def _find(table: _Table, where: tuple[str | None, str | None], models: tuple[str, ...]) -> tuple[Any, Any] | Unpriced:
     provider_id, api_url = where
+    hit = table.found.get((where, models))
+    if hit is not None and hit[0] is table.snapshot():
+        return hit[1]
     snapshot = table.snapshot()
     tried: list[str] = []
     for model in dict.fromkeys(m for m in models if m):
@@ -248,12 +260,82 @@ def _find(table: _Table, where: tuple[str | None, str | None], models: tuple[str
         miss = table.misses.get(key)
         if miss is None:
             try:
-                return snapshot.find_provider_model(model, None, provider_id, api_url)  # type: ignore[no-any-return]
+                found = snapshot.find_provider_model(model, None, provider_id, api_url)
+                table.found[(where, models)] = (snapshot, found)
+                return found  # type: ignore[no-any-return]
             except LookupError as error:
                 miss = table.misses[key] = str(error)
         tried.append(miss)
     detail = "; ".join(tried) or "no model id"
     return Unpriced(f"cost unknown: genai-prices {table.version} has no price for it ({detail})")
+
+
+class _Linear:
+    """A model's prices as a price per token of each kind, read off genai-prices' own results.
+
+    genai-prices works a price out unit by unit (~75-500 µs a call). Without tiers its result is
+    affine in the token counts, so it is taken once per model and price period, for one token of
+    each kind, and every later call is a handful of Decimal products (exact: the same digits).
+    """
+
+    __slots__ = ("base", "prices", "rates")
+
+    def __init__(self, prices: Any, base: tuple[Decimal, Decimal], rates: tuple[tuple[Decimal, Decimal], ...]) -> None:
+        self.prices = prices  # the genai-prices ModelPrice these were read from
+        self.base = base
+        self.rates = rates
+
+    def price(self, usage: Usage) -> Cost | None:
+        """The cost, or None for counts that do not add up (left to genai-prices to report)."""
+        counts = (
+            usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_tokens,
+            usage.output_tokens - usage.reasoning_tokens,
+            usage.reasoning_tokens,
+        )
+        if min(counts) < 0:
+            return None
+        input_price, output_price = self.base
+        for count, (per_input, per_output) in zip(counts, self.rates, strict=True):
+            if count:
+                input_price += count * per_input
+                output_price += count * per_output
+        return Cost(input_price + output_price, input_price, output_price)
+
+
+# One token of each kind, in the order _Linear.price counts them.
+_UNIT_USAGES = (
+    {"input_tokens": 1},
+    {"input_tokens": 1, "cache_read_tokens": 1},
+    {"input_tokens": 1, "cache_write_tokens": 1},
+    {"output_tokens": 1},
+    {"output_tokens": 1, "output_reasoning_tokens": 1},
+)
+
+
+def _linear_prices(table: _Table, provider: Any, model: Any, when: Any) -> _Linear | None:
+    """The model's per-token prices in force at ``when``, or None when they are not linear (tiers)."""
+    prices = model.get_prices(when)
+    key = (provider.id, model.id)
+    found = table.linear.get(key)
+    if found is not None and found[0] is prices:
+        return found[1]
+    linear: _Linear | None = None
+    if not any(type(value).__name__ == "TieredPrices" for value in vars(prices).values()):
+        try:
+
+            def at(**counts: int) -> tuple[Decimal, Decimal]:
+                priced = model.calc_price(table.usage_class(**counts), provider, genai_request_timestamp=when)
+                return priced.input_price, priced.output_price
+
+            base = at()
+            rates = tuple((unit[0] - base[0], unit[1] - base[1]) for unit in (at(**counts) for counts in _UNIT_USAGES))
+            linear = _Linear(prices, base, rates)
+        except (ValueError, ArithmeticError):
+            linear = None  # priced the long way, which reports the error
+    table.linear[key] = (prices, linear)
+    return linear
 
 
 def _genai_usage(table: _Table, usage: Usage) -> Any:
