@@ -370,3 +370,13 @@ def test_an_error_is_not_charged(fake: FakeOpenAI, fake_server: FakeServer) -> N
     with pytest.raises(FMClientError):
         client.complete("hi", model="openai/gpt-4o")
     assert client.spent == 0
+
+
+def test_an_infinite_budget_tracks_spend_without_a_limit() -> None:
+    with MockProvider() as mock:
+        mock.add_reply("ok", usage=Usage(1000, 100))
+        mock.add_reply("ok", usage=Usage(1000, 100))
+        client = Client(max_cost=float("inf"))
+        client.complete("one", model="gpt-4o")
+        client.complete("two", model="gpt-4o")
+    assert client.spent == 2 * call_cost(1000, 100)
