@@ -286,7 +286,9 @@ class TestParse:
             model=MODEL,
         )
         assert completion.text == "Hi!"
-        assert completion.usage == Usage(input_tokens=150, output_tokens=7, cached_input_tokens=30, cache_write_tokens=20)
+        assert completion.usage == Usage(
+            input_tokens=150, output_tokens=7, cached_input_tokens=30, cache_write_tokens=20
+        )
         assert completion.usage.total_tokens == 157
         assert completion.model == fa.MODEL
         assert completion.provider == "anthropic"
