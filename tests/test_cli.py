@@ -48,7 +48,16 @@ def test_complete_json_is_the_whole_completion() -> None:
     data = json.loads(out.stdout)
     assert data["text"] == "mock response"
     assert (data["provider"], data["model"], data["finish_reason"]) == ("mock", "echo", "stop")
-    assert data["usage"] == {"input_tokens": 4, "output_tokens": 2, "total_tokens": 6, "cached_input_tokens": 0}
+    assert data["usage"] == {
+        "input_tokens": 4,
+        "output_tokens": 2,
+        "total_tokens": 6,
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+    }
+    # The built-in mock provider has no prices: unknown, with the reason, never 0.
+    assert data["cost"] is None and "no price table for provider type 'mock'" in data["cost_reason"]
 
 
 def test_embed_prints_json_lines_in_order() -> None:

@@ -140,21 +140,43 @@ def _readiness(client: Client, provider: str, model: str) -> str:
     return "ready"
 
 
+def _prices(client: Client, provider: str, model: str) -> str:
+    """``in $3/M out $15/M``: today's price per million tokens, from the price table."""
+    from fmclient.pricing import PriceRef, model_prices
+
+    settings = client.settings.provider_settings(provider)
+    ref = PriceRef(settings.type, settings.base_url, client.settings.prices.get(provider))
+    found = model_prices(ref, model)
+    if not isinstance(found, tuple):
+        return "price ?"
+
+    def per_million(amount: Any) -> str:
+        return "-" if amount is None else f"${amount.normalize():f}/M"
+
+    tiered = " (tiered)" if found[2] else ""
+    return f"in {per_million(found[0])} out {per_million(found[1])}{tiered}"
+
+
 def _models(client: Client) -> int:
+    from fmclient.pricing import INSTALL_HINT, price_data_version
+
     rows = []
     for alias in sorted(client.settings.aliases):
         try:
             target = client.settings.resolve(alias)
         except ConfigurationError as error:
-            rows.append((alias, "?", redact(error.message)))
+            rows.append((alias, "?", "", redact(error.message)))
             continue
-        rows.append((alias, str(target), _readiness(client, target.provider, target.model)))
-    width = [max(len(r[i]) for r in rows) for i in range(2)]
+        price = _prices(client, target.provider, target.model)
+        rows.append((alias, str(target), price, _readiness(client, target.provider, target.model)))
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
     default = client.settings.default_model
-    for alias, where, status in rows:
+    for alias, where, price, status in rows:
         marker = "*" if alias == default else " "
-        print(f"{marker} {alias:<{width[0]}}  {where:<{width[1]}}  {status}")
+        print(f"{marker} {alias:<{width[0]}}  {where:<{width[1]}}  {price:<{width[2]}}  {status}")
     print(f"\n* default model: {default} (from {client.settings.sources.get('default_model', 'default')})")
+    version = price_data_version()
+    print(f"prices: USD per million tokens, {version}" if version else f"prices: unknown; {INSTALL_HINT}")
     return 0
 
 

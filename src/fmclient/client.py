@@ -8,27 +8,33 @@ adapter under the retry layer within one deadline. The client knows nothing of a
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
+from fmclient.budget import budget_from_settings
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
 from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
+from fmclient.pricing import PriceRef
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities, EmbedBatching
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
 from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from fmclient.testing.mock import MockProvider
 
 __all__ = ["Attempt", "Client"]
 
 T = TypeVar("T")
 T_in = TypeVar("T_in")
+R = TypeVar("R", Completion, Embeddings)
 
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
 # A plain list, not a contextvar, so threads an app starts see the override too.
@@ -89,6 +95,9 @@ class Client:
     Arguments override environment variables, which override the config file, which overrides
     built-in defaults. ``providers`` and ``aliases`` take the same shape as the config file's
     ``[providers.<name>]`` and ``[aliases]`` tables.
+
+    ``max_cost`` (USD, or the config's ``[budget]`` table) caps what this client may spend: see
+    :mod:`fmclient.budget`. It needs ``fmclient[cost]``.
     """
 
     def __init__(
@@ -104,6 +113,7 @@ class Client:
         timeout: float | None = None,
         max_retry_wait: float | None = None,
         env: Mapping[str, str] | None = None,
+        max_cost: float | str | Decimal | None = None,
     ) -> None:
         overrides: dict[str, Any] = {
             "default_model": model,
@@ -116,12 +126,46 @@ class Client:
         for key, value in (("providers", providers), ("aliases", aliases), ("fallbacks", fallbacks)):
             if value is not None:
                 overrides[key] = value
+        if max_cost is not None:
+            overrides["budget"] = {"max_cost": max_cost}
         self.settings: Settings = load_settings(env=env, config_path=config_path, overrides=overrides)
         self._providers: dict[str, Provider] = {}
         self._routes: dict[tuple[str, int | None], _Route] = {}
         self._lock = threading.Lock()
         self._breaker_config = breaker_from_settings(self.settings.circuit_breaker)
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._budget = budget_from_settings(self.settings.budget)
+        self._price_refs: dict[str, PriceRef] = {}
+
+    @property
+    def spent(self) -> Decimal | None:
+        """USD spent by this client's calls so far (known costs only), or None without a budget."""
+        return None if self._budget is None else self._budget.spent
+
+    @property
+    def max_cost(self) -> Decimal | None:
+        return None if self._budget is None else self._budget.max_cost
+
+    def _check_budget(self, route: _Route) -> None:
+        if self._budget is not None:
+            self._budget.check(route.target.provider, route.target.model)
+
+    def _priced(self, route: _Route, result: R) -> R:
+        """Tell a result how to price itself (lazily, on first read); charge it to the budget."""
+        target = route.target
+        ref = self._price_refs.get(target.provider)
+        if ref is None:
+            settings = self.settings.provider_settings(target.provider)
+            ref = self._price_refs[target.provider] = PriceRef(
+                settings.type, settings.base_url, self.settings.prices.get(target.provider)
+            )
+        # The id that answered first (dated, or a router's choice), then the one asked for; the
+        # mock answers as "provider/model", so only the target's id means anything there.
+        models = (target.model,) if _overrides else (result.model, target.model)
+        result._pricing = (ref, models, time.time())
+        if self._budget is not None:
+            self._budget.charge(result, target.provider, target.model)
+        return result
 
     def __repr__(self) -> str:
         return f"<fmclient.Client default_model={self.settings.default_model!r}>"
@@ -245,6 +289,7 @@ class Client:
         # The primary target is checked now, so bad input or configuration fails before any
         # request (and, for a stream, before the caller starts iterating).
         first = self._prepare(routes[0], request, streaming=streaming)
+        self._check_budget(routes[0])
         return _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming)
 
     def complete(
@@ -530,6 +575,7 @@ class Client:
                 model=request.model,
             )
         route.ensure_ready(request.model)
+        self._check_budget(route)
         return route, request, self._deadline(timeout, route)
 
     def embed(
@@ -557,10 +603,10 @@ class Client:
             return call_with_retries(attempt, route.policy, deadline, **route.where)
 
         if len(batches) == 1:
-            return embed_batch(batches[0])
+            return self._priced(route, embed_batch(batches[0]))
         if batching.max_concurrency <= 1:
-            return _joined_embeddings([embed_batch(batch) for batch in batches])
-        return _joined_embeddings(_fan_out(embed_batch, batches, batching.max_concurrency))
+            return self._priced(route, _joined_embeddings([embed_batch(batch) for batch in batches]))
+        return self._priced(route, _joined_embeddings(_fan_out(embed_batch, batches, batching.max_concurrency)))
 
     async def aembed(
         self,
@@ -583,10 +629,10 @@ class Client:
             return await acall_with_retries(attempt, route.policy, deadline, **route.where)
 
         if len(batches) == 1:
-            return await embed_batch(batches[0])
+            return self._priced(route, await embed_batch(batches[0]))
         if batching.max_concurrency <= 1:
-            return _joined_embeddings([await embed_batch(batch) for batch in batches])
-        return _joined_embeddings(await _afan_out(embed_batch, batches, batching.max_concurrency))
+            return self._priced(route, _joined_embeddings([await embed_batch(batch) for batch in batches]))
+        return self._priced(route, _joined_embeddings(await _afan_out(embed_batch, batches, batching.max_concurrency)))
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -664,6 +710,14 @@ class _Call:
             except BaseException:
                 self.abandon()  # interrupted while preparing (an SDK import, say)
                 raise
+            if index:
+                # A fallback is a new request: another call may have spent the budget meanwhile.
+                try:
+                    self.client._check_budget(route)
+                except FMClientError as error:
+                    self.abandon()  # the trial this target was admitted for never ran
+                    error.attempts = self.attempts
+                    raise
             yield route, prepared
 
     def _record(self, route: _Route, error: FMClientError | None) -> None:
@@ -722,6 +776,8 @@ class _Call:
         completion.attempts = self.attempts
         if _overrides:
             completion.provider = _overrides[-1].name
+        # Charged before the answer is checked: a reply that fails validation was still billed.
+        self.client._priced(route, completion)
         response_format = self.request.response_format
         if response_format is not None and completion.parsed is None:
             _validation.parse_structured(completion, response_format)

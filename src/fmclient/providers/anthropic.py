@@ -28,7 +28,9 @@ Choices worth knowing:
   ``model_context_window_exceeded`` -> length, ``tool_use`` -> tool_calls, ``refusal`` ->
   content_filter, anything else (``pause_turn``...) -> other.
 * **Usage** — ``input_tokens`` = ``input_tokens + cache_creation_input_tokens +
-  cache_read_input_tokens``; ``cached_input_tokens`` = ``cache_read_input_tokens``.
+  cache_read_input_tokens``; ``cached_input_tokens`` = ``cache_read_input_tokens``;
+  ``cache_write_tokens`` = ``cache_creation_input_tokens``. Thinking tokens are in
+  ``output_tokens``; the API does not count them apart, so ``reasoning_tokens`` stays 0.
 * **Credentials** — the config's ``api_key`` / ``api_key_env``, else ``ANTHROPIC_API_KEY``. The
   SDK's other standard sources still work when no key is found: ``ANTHROPIC_AUTH_TOKEN``,
   ``ANTHROPIC_PROFILE`` or the provider's ``profile`` setting (an SDK credentials profile).
@@ -371,6 +373,7 @@ def usage_from(data: Mapping[str, Any] | None) -> Usage:
         input_tokens=_int(data.get("input_tokens")) + cache_write + cache_read,
         output_tokens=_int(data.get("output_tokens")),
         cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
     )
 
 

@@ -48,7 +48,8 @@ Decisions where Converse and fmclient's request do not line up:
   deep), except ``api`` and ``structured_output``, which this adapter reads itself; InvokeModel
   header arguments (``guardrailIdentifier``, ``trace``...) go to the call, not the Titan body.
 * Usage: ``input_tokens = inputTokens + cacheReadInputTokens + cacheWriteInputTokens``,
-  ``cached_input_tokens = cacheReadInputTokens`` (see :mod:`fmclient.types`).
+  ``cached_input_tokens = cacheReadInputTokens``, ``cache_write_tokens = cacheWriteInputTokens``
+  (see :mod:`fmclient.types`); Converse does not count reasoning tokens apart.
 
 Credentials, region and profile come from the standard AWS chain (``AWS_REGION`` is honoured
 before boto3's own ``AWS_DEFAULT_REGION``), overridden by the provider's ``region`` / ``profile``
@@ -630,6 +631,7 @@ def converse_usage(usage: Mapping[str, Any] | None) -> Usage:
         input_tokens=int(usage.get("inputTokens") or 0) + cache_read + cache_write,
         output_tokens=int(usage.get("outputTokens") or 0),
         cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
     )
 
 

@@ -526,7 +526,9 @@ def parse_usage(usage: Any) -> Usage:
     """``usage_metadata`` -> :class:`Usage`.
 
     ``prompt_token_count`` already includes cached tokens; tool-use prompt tokens (e.g. search
-    results fed back to the model) are input too; thinking tokens are output.
+    results fed back to the model) are input too; thinking tokens are output
+    (``candidates_token_count`` leaves them out, so output = candidates + thoughts).
+    Gemini reports no cache writes: an explicit cache is created by its own API call.
     """
     if usage is None:
         return Usage()
@@ -539,6 +541,7 @@ def parse_usage(usage: Any) -> Usage:
         input_tokens=count("prompt_token_count") + count("tool_use_prompt_token_count"),
         output_tokens=count("candidates_token_count") + count("thoughts_token_count"),
         cached_input_tokens=count("cached_content_token_count"),
+        reasoning_tokens=count("thoughts_token_count"),
     )
 
 

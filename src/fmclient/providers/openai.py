@@ -421,10 +421,13 @@ def parse_usage(usage: Any) -> Usage | None:
         return None
     details = _plain(usage.get("prompt_tokens_details"))
     cached = (details.get("cached_tokens") or 0) if isinstance(details, Mapping) else 0
+    output_details = _plain(usage.get("completion_tokens_details"))
+    reasoning = (output_details.get("reasoning_tokens") or 0) if isinstance(output_details, Mapping) else 0
     return Usage(
         input_tokens=usage.get("prompt_tokens") or 0,
         output_tokens=usage.get("completion_tokens") or 0,
         cached_input_tokens=cached,
+        reasoning_tokens=reasoning,
     )
 
 
