@@ -1,0 +1,212 @@
+"""LangChain's own standard test suite (``langchain-tests``, written by LangChain) run on fmclient's
+integration: every unit test, and the integration tests against
+
+* the OpenAI wire fake, answered by :mod:`tests.fakes.responder` (a rule-based model that follows
+  the instructions in each request), through the real ``openai`` SDK over loopback HTTP;
+* the embedded local model (llama.cpp, SmolLM2-135M, real inference on CPU; marked slow).
+
+Tests are turned off only through the suite's documented capability properties, each with its
+reason here and in the README's LangChain section.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langchain_tests")
+
+import httpx  # noqa: E402
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
+from langchain_tests.integration_tests import ChatModelIntegrationTests, EmbeddingsIntegrationTests  # noqa: E402
+from langchain_tests.unit_tests import ChatModelUnitTests, EmbeddingsUnitTests  # noqa: E402
+
+from fmclient import Usage  # noqa: E402
+from fmclient.integrations.langchain import ChatFMClient, FMClientEmbeddings  # noqa: E402
+from tests.fakes.responder import CACHE_MIN_WORDS, OpenAIResponder  # noqa: E402
+from tests.fakes.server import FakeServer  # noqa: E402
+
+# The sample image the suite's image tests download; there is no internet here, so the same URL is
+# answered with a PNG made locally (the model call itself is unchanged).
+SUITE_IMAGE_URL = (
+    "https://raw.githubusercontent.com/langchain-ai/docs/4d11d08b6b0e210bd456943f7a22febbd168b543/"
+    "src/images/agentic-rag-output.png"
+)
+
+
+def small_png(width: int = 4, height: int = 4) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + b"\xff\x80\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def offline_sample_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_get = httpx.get
+
+    def get(url: Any, *args: Any, **kwargs: Any) -> httpx.Response:
+        if str(url) == SUITE_IMAGE_URL:
+            return httpx.Response(200, content=small_png(), request=httpx.Request("GET", url))
+        return real_get(url, *args, **kwargs)
+
+    monkeypatch.setattr(httpx, "get", get)
+
+
+# -- unit tests: all of them ----------------------------------------------------------------------
+@pytest.mark.disable_socket
+class TestChatFMClientUnit(ChatModelUnitTests):
+    @property
+    def chat_model_class(self) -> type[ChatFMClient]:
+        return ChatFMClient
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"model": "openai/gpt-4o-mini"}
+
+    @property
+    def init_from_env_params(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        # fmclient's own variable for the default model.
+        return {"FMCLIENT_MODEL": "anthropic/claude-haiku-4-5"}, {}, {"model": "anthropic/claude-haiku-4-5"}
+
+
+@pytest.mark.disable_socket
+class TestFMClientEmbeddingsUnit(EmbeddingsUnitTests):
+    @property
+    def embeddings_class(self) -> type[FMClientEmbeddings]:
+        return FMClientEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, Any]:
+        return {"model": "text-embedding-3-small"}
+
+    @property
+    def init_from_env_params(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        return {"FMCLIENT_EMBEDDING_MODEL": "titan-embed"}, {}, {"model": "titan-embed"}
+
+
+# -- integration tests on the OpenAI wire fake ----------------------------------------------------
+_wire_url: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def openai_wire() -> Iterator[OpenAIResponder]:
+    with FakeServer() as server:
+        responder = OpenAIResponder(server)
+        _wire_url.append(server.url)
+        yield responder
+        _wire_url.remove(server.url)
+
+
+def _wire_params(model: str) -> dict[str, Any]:
+    return {"model": model, "api_key": "sk-fake", "base_url": _wire_url[-1], "max_retries": 0}
+
+
+def _usage_details() -> list[Any]:
+    details = ["cache_read_input"]
+    # Reported once fmclient's Usage carries reasoning tokens (added alongside this integration).
+    if hasattr(Usage(), "reasoning_tokens"):
+        details.append("reasoning_output")
+    return details
+
+
+@pytest.mark.usefixtures("openai_wire", "offline_sample_image")
+class TestChatFMClientOpenAIWire(ChatModelIntegrationTests):
+    @property
+    def chat_model_class(self) -> type[ChatFMClient]:
+        return ChatFMClient
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return _wire_params("gpt-4o")
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_image_urls(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def model_override_value(self) -> str | None:
+        return "gpt-4o-mini"
+
+    @property
+    def supported_usage_metadata_details(self) -> dict[Any, list[Any]]:
+        return {"invoke": _usage_details(), "stream": _usage_details()}
+
+    def invoke_with_cache_read_input(self, *, stream: bool = False) -> AIMessage:
+        # A long shared prefix sent twice: the second request reads it from the (fake's) prompt cache.
+        llm = ChatFMClient(**self.chat_model_params)
+        system = SystemMessage(" ".join(["You answer questions about the solar system."] * (CACHE_MIN_WORDS // 5)))
+        llm.invoke([system, HumanMessage("Which planet is largest?")])
+        return _invoke(llm, [system, HumanMessage("Which planet is smallest?")], stream=stream)
+
+    def invoke_with_reasoning_output(self, *, stream: bool = False) -> AIMessage:
+        llm = ChatFMClient(**{**_wire_params("o3"), "model_kwargs": {"reasoning_effort": "low"}})
+        return _invoke(llm, [HumanMessage("Explain why the sky is blue, step by step.")], stream=stream)
+
+
+def _invoke(llm: ChatFMClient, messages: list[Any], *, stream: bool) -> AIMessage:
+    if not stream:
+        return llm.invoke(messages)
+    full: Any = None
+    for chunk in llm.stream(messages):
+        full = chunk if full is None else full + chunk
+    assert isinstance(full, AIMessage)
+    return full
+
+
+@pytest.mark.usefixtures("openai_wire")
+class TestFMClientEmbeddingsOpenAIWire(EmbeddingsIntegrationTests):
+    @property
+    def embeddings_class(self) -> type[FMClientEmbeddings]:
+        return FMClientEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, Any]:
+        return _wire_params("text-embedding-3-small")
+
+
+# -- integration tests on the embedded local model (real inference) ---------------------------------
+@pytest.mark.slow
+class TestChatFMClientEmbeddedModel(ChatModelIntegrationTests):
+    @property
+    def chat_model_class(self) -> type[ChatFMClient]:
+        return ChatFMClient
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"model": "llama-local", "max_tokens": 48, "temperature": 0}
+
+    @property
+    def has_tool_calling(self) -> bool:
+        # fmclient refuses tools on the llama.cpp backend (UnsupportedFeatureError): no tool-call format.
+        return False
+
+    @property
+    def supports_model_override(self) -> bool:
+        # One embedded model ships with fmclient: there is no second local model to switch to.
+        return False
+
+
+@pytest.mark.slow
+class TestFMClientEmbeddingsEmbeddedModel(EmbeddingsIntegrationTests):
+    @property
+    def embeddings_class(self) -> type[FMClientEmbeddings]:
+        return FMClientEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, Any]:
+        return {"model": "llama-local"}
