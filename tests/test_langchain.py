@@ -17,23 +17,23 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage  # noqa: E402
-from langchain_core.tools import tool  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
-from typing_extensions import TypedDict  # noqa: E402
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import tool
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
-from fmclient import UnsupportedFeatureError, Usage  # noqa: E402
-from fmclient.integrations.langchain import (  # noqa: E402
+from fmclient import UnsupportedFeatureError, Usage
+from fmclient.integrations.langchain import (
     PROVIDER_STATE_KEY,
     ChatFMClient,
     FMClientEmbeddings,
     to_fmclient_messages,
     usage_metadata,
 )
-from tests.fakes import anthropic as fa  # noqa: E402
-from tests.fakes.openai import Answer, FakeOpenAI  # noqa: E402
-from tests.fakes.server import FakeServer  # noqa: E402
-from tests.test_langchain_standard import small_png  # noqa: E402
+from tests.fakes import anthropic as fa
+from tests.fakes.images import small_png
+from tests.fakes.openai import Answer, FakeOpenAI
+from tests.fakes.server import FakeServer
 
 SIGNATURE = "EqQBCkgIARABGAIiQL1fake+signature/with==padding"
 

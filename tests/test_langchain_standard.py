@@ -11,8 +11,6 @@ reason here and in the README's LangChain section.
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,15 +18,16 @@ import pytest
 
 pytest.importorskip("langchain_tests")
 
-import httpx  # noqa: E402
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
-from langchain_tests.integration_tests import ChatModelIntegrationTests, EmbeddingsIntegrationTests  # noqa: E402
-from langchain_tests.unit_tests import ChatModelUnitTests, EmbeddingsUnitTests  # noqa: E402
+import httpx
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_tests.integration_tests import ChatModelIntegrationTests, EmbeddingsIntegrationTests
+from langchain_tests.unit_tests import ChatModelUnitTests, EmbeddingsUnitTests
 
-from fmclient import Usage  # noqa: E402
-from fmclient.integrations.langchain import ChatFMClient, FMClientEmbeddings  # noqa: E402
-from tests.fakes.responder import CACHE_MIN_WORDS, OpenAIResponder  # noqa: E402
-from tests.fakes.server import FakeServer  # noqa: E402
+from fmclient import Usage
+from fmclient.integrations.langchain import ChatFMClient, FMClientEmbeddings
+from tests.fakes.images import small_png
+from tests.fakes.responder import CACHE_MIN_WORDS, OpenAIResponder
+from tests.fakes.server import FakeServer
 
 # The sample image the suite's image tests download; there is no internet here, so the same URL is
 # answered with a PNG made locally (the model call itself is unchanged).
@@ -36,15 +35,6 @@ SUITE_IMAGE_URL = (
     "https://raw.githubusercontent.com/langchain-ai/docs/4d11d08b6b0e210bd456943f7a22febbd168b543/"
     "src/images/agentic-rag-output.png"
 )
-
-
-def small_png(width: int = 4, height: int = 4) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    rows = b"".join(b"\x00" + b"\xff\x80\x00" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 @pytest.fixture
@@ -156,6 +146,14 @@ class TestChatFMClientOpenAIWire(ChatModelIntegrationTests):
     def invoke_with_reasoning_output(self, *, stream: bool = False) -> AIMessage:
         llm = ChatFMClient(**{**_wire_params("o3"), "model_kwargs": {"reasoning_effort": "low"}})
         return _invoke(llm, [HumanMessage("Explain why the sky is blue, step by step.")], stream=stream)
+
+
+class TestChatFMClientOpenAIWireFunctionCalling(TestChatFMClientOpenAIWire):
+    """The same suite with structured output through a forced tool call instead of response_format."""
+
+    @property
+    def structured_output_kwargs(self) -> dict[str, Any]:
+        return {"method": "function_calling"}
 
 
 def _invoke(llm: ChatFMClient, messages: list[Any], *, stream: bool) -> AIMessage:

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -76,16 +75,16 @@ def usage_metadata(usage: Usage) -> UsageMetadata:
     cache_write = _optional_count(usage, "cache_write_tokens")
     if cache_write is not None:
         input_details["cache_creation"] = cache_write
-    out = UsageMetadata(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        total_tokens=usage.input_tokens + usage.output_tokens,
-        input_token_details=input_details,
-    )
+    out: dict[str, Any] = {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "input_token_details": input_details,
+    }
     reasoning = _optional_count(usage, "reasoning_tokens")
     if reasoning is not None:
         out["output_token_details"] = OutputTokenDetails(reasoning=reasoning)
-    return out
+    return cast("UsageMetadata", out)
 
 
 def _optional_count(usage: Usage, name: str) -> int | None:
@@ -136,7 +135,9 @@ def _to_fmclient_message(message: BaseMessage, index: int) -> Message:
         return Message(
             role="assistant",
             content=_assistant_text(message.content, where),
-            tool_calls=tuple(ToolCall(id=c["id"] or "", name=c["name"], arguments=dict(c["args"])) for c in message.tool_calls),
+            tool_calls=tuple(
+                ToolCall(id=c["id"] or "", name=c["name"], arguments=dict(c["args"])) for c in message.tool_calls
+            ),
             name=name,
             provider_state=_from_json_safe(state) if isinstance(state, Mapping) else None,
         )
@@ -147,10 +148,11 @@ def _to_fmclient_message(message: BaseMessage, index: int) -> Message:
             tool_call_id=message.tool_call_id,
             name=name,
         )
-    if isinstance(message, ChatMessage) and message.role in ("system", "user", "assistant"):
-        role = message.role
-        content = _user_content(message.content, where) if role == "user" else _text_only(message.content, where, role)
-        return Message(role=role, content=content, name=name)
+    if isinstance(message, ChatMessage) and message.role == "user":
+        return Message(role="user", content=_user_content(message.content, where), name=name)
+    if isinstance(message, ChatMessage) and message.role in ("system", "assistant"):
+        role: Literal["system", "assistant"] = "system" if message.role == "system" else "assistant"
+        return Message(role=role, content=_text_only(message.content, where, role), name=name)
     raise UnsupportedFeatureError(f"{where}: fmclient cannot send a LangChain {type(message).__name__}")
 
 
@@ -237,7 +239,7 @@ def _image_part(block: Mapping[str, Any], where: str) -> ImagePart:
         url = block.get("url")
         if isinstance(url, str):
             return ImagePart.from_source(url, mime)
-        if block.get("file_id") or block.get("id") and block.get("source_type") == "id":
+        if block.get("file_id") or (block.get("id") and block.get("source_type") == "id"):
             raise UnsupportedFeatureError(f"{where}: fmclient cannot send an image by provider file id")
         raise ValueError("an image block needs 'base64' or 'url'")
     except (TypeError, ValueError) as exc:
