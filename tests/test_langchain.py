@@ -406,3 +406,20 @@ def test_structured_output_on_the_embedded_model() -> None:
     result = llm.with_structured_output(Verdict).invoke("Is Paris in France? Answer yes or no.")
     assert isinstance(result, Verdict)
     assert result.answer in ("yes", "no")
+
+
+def test_streaming_flag_makes_invoke_stream(fake_server: FakeServer) -> None:
+    FakeOpenAI(fake_server).answer(Answer("streamed all the way", completion_tokens=4))
+    tokens: list[str] = []
+
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Collect(BaseCallbackHandler):
+        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            tokens.append(token)
+
+    reply = openai_chat(fake_server, streaming=True).invoke("go", config={"callbacks": [Collect()]})
+    assert reply.content == "streamed all the way"
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] == 4
+    assert bodies(fake_server)[0]["stream"] is True
+    assert [t for t in tokens if t] == ["streamed ", "all ", "the ", "way"]  # as the fake split them
