@@ -1,8 +1,8 @@
 """LangChain's own standard test suite (``langchain-tests``, written by LangChain) run on fmclient's
 integration: every unit test, and the integration tests against
 
-* the OpenAI wire fake, answered by :mod:`tests.fakes.responder` (a rule-based model that follows
-  the instructions in each request), through the real ``openai`` SDK over loopback HTTP;
+* the OpenAI and Anthropic wire fakes, answered by :mod:`tests.fakes.responder` (a rule-based model
+  that follows the instructions in each request), through the real SDKs over loopback HTTP;
 * the embedded local model (llama.cpp, SmolLM2-135M, real inference on CPU; marked slow).
 
 Tests are turned off only through the suite's documented capability properties, each with its
@@ -26,7 +26,7 @@ from langchain_tests.unit_tests import ChatModelUnitTests, EmbeddingsUnitTests
 from fmclient import Usage
 from fmclient.integrations.langchain import ChatFMClient, FMClientEmbeddings
 from tests.fakes.images import small_png
-from tests.fakes.responder import CACHE_MIN_WORDS, OpenAIResponder
+from tests.fakes.responder import CACHE_MIN_WORDS, AnthropicResponder, OpenAIResponder
 from tests.fakes.server import FakeServer
 
 # The sample image the suite's image tests download; there is no internet here, so the same URL is
@@ -154,6 +154,71 @@ class TestChatFMClientOpenAIWireFunctionCalling(TestChatFMClientOpenAIWire):
     @property
     def structured_output_kwargs(self) -> dict[str, Any]:
         return {"method": "function_calling"}
+
+
+# -- integration tests on the Anthropic wire fake ---------------------------------------------------
+_anthropic_url: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def anthropic_wire() -> Iterator[AnthropicResponder]:
+    with FakeServer() as server:
+        responder = AnthropicResponder(server)
+        _anthropic_url.append(server.url)
+        yield responder
+        _anthropic_url.remove(server.url)
+
+
+def _anthropic_details() -> list[Any]:
+    details = ["cache_read_input"]
+    # Reported once fmclient's Usage carries cache writes (added alongside this integration).
+    if hasattr(Usage(), "cache_write_tokens"):
+        details.append("cache_creation_input")
+    return details
+
+
+@pytest.mark.usefixtures("anthropic_wire", "offline_sample_image")
+class TestChatFMClientAnthropicWire(ChatModelIntegrationTests):
+    @property
+    def chat_model_class(self) -> type[ChatFMClient]:
+        return ChatFMClient
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"model": "claude-sonnet", "api_key": "sk-ant-fake", "base_url": _anthropic_url[-1], "max_retries": 0}
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_image_urls(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def model_override_value(self) -> str | None:
+        return "claude-haiku"
+
+    @property
+    def supported_usage_metadata_details(self) -> dict[Any, list[Any]]:
+        return {"invoke": _anthropic_details(), "stream": _anthropic_details()}
+
+    def invoke_with_cache_read_input(self, *, stream: bool = False) -> AIMessage:
+        # The same long prefix twice: the second request reads it from the (fake's) prompt cache.
+        llm = ChatFMClient(**self.chat_model_params)
+        system = SystemMessage(" ".join([f"You answer questions about the solar system ({stream})."] * (CACHE_MIN_WORDS // 5)))
+        _invoke(llm, [system, HumanMessage("Which planet is largest?")], stream=stream)
+        return _invoke(llm, [system, HumanMessage("Which planet is smallest?")], stream=stream)
+
+    def invoke_with_cache_creation_input(self, *, stream: bool = False) -> AIMessage:
+        # A long prefix seen for the first time is written to the (fake's) prompt cache.
+        llm = ChatFMClient(**self.chat_model_params)
+        system = SystemMessage(" ".join([f"You write haiku about rivers ({stream})."] * (CACHE_MIN_WORDS // 5)))
+        return _invoke(llm, [system, HumanMessage("One haiku, please.")], stream=stream)
 
 
 def _invoke(llm: ChatFMClient, messages: list[Any], *, stream: bool) -> AIMessage:

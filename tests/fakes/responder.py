@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes import anthropic as fa
 from tests.fakes.openai import Answer, chunk_events, completion_body, embeddings_reply, error_reply
 from tests.fakes.server import FakeServer, RecordedRequest, Reply
 
@@ -186,20 +187,21 @@ class Responder:
             model=str(body.get("model")),
             prompt_tokens=prompt_words,
             completion_tokens=max(1, completion_words),
-            cached_tokens=self._cached(body),
+            cached_tokens=self.cache(body)[0],
             reasoning_tokens=reasoning,
         )
 
-    def _cached(self, body: dict[str, Any]) -> int:
+    def cache(self, body: dict[str, Any]) -> tuple[int, int]:
+        """(words read from the prompt cache, words written to it) for this request's prefix."""
         messages = body.get("messages") or []
         prefix = json.dumps(messages[:-1], sort_keys=True)
         words = sum(_words(_text_of(m.get("content"))) for m in messages[:-1])
         if words < CACHE_MIN_WORDS:
-            return 0
+            return 0, 0
         if prefix in self._seen_prefixes:
-            return words
+            return words, 0
         self._seen_prefixes.add(prefix)
-        return 0
+        return 0, words
 
 
 class OpenAIResponder:
@@ -226,3 +228,93 @@ class OpenAIResponder:
             include = bool((body.get("stream_options") or {}).get("include_usage"))
             return Reply(chunks=chunk_events(answer, include_usage=include))
         return Reply(body=completion_body(answer))
+
+
+class AnthropicResponder:
+    """Serves ``/v1/messages`` with :class:`Responder`'s answers in the Anthropic wire format.
+
+    The request is read as Anthropic sends it (top-level ``system``, ``tool_use``/``tool_result``
+    blocks, ``tool_choice`` objects, ``output_config.format``, ``stop_sequences``) and the answer
+    goes back as a message or as the named SSE events. Usage follows Anthropic: ``input_tokens``
+    excludes cache reads and writes, which are reported beside it.
+    """
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.responder = Responder()
+        server.handler = self._handle
+
+    def bodies(self) -> list[Any]:
+        return [r.json() for r in self.server.requests if r.path.endswith(fa.MESSAGES_PATH)]
+
+    def _handle(self, request: RecordedRequest) -> Reply:
+        if not request.path.split("?")[0].endswith(fa.MESSAGES_PATH):
+            return fa.error_reply(404, f"Not found: {request.path}")
+        body = request.json()
+        if not body.get("messages") or not body.get("model") or not body.get("max_tokens"):
+            return fa.error_reply(400, "model, messages and max_tokens are required")
+        chat = as_chat_completions(body)
+        answer = self.responder.answer(chat)
+        read, written = self.responder.cache(chat)
+        blocks: list[dict[str, Any]] = [fa.text_block(answer.text)] if answer.text else []
+        blocks += [fa.tool_use_block(cid, name, json.loads(args)) for cid, name, args in answer.tool_calls]
+        stop_reason = {"tool_calls": "tool_use", "length": "max_tokens"}.get(answer.finish, "end_turn")
+        usage = fa.usage(
+            answer.prompt_tokens - read - written,
+            answer.completion_tokens,
+            cache_creation_input_tokens=written,
+            cache_read_input_tokens=read,
+        )
+        model = str(body["model"])
+        if body.get("stream"):
+            start = {**usage, "output_tokens": 1}
+            final = {"output_tokens": answer.completion_tokens}
+            events = fa.stream_events(blocks, model=model, stop_reason=stop_reason, start_usage=start, final_usage=final)
+            return fa.stream_reply(events)
+        return fa.message_reply(blocks, model=model, stop_reason=stop_reason, usage_=usage)
+
+
+def as_chat_completions(body: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic Messages request read as the Chat Completions body :class:`Responder` decides on."""
+    messages: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system:
+        messages.append({"role": "system", "content": system if isinstance(system, str) else _text_of(system)})
+    for message in body["messages"]:
+        content = message.get("content")
+        if isinstance(content, str):
+            messages.append({"role": message["role"], "content": content})
+            continue
+        results = [b for b in content if b.get("type") == "tool_result"]
+        for result in results:
+            inner = result.get("content")
+            messages.append({"role": "tool", "tool_call_id": result.get("tool_use_id"), "content": _text_of(inner)})
+        text = _text_of(content)
+        calls = [b for b in content if b.get("type") == "tool_use"]
+        if text or calls or not results:
+            out: dict[str, Any] = {"role": message["role"], "content": text}
+            if calls:
+                out["tool_calls"] = [{"id": c["id"], "function": {"name": c["name"]}} for c in calls]
+            messages.append(out)
+    chat: dict[str, Any] = {"model": body.get("model"), "messages": messages, "max_tokens": body.get("max_tokens")}
+    if body.get("stop_sequences"):
+        chat["stop"] = body["stop_sequences"]
+    if body.get("tools"):
+        chat["tools"] = [
+            {
+                "type": "function",
+                "function": {"name": t["name"], "description": t.get("description", ""), "parameters": t["input_schema"]},
+            }
+            for t in body["tools"]
+        ]
+    choice = body.get("tool_choice") or {}
+    if choice.get("type") == "any":
+        chat["tool_choice"] = "required"
+    elif choice.get("type") == "tool":
+        chat["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+    elif choice.get("type") in ("auto", "none"):
+        chat["tool_choice"] = choice["type"]
+    output_format = (body.get("output_config") or {}).get("format") or {}
+    if output_format.get("type") == "json_schema":
+        chat["response_format"] = {"type": "json_schema", "json_schema": {"schema": output_format.get("schema")}}
+    return chat
