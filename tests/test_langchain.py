@@ -276,15 +276,18 @@ def test_usage_details_read_the_newer_usage_fields_when_present() -> None:
 
 
 # -- opaque provider state round-trips ---------------------------------------------------------------
-def test_thinking_and_signature_round_trip_through_langchain_messages(fake_server: FakeServer) -> None:
+@pytest.mark.parametrize("output_version", ["v0", "v1"])
+def test_thinking_and_signature_round_trip_through_langchain_messages(
+    fake_server: FakeServer, output_version: str
+) -> None:
     thinking = fa.thinking_block("The user greets me; answer warmly.", SIGNATURE)
     fake_server.queue(
         fa.message_reply([thinking, fa.text_block("Hello!")]),
         fa.message_reply("Glad to hear it."),
     )
-    llm = anthropic_chat(fake_server, max_tokens=64)
+    llm = anthropic_chat(fake_server, max_tokens=64, output_version=output_version)
     first = llm.invoke([HumanMessage("Hi")])
-    assert first.content == "Hello!"
+    assert first.text == "Hello!"
     state = first.additional_kwargs[PROVIDER_STATE_KEY]
     assert json.loads(json.dumps(state)) == state  # plain JSON: checkpointers and caches can store it
     # The message survives LangChain's own serialisation before being sent back.
@@ -385,6 +388,15 @@ def test_an_explicit_client_is_used_as_is(fake_server: FakeServer) -> None:
     assert bodies(fake_server)[0]["model"] == "gpt-4o-mini"
     vectors = FMClientEmbeddings(client=client, model="text-embedding-3-small").embed_documents(["ab", "c"])
     assert vectors == [[2.0, 195.0, 0.5], [1.0, 99.0, 0.5]]
+
+
+def test_a_client_and_its_own_settings_are_not_mixed() -> None:
+    from fmclient import Client
+
+    with pytest.raises(ValueError, match="api_key cannot be combined with client="):
+        ChatFMClient(client=Client(), api_key="k")
+    with pytest.raises(TypeError, match=r"fmclient\.Client"):
+        FMClientEmbeddings(client=object())
 
 
 async def test_async_embeddings_keep_input_order(fake_server: FakeServer) -> None:

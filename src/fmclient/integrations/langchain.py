@@ -357,11 +357,19 @@ class _ClientHolder(BaseModel):
     _built: Client | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def _fm_client(self, model: str | None) -> Client:
+    @model_validator(mode="after")
+    def _one_source_of_settings(self) -> Any:
         if self.client is not None:
             if not isinstance(self.client, Client):
                 raise TypeError(f"client must be an fmclient.Client, not {type(self.client).__name__}")
-            return self.client
+            given = [n for n in ("api_key", "base_url", "config_path") if getattr(self, n) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} cannot be combined with client=: configure the Client instead")
+        return self
+
+    def _fm_client(self, model: str | None) -> Client:
+        if self.client is not None:
+            return cast(Client, self.client)
         if self._built is None:
             with self._lock:
                 if self._built is None:
