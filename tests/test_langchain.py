@@ -435,3 +435,23 @@ def test_streaming_flag_makes_invoke_stream(fake_server: FakeServer) -> None:
     assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] == 4
     assert bodies(fake_server)[0]["stream"] is True
     assert [t for t in tokens if t] == ["streamed ", "all ", "the ", "way"]  # as the fake split them
+
+
+def test_the_readme_example_runs_on_the_mock(fmclient_mock: Any) -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## LangChain") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    fmclient_mock.add_tool_call("get_weather", {"city": "Oslo"})
+    fmclient_mock.add_reply('{"name": "Eiffel Tower", "country": "France"}')
+    fmclient_mock.add_embeddings([[0.1, 0.2], [0.3, 0.4]])
+    scope: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["reply"].tool_calls[0]["args"] == {"city": "Oslo"}
+    assert scope["city"].country == "France"
+    assert scope["vectors"] == [[0.1, 0.2], [0.3, 0.4]]
+    first, second = fmclient_mock.requests[:2]
+    assert first.tool_choice == "required" and first.tools[0].name == "get_weather"
+    assert second.response_format is not None and second.response_format.name == "City"
