@@ -54,7 +54,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 import fmclient
 from fmclient import Client, Completion, ImagePart, Message, TextPart, ToolCall, UnsupportedFeatureError, Usage
 
-__all__ = ["PROVIDER_STATE_KEY", "ChatFMClient", "FMClientEmbeddings", "usage_metadata"]
+__all__ = [
+    "PROVIDER_STATE_KEY",
+    "ChatFMClient",
+    "FMClientEmbeddings",
+    "to_ai_message",
+    "to_fmclient_messages",
+    "usage_metadata",
+]
 
 #: Where an AIMessage carries fmclient's opaque provider state (thinking blocks, thought signatures).
 PROVIDER_STATE_KEY = "fmclient_provider_state"
