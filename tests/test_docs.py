@@ -17,7 +17,8 @@ Markers are HTML comments (invisible on the site) directly above a block, one pe
 * ``<!-- docs-test: skip REASON -->`` not run; for install commands only, with the reason.
 * ``<!-- docs-test: real -->`` runs with the mock switched off, against the real adapters with no
   key: for refusals, which happen before any request.
-* ``<!-- docs-test: raises NAME -->`` the block must raise ``fmclient.NAME`` (or a builtin).
+* ``<!-- docs-test: raises NAME -->`` the block must raise ``fmclient.NAME`` (or a builtin); a
+  ``# NAME: message`` comment in the block must be its message (``...`` stands for any text).
 * ``<!-- docs-test: setup CODE -->`` runs CODE first, with the page's mock as ``mock`` and
   ``fmclient`` imported (e.g. to script the tool call that the page's example then handles).
 * ``<!-- docs-test: file NAME -->`` (toml) also writes the block to NAME in the working directory,
@@ -219,6 +220,7 @@ def _run_block(block: Block, namespace: dict[str, Any], mock: MockProvider, scra
                 _run_toml(block, scratch)
         except Exception as exc:
             if expected is not None and isinstance(exc, expected):
+                _check_shown_message(block, exc)
                 return
             raise
         if expected is not None:
@@ -226,6 +228,21 @@ def _run_block(block: Block, namespace: dict[str, Any], mock: MockProvider, scra
     finally:
         if switched_off:
             mock.__enter__()
+
+
+def _check_shown_message(block: Block, exc: Exception) -> None:
+    """A ``# ErrorName: message`` comment under a raising block must be the real message
+    (``...`` stands for any text; following ``#`` lines continue it)."""
+    lines = block.code.splitlines()
+    prefix = f"# {block.raises}: "
+    starts = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+    if not starts:
+        return
+    shown = [lines[starts[0]][len(prefix) :]]
+    shown += [line[2:] for line in lines[starts[0] + 1 :] if line.startswith("# ")]
+    pattern = ".*".join(re.escape(part) for part in " ".join(shown).split("..."))
+    if not re.fullmatch(pattern, str(exc), re.DOTALL):
+        raise AssertionError(f"{block.where}: the page shows {' '.join(shown)!r}, the error says {str(exc)!r}")
 
 
 def _page_id(page: Path) -> str:
@@ -276,6 +293,16 @@ def test_blocks_share_a_namespace_and_run_under_the_mock(tmp_path: Path) -> None
 def test_a_raises_marker_fails_when_nothing_is_raised(tmp_path: Path) -> None:
     text = "<!-- docs-test: raises UnsupportedFeatureError -->\n```python\nx = 1\n```\n"
     with pytest.raises(AssertionError, match="was to raise UnsupportedFeatureError"):
+        _page(text, tmp_path)
+
+
+def test_a_shown_error_message_must_be_the_real_one(tmp_path: Path) -> None:
+    text = (
+        "<!-- docs-test: raises ValueError -->\n"
+        "```python\nraise ValueError('temperature must be between 0 and 2, got 3')\n"
+        "# ValueError: temperature must be between 0 and 1, got 3\n```\n"
+    )
+    with pytest.raises(AssertionError, match="the page shows"):
         _page(text, tmp_path)
 
 
