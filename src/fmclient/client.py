@@ -17,6 +17,7 @@ from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
 from fmclient.errors import FMClientError, UnsupportedFeatureError
+from fmclient.hooks import CallObserver, Hook, LoggingHook
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
@@ -97,6 +98,8 @@ class Client:
         timeout: float | None = None,
         max_retry_wait: float | None = None,
         env: Mapping[str, str] | None = None,
+        hooks: Sequence[Hook] | None = None,
+        telemetry: bool = False,
     ) -> None:
         overrides: dict[str, Any] = {
             "default_model": model,
@@ -115,6 +118,29 @@ class Client:
         self._lock = threading.Lock()
         self._breaker_config = breaker_from_settings(self.settings.circuit_breaker)
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._hooks: list[Hook] = list(hooks or ())
+        if telemetry:
+            # Imported only when asked for: opentelemetry-api is the [otel] extra.
+            from fmclient.telemetry import OpenTelemetryHook
+
+            self._hooks.append(OpenTelemetryHook())
+        import logging
+
+        self._log = logging.getLogger("fmclient")
+        self._logging_hook = LoggingHook()
+
+    def add_hook(self, hook: Hook) -> None:
+        """Register a hook for every later call (see :mod:`fmclient.hooks`)."""
+        self._hooks = [*self._hooks, hook]
+
+    def _observer(self, operation: str, request: Request | EmbedRequest, streaming: bool) -> CallObserver | None:
+        """The call's observer, or None on the fast path: no hook, and the log would drop records."""
+        hooks = self._hooks
+        if self._log.isEnabledFor(20):  # logging.INFO
+            hooks = [*hooks, self._logging_hook]
+        elif not hooks:
+            return None
+        return CallObserver(hooks, self.settings.provider_settings, operation, request, streaming)
 
     def __repr__(self) -> str:
         return f"<fmclient.Client default_model={self.settings.default_model!r}>"
@@ -233,7 +259,8 @@ class Client:
         # The primary target is checked now, so bad input or configuration fails before any
         # request (and, for a stream, before the caller starts iterating).
         first = self._prepare(routes[0], request, streaming=streaming)
-        return _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming)
+        observer = self._observer("chat", first, streaming)
+        return _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming, observer)
 
     def complete(
         self,
@@ -274,10 +301,15 @@ class Client:
         for route, prepared in call.plan():
 
             def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                return _guard(route.provider.complete, _with_timeout(prepared, left), route=route)
+                sent = _with_timeout(prepared, left)
+                if call.observer is None:
+                    return _guard(route.provider.complete, sent, route=route)
+                return call.observer.attempt(
+                    route.target.provider, sent.model, sent, lambda: _guard(route.provider.complete, sent, route=route)
+                )
 
             try:
-                completion = call_with_retries(attempt, route.policy, call.deadline, **route.where)
+                completion = call_with_retries(attempt, route.policy, call.deadline, **call.where(route))
             except FMClientError as error:
                 call.failed(route, error)
                 continue
@@ -323,10 +355,15 @@ class Client:
         for route, prepared in call.plan():
 
             async def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                return await _aguard(route.provider.acomplete(_with_timeout(prepared, left)), route)
+                sent = _with_timeout(prepared, left)
+                if call.observer is None:
+                    return await _aguard(route.provider.acomplete(sent), route)
+                return await call.observer.aattempt(
+                    route.target.provider, sent.model, sent, lambda: _aguard(route.provider.acomplete(sent), route)
+                )
 
             try:
-                completion = await acall_with_retries(attempt, route.policy, call.deadline, **route.where)
+                completion = await acall_with_retries(attempt, route.policy, call.deadline, **call.where(route))
             except FMClientError as error:
                 call.failed(route, error)
                 continue
@@ -380,11 +417,18 @@ class Client:
                 def open_stream(
                     left: float | None, route: _Route = route, prepared: Request = prepared
                 ) -> tuple[Iterator[Chunk], Chunk | None]:
-                    iterator = _guard(route.provider.stream, _with_timeout(prepared, left), route=route)
-                    return iterator, _guard(next, iterator, None, route=route)
+                    sent = _with_timeout(prepared, left)
+
+                    def opened() -> tuple[Iterator[Chunk], Chunk | None]:
+                        iterator = _guard(route.provider.stream, sent, route=route)
+                        return iterator, _guard(next, iterator, None, route=route)
+
+                    if call.observer is None:
+                        return opened()
+                    return call.observer.open_stream(route.target.provider, sent.model, sent, opened)
 
                 try:
-                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **call.where(route))
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
@@ -397,6 +441,9 @@ class Client:
                         chunk = _guard(next, iterator, None, route=route)
                 except FMClientError as error:
                     call.broke_off(route, error, assembler.text)
+                    raise
+                except GeneratorExit as stopped:
+                    call.abandoned(stopped)
                     raise
                 finally:
                     close = getattr(iterator, "close", None)
@@ -450,11 +497,20 @@ class Client:
                 async def open_stream(
                     left: float | None, route: _Route = route, prepared: Request = prepared
                 ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
-                    iterator = route.provider.astream(_with_timeout(prepared, left))
-                    return iterator, await _aguard(_anext_or_none(iterator), route)
+                    sent = _with_timeout(prepared, left)
+
+                    async def opened() -> tuple[AsyncIterator[Chunk], Chunk | None]:
+                        iterator = route.provider.astream(sent)
+                        return iterator, await _aguard(_anext_or_none(iterator), route)
+
+                    if call.observer is None:
+                        return await opened()
+                    return await call.observer.aopen_stream(route.target.provider, sent.model, sent, opened)
 
                 try:
-                    iterator, first = await acall_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                    iterator, first = await acall_with_retries(
+                        open_stream, route.policy, call.deadline, **call.where(route)
+                    )
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
@@ -467,6 +523,9 @@ class Client:
                         chunk = await _aguard(_anext_or_none(iterator), route)
                 except FMClientError as error:
                     call.broke_off(route, error, assembler.text)
+                    raise
+                except GeneratorExit as stopped:
+                    call.abandoned(stopped)
                     raise
                 finally:
                     aclose = getattr(iterator, "aclose", None)
@@ -509,11 +568,28 @@ class Client:
     ) -> Embeddings:
         """Embed texts; vectors come back in input order."""
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
+        observer = self._observer("embeddings", request, False)
+        if observer is None:
 
-        def attempt(left: float | None) -> Embeddings:
-            return _guard(route.provider.embed, replace(request, timeout=left), route=route)
+            def attempt(left: float | None) -> Embeddings:
+                return _guard(route.provider.embed, replace(request, timeout=left), route=route)
 
-        return call_with_retries(attempt, route.policy, deadline, **route.where)
+            return call_with_retries(attempt, route.policy, deadline, **route.where)
+        request = _observed_embed_request(observer, route, request)
+
+        def observed_attempt(left: float | None) -> Embeddings:
+            sent = replace(request, timeout=left)
+            return observer.attempt(
+                route.target.provider, sent.model, sent, lambda: _guard(route.provider.embed, sent, route=route)
+            )
+
+        try:
+            result = call_with_retries(observed_attempt, route.policy, deadline, on_retry=observer.retry, **route.where)
+        except BaseException as error:
+            observer.end(None, error)
+            raise
+        observer.end(result, None)
+        return result
 
     async def aembed(
         self,
@@ -526,11 +602,30 @@ class Client:
     ) -> Embeddings:
         """The async twin of :meth:`embed`."""
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
+        observer = self._observer("embeddings", request, False)
+        if observer is None:
 
-        async def attempt(left: float | None) -> Embeddings:
-            return await _aguard(route.provider.aembed(replace(request, timeout=left)), route)
+            async def attempt(left: float | None) -> Embeddings:
+                return await _aguard(route.provider.aembed(replace(request, timeout=left)), route)
 
-        return await acall_with_retries(attempt, route.policy, deadline, **route.where)
+            return await acall_with_retries(attempt, route.policy, deadline, **route.where)
+        request = _observed_embed_request(observer, route, request)
+
+        async def observed_attempt(left: float | None) -> Embeddings:
+            sent = replace(request, timeout=left)
+            return await observer.aattempt(
+                route.target.provider, sent.model, sent, lambda: _aguard(route.provider.aembed(sent), route)
+            )
+
+        try:
+            result = await acall_with_retries(
+                observed_attempt, route.policy, deadline, on_retry=observer.retry, **route.where
+            )
+        except BaseException as error:
+            observer.end(None, error)
+            raise
+        observer.end(result, None)
+        return result
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -557,7 +652,7 @@ class Client:
 class _Call:
     """One complete/stream call across its targets: the fallback walk and its record."""
 
-    __slots__ = ("attempts", "client", "deadline", "first", "request", "routes", "streaming")
+    __slots__ = ("attempts", "client", "deadline", "first", "observer", "request", "routes", "streaming")
 
     def __init__(
         self,
@@ -567,8 +662,10 @@ class _Call:
         first: Request,
         deadline: Deadline,
         streaming: bool,
+        observer: CallObserver | None = None,
     ) -> None:
         self.client = client
+        self.observer = observer
         self.request = request
         self.routes = routes
         self.first = first
@@ -597,7 +694,28 @@ class _Call:
             except FMClientError as error:
                 self.failed(route, error)
                 continue
+            if self.observer is not None:
+                prepared = self._before_request(route, prepared)
             yield route, prepared
+
+    def where(self, route: _Route) -> dict[str, Any]:
+        """The retry layer's keywords; with an observer, retries are reported to it."""
+        if self.observer is None:
+            return route.where
+        return {**route.where, "on_retry": self.observer.retry}
+
+    def _before_request(self, route: _Route, prepared: Request) -> Request:
+        assert self.observer is not None
+
+        def check(changed: Request) -> None:
+            route.capabilities.check(changed, provider=route.target.provider, streaming=self.streaming)
+
+        try:
+            return self.observer.before_request(prepared, check)
+        except FMClientError as error:  # refused by a hook: no request, no fallback
+            error.attempts = self.attempts
+            self.observer.refuse(error)
+            raise
 
     def _record(self, route: _Route, error: FMClientError | None) -> None:
         breaker = self.client.breaker(route.target.provider)
@@ -616,7 +734,11 @@ class _Call:
         self.attempts.append(Attempt(route.target.provider, route.target.model, error))
         if route is self.routes[-1] or not self.client._may_fall_back(error):
             error.attempts = self.attempts
+            if self.observer is not None:
+                self.observer.end(None, error)
             raise error
+        if self.observer is not None:
+            self.observer.fallback(error)
 
     def broke_off(self, route: _Route, error: FMClientError, text: str) -> None:
         """A stream failed after reaching the caller: no retry, no fallback, keep what came."""
@@ -624,6 +746,14 @@ class _Call:
         self.attempts.append(Attempt(route.target.provider, route.target.model, error))
         error.partial_text = text
         error.attempts = self.attempts
+        if self.observer is not None:
+            self.observer.broke_off(error)
+            self.observer.end(None, error)
+
+    def abandoned(self, stopped: BaseException) -> None:
+        """The caller closed a stream before its end."""
+        if self.observer is not None:
+            self.observer.end(None, stopped)
 
     def finish(self, route: _Route, completion: Completion) -> Completion:
         self._record(route, None)
@@ -632,9 +762,28 @@ class _Call:
         if _overrides:
             completion.provider = _overrides[-1].name
         response_format = self.request.response_format
-        if response_format is not None and completion.parsed is None:
-            _validation.parse_structured(completion, response_format)
+        observer = self.observer
+        if observer is None:
+            if response_format is not None and completion.parsed is None:
+                _validation.parse_structured(completion, response_format)
+            return completion
+        observer.answered(completion)
+        try:
+            if response_format is not None and completion.parsed is None:
+                _validation.parse_structured(completion, response_format)
+        except BaseException as error:
+            observer.end(None, error)
+            raise
+        observer.end(completion, None)
         return completion
+
+
+def _observed_embed_request(observer: CallObserver, route: _Route, request: EmbedRequest) -> EmbedRequest:
+    try:
+        return observer.before_request(request)
+    except FMClientError as error:
+        observer.refuse(error)
+        raise
 
 
 def _with_timeout(request: Request, left: float | None) -> Request:
