@@ -63,7 +63,7 @@ class _Route:
         self.policy = policy
         self.timeout = timeout
         # The keywords every retry-layer call takes, built once.
-        self.where: dict[str, str] = {"provider": target.provider, "model": target.model}
+        self.where: dict[str, Any] = {"provider": target.provider, "model": target.model}
         self.ready = False
 
     def ensure_ready(self, model: str) -> None:
@@ -305,7 +305,10 @@ class Client:
                 if call.observer is None:
                     return _guard(route.provider.complete, sent, route=route)
                 return call.observer.attempt(
-                    route.target.provider, sent.model, sent, lambda: _guard(route.provider.complete, sent, route=route)
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _guard(route.provider.complete, sent, route=route),
                 )
 
             try:
@@ -359,7 +362,10 @@ class Client:
                 if call.observer is None:
                     return await _aguard(route.provider.acomplete(sent), route)
                 return await call.observer.aattempt(
-                    route.target.provider, sent.model, sent, lambda: _aguard(route.provider.acomplete(sent), route)
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _aguard(route.provider.acomplete(sent), route),
                 )
 
             try:
@@ -425,7 +431,7 @@ class Client:
 
                     if call.observer is None:
                         return opened()
-                    return call.observer.open_stream(route.target.provider, sent.model, sent, opened)
+                    return call.observer.open_stream(route.target.provider, route.target.model, sent, opened)
 
                 try:
                     iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **call.where(route))
@@ -505,7 +511,7 @@ class Client:
 
                     if call.observer is None:
                         return await opened()
-                    return await call.observer.aopen_stream(route.target.provider, sent.model, sent, opened)
+                    return await call.observer.aopen_stream(route.target.provider, route.target.model, sent, opened)
 
                 try:
                     iterator, first = await acall_with_retries(
@@ -580,7 +586,7 @@ class Client:
         def observed_attempt(left: float | None) -> Embeddings:
             sent = replace(request, timeout=left)
             return observer.attempt(
-                route.target.provider, sent.model, sent, lambda: _guard(route.provider.embed, sent, route=route)
+                route.target.provider, route.target.model, sent, lambda: _guard(route.provider.embed, sent, route=route)
             )
 
         try:
@@ -614,7 +620,7 @@ class Client:
         async def observed_attempt(left: float | None) -> Embeddings:
             sent = replace(request, timeout=left)
             return await observer.aattempt(
-                route.target.provider, sent.model, sent, lambda: _aguard(route.provider.aembed(sent), route)
+                route.target.provider, route.target.model, sent, lambda: _aguard(route.provider.aembed(sent), route)
             )
 
         try:

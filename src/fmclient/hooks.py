@@ -174,7 +174,9 @@ class LoggingHook(Hook):
     def _failed(self, attempt: AttemptInfo, error: FMClientError) -> None:
         attempt.state.pop(LoggingHook, None)
         status = error.status_code if error.status_code is not None else type(error).__name__
-        request_id = getattr(error, "request_id", None)
+        # The SDKs' status errors keep the response's request id; fmclient chains them as __cause__.
+        request_id = getattr(error.__cause__, "request_id", None)
+        request_id = request_id if isinstance(request_id, str) else None
         wait = "" if attempt.retry_wait is None else f", retrying in {attempt.retry_wait:.2f}s"
         self._log.warning(
             "attempt %d %s/%s: %s after %.3fs%s%s",
@@ -211,7 +213,7 @@ class CallObserver:
     Built per call only when there is a hook to run (the client passes ``None`` otherwise).
     """
 
-    __slots__ = ("_current", "_hooks", "_settings", "_target_index", "_target_key", "_number", "call")
+    __slots__ = ("_current", "_hooks", "_number", "_settings", "_target_index", "_target_key", "call")
 
     def __init__(
         self,

@@ -307,6 +307,10 @@ class Completion:
     raw: Any = field(default=None, repr=False)
     # One record per model tried when fallbacks were involved (see fmclient.fallback).
     attempts: list[Any] = field(default_factory=list, repr=False)
+    # The provider's id for this answer (body ``id``) and for the HTTP request (``x-request-id``,
+    # ``request-id``, ``x-amzn-RequestId``), where it sends them: for support tickets and logs.
+    response_id: str | None = field(default=None, repr=False)
+    request_id: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         parsed = self.parsed

@@ -429,7 +429,15 @@ def parse_response(response: Any, *, provider: str = "anthropic", model: str = "
         tool_calls=calls,
         message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
         raw=response,
+        response_id=data.get("id") if isinstance(data.get("id"), str) else None,
+        request_id=_request_id(response),
     )
+
+
+def _request_id(response: Any) -> str | None:
+    """The SDK keeps the ``request-id`` response header on the message it returns."""
+    found = getattr(response, "_request_id", None)
+    return found if isinstance(found, str) and found else None
 
 
 @dataclass

@@ -683,6 +683,7 @@ def parse_converse_response(
         tool_calls=calls,
         message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
         raw=response,
+        request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
     )
 
 

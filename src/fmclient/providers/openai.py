@@ -561,7 +561,13 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
             provider_state={provider: {"content": parts}} if parts else None,
         ),
         raw=response,
+        response_id=_str_or_none(data.get("id")),
+        request_id=_str_or_none(getattr(response, "_request_id", None)),
     )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class StreamParser:
