@@ -306,6 +306,9 @@ class OpenTelemetryHook(Hook):
             response = {"error.type": _error_type(error)}
             metric_attributes["error.type"] = response["error.type"]
         if span is not None:
+            if last.target_index:  # a fallback answered (or failed last): the span names that target
+                span.set_attributes(metric_attributes)
+                span.update_name(f"{call.operation} {last.model}")
             if call.streaming and last.first_chunk_at is not None:
                 response["gen_ai.response.time_to_first_chunk"] = last.first_chunk_at - call.started
             span.set_attributes(response)
