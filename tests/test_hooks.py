@@ -118,7 +118,11 @@ def test_async_complete_and_embeddings(mock: MockProvider) -> None:
     mock.add_embeddings([[1.0, 0.0]])
     asyncio.run(client.aembed(["one"], model="openai/text-embedding-3-small"))
     starts = [e for e in recorder.events if e[0] == "call_start"]
-    assert starts == [("call_start", "chat", False), ("call_start", "embeddings", False), ("call_start", "embeddings", False)]
+    assert starts == [
+        ("call_start", "chat", False),
+        ("call_start", "embeddings", False),
+        ("call_start", "embeddings", False),
+    ]
     assert [e for e in recorder.events if e[0] == "call_end"] == [("call_end", True, None)] * 3
 
 
@@ -128,7 +132,11 @@ def test_a_stream_failing_mid_way_ends_the_call_with_its_error(mock: MockProvide
     mock.add_stream(["a", "b", "c"], error_after=1)
     with pytest.raises(FMClientError):
         list(client.stream("hi", model="openai/gpt-4o"))
-    assert recorder.events[-3:] == [("first_chunk", "a"), ("error", "FMClientError"), ("call_end", False, "FMClientError")]
+    assert recorder.events[-3:] == [
+        ("first_chunk", "a"),
+        ("error", "FMClientError"),
+        ("call_end", False, "FMClientError"),
+    ]
 
 
 def test_a_stream_closed_early_still_ends_the_call(mock: MockProvider) -> None:
@@ -182,7 +190,7 @@ def test_before_request_raising_refuses_the_call_and_nothing_is_sent(mock: MockP
 
 def test_before_request_raising_anything_else_fails_closed_with_the_cause_chained(mock: MockProvider) -> None:
     client = Client(hooks=[Guardrail(ValueError("classifier down"))])
-    with pytest.raises(FMClientError, match="Guardrail.before_request refused the call: classifier down") as raised:
+    with pytest.raises(FMClientError, match=r"Guardrail\.before_request refused the call: classifier down") as raised:
         client.complete("hi", model="openai/gpt-4o")
     assert isinstance(raised.value.__cause__, ValueError)
     assert mock.requests == []

@@ -22,8 +22,8 @@ from fmclient import Client, FMClientError
 from fmclient.telemetry import DURATION_BUCKETS, TOKEN_BUCKETS, OpenTelemetryHook
 from fmclient.testing import MockProvider
 from fmclient.types import Usage
-from tests.fakes.profiles import PROFILES, Profile
-from tests.fakes.server import FakeServer, Reply
+from tests.fakes.profiles import PROFILES
+from tests.fakes.server import FakeServer
 
 
 @dataclasses.dataclass
@@ -88,9 +88,13 @@ class Case:
 
 
 CASES = {
-    "anthropic": Case("anthropic", "anthropic", "claude-sonnet-4-6", "anthropic", "claude-sonnet-4-6", 10, 5, "msg_01fake"),
+    "anthropic": Case(
+        "anthropic", "anthropic", "claude-sonnet-4-6", "anthropic", "claude-sonnet-4-6", 10, 5, "msg_01fake"
+    ),
     "openai": Case("openai", "openai", "gpt-4o", "openai", "gpt-4o-2024-08-06", 12, 5, "chatcmpl-fake"),
-    "mistral": Case("openai", "mistral", "mistral-small-latest", "mistral_ai", "gpt-4o-2024-08-06", 12, 5, "chatcmpl-fake"),
+    "mistral": Case(
+        "openai", "mistral", "mistral-small-latest", "mistral_ai", "gpt-4o-2024-08-06", 12, 5, "chatcmpl-fake"
+    ),
     "gemini": Case("gemini", "gemini", "gemini-2.5-flash", "gcp.gemini", "gemini-2.5-flash-001", 10, 5, "resp-1"),
     "bedrock": Case(
         "bedrock",
@@ -341,7 +345,7 @@ def test_message_content_only_with_the_standard_switch(
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     loud = make_otel()
     client_for(CASES["openai"], fake_server, loud).complete("hi", model="openai/gpt-4o", system="be brief")
-    call, attempts = loud.spans()
+    call, _attempts = loud.spans()
     attributes = call.attributes or {}
     assert json.loads(str(attributes["gen_ai.system_instructions"])) == [{"type": "text", "content": "be brief"}]
     assert json.loads(str(attributes["gen_ai.input.messages"])) == [
