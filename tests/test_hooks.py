@@ -14,6 +14,8 @@ from fmclient.errors import RateLimitError
 from fmclient.hooks import AttemptInfo, CallInfo, Hook
 from fmclient.testing import MockProvider
 from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
+from tests.fakes.profiles import PROFILES
+from tests.fakes.server import FakeServer
 
 
 class Recorder(Hook):
@@ -254,3 +256,26 @@ def test_one_log_record_per_attempt_with_status_latency_and_wait(
     assert (first.fmclient_status, first.fmclient_retry_wait) == (429, 2.0)  # type: ignore[attr-defined]
     assert second.getMessage().startswith("attempt 2 openai/gpt-4o: ok in ")
     assert second.fmclient_latency >= 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("name", "header"), [("openai", "x-request-id"), ("anthropic", "request-id")])
+def test_request_id_from_the_response_headers_on_the_completion_and_in_the_log(
+    name: str, header: str, fake_server: FakeServer, caplog: pytest.LogCaptureFixture, retry_sleeps: list[float]
+) -> None:
+    profile = PROFILES[name]
+    failed = profile.status("429", retry_after="1")
+    fake_server.replies.extend(
+        [
+            replace(failed, headers={**failed.headers, header: "req_failed_1"}),
+            replace(profile.reply("hi"), headers={header: "req_answered_2"}),
+        ]
+    )
+    client = Client(providers={name: profile.table(fake_server.url)}, max_retries=1)
+    with caplog.at_level(logging.INFO, logger="fmclient"):
+        completion = client.complete("hi", model=f"{name}/{profile.model_id}")
+    assert completion.request_id == "req_answered_2"
+    assert len(fake_server.requests) == 2
+    attempts = [r for r in caplog.records if r.getMessage().startswith("attempt ")]
+    assert [r.fmclient_request_id for r in attempts] == ["req_failed_1", "req_answered_2"]  # type: ignore[attr-defined]
+    assert attempts[0].getMessage().endswith(", retrying in 1.00s (request id req_failed_1)")
+    assert attempts[1].getMessage().endswith(" (request id req_answered_2)")

@@ -430,13 +430,12 @@ def parse_response(response: Any, *, provider: str = "anthropic", model: str = "
         message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
         raw=response,
         response_id=data.get("id") if isinstance(data.get("id"), str) else None,
-        request_id=_request_id(response),
     )
 
 
-def _request_id(response: Any) -> str | None:
-    """The SDK keeps the ``request-id`` response header on the message it returns."""
-    found = getattr(response, "_request_id", None)
+def _request_id(raw: Any) -> str | None:
+    """The ``request-id`` response header, from the SDK's raw response."""
+    found = getattr(raw, "request_id", None)
     return found if isinstance(found, str) and found else None
 
 
@@ -906,7 +905,8 @@ class AnthropicProvider(Provider):
             try:
                 # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
                 # errors, headers) without building a pydantic model fmclient would only read back.
-                response = client.messages.with_raw_response.create(**params).parse(to=object)
+                raw = client.messages.with_raw_response.create(**params)
+                response = raw.parse(to=object)
             except ValueError as exc:
                 if not _refused_as_too_long(exc):
                     raise
@@ -916,7 +916,9 @@ class AnthropicProvider(Provider):
                 for _ in self._stream(request, state):
                     pass
                 return self._streamed(state, request)
-            return self._parse(response, request)
+            completion = self._parse(response, request)
+            completion.request_id = _request_id(raw)
+            return completion
 
     def _streamed(self, state: StreamState, request: Request) -> Completion:
         completion = self._parse(state.message(), request)
@@ -964,7 +966,9 @@ class AnthropicProvider(Provider):
                 async for _ in self._astream(request, state):
                     pass
                 return self._streamed(state, request)
-            return self._parse(response, request)
+            completion = self._parse(response, request)
+            completion.request_id = _request_id(raw)
+            return completion
 
     def astream(self, request: Request) -> AsyncIterator[Chunk]:
         return self._astream(request, StreamState(provider=self.name, model=request.model))
