@@ -423,3 +423,41 @@ def test_telemetry_true_uses_the_global_providers_and_import_stays_free_of_opent
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "OpenTelemetryHook"
+
+
+def test_async_stream_over_the_wire_has_the_same_spans_and_the_first_chunk_metric(
+    fake_server: FakeServer, otel: Otel
+) -> None:
+    case = CASES["openai"]
+    fake_server.replies.append(PROFILES["openai"].stream(["a", "b"]))
+    client = client_for(case, fake_server, otel)
+
+    async def consume() -> str:
+        stream = client.astream("hi", model="openai/gpt-4o", max_tokens=50, stop=["END"], temperature=0.5, top_p=0.9)
+        return "".join([chunk.text async for chunk in stream])
+
+    assert asyncio.run(consume()) == "ab"
+    call, (attempt,) = otel.spans()
+    attributes = dict(call.attributes or {})
+    assert attributes.pop("gen_ai.response.time_to_first_chunk") >= 0
+    assert attributes["gen_ai.request.stream"] is True
+    assert {k: v for k, v in attributes.items() if k.startswith("gen_ai.request.")} == {
+        k: v
+        for k, v in request_attributes(case, fake_server.port, stream=True).items()
+        if k.startswith("gen_ai.request.")
+    }
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert "gen_ai.response.time_to_first_chunk" in (attempt.attributes or {})
+    assert otel.points()["gen_ai.client.operation.time_to_first_chunk"][0].count == 1
+
+
+def test_a_no_op_tracer_records_no_span_but_metrics_still_count(fake_server: FakeServer) -> None:
+    exporter = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    hook = OpenTelemetryHook(tracer_provider=trace.NoOpTracerProvider(), meter_provider=MeterProvider([reader]))
+    otel = Otel(exporter, reader, TracerProvider(), hook)
+    fake_server.replies.append(PROFILES["openai"].reply("hello there"))
+    client_for(CASES["openai"], fake_server, otel).complete("hi", model="openai/gpt-4o")
+    assert exporter.get_finished_spans() == ()
+    (duration,) = otel.points()["gen_ai.client.operation.duration"]
+    assert duration.count == 1 and duration.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"  # type: ignore[index]

@@ -259,8 +259,7 @@ class Client:
         # The primary target is checked now, so bad input or configuration fails before any
         # request (and, for a stream, before the caller starts iterating).
         first = self._prepare(routes[0], request, streaming=streaming)
-        observer = self._observer("chat", first, streaming)
-        return _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming, observer)
+        return _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming)
 
     def complete(
         self,
@@ -668,10 +667,9 @@ class _Call:
         first: Request,
         deadline: Deadline,
         streaming: bool,
-        observer: CallObserver | None = None,
     ) -> None:
         self.client = client
-        self.observer = observer
+        self.observer: CallObserver | None = None
         self.request = request
         self.routes = routes
         self.first = first
@@ -681,6 +679,8 @@ class _Call:
 
     def plan(self) -> Iterator[tuple[_Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
+        # The call starts here (for a stream: when the caller starts iterating), hooks with it.
+        self.observer = self.client._observer("chat", self.first, self.streaming)
         for index, route in enumerate(self.routes):
             breaker = self.client.breaker(route.target.provider)
             if breaker is not None and not breaker.allow():

@@ -209,6 +209,8 @@ class OpenTelemetryHook(Hook):
 
     def on_attempt_start(self, attempt: AttemptInfo) -> None:
         call_span = self._call_span(attempt)
+        if not call_span.is_recording():  # a no-op or sampled-out tracer: metrics only
+            return
         attributes = self._common(attempt.call.operation, attempt.settings, attempt.model)
         attributes.update(self._request_attributes(attempt.call, attempt.request))
         attributes["fmclient.attempt.number"] = attempt.number
@@ -299,13 +301,15 @@ class OpenTelemetryHook(Hook):
             return
         metric_attributes = self._common(call.operation, last.settings, last.model)
         if result is not None:
-            response = self._response_attributes(result, content=self.capture_content)
-            if response.get("gen_ai.response.model"):
-                metric_attributes["gen_ai.response.model"] = response["gen_ai.response.model"]
+            if result.model:
+                metric_attributes["gen_ai.response.model"] = result.model
         else:
-            response = {"error.type": _error_type(error)}
-            metric_attributes["error.type"] = response["error.type"]
-        if span is not None:
+            metric_attributes["error.type"] = _error_type(error)
+        if span is not None and span.is_recording():
+            if result is not None:
+                response = self._response_attributes(result, content=self.capture_content)
+            else:
+                response = {"error.type": metric_attributes["error.type"]}
             if last.target_index:  # a fallback answered (or failed last): the span names that target
                 span.set_attributes(metric_attributes)
                 span.update_name(f"{call.operation} {last.model}")
