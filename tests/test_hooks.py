@@ -279,3 +279,17 @@ def test_request_id_from_the_response_headers_on_the_completion_and_in_the_log(
     assert [r.fmclient_request_id for r in attempts] == ["req_failed_1", "req_answered_2"]  # type: ignore[attr-defined]
     assert attempts[0].getMessage().endswith(", retrying in 1.00s (request id req_failed_1)")
     assert attempts[1].getMessage().endswith(" (request id req_answered_2)")
+
+
+class Interrupt(Hook):
+    def on_retry(self, attempt: AttemptInfo, wait: float) -> None:
+        raise KeyboardInterrupt  # not an Exception: passes through the observer, as a real ^C would
+
+
+def test_an_interrupt_between_attempts_still_ends_the_call(mock: MockProvider) -> None:
+    recorder = Recorder()
+    client = Client(hooks=[recorder, Interrupt()], max_retries=2)
+    mock.add_error(429, retry_after=1.0).add_reply("never")
+    with pytest.raises(KeyboardInterrupt):
+        client.complete("hi", model="openai/gpt-4o")
+    assert recorder.events[-2:] == [("retry", 1.0), ("call_end", False, "KeyboardInterrupt")]

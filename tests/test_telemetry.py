@@ -461,3 +461,40 @@ def test_a_no_op_tracer_records_no_span_but_metrics_still_count(fake_server: Fak
     assert exporter.get_finished_spans() == ()
     (duration,) = otel.points()["gen_ai.client.operation.duration"]
     assert duration.count == 1 and duration.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("table", "env", "expected"),
+    [
+        ({"type": "openai"}, {}, ("openai", "api.openai.com", 443)),
+        ({"type": "openai", "base_url": "https://api.mistral.ai/v1"}, {}, ("mistral_ai", "api.mistral.ai", 443)),
+        ({"type": "anthropic"}, {}, ("anthropic", "api.anthropic.com", 443)),
+        ({"type": "gemini"}, {}, ("gcp.gemini", "generativelanguage.googleapis.com", 443)),
+        (
+            {"type": "gemini", "vertexai": True, "location": "europe-west4"},
+            {},
+            ("gcp.vertex_ai", "europe-west4-aiplatform.googleapis.com", 443),
+        ),
+        (
+            {"type": "gemini"},
+            {"GOOGLE_GENAI_USE_VERTEXAI": "true"},
+            ("gcp.vertex_ai", "aiplatform.googleapis.com", 443),
+        ),
+        (
+            {"type": "bedrock", "region": "eu-west-1"},
+            {},
+            ("aws.bedrock", "bedrock-runtime.eu-west-1.amazonaws.com", 443),
+        ),
+        ({"type": "ollama"}, {}, ("ollama", "localhost", 11434)),
+        ({"type": "ollama", "base_url": "http://gpu-box:8080"}, {}, ("ollama", "gpu-box", 8080)),
+        ({"type": "llamacpp"}, {}, ("llama_cpp", None, None)),
+    ],
+)
+def test_provider_name_and_server_for_each_configuration(
+    table: dict[str, Any], env: dict[str, str], expected: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = Client(providers={"target": table})
+    hook = OpenTelemetryHook(tracer_provider=trace.NoOpTracerProvider())
+    assert hook._flavour(client.settings.provider_settings("target")) == expected

@@ -315,6 +315,9 @@ class Client:
             except FMClientError as error:
                 call.failed(route, error)
                 continue
+            except BaseException as error:  # cancelled or interrupted: hooks still see the call end
+                call.interrupted(error)
+                raise
             return call.finish(route, completion)
         raise AssertionError("unreachable: plan() raises when no target is left")
 
@@ -372,6 +375,9 @@ class Client:
             except FMClientError as error:
                 call.failed(route, error)
                 continue
+            except BaseException as error:  # cancelled or interrupted: hooks still see the call end
+                call.interrupted(error)
+                raise
             return call.finish(route, completion)
         raise AssertionError("unreachable: plan() raises when no target is left")
 
@@ -437,6 +443,9 @@ class Client:
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
+                except BaseException as error:
+                    call.interrupted(error)
+                    raise
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
                     chunk = first
@@ -519,6 +528,9 @@ class Client:
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
+                except BaseException as error:
+                    call.interrupted(error)
+                    raise
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
                     chunk = first
@@ -760,6 +772,8 @@ class _Call:
         """The caller closed a stream before its end."""
         if self.observer is not None:
             self.observer.end(None, stopped)
+
+    interrupted = abandoned  # cancelled or interrupted (KeyboardInterrupt) between attempts
 
     def finish(self, route: _Route, completion: Completion) -> Completion:
         self._record(route, None)

@@ -75,7 +75,7 @@ _PROVIDER_NAMES = {
 _DEFAULT_HOSTS = {
     "openai": "api.openai.com",
     "anthropic": "api.anthropic.com",
-    "gemini": "generativelanguage.googleapis.com",
+    "gcp.gemini": "generativelanguage.googleapis.com",
     "mistral_ai": "api.mistral.ai",
 }
 _FINISH_REASONS = {"tool_calls": "tool_call"}
@@ -88,9 +88,21 @@ def provider_name(settings: ProviderSettings) -> str:
     base_url = settings.base_url or ""
     if kind == "openai" and (settings.name == "mistral" or "api.mistral.ai" in base_url):
         return "mistral_ai"
-    if kind == "gemini" and (settings.options.get("vertexai") or "aiplatform.googleapis.com" in base_url):
+    if kind == "gemini" and (_uses_vertex(settings) or "aiplatform.googleapis.com" in base_url):
         return "gcp.vertex_ai"
     return _PROVIDER_NAMES.get(kind, kind)
+
+
+def _uses_vertex(settings: ProviderSettings) -> bool:
+    # The same switches the Gemini adapter (and google-genai) read.
+    configured = settings.options.get("vertexai")
+    if configured is not None:
+        return configured is True or str(configured).lower() in ("true", "1", "yes", "on")
+    for var in ("GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_GENAI_USE_VERTEXAI"):
+        value = os.environ.get(var)
+        if value is not None:
+            return value.lower() in ("true", "1")
+    return False
 
 
 def _server(settings: ProviderSettings, flavour: str) -> tuple[str | None, int | None]:
@@ -103,6 +115,9 @@ def _server(settings: ProviderSettings, flavour: str) -> tuple[str | None, int |
         return (f"bedrock-runtime.{region}.amazonaws.com", 443) if region else (None, None)
     if flavour == "ollama":
         return "localhost", 11434
+    if flavour == "gcp.vertex_ai":
+        location = settings.options.get("location") or os.environ.get("GOOGLE_CLOUD_LOCATION") or "global"
+        return ("aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"), 443
     host = _DEFAULT_HOSTS.get(flavour)
     return (host, 443) if host else (None, None)
 
