@@ -498,3 +498,16 @@ def test_provider_name_and_server_for_each_configuration(
     client = Client(providers={"target": table})
     hook = OpenTelemetryHook(tracer_provider=trace.NoOpTracerProvider())
     assert hook._flavour(client.settings.provider_settings("target")) == expected
+
+
+def test_a_stream_closed_early_ends_its_spans_without_an_error(fake_server: FakeServer, otel: Otel) -> None:
+    fake_server.replies.append(PROFILES["openai"].stream(["a", "b", "c"]))
+    client = client_for(CASES["openai"], fake_server, otel)
+    with client.stream("hi", model="openai/gpt-4o") as stream:
+        next(stream)
+    call, (attempt,) = otel.spans()
+    for span in (call, attempt):
+        assert span.status.status_code is StatusCode.UNSET
+        assert "error.type" not in (span.attributes or {})
+    (duration,) = otel.points()["gen_ai.client.operation.duration"]
+    assert "error.type" not in (duration.attributes or {})

@@ -302,28 +302,21 @@ class OpenTelemetryHook(Hook):
             self._end_failed(attempt)
         span = call.state.pop(self, None)
         last = call.attempts[-1] if call.attempts else None
-        duration = (call.ended or time.perf_counter()) - call.started
-        if last is None:  # refused before any request: no span, but the duration counts
-            if isinstance(call.request, (Request, EmbedRequest)):
-                self._duration.record(
-                    duration,
-                    {
-                        "gen_ai.operation.name": call.operation,
-                        "gen_ai.request.model": call.request.model,
-                        "error.type": _error_type(error),
-                    },
-                )
+        if last is None:  # refused by a hook, or no target could be tried: no request, no operation
             return
+        if isinstance(error, GeneratorExit):
+            error = None  # the caller closed a stream early: not a failure
+        duration = (call.ended or time.perf_counter()) - call.started
         metric_attributes = self._common(call.operation, last.settings, last.model)
-        if result is not None:
-            if result.model:
-                metric_attributes["gen_ai.response.model"] = result.model
-        else:
+        if result is not None and result.model:
+            metric_attributes["gen_ai.response.model"] = result.model
+        if error is not None:
             metric_attributes["error.type"] = _error_type(error)
         if span is not None and span.is_recording():
+            response: dict[str, Any] = {}
             if result is not None:
                 response = self._response_attributes(result, content=self.capture_content)
-            else:
+            elif error is not None:
                 response = {"error.type": metric_attributes["error.type"]}
             if last.target_index:  # a fallback answered (or failed last): the span names that target
                 span.set_attributes(metric_attributes)
