@@ -511,3 +511,30 @@ def test_a_stream_closed_early_ends_its_spans_without_an_error(fake_server: Fake
         assert "error.type" not in (span.attributes or {})
     (duration,) = otel.points()["gen_ai.client.operation.duration"]
     assert "error.type" not in (duration.attributes or {})
+
+
+@pytest.mark.slow
+def test_llamacpp_one_short_real_call(otel: Otel) -> None:
+    completion = Client(hooks=[otel.hook]).complete(
+        "Say hi.", model="llama-local", max_tokens=4, temperature=0.0, seed=1
+    )
+    call, (attempt,) = otel.spans()
+    expected = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "llama_cpp",
+        "gen_ai.request.model": "smollm2-135m-instruct",
+        "gen_ai.request.stream": False,
+        "gen_ai.request.max_tokens": 4,
+        "gen_ai.request.temperature": 0.0,
+        "gen_ai.response.model": completion.model,
+        "gen_ai.usage.input_tokens": completion.usage.input_tokens,
+        "gen_ai.usage.output_tokens": completion.usage.output_tokens,
+        "gen_ai.response.finish_reasons": (completion.finish_reason,),
+    }
+    assert completion.usage.input_tokens > 0 and 0 < completion.usage.output_tokens <= 4
+    assert dict(call.attributes or {}) == expected
+    assert dict(attempt.attributes or {}) == {
+        **expected,
+        "fmclient.attempt.number": 1,
+        "fmclient.attempt.target_index": 0,
+    }
