@@ -293,3 +293,13 @@ def test_an_interrupt_between_attempts_still_ends_the_call(mock: MockProvider) -
     with pytest.raises(KeyboardInterrupt):
         client.complete("hi", model="openai/gpt-4o")
     assert recorder.events[-2:] == [("retry", 1.0), ("call_end", False, "KeyboardInterrupt")]
+
+
+def test_before_request_refuses_embeddings_too(mock: MockProvider) -> None:
+    recorder = Recorder()
+    client = Client(hooks=[recorder, Guardrail(FMClientError("no embeddings today"))])
+    mock.add_embeddings([[1.0]])
+    with pytest.raises(FMClientError, match="no embeddings today"):
+        client.embed(["text"], model="openai/text-embedding-3-small")
+    assert mock.embed_requests == []
+    assert recorder.events == [("call_start", "embeddings", False), ("call_end", False, "FMClientError")]
