@@ -19,6 +19,7 @@ from fmclient.budget import budget_from_settings
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
 from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
+from fmclient.hooks import CallObserver, Hook, LoggingHook
 from fmclient.pricing import PriceRef
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities, EmbedBatching
@@ -75,7 +76,7 @@ class _Route:
         self.policy = policy
         self.timeout = timeout
         # The keywords every retry-layer call takes, built once.
-        self.where: dict[str, str] = {"provider": target.provider, "model": target.model}
+        self.where: dict[str, Any] = {"provider": target.provider, "model": target.model}
         self.ready = False
 
     def ensure_ready(self, model: str) -> None:
@@ -114,6 +115,8 @@ class Client:
         max_retry_wait: float | None = None,
         env: Mapping[str, str] | None = None,
         max_cost: float | str | Decimal | None = None,
+        hooks: Sequence[Hook] | None = None,
+        telemetry: bool = False,
     ) -> None:
         overrides: dict[str, Any] = {
             "default_model": model,
@@ -136,6 +139,16 @@ class Client:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._budget = budget_from_settings(self.settings.budget)
         self._price_refs: dict[str, PriceRef] = {}
+        self._hooks: list[Hook] = list(hooks or ())
+        if telemetry:
+            # Imported only when asked for: opentelemetry-api is the [otel] extra.
+            from fmclient.telemetry import OpenTelemetryHook
+
+            self._hooks.append(OpenTelemetryHook())
+        import logging
+
+        self._log = logging.getLogger("fmclient")
+        self._logging_hook = LoggingHook()
 
     @property
     def spent(self) -> Decimal | None:
@@ -166,6 +179,19 @@ class Client:
         if self._budget is not None:
             self._budget.charge(result, target.provider, target.model)
         return result
+
+    def add_hook(self, hook: Hook) -> None:
+        """Register a hook for every later call (see :mod:`fmclient.hooks`)."""
+        self._hooks = [*self._hooks, hook]
+
+    def _observer(self, operation: str, request: Request | EmbedRequest, streaming: bool) -> CallObserver | None:
+        """The call's observer, or None on the fast path: no hook, and the log would drop records."""
+        hooks = self._hooks
+        if self._log.isEnabledFor(20):  # logging.INFO
+            hooks = [*hooks, self._logging_hook]
+        elif not hooks:
+            return None
+        return CallObserver(hooks, self.settings.provider_settings, operation, request, streaming)
 
     def __repr__(self) -> str:
         return f"<fmclient.Client default_model={self.settings.default_model!r}>"
@@ -331,15 +357,23 @@ class Client:
         for route, prepared in call.plan():
 
             def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                return _guard(route.provider.complete, _with_timeout(prepared, left), route=route)
+                sent = _with_timeout(prepared, left)
+                if call.observer is None:
+                    return _guard(route.provider.complete, sent, route=route)
+                return call.observer.attempt(
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _guard(route.provider.complete, sent, route=route),
+                )
 
             try:
-                completion = call_with_retries(attempt, route.policy, call.deadline, **route.where)
+                completion = call_with_retries(attempt, route.policy, call.deadline, **call.where(route))
             except FMClientError as error:
                 call.failed(route, error)
                 continue
-            except BaseException:
-                call.abandon()  # interrupted: hand back a breaker trial
+            except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                call.interrupted(error)
                 raise
             return call.finish(route, completion)
         raise AssertionError("unreachable: plan() raises when no target is left")
@@ -383,15 +417,23 @@ class Client:
         for route, prepared in call.plan():
 
             async def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                return await _aguard(route.provider.acomplete(_with_timeout(prepared, left)), route)
+                sent = _with_timeout(prepared, left)
+                if call.observer is None:
+                    return await _aguard(route.provider.acomplete(sent), route)
+                return await call.observer.aattempt(
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _aguard(route.provider.acomplete(sent), route),
+                )
 
             try:
-                completion = await acall_with_retries(attempt, route.policy, call.deadline, **route.where)
+                completion = await acall_with_retries(attempt, route.policy, call.deadline, **call.where(route))
             except FMClientError as error:
                 call.failed(route, error)
                 continue
-            except BaseException:
-                call.abandon()  # cancelled or interrupted: hand back a breaker trial
+            except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                call.interrupted(error)
                 raise
             return call.finish(route, completion)
         raise AssertionError("unreachable: plan() raises when no target is left")
@@ -443,16 +485,23 @@ class Client:
                 def open_stream(
                     left: float | None, route: _Route = route, prepared: Request = prepared
                 ) -> tuple[Iterator[Chunk], Chunk | None]:
-                    iterator = _guard(route.provider.stream, _with_timeout(prepared, left), route=route)
-                    return iterator, _guard(next, iterator, None, route=route)
+                    sent = _with_timeout(prepared, left)
+
+                    def opened() -> tuple[Iterator[Chunk], Chunk | None]:
+                        iterator = _guard(route.provider.stream, sent, route=route)
+                        return iterator, _guard(next, iterator, None, route=route)
+
+                    if call.observer is None:
+                        return opened()
+                    return call.observer.open_stream(route.target.provider, route.target.model, sent, opened)
 
                 try:
-                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **call.where(route))
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
-                except BaseException:
-                    call.abandon()
+                except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                    call.interrupted(error)
                     raise
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
@@ -467,8 +516,8 @@ class Client:
                 except FMClientError as error:
                     call.broke_off(route, error, assembler.text)
                     raise
-                except BaseException:
-                    call.abandon()  # closed early (GeneratorExit) or interrupted: hand back a breaker trial
+                except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                    call.interrupted(error)
                     raise
                 finally:
                     close = getattr(iterator, "close", None)
@@ -522,16 +571,25 @@ class Client:
                 async def open_stream(
                     left: float | None, route: _Route = route, prepared: Request = prepared
                 ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
-                    iterator = route.provider.astream(_with_timeout(prepared, left))
-                    return iterator, await _aguard(_anext_or_none(iterator), route)
+                    sent = _with_timeout(prepared, left)
+
+                    async def opened() -> tuple[AsyncIterator[Chunk], Chunk | None]:
+                        iterator = route.provider.astream(sent)
+                        return iterator, await _aguard(_anext_or_none(iterator), route)
+
+                    if call.observer is None:
+                        return await opened()
+                    return await call.observer.aopen_stream(route.target.provider, route.target.model, sent, opened)
 
                 try:
-                    iterator, first = await acall_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                    iterator, first = await acall_with_retries(
+                        open_stream, route.policy, call.deadline, **call.where(route)
+                    )
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
-                except BaseException:
-                    call.abandon()
+                except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                    call.interrupted(error)
                     raise
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
@@ -544,8 +602,8 @@ class Client:
                 except FMClientError as error:
                     call.broke_off(route, error, assembler.text)
                     raise
-                except BaseException:
-                    call.abandon()  # closed early, cancelled or interrupted
+                except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                    call.interrupted(error)
                     raise
                 finally:
                     aclose = getattr(iterator, "aclose", None)
@@ -593,20 +651,42 @@ class Client:
         the one deadline: a retry re-sends only the batch that failed.
         """
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
+        observer = self._observer("embeddings", request, False)
+        if observer is not None:
+            request = _observed_embed_request(observer, route, request)
         batching = route.provider.embed_batching(route.target.model)
         batches = _embed_batches(request, batching)
+        where = route.where if observer is None else {**route.where, "on_retry": observer.retry}
 
         def embed_batch(batch: EmbedRequest) -> Embeddings:
             def attempt(left: float | None) -> Embeddings:
-                return _guard(route.provider.embed, replace(batch, timeout=left), route=route)
+                sent = replace(batch, timeout=left)
+                if observer is None:
+                    return _guard(route.provider.embed, sent, route=route)
+                return observer.attempt(
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _guard(route.provider.embed, sent, route=route),
+                )
 
-            return call_with_retries(attempt, route.policy, deadline, **route.where)
+            return call_with_retries(attempt, route.policy, deadline, **where)
 
-        if len(batches) == 1:
-            return self._priced(route, embed_batch(batches[0]))
-        if batching.max_concurrency <= 1:
-            return self._priced(route, _joined_embeddings([embed_batch(batch) for batch in batches]))
-        return self._priced(route, _joined_embeddings(_fan_out(embed_batch, batches, batching.max_concurrency)))
+        try:
+            if len(batches) == 1:
+                result = embed_batch(batches[0])
+            elif batching.max_concurrency <= 1:
+                result = _joined_embeddings([embed_batch(batch) for batch in batches])
+            else:
+                result = _joined_embeddings(_fan_out(embed_batch, batches, batching.max_concurrency))
+        except BaseException as error:
+            if observer is not None:
+                observer.end(None, error)
+            raise
+        result = self._priced(route, result)
+        if observer is not None:
+            observer.end(result, None)
+        return result
 
     async def aembed(
         self,
@@ -619,20 +699,39 @@ class Client:
     ) -> Embeddings:
         """The async twin of :meth:`embed`."""
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
+        observer = self._observer("embeddings", request, False)
+        if observer is not None:
+            request = _observed_embed_request(observer, route, request)
         batching = route.provider.embed_batching(route.target.model)
         batches = _embed_batches(request, batching)
+        where = route.where if observer is None else {**route.where, "on_retry": observer.retry}
 
         async def embed_batch(batch: EmbedRequest) -> Embeddings:
             async def attempt(left: float | None) -> Embeddings:
-                return await _aguard(route.provider.aembed(replace(batch, timeout=left)), route)
+                sent = replace(batch, timeout=left)
+                if observer is None:
+                    return await _aguard(route.provider.aembed(sent), route)
+                return await observer.aattempt(
+                    route.target.provider, route.target.model, sent, lambda: _aguard(route.provider.aembed(sent), route)
+                )
 
-            return await acall_with_retries(attempt, route.policy, deadline, **route.where)
+            return await acall_with_retries(attempt, route.policy, deadline, **where)
 
-        if len(batches) == 1:
-            return self._priced(route, await embed_batch(batches[0]))
-        if batching.max_concurrency <= 1:
-            return self._priced(route, _joined_embeddings([await embed_batch(batch) for batch in batches]))
-        return self._priced(route, _joined_embeddings(await _afan_out(embed_batch, batches, batching.max_concurrency)))
+        try:
+            if len(batches) == 1:
+                result = await embed_batch(batches[0])
+            elif batching.max_concurrency <= 1:
+                result = _joined_embeddings([await embed_batch(batch) for batch in batches])
+            else:
+                result = _joined_embeddings(await _afan_out(embed_batch, batches, batching.max_concurrency))
+        except BaseException as error:
+            if observer is not None:
+                observer.end(None, error)
+            raise
+        result = self._priced(route, result)
+        if observer is not None:
+            observer.end(result, None)
+        return result
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -659,7 +758,18 @@ class Client:
 class _Call:
     """One complete/stream call across its targets: the fallback walk and its record."""
 
-    __slots__ = ("attempts", "client", "deadline", "first", "position", "request", "routes", "streaming", "trial")
+    __slots__ = (
+        "attempts",
+        "client",
+        "deadline",
+        "first",
+        "observer",
+        "position",
+        "request",
+        "routes",
+        "streaming",
+        "trial",
+    )
 
     def __init__(
         self,
@@ -671,6 +781,7 @@ class _Call:
         streaming: bool,
     ) -> None:
         self.client = client
+        self.observer: CallObserver | None = None
         self.request = request
         self.routes = routes
         self.first = first
@@ -683,6 +794,8 @@ class _Call:
 
     def plan(self) -> Iterator[tuple[_Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
+        # The call starts here (for a stream: when the caller starts iterating), hooks with it.
+        self.observer = self.client._observer("chat", self.first, self.streaming)
         for index, route in enumerate(self.routes):
             self.position = index
             breaker = self.client.breaker(route.target.provider)
@@ -717,8 +830,31 @@ class _Call:
                 except FMClientError as error:
                     self.abandon()  # the trial this target was admitted for never ran
                     error.attempts = self.attempts
+                    if self.observer is not None:
+                        self.observer.end(None, error)
                     raise
+            if self.observer is not None:
+                prepared = self._before_request(route, prepared)
             yield route, prepared
+
+    def where(self, route: _Route) -> dict[str, Any]:
+        """The retry layer's keywords; with an observer, retries are reported to it."""
+        if self.observer is None:
+            return route.where
+        return {**route.where, "on_retry": self.observer.retry}
+
+    def _before_request(self, route: _Route, prepared: Request) -> Request:
+        assert self.observer is not None
+
+        def check(changed: Request) -> None:
+            route.capabilities.check(changed, provider=route.target.provider, streaming=self.streaming)
+
+        try:
+            return self.observer.before_request(prepared, check)
+        except FMClientError as error:  # refused by a hook: no request, no fallback
+            error.attempts = self.attempts
+            self.observer.refuse(error)
+            raise
 
     def _record(self, route: _Route, error: FMClientError | None) -> None:
         self.trial = None  # whatever is recorded below ends a trial this call held
@@ -749,6 +885,8 @@ class _Call:
         self.attempts.append(Attempt(route.target.provider, route.target.model, error, skipped))
         last = self.position == len(self.routes) - 1
         if not last and (skipped or self.client._may_fall_back(error)):
+            if self.observer is not None:
+                self.observer.fallback(error)
             return
         # A target the request never reached must not hide the failure of one it did reach (the
         # primary's 429 behind a fallback without a key): raise the last error from a target that
@@ -756,6 +894,8 @@ class _Call:
         tried = [a.error for a in self.attempts if not a.skipped]
         final = (tried[-1] if tried else self.attempts[0].error) or error
         final.attempts = self.attempts
+        if self.observer is not None:
+            self.observer.end(None, final)
         raise final
 
     def _cannot_take(self, error: FMClientError) -> bool:
@@ -769,6 +909,17 @@ class _Call:
         self.attempts.append(Attempt(route.target.provider, route.target.model, error))
         error.partial_text = text
         error.attempts = self.attempts
+        if self.observer is not None:
+            self.observer.broke_off(error)
+            self.observer.end(None, error)
+
+    def abandoned(self, stopped: BaseException) -> None:
+        """The caller closed a stream before its end (or the call was cancelled or interrupted)."""
+        self.abandon()
+        if self.observer is not None:
+            self.observer.end(None, stopped)
+
+    interrupted = abandoned  # cancelled or interrupted (KeyboardInterrupt) between attempts
 
     def finish(self, route: _Route, completion: Completion) -> Completion:
         self._record(route, None)
@@ -779,8 +930,19 @@ class _Call:
         # Charged before the answer is checked: a reply that fails validation was still billed.
         self.client._priced(route, completion)
         response_format = self.request.response_format
-        if response_format is not None and completion.parsed is None:
-            _validation.parse_structured(completion, response_format)
+        observer = self.observer
+        if observer is None:
+            if response_format is not None and completion.parsed is None:
+                _validation.parse_structured(completion, response_format)
+            return completion
+        observer.answered(completion)
+        try:
+            if response_format is not None and completion.parsed is None:
+                _validation.parse_structured(completion, response_format)
+        except BaseException as error:
+            observer.end(None, error)
+            raise
+        observer.end(completion, None)
         return completion
 
 
@@ -867,6 +1029,14 @@ async def _afan_out(run: Callable[[T_in], Awaitable[T]], items: Sequence[T_in], 
         await asyncio.gather(*workers, return_exceptions=True)
         raise
     return results
+
+
+def _observed_embed_request(observer: CallObserver, route: _Route, request: EmbedRequest) -> EmbedRequest:
+    try:
+        return observer.before_request(request)
+    except FMClientError as error:
+        observer.refuse(error)
+        raise
 
 
 def _with_timeout(request: Request, left: float | None) -> Request:

@@ -316,6 +316,10 @@ class Completion:
     raw: Any = field(default=None, repr=False)
     # One record per model tried when fallbacks were involved (see fmclient.fallback).
     attempts: list[Any] = field(default_factory=list, repr=False)
+    # The provider's id for this answer (body ``id``) and for the HTTP request (``x-request-id``,
+    # ``request-id``, ``x-amzn-RequestId``), where it sends them: for support tickets and logs.
+    response_id: str | None = field(default=None, repr=False)
+    request_id: str | None = field(default=None, repr=False)
     # Set by the Client: where to look the price up, which model ids and when the call was made.
     # The price itself is worked out on first read of ``cost`` (see fmclient.pricing).
     _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)

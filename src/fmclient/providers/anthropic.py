@@ -423,7 +423,14 @@ def parse_response(response: Any, *, provider: str = "anthropic", model: str = "
         tool_calls=calls,
         message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
         raw=response,
+        response_id=data.get("id") if isinstance(data.get("id"), str) else None,
     )
+
+
+def _request_id(raw: Any) -> str | None:
+    """The ``request-id`` response header, from the SDK's raw response."""
+    found = getattr(raw, "request_id", None)
+    return found if isinstance(found, str) and found else None
 
 
 @dataclass
@@ -904,7 +911,8 @@ class AnthropicProvider(Provider):
             try:
                 # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
                 # errors, headers) without building a pydantic model fmclient would only read back.
-                response = client.messages.with_raw_response.create(**params).parse(to=object)
+                raw = client.messages.with_raw_response.create(**params)
+                response = raw.parse(to=object)
             except ValueError as exc:
                 if not _refused_as_too_long(exc):
                     raise
@@ -914,7 +922,9 @@ class AnthropicProvider(Provider):
                 for _ in self._stream(request, state):
                     pass
                 return self._streamed(state, request)
-            return self._parse(response, request)
+            completion = self._parse(response, request)
+            completion.request_id = _request_id(raw)
+            return completion
 
     def _streamed(self, state: StreamState, request: Request) -> Completion:
         completion = self._parse(state.message(), request)
@@ -962,7 +972,9 @@ class AnthropicProvider(Provider):
                 async for _ in self._astream(request, state):
                     pass
                 return self._streamed(state, request)
-            return self._parse(response, request)
+            completion = self._parse(response, request)
+            completion.request_id = _request_id(raw)
+            return completion
 
     def astream(self, request: Request) -> AsyncIterator[Chunk]:
         return self._astream(request, StreamState(provider=self.name, model=request.model))

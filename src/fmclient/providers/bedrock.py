@@ -94,6 +94,7 @@ from fmclient.errors import (
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, stream_chunks
+from fmclient.secret import redact
 from fmclient.types import (
     Chunk,
     Completion,
@@ -678,6 +679,7 @@ def parse_converse_response(
         tool_calls=calls,
         message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
         raw=response,
+        request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
     )
 
 
@@ -992,6 +994,7 @@ class BedrockProvider(Provider):
 
     def _build_client(self) -> Any:
         boto3 = import_sdk("boto3", extra=self.extra, provider=self.name)
+        install_botocore_log_redaction()
         from botocore import exceptions as bex
         from botocore.config import Config
 
@@ -1205,3 +1208,59 @@ def _apply_read_timeout(context: dict[str, Any], **kwargs: Any) -> None:
     if timeout is not None:
         # botocore's HTTP layer reads this per request; keep a floor so 0 never means "no timeout".
         context["read_timeout"] = max(timeout, 0.001)
+
+
+# -- botocore's own DEBUG logging -------------------------------------------------------------------
+# botocore logs the canonical request it signs and the prepared request, headers included: the
+# session token (X-Amz-Security-Token), a Bedrock API key (Authorization: Bearer) and the signature
+# show there at DEBUG. A filter on each of its loggers rewrites such records before any handler sees
+# them. Filters on a logger do not apply to records propagated from its children, so it goes on every
+# botocore/boto3 logger that exists once boto3 is imported, and on the ones that log requests.
+_SENSITIVE_LOG_VALUES = re.compile(
+    r"(?i)(x-amz-security-token['\"]?\s*[:=,]\s*b?['\"]?|bearer\s+|signature=|x-amz-signature=)"
+    r"([A-Za-z0-9+/=%._~-]{8,})"
+)
+_BOTOCORE_REQUEST_LOGGERS = (
+    "botocore.auth",
+    "botocore.endpoint",
+    "botocore.awsrequest",
+    "botocore.httpsession",
+    "botocore.hooks",
+    "botocore.parsers",
+    "botocore.retryhandler",
+    "botocore.credentials",
+    "botocore.utils",
+    "botocore.client",
+    "urllib3.connectionpool",
+)
+
+
+class _BotocoreRedaction:
+    """A logging filter: any credential in a botocore record's text is replaced before it is emitted."""
+
+    def filter(self, record: Any) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # a record that cannot be formatted is left to logging's own error path
+        redacted = redact(_SENSITIVE_LOG_VALUES.sub(lambda m: m.group(1) + "**********", message))
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+        return True
+
+
+_REDACTION = _BotocoreRedaction()
+
+
+def install_botocore_log_redaction() -> None:
+    """Put the redaction filter on botocore's and boto3's loggers (idempotent)."""
+    import logging
+
+    names = {
+        name for name in logging.root.manager.loggerDict if name.split(".")[0] in ("botocore", "boto3", "s3transfer")
+    }
+    for name in (*_BOTOCORE_REQUEST_LOGGERS, *sorted(names), "botocore", "boto3"):
+        logger = logging.getLogger(name)
+        if _REDACTION not in logger.filters:
+            logger.addFilter(_REDACTION)

@@ -620,6 +620,7 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
         tool_calls=tool_calls,
         message=message,
         raw=response,
+        response_id=getattr(response, "response_id", None) or None,
     )
 
 

@@ -553,7 +553,12 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
             provider_state={provider: {"content": parts}} if parts else None,
         ),
         raw=response,
+        response_id=_str_or_none(data.get("id")),
     )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class StreamParser:
@@ -1027,8 +1032,10 @@ class OpenAIProvider(Provider):
         with self._errors(request.model):
             # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
             # errors, headers) without building a pydantic model fmclient would only read back.
-            response = client.chat.completions.with_raw_response.create(**kwargs).parse(to=object)
-            return parse_response(response, provider=self.name, model=request.model)
+            raw = client.chat.completions.with_raw_response.create(**kwargs)
+            completion = parse_response(raw.parse(to=object), provider=self.name, model=request.model)
+            completion.request_id = _str_or_none(raw.request_id)  # the x-request-id header
+            return completion
 
     async def acomplete(self, request: Request) -> Completion:
         client = self._async_client()
@@ -1036,7 +1043,9 @@ class OpenAIProvider(Provider):
         with self._errors(request.model):
             raw = await client.chat.completions.with_raw_response.create(**kwargs)
             response = await parsed(raw.parse(to=object))
-            return parse_response(response, provider=self.name, model=request.model)
+            completion = parse_response(response, provider=self.name, model=request.model)
+            completion.request_id = _str_or_none(raw.request_id)
+            return completion
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         client = self._sync_client()
