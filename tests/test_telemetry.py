@@ -116,8 +116,13 @@ def client_for(case: Case, server: FakeServer, otel: Otel, **kwargs: Any) -> Cli
 
 
 def sampling(case: Case) -> dict[str, Any]:
-    # Claude 4.6 takes no sampling parameters: fmclient refuses them before sending.
-    return {} if case.otel_name == "anthropic" else {"temperature": 0.5, "top_p": 0.9}
+    # Claude under the anthropic SDK 2.x takes no sampling parameters, and the Claude family takes
+    # temperature or top_p, not both (Claude on Bedrock): fmclient refuses those before sending.
+    if case.otel_name == "anthropic":
+        return {}
+    if case.otel_name == "aws.bedrock":
+        return {"temperature": 0.5}
+    return {"temperature": 0.5, "top_p": 0.9}
 
 
 def request_attributes(case: Case, port: int, *, stream: bool, sampled: bool = True) -> dict[str, Any]:
@@ -131,9 +136,8 @@ def request_attributes(case: Case, port: int, *, stream: bool, sampled: bool = T
         "gen_ai.request.max_tokens": 50,
         "gen_ai.request.stop_sequences": ("END",),
     }
-    if sampled and case.otel_name != "anthropic":
-        attributes["gen_ai.request.temperature"] = 0.5
-        attributes["gen_ai.request.top_p"] = 0.9
+    if sampled:
+        attributes.update({f"gen_ai.request.{name}": value for name, value in sampling(case).items()})
     return attributes
 
 
