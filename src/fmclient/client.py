@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.budget import budget_from_settings
+from fmclient.cache import ResponseCache, cache_from_settings
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
 from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
@@ -98,6 +99,10 @@ class Client:
 
     ``max_cost`` (USD, or the config's ``[budget]`` table) caps what this client may spend: see
     :mod:`fmclient.budget`. It needs ``fmclient[cost]``.
+
+    ``cache`` (or the config's ``[cache]`` table) answers identical requests from a response cache:
+    ``True`` for in-memory, a table's keys, or a :class:`~fmclient.cache.ResponseCache`. Off by
+    default; see :mod:`fmclient.cache`.
     """
 
     def __init__(
@@ -114,6 +119,7 @@ class Client:
         max_retry_wait: float | None = None,
         env: Mapping[str, str] | None = None,
         max_cost: float | str | Decimal | None = None,
+        cache: bool | Mapping[str, Any] | ResponseCache | None = None,
     ) -> None:
         overrides: dict[str, Any] = {
             "default_model": model,
@@ -128,6 +134,8 @@ class Client:
                 overrides[key] = value
         if max_cost is not None:
             overrides["budget"] = {"max_cost": max_cost}
+        if cache is not None and not isinstance(cache, ResponseCache):
+            overrides["cache"] = ({"backend": "memory"} if cache else {}) if isinstance(cache, bool) else cache
         self.settings: Settings = load_settings(env=env, config_path=config_path, overrides=overrides)
         self._providers: dict[str, Provider] = {}
         self._routes: dict[tuple[str, int | None], _Route] = {}
@@ -136,6 +144,7 @@ class Client:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._budget = budget_from_settings(self.settings.budget)
         self._price_refs: dict[str, PriceRef] = {}
+        self.cache = cache if isinstance(cache, ResponseCache) else cache_from_settings(self.settings.cache)
 
     @property
     def spent(self) -> Decimal | None:
@@ -289,8 +298,12 @@ class Client:
         # The primary target is checked now, so bad input or configuration fails before any
         # request (and, for a stream, before the caller starts iterating).
         first = self._prepare(routes[0], request, streaming=streaming)
-        self._check_budget(routes[0])
-        return _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming)
+        call = _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming)
+        if self.cache is not None:
+            call.lookup(self.cache)
+        if call.cached is None:  # a hit sends nothing and costs nothing
+            self._check_budget(routes[0])
+        return call
 
     def complete(
         self,
@@ -328,6 +341,8 @@ class Client:
             tool_choice=tool_choice,
             response_format=response_format,
         )
+        if call.cached is not None:
+            return call.hit()
         for route, prepared in call.plan():
 
             def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
@@ -380,6 +395,8 @@ class Client:
             tool_choice=tool_choice,
             response_format=response_format,
         )
+        if call.cached is not None:
+            return call.hit()
         for route, prepared in call.plan():
 
             async def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
@@ -438,6 +455,9 @@ class Client:
         )
 
         def chunks(stream: Stream) -> Iterator[Chunk]:
+            if call.cached is not None:
+                yield from call.replay(stream)
+                return
             for route, prepared in call.plan():
 
                 def open_stream(
@@ -517,6 +537,10 @@ class Client:
         )
 
         async def chunks(stream: AsyncStream) -> AsyncIterator[Chunk]:
+            if call.cached is not None:
+                for replayed in call.replay(stream):
+                    yield replayed
+                return
             for route, prepared in call.plan():
 
                 async def open_stream(
@@ -659,7 +683,19 @@ class Client:
 class _Call:
     """One complete/stream call across its targets: the fallback walk and its record."""
 
-    __slots__ = ("attempts", "client", "deadline", "first", "position", "request", "routes", "streaming", "trial")
+    __slots__ = (
+        "attempts",
+        "cache_key",
+        "cached",
+        "client",
+        "deadline",
+        "first",
+        "position",
+        "request",
+        "routes",
+        "streaming",
+        "trial",
+    )
 
     def __init__(
         self,
@@ -680,6 +716,37 @@ class _Call:
         self.position = 0  # index in routes of the target being tried
         # The breaker whose half-open trial this call holds until the trial's outcome is recorded.
         self.trial: CircuitBreaker | None = None
+        self.cache_key: str | None = None
+        self.cached: Completion | None = None  # the response cache's answer, when it had one
+
+    def lookup(self, cache: ResponseCache) -> None:
+        from fmclient import cache as response_cache
+
+        self.cache_key = response_cache.request_key(self.routes[0].target.provider, self.first)
+        if self.cache_key is not None:
+            self.cached = response_cache.lookup(cache, self.cache_key)
+
+    def hit(self) -> Completion:
+        completion = self.cached
+        assert completion is not None
+        if _overrides:
+            completion.provider = _overrides[-1].name
+        response_format = self.request.response_format
+        if response_format is not None:
+            _validation.parse_structured(completion, response_format)
+        return completion
+
+    def replay(self, stream: Stream | AsyncStream) -> Iterator[Chunk]:
+        """The cached answer as chunks; the stream's completion is the hit itself."""
+        from fmclient.cache import replay_chunks
+
+        completion = self.cached
+        assert completion is not None
+        assembler = stream._assembler = StreamAssembler(completion.provider, completion.model)
+        for chunk in replay_chunks(completion):
+            assembler.add(chunk)
+            yield chunk
+        stream._completion = self.hit()
 
     def plan(self) -> Iterator[tuple[_Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
@@ -781,6 +848,12 @@ class _Call:
         response_format = self.request.response_format
         if response_format is not None and completion.parsed is None:
             _validation.parse_structured(completion, response_format)
+        cache = self.client.cache
+        # Only the primary's answer is stored under the primary's key (see fmclient.cache).
+        if cache is not None and self.cache_key is not None and self.position == 0:
+            from fmclient.cache import store
+
+            store(cache, self.cache_key, completion)
         return completion
 
 

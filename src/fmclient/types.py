@@ -316,6 +316,9 @@ class Completion:
     raw: Any = field(default=None, repr=False)
     # One record per model tried when fallbacks were involved (see fmclient.fallback).
     attempts: list[Any] = field(default_factory=list, repr=False)
+    #: True when the answer came from the response cache (fmclient.cache): its cost is zero and
+    #: its usage is the original call's, for information.
+    cached: bool = False
     # Set by the Client: where to look the price up, which model ids and when the call was made.
     # The price itself is worked out on first read of ``cost`` (see fmclient.pricing).
     _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)
@@ -347,6 +350,7 @@ class Completion:
             "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls],
             "message": self.message.to_dict(),
             "parsed": parsed,
+            "cached": self.cached,
         }
 
 
