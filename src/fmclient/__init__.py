@@ -34,6 +34,7 @@ from fmclient.errors import (
     UnsupportedFeatureError,
 )
 from fmclient.types import (
+    CachePoint,
     Chunk,
     Completion,
     Embeddings,
@@ -54,6 +55,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "CachePoint",
     "Chunk",
     "Client",
     "Completion",

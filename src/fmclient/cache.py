@@ -83,6 +83,7 @@ def request_key(provider: str, request: Request) -> str | None:
             "provider": provider,
             "model": request.model,
             "system": request.system,
+            "system_cache": None if request.system_cache is None else {"ttl": request.system_cache.ttl},
             "messages": [_message(m) for m in request.messages],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
@@ -127,6 +128,7 @@ def _message(message: Any) -> dict[str, Any]:
         "tool_call_id": message.tool_call_id,
         "name": message.name,
         "provider_state": _plain(message.provider_state),
+        "cache": None if message.cache is None else {"ttl": message.cache.ttl},
     }
 
 

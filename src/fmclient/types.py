@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from fmclient.pricing import Cost, PriceRef
 
 __all__ = [
+    "CachePoint",
     "Chunk",
     "Completion",
     "EmbedRequest",
@@ -144,6 +145,28 @@ Part = TextPart | ImagePart
 
 
 @dataclass(frozen=True, slots=True)
+class CachePoint:
+    """A prompt-cache breakpoint: put one in a prompt list right after the message (or system
+    message) that ends the prefix to cache. The provider caches everything up to it (tools and
+    system prompt included).
+
+    * Anthropic: ``cache_control`` on that message's last block (``ttl`` "5m" or "1h").
+    * Bedrock Converse: a ``cachePoint`` block after it (with ``ttl`` when given).
+    * OpenAI and Gemini cache long prefixes automatically: the breakpoint is accepted as a hint
+      and sends nothing. Steer OpenAI with ``prompt_cache_key=...``; use a Gemini context cache
+      with ``cached_content="cachedContents/..."`` (both provider options, passed through).
+    * A model whose profile cannot cache (``Profile.prompt_caching``) refuses it with
+      :class:`~fmclient.errors.UnsupportedFeatureError` before sending.
+    """
+
+    ttl: Literal["5m", "1h"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.ttl not in (None, "5m", "1h"):
+            raise ValueError(f"CachePoint ttl must be '5m' or '1h', got {self.ttl!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     """A call the model made. ``arguments`` is the parsed JSON object the model wrote.
 
@@ -172,6 +195,8 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
     provider_state: Mapping[str, Any] | None = None
+    #: a prompt-cache breakpoint right after this message (see :class:`CachePoint`)
+    cache: CachePoint | None = None
 
     @property
     def text(self) -> str:
@@ -257,6 +282,13 @@ class Request:
     response_format: ResponseFormat | None = None
     timeout: float | None = None
     provider_options: Mapping[str, Any] = field(default_factory=dict)
+    #: a prompt-cache breakpoint right after the system prompt (see :class:`CachePoint`)
+    system_cache: CachePoint | None = None
+
+    @property
+    def cache_points(self) -> bool:
+        """The request marks at least one prompt-cache breakpoint."""
+        return self.system_cache is not None or any(m.cache is not None for m in self.messages)
 
 
 @dataclass(frozen=True, slots=True)

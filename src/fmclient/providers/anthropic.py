@@ -96,6 +96,7 @@ from fmclient.providers.base import Capabilities, Provider, ProviderSettings, im
 from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.secret import redact, register_secret
 from fmclient.types import (
+    CachePoint,
     Chunk,
     Completion,
     FinishReason,
@@ -188,6 +189,8 @@ def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any
     }
     if request.system:
         params["system"] = request.system
+        if request.system_cache is not None:
+            params["system"] = _with_cache_control(request.system, request.system_cache)
     if request.temperature is not None:
         params["temperature"] = request.temperature
     if request.top_p is not None:
@@ -267,19 +270,22 @@ def _messages(request: Request, provider: str) -> list[dict[str, Any]]:
                 )
             # Consecutive results of one assistant turn travel together in one user turn; a
             # result made of parts keeps its images (tool_result content takes image blocks).
-            pending_results.append(
-                {
-                    "type": "tool_result",
-                    "tool_use_id": message.tool_call_id,
-                    "content": _user_content(message, index, request.model, provider),
-                }
-            )
+            result: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": _user_content(message, index, request.model, provider),
+            }
+            if message.cache is not None:
+                result["cache_control"] = _cache_control(message.cache)
+            pending_results.append(result)
             continue
         flush_results()
         if message.role == "user":
-            out.append({"role": "user", "content": _user_content(message, index, request.model, provider)})
+            content = _user_content(message, index, request.model, provider)
+            out.append({"role": "user", "content": _with_cache_control(content, message.cache)})
         elif message.role == "assistant":
-            out.append({"role": "assistant", "content": _assistant_content(message, index, request.model, provider)})
+            content = _assistant_content(message, index, request.model, provider)
+            out.append({"role": "assistant", "content": _with_cache_control(content, message.cache)})
         else:
             raise BadRequestError(
                 f"messages[{index}]: role {message.role!r} cannot appear in the conversation "
@@ -289,6 +295,24 @@ def _messages(request: Request, provider: str) -> list[dict[str, Any]]:
             )
     flush_results()
     return out
+
+
+def _cache_control(point: CachePoint) -> dict[str, Any]:
+    control: dict[str, Any] = {"type": "ephemeral"}
+    if point.ttl is not None:
+        control["ttl"] = point.ttl
+    return control
+
+
+def _with_cache_control(content: str | list[dict[str, Any]], point: CachePoint | None) -> str | list[dict[str, Any]]:
+    """``content`` with a cache breakpoint on its last block (text becomes one text block)."""
+    if point is None:
+        return content
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    if not blocks:
+        return content  # nothing to mark; an empty turn is the API's to refuse
+    blocks[-1] = {**blocks[-1], "cache_control": _cache_control(point)}
+    return blocks
 
 
 def _user_content(message: Message, index: int, model: str, provider: str) -> str | list[dict[str, Any]]:

@@ -95,6 +95,7 @@ from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, stream_chunks
 from fmclient.types import (
+    CachePoint,
     Chunk,
     Completion,
     Embeddings,
@@ -430,6 +431,13 @@ def _content_blocks(parts: Iterable[Any], provider: str, model: str) -> list[dic
     return blocks
 
 
+def _cache_point(point: CachePoint) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "default"}
+    if point.ttl is not None:
+        block["ttl"] = point.ttl
+    return {"cachePoint": block}
+
+
 def _has_tool_history(messages: Sequence[Message]) -> bool:
     return any(m.role == "tool" or m.tool_calls for m in messages)
 
@@ -460,6 +468,8 @@ def _converse_messages(messages: Sequence[Message], provider: str, model: str) -
             blocks = _content_blocks(message.parts, provider, model)
         if not blocks:
             continue  # an empty turn carries nothing, and Bedrock rejects empty content
+        if message.cache is not None:
+            blocks.append(_cache_point(message.cache))
         # Converse wants alternating roles: tool results and a following user text share a turn.
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
@@ -528,6 +538,8 @@ def build_converse_params(request: Request, *, provider: str = "bedrock") -> dic
     }
     if request.system:
         params["system"] = [{"text": request.system}]
+        if request.system_cache is not None:
+            params["system"].append(_cache_point(request.system_cache))
     inference: dict[str, Any] = {}
     if request.max_tokens is not None:
         inference["maxTokens"] = request.max_tokens

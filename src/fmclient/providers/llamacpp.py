@@ -494,6 +494,7 @@ class LlamaCppProvider(Provider):
                 images=False,
                 reason="the llama.cpp adapter sends neither tools nor images",
             )
+            .restrict(prompt_caching=False, reason="llama-cpp-python has no prompt-cache breakpoints")
             .restrict(
                 structured_output_mode="json_grammar",
                 reason="llama.cpp constrains structured output with the schema as a grammar",
