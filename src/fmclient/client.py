@@ -19,12 +19,12 @@ from fmclient.budget import budget_from_settings
 from fmclient.cache import ResponseCache, cache_from_settings
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
-from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
+from fmclient.errors import ConfigurationError, ContextWindowExceededError, FMClientError, UnsupportedFeatureError
 from fmclient.pricing import PriceRef
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities, EmbedBatching
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
-from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
+from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request, TokenCount
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -579,6 +579,77 @@ class Client:
                 return
 
         return AsyncStream(chunks)
+
+    # -- count tokens ------------------------------------------------------------------------------
+    def _count_call(
+        self,
+        prompt: Any,
+        model: str | None,
+        system: str | None,
+        tools: Sequence[Any] | None,
+        timeout: float | None,
+        provider_options: Mapping[str, Any],
+    ) -> tuple[_Route, Request, Deadline]:
+        request = _validation.build_request(prompt, system=system, tools=tools, provider_options=provider_options)
+        route = self._route(model or self.settings.default_model, None)
+        return route, self._prepare(route, request, streaming=False), self._deadline(timeout, route)
+
+    @staticmethod
+    def _checked_count(route: _Route, counted: TokenCount, check: bool) -> TokenCount:
+        window = route.capabilities.context_window
+        if check and window is not None and counted.input_tokens > window:
+            raise ContextWindowExceededError(
+                f"the prompt has {counted.input_tokens} tokens ({counted.method}); the model's context window "
+                f"is {window}",
+                provider=route.target.provider,
+                model=route.target.model,
+            )
+        return counted
+
+    def count_tokens(
+        self,
+        prompt: Any,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        tools: Sequence[Any] | None = None,
+        check: bool = False,
+        timeout: float | None = None,
+        **provider_options: Any,
+    ) -> TokenCount:
+        """Count a prompt's input tokens without generating: the provider's count API (Anthropic,
+        Gemini, Bedrock), tiktoken offline (OpenAI, ``fmclient[tokens]``) or the model's own
+        tokenizer (llama.cpp); elsewhere an estimate. ``TokenCount.exact`` says which.
+
+        ``check=True`` raises :class:`ContextWindowExceededError` when the count exceeds the
+        model's context window (from its profile), so a prompt that cannot fit is never sent.
+        """
+        route, request, deadline = self._count_call(prompt, model, system, tools, timeout, provider_options)
+
+        def attempt(left: float | None) -> TokenCount:
+            return _guard(route.provider.count_tokens, _with_timeout(request, left), route=route)
+
+        return self._checked_count(route, call_with_retries(attempt, route.policy, deadline, **route.where), check)
+
+    async def acount_tokens(
+        self,
+        prompt: Any,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        tools: Sequence[Any] | None = None,
+        check: bool = False,
+        timeout: float | None = None,
+        **provider_options: Any,
+    ) -> TokenCount:
+        """The async twin of :meth:`count_tokens`."""
+        route, request, deadline = self._count_call(prompt, model, system, tools, timeout, provider_options)
+
+        async def attempt(left: float | None) -> TokenCount:
+            return await _aguard(route.provider.acount_tokens(_with_timeout(request, left)), route)
+
+        counted = await acall_with_retries(attempt, route.policy, deadline, **route.where)
+        return self._checked_count(route, counted, check)
 
     # -- embed -------------------------------------------------------------------------------------
     def _embed_call(

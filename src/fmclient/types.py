@@ -39,6 +39,7 @@ __all__ = [
     "ResponseFormat",
     "Role",
     "TextPart",
+    "TokenCount",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
@@ -410,6 +411,19 @@ class Chunk:
     model: str | None = None
     provider_state: Mapping[str, Any] | None = None
     raw: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    """A prompt's input tokens, counted before sending (``Client.count_tokens``).
+
+    ``exact`` is True when the provider's count API or the model's own tokenizer counted them;
+    False for an estimate. ``method`` says which was used (and why an estimate, if so).
+    """
+
+    input_tokens: int
+    exact: bool
+    method: str
 
 
 @dataclass(slots=True)

@@ -104,6 +104,7 @@ from fmclient.types import (
     Message,
     Request,
     TextPart,
+    TokenCount,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -399,6 +400,13 @@ def usage_from(data: Mapping[str, Any] | None) -> Usage:
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
     )
+
+
+def _token_count(response: Any) -> TokenCount:
+    tokens = _mapping(response).get("input_tokens")
+    if not isinstance(tokens, int) or isinstance(tokens, bool):
+        raise MalformedResponse(f"count_tokens answered without input_tokens: {str(response)[:200]!r}")
+    return TokenCount(tokens, True, "Anthropic messages.count_tokens")
 
 
 def _int(value: Any) -> int:
@@ -768,6 +776,7 @@ class AnthropicProvider(Provider):
         # An async HTTP pool is bound to the loop it first ran on: one AsyncAnthropic per loop.
         self._async: LoopClients[AsyncAnthropic] = LoopClients(lambda: self._build("AsyncAnthropic"))
         self._create_keys: frozenset[str] | None = None
+        self._count_keys: frozenset[str] | None = None
         self._raw_stream: Any = None
         self._capabilities: dict[str, Capabilities] = {}
         self._ready = False
@@ -920,6 +929,29 @@ class AnthropicProvider(Provider):
             model=request.model,
             partial_text=(lambda: state.text) if state is not None else None,
         )
+
+    def _count_params(self, request: Request) -> dict[str, Any]:
+        """The create arguments that ``messages.count_tokens`` takes (the input, not sampling)."""
+        params = self._params(request)
+        if self._count_keys is None:
+            sdk = import_sdk("anthropic", extra=self.extra, provider=self.name)
+            signature = inspect.signature(sdk.resources.messages.Messages.count_tokens)
+            self._count_keys = frozenset(signature.parameters) - {"self"}
+        return {key: value for key, value in params.items() if key in self._count_keys}
+
+    def count_tokens(self, request: Request) -> TokenCount:
+        params = self._count_params(request)
+        client = self._client()
+        with self._errors(request):
+            response = client.messages.with_raw_response.count_tokens(**params).parse(to=object)
+            return _token_count(response)
+
+    async def acount_tokens(self, request: Request) -> TokenCount:
+        params = self._count_params(request)
+        client = self._aclient()
+        with self._errors(request):
+            raw = await client.messages.with_raw_response.count_tokens(**params)
+            return _token_count(await parsed(raw.parse(to=object)))
 
     def complete(self, request: Request) -> Completion:
         params = self._params(request)

@@ -105,6 +105,7 @@ from fmclient.types import (
     Message,
     Request,
     TextPart,
+    TokenCount,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -1117,6 +1118,24 @@ class BedrockProvider(Provider):
             return parse_converse_response(
                 response, provider=self.name, model=request.model, structured_tool=structured_tool_name(request)
             )
+
+    def count_tokens(self, request: Request) -> TokenCount:
+        """Bedrock CountTokens over the Converse form of the request (free, and exact)."""
+        self._check_chat_model(request)
+        if self._uses_titan_invoke(request):
+            from fmclient.tokens import estimate
+
+            return estimate(request, "Bedrock CountTokens does not take Titan Text models")
+        params = build_converse_params(request, provider=self.name)
+        converse = {key: params[key] for key in ("messages", "system", "toolConfig") if key in params}
+        with self._errors(request.model):
+            response = self._invoke(
+                self._get_client().count_tokens, request.timeout, modelId=request.model, input={"converse": converse}
+            )
+            tokens = response.get("inputTokens")
+            if not isinstance(tokens, int) or isinstance(tokens, bool):
+                raise _malformed("CountTokens answered without inputTokens", self.name, request.model)
+        return TokenCount(tokens, True, "Bedrock CountTokens")
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         self._check_chat_model(request)
