@@ -257,8 +257,8 @@ def test_disk_cache_is_shared_between_clients_and_honours_max_entries(
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM responses").fetchone() == (2,)
     assert chat_requests(fake_server) == 3
     for client in (first, second):
-        assert client.cache is not None
-        client.cache.close()
+        client.close()  # a cache the client built is the client's to close
+        assert isinstance(client.cache, DiskCache) and getattr(client.cache._local, "db", None) is None
 
 
 def test_a_corrupt_disk_entry_goes_to_the_provider_with_a_warning(

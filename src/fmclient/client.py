@@ -145,6 +145,7 @@ class Client:
         self._budget = budget_from_settings(self.settings.budget)
         self._price_refs: dict[str, PriceRef] = {}
         self.cache = cache if isinstance(cache, ResponseCache) else cache_from_settings(self.settings.cache)
+        self._owns_cache = not isinstance(cache, ResponseCache)  # one passed in is the caller's to close
 
     @property
     def spent(self) -> Decimal | None:
@@ -733,10 +734,14 @@ class Client:
     def close(self) -> None:
         for provider in list(self._providers.values()):
             provider.close()
+        if self.cache is not None and self._owns_cache:
+            self.cache.close()
 
     async def aclose(self) -> None:
         for provider in list(self._providers.values()):
             await provider.aclose()
+        if self.cache is not None and self._owns_cache:
+            self.cache.close()
 
     def __enter__(self) -> Client:
         return self
