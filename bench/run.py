@@ -7,7 +7,7 @@
     python bench/run.py --markdown results.md --json results.json
 
 Scenarios: ``import``, ``complete``, ``stream``, ``async``, ``memory``, ``llamacpp``, ``titan``,
-``cost``, ``telemetry``.
+``cost``, ``telemetry``, ``cache``.
 Every scenario runs fmclient and the baseline in the same process (memory and import: in fresh
 subprocesses), alternating blocks so that noise from other processes hits both sides alike, and
 reports medians, p90s and the ratio fmclient / baseline. The fake server (``bench/server.py``)
@@ -27,13 +27,13 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("import", "complete", "stream", "async", "memory", "llamacpp", "titan", "cost", "telemetry")
+SCENARIOS = ("import", "complete", "stream", "async", "memory", "llamacpp", "titan", "cost", "telemetry", "cache")
 
 ANTHROPIC_MODEL = "claude-sonnet-4-6"
 OPENAI_MODEL = "gpt-4o"
@@ -540,6 +540,90 @@ def scenario_telemetry(url: str, quick: bool) -> Section:
     for client in clients.values():
         client.close()
     raw.close()
+    return section
+
+
+# == response cache ==========================================================================
+@contextlib.contextmanager
+def _redis_server() -> Iterator[str | None]:
+    """A throwaway redis-server on a free 127.0.0.1 port (its URL), or None without one."""
+    import shutil
+    import socket
+    import tempfile
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as directory:
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        process = subprocess.Popen(
+            [*command, "--dir", directory],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                    break
+                except OSError:
+                    time.sleep(0.025)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def scenario_cache(url: str, quick: bool) -> Section:
+    """A response-cache hit against the provider round trip it saves (Anthropic, loopback fake)."""
+    from fmclient import Client
+
+    rounds, block, warmup = (5, 100, 50) if quick else (15, 200, 100)
+    providers = {"anthropic": {"base_url": url, "api_key": API_KEY}}
+    model = f"anthropic/{ANTHROPIC_MODEL}"
+    clients = {"provider round trip (no cache)": Client(providers=providers)}
+    clients["memory cache hit"] = Client(providers=providers, cache=True)
+    section = Section(
+        f"Response cache hit vs a provider round trip ({rounds} alternating blocks of {block} calls per side)",
+        ["side", "median", "p90", "vs round trip"],
+    )
+    with _redis_server() as redis_url:
+        if redis_url is None:
+            section.notes.append("redis-server is not installed: the Redis side was not measured")
+        else:
+            clients["redis cache hit"] = Client(providers=providers, cache={"backend": "redis", "url": redis_url})
+
+        def call(client: Any) -> Callable[[], Any]:
+            return lambda: client.complete(PROMPT, model=model, system=SYSTEM, max_tokens=MAX_TOKENS)
+
+        sides = {name: call(client) for name, client in clients.items()}
+        for name, side in sides.items():
+            reply = side()
+            hit = side()
+            assert hit.cached == (name != "provider round trip (no cache)"), f"{name}: the cache must answer"
+            assert hit.text == reply.text
+        samples = interleaved({k: timed(v) for k, v in sides.items()}, rounds=rounds, block=block, warmup=warmup)
+        for client in clients.values():
+            if client.cache is not None:
+                client.cache.close()
+            client.close()
+    base = median(samples["provider round trip (no cache)"])
+    for side, values in samples.items():
+        section.rows.append([side, us(median(values)), us(p90(values)), ratio(median(values), base)])
+        if side != "provider round trip (no cache)":
+            section.checks.append(
+                Check(f"{side}, median", f"{us(median(values))} ({ratio(median(values), base)})", "informative", None)
+            )
+    section.notes.append(
+        "A hit still validates the input and hashes the normalised request (SHA-256 of canonical JSON); "
+        "the Redis side adds one GET on 127.0.0.1. The fake server answers in well under a millisecond, "
+        "so against a real provider (hundreds of ms) the saving is far larger."
+    )
+    section.data = {side: median(values) for side, values in samples.items()}
     return section
 
 
@@ -1245,6 +1329,8 @@ def run(scenarios: Sequence[str], quick: bool) -> list[Section]:
                 section = scenario_cost(server.url, quick)
             elif name == "telemetry":
                 section = scenario_telemetry(server.url, quick)
+            elif name == "cache":
+                section = scenario_cache(server.url, quick)
             else:  # pragma: no cover - argparse checks choices
                 raise ValueError(name)
             section.notes.append(f"scenario took {time.perf_counter() - started:.1f} s")

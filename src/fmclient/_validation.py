@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from fmclient._schema import is_pydantic_model, model_schema, tool_from_function
 from fmclient.errors import StructuredOutputError, UnsupportedFeatureError
 from fmclient.types import (
     ROLES,
+    CachePoint,
     Completion,
     EmbedRequest,
     ImagePart,
@@ -53,6 +55,7 @@ def build_request(
     """
     messages = messages_from_prompt(prompt)
     system_parts: list[str] = []
+    system_cache: CachePoint | None = None
     if system is not None:
         if not isinstance(system, str):
             raise TypeError(f"system must be a str, not {type(system).__name__}")
@@ -74,10 +77,14 @@ def build_request(
                 )
             if message.text.strip():
                 system_parts.append(message.text)
+            if message.cache is not None:
+                system_cache = message.cache
             continue
         body.append(message)
     if not body:
         raise ValueError("prompt must contain at least one user, assistant or tool message")
+    if system_cache is not None and not system_parts:
+        raise ValueError("a CachePoint after an empty system prompt has nothing to cache")
     if any(message.role == "tool" for message in body):
         body = _name_tool_results(body)
     built_tools = tools_from_input(tools)
@@ -94,6 +101,7 @@ def build_request(
         response_format=response_format_from_input(response_format),
         timeout=check_timeout(timeout),
         provider_options=dict(provider_options or {}),
+        system_cache=system_cache,
     )
 
 
@@ -128,7 +136,16 @@ def messages_from_prompt(prompt: Any) -> list[Message]:
         raise TypeError(f"prompt must be a str or a list of messages, not {type(prompt).__name__}")
     if not prompt:
         raise ValueError("prompt must not be empty")
-    return [message_from_input(m, i) for i, m in enumerate(prompt)]
+    messages: list[Message] = []
+    for index, item in enumerate(prompt):
+        if isinstance(item, CachePoint):
+            # A breakpoint marks the message before it: the prefix it ends is what is cached.
+            if not messages or messages[-1].cache is not None:
+                raise ValueError(f"messages[{index}]: a CachePoint must follow a message (one per message)")
+            messages[-1] = replace(messages[-1], cache=item)
+            continue
+        messages.append(message_from_input(item, index))
+    return messages
 
 
 def message_from_input(item: Any, index: int) -> Message:
@@ -243,13 +260,7 @@ def _name_tool_results(messages: list[Message]) -> list[Message]:
         for call in message.tool_calls:
             names[call.id] = call.name
         if message.role == "tool" and message.name is None and message.tool_call_id in names:
-            message = Message(
-                role="tool",
-                content=message.content,
-                tool_call_id=message.tool_call_id,
-                name=names[message.tool_call_id],
-                provider_state=message.provider_state,
-            )
+            message = replace(message, name=names[message.tool_call_id])
         out.append(message)
     return out
 

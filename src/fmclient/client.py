@@ -16,15 +16,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.budget import budget_from_settings
+from fmclient.cache import ResponseCache, cache_from_settings
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
-from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
+from fmclient.errors import ConfigurationError, ContextWindowExceededError, FMClientError, UnsupportedFeatureError
 from fmclient.hooks import CallObserver, Hook, LoggingHook
 from fmclient.pricing import PriceRef
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities, EmbedBatching
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
-from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
+from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request, TokenCount
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -99,6 +100,10 @@ class Client:
 
     ``max_cost`` (USD, or the config's ``[budget]`` table) caps what this client may spend: see
     :mod:`fmclient.budget`. It needs ``fmclient[cost]``.
+
+    ``cache`` (or the config's ``[cache]`` table) answers identical requests from a response cache:
+    ``True`` for in-memory, a table's keys, or a :class:`~fmclient.cache.ResponseCache`. Off by
+    default; see :mod:`fmclient.cache`.
     """
 
     def __init__(
@@ -117,6 +122,7 @@ class Client:
         max_cost: float | str | Decimal | None = None,
         hooks: Sequence[Hook] | None = None,
         telemetry: bool = False,
+        cache: bool | Mapping[str, Any] | ResponseCache | None = None,
     ) -> None:
         overrides: dict[str, Any] = {
             "default_model": model,
@@ -131,6 +137,8 @@ class Client:
                 overrides[key] = value
         if max_cost is not None:
             overrides["budget"] = {"max_cost": max_cost}
+        if cache is not None and not isinstance(cache, ResponseCache):
+            overrides["cache"] = ({"backend": "memory"} if cache else {}) if isinstance(cache, bool) else cache
         self.settings: Settings = load_settings(env=env, config_path=config_path, overrides=overrides)
         self._providers: dict[str, Provider] = {}
         self._routes: dict[tuple[str, int | None], _Route] = {}
@@ -149,6 +157,8 @@ class Client:
 
         self._log = logging.getLogger("fmclient")
         self._logging_hook = LoggingHook()
+        self.cache = cache if isinstance(cache, ResponseCache) else cache_from_settings(self.settings.cache)
+        self._owns_cache = not isinstance(cache, ResponseCache)  # one passed in is the caller's to close
 
     @property
     def spent(self) -> Decimal | None:
@@ -315,8 +325,12 @@ class Client:
         # The primary target is checked now, so bad input or configuration fails before any
         # request (and, for a stream, before the caller starts iterating).
         first = self._prepare(routes[0], request, streaming=streaming)
-        self._check_budget(routes[0])
-        return _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming)
+        call = _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming)
+        if self.cache is not None:
+            call.lookup(self.cache)
+        if call.cached is None:  # a hit sends nothing and costs nothing
+            self._check_budget(routes[0])
+        return call
 
     def complete(
         self,
@@ -354,6 +368,8 @@ class Client:
             tool_choice=tool_choice,
             response_format=response_format,
         )
+        if call.cached is not None:
+            return call.hit()
         for route, prepared in call.plan():
 
             def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
@@ -414,6 +430,8 @@ class Client:
             tool_choice=tool_choice,
             response_format=response_format,
         )
+        if call.cached is not None:
+            return call.hit()
         for route, prepared in call.plan():
 
             async def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
@@ -480,6 +498,9 @@ class Client:
         )
 
         def chunks(stream: Stream) -> Iterator[Chunk]:
+            if call.cached is not None:
+                yield from call.replay(stream)
+                return
             for route, prepared in call.plan():
 
                 def open_stream(
@@ -566,6 +587,10 @@ class Client:
         )
 
         async def chunks(stream: AsyncStream) -> AsyncIterator[Chunk]:
+            if call.cached is not None:
+                for replayed in call.replay(stream):
+                    yield replayed
+                return
             for route, prepared in call.plan():
 
                 async def open_stream(
@@ -613,6 +638,77 @@ class Client:
                 return
 
         return AsyncStream(chunks)
+
+    # -- count tokens ------------------------------------------------------------------------------
+    def _count_call(
+        self,
+        prompt: Any,
+        model: str | None,
+        system: str | None,
+        tools: Sequence[Any] | None,
+        timeout: float | None,
+        provider_options: Mapping[str, Any],
+    ) -> tuple[_Route, Request, Deadline]:
+        request = _validation.build_request(prompt, system=system, tools=tools, provider_options=provider_options)
+        route = self._route(model or self.settings.default_model, None)
+        return route, self._prepare(route, request, streaming=False), self._deadline(timeout, route)
+
+    @staticmethod
+    def _checked_count(route: _Route, counted: TokenCount, check: bool) -> TokenCount:
+        window = route.capabilities.context_window
+        if check and window is not None and counted.input_tokens > window:
+            raise ContextWindowExceededError(
+                f"the prompt has {counted.input_tokens} tokens ({counted.method}); the model's context window "
+                f"is {window}",
+                provider=route.target.provider,
+                model=route.target.model,
+            )
+        return counted
+
+    def count_tokens(
+        self,
+        prompt: Any,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        tools: Sequence[Any] | None = None,
+        check: bool = False,
+        timeout: float | None = None,
+        **provider_options: Any,
+    ) -> TokenCount:
+        """Count a prompt's input tokens without generating: the provider's count API (Anthropic,
+        Gemini, Bedrock), tiktoken offline (OpenAI, ``fmclient[tokens]``) or the model's own
+        tokenizer (llama.cpp); elsewhere an estimate. ``TokenCount.exact`` says which.
+
+        ``check=True`` raises :class:`ContextWindowExceededError` when the count exceeds the
+        model's context window (from its profile), so a prompt that cannot fit is never sent.
+        """
+        route, request, deadline = self._count_call(prompt, model, system, tools, timeout, provider_options)
+
+        def attempt(left: float | None) -> TokenCount:
+            return _guard(route.provider.count_tokens, _with_timeout(request, left), route=route)
+
+        return self._checked_count(route, call_with_retries(attempt, route.policy, deadline, **route.where), check)
+
+    async def acount_tokens(
+        self,
+        prompt: Any,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        tools: Sequence[Any] | None = None,
+        check: bool = False,
+        timeout: float | None = None,
+        **provider_options: Any,
+    ) -> TokenCount:
+        """The async twin of :meth:`count_tokens`."""
+        route, request, deadline = self._count_call(prompt, model, system, tools, timeout, provider_options)
+
+        async def attempt(left: float | None) -> TokenCount:
+            return await _aguard(route.provider.acount_tokens(_with_timeout(request, left)), route)
+
+        counted = await acall_with_retries(attempt, route.policy, deadline, **route.where)
+        return self._checked_count(route, counted, check)
 
     # -- embed -------------------------------------------------------------------------------------
     def _embed_call(
@@ -737,10 +833,14 @@ class Client:
     def close(self) -> None:
         for provider in list(self._providers.values()):
             provider.close()
+        if self.cache is not None and self._owns_cache:
+            self.cache.close()
 
     async def aclose(self) -> None:
         for provider in list(self._providers.values()):
             await provider.aclose()
+        if self.cache is not None and self._owns_cache:
+            self.cache.close()
 
     def __enter__(self) -> Client:
         return self
@@ -760,6 +860,8 @@ class _Call:
 
     __slots__ = (
         "attempts",
+        "cache_key",
+        "cached",
         "client",
         "deadline",
         "first",
@@ -791,6 +893,37 @@ class _Call:
         self.position = 0  # index in routes of the target being tried
         # The breaker whose half-open trial this call holds until the trial's outcome is recorded.
         self.trial: CircuitBreaker | None = None
+        self.cache_key: str | None = None
+        self.cached: Completion | None = None  # the response cache's answer, when it had one
+
+    def lookup(self, cache: ResponseCache) -> None:
+        from fmclient import cache as response_cache
+
+        self.cache_key = response_cache.request_key(self.routes[0].target.provider, self.first)
+        if self.cache_key is not None:
+            self.cached = response_cache.lookup(cache, self.cache_key)
+
+    def hit(self) -> Completion:
+        completion = self.cached
+        assert completion is not None
+        if _overrides:
+            completion.provider = _overrides[-1].name
+        response_format = self.request.response_format
+        if response_format is not None:
+            _validation.parse_structured(completion, response_format)
+        return completion
+
+    def replay(self, stream: Stream | AsyncStream) -> Iterator[Chunk]:
+        """The cached answer as chunks; the stream's completion is the hit itself."""
+        from fmclient.cache import replay_chunks
+
+        completion = self.cached
+        assert completion is not None
+        assembler = stream._assembler = StreamAssembler(completion.provider, completion.model)
+        for chunk in replay_chunks(completion):
+            assembler.add(chunk)
+            yield chunk
+        stream._completion = self.hit()
 
     def plan(self) -> Iterator[tuple[_Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
@@ -931,18 +1064,23 @@ class _Call:
         self.client._priced(route, completion)
         response_format = self.request.response_format
         observer = self.observer
-        if observer is None:
-            if response_format is not None and completion.parsed is None:
-                _validation.parse_structured(completion, response_format)
-            return completion
-        observer.answered(completion)
+        if observer is not None:
+            observer.answered(completion)
         try:
             if response_format is not None and completion.parsed is None:
                 _validation.parse_structured(completion, response_format)
         except BaseException as error:
-            observer.end(None, error)
+            if observer is not None:
+                observer.end(None, error)
             raise
-        observer.end(completion, None)
+        cache = self.client.cache
+        # Only the primary's answer is stored under the primary's key (see fmclient.cache).
+        if cache is not None and self.cache_key is not None and self.position == 0:
+            from fmclient.cache import store
+
+            store(cache, self.cache_key, completion)
+        if observer is not None:
+            observer.end(completion, None)
         return completion
 
 

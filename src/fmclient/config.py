@@ -25,6 +25,9 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
     [budget]
     max_cost = 5.00            # USD per client; see fmclient.budget
 
+    [cache]                    # opt-in response cache; see fmclient.cache
+    backend = "memory"
+
     [prices]                   # price a provider's calls with this genai-prices provider's table
     my-gateway = "openai"
 """
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fmclient.budget import check_budget_table
+from fmclient.cache import check_cache_table
 from fmclient.circuit import breaker_from_settings
 from fmclient.errors import ConfigurationError
 from fmclient.providers import BUILTIN, ProviderSettings, known_types
@@ -64,6 +68,7 @@ TOP_LEVEL_KEYS = frozenset(
         "circuit_breaker",
         "budget",
         "prices",
+        "cache",
     }
 )
 PROVIDER_KEYS = frozenset(
@@ -97,6 +102,7 @@ class Settings:
     circuit_breaker: Mapping[str, Any] = field(default_factory=dict)
     budget: Mapping[str, Any] = field(default_factory=dict)
     prices: Mapping[str, str] = field(default_factory=dict)
+    cache: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
 
@@ -323,6 +329,9 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
     if "budget" in data:
         state["budget"] = check_budget_table(data["budget"], where)
         sources["budget"] = where
+    if "cache" in data:
+        state["cache"] = check_cache_table(data["cache"], where)
+        sources["cache"] = where
     prices = data.get("prices", {})
     if not isinstance(prices, Mapping) or not all(isinstance(v, str) and v for v in prices.values()):
         raise ConfigurationError(f"{where}: [prices] must map provider names to price table provider ids")
@@ -376,6 +385,7 @@ def load_settings(
         "circuit_breaker": {},
         "budget": {},
         "prices": {},
+        "cache": {},
         "sources": {},
     }
     from pathlib import Path  # here, not at the top: `import fmclient` need not pay for it
@@ -420,6 +430,7 @@ def load_settings(
         circuit_breaker=dict(state["circuit_breaker"]),
         budget=dict(state["budget"]),
         prices=dict(state["prices"]),
+        cache=dict(state["cache"]),
         sources=dict(state["sources"]),
         config_path=path,
     )

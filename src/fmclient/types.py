@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from fmclient.pricing import Cost, PriceRef
 
 __all__ = [
+    "CachePoint",
     "Chunk",
     "Completion",
     "EmbedRequest",
@@ -38,6 +39,7 @@ __all__ = [
     "ResponseFormat",
     "Role",
     "TextPart",
+    "TokenCount",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
@@ -144,6 +146,28 @@ Part = TextPart | ImagePart
 
 
 @dataclass(frozen=True, slots=True)
+class CachePoint:
+    """A prompt-cache breakpoint: put one in a prompt list right after the message (or system
+    message) that ends the prefix to cache. The provider caches everything up to it (tools and
+    system prompt included).
+
+    * Anthropic: ``cache_control`` on that message's last block (``ttl`` "5m" or "1h").
+    * Bedrock Converse: a ``cachePoint`` block after it (with ``ttl`` when given).
+    * OpenAI and Gemini cache long prefixes automatically: the breakpoint is accepted as a hint
+      and sends nothing. Steer OpenAI with ``prompt_cache_key=...``; use a Gemini context cache
+      with ``cached_content="cachedContents/..."`` (both provider options, passed through).
+    * A model whose profile cannot cache (``Profile.prompt_caching``) refuses it with
+      :class:`~fmclient.errors.UnsupportedFeatureError` before sending.
+    """
+
+    ttl: Literal["5m", "1h"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.ttl not in (None, "5m", "1h"):
+            raise ValueError(f"CachePoint ttl must be '5m' or '1h', got {self.ttl!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     """A call the model made. ``arguments`` is the parsed JSON object the model wrote.
 
@@ -172,6 +196,8 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
     provider_state: Mapping[str, Any] | None = None
+    #: a prompt-cache breakpoint right after this message (see :class:`CachePoint`)
+    cache: CachePoint | None = None
 
     @property
     def text(self) -> str:
@@ -257,6 +283,13 @@ class Request:
     response_format: ResponseFormat | None = None
     timeout: float | None = None
     provider_options: Mapping[str, Any] = field(default_factory=dict)
+    #: a prompt-cache breakpoint right after the system prompt (see :class:`CachePoint`)
+    system_cache: CachePoint | None = None
+
+    @property
+    def cache_points(self) -> bool:
+        """The request marks at least one prompt-cache breakpoint."""
+        return self.system_cache is not None or any(m.cache is not None for m in self.messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +353,9 @@ class Completion:
     # ``request-id``, ``x-amzn-RequestId``), where it sends them: for support tickets and logs.
     response_id: str | None = field(default=None, repr=False)
     request_id: str | None = field(default=None, repr=False)
+    #: True when the answer came from the response cache (fmclient.cache): its cost is zero and
+    #: its usage is the original call's, for information.
+    cached: bool = False
     # Set by the Client: where to look the price up, which model ids and when the call was made.
     # The price itself is worked out on first read of ``cost`` (see fmclient.pricing).
     _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)
@@ -351,6 +387,7 @@ class Completion:
             "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls],
             "message": self.message.to_dict(),
             "parsed": parsed,
+            "cached": self.cached,
         }
 
 
@@ -378,6 +415,19 @@ class Chunk:
     model: str | None = None
     provider_state: Mapping[str, Any] | None = None
     raw: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    """A prompt's input tokens, counted before sending (``Client.count_tokens``).
+
+    ``exact`` is True when the provider's count API or the model's own tokenizer counted them;
+    False for an estimate. ``method`` says which was used (and why an estimate, if so).
+    """
+
+    input_tokens: int
+    exact: bool
+    method: str
 
 
 @dataclass(slots=True)

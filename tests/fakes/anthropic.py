@@ -102,6 +102,11 @@ ERROR_TYPES = {
 }
 
 
+def count_tokens_reply(input_tokens: int) -> Reply:
+    """The answer of ``POST /v1/messages/count_tokens``."""
+    return Reply(body={"input_tokens": input_tokens})
+
+
 def error_body(error_type: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": error_type, "message": message}, "request_id": "req_fake"}
 

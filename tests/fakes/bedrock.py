@@ -64,6 +64,7 @@ _OPERATIONS = {
     "invoke-with-response-stream": "InvokeModelWithResponseStream",
     "converse": "Converse",
     "converse-stream": "ConverseStream",
+    "count-tokens": "CountTokens",
 }
 _PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<op>[a-z-]+)$")
 _TITAN_STOP = re.compile(r"^(\|+|User:)$")
@@ -382,9 +383,22 @@ class FakeBedrock:
             return self._titan_text(body, streaming=operation != "InvokeModel")
         if operation in ("Converse", "ConverseStream"):
             return self._converse(body, streaming=operation == "ConverseStream")
+        if operation == "CountTokens":
+            return self._count_tokens(body)
         if operation in _OPERATIONS.values():
             return error_reply("ValidationException", f"The provided model identifier is invalid: {model}")
         return error_reply("UnknownOperationException", "unknown operation", status=404)
+
+    @staticmethod
+    def _count_tokens(body: Any) -> Reply:
+        """CountTokens over a Converse input: one token per word of text, plus 3 per message."""
+        converse = (body.get("input") or {}).get("converse")
+        if not isinstance(converse, dict) or not converse.get("messages"):
+            return error_reply("ValidationException", "input.converse.messages is required")
+        blocks = [block for m in converse["messages"] for block in m.get("content", [])]
+        blocks += list(converse.get("system") or [])
+        words = sum(len(str(block.get("text", "")).split()) for block in blocks)
+        return Reply(body={"inputTokens": words + 3 * len(converse["messages"])})
 
     @staticmethod
     def _embed(model: str, body: Any) -> Reply:

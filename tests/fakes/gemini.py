@@ -285,6 +285,11 @@ def missing_signature(body: dict[str, Any]) -> str | None:
     return None
 
 
+def count_tokens_reply(total_tokens: int) -> Reply:
+    """The answer of ``POST .../models/<model>:countTokens``."""
+    return Reply(body={"totalTokens": total_tokens})
+
+
 def token_count(text: str) -> int:
     """The fake's tokenizer: one token per word, so usage is checkable."""
     return len(text.split())

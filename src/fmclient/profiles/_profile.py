@@ -63,6 +63,8 @@ class Profile:
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
     #: embedding options (dimensions, normalisation) are accepted
     embedding_options: bool = True
+    #: prompt-cache breakpoints (:class:`~fmclient.types.CachePoint`) are honoured or accepted as a hint
+    prompt_caching: bool = True
     context_window: int | None = None
     max_output_tokens: int | None = None
     #: why a host narrowed a field: (field, reason) pairs, quoted in the refusal
@@ -151,6 +153,8 @@ class Profile:
         limit = self.max_output_tokens
         if request.max_tokens is not None and limit is not None and request.max_tokens > limit:
             raise refuse(f"max_tokens={request.max_tokens} (its maximum output is {limit} tokens)", "max_output_tokens")
+        if not self.prompt_caching and request.cache_points:
+            raise refuse("prompt caching (a CachePoint in the prompt)", "prompt_caching")
         if not self.images:
             for message in request.messages:
                 if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):

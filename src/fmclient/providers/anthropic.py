@@ -96,6 +96,7 @@ from fmclient.providers.base import Capabilities, Provider, ProviderSettings, im
 from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.secret import redact, register_secret
 from fmclient.types import (
+    CachePoint,
     Chunk,
     Completion,
     FinishReason,
@@ -103,6 +104,7 @@ from fmclient.types import (
     Message,
     Request,
     TextPart,
+    TokenCount,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -188,6 +190,8 @@ def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any
     }
     if request.system:
         params["system"] = request.system
+        if request.system_cache is not None:
+            params["system"] = _with_cache_control(request.system, request.system_cache)
     if request.temperature is not None:
         params["temperature"] = request.temperature
     if request.top_p is not None:
@@ -267,19 +271,22 @@ def _messages(request: Request, provider: str) -> list[dict[str, Any]]:
                 )
             # Consecutive results of one assistant turn travel together in one user turn; a
             # result made of parts keeps its images (tool_result content takes image blocks).
-            pending_results.append(
-                {
-                    "type": "tool_result",
-                    "tool_use_id": message.tool_call_id,
-                    "content": _user_content(message, index, request.model, provider),
-                }
-            )
+            result: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": _user_content(message, index, request.model, provider),
+            }
+            if message.cache is not None:
+                result["cache_control"] = _cache_control(message.cache)
+            pending_results.append(result)
             continue
         flush_results()
         if message.role == "user":
-            out.append({"role": "user", "content": _user_content(message, index, request.model, provider)})
+            content = _user_content(message, index, request.model, provider)
+            out.append({"role": "user", "content": _with_cache_control(content, message.cache)})
         elif message.role == "assistant":
-            out.append({"role": "assistant", "content": _assistant_content(message, index, request.model, provider)})
+            content = _assistant_content(message, index, request.model, provider)
+            out.append({"role": "assistant", "content": _with_cache_control(content, message.cache)})
         else:
             raise BadRequestError(
                 f"messages[{index}]: role {message.role!r} cannot appear in the conversation "
@@ -289,6 +296,24 @@ def _messages(request: Request, provider: str) -> list[dict[str, Any]]:
             )
     flush_results()
     return out
+
+
+def _cache_control(point: CachePoint) -> dict[str, Any]:
+    control: dict[str, Any] = {"type": "ephemeral"}
+    if point.ttl is not None:
+        control["ttl"] = point.ttl
+    return control
+
+
+def _with_cache_control(content: str | list[dict[str, Any]], point: CachePoint | None) -> str | list[dict[str, Any]]:
+    """``content`` with a cache breakpoint on its last block (text becomes one text block)."""
+    if point is None:
+        return content
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    if not blocks:
+        return content  # nothing to mark; an empty turn is the API's to refuse
+    blocks[-1] = {**blocks[-1], "cache_control": _cache_control(point)}
+    return blocks
 
 
 def _user_content(message: Message, index: int, model: str, provider: str) -> str | list[dict[str, Any]]:
@@ -375,6 +400,13 @@ def usage_from(data: Mapping[str, Any] | None) -> Usage:
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
     )
+
+
+def _token_count(response: Any) -> TokenCount:
+    tokens = _mapping(response).get("input_tokens")
+    if not isinstance(tokens, int) or isinstance(tokens, bool):
+        raise MalformedResponse(f"count_tokens answered without input_tokens: {str(response)[:200]!r}")
+    return TokenCount(tokens, True, "Anthropic messages.count_tokens")
 
 
 def _int(value: Any) -> int:
@@ -751,6 +783,7 @@ class AnthropicProvider(Provider):
         # An async HTTP pool is bound to the loop it first ran on: one AsyncAnthropic per loop.
         self._async: LoopClients[AsyncAnthropic] = LoopClients(lambda: self._build("AsyncAnthropic"))
         self._create_keys: frozenset[str] | None = None
+        self._count_keys: frozenset[str] | None = None
         self._raw_stream: Any = None
         self._capabilities: dict[str, Capabilities] = {}
         self._ready = False
@@ -903,6 +936,29 @@ class AnthropicProvider(Provider):
             model=request.model,
             partial_text=(lambda: state.text) if state is not None else None,
         )
+
+    def _count_params(self, request: Request) -> dict[str, Any]:
+        """The create arguments that ``messages.count_tokens`` takes (the input, not sampling)."""
+        params = self._params(request)
+        if self._count_keys is None:
+            sdk = import_sdk("anthropic", extra=self.extra, provider=self.name)
+            signature = inspect.signature(sdk.resources.messages.Messages.count_tokens)
+            self._count_keys = frozenset(signature.parameters) - {"self"}
+        return {key: value for key, value in params.items() if key in self._count_keys}
+
+    def count_tokens(self, request: Request) -> TokenCount:
+        params = self._count_params(request)
+        client = self._client()
+        with self._errors(request):
+            response = client.messages.with_raw_response.count_tokens(**params).parse(to=object)
+            return _token_count(response)
+
+    async def acount_tokens(self, request: Request) -> TokenCount:
+        params = self._count_params(request)
+        client = self._aclient()
+        with self._errors(request):
+            raw = await client.messages.with_raw_response.count_tokens(**params)
+            return _token_count(await parsed(raw.parse(to=object)))
 
     def complete(self, request: Request) -> Completion:
         params = self._params(request)

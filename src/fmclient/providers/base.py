@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fmclient.errors import ConfigurationError, UnsupportedFeatureError
 from fmclient.profiles import Capabilities
 from fmclient.secret import Secret, register_secret
-from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
+from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request, TokenCount
 
 __all__ = [
     "Capabilities",
@@ -151,6 +151,15 @@ class Provider:
 
     async def aembed(self, request: EmbedRequest) -> Embeddings:
         return await run_in_thread(self.embed, request)
+
+    def count_tokens(self, request: Request) -> TokenCount:
+        """The request's input tokens. Without a count API or tokenizer: an estimate, flagged."""
+        from fmclient.tokens import estimate
+
+        return estimate(request, f"{type(self).__name__} has no token count API")
+
+    async def acount_tokens(self, request: Request) -> TokenCount:
+        return await run_in_thread(self.count_tokens, request)
 
     def close(self) -> None:
         """Release connections. The client calls it on ``Client.close()``."""

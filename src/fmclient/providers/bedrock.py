@@ -96,6 +96,7 @@ from fmclient.providers.base import Capabilities, EmbedBatching, Provider, Provi
 from fmclient.providers.shared_io import MappedErrors, stream_chunks
 from fmclient.secret import redact
 from fmclient.types import (
+    CachePoint,
     Chunk,
     Completion,
     Embeddings,
@@ -105,6 +106,7 @@ from fmclient.types import (
     Message,
     Request,
     TextPart,
+    TokenCount,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -431,6 +433,13 @@ def _content_blocks(parts: Iterable[Any], provider: str, model: str) -> list[dic
     return blocks
 
 
+def _cache_point(point: CachePoint) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "default"}
+    if point.ttl is not None:
+        block["ttl"] = point.ttl
+    return {"cachePoint": block}
+
+
 def _has_tool_history(messages: Sequence[Message]) -> bool:
     return any(m.role == "tool" or m.tool_calls for m in messages)
 
@@ -461,6 +470,8 @@ def _converse_messages(messages: Sequence[Message], provider: str, model: str) -
             blocks = _content_blocks(message.parts, provider, model)
         if not blocks:
             continue  # an empty turn carries nothing, and Bedrock rejects empty content
+        if message.cache is not None:
+            blocks.append(_cache_point(message.cache))
         # Converse wants alternating roles: tool results and a following user text share a turn.
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
@@ -529,6 +540,8 @@ def build_converse_params(request: Request, *, provider: str = "bedrock") -> dic
     }
     if request.system:
         params["system"] = [{"text": request.system}]
+        if request.system_cache is not None:
+            params["system"].append(_cache_point(request.system_cache))
     inference: dict[str, Any] = {}
     if request.max_tokens is not None:
         inference["maxTokens"] = request.max_tokens
@@ -1108,6 +1121,24 @@ class BedrockProvider(Provider):
             return parse_converse_response(
                 response, provider=self.name, model=request.model, structured_tool=structured_tool_name(request)
             )
+
+    def count_tokens(self, request: Request) -> TokenCount:
+        """Bedrock CountTokens over the Converse form of the request (free, and exact)."""
+        self._check_chat_model(request)
+        if self._uses_titan_invoke(request):
+            from fmclient.tokens import estimate
+
+            return estimate(request, "Bedrock CountTokens does not take Titan Text models")
+        params = build_converse_params(request, provider=self.name)
+        converse = {key: params[key] for key in ("messages", "system", "toolConfig") if key in params}
+        with self._errors(request.model):
+            response = self._invoke(
+                self._get_client().count_tokens, request.timeout, modelId=request.model, input={"converse": converse}
+            )
+            tokens = response.get("inputTokens")
+            if not isinstance(tokens, int) or isinstance(tokens, bool):
+                raise _malformed("CountTokens answered without inputTokens", self.name, request.model)
+        return TokenCount(tokens, True, "Bedrock CountTokens")
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         self._check_chat_model(request)

@@ -56,6 +56,7 @@ from fmclient.errors import (
     ContextWindowExceededError,
     FMClientError,
     RequestTimeoutError,
+    ServiceUnavailableError,
     UnsupportedFeatureError,
     error_for_status,
     parse_retry_after,
@@ -73,6 +74,7 @@ from fmclient.types import (
     Message,
     Request,
     TextPart,
+    TokenCount,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -1084,6 +1086,55 @@ class GeminiProvider(Provider):
             model=model,
             partial_text=(lambda: parser.text) if parser is not None else None,
         )
+
+    def _count_params(self, request: Request) -> tuple[dict[str, Any], bool]:
+        """``models.count_tokens`` arguments, and whether the count will be exact.
+
+        Vertex AI counts the system instruction and tools too. The Developer API counts contents
+        only: the system instruction is counted as one more content (close, not exact) and
+        tools make the count an estimate.
+        """
+        from google.genai import types
+
+        params = self._prepare(request)
+        config: Any = params["config"]
+        contents = list(params["contents"])
+        exact = True
+        if self._vertex():
+            count_config = types.CountTokensConfig(system_instruction=config.system_instruction, tools=config.tools)
+            return {"model": params["model"], "contents": contents, "config": count_config}, exact
+        if config.system_instruction is not None:
+            system = config.system_instruction
+            parts = [types.Part(text=system)] if isinstance(system, str) else getattr(system, "parts", None)
+            contents.insert(0, types.Content(role="user", parts=parts))
+            exact = False
+        if config.tools:
+            exact = False
+        return {"model": params["model"], "contents": contents}, exact
+
+    @staticmethod
+    def _token_count(response: Any, exact: bool, provider: str, model: str) -> TokenCount:
+        tokens = getattr(response, "total_tokens", None)
+        if not isinstance(tokens, int):
+            raise ServiceUnavailableError(
+                "Gemini countTokens answered without totalTokens", provider=provider, model=model
+            )
+        method = "Gemini models.count_tokens"
+        if not exact:
+            method += " (the Developer API counts contents only: system instruction and tools approximated)"
+        return TokenCount(tokens, exact, method)
+
+    def count_tokens(self, request: Request) -> TokenCount:
+        params, exact = self._count_params(request)
+        with self._errors(request.model):
+            response = self._sdk().models.count_tokens(**params)
+        return self._token_count(response, exact, self.name, request.model)
+
+    async def acount_tokens(self, request: Request) -> TokenCount:
+        params, exact = self._count_params(request)
+        with self._errors(request.model):
+            response = await self._sdk().aio.models.count_tokens(**params)
+        return self._token_count(response, exact, self.name, request.model)
 
     def complete(self, request: Request) -> Completion:
         params = self._prepare(request)

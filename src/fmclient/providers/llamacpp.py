@@ -36,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fmclient.errors import (
     BadRequestError,
@@ -58,6 +58,7 @@ from fmclient.types import (
     ImagePart,
     Message,
     Request,
+    TokenCount,
     Usage,
 )
 
@@ -267,6 +268,31 @@ class LoadKey:
     seed: int | None = None
     chat_format: str | None = None
     embedding: bool = False
+
+
+def _count_with_template(llama: Any, messages: list[dict[str, Any]]) -> TokenCount:
+    template = llama.metadata.get("tokenizer.chat_template")
+    if template and llama.chat_format == "chat_template.default":
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        eos, bos = llama.token_eos(), llama.token_bos()
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+        # The same rendering and tokenisation create_chat_completion does for this model.
+        rendered = formatter(messages=cast(Any, messages))
+        tokens = llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        return TokenCount(len(tokens), True, "llama.cpp tokenizer over the model's chat template")
+    text = "\n".join(str(m.get("content") or "") for m in messages)
+    tokens = llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+    return TokenCount(
+        len(tokens),
+        False,
+        f"llama.cpp tokenizer over the messages' text (chat format {llama.chat_format!r} not rendered)",
+    )
 
 
 class _LoadedModel:
@@ -494,6 +520,7 @@ class LlamaCppProvider(Provider):
                 images=False,
                 reason="the llama.cpp adapter sends neither tools nor images",
             )
+            .restrict(prompt_caching=False, reason="llama-cpp-python has no prompt-cache breakpoints")
             .restrict(
                 structured_output_mode="json_grammar",
                 reason="llama.cpp constrains structured output with the schema as a grammar",
@@ -564,6 +591,16 @@ class LlamaCppProvider(Provider):
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         return self._generate(request)
+
+    def count_tokens(self, request: Request) -> TokenCount:
+        """The model's own tokenizer over the prompt as its chat template renders it."""
+        params = build_params(request, provider=self.name)
+        loaded = self._hold(request.model, embedding=False, deadline=_deadline(request.timeout))
+        try:
+            with self._errors(request.model):
+                return _count_with_template(loaded.llama, params["messages"])
+        finally:
+            loaded.lock.release()
 
     def _generate(self, request: Request) -> Iterator[Chunk]:
         # A generator: nothing (not even the model load) happens before the first next().

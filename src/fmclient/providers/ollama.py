@@ -465,6 +465,7 @@ class OllamaProvider(Provider):
                 named_tool_choice=False,
                 reason="Ollama's chat API has no tool_choice, so it cannot force a tool call",
             )
+            .restrict(prompt_caching=False, reason="Ollama's chat API has no prompt-cache breakpoints")
             .restrict(
                 structured_output_mode="json_grammar",
                 reason="Ollama constrains structured output with the schema as a grammar (format)",

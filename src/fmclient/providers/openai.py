@@ -94,6 +94,7 @@ from fmclient.types import (
     Request,
     ResponseFormat,
     TextPart,
+    TokenCount,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -1025,6 +1026,16 @@ class OpenAIProvider(Provider):
         return MappedErrors(
             lambda exc: self._map(exc, model), provider=self.name, model=model, partial_text=partial_text
         )
+
+    def count_tokens(self, request: Request) -> TokenCount:
+        """Offline, with tiktoken (``fmclient[tokens]``): OpenAI has no count API for chat."""
+        from fmclient.tokens import tiktoken_count
+
+        counted = tiktoken_count(request)
+        if not self._native and counted.exact:
+            # A compatible server runs its own model with its own tokenizer.
+            return TokenCount(counted.input_tokens, False, f"{counted.method} (estimate: not OpenAI's own server)")
+        return counted
 
     def complete(self, request: Request) -> Completion:
         client = self._sync_client()

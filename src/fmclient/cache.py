@@ -1,0 +1,502 @@
+"""Response cache (opt-in, off by default): identical requests answered without calling the model.
+
+Turn it on with ``Client(cache=...)`` or the config file's ``[cache]`` table::
+
+    [cache]
+    backend = "disk"            # "memory" (default), "disk" (SQLite file) or "redis" (fmclient[redis])
+    ttl = 3600                  # seconds an answer stays valid; omit for no expiry
+    path = "~/.cache/fmclient/responses.sqlite3"   # disk only
+    url = "redis://127.0.0.1:6379/0"               # redis only
+    max_entries = 1000          # memory and disk: least recently used entries go first
+
+``Client(cache=True)`` is an in-memory cache; ``Client(cache={...})`` takes the table's keys; any
+:class:`ResponseCache` instance may be passed as is.
+
+What is cached and how it is found:
+
+* The key is the SHA-256 of the canonical JSON of the normalised request: the provider name and
+  model id, the messages (images by the SHA-256 of their bytes), system prompt, parameters, tools,
+  tool choice, the response schema and provider options. The per-attempt timeout is not part of it,
+  and neither is anything from the provider's settings, so no key or secret is ever in it; a
+  :class:`~fmclient.secret.Secret` among the provider options makes the call bypass the cache.
+  The same request has the same key in every process and Python version.
+* Only the primary target's answer is stored (under the primary's key); an answer from a fallback
+  is not, so a later identical call still asks the primary.
+* A streamed call and a plain call share the key: a cached answer is replayed to a stream as a
+  text chunk followed by a final chunk (finish reason, tool calls, usage).
+
+A hit is a :class:`~fmclient.types.Completion` with ``cached=True``. Its ``cost`` is zero (nothing
+was billed, and nothing is charged to a budget); its ``usage`` is the usage of the original call,
+kept for information. ``attempts`` is empty: no model was tried.
+
+A cache that is down (Redis unreachable) or holds a corrupt entry never fails a call: the call
+goes to the provider and a warning is logged on the ``fmclient`` logger.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from fmclient.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from fmclient.types import Chunk, Completion, Request
+
+__all__ = [
+    "DiskCache",
+    "MemoryCache",
+    "RedisCache",
+    "ResponseCache",
+    "cache_from_settings",
+    "completion_from_json",
+    "completion_to_json",
+    "request_key",
+]
+
+logger = logging.getLogger("fmclient")
+
+CACHE_KEYS = frozenset({"backend", "ttl", "url", "path", "max_entries"})
+BACKENDS = ("memory", "disk", "redis")
+# Bumped when the key's content or the stored format changes, so old entries are never misread.
+FORMAT_VERSION = 1
+
+
+# -- the key ----------------------------------------------------------------------------------------
+class _Uncacheable(Exception):
+    """The request holds something that has no stable, secret-free form: bypass the cache."""
+
+
+def request_key(provider: str, request: Request) -> str | None:
+    """The cache key of a request sent to ``provider``, or None when it cannot be cached."""
+    try:
+        document = {
+            "v": FORMAT_VERSION,
+            "provider": provider,
+            "model": request.model,
+            "system": request.system,
+            "system_cache": None if request.system_cache is None else {"ttl": request.system_cache.ttl},
+            "messages": [_message(m) for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "stop": list(request.stop),
+            "tools": [
+                {"name": t.name, "description": t.description, "parameters": _plain(t.parameters)}
+                for t in request.tools
+            ],
+            "tool_choice": request.tool_choice,
+            "response_format": None
+            if request.response_format is None
+            else {"name": request.response_format.name, "schema": _plain(request.response_format.schema)},
+            "provider_options": _plain(request.provider_options),
+        }
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (_Uncacheable, ValueError, TypeError):
+        return None
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _message(message: Any) -> dict[str, Any]:
+    from fmclient.types import TextPart
+
+    content: Any = message.content
+    if not isinstance(content, str):
+        content = [
+            {"type": "text", "text": p.text}
+            if isinstance(p, TextPart)
+            else {
+                "type": "image",
+                "url": p.url,
+                "media_type": p.media_type,
+                "sha256": None if p.data is None else hashlib.sha256(p.data).hexdigest(),
+            }
+            for p in content
+        ]
+    return {
+        "role": message.role,
+        "content": content,
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": _plain(c.arguments)} for c in message.tool_calls],
+        "tool_call_id": message.tool_call_id,
+        "name": message.name,
+        "provider_state": _plain(message.provider_state),
+        "cache": None if message.cache is None else {"ttl": message.cache.ttl},
+    }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready, with a form that does not depend on the process (no reprs, no ids)."""
+    from fmclient.secret import Secret
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Secret):
+        raise _Uncacheable("a secret is never part of a cache key")
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise _Uncacheable("mapping keys must be strings")
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return {"$sha256": hashlib.sha256(value).hexdigest()}
+    raise _Uncacheable(f"{type(value).__name__} has no stable form")
+
+
+# -- stored form ------------------------------------------------------------------------------------
+def completion_to_json(completion: Completion) -> str | None:
+    """The stored form of a Completion, or None when a part of it cannot be stored faithfully."""
+    message = completion.message
+    document = {
+        "v": FORMAT_VERSION,
+        "text": completion.text,
+        "finish_reason": completion.finish_reason,
+        "usage": {
+            "input_tokens": completion.usage.input_tokens,
+            "output_tokens": completion.usage.output_tokens,
+            "cached_input_tokens": completion.usage.cached_input_tokens,
+            "cache_write_tokens": completion.usage.cache_write_tokens,
+            "reasoning_tokens": completion.usage.reasoning_tokens,
+        },
+        "model": completion.model,
+        "provider": completion.provider,
+        "tool_calls": [
+            {"id": c.id, "name": c.name, "arguments": c.arguments, "raw_arguments": c.raw_arguments}
+            for c in completion.tool_calls
+        ],
+        "content": message.text,
+        "provider_state": _tagged(message.provider_state),
+    }
+    try:
+        return json.dumps(document, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):
+        return None
+
+
+def _tagged(value: Any) -> Any:
+    # Provider state may hold bytes (Gemini thought signatures): kept exactly, tagged.
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, Mapping):
+        return {str(k): _tagged(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tagged(v) for v in value]
+    return value
+
+
+def _untagged(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$bytes"}:
+            return base64.b64decode(value["$bytes"])
+        return {k: _untagged(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untagged(v) for v in value]
+    return value
+
+
+def completion_from_json(text: str | bytes) -> Completion:
+    """The Completion a stored entry holds; raises ValueError when the entry is corrupt."""
+    from fmclient.types import FINISH_REASONS, Completion, Message, ToolCall, Usage
+
+    try:
+        document = json.loads(text)
+        if document.get("v") != FORMAT_VERSION or document["finish_reason"] not in FINISH_REASONS:
+            raise ValueError("unknown format")
+        calls = [
+            ToolCall(str(c["id"]), str(c["name"]), dict(c["arguments"]), c.get("raw_arguments"))
+            for c in document["tool_calls"]
+        ]
+        state = _untagged(document["provider_state"])
+        return Completion(
+            text=str(document["text"]),
+            finish_reason=document["finish_reason"],
+            usage=Usage(**{k: int(v) for k, v in document["usage"].items()}),
+            model=str(document["model"]),
+            provider=str(document["provider"]),
+            tool_calls=calls,
+            message=Message(
+                role="assistant", content=str(document["content"]), tool_calls=tuple(calls), provider_state=state
+            ),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"corrupt cache entry: {type(exc).__name__}: {exc}") from None
+
+
+def replay_chunks(completion: Completion) -> list[Chunk]:
+    """A cached answer as a stream: its text, then a final chunk with the rest."""
+    from fmclient.types import Chunk, ToolCallDelta
+
+    deltas = tuple(
+        ToolCallDelta(
+            index,
+            call.id,
+            call.name,
+            call.raw_arguments if call.raw_arguments is not None else json.dumps(call.arguments),
+        )
+        for index, call in enumerate(completion.tool_calls)
+    )
+    final = Chunk(
+        tool_calls=deltas,
+        finish_reason=completion.finish_reason,
+        usage=completion.usage,
+        model=completion.model,
+        provider_state=completion.message.provider_state,
+    )
+    return [Chunk(text=completion.text), final] if completion.text else [final]
+
+
+# -- backends ---------------------------------------------------------------------------------------
+class ResponseCache:
+    """A store of answers by key. Subclasses implement :meth:`get_raw` and :meth:`set_raw`;
+    errors they raise are caught by the client (a warning, then the provider is called)."""
+
+    ttl: float | None = None
+
+    def get_raw(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    def set_raw(self, key: str, value: str) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        """Drop an entry (a corrupt one, say). Optional."""
+
+    def close(self) -> None:
+        """Release connections or files. Optional."""
+
+
+class MemoryCache(ResponseCache):
+    """In-process LRU: at most ``max_entries`` answers, each valid for ``ttl`` seconds."""
+
+    def __init__(self, *, max_entries: int = 1000, ttl: float | None = None) -> None:
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self._entries: OrderedDict[str, tuple[float | None, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_raw(self, key: str) -> str | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            expires, value = found
+            if expires is not None and time.time() >= expires:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return value
+
+    def set_raw(self, key: str, value: str) -> None:
+        expires = None if self.ttl is None else time.time() + self.ttl
+        with self._lock:
+            self._entries[key] = (expires, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"MemoryCache(max_entries={self.max_entries}, ttl={self.ttl})"
+
+
+class DiskCache(ResponseCache):
+    """A SQLite file (stdlib ``sqlite3``), shared by the processes that open it."""
+
+    def __init__(self, path: str | os.PathLike[str], *, max_entries: int = 10_000, ttl: float | None = None) -> None:
+        self.path = os.path.expanduser(os.fspath(path))
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self._local = threading.local()
+
+    def _db(self) -> Any:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            import sqlite3
+
+            directory = os.path.dirname(self.path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS responses "
+                "(key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL, used REAL NOT NULL)"
+            )
+            self._local.db = db
+        return db
+
+    def get_raw(self, key: str) -> str | None:
+        db = self._db()
+        row = db.execute("SELECT value, expires FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        value, expires = row
+        now = time.time()
+        if expires is not None and now >= expires:
+            db.execute("DELETE FROM responses WHERE key = ?", (key,))
+            return None
+        db.execute("UPDATE responses SET used = ? WHERE key = ?", (now, key))
+        return value if isinstance(value, str) else str(value)
+
+    def set_raw(self, key: str, value: str) -> None:
+        now = time.time()
+        expires = None if self.ttl is None else now + self.ttl
+        db = self._db()
+        db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", (key, value, expires, now))
+        db.execute(
+            "DELETE FROM responses WHERE key IN (SELECT key FROM responses ORDER BY used DESC LIMIT -1 OFFSET ?)",
+            (self.max_entries,),
+        )
+
+    def delete(self, key: str) -> None:
+        self._db().execute("DELETE FROM responses WHERE key = ?", (key,))
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def __repr__(self) -> str:
+        return f"DiskCache(path={self.path!r}, max_entries={self.max_entries}, ttl={self.ttl})"
+
+
+class RedisCache(ResponseCache):
+    """Redis (``fmclient[redis]``, redis-py). Entries expire in Redis itself after ``ttl``.
+
+    Short socket timeouts: a Redis that does not answer costs a call at most about a second
+    before it goes to the provider. Its URL (which may hold a password) is never shown.
+    """
+
+    def __init__(
+        self, url: str = "redis://127.0.0.1:6379/0", *, ttl: float | None = None, prefix: str = "fmclient:"
+    ) -> None:
+        try:
+            import redis
+        except ImportError:
+            raise ConfigurationError("the redis cache needs redis-py: pip install 'fmclient[redis]'") from None
+        self.ttl = ttl
+        self.prefix = prefix
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+    def get_raw(self, key: str) -> str | None:
+        value = self._redis.get(self.prefix + key)
+        if value is None:
+            return None
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+    def set_raw(self, key: str, value: str) -> None:
+        ttl_ms = None if self.ttl is None else max(1, int(self.ttl * 1000))
+        self._redis.set(self.prefix + key, value, px=ttl_ms)
+
+    def delete(self, key: str) -> None:
+        self._redis.delete(self.prefix + key)
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def __repr__(self) -> str:
+        return f"RedisCache(prefix={self.prefix!r}, ttl={self.ttl})"
+
+
+# -- settings ---------------------------------------------------------------------------------------
+def check_cache_table(table: Any, where: str) -> dict[str, Any]:
+    """Validate a ``[cache]`` table (or ``Client(cache={...})``) without building anything."""
+    if not isinstance(table, Mapping):
+        raise ConfigurationError(f"{where}: [cache] must be a table")
+    unknown = sorted(set(table) - CACHE_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown cache setting {', '.join(map(repr, unknown))}; known: {', '.join(sorted(CACHE_KEYS))}"
+        )
+    backend = table.get("backend", "memory")
+    if backend not in BACKENDS:
+        raise ConfigurationError(f"{where}: cache backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    ttl = table.get("ttl")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0):
+        raise ConfigurationError(f"{where}: cache ttl must be a number of seconds above zero, got {ttl!r}")
+    entries = table.get("max_entries")
+    if entries is not None and (isinstance(entries, bool) or not isinstance(entries, int) or entries < 1):
+        raise ConfigurationError(f"{where}: cache max_entries must be a whole number of at least 1, got {entries!r}")
+    for name in ("url", "path"):
+        if name in table and not isinstance(table[name], (str, os.PathLike)):
+            raise ConfigurationError(f"{where}: cache {name} must be a string")
+    if "path" in table and backend != "disk":
+        raise ConfigurationError(f"{where}: cache path is for the disk backend, not {backend!r}")
+    if "url" in table and backend != "redis":
+        raise ConfigurationError(f"{where}: cache url is for the redis backend, not {backend!r}")
+    return dict(table)
+
+
+def default_disk_path() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fmclient", "responses.sqlite3")
+
+
+def cache_from_settings(table: Mapping[str, Any]) -> ResponseCache | None:
+    """The cache a checked ``[cache]`` table describes; None for an empty table (no cache)."""
+    if not table:
+        return None
+    backend = table.get("backend", "memory")
+    ttl = table.get("ttl")
+    if backend == "memory":
+        return MemoryCache(max_entries=table.get("max_entries", 1000), ttl=ttl)
+    if backend == "disk":
+        return DiskCache(
+            table.get("path") or default_disk_path(), max_entries=table.get("max_entries", 10_000), ttl=ttl
+        )
+    return RedisCache(str(table.get("url", "redis://127.0.0.1:6379/0")), ttl=ttl)
+
+
+# -- used by the client: never raise --------------------------------------------------------------
+def lookup(cache: ResponseCache, key: str) -> Completion | None:
+    """The cached answer for ``key`` marked as a hit, or None (a miss, or a cache that failed)."""
+    try:
+        raw = cache.get_raw(key)
+    except Exception as exc:
+        logger.warning(
+            "response cache %s unavailable, calling the provider: %s: %s", type(cache).__name__, type(exc).__name__, exc
+        )
+        return None
+    if raw is None:
+        return None
+    try:
+        completion = completion_from_json(raw)
+    except ValueError as exc:
+        logger.warning("response cache %s: %s; calling the provider", type(cache).__name__, exc)
+        try:
+            cache.delete(key)
+        except Exception:  # the entry is ignored either way
+            pass
+        return None
+    from fmclient.pricing import zero_cost
+
+    completion.cached = True
+    completion._priced = (zero_cost(), None)
+    return completion
+
+
+def store(cache: ResponseCache, key: str, completion: Completion) -> None:
+    value = completion_to_json(completion)
+    if value is None:
+        logger.debug("response cache: this answer has no faithful stored form; not cached")
+        return
+    try:
+        cache.set_raw(key, value)
+    except Exception as exc:
+        logger.warning(
+            "response cache %s could not store an answer: %s: %s", type(cache).__name__, type(exc).__name__, exc
+        )

@@ -1,0 +1,420 @@
+"""The opt-in response cache: stable keys, hits marked and free, streams replayed, TTL, LRU, and
+the memory, disk (SQLite) and Redis backends. Requests are counted at the loopback OpenAI fake, so
+"no request" means none reached the wire. Redis runs as a real ``redis-server`` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fmclient import Client, ConfigurationError
+from fmclient import cache as cache_module
+from fmclient.cache import DiskCache, MemoryCache, RedisCache, request_key
+from fmclient.secret import Secret
+from fmclient.testing import MockProvider
+from fmclient.types import Message, Request, ResponseFormat, TextPart, Tool
+from tests.fakes.openai import Answer, FakeOpenAI
+from tests.fakes.server import FakeServer
+
+MODEL = "openai/gpt-4o"
+
+FIXED_REQUEST = Request(
+    model="gpt-4o",
+    messages=(
+        Message("user", (TextPart("Name a colour."),)),
+        Message("assistant", "Blue."),
+        Message("user", "Another"),
+    ),
+    system="Answer in one word.",
+    max_tokens=20,
+    temperature=0.1,
+    stop=("\n",),
+    tools=(Tool("lookup", "Look a word up", {"type": "object", "properties": {"word": {"type": "string"}}}),),
+    tool_choice="auto",
+    response_format=ResponseFormat("colour", {"type": "object", "properties": {"name": {"type": "string"}}}),
+    provider_options={"seed": 7, "logit_bias": {"50256": -100}},
+)
+# The key of FIXED_REQUEST: pinned, so a change to the key's form (which would orphan every stored
+# entry) is a visible, deliberate change (bump cache.FORMAT_VERSION with it).
+FIXED_KEY = "07085a2baaa8afa4a180b8825595689323da9e490ee9641415b17559e45af12f"
+
+
+@pytest.fixture
+def fake(fake_server: FakeServer) -> FakeOpenAI:
+    return FakeOpenAI(fake_server)
+
+
+def make_client(server: FakeServer, cache: Any, **kwargs: Any) -> Client:
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')  # the fake's host: OpenAI's prices
+    return Client(
+        providers={"openai": {"base_url": server.url + "/v1", "api_key": "sk-test-secret-0123"}},
+        cache=cache,
+        max_retries=0,
+        **kwargs,
+    )
+
+
+def chat_requests(server: FakeServer) -> int:
+    return sum(r.path.endswith("/chat/completions") for r in server.requests)
+
+
+# -- the key ---------------------------------------------------------------------------------------
+def test_a_fixed_request_hashes_to_a_pinned_digest_in_any_process() -> None:
+    key = request_key("openai", FIXED_REQUEST)
+    assert key == FIXED_KEY
+    code = (
+        "from tests.test_response_cache import FIXED_REQUEST\n"
+        "from fmclient.cache import request_key\n"
+        "print(request_key('openai', FIXED_REQUEST))\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == FIXED_KEY
+
+
+def test_the_key_covers_what_changes_the_answer_and_nothing_else() -> None:
+    from dataclasses import replace
+
+    base = request_key("openai", FIXED_REQUEST)
+    changed = [
+        request_key("azure", FIXED_REQUEST),
+        request_key("openai", replace(FIXED_REQUEST, model="gpt-4o-mini")),
+        request_key("openai", replace(FIXED_REQUEST, temperature=0.2)),
+        request_key("openai", replace(FIXED_REQUEST, system="Answer in two words.")),
+        request_key("openai", replace(FIXED_REQUEST, tools=())),
+        request_key("openai", replace(FIXED_REQUEST, response_format=None)),
+        request_key("openai", replace(FIXED_REQUEST, provider_options={"seed": 8})),
+        request_key("openai", replace(FIXED_REQUEST, messages=FIXED_REQUEST.messages[:1])),
+    ]
+    assert base not in changed and len(set(changed)) == len(changed)
+    # The time an attempt may take does not change the answer.
+    assert request_key("openai", replace(FIXED_REQUEST, timeout=3.0)) == base
+    # Option order does not matter.
+    reordered = replace(FIXED_REQUEST, provider_options={"logit_bias": {"50256": -100}, "seed": 7})
+    assert request_key("openai", reordered) == base
+
+
+def test_a_secret_is_never_part_of_a_key() -> None:
+    from dataclasses import replace
+
+    with_secret = replace(FIXED_REQUEST, provider_options={"extra_headers": {"x-key": Secret("sk-live-abc")}})
+    assert request_key("openai", with_secret) is None  # the call bypasses the cache
+    with_object = replace(FIXED_REQUEST, provider_options={"client": object()})
+    assert request_key("openai", with_object) is None  # no stable form: bypassed, not guessed
+
+
+def test_the_provider_key_does_not_change_the_cache_key(fake: FakeOpenAI, fake_server: FakeServer) -> None:
+    memory = MemoryCache()
+    make_client(fake_server, memory).complete("hi", model=MODEL)
+    other = Client(
+        providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": "sk-another-key-9"}},
+        cache=memory,
+        max_retries=0,
+    )
+    assert other.complete("hi", model=MODEL).cached
+    assert chat_requests(fake_server) == 1
+    stored = json.dumps(list(memory._entries.items()))
+    assert "sk-test-secret-0123" not in stored and "sk-another-key-9" not in stored
+
+
+# -- hits -------------------------------------------------------------------------------------------
+def test_a_hit_is_marked_free_and_keeps_the_original_usage(fake: FakeOpenAI, fake_server: FakeServer) -> None:
+    fake.answer(Answer("Blue sky", prompt_tokens=100, completion_tokens=7))
+    client = make_client(fake_server, True, max_cost=1)
+    first = client.complete("colour?", model=MODEL)
+    spent = client.spent
+    assert not first.cached and first.cost is not None and first.cost.total > 0
+    second = client.complete("colour?", model=MODEL)
+    assert chat_requests(fake_server) == 1
+    assert second.cached and second.text == "Blue sky"
+    assert second.cost is not None and second.cost.total == Decimal(0) and isinstance(second.cost.total, Decimal)
+    assert second.usage == first.usage and second.usage.input_tokens == 100
+    assert second.attempts == [] and second.to_dict()["cached"] is True
+    assert client.spent == spent  # a hit is not charged
+    # A different request is a miss.
+    client.complete("colour??", model=MODEL)
+    assert chat_requests(fake_server) == 2
+
+
+def test_the_cache_is_off_by_default(fake: FakeOpenAI, fake_server: FakeServer) -> None:
+    client = make_client(fake_server, None)
+    assert client.cache is None
+    client.complete("hi", model=MODEL)
+    assert not client.complete("hi", model=MODEL).cached
+    assert chat_requests(fake_server) == 2
+
+
+def test_tool_calls_and_structured_output_survive_the_cache(fake: FakeOpenAI, fake_server: FakeServer) -> None:
+    fake.answer(Answer(tool_calls=[("call_1", "lookup", '{"word": "blue"}')]))
+    client = make_client(fake_server, True)
+    tool = {"name": "lookup", "parameters": {"type": "object", "properties": {"word": {"type": "string"}}}}
+    first = client.complete("look up blue", model=MODEL, tools=[tool])
+    hit = client.complete("look up blue", model=MODEL, tools=[tool])
+    assert hit.cached and hit.tool_calls == first.tool_calls and hit.finish_reason == "tool_calls"
+    assert hit.message.tool_calls == first.message.tool_calls
+    fake.answer(Answer('{"name": "Ada"}'))
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    client.complete("who?", model=MODEL, response_format=schema)
+    parsed = client.complete("who?", model=MODEL, response_format=schema)
+    assert parsed.cached and parsed.parsed == {"name": "Ada"}
+    assert chat_requests(fake_server) == 2
+
+
+def test_a_stream_is_replayed_from_the_cache(fake: FakeOpenAI, fake_server: FakeServer) -> None:
+    fake.answer(Answer("red and green", prompt_tokens=30, completion_tokens=3))
+    client = make_client(fake_server, True)
+    streamed = client.stream("colours?", model=MODEL)
+    assert "".join(c.text for c in streamed) == "red and green"
+    assert not streamed.completion.cached
+    replay = client.stream("colours?", model=MODEL)
+    chunks = list(replay)
+    assert [c.text for c in chunks] == ["red and green", ""]
+    assert chunks[-1].finish_reason == "stop" and chunks[-1].usage == streamed.completion.usage
+    assert replay.completion.cached and replay.completion.cost is not None and replay.completion.cost.total == 0
+    assert replay.text == "red and green"
+    # The stream and the plain call share the key.
+    assert client.complete("colours?", model=MODEL).cached
+    assert chat_requests(fake_server) == 1
+
+
+async def test_async_calls_use_the_cache(fake: FakeOpenAI, fake_server: FakeServer) -> None:
+    fake.answer(Answer("one two"))
+    client = make_client(fake_server, True)
+    first = await client.acomplete("count", model=MODEL)
+    hit = await client.acomplete("count", model=MODEL)
+    assert not first.cached and hit.cached and hit.text == "one two"
+    stream = client.astream("count", model=MODEL)
+    assert [c.text async for c in stream] == ["one two", ""]
+    assert (await stream.get_completion()).cached
+    assert chat_requests(fake_server) == 1
+
+
+def test_an_answer_from_a_fallback_is_not_stored_under_the_primary_key() -> None:
+    with MockProvider() as mock:
+        mock.add_error(503).add_reply("from fallback").add_reply("from primary").add_reply("again")
+        client = Client(
+            aliases={"a": "openai/gpt-4o", "b": "anthropic/claude-3-5-haiku-latest"}, cache=True, max_retries=0
+        )
+        assert client.complete("hi", model="a", fallbacks=["b"]).text == "from fallback"
+        assert client.complete("hi", model="a", fallbacks=["b"]).text == "from primary"
+        hit = client.complete("hi", model="a", fallbacks=["b"])
+        assert hit.cached and hit.text == "from primary" and mock.pending == 1
+
+
+# -- TTL and size ----------------------------------------------------------------------------------
+def test_an_entry_expires_after_its_ttl(
+    fake: FakeOpenAI, fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1_000_000.0]
+    monkeypatch.setattr(cache_module.time, "time", lambda: now[0])
+    client = make_client(fake_server, {"backend": "memory", "ttl": 60})
+    client.complete("hi", model=MODEL)
+    now[0] += 59.9
+    assert client.complete("hi", model=MODEL).cached
+    now[0] += 0.2
+    assert not client.complete("hi", model=MODEL).cached  # expired: asked again, stored again
+    assert client.complete("hi", model=MODEL).cached
+    assert chat_requests(fake_server) == 2
+
+
+def test_memory_cache_evicts_the_least_recently_used(fake: FakeOpenAI, fake_server: FakeServer) -> None:
+    client = make_client(fake_server, {"max_entries": 2})
+    for prompt in ("a", "b"):
+        client.complete(prompt, model=MODEL)
+    assert client.complete("a", model=MODEL).cached  # "a" is now the most recent
+    client.complete("c", model=MODEL)  # evicts "b"
+    assert client.complete("a", model=MODEL).cached
+    assert not client.complete("b", model=MODEL).cached
+    assert chat_requests(fake_server) == 4
+
+
+# -- disk ----------------------------------------------------------------------------------------
+def test_disk_cache_is_shared_between_clients_and_honours_max_entries(
+    fake: FakeOpenAI, fake_server: FakeServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "sub" / "responses.sqlite3"
+    Path("fmclient.toml").write_text(f'[cache]\nbackend = "disk"\npath = "{path}"\nmax_entries = 2\n')
+    first = Client(providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": "sk-x"}}, max_retries=0)
+    assert isinstance(first.cache, DiskCache)
+    first.complete("a", model=MODEL)
+    second = Client(providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": "sk-x"}}, max_retries=0)
+    assert second.complete("a", model=MODEL).cached
+    second.complete("b", model=MODEL)
+    second.complete("c", model=MODEL)
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM responses").fetchone() == (2,)
+    assert chat_requests(fake_server) == 3
+    for client in (first, second):
+        client.close()  # a cache the client built is the client's to close
+        assert isinstance(client.cache, DiskCache) and getattr(client.cache._local, "db", None) is None
+
+
+def test_a_corrupt_disk_entry_goes_to_the_provider_with_a_warning(
+    fake: FakeOpenAI, fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = DiskCache(tmp_path / "c.sqlite3")
+    client = make_client(fake_server, disk)
+    client.complete("hi", model=MODEL)
+    db = sqlite3.connect(tmp_path / "c.sqlite3")
+    db.execute("UPDATE responses SET value = '{not json'")
+    db.commit()
+    with caplog.at_level(logging.WARNING, logger="fmclient"):
+        reply = client.complete("hi", model=MODEL)
+    assert not reply.cached and reply.text == "ok"
+    assert chat_requests(fake_server) == 2
+    assert any("corrupt cache entry" in r.getMessage() for r in caplog.records)
+    assert client.complete("hi", model=MODEL).cached  # the fresh answer replaced the corrupt one
+    disk.close()
+
+
+def test_an_unusable_disk_path_never_fails_the_call(
+    fake: FakeOpenAI, fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    client = make_client(fake_server, DiskCache(blocker / "c.sqlite3"))
+    with caplog.at_level(logging.WARNING, logger="fmclient"):
+        assert client.complete("hi", model=MODEL).text == "ok"
+        assert client.complete("hi", model=MODEL).text == "ok"
+    assert chat_requests(fake_server) == 2
+    assert any("unavailable" in r.getMessage() for r in caplog.records)
+
+
+# -- config ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"backend": "memcached"}, "cache backend must be one of"),
+        ({"ttl": 0}, "cache ttl"),
+        ({"ttl": "1h"}, "cache ttl"),
+        ({"max_entries": 0}, "max_entries"),
+        ({"backend": "memory", "path": "x"}, "path is for the disk backend"),
+        ({"backend": "disk", "url": "redis://x"}, "url is for the redis backend"),
+        ({"size": 3}, "unknown cache setting 'size'"),
+    ],
+)
+def test_a_bad_cache_table_is_refused(table: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Client(cache=table)
+
+
+def test_cache_false_turns_off_a_configured_cache() -> None:
+    Path("fmclient.toml").write_text('[cache]\nbackend = "memory"\nttl = 5\n')
+    configured = Client()
+    assert isinstance(configured.cache, MemoryCache) and configured.cache.ttl == 5
+    assert Client(cache=False).cache is None
+
+
+# -- redis ---------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    def __init__(self, tmp: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail(
+                "redis-server is not installed (apt-get install -y redis-server): the Redis cache tests need it"
+            )
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    output = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+                    pytest.fail(f"redis-server could not start on 127.0.0.1:{self.port}: {output[-500:]}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_redis_cache_hits_across_clients_and_expires(
+    fake: FakeOpenAI, fake_server: FakeServer, redis_server: RedisServer
+) -> None:
+    one = make_client(fake_server, {"backend": "redis", "url": redis_server.url, "ttl": 0.3})
+    assert isinstance(one.cache, RedisCache)
+    one.complete("hi", model=MODEL)
+    two = make_client(fake_server, {"backend": "redis", "url": redis_server.url, "ttl": 0.3})
+    hit = two.complete("hi", model=MODEL)
+    assert hit.cached and hit.cost is not None and hit.cost.total == 0
+    stream = two.stream("hi", model=MODEL)
+    assert [c.text for c in stream] == ["ok", ""] and stream.completion.cached
+    assert chat_requests(fake_server) == 1
+    import redis
+
+    keys = redis.Redis.from_url(redis_server.url).keys("fmclient:*")
+    assert len(keys) == 1 and len(keys[0]) == len("fmclient:") + 64
+    time.sleep(0.5)  # Redis expires the entry itself (a TTL is set on the key)
+    assert not two.complete("hi", model=MODEL).cached
+    assert chat_requests(fake_server) == 2
+    for client in (one, two):
+        assert client.cache is not None
+        client.cache.close()
+
+
+def test_a_stopped_redis_never_fails_the_call(
+    fake: FakeOpenAI, fake_server: FakeServer, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client(fake_server, {"backend": "redis", "url": redis_server.url})
+    client.complete("hi", model=MODEL)
+    assert client.complete("hi", model=MODEL).cached
+    redis_server.stop()
+    with caplog.at_level(logging.WARNING, logger="fmclient"):
+        reply = client.complete("hi", model=MODEL)
+        streamed = client.stream("hi", model=MODEL)
+        assert "".join(c.text for c in streamed) == "ok"
+    assert not reply.cached and reply.text == "ok" and not streamed.completion.cached
+    assert chat_requests(fake_server) == 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("unavailable" in m for m in messages) and any("could not store" in m for m in messages)
+    assert not any("redis://" in m for m in messages)  # the URL (maybe with a password) is never logged
