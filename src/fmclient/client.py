@@ -8,19 +8,25 @@ adapter under the retry layer within one deadline. The client knows nothing of a
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
 from fmclient.errors import FMClientError, UnsupportedFeatureError
+from fmclient.limits import RateLimit, RateLimiter, alimit_attempt, limit_attempt
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
 from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
+
+if TYPE_CHECKING:
+    import os
+
+    from fmclient.batch import BatchResult
 
 __all__ = ["Attempt", "Client"]
 
@@ -46,7 +52,7 @@ class _Route:
     (A plain class: a dataclass would cost more at import than it saves in code.)
     """
 
-    __slots__ = ("capabilities", "policy", "provider", "ready", "target", "timeout", "where")
+    __slots__ = ("buckets", "capabilities", "policy", "provider", "ready", "target", "timeout", "where")
 
     def __init__(
         self,
@@ -64,6 +70,7 @@ class _Route:
         # The keywords every retry-layer call takes, built once.
         self.where: dict[str, str] = {"provider": target.provider, "model": target.model}
         self.ready = False
+        self.buckets: list[Any] = []  # the client-side rate limits this target is under
 
     def ensure_ready(self, model: str) -> None:
         """Ask the adapter once whether it can call (extra installed, key found); remember a yes.
@@ -97,6 +104,7 @@ class Client:
         timeout: float | None = None,
         max_retry_wait: float | None = None,
         env: Mapping[str, str] | None = None,
+        rate_limits: Mapping[str, Mapping[str, int] | RateLimit] | None = None,
     ) -> None:
         overrides: dict[str, Any] = {
             "default_model": model,
@@ -106,7 +114,12 @@ class Client:
             "max_retry_wait": max_retry_wait,
         }
         # Passed through as given: the config layer checks their shape like a config file's.
-        for key, value in (("providers", providers), ("aliases", aliases), ("fallbacks", fallbacks)):
+        for key, value in (
+            ("providers", providers),
+            ("aliases", aliases),
+            ("fallbacks", fallbacks),
+            ("rate_limits", rate_limits),
+        ):
             if value is not None:
                 overrides[key] = value
         self.settings: Settings = load_settings(env=env, config_path=config_path, overrides=overrides)
@@ -115,6 +128,7 @@ class Client:
         self._lock = threading.Lock()
         self._breaker_config = breaker_from_settings(self.settings.circuit_breaker)
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._limiter = RateLimiter(self.settings.rate_limits)
 
     def __repr__(self) -> str:
         return f"<fmclient.Client default_model={self.settings.default_model!r}>"
@@ -143,7 +157,9 @@ class Client:
             # The mock answers: resolve the name (typos still fail) but build no real adapter.
             mock = _overrides[-1]
             target = route.target if route else self.settings.resolve(name)
-            return _Route(target, mock, mock.capabilities(target.model), self._policy(target, max_retries), None)
+            mocked = _Route(target, mock, mock.capabilities(target.model), self._policy(target, max_retries), None)
+            mocked.buckets = self._limiter.buckets_for(target.provider, target.model, target.requested)
+            return mocked
         if route is None:
             target = self.settings.resolve(name)
             provider = self.provider(target.provider)
@@ -154,6 +170,7 @@ class Client:
                 policy=self._policy(target, max_retries),
                 timeout=self.settings.timeout_for(target.provider),
             )
+            route.buckets = self._limiter.buckets_for(target.provider, target.model, target.requested)
             self._routes[key] = route
         return route
 
@@ -213,6 +230,21 @@ class Client:
 
     def _deadline(self, timeout: float | None, first: _Route) -> Deadline:
         return Deadline(_validation.check_timeout(timeout) if timeout is not None else first.timeout)
+
+    def _limited(
+        self, route: _Route, attempt: Callable[[float | None], T], request: Any, deadline: Deadline
+    ) -> Callable[[float | None], T]:
+        """The attempt, behind the route's rate limits (each attempt waits for a slot)."""
+        if not route.buckets:
+            return attempt
+        return limit_attempt(attempt, self._limiter, route.buckets, request, deadline, route.where)
+
+    def _alimited(
+        self, route: _Route, attempt: Callable[[float | None], Awaitable[T]], request: Any, deadline: Deadline
+    ) -> Callable[[float | None], Awaitable[T]]:
+        if not route.buckets:
+            return attempt
+        return alimit_attempt(attempt, self._limiter, route.buckets, request, deadline, route.where)
 
     # -- complete and stream ------------------------------------------------------------------
     def _call(
@@ -277,7 +309,9 @@ class Client:
                 return _guard(route.provider.complete, _with_timeout(prepared, left), route=route)
 
             try:
-                completion = call_with_retries(attempt, route.policy, call.deadline, **route.where)
+                completion = call_with_retries(
+                    self._limited(route, attempt, prepared, call.deadline), route.policy, call.deadline, **route.where
+                )
             except FMClientError as error:
                 call.failed(route, error)
                 continue
@@ -326,7 +360,9 @@ class Client:
                 return await _aguard(route.provider.acomplete(_with_timeout(prepared, left)), route)
 
             try:
-                completion = await acall_with_retries(attempt, route.policy, call.deadline, **route.where)
+                completion = await acall_with_retries(
+                    self._alimited(route, attempt, prepared, call.deadline), route.policy, call.deadline, **route.where
+                )
             except FMClientError as error:
                 call.failed(route, error)
                 continue
@@ -384,7 +420,12 @@ class Client:
                     return iterator, _guard(next, iterator, None, route=route)
 
                 try:
-                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                    iterator, first = call_with_retries(
+                        self._limited(route, open_stream, prepared, call.deadline),
+                        route.policy,
+                        call.deadline,
+                        **route.where,
+                    )
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
@@ -454,7 +495,12 @@ class Client:
                     return iterator, await _aguard(_anext_or_none(iterator), route)
 
                 try:
-                    iterator, first = await acall_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                    iterator, first = await acall_with_retries(
+                        self._alimited(route, open_stream, prepared, call.deadline),
+                        route.policy,
+                        call.deadline,
+                        **route.where,
+                    )
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
@@ -513,7 +559,9 @@ class Client:
         def attempt(left: float | None) -> Embeddings:
             return _guard(route.provider.embed, replace(request, timeout=left), route=route)
 
-        return call_with_retries(attempt, route.policy, deadline, **route.where)
+        return call_with_retries(
+            self._limited(route, attempt, request, deadline), route.policy, deadline, **route.where
+        )
 
     async def aembed(
         self,
@@ -530,7 +578,63 @@ class Client:
         async def attempt(left: float | None) -> Embeddings:
             return await _aguard(route.provider.aembed(replace(request, timeout=left)), route)
 
-        return await acall_with_retries(attempt, route.policy, deadline, **route.where)
+        return await acall_with_retries(
+            self._alimited(route, attempt, request, deadline), route.policy, deadline, **route.where
+        )
+
+    # -- batch -------------------------------------------------------------------------------------
+    def batch(
+        self,
+        inputs: Iterable[Any],
+        *,
+        model: str | None = None,
+        concurrency: int = 8,
+        output: str | os.PathLike[str] | None = None,
+        progress: bool | None = None,
+        redo_failed: bool = False,
+        **call_args: Any,
+    ) -> BatchResult:
+        """Complete many prompts with bounded concurrency; resumable through ``output`` (JSONL).
+
+        See :mod:`fmclient.batch`. ``call_args`` are :meth:`complete`'s keyword arguments.
+        """
+        from fmclient.batch import run_batch
+
+        return run_batch(
+            self,
+            inputs,
+            model=model,
+            concurrency=concurrency,
+            output=output,
+            progress=progress,
+            redo_failed=redo_failed,
+            call_args=call_args,
+        )
+
+    async def abatch(
+        self,
+        inputs: Iterable[Any],
+        *,
+        model: str | None = None,
+        concurrency: int = 8,
+        output: str | os.PathLike[str] | None = None,
+        progress: bool | None = None,
+        redo_failed: bool = False,
+        **call_args: Any,
+    ) -> BatchResult:
+        """The async twin of :meth:`batch` (asyncio tasks over :meth:`acomplete`)."""
+        from fmclient.batch import arun_batch
+
+        return await arun_batch(
+            self,
+            inputs,
+            model=model,
+            concurrency=concurrency,
+            output=output,
+            progress=progress,
+            redo_failed=redo_failed,
+            call_args=call_args,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -21,6 +21,10 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
 
     [fallbacks]
     claude-sonnet = ["gpt-4o", "gemini-pro"]
+
+    [rate_limits."openai"]     # requests / tokens per minute (see fmclient.limits)
+    rpm = 500
+    tpm = 200000
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from fmclient.circuit import breaker_from_settings
 from fmclient.errors import ConfigurationError
+from fmclient.limits import RateLimit, parse_rate_limits
 from fmclient.providers import BUILTIN, ProviderSettings, known_types
 from fmclient.secret import Secret
 
@@ -55,6 +60,7 @@ TOP_LEVEL_KEYS = frozenset(
         "fallbacks",
         "fallback_on",
         "circuit_breaker",
+        "rate_limits",
     }
 )
 PROVIDER_KEYS = frozenset(
@@ -86,6 +92,7 @@ class Settings:
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fallback_on: frozenset[str] = frozenset()
     circuit_breaker: Mapping[str, Any] = field(default_factory=dict)
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
 
@@ -309,6 +316,10 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
         breaker_from_settings(value)  # validate now, not on the first call
         state["circuit_breaker"] = dict(value)
         sources["circuit_breaker"] = where
+    if "rate_limits" in data:
+        for key, limit in parse_rate_limits(data["rate_limits"], where).items():
+            state["rate_limits"][key] = limit
+            sources[f"rate_limits.{key}"] = where
 
 
 def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, Any]:
@@ -356,6 +367,7 @@ def load_settings(
         "fallbacks": {},
         "fallback_on": frozenset(),
         "circuit_breaker": {},
+        "rate_limits": {},
         "sources": {},
     }
     from pathlib import Path  # here, not at the top: `import fmclient` need not pay for it
@@ -398,6 +410,7 @@ def load_settings(
         fallbacks=dict(state["fallbacks"]),
         fallback_on=state["fallback_on"],
         circuit_breaker=dict(state["circuit_breaker"]),
+        rate_limits=dict(state["rate_limits"]),
         sources=dict(state["sources"]),
         config_path=path,
     )

@@ -307,6 +307,8 @@ class Completion:
     raw: Any = field(default=None, repr=False)
     # One record per model tried when fallbacks were involved (see fmclient.fallback).
     attempts: list[Any] = field(default_factory=list, repr=False)
+    # The provider's rate-limit response headers, when the adapter sees them (fmclient.limits).
+    rate_limit_headers: dict[str, str] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         parsed = self.parsed

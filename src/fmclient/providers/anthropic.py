@@ -81,6 +81,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.limits import rate_limit_headers
 from fmclient.providers._async_clients import (
     LoopClients,
     aiohttp_client,
@@ -898,7 +899,8 @@ class AnthropicProvider(Provider):
             try:
                 # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
                 # errors, headers) without building a pydantic model fmclient would only read back.
-                response = client.messages.with_raw_response.create(**params).parse(to=object)
+                raw = client.messages.with_raw_response.create(**params)
+                response = raw.parse(to=object)
             except ValueError as exc:
                 if not _refused_as_too_long(exc):
                     raise
@@ -908,7 +910,9 @@ class AnthropicProvider(Provider):
                 for _ in self._stream(request, state):
                     pass
                 return self._streamed(state, request)
-            return self._parse(response, request)
+            completion = self._parse(response, request)
+            completion.rate_limit_headers = rate_limit_headers(raw.headers)
+            return completion
 
     def _streamed(self, state: StreamState, request: Request) -> Completion:
         completion = self._parse(state.message(), request)
@@ -956,7 +960,9 @@ class AnthropicProvider(Provider):
                 async for _ in self._astream(request, state):
                     pass
                 return self._streamed(state, request)
-            return self._parse(response, request)
+            completion = self._parse(response, request)
+            completion.rate_limit_headers = rate_limit_headers(raw.headers)
+            return completion
 
     def astream(self, request: Request) -> AsyncIterator[Chunk]:
         return self._astream(request, StreamState(provider=self.name, model=request.model))

@@ -69,6 +69,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.limits import rate_limit_headers
 from fmclient.providers._async_clients import (
     LoopClients,
     aiohttp_client,
@@ -1031,8 +1032,10 @@ class OpenAIProvider(Provider):
         with self._errors(request.model):
             # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
             # errors, headers) without building a pydantic model fmclient would only read back.
-            response = client.chat.completions.with_raw_response.create(**kwargs).parse(to=object)
-            return parse_response(response, provider=self.name, model=request.model)
+            raw = client.chat.completions.with_raw_response.create(**kwargs)
+            completion = parse_response(raw.parse(to=object), provider=self.name, model=request.model)
+            completion.rate_limit_headers = rate_limit_headers(raw.headers)
+            return completion
 
     async def acomplete(self, request: Request) -> Completion:
         client = self._async_client()
@@ -1040,7 +1043,9 @@ class OpenAIProvider(Provider):
         with self._errors(request.model):
             raw = await client.chat.completions.with_raw_response.create(**kwargs)
             response = await parsed(raw.parse(to=object))
-            return parse_response(response, provider=self.name, model=request.model)
+            completion = parse_response(response, provider=self.name, model=request.model)
+            completion.rate_limit_headers = rate_limit_headers(raw.headers)
+            return completion
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         client = self._sync_client()
