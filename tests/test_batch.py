@@ -126,6 +126,7 @@ async def test_abatch_keeps_to_its_concurrency(fake_server: FakeServer, tmp_path
     assert [item.text for item in result.items] == ["ok"] * 30
     assert len(fake_server.requests) == 30
     assert 1 <= wire.most_in_flight <= 4
+    await client.aclose()
 
 
 def test_batch_without_output_file_keeps_results_in_memory(fake_server: FakeServer, tmp_path: Path) -> None:
@@ -317,3 +318,47 @@ def test_cli_batch_reports_a_bad_prompts_file_in_one_line(tmp_path: Path) -> Non
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"fmclient: ValueError: {prompts}:2: not a JSON line (Expecting value)"]
     assert not (tmp_path / "r.jsonl").exists()
+
+
+# -- an unexpected error stops the run, and the file stays whole ----------------------------------------
+class BuggyClient(Client):
+    """A client whose call raises a non-fmclient error (a bug) on one prompt."""
+
+    def complete(self, prompt: Any, **kwargs: Any) -> Any:
+        if prompt == "bug":
+            raise RuntimeError("a bug, not an item failure")
+        return super().complete(prompt, **kwargs)
+
+    async def acomplete(self, prompt: Any, **kwargs: Any) -> Any:
+        if prompt == "bug":
+            raise RuntimeError("a bug, not an item failure")
+        return await super().acomplete(prompt, **kwargs)
+
+
+def buggy_client(server: FakeServer) -> BuggyClient:
+    return BuggyClient(providers={"fake": {"type": "openai", "base_url": server.url + "/v1", "api_key": KEY}})
+
+
+def test_a_bug_stops_a_sync_run_and_keeps_what_finished(fake_server: FakeServer, tmp_path: Path) -> None:
+    wire = Wire(fake_server)
+    out = tmp_path / "o.jsonl"
+    with pytest.raises(RuntimeError, match="a bug"):
+        buggy_client(fake_server).batch(["a", "b", "bug", "c", "d"], model="fake/gpt-4o", concurrency=1, output=out)
+    assert wire.prompts() == ["a", "b"]
+    assert [line["index"] for line in read_lines(out)] == [0, 1]
+
+
+async def test_a_bug_stops_an_async_run_and_keeps_what_finished(fake_server: FakeServer, tmp_path: Path) -> None:
+    wire = Wire(fake_server)
+    out = tmp_path / "o.jsonl"
+    buggy = buggy_client(fake_server)
+    with pytest.raises(RuntimeError, match="a bug"):
+        await buggy.abatch(["a", "bug", "c", "d"], model="fake/gpt-4o", concurrency=1, output=out)
+    await buggy.aclose()
+    assert wire.prompts() == ["a"]
+    assert [line["index"] for line in read_lines(out)] == [0]
+    # A fixed client resumes where it stopped.
+    fixed = make_client(fake_server)
+    result = await fixed.abatch(["a", "bug", "c", "d"], model="fake/gpt-4o", output=out)
+    await fixed.aclose()
+    assert (result.succeeded, result.skipped) == (3, 1)

@@ -227,6 +227,7 @@ async def test_waiting_counts_inside_the_deadline(fake_server: FakeServer, clock
     assert answer.text == "ok"
     assert clock.slept == [60.0]
     assert [b["messages"][0]["content"] for b in fake.bodies()] == ["first", "second"]
+    await client.aclose()
 
 
 # -- feedback from the provider -------------------------------------------------------------------------
@@ -283,6 +284,7 @@ async def test_anthropic_rate_limit_headers_reach_the_completion_and_the_limiter
     assert first.rate_limit_headers["anthropic-ratelimit-tokens-remaining"] == "3"
     second = await client.acomplete("b", model="anthropic/claude-sonnet-4-5", max_tokens=50)
     assert second.text == "again"
+    await client.aclose()
     assert len(clock.slept) == 1 and 500.0 < clock.slept[0] <= 600.0
 
 
@@ -327,3 +329,39 @@ def test_rate_limits_from_the_config_file(tmp_path: Path) -> None:
 def test_bad_rate_limits_are_refused_when_the_client_is_built(table: Any) -> None:
     with pytest.raises(ConfigurationError, match="rate_limits"):
         Client(rate_limits=table)
+
+
+async def test_abatch_runs_under_the_rate_limits(
+    fake_server: FakeServer, clock: FakeClock, admissions: list[float], tmp_path: Path
+) -> None:
+    FakeOpenAI(fake_server)
+    client = Client(
+        providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": KEY}}, rate_limits={"openai": {"rpm": 5}}
+    )
+    result = await client.abatch(
+        [f"p{i}" for i in range(20)], model="openai/gpt-4o", concurrency=10, output=tmp_path / "o.jsonl"
+    )
+    await client.aclose()
+    assert result.succeeded == 20
+    assert len(fake_server.requests) == 20
+    assert most_in_any_window(admissions) == 5
+    assert clock.now - 1000.0 >= 180.0  # four windows of five
+
+
+def test_fmclient_config_shows_rate_limits_and_where_they_came_from(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "fm.toml"
+    config.write_text('[rate_limits."openai/gpt-4o"]\nrpm = 100\ntpm = 30000\n')
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    out = subprocess.run(
+        [sys.executable, "-m", "fmclient.cli", "--config", str(config), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f'[rate_limits."openai/gpt-4o"]    # config file {config}\nrpm = 100\ntpm = 30000\n' in out.stdout

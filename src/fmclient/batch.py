@@ -403,22 +403,38 @@ def run_batch(
     """``client.batch``: a thread pool of ``concurrency`` workers over ``client.complete``."""
     run = _Run(inputs, output, concurrency, progress, redo_failed)
 
-    def one(item: _Input) -> None:
-        try:
-            completion = client.complete(item.prompt, **_call_kwargs(item, model, call_args))
-        except _ITEM_ERRORS as error:
-            run.finished(_error_record(item, error))
-            return
-        run.finished(_ok_record(item, completion))
+    pending = iter(run.todo)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker() -> None:
+        # Workers pull from one iterator instead of one future per item: a million inputs make
+        # ``concurrency`` threads and no backlog. An unexpected error (a bug, not an item's
+        # failure) stops every worker after its current item.
+        while not stop.is_set():
+            with lock:
+                item = next(pending, None)
+            if item is None:
+                return
+            try:
+                completion = client.complete(item.prompt, **_call_kwargs(item, model, call_args))
+            except _ITEM_ERRORS as error:
+                run.finished(_error_record(item, error))
+                continue
+            except BaseException:
+                stop.set()
+                raise
+            run.finished(_ok_record(item, completion))
 
     try:
         if run.todo:
-            with ThreadPoolExecutor(
-                max_workers=min(concurrency, len(run.todo)), thread_name_prefix="fmclient-batch"
-            ) as pool:
-                for future in [pool.submit(one, item) for item in run.todo]:
+            workers = min(concurrency, len(run.todo))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fmclient-batch") as pool:
+                futures = [pool.submit(worker) for _ in range(workers)]
+                for future in futures:
                     future.result()
     finally:
+        stop.set()
         run.close()
     return run.result()
 
@@ -451,8 +467,19 @@ async def arun_batch(
                 continue
             run.finished(_ok_record(item, completion))
 
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(run.todo)))]
     try:
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(run.todo)))))
+        if tasks:
+            # An unexpected error (a bug, or cancellation) stops the other workers before the
+            # output file is closed under them.
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in tasks:
+                error = task.exception() if task.done() and not task.cancelled() else None
+                if error is not None:
+                    raise error
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         run.close()
     return run.result()

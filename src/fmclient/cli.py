@@ -250,6 +250,11 @@ def _config(client: Client) -> int:
         print("\n[fallbacks]")
         for model, chain in sorted(settings.fallbacks.items()):
             print(f"{model} = {json.dumps(list(chain))}    # {sources.get('fallbacks.' + model, 'default')}")
+    for key, limit in sorted(settings.rate_limits.items()):
+        print(f'\n[rate_limits."{key}"]    # {sources.get("rate_limits." + key, "default")}')
+        for name in ("rpm", "tpm"):
+            if getattr(limit, name) is not None:
+                print(f"{name} = {getattr(limit, name)}")
     return 0
 
 
