@@ -362,3 +362,31 @@ async def test_a_bug_stops_an_async_run_and_keeps_what_finished(fake_server: Fak
     result = await fixed.abatch(["a", "bug", "c", "d"], model="fake/gpt-4o", output=out)
     await fixed.aclose()
     assert (result.succeeded, result.skipped) == (3, 1)
+
+
+def test_cost_is_summed_where_known_and_unknown_ones_are_counted(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decimal import Decimal
+
+    from fmclient import batch
+    from fmclient.types import Completion
+
+    Wire(fake_server)
+    costs = iter([0.25, None, Decimal("0.5")])
+    original = batch._ok_record
+
+    def with_cost(item: Any, completion: Completion) -> dict[str, Any]:
+        # Cost is added to Completion by another part of fmclient; the batch reads it with getattr.
+        return original(item, type("Priced", (), {"cost": next(costs), **_fields(completion)})())
+
+    monkeypatch.setattr(batch, "_ok_record", with_cost)
+    result = make_client(fake_server).batch(["a", "b", "c"], model="fake/gpt-4o", concurrency=1)
+    assert result.cost == 0.75
+    assert result.cost_unknown == 1
+    assert [item.cost for item in result.items] == [0.25, None, 0.5]
+
+
+def _fields(completion: Any) -> dict[str, Any]:
+    names = ("text", "finish_reason", "model", "provider", "usage")
+    return {name: getattr(completion, name) for name in names}

@@ -235,12 +235,13 @@ class _Writer:
 # -- one item -------------------------------------------------------------------------------------
 def _cost(completion: Completion) -> float | None:
     cost = getattr(completion, "cost", None)
+    cost = getattr(cost, "total", cost)  # a breakdown object, if cost is one
     if cost is None or isinstance(cost, bool):
         return None
-    if isinstance(cost, (int, float)):
-        return float(cost)
-    total = getattr(cost, "total", None)  # a breakdown object, if cost is one
-    return float(total) if isinstance(total, (int, float)) else None
+    try:
+        return float(cost)  # float, int or Decimal
+    except (TypeError, ValueError):
+        return None
 
 
 def _ok_record(item: _Input, completion: Completion) -> dict[str, Any]:

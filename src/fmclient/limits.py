@@ -31,7 +31,7 @@ Why not a library: ``limits`` (moving window) records one entry per unit of cost
 corrected after the fact; it reads the wall clock (``time.time``) with no injectable clock; it
 only answers "allowed now?" with no wait; and its sync and async storages are separate objects,
 so threads and tasks could not share one budget. ``aiolimiter`` is asyncio-only and a leaky
-bucket (it admits bursts beyond N in a 60 s window). The sliding log below is ~150 lines.
+bucket (it admits bursts beyond N in a 60 s window). The sliding log below is a few dozen lines.
 """
 
 from __future__ import annotations
