@@ -218,6 +218,20 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(
     assert "2/2" in capsys.readouterr().err
 
 
+def test_progress_bar_shows_on_a_terminal_but_not_in_ci(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Wire(fake_server)
+    client = make_client(fake_server)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.delenv("CI", raising=False)
+    client.batch(["a", "b", "c"], model="fake/gpt-4o")
+    assert "3/3" in capsys.readouterr().err
+    monkeypatch.setenv("CI", "true")
+    client.batch(["a", "b", "c"], model="fake/gpt-4o")
+    assert capsys.readouterr().err == ""
+
+
 # -- SIGKILL mid-run, on a subprocess -------------------------------------------------------------------
 RUNNER = """
 import json, sys

@@ -365,3 +365,26 @@ def test_fmclient_config_shows_rate_limits_and_where_they_came_from(tmp_path: Pa
     )
     assert out.returncode == 0, out.stderr
     assert f'[rate_limits."openai/gpt-4o"]    # config file {config}\nrpm = 100\ntpm = 30000\n' in out.stdout
+
+
+async def test_async_streams_and_embeddings_are_limited_too(fake_server: FakeServer, clock: FakeClock) -> None:
+    FakeOpenAI(fake_server)
+    client = Client(
+        providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": KEY}}, rate_limits={"openai": {"rpm": 1}}
+    )
+    async with client.astream("first", model="openai/gpt-4o") as stream:
+        assert "".join([chunk.text async for chunk in stream]) == "ok"
+    with pytest.raises(RateLimitError, match="nothing was sent"):
+        await client.acomplete("second", model="openai/gpt-4o", timeout=59)
+    with pytest.raises(RateLimitError, match="nothing was sent"):
+        await client.aembed(["text"], model="openai/text-embedding-3-small", timeout=59)
+    with pytest.raises(RateLimitError, match="nothing was sent"):
+        client.stream("third", model="openai/gpt-4o", timeout=59).completion  # noqa: B018
+    assert len(fake_server.requests) == 1
+    assert clock.slept == []
+    # With time for the next slot, the embedding waits for it and goes.
+    vectors = await client.aembed(["text"], model="openai/text-embedding-3-small", timeout=61)
+    assert len(vectors.vectors) == 1
+    assert clock.slept == [60.0]
+    assert len(fake_server.requests) == 2
+    await client.aclose()
