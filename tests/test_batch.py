@@ -404,3 +404,16 @@ def test_cost_is_summed_where_known_and_unknown_ones_are_counted(
 def _fields(completion: Any) -> dict[str, Any]:
     names = ("text", "finish_reason", "model", "provider", "usage")
     return {name: getattr(completion, name) for name in names}
+
+
+def test_a_second_run_on_the_same_output_file_is_refused(fake_server: FakeServer, tmp_path: Path) -> None:
+    import fcntl
+
+    Wire(fake_server)
+    out = tmp_path / "o.jsonl"
+    with out.open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running batch holds it
+        with pytest.raises(ValueError, match="in use by another batch run"):
+            make_client(fake_server).batch(["a"], model="fake/gpt-4o", output=out)
+    assert fake_server.requests == []
+    assert make_client(fake_server).batch(["a"], model="fake/gpt-4o", output=out).succeeded == 1

@@ -9,7 +9,8 @@ and ``system``. A failed item is recorded with its typed error and does not stop
 
 Resuming: a run restarted with the same output file reads it first and sends only the items not
 in it. Each line names its item (``index``, ``id``) and a fingerprint of its input, so a file
-written for other inputs is refused rather than silently mixed in. A torn last line (the process
+written for other inputs is refused rather than silently mixed in, and so is a second run on a
+file that a live run holds (an advisory ``flock``; POSIX). A torn last line (the process
 died mid-write) is cut off and that item redone.
 
 Durability: every line is written whole and flushed to the OS as soon as its item finishes, so a
@@ -216,6 +217,8 @@ class _Writer:
     def __init__(self, path: str | None) -> None:
         self._handle = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
         self._lock = threading.Lock()
+        if self._handle is not None:
+            _lock_exclusively(self._handle, path)
 
     def write(self, record: dict[str, Any]) -> None:
         if self._handle is None:
@@ -242,6 +245,22 @@ def _cost(completion: Completion) -> float | None:
         return float(cost)  # float, int or Decimal
     except (TypeError, ValueError):
         return None
+
+
+def _lock_exclusively(handle: Any, path: str | None) -> None:
+    """Two runs appending to one output file would send items twice: the second is refused.
+
+    An advisory ``flock``, released when the process ends however it ends (POSIX only).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ValueError(f"{path} is in use by another batch run") from None
 
 
 def _ok_record(item: _Input, completion: Completion) -> dict[str, Any]:
@@ -310,10 +329,15 @@ class _Run:
         self.inputs = _normalise(inputs)
         self.output = os.fspath(output) if output is not None else None
         self.concurrency = concurrency
-        self.done = _recover(self.output, self.inputs, redo_failed) if self.output else {}
+        # The writer locks the file first, so the recovery below cannot race another run.
+        self.writer = _Writer(self.output)
+        try:
+            self.done = _recover(self.output, self.inputs, redo_failed) if self.output else {}
+        except BaseException:
+            self.writer.close()
+            raise
         self.todo = [item for item in self.inputs if item.index not in self.done]
         self.new: dict[int, dict[str, Any]] = {}
-        self.writer = _Writer(self.output)
         self.bar = _progress_bar(progress, total=len(self.inputs), initial=len(self.done))
 
     def finished(self, record: dict[str, Any]) -> None:
