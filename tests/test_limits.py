@@ -295,6 +295,19 @@ def test_header_parsing() -> None:
     assert _duration("bogus") is None
     assert _pause_from_headers({"x-ratelimit-remaining-tokens": "500", "x-ratelimit-reset-tokens": "2s"}, 400) == 0
     assert _pause_from_headers({"x-ratelimit-remaining-tokens": "300", "x-ratelimit-reset-tokens": "2s"}, 400) == 2.0
+    later = "2999-01-01T00:00:00Z"
+    assert (
+        _pause_from_headers(
+            {"anthropic-ratelimit-output-tokens-remaining": "0", "anthropic-ratelimit-output-tokens-reset": later}, 1
+        )
+        > 0
+    )
+    assert (
+        _pause_from_headers(
+            {"anthropic-ratelimit-input-tokens-remaining": "9", "anthropic-ratelimit-input-tokens-reset": later}, 50
+        )
+        == 0
+    )
 
 
 def test_no_limits_configured_means_no_limiter_on_the_route(fake_server: FakeServer) -> None:

@@ -166,7 +166,7 @@ class _Ticket:
 
     __slots__ = ("buckets", "estimate", "token_entries")
 
-    def __init__(self, buckets: list[_Bucket], estimate: int, token_entries: list[tuple[_Window, list[float]]]):
+    def __init__(self, buckets: list[_Bucket], estimate: int, token_entries: list[tuple[_Window, list[float]]]) -> None:
         self.buckets = buckets
         self.estimate = estimate
         self.token_entries = token_entries
@@ -310,7 +310,8 @@ def _until(value: str) -> float | None:
 def _pause_from_headers(headers: Mapping[str, str], cost: int) -> float:
     lowered = {k.lower(): v for k, v in headers.items()}
     pause = 0.0
-    for kind, floor in (("requests", 1), ("tokens", cost)):
+    # Anthropic also counts input and output tokens apart: those pause only when used up.
+    for kind, floor in (("requests", 1), ("tokens", cost), ("input-tokens", 1), ("output-tokens", 1)):
         for remaining_key, reset_key, parse in (
             (f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}", _duration),
             (f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset", _until),
