@@ -53,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("texts", nargs="*", help="texts to embed; lines of stdin when none are given")
     embed.add_argument("-m", "--model", help="embedding model alias or provider/model-id")
 
+    batch = commands.add_parser("batch", help="answer every prompt of a JSONL file; resumable")
+    batch.add_argument("prompts", help="JSONL: one prompt string, or {prompt|messages, id?, system?}, per line")
+    batch.add_argument("-m", "--model", help="alias or provider/model-id (default: the configured default)")
+    batch.add_argument("-o", "--output", required=True, help="results JSONL; rerun with it to finish a broken run")
+    batch.add_argument("-c", "--concurrency", type=int, default=8, help="calls in flight at once (default 8)")
+    batch.add_argument("-s", "--system", help="system prompt for every item without its own")
+    batch.add_argument("--max-tokens", type=int, help="most tokens to generate per item")
+    batch.add_argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2")
+    batch.add_argument("--timeout", type=float, help="deadline for each item's call, in seconds")
+    batch.add_argument("--redo-failed", action="store_true", help="send again the items an earlier run failed")
+
     commands.add_parser("models", help="every alias, what it resolves to, and whether it is ready")
     commands.add_parser("config", help="the effective configuration and where each value came from")
     return parser
@@ -66,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _complete(client, args)
         if args.command == "embed":
             return _embed(client, args)
+        if args.command == "batch":
+            return _batch(client, args)
         if args.command == "models":
             return _models(client)
         return _config(client)
@@ -126,6 +139,46 @@ def _embed(client: Client, args: argparse.Namespace) -> int:
     for text, vector in zip(texts, result.vectors, strict=True):
         print(json.dumps({"text": text, "embedding": vector}))
     return 0
+
+
+def _read_prompts(path: str) -> list[Any]:
+    prompts = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                prompts.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+    return prompts
+
+
+def _batch(client: Client, args: argparse.Namespace) -> int:
+    call_args = {
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "timeout": args.timeout,
+    }
+    prompts = _read_prompts(args.prompts)
+    if args.system is not None:
+        prompts = [
+            {"prompt": p, "system": args.system}
+            if isinstance(p, (str, list))
+            else ({"system": args.system, **p} if isinstance(p, dict) else p)
+            for p in prompts
+        ]
+    result = client.batch(
+        prompts,
+        model=args.model,
+        concurrency=args.concurrency,
+        output=args.output,
+        redo_failed=args.redo_failed,
+        **{k: v for k, v in call_args.items() if v is not None},
+    )
+    print(f"fmclient batch: {result.summary()}", file=sys.stderr)
+    print(json.dumps(result.to_dict()))
+    return EXIT_ERROR if result.failed else 0
 
 
 def _readiness(client: Client, provider: str, model: str) -> str:
@@ -219,6 +272,11 @@ def _config(client: Client) -> int:
         print("\n[fallbacks]")
         for model, chain in sorted(settings.fallbacks.items()):
             print(f"{model} = {json.dumps(list(chain))}    # {sources.get('fallbacks.' + model, 'default')}")
+    for key, limit in sorted(settings.rate_limits.items()):
+        print(f'\n[rate_limits."{key}"]    # {sources.get("rate_limits." + key, "default")}')
+        for name in ("rpm", "tpm"):
+            if getattr(limit, name) is not None:
+                print(f"{name} = {getattr(limit, name)}")
     return 0
 
 

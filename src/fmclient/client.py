@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +21,7 @@ from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_sett
 from fmclient.config import Settings, Target, load_settings
 from fmclient.errors import ConfigurationError, ContextWindowExceededError, FMClientError, UnsupportedFeatureError
 from fmclient.hooks import CallObserver, Hook, LoggingHook
+from fmclient.limits import RateLimit, RateLimiter, alimit_attempt, limit_attempt
 from fmclient.pricing import PriceRef
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities, EmbedBatching
@@ -28,8 +29,10 @@ from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_
 from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request, TokenCount
 
 if TYPE_CHECKING:
+    import os
     from decimal import Decimal
 
+    from fmclient.batch import BatchResult
     from fmclient.testing.mock import MockProvider
 
 __all__ = ["Attempt", "Client"]
@@ -61,7 +64,7 @@ class _Route:
     (A plain class: a dataclass would cost more at import than it saves in code.)
     """
 
-    __slots__ = ("capabilities", "policy", "provider", "ready", "target", "timeout", "where")
+    __slots__ = ("buckets", "capabilities", "policy", "provider", "ready", "target", "timeout", "where")
 
     def __init__(
         self,
@@ -79,6 +82,7 @@ class _Route:
         # The keywords every retry-layer call takes, built once.
         self.where: dict[str, Any] = {"provider": target.provider, "model": target.model}
         self.ready = False
+        self.buckets: list[Any] = []  # the client-side rate limits this target is under
 
     def ensure_ready(self, model: str) -> None:
         """Ask the adapter once whether it can call (extra installed, key found); remember a yes.
@@ -123,6 +127,7 @@ class Client:
         hooks: Sequence[Hook] | None = None,
         telemetry: bool = False,
         cache: bool | Mapping[str, Any] | ResponseCache | None = None,
+        rate_limits: Mapping[str, Mapping[str, int] | RateLimit] | None = None,
     ) -> None:
         overrides: dict[str, Any] = {
             "default_model": model,
@@ -132,7 +137,12 @@ class Client:
             "max_retry_wait": max_retry_wait,
         }
         # Passed through as given: the config layer checks their shape like a config file's.
-        for key, value in (("providers", providers), ("aliases", aliases), ("fallbacks", fallbacks)):
+        for key, value in (
+            ("providers", providers),
+            ("aliases", aliases),
+            ("fallbacks", fallbacks),
+            ("rate_limits", rate_limits),
+        ):
             if value is not None:
                 overrides[key] = value
         if max_cost is not None:
@@ -159,6 +169,7 @@ class Client:
         self._logging_hook = LoggingHook()
         self.cache = cache if isinstance(cache, ResponseCache) else cache_from_settings(self.settings.cache)
         self._owns_cache = not isinstance(cache, ResponseCache)  # one passed in is the caller's to close
+        self._limiter = RateLimiter(self.settings.rate_limits)
 
     @property
     def spent(self) -> Decimal | None:
@@ -232,7 +243,9 @@ class Client:
             target = route.target if route else self.settings.resolve(name)
             # By default the mock enforces what the real adapter would (mock.enforce_profiles).
             capabilities = mock.route_capabilities(target.model, self._adapter_capabilities(target))
-            return _Route(target, mock, capabilities, self._policy(target, max_retries), None)
+            mocked = _Route(target, mock, capabilities, self._policy(target, max_retries), None)
+            mocked.buckets = self._limiter.buckets_for(target.provider, target.model, target.requested)
+            return mocked
         if route is None:
             target = self.settings.resolve(name)
             provider = self.provider(target.provider)
@@ -243,6 +256,7 @@ class Client:
                 policy=self._policy(target, max_retries),
                 timeout=self.settings.timeout_for(target.provider),
             )
+            route.buckets = self._limiter.buckets_for(target.provider, target.model, target.requested)
             self._routes[key] = route
         return route
 
@@ -305,6 +319,21 @@ class Client:
 
     def _deadline(self, timeout: float | None, first: _Route) -> Deadline:
         return Deadline(_validation.check_timeout(timeout) if timeout is not None else first.timeout)
+
+    def _limited(
+        self, route: _Route, attempt: Callable[[float | None], T], request: Any, deadline: Deadline
+    ) -> Callable[[float | None], T]:
+        """The attempt, behind the route's rate limits (each attempt waits for a slot)."""
+        if not route.buckets:
+            return attempt
+        return limit_attempt(attempt, self._limiter, route.buckets, request, deadline, route.where)
+
+    def _alimited(
+        self, route: _Route, attempt: Callable[[float | None], Awaitable[T]], request: Any, deadline: Deadline
+    ) -> Callable[[float | None], Awaitable[T]]:
+        if not route.buckets:
+            return attempt
+        return alimit_attempt(attempt, self._limiter, route.buckets, request, deadline, route.where)
 
     # -- complete and stream ------------------------------------------------------------------
     def _call(
@@ -384,7 +413,12 @@ class Client:
                 )
 
             try:
-                completion = call_with_retries(attempt, route.policy, call.deadline, **call.where(route))
+                completion = call_with_retries(
+                    self._limited(route, attempt, prepared, call.deadline),
+                    route.policy,
+                    call.deadline,
+                    **call.where(route),
+                )
             except FMClientError as error:
                 call.failed(route, error)
                 continue
@@ -446,7 +480,12 @@ class Client:
                 )
 
             try:
-                completion = await acall_with_retries(attempt, route.policy, call.deadline, **call.where(route))
+                completion = await acall_with_retries(
+                    self._alimited(route, attempt, prepared, call.deadline),
+                    route.policy,
+                    call.deadline,
+                    **call.where(route),
+                )
             except FMClientError as error:
                 call.failed(route, error)
                 continue
@@ -517,7 +556,12 @@ class Client:
                     return call.observer.open_stream(route.target.provider, route.target.model, sent, opened)
 
                 try:
-                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **call.where(route))
+                    iterator, first = call_with_retries(
+                        self._limited(route, open_stream, prepared, call.deadline),
+                        route.policy,
+                        call.deadline,
+                        **call.where(route),
+                    )
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
@@ -608,7 +652,10 @@ class Client:
 
                 try:
                     iterator, first = await acall_with_retries(
-                        open_stream, route.policy, call.deadline, **call.where(route)
+                        self._alimited(route, open_stream, prepared, call.deadline),
+                        route.policy,
+                        call.deadline,
+                        **call.where(route),
                     )
                 except FMClientError as error:
                     call.failed(route, error)
@@ -766,7 +813,7 @@ class Client:
                     lambda: _guard(route.provider.embed, sent, route=route),
                 )
 
-            return call_with_retries(attempt, route.policy, deadline, **where)
+            return call_with_retries(self._limited(route, attempt, batch, deadline), route.policy, deadline, **where)
 
         try:
             if len(batches) == 1:
@@ -811,7 +858,9 @@ class Client:
                     route.target.provider, route.target.model, sent, lambda: _aguard(route.provider.aembed(sent), route)
                 )
 
-            return await acall_with_retries(attempt, route.policy, deadline, **where)
+            return await acall_with_retries(
+                self._alimited(route, attempt, batch, deadline), route.policy, deadline, **where
+            )
 
         try:
             if len(batches) == 1:
@@ -828,6 +877,60 @@ class Client:
         if observer is not None:
             observer.end(result, None)
         return result
+
+    # -- batch -------------------------------------------------------------------------------------
+    def batch(
+        self,
+        inputs: Iterable[Any],
+        *,
+        model: str | None = None,
+        concurrency: int = 8,
+        output: str | os.PathLike[str] | None = None,
+        progress: bool | None = None,
+        redo_failed: bool = False,
+        **call_args: Any,
+    ) -> BatchResult:
+        """Complete many prompts with bounded concurrency; resumable through ``output`` (JSONL).
+
+        See :mod:`fmclient.batch`. ``call_args`` are :meth:`complete`'s keyword arguments.
+        """
+        from fmclient.batch import run_batch
+
+        return run_batch(
+            self,
+            inputs,
+            model=model,
+            concurrency=concurrency,
+            output=output,
+            progress=progress,
+            redo_failed=redo_failed,
+            call_args=call_args,
+        )
+
+    async def abatch(
+        self,
+        inputs: Iterable[Any],
+        *,
+        model: str | None = None,
+        concurrency: int = 8,
+        output: str | os.PathLike[str] | None = None,
+        progress: bool | None = None,
+        redo_failed: bool = False,
+        **call_args: Any,
+    ) -> BatchResult:
+        """The async twin of :meth:`batch` (asyncio tasks over :meth:`acomplete`)."""
+        from fmclient.batch import arun_batch
+
+        return await arun_batch(
+            self,
+            inputs,
+            model=model,
+            concurrency=concurrency,
+            output=output,
+            progress=progress,
+            redo_failed=redo_failed,
+            call_args=call_args,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -30,6 +30,10 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
 
     [prices]                   # price a provider's calls with this genai-prices provider's table
     my-gateway = "openai"
+
+    [rate_limits."openai"]     # requests / tokens per minute (see fmclient.limits)
+    rpm = 500
+    tpm = 200000
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from fmclient.budget import check_budget_table
 from fmclient.cache import check_cache_table
 from fmclient.circuit import breaker_from_settings
 from fmclient.errors import ConfigurationError
+from fmclient.limits import RateLimit, parse_rate_limits
 from fmclient.providers import BUILTIN, ProviderSettings, known_types
 from fmclient.secret import Secret
 
@@ -69,6 +74,7 @@ TOP_LEVEL_KEYS = frozenset(
         "budget",
         "prices",
         "cache",
+        "rate_limits",
     }
 )
 PROVIDER_KEYS = frozenset(
@@ -103,6 +109,7 @@ class Settings:
     budget: Mapping[str, Any] = field(default_factory=dict)
     prices: Mapping[str, str] = field(default_factory=dict)
     cache: Mapping[str, Any] = field(default_factory=dict)
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
 
@@ -336,6 +343,10 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
     if not isinstance(prices, Mapping) or not all(isinstance(v, str) and v for v in prices.values()):
         raise ConfigurationError(f"{where}: [prices] must map provider names to price table provider ids")
     state["prices"].update(prices)
+    if "rate_limits" in data:
+        for key, limit in parse_rate_limits(data["rate_limits"], where).items():
+            state["rate_limits"][key] = limit
+            sources[f"rate_limits.{key}"] = where
 
 
 def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, Any]:
@@ -386,6 +397,7 @@ def load_settings(
         "budget": {},
         "prices": {},
         "cache": {},
+        "rate_limits": {},
         "sources": {},
     }
     from pathlib import Path  # here, not at the top: `import fmclient` need not pay for it
@@ -431,6 +443,7 @@ def load_settings(
         budget=dict(state["budget"]),
         prices=dict(state["prices"]),
         cache=dict(state["cache"]),
+        rate_limits=dict(state["rate_limits"]),
         sources=dict(state["sources"]),
         config_path=path,
     )

@@ -356,6 +356,8 @@ class Completion:
     #: True when the answer came from the response cache (fmclient.cache): its cost is zero and
     #: its usage is the original call's, for information.
     cached: bool = False
+    # The provider's rate-limit response headers, when the adapter sees them (fmclient.limits).
+    rate_limit_headers: dict[str, str] | None = field(default=None, repr=False)
     # Set by the Client: where to look the price up, which model ids and when the call was made.
     # The price itself is worked out on first read of ``cost`` (see fmclient.pricing).
     _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)

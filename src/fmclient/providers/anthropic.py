@@ -84,6 +84,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.limits import rate_limit_headers
 from fmclient.profiles import profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
@@ -980,6 +981,7 @@ class AnthropicProvider(Provider):
                 return self._streamed(state, request)
             completion = self._parse(response, request)
             completion.request_id = _request_id(raw)
+            completion.rate_limit_headers = rate_limit_headers(raw.headers)
             return completion
 
     def _streamed(self, state: StreamState, request: Request) -> Completion:
@@ -1030,6 +1032,7 @@ class AnthropicProvider(Provider):
                 return self._streamed(state, request)
             completion = self._parse(response, request)
             completion.request_id = _request_id(raw)
+            completion.rate_limit_headers = rate_limit_headers(raw.headers)
             return completion
 
     def astream(self, request: Request) -> AsyncIterator[Chunk]:

@@ -73,6 +73,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.limits import rate_limit_headers
 from fmclient.profiles import DEFAULT_PROFILE, profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
@@ -1046,6 +1047,7 @@ class OpenAIProvider(Provider):
             raw = client.chat.completions.with_raw_response.create(**kwargs)
             completion = parse_response(raw.parse(to=object), provider=self.name, model=request.model)
             completion.request_id = _str_or_none(raw.request_id)  # the x-request-id header
+            completion.rate_limit_headers = rate_limit_headers(raw.headers)
             return completion
 
     async def acomplete(self, request: Request) -> Completion:
@@ -1056,6 +1058,7 @@ class OpenAIProvider(Provider):
             response = await parsed(raw.parse(to=object))
             completion = parse_response(response, provider=self.name, model=request.model)
             completion.request_id = _str_or_none(raw.request_id)
+            completion.rate_limit_headers = rate_limit_headers(raw.headers)
             return completion
 
     def stream(self, request: Request) -> Iterator[Chunk]:

@@ -1,0 +1,419 @@
+"""Batch runs (fmclient.batch) over the OpenAI wire fake: order, errors, resume, SIGKILL, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fmclient import Client
+from fmclient.batch import BatchResult
+from tests.fakes.openai import FakeOpenAI, error_reply
+from tests.fakes.server import FakeServer, RecordedRequest, Reply
+
+KEY = "sk-batch-test-key-0000"
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def prompt_of(request: RecordedRequest) -> str | None:
+    """The request's last user text; None for a body cut short (its sender was killed mid-send)."""
+    try:
+        body = request.json()
+    except ValueError:
+        return None
+    return prompt_of_body(body) if isinstance(body, dict) else None
+
+
+class Wire:
+    """The OpenAI fake, slowed down, counting requests in flight; prompts containing "FAIL" get a 400."""
+
+    def __init__(self, server: FakeServer, delay: float = 0.0) -> None:
+        self.server = server
+        self.fake = FakeOpenAI(server)
+        self.delay = delay
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._lock = threading.Lock()
+        answer = server.handler
+        assert answer is not None
+
+        def handle(request: RecordedRequest) -> Reply:
+            with self._lock:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                if self.delay:
+                    time.sleep(self.delay)
+                prompt = prompt_of(request)
+                if prompt is None or "FAIL" in prompt:
+                    return error_reply(400, "this prompt is not allowed")
+                return answer(request)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+
+        server.handler = handle
+
+    def prompts(self) -> list[str | None]:
+        return [prompt_of(r) for r in self.server.requests]
+
+
+def make_client(server: FakeServer, **kwargs: Any) -> Client:
+    return Client(providers={"fake": {"type": "openai", "base_url": server.url + "/v1", "api_key": KEY}}, **kwargs)
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    data = path.read_bytes()
+    assert data == b"" or data.endswith(b"\n"), "the output file must end with a whole line"
+    return [json.loads(line) for line in data.splitlines()]
+
+
+# -- one run ---------------------------------------------------------------------------------------
+def test_batch_returns_results_in_input_order_and_records_failures(fake_server: FakeServer, tmp_path: Path) -> None:
+    wire = Wire(fake_server)
+    client = make_client(fake_server, max_retries=0)
+    out = tmp_path / "results.jsonl"
+    inputs: list[Any] = [
+        "plain prompt",
+        [{"role": "user", "content": "message list"}],
+        {"id": "c", "prompt": "with id", "system": "be brief"},
+        {"messages": [{"role": "user", "content": "please FAIL"}], "id": "bad"},
+        "last",
+    ]
+    result = client.batch(inputs, model="fake/gpt-4o", concurrency=3, output=out, max_tokens=20)
+    assert isinstance(result, BatchResult)
+    assert [item.index for item in result.items] == [0, 1, 2, 3, 4]
+    assert [item.id for item in result.items] == [0, 1, "c", "bad", 4]
+    assert [item.ok for item in result.items] == [True, True, True, False, True]
+    failure = result.items[3].error
+    assert failure is not None
+    assert (failure.type, failure.status_code, failure.retryable) == ("BadRequestError", 400, False)
+    assert "not allowed" in failure.message
+    assert (result.succeeded, result.failed, result.skipped) == (4, 1, 0)
+    # The fake reports 12 prompt + 5 completion tokens per answer.
+    assert (result.input_tokens, result.output_tokens) == (48, 20)
+    assert result.cost_unknown == 4 and result.cost == 0.0  # no cost known yet: counted, not guessed
+    assert result.errors == {"BadRequestError": 1}
+    assert sorted(wire.prompts()) == sorted(["plain prompt", "message list", "with id", "please FAIL", "last"])
+    bodies = {prompt_of_body(b): b for b in wire.fake.bodies()}
+    assert bodies["with id"]["messages"][0] == {"role": "system", "content": "be brief"}
+    assert all(b["max_tokens"] == 20 for b in bodies.values())
+    lines = read_lines(out)
+    assert sorted(line["index"] for line in lines) == [0, 1, 2, 3, 4]
+    assert "4 ok, 1 failed, 0 skipped" in result.summary()
+
+
+def prompt_of_body(body: dict[str, Any]) -> str:
+    content = body["messages"][-1]["content"]
+    return content if isinstance(content, str) else content[0]["text"]
+
+
+async def test_abatch_keeps_to_its_concurrency(fake_server: FakeServer, tmp_path: Path) -> None:
+    wire = Wire(fake_server, delay=0.02)
+    client = make_client(fake_server)
+    result = await client.abatch(
+        [f"p{i}" for i in range(30)], model="fake/gpt-4o", concurrency=4, output=tmp_path / "o.jsonl"
+    )
+    assert result.succeeded == 30
+    assert [item.text for item in result.items] == ["ok"] * 30
+    assert len(fake_server.requests) == 30
+    assert 1 <= wire.most_in_flight <= 4
+    await client.aclose()
+
+
+def test_batch_without_output_file_keeps_results_in_memory(fake_server: FakeServer, tmp_path: Path) -> None:
+    Wire(fake_server)
+    result = make_client(fake_server).batch(["a", "b"], model="fake/gpt-4o")
+    assert [item.text for item in result.items] == ["ok", "ok"]
+    assert result.output is None
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (["ok", {"prompt": "x", "temperature": 2}], "unknown key 'temperature'"),
+        (["ok", {"prompt": "x", "messages": []}], "exactly one of"),
+        ([{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}], "duplicate id 'a'"),
+        (["ok", 42], "expected a str"),
+        ("one string", "sequence of prompts"),
+    ],
+)
+def test_bad_inputs_are_refused_before_anything_is_sent(
+    fake_server: FakeServer, tmp_path: Path, inputs: Any, message: str
+) -> None:
+    Wire(fake_server)
+    with pytest.raises((TypeError, ValueError), match=message):
+        make_client(fake_server).batch(inputs, model="fake/gpt-4o", output=tmp_path / "o.jsonl")
+    assert fake_server.requests == []
+
+
+# -- resume ----------------------------------------------------------------------------------------
+def test_a_finished_run_restarted_sends_nothing(fake_server: FakeServer, tmp_path: Path) -> None:
+    wire = Wire(fake_server)
+    client = make_client(fake_server, max_retries=0)
+    out = tmp_path / "o.jsonl"
+    inputs = ["a", "b FAIL", "c"]
+    client.batch(inputs, model="fake/gpt-4o", output=out)
+    again = client.batch(inputs, model="fake/gpt-4o", output=out)
+    assert len(fake_server.requests) == 3
+    assert (again.succeeded, again.failed, again.skipped) == (0, 0, 3)
+    assert [item.resumed for item in again.items] == [True, True, True]
+    assert [item.ok for item in again.items] == [True, False, True]
+    # redo_failed sends the failed item again, and only it.
+    wire.server.requests.clear()
+    redo = client.batch(inputs, model="fake/gpt-4o", output=out, redo_failed=True)
+    assert wire.prompts() == ["b FAIL"]
+    assert (redo.failed, redo.skipped) == (1, 2)
+
+
+def test_a_torn_last_line_is_cut_off_and_its_item_redone(fake_server: FakeServer, tmp_path: Path) -> None:
+    wire = Wire(fake_server)
+    client = make_client(fake_server)
+    out = tmp_path / "o.jsonl"
+    client.batch(["a", "b", "c"], model="fake/gpt-4o", output=out)
+    lines = out.read_bytes().splitlines(keepends=True)
+    torn = next(line for line in lines if json.loads(line)["index"] == 1)
+    out.write_bytes(b"".join(line for line in lines if line is not torn) + torn[: len(torn) // 2])
+    fake_server.requests.clear()
+    result = client.batch(["a", "b", "c"], model="fake/gpt-4o", output=out)
+    assert wire.prompts() == ["b"]
+    assert (result.succeeded, result.skipped) == (1, 2)
+    assert sorted(line["index"] for line in read_lines(out)) == [0, 1, 2]
+
+
+def test_an_output_file_of_other_inputs_is_refused(fake_server: FakeServer, tmp_path: Path) -> None:
+    Wire(fake_server)
+    client = make_client(fake_server)
+    out = tmp_path / "o.jsonl"
+    client.batch(["a", "b"], model="fake/gpt-4o", output=out)
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="different input"):
+        client.batch(["a", "changed"], model="fake/gpt-4o", output=out)
+    with pytest.raises(ValueError, match="no item 1"):
+        client.batch(["a"], model="fake/gpt-4o", output=out)
+    out.write_bytes(b"not json\n" + before)
+    with pytest.raises(ValueError, match="not a JSON line"):
+        client.batch(["a", "b"], model="fake/gpt-4o", output=out)
+    assert len(fake_server.requests) == 2
+
+
+# -- progress bar ------------------------------------------------------------------------------------
+def test_progress_bar_only_when_asked_or_on_a_terminal(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Wire(fake_server)
+    client = make_client(fake_server)
+    client.batch(["a", "b"], model="fake/gpt-4o")  # stderr is captured here: not a terminal
+    assert capsys.readouterr().err == ""
+    client.batch(["a", "b"], model="fake/gpt-4o", progress=True)
+    assert "2/2" in capsys.readouterr().err
+
+
+def test_progress_bar_shows_on_a_terminal_but_not_in_ci(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Wire(fake_server)
+    client = make_client(fake_server)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.delenv("CI", raising=False)
+    client.batch(["a", "b", "c"], model="fake/gpt-4o")
+    assert "3/3" in capsys.readouterr().err
+    monkeypatch.setenv("CI", "true")
+    client.batch(["a", "b", "c"], model="fake/gpt-4o")
+    assert capsys.readouterr().err == ""
+
+
+# -- SIGKILL mid-run, on a subprocess -------------------------------------------------------------------
+RUNNER = """
+import json, sys
+from fmclient import Client
+url, out, n, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+client = Client(providers={"fake": {"type": "openai", "base_url": url, "api_key": "sk-runner-0000"}}, max_retries=0)
+result = client.batch([f"prompt {i}" for i in range(n)], model="fake/gpt-4o", concurrency=concurrency, output=out)
+print(json.dumps(result.to_dict()))
+"""
+
+
+def subprocess_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FMCLIENT_", "OPENAI_"))}
+    env["PYTHONPATH"] = SRC
+    return env
+
+
+def test_a_run_killed_with_sigkill_resumes_without_loss_or_duplicates(fake_server: FakeServer, tmp_path: Path) -> None:
+    items, concurrency = 60, 4
+    wire = Wire(fake_server, delay=0.1)
+    out = tmp_path / "results.jsonl"
+    args = [sys.executable, "-c", RUNNER, fake_server.url + "/v1", str(out), str(items), str(concurrency)]
+    run = subprocess.Popen(args, env=subprocess_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while (not out.exists() or out.read_bytes().count(b"\n") < 12) and time.monotonic() < deadline:
+        assert run.poll() is None, run.stderr.read() if run.stderr else ""
+        time.sleep(0.005)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    run.stdout.close()  # type: ignore[union-attr]
+    run.stderr.close()  # type: ignore[union-attr]
+    assert run.returncode == -signal.SIGKILL
+    time.sleep(0.3)  # let the fake record anything already on the wire
+
+    finished_before = {line["index"] for line in read_lines(out)}
+    sent_before = wire.prompts()
+    in_flight_at_kill = len(sent_before) - len(finished_before)
+    assert 12 <= len(finished_before) < items
+    assert 0 <= in_flight_at_kill <= concurrency
+    # A write cut short by the kill leaves a torn line; make sure one is there to recover from.
+    with out.open("ab") as handle:
+        handle.write(b'{"index": 59, "id": 59, "inp')
+
+    done = subprocess.run(args, env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["skipped"] == len(finished_before)
+    assert summary["succeeded"] == items - len(finished_before)
+    assert summary["failed"] == 0
+
+    lines = read_lines(out)  # every line whole JSON: the torn one was cut off
+    assert sorted(line["index"] for line in lines) == list(range(items))  # none lost, none twice
+    assert all(line["ok"] and line["text"] == "ok" for line in lines)
+    sent_after = wire.prompts()[len(sent_before) :]
+    # Only unfinished items went out again: nothing already in the file was re-sent ...
+    assert not {f"prompt {i}" for i in finished_before} & set(sent_after)
+    assert sorted(sent_after) == sorted(f"prompt {i}" for i in range(items) if i not in finished_before)
+    # ... so the only duplicates are the requests in flight when the process died.
+    assert len(fake_server.requests) == items + in_flight_at_kill
+
+
+# -- CLI -------------------------------------------------------------------------------------------------
+def test_cli_batch_runs_and_resumes(fake_server: FakeServer, tmp_path: Path) -> None:
+    wire = Wire(fake_server)
+    config = tmp_path / "fmclient.toml"
+    config.write_text(
+        f'[providers.fake]\ntype = "openai"\nbase_url = "{fake_server.url}/v1"\napi_key = "sk-cli-batch-secret-123"\n'
+    )
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        '"first"\n\n{"id": "two", "prompt": "second"}\n{"messages": [{"role": "user", "content": "third"}]}\n'
+    )
+    command = [sys.executable, "-m", "fmclient.cli", "--config", str(config), "batch", str(prompts)]
+    command += ["-m", "fake/gpt-4o", "-o", "results.jsonl", "-c", "2", "--max-tokens", "9", "-s", "terse"]
+    first = subprocess.run(command, env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["succeeded"] == 3
+    assert "3 ok, 0 failed, 0 skipped" in first.stderr
+    assert "sk-cli-batch-secret-123" not in first.stdout + first.stderr
+    lines = read_lines(tmp_path / "results.jsonl")
+    assert sorted(str(line["id"]) for line in lines) == ["0", "2", "two"]
+    assert sorted(wire.prompts()) == ["first", "second", "third"]
+    assert all(
+        b["max_tokens"] == 9 and b["messages"][0] == {"role": "system", "content": "terse"} for b in wire.fake.bodies()
+    )
+
+    again = subprocess.run(command, env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["skipped"] == 3
+    assert len(fake_server.requests) == 3
+
+
+def test_cli_batch_reports_a_bad_prompts_file_in_one_line(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('"ok"\nnot json\n')
+    command = [sys.executable, "-m", "fmclient.cli", "batch", str(prompts), "-m", "openai/gpt-4o", "-o", "r.jsonl"]
+    done = subprocess.run(command, env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"fmclient: ValueError: {prompts}:2: not a JSON line (Expecting value)"]
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+# -- an unexpected error stops the run, and the file stays whole ----------------------------------------
+class BuggyClient(Client):
+    """A client whose call raises a non-fmclient error (a bug) on one prompt."""
+
+    def complete(self, prompt: Any, **kwargs: Any) -> Any:
+        if prompt == "bug":
+            raise RuntimeError("a bug, not an item failure")
+        return super().complete(prompt, **kwargs)
+
+    async def acomplete(self, prompt: Any, **kwargs: Any) -> Any:
+        if prompt == "bug":
+            raise RuntimeError("a bug, not an item failure")
+        return await super().acomplete(prompt, **kwargs)
+
+
+def buggy_client(server: FakeServer) -> BuggyClient:
+    return BuggyClient(providers={"fake": {"type": "openai", "base_url": server.url + "/v1", "api_key": KEY}})
+
+
+def test_a_bug_stops_a_sync_run_and_keeps_what_finished(fake_server: FakeServer, tmp_path: Path) -> None:
+    wire = Wire(fake_server)
+    out = tmp_path / "o.jsonl"
+    with pytest.raises(RuntimeError, match="a bug"):
+        buggy_client(fake_server).batch(["a", "b", "bug", "c", "d"], model="fake/gpt-4o", concurrency=1, output=out)
+    assert wire.prompts() == ["a", "b"]
+    assert [line["index"] for line in read_lines(out)] == [0, 1]
+
+
+async def test_a_bug_stops_an_async_run_and_keeps_what_finished(fake_server: FakeServer, tmp_path: Path) -> None:
+    wire = Wire(fake_server)
+    out = tmp_path / "o.jsonl"
+    buggy = buggy_client(fake_server)
+    with pytest.raises(RuntimeError, match="a bug"):
+        await buggy.abatch(["a", "bug", "c", "d"], model="fake/gpt-4o", concurrency=1, output=out)
+    await buggy.aclose()
+    assert wire.prompts() == ["a"]
+    assert [line["index"] for line in read_lines(out)] == [0]
+    # A fixed client resumes where it stopped.
+    fixed = make_client(fake_server)
+    result = await fixed.abatch(["a", "bug", "c", "d"], model="fake/gpt-4o", output=out)
+    await fixed.aclose()
+    assert (result.succeeded, result.skipped) == (3, 1)
+
+
+def test_cost_is_summed_where_known_and_unknown_ones_are_counted(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decimal import Decimal
+
+    from fmclient import batch
+    from fmclient.types import Completion
+
+    Wire(fake_server)
+    costs = iter([0.25, None, Decimal("0.5")])
+    original = batch._ok_record
+
+    def with_cost(item: Any, completion: Completion) -> dict[str, Any]:
+        # Cost is added to Completion by another part of fmclient; the batch reads it with getattr.
+        return original(item, type("Priced", (), {"cost": next(costs), **_fields(completion)})())
+
+    monkeypatch.setattr(batch, "_ok_record", with_cost)
+    result = make_client(fake_server).batch(["a", "b", "c"], model="fake/gpt-4o", concurrency=1)
+    assert result.cost == 0.75
+    assert result.cost_unknown == 1
+    assert [item.cost for item in result.items] == [0.25, None, 0.5]
+
+
+def _fields(completion: Any) -> dict[str, Any]:
+    names = ("text", "finish_reason", "model", "provider", "usage")
+    return {name: getattr(completion, name) for name in names}
+
+
+def test_a_second_run_on_the_same_output_file_is_refused(fake_server: FakeServer, tmp_path: Path) -> None:
+    import fcntl
+
+    Wire(fake_server)
+    out = tmp_path / "o.jsonl"
+    with out.open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running batch holds it
+        with pytest.raises(ValueError, match="in use by another batch run"):
+            make_client(fake_server).batch(["a"], model="fake/gpt-4o", output=out)
+    assert fake_server.requests == []
+    assert make_client(fake_server).batch(["a"], model="fake/gpt-4o", output=out).succeeded == 1
