@@ -198,8 +198,10 @@ class RateLimiter:
 
     # -- admission ----------------------------------------------------------------------------
     def _try(self, buckets: list[_Bucket], estimate: int) -> tuple[float, _Ticket | None]:
-        now = monotonic()
         with self._lock:
+            # Read the clock under the lock: a time read before waiting for it may be stale by the
+            # time the window is checked, and an admission charged at a stale time over-admits.
+            now = monotonic()
             delay = 0.0
             for bucket in buckets:
                 delay = max(delay, bucket.paused_until - now)
