@@ -592,6 +592,20 @@ def _index(data: Mapping[str, Any]) -> int:
 
 
 # -- errors ----------------------------------------------------------------------------------
+def _connection_failed(exc: BaseException) -> bool:
+    """A refused or reset connection that the SDK reports as a timeout.
+
+    The aiohttp transport of anthropic SDKs before 2.10 maps every aiohttp connection error to
+    ``ConnectTimeout``; the OS error underneath says what really happened.
+    """
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, ConnectionError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def map_error(exc: BaseException, provider: str = "anthropic", model: str | None = None) -> FMClientError:
     """The fmclient error for anything the SDK (or its HTTP layer) raised."""
     if isinstance(exc, FMClientError):
@@ -607,7 +621,7 @@ def map_error(exc: BaseException, provider: str = "anthropic", model: str | None
     if anthropic is not None:
         if isinstance(exc, anthropic.APIStatusError):
             return _status_error(exc, provider, model)
-        if isinstance(exc, anthropic.APITimeoutError):
+        if isinstance(exc, anthropic.APITimeoutError) and not _connection_failed(exc):
             return RequestTimeoutError(f"request timed out: {exc.message}", provider=provider, model=model)
         if isinstance(exc, anthropic.APIResponseValidationError):
             return ServiceUnavailableError(
