@@ -13,10 +13,9 @@ SHIPPED_ALIASES = [
     "claude-sonnet",
     "claude-haiku",
     "claude-opus",
-    "gpt-4o",
-    "gpt-4o-mini",
-    "o3",
-    "gemini-pro",
+    "gpt-astra",
+    "gpt-sol",
+    "gpt-luna",
     "gemini-flash",
     "titan-text",
     "titan-embed",
@@ -83,8 +82,8 @@ def test_precedence_argument_over_env_over_file_over_default(tmp_path: Path) -> 
     assert (with_env.default_model, with_env.max_retries, with_env.timeout) == ("gemini-pro", 1, 30)
     assert with_env.sources["default_model"] == "env FMCLIENT_MODEL"
 
-    with_args = load_settings(env=env, overrides={"default_model": "o3", "timeout": 5})
-    assert (with_args.default_model, with_args.max_retries, with_args.timeout) == ("o3", 1, 5)
+    with_args = load_settings(env=env, overrides={"default_model": "gpt-luna", "timeout": 5})
+    assert (with_args.default_model, with_args.max_retries, with_args.timeout) == ("gpt-luna", 1, 5)
     assert with_args.sources["default_model"] == "argument"
 
 
