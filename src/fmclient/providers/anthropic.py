@@ -775,6 +775,14 @@ class AnthropicProvider(Provider):
 
     def _credentials(self) -> dict[str, Any]:
         """Constructor keywords carrying the credentials, or ConfigurationError naming the variable."""
+        if not self.settings.ambient_credentials and any(os.environ.get(var) for var in _SDK_CREDENTIAL_ENV):
+            # The SDK would add these to every request, whatever key it is given.
+            raise ConfigurationError(
+                f"{' / '.join(_SDK_CREDENTIAL_ENV)} would be sent to the base_url of provider {self.name!r}, "
+                "which a config file in the working directory chose; trust that file explicitly "
+                "(FMCLIENT_CONFIG or config_path) to allow it",
+                provider=self.name,
+            )
         key = self.settings.resolve_api_key(API_KEY_ENV)
         if key:
             register_secret(key)
