@@ -117,7 +117,7 @@ def slow_reply() -> Reply:
 
 
 def request(text: str = "hi", **fields: Any) -> Request:
-    return Request(model="gpt-sol", messages=(Message(role="user", content=text),), **fields)
+    return Request(model="gpt-4o", messages=(Message(role="user", content=text),), **fields)
 
 
 # The SDK builds response objects without validation (a server may send values its types do
@@ -139,7 +139,7 @@ def sdk_chunk(body: dict[str, Any]) -> Any:
 # -- pure translation ---------------------------------------------------------------------------
 def test_build_params_conversation_with_tool_round_trip() -> None:
     req = Request(
-        model="gpt-sol",
+        model="gpt-4o",
         system="Be brief.",
         messages=(
             Message(role="user", content="Weather in Paris?"),
@@ -208,7 +208,7 @@ def test_build_params_provider_options_known_as_kwargs_unknown_in_extra_body() -
 
 def test_build_params_images_as_image_url_parts() -> None:
     req = Request(
-        model="gpt-sol",
+        model="gpt-4o",
         messages=(
             Message(
                 role="user",
@@ -288,7 +288,7 @@ def test_parse_response_usage_finish_and_tool_calls() -> None:
         cached_tokens=64,
         reasoning_tokens=30,
     )
-    completion = parse_response(sdk_completion(completion_body(answer)), provider="openai", model="gpt-sol")
+    completion = parse_response(sdk_completion(completion_body(answer)), provider="openai", model="gpt-4o")
     assert completion.finish_reason == "tool_calls"
     assert completion.tool_calls == [ToolCall("call_9", "get_weather", {"city": "Oslo"})]
     assert completion.message.tool_calls == (ToolCall("call_9", "get_weather", {"city": "Oslo"}),)
@@ -315,13 +315,13 @@ def test_finish_reasons(wire: str, expected: str) -> None:
 def test_invalid_tool_arguments_are_a_clear_error() -> None:
     body = completion_body(Answer(tool_calls=[("call_1", "get_weather", '{"city": "Par')]))
     with pytest.raises(StructuredOutputError, match=r"get_weather.*not valid JSON") as info:
-        parse_response(sdk_completion(body), provider="openai", model="gpt-sol")
+        parse_response(sdk_completion(body), provider="openai", model="gpt-4o")
     assert info.value.text == '{"city": "Par'
 
 
 def test_refusal_is_the_text_with_content_filter() -> None:
     body = completion_body(Answer(refusal="I can't help with that."))
-    completion = parse_response(sdk_completion(body), provider="openai", model="gpt-sol")
+    completion = parse_response(sdk_completion(body), provider="openai", model="gpt-4o")
     assert (completion.text, completion.finish_reason) == ("I can't help with that.", "content_filter")
 
 
