@@ -122,7 +122,7 @@ def _compatible_server(settings: ProviderSettings) -> bool:
 def _gemini_on_vertex(settings: ProviderSettings) -> bool:
     configured = settings.options.get("vertexai")
     if configured is not None:
-        return configured is True or str(configured).lower() in ("true", "1", "yes")
+        return configured is True or str(configured).lower() in ("1", "true", "yes", "on")  # as the adapter reads it
     for var in ("GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_GENAI_USE_VERTEXAI"):
         value = os.environ.get(var)
         if value is not None:
