@@ -6,7 +6,8 @@
     python bench/run.py --scenario complete --scenario stream
     python bench/run.py --markdown results.md --json results.json
 
-Scenarios: ``import``, ``complete``, ``stream``, ``async``, ``memory``, ``llamacpp``, ``titan``.
+Scenarios: ``import``, ``complete``, ``stream``, ``async``, ``memory``, ``llamacpp``, ``titan``,
+``cost``, ``telemetry``.
 Every scenario runs fmclient and the baseline in the same process (memory and import: in fresh
 subprocesses), alternating blocks so that noise from other processes hits both sides alike, and
 reports medians, p90s and the ratio fmclient / baseline. The fake server (``bench/server.py``)
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("import", "complete", "stream", "async", "memory", "llamacpp", "titan")
+SCENARIOS = ("import", "complete", "stream", "async", "memory", "llamacpp", "titan", "cost", "telemetry")
 
 ANTHROPIC_MODEL = "claude-sonnet-4-6"
 OPENAI_MODEL = "gpt-4o"
@@ -365,6 +366,180 @@ def scenario_complete(url: str, quick: bool) -> Section:
     fm.close()
     raw_a.close()
     raw_o.close()
+    return section
+
+
+# == cost ====================================================================================
+def scenario_cost(url: str, quick: bool) -> Section:
+    """What pricing a call adds: Completion.cost is attached to every answer and worked out on
+    first read; a client with a budget prices every call as it finishes."""
+    import anthropic
+
+    from fmclient import Client
+
+    rounds, block, warmup = (5, 100, 100) if quick else (15, 200, 200)
+    providers = {"anthropic": {"base_url": url, "api_key": API_KEY}}
+    fm = Client(providers=providers)
+    budgeted = Client(providers=providers, max_cost=10**9)
+    raw = anthropic.Anthropic(base_url=url, api_key=API_KEY, max_retries=0)
+    args = {
+        "model": ANTHROPIC_MODEL,
+        "system": SYSTEM,
+        "max_tokens": MAX_TOKENS,
+        "messages": [{"role": "user", "content": PROMPT}],
+    }
+    model = f"anthropic/{ANTHROPIC_MODEL}"
+
+    def fm_call() -> Any:
+        return fm.complete(PROMPT, model=model, system=SYSTEM, max_tokens=MAX_TOKENS)
+
+    def fm_call_cost() -> Any:
+        return fm_call().cost
+
+    def fm_budget() -> Any:
+        return budgeted.complete(PROMPT, model=model, system=SYSTEM, max_tokens=MAX_TOKENS)
+
+    sides = {
+        "SDK": lambda: raw.messages.create(**args),
+        "fmclient (cost not read)": fm_call,
+        "fmclient, .cost read": fm_call_cost,
+        "fmclient with a budget": fm_budget,
+    }
+    cost = fm_call_cost()
+    assert cost is not None and cost.total > 0, "the bench reply must be priced"
+    samples = interleaved({k: timed(v) for k, v in sides.items()}, rounds=rounds, block=block, warmup=warmup)
+    replies = [fm_call() for _ in range(500)]
+    perf = time.perf_counter
+    reads = []
+    gc.collect()
+    for reply in replies:
+        started = perf()
+        _ = reply.cost
+        reads.append(perf() - started)
+    pricing = median(reads)
+    section = Section(
+        f"Cost of computing cost, Anthropic ({rounds} alternating blocks of {block} calls per side)",
+        ["side", "median", "p90", "vs SDK"],
+    )
+    base = median(samples["SDK"])
+    for side, values in samples.items():
+        section.rows.append([side, us(median(values)), us(p90(values)), ratio(median(values), base)])
+    for side in ("fmclient (cost not read)", "fmclient, .cost read", "fmclient with a budget"):
+        value = median(samples[side])
+        section.checks.append(
+            Check(
+                f"{side}: per call vs the SDK's",
+                f"{ratio(value, base)} ({us(value)} vs {us(base)})",
+                "<= 1.05x",
+                value <= 1.05 * base,
+            )
+        )
+    section.checks.append(
+        Check("pricing one Completion (first read of .cost), median", us(pricing), "informative", None)
+    )
+    section.notes.append(
+        "Every Completion carries what it needs to price itself (a tuple and the call's time); it is "
+        "priced on the first read of .cost, from per-token prices read off genai-prices once per model. "
+        "A client with max_cost prices each call as it finishes."
+    )
+    section.data = {side: median(values) for side, values in samples.items()} | {"pricing": pricing}
+    fm.close()
+    budgeted.close()
+    raw.close()
+    return section
+
+
+# == telemetry ===============================================================================
+def scenario_telemetry(url: str, quick: bool) -> Section:
+    """The per-call ratio against the raw SDK: telemetry absent, no-op tracer, SDK tracer in memory."""
+    import openai
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from fmclient.telemetry import OpenTelemetryHook
+
+    rounds, block, warmup = (5, 100, 100) if quick else (15, 200, 200)
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    hooks = {
+        "fmclient, telemetry absent": None,
+        "fmclient, no-op tracer": OpenTelemetryHook(
+            tracer_provider=trace.NoOpTracerProvider(), meter_provider=metrics.NoOpMeterProvider()
+        ),
+        "fmclient, SDK tracer + in-memory exporter": OpenTelemetryHook(
+            tracer_provider=tracer_provider, meter_provider=MeterProvider([reader])
+        ),
+    }
+    clients = {name: fm_client(url) for name in hooks}
+    for name, hook in hooks.items():
+        if hook is not None:
+            clients[name].add_hook(hook)
+    raw = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
+    o_args = {
+        "model": OPENAI_MODEL,
+        "max_tokens": MAX_TOKENS,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+    }
+    model = f"openai/{OPENAI_MODEL}"
+
+    def side(client: Any) -> Callable[[], Any]:
+        return lambda: client.complete(PROMPT, model=model, system=SYSTEM, max_tokens=MAX_TOKENS)
+
+    sides: dict[str, Callable[[], Any]] = {"SDK": lambda: raw.chat.completions.create(**o_args)}
+    sides.update({name: side(client) for name, client in clients.items()})
+
+    samples = interleaved({k: timed(v) for k, v in sides.items()}, rounds=rounds, block=block, warmup=warmup)
+    exporter.clear()
+    base = median(samples["SDK"])
+    section = Section(
+        f"Telemetry cost, OpenAI complete ({rounds} alternating blocks of {block} calls per side)",
+        ["side", "median", "p90", "vs SDK"],
+    )
+    for name, values in samples.items():
+        section.rows.append([name, us(median(values)), us(p90(values)), ratio(median(values), base)])
+    absent = median(samples["fmclient, telemetry absent"]) / base
+    noop = median(samples["fmclient, no-op tracer"]) / base
+    recording = median(samples["fmclient, SDK tracer + in-memory exporter"]) / base
+    section.checks.append(
+        Check(
+            "no-op tracer: ratio vs SDK moves by",
+            f"{noop - absent:+.3f}x ({noop:.3f}x vs {absent:.3f}x absent)",
+            "<= +0.02x",
+            noop - absent <= 0.02,
+        )
+    )
+    section.checks.append(Check("SDK tracer + in-memory exporter: ratio vs SDK", f"{recording:.3f}x", "reported", None))
+    section.data = {name: median(values) for name, values in samples.items()}
+    # The same clients with no network at all (the mock answers): what the hooks themselves cost,
+    # without the loopback round trip's noise.
+    from fmclient.testing import MockProvider
+
+    with MockProvider() as mock:
+        mock.respond_with(lambda request: "ok")
+        offline = interleaved(
+            {name: timed(side(client)) for name, client in clients.items()}, rounds=rounds, block=block, warmup=warmup
+        )
+    exporter.clear()
+    for name, values in offline.items():
+        section.rows.append([f"{name} (mock, no network)", us(median(values)), us(p90(values)), "-"])
+        section.data[f"{name} (mock)"] = median(values)
+    section.notes.append(
+        "The (mock, no network) rows are fmclient's own per-call work: the hooks' cost is their difference."
+    )
+    section.notes.append(
+        'Telemetry is opt-in (Client(telemetry=True) or an OpenTelemetryHook): "absent" is every client '
+        "without it. The no-op side passes the API's NoOpTracerProvider/NoOpMeterProvider, what an app "
+        "with the [otel] extra but no SDK configured gets."
+    )
+    for client in clients.values():
+        client.close()
+    raw.close()
     return section
 
 
@@ -1066,6 +1241,10 @@ def run(scenarios: Sequence[str], quick: bool) -> list[Section]:
                 section = scenario_llamacpp(quick)
             elif name == "titan":
                 section = scenario_titan(server.url, quick)
+            elif name == "cost":
+                section = scenario_cost(server.url, quick)
+            elif name == "telemetry":
+                section = scenario_telemetry(server.url, quick)
             else:  # pragma: no cover - argparse checks choices
                 raise ValueError(name)
             section.notes.append(f"scenario took {time.perf_counter() - started:.1f} s")

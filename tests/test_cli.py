@@ -48,7 +48,16 @@ def test_complete_json_is_the_whole_completion() -> None:
     data = json.loads(out.stdout)
     assert data["text"] == "mock response"
     assert (data["provider"], data["model"], data["finish_reason"]) == ("mock", "echo", "stop")
-    assert data["usage"] == {"input_tokens": 4, "output_tokens": 2, "total_tokens": 6, "cached_input_tokens": 0}
+    assert data["usage"] == {
+        "input_tokens": 4,
+        "output_tokens": 2,
+        "total_tokens": 6,
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+    }
+    # The built-in mock provider has no prices: unknown, with the reason, never 0.
+    assert data["cost"] is None and "no price table for provider type 'mock'" in data["cost_reason"]
 
 
 def test_embed_prints_json_lines_in_order() -> None:
@@ -63,7 +72,7 @@ def model_lines(out: subprocess.CompletedProcess[str]) -> dict[str, str]:
     """``fmclient models`` output: alias -> its table line (the default's ``*`` marker dropped)."""
     lines = {}
     for line in out.stdout.splitlines()[1:]:
-        if line.strip() and not line.startswith("* default model"):
+        if line.strip() and not line.startswith(("* default model", "prices:")):
             lines[line[2:].split()[0]] = line
     return lines
 
@@ -141,10 +150,11 @@ def test_models_works_with_no_provider_sdk_installed() -> None:
 
 def test_models_imports_no_provider_sdk() -> None:
     # Every SDK is installed here; asking for readiness must still import none of them (Bedrock
-    # may load botocore, to walk the AWS credential chain).
+    # may load botocore, to walk the AWS credential chain). pydantic is not on the list: the price
+    # column reads genai-prices, which is built on it.
     code = (
         "import sys\nfrom fmclient.cli import main\nrc = main(['models'])\n"
-        "sdks = ('anthropic', 'openai', 'google.genai', 'boto3', 'ollama', 'llama_cpp', 'httpx', 'pydantic')\n"
+        "sdks = ('anthropic', 'openai', 'google.genai', 'boto3', 'ollama', 'llama_cpp', 'httpx')\n"
         "print('LOADED', [m for m in sdks if m in sys.modules], rc)\n"
     )
     env = {"ANTHROPIC_API_KEY": "sk-ant-123456", "OPENAI_API_KEY": "sk-123456", "GEMINI_API_KEY": "g-123456"}

@@ -287,7 +287,9 @@ class TestParse:
             model=MODEL,
         )
         assert completion.text == "Hi!"
-        assert completion.usage == Usage(input_tokens=150, output_tokens=7, cached_input_tokens=30)
+        assert completion.usage == Usage(
+            input_tokens=150, output_tokens=7, cached_input_tokens=30, cache_write_tokens=20
+        )
         assert completion.usage.total_tokens == 157
         assert completion.model == fa.MODEL
         assert completion.provider == "anthropic"
@@ -546,7 +548,7 @@ class TestComplete:
             )
         )
         usage = provider.complete(req()).usage
-        assert usage == Usage(input_tokens=3005, output_tokens=9, cached_input_tokens=2000)
+        assert usage == Usage(input_tokens=3005, output_tokens=9, cached_input_tokens=2000, cache_write_tokens=1000)
 
     def test_tool_call_round_trip(self, provider: AnthropicProvider, fake_server: FakeServer) -> None:
         fake_server.queue(

@@ -85,6 +85,7 @@ EMBED_V2 = "amazon.titan-embed-text-v2:0"
 EMBED_V1 = "amazon.titan-embed-text-v1"
 CLAUDE = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 LLAMA = "meta.llama3-1-70b-instruct-v1:0"
+NOVA = "us.amazon.nova-pro-v1:0"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 WEATHER = Tool(
     name="get_weather",
@@ -765,8 +766,9 @@ def test_structured_output_native_and_forced_tool_over_the_wire(fake: FakeBedroc
     fmt = ResponseFormat(name="Person", schema=schema)
     with make_client(fake) as client:
         native = client.complete("Who?", model=f"bedrock/{CLAUDE}", response_format=fmt)
-        forced = client.complete("Who?", model=f"bedrock/{LLAMA}", response_format=fmt)
-        streamed = client.stream("Who?", model=f"bedrock/{LLAMA}", response_format=fmt).completion
+        # Nova takes a forced named tool on Bedrock; Llama does not (its profile refuses that).
+        forced = client.complete("Who?", model=f"bedrock/{NOVA}", response_format=fmt)
+        streamed = client.stream("Who?", model=f"bedrock/{NOVA}", response_format=fmt).completion
     assert (native.text, native.parsed) == ('{"name": "Ada"}', {"name": "Ada"})
     assert (forced.text, forced.finish_reason, forced.tool_calls) == ('{"name": "Grace"}', "stop", [])
     assert forced.parsed == {"name": "Grace"}
@@ -895,14 +897,22 @@ def test_stream_cut_off_or_missing_final_event(fake: FakeBedrock, provider: Bedr
 
 def test_closing_a_stream_releases_its_connection(fake: FakeBedrock, provider: BedrockProvider) -> None:
     fake.queue(converse_stream_reply(text_pieces=["one ", "two ", "three"]))
-    fake.queue(converse_stream_reply(text_pieces=["never read"]))
+    responses: list[Any] = []
+    invoke = provider._invoke
+
+    def recording_invoke(fn: Any, timeout: float | None, **params: Any) -> Any:
+        responses.append(invoke(fn, timeout, **params))
+        return responses[-1]
+
+    provider._invoke = recording_invoke  # type: ignore[method-assign]
     started = provider.stream(req())
     assert next(started).text == "one "
     started.close()  # type: ignore[attr-defined]
-    assert started._events._raw_stream.closed  # type: ignore[attr-defined]
+    assert responses[0]["stream"]._raw_stream.closed
+    # A stream closed before its first chunk never sent its request.
     unstarted = provider.stream(req())
     unstarted.close()  # type: ignore[attr-defined]
-    assert unstarted._events._raw_stream.closed  # type: ignore[attr-defined]
+    assert len(fake.requests) == 1 and len(responses) == 1
     fake.queue(converse_reply(text="still fine"))
     assert provider.complete(req()).text == "still fine"
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -670,16 +672,13 @@ def test_image_input(fake_server: FakeServer, provider: GeminiProvider) -> None:
     assert file_data.get("mimeType", file_data.get("mime_type")) == "image/jpeg"
 
 
-def test_embeddings_batch_and_keep_order(fake_server: FakeServer, provider: GeminiProvider) -> None:
+def test_embeddings_batch_and_keep_order(fake_server: FakeServer) -> None:
     fake_server.handler = fake.embed_handler
-    texts = tuple(f"text number {i}" for i in range(2 * EMBED_BATCH_SIZE + 50))
-    result = provider.embed(
-        EmbedRequest(
-            model="gemini-embedding-001",
-            texts=texts,
-            provider_options={"task_type": "RETRIEVAL_DOCUMENT", "output_dimensionality": 4},
+    texts = [f"text number {i}" for i in range(2 * EMBED_BATCH_SIZE + 50)]
+    with gemini_client(fake_server) as client:  # the client splits the input into batches
+        result = client.embed(
+            texts, model="gemini/gemini-embedding-001", task_type="RETRIEVAL_DOCUMENT", output_dimensionality=4
         )
-    )
     assert len(fake_server.requests) == 3
     sizes = [len(r.json()["requests"]) for r in fake_server.requests]
     assert sizes == [100, 100, 50]
@@ -998,13 +997,14 @@ async def test_astream_tool_call_with_signature(
     await provider.aclose()
 
 
-async def test_aembed(fake_server: FakeServer, provider: GeminiProvider, async_backend: str) -> None:
+async def test_aembed(fake_server: FakeServer, async_backend: str) -> None:
     fake_server.handler = fake.embed_handler
-    texts = tuple(f"t{i}" for i in range(EMBED_BATCH_SIZE + 1))
-    result = await provider.aembed(EmbedRequest(model="gemini-embedding-001", texts=texts))
+    texts = [f"t{i}" for i in range(EMBED_BATCH_SIZE + 1)]
+    client = gemini_client(fake_server)
+    result = await client.aembed(texts, model="gemini/gemini-embedding-001")
     assert result.vectors == [fake.fake_vector(t) for t in texts]
     assert [len(r.json()["requests"]) for r in fake_server.requests] == [100, 1]
-    await provider.aclose()
+    await client.aclose()
 
 
 @pytest.mark.parametrize(
@@ -1095,3 +1095,434 @@ async def test_async_client_no_retry_on_400(
         with pytest.raises(BadRequestError):
             await client.acomplete("hi", model=f"gemini/{MODEL}")
     assert len(fake_server.requests) == 1 and retry_sleeps == []
+
+
+# =============================================================================================
+# Gemini 3 and function-call history it did not produce (thought signature placeholder)
+# =============================================================================================
+
+GEMINI_3 = "gemini-3-pro-preview"
+PLACEHOLDER = b"skip_thought_signature_validator"
+
+
+@pytest.fixture
+def gemini_api(fake_server: FakeServer) -> fake.GeminiAPI:
+    """The routing fake on the Developer API, enforcing credentials and Gemini 3's signature rule."""
+    api = fake.GeminiAPI("gemini", api_key=KEY)
+    fake_server.handler = api
+    return api
+
+
+def foreign_history() -> tuple[Message, ...]:
+    """A conversation whose tool calls another provider made (e.g. before a fallback): two
+    parallel calls in the current turn, one call in an earlier turn, no Gemini state at all."""
+    return (
+        Message(role="user", content="Weather in Oslo?"),
+        Message(
+            role="assistant",
+            tool_calls=(ToolCall("toolu_01", "get_weather", {"city": "Oslo"}),),
+            provider_state={"anthropic": {"content": [{"type": "text", "text": "x"}]}},
+        ),
+        Message.tool_result("toolu_01", "-3 C", name="get_weather"),
+        Message(role="assistant", content="Cold."),
+        Message(role="user", content="And Paris and Rome?"),
+        Message(
+            role="assistant",
+            content="Checking both.",
+            tool_calls=(
+                ToolCall("toolu_02", "get_weather", {"city": "Paris"}),
+                ToolCall("toolu_03", "get_weather", {"city": "Rome"}),
+            ),
+        ),
+        Message.tool_result("toolu_02", "21 C", name="get_weather"),
+        Message.tool_result("toolu_03", "25 C", name="get_weather"),
+    )
+
+
+def test_fake_rejects_unsigned_gemini_3_history_like_the_api(fake_server: FakeServer, gemini_api: Any) -> None:
+    """The fake's rule, met by the bare SDK: without the placeholder, Gemini 3 says 400."""
+    from google import genai
+    from google.genai import errors as genai_errors
+
+    sdk = genai.Client(api_key=KEY, http_options={"base_url": fake_server.url})
+    unsigned = build_contents(foreign_history(), "gemini")  # no model: nothing added
+    with pytest.raises(genai_errors.ClientError) as caught:
+        sdk.models.generate_content(model=GEMINI_3, contents=unsigned)
+    assert caught.value.code == 400 and "thought_signature" in str(caught.value)
+    # an older generation does not check, so the same history is accepted there
+    gemini_api.queue(fake.generate_reply("fine"))
+    assert sdk.models.generate_content(model=MODEL, contents=unsigned).text == "fine"
+    sdk.close()
+
+
+def test_foreign_tool_calls_get_the_placeholder_on_gemini_3(
+    fake_server: FakeServer, gemini_api: Any, provider: GeminiProvider
+) -> None:
+    gemini_api.queue(fake.generate_reply("Paris 21 C, Rome 25 C."))
+    reply = provider.complete(Request(model=GEMINI_3, messages=foreign_history(), tools=(WEATHER,)))
+    assert reply.text == "Paris 21 C, Rome 25 C."
+    assert len(fake_server.requests) == 1
+    contents = body(fake_server)["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user", "model", "user", "model", "user"]
+    # the current turn's step: only its first function call is signed, with the placeholder
+    current = contents[5]["parts"]
+    assert current[0] == {"text": "Checking both."}
+    assert current[1]["functionCall"] == {"name": "get_weather", "args": {"city": "Paris"}}
+    assert signature_in(current[1]) == [PLACEHOLDER]
+    assert signature_in(current[2]) == []
+    # an earlier turn is not validated by the API and is sent as it was
+    assert signature_in(contents[1]) == []
+
+
+def test_real_signatures_round_trip_untouched_on_gemini_3(
+    fake_server: FakeServer, gemini_api: Any, provider: GeminiProvider
+) -> None:
+    gemini_api.queue(
+        fake.generate_reply(
+            None,
+            parts=[
+                fake.function_call_part("get_weather", {"city": "Paris"}, thought_signature=SIGNATURE),
+                fake.function_call_part("get_weather", {"city": "Rome"}),
+            ],
+            model_version=GEMINI_3,
+        ),
+        fake.generate_reply("Both warm.", model_version=GEMINI_3),
+    )
+    question = Message(role="user", content="Paris and Rome?")
+    first = provider.complete(Request(model=GEMINI_3, messages=(question,), tools=(WEATHER,)))
+    paris, rome = first.tool_calls
+    provider.complete(
+        Request(
+            model=GEMINI_3,
+            messages=(
+                question,
+                first.message,
+                Message.tool_result(paris.id, "21 C", name="get_weather"),
+                Message.tool_result(rome.id, "25 C", name="get_weather"),
+            ),
+            tools=(WEATHER,),
+        )
+    )
+    assert len(fake_server.requests) == 2
+    model_parts = body(fake_server, 1)["contents"][1]["parts"]
+    assert [signature_in(p) for p in model_parts] == [[SIGNATURE], []]
+
+
+def test_edited_gemini_history_gets_the_placeholder(
+    fake_server: FakeServer, gemini_api: Any, provider: GeminiProvider
+) -> None:
+    state = {
+        "gemini": {
+            "parts": [{"function_call": {"name": "get_weather", "args": {"city": "Oslo"}}, "thought_signature": "AAEC"}]
+        }
+    }
+    edited = Message(
+        role="assistant", tool_calls=(ToolCall("c1", "get_weather", {"city": "Bergen"}),), provider_state=state
+    )
+    gemini_api.queue(fake.stream_reply(fake.stream_events(["Rainy."])))
+    messages = (Message(role="user", content="Bergen?"), edited, Message.tool_result("c1", "rain", name="get_weather"))
+    chunks = list(provider.stream(Request(model=GEMINI_3, messages=messages, tools=(WEATHER,))))
+    assert "".join(c.text for c in chunks) == "Rainy."
+    # the stored signature belonged to the call before the edit: the placeholder replaces it
+    assert signature_in(body(fake_server)["contents"][1]) == [PLACEHOLDER]
+
+
+def test_older_gemini_gets_no_placeholder() -> None:
+    def signed(model: str) -> list[Any]:
+        contents = build_params(Request(model=model, messages=foreign_history()))["contents"]
+        return [p["thought_signature"] for c in contents for p in c["parts"] if "thought_signature" in p]
+
+    assert signed(MODEL) == [] and signed("gemma-3-27b-it") == []
+    # an unversioned alias may be Gemini 3: it gets the placeholder, which older models accept too
+    assert signed("gemini-flash-latest") == [PLACEHOLDER] and signed(GEMINI_3) == [PLACEHOLDER]
+
+
+# =============================================================================================
+# Images in tool results (multimodal function responses) and system messages
+# =============================================================================================
+
+
+def camel(value: Any) -> Any:
+    """JSON keys in the API's camelCase. The SDK sends a function response's media parts with
+    proto field names (``inline_data``), which the API's JSON parser accepts as well."""
+    if isinstance(value, dict):
+        return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel(v) for v in value]
+    return value
+
+
+def screenshot_result(image: ImagePart) -> tuple[Message, ...]:
+    return (
+        Message(role="user", content="What does the page show?"),
+        Message(role="assistant", tool_calls=(ToolCall("call-1", "screenshot", {}),)),
+        Message(role="tool", content=(TextPart("captured"), image), tool_call_id="call-1", name="screenshot"),
+    )
+
+
+def test_image_in_a_tool_result_is_sent_to_gemini_3(
+    fake_server: FakeServer, gemini_api: Any, provider: GeminiProvider
+) -> None:
+    gemini_api.queue(fake.generate_reply("A login form."))
+    messages = screenshot_result(ImagePart(data=PNG, media_type="image/png"))
+    assert provider.complete(Request(model=GEMINI_3, messages=messages)).text == "A login form."
+    response = camel(body(fake_server)["contents"][2]["parts"][0]["functionResponse"])
+    assert response["name"] == "screenshot" and response["response"] == {"output": "captured"}
+    [part] = response["parts"]
+    assert part["inlineData"]["mimeType"] == "image/png"
+    assert fake.b64decode_any(part["inlineData"]["data"]) == PNG
+
+
+@pytest.mark.parametrize(
+    ("model", "image", "match"),
+    [
+        (MODEL, ImagePart(data=PNG, media_type="image/png"), "Gemini 3 or later"),
+        (GEMINI_3, ImagePart(url="https://example.com/shot.png", media_type="image/png"), "only as inline data"),
+    ],
+)
+def test_image_in_a_tool_result_is_refused_where_gemini_cannot_take_it(
+    fake_server: FakeServer, provider: GeminiProvider, model: str, image: ImagePart, match: str
+) -> None:
+    with pytest.raises(UnsupportedFeatureError, match=match):
+        provider.complete(Request(model=model, messages=screenshot_result(image)))
+    assert fake_server.requests == []
+
+
+def test_system_message_image_is_refused_before_sending(fake_server: FakeServer) -> None:
+    system = {"role": "system", "content": [{"type": "text", "text": "Match this style:"}, ImagePart(data=PNG)]}
+    with gemini_client(fake_server) as client, pytest.raises(UnsupportedFeatureError, match="system"):
+        client.complete([system, {"role": "user", "content": "Hi"}], model=f"gemini/{GEMINI_3}")
+    assert fake_server.requests == []
+
+
+# =============================================================================================
+# Vertex AI over the wire: explicit credentials, express mode, missing ADC
+# =============================================================================================
+
+PROJECT, LOCATION, TOKEN = "proj-fm", "europe-west4", "fake-oauth-token"
+VERTEX_PREFIX = f"/v1beta1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models"
+EXPRESS_PREFIX = "/v1beta1/publishers/google/models"
+
+
+def vertex_settings(server: FakeServer, token: str = TOKEN) -> ProviderSettings:
+    from google.oauth2.credentials import Credentials
+
+    options = {"vertexai": True, "project": PROJECT, "location": LOCATION, "credentials": Credentials(token=token)}
+    return ProviderSettings(name="vertex", type="gemini", base_url=server.url, options=options)
+
+
+def express_settings(server: FakeServer) -> ProviderSettings:
+    return ProviderSettings(
+        name="vertex", type="gemini", api_key=Secret(KEY), base_url=server.url, options={"vertexai": True}
+    )
+
+
+@pytest.fixture(params=["vertex", "express"])
+def vertex_case(request: pytest.FixtureRequest, fake_server: FakeServer) -> Iterator[tuple[GeminiProvider, Any, str]]:
+    """A Vertex AI adapter (OAuth credentials with project/location, or express mode's API key),
+    the routing fake that checks its credential, and the path prefix it must use."""
+    if request.param == "vertex":
+        api = fake.GeminiAPI("vertex", token=TOKEN, project=PROJECT, location=LOCATION)
+        adapter = GeminiProvider(vertex_settings(fake_server))
+        prefix = VERTEX_PREFIX
+    else:
+        api = fake.GeminiAPI("express", api_key=KEY)
+        adapter = GeminiProvider(express_settings(fake_server))
+        prefix = EXPRESS_PREFIX
+    fake_server.handler = api
+    adapter.check_ready(MODEL)
+    yield adapter, api, prefix
+    adapter.close()
+
+
+def assert_credential(sent: Any, prefix: str) -> None:
+    if prefix == VERTEX_PREFIX:
+        assert sent.headers["authorization"] == f"Bearer {TOKEN}" and "x-goog-api-key" not in sent.headers
+    else:
+        assert sent.headers["x-goog-api-key"] == KEY and "authorization" not in sent.headers
+
+
+def test_vertex_complete_and_stream(fake_server: FakeServer, vertex_case: Any) -> None:
+    adapter, api, prefix = vertex_case
+    api.queue(fake.generate_reply("from vertex"), fake.stream_reply(fake.stream_events(["ver", "tex"])))
+    assert adapter.complete(ask(system="Be brief.", max_tokens=8)).text == "from vertex"
+    chunks = list(adapter.stream(ask()))
+    assert "".join(c.text for c in chunks) == "vertex" and chunks[-1].finish_reason == "stop"
+    first, second = fake_server.requests
+    assert first.path == f"{prefix}/{MODEL}:generateContent"
+    assert second.path == f"{prefix}/{MODEL}:streamGenerateContent?alt=sse"
+    for sent in (first, second):
+        assert_credential(sent, prefix)
+    assert first.json()["systemInstruction"]["parts"] == [{"text": "Be brief."}]
+    assert first.json()["generationConfig"] == {"maxOutputTokens": 8}
+
+
+def test_vertex_tool_round_trip(fake_server: FakeServer, vertex_case: Any) -> None:
+    adapter, api, prefix = vertex_case
+    api.queue(
+        fake.generate_reply(
+            None, parts=[fake.function_call_part("get_weather", {"city": "Lima"}, thought_signature=SIGNATURE)]
+        ),
+        fake.generate_reply("Warm."),
+    )
+    question = Message(role="user", content="Lima?")
+    first = adapter.complete(Request(model=GEMINI_3, messages=(question,), tools=(WEATHER,), tool_choice="required"))
+    [call] = first.tool_calls
+    assert first.finish_reason == "tool_calls" and call.arguments == {"city": "Lima"}
+    result = Message.tool_result(call.id, {"temp_c": 27}, name="get_weather")
+    second = adapter.complete(Request(model=GEMINI_3, messages=(question, first.message, result), tools=(WEATHER,)))
+    assert second.text == "Warm."
+    assert [r.path for r in fake_server.requests] == [f"{prefix}/{GEMINI_3}:generateContent"] * 2
+    sent = body(fake_server, 0)
+    assert sent["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"
+    assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+    contents = body(fake_server, 1)["contents"]
+    assert signature_in(contents[1]) == [SIGNATURE]
+    assert contents[2]["parts"] == [{"functionResponse": {"name": "get_weather", "response": {"temp_c": 27}}}]
+
+
+def test_vertex_takes_an_image_url_in_a_tool_result(fake_server: FakeServer, vertex_case: Any) -> None:
+    adapter, api, _ = vertex_case
+    api.queue(fake.generate_reply("A chart."))
+    image = ImagePart(url="gs://bucket/chart.png", media_type="image/png")
+    adapter.complete(Request(model=GEMINI_3, messages=screenshot_result(image)))
+    response = camel(body(fake_server)["contents"][2]["parts"][0]["functionResponse"])
+    assert response["parts"] == [{"fileData": {"fileUri": "gs://bucket/chart.png", "mimeType": "image/png"}}]
+
+
+@pytest.mark.parametrize(
+    ("model", "count", "method"),
+    [
+        ("gemini-embedding-001", 3, "batchEmbedContents"),
+        ("gemini-embedding-001", 1, "embedContent"),
+        ("text-embedding-005", 3, "predict"),
+    ],
+)
+def test_vertex_embeddings(fake_server: FakeServer, vertex_case: Any, model: str, count: int, method: str) -> None:
+    adapter, _, prefix = vertex_case
+    texts = tuple(f"text number {i}" for i in range(count))
+    result = adapter.embed(EmbedRequest(model=model, texts=texts, provider_options={"output_dimensionality": 3}))
+    assert result.vectors == [(fake.fake_vector(t) * 3)[:3] for t in texts]
+    assert result.usage.input_tokens == sum(fake.token_count(t) for t in texts)
+    [sent] = fake_server.requests
+    assert sent.path == f"{prefix}/{model}:{method}"
+    assert_credential(sent, prefix)
+
+
+async def test_vertex_async(fake_server: FakeServer, vertex_case: Any, async_backend: str) -> None:
+    adapter, api, prefix = vertex_case
+    api.queue(fake.generate_reply("async vertex"), fake.stream_reply(fake.stream_events(["a", "b"])))
+    assert (await adapter.acomplete(ask())).text == "async vertex"
+    assert "".join([c.text async for c in adapter.astream(ask())]) == "ab"
+    result = await adapter.aembed(EmbedRequest(model="gemini-embedding-001", texts=("x y", "z")))
+    assert result.vectors == [fake.fake_vector("x y"), fake.fake_vector("z")] and result.usage.input_tokens == 3
+    assert [r.path.rsplit(":", 1)[-1] for r in fake_server.requests] == [
+        "generateContent",
+        "streamGenerateContent?alt=sse",
+        "batchEmbedContents",
+    ]
+    for sent in fake_server.requests:
+        assert sent.path.startswith(prefix)
+        assert_credential(sent, prefix)
+    await adapter.aclose()
+
+
+def test_vertex_wrong_token_is_an_authentication_error(fake_server: FakeServer) -> None:
+    fake_server.handler = fake.GeminiAPI("vertex", token=TOKEN, project=PROJECT, location=LOCATION)
+    adapter = GeminiProvider(vertex_settings(fake_server, token="stale-token"))
+    with pytest.raises(AuthenticationError):
+        adapter.complete(ask())
+    assert len(fake_server.requests) == 1
+    adapter.close()
+
+
+def test_vertex_through_the_client(fake_server: FakeServer) -> None:
+    from google.oauth2.credentials import Credentials
+
+    api = fake.GeminiAPI("vertex", token=TOKEN, project=PROJECT, location=LOCATION)
+    fake_server.handler = api
+    api.queue(fake.generate_reply("configured"))
+    vertex = {
+        "type": "gemini",
+        "base_url": fake_server.url,
+        "vertexai": True,
+        "project": PROJECT,
+        "location": LOCATION,
+        "credentials": Credentials(token=TOKEN),
+    }
+    with Client(providers={"vertex": vertex}) as client:
+        assert client.complete("Hi", model=f"vertex/{MODEL}").text == "configured"
+        assert client.embed(["a b"], model="vertex/gemini-embedding-001").usage.input_tokens == 2
+    assert [r.path for r in fake_server.requests] == [
+        f"{VERTEX_PREFIX}/{MODEL}:generateContent",
+        f"{VERTEX_PREFIX}/gemini-embedding-001:embedContent",
+    ]
+
+
+def test_vertex_credentials_setting_must_be_credentials() -> None:
+    adapter = GeminiProvider(
+        ProviderSettings(name="vertex", type="gemini", options={"vertexai": True, "credentials": "token"})
+    )
+    with pytest.raises(ConfigurationError, match=r"google\.auth\.credentials\.Credentials"):
+        adapter.check_ready(MODEL)
+
+
+def test_vertex_with_a_credentials_file_that_is_missing(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    adapter = GeminiProvider(
+        ProviderSettings(
+            name="vertex",
+            type="gemini",
+            base_url=fake_server.url,
+            options={"vertexai": True, "project": PROJECT, "location": LOCATION},
+        )
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        adapter.complete(ask())
+    message = str(caught.value)
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in message and "gcloud auth application-default login" in message
+    assert "missing.json" in message
+    assert fake_server.requests == []
+
+
+def test_vertex_without_application_default_credentials(fake_server: FakeServer, tmp_path: Any) -> None:
+    """No ADC anywhere: no variable, an empty gcloud config, and a metadata server that is a
+    closed loopback port (google.auth reads its address at import, hence the subprocess)."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        metadata = f"127.0.0.1:{closed.getsockname()[1]}"
+    code = f"""
+import sys
+from fmclient.errors import ConfigurationError
+from fmclient.providers.base import ProviderSettings
+from fmclient.providers.gemini import GeminiProvider
+from fmclient.types import Message, Request
+options = {{"vertexai": True, "project": "{PROJECT}", "location": "{LOCATION}"}}
+adapter = GeminiProvider(ProviderSettings(name="vertex", type="gemini", base_url="{fake_server.url}", options=options))
+try:
+    adapter.complete(Request(model="{MODEL}", messages=(Message(role="user", content="Hi"),)))
+except ConfigurationError as exc:
+    print(exc)
+    sys.exit(0)
+sys.exit("no ConfigurationError")
+"""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GOOGLE_", "GCE_", "CLOUDSDK_", "GEMINI_"))
+    }
+    env.update(
+        HOME=str(tmp_path),
+        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
+        GCE_METADATA_HOST=metadata,
+        GCE_METADATA_IP=metadata,
+        GCE_METADATA_DETECT_RETRIES="1",
+        GCE_METADATA_TIMEOUT="1",
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "gcloud auth application-default login" in done.stdout
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in done.stdout and "api_key" in done.stdout
+    assert fake_server.requests == []

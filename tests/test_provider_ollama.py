@@ -31,6 +31,7 @@ from fmclient.errors import (
     RateLimitError,
     RequestTimeoutError,
     ServiceUnavailableError,
+    StructuredOutputError,
     UnsupportedFeatureError,
 )
 from fmclient.providers.base import ProviderSettings
@@ -208,8 +209,11 @@ def test_parse_response_synthesises_missing_tool_call_ids_and_keeps_given_ones()
 def test_parse_response_rejects_a_body_without_message() -> None:
     with pytest.raises(FMClientError, match="malformed response"):
         parse_response({"model": "m", "done": False}, provider="ollama", model="m")
-    with pytest.raises(FMClientError, match="malformed response"):
+    # Argument text that is not JSON, in a reply that was not cut off: the model's fault, not
+    # the server's, so not retryable (a reply cut off by max_tokens keeps it: test_adapter_edges).
+    with pytest.raises(StructuredOutputError, match="not valid JSON") as caught:
         parse_response(chat_body(tool_calls=[{"name": "a", "arguments": "{not json"}]), provider="ollama", model="m")
+    assert not caught.value.retryable
 
 
 def test_parse_stream_event_indexes_tool_calls_and_skips_empty_lines() -> None:
@@ -374,7 +378,7 @@ def test_structured_output_sends_the_schema_as_format(server: FakeOllama, client
 def test_images_are_sent_base64_in_the_message(server: FakeOllama, client: Client) -> None:
     server.queue(chat_reply("A black square."))
     prompt = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, {"type": "image", "data": PNG}]}]
-    assert client.complete(prompt, model="ollama/llama3.2").text == "A black square."
+    assert client.complete(prompt, model="ollama/llama3.2-vision").text == "A black square."
     (message,) = server.requests[0].json()["messages"]
     assert message == {"role": "user", "content": "What is this?", "images": [base64.b64encode(PNG).decode()]}
 

@@ -292,7 +292,7 @@ def test_parse_response_usage_finish_and_tool_calls() -> None:
     assert completion.finish_reason == "tool_calls"
     assert completion.tool_calls == [ToolCall("call_9", "get_weather", {"city": "Oslo"})]
     assert completion.message.tool_calls == (ToolCall("call_9", "get_weather", {"city": "Oslo"}),)
-    assert completion.usage == Usage(input_tokens=100, output_tokens=40, cached_input_tokens=64)
+    assert completion.usage == Usage(input_tokens=100, output_tokens=40, cached_input_tokens=64, reasoning_tokens=30)
     assert completion.model == "gpt-4o-2024-08-06" and completion.provider == "openai"
 
 

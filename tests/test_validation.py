@@ -168,17 +168,25 @@ def test_tool_from_a_typed_function() -> None:
     def get_weather(city: str, unit: Literal["c", "f"] = "c", days: int | None = None) -> str:
         """Current weather for a city.
 
-        More detail that is not the description.
+        More detail for the model.
+
+        Returns:
+            A sentence.
         """
         return ""
 
     tool = tool_from_function(get_weather)
     assert tool.name == "get_weather"
-    assert tool.description == "Current weather for a city."
+    assert tool.description == "Current weather for a city.\n\nMore detail for the model."
     assert tool.parameters == {
         "type": "object",
-        "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}, "days": {"type": "integer"}},
+        "properties": {
+            "city": {"type": "string"},
+            "unit": {"enum": ["c", "f"], "type": "string", "default": "c"},
+            "days": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
+        },
         "required": ["city"],
+        "additionalProperties": False,
     }
 
 

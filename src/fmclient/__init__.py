@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fmclient._schema import tool_arguments
 from fmclient._stream import AsyncStream, Stream
 from fmclient.client import Attempt, Client
 from fmclient.errors import (
     APIConnectionError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ConfigurationError,
     ContentFilterError,
     ContextWindowExceededError,
@@ -51,12 +53,14 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "Chunk",
     "Client",
     "Completion",
     "ConfigurationError",
     "ContentFilterError",
     "ContextWindowExceededError",
+    "Cost",
     "Embeddings",
     "FMClientError",
     "ImagePart",
@@ -81,7 +85,21 @@ __all__ = [
     "embed",
     "set_default_client",
     "stream",
+    "tool_arguments",
 ]
+
+if TYPE_CHECKING:
+    from fmclient.pricing import Cost
+
+
+def __getattr__(name: str) -> Any:
+    # Cost needs decimal (~4 ms to import): loaded when asked for, not on `import fmclient`.
+    if name == "Cost":
+        from fmclient.pricing import Cost
+
+        return Cost
+    raise AttributeError(f"module 'fmclient' has no attribute {name!r}")
+
 
 _default: Client | None = None
 _default_lock = threading.Lock()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from fmclient.errors import StructuredOutputError
-from fmclient.types import Chunk, Completion, FinishReason, Message, ToolCall, Usage
+from fmclient.errors import FMClientError
+from fmclient.providers.shared_io import ToolCallAssembler
+from fmclient.types import Chunk, Completion, FinishReason, Message, Usage
 
 __all__ = ["AsyncStream", "Stream", "StreamAssembler"]
 
@@ -21,7 +21,7 @@ class StreamAssembler:
         self.provider = provider
         self.model = model
         self._parts: list[str] = []
-        self._calls: dict[int, list[Any]] = {}
+        self._calls = ToolCallAssembler()
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
         self.provider_state: Any = None
@@ -30,13 +30,7 @@ class StreamAssembler:
         if chunk.text:
             self._parts.append(chunk.text)
         for delta in chunk.tool_calls:
-            call = self._calls.setdefault(delta.index, [None, None, []])
-            if delta.id:
-                call[0] = delta.id
-            if delta.name:
-                call[1] = delta.name
-            if delta.arguments:
-                call[2].append(delta.arguments)
+            self._calls.add(delta)
         if chunk.finish_reason is not None:
             self.finish_reason = chunk.finish_reason
         if chunk.usage is not None:
@@ -51,20 +45,10 @@ class StreamAssembler:
         return "".join(self._parts)
 
     def completion(self) -> Completion:
-        tool_calls = []
-        for index in sorted(self._calls):
-            call_id, name, fragments = self._calls[index]
-            raw = "".join(fragments)
-            try:
-                arguments = json.loads(raw) if raw.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise StructuredOutputError(
-                    f"streamed arguments of tool call {name!r} are not valid JSON: {exc}",
-                    text=raw,
-                    provider=self.provider,
-                    model=self.model,
-                ) from exc
-            tool_calls.append(ToolCall(id=call_id or f"call_{index}", name=name or "", arguments=arguments))
+        # A reply cut off by max_tokens may end inside a call's arguments: returned, not raised.
+        tool_calls = self._calls.calls(
+            truncated=self.finish_reason == "length", provider=self.provider, model=self.model
+        )
         text = self.text
         finish = self.finish_reason or ("tool_calls" if tool_calls else "other")
         return Completion(
@@ -81,8 +65,12 @@ class StreamAssembler:
 
 
 class _StreamBase:
+    """What the sync and async streams share, so ``.completion`` means the same on both."""
+
     _assembler: StreamAssembler | None
     _completion: Completion | None
+    _error: FMClientError | None
+    _closed: bool
 
     @property
     def text(self) -> str:
@@ -97,6 +85,22 @@ class _StreamBase:
     def usage(self) -> Usage | None:
         return self._completion.usage if self._completion else None
 
+    def _outcome(self) -> Completion | None:
+        """The Completion if the stream ended; raise if it cannot have one; None while it can."""
+        if self._completion is not None:
+            return self._completion
+        if self._error is not None:
+            raise self._error  # the same error iteration raised, with its partial_text
+        if self._closed:
+            raise RuntimeError(
+                "the stream was closed before it ended, so it has no completion; .text holds what was received"
+            )
+        return None
+
+    @staticmethod
+    def _stopped() -> RuntimeError:
+        return RuntimeError("the stream stopped before it ended (interrupted), so it has no completion")
+
 
 class Stream(_StreamBase):
     """Iterate for chunks; ``.completion`` is the assembled answer once the stream is consumed.
@@ -107,24 +111,35 @@ class Stream(_StreamBase):
     def __init__(self, chunks: Callable[[Stream], Iterator[Chunk]]) -> None:
         self._assembler = None
         self._completion = None
+        self._error = None
+        self._closed = False
         self._iterator = chunks(self)
 
     def __iter__(self) -> Stream:
         return self
 
     def __next__(self) -> Chunk:
-        return next(self._iterator)
+        try:
+            return next(self._iterator)
+        except FMClientError as error:
+            self._error = error
+            raise
 
     @property
     def completion(self) -> Completion:
-        """The assembled Completion; consumes whatever the caller has not read yet."""
-        if self._completion is None:
-            for _ in self._iterator:
+        """The assembled Completion. Whatever the caller has not read yet is consumed first; a
+        stream that failed raises its error again, and one closed early raises RuntimeError."""
+        done = self._outcome()
+        if done is None:
+            for _ in self:
                 pass
-        assert self._completion is not None
-        return self._completion
+            done = self._outcome()
+        if done is None:
+            raise self._stopped()
+        return done
 
     def close(self) -> None:
+        self._closed = True
         close = getattr(self._iterator, "close", None)
         if close is not None:
             close()
@@ -142,29 +157,43 @@ class AsyncStream(_StreamBase):
     def __init__(self, chunks: Callable[[AsyncStream], AsyncIterator[Chunk]]) -> None:
         self._assembler = None
         self._completion = None
+        self._error = None
+        self._closed = False
         self._iterator = chunks(self)
 
     def __aiter__(self) -> AsyncStream:
         return self
 
     async def __anext__(self) -> Chunk:
-        return await self._iterator.__anext__()
+        try:
+            return await self._iterator.__anext__()
+        except FMClientError as error:
+            self._error = error
+            raise
 
     @property
     def completion(self) -> Completion:
-        if self._completion is None:
-            raise RuntimeError("the stream is not consumed yet: iterate it, or await get_completion()")
-        return self._completion
+        """As :attr:`Stream.completion`: the Completion once consumed, the stream's error again
+        if it failed, RuntimeError if it was closed early. A property cannot await, so a stream
+        with chunks still unread raises RuntimeError: ``await get_completion()`` reads them."""
+        done = self._outcome()
+        if done is None:
+            raise RuntimeError("the stream is not consumed yet: iterate it to its end, or await get_completion()")
+        return done
 
     async def get_completion(self) -> Completion:
-        """Consume what remains and return the assembled Completion."""
-        if self._completion is None:
-            async for _ in self._iterator:
+        """Consume what remains and return the assembled Completion (the sync ``.completion``)."""
+        done = self._outcome()
+        if done is None:
+            async for _ in self:
                 pass
-        assert self._completion is not None
-        return self._completion
+            done = self._outcome()
+        if done is None:
+            raise self._stopped()
+        return done
 
     async def aclose(self) -> None:
+        self._closed = True
         aclose = getattr(self._iterator, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import types
-import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fmclient.errors import StructuredOutputError
+from fmclient._schema import is_pydantic_model, model_schema, tool_from_function
+from fmclient.errors import StructuredOutputError, UnsupportedFeatureError
 from fmclient.types import (
     ROLES,
     Completion,
@@ -66,6 +65,12 @@ def build_request(
                 raise ValueError(
                     f"messages[{index}]: a system message must come before the conversation; "
                     "put system instructions first or pass system="
+                )
+            if any(isinstance(part, ImagePart) for part in message.parts):
+                # Request.system is text: an image here would be dropped without a word.
+                raise UnsupportedFeatureError(
+                    f"messages[{index}]: a system message cannot carry images (system instructions are "
+                    "text only for Gemini, Anthropic, OpenAI and Bedrock); put the image in a user message"
                 )
             if message.text.strip():
                 system_parts.append(message.text)
@@ -369,61 +374,6 @@ def check_json_schema(schema: Any, where: str) -> None:
         check_json_schema(items, f"{where}.items")
 
 
-_PY_TO_JSON: dict[Any, str] = {
-    str: "string",
-    int: "integer",
-    float: "number",
-    bool: "boolean",
-    dict: "object",
-    list: "array",
-}
-
-
-def _annotation_schema(annotation: Any) -> dict[str, Any]:
-    origin = typing.get_origin(annotation)
-    if annotation in _PY_TO_JSON:
-        return {"type": _PY_TO_JSON[annotation]}
-    if origin in (list, tuple, Sequence):
-        args = typing.get_args(annotation)
-        return {"type": "array", "items": _annotation_schema(args[0]) if args else {}}
-    if origin in (dict, Mapping):
-        return {"type": "object"}
-    if origin is typing.Literal:
-        values = list(typing.get_args(annotation))
-        return {"enum": values}
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(members) == 1:
-            return _annotation_schema(members[0])
-        return {"anyOf": [_annotation_schema(a) for a in members]}
-    if hasattr(annotation, "model_json_schema"):
-        return dict(annotation.model_json_schema())
-    return {}
-
-
-def tool_from_function(fn: Callable[..., Any]) -> Tool:
-    """A Tool from a typed Python function: its name, docstring and annotated parameters."""
-    import inspect
-
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:
-        hints = {}
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    for name, param in inspect.signature(fn).parameters.items():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        properties[name] = _annotation_schema(hints.get(name, str))
-        if param.default is inspect.Parameter.empty:
-            required.append(name)
-    doc = inspect.getdoc(fn) or ""
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = required
-    return Tool(name=fn.__name__, description=doc.split("\n\n")[0].strip(), parameters=schema)
-
-
 def _tool_choice(value: Any, tools: tuple[Tool, ...]) -> str | None:
     if value is None:
         return None
@@ -445,8 +395,8 @@ def _tool_choice(value: Any, tools: tuple[Tool, ...]) -> str | None:
 def response_format_from_input(value: Any) -> ResponseFormat | None:
     if value is None or isinstance(value, ResponseFormat):
         return value
-    if isinstance(value, type) and hasattr(value, "model_json_schema"):
-        return ResponseFormat(name=value.__name__, schema=value.model_json_schema(), model=value)
+    if is_pydantic_model(value):
+        return ResponseFormat(name=value.__name__, schema=model_schema(value), model=value)
     if isinstance(value, Mapping):
         if value.get("type") == "json_schema" and isinstance(value.get("json_schema"), Mapping):
             inner = value["json_schema"]

@@ -48,13 +48,18 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go to the provider now? In half-open state only one trial at a time."""
+        return self.admit() is not None
+
+    def admit(self) -> str | None:
+        """Let a call through: ``"closed"`` for an ordinary call, ``"trial"`` for the one half-open
+        trial (its caller must end it with record_success, record_failure or release), or None."""
         with self._lock:
             if self._opened_at is None:
-                return True
+                return "closed"
             if retry.monotonic() - self._opened_at < self.cooldown or self._trial:
-                return False
+                return None
             self._trial = True
-            return True
+            return "trial"
 
     def record_success(self) -> None:
         with self._lock:

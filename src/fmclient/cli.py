@@ -140,12 +140,31 @@ def _lifecycle(client: Client, provider: str, model: str) -> str:
     return str(found) if found else ""
 
 
+def _prices(client: Client, provider: str, model: str) -> str:
+    """``in $3/M out $15/M``: today's price per million tokens, from the price table."""
+    from fmclient.pricing import PriceRef, model_prices
+
+    settings = client.settings.provider_settings(provider)
+    ref = PriceRef(settings.type, settings.base_url, client.settings.prices.get(provider))
+    found = model_prices(ref, model)
+    if not isinstance(found, tuple):
+        return "price ?"
+
+    def per_million(amount: Any) -> str:
+        return "-" if amount is None else f"${amount.normalize():f}/M"
+
+    tiered = " (tiered)" if found[2] else ""
+    return f"in {per_million(found[0])} out {per_million(found[1])}{tiered}"
+
+
 # The table's columns, in order: a heading and how to fill the cell for one alias.
 ModelColumn = tuple[str, Callable[[Client, str, str], str]]
-MODEL_COLUMNS: list[ModelColumn] = [("lifecycle", _lifecycle), ("status", _readiness)]
+MODEL_COLUMNS: list[ModelColumn] = [("price", _prices), ("lifecycle", _lifecycle), ("status", _readiness)]
 
 
 def _models(client: Client) -> int:
+    from fmclient.pricing import INSTALL_HINT, price_data_version
+
     headings = ["alias", "target", *(name for name, _ in MODEL_COLUMNS)]
     rows: list[list[str]] = []
     for alias in sorted(client.settings.aliases):
@@ -166,6 +185,8 @@ def _models(client: Client) -> int:
     for row in rows:
         print(line("*" if row[0] == default else " ", row))
     print(f"\n* default model: {default} (from {client.settings.sources.get('default_model', 'default')})")
+    version = price_data_version()
+    print(f"prices: USD per million tokens, {version}" if version else f"prices: unknown; {INSTALL_HINT}")
     return 0
 
 

@@ -8,27 +8,38 @@ adapter under the retry layer within one deadline. The client knows nothing of a
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
+from fmclient.budget import budget_from_settings
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.config import Settings, Target, load_settings
-from fmclient.errors import FMClientError, UnsupportedFeatureError
+from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
+from fmclient.hooks import CallObserver, Hook, LoggingHook
+from fmclient.pricing import PriceRef
 from fmclient.providers import Provider, adapter_class
-from fmclient.providers.base import Capabilities
+from fmclient.providers.base import Capabilities, EmbedBatching
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
 from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from fmclient.testing.mock import MockProvider
 
 __all__ = ["Attempt", "Client"]
 
 T = TypeVar("T")
+T_in = TypeVar("T_in")
+R = TypeVar("R", Completion, Embeddings)
 
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
 # A plain list, not a contextvar, so threads an app starts see the override too.
-_overrides: list[Provider] = []
+_overrides: list[MockProvider] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +49,9 @@ class Attempt:
     provider: str
     model: str
     error: FMClientError | None = None
+    #: True when the request was never sent to it: it could not take it (a feature it lacks, its key
+    #: or extra missing) or its circuit was open.
+    skipped: bool = False
 
 
 class _Route:
@@ -62,7 +76,7 @@ class _Route:
         self.policy = policy
         self.timeout = timeout
         # The keywords every retry-layer call takes, built once.
-        self.where: dict[str, str] = {"provider": target.provider, "model": target.model}
+        self.where: dict[str, Any] = {"provider": target.provider, "model": target.model}
         self.ready = False
 
     def ensure_ready(self, model: str) -> None:
@@ -86,6 +100,9 @@ class Client:
     Arguments override environment variables, which override the config file, which overrides
     built-in defaults. ``providers`` and ``aliases`` take the same shape as the config file's
     ``[providers.<name>]`` and ``[aliases]`` tables.
+
+    ``max_cost`` (USD, or the config's ``[budget]`` table) caps what this client may spend: see
+    :mod:`fmclient.budget`. It needs ``fmclient[cost]``.
     """
 
     def __init__(
@@ -101,6 +118,9 @@ class Client:
         timeout: float | None = None,
         max_retry_wait: float | None = None,
         env: Mapping[str, str] | None = None,
+        max_cost: float | str | Decimal | None = None,
+        hooks: Sequence[Hook] | None = None,
+        telemetry: bool = False,
     ) -> None:
         overrides: dict[str, Any] = {
             "default_model": model,
@@ -113,12 +133,69 @@ class Client:
         for key, value in (("providers", providers), ("aliases", aliases), ("fallbacks", fallbacks)):
             if value is not None:
                 overrides[key] = value
+        if max_cost is not None:
+            overrides["budget"] = {"max_cost": max_cost}
         self.settings: Settings = load_settings(env=env, config_path=config_path, overrides=overrides)
         self._providers: dict[str, Provider] = {}
         self._routes: dict[tuple[str, int | None], _Route] = {}
         self._lock = threading.Lock()
         self._breaker_config = breaker_from_settings(self.settings.circuit_breaker)
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._budget = budget_from_settings(self.settings.budget)
+        self._price_refs: dict[str, PriceRef] = {}
+        self._hooks: list[Hook] = list(hooks or ())
+        if telemetry:
+            # Imported only when asked for: opentelemetry-api is the [otel] extra.
+            from fmclient.telemetry import OpenTelemetryHook
+
+            self._hooks.append(OpenTelemetryHook())
+        import logging
+
+        self._log = logging.getLogger("fmclient")
+        self._logging_hook = LoggingHook()
+
+    @property
+    def spent(self) -> Decimal | None:
+        """USD spent by this client's calls so far (known costs only), or None without a budget."""
+        return None if self._budget is None else self._budget.spent
+
+    @property
+    def max_cost(self) -> Decimal | None:
+        return None if self._budget is None else self._budget.max_cost
+
+    def _check_budget(self, route: _Route) -> None:
+        if self._budget is not None:
+            self._budget.check(route.target.provider, route.target.model)
+
+    def _priced(self, route: _Route, result: R) -> R:
+        """Tell a result how to price itself (lazily, on first read); charge it to the budget."""
+        target = route.target
+        ref = self._price_refs.get(target.provider)
+        if ref is None:
+            settings = self.settings.provider_settings(target.provider)
+            ref = self._price_refs[target.provider] = PriceRef(
+                settings.type, settings.base_url, self.settings.prices.get(target.provider)
+            )
+        # The id that answered first (dated, or a router's choice), then the one asked for; the
+        # mock answers as "provider/model", so only the target's id means anything there.
+        models = (target.model,) if _overrides else (result.model, target.model)
+        result._pricing = (ref, models, time.time())
+        if self._budget is not None:
+            self._budget.charge(result, target.provider, target.model)
+        return result
+
+    def add_hook(self, hook: Hook) -> None:
+        """Register a hook for every later call (see :mod:`fmclient.hooks`)."""
+        self._hooks = [*self._hooks, hook]
+
+    def _observer(self, operation: str, request: Request | EmbedRequest, streaming: bool) -> CallObserver | None:
+        """The call's observer, or None on the fast path: no hook, and the log would drop records."""
+        hooks = self._hooks
+        if self._log.isEnabledFor(20):  # logging.INFO
+            hooks = [*hooks, self._logging_hook]
+        elif not hooks:
+            return None
+        return CallObserver(hooks, self.settings.provider_settings, operation, request, streaming)
 
     def __repr__(self) -> str:
         return f"<fmclient.Client default_model={self.settings.default_model!r}>"
@@ -147,7 +224,9 @@ class Client:
             # The mock answers: resolve the name (typos still fail) but build no real adapter.
             mock = _overrides[-1]
             target = route.target if route else self.settings.resolve(name)
-            return _Route(target, mock, mock.capabilities(target.model), self._policy(target, max_retries), None)
+            # By default the mock enforces what the real adapter would (mock.enforce_profiles).
+            capabilities = mock.route_capabilities(target.model, self._adapter_capabilities(target))
+            return _Route(target, mock, capabilities, self._policy(target, max_retries), None)
         if route is None:
             target = self.settings.resolve(name)
             provider = self.provider(target.provider)
@@ -160,6 +239,9 @@ class Client:
             )
             self._routes[key] = route
         return route
+
+    def _adapter_capabilities(self, target: Target) -> Callable[[], Capabilities]:
+        return lambda: self.provider(target.provider).capabilities(target.model)
 
     def _policy(self, target: Target, max_retries: int | None) -> RetryPolicy:
         retries = self.settings.max_retries_for(target.provider) if max_retries is None else max_retries
@@ -237,6 +319,7 @@ class Client:
         # The primary target is checked now, so bad input or configuration fails before any
         # request (and, for a stream, before the caller starts iterating).
         first = self._prepare(routes[0], request, streaming=streaming)
+        self._check_budget(routes[0])
         return _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming)
 
     def complete(
@@ -278,13 +361,24 @@ class Client:
         for route, prepared in call.plan():
 
             def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                return _guard(route.provider.complete, _with_timeout(prepared, left), route=route)
+                sent = _with_timeout(prepared, left)
+                if call.observer is None:
+                    return _guard(route.provider.complete, sent, route=route)
+                return call.observer.attempt(
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _guard(route.provider.complete, sent, route=route),
+                )
 
             try:
-                completion = call_with_retries(attempt, route.policy, call.deadline, **route.where)
+                completion = call_with_retries(attempt, route.policy, call.deadline, **call.where(route))
             except FMClientError as error:
                 call.failed(route, error)
                 continue
+            except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                call.interrupted(error)
+                raise
             return call.finish(route, completion)
         raise AssertionError("unreachable: plan() raises when no target is left")
 
@@ -327,13 +421,24 @@ class Client:
         for route, prepared in call.plan():
 
             async def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                return await _aguard(route.provider.acomplete(_with_timeout(prepared, left)), route)
+                sent = _with_timeout(prepared, left)
+                if call.observer is None:
+                    return await _aguard(route.provider.acomplete(sent), route)
+                return await call.observer.aattempt(
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _aguard(route.provider.acomplete(sent), route),
+                )
 
             try:
-                completion = await acall_with_retries(attempt, route.policy, call.deadline, **route.where)
+                completion = await acall_with_retries(attempt, route.policy, call.deadline, **call.where(route))
             except FMClientError as error:
                 call.failed(route, error)
                 continue
+            except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                call.interrupted(error)
+                raise
             return call.finish(route, completion)
         raise AssertionError("unreachable: plan() raises when no target is left")
 
@@ -384,23 +489,39 @@ class Client:
                 def open_stream(
                     left: float | None, route: _Route = route, prepared: Request = prepared
                 ) -> tuple[Iterator[Chunk], Chunk | None]:
-                    iterator = _guard(route.provider.stream, _with_timeout(prepared, left), route=route)
-                    return iterator, _guard(next, iterator, None, route=route)
+                    sent = _with_timeout(prepared, left)
+
+                    def opened() -> tuple[Iterator[Chunk], Chunk | None]:
+                        iterator = _guard(route.provider.stream, sent, route=route)
+                        return iterator, _guard(next, iterator, None, route=route)
+
+                    if call.observer is None:
+                        return opened()
+                    return call.observer.open_stream(route.target.provider, route.target.model, sent, opened)
 
                 try:
-                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                    iterator, first = call_with_retries(open_stream, route.policy, call.deadline, **call.where(route))
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
+                except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                    call.interrupted(error)
+                    raise
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
                     chunk = first
                     while chunk is not None:
                         assembler.add(chunk)
+                        # The deadline covers the whole stream: a reply that keeps trickling in
+                        # never trips the per-read timeout, so each chunk is checked.
+                        call.deadline.check(**route.where)
                         yield chunk
                         chunk = _guard(next, iterator, None, route=route)
                 except FMClientError as error:
                     call.broke_off(route, error, assembler.text)
+                    raise
+                except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                    call.interrupted(error)
                     raise
                 finally:
                     close = getattr(iterator, "close", None)
@@ -454,23 +575,39 @@ class Client:
                 async def open_stream(
                     left: float | None, route: _Route = route, prepared: Request = prepared
                 ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
-                    iterator = route.provider.astream(_with_timeout(prepared, left))
-                    return iterator, await _aguard(_anext_or_none(iterator), route)
+                    sent = _with_timeout(prepared, left)
+
+                    async def opened() -> tuple[AsyncIterator[Chunk], Chunk | None]:
+                        iterator = route.provider.astream(sent)
+                        return iterator, await _aguard(_anext_or_none(iterator), route)
+
+                    if call.observer is None:
+                        return await opened()
+                    return await call.observer.aopen_stream(route.target.provider, route.target.model, sent, opened)
 
                 try:
-                    iterator, first = await acall_with_retries(open_stream, route.policy, call.deadline, **route.where)
+                    iterator, first = await acall_with_retries(
+                        open_stream, route.policy, call.deadline, **call.where(route)
+                    )
                 except FMClientError as error:
                     call.failed(route, error)
                     continue
+                except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                    call.interrupted(error)
+                    raise
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
                     chunk = first
                     while chunk is not None:
                         assembler.add(chunk)
+                        call.deadline.check(**route.where)  # the whole stream, as in stream()
                         yield chunk
                         chunk = await _aguard(_anext_or_none(iterator), route)
                 except FMClientError as error:
                     call.broke_off(route, error, assembler.text)
+                    raise
+                except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
+                    call.interrupted(error)
                     raise
                 finally:
                     aclose = getattr(iterator, "aclose", None)
@@ -500,6 +637,7 @@ class Client:
                 model=request.model,
             )
         route.ensure_ready(request.model)
+        self._check_budget(route)
         return route, request, self._deadline(timeout, route)
 
     def embed(
@@ -511,13 +649,48 @@ class Client:
         max_retries: int | None = None,
         **provider_options: Any,
     ) -> Embeddings:
-        """Embed texts; vectors come back in input order."""
+        """Embed texts; vectors come back in input order.
+
+        The input goes out in the batches the provider takes, each under its own retries within
+        the one deadline: a retry re-sends only the batch that failed.
+        """
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
+        observer = self._observer("embeddings", request, False)
+        if observer is not None:
+            request = _observed_embed_request(observer, route, request)
+        batching = route.provider.embed_batching(route.target.model)
+        batches = _embed_batches(request, batching)
+        where = route.where if observer is None else {**route.where, "on_retry": observer.retry}
 
-        def attempt(left: float | None) -> Embeddings:
-            return _guard(route.provider.embed, replace(request, timeout=left), route=route)
+        def embed_batch(batch: EmbedRequest) -> Embeddings:
+            def attempt(left: float | None) -> Embeddings:
+                sent = replace(batch, timeout=left)
+                if observer is None:
+                    return _guard(route.provider.embed, sent, route=route)
+                return observer.attempt(
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _guard(route.provider.embed, sent, route=route),
+                )
 
-        return call_with_retries(attempt, route.policy, deadline, **route.where)
+            return call_with_retries(attempt, route.policy, deadline, **where)
+
+        try:
+            if len(batches) == 1:
+                result = embed_batch(batches[0])
+            elif batching.max_concurrency <= 1:
+                result = _joined_embeddings([embed_batch(batch) for batch in batches])
+            else:
+                result = _joined_embeddings(_fan_out(embed_batch, batches, batching.max_concurrency))
+        except BaseException as error:
+            if observer is not None:
+                observer.end(None, error)
+            raise
+        result = self._priced(route, result)
+        if observer is not None:
+            observer.end(result, None)
+        return result
 
     async def aembed(
         self,
@@ -530,11 +703,39 @@ class Client:
     ) -> Embeddings:
         """The async twin of :meth:`embed`."""
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
+        observer = self._observer("embeddings", request, False)
+        if observer is not None:
+            request = _observed_embed_request(observer, route, request)
+        batching = route.provider.embed_batching(route.target.model)
+        batches = _embed_batches(request, batching)
+        where = route.where if observer is None else {**route.where, "on_retry": observer.retry}
 
-        async def attempt(left: float | None) -> Embeddings:
-            return await _aguard(route.provider.aembed(replace(request, timeout=left)), route)
+        async def embed_batch(batch: EmbedRequest) -> Embeddings:
+            async def attempt(left: float | None) -> Embeddings:
+                sent = replace(batch, timeout=left)
+                if observer is None:
+                    return await _aguard(route.provider.aembed(sent), route)
+                return await observer.aattempt(
+                    route.target.provider, route.target.model, sent, lambda: _aguard(route.provider.aembed(sent), route)
+                )
 
-        return await acall_with_retries(attempt, route.policy, deadline, **route.where)
+            return await acall_with_retries(attempt, route.policy, deadline, **where)
+
+        try:
+            if len(batches) == 1:
+                result = await embed_batch(batches[0])
+            elif batching.max_concurrency <= 1:
+                result = _joined_embeddings([await embed_batch(batch) for batch in batches])
+            else:
+                result = _joined_embeddings(await _afan_out(embed_batch, batches, batching.max_concurrency))
+        except BaseException as error:
+            if observer is not None:
+                observer.end(None, error)
+            raise
+        result = self._priced(route, result)
+        if observer is not None:
+            observer.end(result, None)
+        return result
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -561,7 +762,18 @@ class Client:
 class _Call:
     """One complete/stream call across its targets: the fallback walk and its record."""
 
-    __slots__ = ("attempts", "client", "deadline", "first", "request", "routes", "streaming")
+    __slots__ = (
+        "attempts",
+        "client",
+        "deadline",
+        "first",
+        "observer",
+        "position",
+        "request",
+        "routes",
+        "streaming",
+        "trial",
+    )
 
     def __init__(
         self,
@@ -573,27 +785,38 @@ class _Call:
         streaming: bool,
     ) -> None:
         self.client = client
+        self.observer: CallObserver | None = None
         self.request = request
         self.routes = routes
         self.first = first
         self.deadline = deadline
         self.streaming = streaming
         self.attempts: list[Attempt] = []
+        self.position = 0  # index in routes of the target being tried
+        # The breaker whose half-open trial this call holds until the trial's outcome is recorded.
+        self.trial: CircuitBreaker | None = None
 
     def plan(self) -> Iterator[tuple[_Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
+        # The call starts here (for a stream: when the caller starts iterating), hooks with it.
+        self.observer = self.client._observer("chat", self.first, self.streaming)
         for index, route in enumerate(self.routes):
+            self.position = index
             breaker = self.client.breaker(route.target.provider)
-            if breaker is not None and not breaker.allow():
-                self.failed(
-                    route,
-                    CircuitOpenError(
-                        "circuit open: the provider failed repeatedly",
-                        provider=route.target.provider,
-                        model=route.target.model,
-                    ),
-                )
-                continue
+            if breaker is not None:
+                admitted = breaker.admit()
+                if admitted is None:
+                    self.failed(
+                        route,
+                        CircuitOpenError(
+                            "circuit open: the provider failed repeatedly",
+                            provider=route.target.provider,
+                            model=route.target.model,
+                        ),
+                    )
+                    continue
+                if admitted == "trial":
+                    self.trial = breaker
             try:
                 prepared = (
                     self.first if index == 0 else self.client._prepare(route, self.request, streaming=self.streaming)
@@ -601,9 +824,44 @@ class _Call:
             except FMClientError as error:
                 self.failed(route, error)
                 continue
+            except BaseException:
+                self.abandon()  # interrupted while preparing (an SDK import, say)
+                raise
+            if index:
+                # A fallback is a new request: another call may have spent the budget meanwhile.
+                try:
+                    self.client._check_budget(route)
+                except FMClientError as error:
+                    self.abandon()  # the trial this target was admitted for never ran
+                    error.attempts = self.attempts
+                    if self.observer is not None:
+                        self.observer.end(None, error)
+                    raise
+            if self.observer is not None:
+                prepared = self._before_request(route, prepared)
             yield route, prepared
 
+    def where(self, route: _Route) -> dict[str, Any]:
+        """The retry layer's keywords; with an observer, retries are reported to it."""
+        if self.observer is None:
+            return route.where
+        return {**route.where, "on_retry": self.observer.retry}
+
+    def _before_request(self, route: _Route, prepared: Request) -> Request:
+        assert self.observer is not None
+
+        def check(changed: Request) -> None:
+            route.capabilities.check(changed, provider=route.target.provider, streaming=self.streaming)
+
+        try:
+            return self.observer.before_request(prepared, check)
+        except FMClientError as error:  # refused by a hook: no request, no fallback
+            error.attempts = self.attempts
+            self.observer.refuse(error)
+            raise
+
     def _record(self, route: _Route, error: FMClientError | None) -> None:
+        self.trial = None  # whatever is recorded below ends a trial this call held
         breaker = self.client.breaker(route.target.provider)
         if breaker is None or isinstance(error, CircuitOpenError):
             return
@@ -614,13 +872,40 @@ class _Call:
         else:
             breaker.release()  # the caller's fault says nothing of the provider's health
 
+    def abandon(self) -> None:
+        """The call ended with no outcome to record (cancelled, interrupted, a stream closed early).
+
+        A half-open trial it held is handed back, so the breaker lets the next call be the trial
+        instead of staying open for good.
+        """
+        trial, self.trial = self.trial, None
+        if trial is not None:
+            trial.release()
+
     def failed(self, route: _Route, error: FMClientError) -> None:
-        """Record a target's failure; raise it unless another target may answer instead."""
+        """Record a target's failure; raise when no other target may answer instead."""
         self._record(route, error)
-        self.attempts.append(Attempt(route.target.provider, route.target.model, error))
-        if route is self.routes[-1] or not self.client._may_fall_back(error):
-            error.attempts = self.attempts
-            raise error
+        skipped = isinstance(error, CircuitOpenError) or self._cannot_take(error)
+        self.attempts.append(Attempt(route.target.provider, route.target.model, error, skipped))
+        last = self.position == len(self.routes) - 1
+        if not last and (skipped or self.client._may_fall_back(error)):
+            if self.observer is not None:
+                self.observer.fallback(error)
+            return
+        # A target the request never reached must not hide the failure of one it did reach (the
+        # primary's 429 behind a fallback without a key): raise the last error from a target that
+        # was tried, the primary's if none was. Every target's own error is in ``attempts``.
+        tried = [a.error for a in self.attempts if not a.skipped]
+        final = (tried[-1] if tried else self.attempts[0].error) or error
+        final.attempts = self.attempts
+        if self.observer is not None:
+            self.observer.end(None, final)
+        raise final
+
+    def _cannot_take(self, error: FMClientError) -> bool:
+        """A fallback that cannot take this request (a feature it lacks, its key or extra missing)
+        was never sent to: skip it. The primary's own such error is the caller's to fix."""
+        return self.position > 0 and isinstance(error, (UnsupportedFeatureError, ConfigurationError))
 
     def broke_off(self, route: _Route, error: FMClientError, text: str) -> None:
         """A stream failed after reaching the caller: no retry, no fallback, keep what came."""
@@ -628,6 +913,17 @@ class _Call:
         self.attempts.append(Attempt(route.target.provider, route.target.model, error))
         error.partial_text = text
         error.attempts = self.attempts
+        if self.observer is not None:
+            self.observer.broke_off(error)
+            self.observer.end(None, error)
+
+    def abandoned(self, stopped: BaseException) -> None:
+        """The caller closed a stream before its end (or the call was cancelled or interrupted)."""
+        self.abandon()
+        if self.observer is not None:
+            self.observer.end(None, stopped)
+
+    interrupted = abandoned  # cancelled or interrupted (KeyboardInterrupt) between attempts
 
     def finish(self, route: _Route, completion: Completion) -> Completion:
         self._record(route, None)
@@ -635,10 +931,116 @@ class _Call:
         completion.attempts = self.attempts
         if _overrides:
             completion.provider = _overrides[-1].name
+        # Charged before the answer is checked: a reply that fails validation was still billed.
+        self.client._priced(route, completion)
         response_format = self.request.response_format
-        if response_format is not None and completion.parsed is None:
-            _validation.parse_structured(completion, response_format)
+        observer = self.observer
+        if observer is None:
+            if response_format is not None and completion.parsed is None:
+                _validation.parse_structured(completion, response_format)
+            return completion
+        observer.answered(completion)
+        try:
+            if response_format is not None and completion.parsed is None:
+                _validation.parse_structured(completion, response_format)
+        except BaseException as error:
+            observer.end(None, error)
+            raise
+        observer.end(completion, None)
         return completion
+
+
+def _embed_batches(request: EmbedRequest, batching: EmbedBatching) -> list[EmbedRequest]:
+    size = batching.max_texts
+    texts = request.texts
+    if size is None or len(texts) <= size:
+        return [request]
+    return [replace(request, texts=texts[start : start + size]) for start in range(0, len(texts), size)]
+
+
+def _joined_embeddings(parts: Sequence[Embeddings]) -> Embeddings:
+    """The batches' vectors in input order; usage summed, each text counted once."""
+    usage = parts[0].usage
+    for part in parts[1:]:
+        usage = usage + part.usage
+    return Embeddings(
+        vectors=[vector for part in parts for vector in part.vectors],
+        usage=usage,
+        model=parts[0].model,
+        provider=parts[0].provider,
+        raw=[part.raw for part in parts],
+    )
+
+
+def _fan_out(run: Callable[[T_in], T], items: Sequence[T_in], concurrency: int) -> list[T]:
+    """``run`` over ``items`` in at most ``concurrency`` threads, results in input order.
+
+    After a failure (or an interrupt of the calling thread) nothing new starts; what is in flight
+    finishes (its work is done, not re-sent) and the first error is raised.
+    """
+    results: list[Any] = [None] * len(items)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    pending = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                index = next(pending, None)
+            if index is None:
+                return
+            try:
+                results[index] = run(items[index])
+            except BaseException as exc:  # handed to the calling thread, which raises it
+                errors.append(exc)
+                stop.set()
+
+    threads = [
+        threading.Thread(target=worker, name="fmclient-fan-out", daemon=True)
+        for _ in range(min(concurrency, len(items)))
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop.set()
+    if errors:
+        raise errors[0]
+    return results
+
+
+async def _afan_out(run: Callable[[T_in], Awaitable[T]], items: Sequence[T_in], concurrency: int) -> list[T]:
+    """The async twin of :func:`_fan_out`: at most ``concurrency`` tasks; the first failure
+    cancels the rest."""
+    import asyncio
+
+    results: list[Any] = [None] * len(items)
+    pending = iter(range(len(items)))
+
+    async def worker() -> None:
+        for index in pending:  # shared: each index goes to one worker
+            results[index] = await run(items[index])
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(items)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    return results
+
+
+def _observed_embed_request(observer: CallObserver, route: _Route, request: EmbedRequest) -> EmbedRequest:
+    try:
+        return observer.before_request(request)
+    except FMClientError as error:
+        observer.refuse(error)
+        raise
 
 
 def _with_timeout(request: Request, left: float | None) -> Request:

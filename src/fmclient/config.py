@@ -21,6 +21,12 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
 
     [fallbacks]
     claude-sonnet = ["gpt-4o", "gemini-pro"]
+
+    [budget]
+    max_cost = 5.00            # USD per client; see fmclient.budget
+
+    [prices]                   # price a provider's calls with this genai-prices provider's table
+    my-gateway = "openai"
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fmclient.budget import check_budget_table
 from fmclient.circuit import breaker_from_settings
 from fmclient.errors import ConfigurationError
 from fmclient.providers import BUILTIN, ProviderSettings, known_types
@@ -55,6 +62,8 @@ TOP_LEVEL_KEYS = frozenset(
         "fallbacks",
         "fallback_on",
         "circuit_breaker",
+        "budget",
+        "prices",
     }
 )
 PROVIDER_KEYS = frozenset(
@@ -86,6 +95,8 @@ class Settings:
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fallback_on: frozenset[str] = frozenset()
     circuit_breaker: Mapping[str, Any] = field(default_factory=dict)
+    budget: Mapping[str, Any] = field(default_factory=dict)
+    prices: Mapping[str, str] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
 
@@ -309,6 +320,13 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
         breaker_from_settings(value)  # validate now, not on the first call
         state["circuit_breaker"] = dict(value)
         sources["circuit_breaker"] = where
+    if "budget" in data:
+        state["budget"] = check_budget_table(data["budget"], where)
+        sources["budget"] = where
+    prices = data.get("prices", {})
+    if not isinstance(prices, Mapping) or not all(isinstance(v, str) and v for v in prices.values()):
+        raise ConfigurationError(f"{where}: [prices] must map provider names to price table provider ids")
+    state["prices"].update(prices)
 
 
 def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, Any]:
@@ -423,6 +441,8 @@ def load_settings(
         "fallbacks": {},
         "fallback_on": frozenset(),
         "circuit_breaker": {},
+        "budget": {},
+        "prices": {},
         "sources": {},
     }
     from pathlib import Path  # here, not at the top: `import fmclient` need not pay for it
@@ -468,6 +488,8 @@ def load_settings(
         fallbacks=dict(state["fallbacks"]),
         fallback_on=state["fallback_on"],
         circuit_breaker=dict(state["circuit_breaker"]),
+        budget=dict(state["budget"]),
+        prices=dict(state["prices"]),
         sources=dict(state["sources"]),
         config_path=path,
     )

@@ -19,6 +19,7 @@ __all__ = [
     "APIConnectionError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigurationError",
     "ContentFilterError",
     "ContextWindowExceededError",
@@ -83,6 +84,19 @@ class FMClientError(Exception):
 
 class ConfigurationError(FMClientError):
     """Unknown model or alias, missing key, missing extra, bad config file."""
+
+
+class BudgetExceededError(FMClientError):
+    """The client's ``max_cost`` is spent; raised before a request leaves. Never retried, never a
+    reason to fall back (another model would spend the same budget).
+
+    ``spent`` and ``max_cost`` are the client's figures (Decimal, USD) when it was raised.
+    """
+
+    def __init__(self, message: str, *, spent: Any = None, max_cost: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.spent = spent
+        self.max_cost = max_cost
 
 
 class UnsupportedFeatureError(FMClientError):

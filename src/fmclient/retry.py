@@ -96,11 +96,14 @@ def _is_retryable(exc: BaseException) -> bool:
 class _Policy:
     """tenacity hooks bound to one call: wait, stop and logging."""
 
-    __slots__ = ("deadline", "policy")
+    __slots__ = ("deadline", "on_retry", "policy")
 
-    def __init__(self, policy: RetryPolicy, deadline: Deadline) -> None:
+    def __init__(
+        self, policy: RetryPolicy, deadline: Deadline, on_retry: Callable[[FMClientError, float], None] | None
+    ) -> None:
         self.policy = policy
         self.deadline = deadline
+        self.on_retry = on_retry
 
     def wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -129,6 +132,8 @@ class _Policy:
             state.upcoming_sleep,
             error,
         )
+        if self.on_retry is not None and isinstance(error, FMClientError):
+            self.on_retry(error, state.upcoming_sleep)
 
 
 def _sync_sleep(seconds: float) -> None:
@@ -146,8 +151,12 @@ def call_with_retries(
     *,
     provider: str | None = None,
     model: str | None = None,
+    on_retry: Callable[[FMClientError, float], None] | None = None,
 ) -> T:
-    """Run ``attempt(time_left)`` until it succeeds, fails for good, or time runs out."""
+    """Run ``attempt(time_left)`` until it succeeds, fails for good, or time runs out.
+
+    ``on_retry(error, wait)`` is told of each retry before its wait (the call's hooks use it).
+    """
     # The first attempt runs without tenacity: on the hot path (success, or an error that is not
     # retried) building a Retrying and its call state costs more than everything else fmclient
     # does per call. A retryable failure hands over to tenacity, which replays that failure as its
@@ -161,7 +170,7 @@ def call_with_retries(
     # tenacity (and the asyncio it pulls in) loads on the first retry, not on `import fmclient`.
     from tenacity import Retrying, retry_if_exception
 
-    hooks = _Policy(policy, deadline)
+    hooks = _Policy(policy, deadline, on_retry)
     retrying = Retrying(
         stop=hooks.stop,
         wait=hooks.wait,
@@ -187,6 +196,7 @@ async def acall_with_retries(
     *,
     provider: str | None = None,
     model: str | None = None,
+    on_retry: Callable[[FMClientError, float], None] | None = None,
 ) -> T:
     """The async twin of :func:`call_with_retries`."""
     try:
@@ -197,7 +207,7 @@ async def acall_with_retries(
         first = error
     from tenacity import AsyncRetrying, retry_if_exception
 
-    hooks = _Policy(policy, deadline)
+    hooks = _Policy(policy, deadline, on_retry)
     retrying = AsyncRetrying(
         stop=hooks.stop,
         wait=hooks.wait,

@@ -7,15 +7,21 @@ import threading
 __all__ = ["Secret", "redact", "register_secret", "scrub_exception"]
 
 # Every key fmclient has handled, so error text echoed back by a provider can be scrubbed.
-_known: set[str] = set()
+# Copy-on-write: a writer swaps in a new tuple under the lock, and a reader iterates whichever
+# tuple it picked up, so scrubbing in one thread never sees the collection change under it.
+# Longest first, so a key that contains another key is replaced whole.
+_known: tuple[str, ...] = ()
 _known_lock = threading.Lock()
 MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
 
 
 def register_secret(value: str | None) -> None:
-    if value and len(value) >= MIN_SECRET_LENGTH and value not in _known:
-        with _known_lock:
-            _known.add(value)
+    global _known
+    if not value or len(value) < MIN_SECRET_LENGTH or value in _known:
+        return
+    with _known_lock:
+        if value not in _known:
+            _known = tuple(sorted((*_known, value), key=len, reverse=True))
 
 
 def redact(text: str) -> str:

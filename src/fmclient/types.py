@@ -5,7 +5,10 @@ Usage definition (the same for every provider, tested per adapter):
 * ``input_tokens``: every input token the provider processed for the call, cache reads and
   cache writes included (Anthropic reports those separately; adapters add them up).
 * ``cached_input_tokens``: the part of ``input_tokens`` that was read from a prompt cache.
+* ``cache_write_tokens``: the part of ``input_tokens`` that was written to a prompt cache
+  (cache creation; priced differently from plain input by the providers that report it).
 * ``output_tokens``: generated tokens, reasoning/thinking tokens included.
+* ``reasoning_tokens``: the part of ``output_tokens`` spent on reasoning/thinking.
 * ``total_tokens``: ``input_tokens + output_tokens``.
 """
 
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    pass
+    from fmclient.pricing import Cost, PriceRef
 
 __all__ = [
     "Chunk",
@@ -142,9 +145,17 @@ Part = TextPart | ImagePart
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
+    """A call the model made. ``arguments`` is the parsed JSON object the model wrote.
+
+    When the reply was cut off by ``max_tokens`` in the middle of the arguments
+    (``finish_reason == "length"``), they are not a JSON object: ``arguments`` is then ``{}`` and
+    ``raw_arguments`` holds the text exactly as the model left it. It is ``None`` otherwise.
+    """
+
     id: str
     name: str
     arguments: dict[str, Any]
+    raw_arguments: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +274,8 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -273,6 +286,8 @@ class Usage:
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
         )
 
     def to_dict(self) -> dict[str, int]:
@@ -281,6 +296,8 @@ class Usage:
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
             "cached_input_tokens": self.cached_input_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
         }
 
 
@@ -299,15 +316,36 @@ class Completion:
     raw: Any = field(default=None, repr=False)
     # One record per model tried when fallbacks were involved (see fmclient.fallback).
     attempts: list[Any] = field(default_factory=list, repr=False)
+    # The provider's id for this answer (body ``id``) and for the HTTP request (``x-request-id``,
+    # ``request-id``, ``x-amzn-RequestId``), where it sends them: for support tickets and logs.
+    response_id: str | None = field(default=None, repr=False)
+    request_id: str | None = field(default=None, repr=False)
+    # Set by the Client: where to look the price up, which model ids and when the call was made.
+    # The price itself is worked out on first read of ``cost`` (see fmclient.pricing).
+    _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)
+    _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cost(self) -> Cost | None:
+        """What the call cost (``fmclient[cost]``), or None when unknown: see :attr:`cost_reason`."""
+        return _price(self)[0]
+
+    @property
+    def cost_reason(self) -> str | None:
+        """Why :attr:`cost` is None (extra not installed, model not in the price table...)."""
+        return _price(self)[1]
 
     def to_dict(self) -> dict[str, Any]:
         parsed = self.parsed
         if parsed is not None and hasattr(parsed, "model_dump"):
             parsed = parsed.model_dump(mode="json")
+        cost = self.cost
         return {
             "text": self.text,
             "finish_reason": self.finish_reason,
             "usage": self.usage.to_dict(),
+            "cost": None if cost is None else cost.to_dict(),
+            "cost_reason": self.cost_reason,
             "model": self.model,
             "provider": self.provider,
             "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls],
@@ -351,6 +389,17 @@ class Embeddings:
     model: str
     provider: str
     raw: Any = field(default=None, repr=False)
+    _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)
+    _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cost(self) -> Cost | None:
+        """What the call cost, or None when unknown: see :attr:`cost_reason`."""
+        return _price(self)[0]
+
+    @property
+    def cost_reason(self) -> str | None:
+        return _price(self)[1]
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -360,3 +409,18 @@ class Embeddings:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.vectors)
+
+
+def _price(result: Completion | Embeddings) -> tuple[Cost | None, str | None]:
+    """Price a result once, on first read (cost, reason); later reads return the same answer."""
+    priced = result._priced
+    if priced is None:
+        from fmclient.pricing import Unpriced, price_usage
+
+        if result._pricing is None:
+            found: Cost | Unpriced = Unpriced("cost unknown: only results returned by a Client are priced")
+        else:
+            ref, models, at = result._pricing
+            found = price_usage(ref, models, result.usage, at)
+        priced = result._priced = (None, found.reason) if isinstance(found, Unpriced) else (found, None)
+    return priced

@@ -1,4 +1,4 @@
-"""A fake Gemini Developer API, speaking the wire format the ``google-genai`` SDK expects.
+"""A fake Gemini API (Developer API and Vertex AI), speaking the wire format ``google-genai`` expects.
 
 Builders return plain JSON bodies (camelCase, as the API sends them) or :class:`Reply` objects
 to queue on a :class:`~tests.fakes.server.FakeServer`:
@@ -9,12 +9,21 @@ to queue on a :class:`~tests.fakes.server.FakeServer`:
 * ``POST /{version}/models/{model}:batchEmbedContents`` -> :func:`embed_handler`, which
   answers from the request body so batching and ordering can be checked
 * errors -> :func:`error_reply`: Google's ``{"error": {"code", "message", "status"}}`` body
+
+:class:`GeminiAPI` is a stricter handler for the same server: it routes the Developer API's
+paths and Vertex AI's (``/v1beta1/projects/{p}/locations/{l}/publishers/google/models/{m}:...``,
+and express mode's ``/v1beta1/publishers/google/models/{m}:...``), checks the credential each
+one takes, answers every embedding wire shape from the request body, and rejects Gemini 3
+function-call history without thought signatures the way the real API does.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import zlib
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from tests.fakes.server import RecordedRequest, Reply, sse
@@ -201,3 +210,190 @@ def embed_handler(request: RecordedRequest) -> Reply:
             values = (values * item["outputDimensionality"])[: item["outputDimensionality"]]
         embeddings.append({"values": values})
     return Reply(body={"embeddings": embeddings})
+
+
+# -- routing, credentials and the Gemini 3 signature rule -------------------------------------
+
+_ROUTE = re.compile(
+    r"^/(?P<version>v[0-9a-z]+)/"
+    r"(?:(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/)?(?P<publisher>publishers/google/))?"
+    r"models/(?P<model>[^/:?]+):(?P<method>[A-Za-z]+)(?:\?(?P<query>.*))?$"
+)
+SIGNATURE_ERROR = (
+    "Function call is missing a thought_signature in functionCall parts. This is required for tools "
+    "to work correctly, and missing thought_signature may lead to degraded model performance."
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request went: ``surface`` is ``"gemini"`` (Developer API), ``"vertex"`` (project
+    and location, OAuth) or ``"express"`` (Vertex AI express mode, API key)."""
+
+    surface: str
+    version: str
+    model: str
+    method: str
+    project: str | None = None
+    location: str | None = None
+    query: str = ""
+
+
+def parse_route(path: str) -> Route | None:
+    match = _ROUTE.match(path)
+    if match is None:
+        return None
+    if match["project"]:
+        surface = "vertex"
+    elif match["publisher"]:
+        surface = "express"
+    else:
+        surface = "gemini"
+    return Route(
+        surface=surface,
+        version=match["version"],
+        model=match["model"],
+        method=match["method"],
+        project=match["project"],
+        location=match["location"],
+        query=match["query"] or "",
+    )
+
+
+def validates_signatures(model: str) -> bool:
+    """Gemini 3 (and later) checks thought signatures in function-call history."""
+    found = re.match(r"gemini-(\d+)", model)
+    return found is not None and int(found.group(1)) >= 3
+
+
+def missing_signature(body: dict[str, Any]) -> str | None:
+    """The real API's rule: in the current turn (after the last user message that is not only
+    function responses), the first functionCall part of every model step carries a
+    thoughtSignature. Returns the name of the first call breaking it."""
+    contents = body.get("contents") or []
+    start = 0
+    for index, content in enumerate(contents):
+        parts = content.get("parts") or []
+        if content.get("role") == "user" and not all("functionResponse" in p for p in parts):
+            start = index + 1
+    for content in contents[start:]:
+        if content.get("role") != "model":
+            continue
+        calls = [p for p in content.get("parts") or [] if "functionCall" in p]
+        if calls and not calls[0].get("thoughtSignature"):
+            return str(calls[0]["functionCall"].get("name"))
+    return None
+
+
+def token_count(text: str) -> int:
+    """The fake's tokenizer: one token per word, so usage is checkable."""
+    return len(text.split())
+
+
+def _dimensions(values: list[float], size: Any) -> list[float]:
+    return (values * int(size))[: int(size)] if size else values
+
+
+def _text_of(content: dict[str, Any]) -> str:
+    return "".join(p.get("text", "") for p in content.get("parts") or [])
+
+
+def embed_answer(route: Route, body: dict[str, Any]) -> Reply:
+    """Embeddings for each wire shape the SDK uses, computed from the request body."""
+    if route.method == "batchEmbedContents":
+        texts, embeddings = [], []
+        for item in body["requests"]:
+            config = item.get("embedContentConfig", item)  # Vertex nests the options, the Gemini API does not
+            text = _text_of(item["content"])
+            texts.append(text)
+            embeddings.append({"values": _dimensions(fake_vector(text), config.get("outputDimensionality"))})
+        answer: dict[str, Any] = {"embeddings": embeddings}
+        if route.surface != "gemini":
+            answer["usageMetadata"] = {"promptTokenCount": sum(token_count(t) for t in texts)}
+        return Reply(body=answer)
+    if route.method == "embedContent":
+        text = _text_of(body["content"])
+        size = (body.get("embedContentConfig") or body).get("outputDimensionality")
+        return Reply(
+            body={
+                "embedding": {"values": _dimensions(fake_vector(text), size)},
+                "usageMetadata": {"promptTokenCount": token_count(text)},
+            }
+        )
+    # Vertex AI's :predict, for its non-Gemini embedding models (text-embedding-005 ...)
+    size = (body.get("parameters") or {}).get("outputDimensionality")
+    predictions = [
+        {
+            "embeddings": {
+                "values": _dimensions(fake_vector(instance["content"]), size),
+                "statistics": {"token_count": token_count(instance["content"]), "truncated": False},
+            }
+        }
+        for instance in body["instances"]
+    ]
+    return Reply(body={"predictions": predictions})
+
+
+class GeminiAPI:
+    """A :class:`~tests.fakes.server.FakeServer` handler that behaves like one Gemini surface.
+
+    ``surface`` is the one it serves (see :class:`Route`); a request for another, or without
+    the right credential (``api_key`` in ``x-goog-api-key``, or ``token`` as a bearer token for
+    ``vertex``, whose ``project``/``location`` must match too), gets the error the real service
+    gives. Embedding calls are answered from the body; generate calls from :meth:`queue`, after
+    the Gemini 3 signature check. Set it with ``server.handler = api`` and queue replies here,
+    not on the server (the server's own queue would bypass these checks).
+    """
+
+    def __init__(
+        self,
+        surface: str = "gemini",
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        project: str | None = None,
+        location: str | None = None,
+    ) -> None:
+        self.surface = surface
+        self.api_key = api_key
+        self.token = token
+        self.project = project
+        self.location = location
+        self.replies: deque[Reply] = deque()
+        self.routes: list[Route] = []
+
+    def queue(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        route = parse_route(request.path)
+        if route is None or route.surface != self.surface:
+            return error_reply(404, f"no {self.surface} route for {request.path}")
+        self.routes.append(route)
+        refused = self._authenticate(route, request)
+        if refused is not None:
+            return refused
+        body = request.json() or {}
+        if route.method in ("batchEmbedContents", "embedContent", "predict"):
+            return embed_answer(route, body)
+        if route.method not in ("generateContent", "streamGenerateContent"):
+            return error_reply(404, f"method {route.method} not faked")
+        if validates_signatures(route.model):
+            name = missing_signature(body)
+            if name is not None:
+                return error_reply(400, f"{SIGNATURE_ERROR} Additional data, function call `default_api:{name}`.")
+        if not self.replies:
+            return error_reply(500, f"no reply scripted for {request.path}")
+        return self.replies.popleft()
+
+    def _authenticate(self, route: Route, request: RecordedRequest) -> Reply | None:
+        if route.surface == "vertex":
+            if (route.project, route.location) != (self.project, self.location):
+                return error_reply(403, f"Permission denied on resource project {route.project}.")
+            if request.headers.get("authorization") != f"Bearer {self.token}":
+                return error_reply(401, "Request had invalid authentication credentials.")
+            return None
+        if request.headers.get("x-goog-api-key") != self.api_key:
+            details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]
+            return error_reply(400, "API key not valid. Please pass a valid API key.", details=details)
+        return None

@@ -16,8 +16,9 @@ Choices worth knowing:
   schema goes through the SDK's own ``transform_schema`` (the one ``messages.parse`` uses): every
   object gets ``additionalProperties: false`` and keywords the API does not enforce move into
   descriptions. The client validates the reply against the caller's original schema. Model
-  families that predate structured outputs (Claude 2/3, Opus 4.0, Sonnet 4.0) declare
-  ``structured_output=False`` in their capabilities, so the client refuses before sending.
+  families that predate structured outputs (Claude 2/3, Opus 4.0, Sonnet 4.0) are refused
+  before sending. What each Claude family accepts is its profile (:mod:`fmclient.profiles`),
+  shared with Claude on Bedrock; this adapter only narrows it for the SDK's API version.
 * **Thinking** — when a reply holds thinking / redacted_thinking (or server-tool) blocks, the
   whole content list is kept, exactly as received, in ``message.provider_state["<provider
   name>"]["content"]`` and replayed verbatim (same blocks, same order, signatures intact) when
@@ -27,7 +28,9 @@ Choices worth knowing:
   ``model_context_window_exceeded`` -> length, ``tool_use`` -> tool_calls, ``refusal`` ->
   content_filter, anything else (``pause_turn``...) -> other.
 * **Usage** — ``input_tokens`` = ``input_tokens + cache_creation_input_tokens +
-  cache_read_input_tokens``; ``cached_input_tokens`` = ``cache_read_input_tokens``.
+  cache_read_input_tokens``; ``cached_input_tokens`` = ``cache_read_input_tokens``;
+  ``cache_write_tokens`` = ``cache_creation_input_tokens``. Thinking tokens are in
+  ``output_tokens``; the API does not count them apart, so ``reasoning_tokens`` stays 0.
 * **Credentials** — the config's ``api_key`` / ``api_key_env``, else ``ANTHROPIC_API_KEY``. The
   SDK's other standard sources still work when no key is found: ``ANTHROPIC_AUTH_TOKEN``,
   ``ANTHROPIC_PROFILE`` or the provider's ``profile`` setting (an SDK credentials profile).
@@ -65,7 +68,7 @@ import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from fmclient.errors import (
@@ -81,6 +84,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.profiles import profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
     aiohttp_client,
@@ -89,6 +93,7 @@ from fmclient.providers._async_clients import (
     parsed,
 )
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.secret import redact, register_secret
 from fmclient.types import (
     Chunk,
@@ -111,6 +116,7 @@ if TYPE_CHECKING:
 __all__ = [
     "API_KEY_ENV",
     "DEFAULT_MAX_TOKENS",
+    "SAMPLING_REFUSED_REASON",
     "AnthropicProvider",
     "MalformedResponse",
     "StreamState",
@@ -159,18 +165,6 @@ _STATUS_FOR_ERROR_TYPE = {
 # maximum", "input length and `max_tokens` exceed context limit: ...").
 _CONTEXT_WINDOW_MARKERS = ("prompt is too long", "exceed context limit", "context window")
 _CONTENT_FILTER_MARKERS = ("content filtering", "content policy", "output blocked")
-
-# Families without native structured output; Claude 2 / Instant also lack images and tools.
-_NO_STRUCTURED_OUTPUT = (
-    "claude-2",
-    "claude-instant",
-    "claude-3",
-    "claude-opus-4-0",
-    "claude-opus-4-2025",
-    "claude-sonnet-4-0",
-    "claude-sonnet-4-2025",
-)
-_NO_IMAGES_OR_TOOLS = ("claude-2", "claude-instant")
 
 # Content blocks that need nothing but text and tool calls to be rebuilt; any other block
 # (thinking, redacted_thinking, server tool use/results) makes the reply's content opaque state.
@@ -379,6 +373,7 @@ def usage_from(data: Mapping[str, Any] | None) -> Usage:
         input_tokens=_int(data.get("input_tokens")) + cache_write + cache_read,
         output_tokens=_int(data.get("output_tokens")),
         cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
     )
 
 
@@ -428,7 +423,14 @@ def parse_response(response: Any, *, provider: str = "anthropic", model: str = "
         tool_calls=calls,
         message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
         raw=response,
+        response_id=data.get("id") if isinstance(data.get("id"), str) else None,
     )
+
+
+def _request_id(raw: Any) -> str | None:
+    """The ``request-id`` response header, from the SDK's raw response."""
+    found = getattr(raw, "request_id", None)
+    return found if isinstance(found, str) and found else None
 
 
 @dataclass
@@ -443,6 +445,8 @@ class StreamState:
     usage: dict[str, Any] = field(default_factory=dict)
     blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
     text: str = ""
+    #: the argument text of tool calls that is not a JSON object (cut off by max_tokens), by id
+    raw_arguments: dict[str, str] = field(default_factory=dict)
     _json: dict[int, list[str]] = field(default_factory=dict)
     _tool_index: dict[int, int] = field(default_factory=dict)
 
@@ -543,11 +547,14 @@ def _on_block_stop(data: Mapping[str, Any], state: StreamState) -> None:
     block = state.blocks.get(index)
     if block is None or index not in state._json:
         return None
-    raw = "".join(state._json.pop(index))
+    raw = "".join(state._json[index])
     try:
-        block["input"] = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise MalformedResponse(f"streamed input of {block.get('type')} block {index} is not JSON: {exc}") from exc
+        value = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        return None  # judged at message_stop, once the stop reason says whether it was cut off
+    if isinstance(value, dict):
+        block["input"] = value
+        del state._json[index]
     return None
 
 
@@ -562,6 +569,21 @@ def _on_message_delta(data: Mapping[str, Any], state: StreamState) -> None:
 
 def _on_message_stop(data: Mapping[str, Any], state: StreamState) -> Chunk:
     state.finished = True
+    truncated = finish_reason(state.stop_reason) == "length"
+    for index, fragments in sorted(state._json.items()):
+        block = state.blocks[index]
+        block_id = str(block.get("id") or "")
+        block["input"], raw = tool_arguments(
+            "".join(fragments),
+            truncated=truncated,
+            name=str(block.get("name") or ""),
+            call_id=block_id,
+            provider=state.provider,
+            model=state.model,
+        )
+        if raw is not None:
+            state.raw_arguments[block_id] = raw
+    state._json.clear()
     _, _, provider_state = _content_result(state.content, state.provider)
     return Chunk(
         finish_reason=finish_reason(state.stop_reason),
@@ -704,6 +726,13 @@ def _refused_as_too_long(exc: ValueError) -> bool:
     return not isinstance(exc, json.JSONDecodeError) and "streaming" in str(exc).lower()
 
 
+#: Quoted when temperature / top_p are refused because of the installed SDK's API version.
+SAMPLING_REFUSED_REASON = (
+    "the installed anthropic SDK (2.x) sends anthropic-version 2026-10-21, under which the Messages API "
+    "rejects temperature and top_p (an anthropic SDK below 2.0 sends 2023-06-01, which accepts them)"
+)
+
+
 @functools.lru_cache(maxsize=1)
 def sdk_accepts_sampling() -> bool:
     """Whether temperature / top_p can be sent with the installed SDK.
@@ -749,17 +778,22 @@ class AnthropicProvider(Provider):
 
     @staticmethod
     def _capabilities_for(model: str) -> Capabilities:
-        name = model.lower()
-        legacy = name.startswith(_NO_IMAGES_OR_TOOLS)
-        sampling = sdk_accepts_sampling()
-        return Capabilities(
-            images=not legacy,
-            tools=not legacy,
-            temperature=sampling,
-            top_p=sampling,
-            structured_output=not name.startswith(_NO_STRUCTURED_OUTPUT),
-            embeddings=False,
-        )
+        profile = profile_for(model, "anthropic")
+        if not sdk_accepts_sampling():
+            profile = profile.restrict(
+                temperature=False,
+                top_p=False,
+                reason=SAMPLING_REFUSED_REASON,
+            )
+        if profile.structured_output_mode == "tool":
+            # Claude before Opus 4.1 / Sonnet 4.5 has no output_config.format; this adapter
+            # sends structured output natively only (Bedrock emulates it with a forced tool).
+            profile = profile.restrict(
+                structured_output=False,
+                reason="the Anthropic API's native structured output (output_config.format) starts at Claude "
+                "Opus 4.1 / Sonnet 4.5",
+            )
+        return profile
 
     def check_ready(self, model: str) -> None:
         if self._ready:  # checked once: the client asks before every call
@@ -873,37 +907,60 @@ class AnthropicProvider(Provider):
         return self._raw_stream[async_]
 
     # -- calls -------------------------------------------------------------------------------
+    def _table(self, request: Request) -> Callable[[BaseException], FMClientError]:
+        def table(exc: BaseException) -> FMClientError:
+            if isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError):
+                # The SDK checks some arguments itself before sending.
+                return BadRequestError(
+                    f"the Anthropic SDK refused the request: {exc}", provider=self.name, model=request.model
+                )
+            return map_error(exc, self.name, request.model)
+
+        return table
+
+    def _errors(self, request: Request, state: StreamState | None = None) -> MappedErrors:
+        return MappedErrors(
+            self._table(request),
+            provider=self.name,
+            model=request.model,
+            partial_text=(lambda: state.text) if state is not None else None,
+        )
+
     def complete(self, request: Request) -> Completion:
         params = self._params(request)
         client = self._client()
-        try:
-            # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
-            # errors, headers) without building a pydantic model fmclient would only read back.
-            response = client.messages.with_raw_response.create(**params).parse(to=object)
-        except ValueError as exc:
-            if not _refused_as_too_long(exc):
-                raise self._refused(exc, request) from exc
-            # The SDK refuses non-streamed calls it expects to outlast its ten-minute default
-            # timeout; streaming the same request is Anthropic's recommended way round.
-            return self._complete_by_streaming(request)
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
-        return self._parse(response, request)
+        with self._errors(request):
+            try:
+                # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
+                # errors, headers) without building a pydantic model fmclient would only read back.
+                raw = client.messages.with_raw_response.create(**params)
+                response = raw.parse(to=object)
+            except ValueError as exc:
+                if not _refused_as_too_long(exc):
+                    raise
+                # The SDK refuses non-streamed calls it expects to outlast its ten-minute default
+                # timeout; streaming the same request is Anthropic's recommended way round.
+                state = StreamState(provider=self.name, model=request.model)
+                for _ in self._stream(request, state):
+                    pass
+                return self._streamed(state, request)
+            completion = self._parse(response, request)
+            completion.request_id = _request_id(raw)
+            return completion
 
-    def _complete_by_streaming(self, request: Request) -> Completion:
-        state = StreamState(provider=self.name, model=request.model)
-        for _ in self._stream(request, state):
-            pass
-        return self._parse(state.message(), request)
+    def _streamed(self, state: StreamState, request: Request) -> Completion:
+        completion = self._parse(state.message(), request)
+        if state.raw_arguments:
+            calls = [replace(c, raw_arguments=state.raw_arguments.get(c.id)) for c in completion.tool_calls]
+            completion.tool_calls = calls
+            completion.message = replace(completion.message, tool_calls=tuple(calls))
+        return completion
 
     def _parse(self, response: Any, request: Request) -> Completion:
         if isinstance(response, str):
             # The SDK hands back the text of a reply that is not JSON.
-            raise map_error(MalformedResponse(f"the body is not JSON: {response[:200]!r}"), self.name, request.model)
-        try:
-            return parse_response(response, provider=self.name, model=request.model)
-        except MalformedResponse as exc:
-            raise map_error(exc, self.name, request.model) from exc
+            raise MalformedResponse(f"the body is not JSON: {response[:200]!r}")
+        return parse_response(response, provider=self.name, model=request.model)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         return self._stream(request, StreamState(provider=self.name, model=request.model))
@@ -911,85 +968,66 @@ class AnthropicProvider(Provider):
     def _stream(self, request: Request, state: StreamState) -> Iterator[Chunk]:
         params = self._params(request)
         client = self._client()
-        try:
+
+        def open_events() -> Any:
             raw = client.messages.with_raw_response.create(**params, stream=True)
-            events = raw.parse(to=self._stream_type(False))
-        except ValueError as exc:
-            raise self._refused(exc, request) from exc
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
-        try:
-            for event in events:
-                chunk = parse_stream_event(event, state)
-                if chunk is not None:
-                    yield chunk
-        except Exception as exc:
-            raise self._stream_error(exc, state, request) from exc
-        finally:
-            events.close()
-        if not state.finished:
-            raise self._cut_off(state, request)
+            return raw.parse(to=self._stream_type(False))
+
+        return stream_chunks(
+            open_events,
+            lambda event: parse_stream_event(event, state),
+            self._end(state, request),
+            self._errors(request, state),
+        )
 
     async def acomplete(self, request: Request) -> Completion:
         params = self._params(request)
         client = self._aclient()
-        try:
-            raw = await client.messages.with_raw_response.create(**params)
-            response = await parsed(raw.parse(to=object))
-        except ValueError as exc:
-            if not _refused_as_too_long(exc):
-                raise self._refused(exc, request) from exc
-            state = StreamState(provider=self.name, model=request.model)
-            async for _ in self._astream(request, state):
-                pass
-            return self._parse(state.message(), request)
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
-        return self._parse(response, request)
+        with self._errors(request):
+            try:
+                raw = await client.messages.with_raw_response.create(**params)
+                response = await parsed(raw.parse(to=object))
+            except ValueError as exc:
+                if not _refused_as_too_long(exc):
+                    raise
+                state = StreamState(provider=self.name, model=request.model)
+                async for _ in self._astream(request, state):
+                    pass
+                return self._streamed(state, request)
+            completion = self._parse(response, request)
+            completion.request_id = _request_id(raw)
+            return completion
 
     def astream(self, request: Request) -> AsyncIterator[Chunk]:
         return self._astream(request, StreamState(provider=self.name, model=request.model))
 
-    async def _astream(self, request: Request, state: StreamState) -> AsyncIterator[Chunk]:
+    def _astream(self, request: Request, state: StreamState) -> AsyncIterator[Chunk]:
         params = self._params(request)
         client = self._aclient()
-        try:
+
+        async def open_events() -> Any:
             raw = await client.messages.with_raw_response.create(**params, stream=True)
-            events = await parsed(raw.parse(to=self._stream_type(True)))
-        except ValueError as exc:
-            raise self._refused(exc, request) from exc
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
-        try:
-            async for event in events:
-                chunk = parse_stream_event(event, state)
-                if chunk is not None:
-                    yield chunk
-        except Exception as exc:
-            raise self._stream_error(exc, state, request) from exc
-        finally:
-            await events.close()
-        if not state.finished:
-            raise self._cut_off(state, request)
+            return await parsed(raw.parse(to=self._stream_type(True)))
 
-    def _refused(self, exc: ValueError, request: Request) -> FMClientError:
-        if isinstance(exc, json.JSONDecodeError):
-            return map_error(exc, self.name, request.model)
-        return BadRequestError(f"the Anthropic SDK refused the request: {exc}", provider=self.name, model=request.model)
-
-    def _stream_error(self, exc: Exception, state: StreamState, request: Request) -> FMClientError:
-        mapped = map_error(exc, self.name, request.model)
-        if state.text:
-            mapped.partial_text = state.text
-        return mapped
-
-    def _cut_off(self, state: StreamState, request: Request) -> FMClientError:
-        return APIConnectionError(
-            "the stream ended before message_stop" + ("" if state.started else " (no message_start either)"),
-            provider=self.name,
-            model=request.model,
-            partial_text=state.text or None,
+        return astream_chunks(
+            open_events,
+            lambda event: parse_stream_event(event, state),
+            self._end(state, request),
+            self._errors(request, state),
         )
+
+    def _end(self, state: StreamState, request: Request) -> Callable[[], None]:
+        def end() -> None:
+            # The final chunk came with message_stop; a stream without it was cut short.
+            if not state.finished:
+                raise APIConnectionError(
+                    "the stream ended before message_stop" + ("" if state.started else " (no message_start either)"),
+                    provider=self.name,
+                    model=request.model,
+                    partial_text=state.text or None,
+                )
+
+        return end
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:

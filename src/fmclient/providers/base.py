@@ -17,11 +17,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient.errors import ConfigurationError, UnsupportedFeatureError
+from fmclient.profiles import Capabilities
 from fmclient.secret import Secret, register_secret
-from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImagePart, Request
+from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
 
 __all__ = [
     "Capabilities",
+    "EmbedBatching",
     "Provider",
     "ProviderSettings",
     "import_sdk",
@@ -75,49 +77,14 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What one model family accepts. The client checks a request against it before sending."""
+class EmbedBatching:
+    """How a provider's embedding API takes texts. The client splits the input by it and sends
+    each batch under the retry layer, so a retry re-sends only the batch that failed."""
 
-    chat: bool = True
-    streaming: bool = True
-    system: bool = True
-    tools: bool = True
-    images: bool = True
-    stop: bool = True
-    max_stop_sequences: int | None = None
-    temperature: bool = True
-    top_p: bool = True
-    structured_output: bool = True
-    embeddings: bool = False
-
-    def check(self, request: Request, *, provider: str, streaming: bool = False) -> None:
-        def refuse(what: str) -> UnsupportedFeatureError:
-            return UnsupportedFeatureError(
-                f"model {request.model!r} does not support {what}", provider=provider, model=request.model
-            )
-
-        if not self.chat:
-            raise refuse("chat completions (it is an embedding model)")
-        if streaming and not self.streaming:
-            raise refuse("streaming")
-        if request.system and not self.system:
-            raise refuse("a system prompt")
-        if request.tools and not self.tools:
-            raise refuse("tools")
-        if request.stop and not self.stop:
-            raise refuse("stop sequences")
-        if request.stop and self.max_stop_sequences is not None and len(request.stop) > self.max_stop_sequences:
-            raise refuse(f"more than {self.max_stop_sequences} stop sequences")
-        if request.temperature is not None and not self.temperature:
-            raise refuse("temperature")
-        if request.top_p is not None and not self.top_p:
-            raise refuse("top_p")
-        if request.response_format is not None and not self.structured_output:
-            raise refuse("structured output")
-        if not self.images:
-            for message in request.messages:
-                if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
-                    raise refuse("image input")
+    #: texts per request (None: any number in one request)
+    max_texts: int | None = None
+    #: batches in flight at once (1: one after another)
+    max_concurrency: int = 1
 
 
 class Provider:
@@ -158,6 +125,11 @@ class Provider:
         The client asks before a target's first call and remembers success, so this may do
         set-up work (import the SDK, resolve the key) without costing every call.
         """
+
+    def embed_batching(self, model: str) -> EmbedBatching:
+        """How :meth:`embed` takes texts: it sends one request for what it is given, and the
+        client never gives it more than ``max_texts``."""
+        return EmbedBatching()
 
     # -- calls -------------------------------------------------------------------------------
     def complete(self, request: Request) -> Completion:

@@ -13,15 +13,16 @@ Three paths, picked from the model id:
       User: <turn>
       Bot:
 
-  Titan cannot take tools, images or structured output (its :class:`Capabilities` say so) and
+  Titan cannot take tools, images or structured output (its family profile says so) and
   accepts at most one stop sequence, which must be ``"User:"`` or a run of ``"|"`` (the
   service validates ``^(\\|+|User:)$``); anything else is refused before sending. The leading
   whitespace Titan emits after ``Bot:`` is dropped. Pass ``provider_options={"api":
   "converse"}`` to send a Titan model through Converse instead.
 * **Titan embeddings** (``amazon.titan-embed-text-v1``, ``-v2:0``) take one text per call, so
-  ``embed`` fans out over a bounded pool (``max_workers``, default 8) and returns vectors in
-  input order, usage summed. ``dimensions`` / ``normalize`` / ``embeddingTypes`` from
-  ``provider_options`` go into the v2 body; v1 accepts none of them and refuses them.
+  the client fans the texts out, up to ``max_workers`` (default 8) at a time, each text under
+  its own retries, and returns vectors in input order, usage summed. ``dimensions`` /
+  ``normalize`` / ``embeddingTypes`` from ``provider_options`` go into the v2 body; v1 accepts
+  none of them and refuses them.
 * **Converse / ConverseStream** for every other chat model (Claude, Llama, Mistral, Nova...).
 
 Decisions where Converse and fmclient's request do not line up:
@@ -47,7 +48,8 @@ Decisions where Converse and fmclient's request do not line up:
   deep), except ``api`` and ``structured_output``, which this adapter reads itself; InvokeModel
   header arguments (``guardrailIdentifier``, ``trace``...) go to the call, not the Titan body.
 * Usage: ``input_tokens = inputTokens + cacheReadInputTokens + cacheWriteInputTokens``,
-  ``cached_input_tokens = cacheReadInputTokens`` (see :mod:`fmclient.types`).
+  ``cached_input_tokens = cacheReadInputTokens``, ``cache_write_tokens = cacheWriteInputTokens``
+  (see :mod:`fmclient.types`); Converse does not count reasoning tokens apart.
 
 Credentials, region and profile come from the standard AWS chain (``AWS_REGION`` is honoured
 before boto3's own ``AWS_DEFAULT_REGION``), overridden by the provider's ``region`` / ``profile``
@@ -62,16 +64,14 @@ and the request context); ``settings.timeout`` is the client's default; else bot
 
 from __future__ import annotations
 
-import asyncio
 import binascii
-import concurrent.futures
 import contextvars
 import json
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from fmclient.errors import (
@@ -91,7 +91,10 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.profiles import profile_for
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, stream_chunks
+from fmclient.secret import redact
 from fmclient.types import (
     Chunk,
     Completion,
@@ -174,22 +177,15 @@ def model_family(model: str) -> str:
     return "converse"
 
 
-_CLAUDE_VERSION = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?=-|$|:)")
-
-
 def uses_native_structured_output(model: str) -> bool:
-    """Whether Converse's ``outputConfig.textFormat`` is documented for this model
-    (Claude Sonnet/Haiku/Opus 4.5 and later); others get the forced-tool form."""
-    match = _CLAUDE_VERSION.search(_base_id(model))
-    if not match:
-        return False
-    version = (int(match[1]), int(match[2] or 0))
-    return version >= (4, 5)
+    """Whether Converse's ``outputConfig.textFormat`` is used for this model: its family profile
+    says ``json_schema`` on Bedrock (Claude Sonnet/Haiku/Opus 4.5 and later); others get the
+    forced-tool form."""
+    return profile_for(model, "bedrock").structured_output_mode == "json_schema"
 
 
 def _is_titan_v1_embedding(model: str) -> bool:
-    base = _base_id(model)
-    return "titan-embed-text-v1" in base or "titan-embed-g1-text" in base
+    return not profile_for(model, "bedrock").embedding_options
 
 
 # -- shared request checks -----------------------------------------------------------------
@@ -636,6 +632,7 @@ def converse_usage(usage: Mapping[str, Any] | None) -> Usage:
         input_tokens=int(usage.get("inputTokens") or 0) + cache_read + cache_write,
         output_tokens=int(usage.get("outputTokens") or 0),
         cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
     )
 
 
@@ -682,6 +679,7 @@ def parse_converse_response(
         tool_calls=calls,
         message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
         raw=response,
+        request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
     )
 
 
@@ -967,27 +965,19 @@ class BedrockProvider(Provider):
         self._endpoint_url: str | None = settings.base_url or endpoint or None
         self._lock = threading.Lock()
         self._client: Any = None
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- readiness -------------------------------------------------------------------------
     def capabilities(self, model: str) -> Capabilities:
+        # Claude on Bedrock gets Claude's profile, Llama Llama's...; the table narrows each
+        # family for what Bedrock itself does not take (toolChoice, streamed tool use...).
+        profile = profile_for(model, "bedrock")
         family = model_family(model)
-        if family in ("titan-embed", "embed"):
-            return Capabilities(
-                chat=False,
-                streaming=False,
-                system=False,
-                tools=False,
-                images=False,
-                stop=False,
-                temperature=False,
-                top_p=False,
-                structured_output=False,
-                embeddings=family == "titan-embed",
+        if family == "embed":
+            return profile.restrict(
+                embeddings=False,
+                reason="the Bedrock adapter makes embeddings with Amazon Titan text embedding models only",
             )
-        if family == "titan-text":
-            return Capabilities(tools=False, images=False, structured_output=False, max_stop_sequences=1)
-        return Capabilities()
+        return profile
 
     def check_ready(self, model: str) -> None:
         self._get_client()
@@ -1004,6 +994,7 @@ class BedrockProvider(Provider):
 
     def _build_client(self) -> Any:
         boto3 = import_sdk("boto3", extra=self.extra, provider=self.name)
+        install_botocore_log_redaction()
         from botocore import exceptions as bex
         from botocore.config import Config
 
@@ -1089,69 +1080,58 @@ class BedrockProvider(Provider):
             )
 
     # -- chat --------------------------------------------------------------------------------
+    def _errors(self, model: str) -> MappedErrors:
+        return MappedErrors(lambda exc: map_error(exc, self.name, model), provider=self.name, model=model)
+
+    def _titan_invoke_args(self, request: Request) -> dict[str, Any]:
+        body, arguments = build_titan_text_body(request, provider=self.name)
+        return {
+            "modelId": request.model,
+            "body": json.dumps(body),
+            "contentType": "application/json",
+            "accept": "application/json",
+            **arguments,
+        }
+
     def complete(self, request: Request) -> Completion:
         self._check_chat_model(request)
-        try:
+        with self._errors(request.model):
             if self._uses_titan_invoke(request):
-                body, arguments = build_titan_text_body(request, provider=self.name)
-                client = self._get_client()
-                response = self._invoke(
-                    client.invoke_model,
-                    request.timeout,
-                    modelId=request.model,
-                    body=json.dumps(body),
-                    contentType="application/json",
-                    accept="application/json",
-                    **arguments,
-                )
+                arguments = self._titan_invoke_args(request)
+                response = self._invoke(self._get_client().invoke_model, request.timeout, **arguments)
                 parsed = json.loads(response["body"].read())
                 raw = {k: v for k, v in response.items() if k != "body"}
                 raw["body"] = parsed
                 return parse_titan_text_response(parsed, provider=self.name, model=request.model, raw=raw)
             params = build_converse_params(request, provider=self.name)
-            client = self._get_client()
-            response = self._invoke(client.converse, request.timeout, **params)
+            response = self._invoke(self._get_client().converse, request.timeout, **params)
             return parse_converse_response(
                 response, provider=self.name, model=request.model, structured_tool=structured_tool_name(request)
             )
-        except FMClientError as exc:
-            _fill(exc, self.name, request.model)
-            raise
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         self._check_chat_model(request)
-        try:
-            parser: TitanStreamParser | ConverseStreamParser
+        errors = self._errors(request.model)
+        parser: TitanStreamParser | ConverseStreamParser
+        # Arguments are built (and bad input refused) now; the request goes at the first next().
+        with errors:
             if self._uses_titan_invoke(request):
-                body, arguments = build_titan_text_body(request, provider=self.name)
-                client = self._get_client()
-                response = self._invoke(
-                    client.invoke_model_with_response_stream,
-                    request.timeout,
-                    modelId=request.model,
-                    body=json.dumps(body),
-                    contentType="application/json",
-                    accept="application/json",
-                    **arguments,
-                )
-                events = response["body"]
+                arguments = self._titan_invoke_args(request)
                 parser = TitanStreamParser(provider=self.name, model=request.model)
+
+                def open_events() -> Any:
+                    fn = self._get_client().invoke_model_with_response_stream
+                    return self._invoke(fn, request.timeout, **arguments)["body"]
             else:
                 params = build_converse_params(request, provider=self.name)
-                client = self._get_client()
-                response = self._invoke(client.converse_stream, request.timeout, **params)
-                events = response["stream"]
                 parser = ConverseStreamParser(
                     provider=self.name, model=request.model, structured_tool=structured_tool_name(request)
                 )
-        except FMClientError as exc:
-            _fill(exc, self.name, request.model)
-            raise
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
-        return _ChunkStream(events, parser, self.name, request.model)
+
+                def open_events() -> Any:
+                    return self._invoke(self._get_client().converse_stream, request.timeout, **params)["stream"]
+
+        return stream_chunks(open_events, parser.feed, parser.finish, errors)
 
     # -- embeddings ------------------------------------------------------------------------------
     def _embed_bodies(self, request: EmbedRequest) -> list[dict[str, Any]]:
@@ -1167,29 +1147,18 @@ class BedrockProvider(Provider):
             for text in request.texts
         ]
 
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        pool = self._pool
-        if pool is None:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self.max_workers, thread_name_prefix=f"fmclient-{self.name}"
-                    )
-                pool = self._pool
-        return pool
+    def embed_batching(self, model: str) -> EmbedBatching:
+        # Titan embeds one text per InvokeModel call: the client fans the texts out, up to
+        # max_workers at a time, each under its own retries.
+        if model_family(model) == "titan-embed":
+            return EmbedBatching(max_texts=1, max_concurrency=self.max_workers)
+        return EmbedBatching()
 
     def _embed_one(
-        self, client: Any, model: str, body: Mapping[str, Any], deadline: float | None
+        self, client: Any, model: str, body: Mapping[str, Any], timeout: float | None
     ) -> tuple[list[float], int]:
-        """One InvokeModel call, inside the fan-out pool. Every exception leaves it mapped."""
-        timeout = None
-        if deadline is not None:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                raise RequestTimeoutError(
-                    "the embedding batch ran out of time before this text was sent", provider=self.name, model=model
-                )
-        try:
+        """One InvokeModel call. Every exception leaves it mapped."""
+        with self._errors(model):
             response = self._invoke(
                 client.invoke_model,
                 timeout,
@@ -1200,17 +1169,23 @@ class BedrockProvider(Provider):
             )
             parsed = json.loads(response["body"].read())
             return parse_titan_embedding(parsed, provider=self.name, model=model)
-        except FMClientError as exc:
-            _fill(exc, self.name, model)
-            raise
-        except Exception as exc:
-            raise map_error(exc, self.name, model) from exc
 
-    @staticmethod
-    def _deadline(timeout: float | None) -> float | None:
-        return None if timeout is None else time.monotonic() + timeout
-
-    def _embeddings(self, request: EmbedRequest, results: Sequence[tuple[list[float], int]]) -> Embeddings:
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        """One InvokeModel call per text, in order (the client gives one text at a time and fans
+        out)."""
+        bodies = self._embed_bodies(request)
+        client = self._get_client()
+        deadline = None if request.timeout is None else time.monotonic() + request.timeout
+        results: list[tuple[list[float], int]] = []
+        for body in bodies:
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise RequestTimeoutError(
+                    "the embedding call ran out of time before this text was sent",
+                    provider=self.name,
+                    model=request.model,
+                )
+            results.append(self._embed_one(client, request.model, body, timeout))
         return Embeddings(
             vectors=[vector for vector, _ in results],
             usage=Usage(input_tokens=sum(tokens for _, tokens in results)),
@@ -1219,88 +1194,12 @@ class BedrockProvider(Provider):
             raw=None,
         )
 
-    def embed(self, request: EmbedRequest) -> Embeddings:
-        bodies = self._embed_bodies(request)
-        client = self._get_client()
-        deadline = self._deadline(request.timeout)
-        pool = self._executor()
-        futures = [pool.submit(self._embed_one, client, request.model, body, deadline) for body in bodies]
-        done, pending = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
-        failed = [f for f in futures if f in done and f.exception() is not None]
-        if failed:
-            for future in pending:
-                future.cancel()
-            error = failed[0].exception()
-            assert error is not None
-            raise error
-        return self._embeddings(request, [f.result() for f in futures])
-
-    async def aembed(self, request: EmbedRequest) -> Embeddings:
-        bodies = self._embed_bodies(request)
-        loop = asyncio.get_running_loop()
-        pool = self._executor()
-        # Building the client may read files or fetch credentials: never on the event loop.
-        client = self._client if self._client is not None else await loop.run_in_executor(pool, self._get_client)
-        deadline = self._deadline(request.timeout)
-        futures = [
-            loop.run_in_executor(pool, self._embed_one, client, request.model, body, deadline) for body in bodies
-        ]
-        try:
-            results = await asyncio.gather(*futures)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-        return self._embeddings(request, list(results))
-
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
         if client is not None:
             client.close()
-
-
-class _ChunkStream(Iterator[Chunk]):
-    """The chunks of one streamed response. ``close()`` releases the connection even when the
-    caller stops early, or never started iterating."""
-
-    def __init__(
-        self, events: Any, parser: TitanStreamParser | ConverseStreamParser, provider: str, model: str
-    ) -> None:
-        self._events = events
-        self._parser = parser
-        self._provider = provider
-        self._model = model
-        self._chunks = self._run()
-
-    def _run(self) -> Generator[Chunk, None, None]:
-        try:
-            for event in self._events:
-                yield from self._parser.feed(event)
-            yield self._parser.finish()
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise map_error(exc, self._provider, self._model) from exc
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        try:
-            self._events.close()
-        except Exception:  # the connection is being dropped anyway
-            pass
-
-    def __next__(self) -> Chunk:
-        return next(self._chunks)
-
-    def close(self) -> None:
-        self._chunks.close()
-        self._release()
 
 
 def _apply_read_timeout(context: dict[str, Any], **kwargs: Any) -> None:
@@ -1311,9 +1210,57 @@ def _apply_read_timeout(context: dict[str, Any], **kwargs: Any) -> None:
         context["read_timeout"] = max(timeout, 0.001)
 
 
-def _fill(exc: FMClientError, provider: str, model: str) -> None:
-    # Errors raised by the pure translation functions may not know where they happened.
-    if exc.provider is None:
-        exc.provider = provider
-    if exc.model is None:
-        exc.model = model
+# -- botocore's own DEBUG logging -------------------------------------------------------------------
+# botocore logs the canonical request it signs and the prepared request, headers included: the
+# session token (X-Amz-Security-Token), a Bedrock API key (Authorization: Bearer) and the signature
+# show there at DEBUG. A filter on each of its loggers rewrites such records before any handler sees
+# them. Filters on a logger do not apply to records propagated from its children, so it goes on every
+# botocore/boto3 logger that exists once boto3 is imported, and on the ones that log requests.
+_SENSITIVE_LOG_VALUES = re.compile(
+    r"(?i)(x-amz-security-token['\"]?\s*[:=,]\s*b?['\"]?|bearer\s+|signature=|x-amz-signature=)"
+    r"([A-Za-z0-9+/=%._~-]{8,})"
+)
+_BOTOCORE_REQUEST_LOGGERS = (
+    "botocore.auth",
+    "botocore.endpoint",
+    "botocore.awsrequest",
+    "botocore.httpsession",
+    "botocore.hooks",
+    "botocore.parsers",
+    "botocore.retryhandler",
+    "botocore.credentials",
+    "botocore.utils",
+    "botocore.client",
+    "urllib3.connectionpool",
+)
+
+
+class _BotocoreRedaction:
+    """A logging filter: any credential in a botocore record's text is replaced before it is emitted."""
+
+    def filter(self, record: Any) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # a record that cannot be formatted is left to logging's own error path
+        redacted = redact(_SENSITIVE_LOG_VALUES.sub(lambda m: m.group(1) + "**********", message))
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+        return True
+
+
+_REDACTION = _BotocoreRedaction()
+
+
+def install_botocore_log_redaction() -> None:
+    """Put the redaction filter on botocore's and boto3's loggers (idempotent)."""
+    import logging
+
+    names = {
+        name for name in logging.root.manager.loggerDict if name.split(".")[0] in ("botocore", "boto3", "s3transfer")
+    }
+    for name in (*_BOTOCORE_REQUEST_LOGGERS, *sorted(names), "botocore", "boto3"):
+        logger = logging.getLogger(name)
+        if _REDACTION not in logger.filters:
+            logger.addFilter(_REDACTION)

@@ -7,8 +7,11 @@ Configuration (``[providers.gemini]`` or any table with ``type = "gemini"``):
 * ``base_url``: sent as ``HttpOptions(base_url=...)``; when unset the SDK applies
   ``GOOGLE_GEMINI_BASE_URL`` (``GOOGLE_VERTEX_BASE_URL`` on Vertex) itself.
 * ``vertexai = true`` (or the SDK's ``GOOGLE_GENAI_USE_VERTEXAI``) selects Vertex AI, which
-  authenticates with Application Default Credentials; ``project`` / ``location`` fall back to
-  ``GOOGLE_CLOUD_PROJECT`` / ``GOOGLE_CLOUD_LOCATION``. ``api_version`` overrides the SDK's.
+  authenticates with Application Default Credentials, resolved when the client is built so a
+  machine without them gets a ``ConfigurationError`` saying what to set; ``credentials`` (a
+  ``google.auth`` credentials object, set in code) replaces them, and an ``api_key`` selects
+  express mode. ``project`` / ``location`` fall back to ``GOOGLE_CLOUD_PROJECT`` /
+  ``GOOGLE_CLOUD_LOCATION``. ``api_version`` overrides the SDK's.
 
 SDK behaviour this adapter relies on (google-genai 3.x):
 
@@ -57,7 +60,9 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.profiles import profile_for
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks
 from fmclient.types import (
     Chunk,
     Completion,
@@ -78,6 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EMBED_BATCH_SIZE",
+    "FOREIGN_CALL_SIGNATURE",
     "GeminiProvider",
     "build_contents",
     "build_embed_config",
@@ -95,6 +101,11 @@ EMBED_BATCH_SIZE = 100
 MAX_STOP_SEQUENCES = 5
 #: Key variables the SDK reads, in the SDK's order of precedence.
 KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+#: The placeholder signature Gemini documents for function calls it did not produce itself
+#: (history from another model, or edited). Gemini 3 answers 400 when the first function call of
+#: a step in the current turn has no signature; this value is accepted by the Gemini API and
+#: Vertex AI alike (the Gemini API also takes "context_engineering_is_the_way_to_go").
+FOREIGN_CALL_SIGNATURE = b"skip_thought_signature_validator"
 
 _CONTENT_FILTER_REASONS = frozenset(
     {
@@ -151,6 +162,35 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def json_schema(schema: Mapping[str, Any]) -> Any:
+    """A JSON Schema in the form Gemini documents: a ``$ref`` may have no sibling keywords but
+    ``$...`` ones (pydantic puts a field's ``default`` or ``description`` next to it). Such a node
+    becomes ``{"anyOf": [{"$ref": ...}], ...siblings}``, which means the same and keeps every
+    keyword. ``$defs`` stay at the top: Gemini resolves ``$ref`` into them."""
+    return _ref_siblings_moved(_plain(schema))
+
+
+# Keywords whose values are JSON data, not schemas: left exactly as given.
+_SCHEMA_DATA_KEYWORDS = frozenset({"default", "enum", "const", "examples", "example"})
+
+
+def _ref_siblings_moved(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_ref_siblings_moved(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: value if key in _SCHEMA_DATA_KEYWORDS else _ref_siblings_moved(value) for key, value in node.items()}
+    all_of = out.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1 and "anyOf" not in out:
+        # Older pydantic wraps a $ref that has siblings in a one-member allOf, which Gemini's
+        # subset lacks; a one-member anyOf means the same.
+        out["anyOf"] = out.pop("allOf")
+    if "$ref" in out and any(not key.startswith("$") for key in out):
+        ref = {key: value for key, value in out.items() if key.startswith("$")}
+        return {"anyOf": [ref], **{key: value for key, value in out.items() if not key.startswith("$")}}
+    return out
+
+
 def _ms(seconds: float) -> int:
     # HttpOptions.timeout is whole milliseconds and the SDK treats 0 as "no timeout".
     return max(1, math.ceil(seconds * 1000))
@@ -190,6 +230,85 @@ def _content_parts(message: Message) -> list[dict[str, Any]]:
         else:
             parts.append(_image_part(part))
     return parts
+
+
+def _gemini_3_or_later(model: str) -> bool:
+    """Whether a model id names Gemini 3 or a later generation.
+
+    Ids without a version (``gemini-flash-latest``) count as current; known older generations
+    (``gemini-2.5-flash``) and other families (Gemma) do not.
+    """
+    name = model.rsplit("/", 1)[-1].lower()
+    if not name.startswith("gemini-"):
+        return False
+    match = re.match(r"gemini-(\d+)", name)
+    return match is None or int(match.group(1)) >= 3
+
+
+def _function_response_parts(message: Message, provider: str, model: str, vertex: bool) -> list[dict[str, Any]]:
+    """The images of a tool result as ``function_response.parts`` (multimodal function responses).
+
+    Gemini 3 takes inline image bytes there; Vertex AI also takes a URL (``file_data``), the
+    Gemini API does not. Anything else is refused here, before sending.
+    """
+    images = [p for p in message.parts if isinstance(p, ImagePart)]
+    if not images:
+        return []
+    if not _gemini_3_or_later(model):
+        raise UnsupportedFeatureError(
+            f"model {model!r} does not take images in tool results: multimodal function responses "
+            "need Gemini 3 or later",
+            provider=provider,
+            model=model,
+        )
+    parts: list[dict[str, Any]] = []
+    for image in images:
+        if image.data is not None:
+            blob = {"mime_type": image.media_type or "application/octet-stream", "data": image.data}
+            parts.append({"inline_data": blob})
+        elif vertex:
+            file_data: dict[str, Any] = {"file_uri": image.url}
+            if image.media_type:
+                file_data["mime_type"] = image.media_type
+            parts.append({"file_data": file_data})
+        else:
+            raise UnsupportedFeatureError(
+                "the Gemini API takes images in tool results only as inline data: pass the image "
+                "bytes (ImagePart(data=...)) instead of a URL, or use Vertex AI",
+                provider=provider,
+                model=model,
+            )
+    return parts
+
+
+def _sign_foreign_calls(contents: list[dict[str, Any]]) -> None:
+    """Give unsigned function calls of the current turn Gemini's documented placeholder.
+
+    Gemini 3 validates the signature of the first function call in each model step of the
+    current turn (everything after the last user message that is not only tool results) and
+    answers 400 when it is missing. Calls Gemini produced itself carry their real signature,
+    which is kept as it is; calls from another provider, or rebuilt after an edit, have none.
+    """
+    start = 0
+    for index, content in enumerate(contents):
+        if content["role"] == "user" and not all("function_response" in p for p in content["parts"]):
+            start = index + 1
+    for content in contents[start:]:
+        if content["role"] != "model":
+            continue
+        parts = content["parts"]
+        for index, part in enumerate(parts):
+            if isinstance(part, dict):
+                if "function_call" not in part:
+                    continue
+                if part.get("thought_signature") is None:
+                    parts[index] = {**part, "thought_signature": FOREIGN_CALL_SIGNATURE}
+            else:  # an SDK Part restored from this provider's stored state
+                if part.function_call is None:
+                    continue
+                if part.thought_signature is None:
+                    parts[index] = part.model_copy(update={"thought_signature": FOREIGN_CALL_SIGNATURE})
+            break
 
 
 def _tool_output(content: str) -> dict[str, Any]:
@@ -235,15 +354,19 @@ def _state_parts(message: Message, provider: str) -> list[Mapping[str, Any]] | N
     return list(parts)
 
 
-def build_contents(messages: Sequence[Message], provider: str) -> list[dict[str, Any]]:
+def build_contents(
+    messages: Sequence[Message], provider: str, *, model: str = "", vertex: bool = False
+) -> list[dict[str, Any]]:
     """Normalised messages -> Gemini ``contents``.
 
     * assistant turns use role ``model``; when the message carries this provider's stored
       parts, those are sent back verbatim, thought signatures included (Gemini 3 rejects
-      function-call history without them);
+      function-call history without them); for Gemini 3, function calls of the current turn
+      that have no signature (another provider's, or edited) get the documented placeholder;
     * consecutive tool results become one ``user`` turn of ``function_response`` parts, named
       after ``Message.name`` (else the matching tool call); a call id is echoed only when the
-      API issued it, never when fmclient synthesised it.
+      API issued it, never when fmclient synthesised it. Images in a tool result go in the
+      response's ``parts`` (Gemini 3), or are refused.
     """
     contents: list[dict[str, Any]] = []
     # tool call id -> (function name, id the API gave the call or None)
@@ -263,6 +386,9 @@ def build_contents(messages: Sequence[Message], provider: str) -> list[dict[str,
             response: dict[str, Any] = {"name": name, "response": _tool_output(message.text)}
             if known and known[1]:
                 response["id"] = known[1]
+            media = _function_response_parts(message, provider, model, vertex)
+            if media:
+                response["parts"] = media
             part = {"function_response": response}
             if last_was_tool:
                 contents[-1]["parts"].append(part)
@@ -300,14 +426,17 @@ def build_contents(messages: Sequence[Message], provider: str) -> list[dict[str,
                 "Gemini accepts system instructions only at the start of a conversation",
                 provider=provider,
             )
+    if _gemini_3_or_later(model):
+        _sign_foreign_calls(contents)
     return contents
 
 
-def build_params(request: Request, provider: str = "gemini") -> dict[str, Any]:
+def build_params(request: Request, provider: str = "gemini", *, vertex: bool = False) -> dict[str, Any]:
     """A :class:`Request` -> keyword arguments for ``models.generate_content(_stream)``.
 
     ``config`` is a plain ``GenerateContentConfig`` dict; ``provider_options`` are merged in
-    last, so any SDK config field can be set or overridden.
+    last, so any SDK config field can be set or overridden. ``vertex``: the request goes to
+    Vertex AI, which takes a few inputs the Gemini API does not.
     """
     config: dict[str, Any] = {
         # fmclient hands tool calls back to the caller: the SDK must never run a tool loop.
@@ -328,7 +457,7 @@ def build_params(request: Request, provider: str = "gemini") -> dict[str, Any]:
         for tool in request.tools:
             declaration: dict[str, Any] = {
                 "name": tool.name,
-                "parameters_json_schema": _plain(tool.parameters),
+                "parameters_json_schema": json_schema(tool.parameters),
             }
             if tool.description:
                 declaration["description"] = tool.description
@@ -342,7 +471,7 @@ def build_params(request: Request, provider: str = "gemini") -> dict[str, Any]:
             config["tool_config"] = {"function_calling_config": calling}
     if request.response_format is not None:
         config["response_mime_type"] = "application/json"
-        config["response_json_schema"] = _plain(request.response_format.schema)
+        config["response_json_schema"] = json_schema(request.response_format.schema)
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
     for key, value in request.provider_options.items():
@@ -352,7 +481,7 @@ def build_params(request: Request, provider: str = "gemini") -> dict[str, Any]:
             config[key] = value
     return {
         "model": request.model,
-        "contents": build_contents(request.messages, provider),
+        "contents": build_contents(request.messages, provider, model=request.model, vertex=vertex),
         "config": config,
     }
 
@@ -397,7 +526,9 @@ def parse_usage(usage: Any) -> Usage:
     """``usage_metadata`` -> :class:`Usage`.
 
     ``prompt_token_count`` already includes cached tokens; tool-use prompt tokens (e.g. search
-    results fed back to the model) are input too; thinking tokens are output.
+    results fed back to the model) are input too; thinking tokens are output
+    (``candidates_token_count`` leaves them out, so output = candidates + thoughts).
+    Gemini reports no cache writes: an explicit cache is created by its own API call.
     """
     if usage is None:
         return Usage()
@@ -410,6 +541,7 @@ def parse_usage(usage: Any) -> Usage:
         input_tokens=count("prompt_token_count") + count("tool_use_prompt_token_count"),
         output_tokens=count("candidates_token_count") + count("thoughts_token_count"),
         cached_input_tokens=count("cached_content_token_count"),
+        reasoning_tokens=count("thoughts_token_count"),
     )
 
 
@@ -488,6 +620,7 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
         tool_calls=tool_calls,
         message=message,
         raw=response,
+        response_id=getattr(response, "response_id", None) or None,
     )
 
 
@@ -769,7 +902,7 @@ class GeminiProvider(Provider):
     """Gemini models via ``google-genai`` (Developer API, or Vertex AI with ``vertexai``)."""
 
     extra = "gemini"
-    option_keys = frozenset({"vertexai", "project", "location", "api_version"})
+    option_keys = frozenset({"vertexai", "project", "location", "api_version", "credentials"})
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
@@ -789,27 +922,22 @@ class GeminiProvider(Provider):
         return False
 
     def capabilities(self, model: str) -> Capabilities:
-        name = model.rsplit("/", 1)[-1].lower()
-        if "embedding" in name:
-            return Capabilities(
-                chat=False,
-                streaming=False,
-                tools=False,
-                images=False,
-                structured_output=False,
-                embeddings=True,
-            )
-        if name.startswith("gemma"):
-            # Gemma on the Gemini API has no system instructions, function calling or JSON mode.
-            return Capabilities(
-                system=False, tools=False, structured_output=False, max_stop_sequences=MAX_STOP_SEQUENCES
-            )
-        return Capabilities(max_stop_sequences=MAX_STOP_SEQUENCES)
+        profile = profile_for(model, "gemini")
+        if not profile.chat:
+            return profile
+        return profile.restrict(
+            max_stop_sequences=MAX_STOP_SEQUENCES,
+            reason=f"the Gemini API accepts at most {MAX_STOP_SEQUENCES} stop sequences",
+        )
 
     def check_ready(self, model: str) -> None:
         import_sdk("google.genai", extra=self.extra, provider=self.name)
         if self._vertex():
-            return  # Application Default Credentials (or an express-mode key) are checked by the SDK
+            # Application Default Credentials are resolved when the SDK client is built (first call).
+            credentials = self.settings.options.get("credentials")
+            if credentials is not None:
+                self._checked_credentials(credentials)
+            return
         if not self.settings.resolve_api_key(*KEY_ENV_VARS):
             raise ConfigurationError(
                 f"no API key for provider {self.name!r}: set "
@@ -850,6 +978,13 @@ class GeminiProvider(Provider):
             key = self.settings.resolve_api_key()
             if key:
                 kwargs["api_key"] = key
+            credentials = options.get("credentials")
+            if credentials is not None:
+                kwargs["credentials"] = self._checked_credentials(credentials)
+            elif self._needs_adc(key):
+                kwargs["credentials"], project = self._application_default_credentials()
+                if "project" not in kwargs and not os.environ.get("GOOGLE_CLOUD_PROJECT") and project:
+                    kwargs["project"] = project
         else:
             kwargs["vertexai"] = False
             key = self.settings.resolve_api_key(*KEY_ENV_VARS)
@@ -866,12 +1001,57 @@ class GeminiProvider(Provider):
             ) from exc
         return client
 
+    def _checked_credentials(self, credentials: Any) -> Any:
+        from google.auth.credentials import Credentials
+
+        if not isinstance(credentials, Credentials):
+            raise ConfigurationError(
+                f"provider {self.name!r}: credentials must be a google.auth.credentials.Credentials "
+                f"object, not {type(credentials).__name__}",
+                provider=self.name,
+            )
+        return credentials
+
+    def _needs_adc(self, key: str | None) -> bool:
+        """Whether the SDK will authenticate Vertex AI calls with Application Default Credentials.
+
+        It does when it has a project or location and no key. A key from the environment selects
+        express mode only when no project or location is set; with a ``base_url`` and neither,
+        the SDK treats the host as a gateway that authenticates by itself.
+        """
+        if key:
+            return False
+        options = self.settings.options
+        placed = options.get("project") or options.get("location")
+        placed = placed or os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_LOCATION")
+        if placed:
+            return True
+        return not (any(os.environ.get(v) for v in KEY_ENV_VARS) or self.settings.base_url)
+
+    def _application_default_credentials(self) -> tuple[Any, str | None]:
+        """Application Default Credentials, resolved now so that their absence is a
+        configuration error naming what to set, not an authentication failure mid-call."""
+        google_auth = import_sdk("google.auth", extra=self.extra, provider=self.name)
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            credentials, project = google_auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        except DefaultCredentialsError as exc:
+            raise ConfigurationError(
+                f"provider {self.name!r} uses Vertex AI, which needs Google Cloud credentials, and none "
+                "were found. Run `gcloud auth application-default login`, or set "
+                "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or set api_key for "
+                f"Vertex AI express mode (or vertexai = false to use the Gemini API). Detail: {exc}",
+                provider=self.name,
+            ) from exc
+        return credentials, project
+
     def _prepare(self, request: Request) -> dict[str, Any]:
         """Build and validate the call's arguments before anything touches the network."""
         from google.genai import types
         from pydantic import ValidationError
 
-        params = build_params(request, self.name)
+        params = build_params(request, self.name, vertex=self._vertex())
         try:
             params["contents"] = [types.Content.model_validate(c) for c in params["contents"]]
             params["config"] = types.GenerateContentConfig.model_validate(params["config"])
@@ -897,114 +1077,79 @@ class GeminiProvider(Provider):
             ) from exc
 
     # -- calls ------------------------------------------------------------------------------
+    def _errors(self, model: str, parser: StreamParser | None = None) -> MappedErrors:
+        return MappedErrors(
+            lambda exc: map_error(exc, self.name, model),
+            provider=self.name,
+            model=model,
+            partial_text=(lambda: parser.text) if parser is not None else None,
+        )
+
     def complete(self, request: Request) -> Completion:
         params = self._prepare(request)
         client = self._sdk()
-        try:
+        with self._errors(request.model):
             response = client.models.generate_content(**params)
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
         return parse_response(response, provider=self.name, model=request.model)
 
     async def acomplete(self, request: Request) -> Completion:
         params = self._prepare(request)
         client = self._sdk()
-        try:
+        with self._errors(request.model):
             response = await client.aio.models.generate_content(**params)
-        except Exception as exc:
-            raise map_error(exc, self.name, request.model) from exc
         return parse_response(response, provider=self.name, model=request.model)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         params = self._prepare(request)
         client = self._sdk()
         parser = StreamParser(self.name, request.model)
-        events: Any = None
-        try:
-            events = client.models.generate_content_stream(**params)
-            for event in events:
-                chunk = parser.parse_stream_event(event)
-                if chunk is not None:
-                    yield chunk
-            final = parser.final_chunk()
-        except Exception as exc:
-            error = map_error(exc, self.name, request.model)
-            if error.partial_text is None and parser.text:
-                error.partial_text = parser.text
-            if error is exc:
-                raise
-            raise error from exc
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
-        yield final
+        return stream_chunks(
+            lambda: client.models.generate_content_stream(**params),
+            parser.parse_stream_event,
+            parser.final_chunk,
+            self._errors(request.model, parser),
+        )
 
-    async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+    def astream(self, request: Request) -> AsyncIterator[Chunk]:
         params = self._prepare(request)
         client = self._sdk()
         parser = StreamParser(self.name, request.model)
-        events: Any = None
-        try:
-            events = await client.aio.models.generate_content_stream(**params)
-            async for event in events:
-                chunk = parser.parse_stream_event(event)
-                if chunk is not None:
-                    yield chunk
-            final = parser.final_chunk()
-        except Exception as exc:
-            error = map_error(exc, self.name, request.model)
-            if error.partial_text is None and parser.text:
-                error.partial_text = parser.text
-            if error is exc:
-                raise
-            raise error from exc
-        finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:  # closing a broken stream must not hide the real error
-                    pass
-        yield final
+
+        async def open_events() -> Any:
+            return await client.aio.models.generate_content_stream(**params)
+
+        return astream_chunks(
+            open_events, parser.parse_stream_event, parser.final_chunk, self._errors(request.model, parser)
+        )
+
+    def embed_batching(self, model: str) -> EmbedBatching:
+        return EmbedBatching(max_texts=EMBED_BATCH_SIZE)
 
     def embed(self, request: EmbedRequest) -> Embeddings:
+        """One ``batchEmbedContents`` request for the texts given (the client splits by
+        ``EMBED_BATCH_SIZE``)."""
         config = self._prepare_embed(request)
-        client = self._sdk() if request.texts else None
-        vectors: list[list[float]] = []
-        usage = Usage()
-        raw: list[Any] = []
-        for start in range(0, len(request.texts), EMBED_BATCH_SIZE):
-            batch = list(request.texts[start : start + EMBED_BATCH_SIZE])
-            assert client is not None
-            try:
-                response = client.models.embed_content(model=request.model, contents=batch, config=config)
-            except Exception as exc:
-                raise map_error(exc, self.name, request.model) from exc
-            batch_vectors, batch_usage = parse_embeddings(response, len(batch), provider=self.name, model=request.model)
-            vectors.extend(batch_vectors)
-            usage = usage + batch_usage
-            raw.append(response)
-        return Embeddings(vectors=vectors, usage=usage, model=request.model, provider=self.name, raw=raw)
+        if not request.texts:
+            return Embeddings(vectors=[], usage=Usage(), model=request.model, provider=self.name, raw=[])
+        client = self._sdk()
+        with self._errors(request.model):
+            response = client.models.embed_content(model=request.model, contents=list(request.texts), config=config)
+        return self._embeddings(request, response)
 
     async def aembed(self, request: EmbedRequest) -> Embeddings:
         config = self._prepare_embed(request)
-        client = self._sdk() if request.texts else None
-        vectors: list[list[float]] = []
-        usage = Usage()
-        raw: list[Any] = []
-        for start in range(0, len(request.texts), EMBED_BATCH_SIZE):
-            batch = list(request.texts[start : start + EMBED_BATCH_SIZE])
-            assert client is not None
-            try:
-                response = await client.aio.models.embed_content(model=request.model, contents=batch, config=config)
-            except Exception as exc:
-                raise map_error(exc, self.name, request.model) from exc
-            batch_vectors, batch_usage = parse_embeddings(response, len(batch), provider=self.name, model=request.model)
-            vectors.extend(batch_vectors)
-            usage = usage + batch_usage
-            raw.append(response)
-        return Embeddings(vectors=vectors, usage=usage, model=request.model, provider=self.name, raw=raw)
+        if not request.texts:
+            return Embeddings(vectors=[], usage=Usage(), model=request.model, provider=self.name, raw=[])
+        client = self._sdk()
+        with self._errors(request.model):
+            response = await client.aio.models.embed_content(
+                model=request.model, contents=list(request.texts), config=config
+            )
+        return self._embeddings(request, response)
+
+    def _embeddings(self, request: EmbedRequest, response: Any) -> Embeddings:
+        vectors, usage = parse_embeddings(response, len(request.texts), provider=self.name, model=request.model)
+        return Embeddings(vectors=vectors, usage=usage, model=request.model, provider=self.name, raw=response)
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:

@@ -46,7 +46,9 @@ from fmclient.errors import (
     RequestTimeoutError,
     UnsupportedFeatureError,
 )
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk, run_in_thread
+from fmclient.profiles import profile_for
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk, run_in_thread
+from fmclient.providers.shared_io import MappedErrors, close_quietly
 from fmclient.types import (
     Chunk,
     Completion,
@@ -480,7 +482,23 @@ class LlamaCppProvider(Provider):
 
     # -- readiness -------------------------------------------------------------------------------
     def capabilities(self, model: str) -> Capabilities:
-        return Capabilities(tools=False, images=False, structured_output=True, embeddings=True)
+        # The family of a GGUF file is in its name (the embedded smollm2, llama-3.2-..., mistral-...).
+        return (
+            profile_for(model, "llamacpp")
+            .with_host_embeddings()
+            .restrict(
+                tools=False,
+                forced_tool_choice=False,
+                named_tool_choice=False,
+                streaming_tools=False,
+                images=False,
+                reason="the llama.cpp adapter sends neither tools nor images",
+            )
+            .restrict(
+                structured_output_mode="json_grammar",
+                reason="llama.cpp constrains structured output with the schema as a grammar",
+            )
+        )
 
     def check_ready(self, model: str) -> None:
         _import_llama_cpp(self.name)
@@ -514,6 +532,14 @@ class LlamaCppProvider(Provider):
             loaded.lock.release()
 
     # -- chat ------------------------------------------------------------------------------------
+    def _errors(self, model: str, partial_text: Any = None) -> MappedErrors:
+        return MappedErrors(
+            lambda exc: map_error(exc, provider=self.name, model=model),
+            provider=self.name,
+            model=model,
+            partial_text=partial_text,
+        )
+
     def complete(self, request: Request) -> Completion:
         parts: list[str] = []
         events: list[Any] = []
@@ -564,7 +590,7 @@ class LlamaCppProvider(Provider):
         finish: str | None = None
         last_event: Any = None
         try:
-            try:
+            with self._errors(request.model, lambda: "".join(parts)):
                 events = llama.create_chat_completion(stream=True, **params)
                 while True:
                     event = next(events, None)
@@ -582,14 +608,9 @@ class LlamaCppProvider(Provider):
                             provider=self.name,
                             model=request.model,
                         )
-            except FMClientError:
-                raise
-            except Exception as exc:
-                raise map_error(exc, provider=self.name, model=request.model) from exc
-            finally:
-                if events is not None:
-                    events.close()  # stops generation when the caller leaves early
         finally:
+            if events is not None:
+                close_quietly(events)  # stops generation when the caller leaves early
             counter.uninstall()
         return Chunk(
             finish_reason=map_finish_reason(finish),
@@ -620,6 +641,11 @@ class LlamaCppProvider(Provider):
                 pass
 
     # -- embeddings ------------------------------------------------------------------------------
+    def embed_batching(self, model: str) -> EmbedBatching:
+        # One text per llama call anyway (see embed): the client hands texts over one at a
+        # time, so a retry redoes only the text that failed.
+        return EmbedBatching(max_texts=1)
+
     def embed(self, request: EmbedRequest) -> Embeddings:
         unknown = sorted(set(request.provider_options) - {"normalize"})
         if unknown:
@@ -634,16 +660,15 @@ class LlamaCppProvider(Provider):
         vectors: list[list[float]] = []
         tokens = 0
         try:
-            for text in request.texts:
-                # One text per call: llama-cpp-python 0.3's batched embed() misplaces the token
-                # vectors of every sequence after the first when the model has no pooling
-                # (decoder models like SmolLM2). truncate=False: an over-long input is an
-                # error, not silently cut.
-                output, count = loaded.llama.embed([text], truncate=False, return_count=True)
-                vectors.append(mean_pool(output[0], normalize=normalize))
-                tokens += int(count)
-        except Exception as exc:
-            raise map_error(exc, provider=self.name, model=request.model) from exc
+            with self._errors(request.model):
+                for text in request.texts:
+                    # One text per call: llama-cpp-python 0.3's batched embed() misplaces the token
+                    # vectors of every sequence after the first when the model has no pooling
+                    # (decoder models like SmolLM2). truncate=False: an over-long input is an
+                    # error, not silently cut.
+                    output, count = loaded.llama.embed([text], truncate=False, return_count=True)
+                    vectors.append(mean_pool(output[0], normalize=normalize))
+                    tokens += int(count)
         finally:
             loaded.lock.release()
         return Embeddings(

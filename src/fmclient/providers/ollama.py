@@ -40,8 +40,10 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.profiles import profile_for
 from fmclient.providers._async_clients import LoopClients
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.types import (
     Chunk,
     Completion,
@@ -101,7 +103,8 @@ def build_messages(request: Request, *, provider: str = "ollama") -> list[dict[s
             for call in message.tool_calls:
                 names_by_id[call.id] = call.name
         elif message.role == "tool":
-            entry: dict[str, Any] = {"role": "tool", "content": message.text}
+            # A result made of parts keeps its images: every /api/chat message takes ``images``.
+            entry = _user_message(message, request.model, provider)
             name = message.name or names_by_id.get(message.tool_call_id or "")
             if name:
                 entry["tool_name"] = name
@@ -220,6 +223,8 @@ def build_embed_params(request: EmbedRequest) -> dict[str, Any]:
 
 # -- response translation (pure) -----------------------------------------------------------------
 def map_finish_reason(done_reason: str | None, *, has_tool_calls: bool = False) -> FinishReason:
+    if done_reason == "length":  # cut off, possibly in the middle of a tool call
+        return "length"
     if has_tool_calls:
         return "tool_calls"
     if done_reason in (None, "", "stop"):
@@ -242,26 +247,27 @@ def _malformed(what: str, provider: str, model: str) -> FMClientError:
     return ServiceUnavailableError(f"Ollama sent a malformed response: {what}", provider=provider, model=model)
 
 
-def _tool_call(raw: Any, position: int, *, provider: str, model: str) -> ToolCall:
+def _tool_call(raw: Any, position: int, *, provider: str, model: str, truncated: bool) -> ToolCall:
+    """A tool call; ``truncated`` (the reply was cut off) keeps argument text that is not JSON."""
     function = raw.get("function") if isinstance(raw, Mapping) else None
     if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
         raise _malformed(f"a tool call without a function name: {raw!r}", provider, model)
-    arguments = function.get("arguments")
-    if arguments is None:
-        arguments = {}
-    elif isinstance(arguments, str):
-        # Ollama sends a JSON object; OpenAI-style servers behind OLLAMA_HOST sometimes a string.
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise _malformed(f"tool call arguments are not JSON: {exc}", provider, model) from exc
-    if not isinstance(arguments, Mapping):
-        raise _malformed(f"tool call arguments are not an object: {arguments!r}", provider, model)
     call_id = raw.get("id")
     if not isinstance(call_id, str) or not call_id:
         # Older Ollama servers send no ids; the tool result must still name its call.
         call_id = f"call_{position}_{uuid.uuid4().hex[:12]}"
-    return ToolCall(id=call_id, name=function["name"], arguments=dict(arguments))
+    arguments = function.get("arguments")
+    text: str | None = None
+    if arguments is None:
+        arguments = {}
+    elif isinstance(arguments, str):
+        # Ollama sends a JSON object; OpenAI-style servers behind OLLAMA_HOST sometimes a string.
+        arguments, text = tool_arguments(
+            arguments, truncated=truncated, name=function["name"], call_id=call_id, provider=provider, model=model
+        )
+    if not isinstance(arguments, Mapping):
+        raise _malformed(f"tool call arguments are not an object: {arguments!r}", provider, model)
+    return ToolCall(id=call_id, name=function["name"], arguments=dict(arguments), raw_arguments=text)
 
 
 def _message_of(data: Any, provider: str, model: str) -> Mapping[str, Any]:
@@ -281,8 +287,10 @@ def parse_response(data: Any, *, provider: str, model: str) -> Completion:
     content = message.get("content") or ""
     if not isinstance(content, str):
         raise _malformed("message content is not a string", provider, model)
+    truncated = isinstance(data, Mapping) and data.get("done_reason") == "length"
     calls = [
-        _tool_call(raw, i, provider=provider, model=model) for i, raw in enumerate(message.get("tool_calls") or ())
+        _tool_call(raw, i, provider=provider, model=model, truncated=truncated)
+        for i, raw in enumerate(message.get("tool_calls") or ())
     ]
     thinking = message.get("thinking")
     state = {provider: {"thinking": thinking}} if thinking else None
@@ -307,6 +315,7 @@ class StreamState:
     tool_calls: int = 0
     thinking: list[str] = field(default_factory=list)
     done: bool = False
+    text: str = ""
 
 
 def parse_stream_event(data: Any, state: StreamState) -> Chunk | None:
@@ -317,15 +326,17 @@ def parse_stream_event(data: Any, state: StreamState) -> Chunk | None:
         raise _malformed("message content is not a string", state.provider, state.model)
     deltas = []
     for raw in message.get("tool_calls") or ():
-        # Ollama sends each tool call whole, arguments already parsed: one delta per call.
-        call = _tool_call(raw, state.tool_calls, provider=state.provider, model=state.model)
-        deltas.append(
-            ToolCallDelta(index=state.tool_calls, id=call.id, name=call.name, arguments=json.dumps(call.arguments))
-        )
+        # Ollama sends each tool call whole, arguments already parsed: one delta per call. Text
+        # that is not JSON is passed on as it came, for the assembler to judge once the stop
+        # reason is known (a reply cut off by max_tokens keeps it).
+        call = _tool_call(raw, state.tool_calls, provider=state.provider, model=state.model, truncated=True)
+        arguments = call.raw_arguments if call.raw_arguments is not None else json.dumps(call.arguments)
+        deltas.append(ToolCallDelta(index=state.tool_calls, id=call.id, name=call.name, arguments=arguments))
         state.tool_calls += 1
     thinking = message.get("thinking")
     if isinstance(thinking, str) and thinking:
         state.thinking.append(thinking)
+    state.text += text
     if not data.get("done"):
         if not text and not deltas:
             return None
@@ -444,8 +455,21 @@ class OllamaProvider(Provider):
 
     # -- readiness -------------------------------------------------------------------------------
     def capabilities(self, model: str) -> Capabilities:
-        # What a model can do depends on what the user pulled; Ollama itself reports the rest.
-        return Capabilities(embeddings=True)
+        # The family's profile where the tag names a known family (llama3.2, mistral, gemma3...);
+        # anything else depends on what the user pulled, and Ollama itself reports it.
+        return (
+            profile_for(model, "ollama")
+            .with_host_embeddings()
+            .restrict(
+                forced_tool_choice=False,
+                named_tool_choice=False,
+                reason="Ollama's chat API has no tool_choice, so it cannot force a tool call",
+            )
+            .restrict(
+                structured_output_mode="json_grammar",
+                reason="Ollama constrains structured output with the schema as a grammar (format)",
+            )
+        )
 
     def check_ready(self, model: str) -> None:
         self._sdk()
@@ -490,108 +514,93 @@ class OllamaProvider(Provider):
         chosen = timeout if timeout is not None else self.settings.timeout
         return {} if chosen is None else {"timeout": chosen}
 
-    def _error(self, exc: BaseException, model: str, client: Any) -> FMClientError:
-        return map_error(exc, provider=self.name, model=model, host=self._host(client))
+    def _errors(self, model: str, client: Any, state: StreamState | None = None) -> MappedErrors:
+        return MappedErrors(
+            lambda exc: map_error(exc, provider=self.name, model=model, host=self._host(client)),
+            provider=self.name,
+            model=model,
+            partial_text=(lambda: state.text) if state is not None else None,
+        )
 
     # -- chat ------------------------------------------------------------------------------------
     def complete(self, request: Request) -> Completion:
         body = build_params(request, stream=False, provider=self.name)
         client = self._sync_client()
-        try:
+        with self._errors(request.model, client):
             data = client._request(dict, "POST", "/api/chat", json=body, **self._request_kwargs(request.timeout))
-        except Exception as exc:
-            raise self._error(exc, request.model, client) from exc
-        return parse_response(data, provider=self.name, model=request.model)
-
-    def stream(self, request: Request) -> Iterator[Chunk]:
-        body = build_params(request, stream=True, provider=self.name)
-        client = self._sync_client()
-        return self._stream(client, body, request)
-
-    def _stream(self, client: ollama.Client, body: dict[str, Any], request: Request) -> Iterator[Chunk]:
-        state = StreamState(provider=self.name, model=request.model)
-        lines: Iterator[Any] | None = None
-        try:
-            lines = client._request(
-                dict, "POST", "/api/chat", json=body, stream=True, **self._request_kwargs(request.timeout)
-            )
-            for data in lines:
-                chunk = parse_stream_event(data, state)
-                if chunk is not None:
-                    yield chunk
-                if state.done:
-                    break
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._error(exc, request.model, client) from exc
-        finally:
-            close = getattr(lines, "close", None)
-            if close is not None:
-                close()  # releases the HTTP connection when the caller stops early
-        if not state.done:
-            raise APIConnectionError(
-                f"the stream from Ollama at {self._host(client)} ended without its final 'done' line",
-                provider=self.name,
-                model=request.model,
-            )
+            return parse_response(data, provider=self.name, model=request.model)
 
     async def acomplete(self, request: Request) -> Completion:
         body = build_params(request, stream=False, provider=self.name)
         client = self._async_client()
-        try:
+        with self._errors(request.model, client):
             data = await client._request(dict, "POST", "/api/chat", json=body, **self._request_kwargs(request.timeout))
-        except Exception as exc:
-            raise self._error(exc, request.model, client) from exc
-        return parse_response(data, provider=self.name, model=request.model)
+            return parse_response(data, provider=self.name, model=request.model)
 
-    async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        body = build_params(request, stream=True, provider=self.name)
+        client = self._sync_client()
+        state = StreamState(provider=self.name, model=request.model)
+
+        def open_events() -> Any:
+            return client._request(
+                dict, "POST", "/api/chat", json=body, stream=True, **self._request_kwargs(request.timeout)
+            )
+
+        return stream_chunks(
+            open_events,
+            lambda data: parse_stream_event(data, state),
+            self._end(state, client, request),
+            self._errors(request.model, client, state),
+            done=lambda: state.done,
+        )
+
+    def astream(self, request: Request) -> AsyncIterator[Chunk]:
         body = build_params(request, stream=True, provider=self.name)
         client = self._async_client()
         state = StreamState(provider=self.name, model=request.model)
-        lines: AsyncIterator[Any] | None = None
-        try:
-            lines = await client._request(
+
+        async def open_events() -> Any:
+            return await client._request(
                 dict, "POST", "/api/chat", json=body, stream=True, **self._request_kwargs(request.timeout)
             )
-            async for data in lines:
-                chunk = parse_stream_event(data, state)
-                if chunk is not None:
-                    yield chunk
-                if state.done:
-                    break
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._error(exc, request.model, client) from exc
-        finally:
-            aclose = getattr(lines, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        if not state.done:
-            raise APIConnectionError(
-                f"the stream from Ollama at {self._host(client)} ended without its final 'done' line",
-                provider=self.name,
-                model=request.model,
-            )
+
+        return astream_chunks(
+            open_events,
+            lambda data: parse_stream_event(data, state),
+            self._end(state, client, request),
+            self._errors(request.model, client, state),
+            done=lambda: state.done,
+        )
+
+    def _end(self, state: StreamState, client: Any, request: Request) -> Any:
+        def end() -> None:
+            # The final chunk came with the 'done' line; a stream without it was cut short.
+            if not state.done:
+                raise APIConnectionError(
+                    f"the stream from Ollama at {self._host(client)} ended without its final 'done' line",
+                    provider=self.name,
+                    model=request.model,
+                )
+
+        return end
 
     # -- embeddings ------------------------------------------------------------------------------
+    def embed_batching(self, model: str) -> EmbedBatching:
+        return EmbedBatching()  # /api/embed takes every text in one request, and it is local
+
     def embed(self, request: EmbedRequest) -> Embeddings:
         body = build_embed_params(request)
         client = self._sync_client()
-        try:
+        with self._errors(request.model, client):
             data = client._request(dict, "POST", "/api/embed", json=body, **self._request_kwargs(request.timeout))
-        except Exception as exc:
-            raise self._error(exc, request.model, client) from exc
         return parse_embed_response(data, provider=self.name, model=request.model, expected=len(request.texts))
 
     async def aembed(self, request: EmbedRequest) -> Embeddings:
         body = build_embed_params(request)
         client = self._async_client()
-        try:
+        with self._errors(request.model, client):
             data = await client._request(dict, "POST", "/api/embed", json=body, **self._request_kwargs(request.timeout))
-        except Exception as exc:
-            raise self._error(exc, request.model, client) from exc
         return parse_embed_response(data, provider=self.name, model=request.model, expected=len(request.texts))
 
     # -- lifecycle -------------------------------------------------------------------------------

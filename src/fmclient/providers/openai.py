@@ -18,6 +18,10 @@ provider, i.e. one with its own ``base_url``.
   servers (vLLM, llama.cpp, Mistral) know ``max_tokens`` (Mistral rejects the other with a 422).
   So OpenAI gets ``max_completion_tokens`` and compatible servers ``max_tokens``; the
   ``max_tokens_param`` setting overrides that choice for a server that needs the other one.
+* Model rules come from the model family's profile (:mod:`fmclient.profiles`): on OpenAI the
+  reasoning models (o-series, gpt-5) get their system prompt as a ``developer`` message, and are
+  refused temperature / top_p / stop before sending. A compatible server's models get the
+  permissive default profile: the server decides.
 * Streamed usage: streams ask for a final usage chunk with ``stream_options.include_usage``.
   OpenAI always sends it, so only OpenAI's streams count as cut short without it (some compatible
   servers ignore the option). Mistral's API rejects ``stream_options`` with a
@@ -65,11 +69,11 @@ from fmclient.errors import (
     RateLimitError,
     RequestTimeoutError,
     ServiceUnavailableError,
-    StructuredOutputError,
     UnsupportedFeatureError,
     error_for_status,
     parse_retry_after,
 )
+from fmclient.profiles import DEFAULT_PROFILE, profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
     aiohttp_client,
@@ -77,7 +81,8 @@ from fmclient.providers._async_clients import (
     async_transport_setting,
     parsed,
 )
-from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
+from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.types import (
     Chunk,
     Completion,
@@ -164,43 +169,26 @@ _HTTP_MODULES = ("httpx", "httpcore", "h11", "anyio", "aiohttp")
 
 # -- capabilities ----------------------------------------------------------------------------
 def capabilities_for(model: str, *, native: bool) -> Capabilities:
-    """What a model accepts. Only OpenAI's own model names are known; a compatible server's
-    models are assumed to accept everything and the server itself says no."""
+    """What a model accepts: its family's profile on OpenAI itself. A compatible server's models
+    are assumed to accept everything (and to embed): the server itself says no."""
     if not native:
-        return Capabilities(embeddings=True)
-    name = model.lower()
-    if name.startswith("ft:"):  # fine-tunes: "ft:gpt-4o-mini-2024-07-18:org::id"
-        name = name.split(":")[1]
-    if name.startswith("text-embedding"):
-        return Capabilities(
-            chat=False,
-            streaming=False,
-            system=False,
-            tools=False,
-            images=False,
-            stop=False,
-            temperature=False,
-            top_p=False,
-            structured_output=False,
-            embeddings=True,
-        )
-    # o-series and the first gpt-5 family only take the default sampling and no stop sequences
-    # (later gpt-5.x accept temperature depending on reasoning effort: the API decides those).
-    if re.match(r"o\d", name) or re.fullmatch(r"gpt-5(-mini|-nano)?(-\d{4}-\d\d-\d\d)?", name):
-        return Capabilities(stop=False, temperature=False, top_p=False)
-    if name.startswith("gpt-3.5"):
-        return Capabilities(images=False, structured_output=False, max_stop_sequences=4)
-    if re.match(r"gpt-4(-\d|$|-turbo)", name):  # gpt-4 / gpt-4-turbo: no json_schema output
-        return Capabilities(images=name.startswith("gpt-4-turbo"), structured_output=False, max_stop_sequences=4)
-    return Capabilities(max_stop_sequences=4)
+        return DEFAULT_PROFILE.with_host_embeddings()
+    profile = profile_for(model, "openai")
+    if profile.chat:
+        profile = profile.restrict(max_stop_sequences=4, reason="the OpenAI API accepts at most 4 stop sequences")
+    return profile
 
 
 # -- request translation ---------------------------------------------------------------------
-def build_messages(request: Request) -> list[dict[str, Any]]:
-    """The Chat Completions ``messages`` array: system prompt first, then the conversation."""
+def build_messages(request: Request, provider: str = _NATIVE, *, system_role: str = "system") -> list[dict[str, Any]]:
+    """The Chat Completions ``messages`` array: system prompt first (in the role the model's
+    profile names: ``developer`` for OpenAI's reasoning models), then the conversation.
+
+    ``provider`` names whose ``provider_state`` (list content, e.g. Mistral thinking) is replayed.
+    """
     out: list[dict[str, Any]] = []
     if request.system:
-        out.append({"role": "system", "content": request.system})
+        out.append({"role": system_role, "content": request.system})
     for message in request.messages:
         role = message.role
         if role == "tool":
@@ -209,9 +197,14 @@ def build_messages(request: Request) -> list[dict[str, Any]]:
                     "a tool result message needs the tool_call_id of the call it answers",
                     model=request.model,
                 )
+            if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
+                # Chat Completions tool messages take text parts only.
+                raise UnsupportedFeatureError(
+                    "OpenAI Chat Completions does not accept images in tool results", model=request.model
+                )
             out.append({"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text})
         elif role == "assistant":
-            out.append(_assistant_message(message, request.model))
+            out.append(_assistant_message(message, request.model, provider))
         else:
             out.append({"role": role, "content": _content(message.content)})
     return out
@@ -235,14 +228,19 @@ def _content(content: str | tuple[Any, ...]) -> str | list[dict[str, Any]]:
     return parts
 
 
-def _assistant_message(message: Message, model: str) -> dict[str, Any]:
+def _assistant_message(message: Message, model: str, provider: str) -> dict[str, Any]:
     if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
         raise UnsupportedFeatureError("assistant messages cannot contain images", model=model)
     text = message.text
     out: dict[str, Any] = {"role": "assistant", "content": text}
+    state = (message.provider_state or {}).get(provider)
+    if isinstance(state, Mapping) and isinstance(state.get("content"), list):
+        # The reply came as a list of parts (thinking next to text): sent back as it came.
+        out["content"] = [dict(part) for part in state["content"]]
     if message.tool_calls:
         # OpenAI wants content null rather than "" next to tool calls.
-        out["content"] = text or None
+        if not isinstance(out["content"], list):
+            out["content"] = text or None
         out["tool_calls"] = [
             {
                 "id": call.id,
@@ -321,9 +319,11 @@ def build_params(
     request: Request,
     *,
     max_tokens_param: str = "max_tokens",
+    system_role: str = "system",
     stream: bool = False,
     stream_usage: bool = True,
     sdk_params: frozenset[str] | None = None,
+    provider: str = _NATIVE,
 ) -> dict[str, Any]:
     """Keyword arguments for ``chat.completions.create`` (the per-attempt timeout aside).
 
@@ -331,7 +331,10 @@ def build_params(
     arguments, any other key (a server's own extension, e.g. vLLM's ``top_k``) goes into
     ``extra_body`` so it reaches the JSON body. With ``sdk_params=None`` all are keywords.
     """
-    params: dict[str, Any] = {"model": request.model, "messages": build_messages(request)}
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": build_messages(request, provider, system_role=system_role),
+    }
     if request.max_tokens is not None:
         params[max_tokens_param] = request.max_tokens
     if request.temperature is not None:
@@ -418,34 +421,70 @@ def parse_usage(usage: Any) -> Usage | None:
         return None
     details = _plain(usage.get("prompt_tokens_details"))
     cached = (details.get("cached_tokens") or 0) if isinstance(details, Mapping) else 0
+    output_details = _plain(usage.get("completion_tokens_details"))
+    reasoning = (output_details.get("reasoning_tokens") or 0) if isinstance(output_details, Mapping) else 0
     return Usage(
         input_tokens=usage.get("prompt_tokens") or 0,
         output_tokens=usage.get("completion_tokens") or 0,
         cached_input_tokens=cached,
+        reasoning_tokens=reasoning,
     )
 
 
-def parse_arguments(raw: str | None, *, name: str, call_id: str, provider: str, model: str) -> dict[str, Any]:
-    """Tool-call arguments: a JSON object in a string. Anything else is a clear error."""
-    if raw is None or not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise StructuredOutputError(
-            f"arguments of tool call {name!r} ({call_id}) are not valid JSON: {exc}",
-            text=raw,
-            provider=provider,
-            model=model,
-        ) from exc
-    if not isinstance(value, dict):
-        raise StructuredOutputError(
-            f"arguments of tool call {name!r} ({call_id}) are not a JSON object",
-            text=raw,
-            provider=provider,
-            model=model,
-        )
-    return value
+def parse_arguments(
+    raw: str | None, *, name: str, call_id: str, provider: str, model: str, truncated: bool = False
+) -> tuple[dict[str, Any], str | None]:
+    """Tool-call arguments (a JSON object in a string): see :func:`~fmclient.providers.shared_io.tool_arguments`."""
+    return tool_arguments(raw, truncated=truncated, name=name, call_id=call_id, provider=provider, model=model)
+
+
+def split_content(content: Any) -> tuple[str, list[dict[str, Any]] | None]:
+    """``message.content`` (or a delta's) -> its text, and the parts to keep when it is a list.
+
+    OpenAI-compatible servers may send a list of parts instead of a string; Mistral's reasoning
+    models send ``{"type": "thinking", "thinking": [...]}`` next to ``{"type": "text", ...}``.
+    The text is the text parts joined; the list is kept only when it holds more than text.
+    """
+    if content is None:
+        return "", None
+    if isinstance(content, str):
+        return content, None
+    if not isinstance(content, list):
+        return str(content), None
+    texts: list[str] = []
+    parts: list[dict[str, Any]] = []
+    only_text = True
+    for part in content:
+        if isinstance(part, str):
+            part = {"type": "text", "text": part}
+        if not isinstance(part, Mapping):
+            continue
+        parts.append(dict(part))
+        if part.get("type") == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        else:
+            only_text = False
+    return "".join(texts), (None if only_text else parts)
+
+
+def _merge_parts(kept: list[dict[str, Any]], parts: Sequence[Mapping[str, Any]]) -> None:
+    """Streamed parts appended to the ones so far, pieces of one part joined into it."""
+    for part in parts:
+        previous = kept[-1] if kept else None
+        kind = str(part.get("type"))
+        if previous is not None and previous.get("type") == kind == "text":
+            previous["text"] = str(previous.get("text") or "") + str(part.get("text") or "")
+        elif (
+            previous is not None
+            and previous.get("type") == kind
+            and isinstance(previous.get(kind), list)
+            and isinstance(part.get(kind), list)
+        ):
+            _merge_parts(previous[kind], part[kind])
+        elif previous is not None and previous.get("type") == kind and isinstance(previous.get(kind), str):
+            previous[kind] = previous[kind] + str(part.get(kind) or "")
+        else:
+            kept.append(json.loads(json.dumps(part)))
 
 
 def parse_response(response: Any, *, provider: str, model: str) -> Completion:
@@ -467,36 +506,32 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
     if not isinstance(message, Mapping):
         raise _malformed("the first choice has no message", provider=provider, model=model)
     answered = data.get("model") or model
-    text = message.get("content") or ""
+    text, parts = split_content(message.get("content"))
+    finish = _FINISH_REASONS.get(choice.get("finish_reason"), "other")
+    # Cut off by max_tokens: a tool call's arguments may stop mid-JSON (kept raw, not raised).
+    truncated = finish == "length"
+
+    def tool_call(call_id: str, function: Mapping[str, Any]) -> ToolCall:
+        name = function.get("name") or ""
+        arguments, raw = parse_arguments(
+            function.get("arguments"),
+            name=name,
+            call_id=call_id,
+            provider=provider,
+            model=answered,
+            truncated=truncated,
+        )
+        return ToolCall(id=call_id, name=name, arguments=arguments, raw_arguments=raw)
+
     tool_calls: list[ToolCall] = []
     for i, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") if isinstance(call, Mapping) else None
         if not isinstance(function, Mapping):  # a custom-tool call: fmclient only declares function tools
             continue
-        call_id = call.get("id") or f"call_{i}"
-        name = function.get("name") or ""
-        tool_calls.append(
-            ToolCall(
-                id=call_id,
-                name=name,
-                arguments=parse_arguments(
-                    function.get("arguments"), name=name, call_id=call_id, provider=provider, model=answered
-                ),
-            )
-        )
+        tool_calls.append(tool_call(call.get("id") or f"call_{i}", function))
     legacy = message.get("function_call")
     if isinstance(legacy, Mapping) and not tool_calls:  # pre-tools servers answer with function_call
-        name = legacy.get("name") or ""
-        tool_calls.append(
-            ToolCall(
-                id="call_0",
-                name=name,
-                arguments=parse_arguments(
-                    legacy.get("arguments"), name=name, call_id="call_0", provider=provider, model=answered
-                ),
-            )
-        )
-    finish = _FINISH_REASONS.get(choice.get("finish_reason"), "other")
+        tool_calls.append(tool_call("call_0", legacy))
     if tool_calls and finish == "stop":  # some compatible servers say "stop" after tool calls
         finish = "tool_calls"
     refusal = message.get("refusal")
@@ -511,9 +546,19 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
         model=answered,
         provider=provider,
         tool_calls=tool_calls,
-        message=Message(role="assistant", content=text, tool_calls=tuple(tool_calls)),
+        message=Message(
+            role="assistant",
+            content=text,
+            tool_calls=tuple(tool_calls),
+            provider_state={provider: {"content": parts}} if parts else None,
+        ),
         raw=response,
+        response_id=_str_or_none(data.get("id")),
     )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class StreamParser:
@@ -523,7 +568,17 @@ class StreamParser:
     (with ``include_usage``), so both are held and delivered together at the end.
     """
 
-    __slots__ = ("finish_reason", "model", "provider", "refused", "require_usage", "saw_tool_calls", "usage")
+    __slots__ = (
+        "finish_reason",
+        "model",
+        "parts",
+        "provider",
+        "refused",
+        "require_usage",
+        "saw_tool_calls",
+        "text",
+        "usage",
+    )
 
     def __init__(self, provider: str, model: str, *, require_usage: bool = False) -> None:
         self.provider = provider
@@ -533,6 +588,9 @@ class StreamParser:
         self.usage: Usage | None = None
         self.refused = False
         self.saw_tool_calls = False
+        self.text = ""
+        # Content that came as lists of parts (e.g. Mistral thinking), merged as it streams.
+        self.parts: list[dict[str, Any]] = []
 
     def feed(self, event: Any) -> Chunk | None:
         """One ``chat.completion.chunk`` (its JSON dict, or the SDK's object) -> a Chunk, if it says anything."""
@@ -557,7 +615,14 @@ class StreamParser:
                 continue
             delta = choice.get("delta")
             if delta is not None:
-                text = delta.get("content") or ""
+                content = delta.get("content")
+                text, parts = split_content(content)
+                if isinstance(content, list):
+                    if not self.parts and self.text:  # text that came as plain strings before
+                        self.parts.append({"type": "text", "text": self.text})
+                    _merge_parts(self.parts, parts or [{"type": "text", "text": text}])
+                elif text and self.parts:
+                    _merge_parts(self.parts, [{"type": "text", "text": text}])
                 refusal = delta.get("refusal")
                 if refusal:
                     text += refusal
@@ -574,6 +639,7 @@ class StreamParser:
             if finish:
                 self.finish_reason = _FINISH_REASONS.get(finish, "other")
         if text or deltas:
+            self.text += text
             return Chunk(text=text, tool_calls=deltas, raw=event)
         return None
 
@@ -591,7 +657,13 @@ class StreamParser:
             finish = "content_filter"
         elif finish == "stop" and self.saw_tool_calls:
             finish = "tool_calls"
-        return Chunk(finish_reason=finish, usage=self.usage, model=self.model)
+        keep = any(part.get("type") != "text" for part in self.parts)
+        return Chunk(
+            finish_reason=finish,
+            usage=self.usage,
+            model=self.model,
+            provider_state={self.provider: {"content": self.parts}} if keep else None,
+        )
 
 
 def _tool_call_delta(call: Mapping[str, Any]) -> ToolCallDelta:
@@ -786,6 +858,8 @@ class OpenAIProvider(Provider):
         options = settings.options
         # Talks to OpenAI itself (see the module docstring) rather than a compatible server.
         self._native = self.name == _NATIVE or settings.base_url is None
+        # An explicit setting wins; otherwise the model's profile decides, then the host default.
+        self._max_tokens_setting: str | None = options.get("max_tokens_param")
         max_tokens_param = options.get("max_tokens_param", "max_completion_tokens" if self._native else "max_tokens")
         if max_tokens_param not in _MAX_TOKENS_PARAMS:
             raise ConfigurationError(
@@ -922,12 +996,15 @@ class OpenAIProvider(Provider):
 
     # -- calls ---------------------------------------------------------------------------------
     def _chat_kwargs(self, request: Request, *, stream: bool) -> dict[str, Any]:
+        profile = self.capabilities(request.model)
         params = build_params(
             request,
-            max_tokens_param=self._max_tokens_param,
+            max_tokens_param=self._max_tokens_setting or profile.max_tokens_param or self._max_tokens_param,
+            system_role=profile.system_role,
             stream=stream,
             stream_usage=self._stream_usage,
             sdk_params=self._chat_params,
+            provider=self.name,
         )
         if request.timeout is not None:
             params["timeout"] = request.timeout
@@ -944,103 +1021,77 @@ class OpenAIProvider(Provider):
             )
         return error
 
+    def _errors(self, model: str, partial_text: Callable[[], str] | None = None) -> MappedErrors:
+        return MappedErrors(
+            lambda exc: self._map(exc, model), provider=self.name, model=model, partial_text=partial_text
+        )
+
     def complete(self, request: Request) -> Completion:
         client = self._sync_client()
         kwargs = self._chat_kwargs(request, stream=False)
-        try:
+        with self._errors(request.model):
             # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
             # errors, headers) without building a pydantic model fmclient would only read back.
-            response = client.chat.completions.with_raw_response.create(**kwargs).parse(to=object)
-            return parse_response(response, provider=self.name, model=request.model)
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
+            raw = client.chat.completions.with_raw_response.create(**kwargs)
+            completion = parse_response(raw.parse(to=object), provider=self.name, model=request.model)
+            completion.request_id = _str_or_none(raw.request_id)  # the x-request-id header
+            return completion
 
     async def acomplete(self, request: Request) -> Completion:
         client = self._async_client()
         kwargs = self._chat_kwargs(request, stream=False)
-        try:
+        with self._errors(request.model):
             raw = await client.chat.completions.with_raw_response.create(**kwargs)
             response = await parsed(raw.parse(to=object))
-            return parse_response(response, provider=self.name, model=request.model)
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
+            completion = parse_response(response, provider=self.name, model=request.model)
+            completion.request_id = _str_or_none(raw.request_id)
+            return completion
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         client = self._sync_client()
         kwargs = self._chat_kwargs(request, stream=True)
         parser = StreamParser(self.name, request.model, require_usage=self._require_usage)
-        events = None
-        try:
-            raw = client.chat.completions.with_raw_response.create(**kwargs)
-            events = raw.parse(to=self._stream_type(False))
-            for event in events:
-                chunk = parser.feed(event)
-                if chunk is not None:
-                    yield chunk
-            yield parser.end()
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
-        finally:
-            if events is not None:
-                events.close()
 
-    async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        def open_events() -> Any:
+            return client.chat.completions.with_raw_response.create(**kwargs).parse(to=self._stream_type(False))
+
+        return stream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
+
+    def astream(self, request: Request) -> AsyncIterator[Chunk]:
         client = self._async_client()
         kwargs = self._chat_kwargs(request, stream=True)
         parser = StreamParser(self.name, request.model, require_usage=self._require_usage)
-        events = None
-        try:
-            raw = await client.chat.completions.with_raw_response.create(**kwargs)
-            events = await parsed(raw.parse(to=self._stream_type(True)))
-            async for event in events:
-                chunk = parser.feed(event)
-                if chunk is not None:
-                    yield chunk
-            yield parser.end()
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
-        finally:
-            if events is not None:
-                await events.close()
 
-    def _embed_batches(self, request: EmbedRequest) -> tuple[list[list[str]], dict[str, Any]]:
-        kwargs: dict[str, Any] = {"model": request.model}
+        async def open_events() -> Any:
+            raw = await client.chat.completions.with_raw_response.create(**kwargs)
+            return await parsed(raw.parse(to=self._stream_type(True)))
+
+        return astream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
+
+    def embed_batching(self, model: str) -> EmbedBatching:
+        # Batches go one after another, not all at once: a burst of large requests would mostly
+        # buy rate-limit errors.
+        return EmbedBatching(max_texts=self._batch_size)
+
+    def _embed_arguments(self, request: EmbedRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": request.model, "input": list(request.texts)}
         if request.provider_options:  # e.g. dimensions=256
             _merge_options(kwargs, request.provider_options, self._embed_params)
         if request.timeout is not None:
             kwargs["timeout"] = request.timeout
-        texts = request.texts
-        size = self._batch_size
-        return [list(texts[i : i + size]) for i in range(0, len(texts), size)], kwargs
+        return kwargs
 
     def embed(self, request: EmbedRequest) -> Embeddings:
+        """One request for the texts given (the client splits by ``embed_batch_size``)."""
         client = self._sync_client()
-        batches, kwargs = self._embed_batches(request)
-        try:
-            responses = [client.embeddings.create(input=batch, **kwargs) for batch in batches]
-            return parse_embeddings(responses, [len(b) for b in batches], provider=self.name, model=request.model)
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
+        kwargs = self._embed_arguments(request)
+        with self._errors(request.model):
+            response = client.embeddings.create(**kwargs)
+            return parse_embeddings([response], [len(request.texts)], provider=self.name, model=request.model)
 
     async def aembed(self, request: EmbedRequest) -> Embeddings:
         client = self._async_client()
-        batches, kwargs = self._embed_batches(request)
-        try:
-            # Batches go one after another, not all at once: a burst of up to N large requests
-            # would mostly buy rate-limit errors.
-            responses = [await client.embeddings.create(input=batch, **kwargs) for batch in batches]
-            return parse_embeddings(responses, [len(b) for b in batches], provider=self.name, model=request.model)
-        except FMClientError:
-            raise
-        except Exception as exc:
-            raise self._map(exc, request.model) from exc
+        kwargs = self._embed_arguments(request)
+        with self._errors(request.model):
+            response = await client.embeddings.create(**kwargs)
+            return parse_embeddings([response], [len(request.texts)], provider=self.name, model=request.model)

@@ -13,6 +13,13 @@ so app code that calls ``complete(..., model="claude-sonnet")`` runs unchanged::
 
 Scripted failures are raised as real fmclient errors and go through the real retry layer; while
 the mock is active, retry waits are recorded in ``mock.sleeps`` instead of slept.
+
+For a model the profile table knows (any alias of ``defaults.toml``, or a model id such as
+``claude-sonnet-4-5``), the mock refuses what production would refuse: the real adapter's
+capabilities for that target (the model family's profile, narrowed by its host) are checked
+before the mock answers, so ``temperature=`` on a model that rejects it raises
+:class:`~fmclient.errors.UnsupportedFeatureError` in the app's test too. Pass
+``MockProvider(enforce_profiles=False)`` to accept everything.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 
 from fmclient import retry
 from fmclient.errors import FMClientError, error_for_status
+from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings
 from fmclient.types import (
     Chunk,
@@ -89,8 +97,11 @@ class MockProvider(Provider):
         default_text: str = "mock response",
         embedding_dimensions: int = 8,
         real_sleep: bool = False,
+        enforce_profiles: bool = True,
     ) -> None:
         super().__init__(settings or ProviderSettings(name="mock", type="mock"))
+        #: refuse, as production would, what a known model's profile does not accept
+        self.enforce_profiles = enforce_profiles
         self.default_text = default_text
         self.embedding_dimensions = embedding_dimensions
         self.real_sleep = real_sleep
@@ -222,7 +233,28 @@ class MockProvider(Provider):
 
     # -- the Provider interface -------------------------------------------------------------
     def capabilities(self, model: str) -> Capabilities:
-        return Capabilities(embeddings=True)
+        """The family profile of a known model (when enforcing), else accept everything."""
+        if self.enforce_profiles:
+            profile = profile_for(model)
+            if profile.family:
+                return profile
+        return _PERMISSIVE
+
+    def route_capabilities(self, model: str, adapter: Callable[[], Capabilities]) -> Capabilities:
+        """What the client checks a request against while the mock answers for ``model``.
+
+        ``adapter()`` gives the real adapter's capabilities for the target (its family profile
+        narrowed by its host, e.g. the anthropic SDK's API version). They are enforced for a model
+        whose family is known, so an app test fails where production would. A subclass that
+        overrides :meth:`capabilities` decides by itself.
+        """
+        if not self.enforce_profiles or type(self).capabilities is not MockProvider.capabilities:
+            return self.capabilities(model)
+        try:
+            real = adapter()
+        except FMClientError:  # e.g. a provider table the real adapter rejects: the mock still answers
+            return self.capabilities(model)
+        return real if real.family else _PERMISSIVE
 
     def _next(self, request: Request, kind: str) -> _Reply:
         with self._lock:
@@ -311,6 +343,9 @@ class MockProvider(Provider):
             vectors = [_pseudo_vector(t, self.embedding_dimensions) for t in request.texts]
         tokens = sum(len(t.split()) for t in request.texts)
         return Embeddings(vectors=vectors, usage=Usage(input_tokens=tokens), model=request.model, provider=self.name)
+
+
+_PERMISSIVE = Capabilities(embeddings=True)
 
 
 def _words(text: str) -> list[str]:

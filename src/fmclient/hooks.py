@@ -1,0 +1,402 @@
+"""Hooks: see (and change) every call, attempt, retry and fallback.
+
+A hook is an object with any of the methods of :class:`Hook` (subclass it and override what you
+need). Register hooks on a client: ``Client(hooks=[MyHook()])`` or ``client.add_hook(MyHook())``.
+Sync and async calls, streams and embeddings all go through the same hooks, in this order::
+
+    on_call_start(call)
+    before_request(call, request)          -> a changed request, or None to keep it
+      on_attempt_start(attempt)            one per request sent: retries and fallbacks included
+      on_attempt_sent(attempt)             same context as on_attempt_start, once the SDK returned
+      on_first_chunk(attempt, chunk)       streams only
+      on_response(attempt, result)  |  on_error(attempt, error)
+      on_retry(attempt, wait)              the failed attempt will be retried after ``wait`` s
+    on_fallback(attempt, error)            the target failed; the next one is tried
+    on_call_end(call, result, error)       exactly once per call that started
+
+``before_request`` runs once per target (the primary, then each fallback tried), before any of
+its attempts; ``attempt.request`` is what was sent.
+
+**The rule for a hook that raises.** Observing methods (all but ``before_request``) fail open: an
+exception is logged on the ``fmclient`` logger (WARNING, with its traceback) and swallowed; the
+call goes on as if the hook had returned, and later hooks still run. ``before_request`` fails
+closed, because it is where guardrails and redaction live: raising an :class:`FMClientError`
+refuses the call with that error (no request is sent, no fallback is tried), and any other
+exception refuses it with an ``FMClientError`` whose ``__cause__`` is that exception. A changed
+request is checked against the model's capabilities again before it is sent.
+
+**Cost.** With no hook registered (and the ``fmclient`` logger not enabled for INFO) a call builds
+no observer at all: the client's hot path checks one attribute.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fmclient.errors import FMClientError
+
+if TYPE_CHECKING:
+    import logging
+
+    from fmclient.providers.base import ProviderSettings
+    from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
+
+__all__ = ["AttemptInfo", "CallInfo", "Hook"]
+
+T = TypeVar("T")
+AnyRequest = TypeVar("AnyRequest", "Request", "EmbedRequest")
+
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("fmclient")
+
+
+@dataclass(slots=True, eq=False)
+class CallInfo:
+    """One call as hooks see it. ``state`` is free for hooks to keep per-call data in."""
+
+    operation: str  # "chat" or "embeddings" (the GenAI semantic conventions' operation names)
+    streaming: bool
+    request: Request | EmbedRequest  # the primary target's request, before before_request
+    started: float  # time.perf_counter() at the start
+    attempts: list[AttemptInfo] = field(default_factory=list)
+    result: Completion | Embeddings | None = None
+    error: BaseException | None = None
+    ended: float | None = None
+    state: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class AttemptInfo:
+    """One request sent to a provider."""
+
+    call: CallInfo
+    provider: str  # the configured provider name ("mistral", "corp", "openai")
+    settings: ProviderSettings  # its settings: ``type`` is the adapter, ``base_url`` where it goes
+    model: str
+    request: Request | EmbedRequest
+    number: int  # 1 for the first attempt on this target, 2 for its first retry ...
+    target_index: int  # 0 for the primary target, 1 for the first fallback ...
+    started: float
+    ended: float | None = None
+    first_chunk_at: float | None = None
+    result: Completion | Embeddings | None = None
+    error: FMClientError | None = None
+    retry_wait: float | None = None
+    state: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.ended is None else self.ended - self.started
+
+
+class Hook:
+    """Base class: every method does nothing. Override the ones you need (see the module doc)."""
+
+    def on_call_start(self, call: CallInfo) -> None:
+        pass
+
+    def before_request(self, call: CallInfo, request: AnyRequest) -> AnyRequest | None:
+        return None
+
+    def on_attempt_start(self, attempt: AttemptInfo) -> None:
+        pass
+
+    def on_attempt_sent(self, attempt: AttemptInfo) -> None:
+        pass
+
+    def on_first_chunk(self, attempt: AttemptInfo, chunk: Chunk) -> None:
+        pass
+
+    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings) -> None:
+        pass
+
+    def on_error(self, attempt: AttemptInfo, error: FMClientError) -> None:
+        pass
+
+    def on_retry(self, attempt: AttemptInfo, wait: float) -> None:
+        pass
+
+    def on_fallback(self, attempt: AttemptInfo | None, error: FMClientError) -> None:
+        pass
+
+    def on_call_end(self, call: CallInfo, result: Completion | Embeddings | None, error: BaseException | None) -> None:
+        pass
+
+
+class LoggingHook(Hook):
+    """One ``fmclient`` log record per attempt: provider, model, status, latency, retry wait, request id.
+
+    The client adds it by itself whenever the ``fmclient`` logger is enabled for INFO. An answered
+    attempt logs at INFO, a failed one at WARNING.
+    """
+
+    def __init__(self) -> None:
+        self._log = _logger()
+
+    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings) -> None:
+        self._log.info(
+            "attempt %d %s/%s: ok in %.3fs%s",
+            attempt.number,
+            attempt.provider,
+            attempt.model,
+            attempt.latency or 0.0,
+            _request_id_text(getattr(result, "request_id", None)),
+            extra=self._extra(attempt, "ok", getattr(result, "request_id", None)),
+        )
+
+    def on_error(self, attempt: AttemptInfo, error: FMClientError) -> None:
+        # Logged when the retry decision is known (on_retry) or, if none comes, at once.
+        attempt.state[LoggingHook] = error
+        if not error.retryable:
+            self._failed(attempt, error)
+
+    def on_retry(self, attempt: AttemptInfo, wait: float) -> None:
+        error = attempt.state.pop(LoggingHook, None)
+        if error is not None:
+            self._failed(attempt, error)
+
+    def on_fallback(self, attempt: AttemptInfo | None, error: FMClientError) -> None:
+        if attempt is not None and attempt.state.pop(LoggingHook, None) is not None:
+            self._failed(attempt, error)
+
+    def on_call_end(self, call: CallInfo, result: Completion | Embeddings | None, error: BaseException | None) -> None:
+        for attempt in call.attempts:
+            pending = attempt.state.pop(LoggingHook, None)
+            if pending is not None:
+                self._failed(attempt, pending)
+
+    def _failed(self, attempt: AttemptInfo, error: FMClientError) -> None:
+        attempt.state.pop(LoggingHook, None)
+        status = error.status_code if error.status_code is not None else type(error).__name__
+        # The SDKs' status errors keep the response's request id; fmclient chains them as __cause__.
+        request_id = getattr(error.__cause__, "request_id", None)
+        request_id = request_id if isinstance(request_id, str) else None
+        wait = "" if attempt.retry_wait is None else f", retrying in {attempt.retry_wait:.2f}s"
+        self._log.warning(
+            "attempt %d %s/%s: %s after %.3fs%s%s",
+            attempt.number,
+            attempt.provider,
+            attempt.model,
+            status,
+            attempt.latency or 0.0,
+            wait,
+            _request_id_text(request_id),
+            extra=self._extra(attempt, status, request_id),
+        )
+
+    @staticmethod
+    def _extra(attempt: AttemptInfo, status: object, request_id: str | None) -> dict[str, Any]:
+        return {
+            "fmclient_provider": attempt.provider,
+            "fmclient_model": attempt.model,
+            "fmclient_status": status,
+            "fmclient_latency": attempt.latency,
+            "fmclient_retry_wait": attempt.retry_wait,
+            "fmclient_request_id": request_id,
+            "fmclient_attempt": attempt.number,
+        }
+
+
+def _request_id_text(request_id: str | None) -> str:
+    return f" (request id {request_id})" if request_id else ""
+
+
+class CallObserver:
+    """What the client calls at the few points of a call; runs the hooks under the rule above.
+
+    Built per call only when there is a hook to run (the client passes ``None`` otherwise).
+    """
+
+    __slots__ = ("_current", "_hooks", "_number", "_settings", "_target_index", "_target_key", "call")
+
+    def __init__(
+        self,
+        hooks: Sequence[Hook],
+        settings: Callable[[str], ProviderSettings],
+        operation: str,
+        request: Request | EmbedRequest,
+        streaming: bool,
+    ) -> None:
+        self._hooks = hooks
+        self._settings = settings
+        self.call = CallInfo(operation, streaming, request, time.perf_counter())
+        self._current: AttemptInfo | None = None
+        self._target_key: tuple[str, str] | None = None
+        self._target_index = -1
+        self._number = 0
+        self._each("on_call_start", self.call)
+
+    # -- running hooks -----------------------------------------------------------------------------
+    def _each(self, method: str, *args: Any) -> None:
+        for hook in self._hooks:
+            function = getattr(hook, method, None)
+            if function is None:
+                continue
+            try:
+                function(*args)
+            except Exception:
+                _logger().warning("fmclient hook %r raised in %s; ignored", hook, method, exc_info=True)
+
+    def before_request(self, request: AnyRequest, check: Callable[[AnyRequest], None] | None = None) -> AnyRequest:
+        """Let each hook change the request; raise to refuse the call (fail closed)."""
+        original = request
+        for hook in self._hooks:
+            function = getattr(hook, "before_request", None)
+            if function is None:
+                continue
+            try:
+                changed = function(self.call, request)
+            except FMClientError:
+                raise
+            except Exception as exc:
+                raise FMClientError(f"hook {type(hook).__name__}.before_request refused the call: {exc}") from exc
+            if changed is not None:
+                if type(changed) is not type(request):
+                    raise FMClientError(
+                        f"hook {type(hook).__name__}.before_request returned a {type(changed).__name__}, "
+                        f"not a {type(request).__name__}"
+                    )
+                request = changed
+        if request is not original:
+            if request.model != original.model:
+                request = replace(request, model=original.model)  # the target decides the model
+            if check is not None:
+                check(request)
+        return request
+
+    def refuse(self, error: FMClientError) -> None:
+        """``before_request`` refused: the call ends with that error."""
+        self.end(None, error)
+
+    # -- attempts ------------------------------------------------------------------------------------
+    def _start(self, provider: str, model: str, request: Request | EmbedRequest) -> AttemptInfo:
+        key = (provider, model)
+        if key != self._target_key:
+            self._target_key = key
+            self._target_index += 1
+            self._number = 0
+        self._number += 1
+        attempt = AttemptInfo(
+            self.call,
+            provider,
+            self._settings(provider),
+            model,
+            request,
+            self._number,
+            self._target_index,
+            time.perf_counter(),
+        )
+        self.call.attempts.append(attempt)
+        self._current = attempt
+        self._each("on_attempt_start", attempt)
+        return attempt
+
+    def _failed(self, attempt: AttemptInfo, error: BaseException) -> None:
+        attempt.ended = time.perf_counter()
+        if isinstance(error, FMClientError):
+            attempt.error = error
+            self._each("on_error", attempt, error)
+        else:  # cancelled, interrupted: the client's loop never sees it, so the call ends here
+            self.end(None, error)
+
+    def attempt(self, provider: str, model: str, request: Request | EmbedRequest, fn: Callable[[], T]) -> T:
+        """Run one attempt that ends when ``fn`` returns (a whole answer)."""
+        attempt = self._start(provider, model, request)
+        try:
+            result = fn()
+        except BaseException as error:
+            self._each("on_attempt_sent", attempt)
+            self._failed(attempt, error)
+            raise
+        self._each("on_attempt_sent", attempt)
+        self.answered(result)  # type: ignore[arg-type]
+        return result
+
+    async def aattempt(
+        self, provider: str, model: str, request: Request | EmbedRequest, fn: Callable[[], Awaitable[T]]
+    ) -> T:
+        attempt = self._start(provider, model, request)
+        try:
+            result = await fn()
+        except BaseException as error:
+            self._each("on_attempt_sent", attempt)
+            self._failed(attempt, error)
+            raise
+        self._each("on_attempt_sent", attempt)
+        self.answered(result)  # type: ignore[arg-type]
+        return result
+
+    def open_stream(self, provider: str, model: str, request: Request, fn: Callable[[], T]) -> T:
+        """Run the opening of a stream (request and first chunk); the attempt stays open."""
+        attempt = self._start(provider, model, request)
+        try:
+            opened = fn()
+        except BaseException as error:
+            self._each("on_attempt_sent", attempt)
+            self._failed(attempt, error)
+            raise
+        self._each("on_attempt_sent", attempt)
+        self._first_chunk(attempt, opened)
+        return opened
+
+    async def aopen_stream(self, provider: str, model: str, request: Request, fn: Callable[[], Awaitable[T]]) -> T:
+        attempt = self._start(provider, model, request)
+        try:
+            opened = await fn()
+        except BaseException as error:
+            self._each("on_attempt_sent", attempt)
+            self._failed(attempt, error)
+            raise
+        self._each("on_attempt_sent", attempt)
+        self._first_chunk(attempt, opened)
+        return opened
+
+    def _first_chunk(self, attempt: AttemptInfo, opened: Any) -> None:
+        first = opened[1]
+        if first is not None:
+            attempt.first_chunk_at = time.perf_counter()
+            self._each("on_first_chunk", attempt, first)
+
+    def answered(self, result: Completion | Embeddings) -> None:
+        """The current attempt produced its whole answer (for a stream: the assembled one)."""
+        attempt = self._current
+        if attempt is None or attempt.result is not None:
+            return
+        attempt.ended = attempt.ended or time.perf_counter()
+        attempt.result = result
+        self._each("on_response", attempt, result)
+
+    def broke_off(self, error: FMClientError) -> None:
+        """A stream failed after its first chunk."""
+        attempt = self._current
+        if attempt is not None and attempt.error is None:
+            self._failed(attempt, error)
+
+    def retry(self, error: FMClientError, wait: float) -> None:
+        attempt = self._current
+        if attempt is not None:
+            attempt.retry_wait = wait
+            self._each("on_retry", attempt, wait)
+
+    def fallback(self, error: FMClientError) -> None:
+        """The target failed (or was skipped) and the next one will be tried."""
+        attempt = self._current
+        if attempt is not None and attempt.error is not error:
+            attempt = None  # skipped before any request (circuit open, capabilities)
+        self._each("on_fallback", attempt, error)
+
+    def end(self, result: Completion | Embeddings | None, error: BaseException | None) -> None:
+        """The call is over; runs ``on_call_end`` once, whatever calls it first."""
+        call = self.call
+        if call.ended is not None:
+            return
+        call.ended = time.perf_counter()
+        call.result = result
+        call.error = error
+        self._each("on_call_end", call, result, error)

@@ -1,0 +1,351 @@
+"""What a call cost, worked out offline from the ``genai-prices`` price table (``fmclient[cost]``).
+
+fmclient keeps no prices of its own: `genai-prices <https://pypi.org/project/genai-prices/>`_
+holds historic, tiered and cache read/write prices for every hosted provider, and fmclient maps its
+adapter types onto the table's provider ids:
+
+==============  ====================================================================
+adapter type    priced as
+==============  ====================================================================
+``anthropic``   ``anthropic``
+``openai``      ``openai``; another server by its ``base_url`` (Mistral, Groq...)
+``gemini``      ``google`` (one table for the Developer API and Vertex AI)
+``bedrock``     ``aws`` (Bedrock's own prices, cross-region profiles included)
+``ollama``      local: zero, no per-token price
+``llamacpp``    local: zero, no per-token price
+==============  ====================================================================
+
+The config's ``[prices]`` table names the price table for a provider fmclient cannot place (a
+gateway in front of OpenAI: ``my-gateway = "openai"``; ``"none"`` for no prices). A server whose
+host the table does not know is not guessed at: a self-hosted model can share an id with a hosted
+one (``gpt-oss-120b``) without sharing its price.
+
+Both sides count usage the same way: ``input_tokens`` includes cache reads and writes and
+``output_tokens`` includes reasoning, with the cache and reasoning counts as parts of them, so
+the usage passes over unchanged (no cache token is priced twice).
+
+A price that cannot be found is ``None`` with a reason, never zero. Nothing here runs on the path
+of a call: a Completion is priced the first time its ``cost`` is read (or at once when the client
+has a budget).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from fmclient.types import Usage
+
+__all__ = ["Cost", "PriceRef", "Unpriced", "model_prices", "price_data_version", "price_usage", "prices_available"]
+
+INSTALL_HINT = 'install the price table: pip install "fmclient[cost]"'
+
+# Adapter type -> genai-prices provider id. The mock is priced as the target it answers for.
+_PROVIDER_IDS = {"anthropic": "anthropic", "openai": "openai", "gemini": "google", "bedrock": "aws"}
+_LOCAL_TYPES = frozenset({"ollama", "llamacpp"})
+_OPENAI_HOSTS = ("api.openai.com",)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """The price of a call. Amounts are :class:`~decimal.Decimal` so that summing many small
+    costs (a budget) is exact: ``0.1 + 0.2`` dollars is ``0.3``, and a spend equal to the budget
+    compares equal to it."""
+
+    total: Decimal
+    input: Decimal
+    output: Decimal
+    currency: str = "USD"
+
+    def __add__(self, other: Cost) -> Cost:
+        if self.currency != other.currency:
+            raise ValueError(f"cannot add {self.currency} and {other.currency}")
+        return Cost(self.total + other.total, self.input + other.input, self.output + other.output, self.currency)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: amounts as floats (exact values stay on the object)."""
+        return {
+            "total": float(self.total),
+            "input": float(self.input),
+            "output": float(self.output),
+            "currency": self.currency,
+        }
+
+
+def zero_cost() -> Cost:
+    from decimal import Decimal
+
+    return Cost(Decimal(0), Decimal(0), Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class Unpriced:
+    """Why a call has no cost (``Completion.cost_reason`` holds :attr:`reason`)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRef:
+    """Where to look a model up: the adapter type, its base URL (for OpenAI-compatible servers)
+    and the price table named by the config's ``[prices]`` table, which wins over both."""
+
+    provider_type: str
+    base_url: str | None = None
+    table: str | None = None
+
+
+def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float | None) -> Cost | Unpriced:
+    """The cost of ``usage``: the first of ``models`` (answered id, then requested id) the table
+    prices. ``at`` is the call's time (epoch seconds): prices change, the one in force applies."""
+    if ref.table is None and ref.provider_type in _LOCAL_TYPES:
+        return zero_cost()
+    table = _table()
+    if isinstance(table, Unpriced):
+        return table
+    where = _where(table, ref)
+    if isinstance(where, Unpriced):
+        return where
+    found = _find(table, where, models)
+    if isinstance(found, Unpriced):
+        return found
+    provider, model = found
+    from datetime import datetime, timezone
+
+    when = datetime.fromtimestamp(at, tz=timezone.utc) if at is not None else datetime.now(tz=timezone.utc)
+    linear = _linear_prices(table, provider, model, when)
+    if linear is not None:
+        cost = linear.price(usage)
+        if cost is not None:
+            return cost
+    try:
+        priced = model.calc_price(_genai_usage(table, usage), provider, genai_request_timestamp=when)
+    except (ValueError, ArithmeticError) as error:
+        return Unpriced(f"genai-prices could not price {model.id!r}: {error}")
+    return Cost(priced.total_price, priced.input_price, priced.output_price)
+
+
+def model_prices(ref: PriceRef, model: str) -> tuple[Decimal | None, Decimal | None, bool] | Unpriced:
+    """Today's input and output price per million tokens of a model (``None`` where the table
+    has none, e.g. an embedding model's output), and whether either rises with prompt size
+    (tiered: the figures are then the base tier's)."""
+    if ref.table is None and ref.provider_type in _LOCAL_TYPES:
+        return (zero_cost().input, zero_cost().output, False)
+    table = _table()
+    if isinstance(table, Unpriced):
+        return table
+    where = _where(table, ref)
+    if isinstance(where, Unpriced):
+        return where
+    found = _find(table, where, (model,))
+    if isinstance(found, Unpriced):
+        return found
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    prices = found[1].get_prices(datetime.now(tz=timezone.utc))
+
+    tiered = False
+
+    def base(name: str) -> Decimal | None:
+        nonlocal tiered
+        value = getattr(prices, name, None)
+        if value is not None and not isinstance(value, Decimal):
+            tiered = True
+            value = getattr(value, "base", None)
+        return value if isinstance(value, Decimal) else None
+
+    return base("input_mtok"), base("output_mtok"), tiered
+
+
+def prices_available() -> Unpriced | None:
+    """None when the price table can be used, else why not (loads it: ~0.15 s, once)."""
+    table = _table()
+    return table if isinstance(table, Unpriced) else None
+
+
+def price_data_version() -> str | None:
+    """``genai-prices X.Y.Z``: the price data in use, or None without the extra."""
+    table = _table()
+    if isinstance(table, Unpriced):
+        return None
+    return f"genai-prices {table.version}"
+
+
+# -- the table, loaded once -------------------------------------------------------------------
+class _Table:
+    """genai-prices, imported on first use (it takes ~0.15 s: never on ``import fmclient``)."""
+
+    def __init__(self, module: Any, snapshot: Callable[[], Any], usage_class: type[Any]) -> None:
+        self.version: str = module.__version__
+        self.snapshot = snapshot
+        self.usage_class = usage_class
+        self.misses: dict[tuple[str | None, str | None, str], str] = {}
+        self.linear: dict[tuple[str, str], tuple[Any, _Linear | None]] = {}
+        # (where, model ids) -> (the snapshot it was found in, (provider, model)): prices that
+        # UpdatePrices swaps in are a new snapshot, so a hit in an old one is looked up again.
+        self.found: dict[Any, tuple[Any, tuple[Any, Any]]] = {}
+
+
+_loaded: _Table | Unpriced | None = None
+_load_lock = threading.Lock()
+
+
+def _table() -> _Table | Unpriced:
+    global _loaded
+    if _loaded is None:
+        with _load_lock:
+            if _loaded is None:
+                _loaded = _load()
+    return _loaded
+
+
+def _load() -> _Table | Unpriced:
+    if sys.version_info < (3, 11):
+        return Unpriced("cost unknown: the price table (genai-prices) needs Python 3.11 or later")
+    try:
+        import genai_prices
+        from genai_prices import data_snapshot
+    except ImportError:
+        return Unpriced(f"cost unknown: {INSTALL_HINT}")
+    return _Table(genai_prices, data_snapshot.get_snapshot, genai_prices.Usage)
+
+
+def _where(table: _Table, ref: PriceRef) -> tuple[str | None, str | None] | Unpriced:
+    """(provider id, provider API URL) for the table's lookup."""
+    if ref.table is not None:
+        if ref.table in ("none", "local"):
+            return Unpriced("cost unknown: the [prices] table says this provider is not priced")
+        return (ref.table, None)
+    provider_id = _PROVIDER_IDS.get(ref.provider_type)
+    if provider_id is None:
+        return Unpriced(f"cost unknown: no price table for provider type {ref.provider_type!r}")
+    if ref.provider_type == "openai" and ref.base_url:
+        host = _host(ref.base_url)
+        if host not in _OPENAI_HOSTS:
+            # An OpenAI-compatible server has its own prices, if the table knows its host.
+            url = f"https://{host}"
+            try:
+                table.snapshot().find_provider(None, None, url)
+            except LookupError:
+                return Unpriced(
+                    f"cost unknown: genai-prices {table.version} has no prices for the server at {host} "
+                    '(a gateway to a priced provider can say which in the config: [prices] <provider> = "openai")'
+                )
+            return (None, url)
+    return (provider_id, None)
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _find(table: _Table, where: tuple[str | None, str | None], models: tuple[str, ...]) -> tuple[Any, Any] | Unpriced:
+    provider_id, api_url = where
+    hit = table.found.get((where, models))
+    if hit is not None and hit[0] is table.snapshot():
+        return hit[1]
+    snapshot = table.snapshot()
+    tried: list[str] = []
+    for model in dict.fromkeys(m for m in models if m):
+        key = (provider_id, api_url, model)
+        miss = table.misses.get(key)
+        if miss is None:
+            try:
+                found = snapshot.find_provider_model(model, None, provider_id, api_url)
+                table.found[(where, models)] = (snapshot, found)
+                return found  # type: ignore[no-any-return]
+            except LookupError as error:
+                miss = table.misses[key] = str(error)
+        tried.append(miss)
+    detail = "; ".join(tried) or "no model id"
+    return Unpriced(f"cost unknown: genai-prices {table.version} has no price for it ({detail})")
+
+
+class _Linear:
+    """A model's prices as a price per token of each kind, read off genai-prices' own results.
+
+    genai-prices works a price out unit by unit (~75-500 µs a call). Without tiers its result is
+    affine in the token counts, so it is taken once per model and price period, for one token of
+    each kind, and every later call is a handful of Decimal products (exact: the same digits).
+    """
+
+    __slots__ = ("base", "prices", "rates")
+
+    def __init__(self, prices: Any, base: tuple[Decimal, Decimal], rates: tuple[tuple[Decimal, Decimal], ...]) -> None:
+        self.prices = prices  # the genai-prices ModelPrice these were read from
+        self.base = base
+        self.rates = rates
+
+    def price(self, usage: Usage) -> Cost | None:
+        """The cost, or None for counts that do not add up (left to genai-prices to report)."""
+        counts = (
+            usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_tokens,
+            usage.output_tokens - usage.reasoning_tokens,
+            usage.reasoning_tokens,
+        )
+        if min(counts) < 0:
+            return None
+        input_price, output_price = self.base
+        for count, (per_input, per_output) in zip(counts, self.rates, strict=True):
+            if count:
+                input_price += count * per_input
+                output_price += count * per_output
+        return Cost(input_price + output_price, input_price, output_price)
+
+
+# One token of each kind, in the order _Linear.price counts them.
+_UNIT_USAGES = (
+    {"input_tokens": 1},
+    {"input_tokens": 1, "cache_read_tokens": 1},
+    {"input_tokens": 1, "cache_write_tokens": 1},
+    {"output_tokens": 1},
+    {"output_tokens": 1, "output_reasoning_tokens": 1},
+)
+
+
+def _linear_prices(table: _Table, provider: Any, model: Any, when: Any) -> _Linear | None:
+    """The model's per-token prices in force at ``when``, or None when they are not linear (tiers)."""
+    prices = model.get_prices(when)
+    key = (provider.id, model.id)
+    found = table.linear.get(key)
+    if found is not None and found[0] is prices:
+        return found[1]
+    linear: _Linear | None = None
+    if not any(type(value).__name__ == "TieredPrices" for value in vars(prices).values()):
+        try:
+
+            def at(**counts: int) -> tuple[Decimal, Decimal]:
+                priced = model.calc_price(table.usage_class(**counts), provider, genai_request_timestamp=when)
+                return priced.input_price, priced.output_price
+
+            base = at()
+            rates = tuple((unit[0] - base[0], unit[1] - base[1]) for unit in (at(**counts) for counts in _UNIT_USAGES))
+            linear = _Linear(prices, base, rates)
+        except (ValueError, ArithmeticError):
+            linear = None  # priced the long way, which reports the error
+    table.linear[key] = (prices, linear)
+    return linear
+
+
+def _genai_usage(table: _Table, usage: Usage) -> Any:
+    # The same convention on both sides (input includes cache tokens, output includes
+    # reasoning): the parts are named so that their own prices apply, nothing is added twice.
+    values = {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cached_input_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "output_reasoning_tokens": usage.reasoning_tokens,
+    }
+    return table.usage_class(**{k: v for k, v in values.items() if v})

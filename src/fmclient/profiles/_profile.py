@@ -1,0 +1,160 @@
+"""The profile record: what one model family accepts, and the one check made before sending."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fmclient.errors import UnsupportedFeatureError
+from fmclient.types import ImagePart, Request
+
+__all__ = ["Profile", "StructuredOutputMode"]
+
+#: How a family produces schema-constrained JSON: a native ``json_schema`` response format, a
+#: forced call of a tool whose input schema is the format, a JSON grammar the local runtime
+#: enforces, or ``None`` when the host decides.
+StructuredOutputMode = Literal["json_schema", "tool", "json_grammar"]
+
+# Fields a host may lower (bools to False, limits down), never raise.
+_LIMITS = ("max_stop_sequences", "context_window", "max_output_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What one model family accepts. Every host adapter starts from the family's profile (see
+    :func:`fmclient.profiles.profile_for`); a host may only narrow it, with :meth:`restrict`.
+
+    The default profile accepts everything: for a model nobody knows, the server decides.
+    """
+
+    chat: bool = True
+    streaming: bool = True
+    #: a system prompt is accepted (sent with the role :attr:`system_role`)
+    system: bool = True
+    tools: bool = True
+    images: bool = True
+    stop: bool = True
+    max_stop_sequences: int | None = None
+    temperature: bool = True
+    top_p: bool = True
+    structured_output: bool = True
+    #: the host can make embeddings with this model
+    embeddings: bool = False
+    # -- beyond the basics --------------------------------------------------------------------
+    #: the family's name in the table ("" for the permissive default)
+    family: str = ""
+    #: role that carries the system prompt: OpenAI's reasoning models take it as "developer"
+    system_role: Literal["system", "developer"] = "system"
+    #: ``tool_choice="required"`` (the model must call some tool)
+    forced_tool_choice: bool = True
+    #: ``tool_choice="<tool name>"`` (the model must call that tool)
+    named_tool_choice: bool = True
+    #: tools in a streamed call
+    streaming_tools: bool = True
+    #: temperature and top_p in the same request (newer Claude models take one or the other)
+    temperature_with_top_p: bool = True
+    #: a conversation that ends with an assistant turn for the model to continue (prefill)
+    assistant_prefill: bool = True
+    structured_output_mode: StructuredOutputMode | None = None
+    #: the model reasons (thinks) before it answers
+    reasoning: bool = False
+    #: the output-limit parameter the family requires on OpenAI's API (None: the host's default)
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+    #: embedding options (dimensions, normalisation) are accepted
+    embedding_options: bool = True
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    #: why a host narrowed a field: (field, reason) pairs, quoted in the refusal
+    restrictions: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    # -- narrowing ------------------------------------------------------------------------------
+    def restrict(self, *, reason: str, **fields: object) -> Profile:
+        """This profile narrowed for a host reason, e.g. ``restrict(temperature=False, reason=...)``.
+
+        Booleans may only go from True to False and limits only down; the mode fields
+        (``structured_output_mode``, ``system_role``, ``max_tokens_param``) may be replaced.
+        The reason is quoted in every refusal the narrowing causes.
+        """
+        if not reason:
+            raise ValueError("a restriction needs a reason")
+        changes: dict[str, object] = {}
+        reasons = list(self.restrictions)
+        for name, value in fields.items():
+            if name not in _FIELD_NAMES or name in ("family", "restrictions"):
+                raise TypeError(f"Profile has no restrictable field {name!r}")
+            current = getattr(self, name)
+            if isinstance(current, bool) or name == "embeddings":
+                if value is not False:
+                    raise ValueError(f"a host may only restrict {name} to False, not widen it")
+                if current is False:
+                    continue  # already refused by the family: its own reason stands
+            elif name in _LIMITS:
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"{name} must be a non-negative integer")
+                if current is not None and value >= current:
+                    continue
+            changes[name] = value
+            reasons.append((name, reason))
+        if not changes:
+            return self
+        return dataclasses.replace(self, **changes, restrictions=tuple(reasons))  # type: ignore[arg-type]
+
+    def with_host_embeddings(self) -> Profile:
+        """The one widening a host may make: servers such as Ollama, llama.cpp or an
+        OpenAI-compatible server make embeddings with any model they serve."""
+        return self if self.embeddings else dataclasses.replace(self, embeddings=True)
+
+    # -- the check before sending ---------------------------------------------------------------
+    def check(self, request: Request, *, provider: str, streaming: bool = False) -> None:
+        """Raise :class:`UnsupportedFeatureError` for anything in ``request`` this model cannot take."""
+        model = request.model
+
+        def refuse(what: str, *fields: str) -> UnsupportedFeatureError:
+            why = next((reason for name, reason in self.restrictions if name in fields), None)
+            message = f"model {model!r} does not support {what}"
+            if why:
+                message += f": {why}"
+            return UnsupportedFeatureError(message, provider=provider, model=model)
+
+        if not self.chat:
+            raise refuse("chat completions (it is an embedding model)", "chat")
+        if streaming and not self.streaming:
+            raise refuse("streaming", "streaming")
+        if request.system and not self.system:
+            raise refuse("a system prompt", "system")
+        if request.tools and not self.tools:
+            raise refuse("tools", "tools")
+        choice = request.tool_choice
+        if choice == "required" and not self.forced_tool_choice:
+            raise refuse("a forced tool choice (tool_choice='required')", "forced_tool_choice")
+        if choice not in (None, "auto", "none", "required") and not self.named_tool_choice:
+            raise refuse(f"forcing a named tool (tool_choice={choice!r})", "named_tool_choice")
+        if streaming and request.tools and choice != "none" and not self.streaming_tools:
+            raise refuse("tools in a streamed call", "streaming_tools")
+        if request.stop and not self.stop:
+            raise refuse("stop sequences", "stop")
+        if request.stop and self.max_stop_sequences is not None and len(request.stop) > self.max_stop_sequences:
+            raise refuse(f"more than {self.max_stop_sequences} stop sequences", "max_stop_sequences")
+        if request.temperature is not None and not self.temperature:
+            raise refuse("temperature", "temperature")
+        if request.top_p is not None and not self.top_p:
+            raise refuse("top_p", "top_p")
+        if request.temperature is not None and request.top_p is not None and not self.temperature_with_top_p:
+            raise refuse("temperature and top_p together (set one of them)", "temperature_with_top_p")
+        if request.messages and request.messages[-1].role == "assistant" and not self.assistant_prefill:
+            raise refuse(
+                "a prefilled assistant turn (the conversation ends with an assistant message)", "assistant_prefill"
+            )
+        if request.response_format is not None and not self.structured_output:
+            raise refuse("structured output", "structured_output")
+        limit = self.max_output_tokens
+        if request.max_tokens is not None and limit is not None and request.max_tokens > limit:
+            raise refuse(f"max_tokens={request.max_tokens} (its maximum output is {limit} tokens)", "max_output_tokens")
+        if not self.images:
+            for message in request.messages:
+                if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
+                    raise refuse("image input", "images")
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Profile))

@@ -1,0 +1,296 @@
+"""What every adapter's I/O paths share, written once: error mapping, stream closing, tool calls.
+
+Each adapter has four I/O paths (``complete``/``acomplete``/``stream``/``astream``) around its
+SDK. What differs between adapters is data and pure functions: the SDK's exception -> fmclient
+error table, and how one event becomes chunks. What is the same lives here:
+
+* :class:`MappedErrors`: a ``with`` block that turns any exception into the adapter's fmclient
+  error (the SDK's chained as ``__cause__``), fills in provider and model, attaches the text a
+  stream had delivered, and honours the ``x-should-retry`` response header.
+* :func:`stream_chunks` / :func:`astream_chunks`: open the SDK stream, feed its events through
+  the adapter's parser, and close the SDK stream on the normal end, on an error and when the
+  consumer stops early. The sync one is a plain generator: no event loop per sync call.
+* :func:`tool_arguments` / :class:`ToolCallAssembler`: tool-call arguments from JSON text,
+  whole or assembled from streamed fragments, with one rule for a reply cut off by
+  ``max_tokens`` in the middle of them: it is returned (``finish_reason="length"``, the text in
+  ``ToolCall.raw_arguments``), never raised and so never re-sent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from fmclient.errors import FMClientError, StructuredOutputError
+from fmclient.types import Chunk, ToolCall, ToolCallDelta
+
+__all__ = [
+    "ErrorTable",
+    "MappedErrors",
+    "ToolCallAssembler",
+    "aclose_quietly",
+    "astream_chunks",
+    "close_quietly",
+    "map_exception",
+    "should_retry_header",
+    "stream_chunks",
+    "tool_arguments",
+]
+
+E = TypeVar("E")
+
+#: An adapter's pure exception -> fmclient error table.
+ErrorTable = Callable[[BaseException], FMClientError]
+#: What an adapter's parser makes of one SDK event: nothing, a chunk, or several.
+Fed = Chunk | Sequence[Chunk] | None
+
+
+# -- errors ------------------------------------------------------------------------------------
+def should_retry_header(exc: BaseException) -> bool | None:
+    """The provider's own ``x-should-retry: true|false`` verdict on a failed response, if it sent one.
+
+    OpenAI and Anthropic send it; their SDKs follow it over the status code, and so does fmclient
+    (its retry layer is the only one). httpx responses carry ``.headers``; botocore errors a dict.
+    """
+    response = getattr(exc, "response", None)
+    headers: Any = getattr(response, "headers", None)
+    if headers is None and isinstance(response, Mapping):
+        headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders")
+    if headers is None:
+        return None
+    try:
+        value = headers.get("x-should-retry")
+    except AttributeError:
+        return None
+    if not isinstance(value, str):
+        return None
+    value = value.strip().lower()
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None
+
+
+def map_exception(
+    exc: BaseException, table: ErrorTable, *, provider: str, model: str | None, partial_text: str | None = None
+) -> FMClientError:
+    """The fmclient error for ``exc``: through ``table`` unless it is one already."""
+    error = exc if isinstance(exc, FMClientError) else table(exc)
+    if error.provider is None:
+        error.provider = provider
+    if error.model is None:
+        error.model = model
+    if partial_text and error.partial_text is None:
+        error.partial_text = partial_text
+    verdict = should_retry_header(exc)
+    if verdict is not None:
+        error.retryable = verdict
+    return error
+
+
+class MappedErrors:
+    """``with MappedErrors(table, ...):`` around an SDK call: what escapes is an fmclient error.
+
+    Works in sync and async code alike (``await`` inside a plain ``with``). Only ``Exception`` is
+    mapped: cancellation, ``KeyboardInterrupt`` and a generator being closed pass through as they
+    are. ``partial_text`` is asked for the text a stream had delivered when it failed.
+    """
+
+    __slots__ = ("_model", "_partial_text", "_provider", "_table")
+
+    def __init__(
+        self,
+        table: ErrorTable,
+        *,
+        provider: str,
+        model: str | None,
+        partial_text: Callable[[], str] | None = None,
+    ) -> None:
+        self._table = table
+        self._provider = provider
+        self._model = model
+        self._partial_text = partial_text
+
+    def __enter__(self) -> MappedErrors:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        # Returns None (never True): an exception is never swallowed, only replaced.
+        if exc is None or not isinstance(exc, Exception):
+            return
+        partial = self._partial_text() if self._partial_text is not None else None
+        error = map_exception(exc, self._table, provider=self._provider, model=self._model, partial_text=partial)
+        if error is exc:
+            return  # already an fmclient error (now filled in): let it continue as it is
+        raise error from exc
+
+
+# -- streams -----------------------------------------------------------------------------------
+def close_quietly(events: Any) -> None:
+    """Close an SDK stream. A failure to close is dropped: the answer is complete, or another
+    error is already on its way, and the connection is being let go either way."""
+    close = getattr(events, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        pass
+
+
+async def aclose_quietly(events: Any) -> None:
+    """The async twin of :func:`close_quietly` (``aclose()``, or an async or sync ``close()``)."""
+    close = getattr(events, "aclose", None) or getattr(events, "close", None)
+    if close is None:
+        return
+    try:
+        result = close()
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        pass
+
+
+def _chunks_of(fed: Fed) -> Sequence[Chunk]:
+    if fed is None:
+        return ()
+    if isinstance(fed, Chunk):
+        return (fed,)
+    return fed
+
+
+def stream_chunks(
+    open_events: Callable[[], Iterable[E]],
+    feed: Callable[[E], Fed],
+    end: Callable[[], Chunk | None],
+    errors: MappedErrors,
+    *,
+    done: Callable[[], bool] | None = None,
+) -> Iterator[Chunk]:
+    """The chunks of one SDK stream: ``open_events`` sends the request, ``feed`` parses an event,
+    ``end`` makes the final chunk (or raises when the stream was cut short), ``done`` says the
+    last event has come. The SDK stream is closed before the final chunk is handed over."""
+    events: Iterable[E] | None = None
+    with errors:
+        try:
+            events = open_events()
+            for event in events:
+                yield from _chunks_of(feed(event))
+                if done is not None and done():
+                    break
+            final = end()
+        finally:
+            if events is not None:
+                close_quietly(events)
+    if final is not None:
+        yield final
+
+
+async def astream_chunks(
+    open_events: Callable[[], Awaitable[AsyncIterable[E]]],
+    feed: Callable[[E], Fed],
+    end: Callable[[], Chunk | None],
+    errors: MappedErrors,
+    *,
+    done: Callable[[], bool] | None = None,
+) -> AsyncIterator[Chunk]:
+    """The async twin of :func:`stream_chunks`."""
+    events: AsyncIterable[E] | None = None
+    with errors:
+        try:
+            events = await open_events()
+            async for event in events:
+                for chunk in _chunks_of(feed(event)):
+                    yield chunk
+                if done is not None and done():
+                    break
+            final = end()
+        finally:
+            if events is not None:
+                await aclose_quietly(events)
+    if final is not None:
+        yield final
+
+
+# -- tool calls --------------------------------------------------------------------------------
+def tool_arguments(
+    raw: str | None, *, truncated: bool, name: str, call_id: str, provider: str | None, model: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """A tool call's arguments from its JSON text: ``(arguments, raw_arguments)``.
+
+    ``raw_arguments`` is ``None`` when the text is a JSON object. A reply cut off by
+    ``max_tokens`` (``truncated``) may end inside the arguments: the text is then returned as
+    ``raw_arguments`` with ``{}`` as arguments, and nothing is raised, so nothing is re-sent and
+    billed again. Any other text that is not a JSON object is :class:`StructuredOutputError`
+    (not retryable: the model did answer, with something unusable).
+    """
+    if raw is None or not raw.strip():
+        return {}, None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        if truncated:
+            return {}, raw
+        raise StructuredOutputError(
+            f"arguments of tool call {name!r} ({call_id}) are not valid JSON: {exc}",
+            text=raw,
+            provider=provider,
+            model=model,
+        ) from exc
+    if not isinstance(value, dict):
+        if truncated:
+            return {}, raw
+        raise StructuredOutputError(
+            f"arguments of tool call {name!r} ({call_id}) are not a JSON object",
+            text=raw,
+            provider=provider,
+            model=model,
+        )
+    return value, None
+
+
+class ToolCallAssembler:
+    """Tool calls put together from streamed :class:`ToolCallDelta` pieces.
+
+    ``index`` identifies a call across deltas; its id and name arrive once, its arguments as
+    JSON fragments to concatenate.
+    """
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: dict[int, tuple[list[str | None], list[str]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def add(self, delta: ToolCallDelta) -> None:
+        ident, fragments = self._calls.setdefault(delta.index, ([None, None], []))
+        if delta.id:
+            ident[0] = delta.id
+        if delta.name:
+            ident[1] = delta.name
+        if delta.arguments:
+            fragments.append(delta.arguments)
+
+    def calls(self, *, truncated: bool, provider: str | None, model: str | None) -> list[ToolCall]:
+        out: list[ToolCall] = []
+        for index in sorted(self._calls):
+            (call_id, name), fragments = self._calls[index]
+            call_id = call_id or f"call_{index}"
+            arguments, raw = tool_arguments(
+                "".join(fragments),
+                truncated=truncated,
+                name=name or "",
+                call_id=call_id,
+                provider=provider,
+                model=model,
+            )
+            out.append(ToolCall(id=call_id, name=name or "", arguments=arguments, raw_arguments=raw))
+        return out

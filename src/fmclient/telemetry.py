@@ -1,0 +1,436 @@
+"""OpenTelemetry GenAI spans and metrics, built on :mod:`fmclient.hooks`.
+
+Turn it on explicitly: ``Client(telemetry=True)``, or ``Client(hooks=[OpenTelemetryHook(...)])`` to
+pass a tracer/meter provider or options. Nothing is emitted otherwise, and a client without it never
+imports opentelemetry; ``import fmclient`` never does. It needs the ``fmclient[otel]`` extra
+(``opentelemetry-api``); spans and metrics go to the providers the app configured (the global ones
+by default: with none configured, the API's no-op tracer and meter).
+
+What it emits follows the OpenTelemetry GenAI semantic conventions (client inference spans and
+client metrics):
+
+* one span per call, kind CLIENT, named ``{gen_ai.operation.name} {gen_ai.request.model}``, with the
+  request attributes, the answering attempt's response attributes and usage, ``error.type`` when the
+  call failed, and ``fmclient.cost.usd`` when the completion carries a cost;
+* under it, one CLIENT span per attempt (each retry and each fallback target is its own attempt)
+  with ``error.type`` on failure, ``fmclient.attempt.number``, ``fmclient.attempt.target_index`` and,
+  when the attempt was retried, ``fmclient.retry.wait`` (seconds); a skipped or failed target shows
+  as a ``fmclient.fallback`` event on the call span;
+* ``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` and, for streams,
+  ``gen_ai.client.operation.time_to_first_chunk`` histograms with the spec's advisory bucket
+  boundaries (``gen_ai.response.time_to_first_chunk`` on the spans).
+
+Message content (``gen_ai.system_instructions``, ``gen_ai.input.messages``,
+``gen_ai.output.messages``, as JSON in the spec's message format) is recorded only when
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is ``true`` when the hook is built (or
+``capture_content=True``). Keys are never part of a request, so never of a span.
+
+The attempt span is the current span while the provider's SDK is called (for a stream: while it is
+opened), so an SDK's own contrib instrumentation (for example opentelemetry-instrumentation-openai-v2)
+nests its span under fmclient's attempt instead of starting a separate trace.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from fmclient.errors import FMClientError
+from fmclient.hooks import AttemptInfo, CallInfo, Hook
+from fmclient.providers.base import ProviderSettings
+from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImagePart, Message, Request, TextPart
+
+__all__ = [
+    "CAPTURE_CONTENT_ENV",
+    "DURATION_BUCKETS",
+    "TOKEN_BUCKETS",
+    "OpenTelemetryHook",
+    "provider_name",
+]
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# The spec's advisory ExplicitBucketBoundaries.
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+
+# gen_ai.provider.name by adapter type; the spec has no value for local servers, so they get their own.
+_PROVIDER_NAMES = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "bedrock": "aws.bedrock",
+    "gemini": "gcp.gemini",
+    "ollama": "ollama",
+    "llamacpp": "llama_cpp",
+}
+# Where each adapter's SDK sends requests when no base_url is configured.
+_DEFAULT_HOSTS = {
+    "openai": "api.openai.com",
+    "anthropic": "api.anthropic.com",
+    "gcp.gemini": "generativelanguage.googleapis.com",
+    "mistral_ai": "api.mistral.ai",
+}
+_FINISH_REASONS = {"tool_calls": "tool_call"}
+_INSTRUMENTATION = "fmclient"
+
+
+def provider_name(settings: ProviderSettings) -> str:
+    """The ``gen_ai.provider.name`` for a configured provider."""
+    kind = settings.type
+    base_url = settings.base_url or ""
+    if kind == "openai" and (settings.name == "mistral" or "api.mistral.ai" in base_url):
+        return "mistral_ai"
+    if kind == "gemini" and (_uses_vertex(settings) or "aiplatform.googleapis.com" in base_url):
+        return "gcp.vertex_ai"
+    return _PROVIDER_NAMES.get(kind, kind)
+
+
+def _uses_vertex(settings: ProviderSettings) -> bool:
+    # The same switches the Gemini adapter (and google-genai) read.
+    configured = settings.options.get("vertexai")
+    if configured is not None:
+        return configured is True or str(configured).lower() in ("true", "1", "yes", "on")
+    for var in ("GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_GENAI_USE_VERTEXAI"):
+        value = os.environ.get(var)
+        if value is not None:
+            return value.lower() in ("true", "1")
+    return False
+
+
+def _server(settings: ProviderSettings, flavour: str) -> tuple[str | None, int | None]:
+    if settings.base_url:
+        parts = urlsplit(settings.base_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
+        return parts.hostname, port
+    if flavour == "aws.bedrock":
+        region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        return (f"bedrock-runtime.{region}.amazonaws.com", 443) if region else (None, None)
+    if flavour == "ollama":
+        return "localhost", 11434
+    if flavour == "gcp.vertex_ai":
+        location = settings.options.get("location") or os.environ.get("GOOGLE_CLOUD_LOCATION") or "global"
+        return ("aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"), 443
+    host = _DEFAULT_HOSTS.get(flavour)
+    return (host, 443) if host else (None, None)
+
+
+class OpenTelemetryHook(Hook):
+    """Emits GenAI spans and metrics for every call of the client it is registered on."""
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        capture_content: bool | None = None,
+        emit_legacy_system: bool = False,
+    ) -> None:
+        from fmclient import __version__
+
+        self._tracer = trace.get_tracer(_INSTRUMENTATION, __version__, tracer_provider)
+        meter = metrics.get_meter(_INSTRUMENTATION, __version__, meter_provider)
+        self._duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        )
+        self._tokens = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=list(TOKEN_BUCKETS),
+        )
+        self._first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to receive the first chunk of a streamed response.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        )
+        if capture_content is None:
+            capture_content = os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() == "true"
+        self.capture_content = capture_content
+        self.emit_legacy_system = emit_legacy_system
+        self._flavours: dict[str, tuple[str, str | None, int | None]] = {}
+
+    def __repr__(self) -> str:
+        return f"<OpenTelemetryHook capture_content={self.capture_content}>"
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _flavour(self, settings: ProviderSettings) -> tuple[str, str | None, int | None]:
+        found = self._flavours.get(settings.name)
+        if found is None:
+            name = provider_name(settings)
+            found = self._flavours[settings.name] = (name, *_server(settings, name))
+        return found
+
+    def _common(self, operation: str, settings: ProviderSettings, model: str) -> dict[str, Any]:
+        name, address, port = self._flavour(settings)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": name,
+            "gen_ai.request.model": model,
+        }
+        if self.emit_legacy_system:
+            attributes["gen_ai.system"] = name
+        if address:
+            attributes["server.address"] = address
+            if port:
+                attributes["server.port"] = port
+        return attributes
+
+    def _request_attributes(self, call: CallInfo, request: Request | EmbedRequest) -> dict[str, Any]:
+        attributes: dict[str, Any] = {}
+        if isinstance(request, Request):
+            attributes["gen_ai.request.stream"] = call.streaming
+            if request.max_tokens is not None:
+                attributes["gen_ai.request.max_tokens"] = request.max_tokens
+            if request.temperature is not None:
+                attributes["gen_ai.request.temperature"] = request.temperature
+            if request.top_p is not None:
+                attributes["gen_ai.request.top_p"] = request.top_p
+            if request.stop:
+                attributes["gen_ai.request.stop_sequences"] = list(request.stop)
+            if self.capture_content:
+                attributes.update(_input_content(request))
+        return attributes
+
+    # -- the call span -------------------------------------------------------------------------------
+    def on_call_start(self, call: CallInfo) -> None:
+        call.state[self] = None  # the span starts with the first attempt, once the provider is known
+
+    def _call_span(self, attempt: AttemptInfo) -> Any:
+        call = attempt.call
+        span = call.state.get(self)
+        if span is None:
+            attributes = self._common(call.operation, attempt.settings, attempt.model)
+            attributes.update(self._request_attributes(call, attempt.request))
+            span = self._tracer.start_span(
+                f"{call.operation} {attempt.model}",
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=time.time_ns() - int((time.perf_counter() - call.started) * 1e9),
+            )
+            call.state[self] = span
+        return span
+
+    def on_attempt_start(self, attempt: AttemptInfo) -> None:
+        call_span = self._call_span(attempt)
+        if not call_span.is_recording():  # a no-op or sampled-out tracer: metrics only
+            return
+        attributes = self._common(attempt.call.operation, attempt.settings, attempt.model)
+        attributes.update(self._request_attributes(attempt.call, attempt.request))
+        attributes["fmclient.attempt.number"] = attempt.number
+        attributes["fmclient.attempt.target_index"] = attempt.target_index
+        span = self._tracer.start_span(
+            f"{attempt.call.operation} {attempt.model}",
+            context=trace.set_span_in_context(call_span),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        # Current while the SDK is called, so an SDK's own instrumentation nests under it.
+        token = otel_context.attach(trace.set_span_in_context(span))
+        attempt.state[self] = [span, token]
+
+    def on_attempt_sent(self, attempt: AttemptInfo) -> None:
+        held = attempt.state.get(self)
+        if held is not None and held[1] is not None:
+            otel_context.detach(held[1])
+            held[1] = None
+
+    def on_first_chunk(self, attempt: AttemptInfo, chunk: Chunk) -> None:
+        held = attempt.state.get(self)
+        if held is not None and attempt.first_chunk_at is not None:
+            held[0].set_attribute("gen_ai.response.time_to_first_chunk", attempt.first_chunk_at - attempt.started)
+
+    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings) -> None:
+        held = attempt.state.pop(self, None)
+        if held is None:
+            return
+        span = held[0]
+        span.set_attributes(self._response_attributes(result, content=False))
+        span.end()
+
+    def on_error(self, attempt: AttemptInfo, error: FMClientError) -> None:
+        held = attempt.state.get(self)
+        if held is None:
+            return
+        span = held[0]
+        span.set_attribute("error.type", _error_type(error))
+        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        # Ended by on_retry (with its wait), on_fallback or on_call_end, whichever comes first.
+        held.append(time.time_ns())
+
+    def _end_failed(self, attempt: AttemptInfo | None) -> None:
+        if attempt is None:
+            return
+        held = attempt.state.pop(self, None)
+        if held is not None:
+            held[0].end(end_time=held[2] if len(held) > 2 else None)
+
+    def on_retry(self, attempt: AttemptInfo, wait: float) -> None:
+        held = attempt.state.get(self)
+        if held is not None:
+            held[0].set_attribute("fmclient.retry.wait", wait)
+        self._end_failed(attempt)
+
+    def on_fallback(self, attempt: AttemptInfo | None, error: FMClientError) -> None:
+        self._end_failed(attempt)
+        call_span = None if attempt is None else attempt.call.state.get(self)
+        if call_span is not None:
+            call_span.add_event(
+                "fmclient.fallback",
+                {
+                    "gen_ai.provider.name": self._flavour(attempt.settings)[0],
+                    "gen_ai.request.model": attempt.model,
+                    "error.type": _error_type(error),
+                }
+                if attempt is not None
+                else {"error.type": _error_type(error)},
+            )
+
+    def on_call_end(self, call: CallInfo, result: Completion | Embeddings | None, error: BaseException | None) -> None:
+        for attempt in call.attempts:
+            self._end_failed(attempt)
+        span = call.state.pop(self, None)
+        last = call.attempts[-1] if call.attempts else None
+        if last is None:  # refused by a hook, or no target could be tried: no request, no operation
+            return
+        if isinstance(error, GeneratorExit):
+            error = None  # the caller closed a stream early: not a failure
+        duration = (call.ended or time.perf_counter()) - call.started
+        metric_attributes = self._common(call.operation, last.settings, last.model)
+        if result is not None and result.model:
+            metric_attributes["gen_ai.response.model"] = result.model
+        if error is not None:
+            metric_attributes["error.type"] = _error_type(error)
+        if span is not None and span.is_recording():
+            response: dict[str, Any] = {}
+            if result is not None:
+                response = self._response_attributes(result, content=self.capture_content)
+            elif error is not None:
+                response = {"error.type": metric_attributes["error.type"]}
+            if last.target_index:  # a fallback answered (or failed last): the span names that target
+                span.set_attributes(metric_attributes)
+                span.update_name(f"{call.operation} {last.model}")
+            if call.streaming and last.first_chunk_at is not None:
+                response["gen_ai.response.time_to_first_chunk"] = last.first_chunk_at - call.started
+            span.set_attributes(response)
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.end()
+        self._duration.record(duration, metric_attributes)
+        if call.streaming and last.first_chunk_at is not None:
+            self._first_chunk.record(last.first_chunk_at - call.started, metric_attributes)
+        if result is not None:
+            usage = result.usage
+            if usage.input_tokens:
+                self._tokens.record(usage.input_tokens, {**metric_attributes, "gen_ai.token.type": "input"})
+            if usage.output_tokens:
+                self._tokens.record(usage.output_tokens, {**metric_attributes, "gen_ai.token.type": "output"})
+
+    def _response_attributes(self, result: Completion | Embeddings, *, content: bool) -> dict[str, Any]:
+        usage = result.usage
+        attributes: dict[str, Any] = {"gen_ai.usage.input_tokens": usage.input_tokens}
+        if result.model:
+            attributes["gen_ai.response.model"] = result.model
+        if isinstance(result, Embeddings):
+            if result.vectors:
+                attributes["gen_ai.embeddings.dimension.count"] = len(result.vectors[0])
+            return attributes
+        attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
+        attributes["gen_ai.response.finish_reasons"] = [result.finish_reason]
+        if usage.cached_input_tokens:
+            attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_input_tokens
+        for name, attribute in (
+            ("cache_creation_input_tokens", "gen_ai.usage.cache_creation.input_tokens"),
+            ("reasoning_output_tokens", "gen_ai.usage.reasoning.output_tokens"),
+        ):
+            value = getattr(usage, name, None)  # counted where Usage carries them
+            if value:
+                attributes[attribute] = value
+        response_id = getattr(result, "response_id", None)
+        if response_id:
+            attributes["gen_ai.response.id"] = response_id
+        cost = getattr(result, "cost", None)
+        cost = getattr(cost, "total", cost)
+        if isinstance(cost, (int, float)):
+            attributes["fmclient.cost.usd"] = float(cost)
+        if content:
+            attributes["gen_ai.output.messages"] = json.dumps([_output_message(result)], ensure_ascii=False)
+        return attributes
+
+
+def _error_type(error: BaseException | None) -> str:
+    if error is None:
+        return "_OTHER"
+    if isinstance(error, FMClientError) and error.status_code is not None:
+        return str(error.status_code)
+    return type(error).__name__
+
+
+# -- the spec's message format ----------------------------------------------------------------------------
+def _parts(message: Message) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    content = message.content
+    if isinstance(content, str):
+        if content:
+            parts.append({"type": "text", "content": content})
+    else:
+        for part in content:
+            if isinstance(part, TextPart):
+                parts.append({"type": "text", "content": part.text})
+            elif isinstance(part, ImagePart):
+                if part.url is not None:
+                    parts.append({"type": "uri", "modality": "image", "uri": part.url})
+                elif part.data is not None:
+                    parts.append(
+                        {
+                            "type": "blob",
+                            "modality": "image",
+                            "mime_type": part.media_type,
+                            "content": base64.b64encode(part.data).decode("ascii"),
+                        }
+                    )
+    if message.role == "tool":
+        response = message.content if isinstance(message.content, str) else [p.get("content") for p in parts]
+        return [{"type": "tool_call_response", "id": message.tool_call_id, "response": response}]
+    for call in message.tool_calls:
+        parts.append({"type": "tool_call", "id": call.id, "name": call.name, "arguments": call.arguments})
+    return parts
+
+
+def _input_content(request: Request) -> dict[str, str]:
+    attributes = {
+        "gen_ai.input.messages": json.dumps(
+            [{"role": m.role, "parts": _parts(m)} for m in request.messages if m.role != "system"],
+            ensure_ascii=False,
+        )
+    }
+    system = [m for m in request.messages if m.role == "system"]
+    instructions = [request.system] if request.system else []
+    instructions += [m.content for m in system if isinstance(m.content, str)]
+    if instructions:
+        attributes["gen_ai.system_instructions"] = json.dumps(
+            [{"type": "text", "content": text} for text in instructions], ensure_ascii=False
+        )
+    return attributes
+
+
+def _output_message(completion: Completion) -> Mapping[str, Any]:
+    message = completion.message
+    if not message.content and completion.text:
+        message = Message(role="assistant", content=completion.text, tool_calls=tuple(completion.tool_calls))
+    return {
+        "role": "assistant",
+        "parts": _parts(message),
+        "finish_reason": _FINISH_REASONS.get(completion.finish_reason, completion.finish_reason),
+    }
