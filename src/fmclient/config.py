@@ -20,7 +20,7 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
     base_url = "http://127.0.0.1:8000/v1"
 
     [fallbacks]
-    claude-sonnet = ["gpt-4o", "gemini-pro"]
+    claude-sonnet = ["gpt-sol", "gemini-flash"]
 
     [budget]
     max_cost = 5.00            # USD per client; see fmclient.budget
