@@ -262,7 +262,7 @@ CONFIG_CELLS = [
     pytest.param("[providers.openai]\nbase_url = 5\n", "providers.openai.base_url must be a string", id="base-url-int"),
     pytest.param(GOOD_OPENAI + 'max_tokens_param = "tokens"\n', "max_tokens_param must be", id="adapter-option-value"),
     pytest.param("[aliases]\nfast = 5\n", "alias 'fast' must map to a model name", id="alias-int"),
-    pytest.param('[aliases]\ngpt-4o = "nope/model"\n', "unknown provider 'nope'", id="alias-unknown-provider"),
+    pytest.param('[aliases]\ngpt-sol = "nope/model"\n', "unknown provider 'nope'", id="alias-unknown-provider"),
     pytest.param('[fallbacks]\ngpt-4o = "claude-haiku"\n', "fallbacks.gpt-4o must be a list", id="fallback-str"),
     pytest.param('fallback_on = "RateLimitError"\n', "fallback_on must be a list", id="fallback-on-str"),
     # Named by its key only: breaker_from_settings validates the table without knowing its file.
@@ -282,7 +282,7 @@ def test_config_file_mistakes_are_configuration_errors_naming_the_problem(
     path = tmp_path / "fmclient.toml"
     path.write_text(text.format(url=wire.url) if "{url}" in text else text)
     with pytest.raises(ConfigurationError, match=message) as caught:
-        Client(config_path=str(path)).complete("hi", model="gpt-4o")
+        Client(config_path=str(path)).complete("hi", model="gpt-sol")
     problem = str(caught.value)
     # Errors found while reading the file say which file; those found when the adapter is built
     # name the provider instead, or the setting (the circuit breaker's).

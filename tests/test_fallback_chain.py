@@ -48,7 +48,7 @@ def test_skipped_fallbacks_do_not_hide_the_primarys_429() -> None:
     with PickyMock() as mock:
         mock.add_error(429)
         with pytest.raises(RateLimitError) as caught:
-            picky_client().complete("hi", model="gpt-4o", tools=TOOLS, fallbacks=["nokey/keyless", "notools/plain"])
+            picky_client().complete("hi", model="openai/gpt-4o", tools=TOOLS, fallbacks=["nokey/keyless", "notools/plain"])
     assert len(mock.calls) == 1  # only the primary was sent to
     attempts = caught.value.attempts
     assert [(a.provider, a.model) for a in attempts] == [
@@ -64,7 +64,7 @@ def test_a_later_fallback_answers_after_skipped_ones() -> None:
     with PickyMock() as mock:
         mock.add_error(429)
         reply = picky_client().complete(
-            "hi", model="gpt-4o", tools=TOOLS, fallbacks=["nokey/keyless", "notools/plain", "backup/m"]
+            "hi", model="openai/gpt-4o", tools=TOOLS, fallbacks=["nokey/keyless", "notools/plain", "backup/m"]
         )
     assert reply.text == "mock response"
     assert [c.request.model for c in mock.calls] == ["openai/gpt-4o", "backup/m"]
@@ -75,7 +75,7 @@ def test_a_later_fallback_answers_after_skipped_ones() -> None:
 def test_skipped_fallbacks_in_a_stream_do_not_hide_the_primarys_error() -> None:
     with PickyMock() as mock:
         mock.add_error(503)
-        stream = picky_client().stream("hi", model="gpt-4o", tools=TOOLS, fallbacks=["nokey/keyless", "notools/plain"])
+        stream = picky_client().stream("hi", model="openai/gpt-4o", tools=TOOLS, fallbacks=["nokey/keyless", "notools/plain"])
         with pytest.raises(ServiceUnavailableError) as caught:
             list(stream)
     assert len(caught.value.attempts) == 3
@@ -86,14 +86,14 @@ async def test_async_skipped_fallbacks_and_the_last_target_tried() -> None:
         mock.add_error(429)
         with pytest.raises(RateLimitError) as caught:
             await picky_client().acomplete(
-                "hi", model="gpt-4o", tools=TOOLS, fallbacks=["nokey/keyless", "notools/plain"]
+                "hi", model="openai/gpt-4o", tools=TOOLS, fallbacks=["nokey/keyless", "notools/plain"]
             )
         assert len(caught.value.attempts) == 3
         # The last target tried decides the error: here the backup's 503, not a skip after it.
         mock.add_error(429).add_error(503)
         with pytest.raises(ServiceUnavailableError) as caught_again:
             await picky_client().acomplete(
-                "hi", model="gpt-4o", tools=TOOLS, fallbacks=["backup/m", "nokey/keyless", "notools/plain"]
+                "hi", model="openai/gpt-4o", tools=TOOLS, fallbacks=["backup/m", "nokey/keyless", "notools/plain"]
             )
     assert [a.skipped for a in caught_again.value.attempts] == [False, False, True, True]
 
@@ -115,7 +115,7 @@ def test_over_the_wire_primary_429_keyless_and_unsupported_fallbacks(fake_server
     client = wire_client(fake_server)
     with pytest.raises(RateLimitError) as caught:
         # text-embedding-3-small is an embedding model: it takes no chat request.
-        client.complete("hi", model="gpt-4o", fallbacks=["claude-haiku", "openai/text-embedding-3-small"])
+        client.complete("hi", model="openai/gpt-4o", fallbacks=["claude-haiku", "openai/text-embedding-3-small"])
     assert caught.value.status_code == 429
     assert len(fake_server.requests) == 1
     attempts = caught.value.attempts
@@ -129,7 +129,7 @@ def test_over_the_wire_a_later_fallback_answers(fake_server: FakeServer) -> None
     fake_server.queue(error_reply(429, "Rate limit reached", code="rate_limit_exceeded"))
     client = wire_client(fake_server)
     reply = client.complete(
-        "hi", model="gpt-4o", fallbacks=["claude-haiku", "openai/text-embedding-3-small", "backup/gpt-4o-mini"]
+        "hi", model="openai/gpt-4o", fallbacks=["claude-haiku", "openai/text-embedding-3-small", "backup/gpt-4o-mini"]
     )
     assert reply.text == "ok"
     assert [body["model"] for body in fake.bodies()] == ["gpt-4o", "gpt-4o-mini"]

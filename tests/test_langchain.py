@@ -39,7 +39,7 @@ SIGNATURE = "EqQBCkgIARABGAIiQL1fake+signature/with==padding"
 
 
 def openai_chat(server: FakeServer, **kwargs: Any) -> ChatFMClient:
-    return ChatFMClient(model="gpt-4o", api_key="sk-fake", base_url=server.url, max_retries=0, **kwargs)
+    return ChatFMClient(model="openai/gpt-4o", api_key="sk-fake", base_url=server.url, max_retries=0, **kwargs)
 
 
 def anthropic_chat(server: FakeServer, **kwargs: Any) -> ChatFMClient:
@@ -376,14 +376,14 @@ def test_ls_params_name_the_resolved_provider() -> None:
         "ls_max_tokens": 10,
         "ls_stop": ["x"],
     }
-    assert llm._get_ls_params(model="gpt-4o")["ls_provider"] == "openai"
+    assert llm._get_ls_params(model="openai/gpt-4o")["ls_provider"] == "openai"
 
 
 def test_an_explicit_client_is_used_as_is(fake_server: FakeServer) -> None:
     from fmclient import Client
 
     FakeOpenAI(fake_server)
-    client = Client(providers={"openai": {"base_url": fake_server.url, "api_key": "k"}}, model="gpt-4o-mini")
+    client = Client(providers={"openai": {"base_url": fake_server.url, "api_key": "k"}}, model="openai/gpt-4o-mini")
     assert ChatFMClient(client=client).invoke("hi").content == "ok"
     assert bodies(fake_server)[0]["model"] == "gpt-4o-mini"
     vectors = FMClientEmbeddings(client=client, model="text-embedding-3-small").embed_documents(["ab", "c"])

@@ -83,19 +83,32 @@ class TestFMClientEmbeddingsUnit(EmbeddingsUnitTests):
 
 # -- integration tests on the OpenAI wire fake ----------------------------------------------------
 _wire_url: list[str] = []
+_wire_config: list[str] = []
 
 
 @pytest.fixture(scope="module")
-def openai_wire() -> Iterator[OpenAIResponder]:
+def openai_wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenAIResponder]:
+    # The suite's model-override tests look for the override's name in the answer's model name, so
+    # the override is an alias named as its target's id (the shipped aliases no longer include one).
+    config = tmp_path_factory.mktemp("wire") / "fmclient.toml"
+    config.write_text('[aliases]\ngpt-4o-mini = "openai/gpt-4o-mini"\n')
     with FakeServer() as server:
         responder = OpenAIResponder(server)
         _wire_url.append(server.url)
+        _wire_config.append(str(config))
         yield responder
         _wire_url.remove(server.url)
+        _wire_config.remove(str(config))
 
 
 def _wire_params(model: str) -> dict[str, Any]:
-    return {"model": model, "api_key": "sk-fake", "base_url": _wire_url[-1], "max_retries": 0}
+    return {
+        "model": model,
+        "api_key": "sk-fake",
+        "base_url": _wire_url[-1],
+        "config_path": _wire_config[-1],
+        "max_retries": 0,
+    }
 
 
 def _usage_details() -> list[Any]:
@@ -114,7 +127,7 @@ class TestChatFMClientOpenAIWire(ChatModelIntegrationTests):
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return _wire_params("gpt-4o")
+        return _wire_params("openai/gpt-4o")
 
     @property
     def supports_image_inputs(self) -> bool:
@@ -144,7 +157,7 @@ class TestChatFMClientOpenAIWire(ChatModelIntegrationTests):
         return _invoke(llm, [system, HumanMessage("Which planet is smallest?")], stream=stream)
 
     def invoke_with_reasoning_output(self, *, stream: bool = False) -> AIMessage:
-        llm = ChatFMClient(**{**_wire_params("o3"), "model_kwargs": {"reasoning_effort": "low"}})
+        llm = ChatFMClient(**{**_wire_params("openai/o3"), "model_kwargs": {"reasoning_effort": "low"}})
         return _invoke(llm, [HumanMessage("Explain why the sky is blue, step by step.")], stream=stream)
 
 
@@ -185,7 +198,13 @@ class TestChatFMClientAnthropicWire(ChatModelIntegrationTests):
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return {"model": "claude-sonnet", "api_key": "sk-ant-fake", "base_url": _anthropic_url[-1], "max_retries": 0}
+        # Claude Sonnet 4.5: the suite forces tool choice, which Sonnet 5.5 (the claude-sonnet alias) refuses.
+        return {
+            "model": "anthropic/claude-sonnet-4-5",
+            "api_key": "sk-ant-fake",
+            "base_url": _anthropic_url[-1],
+            "max_retries": 0,
+        }
 
     @property
     def supports_image_inputs(self) -> bool:

@@ -33,7 +33,7 @@ def test_app_code_runs_unchanged_under_the_fixture(fmclient_mock: MockProvider) 
     fmclient_mock.add_reply("A cat sat.")
     assert summarise("The cat sat on the mat all day.") == "A cat sat."
     request = fmclient_mock.last_request
-    assert request.model == "anthropic/claude-sonnet-4-5"  # where the call would have gone
+    assert request.model == "anthropic/claude-sonnet-5-5"  # where the call would have gone
     assert request.max_tokens == 100
     assert request.messages[0].text == "Summarise: The cat sat on the mat all day."
 
@@ -46,7 +46,7 @@ def test_unscripted_calls_get_the_default_reply_with_usage() -> None:
     with MockProvider(default_text="default answer") as mock:
         reply = Client().complete("one two three", model="gemini-flash", system="be nice")
     assert reply.text == "default answer"
-    assert (reply.provider, reply.model, reply.finish_reason) == ("mock", "gemini/gemini-2.5-flash", "stop")
+    assert (reply.provider, reply.model, reply.finish_reason) == ("mock", "gemini/gemini-3.8-flash", "stop")
     assert reply.usage == Usage(input_tokens=5, output_tokens=2)
     assert reply.usage.total_tokens == 7
     assert reply.message == Message(role="assistant", content="default answer")
@@ -56,7 +56,7 @@ def test_unscripted_calls_get_the_default_reply_with_usage() -> None:
 def test_responder_builds_replies_from_the_request() -> None:
     with MockProvider() as mock:
         mock.respond_with(lambda request: request.messages[-1].text.upper())
-        assert Client().complete("shout", model="gpt-4o").text == "SHOUT"
+        assert Client().complete("shout", model="gpt-sol").text == "SHOUT"
 
 
 def test_tool_call_round_trip() -> None:
@@ -68,12 +68,12 @@ def test_tool_call_round_trip() -> None:
     with MockProvider() as mock:
         mock.add_tool_call("get_weather", {"city": "Oslo"}, id="call_1").add_reply("It is 3C in Oslo.")
         history: list[Any] = [{"role": "user", "content": "Weather in Oslo?"}]
-        first = client.complete(history, model="gpt-4o", tools=[get_weather], tool_choice="auto")
+        first = client.complete(history, model="gpt-sol", tools=[get_weather], tool_choice="auto")
         assert first.finish_reason == "tool_calls"
         (call,) = first.tool_calls
         assert (call.id, call.name, call.arguments) == ("call_1", "get_weather", {"city": "Oslo"})
         history += [first.message, Message.tool_result(call.id, get_weather(**call.arguments))]
-        second = client.complete(history, model="gpt-4o", tools=[get_weather])
+        second = client.complete(history, model="gpt-sol", tools=[get_weather])
     assert second.text == "It is 3C in Oslo."
     sent = mock.requests[1]
     assert [m.role for m in sent.messages] == ["user", "assistant", "tool"]
@@ -89,16 +89,16 @@ def test_structured_output_with_a_json_schema() -> None:
     }
     with MockProvider() as mock:
         mock.add_reply(json.dumps({"name": "Ada", "age": 36}))
-        reply = Client().complete("who?", model="gpt-4o", response_format=schema)
+        reply = Client().complete("who?", model="gpt-sol", response_format=schema)
         assert reply.parsed == {"name": "Ada", "age": 36}
         assert mock.last_request.response_format is not None
         mock.add_reply('{"name": "Ada", "age": "old"}')
         with pytest.raises(StructuredOutputError, match=r"\$.age should be integer") as caught:
-            Client().complete("who?", model="gpt-4o", response_format=schema)
+            Client().complete("who?", model="gpt-sol", response_format=schema)
         assert caught.value.text == '{"name": "Ada", "age": "old"}'
         mock.add_reply("not json at all")
         with pytest.raises(StructuredOutputError, match="not valid JSON"):
-            Client().complete("who?", model="gpt-4o", response_format=schema)
+            Client().complete("who?", model="gpt-sol", response_format=schema)
 
 
 def test_structured_output_with_a_pydantic_model() -> None:
@@ -122,7 +122,7 @@ def test_structured_output_with_a_pydantic_model() -> None:
 def test_streaming_assembles_the_completion() -> None:
     with MockProvider() as mock:
         mock.add_stream(["The ", "answer ", "is 42."], usage=Usage(10, 3, 4))
-        with Client().stream("question", model="o3") as stream:
+        with Client().stream("question", model="gpt-astra") as stream:
             pieces = [chunk.text for chunk in stream]
     assert "".join(pieces) == "The answer is 42."
     assert stream.text == "The answer is 42."
@@ -135,7 +135,7 @@ def test_streaming_assembles_the_completion() -> None:
 def test_stream_completion_consumes_the_rest() -> None:
     with MockProvider() as mock:
         mock.add_stream(["a", "b", "c"])
-        stream = Client().stream("q", model="o3")
+        stream = Client().stream("q", model="gpt-astra")
         assert next(stream).text == "a"
         assert stream.completion.text == "abc"
 
@@ -143,7 +143,7 @@ def test_stream_completion_consumes_the_rest() -> None:
 def test_streamed_tool_calls_are_assembled() -> None:
     with MockProvider() as mock:
         mock.add_tool_call("lookup", {"id": 7})
-        stream = fmclient.stream("find 7", model="gpt-4o", tools=[{"name": "lookup"}])
+        stream = fmclient.stream("find 7", model="gpt-sol", tools=[{"name": "lookup"}])
         list(stream)
     assert stream.completion.tool_calls[0].arguments == {"id": 7}
     assert stream.completion.finish_reason == "tool_calls"
@@ -151,7 +151,7 @@ def test_streamed_tool_calls_are_assembled() -> None:
 
 def test_max_tokens_truncation_reports_length() -> None:
     with MockProvider(default_text="one two three four five") as mock:
-        reply = Client().complete("count", model="gpt-4o", max_tokens=2)
+        reply = Client().complete("count", model="gpt-sol", max_tokens=2)
     assert (reply.text, reply.finish_reason) == ("one two", "length")
     assert mock.calls[0].kind == "complete"
 
@@ -172,9 +172,9 @@ def test_embeddings_keep_order_and_are_deterministic() -> None:
 async def test_async_twins() -> None:
     with MockProvider() as mock:
         mock.add_reply("async").add_embeddings([[0.5]])
-        assert (await fmclient.acomplete("hi", model="gpt-4o")).text == "async"
+        assert (await fmclient.acomplete("hi", model="gpt-sol")).text == "async"
         assert (await fmclient.aembed("hi", model="titan-embed")).vectors == [[0.5]]
-        stream = fmclient.astream("hi", model="gpt-4o")
+        stream = fmclient.astream("hi", model="gpt-sol")
         assert "".join([c.text async for c in stream]) == "mock response"
 
 
@@ -182,21 +182,21 @@ def test_module_shortcuts_use_one_lazily_built_default_client() -> None:
     fmclient.set_default_client(None)
     first = fmclient.default_client()
     assert fmclient.default_client() is first
-    custom = Client(model="gpt-4o")
+    custom = Client(model="gpt-sol")
     fmclient.set_default_client(custom)
     try:
         with MockProvider() as mock:
             fmclient.complete("hi")
-        assert mock.last_request.model == "openai/gpt-4o"
+        assert mock.last_request.model == "openai/gpt-6.2-sol"
     finally:
         fmclient.set_default_client(None)
 
 
 def test_default_model_comes_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FMCLIENT_MODEL", "gemini-pro")
+    monkeypatch.setenv("FMCLIENT_MODEL", "gemini-flash")
     with MockProvider() as mock:
         Client().complete("hi")
-    assert mock.last_request.model == "gemini/gemini-2.5-pro"
+    assert mock.last_request.model == "gemini/gemini-3.8-flash"
 
 
 def test_switching_provider_by_env_var_needs_no_code_change(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,7 +206,7 @@ def test_switching_provider_by_env_var_needs_no_code_change(monkeypatch: pytest.
         monkeypatch.setenv("FMCLIENT_ALIAS_CLAUDE_SONNET", "bedrock/anthropic.claude-sonnet-4-5-v1:0")
         Client().complete("x", model="claude-sonnet")
     assert [r.model for r in mock.requests] == [
-        "anthropic/claude-sonnet-4-5",
+        "anthropic/claude-sonnet-5-5",
         "bedrock/anthropic.claude-sonnet-4-5-v1:0",
     ]
 
@@ -217,7 +217,7 @@ def test_errors_from_the_mock_carry_provider_model_and_flags() -> None:
         with pytest.raises(AuthenticationError) as caught:
             Client().complete("hi", model="claude-haiku")
     error = caught.value
-    assert (error.provider, error.model, error.retryable) == ("mock", "anthropic/claude-haiku-4-5", False)
+    assert (error.provider, error.model, error.retryable) == ("mock", "anthropic/claude-haiku-5-5", False)
     assert isinstance(error, fmclient.FMClientError)
 
 
@@ -226,7 +226,7 @@ def test_mock_is_thread_safe_and_visible_from_threads() -> None:
     client = Client()
     with MockProvider(default_text="t") as mock:
         threads = [
-            threading.Thread(target=lambda: results.append(client.complete("hi", model="gpt-4o").text))
+            threading.Thread(target=lambda: results.append(client.complete("hi", model="gpt-sol").text))
             for _ in range(8)
         ]
         for t in threads:
@@ -254,9 +254,9 @@ def test_fallback_after_retryable_failure_says_who_answered() -> None:
         for _ in range(3):
             mock.add_error(ServiceUnavailableError)
         mock.add_reply("from the fallback")
-        reply = Client(max_retries=2).complete("hi", model="claude-sonnet", fallbacks=["gpt-4o"])
+        reply = Client(max_retries=2).complete("hi", model="claude-sonnet", fallbacks=["gpt-sol"])
     assert reply.text == "from the fallback"
-    assert mock.requests[-1].model == "openai/gpt-4o"
+    assert mock.requests[-1].model == "openai/gpt-6.2-sol"
     assert [(a.provider, type(a.error).__name__ if a.error else None) for a in reply.attempts] == [
         ("anthropic", "ServiceUnavailableError"),
         ("openai", None),
@@ -268,32 +268,32 @@ def test_caller_errors_do_not_fall_back(error: type[fmclient.FMClientError]) -> 
     with MockProvider() as mock:
         mock.add_error(error)
         with pytest.raises(error) as caught:
-            Client().complete("hi", model="claude-sonnet", fallbacks=["gpt-4o"])
+            Client().complete("hi", model="claude-sonnet", fallbacks=["gpt-sol"])
     assert len(mock.calls) == 1
     assert len(caught.value.attempts) == 1
 
 
 def test_configured_fallback_table_and_fallback_on(tmp_path: Any) -> None:
     config = tmp_path / "f.toml"
-    config.write_text('fallback_on = ["ContextWindowExceededError"]\n[fallbacks]\nclaude-haiku = ["gemini-pro"]\n')
+    config.write_text('fallback_on = ["ContextWindowExceededError"]\n[fallbacks]\nclaude-haiku = ["gemini-flash"]\n')
     with MockProvider() as mock:
         mock.add_error(ContextWindowExceededError).add_reply("bigger window")
         reply = Client(config_path=str(config)).complete("long", model="claude-haiku")
     assert reply.text == "bigger window"
-    assert mock.requests[-1].model == "gemini/gemini-2.5-pro"
+    assert mock.requests[-1].model == "gemini/gemini-3.8-flash"
 
 
 def test_all_fallbacks_failing_raises_the_last_error_with_every_attempt() -> None:
     with MockProvider() as mock:
         mock.add_error(RateLimitError).add_error(ServiceUnavailableError)
         with pytest.raises(ServiceUnavailableError) as caught:
-            Client(max_retries=0).complete("hi", model="gpt-4o", fallbacks=["gemini-pro"])
-    assert [a.model for a in caught.value.attempts] == ["gpt-4o", "gemini-2.5-pro"]
+            Client(max_retries=0).complete("hi", model="gpt-sol", fallbacks=["gemini-flash"])
+    assert [a.model for a in caught.value.attempts] == ["gpt-6.2-sol", "gemini-3.8-flash"]
 
 
 def test_completion_to_dict_is_json_ready() -> None:
     with MockProvider():
-        reply: Completion = Client().complete("hi", model="gpt-4o")
+        reply: Completion = Client().complete("hi", model="gpt-sol")
     data = json.loads(json.dumps(reply.to_dict()))
     assert data["usage"]["total_tokens"] == reply.usage.total_tokens
     assert data["message"] == {"role": "assistant", "content": "mock response"}

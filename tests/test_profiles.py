@@ -435,13 +435,13 @@ def test_openai_compatible_server_stays_permissive(fake_server: FakeServer) -> N
 def test_mock_refuses_what_production_would() -> None:
     with MockProvider() as mock:
         with pytest.raises(UnsupportedFeatureError, match="does not support temperature"):
-            Client().complete("hi", model="o3", temperature=0.5)  # alias -> openai/o3
+            Client().complete("hi", model="openai/o3", temperature=0.5)  # alias -> openai/o3
         with pytest.raises(UnsupportedFeatureError, match="does not support tools"):
             Client().complete("hi", model="llama-local", tools=[WEATHER])  # the embedded SmolLM2
         with pytest.raises(UnsupportedFeatureError, match="forced tool choice"):
             Client().complete("hi", model="ollama/llama3.2", tools=[WEATHER], tool_choice="required")
         with pytest.raises(UnsupportedFeatureError, match="does not make embeddings"):
-            Client().embed(["x"], model="gpt-4o")
+            Client().embed(["x"], model="openai/gpt-4o")
         # unknown models and compatible servers stay permissive, as in production
         Client().complete("hi", model="ollama/some-custom-model", tools=[WEATHER], temperature=0.1)
         Client().complete("hi", model="mistral-large", temperature=0.1)
@@ -459,18 +459,18 @@ def test_mock_applies_the_hosts_restrictions(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_mock_opt_out_accepts_everything() -> None:
     with MockProvider(enforce_profiles=False) as mock:
-        Client().complete("hi", model="o3", temperature=0.5, stop=["x"])
+        Client().complete("hi", model="openai/o3", temperature=0.5, stop=["x"])
         Client().complete("hi", model="llama-local", tools=[WEATHER], tool_choice="required")
     assert len(mock.calls) == 2
 
 
 @pytest.mark.fmclient_mock(enforce_profiles=False)
 def test_fixture_opt_out_by_marker(fmclient_mock: MockProvider) -> None:
-    Client().complete("hi", model="o3", temperature=0.5)
+    Client().complete("hi", model="openai/o3", temperature=0.5)
     assert fmclient_mock.last_request.temperature == 0.5
 
 
 def test_fixture_enforces_by_default(fmclient_mock: MockProvider) -> None:
     with pytest.raises(UnsupportedFeatureError):
-        Client().complete("hi", model="o3", temperature=0.5)
+        Client().complete("hi", model="openai/o3", temperature=0.5)
     assert fmclient_mock.calls == []

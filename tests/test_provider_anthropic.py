@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import socket
 import subprocess
@@ -364,7 +365,13 @@ def test_capabilities() -> None:
 
 
 def test_sampling_follows_the_sdk_api_version(fake_server: FakeServer) -> None:
-    # SDK 2.x speaks anthropic-version 2026-10-21, where temperature/top_p are always a 400.
+    # SDK 2.x speaks anthropic-version 2026-10-21, where temperature/top_p are always a 400;
+    # older SDKs (the lowest-versions CI job installs one) speak 2023-06-01, which takes them.
+    if int(importlib.metadata.version("anthropic").split(".")[0]) < 2:
+        assert sdk_accepts_sampling() is True
+        caps = AnthropicProvider(settings()).capabilities(MODEL)
+        assert caps.temperature and caps.top_p
+        return
     assert sdk_accepts_sampling() is False
     caps = AnthropicProvider(settings()).capabilities(MODEL)
     assert not caps.temperature and not caps.top_p

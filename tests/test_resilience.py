@@ -40,25 +40,25 @@ def test_circuit_opens_after_repeated_failures_and_recovers_after_cooldown(
         mock.add_error(503).add_error(503)
         for _ in range(2):
             with pytest.raises(ServiceUnavailableError):
-                client.complete("hi", model="gpt-4o")
+                client.complete("hi", model="gpt-sol")
         assert client.breaker("openai").state == "open"  # type: ignore[union-attr]
         with pytest.raises(CircuitOpenError):
-            client.complete("hi", model="gpt-4o")
+            client.complete("hi", model="gpt-sol")
         assert len(mock.calls) == 2  # the open circuit sent nothing
 
         # Other providers are unaffected, and an open circuit moves straight to a fallback.
-        assert client.complete("hi", model="gpt-4o", fallbacks=["claude-haiku"]).text == "mock response"
-        assert mock.requests[-1].model == "anthropic/claude-haiku-4-5"
+        assert client.complete("hi", model="gpt-sol", fallbacks=["claude-haiku"]).text == "mock response"
+        assert mock.requests[-1].model == "anthropic/claude-haiku-5-5"
 
         now[0] += 11  # cool-down over: one trial goes through; its failure re-opens the circuit
         mock.add_error(503)
         with pytest.raises(ServiceUnavailableError):
-            client.complete("hi", model="gpt-4o")
+            client.complete("hi", model="gpt-sol")
         with pytest.raises(CircuitOpenError):
-            client.complete("hi", model="gpt-4o")
+            client.complete("hi", model="gpt-sol")
 
         now[0] += 11  # a successful trial closes it
-        assert client.complete("hi", model="gpt-4o").text == "mock response"
+        assert client.complete("hi", model="gpt-sol").text == "mock response"
         assert client.breaker("openai").state == "closed"  # type: ignore[union-attr]
 
 
@@ -68,8 +68,8 @@ def test_caller_errors_do_not_open_the_circuit(tmp_path: Path) -> None:
         mock.add_error(400).add_error(400)
         for _ in range(2):
             with pytest.raises(BadRequestError):
-                client.complete("hi", model="gpt-4o")
-        assert client.complete("hi", model="gpt-4o").text == "mock response"
+                client.complete("hi", model="gpt-sol")
+        assert client.complete("hi", model="gpt-sol").text == "mock response"
 
 
 def test_bad_circuit_breaker_config(tmp_path: Path) -> None:
@@ -85,12 +85,12 @@ def test_bad_circuit_breaker_config(tmp_path: Path) -> None:
 def test_stream_falls_back_before_the_first_chunk_only() -> None:
     with MockProvider() as mock:
         mock.add_error(503).add_stream(["from ", "fallback"])
-        stream = Client(max_retries=0).stream("hi", model="claude-sonnet", fallbacks=["gpt-4o"])
+        stream = Client(max_retries=0).stream("hi", model="claude-sonnet", fallbacks=["gpt-sol"])
         assert "".join(c.text for c in stream) == "from fallback"
         assert [a.provider for a in stream.completion.attempts] == ["anthropic", "openai"]
 
         mock.add_stream(["half ", "way"], error_after=1, error=ServiceUnavailableError).add_reply("unused")
-        stream = Client(max_retries=0).stream("hi", model="claude-sonnet", fallbacks=["gpt-4o"])
+        stream = Client(max_retries=0).stream("hi", model="claude-sonnet", fallbacks=["gpt-sol"])
         with pytest.raises(ServiceUnavailableError) as caught:
             list(stream)
     assert caught.value.partial_text == "half "
@@ -108,10 +108,10 @@ def test_deadline_covers_retries_and_fallbacks(monkeypatch: pytest.MonkeyPatch) 
     with MockProvider() as mock:
         mock.respond_with(slow)
         with pytest.raises(RequestTimeoutError) as caught:
-            Client(max_retries=5).complete("hi", model="gpt-4o", fallbacks=["gemini-pro", "claude-haiku"], timeout=10)
+            Client(max_retries=5).complete("hi", model="gpt-sol", fallbacks=["gemini-flash", "claude-haiku"], timeout=10)
     assert len(mock.calls) == 3  # 4 s + 4 s + 4 s: the third attempt overran, nothing else was sent
     assert "deadline of 10s was exceeded" in str(caught.value)  # the fallbacks found no time left
-    assert [a.model for a in caught.value.attempts] == ["gpt-4o", "gemini-2.5-pro"]
+    assert [a.model for a in caught.value.attempts] == ["gpt-6.2-sol", "gemini-3.8-flash"]
     assert sum(mock.sleeps) < 10
 
 
@@ -157,9 +157,9 @@ def test_soak_random_faults_every_call_accounted_for() -> None:
             before = len(mock.calls)
             try:
                 if streaming:
-                    text = "".join(c.text for c in client.stream(f"call {i}", model="gpt-4o"))
+                    text = "".join(c.text for c in client.stream(f"call {i}", model="gpt-sol"))
                 else:
-                    text = client.complete(f"call {i}", model="gpt-4o").text
+                    text = client.complete(f"call {i}", model="gpt-sol").text
             except FMClientError as error:
                 outcomes["error"] += 1
                 assert type(error) is expected_error

@@ -27,7 +27,7 @@ from fmclient.testing import MockProvider
 def test_retryable_statuses_are_retried_then_succeed(status: int) -> None:
     with MockProvider() as mock:
         mock.add_error(status).add_error(status).add_reply("finally")
-        reply = Client(max_retries=2).complete("hi", model="gpt-4o")
+        reply = Client(max_retries=2).complete("hi", model="gpt-sol")
     assert reply.text == "finally"
     assert len(mock.calls) == 3
     assert len(mock.sleeps) == 2
@@ -37,7 +37,7 @@ def test_retryable_statuses_are_retried_then_succeed(status: int) -> None:
 def test_connection_failures_and_timeouts_are_retried(error: type[FMClientError]) -> None:
     with MockProvider() as mock:
         mock.add_error(error).add_reply("ok")
-        assert Client().complete("hi", model="gpt-4o").text == "ok"
+        assert Client().complete("hi", model="gpt-sol").text == "ok"
     assert len(mock.calls) == 2
 
 
@@ -49,7 +49,7 @@ def test_what_cannot_succeed_is_never_retried(status: int, error: type[FMClientE
     with MockProvider() as mock:
         mock.add_error(status).add_reply("never reached")
         with pytest.raises(error) as caught:
-            Client(max_retries=5).complete("hi", model="gpt-4o")
+            Client(max_retries=5).complete("hi", model="gpt-sol")
     assert len(mock.calls) == 1
     assert mock.sleeps == []
     assert caught.value.retryable is False
@@ -61,7 +61,7 @@ def test_attempts_are_exactly_one_plus_max_retries() -> None:
         for _ in range(10):
             mock.add_error(503)
         with pytest.raises(ServiceUnavailableError):
-            Client(max_retries=3).complete("hi", model="gpt-4o")
+            Client(max_retries=3).complete("hi", model="gpt-sol")
     assert len(mock.calls) == 4
 
 
@@ -71,13 +71,13 @@ def test_max_retries_per_call_beats_provider_beats_global() -> None:
         for _ in range(10):
             mock.add_error(503)
         with pytest.raises(ServiceUnavailableError):
-            client.complete("hi", model="gpt-4o")
+            client.complete("hi", model="gpt-sol")
         assert len(mock.calls) == 2  # the provider's 1 retry
         with pytest.raises(ServiceUnavailableError):
             client.complete("hi", model="claude-haiku")
         assert len(mock.calls) == 2 + 5  # the global 4 retries
         with pytest.raises(ServiceUnavailableError):
-            client.complete("hi", model="gpt-4o", max_retries=0)
+            client.complete("hi", model="gpt-sol", max_retries=0)
         assert len(mock.calls) == 8
 
 
@@ -110,7 +110,7 @@ def test_retry_wait_that_overruns_the_deadline_raises_instead_of_sleeping() -> N
     with MockProvider() as mock:
         mock.add_error(RateLimitError, retry_after=20).add_reply("never")
         with pytest.raises(RateLimitError):
-            Client().complete("hi", model="gpt-4o", timeout=5)
+            Client().complete("hi", model="gpt-sol", timeout=5)
     assert mock.sleeps == []
 
 
@@ -135,8 +135,8 @@ def test_each_attempt_receives_the_time_left() -> None:
     seen: list[float | None] = []
     with MockProvider() as mock:
         mock.respond_with(lambda request: (seen.append(request.timeout), "ok")[1])
-        Client().complete("hi", model="gpt-4o", timeout=9)
-        Client().complete("hi", model="gpt-4o")
+        Client().complete("hi", model="gpt-sol", timeout=9)
+        Client().complete("hi", model="gpt-sol")
     assert seen[0] is not None and 8 < seen[0] <= 9
     assert seen[1] is None
 
@@ -144,7 +144,7 @@ def test_each_attempt_receives_the_time_left() -> None:
 async def test_async_retries_count_the_same_way() -> None:
     with MockProvider() as mock:
         mock.add_error(429, retry_after=2).add_error(503).add_reply("async ok")
-        reply = await Client().acomplete("hi", model="gpt-4o")
+        reply = await Client().acomplete("hi", model="gpt-sol")
     assert reply.text == "async ok"
     assert len(mock.calls) == 3
     assert mock.sleeps[0] == 2
@@ -153,12 +153,12 @@ async def test_async_retries_count_the_same_way() -> None:
 def test_a_stream_is_retried_only_before_its_first_chunk() -> None:
     with MockProvider() as mock:
         mock.add_error(503).add_stream(["Hel", "lo"])
-        stream = Client().stream("hi", model="gpt-4o")
+        stream = Client().stream("hi", model="gpt-sol")
         assert [c.text for c in stream if c.text] == ["Hel", "lo"]
         assert len(mock.calls) == 2
 
         mock.add_stream(["Par", "tial", "never"], error_after=2, error=APIConnectionError).add_reply("not used")
-        stream = Client().stream("hi", model="gpt-4o")
+        stream = Client().stream("hi", model="gpt-sol")
         received = []
         with pytest.raises(APIConnectionError) as caught:
             for chunk in stream:
@@ -172,7 +172,7 @@ def test_a_stream_is_retried_only_before_its_first_chunk() -> None:
 async def test_async_stream_retries_before_first_chunk() -> None:
     with MockProvider() as mock:
         mock.add_error(429).add_stream(["a", "b"])
-        stream = Client().astream("hi", model="gpt-4o")
+        stream = Client().astream("hi", model="gpt-sol")
         texts = [c.text async for c in stream]
     assert "".join(texts) == "ab"
     assert stream.completion.text == "ab"
@@ -184,7 +184,7 @@ def test_a_real_sleep_happens_without_the_fake_clock(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(retry_module, "sleep", slept.append)
     with MockProvider(real_sleep=True) as mock:
         mock.add_error(503, retry_after=0.01).add_reply("ok")
-        Client().complete("hi", model="gpt-4o")
+        Client().complete("hi", model="gpt-sol")
     assert slept == [0.01]
 
 
@@ -192,7 +192,7 @@ def test_retry_logs_say_what_happened_without_secrets(caplog: pytest.LogCaptureF
     caplog.set_level("INFO", logger="fmclient")
     with MockProvider() as mock:
         mock.add_error(RateLimitError, retry_after=1, message="slow down").add_reply("ok")
-        Client().complete("hi", model="gpt-4o")
+        Client().complete("hi", model="gpt-sol")
     assert "retrying after RateLimitError (attempt 2 of 3)" in caplog.text
 
 

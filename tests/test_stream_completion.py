@@ -13,7 +13,7 @@ from fmclient.testing import MockProvider
 def test_sync_completion_reads_the_rest_of_a_partly_read_stream() -> None:
     with MockProvider() as mock:
         mock.add_stream(["one ", "two ", "three"])
-        stream = Client().stream("hi", model="gpt-4o")
+        stream = Client().stream("hi", model="openai/gpt-4o")
         assert next(stream).text == "one "
         assert stream.completion.text == "one two three"
         assert stream.completion is stream.completion
@@ -22,7 +22,7 @@ def test_sync_completion_reads_the_rest_of_a_partly_read_stream() -> None:
 async def test_async_completion_of_a_partly_read_stream_points_to_get_completion() -> None:
     with MockProvider() as mock:
         mock.add_stream(["one ", "two ", "three"])
-        stream = Client().astream("hi", model="gpt-4o")
+        stream = Client().astream("hi", model="openai/gpt-4o")
         with pytest.raises(RuntimeError, match="get_completion"):
             stream.completion  # noqa: B018 - the property access is the test
         assert (await stream.__anext__()).text == "one "
@@ -35,7 +35,7 @@ async def test_async_completion_of_a_partly_read_stream_points_to_get_completion
 def test_sync_completion_of_a_failed_stream_raises_its_error_again() -> None:
     with MockProvider() as mock:
         mock.add_stream(["half ", "way"], error_after=1, error=ServiceUnavailableError)
-        stream = Client(max_retries=0).stream("hi", model="gpt-4o")
+        stream = Client(max_retries=0).stream("hi", model="openai/gpt-4o")
         with pytest.raises(ServiceUnavailableError) as during:
             list(stream)
         with pytest.raises(ServiceUnavailableError) as after:
@@ -46,7 +46,7 @@ def test_sync_completion_of_a_failed_stream_raises_its_error_again() -> None:
 async def test_async_completion_of_a_failed_stream_raises_its_error_again() -> None:
     with MockProvider() as mock:
         mock.add_stream(["half ", "way"], error_after=1, error=ServiceUnavailableError)
-        stream = Client(max_retries=0).astream("hi", model="gpt-4o")
+        stream = Client(max_retries=0).astream("hi", model="openai/gpt-4o")
         with pytest.raises(ServiceUnavailableError) as during:
             async for _ in stream:
                 pass
@@ -60,7 +60,7 @@ async def test_async_completion_of_a_failed_stream_raises_its_error_again() -> N
 def test_sync_completion_of_a_stream_closed_early_says_so() -> None:
     with MockProvider() as mock:
         mock.add_stream(["one ", "two ", "three"])
-        with Client().stream("hi", model="gpt-4o") as stream:
+        with Client().stream("hi", model="openai/gpt-4o") as stream:
             next(stream)
         with pytest.raises(RuntimeError, match="closed before it ended"):
             stream.completion  # noqa: B018
@@ -70,7 +70,7 @@ def test_sync_completion_of_a_stream_closed_early_says_so() -> None:
 async def test_async_completion_of_a_stream_closed_early_says_so() -> None:
     with MockProvider() as mock:
         mock.add_stream(["one ", "two ", "three"])
-        async with Client().astream("hi", model="gpt-4o") as stream:
+        async with Client().astream("hi", model="openai/gpt-4o") as stream:
             await stream.__anext__()
         with pytest.raises(RuntimeError, match="closed before it ended"):
             stream.completion  # noqa: B018
@@ -83,14 +83,14 @@ def test_completion_of_a_consumed_stream_is_the_same_sync_and_async() -> None:
     import asyncio
 
     async def read_async() -> str:
-        stream = Client().astream("hi", model="gpt-4o")
+        stream = Client().astream("hi", model="openai/gpt-4o")
         async for _ in stream:
             pass
         return stream.completion.text
 
     with MockProvider() as mock:
         mock.add_stream(["a ", "b"]).add_stream(["a ", "b"])
-        stream = Client().stream("hi", model="gpt-4o")
+        stream = Client().stream("hi", model="openai/gpt-4o")
         for _ in stream:
             pass
         assert stream.completion.text == asyncio.run(read_async()) == "a b"

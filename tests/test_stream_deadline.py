@@ -39,7 +39,7 @@ def test_a_trickling_stream_raises_at_the_deadline(fake_server: FakeServer) -> N
     client = trickling_client(fake_server)
     received: list[str] = []
     with pytest.raises(RequestTimeoutError) as caught:
-        for chunk in client.stream("hi", model="gpt-4o", timeout=DEADLINE):
+        for chunk in client.stream("hi", model="openai/gpt-4o", timeout=DEADLINE):
             received.append(chunk.text)
     check_cut_off(caught.value, received, fake_server)
 
@@ -48,7 +48,7 @@ async def test_a_trickling_async_stream_raises_at_the_deadline(fake_server: Fake
     client = trickling_client(fake_server)
     received: list[str] = []
     with pytest.raises(RequestTimeoutError) as caught:
-        async for chunk in client.astream("hi", model="gpt-4o", timeout=DEADLINE):
+        async for chunk in client.astream("hi", model="openai/gpt-4o", timeout=DEADLINE):
             received.append(chunk.text)
     check_cut_off(caught.value, received, fake_server)
     await client.aclose()

@@ -78,9 +78,9 @@ def test_bad_input_is_refused_before_any_request(kwargs: dict[str, Any], error: 
         kwargs = dict(kwargs)
         prompt = kwargs.pop("prompt")
         with pytest.raises(error, match=message):
-            client.complete(prompt, model="gpt-4o", **kwargs)
+            client.complete(prompt, model="gpt-sol", **kwargs)
         with pytest.raises(error, match=message):
-            client.stream(prompt, model="gpt-4o", **kwargs)
+            client.stream(prompt, model="gpt-sol", **kwargs)
     assert mock.calls == []
 
 

@@ -7,11 +7,10 @@ provider that a command uses is imported.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from fmclient.client import Client
@@ -19,16 +18,6 @@ from fmclient.errors import ConfigurationError, FMClientError
 from fmclient.secret import redact
 
 __all__ = ["main"]
-
-# The module each adapter type needs, to tell "extra missing" without importing the SDK.
-SDK_MODULES = {
-    "anthropic": ("anthropic", "anthropic"),
-    "openai": ("openai", "openai"),
-    "gemini": ("google.genai", "gemini"),
-    "bedrock": ("boto3", "bedrock"),
-    "ollama": ("ollama", "ollama"),
-    "llamacpp": ("llama_cpp", "local"),
-}
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -182,15 +171,26 @@ def _batch(client: Client, args: argparse.Namespace) -> int:
 
 
 def _readiness(client: Client, provider: str, model: str) -> str:
+    """ "ready", or what is missing: looked up without importing any provider SDK."""
+    from fmclient.providers.readiness import READINESS, check
+
     settings = client.settings.provider_settings(provider)
-    sdk = SDK_MODULES.get(settings.type)
-    if sdk is not None and importlib.util.find_spec(sdk[0]) is None:
-        return f'missing extra: pip install "fmclient[{sdk[1]}]"'
-    try:
-        client.provider(provider).check_ready(model)
-    except FMClientError as error:
-        return f"not ready: {redact(error.message)}"
-    return "ready"
+    if settings.type in READINESS:
+        missing = check(settings, model)
+    else:  # a plugin adapter: only it knows; building it imports its module
+        try:
+            client.provider(provider).check_ready(model)
+            missing = None
+        except FMClientError as error:
+            missing = error.message
+    return "ready" if missing is None else f"not ready: {redact(missing)}"
+
+
+def _lifecycle(client: Client, provider: str, model: str) -> str:
+    from fmclient.deprecations import deprecation
+
+    found = deprecation(client.settings.provider_settings(provider).type, model)
+    return str(found) if found else ""
 
 
 def _prices(client: Client, provider: str, model: str) -> str:
@@ -210,23 +210,33 @@ def _prices(client: Client, provider: str, model: str) -> str:
     return f"in {per_million(found[0])} out {per_million(found[1])}{tiered}"
 
 
+# The table's columns, in order: a heading and how to fill the cell for one alias.
+ModelColumn = tuple[str, Callable[[Client, str, str], str]]
+MODEL_COLUMNS: list[ModelColumn] = [("price", _prices), ("lifecycle", _lifecycle), ("status", _readiness)]
+
+
 def _models(client: Client) -> int:
     from fmclient.pricing import INSTALL_HINT, price_data_version
 
-    rows = []
+    headings = ["alias", "target", *(name for name, _ in MODEL_COLUMNS)]
+    rows: list[list[str]] = []
     for alias in sorted(client.settings.aliases):
         try:
             target = client.settings.resolve(alias)
         except ConfigurationError as error:
-            rows.append((alias, "?", "", redact(error.message)))
+            rows.append([alias, "?", *([""] * (len(MODEL_COLUMNS) - 1)), redact(error.message)])
             continue
-        price = _prices(client, target.provider, target.model)
-        rows.append((alias, str(target), price, _readiness(client, target.provider, target.model)))
-    width = [max(len(r[i]) for r in rows) for i in range(3)]
+        cells = [fill(client, target.provider, target.model) for _, fill in MODEL_COLUMNS]
+        rows.append([alias, str(target), *cells])
+    widths = [max(len(row[i]) for row in [headings, *rows]) for i in range(len(headings))]
     default = client.settings.default_model
-    for alias, where, price, status in rows:
-        marker = "*" if alias == default else " "
-        print(f"{marker} {alias:<{width[0]}}  {where:<{width[1]}}  {price:<{width[2]}}  {status}")
+
+    def line(marker: str, cells: list[str]) -> str:
+        return f"{marker} " + "  ".join(f"{cell:<{width}}" for cell, width in zip(cells, widths, strict=True)).rstrip()
+
+    print(line(" ", [h.upper() for h in headings]))
+    for row in rows:
+        print(line("*" if row[0] == default else " ", row))
     print(f"\n* default model: {default} (from {client.settings.sources.get('default_model', 'default')})")
     version = price_data_version()
     print(f"prices: USD per million tokens, {version}" if version else f"prices: unknown; {INSTALL_HINT}")

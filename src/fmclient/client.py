@@ -91,6 +91,10 @@ class _Route:
         """
         if not self.ready:
             self.provider.check_ready(model)
+            from fmclient.deprecations import warn_once  # set-up work, not on `import fmclient`
+
+            # A model its SDK lists as retiring: one warning per process, looked up here, once.
+            warn_once(self.provider.settings.type, self.target.provider, model)
             self.ready = True
 
 

@@ -20,7 +20,7 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
     base_url = "http://127.0.0.1:8000/v1"
 
     [fallbacks]
-    claude-sonnet = ["gpt-4o", "gemini-pro"]
+    claude-sonnet = ["gpt-sol", "gemini-flash"]
 
     [budget]
     max_cost = 5.00            # USD per client; see fmclient.budget
@@ -371,6 +371,73 @@ def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, 
     return data
 
 
+# Credentials a user keeps in the environment for the providers themselves. A config file that
+# fmclient merely found in the working directory (a cloned repository's, say) must not send them
+# to a host that file chose.
+STANDARD_CREDENTIAL_ENV = frozenset(
+    {
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "OPENAI_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "MISTRAL_API_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_BEARER_TOKEN_BEDROCK",
+    }
+)
+# Adapter types whose SDK attaches credentials from the environment or a credential chain.
+_AMBIENT_TYPES = frozenset({"anthropic", "gemini", "bedrock"})
+
+
+def _guard_key_redirects(
+    state: dict[str, Any], data: Mapping[str, Any], path: Path, overrides: Mapping[str, Any]
+) -> None:
+    """Refuse a working-directory config file that points a provider holding an ambient key elsewhere.
+
+    The file may set ``base_url`` when it also defines the key (``api_key``, or ``api_key_env``
+    naming a variable of its own), or when no key is involved (a local OpenAI-compatible server,
+    Ollama). Such providers never fall back to the standard variables afterwards.
+    """
+    import dataclasses
+
+    overridden = overrides.get("providers") or {}
+    for name, table in (data.get("providers") or {}).items():
+        options = table.get("options") or {}
+        chosen = [key for key in ("base_url", "endpoint_url") if key in table or key in options]
+        if not chosen or name in overridden:
+            continue
+        settings: ProviderSettings = state["providers"][name]
+        key_env = table.get("api_key_env")
+        defines_key = "api_key" in table or (isinstance(key_env, str) and key_env not in STANDARD_CREDENTIAL_ENV)
+        ambient = (
+            settings.type in _AMBIENT_TYPES
+            or (settings.type == "openai" and name == "openai")
+            or settings.api_key_env is not None
+            or settings.type not in BUILTIN
+        )
+        if ambient and not defines_key:
+            from fmclient.providers.readiness import READINESS
+
+            spec = READINESS.get(settings.type)
+            if settings.api_key_env is not None:
+                source = settings.api_key_env
+            elif settings.type == "bedrock":
+                source = "the AWS credential chain"
+            else:
+                source = " / ".join(spec.key_env + spec.other_credential_env) if spec else "the environment"
+            raise ConfigurationError(
+                f"config file {path}, found in the working directory, sets providers.{name}.{chosen[0]}: "
+                f"that would send the key from {source} to a host the file chose. To trust the file, "
+                f"name it explicitly (FMCLIENT_CONFIG={path}, or Client(config_path=...) / --config), or "
+                f"move it to {user_config_path()}; or define the key in that file "
+                f"([providers.{name}] api_key, or api_key_env naming a variable of your own)"
+            )
+        state["providers"][name] = dataclasses.replace(settings, ambient_credentials=False)
+
+
 def load_settings(
     *,
     env: Mapping[str, str] | None = None,
@@ -408,7 +475,10 @@ def load_settings(
     if path is not None:
         if not path.is_file():
             raise ConfigurationError(f"config file {path} does not exist")
-        _apply_layer(state, _read_toml(path), f"config file {path}")
+        data = _read_toml(path)
+        _apply_layer(state, data, f"config file {path}")
+        if config_path is None and not env.get("FMCLIENT_CONFIG") and path == Path.cwd() / "fmclient.toml":
+            _guard_key_redirects(state, data, path, overrides or {})
 
     env_data = _env_layer(env, state["aliases"])
     if env_data:

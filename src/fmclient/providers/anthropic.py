@@ -647,6 +647,20 @@ def _index(data: Mapping[str, Any]) -> int:
 
 
 # -- errors ----------------------------------------------------------------------------------
+def _connection_failed(exc: BaseException) -> bool:
+    """A refused or reset connection that the SDK reports as a timeout.
+
+    The aiohttp transport of anthropic SDKs before 2.10 maps every aiohttp connection error to
+    ``ConnectTimeout``; the OS error underneath says what really happened.
+    """
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, ConnectionError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def map_error(exc: BaseException, provider: str = "anthropic", model: str | None = None) -> FMClientError:
     """The fmclient error for anything the SDK (or its HTTP layer) raised."""
     if isinstance(exc, FMClientError):
@@ -662,7 +676,7 @@ def map_error(exc: BaseException, provider: str = "anthropic", model: str | None
     if anthropic is not None:
         if isinstance(exc, anthropic.APIStatusError):
             return _status_error(exc, provider, model)
-        if isinstance(exc, anthropic.APITimeoutError):
+        if isinstance(exc, anthropic.APITimeoutError) and not _connection_failed(exc):
             return RequestTimeoutError(f"request timed out: {exc.message}", provider=provider, model=model)
         if isinstance(exc, anthropic.APIResponseValidationError):
             return ServiceUnavailableError(
@@ -829,6 +843,14 @@ class AnthropicProvider(Provider):
 
     def _credentials(self) -> dict[str, Any]:
         """Constructor keywords carrying the credentials, or ConfigurationError naming the variable."""
+        if not self.settings.ambient_credentials and any(os.environ.get(var) for var in _SDK_CREDENTIAL_ENV):
+            # The SDK would add these to every request, whatever key it is given.
+            raise ConfigurationError(
+                f"{' / '.join(_SDK_CREDENTIAL_ENV)} would be sent to the base_url of provider {self.name!r}, "
+                "which a config file in the working directory chose; trust that file explicitly "
+                "(FMCLIENT_CONFIG or config_path) to allow it",
+                provider=self.name,
+            )
         key = self.settings.resolve_api_key(API_KEY_ENV)
         if key:
             register_secret(key)

@@ -55,12 +55,16 @@ class ProviderSettings:
     region: str | None = None
     profile: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: False when a config file found implicitly in the working directory points this provider at
+    #: a host of its choosing: then only a key that file defines is sent, never one read from the
+    #: standard variables (see ``fmclient.config``).
+    ambient_credentials: bool = True
 
     def resolve_api_key(self, *standard_env: str) -> str | None:
         """The key to use: explicit, else ``api_key_env``, else the SDK's standard variables."""
         if self.api_key is not None:
             return self.api_key.get_secret_value()
-        for var in (self.api_key_env, *standard_env):
+        for var in (self.api_key_env, *(standard_env if self.ambient_credentials else ())):
             if var and os.environ.get(var):
                 register_secret(os.environ[var])
                 return os.environ[var]

@@ -9,7 +9,7 @@ so app code that calls ``complete(..., model="claude-sonnet")`` runs unchanged::
         with MockProvider() as mock:
             mock.add_reply("A short summary.")
             assert summarise("long text") == "A short summary."
-            assert mock.requests[0].model == "anthropic/claude-sonnet-4-5"
+            assert mock.requests[0].model == "anthropic/claude-sonnet-5-5"
 
 Scripted failures are raised as real fmclient errors and go through the real retry layer; while
 the mock is active, retry waits are recorded in ``mock.sleeps`` instead of slept.
