@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +30,7 @@ from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request,
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from fmclient.provider_batch import BatchJob
     from fmclient.testing.mock import MockProvider
 
 __all__ = ["Attempt", "Client"]
@@ -828,6 +829,20 @@ class Client:
         if observer is not None:
             observer.end(result, None)
         return result
+
+    # -- provider batch APIs ----------------------------------------------------------------------
+    def submit_batch(self, inputs: Iterable[Any], *, model: str | None = None, **call_args: Any) -> BatchJob:
+        """Submit prompts as one provider batch job (about half price, asynchronous): see
+        :mod:`fmclient.provider_batch`. ``call_args`` are complete()'s (system, max_tokens...)."""
+        from fmclient.provider_batch import submit_batch
+
+        return submit_batch(self, inputs, model, call_args)
+
+    def batch_job(self, job_id: str, *, model: str | None = None) -> BatchJob:
+        """Re-attach to a job submitted earlier (by any process) with the same ``model``."""
+        from fmclient.provider_batch import batch_job
+
+        return batch_job(self, job_id, model)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
