@@ -272,9 +272,13 @@ def test_bedrock_needs_bucket_and_role(monkeypatch: pytest.MonkeyPatch) -> None:
         client.submit_batch(["hi"], model="bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0")
 
 
-def test_bedrock_job_is_converse_shaped_over_s3(setup: Setup) -> None:
-    if setup.name != "bedrock":
-        pytest.skip("Bedrock only")
+@pytest.fixture
+def bedrock_setup(fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Setup:
+    return _setup("bedrock", fake_server, monkeypatch, lambda: request.getfixturevalue("moto_url"))
+
+
+def test_bedrock_job_is_converse_shaped_over_s3(bedrock_setup: Setup) -> None:
+    setup = bedrock_setup
     client = setup.client()
     client.submit_batch(["hi"], model=setup.model, max_tokens=9)
     (created,) = setup.fake.created
@@ -315,9 +319,13 @@ def test_cost_is_the_batch_price_where_genai_prices_has_one_else_standard_and_fl
     pytest.importorskip("genai_prices")
     from fmclient.pricing import PriceRef, Unpriced, price_usage
 
+    client = setup.client()
     if setup.name == "openai":
-        pytest.skip("a loopback base_url has no price table")
-    job = setup.client().submit_batch(["alpha"], model=setup.model)
+        # a loopback base_url has no price table of its own: name OpenAI's, as a gateway would
+        config = Path("fmclient.toml")
+        config.write_text('[prices]\nopenai = "openai"\n')
+        client = Client(providers=setup.providers, config_path=str(config))
+    job = client.submit_batch(["alpha"], model=setup.model)
     job.wait(poll_interval=0.01)
     (result,) = job.results()
     assert isinstance(result, Completion)
@@ -331,3 +339,20 @@ def test_cost_is_the_batch_price_where_genai_prices_has_one_else_standard_and_fl
     else:
         assert result.cost.total * 2 == standard.total
         assert result.cost_reason is None
+
+
+def test_wait_rides_out_a_transient_poll_failure_but_not_a_lasting_one(openai_setup: Setup) -> None:
+    from fmclient.errors import ServiceUnavailableError
+    from tests.fakes.server import Reply
+
+    job = openai_setup.client().submit_batch(["hi"], model=openai_setup.model)
+    polls_before = len(openai_setup.server.requests)
+    openai_setup.server.queue(Reply(status=503, body={"error": {"message": "busy", "type": "server_error"}}))
+    sleeps: list[float] = []
+    assert job.wait(poll_interval=1.0, sleep=sleeps.append).state == "completed"
+    assert sleeps == [1.0] and len(openai_setup.server.requests) == polls_before + 2
+    busy = Reply(status=503, body={"error": {"message": "busy", "type": "server_error"}})
+    openai_setup.server.queue(*[busy] * 6)
+    with pytest.raises(ServiceUnavailableError):
+        job.wait(poll_interval=1.0, sleep=sleeps.append)
+    assert len(sleeps) == 1 + 5  # five failures ridden out, the sixth raised

@@ -43,6 +43,8 @@ BatchState = Literal["validating", "in_progress", "completed", "failed", "expire
 BatchResult = Completion | FMClientError
 
 _PREFIX = "fmclient-"
+#: consecutive retryable failures of a status poll that wait() rides out before raising
+MAX_POLL_FAILURES = 5
 _DONE: frozenset[str] = frozenset({"completed", "failed", "expired", "cancelled"})
 # Arguments that are the Request's own fields; the rest are provider options, as in complete().
 _REQUEST_ARGS = ("system", "max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice", "response_format")
@@ -143,8 +145,20 @@ class BatchJob:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         deadline = None if timeout is None else clock() + timeout
+        transient = 0
         while True:
-            status = self.status()
+            try:
+                status = self.status()
+            except FMClientError as error:
+                # A poll is a read: a passing outage (429, 5xx, reset) must not end a day-long wait.
+                transient += 1
+                if not error.retryable or transient > MAX_POLL_FAILURES:
+                    raise
+                if deadline is not None and clock() + poll_interval > deadline:
+                    raise
+                sleep(poll_interval)
+                continue
+            transient = 0
             if progress is not None:
                 progress(status)
             if status.done:

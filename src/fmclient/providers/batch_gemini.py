@@ -76,6 +76,10 @@ def parse_inlined(response: Any, position: int, *, provider: str, model: str) ->
         message = str(getattr(error, "message", None) or "batch request failed")
         result: FMClientError = error_for_status(_RPC_STATUS.get(code, 500), message, provider=provider, model=model)
         return index, result
+    if response.response is None:
+        return index, error_for_status(
+            500, "the batch output has neither a response nor an error", provider=provider, model=model
+        )
     try:
         return index, parse_response(response.response, provider=provider, model=model)
     except FMClientError as blocked:
