@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from fmclient.batch import BatchResult
+    from fmclient.provider_batch import BatchJob
     from fmclient.testing.mock import MockProvider
 
 __all__ = ["Attempt", "Client"]
@@ -935,6 +936,20 @@ class Client:
             redo_failed=redo_failed,
             call_args=call_args,
         )
+
+    # -- provider batch APIs ----------------------------------------------------------------------
+    def submit_batch(self, inputs: Iterable[Any], *, model: str | None = None, **call_args: Any) -> BatchJob:
+        """Submit prompts as one provider batch job (about half price, asynchronous): see
+        :mod:`fmclient.provider_batch`. ``call_args`` are complete()'s (system, max_tokens...)."""
+        from fmclient.provider_batch import submit_batch
+
+        return submit_batch(self, inputs, model, call_args)
+
+    def batch_job(self, job_id: str, *, model: str | None = None) -> BatchJob:
+        """Re-attach to a job submitted earlier (by any process) with the same ``model``."""
+        from fmclient.provider_batch import batch_job
+
+        return batch_job(self, job_id, model)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -19,6 +19,8 @@ __all__ = [
     "APIConnectionError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchItemCancelledError",
+    "BatchItemExpiredError",
     "BudgetExceededError",
     "ConfigurationError",
     "ContentFilterError",
@@ -160,6 +162,14 @@ class APIConnectionError(FMClientError):
     """No usable connection: refused, reset, DNS, or a stream cut off mid-way."""
 
     default_retryable = True
+
+
+class BatchItemExpiredError(FMClientError):
+    """A provider batch job expired (its completion window ran out) before this item ran."""
+
+
+class BatchItemCancelledError(FMClientError):
+    """A provider batch job was cancelled before this item ran."""
 
 
 def error_for_status(

@@ -131,6 +131,47 @@ def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float 
     return Cost(priced.total_price, priced.input_price, priced.output_price)
 
 
+_BATCH = {"processing": "batch"}
+
+
+def price_batch_usage(
+    ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float | None
+) -> tuple[Cost | None, str | None]:
+    """(cost, note) of a provider batch result: genai-prices' ``processing=batch`` price where the
+    table has one; otherwise the standard price, with a note saying so (no discount is made up)."""
+    standard = price_usage(ref, models, usage, at)
+    if isinstance(standard, Unpriced):
+        return None, standard.reason
+    if ref.table is None and ref.provider_type in _LOCAL_TYPES:
+        return standard, None
+    table = _table()
+    where = None if isinstance(table, Unpriced) else _where(table, ref)
+    found = (
+        None
+        if isinstance(table, Unpriced) or where is None or isinstance(where, Unpriced)
+        else _find(table, where, models)
+    )
+    if isinstance(table, Unpriced) or found is None or isinstance(found, Unpriced):
+        return standard, "batch price unknown: cost is at the standard price"
+    provider, model = found
+    from datetime import datetime, timezone
+
+    when = datetime.fromtimestamp(at, tz=timezone.utc) if at is not None else datetime.now(tz=timezone.utc)
+    has_variant = any(
+        variant.when == _BATCH and (variant.constraint is None or variant.constraint.active(when))
+        for variant in getattr(model, "price_variants", None) or ()
+    )
+    if not has_variant:
+        return standard, f"genai-prices has no batch price for {model.id!r}: cost is at the standard price"
+    try:
+        priced = model.calc_price(
+            _genai_usage(table, usage), provider, genai_request_timestamp=when, price_context=dict(_BATCH)
+        )
+    except (ValueError, ArithmeticError, TypeError) as error:
+        return standard, f"genai-prices could not price the batch rate of {model.id!r} ({error}): standard price"
+    return Cost(priced.total_price, priced.input_price, priced.output_price), None
+
+
 def model_prices(ref: PriceRef, model: str) -> tuple[Decimal | None, Decimal | None, bool] | Unpriced:
     """Today's input and output price per million tokens of a model (``None`` where the table
     has none, e.g. an embedding model's output), and whether either rises with prompt size

@@ -961,7 +961,7 @@ class BedrockProvider(Provider):
     """Amazon Bedrock Runtime through one boto3 client per provider instance."""
 
     extra = "bedrock"
-    option_keys = frozenset({"max_workers", "endpoint_url"})
+    option_keys = frozenset({"max_workers", "endpoint_url", "batch_s3_uri", "batch_role_arn"})
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
