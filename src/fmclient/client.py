@@ -345,6 +345,7 @@ class Client:
         tools: Sequence[Any] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
+        reasoning: str | int | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -367,6 +368,7 @@ class Client:
             tools=tools,
             tool_choice=tool_choice,
             response_format=response_format,
+            reasoning=reasoning,
         )
         if call.cached is not None:
             return call.hit()
@@ -407,6 +409,7 @@ class Client:
         tools: Sequence[Any] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
+        reasoning: str | int | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -429,6 +432,7 @@ class Client:
             tools=tools,
             tool_choice=tool_choice,
             response_format=response_format,
+            reasoning=reasoning,
         )
         if call.cached is not None:
             return call.hit()
@@ -469,6 +473,7 @@ class Client:
         tools: Sequence[Any] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
+        reasoning: str | int | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -495,6 +500,7 @@ class Client:
             tools=tools,
             tool_choice=tool_choice,
             response_format=response_format,
+            reasoning=reasoning,
         )
 
         def chunks(stream: Stream) -> Iterator[Chunk]:
@@ -562,6 +568,7 @@ class Client:
         tools: Sequence[Any] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
+        reasoning: str | int | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -584,6 +591,7 @@ class Client:
             tools=tools,
             tool_choice=tool_choice,
             response_format=response_format,
+            reasoning=reasoning,
         )
 
         async def chunks(stream: AsyncStream) -> AsyncIterator[Chunk]:
