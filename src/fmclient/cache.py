@@ -94,12 +94,13 @@ def request_key(provider: str, request: Request) -> str | None:
                 for t in request.tools
             ],
             "tool_choice": request.tool_choice,
-            "reasoning": request.reasoning,
             "response_format": None
             if request.response_format is None
             else {"name": request.response_format.name, "schema": _plain(request.response_format.schema)},
             "provider_options": _plain(request.provider_options),
         }
+        if request.reasoning is not None:  # absent otherwise: keys made before it existed stay valid
+            document["reasoning"] = request.reasoning
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     except (_Uncacheable, ValueError, TypeError):
         return None
