@@ -1,0 +1,64 @@
+"""One ``reasoning=`` parameter across providers: the exact request each provider's fake got, and
+the model's thinking kept apart from its answer (``Completion.reasoning``, ``Chunk.reasoning``).
+
+OpenAI's Responses and Chat paths are covered in tests/test_openai_responses.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fmclient import Client
+from fmclient.errors import BadRequestError, UnsupportedFeatureError
+from fmclient.providers.shared_io import THINKING_BUDGETS
+from tests.fakes import anthropic as fa
+from tests.fakes.server import FakeServer
+
+THOUGHT = "The user greets me; greet back."
+
+
+def split(stream: Any) -> tuple[str, str]:
+    chunks = list(stream)
+    assert all(not (c.text and c.reasoning) for c in chunks)
+    return "".join(c.text for c in chunks), "".join(c.reasoning for c in chunks)
+
+
+# == Anthropic =====================================================================================
+def anthropic_client(server: FakeServer) -> Client:
+    return Client(providers={"anthropic": {"base_url": server.url, "api_key": "test-key-anthropic"}}, max_retries=0)
+
+
+def test_anthropic_effort_maps_to_thinking_budget(fake_server: FakeServer) -> None:
+    blocks = [fa.thinking_block(THOUGHT, "sig-1"), fa.text_block("Hello!")]
+    fake_server.queue(fa.message_reply(blocks), fa.stream_reply(fa.stream_events(blocks)))
+    with anthropic_client(fake_server) as client:
+        done = client.complete("hi", model="anthropic/claude-sonnet-4-5", reasoning="medium")
+        stream = client.stream("hi", model="anthropic/claude-sonnet-4-5", reasoning=2000, max_tokens=3000)
+        text, thought = split(stream)
+    first, second = (r.json() for r in fake_server.requests)
+    assert first == {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": THINKING_BUDGETS["medium"] + 4096,
+        "messages": [{"role": "user", "content": "hi"}],
+        "thinking": {"type": "enabled", "budget_tokens": THINKING_BUDGETS["medium"]},
+    }
+    assert second["thinking"] == {"type": "enabled", "budget_tokens": 2000}
+    assert second["max_tokens"] == 3000 and second["stream"] is True
+    assert (done.text, done.reasoning) == ("Hello!", THOUGHT)
+    assert (text, thought) == ("Hello!", THOUGHT)
+    assert stream.completion.reasoning == THOUGHT
+    # the thinking block (with its signature) still rides on the message, for the next turn
+    assert stream.completion.message.provider_state["anthropic"]["content"][0]["signature"] == "sig-1"
+
+
+def test_anthropic_refuses_before_sending(fake_server: FakeServer) -> None:
+    with anthropic_client(fake_server) as client:
+        with pytest.raises(BadRequestError, match="must exceed the thinking budget"):
+            client.complete("hi", model="anthropic/claude-sonnet-4-5", reasoning="high", max_tokens=1000)
+        with pytest.raises(BadRequestError, match="at least 1024"):
+            client.complete("hi", model="anthropic/claude-sonnet-4-5", reasoning=500)
+        with pytest.raises(UnsupportedFeatureError, match="not a reasoning model"):
+            client.complete("hi", model="anthropic/claude-3-haiku-20240307", reasoning="low")
+    assert fake_server.requests == []
