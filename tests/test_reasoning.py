@@ -62,3 +62,35 @@ def test_anthropic_refuses_before_sending(fake_server: FakeServer) -> None:
         with pytest.raises(UnsupportedFeatureError, match="not a reasoning model"):
             client.complete("hi", model="anthropic/claude-3-haiku-20240307", reasoning="low")
     assert fake_server.requests == []
+
+
+# == Gemini ========================================================================================
+def gemini_client(server: FakeServer) -> Client:
+    return Client(providers={"gemini": {"base_url": server.url, "api_key": "test-key-gemini"}}, max_retries=0)
+
+
+def test_gemini_thinking_budget_and_level(fake_server: FakeServer) -> None:
+    from tests.fakes import gemini as fg
+
+    parts = [fg.text_part(THOUGHT, thought=True), fg.text_part("Hello!", thought_signature=b"sig")]
+    events = [
+        fg.response_body(parts=[fg.text_part("The user greets me; ", thought=True)], finish_reason=None),
+        fg.response_body(parts=[fg.text_part("greet back.", thought=True)], finish_reason=None),
+        fg.response_body(parts=[fg.text_part("Hello!", thought_signature=b"sig")], usage=fg.usage_metadata()),
+    ]
+    fake_server.queue(fg.generate_reply(parts=parts), fg.stream_reply(events), fg.generate_reply("ok"))
+    with gemini_client(fake_server) as client:
+        done = client.complete("hi", model="gemini/gemini-2.5-flash", reasoning="high")
+        stream = client.stream("hi", model="gemini/gemini-2.5-flash", reasoning=512)
+        text, thought = split(stream)
+        client.complete("hi", model="gemini/gemini-3-pro-preview", reasoning="low")
+    # (google-genai sends the config keys snake_cased; the API takes both spellings)
+    configs = [r.json()["generationConfig"]["thinkingConfig"] for r in fake_server.requests]
+    assert configs == [
+        {"include_thoughts": True, "thinking_budget": THINKING_BUDGETS["high"]},
+        {"include_thoughts": True, "thinking_budget": 512},
+        {"include_thoughts": True, "thinking_level": "LOW"},
+    ]
+    assert (done.text, done.reasoning) == ("Hello!", THOUGHT)
+    assert (text, thought) == ("Hello!", THOUGHT)
+    assert stream.completion.reasoning == THOUGHT and stream.completion.text == "Hello!"
