@@ -94,3 +94,48 @@ def test_gemini_thinking_budget_and_level(fake_server: FakeServer) -> None:
     assert (done.text, done.reasoning) == ("Hello!", THOUGHT)
     assert (text, thought) == ("Hello!", THOUGHT)
     assert stream.completion.reasoning == THOUGHT and stream.completion.text == "Hello!"
+
+
+# == Claude on Bedrock =============================================================================
+CLAUDE_ON_BEDROCK = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+@pytest.fixture
+def bedrock(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from tests.fakes.bedrock import FakeBedrock
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKEFAKEFAKE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret-key")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    with FakeBedrock() as server:
+        yield server
+
+
+def test_bedrock_claude_thinking_through_additional_fields(bedrock: Any) -> None:
+    from tests.fakes import bedrock as fb
+
+    bedrock.queue(
+        fb.converse_reply(text="Hello!", reasoning={"text": THOUGHT, "signature": "sig-1"}),
+        fb.converse_stream_reply(text_pieces=["Hel", "lo!"], reasoning_pieces=["The user greets me; ", "greet back."]),
+    )
+    with Client(providers={"bedrock": {"base_url": bedrock.url, "region": "us-east-1"}}, max_retries=0) as client:
+        done = client.complete("hi", model=f"bedrock/{CLAUDE_ON_BEDROCK}", reasoning="low")
+        stream = client.stream("hi", model=f"bedrock/{CLAUDE_ON_BEDROCK}", reasoning=4000, max_tokens=5000)
+        text, thought = split(stream)
+        with pytest.raises(UnsupportedFeatureError, match="Claude models only"):
+            client.complete("hi", model="bedrock/us.deepseek.r1-v1:0", reasoning="low")
+    first, second = bedrock.bodies()
+    assert first == {
+        "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+        "inferenceConfig": {"maxTokens": THINKING_BUDGETS["low"] + 4096},
+        "additionalModelRequestFields": {"thinking": {"type": "enabled", "budget_tokens": THINKING_BUDGETS["low"]}},
+    }
+    assert second["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 4000}}
+    assert second["inferenceConfig"] == {"maxTokens": 5000}
+    assert (done.text, done.reasoning) == ("Hello!", THOUGHT)
+    assert (text, thought) == ("Hello!", THOUGHT)
+    completion = stream.completion
+    assert completion.reasoning == THOUGHT
+    assert completion.message.provider_state == {
+        "bedrock": {"reasoning": [{"reasoningContent": {"reasoningText": {"text": THOUGHT, "signature": "sig-fake"}}}]}
+    }
