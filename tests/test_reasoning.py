@@ -139,3 +139,29 @@ def test_bedrock_claude_thinking_through_additional_fields(bedrock: Any) -> None
     assert completion.message.provider_state == {
         "bedrock": {"reasoning": [{"reasoningContent": {"reasoningText": {"text": THOUGHT, "signature": "sig-fake"}}}]}
     }
+
+
+# == Ollama ========================================================================================
+def test_ollama_think_flag_and_thinking_split() -> None:
+    from tests.fakes import ollama as fo
+
+    with fo.FakeOllama(models=("qwen3", "gpt-oss", "llama3.2")) as server:
+        server.queue(
+            fo.chat_reply("Hello!", model="qwen3", thinking=THOUGHT),
+            fo.stream_reply(fo.chat_stream_events(["Hel", "lo!"], model="gpt-oss", thinking=["The user greets me; ", "greet back."])),
+        )
+        with Client(providers={"ollama": {"base_url": server.url}}, max_retries=0) as client:
+            done = client.complete("hi", model="ollama/qwen3", reasoning="high")
+            stream = client.stream("hi", model="ollama/gpt-oss", reasoning="low")
+            text, thought = split(stream)
+            with pytest.raises(UnsupportedFeatureError, match="not a token budget"):
+                client.complete("hi", model="ollama/qwen3", reasoning=2048)
+            with pytest.raises(UnsupportedFeatureError, match="not a reasoning model"):
+                client.complete("hi", model="ollama/llama3.2", reasoning="low")
+        chats = [r.json() for r in server.requests if r.path == "/api/chat"]
+    assert [(c["model"], c["think"], c["stream"]) for c in chats] == [("qwen3", True, False), ("gpt-oss", "low", True)]
+    assert chats[0] == {"model": "qwen3", "messages": [{"role": "user", "content": "hi"}], "stream": False, "think": True}
+    assert (done.text, done.reasoning) == ("Hello!", THOUGHT)
+    assert (text, thought) == ("Hello!", THOUGHT)
+    assert stream.completion.reasoning == THOUGHT
+    assert stream.completion.message.provider_state == {"ollama": {"thinking": THOUGHT}}
