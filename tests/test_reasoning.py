@@ -165,3 +165,33 @@ def test_ollama_think_flag_and_thinking_split() -> None:
     assert (text, thought) == ("Hello!", THOUGHT)
     assert stream.completion.reasoning == THOUGHT
     assert stream.completion.message.provider_state == {"ollama": {"thinking": THOUGHT}}
+
+
+# == llama.cpp and unknown models ==================================================================
+def test_llamacpp_refuses_reasoning_rather_than_drop_it() -> None:
+    from fmclient.providers.llamacpp import build_params
+    from fmclient.types import Message, Request
+
+    request = Request(model="qwen3-8b.gguf", messages=(Message(role="user", content="hi"),), reasoning="low")
+    with pytest.raises(UnsupportedFeatureError, match="cannot set reasoning"):
+        build_params(request)
+
+
+def test_unknown_model_reasoning_is_left_to_the_server() -> None:
+    from fmclient.profiles import DEFAULT_PROFILE
+    from fmclient.types import Message, Request
+
+    request = Request(model="my-model", messages=(Message(role="user", content="hi"),), reasoning="low")
+    DEFAULT_PROFILE.check(request, provider="vllm")  # no family: the server decides
+
+
+def test_cached_answer_keeps_reasoning_and_replays_it_as_a_chunk() -> None:
+    from fmclient.cache import completion_from_json, completion_to_json, replay_chunks
+    from fmclient.types import Completion, Usage
+
+    original = Completion(text="Hello!", finish_reason="stop", usage=Usage(), model="m", provider="p", reasoning=THOUGHT)
+    stored = completion_to_json(original)
+    assert stored is not None
+    restored = completion_from_json(stored)
+    assert restored.reasoning == THOUGHT
+    assert [(c.reasoning, c.text) for c in replay_chunks(restored)][:2] == [(THOUGHT, ""), ("", "Hello!")]
