@@ -117,7 +117,10 @@ def test_multi_turn_tool_conversation_replays_reasoning_verbatim(fake: FakeOpenA
     with make_client(fake.server) as client:
         first = client.complete("Weather in Paris and Rome?", model="openai/o3", tools=[WEATHER], reasoning="high")
         assert first.finish_reason == "tool_calls"
-        assert [(c.id, c.arguments) for c in first.tool_calls] == [("call_1", {"city": "Paris"}), ("call_2", {"city": "Rome"})]
+        assert [(c.id, c.arguments) for c in first.tool_calls] == [
+            ("call_1", {"city": "Paris"}),
+            ("call_2", {"city": "Rome"}),
+        ]
         assert first.reasoning == "Two cities: call the tool twice."
         conversation = [
             Message(role="user", content="Weather in Paris and Rome?"),
@@ -278,27 +281,24 @@ def test_in_stream_error_event_is_mapped(fake: FakeOpenAI) -> None:
         error={"code": "context_length_exceeded", "message": "Too long.", "param": None},
     )
     fake.server.queue(Reply(chunks=events))
-    with make_client(fake.server) as client:
-        with pytest.raises(ContextWindowExceededError, match="Too long") as caught:
-            list(client.stream("x", model="openai/o3"))
+    with make_client(fake.server) as client, pytest.raises(ContextWindowExceededError, match="Too long") as caught:
+        list(client.stream("x", model="openai/o3"))
     assert caught.value.partial_text == "partial answer"
 
 
 def test_stream_cut_before_terminal_event(fake: FakeOpenAI) -> None:
     fake.stream_done = False
     fake.answer(Answer("half", model="o3"))
-    with make_client(fake.server) as client:
-        with pytest.raises(APIConnectionError, match="final event"):
-            list(client.stream("x", model="openai/o3"))
+    with make_client(fake.server) as client, pytest.raises(APIConnectionError, match="final event"):
+        list(client.stream("x", model="openai/o3"))
 
 
 def test_http_content_filter_error(fake: FakeOpenAI) -> None:
     from tests.fakes.openai import error_reply
 
     fake.server.queue(error_reply(400, "Invalid prompt: flagged", code="invalid_prompt"))
-    with make_client(fake.server) as client:
-        with pytest.raises(ContentFilterError):
-            client.complete("x", model="openai/o3")
+    with make_client(fake.server) as client, pytest.raises(ContentFilterError):
+        client.complete("x", model="openai/o3")
 
 
 def test_refused_before_sending(fake: FakeOpenAI) -> None:

@@ -148,7 +148,9 @@ def test_ollama_think_flag_and_thinking_split() -> None:
     with fo.FakeOllama(models=("qwen3", "gpt-oss", "llama3.2")) as server:
         server.queue(
             fo.chat_reply("Hello!", model="qwen3", thinking=THOUGHT),
-            fo.stream_reply(fo.chat_stream_events(["Hel", "lo!"], model="gpt-oss", thinking=["The user greets me; ", "greet back."])),
+            fo.stream_reply(
+                fo.chat_stream_events(["Hel", "lo!"], model="gpt-oss", thinking=["The user greets me; ", "greet back."])
+            ),
         )
         with Client(providers={"ollama": {"base_url": server.url}}, max_retries=0) as client:
             done = client.complete("hi", model="ollama/qwen3", reasoning="high")
@@ -160,7 +162,12 @@ def test_ollama_think_flag_and_thinking_split() -> None:
                 client.complete("hi", model="ollama/llama3.2", reasoning="low")
         chats = [r.json() for r in server.requests if r.path == "/api/chat"]
     assert [(c["model"], c["think"], c["stream"]) for c in chats] == [("qwen3", True, False), ("gpt-oss", "low", True)]
-    assert chats[0] == {"model": "qwen3", "messages": [{"role": "user", "content": "hi"}], "stream": False, "think": True}
+    assert chats[0] == {
+        "model": "qwen3",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": False,
+        "think": True,
+    }
     assert (done.text, done.reasoning) == ("Hello!", THOUGHT)
     assert (text, thought) == ("Hello!", THOUGHT)
     assert stream.completion.reasoning == THOUGHT
@@ -189,7 +196,9 @@ def test_cached_answer_keeps_reasoning_and_replays_it_as_a_chunk() -> None:
     from fmclient.cache import completion_from_json, completion_to_json, replay_chunks
     from fmclient.types import Completion, Usage
 
-    original = Completion(text="Hello!", finish_reason="stop", usage=Usage(), model="m", provider="p", reasoning=THOUGHT)
+    original = Completion(
+        text="Hello!", finish_reason="stop", usage=Usage(), model="m", provider="p", reasoning=THOUGHT
+    )
     stored = completion_to_json(original)
     assert stored is not None
     restored = completion_from_json(stored)

@@ -277,7 +277,9 @@ def check_reasoning(value: Any) -> str | int | None:
         return None
     if isinstance(value, str):
         if value not in REASONING_EFFORTS:
-            raise ValueError(f"reasoning must be one of {', '.join(map(repr, REASONING_EFFORTS))} or a token budget, got {value!r}")
+            raise ValueError(
+                f"reasoning must be one of {', '.join(map(repr, REASONING_EFFORTS))} or a token budget, got {value!r}"
+            )
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"reasoning must be an effort (str) or a token budget (int), not {type(value).__name__}")

@@ -288,12 +288,12 @@ class ResponsesStreamParser:
                 )
             return None
         if kind == "response.function_call_arguments.delta":
-            index = self._tool_index.get(int(event.get("output_index") or 0))
-            if index is None:
+            announced = self._tool_index.get(int(event.get("output_index") or 0))
+            if announced is None:
                 raise _malformed(
                     "arguments for a function call never announced", provider=self.provider, model=self.model
                 )
-            return Chunk(tool_calls=(ToolCallDelta(index, arguments=str(event.get("delta") or "")),), raw=event)
+            return Chunk(tool_calls=(ToolCallDelta(announced, arguments=str(event.get("delta") or "")),), raw=event)
         if kind in ("response.created", "response.in_progress", "response.queued"):
             response = event.get("response")
             if isinstance(response, Mapping) and response.get("model"):

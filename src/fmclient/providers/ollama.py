@@ -205,7 +205,9 @@ def think_flag(request: Request, provider: str) -> bool | str:
     budget has no Ollama equivalent and is refused."""
     reasoning = request.reasoning
     if "think" in request.provider_options:
-        raise BadRequestError("pass reasoning= or provider_options think, not both", provider=provider, model=request.model)
+        raise BadRequestError(
+            "pass reasoning= or provider_options think, not both", provider=provider, model=request.model
+        )
     if not isinstance(reasoning, str):
         raise UnsupportedFeatureError(
             f"reasoning={reasoning!r}: Ollama takes an effort ('low', 'medium', 'high'), not a token budget",

@@ -894,7 +894,9 @@ class OpenAIProvider(Provider):
         self._async_transport = async_transport_setting(settings)
         self._api_setting: str | None = options.get("api")
         if self._api_setting is not None and self._api_setting not in _APIS:
-            raise ConfigurationError(f"api must be 'chat' or 'responses', got {self._api_setting!r}", provider=self.name)
+            raise ConfigurationError(
+                f"api must be 'chat' or 'responses', got {self._api_setting!r}", provider=self.name
+            )
         self._responses_params: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._api_key: str | None = None

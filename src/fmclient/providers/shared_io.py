@@ -28,19 +28,19 @@ from fmclient.errors import BadRequestError, FMClientError, StructuredOutputErro
 from fmclient.types import Chunk, ToolCall, ToolCallDelta
 
 __all__ = [
+    "THINKING_BUDGETS",
     "ErrorTable",
     "MappedErrors",
     "ToolCallAssembler",
     "aclose_quietly",
     "astream_chunks",
+    "claude_thinking",
     "close_quietly",
     "map_exception",
     "should_retry_header",
     "stream_chunks",
-    "tool_arguments",
-    "THINKING_BUDGETS",
-    "claude_thinking",
     "thinking_budget",
+    "tool_arguments",
 ]
 
 E = TypeVar("E")
