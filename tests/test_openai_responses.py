@@ -52,7 +52,11 @@ def bodies(fake: FakeOpenAI) -> list[Any]:
 
 
 def test_reasoning_model_goes_to_responses_with_stateless_defaults(fake: FakeOpenAI) -> None:
-    fake.answer(Answer("Paris.", model="o3", reasoning="The capital.", encrypted_content="enc", reasoning_tokens=3))
+    fake.answer(
+        Answer(
+            "Paris.", model="o3", reasoning="The capital.", encrypted_content="enc", reasoning_tokens=3, cached_tokens=4
+        )
+    )
     with make_client(fake.server) as client:
         done = client.complete("Capital of France?", model="openai/o3", system="Be brief.", max_tokens=50)
     assert bodies(fake) == [
@@ -69,7 +73,8 @@ def test_reasoning_model_goes_to_responses_with_stateless_defaults(fake: FakeOpe
     assert done.text == "Paris."
     assert done.reasoning == "The capital."
     assert done.finish_reason == "stop"
-    assert (done.usage.input_tokens, done.usage.output_tokens, done.usage.reasoning_tokens) == (12, 5, 3)
+    usage = done.usage
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens, usage.reasoning_tokens) == (12, 4, 5, 3)
     assert done.response_id == "resp_fake"
     assert done.message.provider_state == {
         "openai": {"output": done.raw["output"]},
@@ -202,30 +207,53 @@ def test_stream_splits_reasoning_text_and_parallel_tool_call_deltas(fake: FakeOp
 
 
 def test_fake_stream_covers_the_sdk_event_union(fake: FakeOpenAI) -> None:
-    """Every event the fake sends parses as the SDK's ResponseStreamEvent (its own typed stream)."""
+    """Every event the fake sends validates strictly as the SDK's ResponseStreamEvent union, and
+    the SDK's own typed stream reads them."""
     import openai
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
 
-    fake.answer(Answer("Hi there", model="o3", tool_calls=[("c", "f", "{}")], reasoning="r", encrypted_content="e"))
-    sdk = openai.OpenAI(api_key=KEY, base_url=fake.server.url + "/v1", max_retries=0)
-    with sdk.responses.create(model="o3", input="hi", stream=True) as events:
-        kinds = [event.type for event in events]
-    for kind in (
+    union: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    answers = [
+        Answer("Hi there", model="o3", tool_calls=[("c", "f", "{}")], reasoning="r", encrypted_content="e"),
+        Answer(model="o3", refusal="no"),
+        Answer("cut", model="o3", incomplete="max_output_tokens"),
+        Answer(model="o3", failed={"code": "server_error", "message": "boom"}),
+    ]
+    seen: set[str] = set()
+    for answer in answers:
+        for frame in response_events(answer):
+            event = json.loads(frame.decode().split("data: ", 1)[1])
+            seen.add(union.validate_python(event).type)
+    error_frame = response_events(Answer("x"), error={"code": "server_error", "message": "m", "param": None})[-1]
+    seen.add(union.validate_python(json.loads(error_frame.decode().split("data: ", 1)[1])).type)
+    assert seen == {
         "response.created",
         "response.in_progress",
         "response.output_item.added",
         "response.output_item.done",
         "response.reasoning_summary_part.added",
+        "response.reasoning_summary_part.done",
         "response.reasoning_summary_text.delta",
         "response.reasoning_summary_text.done",
         "response.content_part.added",
         "response.content_part.done",
         "response.output_text.delta",
         "response.output_text.done",
+        "response.refusal.delta",
+        "response.refusal.done",
         "response.function_call_arguments.delta",
         "response.function_call_arguments.done",
         "response.completed",
-    ):
-        assert kind in kinds
+        "response.incomplete",
+        "response.failed",
+        "error",
+    }
+    fake.answer(answers[0])
+    sdk = openai.OpenAI(api_key=KEY, base_url=fake.server.url + "/v1", max_retries=0)
+    with sdk.responses.create(model="o3", input="hi", stream=True) as events:
+        assert [event.type for event in events][-1] == "response.completed"
+    sdk.close()
 
 
 def test_structured_output_uses_text_format(fake: FakeOpenAI) -> None:
