@@ -30,7 +30,12 @@ provider, i.e. one with its own ``base_url``.
 
 Adapter settings accepted in a provider table: ``organization``, ``project`` (OpenAI headers),
 ``max_tokens_param``, ``stream_usage`` (bool), ``embed_batch_size`` (inputs per embeddings
-request, default 2048, OpenAI's limit) and ``async_transport``.
+request, default 2048, OpenAI's limit), ``async_transport`` and ``api``.
+
+* The Responses API: on OpenAI itself, models whose family profile says ``api = "responses"``
+  (the o-series and gpt-5) go through ``responses.create`` instead; the ``api`` setting or call
+  option (``"chat"`` / ``"responses"``) overrides that, and a compatible server stays on chat
+  unless so configured. Translation lives in :mod:`fmclient.providers._openai_responses`.
 
 * Raw responses: chat calls go through the SDK's own request path (``with_raw_response``: its
   headers, timeouts and errors) but answers are parsed from the JSON, skipping the pydantic
