@@ -157,7 +157,8 @@ class TestChatFMClientOpenAIWire(ChatModelIntegrationTests):
         return _invoke(llm, [system, HumanMessage("Which planet is smallest?")], stream=stream)
 
     def invoke_with_reasoning_output(self, *, stream: bool = False) -> AIMessage:
-        llm = ChatFMClient(**{**_wire_params("openai/o3"), "model_kwargs": {"reasoning_effort": "low"}})
+        # This responder speaks Chat Completions: o3 is pinned there (it defaults to the Responses API).
+        llm = ChatFMClient(**{**_wire_params("openai/o3"), "model_kwargs": {"reasoning_effort": "low", "api": "chat"}})
         return _invoke(llm, [HumanMessage("Explain why the sky is blue, step by step.")], stream=stream)
 
 

@@ -405,7 +405,8 @@ def test_forced_tool_choice_reaches_bedrock_for_families_that_take_it(bedrock_fa
 def test_openai_o_series_gets_developer_role_and_max_completion_tokens(fake_server: FakeServer) -> None:
     fake = FakeOpenAI(fake_server)
     fake.answer(Answer("ok"), Answer("ok"))
-    table = {"base_url": fake_server.url + "/v1", "api_key": "test-key-profiles"}
+    # Chat Completions pinned: by default o3 goes to the Responses API (tests/test_openai_responses.py)
+    table = {"base_url": fake_server.url + "/v1", "api_key": "test-key-profiles", "api": "chat"}
     with Client(providers={"openai": table}, max_retries=0) as client:
         client.complete("hi", model="openai/o3", system="Be brief.", max_tokens=50)
         client.complete("hi", model="openai/gpt-4o", system="Be brief.", max_tokens=50)

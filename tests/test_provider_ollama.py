@@ -220,7 +220,8 @@ def test_parse_stream_event_indexes_tool_calls_and_skips_empty_lines() -> None:
     state = StreamState(provider="ollama", model="m")
     events = chat_stream_events(["Hi"], thinking=["t1", "t2"], tool_calls=[{"name": "a", "arguments": {"x": 1}}])
     chunks = [parse_stream_event(e, state) for e in events]
-    assert chunks[0] is None and chunks[1] is None  # thinking only
+    # thinking-only lines stream as reasoning deltas, never as answer text
+    assert [(c.reasoning, c.text) for c in chunks[:2] if c is not None] == [("t1", ""), ("t2", "")]
     assert chunks[2] is not None and chunks[2].text == "Hi"
     assert chunks[3] is not None and chunks[3].tool_calls[0].index == 0
     assert json.loads(chunks[3].tool_calls[0].arguments) == {"x": 1}

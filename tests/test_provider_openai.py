@@ -1007,7 +1007,9 @@ def test_named_provider_without_base_url_is_openai(
     assert reply.provider == "openai-team"
     sent = server.requests[0]
     assert sent.headers["authorization"] == "Bearer sk-team"
-    assert sent.json()["max_completion_tokens"] == 9
+    # OpenAI itself: its reasoning models go to the Responses API (a compatible server stays on chat)
+    assert sent.path.endswith("/responses")
+    assert sent.json()["max_output_tokens"] == 9
     with pytest.raises(UnsupportedFeatureError, match="temperature"):
         client.complete("hi", model="openai-team/o3", temperature=0.3)  # OpenAI's capabilities apply
 

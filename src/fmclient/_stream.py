@@ -15,12 +15,13 @@ __all__ = ["AsyncStream", "Stream", "StreamAssembler"]
 class StreamAssembler:
     """Collects chunks into the Completion a non-streamed call would have returned."""
 
-    __slots__ = ("_calls", "_parts", "finish_reason", "model", "provider", "provider_state", "usage")
+    __slots__ = ("_calls", "_parts", "_thinking", "finish_reason", "model", "provider", "provider_state", "usage")
 
     def __init__(self, provider: str, model: str) -> None:
         self.provider = provider
         self.model = model
         self._parts: list[str] = []
+        self._thinking: list[str] = []
         self._calls = ToolCallAssembler()
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
@@ -29,6 +30,8 @@ class StreamAssembler:
     def add(self, chunk: Chunk) -> None:
         if chunk.text:
             self._parts.append(chunk.text)
+        if chunk.reasoning:
+            self._thinking.append(chunk.reasoning)
         for delta in chunk.tool_calls:
             self._calls.add(delta)
         if chunk.finish_reason is not None:
@@ -61,6 +64,7 @@ class StreamAssembler:
             message=Message(
                 role="assistant", content=text, tool_calls=tuple(tool_calls), provider_state=self.provider_state
             ),
+            reasoning="".join(self._thinking) or None,
         )
 
 

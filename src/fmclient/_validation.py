@@ -47,6 +47,7 @@ def build_request(
     response_format: Any = None,
     timeout: Any = None,
     provider_options: Mapping[str, Any] | None = None,
+    reasoning: Any = None,
 ) -> Request:
     """Validate everything a caller passed.
 
@@ -102,6 +103,7 @@ def build_request(
         timeout=check_timeout(timeout),
         provider_options=dict(provider_options or {}),
         system_cache=system_cache,
+        reasoning=check_reasoning(reasoning),
     )
 
 
@@ -266,6 +268,26 @@ def _name_tool_results(messages: list[Message]) -> list[Message]:
 
 
 # -- parameters ----------------------------------------------------------------------------
+REASONING_EFFORTS = ("low", "medium", "high")
+
+
+def check_reasoning(value: Any) -> str | int | None:
+    """``reasoning=``: an effort ("low", "medium", "high") or a positive token budget."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in REASONING_EFFORTS:
+            raise ValueError(
+                f"reasoning must be one of {', '.join(map(repr, REASONING_EFFORTS))} or a token budget, got {value!r}"
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"reasoning must be an effort (str) or a token budget (int), not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"reasoning as a token budget must be positive, got {value}")
+    return value
+
+
 def _positive_int(value: Any, name: str) -> int | None:
     if value is None:
         return None

@@ -99,6 +99,8 @@ def request_key(provider: str, request: Request) -> str | None:
             else {"name": request.response_format.name, "schema": _plain(request.response_format.schema)},
             "provider_options": _plain(request.provider_options),
         }
+        if request.reasoning is not None:  # absent otherwise: keys made before it existed stay valid
+            document["reasoning"] = request.reasoning
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     except (_Uncacheable, ValueError, TypeError):
         return None
@@ -174,6 +176,7 @@ def completion_to_json(completion: Completion) -> str | None:
         ],
         "content": message.text,
         "provider_state": _tagged(message.provider_state),
+        "reasoning": completion.reasoning,
     }
     try:
         return json.dumps(document, separators=(",", ":"), allow_nan=False)
@@ -225,6 +228,7 @@ def completion_from_json(text: str | bytes) -> Completion:
             message=Message(
                 role="assistant", content=str(document["content"]), tool_calls=tuple(calls), provider_state=state
             ),
+            reasoning=document.get("reasoning"),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"corrupt cache entry: {type(exc).__name__}: {exc}") from None
@@ -250,7 +254,8 @@ def replay_chunks(completion: Completion) -> list[Chunk]:
         model=completion.model,
         provider_state=completion.message.provider_state,
     )
-    return [Chunk(text=completion.text), final] if completion.text else [final]
+    thinking = [Chunk(reasoning=completion.reasoning)] if completion.reasoning else []
+    return thinking + ([Chunk(text=completion.text), final] if completion.text else [final])
 
 
 # -- backends ---------------------------------------------------------------------------------------

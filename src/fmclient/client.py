@@ -379,6 +379,7 @@ class Client:
         tools: Sequence[Any] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
+        reasoning: str | int | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -401,6 +402,7 @@ class Client:
             tools=tools,
             tool_choice=tool_choice,
             response_format=response_format,
+            reasoning=reasoning,
         )
         if call.cached is not None:
             return call.hit()
@@ -446,6 +448,7 @@ class Client:
         tools: Sequence[Any] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
+        reasoning: str | int | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -468,6 +471,7 @@ class Client:
             tools=tools,
             tool_choice=tool_choice,
             response_format=response_format,
+            reasoning=reasoning,
         )
         if call.cached is not None:
             return call.hit()
@@ -513,6 +517,7 @@ class Client:
         tools: Sequence[Any] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
+        reasoning: str | int | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -539,6 +544,7 @@ class Client:
             tools=tools,
             tool_choice=tool_choice,
             response_format=response_format,
+            reasoning=reasoning,
         )
 
         def chunks(stream: Stream) -> Iterator[Chunk]:
@@ -611,6 +617,7 @@ class Client:
         tools: Sequence[Any] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
+        reasoning: str | int | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -633,6 +640,7 @@ class Client:
             tools=tools,
             tool_choice=tool_choice,
             response_format=response_format,
+            reasoning=reasoning,
         )
 
         async def chunks(stream: AsyncStream) -> AsyncIterator[Chunk]:

@@ -285,6 +285,8 @@ class Request:
     provider_options: Mapping[str, Any] = field(default_factory=dict)
     #: a prompt-cache breakpoint right after the system prompt (see :class:`CachePoint`)
     system_cache: CachePoint | None = None
+    #: how hard the model should think: an effort ("low", "medium", "high") or a token budget
+    reasoning: str | int | None = None
 
     @property
     def cache_points(self) -> bool:
@@ -358,6 +360,8 @@ class Completion:
     cached: bool = False
     # The provider's rate-limit response headers, when the adapter sees them (fmclient.limits).
     rate_limit_headers: dict[str, str] | None = field(default=None, repr=False)
+    #: the model's thinking text (or the provider's summary of it), where the provider returns it
+    reasoning: str | None = None
     # Set by the Client: where to look the price up, which model ids and when the call was made.
     # The price itself is worked out on first read of ``cost`` (see fmclient.pricing).
     _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)
@@ -390,6 +394,7 @@ class Completion:
             "message": self.message.to_dict(),
             "parsed": parsed,
             "cached": self.cached,
+            "reasoning": self.reasoning,
         }
 
 
@@ -406,11 +411,13 @@ class ToolCallDelta:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One streamed event. ``text`` is the delta (possibly empty). The last chunk of a stream
+    """One streamed event. ``text`` is the delta of the answer (possibly empty) and ``reasoning``
+    that of the model's thinking (or its summary), never mixed. The last chunk of a stream
     carries ``finish_reason`` and ``usage``; ``provider_state`` (if any) is attached to the
     assembled message."""
 
     text: str = ""
+    reasoning: str = ""
     tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: FinishReason | None = None
     usage: Usage | None = None

@@ -262,12 +262,22 @@ def converse_stream_frames(
     stop_reason: str = "end_turn",
     usage: Mapping[str, int] | None = None,
     metadata: bool = True,
+    reasoning_pieces: Sequence[str] = (),
+    signature: str = "sig-fake",
 ) -> list[bytes]:
     """The ConverseStream event sequence. Each tool use is ``{"toolUseId", "name",
     "fragments": [json pieces]}``; its input arrives as those ``toolUse.input`` deltas."""
     padding = {"p": "abcdefghijklmnop"}
     frames = [event_frame("messageStart", {"role": "assistant", **padding})]
     index = 0
+    if reasoning_pieces:  # a reasoning block first, its signature in the last delta (as Claude sends it)
+        for piece in reasoning_pieces:
+            delta = {"reasoningContent": {"text": piece}}
+            frames.append(event_frame("contentBlockDelta", {"contentBlockIndex": index, "delta": delta, **padding}))
+        delta = {"reasoningContent": {"signature": signature}}
+        frames.append(event_frame("contentBlockDelta", {"contentBlockIndex": index, "delta": delta, **padding}))
+        frames.append(event_frame("contentBlockStop", {"contentBlockIndex": index, **padding}))
+        index += 1
     if text_pieces:
         for piece in text_pieces:
             frames.append(

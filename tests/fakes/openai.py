@@ -31,6 +31,8 @@ __all__ = [
     "error_body",
     "error_reply",
     "fake_vector",
+    "response_body",
+    "response_events",
 ]
 
 DEFAULT_MODEL = "gpt-4o-2024-08-06"
@@ -51,6 +53,13 @@ class Answer:
     reasoning_tokens: int = 0
     pieces: list[str] | None = None  # how a stream splits the text; default: word by word
     args_piece: int = 4  # streamed tool-call arguments come in fragments of this many chars
+    # Responses API only: a reasoning item (summary text, encrypted content) before the output,
+    # and an incomplete status with its reason ("max_output_tokens", "content_filter").
+    reasoning: str | None = None
+    encrypted_content: str | None = None
+    incomplete: str | None = None
+    #: Responses API only: the response fails with this error ({"code", "message"})
+    failed: dict[str, Any] | None = None
 
     @property
     def finish(self) -> str:
@@ -231,6 +240,8 @@ class FakeOpenAI:
             return error_reply(400, "We could not parse the JSON body of your request.")
         if path.endswith("/chat/completions"):
             return self._chat(body)
+        if path.endswith("/responses"):
+            return self._responses(body)
         if path.endswith("/embeddings"):
             return self._embeddings(body)
         return error_reply(404, f"Invalid URL (POST {path})", code="unknown_url")
@@ -267,6 +278,201 @@ class FakeOpenAI:
 
     def _embeddings(self, body: dict[str, Any]) -> Reply:
         return embeddings_reply(body)
+
+    def _responses(self, body: dict[str, Any]) -> Reply:
+        if not body.get("input") or not body.get("model"):
+            return error_reply(400, "you must provide a model and input")
+        answer = self.answers.popleft() if self.answers else Answer("ok")
+        if body.get("stream"):
+            return Reply(chunks=response_events(answer, done=self.stream_done))
+        return Reply(body=response_body(answer))
+
+
+# -- the Responses API ------------------------------------------------------------------------------
+def response_output(answer: Answer) -> list[dict[str, Any]]:
+    """The ``output`` items of a response: reasoning, then the message, then function calls."""
+    output: list[dict[str, Any]] = []
+    if answer.reasoning is not None or answer.encrypted_content is not None:
+        item: dict[str, Any] = {
+            "id": "rs_fake",
+            "type": "reasoning",
+            "summary": [] if answer.reasoning is None else [{"type": "summary_text", "text": answer.reasoning}],
+        }
+        if answer.encrypted_content is not None:
+            item["encrypted_content"] = answer.encrypted_content
+        output.append(item)
+    if answer.text or answer.refusal is not None or not answer.tool_calls:
+        part = (
+            {"type": "refusal", "refusal": answer.refusal}
+            if answer.refusal is not None
+            else {"type": "output_text", "text": answer.text, "annotations": [], "logprobs": []}
+        )
+        output.append(
+            {"id": "msg_fake", "type": "message", "role": "assistant", "status": "completed", "content": [part]}
+        )
+    for index, (cid, name, args) in enumerate(answer.tool_calls):
+        output.append(
+            {
+                "id": f"fc_fake{index}",
+                "type": "function_call",
+                "call_id": cid,
+                "name": name,
+                "arguments": args,
+                "status": "completed",
+            }
+        )
+    return output
+
+
+def response_body(answer: Answer, *, status: str | None = None) -> dict[str, Any]:
+    """A ``response`` object as ``POST /v1/responses`` returns it."""
+    if status is None:
+        status = "failed" if answer.failed else "incomplete" if answer.incomplete else "completed"
+    return {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": 1_700_000_000,
+        "status": status,
+        "model": answer.model,
+        "output": [] if status in ("in_progress", "failed") else response_output(answer),
+        "error": answer.failed if status == "failed" else None,
+        "incomplete_details": {"reason": answer.incomplete} if status == "incomplete" else None,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "store": False,
+        "usage": None
+        if status == "in_progress"
+        else {
+            "input_tokens": answer.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": answer.cached_tokens, "cache_write_tokens": 0},
+            "output_tokens": answer.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": answer.reasoning_tokens},
+            "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+        },
+    }
+
+
+def response_events(answer: Answer, *, done: bool = True, error: dict[str, Any] | None = None) -> list[bytes]:
+    """A streamed response: every event the SDK's ResponseStreamEvent union lists for what the
+    answer holds, each with its ``sequence_number``. ``error`` sends an ``error`` event instead of
+    the terminal one; ``done=False`` cuts the stream before it."""
+    events: list[dict[str, Any]] = []
+
+    def emit(kind: str, **fields: Any) -> None:
+        events.append({"type": kind, "sequence_number": len(events), **fields})
+
+    emit("response.created", response=response_body(answer, status="in_progress"))
+    emit("response.in_progress", response=response_body(answer, status="in_progress"))
+    for index, item in enumerate(response_output(answer) if not answer.failed else []):
+        kind = item["type"]
+        if kind == "reasoning":
+            emit("response.output_item.added", output_index=index, item={**item, "summary": []})
+            for s_index, summary in enumerate(item["summary"]):
+                part = {"type": "summary_text", "text": ""}
+                emit(
+                    "response.reasoning_summary_part.added",
+                    item_id=item["id"],
+                    output_index=index,
+                    summary_index=s_index,
+                    part=part,
+                )
+                for piece in Answer(summary["text"]).text_pieces():
+                    emit(
+                        "response.reasoning_summary_text.delta",
+                        item_id=item["id"],
+                        output_index=index,
+                        summary_index=s_index,
+                        delta=piece,
+                    )
+                emit(
+                    "response.reasoning_summary_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    summary_index=s_index,
+                    text=summary["text"],
+                )
+                emit(
+                    "response.reasoning_summary_part.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    summary_index=s_index,
+                    part=summary,
+                )
+        elif kind == "message":
+            part = item["content"][0]
+            emit(
+                "response.output_item.added", output_index=index, item={**item, "content": [], "status": "in_progress"}
+            )
+            empty = {"type": "refusal", "refusal": ""} if part["type"] == "refusal" else {**part, "text": ""}
+            emit("response.content_part.added", item_id=item["id"], output_index=index, content_index=0, part=empty)
+            if part["type"] == "refusal":
+                emit(
+                    "response.refusal.delta",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    delta=part["refusal"],
+                )
+                emit(
+                    "response.refusal.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    refusal=part["refusal"],
+                )
+            else:
+                for piece in answer.text_pieces():
+                    emit(
+                        "response.output_text.delta",
+                        item_id=item["id"],
+                        output_index=index,
+                        content_index=0,
+                        delta=piece,
+                        logprobs=[],
+                    )
+                emit(
+                    "response.output_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    text=part["text"],
+                    logprobs=[],
+                )
+            emit("response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=part)
+        elif kind == "function_call":
+            emit(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "arguments": "", "status": "in_progress"},
+            )
+            step = max(1, answer.args_piece)
+            for start in range(0, len(item["arguments"]), step):
+                emit(
+                    "response.function_call_arguments.delta",
+                    item_id=item["id"],
+                    output_index=index,
+                    delta=item["arguments"][start : start + step],
+                )
+            emit(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                name=item["name"],
+                arguments=item["arguments"],
+            )
+        emit("response.output_item.done", output_index=index, item=item)
+    if error is not None:
+        emit("error", **error)
+    elif done:
+        final = response_body(answer)
+        emit(
+            {"completed": "response.completed", "incomplete": "response.incomplete", "failed": "response.failed"}[
+                final["status"]
+            ],
+            response=final,
+        )
+    return sse((event["type"], event) for event in events)
 
 
 def embeddings_reply(body: dict[str, Any]) -> Reply:

@@ -61,6 +61,9 @@ class Profile:
     reasoning: bool = False
     #: the output-limit parameter the family requires on OpenAI's API (None: the host's default)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+    #: the OpenAI API the family is best served by: its reasoning models keep their reasoning
+    #: between turns only through the Responses API
+    api: Literal["chat", "responses"] = "chat"
     #: embedding options (dimensions, normalisation) are accepted
     embedding_options: bool = True
     #: prompt-cache breakpoints (:class:`~fmclient.types.CachePoint`) are honoured or accepted as a hint
@@ -75,7 +78,7 @@ class Profile:
         """This profile narrowed for a host reason, e.g. ``restrict(temperature=False, reason=...)``.
 
         Booleans may only go from True to False and limits only down; the mode fields
-        (``structured_output_mode``, ``system_role``, ``max_tokens_param``) may be replaced.
+        (``structured_output_mode``, ``system_role``, ``max_tokens_param``, ``api``) may be replaced.
         The reason is quoted in every refusal the narrowing causes.
         """
         if not reason:
@@ -153,6 +156,9 @@ class Profile:
         limit = self.max_output_tokens
         if request.max_tokens is not None and limit is not None and request.max_tokens > limit:
             raise refuse(f"max_tokens={request.max_tokens} (its maximum output is {limit} tokens)", "max_output_tokens")
+        # An unknown model (the permissive default, no family) may reason: its server decides.
+        if request.reasoning is not None and not self.reasoning and self.family:
+            raise refuse(f"reasoning={request.reasoning!r} (it is not a reasoning model)", "reasoning")
         if not self.prompt_caching and request.cache_points:
             raise refuse("prompt caching (a CachePoint in the prompt)", "prompt_caching")
         if not self.images:

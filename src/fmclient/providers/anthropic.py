@@ -22,8 +22,10 @@ Choices worth knowing:
 * **Thinking** — when a reply holds thinking / redacted_thinking (or server-tool) blocks, the
   whole content list is kept, exactly as received, in ``message.provider_state["<provider
   name>"]["content"]`` and replayed verbatim (same blocks, same order, signatures intact) when
-  that assistant message is part of a later request. Enable thinking with
-  ``provider_options={"thinking": {...}}``.
+  that assistant message is part of a later request. ``reasoning=`` enables it
+  (``thinking={"type": "enabled", "budget_tokens": N}``, an effort through
+  :data:`~fmclient.providers.shared_io.THINKING_BUDGETS`; ``max_tokens`` defaults to the budget
+  plus 4096); the thinking text is ``Completion.reasoning`` and streams as ``Chunk.reasoning``.
 * **Finish reasons** — ``end_turn``/``stop_sequence`` -> stop, ``max_tokens`` and
   ``model_context_window_exceeded`` -> length, ``tool_use`` -> tool_calls, ``refusal`` ->
   content_filter, anything else (``pause_turn``...) -> other.
@@ -94,7 +96,7 @@ from fmclient.providers._async_clients import (
     parsed,
 )
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, claude_thinking, stream_chunks, tool_arguments
 from fmclient.secret import redact, register_secret
 from fmclient.types import (
     CachePoint,
@@ -207,6 +209,14 @@ def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any
         # Forcing a tool without offering any cannot be honoured; say so rather than drop it.
         raise BadRequestError(
             f"tool_choice={request.tool_choice!r} needs tools", provider=provider, model=request.model
+        )
+    if request.reasoning is not None:
+        if "thinking" in request.provider_options:
+            raise BadRequestError(
+                "pass reasoning= or provider_options thinking, not both", provider=provider, model=request.model
+            )
+        params["thinking"], params["max_tokens"] = claude_thinking(
+            request.reasoning, request.max_tokens, DEFAULT_MAX_TOKENS, provider=provider, model=request.model
         )
     if request.response_format is not None:
         params["output_config"] = {
@@ -446,6 +456,7 @@ def parse_response(response: Any, *, provider: str = "anthropic", model: str = "
         raise MalformedResponse(f"the response is not a message: {json.dumps(data, default=str)[:200]}")
     blocks = [_as_dict(block, "a content block") for block in content]
     text, calls, state = _content_result(blocks, provider)
+    thinking = "".join(str(b.get("thinking") or "") for b in blocks if b.get("type") == "thinking")
     usage = data.get("usage")
     return Completion(
         text=text,
@@ -457,6 +468,7 @@ def parse_response(response: Any, *, provider: str = "anthropic", model: str = "
         message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
         raw=response,
         response_id=data.get("id") if isinstance(data.get("id"), str) else None,
+        reasoning=thinking or None,
     )
 
 
@@ -567,7 +579,9 @@ def _on_block_delta(data: Mapping[str, Any], state: StreamState) -> Chunk | None
         if ordinal is not None and fragment:
             return Chunk(tool_calls=(ToolCallDelta(index=ordinal, arguments=fragment),))
     elif delta_type == "thinking_delta":
-        block["thinking"] = str(block.get("thinking") or "") + str(delta.get("thinking") or "")
+        thought = str(delta.get("thinking") or "")
+        block["thinking"] = str(block.get("thinking") or "") + thought
+        return Chunk(reasoning=thought) if thought else None
     elif delta_type == "signature_delta":
         block["signature"] = str(delta.get("signature") or "")
     elif delta_type == "citations_delta":

@@ -93,7 +93,7 @@ from fmclient.errors import (
 )
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, stream_chunks
+from fmclient.providers.shared_io import MappedErrors, claude_thinking, stream_chunks
 from fmclient.secret import redact
 from fmclient.types import (
     CachePoint,
@@ -529,6 +529,10 @@ def structured_tool_name(request: Request) -> str | None:
     return request.response_format.name
 
 
+#: The answer's share of ``maxTokens`` on top of the thinking budget when the request sets none.
+CLAUDE_DEFAULT_MAX_TOKENS = 4096
+
+
 def build_converse_params(request: Request, *, provider: str = "bedrock") -> dict[str, Any]:
     """The keyword arguments of ``client.converse`` / ``client.converse_stream``."""
     _check_ranges(request, provider)
@@ -551,6 +555,17 @@ def build_converse_params(request: Request, *, provider: str = "bedrock") -> dic
         inference["topP"] = request.top_p
     if request.stop:
         inference["stopSequences"] = list(request.stop)
+    if request.reasoning is not None:
+        if not profile_for(request.model, "bedrock").family.startswith("claude"):
+            raise _refuse(
+                f"reasoning={request.reasoning!r}: fmclient maps reasoning on Bedrock for Claude models only",
+                request.model,
+                provider,
+            )
+        thinking, inference["maxTokens"] = claude_thinking(
+            request.reasoning, request.max_tokens, CLAUDE_DEFAULT_MAX_TOKENS, provider=provider, model=request.model
+        )
+        params["additionalModelRequestFields"] = {"thinking": thinking}
     if inference:
         params["inferenceConfig"] = inference
 
@@ -683,6 +698,9 @@ def parse_converse_response(
             reasoning.append(block)
     text = structured if structured is not None else "".join(texts)
     state = {provider: {"reasoning": reasoning}} if reasoning else None
+    thinking = "".join(
+        str(((block["reasoningContent"] or {}).get("reasoningText") or {}).get("text") or "") for block in reasoning
+    )
     return Completion(
         text=text,
         finish_reason=converse_finish_reason(stop_reason, structured_tool=structured_tool is not None),
@@ -693,6 +711,7 @@ def parse_converse_response(
         message=Message(role="assistant", content=text, tool_calls=tuple(calls), provider_state=state),
         raw=response,
         request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
+        reasoning=thinking or None,
     )
 
 
@@ -742,7 +761,9 @@ class ConverseStreamParser:
                     return []
                 return [Chunk(tool_calls=(ToolCallDelta(index=self._tool_index[block], arguments=fragment),))]
             if "reasoningContent" in delta:
+                thought = (delta["reasoningContent"] or {}).get("text") or ""
                 self._add_reasoning(block, delta["reasoningContent"] or {})
+                return [Chunk(reasoning=thought)] if thought and self.structured_tool is None else []
             return []
         if "messageStop" in event:
             self.stop_reason = event["messageStop"].get("stopReason") or "end_turn"

@@ -63,7 +63,7 @@ from fmclient.errors import (
 )
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks
+from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, thinking_budget
 from fmclient.types import (
     Chunk,
     Completion,
@@ -433,6 +433,24 @@ def build_contents(
     return contents
 
 
+def thinking_config(request: Request, provider: str) -> dict[str, Any]:
+    """``reasoning=`` as a ``ThinkingConfig``, thoughts included so they can be read back: an
+    effort is a ``thinking_level`` on Gemini 3 and later, a budget (through
+    :data:`~fmclient.providers.shared_io.THINKING_BUDGETS`) before; a budget is ``thinking_budget``."""
+    if "thinking_config" in request.provider_options:
+        raise BadRequestError(
+            "pass reasoning= or provider_options thinking_config, not both", provider=provider, model=request.model
+        )
+    reasoning = request.reasoning
+    assert reasoning is not None
+    config: dict[str, Any] = {"include_thoughts": True}
+    if isinstance(reasoning, str) and _gemini_3_or_later(request.model):
+        config["thinking_level"] = reasoning.upper()  # the SDK's ThinkingLevel values
+    else:
+        config["thinking_budget"] = thinking_budget(reasoning)
+    return config
+
+
 def build_params(request: Request, provider: str = "gemini", *, vertex: bool = False) -> dict[str, Any]:
     """A :class:`Request` -> keyword arguments for ``models.generate_content(_stream)``.
 
@@ -474,6 +492,8 @@ def build_params(request: Request, provider: str = "gemini", *, vertex: bool = F
     if request.response_format is not None:
         config["response_mime_type"] = "application/json"
         config["response_json_schema"] = json_schema(request.response_format.schema)
+    if request.reasoning is not None:
+        config["thinking_config"] = thinking_config(request, provider)
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
     for key, value in request.provider_options.items():
@@ -598,6 +618,7 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
     content = getattr(candidate, "content", None)
     parts = list(getattr(content, "parts", None) or [])
     text = "".join(p.text for p in parts if p.text and not p.thought)
+    thoughts = "".join(p.text for p in parts if p.text and p.thought)
     tool_calls: list[ToolCall] = []
     for part in parts:
         call = part.function_call
@@ -623,6 +644,7 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
         message=message,
         raw=response,
         response_id=getattr(response, "response_id", None) or None,
+        reasoning=thoughts or None,
     )
 
 
@@ -659,7 +681,7 @@ class StreamParser:
         if candidate.finish_reason is not None:
             self._finish = candidate.finish_reason
         parts = list(getattr(candidate.content, "parts", None) or [])
-        delta = ""
+        delta = thought = ""
         deltas: list[ToolCallDelta] = []
         for part in parts:
             self._keep(part)
@@ -676,12 +698,14 @@ class StreamParser:
                     )
                 )
                 self._tool_count += 1
-            elif part.text and not part.thought:
+            elif part.text and part.thought:
+                thought += part.text
+            elif part.text:
                 delta += part.text
-        if not delta and not deltas:
+        if not delta and not deltas and not thought:
             return None
         self.text += delta
-        return Chunk(text=delta, tool_calls=tuple(deltas), model=self._model_version, raw=event)
+        return Chunk(text=delta, reasoning=thought, tool_calls=tuple(deltas), model=self._model_version, raw=event)
 
     def _keep(self, part: Any) -> None:
         previous = self._parts[-1] if self._parts else None

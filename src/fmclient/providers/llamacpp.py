@@ -181,6 +181,13 @@ def build_params(request: Request, *, provider: str = "llamacpp") -> dict[str, A
         raise UnsupportedFeatureError(
             "the llama.cpp backend does not support tools", provider=provider, model=request.model
         )
+    if request.reasoning is not None:
+        # create_chat_completion has no thinking control: a model reasons as its template says.
+        raise UnsupportedFeatureError(
+            "the llama.cpp backend cannot set reasoning (the model's chat template decides)",
+            provider=provider,
+            model=request.model,
+        )
     params: dict[str, Any] = {"messages": build_messages(request, provider=provider)}
     if request.max_tokens is not None:
         params["max_tokens"] = request.max_tokens

@@ -40,7 +40,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.profiles import profile_for
+from fmclient.profiles import normalise_model_id, profile_for
 from fmclient.providers._async_clients import LoopClients
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
@@ -193,8 +193,28 @@ def build_params(request: Request, *, stream: bool, provider: str = "ollama") ->
         options["num_predict"] = request.max_tokens
     if request.stop:
         options["stop"] = list(request.stop)
+    if request.reasoning is not None:
+        body["think"] = think_flag(request, provider)
     _merge_provider_options(body, options, request.provider_options)
     return body
+
+
+def think_flag(request: Request, provider: str) -> bool | str:
+    """``reasoning=`` as Ollama's ``think``: the effort itself for gpt-oss (which takes "low",
+    "medium" or "high"), ``True`` for other thinking models (they have no levels). A token
+    budget has no Ollama equivalent and is refused."""
+    reasoning = request.reasoning
+    if "think" in request.provider_options:
+        raise BadRequestError(
+            "pass reasoning= or provider_options think, not both", provider=provider, model=request.model
+        )
+    if not isinstance(reasoning, str):
+        raise UnsupportedFeatureError(
+            f"reasoning={reasoning!r}: Ollama takes an effort ('low', 'medium', 'high'), not a token budget",
+            provider=provider,
+            model=request.model,
+        )
+    return reasoning if normalise_model_id(request.model).startswith("gpt-oss") else True
 
 
 def _merge_provider_options(body: dict[str, Any], options: dict[str, Any], extra: Mapping[str, Any]) -> None:
@@ -295,6 +315,7 @@ def parse_response(data: Any, *, provider: str, model: str) -> Completion:
     thinking = message.get("thinking")
     state = {provider: {"thinking": thinking}} if thinking else None
     return Completion(
+        reasoning=thinking if isinstance(thinking, str) and thinking else None,
         text=content,
         finish_reason=map_finish_reason(data.get("done_reason"), has_tool_calls=bool(calls)),
         usage=_usage(data),
@@ -334,17 +355,20 @@ def parse_stream_event(data: Any, state: StreamState) -> Chunk | None:
         deltas.append(ToolCallDelta(index=state.tool_calls, id=call.id, name=call.name, arguments=arguments))
         state.tool_calls += 1
     thinking = message.get("thinking")
-    if isinstance(thinking, str) and thinking:
+    if not isinstance(thinking, str):
+        thinking = ""
+    if thinking:
         state.thinking.append(thinking)
     state.text += text
     if not data.get("done"):
-        if not text and not deltas:
+        if not text and not deltas and not thinking:
             return None
-        return Chunk(text=text, tool_calls=tuple(deltas), raw=data)
+        return Chunk(text=text, reasoning=thinking, tool_calls=tuple(deltas), raw=data)
     state.done = True
     joined = "".join(state.thinking)
     return Chunk(
         text=text,
+        reasoning=thinking,
         tool_calls=tuple(deltas),
         finish_reason=map_finish_reason(data.get("done_reason"), has_tool_calls=state.tool_calls > 0),
         usage=_usage(data),

@@ -30,7 +30,12 @@ provider, i.e. one with its own ``base_url``.
 
 Adapter settings accepted in a provider table: ``organization``, ``project`` (OpenAI headers),
 ``max_tokens_param``, ``stream_usage`` (bool), ``embed_batch_size`` (inputs per embeddings
-request, default 2048, OpenAI's limit) and ``async_transport``.
+request, default 2048, OpenAI's limit), ``async_transport`` and ``api``.
+
+* The Responses API: on OpenAI itself, models whose family profile says ``api = "responses"``
+  (the o-series and gpt-5) go through ``responses.create`` instead; the ``api`` setting or call
+  option (``"chat"`` / ``"responses"``) overrides that, and a compatible server stays on chat
+  unless so configured. Translation lives in :mod:`fmclient.providers._openai_responses`.
 
 * Raw responses: chat calls go through the SDK's own request path (``with_raw_response``: its
   headers, timeouts and errors) but answers are parsed from the JSON, skipping the pydantic
@@ -49,6 +54,7 @@ request, default 2048, OpenAI's limit) and ``async_transport``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import re
@@ -126,6 +132,7 @@ EMBED_BATCH_SIZE = 2048
 LOCAL_PLACEHOLDER_KEY = "fmclient-no-key"
 
 _NATIVE = "openai"
+_APIS = ("chat", "responses")
 _MAX_TOKENS_PARAMS = frozenset({"max_tokens", "max_completion_tokens"})
 # Hosts known to reject ``stream_options`` (with 422 extra_forbidden) while sending usage anyway.
 _NO_STREAM_OPTIONS_HOSTS = frozenset({"api.mistral.ai"})
@@ -387,6 +394,14 @@ def _merge_options(params: dict[str, Any], options: Mapping[str, Any], sdk_param
             extra[key] = value
     if extra:
         params["extra_body"] = extra
+
+
+def _without_api_option(request: Request) -> Request:
+    """The call option ``api`` chooses the endpoint; it is not a body field."""
+    if "api" not in request.provider_options:
+        return request
+    options = {k: v for k, v in request.provider_options.items() if k != "api"}
+    return dataclasses.replace(request, provider_options=options)
 
 
 def _sdk_param_names(method: Callable[..., Any]) -> frozenset[str]:
@@ -852,7 +867,7 @@ class OpenAIProvider(Provider):
 
     extra = "openai"
     option_keys = frozenset(
-        {"organization", "project", "max_tokens_param", "stream_usage", "embed_batch_size", "async_transport"}
+        {"organization", "project", "max_tokens_param", "stream_usage", "embed_batch_size", "async_transport", "api"}
     )
 
     def __init__(self, settings: ProviderSettings) -> None:
@@ -883,6 +898,12 @@ class OpenAIProvider(Provider):
             if key in options and not isinstance(options[key], str):
                 raise ConfigurationError(f"{key} must be a string", provider=self.name)
         self._async_transport = async_transport_setting(settings)
+        self._api_setting: str | None = options.get("api")
+        if self._api_setting is not None and self._api_setting not in _APIS:
+            raise ConfigurationError(
+                f"api must be 'chat' or 'responses', got {self._api_setting!r}", provider=self.name
+            )
+        self._responses_params: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._api_key: str | None = None
         self._placeholder_key = False
@@ -999,6 +1020,7 @@ class OpenAIProvider(Provider):
     # -- calls ---------------------------------------------------------------------------------
     def _chat_kwargs(self, request: Request, *, stream: bool) -> dict[str, Any]:
         profile = self.capabilities(request.model)
+        request = _without_api_option(request)
         params = build_params(
             request,
             max_tokens_param=self._max_tokens_setting or profile.max_tokens_param or self._max_tokens_param,
@@ -1008,9 +1030,105 @@ class OpenAIProvider(Provider):
             sdk_params=self._chat_params,
             provider=self.name,
         )
+        if request.reasoning is not None:
+            if not isinstance(request.reasoning, str):
+                raise UnsupportedFeatureError(
+                    f"reasoning={request.reasoning!r}: OpenAI takes a reasoning effort ('low', 'medium', 'high'), "
+                    "not a token budget",
+                    provider=self.name,
+                    model=request.model,
+                )
+            params["reasoning_effort"] = request.reasoning
         if request.timeout is not None:
             params["timeout"] = request.timeout
         return params
+
+    # -- the Responses API (see fmclient.providers._openai_responses) --------------------------
+    def uses_responses(self, request: Request) -> bool:
+        """Whether ``request`` goes to the Responses API: the call option ``api``, else the
+        provider setting, else (OpenAI itself only) the model family's profile."""
+        chosen = request.provider_options.get("api", self._api_setting)
+        if chosen is None:
+            return self._native and self.capabilities(request.model).api == "responses"
+        if chosen not in _APIS:
+            raise BadRequestError(
+                f"api must be 'chat' or 'responses', got {chosen!r}", provider=self.name, model=request.model
+            )
+        return bool(chosen == "responses")
+
+    def _responses_kwargs(self, request: Request, *, stream: bool) -> dict[str, Any]:
+        from fmclient.providers._openai_responses import build_responses_params
+
+        request = _without_api_option(request)
+        try:
+            params = build_responses_params(
+                request,
+                provider=self.name,
+                reasoning_model=self.capabilities(request.model).reasoning,
+                stream=stream,
+            )
+        except FMClientError as error:
+            error.provider = self.name
+            raise
+        if request.provider_options:
+            if not self._responses_params:
+                from openai.resources.responses import Responses
+
+                self._responses_params = _sdk_param_names(Responses.create)
+            _merge_options(params, request.provider_options, self._responses_params)
+        if request.timeout is not None:
+            params["timeout"] = request.timeout
+        return params
+
+    def _responses_complete(self, request: Request) -> Completion:
+        from fmclient.providers._openai_responses import parse_responses_body
+
+        client = self._sync_client()
+        kwargs = self._responses_kwargs(request, stream=False)
+        with self._errors(request.model):
+            raw = client.responses.with_raw_response.create(**kwargs)
+            completion = parse_responses_body(raw.parse(to=object), provider=self.name, model=request.model)
+            completion.request_id = _str_or_none(raw.request_id)
+            completion.rate_limit_headers = rate_limit_headers(raw.headers)
+            return completion
+
+    async def _responses_acomplete(self, request: Request) -> Completion:
+        from fmclient.providers._openai_responses import parse_responses_body
+
+        client = self._async_client()
+        kwargs = self._responses_kwargs(request, stream=False)
+        with self._errors(request.model):
+            raw = await client.responses.with_raw_response.create(**kwargs)
+            response = await parsed(raw.parse(to=object))
+            completion = parse_responses_body(response, provider=self.name, model=request.model)
+            completion.request_id = _str_or_none(raw.request_id)
+            completion.rate_limit_headers = rate_limit_headers(raw.headers)
+            return completion
+
+    def _responses_stream(self, request: Request) -> Iterator[Chunk]:
+        from fmclient.providers._openai_responses import ResponsesStreamParser
+
+        client = self._sync_client()
+        kwargs = self._responses_kwargs(request, stream=True)
+        parser = ResponsesStreamParser(self.name, request.model)
+
+        def open_events() -> Any:
+            return client.responses.with_raw_response.create(**kwargs).parse(to=self._stream_type(False))
+
+        return stream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
+
+    def _responses_astream(self, request: Request) -> AsyncIterator[Chunk]:
+        from fmclient.providers._openai_responses import ResponsesStreamParser
+
+        client = self._async_client()
+        kwargs = self._responses_kwargs(request, stream=True)
+        parser = ResponsesStreamParser(self.name, request.model)
+
+        async def open_events() -> Any:
+            raw = await client.responses.with_raw_response.create(**kwargs)
+            return await parsed(raw.parse(to=self._stream_type(True)))
+
+        return astream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
 
     def _map(self, exc: BaseException, model: str) -> FMClientError:
         error = map_error(exc, provider=self.name, model=model, secret=self._api_key)
@@ -1039,6 +1157,8 @@ class OpenAIProvider(Provider):
         return counted
 
     def complete(self, request: Request) -> Completion:
+        if self.uses_responses(request):
+            return self._responses_complete(request)
         client = self._sync_client()
         kwargs = self._chat_kwargs(request, stream=False)
         with self._errors(request.model):
@@ -1051,6 +1171,8 @@ class OpenAIProvider(Provider):
             return completion
 
     async def acomplete(self, request: Request) -> Completion:
+        if self.uses_responses(request):
+            return await self._responses_acomplete(request)
         client = self._async_client()
         kwargs = self._chat_kwargs(request, stream=False)
         with self._errors(request.model):
@@ -1062,6 +1184,8 @@ class OpenAIProvider(Provider):
             return completion
 
     def stream(self, request: Request) -> Iterator[Chunk]:
+        if self.uses_responses(request):
+            return self._responses_stream(request)
         client = self._sync_client()
         kwargs = self._chat_kwargs(request, stream=True)
         parser = StreamParser(self.name, request.model, require_usage=self._require_usage)
@@ -1072,6 +1196,8 @@ class OpenAIProvider(Provider):
         return stream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
 
     def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        if self.uses_responses(request):
+            return self._responses_astream(request)
         client = self._async_client()
         kwargs = self._chat_kwargs(request, stream=True)
         parser = StreamParser(self.name, request.model, require_usage=self._require_usage)

@@ -24,19 +24,22 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from types import TracebackType
 from typing import Any, TypeVar
 
-from fmclient.errors import FMClientError, StructuredOutputError
+from fmclient.errors import BadRequestError, FMClientError, StructuredOutputError
 from fmclient.types import Chunk, ToolCall, ToolCallDelta
 
 __all__ = [
+    "THINKING_BUDGETS",
     "ErrorTable",
     "MappedErrors",
     "ToolCallAssembler",
     "aclose_quietly",
     "astream_chunks",
+    "claude_thinking",
     "close_quietly",
     "map_exception",
     "should_retry_header",
     "stream_chunks",
+    "thinking_budget",
     "tool_arguments",
 ]
 
@@ -294,3 +297,41 @@ class ToolCallAssembler:
             )
             out.append(ToolCall(id=call_id, name=name or "", arguments=arguments, raw_arguments=raw))
         return out
+
+
+# -- reasoning= ---------------------------------------------------------------------------------
+#: The token budget an effort stands for where a provider takes a budget (Claude extended
+#: thinking, Gemini 2.5). Anthropic's minimum is 1024; 24576 is the largest budget every
+#: Gemini 2.5 model accepts.
+THINKING_BUDGETS: Mapping[str, int] = {"low": 1024, "medium": 8192, "high": 24576}
+#: Anthropic refuses a smaller ``budget_tokens``.
+CLAUDE_MIN_BUDGET = 1024
+
+
+def thinking_budget(reasoning: str | int) -> int:
+    """``reasoning=`` as a token budget: an effort through :data:`THINKING_BUDGETS`."""
+    return THINKING_BUDGETS[reasoning] if isinstance(reasoning, str) else reasoning
+
+
+def claude_thinking(
+    reasoning: str | int, max_tokens: int | None, default_max_tokens: int, *, provider: str, model: str
+) -> tuple[dict[str, Any], int]:
+    """Claude's extended thinking for ``reasoning=``: the ``thinking`` object and the
+    ``max_tokens`` to send, which must exceed the budget (without one set, the answer gets
+    ``default_max_tokens`` on top of the budget)."""
+    budget = thinking_budget(reasoning)
+    if budget < CLAUDE_MIN_BUDGET:
+        raise BadRequestError(
+            f"reasoning={reasoning!r}: Claude's thinking budget is at least {CLAUDE_MIN_BUDGET} tokens",
+            provider=provider,
+            model=model,
+        )
+    if max_tokens is None:
+        max_tokens = budget + default_max_tokens
+    elif max_tokens <= budget:
+        raise BadRequestError(
+            f"max_tokens={max_tokens} must exceed the thinking budget ({budget} tokens for reasoning={reasoning!r})",
+            provider=provider,
+            model=model,
+        )
+    return {"type": "enabled", "budget_tokens": budget}, max_tokens
