@@ -190,7 +190,8 @@ class Profile:
             return UnsupportedFeatureError(f"model {model!r} {what}", provider=provider, model=model)
 
         if not self.image_generation:
-            raise refuse("does not generate images")
+            why = next((reason for name, reason in self.restrictions if name == "image_generation"), None)
+            raise refuse("does not generate images" + (f": {why}" if why else ""))
         if self.max_images is not None and request.n > self.max_images:
             raise refuse(f"makes at most {self.max_images} images per request (n={request.n})")
         if request.negative_prompt is not None and not self.image_negative_prompt:
