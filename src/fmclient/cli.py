@@ -1,4 +1,4 @@
-"""The ``fmclient`` command: complete, embed, models, config.
+"""The ``fmclient`` command: complete, embed, image, models, config.
 
 Errors print one line on stderr and exit non-zero: never a traceback, never a key. Only the
 provider that a command uses is imported.
@@ -53,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("texts", nargs="*", help="texts to embed; lines of stdin when none are given")
     embed.add_argument("-m", "--model", help="embedding model alias or provider/model-id")
 
+    image = commands.add_parser("image", help="generate images; writes them and prints their paths")
+    image.add_argument("prompt", help="what to draw")
+    image.add_argument("-o", "--output", default="image.png", help="file to write (more images: NAME-2.png, ...)")
+    image.add_argument("-m", "--model", help="image model alias or provider/model-id (default: default_image_model)")
+    image.add_argument("--size", help="WIDTHxHEIGHT, an aspect ratio such as 16:9, or auto")
+    image.add_argument("-n", type=int, default=1, help="how many images")
+    image.add_argument("--seed", type=int, help="seed, for models that take one")
+    image.add_argument("--negative", help="what the image must not show (negative prompt)")
+    image.add_argument("--quality", help="quality level, for models that take one")
+    image.add_argument("--timeout", type=float, help="deadline for the whole call, in seconds")
+
     commands.add_parser("models", help="every alias, what it resolves to, and whether it is ready")
     commands.add_parser("config", help="the effective configuration and where each value came from")
     return parser
@@ -66,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _complete(client, args)
         if args.command == "embed":
             return _embed(client, args)
+        if args.command == "image":
+            return _image(client, args)
         if args.command == "models":
             return _models(client)
         return _config(client)
@@ -126,6 +139,31 @@ def _embed(client: Client, args: argparse.Namespace) -> int:
     for text, vector in zip(texts, result.vectors, strict=True):
         print(json.dumps({"text": text, "embedding": vector}))
     return 0
+
+
+def _image(client: Client, args: argparse.Namespace) -> int:
+    result = client.generate_image(
+        args.prompt,
+        model=args.model,
+        size=args.size,
+        n=args.n,
+        seed=args.seed,
+        negative_prompt=args.negative,
+        quality=args.quality,
+        timeout=args.timeout,
+    )
+    for path, image in zip(image_paths(args.output, len(result.images)), result.images, strict=True):
+        image.save(path)
+        print(path)
+    return 0
+
+
+def image_paths(output: str, count: int) -> list[str]:
+    """``bike.png`` for the first image, then ``bike-2.png``, ``bike-3.png``..."""
+    stem, dot, suffix = output.rpartition(".")
+    if not dot or "/" in suffix or os.sep in suffix:
+        stem, dot, suffix = output, "", ""
+    return [output] + [f"{stem}-{index}{dot}{suffix}" for index in range(2, count + 1)]
 
 
 def _readiness(client: Client, provider: str, model: str) -> str:

@@ -441,7 +441,9 @@ class FakeBedrock:
             if not image.startswith(b"\x89PNG\r\n\x1a\n") and not image.startswith(b"\xff\xd8\xff"):
                 return error_reply("ValidationException", "inputImage is not a PNG or JPEG image")
             seed += hashlib.sha256(image).hexdigest()
-        return titan_embedding_reply(embedding_for(seed, dimensions), tokens=len(str(body.get("inputText", "")).split()))
+        return titan_embedding_reply(
+            embedding_for(seed, dimensions), tokens=len(str(body.get("inputText", "")).split())
+        )
 
     @staticmethod
     def _generate_image(body: Any, *, max_text: int) -> Reply:
@@ -465,9 +467,7 @@ class FakeBedrock:
         if "forbidden-output" in text:
             return Reply(body={"images": [], "error": "The generated image has been blocked by our content filters."})
         seed = config.get("seed", 0)
-        images = [
-            base64.b64encode(generated_png(f"{text}|{seed}", i, width, height)).decode() for i in range(count)
-        ]
+        images = [base64.b64encode(generated_png(f"{text}|{seed}", i, width, height)).decode() for i in range(count)]
         return Reply(body={"images": images, "error": None}, headers={"x-amzn-requestid": "fake-request-id"})
 
     @staticmethod

@@ -431,7 +431,10 @@ def imagen_answer(body: dict[str, Any]) -> Reply:
         return Reply(body={"predictions": [{"raiFilteredReason": reason} for _ in range(count)]})
     width, height = IMAGEN_SIZES[ratio]
     predictions = [
-        {"bytesBase64Encoded": b64(generated_png(f"{prompt}|{parameters.get('seed', 0)}", i, width, height)), "mimeType": "image/png"}
+        {
+            "bytesBase64Encoded": b64(generated_png(f"{prompt}|{parameters.get('seed', 0)}", i, width, height)),
+            "mimeType": "image/png",
+        }
         for i in range(count)
     ]
     return Reply(body={"predictions": predictions})
