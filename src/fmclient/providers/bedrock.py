@@ -1235,7 +1235,7 @@ class BedrockProvider(Provider):
     def _embed_bodies(self, request: EmbedRequest) -> list[dict[str, Any]]:
         if model_family(request.model) != "titan-embed":
             raise _refuse(
-                "embeddings on Bedrock are supported for Amazon Titan embedding models "
+                "embeddings on Bedrock are supported for Amazon Titan text embedding and multimodal embedding models "
                 "(amazon.titan-embed-text-v1, amazon.titan-embed-text-v2:0, amazon.titan-embed-image-v1)",
                 request.model,
                 self.name,
