@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import subprocess
 import sys
@@ -444,3 +445,65 @@ def test_a_400_from_the_images_api_is_a_bad_request_not_retried(
     with pytest.raises(BadRequestError):
         client.generate_image("x", model="gpt-image", quality="auto")
     assert len(fake_server.requests) == 1
+
+
+# -- hooks and telemetry ------------------------------------------------------------------------
+def test_hooks_see_the_image_call_its_retry_and_its_result(bedrock: FakeBedrock, retry_sleeps: list[float]) -> None:
+    from fmclient.hooks import Hook
+
+    seen: list[tuple[str, Any]] = []
+
+    class Recorder(Hook):
+        def on_call_start(self, call: Any) -> None:
+            seen.append(("start", call.operation))
+
+        def on_attempt_start(self, attempt: Any) -> None:
+            seen.append(("attempt", attempt.number))
+
+        def on_retry(self, attempt: Any, wait: float) -> None:
+            seen.append(("retry", attempt.number))
+
+        def before_request(self, call: Any, request: Any) -> Any:
+            return dataclasses.replace(request, negative_prompt="text")  # a hook may change the request
+
+        def on_call_end(self, call: Any, result: Any, error: Any) -> None:
+            seen.append(("end", (type(result).__name__, error)))
+
+    bedrock.queue(error_reply("ThrottlingException", "slow down"))
+    client = Client(providers=tables(bedrock), hooks=[Recorder()], max_retries=1)
+    client.generate_image("a kite")
+    assert seen == [
+        ("start", "generate_content"),
+        ("attempt", 1),
+        ("retry", 1),
+        ("attempt", 2),
+        ("end", ("Images", None)),
+    ]
+    assert [b["textToImageParams"] for b in bedrock.bodies()] == [{"text": "a kite", "negativeText": "text"}] * 2
+
+
+def test_a_hook_change_the_model_cannot_take_is_refused_unsent(bedrock: FakeBedrock) -> None:
+    from fmclient.hooks import Hook
+
+    class TooMany(Hook):
+        def before_request(self, call: Any, request: Any) -> Any:
+            return dataclasses.replace(request, n=9)
+
+    client = Client(providers=tables(bedrock), hooks=[TooMany()])
+    with pytest.raises(UnsupportedFeatureError, match="at most 5 images"):
+        client.generate_image("a kite")
+    assert bedrock.requests == []
+
+
+def test_telemetry_names_the_operation_generate_content(fake_server: FakeServer, openai_fake: FakeOpenAI) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from tests.test_telemetry import make_otel
+
+    otel = make_otel()
+    client = Client(providers=tables(openai=fake_server), hooks=[otel.hook])
+    client.generate_image("a cat", model="gpt-image")
+    call, attempts = otel.spans()
+    assert call.name == "generate_content gpt-image-1" and len(attempts) == 1
+    attributes = dict(call.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "generate_content"
+    assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (2, 272)

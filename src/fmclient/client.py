@@ -194,7 +194,9 @@ class Client:
         """Register a hook for every later call (see :mod:`fmclient.hooks`)."""
         self._hooks = [*self._hooks, hook]
 
-    def _observer(self, operation: str, request: Request | EmbedRequest, streaming: bool) -> CallObserver | None:
+    def _observer(
+        self, operation: str, request: Request | EmbedRequest | ImageRequest, streaming: bool
+    ) -> CallObserver | None:
         """The call's observer, or None on the fast path: no hook, and the log would drop records."""
         hooks = self._hooks
         if self._log.isEnabledFor(20):  # logging.INFO
@@ -901,10 +903,17 @@ class Client:
 
             def attempt(left: float | None, route: _Route = route, prepared: ImageRequest = prepared) -> Images:
                 sent = prepared if left is None else replace(prepared, timeout=left)
-                return _guard(route.provider.generate_image, sent, route=route)
+                if call.observer is None:
+                    return _guard(route.provider.generate_image, sent, route=route)
+                return call.observer.attempt(
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _guard(route.provider.generate_image, sent, route=route),
+                )
 
             try:
-                images = call_with_retries(attempt, route.policy, call.deadline, **route.where)
+                images = call_with_retries(attempt, route.policy, call.deadline, **call.where(route))
             except FMClientError as error:
                 call.failed(route, error)
                 continue
@@ -947,10 +956,17 @@ class Client:
 
             async def attempt(left: float | None, route: _Route = route, prepared: ImageRequest = prepared) -> Images:
                 sent = prepared if left is None else replace(prepared, timeout=left)
-                return await _aguard(route.provider.agenerate_image(sent), route)
+                if call.observer is None:
+                    return await _aguard(route.provider.agenerate_image(sent), route)
+                return await call.observer.aattempt(
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _aguard(route.provider.agenerate_image(sent), route),
+                )
 
             try:
-                images = await acall_with_retries(attempt, route.policy, call.deadline, **route.where)
+                images = await acall_with_retries(attempt, route.policy, call.deadline, **call.where(route))
             except FMClientError as error:
                 call.failed(route, error)
                 continue
@@ -1228,9 +1244,21 @@ class _ImageCall(_Call):
     first: ImageRequest  # type: ignore[assignment]
 
     def _start_observer(self) -> CallObserver | None:
-        # Hooks and telemetry are written against chat and embedding results: image calls do not
-        # report to them yet.
-        return None
+        # "generate_content": the GenAI semantic conventions' operation for multimodal output.
+        return self.client._observer("generate_content", self.first, False)
+
+    def _before_request(self, route: _Route, prepared: Any) -> Any:
+        assert self.observer is not None
+
+        def check(changed: ImageRequest) -> None:
+            route.capabilities.check_image(changed, provider=route.target.provider)
+
+        try:
+            return self.observer.before_request(prepared, check)
+        except FMClientError as error:  # refused by a hook: no request, no fallback
+            error.attempts = self.attempts
+            self.observer.refuse(error)
+            raise
 
     def _prepare_for(self, route: _Route) -> ImageRequest:
         return self.client._prepare_image(route, self.request)
@@ -1246,6 +1274,8 @@ class _ImageCall(_Call):
         images.attempts = self.attempts
         if _overrides:
             images.provider = _overrides[-1].name
+        if self.observer is not None:
+            self.observer.end(images, None)
         return images
 
 
