@@ -507,3 +507,24 @@ def test_telemetry_names_the_operation_generate_content(fake_server: FakeServer,
     attributes = dict(call.attributes or {})
     assert attributes["gen_ai.operation.name"] == "generate_content"
     assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (2, 272)
+
+
+# -- cost --------------------------------------------------------------------------------------
+def test_gpt_image_is_priced_from_its_token_usage_titan_says_why_not(
+    bedrock: FakeBedrock, fake_server: FakeServer, openai_fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    pytest.importorskip("genai_prices")
+    from decimal import Decimal
+
+    config = tmp_path / "fm.toml"
+    config.write_text('[prices]\nopenai = "openai"\n')  # the fake's loopback address is priced as OpenAI
+    client = Client(config_path=str(config), providers=tables(bedrock, openai=fake_server), max_cost=1)
+    priced = client.generate_image("a red bicycle", model="gpt-image", n=2)
+    assert priced.usage is not None and (priced.usage.input_tokens, priced.usage.output_tokens) == (3, 544)
+    assert priced.cost is not None
+    # gpt-image-1: $5 per million input tokens, $40 per million image output tokens
+    assert priced.cost.total == Decimal(3) * 5 / 1_000_000 + Decimal(544) * 40 / 1_000_000
+    assert client.spent == priced.cost.total
+    unpriced = client.generate_image("a red bicycle", model="titan-image")
+    assert unpriced.cost is None and "no token usage" in (unpriced.cost_reason or "")
+    assert client.spent == priced.cost.total

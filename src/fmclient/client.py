@@ -36,7 +36,7 @@ __all__ = ["Attempt", "Client"]
 
 T = TypeVar("T")
 T_in = TypeVar("T_in")
-R = TypeVar("R", Completion, Embeddings)
+R = TypeVar("R", Completion, Embeddings, Images)
 
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
 # A plain list, not a contextvar, so threads an app starts see the override too.
@@ -1274,6 +1274,7 @@ class _ImageCall(_Call):
         images.attempts = self.attempts
         if _overrides:
             images.provider = _overrides[-1].name
+        self.client._priced(route, images)
         if self.observer is not None:
             self.observer.end(images, None)
         return images

@@ -524,6 +524,18 @@ class Images:
     usage: Usage | None = None
     raw: Any = field(default=None, repr=False)
     attempts: list[Any] = field(default_factory=list, repr=False)
+    _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)
+    _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cost(self) -> Cost | None:
+        """What the call cost, from its token usage (gpt-image-1); None when unknown, see
+        :attr:`cost_reason` (per-image prices are not in the price table)."""
+        return _price(self)[0]
+
+    @property
+    def cost_reason(self) -> str | None:
+        return _price(self)[1]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -535,7 +547,7 @@ class Images:
         return iter(self.images)
 
 
-def _price(result: Completion | Embeddings) -> tuple[Cost | None, str | None]:
+def _price(result: Completion | Embeddings | Images) -> tuple[Cost | None, str | None]:
     """Price a result once, on first read (cost, reason); later reads return the same answer."""
     priced = result._priced
     if priced is None:
@@ -543,6 +555,8 @@ def _price(result: Completion | Embeddings) -> tuple[Cost | None, str | None]:
 
         if result._pricing is None:
             found: Cost | Unpriced = Unpriced("cost unknown: only results returned by a Client are priced")
+        elif result.usage is None:
+            found = Unpriced("cost unknown: the provider reports no token usage for these images")
         else:
             ref, models, at = result._pricing
             found = price_usage(ref, models, result.usage, at)
