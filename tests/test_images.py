@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from fmclient import Client
-from fmclient.errors import ContentFilterError, RateLimitError, ServiceUnavailableError, UnsupportedFeatureError
+from fmclient.errors import (
+    BadRequestError,
+    ContentFilterError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UnsupportedFeatureError,
+)
 from fmclient.testing import MockProvider
 from fmclient.types import ImagePart
 from tests.fakes import gemini as gemini_fake
@@ -438,8 +444,6 @@ def test_the_image_example_runs_against_the_fake(bedrock: FakeBedrock, tmp_path:
 def test_a_400_from_the_images_api_is_a_bad_request_not_retried(
     fake_server: FakeServer, openai_fake: FakeOpenAI
 ) -> None:
-    from fmclient.errors import BadRequestError
-
     fake_server.queue(openai_error(400, "Your request was rejected by the safety system."))
     client = Client(providers=tables(openai=fake_server), max_retries=2)
     with pytest.raises(BadRequestError):
@@ -528,3 +532,34 @@ def test_gpt_image_is_priced_from_its_token_usage_titan_says_why_not(
     unpriced = client.generate_image("a red bicycle", model="titan-image")
     assert unpriced.cost is None and "no token usage" in (unpriced.cost_reason or "")
     assert client.spent == priced.cost.total
+
+
+# -- Titan image variation (a provider option) ---------------------------------------------------
+def test_titan_image_variation_from_a_source_image(bedrock: FakeBedrock, tmp_path: Path) -> None:
+    source = tmp_path / "bike.png"
+    source.write_bytes(small_png(16, 16))
+    client = Client(providers=tables(bedrock))
+    result = client.generate_image(
+        "the same bicycle, painted blue", size="512x512", variation_of=source, similarity_strength=0.8
+    )
+    assert body_of(bedrock) == {
+        "taskType": "IMAGE_VARIATION",
+        "imageVariationParams": {
+            "text": "the same bicycle, painted blue",
+            "images": [base64.b64encode(source.read_bytes()).decode()],
+            "similarityStrength": 0.8,
+        },
+        "imageGenerationConfig": {"numberOfImages": 1, "width": 512, "height": 512},
+    }
+    assert (decode_png(result[0].data).width, decode_png(result[0].data).height) == (512, 512)
+
+
+def test_image_variation_with_a_file_that_is_not_an_image_is_refused_unsent(
+    bedrock: FakeBedrock, tmp_path: Path
+) -> None:
+    not_image = tmp_path / "notes.txt"
+    not_image.write_text("not an image")
+    client = Client(providers=tables(bedrock), max_retries=2)
+    with pytest.raises(BadRequestError, match="variation_of"):
+        client.generate_image("blue", variation_of=not_image)
+    assert bedrock.requests == []

@@ -451,9 +451,19 @@ class FakeBedrock:
 
         A prompt with "forbidden-input" is refused like the input filter does (a ValidationException);
         one with "forbidden-output" answers 200 with an ``error``, as when the output filter blocks."""
-        if not isinstance(body, dict) or body.get("taskType") != "TEXT_IMAGE":
+        task = body.get("taskType") if isinstance(body, dict) else None
+        if task not in ("TEXT_IMAGE", "IMAGE_VARIATION"):
             return error_reply("ValidationException", "Malformed input request: taskType must be one of TEXT_IMAGE")
-        params = body.get("textToImageParams") or {}
+        params = body.get("textToImageParams" if task == "TEXT_IMAGE" else "imageVariationParams") or {}
+        if task == "IMAGE_VARIATION":
+            sources = params.get("images")
+            if not isinstance(sources, list) or not 1 <= len(sources) <= 5:
+                return error_reply("ValidationException", "imageVariationParams.images: 1 to 5 images required")
+            if any(not base64.b64decode(image).startswith(b"\x89PNG\r\n\x1a\n") for image in sources):
+                return error_reply("ValidationException", "imageVariationParams.images: not a PNG or JPEG image")
+            strength = params.get("similarityStrength", 0.7)
+            if not 0.2 <= strength <= 1.0:
+                return error_reply("ValidationException", "similarityStrength must be between 0.2 and 1.0")
         text = params.get("text")
         if not isinstance(text, str) or not 1 <= len(text) <= max_text:
             return error_reply("ValidationException", f"text must be 1 to {max_text} characters")

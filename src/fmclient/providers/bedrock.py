@@ -411,9 +411,29 @@ def build_titan_multimodal_embedding_body(
 _IMAGE_CONFIG_OPTIONS = {"cfg_scale": "cfgScale"}
 
 
-def build_image_body(request: ImageRequest) -> dict[str, Any]:
-    """The InvokeModel body for a TEXT_IMAGE request; Titan Image Generator v2 and Nova Canvas
-    share it. Other provider options are merged into the body as given."""
+def _variation_sources(value: Any, model: str, provider: str) -> list[str]:
+    """``variation_of`` (an image's bytes, path or ImagePart, or a list of them) as base64."""
+    sources = value if isinstance(value, (list, tuple)) else [value]
+    if not 1 <= len(sources) <= 5:
+        raise BadRequestError("variation_of takes 1 to 5 images", provider=provider, model=model)
+    encoded = []
+    for source in sources:
+        try:
+            part = source if isinstance(source, ImagePart) else ImagePart.from_source(source)
+        except (TypeError, ValueError) as exc:
+            raise BadRequestError(f"variation_of: {exc}", provider=provider, model=model) from None
+        if part.data is None:
+            raise BadRequestError(
+                "variation_of: an image must be inline data, not a URL", provider=provider, model=model
+            )
+        encoded.append(part.base64_data)
+    return encoded
+
+
+def build_image_body(request: ImageRequest, *, provider: str = "bedrock") -> dict[str, Any]:
+    """The InvokeModel body; Titan Image Generator v2 and Nova Canvas share it. TEXT_IMAGE, or
+    IMAGE_VARIATION when the provider option ``variation_of`` gives the source image(s) (with
+    ``similarity_strength``). Other provider options are merged into the body as given."""
     text: dict[str, Any] = {"text": request.prompt}
     if request.negative_prompt is not None:
         text["negativeText"] = request.negative_prompt
@@ -429,7 +449,13 @@ def build_image_body(request: ImageRequest) -> dict[str, Any]:
     for option, field_name in _IMAGE_CONFIG_OPTIONS.items():
         if option in extra:
             config[field_name] = extra.pop(option)
-    body = {"taskType": "TEXT_IMAGE", "textToImageParams": text, "imageGenerationConfig": config}
+    if "variation_of" in extra:
+        text["images"] = _variation_sources(extra.pop("variation_of"), request.model, provider)
+        if "similarity_strength" in extra:
+            text["similarityStrength"] = extra.pop("similarity_strength")
+        body = {"taskType": "IMAGE_VARIATION", "imageVariationParams": text, "imageGenerationConfig": config}
+    else:
+        body = {"taskType": "TEXT_IMAGE", "textToImageParams": text, "imageGenerationConfig": config}
     return _merge(body, extra)
 
 
@@ -1305,7 +1331,7 @@ class BedrockProvider(Provider):
         """One InvokeModel call (TEXT_IMAGE) to Titan Image Generator or Nova Canvas."""
         if not profile_for(request.model, "bedrock").image_generation:
             raise _refuse(f"model {request.model!r} does not generate images", request.model, self.name)
-        body = build_image_body(request)
+        body = build_image_body(request, provider=self.name)
         with self._errors(request.model):
             response = self._invoke(
                 self._get_client().invoke_model,
