@@ -563,3 +563,16 @@ def test_image_variation_with_a_file_that_is_not_an_image_is_refused_unsent(
     with pytest.raises(BadRequestError, match="variation_of"):
         client.generate_image("blue", variation_of=not_image)
     assert bedrock.requests == []
+
+
+def test_the_default_image_model_follows_the_environment_and_the_argument(
+    fake_server: FakeServer, openai_fake: FakeOpenAI
+) -> None:
+    from_env = Client(providers=tables(openai=fake_server), env={"FMCLIENT_IMAGE_MODEL": "gpt-image"})
+    assert from_env.settings.default_image_model == "gpt-image"
+    assert from_env.settings.sources["default_image_model"] == "env FMCLIENT_IMAGE_MODEL"
+    from_env.generate_image("a cat")
+    argument = Client(providers=tables(openai=fake_server), image_model="openai/gpt-image-1", env={})
+    argument.generate_image("a dog")
+    assert [r.json()["model"] for r in fake_server.requests] == ["gpt-image-1", "gpt-image-1"]
+    assert [r.path for r in fake_server.requests] == ["/v1/images/generations"] * 2

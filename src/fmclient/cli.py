@@ -228,6 +228,7 @@ def _config(client: Client) -> int:
     print(f"# config file: {settings.config_path or 'none found'}")
     line("default_model", settings.default_model)
     line("default_embedding_model", settings.default_embedding_model)
+    line("default_image_model", settings.default_image_model)
     line("max_retries", settings.max_retries)
     line("timeout", settings.timeout)
     line("max_retry_wait", settings.max_retry_wait)

@@ -111,6 +111,7 @@ class Client:
         *,
         model: str | None = None,
         embedding_model: str | None = None,
+        image_model: str | None = None,
         config_path: str | None = None,
         providers: Mapping[str, Mapping[str, Any]] | None = None,
         aliases: Mapping[str, str] | None = None,
@@ -127,6 +128,7 @@ class Client:
         overrides: dict[str, Any] = {
             "default_model": model,
             "default_embedding_model": embedding_model,
+            "default_image_model": image_model,
             "max_retries": _validation.check_max_retries(max_retries),
             "timeout": _validation.check_timeout(timeout),
             "max_retry_wait": max_retry_wait,
