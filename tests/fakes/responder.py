@@ -269,9 +269,7 @@ class AnthropicResponder:
         if body.get("stream"):
             start = {**usage, "output_tokens": 1}
             final = {"output_tokens": answer.completion_tokens}
-            events = fa.stream_events(
-                blocks, model=model, stop_reason=stop_reason, start_usage=start, final_usage=final
-            )
+            events = fa.stream_events(blocks, model=model, stop_reason=stop_reason, start_usage=start, final_usage=final)
             return fa.stream_reply(events)
         return fa.message_reply(blocks, model=model, stop_reason=stop_reason, usage_=usage)
 
@@ -305,11 +303,7 @@ def as_chat_completions(body: dict[str, Any]) -> dict[str, Any]:
         chat["tools"] = [
             {
                 "type": "function",
-                "function": {
-                    "name": t["name"],
-                    "description": t.get("description", ""),
-                    "parameters": t["input_schema"],
-                },
+                "function": {"name": t["name"], "description": t.get("description", ""), "parameters": t["input_schema"]},
             }
             for t in body["tools"]
         ]
