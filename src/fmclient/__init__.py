@@ -38,7 +38,9 @@ from fmclient.types import (
     Chunk,
     Completion,
     Embeddings,
+    GeneratedImage,
     ImagePart,
+    Images,
     Message,
     TextPart,
     TokenCount,
@@ -66,7 +68,9 @@ __all__ = [
     "Cost",
     "Embeddings",
     "FMClientError",
+    "GeneratedImage",
     "ImagePart",
+    "Images",
     "Message",
     "ModelNotFoundError",
     "PermissionDeniedError",
@@ -83,10 +87,12 @@ __all__ = [
     "Usage",
     "acomplete",
     "aembed",
+    "agenerate_image",
     "astream",
     "complete",
     "default_client",
     "embed",
+    "generate_image",
     "set_default_client",
     "stream",
     "tool_arguments",
@@ -153,3 +159,13 @@ def embed(texts: str | Sequence[str], **kwargs: Any) -> Embeddings:
 async def aembed(texts: str | Sequence[str], **kwargs: Any) -> Embeddings:
     """``Client.aembed`` on the default client."""
     return await default_client().aembed(texts, **kwargs)
+
+
+def generate_image(prompt: str, **kwargs: Any) -> Images:
+    """``Client.generate_image`` on the default client."""
+    return default_client().generate_image(prompt, **kwargs)
+
+
+async def agenerate_image(prompt: str, **kwargs: Any) -> Images:
+    """``Client.agenerate_image`` on the default client."""
+    return await default_client().agenerate_image(prompt, **kwargs)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -20,6 +22,7 @@ from fmclient.types import (
     Completion,
     EmbedRequest,
     ImagePart,
+    ImageRequest,
     Message,
     Part,
     Request,
@@ -110,19 +113,80 @@ def build_request(
 def build_embed_request(
     texts: Any, *, timeout: Any = None, provider_options: Mapping[str, Any] | None = None
 ) -> EmbedRequest:
-    if isinstance(texts, str):
+    if isinstance(texts, (str, ImagePart, bytes, bytearray, os.PathLike)):
         texts = [texts]
-    if not isinstance(texts, Sequence) or isinstance(texts, (bytes, bytearray)):
+    if not isinstance(texts, Sequence):
         raise TypeError(f"texts must be a str or a list of str, not {type(texts).__name__}")
     if not texts:
         raise ValueError("texts must not be empty")
+    strings: list[str] = []
+    images: list[ImagePart | None] = []
     for i, text in enumerate(texts):
+        # An image input (a multimodal embedding model's): an ImagePart, its bytes or its file.
+        if isinstance(text, (bytes, bytearray, os.PathLike)):
+            text = ImagePart.from_source(bytes(text) if isinstance(text, (bytes, bytearray)) else os.fspath(text))
+        if isinstance(text, ImagePart):
+            if text.data is None:
+                raise ValueError(f"texts[{i}]: an image to embed must be inline data, not a URL")
+            strings.append("")
+            images.append(text)
+            continue
         if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] must be a str, not {type(text).__name__}")
+            raise TypeError(f"texts[{i}] must be a str or an image, not {type(text).__name__}")
         if not text.strip():
             raise ValueError(f"texts[{i}] must not be empty")
+        strings.append(text)
+        images.append(None)
     return EmbedRequest(
-        model="", texts=tuple(texts), timeout=check_timeout(timeout), provider_options=dict(provider_options or {})
+        model="",
+        texts=tuple(strings),
+        timeout=check_timeout(timeout),
+        provider_options=dict(provider_options or {}),
+        images=tuple(images) if any(image is not None for image in images) else (),
+    )
+
+
+_IMAGE_SIZE = re.compile(r"^(\d{2,5}x\d{2,5}|\d{1,3}:\d{1,3}|auto)$")
+
+
+def build_image_request(
+    prompt: Any,
+    *,
+    size: Any = None,
+    n: Any = 1,
+    negative_prompt: Any = None,
+    seed: Any = None,
+    quality: Any = None,
+    provider_options: Mapping[str, Any] | None = None,
+) -> ImageRequest:
+    """An :class:`ImageRequest` from ``generate_image``'s arguments; bad input raises here."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, not {type(prompt).__name__}")
+    if not prompt.strip():
+        raise ValueError("prompt must not be empty")
+    if size is not None and (not isinstance(size, str) or not _IMAGE_SIZE.match(size)):
+        raise ValueError(
+            f"size must be 'WIDTHxHEIGHT' (e.g. '1024x1024'), an aspect ratio ('16:9') or 'auto', got {size!r}"
+        )
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, not {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if negative_prompt is not None and (not isinstance(negative_prompt, str) or not negative_prompt.strip()):
+        raise ValueError("negative_prompt must be a non-empty str")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if quality is not None and (not isinstance(quality, str) or not quality):
+        raise ValueError(f"quality must be a non-empty str, got {quality!r}")
+    return ImageRequest(
+        model="",
+        prompt=prompt,
+        size=size,
+        n=n,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        quality=quality,
+        provider_options=dict(provider_options or {}),
     )
 
 

@@ -1,4 +1,4 @@
-"""The ``fmclient`` command: complete, embed, models, config.
+"""The ``fmclient`` command: complete, embed, image, models, config.
 
 Errors print one line on stderr and exit non-zero: never a traceback, never a key. Only the
 provider that a command uses is imported.
@@ -52,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2")
     batch.add_argument("--timeout", type=float, help="deadline for each item's call, in seconds")
     batch.add_argument("--redo-failed", action="store_true", help="send again the items an earlier run failed")
+    image = commands.add_parser("image", help="generate images; writes them and prints their paths")
+    image.add_argument("prompt", help="what to draw")
+    image.add_argument("-o", "--output", default="image.png", help="file to write (more images: NAME-2.png, ...)")
+    image.add_argument("-m", "--model", help="image model alias or provider/model-id (default: default_image_model)")
+    image.add_argument("--size", help="WIDTHxHEIGHT, an aspect ratio such as 16:9, or auto")
+    image.add_argument("-n", type=int, default=1, help="how many images")
+    image.add_argument("--seed", type=int, help="seed, for models that take one")
+    image.add_argument("--negative", help="what the image must not show (negative prompt)")
+    image.add_argument("--quality", help="quality level, for models that take one")
+    image.add_argument("--timeout", type=float, help="deadline for the whole call, in seconds")
 
     commands.add_parser("models", help="every alias, what it resolves to, and whether it is ready")
     commands.add_parser("config", help="the effective configuration and where each value came from")
@@ -68,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _embed(client, args)
         if args.command == "batch":
             return _batch(client, args)
+        if args.command == "image":
+            return _image(client, args)
         if args.command == "models":
             return _models(client)
         return _config(client)
@@ -170,6 +182,31 @@ def _batch(client: Client, args: argparse.Namespace) -> int:
     return EXIT_ERROR if result.failed else 0
 
 
+def _image(client: Client, args: argparse.Namespace) -> int:
+    result = client.generate_image(
+        args.prompt,
+        model=args.model,
+        size=args.size,
+        n=args.n,
+        seed=args.seed,
+        negative_prompt=args.negative,
+        quality=args.quality,
+        timeout=args.timeout,
+    )
+    for path, image in zip(image_paths(args.output, len(result.images)), result.images, strict=True):
+        image.save(path)
+        print(path)
+    return 0
+
+
+def image_paths(output: str, count: int) -> list[str]:
+    """``bike.png`` for the first image, then ``bike-2.png``, ``bike-3.png``..."""
+    stem, dot, suffix = output.rpartition(".")
+    if not dot or "/" in suffix or os.sep in suffix:
+        stem, dot, suffix = output, "", ""
+    return [output] + [f"{stem}-{index}{dot}{suffix}" for index in range(2, count + 1)]
+
+
 def _readiness(client: Client, provider: str, model: str) -> str:
     """ "ready", or what is missing: looked up without importing any provider SDK."""
     from fmclient.providers.readiness import READINESS, check
@@ -253,6 +290,7 @@ def _config(client: Client) -> int:
     print(f"# config file: {settings.config_path or 'none found'}")
     line("default_model", settings.default_model)
     line("default_embedding_model", settings.default_embedding_model)
+    line("default_image_model", settings.default_image_model)
     line("max_retries", settings.max_retries)
     line("timeout", settings.timeout)
     line("max_retry_wait", settings.max_retry_wait)

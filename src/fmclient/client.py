@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from fmclient import _validation
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
@@ -26,7 +26,7 @@ from fmclient.pricing import PriceRef
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities, EmbedBatching
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
-from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request, TokenCount
+from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImageRequest, Images, Request, TokenCount
 
 if TYPE_CHECKING:
     import os
@@ -40,7 +40,7 @@ __all__ = ["Attempt", "Client"]
 
 T = TypeVar("T")
 T_in = TypeVar("T_in")
-R = TypeVar("R", Completion, Embeddings)
+R = TypeVar("R", Completion, Embeddings, Images)
 
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
 # A plain list, not a contextvar, so threads an app starts see the override too.
@@ -120,6 +120,7 @@ class Client:
         *,
         model: str | None = None,
         embedding_model: str | None = None,
+        image_model: str | None = None,
         config_path: str | None = None,
         providers: Mapping[str, Mapping[str, Any]] | None = None,
         aliases: Mapping[str, str] | None = None,
@@ -137,6 +138,7 @@ class Client:
         overrides: dict[str, Any] = {
             "default_model": model,
             "default_embedding_model": embedding_model,
+            "default_image_model": image_model,
             "max_retries": _validation.check_max_retries(max_retries),
             "timeout": _validation.check_timeout(timeout),
             "max_retry_wait": max_retry_wait,
@@ -210,7 +212,9 @@ class Client:
         """Register a hook for every later call (see :mod:`fmclient.hooks`)."""
         self._hooks = [*self._hooks, hook]
 
-    def _observer(self, operation: str, request: Request | EmbedRequest, streaming: bool) -> CallObserver | None:
+    def _observer(
+        self, operation: str, request: Request | EmbedRequest | ImageRequest, streaming: bool
+    ) -> CallObserver | None:
         """The call's observer, or None on the fast path: no hook, and the log would drop records."""
         hooks = self._hooks
         if self._log.isEnabledFor(20):  # logging.INFO
@@ -788,6 +792,13 @@ class Client:
                 provider=route.target.provider,
                 model=request.model,
             )
+        if request.images and not route.capabilities.image_embeddings:
+            raise UnsupportedFeatureError(
+                f"model {route.target.model!r} does not embed images (a multimodal embedding model such as "
+                "amazon.titan-embed-image-v1 does)",
+                provider=route.target.provider,
+                model=request.model,
+            )
         route.ensure_ready(request.model)
         self._check_budget(route)
         return route, request, self._deadline(timeout, route)
@@ -959,6 +970,144 @@ class Client:
 
         return batch_job(self, job_id, model)
 
+    # -- generate images ---------------------------------------------------------------------------
+    def _prepare_image(self, route: _Route, request: ImageRequest) -> ImageRequest:
+        request = replace(request, model=self._model_id(route))
+        route.capabilities.check_image(request, provider=route.target.provider)
+        route.ensure_ready(request.model)
+        return request
+
+    def _image_call(
+        self,
+        prompt: Any,
+        model: str | None,
+        fallbacks: Sequence[str] | None,
+        max_retries: int | None,
+        timeout: float | None,
+        provider_options: Mapping[str, Any],
+        **params: Any,
+    ) -> _ImageCall:
+        request = _validation.build_image_request(prompt, provider_options=provider_options, **params)
+        routes = self._routes_for(
+            model or self.settings.default_image_model, fallbacks, _validation.check_max_retries(max_retries)
+        )
+        # The primary is checked now: a size or count it cannot make fails before any request.
+        first = self._prepare_image(routes[0], request)
+        call = _ImageCall(self, request, routes, first, self._deadline(timeout, routes[0]), False)  # type: ignore[arg-type]
+        self._check_budget(routes[0])
+        return call
+
+    def generate_image(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        size: str | None = None,
+        n: int = 1,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        quality: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **provider_options: Any,
+    ) -> Images:
+        """Generate ``n`` images from a text prompt (default model: ``default_image_model``).
+
+        ``size`` is ``"WIDTHxHEIGHT"``, an aspect ratio (``"16:9"``, for Imagen) or ``"auto"``; a
+        size, count, negative prompt, seed or quality the model cannot take is refused before
+        sending. Retries, the deadline, fallbacks and circuit breakers work as for :meth:`complete`.
+        """
+        call = self._image_call(
+            prompt,
+            model,
+            fallbacks,
+            max_retries,
+            timeout,
+            provider_options,
+            size=size,
+            n=n,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            quality=quality,
+        )
+        for route, prepared in call.targets():
+
+            def attempt(left: float | None, route: _Route = route, prepared: ImageRequest = prepared) -> Images:
+                sent = prepared if left is None else replace(prepared, timeout=left)
+                if call.observer is None:
+                    return _guard(route.provider.generate_image, sent, route=route)
+                return call.observer.attempt(
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _guard(route.provider.generate_image, sent, route=route),
+                )
+
+            try:
+                images = call_with_retries(attempt, route.policy, call.deadline, **call.where(route))
+            except FMClientError as error:
+                call.failed(route, error)
+                continue
+            except BaseException as error:  # cancelled or interrupted: hand back a breaker trial
+                call.interrupted(error)
+                raise
+            return call.finish_images(route, images)
+        raise AssertionError("unreachable: plan() raises when no target is left")
+
+    async def agenerate_image(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        size: str | None = None,
+        n: int = 1,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        quality: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **provider_options: Any,
+    ) -> Images:
+        """The async twin of :meth:`generate_image`."""
+        call = self._image_call(
+            prompt,
+            model,
+            fallbacks,
+            max_retries,
+            timeout,
+            provider_options,
+            size=size,
+            n=n,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            quality=quality,
+        )
+        for route, prepared in call.targets():
+
+            async def attempt(left: float | None, route: _Route = route, prepared: ImageRequest = prepared) -> Images:
+                sent = prepared if left is None else replace(prepared, timeout=left)
+                if call.observer is None:
+                    return await _aguard(route.provider.agenerate_image(sent), route)
+                return await call.observer.aattempt(
+                    route.target.provider,
+                    route.target.model,
+                    sent,
+                    lambda: _aguard(route.provider.agenerate_image(sent), route),
+                )
+
+            try:
+                images = await acall_with_retries(attempt, route.policy, call.deadline, **call.where(route))
+            except FMClientError as error:
+                call.failed(route, error)
+                continue
+            except BaseException as error:  # cancelled or interrupted: hand back a breaker trial
+                call.interrupted(error)
+                raise
+            return call.finish_images(route, images)
+        raise AssertionError("unreachable: plan() raises when no target is left")
+
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
         for provider in list(self._providers.values()):
@@ -1058,7 +1207,7 @@ class _Call:
     def plan(self) -> Iterator[tuple[_Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
         # The call starts here (for a stream: when the caller starts iterating), hooks with it.
-        self.observer = self.client._observer("chat", self.first, self.streaming)
+        self.observer = self._start_observer()
         for index, route in enumerate(self.routes):
             self.position = index
             breaker = self.client.breaker(route.target.provider)
@@ -1077,9 +1226,7 @@ class _Call:
                 if admitted == "trial":
                     self.trial = breaker
             try:
-                prepared = (
-                    self.first if index == 0 else self.client._prepare(route, self.request, streaming=self.streaming)
-                )
+                prepared = self.first if index == 0 else self._prepare_for(route)
             except FMClientError as error:
                 self.failed(route, error)
                 continue
@@ -1099,6 +1246,13 @@ class _Call:
             if self.observer is not None:
                 prepared = self._before_request(route, prepared)
             yield route, prepared
+
+    def _start_observer(self) -> CallObserver | None:
+        return self.client._observer("chat", self.first, self.streaming)
+
+    def _prepare_for(self, route: _Route) -> Any:
+        """The request as a fallback target takes it (its model id), checked against its profile."""
+        return self.client._prepare(route, self.request, streaming=self.streaming)
 
     def where(self, route: _Route) -> dict[str, Any]:
         """The retry layer's keywords; with an observer, retries are reported to it."""
@@ -1214,12 +1368,60 @@ class _Call:
         return completion
 
 
+class _ImageCall(_Call):
+    """A generate_image call: the same fallback walk, circuit breakers and budget checks as
+    :class:`_Call`, over :class:`ImageRequest` (no response cache, no structured output)."""
+
+    request: ImageRequest  # type: ignore[assignment]
+    first: ImageRequest  # type: ignore[assignment]
+
+    def _start_observer(self) -> CallObserver | None:
+        # "generate_content": the GenAI semantic conventions' operation for multimodal output.
+        return self.client._observer("generate_content", self.first, False)
+
+    def _before_request(self, route: _Route, prepared: Any) -> Any:
+        assert self.observer is not None
+
+        def check(changed: ImageRequest) -> None:
+            route.capabilities.check_image(changed, provider=route.target.provider)
+
+        try:
+            return self.observer.before_request(prepared, check)
+        except FMClientError as error:  # refused by a hook: no request, no fallback
+            error.attempts = self.attempts
+            self.observer.refuse(error)
+            raise
+
+    def _prepare_for(self, route: _Route) -> ImageRequest:
+        return self.client._prepare_image(route, self.request)
+
+    def targets(self) -> Iterator[tuple[_Route, ImageRequest]]:
+        """:meth:`plan`'s walk, typed for image requests (what :meth:`_prepare_for` made)."""
+        for route, prepared in self.plan():
+            yield route, cast(ImageRequest, prepared)
+
+    def finish_images(self, route: _Route, images: Images) -> Images:
+        self._record(route, None)
+        self.attempts.append(Attempt(route.target.provider, route.target.model))
+        images.attempts = self.attempts
+        if _overrides:
+            images.provider = _overrides[-1].name
+        self.client._priced(route, images)
+        if self.observer is not None:
+            self.observer.end(images, None)
+        return images
+
+
 def _embed_batches(request: EmbedRequest, batching: EmbedBatching) -> list[EmbedRequest]:
     size = batching.max_texts
     texts = request.texts
     if size is None or len(texts) <= size:
         return [request]
-    return [replace(request, texts=texts[start : start + size]) for start in range(0, len(texts), size)]
+    images = request.images
+    return [
+        replace(request, texts=texts[start : start + size], images=images[start : start + size] if images else ())
+        for start in range(0, len(texts), size)
+    ]
 
 
 def _joined_embeddings(parts: Sequence[Embeddings]) -> Embeddings:

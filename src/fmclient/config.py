@@ -63,6 +63,7 @@ TOP_LEVEL_KEYS = frozenset(
     {
         "default_model",
         "default_embedding_model",
+        "default_image_model",
         "max_retries",
         "timeout",
         "max_retry_wait",
@@ -111,6 +112,7 @@ class Settings:
     cache: Mapping[str, Any] = field(default_factory=dict)
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
+    default_image_model: str = "titan-image"
     config_path: Path | None = None
 
     def resolve(self, name: str) -> Target:
@@ -285,7 +287,7 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
             f"known settings: {', '.join(sorted(TOP_LEVEL_KEYS))}"
         )
     sources: dict[str, str] = state["sources"]
-    for key in ("default_model", "default_embedding_model"):
+    for key in ("default_model", "default_embedding_model", "default_image_model"):
         if key in data:
             if not isinstance(data[key], str) or not data[key]:
                 raise ConfigurationError(f"{where}: {key} must be a non-empty string")
@@ -354,6 +356,7 @@ def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, 
     for var, key in (
         ("FMCLIENT_MODEL", "default_model"),
         ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
+        ("FMCLIENT_IMAGE_MODEL", "default_image_model"),
         ("FMCLIENT_MAX_RETRIES", "max_retries"),
         ("FMCLIENT_TIMEOUT", "timeout"),
         ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait"),
@@ -453,6 +456,7 @@ def load_settings(
     state: dict[str, Any] = {
         "default_model": "llama-local",
         "default_embedding_model": "llama-local",
+        "default_image_model": "titan-image",
         "max_retries": 2,
         "timeout": None,
         "max_retry_wait": 60.0,
@@ -489,6 +493,7 @@ def load_settings(
             ("FMCLIENT_TIMEOUT", "timeout"),
             ("FMCLIENT_MAX_RETRIES", "max_retries"),
             ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
+            ("FMCLIENT_IMAGE_MODEL", "default_image_model"),
             ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait"),
         ):
             if key in env_data:
@@ -502,6 +507,7 @@ def load_settings(
     return Settings(
         default_model=state["default_model"],
         default_embedding_model=state["default_embedding_model"],
+        default_image_model=state["default_image_model"],
         aliases=dict(state["aliases"]),
         providers=dict(state["providers"]),
         max_retries=state["max_retries"],

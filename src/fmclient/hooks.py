@@ -42,12 +42,12 @@ if TYPE_CHECKING:
     import logging
 
     from fmclient.providers.base import ProviderSettings
-    from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
+    from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImageRequest, Images, Request
 
 __all__ = ["AttemptInfo", "CallInfo", "Hook"]
 
 T = TypeVar("T")
-AnyRequest = TypeVar("AnyRequest", "Request", "EmbedRequest")
+AnyRequest = TypeVar("AnyRequest", "Request", "EmbedRequest", "ImageRequest")
 
 
 def _logger() -> logging.Logger:
@@ -60,12 +60,14 @@ def _logger() -> logging.Logger:
 class CallInfo:
     """One call as hooks see it. ``state`` is free for hooks to keep per-call data in."""
 
-    operation: str  # "chat" or "embeddings" (the GenAI semantic conventions' operation names)
+    # "chat", "embeddings" or, for generate_image, "generate_content" (the GenAI semantic
+    # conventions' operation names)
+    operation: str
     streaming: bool
-    request: Request | EmbedRequest  # the primary target's request, before before_request
+    request: Request | EmbedRequest | ImageRequest  # the primary target's request, before before_request
     started: float  # time.perf_counter() at the start
     attempts: list[AttemptInfo] = field(default_factory=list)
-    result: Completion | Embeddings | None = None
+    result: Completion | Embeddings | Images | None = None
     error: BaseException | None = None
     ended: float | None = None
     state: dict[Any, Any] = field(default_factory=dict)
@@ -79,13 +81,13 @@ class AttemptInfo:
     provider: str  # the configured provider name ("mistral", "corp", "openai")
     settings: ProviderSettings  # its settings: ``type`` is the adapter, ``base_url`` where it goes
     model: str
-    request: Request | EmbedRequest
+    request: Request | EmbedRequest | ImageRequest
     number: int  # 1 for the first attempt on this target, 2 for its first retry ...
     target_index: int  # 0 for the primary target, 1 for the first fallback ...
     started: float
     ended: float | None = None
     first_chunk_at: float | None = None
-    result: Completion | Embeddings | None = None
+    result: Completion | Embeddings | Images | None = None
     error: FMClientError | None = None
     retry_wait: float | None = None
     state: dict[Any, Any] = field(default_factory=dict)
@@ -113,7 +115,7 @@ class Hook:
     def on_first_chunk(self, attempt: AttemptInfo, chunk: Chunk) -> None:
         pass
 
-    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings) -> None:
+    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings | Images) -> None:
         pass
 
     def on_error(self, attempt: AttemptInfo, error: FMClientError) -> None:
@@ -125,7 +127,9 @@ class Hook:
     def on_fallback(self, attempt: AttemptInfo | None, error: FMClientError) -> None:
         pass
 
-    def on_call_end(self, call: CallInfo, result: Completion | Embeddings | None, error: BaseException | None) -> None:
+    def on_call_end(
+        self, call: CallInfo, result: Completion | Embeddings | Images | None, error: BaseException | None
+    ) -> None:
         pass
 
 
@@ -139,7 +143,7 @@ class LoggingHook(Hook):
     def __init__(self) -> None:
         self._log = _logger()
 
-    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings) -> None:
+    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings | Images) -> None:
         self._log.info(
             "attempt %d %s/%s: ok in %.3fs%s",
             attempt.number,
@@ -165,7 +169,9 @@ class LoggingHook(Hook):
         if attempt is not None and attempt.state.pop(LoggingHook, None) is not None:
             self._failed(attempt, error)
 
-    def on_call_end(self, call: CallInfo, result: Completion | Embeddings | None, error: BaseException | None) -> None:
+    def on_call_end(
+        self, call: CallInfo, result: Completion | Embeddings | Images | None, error: BaseException | None
+    ) -> None:
         for attempt in call.attempts:
             pending = attempt.state.pop(LoggingHook, None)
             if pending is not None:
@@ -220,7 +226,7 @@ class CallObserver:
         hooks: Sequence[Hook],
         settings: Callable[[str], ProviderSettings],
         operation: str,
-        request: Request | EmbedRequest,
+        request: Request | EmbedRequest | ImageRequest,
         streaming: bool,
     ) -> None:
         self._hooks = hooks
@@ -275,7 +281,7 @@ class CallObserver:
         self.end(None, error)
 
     # -- attempts ------------------------------------------------------------------------------------
-    def _start(self, provider: str, model: str, request: Request | EmbedRequest) -> AttemptInfo:
+    def _start(self, provider: str, model: str, request: Request | EmbedRequest | ImageRequest) -> AttemptInfo:
         key = (provider, model)
         if key != self._target_key:
             self._target_key = key
@@ -305,7 +311,9 @@ class CallObserver:
         else:  # cancelled, interrupted: the client's loop never sees it, so the call ends here
             self.end(None, error)
 
-    def attempt(self, provider: str, model: str, request: Request | EmbedRequest, fn: Callable[[], T]) -> T:
+    def attempt(
+        self, provider: str, model: str, request: Request | EmbedRequest | ImageRequest, fn: Callable[[], T]
+    ) -> T:
         """Run one attempt that ends when ``fn`` returns (a whole answer)."""
         attempt = self._start(provider, model, request)
         try:
@@ -319,7 +327,7 @@ class CallObserver:
         return result
 
     async def aattempt(
-        self, provider: str, model: str, request: Request | EmbedRequest, fn: Callable[[], Awaitable[T]]
+        self, provider: str, model: str, request: Request | EmbedRequest | ImageRequest, fn: Callable[[], Awaitable[T]]
     ) -> T:
         attempt = self._start(provider, model, request)
         try:
@@ -363,7 +371,7 @@ class CallObserver:
             attempt.first_chunk_at = time.perf_counter()
             self._each("on_first_chunk", attempt, first)
 
-    def answered(self, result: Completion | Embeddings) -> None:
+    def answered(self, result: Completion | Embeddings | Images) -> None:
         """The current attempt produced its whole answer (for a stream: the assembled one)."""
         attempt = self._current
         if attempt is None or attempt.result is not None:
@@ -391,7 +399,7 @@ class CallObserver:
             attempt = None  # skipped before any request (circuit open, capabilities)
         self._each("on_fallback", attempt, error)
 
-    def end(self, result: Completion | Embeddings | None, error: BaseException | None) -> None:
+    def end(self, result: Completion | Embeddings | Images | None, error: BaseException | None) -> None:
         """The call is over; runs ``on_call_end`` once, whatever calls it first."""
         call = self.call
         if call.ended is not None:

@@ -47,7 +47,18 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from fmclient.errors import FMClientError
 from fmclient.hooks import AttemptInfo, CallInfo, Hook
 from fmclient.providers.base import ProviderSettings
-from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImagePart, Message, Request, TextPart
+from fmclient.types import (
+    Chunk,
+    Completion,
+    Embeddings,
+    EmbedRequest,
+    ImagePart,
+    ImageRequest,
+    Images,
+    Message,
+    Request,
+    TextPart,
+)
 
 __all__ = [
     "CAPTURE_CONTENT_ENV",
@@ -187,7 +198,7 @@ class OpenTelemetryHook(Hook):
                 attributes["server.port"] = port
         return attributes
 
-    def _request_attributes(self, call: CallInfo, request: Request | EmbedRequest) -> dict[str, Any]:
+    def _request_attributes(self, call: CallInfo, request: Request | EmbedRequest | ImageRequest) -> dict[str, Any]:
         attributes: dict[str, Any] = {}
         if isinstance(request, Request):
             attributes["gen_ai.request.stream"] = call.streaming
@@ -251,7 +262,7 @@ class OpenTelemetryHook(Hook):
         if held is not None and attempt.first_chunk_at is not None:
             held[0].set_attribute("gen_ai.response.time_to_first_chunk", attempt.first_chunk_at - attempt.started)
 
-    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings) -> None:
+    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings | Images) -> None:
         held = attempt.state.pop(self, None)
         if held is None:
             return
@@ -297,7 +308,9 @@ class OpenTelemetryHook(Hook):
                 else {"error.type": _error_type(error)},
             )
 
-    def on_call_end(self, call: CallInfo, result: Completion | Embeddings | None, error: BaseException | None) -> None:
+    def on_call_end(
+        self, call: CallInfo, result: Completion | Embeddings | Images | None, error: BaseException | None
+    ) -> None:
         for attempt in call.attempts:
             self._end_failed(attempt)
         span = call.state.pop(self, None)
@@ -330,16 +343,24 @@ class OpenTelemetryHook(Hook):
         self._duration.record(duration, metric_attributes)
         if call.streaming and last.first_chunk_at is not None:
             self._first_chunk.record(last.first_chunk_at - call.started, metric_attributes)
-        if result is not None:
-            usage = result.usage
+        usage = None if result is None else result.usage
+        if usage is not None:
             if usage.input_tokens:
                 self._tokens.record(usage.input_tokens, {**metric_attributes, "gen_ai.token.type": "input"})
             if usage.output_tokens:
                 self._tokens.record(usage.output_tokens, {**metric_attributes, "gen_ai.token.type": "output"})
 
-    def _response_attributes(self, result: Completion | Embeddings, *, content: bool) -> dict[str, Any]:
+    def _response_attributes(self, result: Completion | Embeddings | Images, *, content: bool) -> dict[str, Any]:
+        attributes: dict[str, Any] = {}
+        if isinstance(result, Images):  # token counts only where the provider reports them
+            if result.usage is not None:
+                attributes["gen_ai.usage.input_tokens"] = result.usage.input_tokens
+                attributes["gen_ai.usage.output_tokens"] = result.usage.output_tokens
+            if result.model:
+                attributes["gen_ai.response.model"] = result.model
+            return attributes
         usage = result.usage
-        attributes: dict[str, Any] = {"gen_ai.usage.input_tokens": usage.input_tokens}
+        attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
         if result.model:
             attributes["gen_ai.response.model"] = result.model
         if isinstance(result, Embeddings):

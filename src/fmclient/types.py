@@ -32,7 +32,10 @@ __all__ = [
     "EmbedRequest",
     "Embeddings",
     "FinishReason",
+    "GeneratedImage",
     "ImagePart",
+    "ImageRequest",
+    "Images",
     "Message",
     "Part",
     "Request",
@@ -140,6 +143,14 @@ def _sniff_image(data: bytes, what: str) -> str:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     raise ValueError(f"{what} is not a PNG, JPEG, GIF or WebP image")
+
+
+def image_mime_type(data: bytes) -> str:
+    """The MIME type of encoded image bytes, by their signature (a generated image's)."""
+    try:
+        return _sniff_image(data, "image")
+    except ValueError:
+        return "application/octet-stream"
 
 
 Part = TextPart | ImagePart
@@ -300,6 +311,31 @@ class EmbedRequest:
     texts: tuple[str, ...]
     timeout: float | None = None
     provider_options: Mapping[str, Any] = field(default_factory=dict)
+    #: image inputs, index-aligned with ``texts`` (whose entry is "" for an image); empty: text only
+    images: tuple[ImagePart | None, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """One image-generation request, checked before it reaches an adapter."""
+
+    model: str
+    prompt: str
+    size: str | None = None
+    n: int = 1
+    negative_prompt: str | None = None
+    seed: int | None = None
+    quality: str | None = None
+    timeout: float | None = None
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dimensions(self) -> tuple[int, int] | None:
+        """``size`` as ``(width, height)`` when it is ``"WxH"``; None for an aspect ratio or "auto"."""
+        if self.size is None or "x" not in self.size:
+            return None
+        width, height = self.size.split("x", 1)
+        return int(width), int(height)
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,7 +506,57 @@ class Embeddings:
         return iter(self.vectors)
 
 
-def _price(result: Completion | Embeddings) -> tuple[Cost | None, str | None]:
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """One generated image: its encoded bytes, their MIME type, and the prompt the provider
+    actually used where it rewrote it (OpenAI's ``revised_prompt``)."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    revised_prompt: str | None = None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        with open(path, "wb") as out:
+            out.write(self.data)
+
+
+@dataclass(slots=True)
+class Images:
+    """The images one :meth:`~fmclient.Client.generate_image` call made, in the provider's order.
+
+    ``usage`` holds token counts where the provider reports them (OpenAI's gpt-image-1), else None.
+    """
+
+    images: list[GeneratedImage]
+    model: str
+    provider: str
+    usage: Usage | None = None
+    raw: Any = field(default=None, repr=False)
+    attempts: list[Any] = field(default_factory=list, repr=False)
+    _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)
+    _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cost(self) -> Cost | None:
+        """What the call cost, from its token usage (gpt-image-1); None when unknown, see
+        :attr:`cost_reason` (per-image prices are not in the price table)."""
+        return _price(self)[0]
+
+    @property
+    def cost_reason(self) -> str | None:
+        return _price(self)[1]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> GeneratedImage:
+        return self.images[index]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.images)
+
+
+def _price(result: Completion | Embeddings | Images) -> tuple[Cost | None, str | None]:
     """Price a result once, on first read (cost, reason); later reads return the same answer."""
     priced = result._priced
     if priced is None:
@@ -478,6 +564,8 @@ def _price(result: Completion | Embeddings) -> tuple[Cost | None, str | None]:
 
         if result._pricing is None:
             found: Cost | Unpriced = Unpriced("cost unknown: only results returned by a Client are priced")
+        elif result.usage is None:
+            found = Unpriced("cost unknown: the provider reports no token usage for these images")
         else:
             ref, models, at = result._pricing
             found = price_usage(ref, models, result.usage, at)

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
+from tests.fakes.images import generated_png
 from tests.fakes.server import FakeServer, RecordedRequest, Reply
 
 EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -387,8 +388,12 @@ class FakeBedrock:
             body = request.json()
         except ValueError:
             return error_reply("ValidationException", "Malformed input request, please reformat your input")
+        if operation == "InvokeModel" and "titan-embed-image" in model:
+            return self._embed_multimodal(body)
         if operation == "InvokeModel" and "titan-embed" in model:
             return self._embed(model, body)
+        if operation == "InvokeModel" and ("titan-image-generator" in model or "nova-canvas" in model):
+            return self._generate_image(body, max_text=1024 if "nova" in model else 512)
         if operation in ("InvokeModel", "InvokeModelWithResponseStream") and "titan-text" in model:
             return self._titan_text(body, streaming=operation != "InvokeModel")
         if operation in ("Converse", "ConverseStream"):
@@ -426,6 +431,64 @@ class FakeBedrock:
             return error_reply("ValidationException", "Malformed input request: dimensions must be 256, 512 or 1024")
         vector = embedding_for(body["inputText"], dimensions, bool(body.get("normalize", True)) if v2 else False)
         return titan_embedding_reply(vector, tokens=len(body["inputText"].split()))
+
+    @staticmethod
+    def _embed_multimodal(body: Any) -> Reply:
+        """Titan Multimodal Embeddings: inputText and/or inputImage, embeddingConfig.outputEmbeddingLength."""
+        if not isinstance(body, dict) or not ({"inputText", "inputImage"} & set(body)):
+            return error_reply("ValidationException", "Malformed input request: inputText or inputImage is required")
+        extra = set(body) - {"inputText", "inputImage", "embeddingConfig"}
+        if extra:
+            return error_reply(
+                "ValidationException", f"Malformed input request: extraneous key [{sorted(extra)[0]}] is not permitted"
+            )
+        dimensions = (body.get("embeddingConfig") or {}).get("outputEmbeddingLength", 1024)
+        if dimensions not in (256, 384, 1024):
+            return error_reply("ValidationException", "outputEmbeddingLength must be 256, 384 or 1024")
+        seed = str(body.get("inputText", ""))
+        if "inputImage" in body:
+            image = base64.b64decode(body["inputImage"])
+            if not image.startswith(b"\x89PNG\r\n\x1a\n") and not image.startswith(b"\xff\xd8\xff"):
+                return error_reply("ValidationException", "inputImage is not a PNG or JPEG image")
+            seed += hashlib.sha256(image).hexdigest()
+        return titan_embedding_reply(
+            embedding_for(seed, dimensions), tokens=len(str(body.get("inputText", "")).split())
+        )
+
+    @staticmethod
+    def _generate_image(body: Any, *, max_text: int) -> Reply:
+        """TEXT_IMAGE for Titan Image Generator / Nova Canvas: real PNGs of the asked size.
+
+        A prompt with "forbidden-input" is refused like the input filter does (a ValidationException);
+        one with "forbidden-output" answers 200 with an ``error``, as when the output filter blocks."""
+        task = body.get("taskType") if isinstance(body, dict) else None
+        if task not in ("TEXT_IMAGE", "IMAGE_VARIATION"):
+            return error_reply("ValidationException", "Malformed input request: taskType must be one of TEXT_IMAGE")
+        params = body.get("textToImageParams" if task == "TEXT_IMAGE" else "imageVariationParams") or {}
+        if task == "IMAGE_VARIATION":
+            sources = params.get("images")
+            if not isinstance(sources, list) or not 1 <= len(sources) <= 5:
+                return error_reply("ValidationException", "imageVariationParams.images: 1 to 5 images required")
+            if any(not base64.b64decode(image).startswith(b"\x89PNG\r\n\x1a\n") for image in sources):
+                return error_reply("ValidationException", "imageVariationParams.images: not a PNG or JPEG image")
+            strength = params.get("similarityStrength", 0.7)
+            if not 0.2 <= strength <= 1.0:
+                return error_reply("ValidationException", "similarityStrength must be between 0.2 and 1.0")
+        text = params.get("text")
+        if not isinstance(text, str) or not 1 <= len(text) <= max_text:
+            return error_reply("ValidationException", f"text must be 1 to {max_text} characters")
+        if "forbidden-input" in text:
+            return error_reply("ValidationException", "This request has been blocked by our content filters.")
+        config = body.get("imageGenerationConfig") or {}
+        count = config.get("numberOfImages", 1)
+        if not isinstance(count, int) or not 1 <= count <= 5:
+            return error_reply("ValidationException", "numberOfImages: expected value between 1 and 5")
+        width, height = config.get("width", 1024), config.get("height", 1024)
+        if "forbidden-output" in text:
+            return Reply(body={"images": [], "error": "The generated image has been blocked by our content filters."})
+        seed = config.get("seed", 0)
+        images = [base64.b64encode(generated_png(f"{text}|{seed}", i, width, height)).decode() for i in range(count)]
+        return Reply(body={"images": images, "error": None}, headers={"x-amzn-requestid": "fake-request-id"})
 
     @staticmethod
     def _titan_text(body: Any, *, streaming: bool) -> Reply:

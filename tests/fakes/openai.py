@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.images import generated_png
 from tests.fakes.server import FakeServer, RecordedRequest, Reply, sse
 
 __all__ = [
@@ -244,6 +245,8 @@ class FakeOpenAI:
             return self._responses(body)
         if path.endswith("/embeddings"):
             return self._embeddings(body)
+        if path.endswith("/images/generations"):
+            return images_reply(body)
         return error_reply(404, f"Invalid URL (POST {path})", code="unknown_url")
 
     def _chat(self, body: dict[str, Any]) -> Reply:
@@ -500,3 +503,31 @@ def embeddings_reply(body: dict[str, Any]) -> Reply:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
     )
+
+
+_GPT_IMAGE_SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
+
+
+def images_reply(body: dict[str, Any]) -> Reply:
+    """``/images/generations`` as gpt-image-1 answers: ``b64_json`` PNGs of the asked size (1024x1024
+    for "auto"), token usage, and a 400 for what the API refuses (a size it cannot make, n over 10)."""
+    prompt, size, n = body.get("prompt"), body.get("size", "auto"), body.get("n", 1)
+    if not isinstance(prompt, str) or not prompt:
+        return error_reply(400, "Missing required parameter: 'prompt'.")
+    if size not in _GPT_IMAGE_SIZES:
+        return error_reply(400, f"Invalid value: '{size}'. Supported values are: {sorted(_GPT_IMAGE_SIZES)}.")
+    if not isinstance(n, int) or not 1 <= n <= 10:
+        return error_reply(400, "Invalid 'n': integer above maximum value. Expected a value <= 10.")
+    width, height = (1024, 1024) if size == "auto" else (int(side) for side in size.split("x"))
+    data = [
+        {"b64_json": base64.b64encode(generated_png(prompt, i, width, height)).decode(), "revised_prompt": None}
+        for i in range(n)
+    ]
+    words = len(prompt.split())
+    usage = {
+        "input_tokens": words,
+        "output_tokens": 272 * n,
+        "total_tokens": words + 272 * n,
+        "input_tokens_details": {"text_tokens": words, "image_tokens": 0},
+    }
+    return Reply(body={"created": 1767225600, "data": data, "usage": usage, "output_format": "png"})

@@ -88,7 +88,8 @@ def _load() -> list[_Family]:
     data = tomllib.loads(resources.files(__package__).joinpath("families.toml").read_text("utf-8"))
     table: list[_Family] = []
     for entry in data["family"]:
-        fields: dict[str, Any] = dict(entry)
+        # TOML arrays become tuples: profiles are frozen and compared.
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
         name = str(fields.pop("name"))
         pattern = re.compile(str(fields.pop("match")))
         hosts: Mapping[str, list[Mapping[str, Any]]] = fields.pop("hosts", {})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from fmclient.errors import UnsupportedFeatureError
-from fmclient.types import ImagePart, Request
+from fmclient.types import ImagePart, ImageRequest, Request
 
 __all__ = ["Profile", "StructuredOutputMode"]
 
@@ -17,7 +19,7 @@ __all__ = ["Profile", "StructuredOutputMode"]
 StructuredOutputMode = Literal["json_schema", "tool", "json_grammar"]
 
 # Fields a host may lower (bools to False, limits down), never raise.
-_LIMITS = ("max_stop_sequences", "context_window", "max_output_tokens")
+_LIMITS = ("max_stop_sequences", "context_window", "max_output_tokens", "max_images")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,25 @@ class Profile:
     prompt_caching: bool = True
     context_window: int | None = None
     max_output_tokens: int | None = None
+    # -- image generation and image embeddings ----------------------------------------------------
+    #: the model makes images (:meth:`~fmclient.Client.generate_image`)
+    image_generation: bool = False
+    #: the sizes it makes, "WxH" (and "auto" where the API takes it); None: any size the rules below allow
+    image_sizes: tuple[str, ...] | None = None
+    #: aspect ratios it takes instead of a size ("16:9"); a "WxH" size is reduced to one of them
+    image_aspect_ratios: tuple[str, ...] | None = None
+    #: for free sizes: each side a multiple of this, within (min, max), at most this many pixels
+    image_size_step: int | None = None
+    image_side_range: tuple[int, int] | None = None
+    image_max_pixels: int | None = None
+    #: images per request
+    max_images: int | None = None
+    image_negative_prompt: bool = True
+    image_seed: bool = True
+    #: quality levels it takes (None: it takes no quality setting)
+    image_qualities: tuple[str, ...] | None = None
+    #: :meth:`~fmclient.Client.embed` takes images as well as text
+    image_embeddings: bool = False
     #: why a host narrowed a field: (field, reason) pairs, quoted in the refusal
     restrictions: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
@@ -123,7 +144,8 @@ class Profile:
             return UnsupportedFeatureError(message, provider=provider, model=model)
 
         if not self.chat:
-            raise refuse("chat completions (it is an embedding model)", "chat")
+            kind = "an image generation" if self.image_generation else "an embedding"
+            raise refuse(f"chat completions (it is {kind} model)", "chat")
         if streaming and not self.streaming:
             raise refuse("streaming", "streaming")
         if request.system and not self.system:
@@ -165,6 +187,60 @@ class Profile:
             for message in request.messages:
                 if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
                     raise refuse("image input", "images")
+
+    def check_image(self, request: ImageRequest, *, provider: str) -> None:
+        """Raise :class:`UnsupportedFeatureError` for an image request this model cannot produce."""
+        model = request.model
+
+        def refuse(what: str) -> UnsupportedFeatureError:
+            return UnsupportedFeatureError(f"model {model!r} {what}", provider=provider, model=model)
+
+        if not self.image_generation:
+            why = next((reason for name, reason in self.restrictions if name == "image_generation"), None)
+            raise refuse("does not generate images" + (f": {why}" if why else ""))
+        if self.max_images is not None and request.n > self.max_images:
+            raise refuse(f"makes at most {self.max_images} images per request (n={request.n})")
+        if request.negative_prompt is not None and not self.image_negative_prompt:
+            raise refuse("does not take a negative prompt")
+        if request.seed is not None and not self.image_seed:
+            raise refuse("does not take a seed")
+        if request.quality is not None:
+            if self.image_qualities is None:
+                raise refuse("does not take a quality setting")
+            if request.quality not in self.image_qualities:
+                raise refuse(f"does not take quality={request.quality!r} (it takes {', '.join(self.image_qualities)})")
+        if request.size is not None:
+            self._check_image_size(request.size, refuse)
+
+    def _check_image_size(self, size: str, refuse: Callable[[str], UnsupportedFeatureError]) -> None:
+        ratios = self.image_aspect_ratios
+        if ratios is not None:
+            if image_aspect_ratio(size) not in ratios:
+                raise refuse(f"cannot make size {size!r} (it takes the aspect ratios {', '.join(ratios)})")
+            return
+        if self.image_sizes is not None:
+            if size not in self.image_sizes:
+                raise refuse(f"cannot make size {size!r} (it makes {', '.join(self.image_sizes)})")
+            return
+        if ":" in size or size == "auto":
+            raise refuse(f"cannot make size {size!r} (give a size as WIDTHxHEIGHT)")
+        width, height = (int(side) for side in size.split("x"))
+        step, sides, pixels = self.image_size_step, self.image_side_range, self.image_max_pixels
+        if step is not None and (width % step or height % step):
+            raise refuse(f"cannot make size {size!r} (each side must be a multiple of {step})")
+        if sides is not None and not all(sides[0] <= side <= sides[1] for side in (width, height)):
+            raise refuse(f"cannot make size {size!r} (each side must be {sides[0]} to {sides[1]} pixels)")
+        if pixels is not None and width * height > pixels:
+            raise refuse(f"cannot make size {size!r} (at most {pixels} pixels)")
+
+
+def image_aspect_ratio(size: str) -> str:
+    """``"16:9"`` for ``"1792x1008"`` (reduced) or ``"16:9"`` itself."""
+    if ":" in size:
+        return size
+    width, height = (int(side) for side in size.split("x"))
+    divisor = math.gcd(width, height)
+    return f"{width // divisor}:{height // divisor}"
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Profile))

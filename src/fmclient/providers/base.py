@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fmclient.errors import ConfigurationError, UnsupportedFeatureError
 from fmclient.profiles import Capabilities
 from fmclient.secret import Secret, register_secret
-from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request, TokenCount
+from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImageRequest, Images, Request, TokenCount
 
 __all__ = [
     "Capabilities",
@@ -155,6 +155,12 @@ class Provider:
 
     async def aembed(self, request: EmbedRequest) -> Embeddings:
         return await run_in_thread(self.embed, request)
+
+    def generate_image(self, request: ImageRequest) -> Images:
+        raise UnsupportedFeatureError("image generation is not supported", provider=self.name, model=request.model)
+
+    async def agenerate_image(self, request: ImageRequest) -> Images:
+        return await run_in_thread(self.generate_image, request)
 
     def count_tokens(self, request: Request) -> TokenCount:
         """The request's input tokens. Without a count API or tokenizer: an estimate, flagged."""

@@ -64,6 +64,7 @@ and the request context); ``settings.timeout`` is the client's default; else bot
 
 from __future__ import annotations
 
+import base64
 import binascii
 import contextvars
 import json
@@ -102,7 +103,10 @@ from fmclient.types import (
     Embeddings,
     EmbedRequest,
     FinishReason,
+    GeneratedImage,
     ImagePart,
+    ImageRequest,
+    Images,
     Message,
     Request,
     TextPart,
@@ -110,6 +114,7 @@ from fmclient.types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    image_mime_type,
 )
 
 __all__ = [
@@ -117,11 +122,14 @@ __all__ = [
     "ConverseStreamParser",
     "TitanStreamParser",
     "build_converse_params",
+    "build_image_body",
     "build_titan_embedding_body",
+    "build_titan_multimodal_embedding_body",
     "build_titan_text_body",
     "map_error",
     "model_family",
     "parse_converse_response",
+    "parse_image_response",
     "parse_titan_embedding",
     "parse_titan_text_response",
     "render_titan_prompt",
@@ -172,7 +180,7 @@ def model_family(model: str) -> str:
     base = _base_id(model)
     if "amazon.titan-text" in base or "amazon.titan-tg1" in base:
         return "titan-text"
-    if "amazon.titan-embed-text" in base or "amazon.titan-embed-g1-text" in base:
+    if any(f"amazon.titan-embed-{kind}" in base for kind in ("text", "g1-text", "image")):
         return "titan-embed"
     if ".embed" in base or base.startswith("embed"):
         return "embed"
@@ -383,6 +391,91 @@ def build_titan_embedding_body(
             provider,
         )
     return _merge({"inputText": text}, options)
+
+
+def build_titan_multimodal_embedding_body(
+    text: str, image: ImagePart | None, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Titan Multimodal Embeddings: ``inputText`` and/or ``inputImage`` (base64), plus options
+    such as ``embeddingConfig``."""
+    body: dict[str, Any] = {}
+    if text:
+        body["inputText"] = text
+    if image is not None:
+        body["inputImage"] = image.base64_data
+    return _merge(body, _passthrough(options))
+
+
+# -- image generation (Titan Image Generator, Nova Canvas) ----------------------------------
+# fmclient's option names for the imageGenerationConfig fields generate_image has no argument for.
+_IMAGE_CONFIG_OPTIONS = {"cfg_scale": "cfgScale"}
+
+
+def _variation_sources(value: Any, model: str, provider: str) -> list[str]:
+    """``variation_of`` (an image's bytes, path or ImagePart, or a list of them) as base64."""
+    sources = value if isinstance(value, (list, tuple)) else [value]
+    if not 1 <= len(sources) <= 5:
+        raise BadRequestError("variation_of takes 1 to 5 images", provider=provider, model=model)
+    encoded = []
+    for source in sources:
+        try:
+            part = source if isinstance(source, ImagePart) else ImagePart.from_source(source)
+        except (TypeError, ValueError) as exc:
+            raise BadRequestError(f"variation_of: {exc}", provider=provider, model=model) from None
+        if part.data is None:
+            raise BadRequestError(
+                "variation_of: an image must be inline data, not a URL", provider=provider, model=model
+            )
+        encoded.append(part.base64_data)
+    return encoded
+
+
+def build_image_body(request: ImageRequest, *, provider: str = "bedrock") -> dict[str, Any]:
+    """The InvokeModel body; Titan Image Generator v2 and Nova Canvas share it. TEXT_IMAGE, or
+    IMAGE_VARIATION when the provider option ``variation_of`` gives the source image(s) (with
+    ``similarity_strength``). Other provider options are merged into the body as given."""
+    text: dict[str, Any] = {"text": request.prompt}
+    if request.negative_prompt is not None:
+        text["negativeText"] = request.negative_prompt
+    config: dict[str, Any] = {"numberOfImages": request.n}
+    dimensions = request.dimensions
+    if dimensions is not None:
+        config["width"], config["height"] = dimensions
+    if request.quality is not None:
+        config["quality"] = request.quality
+    if request.seed is not None:
+        config["seed"] = request.seed
+    extra = dict(request.provider_options)
+    for option, field_name in _IMAGE_CONFIG_OPTIONS.items():
+        if option in extra:
+            config[field_name] = extra.pop(option)
+    if "variation_of" in extra:
+        text["images"] = _variation_sources(extra.pop("variation_of"), request.model, provider)
+        if "similarity_strength" in extra:
+            text["similarityStrength"] = extra.pop("similarity_strength")
+        body = {"taskType": "IMAGE_VARIATION", "imageVariationParams": text, "imageGenerationConfig": config}
+    else:
+        body = {"taskType": "TEXT_IMAGE", "textToImageParams": text, "imageGenerationConfig": config}
+    return _merge(body, extra)
+
+
+def parse_image_response(body: Mapping[str, Any], *, provider: str, model: str, raw: Any = None) -> Images:
+    """Titan/Nova's answer: ``{"images": [base64...], "error": ...}``. A 200 with an ``error``
+    (the content filters blocked the prompt or the images) raises, never retried."""
+    error = body.get("error")
+    if error:
+        text = f"{model} refused: {error}"
+        if _SAFETY.search(str(error)):
+            raise ContentFilterError(text, provider=provider, model=model)
+        raise BadRequestError(text, provider=provider, model=model)
+    encoded = body.get("images")
+    if not isinstance(encoded, list) or not encoded:
+        raise _malformed("image response has no 'images' list", provider, model)
+    images = []
+    for item in encoded:
+        data = base64.b64decode(item)
+        images.append(GeneratedImage(data=data, mime_type=image_mime_type(data)))
+    return Images(images=images, model=model, provider=provider, raw=raw)
 
 
 def parse_titan_embedding(body: Mapping[str, Any], *, provider: str, model: str) -> tuple[list[float], int]:
@@ -1189,11 +1282,19 @@ class BedrockProvider(Provider):
     def _embed_bodies(self, request: EmbedRequest) -> list[dict[str, Any]]:
         if model_family(request.model) != "titan-embed":
             raise _refuse(
-                "embeddings on Bedrock are supported for Amazon Titan text embedding models "
-                "(amazon.titan-embed-text-v1, amazon.titan-embed-text-v2:0)",
+                "embeddings on Bedrock are supported for Amazon Titan text embedding and multimodal embedding models "
+                "(amazon.titan-embed-text-v1, amazon.titan-embed-text-v2:0, amazon.titan-embed-image-v1)",
                 request.model,
                 self.name,
             )
+        if profile_for(request.model, "bedrock").image_embeddings:
+            images = request.images or (None,) * len(request.texts)
+            return [
+                build_titan_multimodal_embedding_body(text, image, request.provider_options)
+                for text, image in zip(request.texts, images, strict=True)
+            ]
+        if request.images:
+            raise _refuse(f"model {request.model!r} does not embed images", request.model, self.name)
         return [
             build_titan_embedding_body(text, request.model, request.provider_options, provider=self.name)
             for text in request.texts
@@ -1245,6 +1346,25 @@ class BedrockProvider(Provider):
             provider=self.name,
             raw=None,
         )
+
+    # -- image generation ------------------------------------------------------------------------
+    def generate_image(self, request: ImageRequest) -> Images:
+        """One InvokeModel call (TEXT_IMAGE) to Titan Image Generator or Nova Canvas."""
+        if not profile_for(request.model, "bedrock").image_generation:
+            raise _refuse(f"model {request.model!r} does not generate images", request.model, self.name)
+        body = build_image_body(request, provider=self.name)
+        with self._errors(request.model):
+            response = self._invoke(
+                self._get_client().invoke_model,
+                request.timeout,
+                modelId=request.model,
+                body=json.dumps(body),
+                contentType="application/json",
+                accept="application/json",
+            )
+            parsed = json.loads(response["body"].read())
+            raw = {k: v for k, v in response.items() if k != "body"}
+            return parse_image_response(parsed, provider=self.name, model=request.model, raw=raw)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:

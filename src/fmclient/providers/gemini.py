@@ -70,7 +70,10 @@ from fmclient.types import (
     Embeddings,
     EmbedRequest,
     FinishReason,
+    GeneratedImage,
     ImagePart,
+    ImageRequest,
+    Images,
     Message,
     Request,
     TextPart,
@@ -78,6 +81,7 @@ from fmclient.types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    image_mime_type,
 )
 
 if TYPE_CHECKING:
@@ -949,6 +953,11 @@ class GeminiProvider(Provider):
 
     def capabilities(self, model: str) -> Capabilities:
         profile = profile_for(model, "gemini")
+        if profile.image_generation and not self._vertex():
+            return profile.restrict(
+                image_generation=False,
+                reason="google-genai's generate_images runs on Vertex AI only (set vertexai = true for this provider)",
+            )
         if not profile.chat:
             return profile
         return profile.restrict(
@@ -1226,6 +1235,35 @@ class GeminiProvider(Provider):
         vectors, usage = parse_embeddings(response, len(request.texts), provider=self.name, model=request.model)
         return Embeddings(vectors=vectors, usage=usage, model=request.model, provider=self.name, raw=response)
 
+    # -- image generation (Imagen) ----------------------------------------------------------
+    def _image_config(self, request: ImageRequest) -> Any:
+        from google.genai import types
+        from pydantic import ValidationError
+
+        try:
+            return types.GenerateImagesConfig.model_validate(build_image_config(request))
+        except ValidationError as exc:
+            raise BadRequestError(
+                f"invalid Imagen options (check provider_options): {exc}", provider=self.name, model=request.model
+            ) from exc
+
+    def generate_image(self, request: ImageRequest) -> Images:
+        """``models.generate_images`` (Imagen, on Vertex AI)."""
+        config = self._image_config(request)
+        client = self._sdk()
+        with self._errors(request.model):
+            response = client.models.generate_images(model=request.model, prompt=request.prompt, config=config)
+            return parse_generated_images(response, provider=self.name, model=request.model)
+
+    async def agenerate_image(self, request: ImageRequest) -> Images:
+        config = self._image_config(request)
+        client = self._sdk()
+        with self._errors(request.model):
+            response = await client.aio.models.generate_images(
+                model=request.model, prompt=request.prompt, config=config
+            )
+            return parse_generated_images(response, provider=self.name, model=request.model)
+
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
@@ -1241,3 +1279,45 @@ class GeminiProvider(Provider):
                 await client.aio.aclose()
             finally:
                 client.close()
+
+
+# -- image generation (Imagen) ------------------------------------------------------------------
+def build_image_config(request: ImageRequest) -> dict[str, Any]:
+    """``GenerateImagesConfig`` fields for an image request. Imagen takes an aspect ratio, not a
+    size: a "WxH" size is reduced to its ratio (the profile has refused ratios Imagen lacks)."""
+    from fmclient.profiles._profile import image_aspect_ratio
+
+    config: dict[str, Any] = {"number_of_images": request.n}
+    if request.size is not None:
+        config["aspect_ratio"] = image_aspect_ratio(request.size)
+    if request.negative_prompt is not None:
+        config["negative_prompt"] = request.negative_prompt
+    if request.seed is not None:
+        # Imagen takes a seed only without its watermark.
+        config["seed"] = request.seed
+        config["add_watermark"] = False
+    config.update(request.provider_options)  # e.g. person_generation, image_size="2K"
+    if request.timeout is not None:
+        config["http_options"] = {"timeout": _ms(request.timeout)}
+    return config
+
+
+def parse_generated_images(response: Any, *, provider: str, model: str) -> Images:
+    """The images of a ``GenerateImagesResponse``. When the safety filter removed every image,
+    :class:`ContentFilterError` (its ``rai_filtered_reason`` quoted)."""
+    generated = list(getattr(response, "generated_images", None) or [])
+    images: list[GeneratedImage] = []
+    reasons: list[str] = []
+    for item in generated:
+        image = getattr(item, "image", None)
+        data = getattr(image, "image_bytes", None)
+        if data:
+            mime_type = getattr(image, "mime_type", None) or image_mime_type(data)
+            images.append(GeneratedImage(data=data, mime_type=mime_type, revised_prompt=item.enhanced_prompt))
+        elif item.rai_filtered_reason:
+            reasons.append(item.rai_filtered_reason)
+    if not images:
+        if reasons:
+            raise ContentFilterError(f"{model} refused: {'; '.join(reasons)}", provider=provider, model=model)
+        raise ContentFilterError(f"{model} returned no images (filtered)", provider=provider, model=model)
+    return Images(images=images, model=model, provider=provider, raw=response)

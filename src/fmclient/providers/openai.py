@@ -54,6 +54,7 @@ request, default 2048, OpenAI's limit), ``async_transport`` and ``api``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import inspect
 import json
@@ -96,7 +97,10 @@ from fmclient.types import (
     Embeddings,
     EmbedRequest,
     FinishReason,
+    GeneratedImage,
     ImagePart,
+    ImageRequest,
+    Images,
     Message,
     Request,
     ResponseFormat,
@@ -105,6 +109,7 @@ from fmclient.types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    image_mime_type,
 )
 
 if TYPE_CHECKING:
@@ -1235,3 +1240,75 @@ class OpenAIProvider(Provider):
         with self._errors(request.model):
             response = await client.embeddings.create(**kwargs)
             return parse_embeddings([response], [len(request.texts)], provider=self.name, model=request.model)
+
+    # -- image generation (Images API) ---------------------------------------------------------
+    def generate_image(self, request: ImageRequest) -> Images:
+        """``images.generate`` (gpt-image-1 answers base64 images and reports token usage)."""
+        client = self._sync_client()
+        kwargs = build_image_params(request, _image_params())
+        with self._errors(request.model):
+            response = client.images.generate(**kwargs)
+            return parse_images_response(response, provider=self.name, model=request.model)
+
+    async def agenerate_image(self, request: ImageRequest) -> Images:
+        client = self._async_client()
+        kwargs = build_image_params(request, _image_params())
+        with self._errors(request.model):
+            response = await client.images.generate(**kwargs)
+            return parse_images_response(response, provider=self.name, model=request.model)
+
+
+_image_param_names: frozenset[str] | None = None
+
+
+def _image_params() -> frozenset[str]:
+    """``images.generate``'s keyword names: a provider option that is one goes as a keyword,
+    anything else in ``extra_body``."""
+    global _image_param_names
+    if _image_param_names is None:
+        from openai.resources.images import Images as ImagesResource
+
+        _image_param_names = _sdk_param_names(ImagesResource.generate)
+    return _image_param_names
+
+
+def build_image_params(request: ImageRequest, sdk_params: frozenset[str] | None = None) -> dict[str, Any]:
+    """``images.generate`` keywords for an image request. The profile has already refused what
+    the model cannot take (a negative prompt or seed for gpt-image-1)."""
+    kwargs: dict[str, Any] = {"model": request.model, "prompt": request.prompt, "n": request.n}
+    if request.size is not None:
+        kwargs["size"] = request.size
+    if request.quality is not None:
+        kwargs["quality"] = request.quality
+    if request.negative_prompt is not None or request.seed is not None:
+        raise UnsupportedFeatureError(
+            "the OpenAI Images API takes no negative prompt or seed", provider=_NATIVE, model=request.model
+        )
+    if request.provider_options:  # e.g. background="transparent", output_format="webp"
+        _merge_options(kwargs, request.provider_options, sdk_params)
+    if request.timeout is not None:
+        kwargs["timeout"] = request.timeout
+    return kwargs
+
+
+def parse_images_response(response: Any, *, provider: str, model: str) -> Images:
+    body = _plain(response)
+    if not isinstance(body, Mapping) or not isinstance(body.get("data"), list) or not body["data"]:
+        raise _malformed("the Images API answered without data", provider=provider, model=model)
+    images: list[GeneratedImage] = []
+    for item in body["data"]:
+        item = _plain(item)
+        encoded = item.get("b64_json") if isinstance(item, Mapping) else None
+        if not isinstance(encoded, str):
+            raise _malformed(
+                "an image came back without b64_json (a URL answer is not fetched)", provider=provider, model=model
+            )
+        data = base64.b64decode(encoded)
+        images.append(
+            GeneratedImage(data=data, mime_type=image_mime_type(data), revised_prompt=item.get("revised_prompt"))
+        )
+    usage = _plain(body.get("usage"))
+    parsed_usage = None
+    if isinstance(usage, Mapping):
+        parsed_usage = Usage(input_tokens=usage.get("input_tokens") or 0, output_tokens=usage.get("output_tokens") or 0)
+    return Images(images=images, model=model, provider=provider, usage=parsed_usage, raw=body)

@@ -42,11 +42,15 @@ from fmclient.types import (
     Embeddings,
     EmbedRequest,
     FinishReason,
+    GeneratedImage,
+    ImageRequest,
+    Images,
     Message,
     Request,
     ToolCall,
     ToolCallDelta,
     Usage,
+    image_mime_type,
 )
 
 __all__ = ["MockProvider"]
@@ -79,11 +83,18 @@ class _Embedding:
 
 
 @dataclass
+class _ImageScript:
+    images: Sequence[bytes] | None = None
+    revised_prompt: str | None = None
+    failure: _Failure | None = None
+
+
+@dataclass
 class MockCall:
     """One call the mock received: the request, and whether it was streamed or an embedding."""
 
-    request: Request | EmbedRequest
-    kind: str  # "complete", "stream" or "embed"
+    request: Request | EmbedRequest | ImageRequest
+    kind: str  # "complete", "stream", "embed" or "image"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +120,7 @@ class MockProvider(Provider):
         self.sleeps: list[float] = []
         self._script: deque[_Reply | _Failure] = deque()
         self._embeddings: deque[_Embedding] = deque()
+        self._images: deque[_ImageScript] = deque()
         self._responder: Callable[[Request], str | Completion] | None = None
         self._lock = threading.Lock()
         self._saved_sleep: tuple[Any, Any] | None = None
@@ -172,6 +184,17 @@ class MockProvider(Provider):
         self._embeddings.append(_Embedding(failure=_Failure(error, retry_after)))
         return self
 
+    def add_image(self, *images: bytes, revised_prompt: str | None = None) -> MockProvider:
+        """Queue one ``generate_image`` answer: these encoded images (PNG, JPEG...). With none
+        given, the answer is ``n`` PNGs of the asked size, as with nothing queued."""
+        self._images.append(_ImageScript(images=images or None, revised_prompt=revised_prompt))
+        return self
+
+    def add_image_error(self, error: ErrorSpec, *, retry_after: float | None = None) -> MockProvider:
+        """Queue a ``generate_image`` failure (an fmclient error class or instance, or a status)."""
+        self._images.append(_ImageScript(failure=_Failure(error, retry_after)))
+        return self
+
     def respond_with(self, responder: Callable[[Request], str | Completion] | None) -> MockProvider:
         """Answer with ``responder(request)`` whenever nothing is queued."""
         self._responder = responder
@@ -188,6 +211,10 @@ class MockProvider(Provider):
         return [c.request for c in self.calls if isinstance(c.request, EmbedRequest)]
 
     @property
+    def image_requests(self) -> list[ImageRequest]:
+        return [c.request for c in self.calls if isinstance(c.request, ImageRequest)]
+
+    @property
     def last_request(self) -> Request:
         if not self.requests:
             raise AssertionError("the mock provider received no request")
@@ -196,7 +223,7 @@ class MockProvider(Provider):
     @property
     def pending(self) -> int:
         """Scripted replies and failures not consumed yet."""
-        return len(self._script) + len(self._embeddings)
+        return len(self._script) + len(self._embeddings) + len(self._images)
 
     def reset(self) -> None:
         with self._lock:
@@ -204,6 +231,7 @@ class MockProvider(Provider):
             self.sleeps.clear()
             self._script.clear()
             self._embeddings.clear()
+            self._images.clear()
 
     # -- activation -------------------------------------------------------------------------
     def __enter__(self) -> MockProvider:
@@ -344,8 +372,40 @@ class MockProvider(Provider):
         tokens = sum(len(t.split()) for t in request.texts)
         return Embeddings(vectors=vectors, usage=Usage(input_tokens=tokens), model=request.model, provider=self.name)
 
+    def generate_image(self, request: ImageRequest) -> Images:
+        with self._lock:
+            self.calls.append(MockCall(request, "image"))
+            item = self._images.popleft() if self._images else None
+        if item is not None and item.failure is not None:
+            raise self._error(item.failure, request.model)
+        if item is not None and item.images is not None:
+            encoded = list(item.images)
+        else:
+            width, height = request.dimensions or (256, 256)
+            encoded = [_png(width, height, f"{request.prompt}#{i}") for i in range(request.n)]
+        revised = item.revised_prompt if item is not None else None
+        return Images(
+            images=[GeneratedImage(data, image_mime_type(data), revised) for data in encoded],
+            model=request.model,
+            provider=self.name,
+        )
 
-_PERMISSIVE = Capabilities(embeddings=True)
+
+_PERMISSIVE = Capabilities(embeddings=True, image_generation=True, image_embeddings=True)
+
+
+def _png(width: int, height: int, seed: str) -> bytes:
+    """A one-colour RGB PNG (colour from ``seed``): real bytes any decoder opens."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    colour = hashlib.sha256(seed.encode()).digest()[:3]
+    pixels = (b"\x00" + colour * width) * height
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(pixels)) + chunk(b"IEND", b"")
 
 
 def _words(text: str) -> list[str]:
