@@ -283,7 +283,7 @@ REFUSALS = [
     ("imagen", {"n": 5}, "at most 4 images"),
     ("imagen", {"quality": "high"}, "does not take a quality"),
     ("titan-text", {}, "does not generate images"),
-    ("gpt-4o", {}, "does not generate images"),
+    ("openai/gpt-4o", {}, "does not generate images"),
 ]
 
 

@@ -5,7 +5,8 @@ a few milliseconds and works in any install. The anthropic SDK ships a table of 
 models with their end-of-life dates (``anthropic/_data/deprecated_models.py``) and a ``Model``
 literal (``anthropic/types/model.py``); the openai SDK lists chat models in a ``ChatModel``
 literal whose docstring gives each deprecated one its announced shutdown date
-(``openai/types/shared/chat_model.py``), and embedding models in ``EmbeddingModel``.
+(``openai/types/shared/chat_model.py``), and embedding and image models in ``EmbeddingModel`` and
+``ImageModel``.
 google-genai, boto3 and ollama publish neither list nor dates.
 
 A call to a model its SDK lists as deprecated logs one warning per process on the ``fmclient``
@@ -130,11 +131,12 @@ def _openai() -> tuple[frozenset[str] | None, dict[str, str]]:
     value, doc = _assigned(chat, "ChatModel")
     if value is not None:
         models |= _literal_strings(value)
-    embedding = _module("openai", "types", "embedding_model.py")
-    if embedding is not None:
-        value, _ = _assigned(embedding, "EmbeddingModel")
-        if value is not None:
-            models |= _literal_strings(value)
+    for filename, name in (("embedding_model.py", "EmbeddingModel"), ("image_model.py", "ImageModel")):
+        listing = _module("openai", "types", filename)
+        if listing is not None:
+            value, _ = _assigned(listing, name)
+            if value is not None:
+                models |= _literal_strings(value)
     # The docstring lists deprecated values as bullets: - "a", "b": Announced shutdown date: D.
     # (A bullet without a date, e.g. "Not a supported model ID", still marks its models.)
     for bullet in re.split(r"\n(?=- )", doc or ""):
