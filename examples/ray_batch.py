@@ -28,10 +28,13 @@ def main() -> None:
     args = parser.parse_args()
 
     providers = {"openai": {"base_url": args.base_url}} if args.base_url else {}
+    # The actors run in worker processes, perhaps on other machines: the key travels in Ray's
+    # runtime environment (Ray's own way to ship environment variables), not in the task arguments.
+    keys = {name: os.environ[name] for name in ("OPENAI_API_KEY",) if name in os.environ}
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)  # join the running cluster
+        ray.init(runtime_env={"env_vars": keys}, log_to_driver=False)  # join the running cluster
     else:
-        ray.init(num_cpus=args.actors, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=args.actors, runtime_env={"env_vars": keys}, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
     # from_items needs no read tasks: every CPU can go to the actors, which wait on the network.
