@@ -138,7 +138,7 @@ def test_split_limits_hold_across_actors_in_any_window(server: FakeServer, monke
     """Two actors (as Ray builds them, here in-process) on a fake clock: at most rpm requests per 60 s in total."""
     import asyncio
 
-    from fmclient import limits
+    from fmclient import limits, retry
 
     now = [0.0]
 
@@ -148,10 +148,17 @@ def test_split_limits_hold_across_actors_in_any_window(server: FakeServer, monke
 
     monkeypatch.setattr(limits, "monotonic", lambda: now[0])
     monkeypatch.setattr(limits, "asleep", fake_sleep)
+    monkeypatch.setattr(retry, "monotonic", lambda: now[0])  # the call's deadline, on the same clock
     sent: list[float] = []
     server.handler = lambda request: (sent.append(now[0]), echo_or_fail(request))[1]
     kwargs = predictor_kwargs(
-        model="openai/gpt-4o", actors=2, client_config=client_config(server), rate_limits={"openai": {"rpm": 10}}
+        model="openai/gpt-4o",
+        actors=2,
+        client_config=client_config(server),
+        rate_limits={"openai": {"rpm": 10}},
+        # One request at a time per actor: no other task can move the fake clock between a
+        # request's admission and its arrival at the server, so the recorded times are exact.
+        concurrency_per_actor=1,
     )
     actors = [FMClientPredictor(**kwargs), FMClientPredictor(**kwargs)]
     for actor in actors:  # each actor runs its batch; the clock is shared, as wall time is
@@ -166,7 +173,7 @@ def test_predictor_refuses_bad_settings_before_any_request(server: FakeServer) -
     with pytest.raises(ConfigurationError, match="concurrency_per_actor"):
         FMClientPredictor(model="openai/gpt-4o", client_config=client_config(server), concurrency_per_actor=0)
     if importlib.util.find_spec("fmclient.limits") is None:
-        with pytest.raises(ConfigurationError, match="rate_limits need fmclient.limits"):
+        with pytest.raises(ConfigurationError, match=r"rate_limits need fmclient\.limits"):
             FMClientPredictor(model="openai/gpt-4o", rate_limits={"openai": {"rpm": 5}})
     assert server.requests == []
 
@@ -182,8 +189,13 @@ def test_ray_example_processes_a_slice(ray_cluster: Any, server: FakeServer) -> 
         "OPENAI_API_KEY": "sk-test",
     }
     out = subprocess.run(
-        [sys.executable, str(EXAMPLES / "ray_batch.py"), "--rows", "200", "--actors", "2"]
-        + ["--model", "openai/gpt-4o", "--base-url", server.url + "/v1"],
+        [
+            sys.executable,
+            str(EXAMPLES / "ray_batch.py"),
+            *("--rows", "200", "--actors", "2", "--model", "openai/gpt-4o"),
+            "--base-url",
+            server.url + "/v1",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
