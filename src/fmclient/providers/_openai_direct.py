@@ -28,7 +28,10 @@ _OPTION_KEYS = ("extra_headers", "extra_query", "extra_body", "timeout")
 @cache
 def _sdk() -> tuple[Any, Any, Any, bool]:
     # Both names as the SDK's chat-completions module itself imports them (their home moved between releases).
-    from openai.resources.chat.completions.completions import make_request_options, validate_response_format
+    from openai.resources.chat.completions.completions import (  # type: ignore[attr-defined]
+        make_request_options,
+        validate_response_format,
+    )
     from openai.types.chat import ChatCompletion
 
     takes_security = "security" in inspect.signature(make_request_options).parameters
