@@ -1315,7 +1315,7 @@ def batch_worker(side: str, url: str, count: int) -> dict[str, Any]:
 
             async def go() -> int:
                 result = await client.abatch(prompts, model=model, concurrency=BATCH_CONCURRENCY, max_tokens=MAX_TOKENS)
-                return sum(1 for item in result if getattr(item, "error", None) is None)
+                return sum(1 for item in result.items if item.error is None)
 
         else:  # a tree without fmclient.batch: the loop abatch would run, by hand
             how = "asyncio.gather over acomplete, semaphore 200 (no client.abatch in this tree)"
