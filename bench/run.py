@@ -33,7 +33,19 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("import", "complete", "stream", "async", "memory", "llamacpp", "titan", "cost", "telemetry", "cache")
+SCENARIOS = (
+    "import",
+    "complete",
+    "stream",
+    "async",
+    "memory",
+    "llamacpp",
+    "titan",
+    "cost",
+    "telemetry",
+    "cache",
+    "batch",
+)
 
 ANTHROPIC_MODEL = "claude-sonnet-4-6"
 OPENAI_MODEL = "gpt-4o"
@@ -1281,6 +1293,177 @@ def scenario_titan(url: str, quick: bool) -> Section:
 
 
 # == main ====================================================================================
+
+# == batch: many prompts at concurrency 200 ===================================================
+BATCH_CONCURRENCY = 200
+BATCH_SIDES = (
+    "fmclient",
+    "Ray Data HTTP request processor",
+    "Ray Data map_batches + fmclient",
+    "LiteLLM batch_completion",
+)
+
+
+def batch_worker(side: str, url: str, count: int) -> dict[str, Any]:
+    """One side of the batch scenario, in its own process: seconds, answers, and which code path ran."""
+    prompts = [f"{PROMPT} #{i}" for i in range(count)]
+    model = f"openai/{OPENAI_MODEL}"
+    if side == "fmclient":
+        client = fm_client(url)
+        if hasattr(client, "abatch"):  # fmclient.batch (issue 14)
+            how = "client.abatch"
+
+            async def go() -> int:
+                result = await client.abatch(prompts, model=model, concurrency=BATCH_CONCURRENCY, max_tokens=MAX_TOKENS)
+                return sum(1 for item in result.items if item.error is None)
+
+        else:  # a tree without fmclient.batch: the loop abatch would run, by hand
+            how = "asyncio.gather over acomplete, semaphore 200 (no client.abatch in this tree)"
+
+            async def go() -> int:
+                gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+                async def one(prompt: str) -> str:
+                    async with gate:
+                        return (await client.acomplete(prompt, model=model, max_tokens=MAX_TOKENS)).text
+
+                return sum(1 for text in await asyncio.gather(*(one(p) for p in prompts)) if text)
+
+        started = time.perf_counter()
+        answered = asyncio.run(go())
+        return {"seconds": time.perf_counter() - started, "answered": answered, "how": how}
+    if side == "LiteLLM batch_completion":
+        os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no download of its price map
+        import litellm
+
+        started = time.perf_counter()
+        replies = litellm.batch_completion(
+            model=f"openai/{OPENAI_MODEL}",
+            messages=[[{"role": "user", "content": p}] for p in prompts],
+            api_base=url + "/v1",
+            api_key=API_KEY,
+            max_tokens=MAX_TOKENS,
+            max_workers=BATCH_CONCURRENCY,
+        )
+        answered = sum(1 for r in replies if not isinstance(r, Exception) and r.choices[0].message.content)
+        how = f"litellm {_version('litellm')} batch_completion, max_workers={BATCH_CONCURRENCY} (threads)"
+        return {"seconds": time.perf_counter() - started, "answered": answered, "how": how}
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    ds = ray.data.from_items([{"prompt": p} for p in prompts])
+    started = time.perf_counter()
+    if side == "Ray Data HTTP request processor":
+        from ray.data.llm import HttpRequestProcessorConfig, build_processor
+
+        # 2 workers, each sending its batch of 100 rows at once: 200 in flight.
+        config = HttpRequestProcessorConfig(
+            url=url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            concurrency=2,
+            batch_size=BATCH_CONCURRENCY // 2,
+        )
+        processor = build_processor(
+            config,
+            preprocess=lambda row: {
+                "payload": {
+                    "model": OPENAI_MODEL,
+                    "max_tokens": MAX_TOKENS,
+                    "messages": [{"role": "user", "content": row["prompt"]}],
+                }
+            },
+            postprocess=lambda row: {"text": row["http_response"]["choices"][0]["message"]["content"]},
+        )
+        rows = processor(ds).take_all()
+        how = f"ray {ray.__version__} ray.data.llm HttpRequestProcessorConfig, 2 workers x batch 100"
+    else:
+        from fmclient.ray import FMClientPredictor, predictor_kwargs
+
+        kwargs = predictor_kwargs(
+            model=f"openai/{OPENAI_MODEL}",
+            actors=2,
+            client_config={"providers": {"openai": {"base_url": url + "/v1", "api_key": API_KEY}}},
+            concurrency_per_actor=BATCH_CONCURRENCY // 2,
+            max_tokens=MAX_TOKENS,
+        )
+        rows = ds.map_batches(FMClientPredictor, fn_constructor_kwargs=kwargs, concurrency=2, batch_size=500).take_all()
+        how = f"ray {ray.__version__} map_batches(FMClientPredictor), 2 actors x 100 concurrent"
+    seconds = time.perf_counter() - started
+    answered = sum(1 for row in rows if row.get("text"))
+    ray.shutdown()
+    return {"seconds": seconds, "answered": answered, "how": how}
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import version
+
+    try:
+        return version(dist)
+    except Exception:
+        return "-"
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of a process and all its descendants (Ray's raylet and workers included)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack += children.get(pid, [])
+    return total
+
+
+def scenario_batch(url: str, quick: bool) -> Section:
+    count = 2000 if quick else 10_000
+    section = Section(
+        f"Batch: {count:,} prompts at concurrency {BATCH_CONCURRENCY} against the loopback fake (one run per side)",
+        ["side", "requests/s", "wall", "answered", "peak memory (process tree)", "how"],
+    )
+    for side in BATCH_SIDES:
+        gc.collect()
+        child = subprocess.Popen(
+            [sys.executable, str(HERE / "run.py"), "--worker", "batch", side, url, str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        peak = 0
+        while child.poll() is None:
+            peak = max(peak, _tree_rss(child.pid))
+            time.sleep(0.2)
+        out, err = child.communicate()
+        try:
+            result = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            section.rows.append([side, "failed", "-", "-", mib(peak), (err.strip().splitlines() or ["?"])[-1][:120]])
+            continue
+        rate = count / result["seconds"]
+        section.rows.append(
+            [side, f"{rate:,.0f}", f"{result['seconds']:.1f} s", f"{result['answered']:,}", mib(peak), result["how"]]
+        )
+        section.data[side] = {**result, "requests_per_s": rate, "peak_rss": peak}
+    section.notes.append(
+        "peak memory: resident size of the side's process and all its descendants, sampled every 0.2 s "
+        "(for Ray: driver, GCS, raylet and workers)"
+    )
+    section.notes.append("Ray sides: the wall time includes starting the actors (ray.init is before the clock)")
+    return section
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -1331,6 +1514,8 @@ def run(scenarios: Sequence[str], quick: bool) -> list[Section]:
                 section = scenario_telemetry(server.url, quick)
             elif name == "cache":
                 section = scenario_cache(server.url, quick)
+            elif name == "batch":
+                section = scenario_batch(server.url, quick)
             else:  # pragma: no cover - argparse checks choices
                 raise ValueError(name)
             section.notes.append(f"scenario took {time.perf_counter() - started:.1f} s")
@@ -1371,11 +1556,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         kind, *rest = args.worker
-        result = (
-            memory_worker(rest[0], rest[1], int(rest[2]))
-            if kind == "memory"
-            else loops_worker(rest[0], int(rest[1]), int(rest[2]))
-        )
+        if kind == "memory":
+            result = memory_worker(rest[0], rest[1], int(rest[2]))
+        elif kind == "batch":
+            result = batch_worker(rest[0], rest[1], int(rest[2]))
+        else:
+            result = loops_worker(rest[0], int(rest[1]), int(rest[2]))
         print(json.dumps(result))
         return 0
     scenarios = args.scenario or list(SCENARIOS)

@@ -89,6 +89,7 @@ from fmclient.providers._async_clients import (
     async_transport_setting,
     parsed,
 )
+from fmclient.providers._openai_direct import post_chat_completion_raw
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
 from fmclient.types import (
@@ -1181,7 +1182,8 @@ class OpenAIProvider(Provider):
         client = self._async_client()
         kwargs = self._chat_kwargs(request, stream=False)
         with self._errors(request.model):
-            raw = await client.chat.completions.with_raw_response.create(**kwargs)
+            # The SDK's own post without create()'s no-op body transform: ~37% of the call's CPU (see the module).
+            raw = await post_chat_completion_raw(client, kwargs)
             response = await parsed(raw.parse(to=object))
             completion = parse_response(response, provider=self.name, model=request.model)
             completion.request_id = _str_or_none(raw.request_id)
