@@ -22,7 +22,7 @@ from fmclient.errors import (
 )
 from fmclient.types import Message, Tool
 from tests.fakes.openai import Answer, FakeOpenAI, response_events
-from tests.fakes.server import FakeServer, Reply
+from tests.fakes.server import FakeServer, Reply, sse
 
 KEY = "sk-test-0123456789"
 WEATHER = Tool(
@@ -365,3 +365,28 @@ def test_async_complete_and_stream(fake: FakeOpenAI) -> None:
     assert "".join(c.reasoning for c in chunks) == "r2"
     assert len(bodies(fake)) == 2
     assert json.dumps(bodies(fake)[1]["stream"]) == "true"
+
+
+def test_stream_passes_over_hosted_tool_events_it_does_not_normalise(fake: FakeOpenAI) -> None:
+    """Events fmclient has no field for (a hosted web search's progress) may arrive between the
+    ones it reads: they are valid SDK events, and the stream's text and completion are unchanged."""
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    union: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    frames = response_events(Answer("Sunny in Oslo.", model="o3"))
+    hosted = [
+        {"type": f"response.web_search_call.{stage}", "item_id": "ws_1", "output_index": 0, "sequence_number": 0}
+        for stage in ("in_progress", "searching", "completed")
+    ]
+    for event in hosted:
+        assert union.validate_python(event).type == event["type"]
+    extra = sse((event["type"], event) for event in hosted)
+    fake.server.queue(Reply(chunks=frames[:2] + extra + frames[2:]))
+    with make_client(fake.server) as client:
+        stream = client.stream("weather?", model="openai/o3")
+        text = "".join(chunk.text for chunk in stream)
+        done = stream.completion
+    assert text == "Sunny in Oslo." and done.text == "Sunny in Oslo."
+    assert done.finish_reason == "stop"
+    assert len(bodies(fake)) == 1
