@@ -332,19 +332,6 @@ def _pause_from_headers(headers: Mapping[str, str], cost: int) -> float:
     return pause
 
 
-RATE_LIMIT_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
-
-
-def rate_limit_headers(headers: Any) -> dict[str, str] | None:
-    """The rate-limit headers of a raw HTTP response, for ``Completion.rate_limit_headers``."""
-    if headers is None:
-        return None
-    found = {
-        str(k).lower(): str(v) for k, v in headers.items() if str(k).lower().startswith(RATE_LIMIT_HEADER_PREFIXES)
-    }
-    return found or None
-
-
 def _used_tokens(result: Any) -> int | None:
     usage = getattr(result, "usage", None)
     total = getattr(usage, "total_tokens", None)

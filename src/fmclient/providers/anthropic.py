@@ -86,7 +86,6 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.limits import rate_limit_headers
 from fmclient.profiles import profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
@@ -96,7 +95,14 @@ from fmclient.providers._async_clients import (
     parsed,
 )
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, astream_chunks, claude_thinking, stream_chunks, tool_arguments
+from fmclient.providers.shared_io import (
+    MappedErrors,
+    astream_chunks,
+    claude_thinking,
+    rate_limit_headers,
+    stream_chunks,
+    tool_arguments,
+)
 from fmclient.secret import redact, register_secret
 from fmclient.types import (
     CachePoint,

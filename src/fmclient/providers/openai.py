@@ -80,7 +80,6 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
-from fmclient.limits import rate_limit_headers
 from fmclient.profiles import DEFAULT_PROFILE, profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
@@ -91,7 +90,13 @@ from fmclient.providers._async_clients import (
 )
 from fmclient.providers._openai_direct import post_chat_completion_raw
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
+from fmclient.providers.shared_io import (
+    MappedErrors,
+    astream_chunks,
+    rate_limit_headers,
+    stream_chunks,
+    tool_arguments,
+)
 from fmclient.types import (
     Chunk,
     Completion,

@@ -37,6 +37,7 @@ __all__ = [
     "claude_thinking",
     "close_quietly",
     "map_exception",
+    "rate_limit_headers",
     "should_retry_header",
     "stream_chunks",
     "thinking_budget",
@@ -335,3 +336,19 @@ def claude_thinking(
             model=model,
         )
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
+
+
+# -- response headers ------------------------------------------------------------------------
+#: The headers in which OpenAI and Anthropic say how much of a rate limit is left (fmclient.limits
+#: reads them from ``Completion.rate_limit_headers`` to slow down before a 429).
+RATE_LIMIT_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+
+
+def rate_limit_headers(headers: Any) -> dict[str, str] | None:
+    """The rate-limit headers of a raw HTTP response, for ``Completion.rate_limit_headers``."""
+    if headers is None:
+        return None
+    found = {
+        str(k).lower(): str(v) for k, v in headers.items() if str(k).lower().startswith(RATE_LIMIT_HEADER_PREFIXES)
+    }
+    return found or None
