@@ -141,6 +141,36 @@ def test_bedrock_claude_thinking_through_additional_fields(bedrock: Any) -> None
     }
 
 
+def test_claude_thinking_refuses_temperature_and_forced_tools_on_every_host(
+    fake_server: FakeServer, bedrock: Any
+) -> None:
+    # Extended thinking takes tool_choice auto/none only, and no temperature: the family's rule,
+    # refused before sending on Anthropic and on Bedrock alike (the API would answer 400).
+    from tests.fakes import bedrock as fb
+
+    weather = {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    with (
+        anthropic_client(fake_server) as client,
+        pytest.raises(UnsupportedFeatureError, match=r"forced tool choice \(tool_choice='required'\) with reasoning"),
+    ):
+        client.complete(
+            "hi", model="anthropic/claude-sonnet-4-5", reasoning="low", tools=[weather], tool_choice="required"
+        )
+    bedrock_client = Client(providers={"bedrock": {"base_url": bedrock.url, "region": "us-east-1"}}, max_retries=0)
+    with bedrock_client as client:
+        with pytest.raises(UnsupportedFeatureError, match="temperature together with reasoning"):
+            client.complete("hi", model=f"bedrock/{CLAUDE_ON_BEDROCK}", reasoning="low", temperature=0.5)
+        with pytest.raises(UnsupportedFeatureError, match="tool_choice='get_weather'\\) with reasoning"):
+            client.complete(
+                "hi", model=f"bedrock/{CLAUDE_ON_BEDROCK}", reasoning="low", tools=[weather], tool_choice="get_weather"
+            )
+        # without reasoning= the same sampling is sent
+        bedrock.queue(fb.converse_reply(text="ok"))
+        assert client.complete("hi", model=f"bedrock/{CLAUDE_ON_BEDROCK}", temperature=0.5).text == "ok"
+    assert fake_server.requests == []
+    assert [body["inferenceConfig"].get("temperature") for body in bedrock.bodies()] == [0.5]
+
+
 # == Ollama ========================================================================================
 def test_ollama_think_flag_and_thinking_split() -> None:
     from tests.fakes import ollama as fo

@@ -61,6 +61,10 @@ class Profile:
     structured_output_mode: StructuredOutputMode | None = None
     #: the model reasons (thinks) before it answers
     reasoning: bool = False
+    #: with reasoning on, the family still takes temperature / a forced or named tool choice
+    #: (Claude's extended thinking takes neither: the API answers 400)
+    reasoning_with_temperature: bool = True
+    reasoning_with_forced_tool: bool = True
     #: the output-limit parameter the family requires on OpenAI's API (None: the host's default)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
     #: the OpenAI API the family is best served by: its reasoning models keep their reasoning
@@ -181,6 +185,14 @@ class Profile:
         # An unknown model (the permissive default, no family) may reason: its server decides.
         if request.reasoning is not None and not self.reasoning and self.family:
             raise refuse(f"reasoning={request.reasoning!r} (it is not a reasoning model)", "reasoning")
+        if request.reasoning is not None and request.temperature is not None and not self.reasoning_with_temperature:
+            raise refuse("temperature together with reasoning=", "reasoning_with_temperature")
+        if (
+            request.reasoning is not None
+            and choice not in (None, "auto", "none")
+            and not self.reasoning_with_forced_tool
+        ):
+            raise refuse(f"a forced tool choice (tool_choice={choice!r}) with reasoning=", "reasoning_with_forced_tool")
         if not self.prompt_caching and request.cache_points:
             raise refuse("prompt caching (a CachePoint in the prompt)", "prompt_caching")
         if not self.images:
