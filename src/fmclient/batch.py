@@ -29,10 +29,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fmclient._fan_out import afan_out, fan_out
 from fmclient.errors import FMClientError
 from fmclient.types import Usage
 
@@ -428,38 +428,20 @@ def run_batch(
     """``client.batch``: a thread pool of ``concurrency`` workers over ``client.complete``."""
     run = _Run(inputs, output, concurrency, progress, redo_failed)
 
-    pending = iter(run.todo)
-    lock = threading.Lock()
-    stop = threading.Event()
+    def one(item: Any) -> None:
+        try:
+            completion = client.complete(item.prompt, **_call_kwargs(item, model, call_args))
+        except _ITEM_ERRORS as error:
+            run.finished(_error_record(item, error))
+            return
+        run.finished(_ok_record(item, completion))
 
-    def worker() -> None:
-        # Workers pull from one iterator instead of one future per item: a million inputs make
-        # ``concurrency`` threads and no backlog. An unexpected error (a bug, not an item's
-        # failure) stops every worker after its current item.
-        while not stop.is_set():
-            with lock:
-                item = next(pending, None)
-            if item is None:
-                return
-            try:
-                completion = client.complete(item.prompt, **_call_kwargs(item, model, call_args))
-            except _ITEM_ERRORS as error:
-                run.finished(_error_record(item, error))
-                continue
-            except BaseException:
-                stop.set()
-                raise
-            run.finished(_ok_record(item, completion))
-
+    # An item's failure is recorded; anything else (a bug, an interrupt) stops the pool after the
+    # items in flight, before the output file is closed under them.
     try:
         if run.todo:
-            workers = min(concurrency, len(run.todo))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fmclient-batch") as pool:
-                futures = [pool.submit(worker) for _ in range(workers)]
-                for future in futures:
-                    future.result()
+            fan_out(one, run.todo, concurrency)
     finally:
-        stop.set()
         run.close()
     return run.result()
 
@@ -476,35 +458,21 @@ async def arun_batch(
     call_args: Mapping[str, Any],
 ) -> BatchResult:
     """``client.abatch``: ``concurrency`` asyncio workers over ``client.acomplete``."""
-    import asyncio
-
     run = _Run(inputs, output, concurrency, progress, redo_failed)
-    queue = iter(run.todo)
 
-    async def worker() -> None:
-        # Workers pull from one iterator instead of one task per item: a million inputs make
-        # ``concurrency`` tasks, not a million.
-        for item in queue:
-            try:
-                completion = await client.acomplete(item.prompt, **_call_kwargs(item, model, call_args))
-            except _ITEM_ERRORS as error:
-                run.finished(_error_record(item, error))
-                continue
-            run.finished(_ok_record(item, completion))
+    async def one(item: Any) -> None:
+        try:
+            completion = await client.acomplete(item.prompt, **_call_kwargs(item, model, call_args))
+        except _ITEM_ERRORS as error:
+            run.finished(_error_record(item, error))
+            return
+        run.finished(_ok_record(item, completion))
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(run.todo)))]
+    # As in run_batch: an unexpected error (a bug, or cancellation) stops the other workers before
+    # the output file is closed under them.
     try:
-        if tasks:
-            # An unexpected error (a bug, or cancellation) stops the other workers before the
-            # output file is closed under them.
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in tasks:
-                error = task.exception() if task.done() and not task.cancelled() else None
-                if error is not None:
-                    raise error
+        if run.todo:
+            await afan_out(one, run.todo, concurrency)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         run.close()
     return run.result()

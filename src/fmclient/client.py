@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from fmclient import _validation
+from fmclient._fan_out import afan_out, fan_out
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.budget import budget_from_settings
 from fmclient.cache import ResponseCache, cache_from_settings
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["Attempt", "Client"]
 
 T = TypeVar("T")
-T_in = TypeVar("T_in")
 R = TypeVar("R", Completion, Embeddings, Images)
 
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
@@ -845,7 +845,7 @@ class Client:
             elif batching.max_concurrency <= 1:
                 result = _joined_embeddings([embed_batch(batch) for batch in batches])
             else:
-                result = _joined_embeddings(_fan_out(embed_batch, batches, batching.max_concurrency))
+                result = _joined_embeddings(fan_out(embed_batch, batches, batching.max_concurrency))
         except BaseException as error:
             if observer is not None:
                 observer.end(None, error)
@@ -892,7 +892,7 @@ class Client:
             elif batching.max_concurrency <= 1:
                 result = _joined_embeddings([await embed_batch(batch) for batch in batches])
             else:
-                result = _joined_embeddings(await _afan_out(embed_batch, batches, batching.max_concurrency))
+                result = _joined_embeddings(await afan_out(embed_batch, batches, batching.max_concurrency))
         except BaseException as error:
             if observer is not None:
                 observer.end(None, error)
@@ -1436,69 +1436,6 @@ def _joined_embeddings(parts: Sequence[Embeddings]) -> Embeddings:
         provider=parts[0].provider,
         raw=[part.raw for part in parts],
     )
-
-
-def _fan_out(run: Callable[[T_in], T], items: Sequence[T_in], concurrency: int) -> list[T]:
-    """``run`` over ``items`` in at most ``concurrency`` threads, results in input order.
-
-    After a failure (or an interrupt of the calling thread) nothing new starts; what is in flight
-    finishes (its work is done, not re-sent) and the first error is raised.
-    """
-    results: list[Any] = [None] * len(items)
-    errors: list[BaseException] = []
-    stop = threading.Event()
-    pending = iter(range(len(items)))
-    lock = threading.Lock()
-
-    def worker() -> None:
-        while not stop.is_set():
-            with lock:
-                index = next(pending, None)
-            if index is None:
-                return
-            try:
-                results[index] = run(items[index])
-            except BaseException as exc:  # handed to the calling thread, which raises it
-                errors.append(exc)
-                stop.set()
-
-    threads = [
-        threading.Thread(target=worker, name="fmclient-fan-out", daemon=True)
-        for _ in range(min(concurrency, len(items)))
-    ]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        stop.set()
-    if errors:
-        raise errors[0]
-    return results
-
-
-async def _afan_out(run: Callable[[T_in], Awaitable[T]], items: Sequence[T_in], concurrency: int) -> list[T]:
-    """The async twin of :func:`_fan_out`: at most ``concurrency`` tasks; the first failure
-    cancels the rest."""
-    import asyncio
-
-    results: list[Any] = [None] * len(items)
-    pending = iter(range(len(items)))
-
-    async def worker() -> None:
-        for index in pending:  # shared: each index goes to one worker
-            results[index] = await run(items[index])
-
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(items)))]
-    try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
-    return results
 
 
 def _observed_embed_request(observer: CallObserver, route: _Route, request: EmbedRequest) -> EmbedRequest:
