@@ -315,7 +315,21 @@ class CallObserver:
         self, provider: str, model: str, request: Request | EmbedRequest | ImageRequest, fn: Callable[[], T]
     ) -> T:
         """Run one attempt that ends when ``fn`` returns (a whole answer)."""
-        attempt = self._start(provider, model, request)
+        return self._run(self._start(provider, model, request), fn, self._whole_answer)
+
+    async def aattempt(
+        self, provider: str, model: str, request: Request | EmbedRequest | ImageRequest, fn: Callable[[], Awaitable[T]]
+    ) -> T:
+        return await self._arun(self._start(provider, model, request), fn, self._whole_answer)
+
+    def open_stream(self, provider: str, model: str, request: Request, fn: Callable[[], T]) -> T:
+        """Run the opening of a stream (request and first chunk); the attempt stays open."""
+        return self._run(self._start(provider, model, request), fn, self._first_chunk)
+
+    async def aopen_stream(self, provider: str, model: str, request: Request, fn: Callable[[], Awaitable[T]]) -> T:
+        return await self._arun(self._start(provider, model, request), fn, self._first_chunk)
+
+    def _run(self, attempt: AttemptInfo, fn: Callable[[], T], then: Callable[[AttemptInfo, Any], None]) -> T:
         try:
             result = fn()
         except BaseException as error:
@@ -323,13 +337,12 @@ class CallObserver:
             self._failed(attempt, error)
             raise
         self._each("on_attempt_sent", attempt)
-        self.answered(result)  # type: ignore[arg-type]
+        then(attempt, result)
         return result
 
-    async def aattempt(
-        self, provider: str, model: str, request: Request | EmbedRequest | ImageRequest, fn: Callable[[], Awaitable[T]]
+    async def _arun(
+        self, attempt: AttemptInfo, fn: Callable[[], Awaitable[T]], then: Callable[[AttemptInfo, Any], None]
     ) -> T:
-        attempt = self._start(provider, model, request)
         try:
             result = await fn()
         except BaseException as error:
@@ -337,33 +350,11 @@ class CallObserver:
             self._failed(attempt, error)
             raise
         self._each("on_attempt_sent", attempt)
-        self.answered(result)  # type: ignore[arg-type]
+        then(attempt, result)
         return result
 
-    def open_stream(self, provider: str, model: str, request: Request, fn: Callable[[], T]) -> T:
-        """Run the opening of a stream (request and first chunk); the attempt stays open."""
-        attempt = self._start(provider, model, request)
-        try:
-            opened = fn()
-        except BaseException as error:
-            self._each("on_attempt_sent", attempt)
-            self._failed(attempt, error)
-            raise
-        self._each("on_attempt_sent", attempt)
-        self._first_chunk(attempt, opened)
-        return opened
-
-    async def aopen_stream(self, provider: str, model: str, request: Request, fn: Callable[[], Awaitable[T]]) -> T:
-        attempt = self._start(provider, model, request)
-        try:
-            opened = await fn()
-        except BaseException as error:
-            self._each("on_attempt_sent", attempt)
-            self._failed(attempt, error)
-            raise
-        self._each("on_attempt_sent", attempt)
-        self._first_chunk(attempt, opened)
-        return opened
+    def _whole_answer(self, attempt: AttemptInfo, result: Any) -> None:
+        self.answered(result)
 
     def _first_chunk(self, attempt: AttemptInfo, opened: Any) -> None:
         first = opened[1]
