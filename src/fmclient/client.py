@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient import _validation
 from fmclient._fan_out import afan_out, fan_out
@@ -41,6 +41,9 @@ __all__ = ["Attempt", "Client"]
 
 T = TypeVar("T")
 R = TypeVar("R", Completion, Embeddings, Images)
+#: what a whole-answer call returns (the fallback walk of complete and generate_image)
+A = TypeVar("A", Completion, Images)
+Q = TypeVar("Q", Request, ImageRequest)
 
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
 # A plain list, not a contextvar, so threads an app starts see the override too.
@@ -344,6 +347,51 @@ class Client:
             return attempt
         return alimit_attempt(attempt, self._limiter, route.buckets, request, deadline, route.where)
 
+    # -- the fallback walk of a call that ends with one whole answer --------------------------------
+    def _walk(self, call: _Call, method: str, finish: Callable[[_Route, A], A]) -> A:
+        """Each target in turn, ``route.provider.<method>`` under its rate limits, retries, deadline
+        and hooks, until one answers (``finish``) or none is left (``call.failed`` raises).
+
+        One walk for complete and generate_image, so what wraps an attempt cannot drift apart.
+        """
+        for route, prepared in call.plan():
+            attempt = _whole_attempt(call, route, prepared, getattr(route.provider, method))
+            try:
+                answer = call_with_retries(
+                    self._limited(route, attempt, prepared, call.deadline),
+                    route.policy,
+                    call.deadline,
+                    **call.where(route),
+                )
+            except FMClientError as error:
+                call.failed(route, error)
+                continue
+            except BaseException as error:  # cancelled or interrupted: hand back a breaker trial
+                call.interrupted(error)
+                raise
+            return finish(route, answer)
+        raise AssertionError("unreachable: plan() raises when no target is left")
+
+    async def _awalk(self, call: _Call, method: str, finish: Callable[[_Route, A], A]) -> A:
+        """The async twin of :meth:`_walk` (``method`` is the adapter's coroutine method)."""
+        for route, prepared in call.plan():
+            attempt = _awhole_attempt(call, route, prepared, getattr(route.provider, method))
+            try:
+                answer = await acall_with_retries(
+                    self._alimited(route, attempt, prepared, call.deadline),
+                    route.policy,
+                    call.deadline,
+                    **call.where(route),
+                )
+            except FMClientError as error:
+                call.failed(route, error)
+                continue
+            except BaseException as error:  # cancelled or interrupted: hand back a breaker trial
+                call.interrupted(error)
+                raise
+            return finish(route, answer)
+        raise AssertionError("unreachable: plan() raises when no target is left")
+
     # -- complete and stream ------------------------------------------------------------------
     def _call(
         self,
@@ -410,34 +458,7 @@ class Client:
         )
         if call.cached is not None:
             return call.hit()
-        for route, prepared in call.plan():
-
-            def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                sent = _with_timeout(prepared, left)
-                if call.observer is None:
-                    return _guard(route.provider.complete, sent, route=route)
-                return call.observer.attempt(
-                    route.target.provider,
-                    route.target.model,
-                    sent,
-                    lambda: _guard(route.provider.complete, sent, route=route),
-                )
-
-            try:
-                completion = call_with_retries(
-                    self._limited(route, attempt, prepared, call.deadline),
-                    route.policy,
-                    call.deadline,
-                    **call.where(route),
-                )
-            except FMClientError as error:
-                call.failed(route, error)
-                continue
-            except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
-                call.interrupted(error)
-                raise
-            return call.finish(route, completion)
-        raise AssertionError("unreachable: plan() raises when no target is left")
+        return self._walk(call, "complete", call.finish)
 
     async def acomplete(
         self,
@@ -479,34 +500,7 @@ class Client:
         )
         if call.cached is not None:
             return call.hit()
-        for route, prepared in call.plan():
-
-            async def attempt(left: float | None, route: _Route = route, prepared: Request = prepared) -> Completion:
-                sent = _with_timeout(prepared, left)
-                if call.observer is None:
-                    return await _aguard(route.provider.acomplete(sent), route)
-                return await call.observer.aattempt(
-                    route.target.provider,
-                    route.target.model,
-                    sent,
-                    lambda: _aguard(route.provider.acomplete(sent), route),
-                )
-
-            try:
-                completion = await acall_with_retries(
-                    self._alimited(route, attempt, prepared, call.deadline),
-                    route.policy,
-                    call.deadline,
-                    **call.where(route),
-                )
-            except FMClientError as error:
-                call.failed(route, error)
-                continue
-            except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
-                call.interrupted(error)
-                raise
-            return call.finish(route, completion)
-        raise AssertionError("unreachable: plan() raises when no target is left")
+        return await self._awalk(call, "acomplete", call.finish)
 
     def stream(
         self,
@@ -1031,29 +1025,7 @@ class Client:
             seed=seed,
             quality=quality,
         )
-        for route, prepared in call.targets():
-
-            def attempt(left: float | None, route: _Route = route, prepared: ImageRequest = prepared) -> Images:
-                sent = prepared if left is None else replace(prepared, timeout=left)
-                if call.observer is None:
-                    return _guard(route.provider.generate_image, sent, route=route)
-                return call.observer.attempt(
-                    route.target.provider,
-                    route.target.model,
-                    sent,
-                    lambda: _guard(route.provider.generate_image, sent, route=route),
-                )
-
-            try:
-                images = call_with_retries(attempt, route.policy, call.deadline, **call.where(route))
-            except FMClientError as error:
-                call.failed(route, error)
-                continue
-            except BaseException as error:  # cancelled or interrupted: hand back a breaker trial
-                call.interrupted(error)
-                raise
-            return call.finish_images(route, images)
-        raise AssertionError("unreachable: plan() raises when no target is left")
+        return self._walk(call, "generate_image", call.finish_images)
 
     async def agenerate_image(
         self,
@@ -1084,29 +1056,7 @@ class Client:
             seed=seed,
             quality=quality,
         )
-        for route, prepared in call.targets():
-
-            async def attempt(left: float | None, route: _Route = route, prepared: ImageRequest = prepared) -> Images:
-                sent = prepared if left is None else replace(prepared, timeout=left)
-                if call.observer is None:
-                    return await _aguard(route.provider.agenerate_image(sent), route)
-                return await call.observer.aattempt(
-                    route.target.provider,
-                    route.target.model,
-                    sent,
-                    lambda: _aguard(route.provider.agenerate_image(sent), route),
-                )
-
-            try:
-                images = await acall_with_retries(attempt, route.policy, call.deadline, **call.where(route))
-            except FMClientError as error:
-                call.failed(route, error)
-                continue
-            except BaseException as error:  # cancelled or interrupted: hand back a breaker trial
-                call.interrupted(error)
-                raise
-            return call.finish_images(route, images)
-        raise AssertionError("unreachable: plan() raises when no target is left")
+        return await self._awalk(call, "agenerate_image", call.finish_images)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -1395,11 +1345,6 @@ class _ImageCall(_Call):
     def _prepare_for(self, route: _Route) -> ImageRequest:
         return self.client._prepare_image(route, self.request)
 
-    def targets(self) -> Iterator[tuple[_Route, ImageRequest]]:
-        """:meth:`plan`'s walk, typed for image requests (what :meth:`_prepare_for` made)."""
-        for route, prepared in self.plan():
-            yield route, cast(ImageRequest, prepared)
-
     def finish_images(self, route: _Route, images: Images) -> Images:
         self._record(route, None)
         self.attempts.append(Attempt(route.target.provider, route.target.model))
@@ -1446,7 +1391,38 @@ def _observed_embed_request(observer: CallObserver, route: _Route, request: Embe
         raise
 
 
-def _with_timeout(request: Request, left: float | None) -> Request:
+def _whole_attempt(call: _Call, route: _Route, prepared: Any, send: Callable[[Any], A]) -> Callable[[float | None], A]:
+    """One retry-layer attempt of a whole-answer call: the request with the time left, through
+    the call's hooks when it has any."""
+
+    def attempt(left: float | None) -> A:
+        sent = _with_timeout(prepared, left)
+        if call.observer is None:
+            return _guard(send, sent, route=route)
+        return call.observer.attempt(
+            route.target.provider, route.target.model, sent, lambda: _guard(send, sent, route=route)
+        )
+
+    return attempt
+
+
+def _awhole_attempt(
+    call: _Call, route: _Route, prepared: Any, send: Callable[[Any], Awaitable[A]]
+) -> Callable[[float | None], Awaitable[A]]:
+    """The async twin of :func:`_whole_attempt`."""
+
+    async def attempt(left: float | None) -> A:
+        sent = _with_timeout(prepared, left)
+        if call.observer is None:
+            return await _aguard(send(sent), route)
+        return await call.observer.aattempt(
+            route.target.provider, route.target.model, sent, lambda: _aguard(send(sent), route)
+        )
+
+    return attempt
+
+
+def _with_timeout(request: Q, left: float | None) -> Q:
     return request if left is None else replace(request, timeout=left)
 
 
