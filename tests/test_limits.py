@@ -401,3 +401,23 @@ async def test_async_streams_and_embeddings_are_limited_too(fake_server: FakeSer
     assert clock.slept == [60.0]
     assert len(fake_server.requests) == 2
     await client.aclose()
+
+
+async def test_image_generation_is_limited_too(fake_server: FakeServer, clock: FakeClock) -> None:
+    # generate_image shares complete's fallback walk, so it waits for (or is refused by) the same
+    # limits: one request per minute here, whichever kind of call takes it.
+    FakeOpenAI(fake_server)
+    client = Client(
+        providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": KEY}}, rate_limits={"openai": {"rpm": 1}}
+    )
+    await client.acomplete("first", model="openai/gpt-4o")
+    with pytest.raises(RateLimitError, match="nothing was sent"):
+        client.generate_image("a red bicycle", model="openai/gpt-image-1", timeout=59)
+    with pytest.raises(RateLimitError, match="nothing was sent"):
+        await client.agenerate_image("a red bicycle", model="openai/gpt-image-1", timeout=59)
+    assert len(fake_server.requests) == 1
+    images = await client.agenerate_image("a red bicycle", model="openai/gpt-image-1", timeout=61)
+    assert len(images.images) == 1 and images.images[0].data.startswith(b"\x89PNG")
+    assert clock.slept == [60.0]
+    assert [request.path for request in fake_server.requests] == ["/v1/chat/completions", "/v1/images/generations"]
+    await client.aclose()
