@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from fmclient import Client, RateLimitError, limits, retry
+from fmclient._validation import build_request
 from fmclient.config import load_settings
-from fmclient.errors import ConfigurationError
+from fmclient.errors import ConfigurationError, FMClientError
 from fmclient.limits import RateLimit, RateLimiter, _duration, _pause_from_headers, estimate_tokens
 from fmclient.testing import MockProvider
 from fmclient.types import Request, Usage
@@ -286,6 +287,87 @@ async def test_anthropic_rate_limit_headers_reach_the_completion_and_the_limiter
     assert second.text == "again"
     await client.aclose()
     assert len(clock.slept) == 1 and 500.0 < clock.slept[0] <= 600.0
+
+
+def test_a_streams_rate_limit_headers_reach_its_first_chunk_and_the_limiter(
+    fake_server: FakeServer, clock: FakeClock
+) -> None:
+    """The headers arrive with the response that opens the stream: the next call waits at once."""
+    from tests.fakes.openai import chunk_events
+
+    headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s"}
+    fake_server.queue(Reply(chunks=chunk_events(Answer("first"), include_usage=True), headers=headers))
+    FakeOpenAI(fake_server)
+    client = Client(
+        providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": KEY}},
+        rate_limits={"openai": {"rpm": 500}},
+    )
+    chunks = list(client.stream("a", model="openai/gpt-4o"))
+    assert chunks[0].rate_limit_headers == headers
+    assert all(chunk.rate_limit_headers is None for chunk in chunks[1:])
+    assert client.complete("b", model="openai/gpt-4o").text == "ok"
+    assert clock.slept == [360.0]
+    assert len(fake_server.requests) == 2
+
+
+async def test_an_anthropic_streams_headers_pause_the_limits(fake_server: FakeServer, clock: FakeClock) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    reset = (datetime.now(timezone.utc) + timedelta(seconds=600)).isoformat().replace("+00:00", "Z")
+    reply = fake_anthropic.stream_reply(fake_anthropic.stream_events("hello"))
+    reply.headers.update({"anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": reset})
+    fake_server.queue(reply, fake_anthropic.message_reply("again"))
+    client = Client(
+        providers={"anthropic": {"base_url": fake_server.url, "api_key": "test-key-anthropic"}},
+        rate_limits={"anthropic": {"rpm": 1000}},
+    )
+    stream = client.astream("a", model="anthropic/claude-sonnet-4-5", max_tokens=50)
+    assert "".join([chunk.text async for chunk in stream]) == "hello"
+    second = await client.acomplete("b", model="anthropic/claude-sonnet-4-5", max_tokens=50)
+    assert second.text == "again"
+    await client.aclose()
+    assert len(clock.slept) == 1 and 500.0 < clock.slept[0] <= 600.0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_streams_token_charge_is_corrected_from_its_usage_when_it_ends(
+    fake_server: FakeServer, clock: FakeClock, mode: str
+) -> None:
+    """Estimated at max_tokens (1,000) plus the prompt; the stream used 17 tokens, so a second
+    call of the same size fits in a 1,100-token minute without waiting once the first has ended."""
+    fake = FakeOpenAI(fake_server)
+    fake.answer(Answer("first", prompt_tokens=12, completion_tokens=5), Answer("second"))
+    client = Client(
+        providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": KEY}},
+        rate_limits={"openai": {"tpm": 1100}},
+    )
+    if mode == "sync":
+        stream = client.stream("a", model="openai/gpt-4o", max_tokens=1000)
+        assert "".join(chunk.text for chunk in stream) == "first"
+    else:
+        astream = client.astream("a", model="openai/gpt-4o", max_tokens=1000)
+        assert "".join([chunk.text async for chunk in astream]) == "first"
+    assert client._limiter._buckets["openai"].tokens.used == 17  # type: ignore[union-attr]
+    assert (await client.acomplete("b", model="openai/gpt-4o", max_tokens=1000)).text == "second"
+    assert clock.slept == []
+    await client.aclose()
+
+
+def test_a_stream_cut_short_keeps_its_estimated_charge(fake_server: FakeServer, clock: FakeClock) -> None:
+    """No usage arrived: the limiter cannot know what the call cost, so the estimate stands."""
+    from tests.fakes.openai import chunk_events
+
+    events = chunk_events(Answer("a long answer"), include_usage=True)
+    fake_server.queue(Reply(chunks=events, cut_after=2))
+    client = Client(
+        providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": KEY}},
+        rate_limits={"openai": {"tpm": 5000}},
+        max_retries=0,
+    )
+    with pytest.raises(FMClientError):
+        list(client.stream("a", model="openai/gpt-4o", max_tokens=1000))
+    used = client._limiter._buckets["openai"].tokens.used  # type: ignore[union-attr]
+    assert used == estimate_tokens(build_request("a", model="gpt-4o", provider_options={}, max_tokens=1000))
 
 
 def test_header_parsing() -> None:

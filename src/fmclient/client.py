@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fmclient import _validation
 from fmclient._fan_out import afan_out, fan_out
@@ -22,7 +22,7 @@ from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_sett
 from fmclient.config import Settings, Target, load_settings
 from fmclient.errors import ConfigurationError, ContextWindowExceededError, FMClientError, UnsupportedFeatureError
 from fmclient.hooks import CallObserver, Hook, LoggingHook
-from fmclient.limits import RateLimit, RateLimiter, alimit_attempt, limit_attempt
+from fmclient.limits import PendingUsage, RateLimit, RateLimiter, alimit_attempt, limit_attempt
 from fmclient.pricing import PriceRef
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities, EmbedBatching
@@ -44,6 +44,22 @@ R = TypeVar("R", Completion, Embeddings, Images)
 #: what a whole-answer call returns (the fallback walk of complete and generate_image)
 A = TypeVar("A", Completion, Images)
 Q = TypeVar("Q", Request, ImageRequest)
+It = TypeVar("It")
+
+
+class _OpenedStream(PendingUsage, Generic[It]):
+    """A stream whose request was answered: its chunk iterator and first chunk (None: it was empty).
+
+    The rate limits read the first chunk's rate-limit headers when the stream opens and correct
+    the token charge from its usage when it ends (see :class:`fmclient.limits.PendingUsage`).
+    """
+
+    __slots__ = ("first", "iterator")
+
+    def __init__(self, iterator: It, first: Chunk | None) -> None:
+        super().__init__(first.rate_limit_headers if first is not None else None)
+        self.iterator = iterator
+        self.first = first
 
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
 # A plain list, not a contextvar, so threads an app starts see the override too.
@@ -553,19 +569,19 @@ class Client:
 
                 def open_stream(
                     left: float | None, route: _Route = route, prepared: Request = prepared
-                ) -> tuple[Iterator[Chunk], Chunk | None]:
+                ) -> _OpenedStream[Iterator[Chunk]]:
                     sent = _with_timeout(prepared, left)
 
-                    def opened() -> tuple[Iterator[Chunk], Chunk | None]:
+                    def opened() -> _OpenedStream[Iterator[Chunk]]:
                         iterator = _guard(route.provider.stream, sent, route=route)
-                        return iterator, _guard(next, iterator, None, route=route)
+                        return _OpenedStream(iterator, _guard(next, iterator, None, route=route))
 
                     if call.observer is None:
                         return opened()
                     return call.observer.open_stream(route.target.provider, route.target.model, sent, opened)
 
                 try:
-                    iterator, first = call_with_retries(
+                    stream_opened = call_with_retries(
                         self._limited(route, open_stream, prepared, call.deadline),
                         route.policy,
                         call.deadline,
@@ -577,9 +593,10 @@ class Client:
                 except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
                     call.interrupted(error)
                     raise
+                iterator = stream_opened.iterator
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
-                    chunk = first
+                    chunk = stream_opened.first
                     while chunk is not None:
                         assembler.add(chunk)
                         # The deadline covers the whole stream: a reply that keeps trickling in
@@ -598,6 +615,7 @@ class Client:
                     if close is not None:
                         close()
                 stream._completion = call.finish(route, assembler.completion())
+                stream_opened.settle_usage(stream._completion.usage.total_tokens)
                 return
 
         return Stream(chunks)
@@ -650,19 +668,19 @@ class Client:
 
                 async def open_stream(
                     left: float | None, route: _Route = route, prepared: Request = prepared
-                ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
+                ) -> _OpenedStream[AsyncIterator[Chunk]]:
                     sent = _with_timeout(prepared, left)
 
-                    async def opened() -> tuple[AsyncIterator[Chunk], Chunk | None]:
+                    async def opened() -> _OpenedStream[AsyncIterator[Chunk]]:
                         iterator = route.provider.astream(sent)
-                        return iterator, await _aguard(_anext_or_none(iterator), route)
+                        return _OpenedStream(iterator, await _aguard(_anext_or_none(iterator), route))
 
                     if call.observer is None:
                         return await opened()
                     return await call.observer.aopen_stream(route.target.provider, route.target.model, sent, opened)
 
                 try:
-                    iterator, first = await acall_with_retries(
+                    stream_opened = await acall_with_retries(
                         self._alimited(route, open_stream, prepared, call.deadline),
                         route.policy,
                         call.deadline,
@@ -674,9 +692,10 @@ class Client:
                 except BaseException as error:  # cancelled, interrupted or closed early: hand back a breaker trial
                     call.interrupted(error)
                     raise
+                iterator = stream_opened.iterator
                 assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
                 try:
-                    chunk = first
+                    chunk = stream_opened.first
                     while chunk is not None:
                         assembler.add(chunk)
                         call.deadline.check(**route.where)  # the whole stream, as in stream()
@@ -693,6 +712,7 @@ class Client:
                     if aclose is not None:
                         await aclose()
                 stream._completion = call.finish(route, assembler.completion())
+                stream_opened.settle_usage(stream._completion.usage.total_tokens)
                 return
 
         return AsyncStream(chunks)

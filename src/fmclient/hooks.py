@@ -357,7 +357,7 @@ class CallObserver:
         self.answered(result)
 
     def _first_chunk(self, attempt: AttemptInfo, opened: Any) -> None:
-        first = opened[1]
+        first = opened.first
         if first is not None:
             attempt.first_chunk_at = time.perf_counter()
             self._each("on_first_chunk", attempt, first)

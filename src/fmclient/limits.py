@@ -16,12 +16,13 @@ and asyncio task that uses one :class:`~fmclient.Client`: the state sits behind 
 ``threading.Lock`` that is held only for bookkeeping, never across a wait.
 
 Tokens: a call is charged an estimate before it is sent (:func:`estimate_tokens`, replaceable) and
-the charge is corrected to the call's actual usage when the answer arrives. A 429 pauses the
-call's limits for the provider's ``Retry-After`` (1 s when it gave none). Rate-limit headers that
-the OpenAI and Anthropic adapters copy onto ``Completion.rate_limit_headers``
-(``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``, ``anthropic-ratelimit-*``) pause them until
-the reset when the provider says the requests are used up or fewer tokens remain than the call
-just cost.
+the charge is corrected to the call's actual usage when the answer arrives (for a stream: when
+its last chunk, which carries the usage, has arrived). A 429 pauses the call's limits for the
+provider's ``Retry-After`` (1 s when it gave none). Rate-limit headers that the OpenAI and
+Anthropic adapters copy onto ``Completion.rate_limit_headers`` and onto the first chunk of a
+stream (``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``, ``anthropic-ratelimit-*``) pause
+them until the reset when the provider says the requests are used up or fewer tokens remain than
+the call just cost.
 
 Waiting counts inside the call's deadline. When the limits cannot admit the call before its
 deadline, it raises :class:`~fmclient.errors.RateLimitError` at once, without sending anything.
@@ -45,7 +46,7 @@ from typing import Any, TypeVar
 
 from fmclient.errors import ConfigurationError, RateLimitError
 
-__all__ = ["RateLimit", "RateLimiter", "estimate_tokens", "parse_rate_limits"]
+__all__ = ["PendingUsage", "RateLimit", "RateLimiter", "estimate_tokens", "parse_rate_limits"]
 
 T = TypeVar("T")
 WINDOW = 60.0
@@ -332,10 +333,37 @@ def _pause_from_headers(headers: Mapping[str, str], cost: int) -> float:
     return pause
 
 
+class PendingUsage:
+    """An attempt's result whose usage arrives later: an opened stream.
+
+    The limiter settles its rate-limit headers as soon as the attempt returns, and hands it the
+    means to correct the token charge once the stream's usage is known (:meth:`settle_usage`).
+    """
+
+    __slots__ = ("_settle", "rate_limit_headers")
+
+    def __init__(self, rate_limit_headers: Mapping[str, str] | None = None) -> None:
+        self.rate_limit_headers = rate_limit_headers
+        self._settle: Callable[[int], None] | None = None
+
+    def settle_usage(self, total_tokens: int | None) -> None:
+        """Correct the token charge to what the stream used (once; a stream cut short keeps its estimate)."""
+        settle, self._settle = self._settle, None
+        if settle is not None and total_tokens:  # 0: the provider reported no usage
+            settle(total_tokens)
+
+
+def _settle(limiter: RateLimiter, ticket: _Ticket, result: Any) -> None:
+    limiter.settle(ticket, _used_tokens(result), getattr(result, "rate_limit_headers", None))
+    if isinstance(result, PendingUsage):
+        result._settle = lambda tokens: limiter.settle(ticket, tokens, None)
+
+
 def _used_tokens(result: Any) -> int | None:
     usage = getattr(result, "usage", None)
     total = getattr(usage, "total_tokens", None)
-    return total if isinstance(total, int) else None
+    # 0 means the provider reported no usage: the estimate stands.
+    return total if isinstance(total, int) and total > 0 else None
 
 
 def limit_attempt(
@@ -357,7 +385,7 @@ def limit_attempt(
         except RateLimitError as error:
             limiter.throttled(ticket, error.retry_after)
             raise
-        limiter.settle(ticket, _used_tokens(result), getattr(result, "rate_limit_headers", None))
+        _settle(limiter, ticket, result)
         return result
 
     return run
@@ -381,7 +409,7 @@ def alimit_attempt(
         except RateLimitError as error:
             limiter.throttled(ticket, error.retry_after)
             raise
-        limiter.settle(ticket, _used_tokens(result), getattr(result, "rate_limit_headers", None))
+        _settle(limiter, ticket, result)
         return result
 
     return run

@@ -460,6 +460,9 @@ class Chunk:
     model: str | None = None
     provider_state: Mapping[str, Any] | None = None
     raw: Any = field(default=None, repr=False, compare=False)
+    #: On the first chunk of an OpenAI or Anthropic stream: the response's rate-limit headers,
+    #: which the client's rate limits read (as ``Completion.rate_limit_headers``).
+    rate_limit_headers: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

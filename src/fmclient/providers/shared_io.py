@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -184,8 +185,12 @@ def stream_chunks(
     with errors:
         try:
             events = open_events()
+            headers = _stream_rate_limit_headers(events)
             for event in events:
-                yield from _chunks_of(feed(event))
+                for chunk in _chunks_of(feed(event)):
+                    if headers is not None:
+                        chunk, headers = replace(chunk, rate_limit_headers=headers), None
+                    yield chunk
                 if done is not None and done():
                     break
             final = end()
@@ -193,7 +198,7 @@ def stream_chunks(
             if events is not None:
                 close_quietly(events)
     if final is not None:
-        yield final
+        yield final if headers is None else replace(final, rate_limit_headers=headers)
 
 
 async def astream_chunks(
@@ -209,8 +214,11 @@ async def astream_chunks(
     with errors:
         try:
             events = await open_events()
+            headers = _stream_rate_limit_headers(events)
             async for event in events:
                 for chunk in _chunks_of(feed(event)):
+                    if headers is not None:
+                        chunk, headers = replace(chunk, rate_limit_headers=headers), None
                     yield chunk
                 if done is not None and done():
                     break
@@ -219,7 +227,7 @@ async def astream_chunks(
             if events is not None:
                 await aclose_quietly(events)
     if final is not None:
-        yield final
+        yield final if headers is None else replace(final, rate_limit_headers=headers)
 
 
 # -- tool calls --------------------------------------------------------------------------------
@@ -352,3 +360,9 @@ def rate_limit_headers(headers: Any) -> dict[str, str] | None:
         str(k).lower(): str(v) for k, v in headers.items() if str(k).lower().startswith(RATE_LIMIT_HEADER_PREFIXES)
     }
     return found or None
+
+
+def _stream_rate_limit_headers(events: object) -> dict[str, str] | None:
+    """The rate-limit headers of the response an SDK stream reads (the OpenAI and Anthropic SDKs'
+    ``Stream.response``); None for streams that have no such response (Gemini, Ollama, Bedrock)."""
+    return rate_limit_headers(getattr(getattr(events, "response", None), "headers", None))
