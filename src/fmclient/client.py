@@ -61,6 +61,7 @@ class _OpenedStream(PendingUsage, Generic[It]):
         self.iterator = iterator
         self.first = first
 
+
 # Providers that answer every model instead of the configured ones (fmclient.testing's mock).
 # A plain list, not a contextvar, so threads an app starts see the override too.
 _overrides: list[MockProvider] = []
