@@ -94,6 +94,7 @@ from fmclient.providers._async_clients import (
     async_transport_setting,
     parsed,
 )
+from fmclient.providers._sdk_post import anthropic_post_suits, post_message_raw
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import (
     MappedErrors,
@@ -1063,7 +1064,11 @@ class AnthropicProvider(Provider):
         client = self._aclient()
         with self._errors(request):
             try:
-                raw = await client.messages.with_raw_response.create(**params)
+                if anthropic_post_suits(params):
+                    # The SDK's own post, without create()'s per-call span work (see _sdk_post).
+                    raw = await post_message_raw(client, params)
+                else:
+                    raw = await client.messages.with_raw_response.create(**params)
                 response = await parsed(raw.parse(to=object))
             except ValueError as exc:
                 if not _refused_as_too_long(exc):

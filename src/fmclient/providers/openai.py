@@ -88,7 +88,7 @@ from fmclient.providers._async_clients import (
     async_transport_setting,
     parsed,
 )
-from fmclient.providers._openai_direct import post_chat_completion_raw
+from fmclient.providers._sdk_post import post_chat_completion_raw
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import (
     MappedErrors,
