@@ -533,9 +533,7 @@ def _unavailable(cache: ResponseCache, exc: Exception) -> None:
 
 
 def _not_stored(cache: ResponseCache, exc: Exception) -> None:
-    logger.warning(
-        "response cache %s could not store an answer: %s: %s", type(cache).__name__, type(exc).__name__, exc
-    )
+    logger.warning("response cache %s could not store an answer: %s: %s", type(cache).__name__, type(exc).__name__, exc)
 
 
 def lookup(cache: ResponseCache, key: str) -> Completion | None:
