@@ -474,8 +474,9 @@ def assert_off_the_loop(cache: SlowCache, methods: list[str]) -> None:
     assert [method for method, _, _ in cache.calls] == methods
     for method, thread, ticks in cache.calls:
         assert thread != loop_thread, f"{method} ran on the event loop's thread"
-        # 0.2 s blocked: about 20 ticks when the loop is free, none when the call blocks it.
-        assert ticks >= 10, f"the event loop ticked {ticks} times during {method}"
+        # 0.2 s blocked: about 20 ticks when the loop is free, none at all when the call blocks it
+        # (the margin is for a loaded machine, where a 10 ms sleep may take longer).
+        assert ticks >= 5, f"the event loop ticked {ticks} times during {method}"
 
 
 async def test_acomplete_reads_and_writes_a_blocking_cache_in_a_worker_thread() -> None:
