@@ -4,6 +4,7 @@ the memory, disk (SQLite) and Redis backends. Requests are counted at the loopba
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -22,7 +24,7 @@ import pytest
 
 from fmclient import Client, ConfigurationError
 from fmclient import cache as cache_module
-from fmclient.cache import DiskCache, MemoryCache, RedisCache, request_key
+from fmclient.cache import DiskCache, MemoryCache, RedisCache, ResponseCache, request_key
 from fmclient.secret import Secret
 from fmclient.testing import MockProvider
 from fmclient.types import Message, Request, ResponseFormat, TextPart, Tool
@@ -258,7 +260,7 @@ def test_disk_cache_is_shared_between_clients_and_honours_max_entries(
     assert chat_requests(fake_server) == 3
     for client in (first, second):
         client.close()  # a cache the client built is the client's to close
-        assert isinstance(client.cache, DiskCache) and getattr(client.cache._local, "db", None) is None
+        assert isinstance(client.cache, DiskCache) and client.cache._connections == {}
 
 
 def test_a_corrupt_disk_entry_goes_to_the_provider_with_a_warning(
@@ -418,3 +420,222 @@ def test_a_stopped_redis_never_fails_the_call(
     messages = [r.getMessage() for r in caplog.records]
     assert any("unavailable" in m for m in messages) and any("could not store" in m for m in messages)
     assert not any("redis://" in m for m in messages)  # the URL (maybe with a password) is never logged
+
+
+# -- async calls and a cache that does I/O -----------------------------------------------------------
+class Ticker:
+    """Counts event-loop turns: it only advances while the loop is free to run other tasks."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.sleep(0.01)
+            self.count += 1
+
+    async def __aenter__(self) -> Ticker:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+
+class SlowCache(ResponseCache):
+    """A cache whose calls block like a slow network store; it records, for each call, the thread
+    it ran on and how many times the event loop ticked meanwhile."""
+
+    def __init__(self, ticker: Ticker) -> None:
+        self.ticker = ticker
+        self.entries: dict[str, str] = {}
+        self.calls: list[tuple[str, int, int]] = []  # (method, thread id, ticks during the call)
+
+    def _blocked(self, method: str) -> None:
+        before = self.ticker.count
+        time.sleep(0.2)
+        self.calls.append((method, threading.get_ident(), self.ticker.count - before))
+
+    def get_raw(self, key: str) -> str | None:
+        self._blocked("get")
+        return self.entries.get(key)
+
+    def set_raw(self, key: str, value: str) -> None:
+        self._blocked("set")
+        self.entries[key] = value
+
+
+def assert_off_the_loop(cache: SlowCache, methods: list[str]) -> None:
+    loop_thread = threading.get_ident()
+    assert [method for method, _, _ in cache.calls] == methods
+    for method, thread, ticks in cache.calls:
+        assert thread != loop_thread, f"{method} ran on the event loop's thread"
+        # 0.2 s blocked: about 20 ticks when the loop is free, none at all when the call blocks it
+        # (the margin is for a loaded machine, where a 10 ms sleep may take longer).
+        assert ticks >= 5, f"the event loop ticked {ticks} times during {method}"
+
+
+async def test_acomplete_reads_and_writes_a_blocking_cache_in_a_worker_thread() -> None:
+    async with Ticker() as ticker:
+        slow = SlowCache(ticker)
+        with MockProvider() as mock:
+            mock.add_reply("slow store, fast loop")
+            client = Client(cache=slow, max_retries=0)
+            first = await client.acomplete("hi", model=MODEL)
+            hit = await client.acomplete("hi", model=MODEL)
+    assert not first.cached and hit.cached and hit.text == "slow store, fast loop"
+    assert len(mock.requests) == 1
+    assert_off_the_loop(slow, ["get", "set", "get"])
+
+
+async def test_astream_reads_and_writes_a_blocking_cache_in_a_worker_thread() -> None:
+    async with Ticker() as ticker:
+        slow = SlowCache(ticker)
+        with MockProvider() as mock:
+            mock.add_stream(["slow ", "store"])
+            client = Client(cache=slow, max_retries=0)
+            missed = client.astream("hi", model=MODEL)
+            assert slow.calls == []  # the lookup waits for the iteration: astream() itself never blocks
+            assert [c.text async for c in missed if c.text] == ["slow ", "store"]
+            replayed = client.astream("hi", model=MODEL)
+            assert [c.text async for c in replayed if c.text] == ["slow store"]
+    assert not (await missed.get_completion()).cached and (await replayed.get_completion()).cached
+    assert len(mock.requests) == 1
+    assert_off_the_loop(slow, ["get", "set", "get"])
+
+
+class ThreadRecordingMemoryCache(MemoryCache):
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def get_raw(self, key: str) -> str | None:
+        self.threads.append(threading.get_ident())
+        return super().get_raw(key)
+
+    def set_raw(self, key: str, value: str) -> None:
+        self.threads.append(threading.get_ident())
+        super().set_raw(key, value)
+
+
+async def test_the_memory_cache_is_used_inline_on_the_loop_thread() -> None:
+    assert not MemoryCache.blocking and ResponseCache.blocking and DiskCache.blocking and RedisCache.blocking
+    memory = ThreadRecordingMemoryCache()
+    with MockProvider() as mock:
+        client = Client(cache=memory, max_retries=0)
+        await client.acomplete("hi", model=MODEL)
+        assert (await client.acomplete("hi", model=MODEL)).cached
+        stream = client.astream("hi", model=MODEL)
+        assert len(memory.threads) == 4  # get, set, get, then get: no I/O, looked up in astream() as before
+        assert [c.text async for c in stream] == ["mock response", ""]
+    assert memory.threads == [threading.get_ident()] * 4  # all inline, on the loop's thread
+    assert len(mock.requests) == 1
+
+
+@pytest.fixture(params=["disk", "redis"])
+def io_cache_table(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    if request.param == "disk":
+        yield {"backend": "disk", "path": str(tmp_path / "async.sqlite3")}
+        return
+    server = RedisServer(tmp_path)
+    try:
+        yield {"backend": "redis", "url": server.url}
+    finally:
+        server.stop()
+
+
+async def test_disk_and_redis_caches_hit_through_acomplete_and_astream(
+    fake: FakeOpenAI, fake_server: FakeServer, io_cache_table: dict[str, Any]
+) -> None:
+    fake.answer(Answer("first answer"))
+    client = make_client(fake_server, io_cache_table)
+    assert client.cache is not None and client.cache.blocking
+    # A miss through acomplete, then hits through both.
+    assert not (await client.acomplete("one", model=MODEL)).cached
+    hit = await client.acomplete("one", model=MODEL)
+    assert hit.cached and hit.text == "first answer"
+    stream = client.astream("one", model=MODEL)
+    assert [c.text async for c in stream] == ["first answer", ""] and (await stream.get_completion()).cached
+    assert chat_requests(fake_server) == 1
+    # A miss through astream, then hits through both.
+    fake.answer(Answer("second answer"))
+    missed = client.astream("two", model=MODEL)
+    assert "".join([c.text async for c in missed]) == "second answer"
+    assert not (await missed.get_completion()).cached
+    assert (await client.acomplete("two", model=MODEL)).text == "second answer"
+    again = client.astream("two", model=MODEL)
+    assert [c.text async for c in again] == ["second answer", ""] and (await again.get_completion()).cached
+    assert chat_requests(fake_server) == 2
+    await client.aclose()
+
+
+async def test_disk_cache_connections_opened_by_worker_threads_are_closed(tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path / "c.sqlite3")
+    with MockProvider() as mock:
+        client = Client(cache=disk, max_retries=0)
+        await client.acomplete("hi", model=MODEL)
+        assert (await client.acomplete("hi", model=MODEL)).cached
+    assert len(mock.requests) == 1
+    opened = dict(disk._connections)
+    assert opened and threading.current_thread() not in opened  # the loop's thread never touched the file
+    disk.close()  # from the loop's thread: closes the worker threads' connections too
+    assert disk._connections == {}
+    for connection in opened.values():
+        with pytest.raises(sqlite3.ProgrammingError):
+            connection.execute("SELECT 1")
+    assert disk.get_raw("missing") is None  # usable again: a new connection for this thread
+
+
+class FailingCache(ResponseCache):
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def get_raw(self, key: str) -> str | None:
+        self.threads.append(threading.get_ident())
+        raise ConnectionError("store unreachable")
+
+    def set_raw(self, key: str, value: str) -> None:
+        self.threads.append(threading.get_ident())
+        raise ConnectionError("store unreachable")
+
+
+async def test_a_cache_failing_in_a_worker_thread_never_fails_an_async_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failing = FailingCache()
+    with MockProvider() as mock, caplog.at_level(logging.WARNING, logger="fmclient"):
+        mock.add_reply("from the provider").add_stream(["streamed ", "anyway"])
+        client = Client(cache=failing, max_retries=0)
+        reply = await client.acomplete("hi", model=MODEL)
+        stream = client.astream("hi", model=MODEL)
+        assert "".join([c.text async for c in stream]) == "streamed anyway"
+    assert reply.text == "from the provider" and not reply.cached
+    assert not (await stream.get_completion()).cached
+    assert len(mock.requests) == 2
+    assert len(failing.threads) == 4 and threading.get_ident() not in failing.threads
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("FailingCache unavailable" in m for m in messages) == 2
+    assert sum("FailingCache could not store" in m for m in messages) == 2
+
+
+async def test_an_async_hit_from_a_blocking_cache_skips_the_budget_check(
+    fake: FakeOpenAI, fake_server: FakeServer, tmp_path: Path
+) -> None:
+    from fmclient import BudgetExceededError
+
+    fake.answer(Answer("paid once", prompt_tokens=1000, completion_tokens=100))
+    client = make_client(fake_server, DiskCache(tmp_path / "c.sqlite3"), max_cost="0.000001")
+    await client.acomplete("hi", model=MODEL)  # spends the whole budget
+    assert (await client.acomplete("hi", model=MODEL)).cached  # a hit is free: no budget check
+    stream = client.astream("hi", model=MODEL)
+    assert [c.text async for c in stream] == ["paid once", ""]
+    with pytest.raises(BudgetExceededError):
+        await client.acomplete("another", model=MODEL)
+    refused = client.astream("another", model=MODEL)  # the check follows the lookup: at iteration
+    with pytest.raises(BudgetExceededError):
+        [c async for c in refused]
+    assert chat_requests(fake_server) == 1

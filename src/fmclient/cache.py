@@ -31,10 +31,16 @@ kept for information. ``attempts`` is empty: no model was tried.
 
 A cache that is down (Redis unreachable) or holds a corrupt entry never fails a call: the call
 goes to the provider and a warning is logged on the ``fmclient`` logger.
+
+The async calls (``acomplete``, ``astream``, ``abatch``) never block the event loop on the cache: a
+backend that does I/O (:attr:`ResponseCache.blocking`: disk, Redis, and any subclass unless it says
+otherwise) is read and written in a worker thread (:func:`asyncio.to_thread`); the in-memory cache
+is used inline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -261,9 +267,16 @@ def replay_chunks(completion: Completion) -> list[Chunk]:
 # -- backends ---------------------------------------------------------------------------------------
 class ResponseCache:
     """A store of answers by key. Subclasses implement :meth:`get_raw` and :meth:`set_raw`;
-    errors they raise are caught by the client (a warning, then the provider is called)."""
+    errors they raise are caught by the client (a warning, then the provider is called).
+
+    ``blocking`` says whether these methods wait on I/O (a file, the network). When true (the
+    default), the async calls run them in a worker thread so the event loop keeps going; the
+    methods must then be safe to call from several threads at once. A cache whose methods only
+    touch memory sets it to false and is called inline.
+    """
 
     ttl: float | None = None
+    blocking: bool = True
 
     def get_raw(self, key: str) -> str | None:
         raise NotImplementedError
@@ -280,6 +293,8 @@ class ResponseCache:
 
 class MemoryCache(ResponseCache):
     """In-process LRU: at most ``max_entries`` answers, each valid for ``ttl`` seconds."""
+
+    blocking = False  # no I/O: async calls use it inline, without a thread hop
 
     def __init__(self, *, max_entries: int = 1000, ttl: float | None = None) -> None:
         self.max_entries = max_entries
@@ -319,28 +334,47 @@ class MemoryCache(ResponseCache):
 
 
 class DiskCache(ResponseCache):
-    """A SQLite file (stdlib ``sqlite3``), shared by the processes that open it."""
+    """A SQLite file (stdlib ``sqlite3``), shared by the processes that open it.
+
+    Each thread that uses it (the async calls' worker threads included) has its own connection;
+    :meth:`close` closes them all, from any thread.
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, max_entries: int = 10_000, ttl: float | None = None) -> None:
         self.path = os.path.expanduser(os.fspath(path))
         self.max_entries = max_entries
         self.ttl = ttl
-        self._local = threading.local()
+        self._connections: dict[threading.Thread, Any] = {}
+        self._lock = threading.Lock()
 
     def _db(self) -> Any:
-        db = getattr(self._local, "db", None)
+        thread = threading.current_thread()
+        db = self._connections.get(thread)
         if db is None:
             import sqlite3
 
             directory = os.path.dirname(self.path)
             if directory:
                 os.makedirs(directory, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS responses "
-                "(key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL, used REAL NOT NULL)"
-            )
-            self._local.db = db
+            # Used by this thread only; check_same_thread is off so that close() (or the pruning
+            # below) may close it from another thread.
+            db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS responses "
+                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL, used REAL NOT NULL)"
+                )
+            except BaseException:
+                db.close()
+                raise
+            with self._lock:
+                # Worker threads come and go (each event loop has its own pool): the connection of
+                # a thread that has ended is closed now rather than kept open until close().
+                ended = [t for t in self._connections if not t.is_alive()]
+                stale = [self._connections.pop(t) for t in ended]
+                self._connections[thread] = db
+            for old in stale:
+                old.close()
         return db
 
     def get_raw(self, key: str) -> str | None:
@@ -370,10 +404,10 @@ class DiskCache(ResponseCache):
         self._db().execute("DELETE FROM responses WHERE key = ?", (key,))
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
+        with self._lock:
+            connections, self._connections = list(self._connections.values()), {}
+        for db in connections:
             db.close()
-            self._local.db = None
 
     def __repr__(self) -> str:
         return f"DiskCache(path={self.path!r}, max_entries={self.max_entries}, ttl={self.ttl})"
@@ -381,6 +415,9 @@ class DiskCache(ResponseCache):
 
 class RedisCache(ResponseCache):
     """Redis (``fmclient[redis]``, redis-py). Entries expire in Redis itself after ``ttl``.
+
+    One ``redis.Redis`` client for all threads: it takes a connection from its pool for each
+    command and gives it back after, which redis-py documents as safe to share between threads.
 
     Short socket timeouts: a Redis that does not answer costs a call at most about a second
     before it goes to the provider. Its URL (which may hold a password) is never shown.
@@ -467,14 +504,44 @@ def cache_from_settings(table: Mapping[str, Any]) -> ResponseCache | None:
 
 
 # -- used by the client: never raise --------------------------------------------------------------
+async def alookup(cache: ResponseCache, key: str) -> Completion | None:
+    """:func:`lookup` for async calls: a blocking cache is read in a worker thread."""
+    if not cache.blocking:
+        return lookup(cache, key)
+    try:
+        return await asyncio.to_thread(lookup, cache, key)
+    except Exception as exc:  # no thread to run it in (the loop is shutting down, say)
+        _unavailable(cache, exc)
+        return None
+
+
+async def astore(cache: ResponseCache, key: str, completion: Completion) -> None:
+    """:func:`store` for async calls: a blocking cache is written in a worker thread."""
+    if not cache.blocking:
+        store(cache, key, completion)
+        return
+    try:
+        await asyncio.to_thread(store, cache, key, completion)
+    except Exception as exc:
+        _not_stored(cache, exc)
+
+
+def _unavailable(cache: ResponseCache, exc: Exception) -> None:
+    logger.warning(
+        "response cache %s unavailable, calling the provider: %s: %s", type(cache).__name__, type(exc).__name__, exc
+    )
+
+
+def _not_stored(cache: ResponseCache, exc: Exception) -> None:
+    logger.warning("response cache %s could not store an answer: %s: %s", type(cache).__name__, type(exc).__name__, exc)
+
+
 def lookup(cache: ResponseCache, key: str) -> Completion | None:
     """The cached answer for ``key`` marked as a hit, or None (a miss, or a cache that failed)."""
     try:
         raw = cache.get_raw(key)
     except Exception as exc:
-        logger.warning(
-            "response cache %s unavailable, calling the provider: %s: %s", type(cache).__name__, type(exc).__name__, exc
-        )
+        _unavailable(cache, exc)
         return None
     if raw is None:
         return None
@@ -502,6 +569,4 @@ def store(cache: ResponseCache, key: str, completion: Completion) -> None:
     try:
         cache.set_raw(key, value)
     except Exception as exc:
-        logger.warning(
-            "response cache %s could not store an answer: %s: %s", type(cache).__name__, type(exc).__name__, exc
-        )
+        _not_stored(cache, exc)

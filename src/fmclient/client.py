@@ -419,6 +419,7 @@ class Client:
         timeout: float | None,
         provider_options: Mapping[str, Any],
         streaming: bool,
+        look_up: bool = True,
         **params: Any,
     ) -> _Call:
         request = _validation.build_request(
@@ -429,10 +430,8 @@ class Client:
         # request (and, for a stream, before the caller starts iterating).
         first = self._prepare(routes[0], request, streaming=streaming)
         call = _Call(self, request, routes, first, self._deadline(timeout, routes[0]), streaming)
-        if self.cache is not None:
-            call.lookup(self.cache)
-        if call.cached is None:  # a hit sends nothing and costs nothing
-            self._check_budget(routes[0])
+        if look_up:  # else the async caller awaits call.alook_up() (the cache may do I/O)
+            call.look_up()
         return call
 
     def complete(
@@ -505,6 +504,7 @@ class Client:
             timeout,
             provider_options,
             False,
+            look_up=False,
             system=system,
             max_tokens=max_tokens,
             temperature=temperature,
@@ -515,9 +515,10 @@ class Client:
             response_format=response_format,
             reasoning=reasoning,
         )
+        await call.alook_up()
         if call.cached is not None:
             return call.hit()
-        return await self._awalk(call, "acomplete", call.finish)
+        return await call.aend(await self._awalk(call, "acomplete", call.answered))
 
     def stream(
         self,
@@ -615,8 +616,9 @@ class Client:
                     close = getattr(iterator, "close", None)
                     if close is not None:
                         close()
-                stream._completion = call.finish(route, assembler.completion())
-                stream_opened.settle_usage(stream._completion.usage.total_tokens)
+                assembled = assembler.completion()
+                stream_opened.settle_usage(assembled.usage.total_tokens)  # what it used, whatever follows
+                stream._completion = call.finish(route, assembled)
                 return
 
         return Stream(chunks)
@@ -640,7 +642,12 @@ class Client:
         fallbacks: Sequence[str] | None = None,
         **provider_options: Any,
     ) -> AsyncStream:
-        """The async twin of :meth:`stream`: ``async for chunk in client.astream(...)``."""
+        """The async twin of :meth:`stream`: ``async for chunk in client.astream(...)``.
+
+        With a cache that does I/O (disk, Redis), the cache lookup and then the budget check
+        happen when iteration starts, off the event loop; bad input still raises here.
+        """
+        deferred = self.cache is not None and self.cache.blocking
         call = self._call(
             prompt,
             model,
@@ -649,6 +656,7 @@ class Client:
             timeout,
             provider_options,
             True,
+            look_up=not deferred,
             system=system,
             max_tokens=max_tokens,
             temperature=temperature,
@@ -661,6 +669,8 @@ class Client:
         )
 
         async def chunks(stream: AsyncStream) -> AsyncIterator[Chunk]:
+            if deferred:
+                await call.alook_up()
             if call.cached is not None:
                 for replayed in call.replay(stream):
                     yield replayed
@@ -712,8 +722,9 @@ class Client:
                     aclose = getattr(iterator, "aclose", None)
                     if aclose is not None:
                         await aclose()
-                stream._completion = call.finish(route, assembler.completion())
-                stream_opened.settle_usage(stream._completion.usage.total_tokens)
+                assembled = assembler.completion()
+                stream_opened.settle_usage(assembled.usage.total_tokens)  # what it used, whatever follows
+                stream._completion = await call.aend(call.answered(route, assembled))
                 return
 
         return AsyncStream(chunks)
@@ -1146,12 +1157,35 @@ class _Call:
         self.cache_key: str | None = None
         self.cached: Completion | None = None  # the response cache's answer, when it had one
 
-    def lookup(self, cache: ResponseCache) -> None:
-        from fmclient import cache as response_cache
+    def _keyed_cache(self) -> tuple[ResponseCache, str] | None:
+        """The client's cache and this call's key in it, or None when the call bypasses the cache."""
+        cache = self.client.cache
+        if cache is None:
+            return None
+        from fmclient.cache import request_key
 
-        self.cache_key = response_cache.request_key(self.routes[0].target.provider, self.first)
-        if self.cache_key is not None:
-            self.cached = response_cache.lookup(cache, self.cache_key)
+        self.cache_key = request_key(self.routes[0].target.provider, self.first)
+        return None if self.cache_key is None else (cache, self.cache_key)
+
+    def look_up(self) -> None:
+        """Take the response cache's answer if it has one; else check the budget (a hit is free)."""
+        keyed = self._keyed_cache()
+        if keyed is not None:
+            from fmclient.cache import lookup
+
+            self.cached = lookup(*keyed)
+        if self.cached is None:  # a hit sends nothing and costs nothing
+            self.client._check_budget(self.routes[0])
+
+    async def alook_up(self) -> None:
+        """The async twin of :meth:`look_up`: a cache that does I/O is read off the event loop."""
+        keyed = self._keyed_cache()
+        if keyed is not None:
+            from fmclient.cache import alookup
+
+            self.cached = await alookup(*keyed)
+        if self.cached is None:
+            self.client._check_budget(self.routes[0])
 
     def hit(self) -> Completion:
         completion = self.cached
@@ -1310,6 +1344,42 @@ class _Call:
     interrupted = abandoned  # cancelled or interrupted (KeyboardInterrupt) between attempts
 
     def finish(self, route: _Route, completion: Completion) -> Completion:
+        self.answered(route, completion)
+        keyed = self._store_in()
+        if keyed is not None:
+            from fmclient.cache import store
+
+            store(*keyed, completion)
+        if self.observer is not None:
+            self.observer.end(completion, None)
+        return completion
+
+    async def aend(self, completion: Completion) -> Completion:
+        """What :meth:`finish` does after :meth:`answered`, for async calls: the answer is stored
+        off the event loop, then the call ends."""
+        keyed = self._store_in()
+        if keyed is not None:
+            from fmclient.cache import astore
+
+            try:
+                await astore(*keyed, completion)
+            except BaseException as error:  # cancelled while storing: the call ends with that
+                if self.observer is not None:
+                    self.observer.end(None, error)
+                raise
+        if self.observer is not None:
+            self.observer.end(completion, None)
+        return completion
+
+    def _store_in(self) -> tuple[ResponseCache, str] | None:
+        # Only the primary's answer is stored under the primary's key (see fmclient.cache).
+        cache = self.client.cache
+        if cache is None or self.cache_key is None or self.position != 0:
+            return None
+        return cache, self.cache_key
+
+    def answered(self, route: _Route, completion: Completion) -> Completion:
+        """Record a target's whole answer: its outcome, its cost, its structured output checked."""
         self._record(route, None)
         self.attempts.append(Attempt(route.target.provider, route.target.model))
         completion.attempts = self.attempts
@@ -1328,14 +1398,6 @@ class _Call:
             if observer is not None:
                 observer.end(None, error)
             raise
-        cache = self.client.cache
-        # Only the primary's answer is stored under the primary's key (see fmclient.cache).
-        if cache is not None and self.cache_key is not None and self.position == 0:
-            from fmclient.cache import store
-
-            store(cache, self.cache_key, completion)
-        if observer is not None:
-            observer.end(completion, None)
         return completion
 
 
