@@ -50,7 +50,9 @@ Choices worth knowing:
   models the SDK would build only for fmclient to read back. ``Completion.raw`` is therefore the
   reply's JSON body as a dict, every field as the API sent it
   (``anthropic.types.Message.model_validate(raw)`` rebuilds the SDK object); stream events are
-  parsed as dicts too.
+  parsed as dicts too. A non-streamed async call that no tracing would see posts its body with
+  the SDK client's own ``post`` (``providers/_sdk_post.py``), skipping only the span attributes
+  ``messages.create`` computes per call; the request on the wire is the same.
 * **Async transport** — async calls use the SDK's ``DefaultAioHttpClient`` when ``aiohttp`` is
   installed (``pip install "fmclient[fast]"``): about twice the throughput of the default httpx
   pool under concurrency, with the same errors, timeouts and streaming. The provider setting
