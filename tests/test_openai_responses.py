@@ -81,6 +81,34 @@ def test_reasoning_model_goes_to_responses_with_stateless_defaults(fake: FakeOpe
     }
 
 
+@pytest.mark.parametrize("alias", ["gpt-astra", "gpt-sol", "gpt-luna"])
+def test_the_gpt6_aliases_follow_the_reasoning_rules(fake: FakeOpenAI, alias: str) -> None:
+    """The default aliases name GPT-6 models: Responses API, max_output_tokens and the reasoning
+    effort, on the chat path max_completion_tokens and the developer role (sending max_tokens or a
+    reasoning model's system role would be a 400 from OpenAI)."""
+    fake.answer(Answer("via responses"), Answer("via chat"))
+    with make_client(fake.server) as client:
+        done = client.complete("hi", model=alias, system="Be brief.", max_tokens=50, reasoning="high")
+        chat = client.complete("hi", model=alias, system="Be brief.", max_tokens=50, api="chat")
+    target = client.settings.aliases[alias].split("/", 1)[1]
+    assert target.startswith("gpt-6")
+    assert (done.text, chat.text) == ("via responses", "via chat")
+    assert bodies(fake) == [
+        {
+            "model": target,
+            "input": [{"role": "user", "content": "hi"}],
+            "store": False,
+            "instructions": "Be brief.",
+            "include": ["reasoning.encrypted_content"],
+            "max_output_tokens": 50,
+            "reasoning": {"effort": "high", "summary": "auto"},
+        }
+    ]
+    [sent] = fake.bodies("/chat/completions")
+    assert sent["max_completion_tokens"] == 50 and "max_tokens" not in sent
+    assert sent["messages"][0] == {"role": "developer", "content": "Be brief."}
+
+
 def test_gpt4o_stays_on_chat_unless_asked(fake: FakeOpenAI) -> None:
     fake.answer(Answer("chat"), Answer("responses"))
     with make_client(fake.server) as client:
