@@ -21,6 +21,7 @@ from tests.fakes.server import FakeServer
 class Recorder(Hook):
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
+        self.ended: list[tuple[CallInfo, Any, BaseException | None]] = []
 
     def on_call_start(self, call: CallInfo) -> None:
         self.events.append(("call_start", call.operation, call.streaming))
@@ -46,10 +47,6 @@ class Recorder(Hook):
     def on_call_end(self, call: CallInfo, result: Completion | Embeddings | None, error: BaseException | None) -> None:
         self.events.append(("call_end", result is not None, type(error).__name__ if error else None))
         self.ended.append((call, result, error))
-
-    @property
-    def ended(self) -> list[tuple[CallInfo, Any, BaseException | None]]:
-        return self.__dict__.setdefault("_ended", [])
 
 
 @pytest.fixture
