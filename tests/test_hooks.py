@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fmclient import Client, FMClientError
+from fmclient.circuit import CircuitOpenError
 from fmclient.errors import BudgetExceededError, RateLimitError
 from fmclient.hooks import AttemptInfo, CallInfo, Hook
 from fmclient.testing import MockProvider
@@ -464,3 +466,23 @@ def test_before_request_refuses_images_too(mock: MockProvider) -> None:
         client.generate_image("a kite", model="gpt-image")
     assert mock.image_requests == []
     assert recorder.events == [("call_start", "generate_content", False), ("call_end", False, "FMClientError")]
+
+
+@pytest.mark.parametrize("how", ["complete", "astream", "generate_image"])
+def test_a_call_whose_circuit_is_open_ends_with_no_attempt(how: str, mock: MockProvider) -> None:
+    Path("fmclient.toml").write_text("[circuit_breaker]\nfailure_threshold = 1\ncooldown = 600\n")
+    operation, streaming, run = REFUSED[how]
+    recorder = Recorder()
+    client = Client(hooks=[recorder], max_retries=0)
+    mock.add_error(503).add_image_error(503)
+    with pytest.raises(FMClientError):
+        run(client)  # the provider's failure opens the circuit
+    sent = _sent(mock)
+    recorder.events.clear()
+    recorder.ended.clear()
+    with pytest.raises(CircuitOpenError) as raised:
+        run(client)
+    assert recorder.events == [("call_start", operation, streaming), ("call_end", False, "CircuitOpenError")]
+    ((call, _result, error),) = recorder.ended
+    assert error is raised.value and call.attempts == []
+    assert _sent(mock) == sent  # nothing more went out
