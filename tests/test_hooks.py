@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fmclient import Client, FMClientError
-from fmclient.errors import RateLimitError
+from fmclient.circuit import CircuitOpenError
+from fmclient.errors import BudgetExceededError, RateLimitError
 from fmclient.hooks import AttemptInfo, CallInfo, Hook
 from fmclient.testing import MockProvider
 from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, Request
@@ -21,6 +23,7 @@ from tests.fakes.server import FakeServer
 class Recorder(Hook):
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
+        self.ended: list[tuple[CallInfo, Any, BaseException | None]] = []
 
     def on_call_start(self, call: CallInfo) -> None:
         self.events.append(("call_start", call.operation, call.streaming))
@@ -45,6 +48,7 @@ class Recorder(Hook):
 
     def on_call_end(self, call: CallInfo, result: Completion | Embeddings | None, error: BaseException | None) -> None:
         self.events.append(("call_end", result is not None, type(error).__name__ if error else None))
+        self.ended.append((call, result, error))
 
 
 @pytest.fixture
@@ -303,3 +307,182 @@ def test_before_request_refuses_embeddings_too(mock: MockProvider) -> None:
         client.embed(["text"], model="openai/text-embedding-3-small")
     assert mock.embed_requests == []
     assert recorder.events == [("call_start", "embeddings", False), ("call_end", False, "FMClientError")]
+
+
+# -- calls that send nothing: cache hits and refusals ---------------------------------------------
+async def _acollect(client: Client, prompt: str) -> Completion:
+    stream = client.astream(prompt, model="openai/gpt-4o")
+    assert [chunk.text async for chunk in stream] == ["cached answer", ""]
+    return await stream.get_completion()
+
+
+def _stream_hit(client: Client, prompt: str) -> Completion:
+    stream = client.stream(prompt, model="openai/gpt-4o")
+    assert [chunk.text for chunk in stream] == ["cached answer", ""]
+    return stream.completion
+
+
+HITS = {
+    "complete": lambda client, prompt: client.complete(prompt, model="openai/gpt-4o"),
+    "acomplete": lambda client, prompt: asyncio.run(client.acomplete(prompt, model="openai/gpt-4o")),
+    "stream": _stream_hit,
+    "astream": lambda client, prompt: asyncio.run(_acollect(client, prompt)),
+}
+
+
+@pytest.mark.parametrize("how", list(HITS))
+def test_a_cache_hit_is_a_call_with_no_attempt(how: str, mock: MockProvider) -> None:
+    recorder = Recorder()
+    client = Client(hooks=[recorder], cache=True)
+    mock.add_reply("cached answer")
+    assert not client.complete("hi", model="openai/gpt-4o").cached  # the miss, sent and stored
+    recorder.events.clear()
+    recorder.ended.clear()
+    hit = HITS[how](client, "hi")
+    streaming = how in ("stream", "astream")
+    assert recorder.events == [("call_start", "chat", streaming), ("call_end", True, None)]
+    ((call, result, error),) = recorder.ended
+    assert result is hit and result.cached and error is None
+    assert call.cache_hit and call.attempts == [] and call.result is hit
+    assert (call.provider, call.model, call.settings.name if call.settings else None) == ("openai", "gpt-4o", "openai")
+    assert len(mock.requests) == 1  # across the miss and the hit
+
+
+def test_a_replayed_stream_closed_early_still_ends_the_call(mock: MockProvider) -> None:
+    recorder = Recorder()
+    client = Client(hooks=[recorder], cache=True)
+    mock.add_reply("cached answer")
+    client.complete("hi", model="openai/gpt-4o")
+    recorder.events.clear()
+    stream = client.stream("hi", model="openai/gpt-4o")
+    for _chunk in stream:
+        break
+    stream.close()
+    assert recorder.events == [("call_start", "chat", True), ("call_end", False, "GeneratorExit")]
+
+
+def test_a_cache_hit_with_no_hook_and_a_quiet_logger_builds_no_observer(
+    mock: MockProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fmclient.client as client_module
+
+    def no_observer(*args: Any) -> Any:
+        raise AssertionError("an observer was built")
+
+    assert not logging.getLogger("fmclient").isEnabledFor(logging.INFO)
+    client = Client(cache=True)
+    mock.add_reply("cached answer")
+    client.complete("hi", model="openai/gpt-4o")
+    monkeypatch.setattr(client_module, "CallObserver", no_observer)
+    assert client.complete("hi", model="openai/gpt-4o").cached
+    assert [c.text for c in client.stream("hi", model="openai/gpt-4o")] == ["cached answer", ""]
+    assert len(mock.requests) == 1
+    refusing = Client(max_cost=0)
+    with pytest.raises(BudgetExceededError):  # refused, and still no observer
+        refusing.complete("hi", model="openai/gpt-4o")
+
+
+def test_a_cache_hit_logs_one_info_record(mock: MockProvider, caplog: pytest.LogCaptureFixture) -> None:
+    client = Client(cache=True)
+    mock.add_reply("cached answer")
+    client.complete("hi", model="openai/gpt-4o")
+    with caplog.at_level(logging.INFO, logger="fmclient"):
+        caplog.clear()
+        client.complete("hi", model="openai/gpt-4o")
+    (record,) = [r for r in caplog.records if r.name == "fmclient"]
+    assert record.levelname == "INFO"
+    assert record.getMessage().startswith("cache hit openai/gpt-4o: ok in ")
+    assert (record.fmclient_status, record.fmclient_attempt) == ("cache hit", 0)  # type: ignore[attr-defined]
+
+
+async def _astream_all(client: Client, **kwargs: Any) -> None:
+    async for _chunk in client.astream("hi", model="openai/gpt-4o", **kwargs):
+        pass
+
+
+def _stream_all(client: Client, **kwargs: Any) -> None:
+    list(client.stream("hi", model="openai/gpt-4o", **kwargs))
+
+
+EMBEDDER = "openai/text-embedding-3-small"
+REFUSED: dict[str, tuple[str, bool, Any]] = {
+    "complete": ("chat", False, lambda c, **kw: c.complete("hi", model="openai/gpt-4o", **kw)),
+    "acomplete": ("chat", False, lambda c, **kw: asyncio.run(c.acomplete("hi", model="openai/gpt-4o", **kw))),
+    "stream": ("chat", True, _stream_all),
+    "astream": ("chat", True, lambda c, **kw: asyncio.run(_astream_all(c, **kw))),
+    "embed": ("embeddings", False, lambda c, **kw: c.embed(["text"], model=EMBEDDER, **kw)),
+    "aembed": ("embeddings", False, lambda c, **kw: asyncio.run(c.aembed(["text"], model=EMBEDDER, **kw))),
+    "generate_image": ("generate_content", False, lambda c, **kw: c.generate_image("a kite", model="gpt-image", **kw)),
+    "agenerate_image": (
+        "generate_content",
+        False,
+        lambda c, **kw: asyncio.run(c.agenerate_image("a kite", model="gpt-image", **kw)),
+    ),
+}
+
+
+def _sent(mock: MockProvider) -> int:
+    return len(mock.requests) + len(mock.embed_requests) + len(mock.image_requests)
+
+
+@pytest.mark.parametrize("how", list(REFUSED))
+def test_a_call_refused_by_the_budget_starts_and_ends_with_its_error(how: str, mock: MockProvider) -> None:
+    operation, streaming, run = REFUSED[how]
+    recorder = Recorder()
+    client = Client(hooks=[recorder], max_cost=0, cache=how in ("astream", "acomplete"))
+    with pytest.raises(BudgetExceededError) as raised:
+        run(client)
+    assert recorder.events == [("call_start", operation, streaming), ("call_end", False, "BudgetExceededError")]
+    ((call, _result, error),) = recorder.ended
+    assert error is raised.value and call.attempts == [] and not call.cache_hit
+    assert _sent(mock) == 0
+
+
+@pytest.mark.parametrize("how", list(REFUSED))
+def test_a_call_the_rate_limits_cannot_admit_before_its_deadline_ends_with_no_attempt(
+    how: str, mock: MockProvider
+) -> None:
+    operation, streaming, run = REFUSED[how]
+    recorder = Recorder()
+    client = Client(hooks=[recorder], rate_limits={"openai": {"rpm": 1}}, max_retries=0)
+    mock.add_reply("first").add_embeddings([[1.0]]).add_image(b"\xff\xd8\xff")
+    first = {"chat": REFUSED["complete"], "embeddings": REFUSED["embed"], "generate_content": REFUSED["generate_image"]}
+    first[operation][2](client)  # takes the one slot of the next 60 s
+    recorder.events.clear()
+    recorder.ended.clear()
+    with pytest.raises(RateLimitError, match="could not start within its deadline") as raised:
+        run(client, timeout=30)  # the next slot is ~60 s away: refused at once, no wait
+    assert recorder.events == [("call_start", operation, streaming), ("call_end", False, "RateLimitError")]
+    ((call, _result, error),) = recorder.ended
+    assert error is raised.value and call.attempts == []
+    assert _sent(mock) == 1  # the first call only
+
+
+def test_before_request_refuses_images_too(mock: MockProvider) -> None:
+    recorder = Recorder()
+    client = Client(hooks=[recorder, Guardrail(FMClientError("no images today"))])
+    mock.add_image(b"\xff\xd8\xff")
+    with pytest.raises(FMClientError, match="no images today"):
+        client.generate_image("a kite", model="gpt-image")
+    assert mock.image_requests == []
+    assert recorder.events == [("call_start", "generate_content", False), ("call_end", False, "FMClientError")]
+
+
+@pytest.mark.parametrize("how", ["complete", "astream", "generate_image"])
+def test_a_call_whose_circuit_is_open_ends_with_no_attempt(how: str, mock: MockProvider) -> None:
+    Path("fmclient.toml").write_text("[circuit_breaker]\nfailure_threshold = 1\ncooldown = 600\n")
+    operation, streaming, run = REFUSED[how]
+    recorder = Recorder()
+    client = Client(hooks=[recorder], max_retries=0)
+    mock.add_error(503).add_image_error(503)
+    with pytest.raises(FMClientError):
+        run(client)  # the provider's failure opens the circuit
+    sent = _sent(mock)
+    recorder.events.clear()
+    recorder.ended.clear()
+    with pytest.raises(CircuitOpenError) as raised:
+        run(client)
+    assert recorder.events == [("call_start", operation, streaming), ("call_end", False, "CircuitOpenError")]
+    ((call, _result, error),) = recorder.ended
+    assert error is raised.value and call.attempts == []
+    assert _sent(mock) == sent  # nothing more went out

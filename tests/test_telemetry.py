@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from fmclient import Client, FMClientError
+from fmclient.hooks import Hook
 from fmclient.telemetry import DURATION_BUCKETS, TOKEN_BUCKETS, OpenTelemetryHook
 from fmclient.testing import MockProvider
 from fmclient.types import Usage
@@ -542,3 +543,90 @@ def test_llamacpp_one_short_real_call(otel: Otel) -> None:
         "fmclient.attempt.number": 1,
         "fmclient.attempt.target_index": 0,
     }
+
+
+# -- calls that send nothing: response-cache hits and refusals -------------------------------------
+def _token_counts(otel: Otel) -> dict[str, int]:
+    return {str((p.attributes or {})["gen_ai.token.type"]): p.count for p in otel.points()["gen_ai.client.token.usage"]}
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_cache_hit_is_one_span_marked_as_a_hit_with_a_duration_and_no_token_usage(
+    streaming: bool, fake_server: FakeServer, otel: Otel
+) -> None:
+    fake_server.replies.append(PROFILES["openai"].reply("hello there"))
+    client = client_for(CASES["openai"], fake_server, otel, cache=True)
+    assert not client.complete("hi", model="openai/gpt-4o").cached
+    assert _token_counts(otel) == {"input": 1, "output": 1}
+    otel.exporter.clear()
+    if streaming:
+        stream = client.stream("hi", model="openai/gpt-4o")
+        assert [c.text for c in stream] == ["hello there", ""]
+        assert stream.completion.cached
+    else:
+        assert client.complete("hi", model="openai/gpt-4o").cached
+    assert len(fake_server.requests) == 1
+    call, attempts = otel.spans()
+    assert attempts == [] and len(otel.exporter.get_finished_spans()) == 1
+    assert call.name == "chat gpt-4o" and call.kind is SpanKind.CLIENT
+    assert call.status.status_code is StatusCode.UNSET
+    common = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "server.address": "127.0.0.1",
+        "server.port": fake_server.port,
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+    }
+    assert dict(call.attributes or {}) == {
+        **common,
+        "gen_ai.request.stream": streaming,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "fmclient.response_cache.hit": True,
+    }
+    assert _token_counts(otel) == {"input": 1, "output": 1}  # the miss's points only
+    durations = {
+        bool((p.attributes or {}).get("fmclient.response_cache.hit")): p
+        for p in otel.points()["gen_ai.client.operation.duration"]
+    }
+    assert dict(durations[True].attributes or {}) == {**common, "fmclient.response_cache.hit": True}
+    assert durations[True].count == 1 and durations[False].count == 1
+    assert "gen_ai.client.operation.time_to_first_chunk" not in otel.points()
+
+
+class _Refuse(Hook):
+    def before_request(self, call: Any, request: Any) -> Any:
+        raise FMClientError("blocked by policy")
+
+
+@pytest.mark.parametrize("why", ["budget", "rate_limit", "before_request"])
+def test_a_call_refused_before_sending_is_one_span_with_error_status(
+    why: str, fake_server: FakeServer, otel: Otel
+) -> None:
+    profile = PROFILES["openai"]
+    fake_server.replies.append(profile.reply("hello there"))
+    options: dict[str, Any] = {
+        "budget": {"max_cost": 0},
+        "rate_limit": {"rate_limits": {"openai": {"rpm": 1}}},
+        "before_request": {},
+    }[why]
+    client = client_for(CASES["openai"], fake_server, otel, **options)
+    if why == "rate_limit":
+        client.complete("first", model="openai/gpt-4o")  # takes the one slot of the next 60 s
+        otel.exporter.clear()
+    if why == "before_request":
+        client.add_hook(_Refuse())
+    expected_error = {"budget": "BudgetExceededError", "rate_limit": "RateLimitError"}.get(why, "FMClientError")
+    sent = len(fake_server.requests)
+    with pytest.raises(FMClientError) as raised:
+        client.complete("hi", model="openai/gpt-4o", timeout=30)
+    assert type(raised.value).__name__ == expected_error
+    assert len(fake_server.requests) == sent  # nothing more went out
+    call, attempts = otel.spans()
+    assert attempts == []
+    assert call.name == "chat gpt-4o"
+    assert call.status.status_code is StatusCode.ERROR
+    assert (call.attributes or {})["error.type"] == expected_error
+    assert "fmclient.response_cache.hit" not in (call.attributes or {})
+    failed = [p for p in otel.points()["gen_ai.client.operation.duration"] if "error.type" in (p.attributes or {})]
+    assert [(p.attributes or {})["error.type"] for p in failed] == [expected_error] and failed[0].count == 1

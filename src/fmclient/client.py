@@ -233,7 +233,12 @@ class Client:
         self._hooks = [*self._hooks, hook]
 
     def _observer(
-        self, operation: str, request: Request | EmbedRequest | ImageRequest, streaming: bool
+        self,
+        operation: str,
+        request: Request | EmbedRequest | ImageRequest,
+        streaming: bool,
+        target: Target | None = None,
+        cache_hit: bool = False,
     ) -> CallObserver | None:
         """The call's observer, or None on the fast path: no hook, and the log would drop records."""
         hooks = self._hooks
@@ -241,7 +246,10 @@ class Client:
             hooks = [*hooks, self._logging_hook]
         elif not hooks:
             return None
-        return CallObserver(hooks, self.settings.provider_settings, operation, request, streaming)
+        provider, model = ("", "") if target is None else (target.provider, target.model)
+        return CallObserver(
+            hooks, self.settings.provider_settings, operation, request, streaming, provider, model, cache_hit
+        )
 
     def __repr__(self) -> str:
         return f"<fmclient.Client default_model={self.settings.default_model!r}>"
@@ -826,7 +834,13 @@ class Client:
                 model=request.model,
             )
         route.ensure_ready(request.model)
-        self._check_budget(route)
+        try:
+            self._check_budget(route)
+        except FMClientError as error:  # the call started, and ends here: hooks see it
+            observer = self._observer("embeddings", request, False, route.target)
+            if observer is not None:
+                observer.end(None, error)
+            raise
         return route, request, self._deadline(timeout, route)
 
     def embed(
@@ -844,7 +858,7 @@ class Client:
         the one deadline: a retry re-sends only the batch that failed.
         """
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
-        observer = self._observer("embeddings", request, False)
+        observer = self._observer("embeddings", request, False, route.target)
         if observer is not None:
             request = _observed_embed_request(observer, route, request)
         batching = route.provider.embed_batching(route.target.model)
@@ -892,7 +906,7 @@ class Client:
     ) -> Embeddings:
         """The async twin of :meth:`embed`."""
         route, request, deadline = self._embed_call(texts, model, timeout, max_retries, provider_options)
-        observer = self._observer("embeddings", request, False)
+        observer = self._observer("embeddings", request, False, route.target)
         if observer is not None:
             request = _observed_embed_request(observer, route, request)
         batching = route.provider.embed_batching(route.target.model)
@@ -1020,7 +1034,7 @@ class Client:
         # The primary is checked now: a size or count it cannot make fails before any request.
         first = self._prepare_image(routes[0], request)
         call = _ImageCall(self, request, routes, first, self._deadline(timeout, routes[0]), False)  # type: ignore[arg-type]
-        self._check_budget(routes[0])
+        call.check_budget()
         return call
 
     def generate_image(
@@ -1175,7 +1189,7 @@ class _Call:
 
             self.cached = lookup(*keyed)
         if self.cached is None:  # a hit sends nothing and costs nothing
-            self.client._check_budget(self.routes[0])
+            self.check_budget()
 
     async def alook_up(self) -> None:
         """The async twin of :meth:`look_up`: a cache that does I/O is read off the event loop."""
@@ -1185,16 +1199,38 @@ class _Call:
 
             self.cached = await alookup(*keyed)
         if self.cached is None:
+            self.check_budget()
+
+    def check_budget(self) -> None:
+        """The budget check before the primary's request; a refusal is a call that started and ended."""
+        try:
             self.client._check_budget(self.routes[0])
+        except FMClientError as error:
+            self.observer = self._start_observer()
+            if self.observer is not None:
+                self.observer.end(None, error)
+            raise
 
     def hit(self) -> Completion:
+        """The cached answer as the call's result: for hooks, a call with no attempt."""
+        self.observer = self._start_observer(cache_hit=True)
+        return self._hit_ends()
+
+    def _hit_ends(self) -> Completion:
         completion = self.cached
         assert completion is not None
         if _overrides:
             completion.provider = _overrides[-1].name
         response_format = self.request.response_format
-        if response_format is not None:
-            _validation.parse_structured(completion, response_format)
+        try:
+            if response_format is not None:
+                _validation.parse_structured(completion, response_format)
+        except BaseException as error:
+            if self.observer is not None:
+                self.observer.end(None, error)
+            raise
+        if self.observer is not None:
+            self.observer.end(completion, None)
         return completion
 
     def replay(self, stream: Stream | AsyncStream) -> Iterator[Chunk]:
@@ -1203,11 +1239,17 @@ class _Call:
 
         completion = self.cached
         assert completion is not None
+        self.observer = self._start_observer(cache_hit=True)  # the call starts with the iteration
         assembler = stream._assembler = StreamAssembler(completion.provider, completion.model)
-        for chunk in replay_chunks(completion):
-            assembler.add(chunk)
-            yield chunk
-        stream._completion = self.hit()
+        try:
+            for chunk in replay_chunks(completion):
+                assembler.add(chunk)
+                yield chunk
+        except BaseException as error:  # closed early, cancelled or interrupted
+            if self.observer is not None:
+                self.observer.end(None, error)
+            raise
+        stream._completion = self._hit_ends()
 
     def plan(self) -> Iterator[tuple[_Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
@@ -1252,8 +1294,8 @@ class _Call:
                 prepared = self._before_request(route, prepared)
             yield route, prepared
 
-    def _start_observer(self) -> CallObserver | None:
-        return self.client._observer("chat", self.first, self.streaming)
+    def _start_observer(self, cache_hit: bool = False) -> CallObserver | None:
+        return self.client._observer("chat", self.first, self.streaming, self.routes[0].target, cache_hit)
 
     def _prepare_for(self, route: _Route) -> Any:
         """The request as a fallback target takes it (its model id), checked against its profile."""
@@ -1408,9 +1450,9 @@ class _ImageCall(_Call):
     request: ImageRequest  # type: ignore[assignment]
     first: ImageRequest  # type: ignore[assignment]
 
-    def _start_observer(self) -> CallObserver | None:
+    def _start_observer(self, cache_hit: bool = False) -> CallObserver | None:
         # "generate_content": the GenAI semantic conventions' operation for multimodal output.
-        return self.client._observer("generate_content", self.first, False)
+        return self.client._observer("generate_content", self.first, False, self.routes[0].target)
 
     def _before_request(self, route: _Route, prepared: Any) -> Any:
         assert self.observer is not None

@@ -17,6 +17,25 @@ Sync and async calls, streams and embeddings all go through the same hooks, in t
 ``before_request`` runs once per target (the primary, then each fallback tried), before any of
 its attempts; ``attempt.request`` is what was sent.
 
+**Calls that send nothing.** A call starts once its input has been checked; from then on it ends
+with ``on_call_end`` exactly once, also when no request leaves:
+
+* A response-cache hit (``Client(cache=...)``) is a call with no attempt: ``on_call_start`` then
+  ``on_call_end(call, result, None)``, where ``call.cache_hit`` is True, ``call.attempts == []`` and
+  ``result.cached`` is True (its usage is the original call's, its cost zero). A stream replayed from
+  the cache ends when the replay ends; ``before_request`` does not run (nothing is sent).
+* A call refused before its request leaves ends with ``on_call_end(call, None, error)`` and no
+  attempt for the request that was never sent: the budget is spent (``BudgetExceededError``), the
+  client-side rate limits cannot admit it before its deadline (``RateLimitError``), every target's
+  circuit is open or no target could take the request, or ``before_request`` refused it. (A refusal
+  after a failed attempt, say at a retry or a fallback, comes after that attempt's events.)
+* Input or configuration that is invalid raises before the call starts, and no hook runs: a
+  malformed prompt or argument, a request the primary target's model cannot take (its profile), an
+  unknown model, or the primary provider's missing key or extra.
+
+``call.provider``, ``call.model`` and ``call.settings`` name the primary target, so a hook can tell
+where a call that sent nothing would have gone.
+
 **The rule for a hook that raises.** Observing methods (all but ``before_request``) fail open: an
 exception is logged on the ``fmclient`` logger (WARNING, with its traceback) and swallowed; the
 call goes on as if the hook had returned, and later hooks still run. ``before_request`` fails
@@ -26,7 +45,7 @@ exception refuses it with an ``FMClientError`` whose ``__cause__`` is that excep
 request is checked against the model's capabilities again before it is sent.
 
 **Cost.** With no hook registered (and the ``fmclient`` logger not enabled for INFO) a call builds
-no observer at all: the client's hot path checks one attribute.
+no observer at all, cache hits and refusals included: the client's hot path checks one attribute.
 """
 
 from __future__ import annotations
@@ -71,6 +90,11 @@ class CallInfo:
     error: BaseException | None = None
     ended: float | None = None
     state: dict[Any, Any] = field(default_factory=dict)
+    # The primary target: its configured provider name, model and settings ("" and None when unknown).
+    provider: str = ""
+    model: str = ""
+    settings: ProviderSettings | None = None
+    cache_hit: bool = False  # answered from fmclient's response cache: no attempts, ``result.cached``
 
 
 @dataclass(slots=True, eq=False)
@@ -137,7 +161,8 @@ class LoggingHook(Hook):
     """One ``fmclient`` log record per attempt: provider, model, status, latency, retry wait, request id.
 
     The client adds it by itself whenever the ``fmclient`` logger is enabled for INFO. An answered
-    attempt logs at INFO, a failed one at WARNING.
+    attempt logs at INFO, a failed one at WARNING; a response-cache hit logs one INFO record
+    ("cache hit provider/model: ok in ...", ``fmclient_status`` "cache hit", ``fmclient_attempt`` 0).
     """
 
     def __init__(self) -> None:
@@ -176,6 +201,23 @@ class LoggingHook(Hook):
             pending = attempt.state.pop(LoggingHook, None)
             if pending is not None:
                 self._failed(attempt, pending)
+        if call.cache_hit and result is not None:
+            latency = (call.ended or time.perf_counter()) - call.started
+            self._log.info(
+                "cache hit %s/%s: ok in %.3fs",
+                call.provider,
+                call.model,
+                latency,
+                extra={
+                    "fmclient_provider": call.provider,
+                    "fmclient_model": call.model,
+                    "fmclient_status": "cache hit",
+                    "fmclient_latency": latency,
+                    "fmclient_retry_wait": None,
+                    "fmclient_request_id": None,
+                    "fmclient_attempt": 0,
+                },
+            )
 
     def _failed(self, attempt: AttemptInfo, error: FMClientError) -> None:
         attempt.state.pop(LoggingHook, None)
@@ -228,10 +270,18 @@ class CallObserver:
         operation: str,
         request: Request | EmbedRequest | ImageRequest,
         streaming: bool,
+        provider: str = "",
+        model: str = "",
+        cache_hit: bool = False,
     ) -> None:
         self._hooks = hooks
         self._settings = settings
         self.call = CallInfo(operation, streaming, request, time.perf_counter())
+        if provider:
+            self.call.provider = provider
+            self.call.model = model
+            self.call.settings = settings(provider)
+        self.call.cache_hit = cache_hit
         self._current: AttemptInfo | None = None
         self._target_key: tuple[str, str] | None = None
         self._target_index = -1

@@ -18,7 +18,13 @@ client metrics):
   as a ``fmclient.fallback`` event on the call span;
 * ``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` and, for streams,
   ``gen_ai.client.operation.time_to_first_chunk`` histograms with the spec's advisory bucket
-  boundaries (``gen_ai.response.time_to_first_chunk`` on the spans).
+  boundaries (``gen_ai.response.time_to_first_chunk`` on the spans);
+* a call that sent no request still gets its call span (no attempt span under it) and its duration
+  point: a response-cache hit carries ``fmclient.response_cache.hit = true`` on both and the
+  response model, finish reason (and, when content is captured, the output) of the cached answer,
+  but no usage and no token-usage point (its tokens were not consumed by this call); a call refused
+  before sending (budget spent, client-side rate limit, circuit open, a ``before_request`` refusal)
+  ends its span with error status and ``error.type``, like any failed call.
 
 Message content (``gen_ai.system_instructions``, ``gen_ai.input.messages``,
 ``gen_ai.output.messages``, as JSON in the spec's message format) is recorded only when
@@ -61,6 +67,7 @@ from fmclient.types import (
 )
 
 __all__ = [
+    "CACHE_HIT_ATTRIBUTE",
     "CAPTURE_CONTENT_ENV",
     "DURATION_BUCKETS",
     "TOKEN_BUCKETS",
@@ -69,6 +76,8 @@ __all__ = [
 ]
 
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# On the span and the duration point of a call answered from fmclient's response cache.
+CACHE_HIT_ATTRIBUTE = "fmclient.response_cache.hit"
 # The spec's advisory ExplicitBucketBoundaries.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -315,7 +324,8 @@ class OpenTelemetryHook(Hook):
             self._end_failed(attempt)
         span = call.state.pop(self, None)
         last = call.attempts[-1] if call.attempts else None
-        if last is None:  # refused by a hook, or no target could be tried: no request, no operation
+        if last is None:  # a response-cache hit, or refused before any request left
+            self._end_unsent(call, result, error)
             return
         if isinstance(error, GeneratorExit):
             error = None  # the caller closed a stream early: not a failure
@@ -349,6 +359,46 @@ class OpenTelemetryHook(Hook):
                 self._tokens.record(usage.input_tokens, {**metric_attributes, "gen_ai.token.type": "input"})
             if usage.output_tokens:
                 self._tokens.record(usage.output_tokens, {**metric_attributes, "gen_ai.token.type": "output"})
+
+    def _end_unsent(
+        self, call: CallInfo, result: Completion | Embeddings | Images | None, error: BaseException | None
+    ) -> None:
+        """The span and duration of a call that sent no request: a hit, or a refusal.
+
+        A hit gets no usage (no token was consumed by it, so no token-usage point either) and
+        ``fmclient.response_cache.hit``, on the span and on its duration point.
+        """
+        settings = call.settings
+        if settings is None:  # built without its target (not by the client): nothing to name it by
+            return
+        if isinstance(error, GeneratorExit):
+            error = None  # a replayed stream closed early: not a failure
+        ended = call.ended or time.perf_counter()
+        metric_attributes = self._common(call.operation, settings, call.model)
+        if result is not None and result.model:
+            metric_attributes["gen_ai.response.model"] = result.model
+        if error is not None:
+            metric_attributes["error.type"] = _error_type(error)
+        if call.cache_hit:
+            metric_attributes[CACHE_HIT_ATTRIBUTE] = True
+        now_ns, now = time.time_ns(), time.perf_counter()
+        span = self._tracer.start_span(
+            f"{call.operation} {call.model}",
+            kind=SpanKind.CLIENT,
+            attributes={**metric_attributes, **self._request_attributes(call, call.request)},
+            start_time=now_ns - int((now - call.started) * 1e9),
+        )
+        if span.is_recording():
+            if isinstance(result, Completion):
+                span.set_attribute("gen_ai.response.finish_reasons", [result.finish_reason])
+                if self.capture_content:
+                    span.set_attribute(
+                        "gen_ai.output.messages", json.dumps([_output_message(result)], ensure_ascii=False)
+                    )
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        span.end(end_time=now_ns - int((now - ended) * 1e9))
+        self._duration.record(ended - call.started, metric_attributes)
 
     def _response_attributes(self, result: Completion | Embeddings | Images, *, content: bool) -> dict[str, Any]:
         attributes: dict[str, Any] = {}
