@@ -333,3 +333,26 @@ def test_pricing_matches_genai_prices_own_calculation(provider_type: str, provid
 def test_usage_that_does_not_add_up_is_unpriced_not_guessed() -> None:
     found = price_usage(PriceRef("anthropic"), ("claude-sonnet-4-6",), Usage(10, 1, cached_input_tokens=600), None)
     assert isinstance(found, Unpriced) and "cannot exceed" in found.reason
+
+
+def test_a_hook_reading_the_cost_early_does_not_lose_it() -> None:
+    """on_response sees an attempt's answer before the client prices it: reading its cost there
+    must not fix it at None for the caller (OpenTelemetryHook reads it for fmclient.cost.usd)."""
+    from fmclient import Client
+    from fmclient.hooks import AttemptInfo, Hook
+    from fmclient.testing import MockProvider
+
+    seen: list[object] = []
+
+    class ReadsCost(Hook):
+        def on_response(self, attempt: AttemptInfo, result: Any) -> None:
+            seen.append(result.cost)
+
+        def on_call_end(self, call: Any, result: Any, error: BaseException | None) -> None:
+            seen.append(result.cost)
+
+    with MockProvider() as mock:
+        mock.add_reply("ok", usage=Usage(input_tokens=1000, output_tokens=100))
+        reply = Client(hooks=[ReadsCost()]).complete("hi", model="openai/gpt-4o")
+    assert reply.cost is not None and reply.cost.total > 0
+    assert seen == [None, reply.cost]  # unknown during the attempt, the price once it is the answer

@@ -161,12 +161,14 @@ def test_every_provider_one_call_span_and_one_attempt_span_with_exact_attributes
     case = CASES[name]
     fake_server.replies.append(PROFILES[case.profile].reply("hello there"))
     client = client_for(case, fake_server, otel)
-    client.complete("hi", model=f"{case.provider}/{case.model}", max_tokens=50, stop=["END"], **sampling(case))
+    reply = client.complete("hi", model=f"{case.provider}/{case.model}", max_tokens=50, stop=["END"], **sampling(case))
     assert len(fake_server.requests) == 1
     call, attempts = otel.spans()
     expected = {**request_attributes(case, fake_server.port, stream=False), **response_attributes(case)}
     assert call.name == f"chat {case.model}" and call.kind is SpanKind.CLIENT
-    assert dict(call.attributes or {}) == expected
+    # The call span carries what the completion cost (priced once the answer is the call's).
+    cost = {} if reply.cost is None else {"fmclient.cost.usd": float(reply.cost.total)}
+    assert dict(call.attributes or {}) == {**expected, **cost}
     assert call.status.status_code is StatusCode.UNSET
     assert [a.name for a in attempts] == [f"chat {case.model}"]
     assert attempts[0].kind is SpanKind.CLIENT
@@ -193,6 +195,7 @@ def test_llamacpp_provider_name_is_a_custom_value(otel: Otel) -> None:
         "gen_ai.usage.input_tokens": 3,
         "gen_ai.usage.output_tokens": 2,
         "gen_ai.response.finish_reasons": ("stop",),
+        "fmclient.cost.usd": 0.0,  # a local model is free
     }
     assert len(attempts) == 1
 
@@ -239,7 +242,10 @@ def test_a_fallback_shows_both_targets_and_the_call_span_names_who_answered(
         hooks=[otel.hook],
         max_retries=0,
     )
-    client.complete("hi", model="openai/gpt-4o", fallbacks=["anthropic/claude-sonnet-4-6"], max_tokens=50, stop=["END"])
+    reply = client.complete(
+        "hi", model="openai/gpt-4o", fallbacks=["anthropic/claude-sonnet-4-6"], max_tokens=50, stop=["END"]
+    )
+    assert reply.cost is not None  # the answering target's price, on the call span
     call, (first, second) = otel.spans()
     assert dict(first.attributes or {}) == {
         **request_attributes(openai, fake_server.port, stream=False, sampled=False),
@@ -258,6 +264,7 @@ def test_a_fallback_shows_both_targets_and_the_call_span_names_who_answered(
     assert dict(call.attributes or {}) == {
         **request_attributes(anthropic, fake_server.port, stream=False),
         **response_attributes(anthropic),
+        "fmclient.cost.usd": float(reply.cost.total),
     }
     assert [(e.name, dict(e.attributes or {})) for e in call.events] == [
         (

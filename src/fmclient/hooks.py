@@ -15,7 +15,8 @@ Sync and async calls, streams and embeddings all go through the same hooks, in t
     on_call_end(call, result, error)       exactly once per call that started
 
 ``before_request`` runs once per target (the primary, then each fallback tried), before any of
-its attempts; ``attempt.request`` is what was sent.
+its attempts; ``attempt.request`` is what was sent. A result's ``cost`` is known from
+``on_call_end`` on: in ``on_response`` the answer is not yet the call's and reads None.
 
 **Calls that send nothing.** A call starts once its input has been checked; from then on it ends
 with ``on_call_end`` exactly once, also when no request leaves:

@@ -432,9 +432,9 @@ class OpenTelemetryHook(Hook):
         if response_id:
             attributes["gen_ai.response.id"] = response_id
         cost = getattr(result, "cost", None)
-        cost = getattr(cost, "total", cost)
-        if isinstance(cost, (int, float)):
-            attributes["fmclient.cost.usd"] = float(cost)
+        total = getattr(cost, "total", None)  # a Decimal (fmclient.pricing.Cost)
+        if total is not None and getattr(cost, "currency", None) == "USD":
+            attributes["fmclient.cost.usd"] = float(total)
         if content:
             attributes["gen_ai.output.messages"] = json.dumps([_output_message(result)], ensure_ascii=False)
         return attributes

@@ -566,8 +566,11 @@ def _price(result: Completion | Embeddings | Images) -> tuple[Cost | None, str |
         from fmclient.pricing import Unpriced, price_usage
 
         if result._pricing is None:
-            found: Cost | Unpriced = Unpriced("cost unknown: only results returned by a Client are priced")
-        elif result.usage is None:
+            # Not remembered: a hook may read the cost of an attempt's answer before the client
+            # has told the result how to price itself (fmclient.client.Client._priced).
+            return None, "cost unknown: only results returned by a Client are priced"
+        found: Cost | Unpriced
+        if result.usage is None:
             found = Unpriced("cost unknown: the provider reports no token usage for these images")
         else:
             ref, models, at = result._pricing
