@@ -79,6 +79,31 @@ def test_spend_equal_to_the_budget_refuses_the_next_call(fake: FakeOpenAI, fake_
     assert len(fake_server.requests) == 2
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_spend_is_counted_with_telemetry_on(
+    fake: FakeOpenAI, fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """OpenTelemetryHook reads each attempt's cost for its spans; that early read (before the
+    answer is priced) must not leave the budget counting nothing."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from fmclient.telemetry import OpenTelemetryHook
+
+    cost = call_cost(1000, 100)
+    fake.answer(*[Answer("ok", prompt_tokens=1000, completion_tokens=100)] * 2)
+    hook = OpenTelemetryHook(tracer_provider=TracerProvider(), meter_provider=MeterProvider())
+    client = make_client(fake_server, max_cost=cost, hooks=[hook])
+    if stream:
+        assert "".join(chunk.text for chunk in client.stream("one", model="openai/gpt-4o")) == "ok"
+    else:
+        assert client.complete("one", model="openai/gpt-4o").cost is not None
+    assert client.spent == cost
+    with pytest.raises(BudgetExceededError):
+        client.complete("two", model="openai/gpt-4o")
+    assert chat_requests(fake_server) == 1
+
+
 def test_spend_just_below_the_budget_allows_the_next_call(fake: FakeOpenAI, fake_server: FakeServer) -> None:
     cost = call_cost(1000, 100)
     fake.answer(*[Answer("ok", prompt_tokens=1000, completion_tokens=100)] * 4)
