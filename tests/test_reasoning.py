@@ -64,6 +64,48 @@ def test_anthropic_refuses_before_sending(fake_server: FakeServer) -> None:
     assert fake_server.requests == []
 
 
+@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-opus-4-7", "claude-opus-4-6"])
+def test_anthropic_effort_is_adaptive_thinking_from_claude_4_6(fake_server: FakeServer, model: str) -> None:
+    """Claude 4.7 and 5 answer a budget (thinking type "enabled") with 400: an effort goes as
+    adaptive thinking and output_config.effort, next to a response format, max_tokens untouched."""
+    blocks = [fa.thinking_block(THOUGHT, "sig-1"), fa.text_block('{"n": 25}')]
+    fake_server.queue(fa.message_reply(blocks), fa.stream_reply(fa.stream_events(blocks)))
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    with anthropic_client(fake_server) as client:
+        done = client.complete("primes below 100?", model=f"anthropic/{model}", reasoning="high")
+        stream = client.stream(
+            "primes below 100?", model=f"anthropic/{model}", reasoning="low", max_tokens=900, response_format=schema
+        )
+        text, thought = split(stream)
+    first, second = (r.json() for r in fake_server.requests)
+    assert first == {
+        "model": model,
+        "max_tokens": 4096,
+        "messages": [{"role": "user", "content": "primes below 100?"}],
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "high"},
+    }
+    assert second["thinking"] == {"type": "adaptive"} and second["max_tokens"] == 900
+    assert second["output_config"]["effort"] == "low" and second["output_config"]["format"]["type"] == "json_schema"
+    assert (done.reasoning, thought, text) == (THOUGHT, THOUGHT, '{"n": 25}')
+
+
+def test_anthropic_token_budgets_where_claude_takes_only_an_effort(fake_server: FakeServer) -> None:
+    fake_server.queue(fa.message_reply("ok"))
+    with anthropic_client(fake_server) as client:
+        for model in ("claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-4-7"):
+            with pytest.raises(UnsupportedFeatureError, match="as a token budget"):
+                client.complete("hi", model=f"anthropic/{model}", reasoning=4096)
+        with pytest.raises(BadRequestError, match="not both"):
+            client.complete("hi", model="anthropic/claude-opus-5-5", reasoning="low", output_config={"effort": "max"})
+        assert fake_server.requests == []
+        # Claude 4.6 still takes a budget (deprecated: the SDK says so), as extended thinking.
+        with pytest.warns(UserWarning, match="deprecated"):
+            client.complete("hi", model="anthropic/claude-opus-4-6", reasoning=2048, max_tokens=4000)
+    [sent] = (r.json() for r in fake_server.requests)
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048} and "output_config" not in sent
+
+
 # == Gemini ========================================================================================
 def gemini_client(server: FakeServer) -> Client:
     return Client(providers={"gemini": {"base_url": server.url, "api_key": "test-key-gemini"}}, max_retries=0)
@@ -109,6 +151,23 @@ def bedrock(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     with FakeBedrock() as server:
         yield server
+
+
+def test_bedrock_claude_5_takes_an_effort_as_adaptive_thinking(bedrock: Any) -> None:
+    from tests.fakes import bedrock as fb
+
+    bedrock.queue(fb.converse_reply(text="Hello!", reasoning={"text": THOUGHT, "signature": "sig-1"}))
+    with Client(providers={"bedrock": {"base_url": bedrock.url, "region": "us-east-1"}}, max_retries=0) as client:
+        done = client.complete("hi", model="bedrock/us.anthropic.claude-opus-5-5-v1:0", reasoning="medium")
+        with pytest.raises(UnsupportedFeatureError, match="as a token budget"):
+            client.complete("hi", model="bedrock/us.anthropic.claude-opus-5-5-v1:0", reasoning=4000)
+    [sent] = bedrock.bodies()
+    assert sent["additionalModelRequestFields"] == {
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "medium"},
+    }
+    assert "inferenceConfig" not in sent  # max_tokens is not raised by a budget
+    assert (done.text, done.reasoning) == ("Hello!", THOUGHT)
 
 
 def test_bedrock_claude_thinking_through_additional_fields(bedrock: Any) -> None:

@@ -65,6 +65,11 @@ class Profile:
     #: (Claude's extended thinking takes neither: the API answers 400)
     reasoning_with_temperature: bool = True
     reasoning_with_forced_tool: bool = True
+    #: Claude's thinking takes an effort, ``thinking: {"type": "adaptive"}`` with
+    #: ``output_config.effort`` (Claude 4.6 and later), instead of a token budget
+    adaptive_thinking: bool = False
+    #: ``reasoning=`` as a token budget is accepted (Claude 4.7 and 5 answer a budget with 400)
+    reasoning_budget: bool = True
     #: the output-limit parameter the family requires on OpenAI's API (None: the host's default)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
     #: the OpenAI API the family is best served by: its reasoning models keep their reasoning
@@ -185,6 +190,11 @@ class Profile:
         # An unknown model (the permissive default, no family) may reason: its server decides.
         if request.reasoning is not None and not self.reasoning and self.family:
             raise refuse(f"reasoning={request.reasoning!r} (it is not a reasoning model)", "reasoning")
+        if isinstance(request.reasoning, int) and not self.reasoning_budget:
+            raise refuse(
+                f"reasoning={request.reasoning!r} as a token budget (it takes an effort: 'low', 'medium' or 'high')",
+                "reasoning_budget",
+            )
         if request.reasoning is not None and request.temperature is not None and not self.reasoning_with_temperature:
             raise refuse("temperature together with reasoning=", "reasoning_with_temperature")
         if (

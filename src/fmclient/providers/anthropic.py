@@ -22,10 +22,13 @@ Choices worth knowing:
 * **Thinking** — when a reply holds thinking / redacted_thinking (or server-tool) blocks, the
   whole content list is kept, exactly as received, in ``message.provider_state["<provider
   name>"]["content"]`` and replayed verbatim (same blocks, same order, signatures intact) when
-  that assistant message is part of a later request. ``reasoning=`` enables it
-  (``thinking={"type": "enabled", "budget_tokens": N}``, an effort through
-  :data:`~fmclient.providers.shared_io.THINKING_BUDGETS`; ``max_tokens`` defaults to the budget
-  plus 4096); the thinking text is ``Completion.reasoning`` and streams as ``Chunk.reasoning``.
+  that assistant message is part of a later request. ``reasoning=`` enables it: on families
+  with adaptive thinking (Claude 4.6 and later, their profile's ``adaptive_thinking``) an effort is
+  ``thinking={"type": "adaptive"}`` with ``output_config={"effort": ...}``; otherwise, and for a
+  token budget where the family still takes one, ``thinking={"type": "enabled", "budget_tokens":
+  N}`` (an effort through :data:`~fmclient.providers.shared_io.THINKING_BUDGETS`; ``max_tokens``
+  defaults to the budget plus 4096). The thinking text is ``Completion.reasoning`` and streams as
+  ``Chunk.reasoning``.
 * **Finish reasons** — ``end_turn``/``stop_sequence`` -> stop, ``max_tokens`` and
   ``model_context_window_exceeded`` -> length, ``tool_use`` -> tool_calls, ``refusal`` ->
   content_filter, anything else (``pause_turn``...) -> other.
@@ -101,7 +104,7 @@ from fmclient.providers.base import Capabilities, Provider, ProviderSettings, im
 from fmclient.providers.shared_io import (
     MappedErrors,
     astream_chunks,
-    claude_thinking,
+    claude_reasoning,
     rate_limit_headers,
     stream_chunks,
     tool_arguments,
@@ -224,12 +227,27 @@ def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any
             raise BadRequestError(
                 "pass reasoning= or provider_options thinking, not both", provider=provider, model=request.model
             )
-        params["thinking"], params["max_tokens"] = claude_thinking(
-            request.reasoning, request.max_tokens, DEFAULT_MAX_TOKENS, provider=provider, model=request.model
+        adaptive = profile_for(request.model, "anthropic").adaptive_thinking
+        if adaptive and "effort" in (request.provider_options.get("output_config") or {}):
+            raise BadRequestError(
+                "pass reasoning= or output_config's effort, not both", provider=provider, model=request.model
+            )
+        fields, max_tokens = claude_reasoning(
+            request.reasoning,
+            request.max_tokens,
+            DEFAULT_MAX_TOKENS,
+            adaptive=adaptive,
+            provider=provider,
+            model=request.model,
         )
+        params.update(fields)
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
     if request.response_format is not None:
+        # Next to an effort from reasoning=, if any.
         params["output_config"] = {
-            "format": {"type": "json_schema", "schema": _output_schema(request.response_format.schema)}
+            **params.get("output_config", {}),
+            "format": {"type": "json_schema", "schema": _output_schema(request.response_format.schema)},
         }
     for key, value in request.provider_options.items():
         if key == "output_config" and isinstance(value, Mapping) and "output_config" in params:

@@ -94,7 +94,7 @@ from fmclient.errors import (
 )
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, claude_thinking, stream_chunks
+from fmclient.providers.shared_io import MappedErrors, claude_reasoning, stream_chunks
 from fmclient.secret import redact
 from fmclient.types import (
     CachePoint,
@@ -649,16 +649,25 @@ def build_converse_params(request: Request, *, provider: str = "bedrock") -> dic
     if request.stop:
         inference["stopSequences"] = list(request.stop)
     if request.reasoning is not None:
-        if not profile_for(request.model, "bedrock").family.startswith("claude"):
+        profile = profile_for(request.model, "bedrock")
+        if not profile.family.startswith("claude"):
             raise _refuse(
                 f"reasoning={request.reasoning!r}: fmclient maps reasoning on Bedrock for Claude models only",
                 request.model,
                 provider,
             )
-        thinking, inference["maxTokens"] = claude_thinking(
-            request.reasoning, request.max_tokens, CLAUDE_DEFAULT_MAX_TOKENS, provider=provider, model=request.model
+        # The Anthropic request fields, which Bedrock passes on to Claude as they are.
+        fields, max_tokens = claude_reasoning(
+            request.reasoning,
+            request.max_tokens,
+            CLAUDE_DEFAULT_MAX_TOKENS,
+            adaptive=profile.adaptive_thinking,
+            provider=provider,
+            model=request.model,
         )
-        params["additionalModelRequestFields"] = {"thinking": thinking}
+        if max_tokens is not None:
+            inference["maxTokens"] = max_tokens
+        params["additionalModelRequestFields"] = fields
     if inference:
         params["inferenceConfig"] = inference
 

@@ -35,6 +35,7 @@ __all__ = [
     "ToolCallAssembler",
     "aclose_quietly",
     "astream_chunks",
+    "claude_reasoning",
     "claude_thinking",
     "close_quietly",
     "map_exception",
@@ -320,6 +321,29 @@ CLAUDE_MIN_BUDGET = 1024
 def thinking_budget(reasoning: str | int) -> int:
     """``reasoning=`` as a token budget: an effort through :data:`THINKING_BUDGETS`."""
     return THINKING_BUDGETS[reasoning] if isinstance(reasoning, str) else reasoning
+
+
+def claude_reasoning(
+    reasoning: str | int,
+    max_tokens: int | None,
+    default_max_tokens: int,
+    *,
+    adaptive: bool,
+    provider: str,
+    model: str,
+) -> tuple[dict[str, Any], int | None]:
+    """Claude's request fields for ``reasoning=`` (the same on the Anthropic API and, in
+    ``additionalModelRequestFields``, on Bedrock) and the ``max_tokens`` to send.
+
+    A family with adaptive thinking (its profile's ``adaptive_thinking``) takes an effort as
+    ``thinking: {"type": "adaptive"}`` with ``output_config.effort``, and ``max_tokens`` is left
+    as it was; a token budget, and every effort on older Claude models, is extended thinking
+    with ``budget_tokens`` (see :func:`claude_thinking`).
+    """
+    if adaptive and isinstance(reasoning, str):
+        return {"thinking": {"type": "adaptive"}, "output_config": {"effort": reasoning}}, max_tokens
+    thinking, max_tokens = claude_thinking(reasoning, max_tokens, default_max_tokens, provider=provider, model=model)
+    return {"thinking": thinking}, max_tokens
 
 
 def claude_thinking(
