@@ -248,7 +248,10 @@ def test_bedrock_claude_efforts_as_on_anthropic(bedrock: Any) -> None:
         with pytest.raises(UnsupportedFeatureError, match="reasoning='xhigh': this model takes a thinking"):
             client.complete("hi", model=f"bedrock/{CLAUDE_ON_BEDROCK}", reasoning="xhigh")
     [sent] = bedrock.bodies()
-    assert sent["additionalModelRequestFields"] == {"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}
+    assert sent["additionalModelRequestFields"] == {
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "max"},
+    }
 
 
 def test_bedrock_claude_thinking_through_additional_fields(bedrock: Any) -> None:
