@@ -370,6 +370,45 @@ def test_refused_before_sending(fake: FakeOpenAI) -> None:
     assert fake.server.requests == []
 
 
+def test_every_effort_the_family_takes_goes_as_given(fake: FakeOpenAI) -> None:
+    """GPT-6 takes "none" to "max", gpt-5 "minimal": sent as they are, on both APIs."""
+    fake.answer(Answer("max"), Answer("minimal"), Answer("none"), Answer("none on chat"))
+    with make_client(fake.server) as client:
+        client.complete("hi", model="gpt-astra", reasoning="max")
+        client.complete("hi", model="openai/gpt-5", reasoning="minimal")
+        client.complete("hi", model="gpt-astra", reasoning="none")
+        client.complete("hi", model="gpt-astra", reasoning="xhigh", api="chat")
+    target = client.settings.aliases["gpt-astra"].split("/", 1)[1]
+    assert [(body["model"], body["reasoning"]) for body in bodies(fake)] == [
+        (target, {"effort": "max", "summary": "auto"}),
+        ("gpt-5", {"effort": "minimal", "summary": "auto"}),
+        (target, {"effort": "none", "summary": "auto"}),
+    ]
+    [chat] = fake.bodies("/chat/completions")
+    assert (chat["model"], chat["reasoning_effort"]) == (target, "xhigh")
+
+
+def test_an_effort_the_family_does_not_take_is_refused_before_sending(fake: FakeOpenAI) -> None:
+    with make_client(fake.server) as client:
+        with pytest.raises(UnsupportedFeatureError, match=r"reasoning='xhigh' \(it takes an effort: 'low', 'medium'"):
+            client.complete("x", model="openai/o3", reasoning="xhigh")
+        with pytest.raises(UnsupportedFeatureError, match="reasoning='none'"):
+            client.complete("x", model="openai/gpt-5", reasoning="none", api="chat")
+        with pytest.raises(UnsupportedFeatureError, match="reasoning='minimal'"):
+            client.complete("x", model="gpt-luna", reasoning="minimal")
+    assert fake.server.requests == []
+
+
+def test_a_compatible_server_gets_any_effort_as_given(fake: FakeOpenAI) -> None:
+    efforts = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+    fake.answer(*(Answer(effort) for effort in efforts))
+    table = {"type": "openai", "base_url": fake.server.url + "/v1"}
+    with Client(providers={"vllm": table}, max_retries=0) as client:
+        for effort in efforts:
+            client.complete("hi", model="vllm/my-reasoner", reasoning=effort)
+    assert [body["reasoning_effort"] for body in fake.bodies("/chat/completions")] == list(efforts)
+
+
 def test_chat_path_sends_reasoning_effort(fake: FakeOpenAI) -> None:
     fake.answer(Answer("ok", model="o3"))
     with make_client(fake.server, api="chat") as client:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from fmclient import providers
+from fmclient._validation import REASONING_EFFORTS
 from fmclient.client import Client
 from fmclient.errors import UnsupportedFeatureError
 from fmclient.profiles import DEFAULT_PROFILE, Capabilities, Profile, families, normalise_model_id, profile_for
@@ -201,6 +202,18 @@ def test_restrict_only_narrows_and_its_reason_is_quoted() -> None:
         ("claude-sonnet-5", {"temperature": 0.5}, False, "temperature"),
         ("claude-opus-5-5", {"tools": (WEATHER,), "tool_choice": "required"}, False, "a forced tool choice"),
         ("claude-haiku-5-5", {"reasoning": 2048}, False, "reasoning=2048 as a token budget"),
+        (
+            "claude-haiku-5-5",
+            {"reasoning": 2048},
+            False,
+            "(it takes an effort: 'low', 'medium', 'high', 'xhigh' or 'max')",
+        ),
+        ("claude-opus-5-5", {"reasoning": "none"}, False, "reasoning='none' (it takes an effort: 'low', 'medium',"),
+        ("claude-opus-4-6", {"reasoning": "minimal"}, False, "reasoning='minimal'"),
+        ("o3", {"reasoning": "xhigh"}, False, "reasoning='xhigh' (it takes an effort: 'low', 'medium' or 'high')"),
+        ("o3-mini", {"reasoning": "minimal"}, False, "reasoning='minimal'"),
+        ("gpt-5", {"reasoning": "none"}, False, "(it takes an effort: 'minimal', 'low', 'medium' or 'high')"),
+        ("gpt-6-luna", {"reasoning": "minimal"}, False, "'none', 'low', 'medium', 'high', 'xhigh' or 'max')"),
         ("claude-2.1", {"tools": (WEATHER,)}, False, "tools"),
         ("o3", {"stop": ("x",)}, False, "stop sequences"),
         ("text-embedding-3-small", {}, False, "chat completions"),
@@ -213,6 +226,44 @@ def test_check_refuses_what_the_family_does_not_take(
         profile_for(model).check(req(model, **kwargs), provider="p", streaming=streaming)
     assert model in str(caught.value)
     profile_for("claude-sonnet-4-5").check(req("claude-sonnet-4-5", max_tokens=64_000), provider="p")
+
+
+@pytest.mark.parametrize(
+    ("model", "efforts"),
+    [
+        ("gpt-6-luna", ("none", "low", "medium", "high", "xhigh", "max")),
+        ("gpt-5-mini", ("minimal", "low", "medium", "high")),
+        ("o3", ("low", "medium", "high")),
+        ("o4-mini", ("low", "medium", "high")),
+        ("claude-opus-5-5", ("low", "medium", "high", "xhigh", "max")),
+        ("claude-sonnet-4-6", ("low", "medium", "high", "xhigh", "max")),
+    ],
+)
+def test_a_family_takes_exactly_its_reasoning_efforts(model: str, efforts: tuple[str, ...]) -> None:
+    profile = profile_for(model)
+    assert profile.reasoning_efforts == efforts
+    for effort in REASONING_EFFORTS:
+        if effort in efforts:
+            profile.check(req(model, reasoning=effort), provider="p")
+        else:
+            with pytest.raises(UnsupportedFeatureError, match=f"reasoning={effort!r}"):
+                profile.check(req(model, reasoning=effort), provider="p")
+
+
+def test_reasoning_efforts_in_the_table_are_known_efforts_of_reasoning_families() -> None:
+    listed = [(name, profile) for name, _, profile in families() if profile.reasoning_efforts is not None]
+    assert {name for name, _ in listed} >= {"gpt-6", "gpt-5", "openai-o-series", "claude-opus-5-5", "claude-4-6"}
+    for name, profile in listed:
+        assert profile.reasoning, name
+        assert profile.reasoning_efforts and set(profile.reasoning_efforts) <= set(REASONING_EFFORTS), name
+        # listed least to most, as REASONING_EFFORTS is
+        assert list(profile.reasoning_efforts) == sorted(profile.reasoning_efforts, key=REASONING_EFFORTS.index), name
+    # where the efforts are not known here (later gpt-5.x, Gemini, budget-only Claude), the server decides
+    for model in ("gpt-5.1", "gemini-3-pro-preview", "claude-sonnet-4-5", "my-model"):
+        assert profile_for(model).reasoning_efforts is None, model
+    for effort in REASONING_EFFORTS:
+        DEFAULT_PROFILE.check(req("my-model", reasoning=effort), provider="vllm")
+        profile_for("gpt-5.1").check(req("gpt-5.1", reasoning=effort), provider="openai")
 
 
 def test_streaming_with_tools_is_a_host_restriction() -> None:

@@ -106,6 +106,47 @@ def test_anthropic_token_budgets_where_claude_takes_only_an_effort(fake_server: 
     assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048} and "output_config" not in sent
 
 
+def test_anthropic_adaptive_thinking_takes_xhigh_and_max(fake_server: FakeServer) -> None:
+    fake_server.queue(fa.message_reply("ok"), fa.message_reply("ok"))
+    with anthropic_client(fake_server) as client:
+        client.complete("hi", model="anthropic/claude-opus-5-5", reasoning="xhigh")
+        client.complete("hi", model="anthropic/claude-opus-4-6", reasoning="max")
+    first, second = (r.json() for r in fake_server.requests)
+    assert first == {
+        "model": "claude-opus-5-5",
+        "max_tokens": 4096,
+        "messages": [{"role": "user", "content": "hi"}],
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "xhigh"},
+    }
+    assert (second["thinking"], second["output_config"]) == ({"type": "adaptive"}, {"effort": "max"})
+
+
+def test_anthropic_refuses_efforts_claude_has_no_level_for(fake_server: FakeServer) -> None:
+    with anthropic_client(fake_server) as client:
+        # adaptive thinking has no "none" or "minimal" effort (the profile lists what it takes)
+        for effort in ("none", "minimal"):
+            with pytest.raises(UnsupportedFeatureError, match=f"reasoning={effort!r} \\(it takes an effort: 'low'"):
+                client.complete("hi", model="anthropic/claude-opus-5-5", reasoning=effort)
+        # budget-only extended thinking: only the efforts THINKING_BUDGETS maps, never a neighbour
+        for effort in ("none", "minimal", "xhigh", "max"):
+            with pytest.raises(UnsupportedFeatureError, match=f"reasoning={effort!r}: this model takes a thinking"):
+                client.complete("hi", model="anthropic/claude-sonnet-4-5", reasoning=effort)
+    assert fake_server.requests == []
+
+
+def test_check_reasoning_takes_every_effort_and_names_them_on_a_typo() -> None:
+    from fmclient._validation import REASONING_EFFORTS, check_reasoning
+
+    assert REASONING_EFFORTS == ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+    assert [check_reasoning(effort) for effort in REASONING_EFFORTS] == list(REASONING_EFFORTS)
+    listed = "'none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max'"
+    with pytest.raises(ValueError, match=f"reasoning must be one of {listed} or a token budget, got 'hgih'"):
+        check_reasoning("hgih")
+    with pytest.raises(ValueError, match="got 'MAX'"):
+        check_reasoning("MAX")
+
+
 # == Gemini ========================================================================================
 def gemini_client(server: FakeServer) -> Client:
     return Client(providers={"gemini": {"base_url": server.url, "api_key": "test-key-gemini"}}, max_retries=0)
@@ -138,6 +179,32 @@ def test_gemini_thinking_budget_and_level(fake_server: FakeServer) -> None:
     assert stream.completion.reasoning == THOUGHT and stream.completion.text == "Hello!"
 
 
+def test_gemini_efforts_are_what_the_sdk_and_the_model_take(fake_server: FakeServer) -> None:
+    from google.genai import types
+
+    from tests.fakes import gemini as fg
+
+    levels = {level.value for level in types.ThinkingLevel}
+    fake_server.queue(fg.generate_reply("ok"), fg.generate_reply("ok"))
+    with gemini_client(fake_server) as client:
+        client.complete("hi", model="gemini/gemini-3-pro-preview", reasoning="minimal")
+        client.complete("hi", model="gemini/gemini-3-pro-preview", reasoning="xhigh")
+        # Gemini 3's thinking_level has no "none" or "max" (the SDK's ThinkingLevel lists none)
+        for effort in ("none", "max"):
+            assert effort.upper() not in levels
+            with pytest.raises(UnsupportedFeatureError, match=f"reasoning={effort!r}: Gemini's thinking_level takes"):
+                client.complete("hi", model="gemini/gemini-3-pro-preview", reasoning=effort)
+        # Gemini 2.5 takes a budget: only the efforts THINKING_BUDGETS maps
+        for effort in ("none", "minimal", "xhigh", "max"):
+            with pytest.raises(UnsupportedFeatureError, match=f"reasoning={effort!r}: this model takes a thinking"):
+                client.complete("hi", model="gemini/gemini-2.5-flash", reasoning=effort)
+    configs = [r.json()["generationConfig"]["thinkingConfig"] for r in fake_server.requests]
+    assert configs == [
+        {"include_thoughts": True, "thinking_level": "MINIMAL"},
+        {"include_thoughts": True, "thinking_level": "XHIGH"},
+    ]
+
+
 # == Claude on Bedrock =============================================================================
 CLAUDE_ON_BEDROCK = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
@@ -168,6 +235,23 @@ def test_bedrock_claude_5_takes_an_effort_as_adaptive_thinking(bedrock: Any) -> 
     }
     assert "inferenceConfig" not in sent  # max_tokens is not raised by a budget
     assert (done.text, done.reasoning) == ("Hello!", THOUGHT)
+
+
+def test_bedrock_claude_efforts_as_on_anthropic(bedrock: Any) -> None:
+    from tests.fakes import bedrock as fb
+
+    bedrock.queue(fb.converse_reply(text="ok"))
+    with Client(providers={"bedrock": {"base_url": bedrock.url, "region": "us-east-1"}}, max_retries=0) as client:
+        client.complete("hi", model="bedrock/us.anthropic.claude-opus-5-5-v1:0", reasoning="max")
+        with pytest.raises(UnsupportedFeatureError, match="reasoning='none'"):
+            client.complete("hi", model="bedrock/us.anthropic.claude-opus-5-5-v1:0", reasoning="none")
+        with pytest.raises(UnsupportedFeatureError, match="reasoning='xhigh': this model takes a thinking"):
+            client.complete("hi", model=f"bedrock/{CLAUDE_ON_BEDROCK}", reasoning="xhigh")
+    [sent] = bedrock.bodies()
+    assert sent["additionalModelRequestFields"] == {
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "max"},
+    }
 
 
 def test_bedrock_claude_thinking_through_additional_fields(bedrock: Any) -> None:
@@ -263,6 +347,26 @@ def test_ollama_think_flag_and_thinking_split() -> None:
     assert stream.completion.message.provider_state == {"ollama": {"thinking": THOUGHT}}
 
 
+def test_ollama_gpt_oss_takes_three_efforts_other_models_think_or_not() -> None:
+    from tests.fakes import ollama as fo
+
+    with fo.FakeOllama(models=("qwen3", "gpt-oss")) as server:
+        server.queue(
+            fo.chat_reply("a", model="qwen3"),
+            fo.chat_reply("b", model="qwen3"),
+            fo.chat_reply("c", model="gpt-oss"),
+        )
+        with Client(providers={"ollama": {"base_url": server.url}}, max_retries=0) as client:
+            client.complete("hi", model="ollama/qwen3", reasoning="none")
+            client.complete("hi", model="ollama/qwen3", reasoning="max")
+            client.complete("hi", model="ollama/gpt-oss", reasoning="high")
+            for effort in ("none", "minimal", "xhigh", "max"):
+                with pytest.raises(UnsupportedFeatureError, match=f"reasoning={effort!r}: gpt-oss on Ollama takes"):
+                    client.complete("hi", model="ollama/gpt-oss", reasoning=effort)
+        chats = [r.json() for r in server.requests if r.path == "/api/chat"]
+    assert [(c["model"], c["think"]) for c in chats] == [("qwen3", False), ("qwen3", True), ("gpt-oss", "high")]
+
+
 # == llama.cpp and unknown models ==================================================================
 def test_llamacpp_refuses_reasoning_rather_than_drop_it() -> None:
     from fmclient.providers.llamacpp import build_params
@@ -277,8 +381,9 @@ def test_unknown_model_reasoning_is_left_to_the_server() -> None:
     from fmclient.profiles import DEFAULT_PROFILE
     from fmclient.types import Message, Request
 
-    request = Request(model="my-model", messages=(Message(role="user", content="hi"),), reasoning="low")
-    DEFAULT_PROFILE.check(request, provider="vllm")  # no family: the server decides
+    for effort in ("none", "minimal", "low", "medium", "high", "xhigh", "max"):
+        request = Request(model="my-model", messages=(Message(role="user", content="hi"),), reasoning=effort)
+        DEFAULT_PROFILE.check(request, provider="vllm")  # no family: the server decides
 
 
 def test_cached_answer_keeps_reasoning_and_replays_it_as_a_chunk() -> None:

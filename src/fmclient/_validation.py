@@ -332,11 +332,13 @@ def _name_tool_results(messages: list[Message]) -> list[Message]:
 
 
 # -- parameters ----------------------------------------------------------------------------
-REASONING_EFFORTS = ("low", "medium", "high")
+#: Every effort some provider takes, least to most. Which of them a model takes is its profile's
+#: ``reasoning_efforts`` (or the provider's to decide).
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
 def check_reasoning(value: Any) -> str | int | None:
-    """``reasoning=``: an effort ("low", "medium", "high") or a positive token budget."""
+    """``reasoning=``: an effort (one of :data:`REASONING_EFFORTS`) or a positive token budget."""
     if value is None:
         return None
     if isinstance(value, str):

@@ -296,7 +296,8 @@ class Request:
     provider_options: Mapping[str, Any] = field(default_factory=dict)
     #: a prompt-cache breakpoint right after the system prompt (see :class:`CachePoint`)
     system_cache: CachePoint | None = None
-    #: how hard the model should think: an effort ("low", "medium", "high") or a token budget
+    #: how hard the model should think: an effort ("none", "minimal", "low", "medium", "high",
+    #: "xhigh", "max"; which ones depends on the model) or a token budget
     reasoning: str | int | None = None
 
     @property

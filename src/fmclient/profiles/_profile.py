@@ -70,6 +70,8 @@ class Profile:
     adaptive_thinking: bool = False
     #: ``reasoning=`` as a token budget is accepted (Claude 4.7 and 5 answer a budget with 400)
     reasoning_budget: bool = True
+    #: the efforts ``reasoning=`` takes ("none" ... "max"); None: not known here, the server decides
+    reasoning_efforts: tuple[str, ...] | None = None
     #: the output-limit parameter the family requires on OpenAI's API (None: the host's default)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
     #: the OpenAI API the family is best served by: its reasoning models keep their reasoning
@@ -190,10 +192,13 @@ class Profile:
         # An unknown model (the permissive default, no family) may reason: its server decides.
         if request.reasoning is not None and not self.reasoning and self.family:
             raise refuse(f"reasoning={request.reasoning!r} (it is not a reasoning model)", "reasoning")
+        efforts = self.reasoning_efforts
         if isinstance(request.reasoning, int) and not self.reasoning_budget:
+            takes = f"it takes an effort: {_one_of(efforts)}" if efforts else "it takes an effort"
+            raise refuse(f"reasoning={request.reasoning!r} as a token budget ({takes})", "reasoning_budget")
+        if isinstance(request.reasoning, str) and efforts is not None and request.reasoning not in efforts:
             raise refuse(
-                f"reasoning={request.reasoning!r} as a token budget (it takes an effort: 'low', 'medium' or 'high')",
-                "reasoning_budget",
+                f"reasoning={request.reasoning!r} (it takes an effort: {_one_of(efforts)})", "reasoning_efforts"
             )
         if request.reasoning is not None and request.temperature is not None and not self.reasoning_with_temperature:
             raise refuse("temperature together with reasoning=", "reasoning_with_temperature")
@@ -254,6 +259,12 @@ class Profile:
             raise refuse(f"cannot make size {size!r} (each side must be {sides[0]} to {sides[1]} pixels)")
         if pixels is not None and width * height > pixels:
             raise refuse(f"cannot make size {size!r} (at most {pixels} pixels)")
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    """``'low', 'medium' or 'high'``."""
+    quoted = [repr(choice) for choice in choices]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def image_aspect_ratio(size: str) -> str:

@@ -140,7 +140,7 @@ def build_responses_params(
     if request.reasoning is not None:
         if not isinstance(request.reasoning, str):
             raise UnsupportedFeatureError(
-                f"reasoning={request.reasoning!r}: OpenAI takes a reasoning effort ('low', 'medium', 'high'), "
+                f"reasoning={request.reasoning!r}: OpenAI takes a reasoning effort (such as 'medium'), "
                 "not a token budget",
                 model=request.model,
             )

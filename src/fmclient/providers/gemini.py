@@ -439,8 +439,9 @@ def build_contents(
 
 def thinking_config(request: Request, provider: str) -> dict[str, Any]:
     """``reasoning=`` as a ``ThinkingConfig``, thoughts included so they can be read back: an
-    effort is a ``thinking_level`` on Gemini 3 and later, a budget (through
-    :data:`~fmclient.providers.shared_io.THINKING_BUDGETS`) before; a budget is ``thinking_budget``."""
+    effort is a ``thinking_level`` on Gemini 3 and later (one the SDK's ``ThinkingLevel`` has), a
+    budget (through :data:`~fmclient.providers.shared_io.THINKING_BUDGETS`) before; a budget is
+    ``thinking_budget``. An effort neither takes is refused, never sent as a neighbouring one."""
     if "thinking_config" in request.provider_options:
         raise BadRequestError(
             "pass reasoning= or provider_options thinking_config, not both", provider=provider, model=request.model
@@ -449,10 +450,28 @@ def thinking_config(request: Request, provider: str) -> dict[str, Any]:
     assert reasoning is not None
     config: dict[str, Any] = {"include_thoughts": True}
     if isinstance(reasoning, str) and _gemini_3_or_later(request.model):
-        config["thinking_level"] = reasoning.upper()  # the SDK's ThinkingLevel values
+        levels = thinking_levels()
+        if reasoning not in levels:
+            raise UnsupportedFeatureError(
+                f"reasoning={reasoning!r}: Gemini's thinking_level takes {', '.join(map(repr, levels))}",
+                provider=provider,
+                model=request.model,
+            )
+        config["thinking_level"] = reasoning.upper()
     else:
-        config["thinking_budget"] = thinking_budget(reasoning)
+        config["thinking_budget"] = thinking_budget(reasoning, provider=provider, model=request.model)
     return config
+
+
+def thinking_levels() -> tuple[str, ...]:
+    """The efforts the installed SDK's ``ThinkingLevel`` can send, lower-cased as ``reasoning=`` spells them."""
+    from google.genai import types
+
+    return tuple(
+        level.value.lower()
+        for level in types.ThinkingLevel
+        if level is not types.ThinkingLevel.THINKING_LEVEL_UNSPECIFIED
+    )
 
 
 def build_params(request: Request, provider: str = "gemini", *, vertex: bool = False) -> dict[str, Any]:

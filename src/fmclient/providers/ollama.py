@@ -199,10 +199,15 @@ def build_params(request: Request, *, stream: bool, provider: str = "ollama") ->
     return body
 
 
+#: The levels gpt-oss thinks at (Ollama passes ``think`` on to it as its reasoning effort).
+GPT_OSS_EFFORTS = ("low", "medium", "high")
+
+
 def think_flag(request: Request, provider: str) -> bool | str:
     """``reasoning=`` as Ollama's ``think``: the effort itself for gpt-oss (which takes "low",
-    "medium" or "high"), ``True`` for other thinking models (they have no levels). A token
-    budget has no Ollama equivalent and is refused."""
+    "medium" or "high"; any other effort is refused), for other thinking models ``True``, or
+    ``False`` for "none" (they think or not, with no levels). A token budget has no Ollama
+    equivalent and is refused."""
     reasoning = request.reasoning
     if "think" in request.provider_options:
         raise BadRequestError(
@@ -210,11 +215,19 @@ def think_flag(request: Request, provider: str) -> bool | str:
         )
     if not isinstance(reasoning, str):
         raise UnsupportedFeatureError(
-            f"reasoning={reasoning!r}: Ollama takes an effort ('low', 'medium', 'high'), not a token budget",
+            f"reasoning={reasoning!r}: Ollama takes an effort (such as 'medium'), not a token budget",
             provider=provider,
             model=request.model,
         )
-    return reasoning if normalise_model_id(request.model).startswith("gpt-oss") else True
+    if not normalise_model_id(request.model).startswith("gpt-oss"):
+        return reasoning != "none"
+    if reasoning not in GPT_OSS_EFFORTS:
+        raise UnsupportedFeatureError(
+            f"reasoning={reasoning!r}: gpt-oss on Ollama takes an effort of {', '.join(map(repr, GPT_OSS_EFFORTS))}",
+            provider=provider,
+            model=request.model,
+        )
+    return reasoning
 
 
 def _merge_provider_options(body: dict[str, Any], options: dict[str, Any], extra: Mapping[str, Any]) -> None:

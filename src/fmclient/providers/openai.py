@@ -1044,7 +1044,7 @@ class OpenAIProvider(Provider):
         if request.reasoning is not None:
             if not isinstance(request.reasoning, str):
                 raise UnsupportedFeatureError(
-                    f"reasoning={request.reasoning!r}: OpenAI takes a reasoning effort ('low', 'medium', 'high'), "
+                    f"reasoning={request.reasoning!r}: OpenAI takes a reasoning effort (such as 'medium'), "
                     "not a token budget",
                     provider=self.name,
                     model=request.model,

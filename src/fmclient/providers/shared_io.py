@@ -25,7 +25,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar
 
-from fmclient.errors import BadRequestError, FMClientError, StructuredOutputError
+from fmclient.errors import BadRequestError, FMClientError, StructuredOutputError, UnsupportedFeatureError
 from fmclient.types import Chunk, ToolCall, ToolCallDelta
 
 __all__ = [
@@ -318,9 +318,21 @@ THINKING_BUDGETS: Mapping[str, int] = {"low": 1024, "medium": 8192, "high": 2457
 CLAUDE_MIN_BUDGET = 1024
 
 
-def thinking_budget(reasoning: str | int) -> int:
-    """``reasoning=`` as a token budget: an effort through :data:`THINKING_BUDGETS`."""
-    return THINKING_BUDGETS[reasoning] if isinstance(reasoning, str) else reasoning
+def thinking_budget(reasoning: str | int, *, provider: str, model: str) -> int:
+    """``reasoning=`` as a token budget: an effort through :data:`THINKING_BUDGETS`. An effort
+    with no budget there ("none", "minimal", "xhigh", "max") is refused rather than sent as a
+    neighbouring one: a model that takes only a budget has no such level."""
+    if not isinstance(reasoning, str):
+        return reasoning
+    if reasoning not in THINKING_BUDGETS:
+        efforts = ", ".join(map(repr, THINKING_BUDGETS))
+        raise UnsupportedFeatureError(
+            f"reasoning={reasoning!r}: this model takes a thinking token budget, and fmclient maps only the "
+            f"efforts {efforts} to one; pass a budget (an int) instead",
+            provider=provider,
+            model=model,
+        )
+    return THINKING_BUDGETS[reasoning]
 
 
 def claude_reasoning(
@@ -352,7 +364,7 @@ def claude_thinking(
     """Claude's extended thinking for ``reasoning=``: the ``thinking`` object and the
     ``max_tokens`` to send, which must exceed the budget (without one set, the answer gets
     ``default_max_tokens`` on top of the budget)."""
-    budget = thinking_budget(reasoning)
+    budget = thinking_budget(reasoning, provider=provider, model=model)
     if budget < CLAUDE_MIN_BUDGET:
         raise BadRequestError(
             f"reasoning={reasoning!r}: Claude's thinking budget is at least {CLAUDE_MIN_BUDGET} tokens",
