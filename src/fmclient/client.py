@@ -1201,14 +1201,18 @@ class _Call:
         if self.cached is None:
             self.check_budget()
 
+    def _end(self, result: Any, error: BaseException | None) -> None:
+        """End the call for its hooks, when it has any (exactly once: the observer sees to that)."""
+        if self.observer is not None:
+            self.observer.end(result, error)
+
     def check_budget(self) -> None:
         """The budget check before the primary's request; a refusal is a call that started and ended."""
         try:
             self.client._check_budget(self.routes[0])
         except FMClientError as error:
             self.observer = self._start_observer()
-            if self.observer is not None:
-                self.observer.end(None, error)
+            self._end(None, error)
             raise
 
     def hit(self) -> Completion:
@@ -1226,11 +1230,9 @@ class _Call:
             if response_format is not None:
                 _validation.parse_structured(completion, response_format)
         except BaseException as error:
-            if self.observer is not None:
-                self.observer.end(None, error)
+            self._end(None, error)
             raise
-        if self.observer is not None:
-            self.observer.end(completion, None)
+        self._end(completion, None)
         return completion
 
     def replay(self, stream: Stream | AsyncStream) -> Iterator[Chunk]:
@@ -1246,8 +1248,7 @@ class _Call:
                 assembler.add(chunk)
                 yield chunk
         except BaseException as error:  # closed early, cancelled or interrupted
-            if self.observer is not None:
-                self.observer.end(None, error)
+            self._end(None, error)
             raise
         stream._completion = self._hit_ends()
 
@@ -1287,8 +1288,7 @@ class _Call:
                 except FMClientError as error:
                     self.abandon()  # the trial this target was admitted for never ran
                     error.attempts = self.attempts
-                    if self.observer is not None:
-                        self.observer.end(None, error)
+                    self._end(None, error)
                     raise
             if self.observer is not None:
                 prepared = self._before_request(route, prepared)
@@ -1358,8 +1358,7 @@ class _Call:
         tried = [a.error for a in self.attempts if not a.skipped]
         final = (tried[-1] if tried else self.attempts[0].error) or error
         final.attempts = self.attempts
-        if self.observer is not None:
-            self.observer.end(None, final)
+        self._end(None, final)
         raise final
 
     def _cannot_take(self, error: FMClientError) -> bool:
@@ -1380,8 +1379,7 @@ class _Call:
     def abandoned(self, stopped: BaseException) -> None:
         """The caller closed a stream before its end (or the call was cancelled or interrupted)."""
         self.abandon()
-        if self.observer is not None:
-            self.observer.end(None, stopped)
+        self._end(None, stopped)
 
     interrupted = abandoned  # cancelled or interrupted (KeyboardInterrupt) between attempts
 
@@ -1392,8 +1390,7 @@ class _Call:
             from fmclient.cache import store
 
             store(*keyed, completion)
-        if self.observer is not None:
-            self.observer.end(completion, None)
+        self._end(completion, None)
         return completion
 
     async def aend(self, completion: Completion) -> Completion:
@@ -1406,11 +1403,9 @@ class _Call:
             try:
                 await astore(*keyed, completion)
             except BaseException as error:  # cancelled while storing: the call ends with that
-                if self.observer is not None:
-                    self.observer.end(None, error)
+                self._end(None, error)
                 raise
-        if self.observer is not None:
-            self.observer.end(completion, None)
+        self._end(completion, None)
         return completion
 
     def _store_in(self) -> tuple[ResponseCache, str] | None:
@@ -1477,8 +1472,7 @@ class _ImageCall(_Call):
         if _overrides:
             images.provider = _overrides[-1].name
         self.client._priced(route, images)
-        if self.observer is not None:
-            self.observer.end(images, None)
+        self._end(images, None)
         return images
 
 
