@@ -186,12 +186,10 @@ def stream_chunks(
     with errors:
         try:
             events = open_events()
-            headers = _stream_rate_limit_headers(events)
+            stamp = _FirstChunkStamp(events)
             for event in events:
                 for chunk in _chunks_of(feed(event)):
-                    if headers is not None:
-                        chunk, headers = replace(chunk, rate_limit_headers=headers), None
-                    yield chunk
+                    yield stamp(chunk)
                 if done is not None and done():
                     break
             final = end()
@@ -199,7 +197,7 @@ def stream_chunks(
             if events is not None:
                 close_quietly(events)
     if final is not None:
-        yield final if headers is None else replace(final, rate_limit_headers=headers)
+        yield stamp(final)
 
 
 async def astream_chunks(
@@ -215,12 +213,10 @@ async def astream_chunks(
     with errors:
         try:
             events = await open_events()
-            headers = _stream_rate_limit_headers(events)
+            stamp = _FirstChunkStamp(events)
             async for event in events:
                 for chunk in _chunks_of(feed(event)):
-                    if headers is not None:
-                        chunk, headers = replace(chunk, rate_limit_headers=headers), None
-                    yield chunk
+                    yield stamp(chunk)
                 if done is not None and done():
                     break
             final = end()
@@ -228,7 +224,7 @@ async def astream_chunks(
             if events is not None:
                 await aclose_quietly(events)
     if final is not None:
-        yield final if headers is None else replace(final, rate_limit_headers=headers)
+        yield stamp(final)
 
 
 # -- tool calls --------------------------------------------------------------------------------
@@ -398,7 +394,18 @@ def rate_limit_headers(headers: Any) -> dict[str, str] | None:
     return found or None
 
 
-def _stream_rate_limit_headers(events: object) -> dict[str, str] | None:
-    """The rate-limit headers of the response an SDK stream reads (the OpenAI and Anthropic SDKs'
-    ``Stream.response``); None for streams that have no such response (Gemini, Ollama, Bedrock)."""
-    return rate_limit_headers(getattr(getattr(events, "response", None), "headers", None))
+class _FirstChunkStamp:
+    """Puts the rate-limit headers of the response an SDK stream reads (the OpenAI and Anthropic
+    SDKs' ``Stream.response``) on the first chunk of the stream, for the client's rate limits.
+    Streams with no such response (Gemini, Ollama, Bedrock) pass through unchanged."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, events: object) -> None:
+        self.headers = rate_limit_headers(getattr(getattr(events, "response", None), "headers", None))
+
+    def __call__(self, chunk: Chunk) -> Chunk:
+        if self.headers is None:
+            return chunk
+        chunk, self.headers = replace(chunk, rate_limit_headers=self.headers), None
+        return chunk
