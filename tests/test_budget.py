@@ -157,7 +157,7 @@ def test_budget_is_no_fallback_trigger(fake: FakeOpenAI, fake_server: FakeServer
     with pytest.raises(BudgetExceededError) as caught:
         client.complete("two", model="openai/gpt-4o")
     assert chat_requests(fake_server) == 1  # neither the model nor its fallback was asked
-    assert not client._may_fall_back(caught.value)
+    assert not client._engine.may_fall_back(caught.value)
 
 
 def test_a_fallback_is_checked_again(fake: FakeOpenAI, fake_server: FakeServer) -> None:

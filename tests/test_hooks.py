@@ -242,7 +242,7 @@ def test_add_hook_registers_for_later_calls(mock: MockProvider) -> None:
 
 def test_no_hook_and_quiet_logger_builds_no_observer() -> None:
     client = Client()
-    assert client._observer("chat", Request(model="m", messages=()), False) is None
+    assert client._engine.observer_for("chat", Request(model="m", messages=()), False) is None
 
 
 def test_one_log_record_per_attempt_with_status_latency_and_wait(
@@ -364,7 +364,7 @@ def test_a_replayed_stream_closed_early_still_ends_the_call(mock: MockProvider) 
 def test_a_cache_hit_with_no_hook_and_a_quiet_logger_builds_no_observer(
     mock: MockProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fmclient.client as client_module
+    import fmclient._engine as engine_module
 
     def no_observer(*args: Any) -> Any:
         raise AssertionError("an observer was built")
@@ -373,7 +373,7 @@ def test_a_cache_hit_with_no_hook_and_a_quiet_logger_builds_no_observer(
     client = Client(cache=True)
     mock.add_reply("cached answer")
     client.complete("hi", model="openai/gpt-4o")
-    monkeypatch.setattr(client_module, "CallObserver", no_observer)
+    monkeypatch.setattr(engine_module, "CallObserver", no_observer)
     assert client.complete("hi", model="openai/gpt-4o").cached
     assert [c.text for c in client.stream("hi", model="openai/gpt-4o")] == ["cached answer", ""]
     assert len(mock.requests) == 1

@@ -347,7 +347,7 @@ async def test_a_streams_token_charge_is_corrected_from_its_usage_when_it_ends(
     else:
         astream = client.astream("a", model="openai/gpt-4o", max_tokens=1000)
         assert "".join([chunk.text async for chunk in astream]) == "first"
-    assert client._limiter._buckets["openai"].tokens.used == 17  # type: ignore[union-attr]
+    assert client._engine.limiter._buckets["openai"].tokens.used == 17  # type: ignore[union-attr]
     assert (await client.acomplete("b", model="openai/gpt-4o", max_tokens=1000)).text == "second"
     assert clock.slept == []
     await client.aclose()
@@ -366,7 +366,7 @@ def test_a_stream_cut_short_keeps_its_estimated_charge(fake_server: FakeServer, 
     )
     with pytest.raises(FMClientError):
         list(client.stream("a", model="openai/gpt-4o", max_tokens=1000))
-    used = client._limiter._buckets["openai"].tokens.used  # type: ignore[union-attr]
+    used = client._engine.limiter._buckets["openai"].tokens.used  # type: ignore[union-attr]
     assert used == estimate_tokens(build_request("a", model="gpt-4o", provider_options={}, max_tokens=1000))
 
 
@@ -396,7 +396,7 @@ def test_no_limits_configured_means_no_limiter_on_the_route(fake_server: FakeSer
     FakeOpenAI(fake_server)
     client = Client(providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": KEY}})
     client.complete("hi", model="openai/gpt-4o")
-    assert all(not route.buckets for route in client._routes.values())
+    assert all(not route.buckets for route in client._engine._routes.values())
 
 
 # -- configuration ---------------------------------------------------------------------------------------
@@ -408,7 +408,7 @@ def test_rate_limits_from_the_config_file(tmp_path: Path) -> None:
     assert settings.sources["rate_limits.openai/gpt-4o"].startswith("config file")
     client = Client(config_path=str(path), rate_limits={"openai": {"rpm": 10}})
     assert client.settings.rate_limits["openai"] == RateLimit(10, None)  # the argument wins
-    assert len(client._limiter.buckets_for("openai", "gpt-4o")) == 2
+    assert len(client._engine.limiter.buckets_for("openai", "gpt-4o")) == 2
 
 
 @pytest.mark.parametrize(

@@ -238,13 +238,13 @@ def test_mock_is_thread_safe_and_visible_from_threads() -> None:
 
 
 def test_mock_exits_cleanly() -> None:
-    from fmclient import client as client_module
+    from fmclient import _engine as engine_module
     from fmclient import retry
 
     before = retry.sleep
     with MockProvider():
-        assert client_module._overrides
-    assert not client_module._overrides
+        assert engine_module.overrides
+    assert not engine_module.overrides
     assert retry.sleep is before
 
 

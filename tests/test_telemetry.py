@@ -431,7 +431,7 @@ def test_telemetry_true_uses_the_global_providers_and_import_stays_free_of_opent
         "assert not any(m.startswith('opentelemetry') for m in sys.modules), 'imported by a plain client'\n"
         "c = fmclient.Client(telemetry=True)\n"
         "assert 'opentelemetry.trace' in sys.modules\n"
-        "print(type(c._hooks[-1]).__name__)\n"
+        "print(type(c._engine.hooks[-1]).__name__)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "OpenTelemetryHook"

@@ -37,7 +37,8 @@ from fmclient.errors import FMClientError
 from fmclient.types import Usage
 
 if TYPE_CHECKING:
-    from fmclient.client import Client
+    from collections.abc import Awaitable, Callable
+
     from fmclient.types import Completion
 
 __all__ = ["BatchError", "BatchItem", "BatchResult"]
@@ -415,7 +416,7 @@ _ITEM_ERRORS = (FMClientError, TypeError, ValueError)
 
 
 def run_batch(
-    client: Client,
+    complete: Callable[..., Completion],
     inputs: Iterable[Any],
     *,
     model: str | None,
@@ -425,12 +426,12 @@ def run_batch(
     redo_failed: bool,
     call_args: Mapping[str, Any],
 ) -> BatchResult:
-    """``client.batch``: a thread pool of ``concurrency`` workers over ``client.complete``."""
+    """``client.batch``: a thread pool of ``concurrency`` workers over ``complete`` (``client.complete``)."""
     run = _Run(inputs, output, concurrency, progress, redo_failed)
 
     def one(item: Any) -> None:
         try:
-            completion = client.complete(item.prompt, **_call_kwargs(item, model, call_args))
+            completion = complete(item.prompt, **_call_kwargs(item, model, call_args))
         except _ITEM_ERRORS as error:
             run.finished(_error_record(item, error))
             return
@@ -447,7 +448,7 @@ def run_batch(
 
 
 async def arun_batch(
-    client: Client,
+    acomplete: Callable[..., Awaitable[Completion]],
     inputs: Iterable[Any],
     *,
     model: str | None,
@@ -457,12 +458,12 @@ async def arun_batch(
     redo_failed: bool,
     call_args: Mapping[str, Any],
 ) -> BatchResult:
-    """``client.abatch``: ``concurrency`` asyncio workers over ``client.acomplete``."""
+    """``client.abatch``: ``concurrency`` asyncio workers over ``acomplete`` (``client.acomplete``)."""
     run = _Run(inputs, output, concurrency, progress, redo_failed)
 
     async def one(item: Any) -> None:
         try:
-            completion = await client.acomplete(item.prompt, **_call_kwargs(item, model, call_args))
+            completion = await acomplete(item.prompt, **_call_kwargs(item, model, call_args))
         except _ITEM_ERRORS as error:
             run.finished(_error_record(item, error))
             return

@@ -34,7 +34,7 @@ from fmclient.errors import (
 from fmclient.types import Completion, Request
 
 if TYPE_CHECKING:
-    from fmclient.client import Client, _Route
+    from fmclient._engine import Engine, Route
     from fmclient.providers.base import Provider
 
 __all__ = ["BatchJob", "BatchResult", "BatchState", "BatchStatus", "custom_id", "index_of"]
@@ -116,7 +116,7 @@ def backend_for(provider: Provider, model: str) -> BatchBackend:
 class BatchJob:
     """A submitted provider batch job. ``id`` is the provider's own job id."""
 
-    def __init__(self, client: Client, route: _Route, backend: BatchBackend, job_id: str, model: str) -> None:
+    def __init__(self, client: Engine, route: Route, backend: BatchBackend, job_id: str, model: str) -> None:
         self._client = client
         self._route = route
         self._backend = backend
@@ -213,7 +213,7 @@ def _unfinished(status: BatchStatus, job_id: str, provider: str, model: str) -> 
     return BatchItemExpiredError(f"batch job {job_id} expired before this item ran", provider=provider, model=model)
 
 
-def _price_batch(client: Client, route: _Route, completion: Completion) -> None:
+def _price_batch(client: Engine, route: Route, completion: Completion) -> None:
     """Price a result at the provider's batch rate (genai-prices' ``processing=batch`` variant)."""
     from fmclient.pricing import PriceRef, price_batch_usage
 
@@ -232,16 +232,16 @@ def _split_args(call_args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return params, options
 
 
-def submit_batch(client: Client, inputs: Iterable[Any], model: str | None, call_args: Mapping[str, Any]) -> BatchJob:
+def submit_batch(client: Engine, inputs: Iterable[Any], model: str | None, call_args: Mapping[str, Any]) -> BatchJob:
     name = model or client.settings.default_model
     if not isinstance(name, str):
         raise ConfigurationError("submit_batch needs a model (model=... or a default model)")
     params, options = _split_args(call_args)
-    route = client._route(name, None)
+    route = client.route(name, None)
     requests = []
     for prompt in inputs:
         request = _validation.build_request(prompt, model=route.target.model, provider_options=options, **params)
-        requests.append(client._prepare(route, request, streaming=False))
+        requests.append(client.prepare(route, request, streaming=False))
     if not requests:
         raise ValueError("submit_batch needs at least one input")
     backend = backend_for(route.provider, route.target.model)
@@ -249,10 +249,10 @@ def submit_batch(client: Client, inputs: Iterable[Any], model: str | None, call_
     return BatchJob(client, route, backend, job_id, name)
 
 
-def batch_job(client: Client, job_id: str, model: str | None) -> BatchJob:
+def batch_job(client: Engine, job_id: str, model: str | None) -> BatchJob:
     name = model or client.settings.default_model
     if not isinstance(name, str) or not isinstance(job_id, str) or not job_id:
         raise ConfigurationError("batch_job needs the job id and the model it was submitted with")
-    route = client._route(name, None)
+    route = client.route(name, None)
     route.ensure_ready(route.target.model)
     return BatchJob(client, route, backend_for(route.provider, route.target.model), job_id, name)

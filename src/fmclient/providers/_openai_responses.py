@@ -99,7 +99,7 @@ def build_responses_params(
     request: Request, *, provider: str, reasoning_model: bool, stream: bool = False
 ) -> dict[str, Any]:
     """Keyword arguments for ``responses.create`` (provider_options and the timeout aside)."""
-    from fmclient.providers.openai import response_format_param
+    from fmclient.providers._openai_wire import response_format_param
 
     if request.stop:
         raise _unsupported("stop sequences", request.model)
@@ -169,12 +169,12 @@ def parse_responses_usage(usage: Any) -> Usage | None:
 
 
 def _failure(response: Mapping[str, Any], *, provider: str, model: str) -> FMClientError:
-    from fmclient.providers.openai import _stream_error
+    from fmclient.providers._openai_wire import stream_error
 
     error = response.get("error")
     error = error if isinstance(error, Mapping) else {}
     message = str(error.get("message") or "the response failed")
-    return _stream_error(error, message, provider=provider, model=model)
+    return stream_error(error, message, provider=provider, model=model)
 
 
 def _reasoning_text(item: Mapping[str, Any]) -> str:
@@ -186,10 +186,10 @@ def _reasoning_text(item: Mapping[str, Any]) -> str:
 
 def parse_responses_body(response: Any, *, provider: str, model: str) -> Completion:
     """A ``response`` object (JSON dict) -> Completion; a failed response raises its error."""
-    from fmclient.providers.openai import _malformed, _str_or_none, parse_arguments
+    from fmclient.providers._openai_wire import malformed, parse_arguments, str_or_none
 
     if not isinstance(response, Mapping) or not isinstance(response.get("output"), list):
-        raise _malformed(f"expected a response object, got {str(response)[:200]!r}", provider=provider, model=model)
+        raise malformed(f"expected a response object, got {str(response)[:200]!r}", provider=provider, model=model)
     answered = str(response.get("model") or model)
     status = response.get("status")
     if status == "failed":
@@ -247,7 +247,7 @@ def parse_responses_body(response: Any, *, provider: str, model: str) -> Complet
             provider_state={provider: {"output": list(response["output"])}},
         ),
         raw=response,
-        response_id=_str_or_none(response.get("id")),
+        response_id=str_or_none(response.get("id")),
         reasoning="\n\n".join(thoughts) or None,
     )
 
@@ -264,10 +264,10 @@ class ResponsesStreamParser:
         self._tool_index: dict[int, int] = {}  # output_index -> tool-call index
 
     def feed(self, event: Any) -> Chunk | None:
-        from fmclient.providers.openai import _malformed, _stream_error
+        from fmclient.providers._openai_wire import malformed, stream_error
 
         if not isinstance(event, Mapping) or not isinstance(event.get("type"), str):
-            raise _malformed(f"unexpected stream event {str(event)[:200]!r}", provider=self.provider, model=self.model)
+            raise malformed(f"unexpected stream event {str(event)[:200]!r}", provider=self.provider, model=self.model)
         kind: str = event["type"]
         if kind == "response.output_text.delta" or kind == "response.refusal.delta":
             delta = str(event.get("delta") or "")
@@ -290,7 +290,7 @@ class ResponsesStreamParser:
         if kind == "response.function_call_arguments.delta":
             announced = self._tool_index.get(int(event.get("output_index") or 0))
             if announced is None:
-                raise _malformed(
+                raise malformed(
                     "arguments for a function call never announced", provider=self.provider, model=self.model
                 )
             return Chunk(tool_calls=(ToolCallDelta(announced, arguments=str(event.get("delta") or "")),), raw=event)
@@ -305,7 +305,7 @@ class ResponsesStreamParser:
             return None
         if kind == "error":
             message = str(event.get("message") or "an error occurred during streaming")
-            raise _stream_error(event, message, provider=self.provider, model=self.model)
+            raise stream_error(event, message, provider=self.provider, model=self.model)
         return None  # done events repeat what the deltas said; hosted-tool progress is not fmclient's
 
     def end(self) -> Chunk:

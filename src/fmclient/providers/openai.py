@@ -58,7 +58,6 @@ import base64
 import dataclasses
 import inspect
 import json
-import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -70,12 +69,8 @@ from fmclient.errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
-    ContentFilterError,
-    ContextWindowExceededError,
     FMClientError,
-    RateLimitError,
     RequestTimeoutError,
-    ServiceUnavailableError,
     UnsupportedFeatureError,
     error_for_status,
     parse_retry_after,
@@ -88,6 +83,16 @@ from fmclient.providers._async_clients import (
     async_transport_setting,
     parsed,
 )
+from fmclient.providers._openai_wire import (
+    body_message,
+    classify_error,
+    malformed,
+    parse_arguments,
+    refined_error,
+    response_format_param,
+    str_or_none,
+    stream_error,
+)
 from fmclient.providers._sdk_post import post_chat_completion_raw
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import (
@@ -95,7 +100,6 @@ from fmclient.providers.shared_io import (
     astream_chunks,
     rate_limit_headers,
     stream_chunks,
-    tool_arguments,
 )
 from fmclient.types import (
     Chunk,
@@ -109,7 +113,6 @@ from fmclient.types import (
     Images,
     Message,
     Request,
-    ResponseFormat,
     TextPart,
     TokenCount,
     ToolCall,
@@ -158,31 +161,6 @@ _FINISH_REASONS: dict[str | None, FinishReason] = {
     "content_filter": "content_filter",
 }
 
-# Error codes/types seen from OpenAI, Azure OpenAI, vLLM, llama.cpp and Mistral.
-_CONTEXT_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
-_CONTEXT_TEXT = re.compile(r"context[ _](length|size|window)|too many tokens", re.IGNORECASE)
-_FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "invalid_prompt", "moderation_blocked"})
-_FILTER_TEXT = re.compile(r"content (management )?polic|flagged as potentially", re.IGNORECASE)
-_RATE_CODES = frozenset({"rate_limit_exceeded", "rate_limit_error", "requests", "tokens"})
-_AUTH_CODES = frozenset({"invalid_api_key", "authentication_error"})
-_BAD_REQUEST_TYPES = frozenset({"invalid_request_error", "BadRequestError"})
-# Strict structured output rejects these keywords (OpenAI's supported-schema subset).
-_NON_STRICT_KEYWORDS = frozenset(
-    {
-        "allOf",
-        "oneOf",
-        "not",
-        "if",
-        "then",
-        "else",
-        "dependentRequired",
-        "dependentSchemas",
-        "patternProperties",
-        "unevaluatedProperties",
-        "propertyNames",
-    }
-)
-_SCHEMA_NAME_INVALID = re.compile(r"[^a-zA-Z0-9_-]")
 # Exceptions from the SDK's HTTP stack that it did not wrap: all mean the connection failed.
 _HTTP_MODULES = ("httpx", "httpcore", "h11", "anyio", "aiohttp")
 
@@ -269,69 +247,6 @@ def _assistant_message(message: Message, model: str, provider: str) -> dict[str,
             }
             for call in message.tool_calls
         ]
-    return out
-
-
-def response_format_param(response_format: ResponseFormat) -> dict[str, Any]:
-    """``response_format`` for json_schema output.
-
-    ``strict`` (guaranteed conformance) is only set when OpenAI's strict subset allows the schema:
-    every object lists all its properties as required and allows no extra keys. Objects that say
-    nothing about extra keys get ``additionalProperties: false`` added, which only narrows what
-    the model may produce (the reply still validates against the caller's schema). A schema with
-    optional properties, open objects or unsupported keywords is sent non-strict: the model is
-    guided by it and the client validates the reply.
-    """
-    schema = dict(response_format.schema)
-    strict_schema = _strict_schema(schema, root=True)
-    name = _SCHEMA_NAME_INVALID.sub("_", response_format.name)[:64] or "response"
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": name,
-            "schema": strict_schema if strict_schema is not None else schema,
-            "strict": strict_schema is not None,
-        },
-    }
-
-
-def _strict_schema(node: Any, *, root: bool = False) -> Any:
-    """A strict-mode copy of a schema node, or None when strict mode cannot express it."""
-    if isinstance(node, list):
-        items = [_strict_schema(item) for item in node]
-        return None if any(item is None for item in items) else items
-    if not isinstance(node, Mapping):
-        return node
-    if _NON_STRICT_KEYWORDS & node.keys():
-        return None
-    if root and (node.get("type") != "object" or "anyOf" in node):
-        return None
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in ("properties", "$defs", "definitions"):
-            if not isinstance(value, Mapping):
-                return None
-            converted = {}
-            for sub_name, sub in value.items():
-                sub_strict = _strict_schema(sub)
-                if sub_strict is None:
-                    return None
-                converted[sub_name] = sub_strict
-            out[key] = converted
-        elif key in ("items", "anyOf", "prefixItems"):
-            sub_strict = _strict_schema(value)
-            if sub_strict is None:
-                return None
-            out[key] = sub_strict
-        else:
-            out[key] = value
-    if node.get("type") == "object" or "properties" in node:
-        extra = node.get("additionalProperties", False)
-        if extra is not False or set(node.get("required", ())) != set(node.get("properties", ())):
-            return None
-        if "properties" not in node and "additionalProperties" not in node:
-            return None  # a free-form object: strict mode would force it to be empty
-        out["additionalProperties"] = False
     return out
 
 
@@ -425,12 +340,6 @@ def _sdk_param_names(method: Callable[..., Any]) -> frozenset[str]:
 
 
 # -- response translation --------------------------------------------------------------------
-def _malformed(what: str, *, provider: str, model: str | None) -> ServiceUnavailableError:
-    # A body that is not Chat Completions JSON (a proxy's HTML page, a cut-off body) is the
-    # server failing, usually transiently: ServiceUnavailableError, retryable.
-    return ServiceUnavailableError(f"malformed response: {what}", provider=provider, model=model)
-
-
 def _plain(obj: Any) -> Any:
     """Wire data as plain JSON values: an SDK model becomes the dict it was built from."""
     if obj is None or type(obj) is dict:
@@ -457,13 +366,6 @@ def parse_usage(usage: Any) -> Usage | None:
         cached_input_tokens=cached,
         reasoning_tokens=reasoning,
     )
-
-
-def parse_arguments(
-    raw: str | None, *, name: str, call_id: str, provider: str, model: str, truncated: bool = False
-) -> tuple[dict[str, Any], str | None]:
-    """Tool-call arguments (a JSON object in a string): see :func:`~fmclient.providers.shared_io.tool_arguments`."""
-    return tool_arguments(raw, truncated=truncated, name=name, call_id=call_id, provider=provider, model=model)
 
 
 def split_content(content: Any) -> tuple[str, list[dict[str, Any]] | None]:
@@ -522,17 +424,15 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
     """
     if isinstance(response, str):
         # The SDK hands back the text of a non-JSON body instead of raising.
-        raise _malformed(
-            f"expected a chat.completion JSON body, got {response[:200]!r}", provider=provider, model=model
-        )
+        raise malformed(f"expected a chat.completion JSON body, got {response[:200]!r}", provider=provider, model=model)
     data = _plain(response)
     choices = data.get("choices") if isinstance(data, Mapping) else None
     if not isinstance(choices, list) or not choices:
-        raise _malformed("the body has no choices", provider=provider, model=model)
+        raise malformed("the body has no choices", provider=provider, model=model)
     choice = choices[0]
     message = choice.get("message") if isinstance(choice, Mapping) else None
     if not isinstance(message, Mapping):
-        raise _malformed("the first choice has no message", provider=provider, model=model)
+        raise malformed("the first choice has no message", provider=provider, model=model)
     answered = data.get("model") or model
     text, parts = split_content(message.get("content"))
     finish = _FINISH_REASONS.get(choice.get("finish_reason"), "other")
@@ -581,12 +481,8 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
             provider_state={provider: {"content": parts}} if parts else None,
         ),
         raw=response,
-        response_id=_str_or_none(data.get("id")),
+        response_id=str_or_none(data.get("id")),
     )
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 class StreamParser:
@@ -624,12 +520,12 @@ class StreamParser:
         """One ``chat.completion.chunk`` (its JSON dict, or the SDK's object) -> a Chunk, if it says anything."""
         if type(event) is not dict:
             if isinstance(event, str) or not hasattr(event, "choices"):
-                raise _malformed(
+                raise malformed(
                     f"unexpected stream event {str(event)[:200]!r}", provider=self.provider, model=self.model
                 )
             event = _plain(event)
         if "choices" not in event:
-            raise _malformed(f"unexpected stream event {str(event)[:200]!r}", provider=self.provider, model=self.model)
+            raise malformed(f"unexpected stream event {str(event)[:200]!r}", provider=self.provider, model=self.model)
         model = event.get("model")
         if model:
             self.model = model
@@ -717,18 +613,18 @@ def parse_embeddings(responses: Sequence[Any], sizes: Sequence[int], *, provider
     for response, size in zip(responses, sizes, strict=True):
         data = getattr(response, "data", None)
         if not isinstance(data, list):
-            raise _malformed("the embeddings body has no data list", provider=provider, model=model)
+            raise malformed("the embeddings body has no data list", provider=provider, model=model)
         for item in data:
             index, vector = item.index, item.embedding
             if not (isinstance(index, int) and 0 <= index < size and isinstance(vector, list)):
-                raise _malformed(f"bad embedding item (index {index!r})", provider=provider, model=model)
+                raise malformed(f"bad embedding item (index {index!r})", provider=provider, model=model)
             vectors[offset + index] = vector
         if response.usage is not None:
             usage = usage + Usage(input_tokens=response.usage.prompt_tokens or 0)
         offset += size
     missing = [i for i, v in enumerate(vectors) if v is None]
     if missing:
-        raise _malformed(f"no embedding returned for input(s) {missing[:10]}", provider=provider, model=model)
+        raise malformed(f"no embedding returned for input(s) {missing[:10]}", provider=provider, model=model)
     return Embeddings(
         vectors=vectors,  # type: ignore[arg-type]  # every slot checked above
         usage=usage,
@@ -739,70 +635,6 @@ def parse_embeddings(responses: Sequence[Any], sizes: Sequence[int], *, provider
 
 
 # -- errors ----------------------------------------------------------------------------------
-def _refined(
-    error: FMClientError, cls: type[FMClientError], message: str | None = None, **changes: Any
-) -> FMClientError:
-    return cls(
-        message or error.message,
-        provider=error.provider,
-        model=error.model,
-        status_code=error.status_code,
-        retry_after=error.retry_after,
-        **changes,
-    )
-
-
-def _classify(error: FMClientError, code: str | None, kind: str | None) -> FMClientError:
-    """Refine a status-derived error by what the body says."""
-    text = error.message
-    if isinstance(error, BadRequestError):
-        if code in _CONTEXT_CODES or kind in _CONTEXT_CODES or _CONTEXT_TEXT.search(text):
-            return _refined(error, ContextWindowExceededError)
-        if code in _FILTER_CODES or kind in _FILTER_CODES or _FILTER_TEXT.search(text):
-            return _refined(error, ContentFilterError)
-    if isinstance(error, RateLimitError) and code == "insufficient_quota":
-        # Out of credit: waiting will not help, so do not retry.
-        return _refined(error, RateLimitError, retryable=False)
-    return error
-
-
-def _body_message(body: object, fallback: str) -> str:
-    if isinstance(body, Mapping):
-        message = body.get("message")
-        if isinstance(message, str) and message:
-            return message
-        # Mistral nests validation details in "message"; FastAPI servers send {"detail": ...}.
-        detail = json.dumps(message or body, default=str)
-        return f"{fallback} - {detail[:500]}"
-    if isinstance(body, str) and body.strip():
-        return body.strip()[:500]
-    return fallback
-
-
-def _stream_error(body: object, message: str, *, provider: str, model: str | None) -> FMClientError:
-    """An ``{"error": ...}`` event inside a stream: mapped like the HTTP error it describes."""
-    code = kind = None
-    if isinstance(body, Mapping):
-        code = None if body.get("code") is None else str(body.get("code"))
-        kind = None if body.get("type") is None else str(body.get("type"))
-    if code is not None and code.isdigit() and 400 <= int(code) < 600:  # vLLM: "code": 400
-        error = error_for_status(int(code), message, provider=provider, model=model)
-        return _classify(error, code, kind)
-    for label in (code, kind):
-        if label in _CONTEXT_CODES:
-            return ContextWindowExceededError(message, provider=provider, model=model)
-        if label in _FILTER_CODES:
-            return ContentFilterError(message, provider=provider, model=model)
-        if label in _RATE_CODES:
-            return RateLimitError(message, provider=provider, model=model)
-        if label in _AUTH_CODES:
-            return AuthenticationError(message, provider=provider, model=model)
-        if label in _BAD_REQUEST_TYPES:
-            return _classify(BadRequestError(message, provider=provider, model=model), code, kind)
-    # server_error, overloaded, or nothing said: the provider failed mid-answer.
-    return ServiceUnavailableError(message, provider=provider, model=model)
-
-
 def _aiohttp_connection_failure(exc: BaseException) -> BaseException | None:
     """The aiohttp connection error behind an SDK "timeout" that was none, if that is what it is.
 
@@ -836,7 +668,7 @@ def map_error(exc: BaseException, *, provider: str, model: str | None, secret: s
         return text.replace(secret, "***") if secret and len(secret) > 3 else text
 
     if isinstance(exc, openai.APIStatusError):
-        message = clean(_body_message(exc.body, exc.message))
+        message = clean(body_message(exc.body, exc.message))
         error = error_for_status(
             exc.status_code,
             message,
@@ -844,7 +676,7 @@ def map_error(exc: BaseException, *, provider: str, model: str | None, secret: s
             model=model,
             retry_after=parse_retry_after(exc.response.headers),
         )
-        return _classify(error, exc.code, exc.type)
+        return classify_error(error, exc.code, exc.type)
     if isinstance(exc, openai.APITimeoutError):
         failure = _aiohttp_connection_failure(exc)
         if failure is not None:
@@ -856,12 +688,12 @@ def map_error(exc: BaseException, *, provider: str, model: str | None, secret: s
         detail = f": {type(cause).__name__}: {clean(str(cause))}" if cause else ""
         return APIConnectionError(f"connection failed{detail}", provider=provider, model=model)
     if isinstance(exc, openai.APIResponseValidationError):
-        return _malformed(clean(exc.message), provider=provider, model=model)
+        return malformed(clean(exc.message), provider=provider, model=model)
     if isinstance(exc, openai.APIError):  # an error event inside a stream
-        return _stream_error(exc.body, clean(exc.message), provider=provider, model=model)
+        return stream_error(exc.body, clean(exc.message), provider=provider, model=model)
     if isinstance(exc, ValueError):  # json.JSONDecodeError, UnicodeDecodeError, SDK parse checks
         detail = f"{type(exc).__name__}: {clean(str(exc))}"
-        return _malformed(detail, provider=provider, model=model)
+        return malformed(detail, provider=provider, model=model)
     if type(exc).__module__.startswith(_HTTP_MODULES) or isinstance(exc, OSError):
         detail = f"{type(exc).__name__}: {clean(str(exc))}"
         return APIConnectionError(f"connection failed: {detail}", provider=provider, model=model)
@@ -1099,7 +931,7 @@ class OpenAIProvider(Provider):
         with self._errors(request.model):
             raw = client.responses.with_raw_response.create(**kwargs)
             completion = parse_responses_body(raw.parse(to=object), provider=self.name, model=request.model)
-            completion.request_id = _str_or_none(raw.request_id)
+            completion.request_id = str_or_none(raw.request_id)
             completion.rate_limit_headers = rate_limit_headers(raw.headers)
             return completion
 
@@ -1112,7 +944,7 @@ class OpenAIProvider(Provider):
             raw = await client.responses.with_raw_response.create(**kwargs)
             response = await parsed(raw.parse(to=object))
             completion = parse_responses_body(response, provider=self.name, model=request.model)
-            completion.request_id = _str_or_none(raw.request_id)
+            completion.request_id = str_or_none(raw.request_id)
             completion.rate_limit_headers = rate_limit_headers(raw.headers)
             return completion
 
@@ -1144,7 +976,7 @@ class OpenAIProvider(Provider):
     def _map(self, exc: BaseException, model: str) -> FMClientError:
         error = map_error(exc, provider=self.name, model=model, secret=self._api_key)
         if self._placeholder_key and isinstance(error, AuthenticationError):
-            error = _refined(
+            error = refined_error(
                 error,
                 AuthenticationError,
                 f"{error.message} (no API key is configured for provider {self.name!r}: "
@@ -1177,7 +1009,7 @@ class OpenAIProvider(Provider):
             # errors, headers) without building a pydantic model fmclient would only read back.
             raw = client.chat.completions.with_raw_response.create(**kwargs)
             completion = parse_response(raw.parse(to=object), provider=self.name, model=request.model)
-            completion.request_id = _str_or_none(raw.request_id)  # the x-request-id header
+            completion.request_id = str_or_none(raw.request_id)  # the x-request-id header
             completion.rate_limit_headers = rate_limit_headers(raw.headers)
             return completion
 
@@ -1191,7 +1023,7 @@ class OpenAIProvider(Provider):
             raw = await post_chat_completion_raw(client, kwargs)
             response = await parsed(raw.parse(to=object))
             completion = parse_response(response, provider=self.name, model=request.model)
-            completion.request_id = _str_or_none(raw.request_id)
+            completion.request_id = str_or_none(raw.request_id)
             completion.rate_limit_headers = rate_limit_headers(raw.headers)
             return completion
 
@@ -1301,13 +1133,13 @@ def build_image_params(request: ImageRequest, sdk_params: frozenset[str] | None 
 def parse_images_response(response: Any, *, provider: str, model: str) -> Images:
     body = _plain(response)
     if not isinstance(body, Mapping) or not isinstance(body.get("data"), list) or not body["data"]:
-        raise _malformed("the Images API answered without data", provider=provider, model=model)
+        raise malformed("the Images API answered without data", provider=provider, model=model)
     images: list[GeneratedImage] = []
     for item in body["data"]:
         item = _plain(item)
         encoded = item.get("b64_json") if isinstance(item, Mapping) else None
         if not isinstance(encoded, str):
-            raise _malformed(
+            raise malformed(
                 "an image came back without b64_json (a URL answer is not fetched)", provider=provider, model=model
             )
         data = base64.b64decode(encoded)

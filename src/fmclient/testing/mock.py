@@ -235,9 +235,9 @@ class MockProvider(Provider):
 
     # -- activation -------------------------------------------------------------------------
     def __enter__(self) -> MockProvider:
-        from fmclient import client
+        from fmclient import _engine
 
-        client._overrides.append(self)
+        _engine.overrides.append(self)
         if not self.real_sleep:
             self._saved_sleep = (retry.sleep, retry.asleep)
             retry.sleep = self._record_sleep
@@ -245,10 +245,10 @@ class MockProvider(Provider):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from fmclient import client
+        from fmclient import _engine
 
-        if self in client._overrides:
-            client._overrides.remove(self)
+        if self in _engine.overrides:
+            _engine.overrides.remove(self)
         if self._saved_sleep is not None:
             retry.sleep, retry.asleep = self._saved_sleep
             self._saved_sleep = None

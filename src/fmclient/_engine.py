@@ -1,0 +1,768 @@
+"""The call engine: routes, the fallback walk, and the record of one call.
+
+What every capability (chat, embeddings, images, counting, provider batches) shares: a name
+resolved once into a :class:`Route` (target, adapter, profile, retry policy, rate-limit buckets),
+the deadline, circuit breakers, budget, response cache and hooks around each attempt. The public
+:class:`fmclient.Client` is a thin facade over one :class:`Engine`; the capability modules take the
+engine, never the client. The engine knows nothing of any SDK.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from fmclient import _validation
+from fmclient._stream import AsyncStream, Stream, StreamAssembler
+from fmclient.budget import budget_from_settings
+from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
+from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
+from fmclient.hooks import CallObserver, Hook, LoggingHook
+from fmclient.limits import PendingUsage, RateLimiter, alimit_attempt, limit_attempt
+from fmclient.pricing import PriceRef
+from fmclient.providers import Provider, adapter_class
+from fmclient.providers.base import Capabilities
+from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
+from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImageRequest, Images, Request
+
+if TYPE_CHECKING:
+    from fmclient.cache import ResponseCache
+    from fmclient.config import Settings, Target
+
+__all__ = ["Attempt", "Call", "Engine", "Route"]
+
+T = TypeVar("T")
+R = TypeVar("R", Completion, Embeddings, Images)
+#: what a whole-answer call returns (the fallback walk of complete and generate_image)
+A = TypeVar("A", Completion, Images)
+Q = TypeVar("Q", Request, ImageRequest)
+It = TypeVar("It")
+
+
+class Override(Protocol):
+    """What the engine needs of a provider that answers every model (fmclient.testing's mock)."""
+
+    name: str
+
+    def route_capabilities(self, model: str, adapter: Callable[[], Capabilities]) -> Capabilities: ...
+
+
+class OpenedStream(PendingUsage, Generic[It]):
+    """A stream whose request was answered: its chunk iterator and first chunk (None: it was empty).
+
+    The rate limits read the first chunk's rate-limit headers when the stream opens and correct
+    the token charge from its usage when it ends (see :class:`fmclient.limits.PendingUsage`).
+    """
+
+    __slots__ = ("first", "iterator")
+
+    def __init__(self, iterator: It, first: Chunk | None) -> None:
+        super().__init__(first.rate_limit_headers if first is not None else None)
+        self.iterator = iterator
+        self.first = first
+
+
+# Providers that answer every model instead of the configured ones (fmclient.testing's mock).
+# A plain list, not a contextvar, so threads an app starts see the override too.
+overrides: list[Any] = []  # of Override and Provider (the mock is both)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One model tried during a call: who, and the error it ended with (None if it answered)."""
+
+    provider: str
+    model: str
+    error: FMClientError | None = None
+    #: True when the request was never sent to it: it could not take it (a feature it lacks, its key
+    #: or extra missing) or its circuit was open.
+    skipped: bool = False
+
+
+class Route:
+    """Everything about one target that does not change between calls, resolved once.
+
+    (A plain class: a dataclass would cost more at import than it saves in code.)
+    """
+
+    __slots__ = ("buckets", "capabilities", "policy", "provider", "ready", "target", "timeout", "where")
+
+    def __init__(
+        self,
+        target: Target,
+        provider: Provider,
+        capabilities: Capabilities,
+        policy: RetryPolicy,
+        timeout: float | None,
+    ) -> None:
+        self.target = target
+        self.provider = provider
+        self.capabilities = capabilities
+        self.policy = policy
+        self.timeout = timeout
+        # The keywords every retry-layer call takes, built once.
+        self.where: dict[str, Any] = {"provider": target.provider, "model": target.model}
+        self.ready = False
+        self.buckets: list[Any] = []  # the client-side rate limits this target is under
+
+    def ensure_ready(self, model: str) -> None:
+        """Ask the adapter once whether it can call (extra installed, key found); remember a yes.
+
+        Readiness is set-up state: the first call pays for it, later calls on this route do not.
+        """
+        if not self.ready:
+            self.provider.check_ready(model)
+            from fmclient.deprecations import warn_once  # set-up work, not on `import fmclient`
+
+            # A model its SDK lists as retiring: one warning per process, looked up here, once.
+            warn_once(self.provider.settings.type, self.target.provider, model)
+            self.ready = True
+
+
+class Engine:
+    """The state a Client's calls share, and the machinery they run on (see the module docstring)."""
+
+    def __init__(
+        self, settings: Settings, hooks: Sequence[Hook], cache: ResponseCache | None, owns_cache: bool
+    ) -> None:
+        self.settings = settings
+        self._providers: dict[str, Provider] = {}
+        self._routes: dict[tuple[str, int | None], Route] = {}
+        self._lock = threading.Lock()
+        self._breaker_config = breaker_from_settings(settings.circuit_breaker)
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self.budget = budget_from_settings(settings.budget)
+        self._price_refs: dict[str, PriceRef] = {}
+        self.hooks: list[Hook] = list(hooks)
+        import logging
+
+        self._log = logging.getLogger("fmclient")
+        self._logging_hook = LoggingHook()
+        self.cache = cache
+        self._owns_cache = owns_cache  # one passed in is the caller's to close
+        self.limiter = RateLimiter(settings.rate_limits)
+
+    def check_budget_for(self, route: Route) -> None:
+        if self.budget is not None:
+            self.budget.check(route.target.provider, route.target.model)
+
+    def priced(self, route: Route, result: R) -> R:
+        """Tell a result how to price itself (lazily, on first read); charge it to the budget."""
+        target = route.target
+        ref = self._price_refs.get(target.provider)
+        if ref is None:
+            settings = self.settings.provider_settings(target.provider)
+            ref = self._price_refs[target.provider] = PriceRef(
+                settings.type, settings.base_url, self.settings.prices.get(target.provider)
+            )
+        # The id that answered first (dated, or a router's choice), then the one asked for; the
+        # mock answers as "provider/model", so only the target's id means anything there.
+        models = (target.model,) if overrides else (result.model, target.model)
+        result._pricing = (ref, models, time.time())
+        if self.budget is not None:
+            self.budget.charge(result, target.provider, target.model)
+        return result
+
+    def add_hook(self, hook: Hook) -> None:
+        """Register a hook for every later call (see :mod:`fmclient.hooks`)."""
+        self.hooks = [*self.hooks, hook]
+
+    def observer_for(
+        self,
+        operation: str,
+        request: Request | EmbedRequest | ImageRequest,
+        streaming: bool,
+        target: Target | None = None,
+        cache_hit: bool = False,
+    ) -> CallObserver | None:
+        """The call's observer, or None on the fast path: no hook, and the log would drop records."""
+        hooks = self.hooks
+        if self._log.isEnabledFor(20):  # logging.INFO
+            hooks = [*hooks, self._logging_hook]
+        elif not hooks:
+            return None
+        provider, model = ("", "") if target is None else (target.provider, target.model)
+        return CallObserver(
+            hooks, self.settings.provider_settings, operation, request, streaming, provider, model, cache_hit
+        )
+
+    # -- set-up, cached -------------------------------------------------------------------------
+    def provider(self, name: str) -> Provider:
+        """The adapter instance for a named provider, built on first use."""
+        found = self._providers.get(name)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._providers.get(name)
+            if found is None:
+                settings = self.settings.provider_settings(name)
+                found = adapter_class(settings.type)(settings)
+                self._providers[name] = found
+        return found
+
+    def resolve(self, model: str | None) -> Target:
+        return self.settings.resolve(model or self.settings.default_model)
+
+    def route(self, name: str, max_retries: int | None) -> Route:
+        key = (name, max_retries)
+        route = self._routes.get(key)
+        if overrides:
+            # The mock answers: resolve the name (typos still fail) but build no real adapter.
+            mock = overrides[-1]
+            target = route.target if route else self.settings.resolve(name)
+            # By default the mock enforces what the real adapter would (mock.enforce_profiles).
+            capabilities = mock.route_capabilities(target.model, self._adapter_capabilities(target))
+            mocked = Route(target, mock, capabilities, self._policy(target, max_retries), None)
+            mocked.buckets = self.limiter.buckets_for(target.provider, target.model, target.requested)
+            return mocked
+        if route is None:
+            target = self.settings.resolve(name)
+            provider = self.provider(target.provider)
+            route = Route(
+                target=target,
+                provider=provider,
+                capabilities=provider.capabilities(target.model),
+                policy=self._policy(target, max_retries),
+                timeout=self.settings.timeout_for(target.provider),
+            )
+            route.buckets = self.limiter.buckets_for(target.provider, target.model, target.requested)
+            self._routes[key] = route
+        return route
+
+    def _adapter_capabilities(self, target: Target) -> Callable[[], Capabilities]:
+        return lambda: self.provider(target.provider).capabilities(target.model)
+
+    def _policy(self, target: Target, max_retries: int | None) -> RetryPolicy:
+        retries = self.settings.max_retries_for(target.provider) if max_retries is None else max_retries
+        return RetryPolicy(max_retries=retries, max_retry_wait=self.settings.max_retry_wait)
+
+    def routes_for(self, model: str | None, fallbacks: Sequence[str] | None, max_retries: int | None) -> list[Route]:
+        name = model or self.settings.default_model
+        if not isinstance(name, str):
+            raise TypeError(f"model must be a str, not {type(name).__name__}")
+        chain = self.settings.fallbacks.get(name, ()) if fallbacks is None else tuple(fallbacks)
+        # Every name is resolved now, so a typo in a fallback fails before any request.
+        return [self.route(n, max_retries) for n in (name, *chain)]
+
+    @staticmethod
+    def model_id(route: Route) -> str:
+        # The mock sees the full "provider/model" so app tests can assert where a call would go.
+        target = route.target
+        return f"{target.provider}/{target.model}" if overrides else target.model
+
+    def peek_model_id(self, model: str | None, max_retries: Any) -> str:
+        """The primary target's model id if its route is cached, else "" (never raises).
+
+        Building the Request with it saves a copy per call; :meth:`_prepare` checks it anyway.
+        """
+        name = model or self.settings.default_model
+        if overrides or type(name) is not str or not (max_retries is None or type(max_retries) is int):
+            return ""  # anything odd is left to the checks that name the argument at fault
+        route = self._routes.get((name, max_retries))
+        return "" if route is None else route.target.model
+
+    def prepare(self, route: Route, request: Request, *, streaming: bool) -> Request:
+        model_id = self.model_id(route)
+        if request.model != model_id:
+            request = replace(request, model=model_id)
+        route.capabilities.check(request, provider=route.target.provider, streaming=streaming)
+        route.ensure_ready(request.model)
+        return request
+
+    def breaker(self, provider: str) -> CircuitBreaker | None:
+        """The provider's circuit breaker, when ``[circuit_breaker]`` is configured."""
+        if self._breaker_config is None:
+            return None
+        found = self._breakers.get(provider)
+        if found is None:
+            with self._lock:
+                found = self._breakers.setdefault(provider, CircuitBreaker(*self._breaker_config))
+        return found
+
+    def may_fall_back(self, error: FMClientError) -> bool:
+        if isinstance(error, CircuitOpenError):
+            return True
+        if type(error).__name__ in self.settings.fallback_on:
+            return True
+        return any(cls.__name__ in self.settings.fallback_on for cls in type(error).__mro__) or error.retryable
+
+    def deadline(self, timeout: float | None, first: Route) -> Deadline:
+        return Deadline(_validation.check_timeout(timeout) if timeout is not None else first.timeout)
+
+    def limited(
+        self, route: Route, attempt: Callable[[float | None], T], request: Any, deadline: Deadline
+    ) -> Callable[[float | None], T]:
+        """The attempt, behind the route's rate limits (each attempt waits for a slot)."""
+        if not route.buckets:
+            return attempt
+        return limit_attempt(attempt, self.limiter, route.buckets, request, deadline, route.where)
+
+    def alimited(
+        self, route: Route, attempt: Callable[[float | None], Awaitable[T]], request: Any, deadline: Deadline
+    ) -> Callable[[float | None], Awaitable[T]]:
+        if not route.buckets:
+            return attempt
+        return alimit_attempt(attempt, self.limiter, route.buckets, request, deadline, route.where)
+
+    # -- the fallback walk of a call that ends with one whole answer --------------------------------
+    def walk(self, call: Call, method: str, finish: Callable[[Route, A], A]) -> A:
+        """Each target in turn, ``route.provider.<method>`` under its rate limits, retries, deadline
+        and hooks, until one answers (``finish``) or none is left (``call.failed`` raises).
+
+        One walk for complete and generate_image, so what wraps an attempt cannot drift apart.
+        """
+        for route, prepared in call.plan():
+            attempt = whole_attempt(call, route, prepared, getattr(route.provider, method))
+            try:
+                answer = call_with_retries(
+                    self.limited(route, attempt, prepared, call.deadline),
+                    route.policy,
+                    call.deadline,
+                    **call.where(route),
+                )
+            except FMClientError as error:
+                call.failed(route, error)
+                continue
+            except BaseException as error:  # cancelled or interrupted: hand back a breaker trial
+                call.interrupted(error)
+                raise
+            return finish(route, answer)
+        raise AssertionError("unreachable: plan() raises when no target is left")
+
+    async def awalk(self, call: Call, method: str, finish: Callable[[Route, A], A]) -> A:
+        """The async twin of :meth:`_walk` (``method`` is the adapter's coroutine method)."""
+        for route, prepared in call.plan():
+            attempt = awhole_attempt(call, route, prepared, getattr(route.provider, method))
+            try:
+                answer = await acall_with_retries(
+                    self.alimited(route, attempt, prepared, call.deadline),
+                    route.policy,
+                    call.deadline,
+                    **call.where(route),
+                )
+            except FMClientError as error:
+                call.failed(route, error)
+                continue
+            except BaseException as error:  # cancelled or interrupted: hand back a breaker trial
+                call.interrupted(error)
+                raise
+            return finish(route, answer)
+        raise AssertionError("unreachable: plan() raises when no target is left")
+
+    # -- complete and stream ------------------------------------------------------------------
+    def chat_call(
+        self,
+        prompt: Any,
+        model: str | None,
+        fallbacks: Sequence[str] | None,
+        max_retries: int | None,
+        timeout: float | None,
+        provider_options: Mapping[str, Any],
+        streaming: bool,
+        look_up: bool = True,
+        **params: Any,
+    ) -> Call:
+        request = _validation.build_request(
+            prompt, model=self.peek_model_id(model, max_retries), provider_options=provider_options, **params
+        )
+        routes = self.routes_for(model, fallbacks, _validation.check_max_retries(max_retries))
+        # The primary target is checked now, so bad input or configuration fails before any
+        # request (and, for a stream, before the caller starts iterating).
+        first = self.prepare(routes[0], request, streaming=streaming)
+        call = Call(self, request, routes, first, self.deadline(timeout, routes[0]), streaming)
+        if look_up:  # else the async caller awaits call.alook_up() (the cache may do I/O)
+            call.look_up()
+        return call
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        for provider in list(self._providers.values()):
+            provider.close()
+        if self.cache is not None and self._owns_cache:
+            self.cache.close()
+
+    async def aclose(self) -> None:
+        for provider in list(self._providers.values()):
+            await provider.aclose()
+        if self.cache is not None and self._owns_cache:
+            self.cache.close()
+
+
+class Call:
+    """One complete/stream call across its targets: the fallback walk and its record."""
+
+    __slots__ = (
+        "attempts",
+        "cache_key",
+        "cached",
+        "deadline",
+        "engine",
+        "first",
+        "observer",
+        "position",
+        "request",
+        "routes",
+        "streaming",
+        "trial",
+    )
+
+    def __init__(
+        self,
+        engine: Engine,
+        request: Request,
+        routes: list[Route],
+        first: Request,
+        deadline: Deadline,
+        streaming: bool,
+    ) -> None:
+        self.engine = engine
+        self.observer: CallObserver | None = None
+        self.request = request
+        self.routes = routes
+        self.first = first
+        self.deadline = deadline
+        self.streaming = streaming
+        self.attempts: list[Attempt] = []
+        self.position = 0  # index in routes of the target being tried
+        # The breaker whose half-open trial this call holds until the trial's outcome is recorded.
+        self.trial: CircuitBreaker | None = None
+        self.cache_key: str | None = None
+        self.cached: Completion | None = None  # the response cache's answer, when it had one
+
+    def _keyed_cache(self) -> tuple[ResponseCache, str] | None:
+        """The client's cache and this call's key in it, or None when the call bypasses the cache."""
+        cache = self.engine.cache
+        if cache is None:
+            return None
+        from fmclient.cache import request_key
+
+        self.cache_key = request_key(self.routes[0].target.provider, self.first)
+        return None if self.cache_key is None else (cache, self.cache_key)
+
+    def look_up(self) -> None:
+        """Take the response cache's answer if it has one; else check the budget (a hit is free)."""
+        keyed = self._keyed_cache()
+        if keyed is not None:
+            from fmclient.cache import lookup
+
+            self.cached = lookup(*keyed)
+        if self.cached is None:  # a hit sends nothing and costs nothing
+            self.check_budget()
+
+    async def alook_up(self) -> None:
+        """The async twin of :meth:`look_up`: a cache that does I/O is read off the event loop."""
+        keyed = self._keyed_cache()
+        if keyed is not None:
+            from fmclient.cache import alookup
+
+            self.cached = await alookup(*keyed)
+        if self.cached is None:
+            self.check_budget()
+
+    def _end(self, result: Any, error: BaseException | None) -> None:
+        """End the call for its hooks, when it has any (exactly once: the observer sees to that)."""
+        if self.observer is not None:
+            self.observer.end(result, error)
+
+    def check_budget(self) -> None:
+        """The budget check before the primary's request; a refusal is a call that started and ended."""
+        try:
+            self.engine.check_budget_for(self.routes[0])
+        except FMClientError as error:
+            self.observer = self._start_observer()
+            self._end(None, error)
+            raise
+
+    def hit(self) -> Completion:
+        """The cached answer as the call's result: for hooks, a call with no attempt."""
+        self.observer = self._start_observer(cache_hit=True)
+        return self._hit_ends()
+
+    def _hit_ends(self) -> Completion:
+        completion = self.cached
+        assert completion is not None
+        if overrides:
+            completion.provider = overrides[-1].name
+        response_format = self.request.response_format
+        try:
+            if response_format is not None:
+                _validation.parse_structured(completion, response_format)
+        except BaseException as error:
+            self._end(None, error)
+            raise
+        self._end(completion, None)
+        return completion
+
+    def replay(self, stream: Stream | AsyncStream) -> Iterator[Chunk]:
+        """The cached answer as chunks; the stream's completion is the hit itself."""
+        from fmclient.cache import replay_chunks
+
+        completion = self.cached
+        assert completion is not None
+        self.observer = self._start_observer(cache_hit=True)  # the call starts with the iteration
+        assembler = stream._assembler = StreamAssembler(completion.provider, completion.model)
+        try:
+            for chunk in replay_chunks(completion):
+                assembler.add(chunk)
+                yield chunk
+        except BaseException as error:  # closed early, cancelled or interrupted
+            self._end(None, error)
+            raise
+        stream._completion = self._hit_ends()
+
+    def plan(self) -> Iterator[tuple[Route, Request]]:
+        """Each target in turn, ready to send; a target that cannot take the request is skipped."""
+        # The call starts here (for a stream: when the caller starts iterating), hooks with it.
+        self.observer = self._start_observer()
+        for index, route in enumerate(self.routes):
+            self.position = index
+            breaker = self.engine.breaker(route.target.provider)
+            if breaker is not None:
+                admitted = breaker.admit()
+                if admitted is None:
+                    self.failed(
+                        route,
+                        CircuitOpenError(
+                            "circuit open: the provider failed repeatedly",
+                            provider=route.target.provider,
+                            model=route.target.model,
+                        ),
+                    )
+                    continue
+                if admitted == "trial":
+                    self.trial = breaker
+            try:
+                prepared = self.first if index == 0 else self._prepare_for(route)
+            except FMClientError as error:
+                self.failed(route, error)
+                continue
+            except BaseException:
+                self.abandon()  # interrupted while preparing (an SDK import, say)
+                raise
+            if index:
+                # A fallback is a new request: another call may have spent the budget meanwhile.
+                try:
+                    self.engine.check_budget_for(route)
+                except FMClientError as error:
+                    self.abandon()  # the trial this target was admitted for never ran
+                    error.attempts = self.attempts
+                    self._end(None, error)
+                    raise
+            if self.observer is not None:
+                prepared = self._before_request(route, prepared)
+            yield route, prepared
+
+    def _start_observer(self, cache_hit: bool = False) -> CallObserver | None:
+        return self.engine.observer_for("chat", self.first, self.streaming, self.routes[0].target, cache_hit)
+
+    def _prepare_for(self, route: Route) -> Any:
+        """The request as a fallback target takes it (its model id), checked against its profile."""
+        return self.engine.prepare(route, self.request, streaming=self.streaming)
+
+    def where(self, route: Route) -> dict[str, Any]:
+        """The retry layer's keywords; with an observer, retries are reported to it."""
+        if self.observer is None:
+            return route.where
+        return {**route.where, "on_retry": self.observer.retry}
+
+    def _before_request(self, route: Route, prepared: Request) -> Request:
+        assert self.observer is not None
+
+        def check(changed: Request) -> None:
+            route.capabilities.check(changed, provider=route.target.provider, streaming=self.streaming)
+
+        try:
+            return self.observer.before_request(prepared, check)
+        except FMClientError as error:  # refused by a hook: no request, no fallback
+            error.attempts = self.attempts
+            self.observer.refuse(error)
+            raise
+
+    def _record(self, route: Route, error: FMClientError | None) -> None:
+        self.trial = None  # whatever is recorded below ends a trial this call held
+        breaker = self.engine.breaker(route.target.provider)
+        if breaker is None or isinstance(error, CircuitOpenError):
+            return
+        if error is None:
+            breaker.record_success()
+        elif error.retryable:
+            breaker.record_failure()  # the provider's fault: counts towards opening
+        else:
+            breaker.release()  # the caller's fault says nothing of the provider's health
+
+    def abandon(self) -> None:
+        """The call ended with no outcome to record (cancelled, interrupted, a stream closed early).
+
+        A half-open trial it held is handed back, so the breaker lets the next call be the trial
+        instead of staying open for good.
+        """
+        trial, self.trial = self.trial, None
+        if trial is not None:
+            trial.release()
+
+    def failed(self, route: Route, error: FMClientError) -> None:
+        """Record a target's failure; raise when no other target may answer instead."""
+        self._record(route, error)
+        skipped = isinstance(error, CircuitOpenError) or self._cannot_take(error)
+        self.attempts.append(Attempt(route.target.provider, route.target.model, error, skipped))
+        last = self.position == len(self.routes) - 1
+        if not last and (skipped or self.engine.may_fall_back(error)):
+            if self.observer is not None:
+                self.observer.fallback(error)
+            return
+        # A target the request never reached must not hide the failure of one it did reach (the
+        # primary's 429 behind a fallback without a key): raise the last error from a target that
+        # was tried, the primary's if none was. Every target's own error is in ``attempts``.
+        tried = [a.error for a in self.attempts if not a.skipped]
+        final = (tried[-1] if tried else self.attempts[0].error) or error
+        final.attempts = self.attempts
+        self._end(None, final)
+        raise final
+
+    def _cannot_take(self, error: FMClientError) -> bool:
+        """A fallback that cannot take this request (a feature it lacks, its key or extra missing)
+        was never sent to: skip it. The primary's own such error is the caller's to fix."""
+        return self.position > 0 and isinstance(error, (UnsupportedFeatureError, ConfigurationError))
+
+    def broke_off(self, route: Route, error: FMClientError, text: str) -> None:
+        """A stream failed after reaching the caller: no retry, no fallback, keep what came."""
+        self._record(route, error)
+        self.attempts.append(Attempt(route.target.provider, route.target.model, error))
+        error.partial_text = text
+        error.attempts = self.attempts
+        if self.observer is not None:
+            self.observer.broke_off(error)
+            self.observer.end(None, error)
+
+    def abandoned(self, stopped: BaseException) -> None:
+        """The caller closed a stream before its end (or the call was cancelled or interrupted)."""
+        self.abandon()
+        self._end(None, stopped)
+
+    interrupted = abandoned  # cancelled or interrupted (KeyboardInterrupt) between attempts
+
+    def finish(self, route: Route, completion: Completion) -> Completion:
+        self.answered(route, completion)
+        keyed = self._store_in()
+        if keyed is not None:
+            from fmclient.cache import store
+
+            store(*keyed, completion)
+        self._end(completion, None)
+        return completion
+
+    async def aend(self, completion: Completion) -> Completion:
+        """What :meth:`finish` does after :meth:`answered`, for async calls: the answer is stored
+        off the event loop, then the call ends."""
+        keyed = self._store_in()
+        if keyed is not None:
+            from fmclient.cache import astore
+
+            try:
+                await astore(*keyed, completion)
+            except BaseException as error:  # cancelled while storing: the call ends with that
+                self._end(None, error)
+                raise
+        self._end(completion, None)
+        return completion
+
+    def _store_in(self) -> tuple[ResponseCache, str] | None:
+        # Only the primary's answer is stored under the primary's key (see fmclient.cache).
+        cache = self.engine.cache
+        if cache is None or self.cache_key is None or self.position != 0:
+            return None
+        return cache, self.cache_key
+
+    def answered(self, route: Route, completion: Completion) -> Completion:
+        """Record a target's whole answer: its outcome, its cost, its structured output checked."""
+        self._record(route, None)
+        self.attempts.append(Attempt(route.target.provider, route.target.model))
+        completion.attempts = self.attempts
+        if overrides:
+            completion.provider = overrides[-1].name
+        # Charged before the answer is checked: a reply that fails validation was still billed.
+        self.engine.priced(route, completion)
+        response_format = self.request.response_format
+        observer = self.observer
+        if observer is not None:
+            observer.answered(completion)
+        try:
+            if response_format is not None and completion.parsed is None:
+                _validation.parse_structured(completion, response_format)
+        except BaseException as error:
+            if observer is not None:
+                observer.end(None, error)
+            raise
+        return completion
+
+
+def whole_attempt(call: Call, route: Route, prepared: Any, send: Callable[[Any], A]) -> Callable[[float | None], A]:
+    """One retry-layer attempt of a whole-answer call: the request with the time left, through
+    the call's hooks when it has any."""
+
+    def attempt(left: float | None) -> A:
+        sent = with_timeout(prepared, left)
+        if call.observer is None:
+            return guard(send, sent, route=route)
+        return call.observer.attempt(
+            route.target.provider, route.target.model, sent, lambda: guard(send, sent, route=route)
+        )
+
+    return attempt
+
+
+def awhole_attempt(
+    call: Call, route: Route, prepared: Any, send: Callable[[Any], Awaitable[A]]
+) -> Callable[[float | None], Awaitable[A]]:
+    """The async twin of :func:`whole_attempt`."""
+
+    async def attempt(left: float | None) -> A:
+        sent = with_timeout(prepared, left)
+        if call.observer is None:
+            return await aguard(send(sent), route)
+        return await call.observer.aattempt(
+            route.target.provider, route.target.model, sent, lambda: aguard(send(sent), route)
+        )
+
+    return attempt
+
+
+def with_timeout(request: Q, left: float | None) -> Q:
+    return request if left is None else replace(request, timeout=left)
+
+
+def _unexpected(exc: Exception, route: Route) -> FMClientError:
+    # An adapter bug must still surface as an fmclient error: callers catch one hierarchy.
+    return FMClientError(
+        f"unexpected {type(exc).__name__} from the {route.target.provider} adapter: {exc}",
+        provider=route.target.provider,
+        model=route.target.model,
+    )
+
+
+def guard(fn: Callable[..., T], *args: Any, route: Route) -> T:
+    try:
+        return fn(*args)
+    except FMClientError:
+        raise
+    except Exception as exc:
+        raise _unexpected(exc, route) from exc
+
+
+async def aguard(awaitable: Awaitable[T], route: Route) -> T:
+    try:
+        return await awaitable
+    except FMClientError:
+        raise
+    except Exception as exc:
+        raise _unexpected(exc, route) from exc
+
+
+async def anext_or_none(iterator: AsyncIterator[Chunk]) -> Chunk | None:
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return None
