@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from fmclient import _validation
+from fmclient import _validation, pricing
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.budget import budget_from_settings
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
@@ -161,7 +162,7 @@ class Engine:
         # The id that answered first (dated, or a router's choice), then the one asked for; the
         # mock answers as "provider/model", so only the target's id means anything there.
         models = (target.model,) if overrides else (result.model, target.model)
-        result._pricing = (ref, models, time.time())
+        result._pricer = partial(pricing.priced, ref, models, time.time())
         if self.budget is not None:
             self.budget.charge(result, target.provider, target.model)
         return result

@@ -27,9 +27,9 @@ from fmclient.types import (
     Part,
     Request,
     ResponseFormat,
-    TextPart,
     Tool,
     ToolCall,
+    part_from_input,
 )
 
 JSON_SCHEMA_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
@@ -263,38 +263,11 @@ def _content(value: Any, where: str, role: str) -> str | tuple[Part, ...]:
         return json.dumps(value)
     if not isinstance(value, Sequence) or isinstance(value, (bytes, bytearray)):
         raise TypeError(f"{where}.content must be a str or a list of parts, not {type(value).__name__}")
-    return tuple(_part(p, f"{where}.content[{i}]") for i, p in enumerate(value))
+    return tuple(part_from_input(p, f"{where}.content[{i}]") for i, p in enumerate(value))
 
 
 def _looks_like_parts(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(p, Mapping) and "type" in p for p in value)
-
-
-def _part(value: Any, where: str) -> Part:
-    if isinstance(value, (TextPart, ImagePart)):
-        return value
-    if isinstance(value, str):
-        return TextPart(value)
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{where} must be a str or a dict part, not {type(value).__name__}")
-    kind = value.get("type")
-    if kind == "text":
-        text = value.get("text")
-        if not isinstance(text, str):
-            raise TypeError(f"{where}.text must be a str, not {type(text).__name__}")
-        return TextPart(text)
-    if kind in ("image", "image_url"):
-        source = value.get("image", value.get("source", value.get("url", value.get("data"))))
-        if kind == "image_url":
-            inner = value.get("image_url")
-            source = inner.get("url") if isinstance(inner, Mapping) else inner
-        if source is None:
-            raise ValueError(f"{where}: an image part needs 'image' (bytes, path, URL or data URI)")
-        try:
-            return ImagePart.from_source(source, value.get("media_type"))
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{where}: {exc}") from None
-    raise ValueError(f"{where}.type must be 'text' or 'image', got {kind!r}")
 
 
 def _tool_call(value: Any, where: str) -> ToolCall:

@@ -37,12 +37,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fmclient.types import Cost
+
 if TYPE_CHECKING:
     from decimal import Decimal
 
     from fmclient.types import Usage
 
-__all__ = ["Cost", "PriceRef", "Unpriced", "model_prices", "price_data_version", "price_usage", "prices_available"]
+__all__ = [
+    "Cost",
+    "PriceRef",
+    "Unpriced",
+    "model_prices",
+    "price_data_version",
+    "price_usage",
+    "priced",
+    "prices_available",
+]
 
 INSTALL_HINT = 'install the price table: pip install "fmclient[cost]"'
 
@@ -50,32 +61,6 @@ INSTALL_HINT = 'install the price table: pip install "fmclient[cost]"'
 _PROVIDER_IDS = {"anthropic": "anthropic", "openai": "openai", "gemini": "google", "bedrock": "aws"}
 _LOCAL_TYPES = frozenset({"ollama", "llamacpp"})
 _OPENAI_HOSTS = ("api.openai.com",)
-
-
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """The price of a call. Amounts are :class:`~decimal.Decimal` so that summing many small
-    costs (a budget) is exact: ``0.1 + 0.2`` dollars is ``0.3``, and a spend equal to the budget
-    compares equal to it."""
-
-    total: Decimal
-    input: Decimal
-    output: Decimal
-    currency: str = "USD"
-
-    def __add__(self, other: Cost) -> Cost:
-        if self.currency != other.currency:
-            raise ValueError(f"cannot add {self.currency} and {other.currency}")
-        return Cost(self.total + other.total, self.input + other.input, self.output + other.output, self.currency)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: amounts as floats (exact values stay on the object)."""
-        return {
-            "total": float(self.total),
-            "input": float(self.input),
-            "output": float(self.output),
-            "currency": self.currency,
-        }
 
 
 def zero_cost() -> Cost:
@@ -129,6 +114,13 @@ def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float 
     except (ValueError, ArithmeticError) as error:
         return Unpriced(f"genai-prices could not price {model.id!r}: {error}")
     return Cost(priced.total_price, priced.input_price, priced.output_price)
+
+
+def priced(ref: PriceRef, models: tuple[str, ...], at: float, usage: Usage) -> tuple[Cost | None, str | None]:
+    """(cost, None) or (None, reason): what a result's ``cost`` / ``cost_reason`` read. The engine
+    binds the first three arguments when a call ends; the result calls it on first read."""
+    found = price_usage(ref, models, usage, at)
+    return (None, found.reason) if isinstance(found, Unpriced) else (found, None)
 
 
 _BATCH = {"processing": "batch"}

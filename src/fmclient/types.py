@@ -23,12 +23,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from fmclient.pricing import Cost, PriceRef
+    from collections.abc import Callable
+    from decimal import Decimal
+
+    #: Works out a result's (cost, reason) from its usage; set by the engine (fmclient.pricing.priced).
+    Pricer = Callable[["Usage"], tuple["Cost | None", "str | None"]]
 
 __all__ = [
     "CachePoint",
     "Chunk",
     "Completion",
+    "Cost",
     "EmbedRequest",
     "Embeddings",
     "FinishReason",
@@ -156,6 +161,35 @@ def image_mime_type(data: bytes) -> str:
 Part = TextPart | ImagePart
 
 
+def part_from_input(value: Any, where: str) -> Part:
+    """One content part as ``complete`` takes it (a str, a dict part, or a part) -> a typed part;
+    ``where`` names it in an error (``messages[0].content[1]``)."""
+    if isinstance(value, (TextPart, ImagePart)):
+        return value
+    if isinstance(value, str):
+        return TextPart(value)
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{where} must be a str or a dict part, not {type(value).__name__}")
+    kind = value.get("type")
+    if kind == "text":
+        text = value.get("text")
+        if not isinstance(text, str):
+            raise TypeError(f"{where}.text must be a str, not {type(text).__name__}")
+        return TextPart(text)
+    if kind in ("image", "image_url"):
+        source = value.get("image", value.get("source", value.get("url", value.get("data"))))
+        if kind == "image_url":
+            inner = value.get("image_url")
+            source = inner.get("url") if isinstance(inner, Mapping) else inner
+        if source is None:
+            raise ValueError(f"{where}: an image part needs 'image' (bytes, path, URL or data URI)")
+        try:
+            return ImagePart.from_source(source, value.get("media_type"))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+    raise ValueError(f"{where}.type must be 'text' or 'image', got {kind!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class CachePoint:
     """A prompt-cache breakpoint: put one in a prompt list right after the message (or system
@@ -224,9 +258,17 @@ class Message:
 
     @classmethod
     def user(cls, content: str | Sequence[Any]) -> Message:
-        from fmclient._validation import message_from_input
-
-        return message_from_input({"role": "user", "content": content}, 0)
+        """A user message: text, or a list of parts (str, dict parts as ``complete`` takes them,
+        :class:`TextPart`, :class:`ImagePart`)."""
+        if isinstance(content, str):
+            parts: str | tuple[Part, ...] = content
+        elif isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
+            parts = tuple(part_from_input(p, f"content[{i}]") for i, p in enumerate(content))
+        else:
+            raise TypeError(f"content must be a str or a list of parts, not {type(content).__name__}")
+        if not (parts.strip() if isinstance(parts, str) else parts):
+            raise ValueError("a user message's content must not be empty")
+        return cls(role="user", content=parts)
 
     @classmethod
     def tool_result(cls, tool_call_id: str, content: Any, *, name: str | None = None) -> Message:
@@ -373,6 +415,32 @@ class Usage:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """The price of a call. Amounts are :class:`~decimal.Decimal` so that summing many small
+    costs (a budget) is exact: ``0.1 + 0.2`` dollars is ``0.3``, and a spend equal to the budget
+    compares equal to it."""
+
+    total: Decimal
+    input: Decimal
+    output: Decimal
+    currency: str = "USD"
+
+    def __add__(self, other: Cost) -> Cost:
+        if self.currency != other.currency:
+            raise ValueError(f"cannot add {self.currency} and {other.currency}")
+        return Cost(self.total + other.total, self.input + other.input, self.output + other.output, self.currency)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: amounts as floats (exact values stay on the object)."""
+        return {
+            "total": float(self.total),
+            "input": float(self.input),
+            "output": float(self.output),
+            "currency": self.currency,
+        }
+
+
 @dataclass(slots=True)
 class Completion:
     """A model's answer, the same shape whatever provider produced it."""
@@ -399,9 +467,9 @@ class Completion:
     rate_limit_headers: dict[str, str] | None = field(default=None, repr=False)
     #: the model's thinking text (or the provider's summary of it), where the provider returns it
     reasoning: str | None = None
-    # Set by the Client: where to look the price up, which model ids and when the call was made.
-    # The price itself is worked out on first read of ``cost`` (see fmclient.pricing).
-    _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)
+    # Set by the engine: how to price this result (fmclient.pricing.priced, bound to where to look
+    # the price up, which model ids and when the call was made). Run on first read of ``cost``.
+    _pricer: Pricer | None = field(default=None, repr=False, compare=False)
     _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -488,7 +556,7 @@ class Embeddings:
     model: str
     provider: str
     raw: Any = field(default=None, repr=False)
-    _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)
+    _pricer: Pricer | None = field(default=None, repr=False, compare=False)
     _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -537,7 +605,7 @@ class Images:
     usage: Usage | None = None
     raw: Any = field(default=None, repr=False)
     attempts: list[Any] = field(default_factory=list, repr=False)
-    _pricing: tuple[PriceRef, tuple[str, ...], float] | None = field(default=None, repr=False, compare=False)
+    _pricer: Pricer | None = field(default=None, repr=False, compare=False)
     _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -564,17 +632,13 @@ def _price(result: Completion | Embeddings | Images) -> tuple[Cost | None, str |
     """Price a result once, on first read (cost, reason); later reads return the same answer."""
     priced = result._priced
     if priced is None:
-        from fmclient.pricing import Unpriced, price_usage
-
-        if result._pricing is None:
-            # Not remembered: a hook may read the cost of an attempt's answer before the client
-            # has told the result how to price itself (fmclient.client.Client._priced).
+        if result._pricer is None:
+            # Not remembered: a hook may read the cost of an attempt's answer before the engine
+            # has told the result how to price itself (fmclient._engine.Engine.priced).
             return None, "cost unknown: only results returned by a Client are priced"
-        found: Cost | Unpriced
         if result.usage is None:
-            found = Unpriced("cost unknown: the provider reports no token usage for these images")
+            priced = (None, "cost unknown: the provider reports no token usage for these images")
         else:
-            ref, models, at = result._pricing
-            found = price_usage(ref, models, result.usage, at)
-        priced = result._priced = (None, found.reason) if isinstance(found, Unpriced) else (found, None)
+            priced = result._pricer(result.usage)
+        result._priced = priced
     return priced
