@@ -4,7 +4,9 @@
     reply = Client().complete("Summarise this", model="claude-sonnet")
     print(reply.text, reply.usage.output_tokens, reply.finish_reason)
 
-Importing fmclient imports no provider SDK: each adapter imports its SDK on first use.
+Importing fmclient imports no provider SDK: each adapter imports its SDK on first use. The names
+below are loaded on first access (PEP 562), so ``import fmclient`` alone costs almost nothing and
+each part of the library is imported when it is first used.
 """
 
 from __future__ import annotations
@@ -13,41 +15,51 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from fmclient._schema import tool_arguments
-from fmclient._stream import AsyncStream, Stream
-from fmclient.client import Attempt, Client
-from fmclient.errors import (
-    APIConnectionError,
-    AuthenticationError,
-    BadRequestError,
-    BudgetExceededError,
-    ConfigurationError,
-    ContentFilterError,
-    ContextWindowExceededError,
-    FMClientError,
-    ModelNotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTimeoutError,
-    ServiceUnavailableError,
-    StructuredOutputError,
-    UnsupportedFeatureError,
-)
-from fmclient.types import (
-    CachePoint,
-    Chunk,
-    Completion,
-    Embeddings,
-    GeneratedImage,
-    ImagePart,
-    Images,
-    Message,
-    TextPart,
-    TokenCount,
-    Tool,
-    ToolCall,
-    Usage,
-)
+if TYPE_CHECKING:
+    from fmclient._schema import (
+        tool_arguments,
+    )
+    from fmclient._stream import (
+        AsyncStream,
+        Stream,
+    )
+    from fmclient.client import (
+        Attempt,
+        Client,
+    )
+    from fmclient.errors import (
+        APIConnectionError,
+        AuthenticationError,
+        BadRequestError,
+        BudgetExceededError,
+        ConfigurationError,
+        ContentFilterError,
+        ContextWindowExceededError,
+        FMClientError,
+        ModelNotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        RequestTimeoutError,
+        ServiceUnavailableError,
+        StructuredOutputError,
+        UnsupportedFeatureError,
+    )
+    from fmclient.types import (
+        CachePoint,
+        Chunk,
+        Completion,
+        Cost,
+        Embeddings,
+        GeneratedImage,
+        ImagePart,
+        Images,
+        Message,
+        TextPart,
+        TokenCount,
+        Tool,
+        ToolCall,
+        Usage,
+    )
 
 __version__ = "0.1.0"
 
@@ -98,17 +110,58 @@ __all__ = [
     "tool_arguments",
 ]
 
-if TYPE_CHECKING:
-    from fmclient.pricing import Cost
+# Where each public name lives; loaded on first access and then kept as a module attribute.
+_LAZY: dict[str, str] = {
+    "tool_arguments": "fmclient._schema",
+    "AsyncStream": "fmclient._stream",
+    "Stream": "fmclient._stream",
+    "Attempt": "fmclient.client",
+    "Client": "fmclient.client",
+    "APIConnectionError": "fmclient.errors",
+    "AuthenticationError": "fmclient.errors",
+    "BadRequestError": "fmclient.errors",
+    "BudgetExceededError": "fmclient.errors",
+    "ConfigurationError": "fmclient.errors",
+    "ContentFilterError": "fmclient.errors",
+    "ContextWindowExceededError": "fmclient.errors",
+    "FMClientError": "fmclient.errors",
+    "ModelNotFoundError": "fmclient.errors",
+    "PermissionDeniedError": "fmclient.errors",
+    "RateLimitError": "fmclient.errors",
+    "RequestTimeoutError": "fmclient.errors",
+    "ServiceUnavailableError": "fmclient.errors",
+    "StructuredOutputError": "fmclient.errors",
+    "UnsupportedFeatureError": "fmclient.errors",
+    "CachePoint": "fmclient.types",
+    "Chunk": "fmclient.types",
+    "Completion": "fmclient.types",
+    "Cost": "fmclient.types",
+    "Embeddings": "fmclient.types",
+    "GeneratedImage": "fmclient.types",
+    "ImagePart": "fmclient.types",
+    "Images": "fmclient.types",
+    "Message": "fmclient.types",
+    "TextPart": "fmclient.types",
+    "TokenCount": "fmclient.types",
+    "Tool": "fmclient.types",
+    "ToolCall": "fmclient.types",
+    "Usage": "fmclient.types",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Cost needs decimal (~4 ms to import): loaded when asked for, not on `import fmclient`.
-    if name == "Cost":
-        from fmclient.pricing import Cost
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fmclient' has no attribute {name!r}")
+    import importlib
 
-        return Cost
-    raise AttributeError(f"module 'fmclient' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 _default: Client | None = None
@@ -121,6 +174,8 @@ def default_client() -> Client:
     if _default is None:
         with _default_lock:
             if _default is None:
+                from fmclient.client import Client
+
                 _default = Client()
     return _default
 

@@ -40,7 +40,6 @@ is used inline.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -509,6 +508,8 @@ async def alookup(cache: ResponseCache, key: str) -> Completion | None:
     if not cache.blocking:
         return lookup(cache, key)
     try:
+        import asyncio  # loaded already: the caller runs on its loop
+
         return await asyncio.to_thread(lookup, cache, key)
     except Exception as exc:  # no thread to run it in (the loop is shutting down, say)
         _unavailable(cache, exc)
@@ -521,6 +522,8 @@ async def astore(cache: ResponseCache, key: str, completion: Completion) -> None
         store(cache, key, completion)
         return
     try:
+        import asyncio  # loaded already: the caller runs on its loop
+
         await asyncio.to_thread(store, cache, key, completion)
     except Exception as exc:
         _not_stored(cache, exc)

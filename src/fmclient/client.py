@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fmclient import _chat, _embeddings, _images, _validation
+from fmclient import _chat, _validation
 from fmclient._engine import Attempt, Engine
 from fmclient.cache import ResponseCache, cache_from_settings
 from fmclient.config import Settings, Target, load_settings
@@ -332,6 +332,8 @@ class Client:
         The input goes out in the batches the provider takes, each under its own retries within
         the one deadline: a retry re-sends only the batch that failed.
         """
+        from fmclient import _embeddings  # each capability is loaded on first use
+
         return _embeddings.embed(
             self._engine, texts, model=model, timeout=timeout, max_retries=max_retries, **provider_options
         )
@@ -346,6 +348,8 @@ class Client:
         **provider_options: Any,
     ) -> Embeddings:
         """The async twin of :meth:`embed`."""
+        from fmclient import _embeddings
+
         return await _embeddings.aembed(
             self._engine, texts, model=model, timeout=timeout, max_retries=max_retries, **provider_options
         )
@@ -440,6 +444,8 @@ class Client:
         size, count, negative prompt, seed or quality the model cannot take is refused before
         sending. Retries, the deadline, fallbacks and circuit breakers work as for :meth:`complete`.
         """
+        from fmclient import _images
+
         return _images.generate_image(
             self._engine,
             prompt,
@@ -471,6 +477,8 @@ class Client:
         **provider_options: Any,
     ) -> Images:
         """The async twin of :meth:`generate_image`."""
+        from fmclient import _images
+
         return await _images.agenerate_image(
             self._engine,
             prompt,
