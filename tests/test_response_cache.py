@@ -51,7 +51,7 @@ FIXED_REQUEST = Request(
 )
 # The key of FIXED_REQUEST: pinned, so a change to the key's form (which would orphan every stored
 # entry) is a visible, deliberate change (bump cache.FORMAT_VERSION with it).
-FIXED_KEY = "07085a2baaa8afa4a180b8825595689323da9e490ee9641415b17559e45af12f"
+FIXED_KEY = "c44e25704d9c1e5a3ffa81b8c056b59c3e8b631c09af964ce172ff84810912a8"
 
 
 @pytest.fixture
@@ -118,18 +118,71 @@ def test_a_secret_is_never_part_of_a_key() -> None:
     assert request_key("openai", with_object) is None  # no stable form: bypassed, not guessed
 
 
-def test_the_provider_key_does_not_change_the_cache_key(fake: FakeOpenAI, fake_server: FakeServer) -> None:
+def test_entries_are_keyed_by_who_was_asked(fake: FakeOpenAI, fake_server: FakeServer, tmp_path: Path) -> None:
+    """Two tenants (other API keys) or two environments (other base URLs) never share an entry;
+    the same account and endpoint do, from another client; no key is ever stored in clear."""
     memory = MemoryCache()
     make_client(fake_server, memory).complete("hi", model=MODEL)
-    other = Client(
-        providers={"openai": {"base_url": fake_server.url + "/v1", "api_key": "sk-another-key-9"}},
-        cache=memory,
-        max_retries=0,
-    )
-    assert other.complete("hi", model=MODEL).cached
-    assert chat_requests(fake_server) == 1
+
+    def client(api_key: str, base_url: str = fake_server.url + "/v1") -> Client:
+        return Client(providers={"openai": {"base_url": base_url, "api_key": api_key}}, cache=memory, max_retries=0)
+
+    assert client("sk-test-secret-0123").complete("hi", model=MODEL).cached  # same account: shared
+    assert not client("sk-another-key-9").complete("hi", model=MODEL).cached  # another tenant
+    assert chat_requests(fake_server) == 2
+    # The same key at another address (staging vs production: here the same server by another name)
+    staging = client("sk-test-secret-0123", fake_server.url.replace("127.0.0.1", "localhost") + "/v1")
+    assert not staging.complete("hi", model=MODEL).cached
+    assert chat_requests(fake_server) == 3
     stored = json.dumps(list(memory._entries.items()))
     assert "sk-test-secret-0123" not in stored and "sk-another-key-9" not in stored
+
+
+def test_a_key_from_the_environment_is_part_of_who_was_asked(
+    fake: FakeOpenAI, fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key the SDK would read itself (OPENAI_API_KEY) tells tenants apart like an explicit one."""
+    memory = MemoryCache()
+
+    def ask() -> bool:
+        client = Client(providers={"openai": {"base_url": fake_server.url + "/v1"}}, cache=memory, max_retries=0)
+        return client.complete("hi", model=MODEL).cached
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-tenant-a-000")
+    assert not ask()
+    assert ask()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-tenant-b-111")
+    assert not ask()
+    assert chat_requests(fake_server) == 2
+
+
+def test_the_key_is_that_of_the_request_a_hook_rewrote(fake: FakeOpenAI, fake_server: FakeServer) -> None:
+    """A before_request hook that sets a per-tenant system prompt: each tenant gets the answer to
+    its own request, and a tenant's repeat is a hit."""
+    from dataclasses import replace as replaced
+
+    from fmclient.hooks import Hook
+
+    class Tenant(Hook):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def before_request(self, call: Any, request: Any) -> Any:
+            return replaced(request, system=f"You serve tenant {self.name}.")
+
+    memory = MemoryCache()
+    fake.answers.extend([Answer(text="for A"), Answer(text="for B")])
+    tenant_a = make_client(fake_server, memory, hooks=[Tenant("A")])
+    tenant_b = make_client(fake_server, memory, hooks=[Tenant("B")])
+    assert tenant_a.complete("hi", model=MODEL).text == "for A"
+    answer_b = tenant_b.complete("hi", model=MODEL)
+    assert (answer_b.text, answer_b.cached) == ("for B", False)
+    again_a = tenant_a.complete("hi", model=MODEL)
+    assert (again_a.text, again_a.cached) == ("for A", True)
+    streamed = tenant_b.stream("hi", model=MODEL)
+    assert "".join(c.text for c in streamed) == "for B" and streamed.completion.cached
+    systems = [r.json()["messages"][0]["content"] for r in fake_server.requests if r.path.endswith("/chat/completions")]
+    assert systems == ["You serve tenant A.", "You serve tenant B."]
 
 
 # -- hits -------------------------------------------------------------------------------------------

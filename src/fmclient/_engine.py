@@ -137,6 +137,7 @@ class Engine:
         self._breakers: dict[str, CircuitBreaker] = {}
         self.budget = budget_from_settings(settings.budget)
         self._price_refs: dict[str, PriceRef] = {}
+        self._identities: dict[str, str | None] = {}
         self.hooks: list[Hook] = list(hooks)
         import logging
 
@@ -166,6 +167,19 @@ class Engine:
         if self.budget is not None:
             self.budget.charge(result, target.provider, target.model)
         return result
+
+    def identity(self, route: Route) -> str | None:
+        """Who a route's requests go to, for the response cache's key: a secret-free fingerprint
+        of the provider's account and endpoint (fmclient.cache.provider_identity), made once per
+        provider; None when it has no stable form (the call then bypasses the cache)."""
+        if overrides:
+            return "mock"  # the mock answers every target, whoever it stands for
+        name = route.target.provider
+        if name not in self._identities:
+            from fmclient.cache import provider_identity
+
+            self._identities[name] = provider_identity(self.settings.provider_settings(name))
+        return self._identities[name]
 
     def add_hook(self, hook: Hook) -> None:
         """Register a hook for every later call (see :mod:`fmclient.hooks`)."""
@@ -402,6 +416,7 @@ class Call:
         "deadline",
         "engine",
         "first",
+        "hooked",
         "observer",
         "position",
         "request",
@@ -431,16 +446,29 @@ class Call:
         # The breaker whose half-open trial this call holds until the trial's outcome is recorded.
         self.trial: CircuitBreaker | None = None
         self.cache_key: str | None = None
+        #: the primary's before_request hooks already ran on ``first`` (see _keyed_cache)
+        self.hooked = False
         self.cached: Completion | None = None  # the response cache's answer, when it had one
 
     def _keyed_cache(self) -> tuple[ResponseCache, str] | None:
-        """The client's cache and this call's key in it, or None when the call bypasses the cache."""
+        """The client's cache and this call's key in it, or None when the call bypasses the cache.
+
+        The key is that of the request actually sent, to whom: hooks may rewrite the request (a
+        per-tenant system prompt), so with hooks the call starts here and the primary's
+        ``before_request`` hooks run now, once; :meth:`plan` then sends what they returned.
+        """
         cache = self.engine.cache
         if cache is None:
             return None
         from fmclient.cache import request_key
 
-        self.cache_key = request_key(self.routes[0].target.provider, self.first)
+        route = self.routes[0]
+        self.observer = self._start_observer()
+        if self.observer is not None:
+            self.first = self._before_request(route, self.first)
+            self.hooked = True
+        identity = self.engine.identity(route)
+        self.cache_key = None if identity is None else request_key(identity, self.first)
         return None if self.cache_key is None else (cache, self.cache_key)
 
     def look_up(self) -> None:
@@ -473,13 +501,21 @@ class Call:
         try:
             self.engine.check_budget_for(self.routes[0])
         except FMClientError as error:
-            self.observer = self._start_observer()
+            if self.observer is None:
+                self.observer = self._start_observer()
             self._end(None, error)
             raise
 
+    def _observe_hit(self) -> None:
+        """The call is a response-cache hit: for hooks, a call with no attempt."""
+        if self.observer is None:
+            self.observer = self._start_observer(cache_hit=True)
+        else:  # started when the key was made (hooks ran before_request first)
+            self.observer.call.cache_hit = True
+
     def hit(self) -> Completion:
         """The cached answer as the call's result: for hooks, a call with no attempt."""
-        self.observer = self._start_observer(cache_hit=True)
+        self._observe_hit()
         return self._hit_ends()
 
     def _hit_ends(self) -> Completion:
@@ -503,7 +539,7 @@ class Call:
 
         completion = self.cached
         assert completion is not None
-        self.observer = self._start_observer(cache_hit=True)  # the call starts with the iteration
+        self._observe_hit()  # the call starts with the iteration (or started when keyed)
         assembler = stream._assembler = StreamAssembler(completion.provider, completion.model)
         try:
             for chunk in replay_chunks(completion):
@@ -516,8 +552,10 @@ class Call:
 
     def plan(self) -> Iterator[tuple[Route, Request]]:
         """Each target in turn, ready to send; a target that cannot take the request is skipped."""
-        # The call starts here (for a stream: when the caller starts iterating), hooks with it.
-        self.observer = self._start_observer()
+        # The call starts here (for a stream: when the caller starts iterating), hooks with it,
+        # unless it started when its cache key was made.
+        if self.observer is None:
+            self.observer = self._start_observer()
         for index, route in enumerate(self.routes):
             self.position = index
             breaker = self.engine.breaker(route.target.provider)
@@ -552,7 +590,7 @@ class Call:
                     error.attempts = self.attempts
                     self._end(None, error)
                     raise
-            if self.observer is not None:
+            if self.observer is not None and not (index == 0 and self.hooked):
                 prepared = self._before_request(route, prepared)
             yield route, prepared
 

@@ -14,12 +14,15 @@ Turn it on with ``Client(cache=...)`` or the config file's ``[cache]`` table::
 
 What is cached and how it is found:
 
-* The key is the SHA-256 of the canonical JSON of the normalised request: the provider name and
-  model id, the messages (images by the SHA-256 of their bytes), system prompt, parameters, tools,
-  tool choice, the response schema and provider options. The per-attempt timeout is not part of it,
-  and neither is anything from the provider's settings, so no key or secret is ever in it; a
+* The key is the SHA-256 of the canonical JSON of the request actually sent (after the
+  ``before_request`` hooks, so a hook that sets a per-tenant prompt keys by what it set): the model
+  id, the messages (images by the SHA-256 of their bytes), system prompt, parameters, tools, tool
+  choice, the response schema and provider options; and of who was asked
+  (:func:`provider_identity`: adapter type, base URL, region, profile, options, and a one-way hash
+  of every credential in play, whoever reads it). Two tenants or environments never share an entry.
+  The per-attempt timeout is not part of it; no key or secret is ever in it in clear; a
   :class:`~fmclient.secret.Secret` among the provider options makes the call bypass the cache.
-  The same request has the same key in every process and Python version.
+  The same request to the same account has the same key in every process and Python version.
 * Only the primary target's answer is stored (under the primary's key); an answer from a fallback
   is not, so a later identical call still asks the primary.
 * A streamed call and a plain call share the key: a cached answer is replayed to a stream as a
@@ -54,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 from fmclient.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from fmclient.providers.base import ProviderSettings
     from fmclient.types import Chunk, Completion, Request
 
 __all__ = [
@@ -72,7 +76,7 @@ logger = logging.getLogger("fmclient")
 CACHE_KEYS = frozenset({"backend", "ttl", "url", "path", "max_entries"})
 BACKENDS = ("memory", "disk", "redis")
 # Bumped when the key's content or the stored format changes, so old entries are never misread.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: keyed by the provider's identity, not its name
 
 
 # -- the key ----------------------------------------------------------------------------------------
@@ -80,12 +84,13 @@ class _Uncacheable(Exception):
     """The request holds something that has no stable, secret-free form: bypass the cache."""
 
 
-def request_key(provider: str, request: Request) -> str | None:
-    """The cache key of a request sent to ``provider``, or None when it cannot be cached."""
+def request_key(identity: str, request: Request) -> str | None:
+    """The cache key of a request sent to the provider ``identity`` stands for
+    (:func:`provider_identity`), or None when it cannot be cached."""
     try:
         document = {
             "v": FORMAT_VERSION,
-            "provider": provider,
+            "provider": identity,
             "model": request.model,
             "system": request.system,
             "system_cache": None if request.system_cache is None else {"ttl": request.system_cache.ttl},
@@ -110,6 +115,54 @@ def request_key(provider: str, request: Request) -> str | None:
     except (_Uncacheable, ValueError, TypeError):
         return None
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def provider_identity(settings: ProviderSettings) -> str | None:
+    """Who is asked: the adapter type, where it sends (base URL, region, profile, the SDK's own
+    endpoint variables), its options and a one-way hash of every credential in play (explicit,
+    from ``api_key_env``, or from the variables the SDK reads itself). Two clients with different
+    keys, accounts or endpoints never share an entry; no secret is ever in clear. None when an
+    option has no stable form (the call then bypasses the cache).
+    """
+    import os
+
+    from fmclient.providers.readiness import READINESS
+    from fmclient.secret import Secret
+
+    spec = READINESS.get(settings.type)
+    names = () if spec is None else (*spec.key_env, *spec.other_credential_env, *spec.identity_env)
+    if settings.api_key_env:
+        names = (*names, settings.api_key_env)
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Secret):
+            return {"$secret": _fingerprint(value.get_secret_value())}
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return _plain(value)
+
+    try:
+        document = {
+            "type": settings.type,
+            "base_url": settings.base_url,
+            "region": settings.region,
+            "profile": settings.profile,
+            "options": plain(settings.options),
+            "api_key": None if settings.api_key is None else _fingerprint(settings.api_key.get_secret_value()),
+            "ambient_credentials": settings.ambient_credentials,
+            "env": {name: _fingerprint(os.environ[name]) for name in sorted(set(names)) if os.environ.get(name)},
+        }
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (_Uncacheable, ValueError, TypeError):
+        return None
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _fingerprint(value: str) -> str:
+    """A one-way, salted hash of a credential or setting: equal values match, nothing is revealed."""
+    return hashlib.sha256(b"fmclient-identity\0" + value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _message(message: Any) -> dict[str, Any]:

@@ -43,6 +43,10 @@ class Readiness:
     key_env: tuple[str, ...] = ()
     #: other credential variables the SDK reads by itself (a token, a profile)
     other_credential_env: tuple[str, ...] = ()
+    #: the other variables the SDK reads to decide where it sends and as which account (an
+    #: endpoint, an organisation, a project or region): with the two above, they tell two
+    #: clients' identities apart (fmclient.cache.provider_identity)
+    identity_env: tuple[str, ...] = ()
 
 
 READINESS: dict[str, Readiness] = {
@@ -52,11 +56,42 @@ READINESS: dict[str, Readiness] = {
         "key",
         key_env=("ANTHROPIC_API_KEY",),
         other_credential_env=("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE"),
+        identity_env=("ANTHROPIC_BASE_URL",),
     ),
-    "openai": Readiness("openai", "openai", "key", key_env=("OPENAI_API_KEY",)),
-    "gemini": Readiness("google.genai", "gemini", "key", key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY")),
-    "bedrock": Readiness("boto3", "bedrock", "aws"),
-    "ollama": Readiness("ollama", "ollama", "daemon"),
+    "openai": Readiness(
+        "openai",
+        "openai",
+        "key",
+        key_env=("OPENAI_API_KEY",),
+        identity_env=("OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"),
+    ),
+    "gemini": Readiness(
+        "google.genai",
+        "gemini",
+        "key",
+        key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        identity_env=(
+            "GOOGLE_GENAI_USE_VERTEXAI",
+            "GOOGLE_CLOUD_PROJECT",
+            "GOOGLE_CLOUD_LOCATION",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+        ),
+    ),
+    "bedrock": Readiness(
+        "boto3",
+        "bedrock",
+        "aws",
+        identity_env=(
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_PROFILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_BEARER_TOKEN_BEDROCK",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        ),
+    ),
+    "ollama": Readiness("ollama", "ollama", "daemon", identity_env=("OLLAMA_HOST",)),
     "llamacpp": Readiness("llama_cpp", "local", "local"),
     "mock": Readiness(None, "", "none"),
 }
