@@ -95,7 +95,10 @@ def parse_record(line: Mapping[str, Any], *, provider: str, model: str) -> tuple
     output = line.get("modelOutput")
     if not isinstance(output, Mapping):
         return index, error_for_status(500, "batch record has no modelOutput", provider=provider, model=model)
-    return index, parse_converse_response(output, provider=provider, model=model)
+    try:
+        return index, parse_converse_response(output, provider=provider, model=model)
+    except FMClientError as malformed:  # that item's own error, not the whole job's
+        return index, malformed
 
 
 class Backend:
@@ -145,6 +148,14 @@ class Backend:
         lines = []
         for index, request in enumerate(requests):
             self.provider._check_chat_model(request)
+            if self.provider._uses_titan_invoke(request):
+                # complete() sends Titan Text's own InvokeModel body; this job runs Converse records.
+                raise UnsupportedFeatureError(
+                    "Titan Text goes through InvokeModel in complete(), but a Bedrock batch job here runs "
+                    "Converse records: pass api='converse' to send the Converse request in both",
+                    provider=self.provider.name,
+                    model=self.model,
+                )
             if structured_tool_name(request) is not None:
                 # The answer would come back as a tool call only this request knows to unwrap;
                 # a re-attached job could not tell, so it is refused rather than half-parsed.
@@ -180,8 +191,9 @@ class Backend:
     def status(self, job_id: str) -> BatchStatus:
         job = self._job(job_id)
         found = parse_status(job)
-        if found.total is None:
-            # Older jobs report no counts: the input file says how many records there were.
+        if found.total is None or (found.done and not found.total):
+            # Older jobs report no counts, and a job that failed validation reports zeros: the
+            # input file says how many records there were, so every one gets its slot.
             input_uri = job["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
             bucket, key = split_s3_uri(input_uri)
             with self._errors():
