@@ -301,6 +301,9 @@ def test_bad_input_and_unsupported_providers_fail_before_any_request(fake_server
     client = Client(providers={"openai": {"base_url": fake_server.url, "api_key": "sk-test-0123456789"}})
     with pytest.raises(ValueError, match="at least one"):
         client.submit_batch([], model="openai/gpt-4o-mini")
+    for single in ("hi", {"role": "user", "content": "hi"}):  # one prompt, not a list of them
+        with pytest.raises(TypeError, match="single prompt"):
+            client.submit_batch(single, model="openai/gpt-4o-mini")
     with pytest.raises(UnsupportedFeatureError, match="timeout"):
         client.submit_batch(["hi"], model="openai/gpt-4o-mini", timeout=3)
     with pytest.raises(UnsupportedFeatureError, match="not 'ollama'"):
@@ -576,3 +579,21 @@ def test_a_malformed_answer_is_its_items_error() -> None:
     _, bedrock = batch_bedrock.parse_record({"recordId": "fmclient-0", "modelOutput": {"nothing": 1}}, **where)
     for result in (anthropic, openai, bedrock):
         assert isinstance(result, ServiceUnavailableError), result
+
+
+def test_a_before_request_hook_is_never_bypassed_by_a_batch_job(openai_setup: Setup) -> None:
+    from fmclient.hooks import Hook
+
+    class Redact(Hook):
+        def before_request(self, call: Any, request: Any) -> Any:
+            return None
+
+    class Observe(Hook):  # only observes: a batch job does not bypass anything it does
+        pass
+
+    client = Client(providers=openai_setup.providers, hooks=[Observe(), Redact()])
+    with pytest.raises(UnsupportedFeatureError, match="Redact"):
+        client.submit_batch(["hi"], model=openai_setup.model)
+    assert openai_setup.server.requests == []
+    Client(providers=openai_setup.providers, hooks=[Observe()]).submit_batch(["hi"], model=openai_setup.model)
+    assert len(openai_setup.engine.jobs) == 1

@@ -286,11 +286,33 @@ def _split_args(call_args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return params, options
 
 
+def _refuse_rewriting_hooks(client: Client) -> None:
+    """A ``before_request`` hook is where guardrails and redaction live, and it sees live calls
+    only: a job sent past it would carry what the hook would have changed or refused."""
+    from fmclient.hooks import Hook
+
+    rewriting = [
+        type(hook).__name__
+        for hook in client._hooks
+        if getattr(type(hook), "before_request", Hook.before_request) is not Hook.before_request
+    ]
+    if rewriting:
+        raise UnsupportedFeatureError(
+            f"this client's before_request hook(s) {', '.join(rewriting)} cannot see a provider batch job's "
+            "requests (hooks run around live calls); use client.batch(...), which makes each call through "
+            "them, or a client without them"
+        )
+
+
 def submit_batch(client: Client, inputs: Iterable[Any], model: str | None, call_args: Mapping[str, Any]) -> BatchJob:
     name = model or client.settings.default_model
     if not isinstance(name, str):
         raise ConfigurationError("submit_batch needs a model (model=... or a default model)")
+    if isinstance(inputs, (str, bytes, Mapping)):
+        # Iterating one prompt would submit each of its characters (or keys) as a prompt.
+        raise TypeError("inputs must be a sequence of prompts (str or message list), not a single prompt")
     params, options = _split_args(call_args)
+    _refuse_rewriting_hooks(client)
     route = client._route(name, None)
     requests = []
     for prompt in inputs:
