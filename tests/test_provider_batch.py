@@ -402,6 +402,13 @@ def _batch_body(setup: Setup) -> Any:
     return body
 
 
+# A 1x1 PNG: an image given as bytes goes on the wire base64-encoded, in the batch line too.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
 PARITY_CASES = [
     # Chat Completions, with sampling, stop sequences and a provider option (OpenAI's seed)
     ("openai", "openai/gpt-4o-mini", {**COMMON, "temperature": 0.5, "top_p": 0.9, "stop": ["END"], "seed": 3}),
@@ -414,6 +421,8 @@ PARITY_CASES = [
         "anthropic/claude-sonnet-4-6",
         {**COMMON, "reasoning": "high", "stop": ["END"], "metadata": {"user_id": "u-1"}},
     ),
+    # a forced tool, without reasoning
+    ("anthropic", "anthropic/claude-haiku-4-5", {**COMMON, "tool_choice": "lookup", "stop": ["END"]}),
     (
         "gemini",
         "gemini/gemini-2.5-flash",
@@ -423,6 +432,11 @@ PARITY_CASES = [
         "bedrock",
         "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
         {**COMMON, "max_tokens": 4096, "reasoning": 2048, "stop": ["END"], "requestMetadata": {"team": "a"}},
+    ),
+    (
+        "bedrock",
+        "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+        {**COMMON, "temperature": 0.2, "tool_choice": "auto", "stop": ["END"]},
     ),
 ]
 
@@ -440,11 +454,14 @@ def test_a_batch_line_is_the_body_complete_sends_for_the_same_arguments(
 ) -> None:
     setup = _setup(name, fake_server, monkeypatch, lambda: request.getfixturevalue("moto_url"))
     client = setup.client()
+    from fmclient import ImagePart, Message, TextPart
+
+    prompt = [Message("user", (TextPart("hi"), ImagePart.from_source(PNG)))]
     fake_server.queue(_reply_for(name, model, args))
-    completion = client.complete("hi", model=model, **args)
+    completion = client.complete(prompt, model=model, **args)
     assert completion.parsed == {"a": "x"}
     sent = fake_server.requests[-1].json()
-    job = client.submit_batch(["hi"], model=model, **args)
+    job = client.submit_batch([prompt], model=model, **args)
     assert _batch_body(setup) == sent
     if name == "openai":
         (line,) = setup.fake.uploaded_lines()[-1:]
@@ -453,6 +470,20 @@ def test_a_batch_line_is_the_body_complete_sends_for_the_same_arguments(
         create = [r.json() for r in fake_server.requests if r.path.endswith("/batches")][-1]
         assert create["endpoint"] == endpoint
     assert job.wait(poll_interval=0.01).state == "completed"
+
+
+def test_what_complete_refuses_submit_batch_refuses_the_same_way_before_uploading(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = _setup("anthropic", fake_server, monkeypatch, lambda: "")
+    client = setup.client()
+    # the installed SDK's API version refuses temperature on Claude; so does the batch
+    with pytest.raises(UnsupportedFeatureError) as live:
+        client.complete("hi", model=setup.model, temperature=0.2)
+    with pytest.raises(UnsupportedFeatureError) as batched:
+        client.submit_batch(["hi"], model=setup.model, temperature=0.2)
+    assert str(batched.value) == str(live.value)
+    assert fake_server.requests == []
 
 
 def test_call_only_arguments_are_refused_before_anything_is_sent(openai_setup: Setup) -> None:

@@ -12,6 +12,7 @@ Bedrock assumes to read and write there). The S3 client honours ``AWS_ENDPOINT_U
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -62,8 +63,20 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+def _wire_json(value: Any) -> Any:
+    """Converse params as botocore puts them on the wire: blobs (image, document and video bytes,
+    redacted reasoning) base64-encoded, so a record holds what ``converse`` would send."""
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, Mapping):
+        return {k: _wire_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wire_json(v) for v in value]
+    return value
+
+
 def record(params: Mapping[str, Any], index: int) -> dict[str, Any]:
-    model_input = {k: v for k, v in params.items() if k != "modelId"}
+    model_input = {k: _wire_json(v) for k, v in params.items() if k != "modelId"}
     return {"recordId": custom_id(index), "modelInput": model_input}
 
 
