@@ -591,8 +591,13 @@ def test_bedrock_titan_text_is_refused_unless_converse_is_asked_for(bedrock_setu
     with pytest.raises(UnsupportedFeatureError, match="api='converse'"):
         client.submit_batch(["hi"], model="bedrock/amazon.titan-text-express-v1")
     assert bedrock_setup.engine.jobs == {}
-    client.submit_batch(["hi"], model="bedrock/amazon.titan-text-express-v1", api="converse")
-    assert len(bedrock_setup.engine.jobs) == 1
+    from tests.fakes.bedrock import converse_reply
+
+    bedrock_setup.server.queue(converse_reply(text="ok"))
+    client.complete("hi", model="bedrock/amazon.titan-text-express-v1", api="converse", max_tokens=20)
+    sent = bedrock_setup.server.requests[-1].json()
+    client.submit_batch(["hi"], model="bedrock/amazon.titan-text-express-v1", api="converse", max_tokens=20)
+    assert _batch_body(bedrock_setup) == sent
 
 
 # -- one malformed answer is that item's error, not the whole job's ----------------------------------
