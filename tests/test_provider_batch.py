@@ -301,6 +301,9 @@ def test_bad_input_and_unsupported_providers_fail_before_any_request(fake_server
     client = Client(providers={"openai": {"base_url": fake_server.url, "api_key": "sk-test-0123456789"}})
     with pytest.raises(ValueError, match="at least one"):
         client.submit_batch([], model="openai/gpt-4o-mini")
+    for single in ("hi", {"role": "user", "content": "hi"}):  # one prompt, not a list of them
+        with pytest.raises(TypeError, match="single prompt"):
+            client.submit_batch(single, model="openai/gpt-4o-mini")
     with pytest.raises(UnsupportedFeatureError, match="timeout"):
         client.submit_batch(["hi"], model="openai/gpt-4o-mini", timeout=3)
     with pytest.raises(UnsupportedFeatureError, match="not 'ollama'"):
@@ -356,3 +359,277 @@ def test_wait_rides_out_a_transient_poll_failure_but_not_a_lasting_one(openai_se
     with pytest.raises(ServiceUnavailableError):
         job.wait(poll_interval=1.0, sleep=sleeps.append)
     assert len(sleeps) == 1 + 5  # five failures ridden out, the sixth raised
+
+
+# -- every argument means what it means in complete() --------------------------------------------
+LOOKUP = {
+    "name": "lookup",
+    "description": "Look up a word",
+    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+}
+SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": False}
+COMMON = {"system": "be brief", "max_tokens": 300, "tools": [LOOKUP], "response_format": SCHEMA}
+JSON_REPLY = '{"a": "x"}'
+
+
+def _reply_for(name: str, model: str, args: dict[str, Any]) -> Any:
+    """What complete() gets back from the fake (JSON, so the response_format check passes)."""
+    from tests.fakes import anthropic as anthropic_fake
+    from tests.fakes import bedrock as bedrock_fake
+    from tests.fakes import gemini as gemini_fake
+    from tests.fakes import openai as openai_fake
+    from tests.fakes.server import Reply
+
+    if name == "openai":
+        answer = openai_fake.Answer(JSON_REPLY)
+        responses = "gpt-6" in model and args.get("api") != "chat"
+        return Reply(body=openai_fake.response_body(answer) if responses else openai_fake.completion_body(answer))
+    if name == "anthropic":
+        return anthropic_fake.message_reply(JSON_REPLY)
+    if name == "gemini":
+        return gemini_fake.generate_reply(JSON_REPLY)
+    return bedrock_fake.converse_reply(text=JSON_REPLY)
+
+
+def _batch_body(setup: Setup) -> Any:
+    """The body of the (only) item of the last job, as the provider got it."""
+    job = list(setup.engine.jobs.values())[-1]
+    ((_, body),) = job.items
+    if setup.name == "gemini":
+        return body["request"]  # the inlined request's generateContent body, beside its metadata key
+    if setup.name == "bedrock":
+        return body["modelInput"]
+    return body
+
+
+# A 1x1 PNG: an image given as bytes goes on the wire base64-encoded, in the batch line too.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+PARITY_CASES = [
+    # Chat Completions, with sampling, stop sequences and a provider option (OpenAI's seed)
+    ("openai", "openai/gpt-4o-mini", {**COMMON, "temperature": 0.5, "top_p": 0.9, "stop": ["END"], "seed": 3}),
+    # a reasoning model on Chat Completions (api="chat"): reasoning= is reasoning_effort there
+    ("openai", "openai/gpt-6-luna", {**COMMON, "reasoning": "none", "api": "chat", "tool_choice": "auto"}),
+    # a reasoning model whose profile selects the Responses API
+    ("openai", "openai/gpt-6-luna", {**COMMON, "reasoning": "high", "parallel_tool_calls": False}),
+    (
+        "anthropic",
+        "anthropic/claude-sonnet-4-6",
+        {**COMMON, "reasoning": "high", "stop": ["END"], "metadata": {"user_id": "u-1"}},
+    ),
+    # a forced tool, without reasoning
+    ("anthropic", "anthropic/claude-haiku-4-5", {**COMMON, "tool_choice": "lookup", "stop": ["END"]}),
+    (
+        "gemini",
+        "gemini/gemini-2.5-flash",
+        {**COMMON, "reasoning": 1024, "temperature": 0.2, "stop": ["END"], "seed": 4},
+    ),
+    (
+        "bedrock",
+        "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+        {**COMMON, "max_tokens": 4096, "reasoning": 2048, "stop": ["END"], "requestMetadata": {"team": "a"}},
+    ),
+    (
+        "bedrock",
+        "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+        {**COMMON, "temperature": 0.2, "tool_choice": "auto", "stop": ["END"]},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "args"), PARITY_CASES, ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(PARITY_CASES)]
+)
+def test_a_batch_line_is_the_body_complete_sends_for_the_same_arguments(
+    name: str,
+    model: str,
+    args: dict[str, Any],
+    fake_server: FakeServer,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    setup = _setup(name, fake_server, monkeypatch, lambda: request.getfixturevalue("moto_url"))
+    client = setup.client()
+    from fmclient import ImagePart, Message, TextPart
+
+    prompt = [Message("user", (TextPart("hi"), ImagePart.from_source(PNG)))]
+    fake_server.queue(_reply_for(name, model, args))
+    completion = client.complete(prompt, model=model, **args)
+    assert completion.parsed == {"a": "x"}
+    sent = fake_server.requests[-1].json()
+    job = client.submit_batch([prompt], model=model, **args)
+    assert _batch_body(setup) == sent
+    if name == "openai":
+        (line,) = setup.fake.uploaded_lines()[-1:]
+        endpoint = "/v1/responses" if "input" in sent else "/v1/chat/completions"
+        assert line["url"] == endpoint
+        create = [r.json() for r in fake_server.requests if r.path.endswith("/batches")][-1]
+        assert create["endpoint"] == endpoint
+    assert job.wait(poll_interval=0.01).state == "completed"
+
+
+def test_what_complete_refuses_submit_batch_refuses_the_same_way_before_uploading(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = _setup("anthropic", fake_server, monkeypatch, lambda: "")
+    client = setup.client()
+    # the installed SDK's API version refuses temperature on Claude; so does the batch
+    with pytest.raises(UnsupportedFeatureError) as live:
+        client.complete("hi", model=setup.model, temperature=0.2)
+    with pytest.raises(UnsupportedFeatureError) as batched:
+        client.submit_batch(["hi"], model=setup.model, temperature=0.2)
+    assert str(batched.value) == str(live.value)
+    assert fake_server.requests == []
+
+
+def test_call_only_arguments_are_refused_before_anything_is_sent(openai_setup: Setup) -> None:
+    client = openai_setup.client()
+    for refused in (
+        {"timeout": 30},
+        {"max_retries": 2},
+        {"fallbacks": ["anthropic/claude-sonnet-4-6"]},
+        {"stream": True},
+    ):
+        with pytest.raises(UnsupportedFeatureError, match=next(iter(refused))):
+            client.submit_batch(["hi"], model=openai_setup.model, **refused)
+    # a profile refusal comes before any upload too: gpt-4o-mini does not reason
+    with pytest.raises(UnsupportedFeatureError):
+        client.submit_batch(["hi"], model=openai_setup.model, reasoning="high")
+    assert openai_setup.server.requests == []
+    # None means "not given", as in complete()
+    client.submit_batch(["hi"], model=openai_setup.model, timeout=None, fallbacks=None)
+    assert len(openai_setup.engine.jobs) == 1
+
+
+# -- OpenAI: the Responses API where the model's profile selects it --------------------------------
+def test_openai_reasoning_model_batches_on_the_responses_endpoint_and_parses_responses(openai_setup: Setup) -> None:
+    client = openai_setup.client()
+    model = "openai/gpt-6-luna"
+    job = client.submit_batch(PROMPTS, model=model, reasoning="low")
+    lines = openai_setup.fake.uploaded_lines()
+    assert {line["url"] for line in lines} == {"/v1/responses"}
+    assert lines[0]["body"]["reasoning"]["effort"] == "low" and "messages" not in lines[0]["body"]
+    create = next(r.json() for r in openai_setup.server.requests if r.path.endswith("/batches"))
+    assert create["endpoint"] == "/v1/responses"
+    assert job.wait(poll_interval=0.01).state == "completed"
+    _check_slots(job.results())
+    # re-attached, the batch's own endpoint picks the parser
+    _check_slots(client.batch_job(job.id, model=model).results())
+
+
+# -- a job that fails as a whole, and items the results leave out -----------------------------------
+@pytest.fixture(params=["openai", "gemini", "bedrock"])
+def failing_setup(request: pytest.FixtureRequest, fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> Setup:
+    """The providers whose batch job can fail as a whole (Anthropic validates at create)."""
+    return _setup(request.param, fake_server, monkeypatch, lambda: request.getfixturevalue("moto_url"))
+
+
+def test_a_job_refused_as_a_whole_gives_every_input_its_typed_error(failing_setup: Setup) -> None:
+    from fmclient.errors import BatchJobFailedError
+
+    setup = failing_setup
+    setup.engine.fail = {"code": "invalid_request", "message": "the input file is not valid", "line": 2}
+    client = setup.client()
+    job = client.submit_batch(PROMPTS, model=setup.model)
+    status = job.wait(poll_interval=0.01)
+    assert status.state == "failed"
+    for results in (job.results(), client.batch_job(job.id, model=setup.model).results()):
+        assert len(results) == len(PROMPTS)
+        assert all(isinstance(r, BatchJobFailedError) and not r.retryable for r in results), results
+        if setup.name != "gemini":  # the Gemini SDK keeps no reason for a failed job, only its state
+            assert all("the input file is not valid" in str(r) for r in results)
+        if setup.name == "openai":  # OpenAI names the line at fault: that item says so
+            assert "line 2" in str(results[1]) and "line 2" not in str(results[0])
+
+
+def test_items_missing_from_the_results_come_back_as_errors_in_input_order(setup: Setup) -> None:
+    from fmclient.errors import BatchItemMissingError
+
+    setup.engine.missing = {"fmclient-0", "fmclient-3"}
+    client = setup.client()
+    job = client.submit_batch(PROMPTS, model=setup.model)
+    assert job.wait(poll_interval=0.01).state == "completed"
+    for results in (job.results(), client.batch_job(job.id, model=setup.model).results()):
+        assert len(results) == len(PROMPTS)
+        assert isinstance(results[0], BatchItemMissingError) and isinstance(results[3], BatchItemMissingError)
+        assert isinstance(results[1], BadRequestError)
+        assert isinstance(results[2], Completion) and results[2].text == "echo: charlie"
+
+
+# -- structured output: checked and parsed as complete() does ---------------------------------------
+def test_structured_output_results_are_parsed_or_refused_as_complete_would(setup: Setup) -> None:
+    from fmclient.errors import StructuredOutputError
+
+    setup.engine.answer = lambda text: text  # each item answers its own prompt
+    client = setup.client()
+    job = client.submit_batch([JSON_REPLY, "not json"], model=setup.model, response_format=SCHEMA)
+    job.wait(poll_interval=0.01)
+    reattached = client.batch_job(job.id, model=setup.model, response_format=SCHEMA)
+    for results in (job.results(), reattached.results()):
+        first, second = results
+        assert isinstance(first, Completion) and first.parsed == {"a": "x"}
+        assert isinstance(second, StructuredOutputError) and second.text == "not json"
+
+
+# -- what a batch line cannot carry is refused, not dropped ------------------------------------------
+def test_transport_options_are_refused_not_dropped(fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    anthropic = _setup("anthropic", fake_server, monkeypatch, lambda: "")
+    with pytest.raises(UnsupportedFeatureError, match="extra_headers"):
+        anthropic.client().submit_batch(["hi"], model=anthropic.model, extra_headers={"x-team": "a"})
+    gemini = _setup("gemini", fake_server, monkeypatch, lambda: "")
+    with pytest.raises(UnsupportedFeatureError, match="http_options"):
+        gemini.client().submit_batch(["hi"], model=gemini.model, http_options={"headers": {"x-team": "a"}})
+    assert fake_server.requests == []
+
+
+def test_bedrock_titan_text_is_refused_unless_converse_is_asked_for(bedrock_setup: Setup) -> None:
+    client = bedrock_setup.client()
+    with pytest.raises(UnsupportedFeatureError, match="api='converse'"):
+        client.submit_batch(["hi"], model="bedrock/amazon.titan-text-express-v1")
+    assert bedrock_setup.engine.jobs == {}
+    from tests.fakes.bedrock import converse_reply
+
+    bedrock_setup.server.queue(converse_reply(text="ok"))
+    client.complete("hi", model="bedrock/amazon.titan-text-express-v1", api="converse", max_tokens=20)
+    sent = bedrock_setup.server.requests[-1].json()
+    client.submit_batch(["hi"], model="bedrock/amazon.titan-text-express-v1", api="converse", max_tokens=20)
+    assert _batch_body(bedrock_setup) == sent
+
+
+# -- one malformed answer is that item's error, not the whole job's ----------------------------------
+def test_a_malformed_answer_is_its_items_error() -> None:
+    from fmclient.errors import ServiceUnavailableError
+    from fmclient.providers import batch_anthropic, batch_bedrock, batch_openai
+
+    where = {"provider": "p", "model": "m"}
+    _, anthropic = batch_anthropic.parse_result(
+        {"custom_id": "fmclient-0", "result": {"type": "succeeded", "message": {"type": "error"}}}, **where
+    )
+    _, openai = batch_openai.parse_output_line(
+        {"custom_id": "fmclient-0", "response": {"status_code": 200, "body": {"object": "nonsense"}}}, **where
+    )
+    _, bedrock = batch_bedrock.parse_record({"recordId": "fmclient-0", "modelOutput": {"nothing": 1}}, **where)
+    for result in (anthropic, openai, bedrock):
+        assert isinstance(result, ServiceUnavailableError), result
+
+
+def test_a_before_request_hook_is_never_bypassed_by_a_batch_job(openai_setup: Setup) -> None:
+    from fmclient.hooks import Hook
+
+    class Redact(Hook):
+        def before_request(self, call: Any, request: Any) -> Any:
+            return None
+
+    class Observe(Hook):  # only observes: a batch job does not bypass anything it does
+        pass
+
+    client = Client(providers=openai_setup.providers, hooks=[Observe(), Redact()])
+    with pytest.raises(UnsupportedFeatureError, match="Redact"):
+        client.submit_batch(["hi"], model=openai_setup.model)
+    assert openai_setup.server.requests == []
+    Client(providers=openai_setup.providers, hooks=[Observe()]).submit_batch(["hi"], model=openai_setup.model)
+    assert len(openai_setup.engine.jobs) == 1

@@ -416,11 +416,12 @@ class Client:
 
         return submit_batch(self._engine, inputs, model, call_args)
 
-    def batch_job(self, job_id: str, *, model: str | None = None) -> BatchJob:
-        """Re-attach to a job submitted earlier (by any process) with the same ``model``."""
+    def batch_job(self, job_id: str, *, model: str | None = None, response_format: Any = None) -> BatchJob:
+        """Re-attach to a job submitted earlier (by any process) with the same ``model`` (and the
+        same ``response_format``, so its answers are checked and parsed as complete() would)."""
         from fmclient.provider_batch import batch_job
 
-        return batch_job(self._engine, job_id, model)
+        return batch_job(self._engine, job_id, model, response_format)
 
     # -- generate images ---------------------------------------------------------------------------
     def generate_image(

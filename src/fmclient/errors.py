@@ -21,6 +21,8 @@ __all__ = [
     "BadRequestError",
     "BatchItemCancelledError",
     "BatchItemExpiredError",
+    "BatchItemMissingError",
+    "BatchJobFailedError",
     "BudgetExceededError",
     "ConfigurationError",
     "ContentFilterError",
@@ -170,6 +172,15 @@ class BatchItemExpiredError(FMClientError):
 
 class BatchItemCancelledError(FMClientError):
     """A provider batch job was cancelled before this item ran."""
+
+
+class BatchJobFailedError(FMClientError):
+    """A provider batch job failed as a whole (its input refused at validation, say), so this item
+    never ran; the message holds the provider's reason (for this item's line, where it named one)."""
+
+
+class BatchItemMissingError(FMClientError):
+    """A provider batch job finished, but its results hold no answer and no error for this item."""
 
 
 def error_for_status(

@@ -10,6 +10,16 @@ Results are parsed by the adapter's own response parser: each slot holds a
 provider never ran because the job expired or was cancelled gets :class:`BatchItemExpiredError`
 or :class:`BatchItemCancelledError`).
 
+Every argument ``complete()`` takes means the same here: the request fields (``system``,
+``reasoning``, ``response_format``...) go through the same validation into a ``Request``, the
+model's profile is checked before anything is uploaded, and the rest are provider options, as in
+``complete()``. Arguments that steer one live call (``timeout``, ``max_retries``, ``fallbacks``,
+``stream``) have no meaning for a job and are refused, not dropped.
+
+A job that fails as a whole (OpenAI refusing its input file, a Gemini or Bedrock job that
+fails) still gives one slot per input, each a :class:`BatchJobFailedError` with the provider's
+reason; an item the finished job has no result for gets :class:`BatchItemMissingError`.
+
 Per-provider translation lives in ``fmclient.providers.batch_<type>``; this module holds what
 they share. Submitting is never retried (a retried submission could run and bill the job twice);
 status polls are plain reads.
@@ -17,6 +27,7 @@ status polls are plain reads.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,12 +37,15 @@ from fmclient import _validation
 from fmclient.errors import (
     BatchItemCancelledError,
     BatchItemExpiredError,
+    BatchItemMissingError,
+    BatchJobFailedError,
     ConfigurationError,
     FMClientError,
     RequestTimeoutError,
+    StructuredOutputError,
     UnsupportedFeatureError,
 )
-from fmclient.types import Completion, Request
+from fmclient.types import Completion, Request, ResponseFormat
 
 if TYPE_CHECKING:
     from fmclient._engine import Engine, Route
@@ -46,8 +60,17 @@ _PREFIX = "fmclient-"
 #: consecutive retryable failures of a status poll that wait() rides out before raising
 MAX_POLL_FAILURES = 5
 _DONE: frozenset[str] = frozenset({"completed", "failed", "expired", "cancelled"})
-# Arguments that are the Request's own fields; the rest are provider options, as in complete().
-_REQUEST_ARGS = ("system", "max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice", "response_format")
+# The Request's own fields are exactly what the one validation (build_request) takes, so an argument
+# complete() gains is a request field here too; the rest are provider options, as in complete().
+_REQUEST_ARGS = frozenset(inspect.signature(_validation.build_request).parameters) - {
+    "prompt",
+    "model",
+    "provider_options",
+    "timeout",
+}
+# complete()'s arguments that steer one live call: a job has no deadline, retries or fallbacks of
+# fmclient's, and its answers are never streamed.
+_CALL_ONLY_ARGS = ("timeout", "max_retries", "fallbacks", "stream")
 
 
 def custom_id(index: int) -> str:
@@ -116,7 +139,17 @@ def backend_for(provider: Provider, model: str) -> BatchBackend:
 class BatchJob:
     """A submitted provider batch job. ``id`` is the provider's own job id."""
 
-    def __init__(self, client: Engine, route: Route, backend: BatchBackend, job_id: str, model: str) -> None:
+    def __init__(
+        self,
+        client: Engine,
+        route: Route,
+        backend: BatchBackend,
+        job_id: str,
+        model: str,
+        *,
+        submitted: int | None = None,
+        response_format: ResponseFormat | None = None,
+    ) -> None:
         self._client = client
         self._route = route
         self._backend = backend
@@ -124,6 +157,11 @@ class BatchJob:
         #: the model name as given to submit_batch (alias or ``provider/model``), for batch_job()
         self.model = model
         self.provider = route.target.provider
+        # How many inputs went in, when this process submitted them: every one gets a slot even
+        # when the provider reports no counts (a job refused as a whole reports zeros).
+        self._submitted = submitted
+        # Checked on every answer, as complete() checks it (Completion.parsed, StructuredOutputError).
+        self._response_format = response_format
 
     def __repr__(self) -> str:
         return f"<BatchJob {self.id!r} provider={self.provider!r} model={self.model!r}>"
@@ -181,7 +219,8 @@ class BatchJob:
                 model=self._route.target.model,
             )
         found = self._backend.results(self.id, status)
-        total = status.total if status.total is not None else (max(found) + 1 if found else 0)
+        counts = [n for n in (status.total, self._submitted) if n is not None]
+        total = max([*counts, max(found) + 1 if found else 0])
         model = self._route.target.model
         out: list[BatchResult] = []
         for index in range(total):
@@ -190,6 +229,11 @@ class BatchJob:
                 item = _unfinished(status, self.id, self.provider, model)
             elif isinstance(item, Completion):
                 _price_batch(self._client, self._route, item)
+                if self._response_format is not None and item.parsed is None:
+                    try:
+                        _validation.parse_structured(item, self._response_format)
+                    except StructuredOutputError as error:
+                        item = error  # what complete() raises for the same reply
             out.append(item)
         return out
 
@@ -200,17 +244,24 @@ class BatchJob:
 
 
 def _unfinished(status: BatchStatus, job_id: str, provider: str, model: str) -> FMClientError:
+    """The error of an item the finished job has no result for, by how the job ended."""
     if status.state == "cancelled":
         return BatchItemCancelledError(
             f"batch job {job_id} was cancelled before this item ran", provider=provider, model=model
         )
     if status.state == "failed":
-        return FMClientError(
+        return BatchJobFailedError(
             f"batch job {job_id} failed before this item ran: {status.message or status.provider_status}",
             provider=provider,
             model=model,
         )
-    return BatchItemExpiredError(f"batch job {job_id} expired before this item ran", provider=provider, model=model)
+    if status.state == "expired":
+        return BatchItemExpiredError(f"batch job {job_id} expired before this item ran", provider=provider, model=model)
+    return BatchItemMissingError(
+        f"batch job {job_id} is {status.state} but its results hold nothing for this item",
+        provider=provider,
+        model=model,
+    )
 
 
 def _price_batch(client: Engine, route: Route, completion: Completion) -> None:
@@ -226,33 +277,69 @@ def _price_batch(client: Engine, route: Route, completion: Completion) -> None:
 def _split_args(call_args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     params = {k: v for k, v in call_args.items() if k in _REQUEST_ARGS}
     options = {k: v for k, v in call_args.items() if k not in _REQUEST_ARGS}
-    for refused in ("timeout", "fallbacks", "max_retries", "stream"):
-        if refused in options:
-            raise UnsupportedFeatureError(f"{refused!r} does not apply to a provider batch job")
+    for refused in _CALL_ONLY_ARGS:
+        if options.pop(refused, None) is not None:
+            raise UnsupportedFeatureError(
+                f"{refused!r} steers one live call and does not apply to a provider batch job "
+                "(it runs at the provider, with no deadline, retries or fallbacks of fmclient's)"
+            )
     return params, options
+
+
+def _refuse_rewriting_hooks(client: Engine) -> None:
+    """A ``before_request`` hook is where guardrails and redaction live, and it sees live calls
+    only: a job sent past it would carry what the hook would have changed or refused."""
+    from fmclient.hooks import Hook
+
+    rewriting = [
+        type(hook).__name__
+        for hook in client.hooks
+        if getattr(type(hook), "before_request", Hook.before_request) is not Hook.before_request
+    ]
+    if rewriting:
+        raise UnsupportedFeatureError(
+            f"this client's before_request hook(s) {', '.join(rewriting)} cannot see a provider batch job's "
+            "requests (hooks run around live calls); use client.batch(...), which makes each call through "
+            "them, or a client without them"
+        )
 
 
 def submit_batch(client: Engine, inputs: Iterable[Any], model: str | None, call_args: Mapping[str, Any]) -> BatchJob:
     name = model or client.settings.default_model
     if not isinstance(name, str):
         raise ConfigurationError("submit_batch needs a model (model=... or a default model)")
+    if isinstance(inputs, (str, bytes, Mapping)):
+        # Iterating one prompt would submit each of its characters (or keys) as a prompt.
+        raise TypeError("inputs must be a sequence of prompts (str or message list), not a single prompt")
     params, options = _split_args(call_args)
+    _refuse_rewriting_hooks(client)
     route = client.route(name, None)
     requests = []
     for prompt in inputs:
+        # The same validation and profile checks as complete(): bad input fails before any upload.
         request = _validation.build_request(prompt, model=route.target.model, provider_options=options, **params)
         requests.append(client.prepare(route, request, streaming=False))
     if not requests:
         raise ValueError("submit_batch needs at least one input")
     backend = backend_for(route.provider, route.target.model)
     job_id = backend.submit(requests)
-    return BatchJob(client, route, backend, job_id, name)
+    return BatchJob(
+        client,
+        route,
+        backend,
+        job_id,
+        name,
+        submitted=len(requests),
+        response_format=requests[0].response_format,
+    )
 
 
-def batch_job(client: Engine, job_id: str, model: str | None) -> BatchJob:
+def batch_job(client: Engine, job_id: str, model: str | None, response_format: Any = None) -> BatchJob:
     name = model or client.settings.default_model
     if not isinstance(name, str) or not isinstance(job_id, str) or not job_id:
         raise ConfigurationError("batch_job needs the job id and the model it was submitted with")
     route = client.route(name, None)
     route.ensure_ready(route.target.model)
-    return BatchJob(client, route, backend_for(route.provider, route.target.model), job_id, name)
+    checked = _validation.response_format_from_input(response_format)
+    backend = backend_for(route.provider, route.target.model)
+    return BatchJob(client, route, backend, job_id, name, response_format=checked)

@@ -6,7 +6,14 @@ One small engine runs every fake's jobs the same way, so a test scripts outcomes
 * an item whose prompt contains ``FAIL`` errors (a 400 invalid-request of that provider);
 * with ``expire_after = n`` only the first ``n`` items run and the job ends expired;
 * a cancelled job runs nothing more;
-* a successful item answers ``echo: <its last user text>`` with usage 10 in / 3 out.
+* with ``fail = {"code", "message", "line"?}`` the job is refused as a whole when it would run
+  (state failed, nothing run, the counts all zero where the provider reports them);
+* custom ids in ``missing`` ran but are left out of the results (the counts still include them);
+* a successful item answers ``echo: <its last user text>`` (or what ``answer`` makes of that text)
+  with usage 10 in / 3 out.
+
+The OpenAI fake takes ``/v1/chat/completions`` and ``/v1/responses`` batches; a line whose
+``url`` is not the batch's endpoint fails the batch at validation, as OpenAI does.
 
 ``FakeOpenAIBatches``: ``POST /files`` (multipart JSONL upload), ``POST /batches``,
 ``GET /batches/{id}``, ``POST /batches/{id}/cancel``, ``GET /files/{id}/content``.
@@ -29,7 +36,7 @@ from urllib.parse import unquote
 
 from tests.fakes import anthropic as anthropic_fake
 from tests.fakes import gemini as gemini_fake
-from tests.fakes.openai import Answer, completion_body
+from tests.fakes.openai import Answer, completion_body, response_body
 from tests.fakes.server import FakeServer, RecordedRequest, Reply
 
 _ids = itertools.count(1)
@@ -41,7 +48,7 @@ class FakeJob:
     items: list[tuple[str, Any]]  # (custom id, the request body as sent)
     extra: dict[str, Any] = field(default_factory=dict)
     polls: int = 0
-    state: str = "running"  # running, ended, cancelled, expired
+    state: str = "running"  # running, ended, cancelled, expired, failed
     # custom id -> (True, answer text) | (False, error message); items never run are absent
     outcomes: dict[str, tuple[bool, str]] = field(default_factory=dict)
 
@@ -52,6 +59,10 @@ class BatchEngine:
         self.jobs: dict[str, FakeJob] = {}
         self.runs_after = 1
         self.expire_after: int | None = None
+        self.fail: dict[str, Any] | None = None
+        self.missing: set[str] = set()
+        #: what a successful item answers, from its prompt text
+        self.answer: Callable[[str], str] = lambda text: f"echo: {text}"
         self.lock = threading.Lock()
 
     def create(self, prefix: str, items: list[tuple[str, Any]], **extra: Any) -> FakeJob:
@@ -78,18 +89,38 @@ class BatchEngine:
             return job
 
     def _run(self, job: FakeJob) -> None:
+        failure = job.extra.get("failure") or self.fail
+        if failure is not None:
+            job.extra["failure"] = failure
+            job.state = "failed"
+            return
         for index, (cid, body) in enumerate(job.items):
             if self.expire_after is not None and index >= self.expire_after:
                 continue
             text = self.prompt_text(body)
-            job.outcomes[cid] = (False, f"bad item: {text}") if "FAIL" in text else (True, f"echo: {text}")
+            job.outcomes[cid] = (False, f"bad item: {text}") if "FAIL" in text else (True, self.answer(text))
         job.state = "expired" if self.expire_after is not None and self.expire_after < len(job.items) else "ended"
+
+    def reported(self, job: FakeJob) -> list[tuple[str, tuple[bool, str]]]:
+        """The outcomes the results file holds, in input order (``missing`` ones left out)."""
+        return [(cid, job.outcomes[cid]) for cid, _ in job.items if cid in job.outcomes and cid not in self.missing]
 
 
 def _last_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     return "".join(str(block.get("text", "")) for block in content if isinstance(block, dict))
+
+
+_OPENAI_ENDPOINTS = ("/v1/chat/completions", "/v1/responses")
+
+
+def _openai_prompt(body: Any) -> str:
+    """The last user text of a Chat Completions body or a Responses body."""
+    if "messages" in body:
+        return _last_text(body["messages"][-1]["content"])
+    items = body["input"]
+    return items if isinstance(items, str) else _last_text(items[-1]["content"])
 
 
 def _error(status: int, message: str) -> Reply:
@@ -101,7 +132,7 @@ class FakeOpenAIBatches:
     def __init__(self, server: FakeServer) -> None:
         self.server = server
         self.files: dict[str, bytes] = {}
-        self.engine = BatchEngine(lambda body: _last_text(body["messages"][-1]["content"]))
+        self.engine = BatchEngine(_openai_prompt)
         server.handler = self._handle
 
     def uploaded_lines(self) -> list[dict[str, Any]]:
@@ -142,10 +173,16 @@ class FakeOpenAIBatches:
 
     def _create(self, body: dict[str, Any]) -> Reply:
         data = self.files.get(body.get("input_file_id", ""))
-        if data is None or body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+        endpoint = body.get("endpoint")
+        if data is None or endpoint not in _OPENAI_ENDPOINTS or body.get("completion_window") != "24h":
             return _error(400, "bad batch")
         lines = [json.loads(line) for line in data.decode().splitlines() if line]
         job = self.engine.create("batch_", [(line["custom_id"], line["body"]) for line in lines], **body)
+        for number, line in enumerate(lines, 1):
+            if line.get("url") != endpoint:
+                message = f"The url {line.get('url')!r} does not match the batch endpoint {endpoint!r}."
+                job.extra["failure"] = {"code": "mismatched_url", "message": message, "line": number}
+                break
         return Reply(body=self._batch(job))
 
     def _batch(self, job: FakeJob | None) -> dict[str, Any]:
@@ -154,10 +191,12 @@ class FakeOpenAIBatches:
         output_id = error_id = None
         if job.state != "running":
             ok, bad = [], []
-            for cid, (succeeded, text) in job.outcomes.items():
+            for cid, (succeeded, text) in self.engine.reported(job):
                 response: dict[str, Any]
                 if succeeded:
-                    answer = completion_body(Answer(text=text, prompt_tokens=10, completion_tokens=3))
+                    answer_ = Answer(text=text, prompt_tokens=10, completion_tokens=3)
+                    responses = job.extra["endpoint"] == "/v1/responses"
+                    answer = response_body(answer_) if responses else completion_body(answer_)
                     response = {"status_code": 200, "request_id": f"req-{cid}", "body": answer}
                     ok.append({"id": f"br-{cid}", "custom_id": cid, "response": response, "error": None})
                 else:
@@ -179,18 +218,28 @@ class FakeOpenAIBatches:
                 error_id = f"file-err-{job.id}"
                 self.files[error_id] = "".join(json.dumps(x) + "\n" for x in bad).encode()
         failed = sum(1 for ok_, _ in job.outcomes.values() if not ok_)
+        failure = job.extra.get("failure") if job.state == "failed" else None
+        errors = None
+        if failure is not None:
+            error = {"code": failure["code"], "message": failure["message"], "param": None, "line": failure.get("line")}
+            errors = {"object": "list", "data": [error]}
         return {
             "id": job.id,
             "object": "batch",
-            "endpoint": "/v1/chat/completions",
-            "errors": None,
+            "endpoint": job.extra["endpoint"],
+            "errors": errors,
             "input_file_id": job.extra["input_file_id"],
             "completion_window": "24h",
             "status": status,
             "output_file_id": output_id,
             "error_file_id": error_id,
             "created_at": 1,
-            "request_counts": {"total": len(job.items), "completed": len(job.outcomes) - failed, "failed": failed},
+            # a batch refused at validation never counted its lines
+            "request_counts": {
+                "total": 0 if failure is not None else len(job.items),
+                "completed": len(job.outcomes) - failed,
+                "failed": failed,
+            },
             "metadata": job.extra.get("metadata"),
         }
 
@@ -223,9 +272,11 @@ class FakeAnthropicBatches:
             return Reply(status=404, body=anthropic_fake.error_body("not_found_error", job_id))
         return Reply(body=self._batch(job))
 
-    def _results(self, job: FakeJob) -> list[dict[str, Any]]:
+    def _results(self, job: FakeJob, *, reported: bool = True) -> list[dict[str, Any]]:
         out = []
         for cid, _ in job.items:
+            if reported and cid in self.engine.missing:
+                continue
             outcome = job.outcomes.get(cid)
             result: dict[str, Any]
             if outcome is None:
@@ -242,7 +293,7 @@ class FakeAnthropicBatches:
         done = job.state != "running"
         counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
         if done:
-            for item in self._results(job):
+            for item in self._results(job, reported=False):
                 counts[item["result"]["type"]] += 1
         else:
             counts["processing"] = len(job.items)
@@ -285,7 +336,13 @@ class FakeGeminiBatches:
         return Reply(status=404, body=gemini_fake.error_body(404, f"{path} not found", "NOT_FOUND"))
 
     def _operation(self, job: FakeJob) -> dict[str, Any]:
-        state = {"running": "RUNNING", "ended": "SUCCEEDED", "cancelled": "CANCELLED", "expired": "EXPIRED"}[job.state]
+        state = {
+            "running": "RUNNING",
+            "ended": "SUCCEEDED",
+            "cancelled": "CANCELLED",
+            "expired": "EXPIRED",
+            "failed": "FAILED",
+        }[job.state]
         metadata: dict[str, Any] = {
             "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
             "model": job.extra["model"],
@@ -293,12 +350,16 @@ class FakeGeminiBatches:
             "state": f"BATCH_STATE_{state}",
             "createTime": "2026-12-01T11:00:00Z",
         }
+        if job.state == "failed":
+            failure = job.extra["failure"]
+            error = {"code": 3, "message": failure["message"]}
+            return {"name": job.id, "metadata": metadata, "done": True, "error": error}
         if job.state != "running":
             responses = []
             for cid, _ in job.items:
                 outcome = job.outcomes.get(cid)
-                if outcome is None:
-                    continue  # never ran: not in the output
+                if outcome is None or cid in self.engine.missing:
+                    continue  # never ran (or left out): not in the output
                 usage = gemini_fake.usage_metadata(prompt=10, candidates=3) if outcome[0] else None
                 if outcome[0]:
                     body = gemini_fake.response_body(outcome[1], usage=usage)
@@ -354,9 +415,13 @@ class FakeBedrockBatches:
         return Reply(body={"jobArn": job.id})
 
     def _describe(self, job: FakeJob) -> dict[str, Any]:
-        status = {"running": "InProgress", "ended": "Completed", "cancelled": "Stopped", "expired": "Expired"}[
-            job.state
-        ]
+        status = {
+            "running": "InProgress",
+            "ended": "Completed",
+            "cancelled": "Stopped",
+            "expired": "Expired",
+            "failed": "Failed",
+        }[job.state]
         if job.state != "running" and not job.extra.get("written"):
             self._write_output(job)
         answer: dict[str, Any] = {
@@ -370,7 +435,15 @@ class FakeBedrockBatches:
             "outputDataConfig": job.extra["outputDataConfig"],
             "modelInvocationType": job.extra.get("modelInvocationType"),
         }
-        if job.state != "running":
+        if job.state == "failed":
+            answer.update(
+                message=job.extra["failure"]["message"],
+                totalRecordCount=0,
+                processedRecordCount=0,
+                successRecordCount=0,
+                errorRecordCount=0,
+            )
+        elif job.state != "running":
             failed = sum(1 for ok, _ in job.outcomes.values() if not ok)
             answer.update(
                 totalRecordCount=len(job.items),
@@ -387,7 +460,7 @@ class FakeBedrockBatches:
         lines = []
         for cid, rec in job.items:
             outcome = job.outcomes.get(cid)
-            if outcome is None:
+            if outcome is None or cid in self.engine.missing:
                 continue
             line: dict[str, Any] = {"recordId": cid, "modelInput": rec["modelInput"]}
             if outcome[0]:

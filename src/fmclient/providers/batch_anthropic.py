@@ -6,9 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fmclient.errors import BatchItemCancelledError, BatchItemExpiredError, FMClientError, error_for_status
+from fmclient.errors import (
+    BatchItemCancelledError,
+    BatchItemExpiredError,
+    FMClientError,
+    UnsupportedFeatureError,
+    error_for_status,
+)
 from fmclient.provider_batch import BatchResult, BatchStatus, custom_id, index_of
-from fmclient.providers.anthropic import AnthropicProvider, map_error, parse_response
+from fmclient.providers.anthropic import AnthropicProvider, MalformedResponse, map_error, parse_response
 from fmclient.providers.shared_io import MappedErrors
 from fmclient.types import Request
 
@@ -25,10 +31,17 @@ _ERROR_STATUS = {
 }
 
 
+# create() keywords that are not part of the JSON body: a batch entry cannot carry them.
+_TRANSPORT_ONLY = ("extra_headers", "extra_query")
+
+
 def batch_request(params: Mapping[str, Any], index: int) -> dict[str, Any]:
-    """One entry of ``messages.batches.create(requests=[...])``: the create() params as JSON."""
+    """One entry of ``messages.batches.create(requests=[...])``: the create() body as JSON."""
     params = dict(params)
     params.pop("timeout", None)
+    for key in _TRANSPORT_ONLY:
+        if params.pop(key, None):
+            raise UnsupportedFeatureError(f"{key} cannot be sent in a batch request (only its body is)")
     params.update(params.pop("extra_body", None) or {})
     return {"custom_id": custom_id(index), "params": params}
 
@@ -55,7 +68,10 @@ def parse_result(item: Mapping[str, Any], *, provider: str, model: str) -> tuple
     result = item.get("result") or {}
     kind = result.get("type")
     if kind == "succeeded":
-        return index, parse_response(result.get("message"), provider=provider, model=model)
+        try:
+            return index, parse_response(result.get("message"), provider=provider, model=model)
+        except (FMClientError, MalformedResponse) as malformed:  # that item's own error, not the job's
+            return index, map_error(malformed, provider, model)
     if kind == "expired":
         return index, BatchItemExpiredError("the batch expired before this request ran", provider=provider, model=model)
     if kind == "canceled":

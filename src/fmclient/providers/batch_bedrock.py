@@ -12,6 +12,7 @@ Bedrock assumes to read and write there). The S3 client honours ``AWS_ENDPOINT_U
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -62,8 +63,20 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+def _wire_json(value: Any) -> Any:
+    """Converse params as botocore puts them on the wire: blobs (image, document and video bytes,
+    redacted reasoning) base64-encoded, so a record holds what ``converse`` would send."""
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, Mapping):
+        return {k: _wire_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wire_json(v) for v in value]
+    return value
+
+
 def record(params: Mapping[str, Any], index: int) -> dict[str, Any]:
-    model_input = {k: v for k, v in params.items() if k != "modelId"}
+    model_input = {k: _wire_json(v) for k, v in params.items() if k != "modelId"}
     return {"recordId": custom_id(index), "modelInput": model_input}
 
 
@@ -95,7 +108,10 @@ def parse_record(line: Mapping[str, Any], *, provider: str, model: str) -> tuple
     output = line.get("modelOutput")
     if not isinstance(output, Mapping):
         return index, error_for_status(500, "batch record has no modelOutput", provider=provider, model=model)
-    return index, parse_converse_response(output, provider=provider, model=model)
+    try:
+        return index, parse_converse_response(output, provider=provider, model=model)
+    except FMClientError as malformed:  # that item's own error, not the whole job's
+        return index, malformed
 
 
 class Backend:
@@ -145,6 +161,14 @@ class Backend:
         lines = []
         for index, request in enumerate(requests):
             self.provider._check_chat_model(request)
+            if self.provider._uses_titan_invoke(request):
+                # complete() sends Titan Text's own InvokeModel body; this job runs Converse records.
+                raise UnsupportedFeatureError(
+                    "Titan Text goes through InvokeModel in complete(), but a Bedrock batch job here runs "
+                    "Converse records: pass api='converse' to send the Converse request in both",
+                    provider=self.provider.name,
+                    model=self.model,
+                )
             if structured_tool_name(request) is not None:
                 # The answer would come back as a tool call only this request knows to unwrap;
                 # a re-attached job could not tell, so it is refused rather than half-parsed.
@@ -180,8 +204,9 @@ class Backend:
     def status(self, job_id: str) -> BatchStatus:
         job = self._job(job_id)
         found = parse_status(job)
-        if found.total is None:
-            # Older jobs report no counts: the input file says how many records there were.
+        if found.total is None or (found.done and not found.total):
+            # Older jobs report no counts, and a job that failed validation reports zeros: the
+            # input file says how many records there were, so every one gets its slot.
             input_uri = job["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
             bucket, key = split_s3_uri(input_uri)
             with self._errors():

@@ -106,6 +106,14 @@ class Backend:
     def submit(self, requests: Sequence[Request]) -> str:
         inlined = []
         for index, request in enumerate(requests):
+            if request.provider_options.get("http_options"):
+                # Headers, base URL or extra_body for one live call: an inlined request has no place
+                # for them, and dropping them would send something else than complete() does.
+                raise UnsupportedFeatureError(
+                    "http_options steer one live call and cannot be sent in a Gemini batch job",
+                    provider=self.provider.name,
+                    model=self.model,
+                )
             self.provider._prepare(request)  # the adapter's own checks of what it would send
             inlined.append(inlined_request(build_params(request, self.provider.name), index))
         with self._errors():
