@@ -61,17 +61,12 @@ def _embed_call(
 def embed(
     engine: Engine,
     texts: str | Sequence[str],
-    *,
-    model: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    **provider_options: Any,
+    model: str | None,
+    timeout: float | None,
+    max_retries: int | None,
+    provider_options: Mapping[str, Any],
 ) -> Embeddings:
-    """Embed texts; vectors come back in input order.
-
-    The input goes out in the batches the provider takes, each under its own retries within
-    the one deadline: a retry re-sends only the batch that failed.
-    """
+    """``Client.embed``: the batches go out one by one, or fanned out as the provider allows."""
     route, request, deadline = _embed_call(engine, texts, model, timeout, max_retries, provider_options)
     observer = engine.observer_for("embeddings", request, False, route.target)
     if observer is not None:
@@ -114,13 +109,12 @@ def embed(
 async def aembed(
     engine: Engine,
     texts: str | Sequence[str],
-    *,
-    model: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    **provider_options: Any,
+    model: str | None,
+    timeout: float | None,
+    max_retries: int | None,
+    provider_options: Mapping[str, Any],
 ) -> Embeddings:
-    """The async twin of :meth:`embed`."""
+    """``Client.aembed``: the async twin of :func:`embed`."""
     route, request, deadline = _embed_call(engine, texts, model, timeout, max_retries, provider_options)
     observer = engine.observer_for("embeddings", request, False, route.target)
     if observer is not None:

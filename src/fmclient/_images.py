@@ -50,72 +50,31 @@ def _image_call(
 
 def generate_image(
     engine: Engine,
-    prompt: str,
-    *,
-    model: str | None = None,
-    size: str | None = None,
-    n: int = 1,
-    negative_prompt: str | None = None,
-    seed: int | None = None,
-    quality: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    fallbacks: Sequence[str] | None = None,
-    **provider_options: Any,
+    prompt: Any,
+    model: str | None,
+    fallbacks: Sequence[str] | None,
+    max_retries: int | None,
+    timeout: float | None,
+    provider_options: Mapping[str, Any],
+    params: Mapping[str, Any],
 ) -> Images:
-    """Generate ``n`` images from a text prompt (default model: ``default_image_model``).
-
-    ``size`` is ``"WIDTHxHEIGHT"``, an aspect ratio (``"16:9"``, for Imagen) or ``"auto"``; a
-    size, count, negative prompt, seed or quality the model cannot take is refused before
-    sending. Retries, the deadline, fallbacks and circuit breakers work as for :meth:`complete`.
-    """
-    call = _image_call(
-        engine,
-        prompt,
-        model,
-        fallbacks,
-        max_retries,
-        timeout,
-        provider_options,
-        size=size,
-        n=n,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        quality=quality,
-    )
+    """``Client.generate_image``: ``params`` are its image arguments (size, n, seed...)."""
+    call = _image_call(engine, prompt, model, fallbacks, max_retries, timeout, provider_options, **params)
     return engine.walk(call, "generate_image", call.finish_images)
 
 
 async def agenerate_image(
     engine: Engine,
-    prompt: str,
-    *,
-    model: str | None = None,
-    size: str | None = None,
-    n: int = 1,
-    negative_prompt: str | None = None,
-    seed: int | None = None,
-    quality: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    fallbacks: Sequence[str] | None = None,
-    **provider_options: Any,
+    prompt: Any,
+    model: str | None,
+    fallbacks: Sequence[str] | None,
+    max_retries: int | None,
+    timeout: float | None,
+    provider_options: Mapping[str, Any],
+    params: Mapping[str, Any],
 ) -> Images:
-    """The async twin of :meth:`generate_image`."""
-    call = _image_call(
-        engine,
-        prompt,
-        model,
-        fallbacks,
-        max_retries,
-        timeout,
-        provider_options,
-        size=size,
-        n=n,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        quality=quality,
-    )
+    """``Client.agenerate_image``: the async twin of :func:`generate_image`."""
+    call = _image_call(engine, prompt, model, fallbacks, max_retries, timeout, provider_options, **params)
     return await engine.awalk(call, "agenerate_image", call.finish_images)
 
 

@@ -334,9 +334,7 @@ class Client:
         """
         from fmclient import _embeddings  # each capability is loaded on first use
 
-        return _embeddings.embed(
-            self._engine, texts, model=model, timeout=timeout, max_retries=max_retries, **provider_options
-        )
+        return _embeddings.embed(self._engine, texts, model, timeout, max_retries, provider_options)
 
     async def aembed(
         self,
@@ -350,9 +348,7 @@ class Client:
         """The async twin of :meth:`embed`."""
         from fmclient import _embeddings
 
-        return await _embeddings.aembed(
-            self._engine, texts, model=model, timeout=timeout, max_retries=max_retries, **provider_options
-        )
+        return await _embeddings.aembed(self._engine, texts, model, timeout, max_retries, provider_options)
 
     # -- batch -------------------------------------------------------------------------------------
     def batch(
@@ -447,19 +443,9 @@ class Client:
         """
         from fmclient import _images
 
+        params = {"size": size, "n": n, "negative_prompt": negative_prompt, "seed": seed, "quality": quality}
         return _images.generate_image(
-            self._engine,
-            prompt,
-            model=model,
-            size=size,
-            n=n,
-            negative_prompt=negative_prompt,
-            seed=seed,
-            quality=quality,
-            timeout=timeout,
-            max_retries=max_retries,
-            fallbacks=fallbacks,
-            **provider_options,
+            self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params
         )
 
     async def agenerate_image(
@@ -480,19 +466,9 @@ class Client:
         """The async twin of :meth:`generate_image`."""
         from fmclient import _images
 
+        params = {"size": size, "n": n, "negative_prompt": negative_prompt, "seed": seed, "quality": quality}
         return await _images.agenerate_image(
-            self._engine,
-            prompt,
-            model=model,
-            size=size,
-            n=n,
-            negative_prompt=negative_prompt,
-            seed=seed,
-            quality=quality,
-            timeout=timeout,
-            max_retries=max_retries,
-            fallbacks=fallbacks,
-            **provider_options,
+            self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------
