@@ -224,7 +224,10 @@ def completion_to_json(completion: Completion) -> str | None:
             "output_tokens": completion.usage.output_tokens,
             "cached_input_tokens": completion.usage.cached_input_tokens,
             "cache_write_tokens": completion.usage.cache_write_tokens,
+            "cache_write_1h_tokens": completion.usage.cache_write_1h_tokens,
             "reasoning_tokens": completion.usage.reasoning_tokens,
+            "service_tier": completion.usage.service_tier,
+            "speed": completion.usage.speed,
         },
         "model": completion.model,
         "provider": completion.provider,
@@ -263,6 +266,10 @@ def _untagged(value: Any) -> Any:
     return value
 
 
+# Usage fields that are labels (str or None), not counts.
+_USAGE_LABELS = frozenset({"service_tier", "speed"})
+
+
 def completion_from_json(text: str | bytes) -> Completion:
     """The Completion a stored entry holds; raises ValueError when the entry is corrupt."""
     from fmclient.types import FINISH_REASONS, Completion, Message, ToolCall, Usage
@@ -279,7 +286,12 @@ def completion_from_json(text: str | bytes) -> Completion:
         return Completion(
             text=str(document["text"]),
             finish_reason=document["finish_reason"],
-            usage=Usage(**{k: int(v) for k, v in document["usage"].items()}),
+            usage=Usage(
+                **{
+                    k: (None if v is None else str(v)) if k in _USAGE_LABELS else int(v)
+                    for k, v in document["usage"].items()
+                }
+            ),
             model=str(document["model"]),
             provider=str(document["provider"]),
             tool_calls=calls,

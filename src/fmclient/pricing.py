@@ -22,7 +22,19 @@ one (``gpt-oss-120b``) without sharing its price.
 
 Both sides count usage the same way: ``input_tokens`` includes cache reads and writes and
 ``output_tokens`` includes reasoning, with the cache and reasoning counts as parts of them, so
-the usage passes over unchanged (no cache token is priced twice).
+the usage passes over unchanged (no cache token is priced twice). One-hour cache writes are a
+part of the writes with their own price (``cache_write_1h_tokens``).
+
+What changes the price of the same tokens is priced too, where the table knows it, and is
+otherwise unknown (``None`` with a reason naming it), never the standard price:
+
+* the service tier the provider says it served the call with (OpenAI and Gemini ``flex`` /
+  ``priority``, Anthropic ``priority``, Bedrock ``priority`` / ``flex`` / ``reserved``) and
+  Anthropic's fast mode (``speed = "fast"``): genai-prices' price variants;
+* long-context tiers (a prompt over 200k tokens on Claude Sonnet 4.5 or Gemini 2.5 Pro):
+  genai-prices' tiered prices; a host whose table prices a model flat where its maker's table
+  has a long-context tier is not trusted above that tier;
+* one-hour cache writes on a model the table has no one-hour write price for.
 
 A price that cannot be found is ``None`` with a reason, never zero. Nothing here runs on the path
 of a call: a Completion is priced the first time its ``cost`` is read (or at once when the client
@@ -104,13 +116,20 @@ def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float 
     from datetime import datetime, timezone
 
     when = datetime.fromtimestamp(at, tz=timezone.utc) if at is not None else datetime.now(tz=timezone.utc)
-    linear = _linear_prices(table, provider, model, when)
-    if linear is not None:
-        cost = linear.price(usage)
-        if cost is not None:
-            return cost
+    context = price_context(usage)
+    refused = _unpriceable(table, provider, model, models, usage, when, context)
+    if refused is not None:
+        return refused
+    if not context:
+        linear = _linear_prices(table, provider, model, when)
+        if linear is not None:
+            cost = linear.price(usage)
+            if cost is not None:
+                return cost
     try:
-        priced = model.calc_price(_genai_usage(table, usage), provider, genai_request_timestamp=when)
+        priced = model.calc_price(
+            _genai_usage(table, usage), provider, genai_request_timestamp=when, price_context=context or None
+        )
     except (ValueError, ArithmeticError) as error:
         return Unpriced(f"genai-prices could not price {model.id!r}: {error}")
     return Cost(priced.total_price, priced.input_price, priced.output_price)
@@ -121,6 +140,117 @@ def priced(ref: PriceRef, models: tuple[str, ...], at: float, usage: Usage) -> t
     binds the first three arguments when a call ends; the result calls it on first read."""
     found = price_usage(ref, models, usage, at)
     return (None, found.reason) if isinstance(found, Unpriced) else (found, None)
+
+
+# Service tiers that are the standard price, as each provider names it.
+_STANDARD_TIERS = frozenset({"auto", "default", "standard", "unspecified", "on_demand"})
+
+
+def price_context(usage: Usage) -> dict[str, str]:
+    """genai-prices' request context for what the provider says changed the price: the service
+    tier, fast mode, batch processing (Anthropic reports ``service_tier = "batch"``)."""
+    context: dict[str, str] = {}
+    tier = (usage.service_tier or "").lower()
+    if tier == "batch":
+        context["processing"] = "batch"
+    elif tier and tier not in _STANDARD_TIERS:
+        context["service_tier"] = tier
+    speed = (usage.speed or "").lower()
+    if speed and speed != "standard":
+        context["speed"] = speed
+    return context
+
+
+def _unpriceable(
+    table: _Table,
+    provider: Any,
+    model: Any,
+    models: tuple[str, ...],
+    usage: Usage,
+    when: Any,
+    context: dict[str, str],
+) -> Unpriced | None:
+    """Why the table cannot give this usage its right price, or None when it can."""
+    for key, value in context.items():
+        if not _has_variant(provider, model, when, key, value):
+            named = "batch processing" if key == "processing" else f"{key} {value!r}"
+            return Unpriced(
+                f"cost unknown: the call was billed with {named}, and genai-prices {table.version} "
+                f"has no such price for {model.id!r}"
+            )
+    prices = model.get_prices(when, context or None)
+    if usage.cache_write_1h_tokens and getattr(prices, "cache_write_1h_mtok", None) is None:
+        return Unpriced(
+            f"cost unknown: {usage.cache_write_1h_tokens} tokens were written to a one-hour cache, and "
+            f"genai-prices {table.version} has no one-hour cache-write price for {model.id!r}"
+        )
+    if usage.input_tokens and not _is_tiered(prices):
+        tier = _makers_tier_start(table, provider, models, when)
+        if tier is not None and usage.input_tokens > tier[0]:
+            return Unpriced(
+                f"cost unknown: a {usage.input_tokens}-token prompt is past the long-context price tier "
+                f"({tier[0]} tokens) genai-prices {table.version} has for this model on {tier[1]}, "
+                f"and it prices {model.id!r} on {provider.id} without that tier"
+            )
+    return None
+
+
+def _has_variant(provider: Any, model: Any, when: Any, key: str, value: str) -> bool:
+    # genai-prices ignores the request context for a model it found through another provider's
+    # table (its fallback): the variant would not apply, so it does not count.
+    if not any(model is candidate for candidate in getattr(provider, "models", ())):
+        return False
+    return any(
+        variant.when.get(key) == value and (variant.constraint is None or variant.constraint.active(when))
+        for variant in getattr(model, "price_variants", None) or ()
+    )
+
+
+def _is_tiered(prices: Any) -> bool:
+    return any(type(value).__name__ == "TieredPrices" for value in vars(prices).values())
+
+
+# Model makers whose own price table is the reference for the models other hosts resell
+# (Claude on Bedrock and Vertex AI), by a word of the model id.
+_MAKERS = (("claude", "anthropic"), ("gemini", "google"))
+
+
+def _maker_refs(model_id: str) -> tuple[str, ...]:
+    """A host's model id as its maker names it: ``us.anthropic.claude-x-20250929-v1:0`` and
+    ``claude-x@20250929`` -> ``claude-x-20250929``."""
+    import re
+
+    ref = model_id.rsplit("anthropic.", 1)[-1]
+    ref = re.sub(r"-v\d+(:\d+)?$", "", ref).replace("@", "-")
+    return tuple(dict.fromkeys((ref, model_id)))
+
+
+def _makers_tier_start(table: _Table, provider: Any, models: tuple[str, ...], when: Any) -> tuple[int, str] | None:
+    """(lowest long-context tier start, maker) when the maker's own table has a long-context
+    tier for a model another host's table prices flat; else None."""
+    key = (provider.id, models, when.date())
+    if key in table.maker_tiers:
+        return table.maker_tiers[key]
+    snapshot = table.snapshot()
+    found: tuple[int, str] | None = None
+    refs = dict.fromkeys(ref for model_id in models if model_id for ref in _maker_refs(model_id))
+    for ref in refs:
+        maker = next((maker for word, maker in _MAKERS if word in ref.lower()), None)
+        if maker is None or maker == provider.id:
+            continue
+        try:
+            maker_provider, maker_model = snapshot.find_provider_model(ref, None, maker, None)
+        except LookupError:
+            continue
+        if maker_provider.id != maker:
+            continue  # found through a fallback table: not the maker's price
+        for value in vars(maker_model.get_prices(when)).values():
+            for tier in getattr(value, "tiers", None) or ():
+                if found is None or tier.start < found[0]:
+                    found = (tier.start, maker)
+        break
+    table.maker_tiers[key] = found
+    return found
 
 
 _BATCH = {"processing": "batch"}
@@ -149,15 +279,15 @@ def price_batch_usage(
     from datetime import datetime, timezone
 
     when = datetime.fromtimestamp(at, tz=timezone.utc) if at is not None else datetime.now(tz=timezone.utc)
-    has_variant = any(
-        variant.when == _BATCH and (variant.constraint is None or variant.constraint.active(when))
-        for variant in getattr(model, "price_variants", None) or ()
-    )
-    if not has_variant:
+    if not _has_variant(provider, model, when, "processing", "batch"):
         return standard, f"genai-prices has no batch price for {model.id!r}: cost is at the standard price"
+    context = {**price_context(usage), **_BATCH}
+    refused = _unpriceable(table, provider, model, models, usage, when, context)
+    if refused is not None:
+        return None, refused.reason
     try:
         priced = model.calc_price(
-            _genai_usage(table, usage), provider, genai_request_timestamp=when, price_context=dict(_BATCH)
+            _genai_usage(table, usage), provider, genai_request_timestamp=when, price_context=context
         )
     except (ValueError, ArithmeticError, TypeError) as error:
         return standard, f"genai-prices could not price the batch rate of {model.id!r} ({error}): standard price"
@@ -224,6 +354,8 @@ class _Table:
         # (where, model ids) -> (the snapshot it was found in, (provider, model)): prices that
         # UpdatePrices swaps in are a new snapshot, so a hit in an old one is looked up again.
         self.found: dict[Any, tuple[Any, tuple[Any, Any]]] = {}
+        # (host provider id, model ids, day) -> the maker's lowest long-context tier start
+        self.maker_tiers: dict[tuple[str, tuple[str, ...], Any], tuple[int, str] | None] = {}
 
 
 _loaded: _Table | Unpriced | None = None
@@ -323,7 +455,8 @@ class _Linear:
         counts = (
             usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens,
             usage.cached_input_tokens,
-            usage.cache_write_tokens,
+            usage.cache_write_tokens - usage.cache_write_1h_tokens,
+            usage.cache_write_1h_tokens,
             usage.output_tokens - usage.reasoning_tokens,
             usage.reasoning_tokens,
         )
@@ -342,6 +475,7 @@ _UNIT_USAGES = (
     {"input_tokens": 1},
     {"input_tokens": 1, "cache_read_tokens": 1},
     {"input_tokens": 1, "cache_write_tokens": 1},
+    {"input_tokens": 1, "cache_write_tokens": 1, "cache_write_1h_tokens": 1},
     {"output_tokens": 1},
     {"output_tokens": 1, "output_reasoning_tokens": 1},
 )
@@ -355,7 +489,7 @@ def _linear_prices(table: _Table, provider: Any, model: Any, when: Any) -> _Line
     if found is not None and found[0] is prices:
         return found[1]
     linear: _Linear | None = None
-    if not any(type(value).__name__ == "TieredPrices" for value in vars(prices).values()):
+    if not _is_tiered(prices):
         try:
 
             def at(**counts: int) -> tuple[Decimal, Decimal]:
@@ -379,6 +513,7 @@ def _genai_usage(table: _Table, usage: Usage) -> Any:
         "output_tokens": usage.output_tokens,
         "cache_read_tokens": usage.cached_input_tokens,
         "cache_write_tokens": usage.cache_write_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
         "output_reasoning_tokens": usage.reasoning_tokens,
     }
     return table.usage_class(**{k: v for k, v in values.items() if v})

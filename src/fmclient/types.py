@@ -6,10 +6,20 @@ Usage definition (the same for every provider, tested per adapter):
   cache writes included (Anthropic reports those separately; adapters add them up).
 * ``cached_input_tokens``: the part of ``input_tokens`` that was read from a prompt cache.
 * ``cache_write_tokens``: the part of ``input_tokens`` that was written to a prompt cache
-  (cache creation; priced differently from plain input by the providers that report it).
+  (cache creation; priced differently from plain input by the providers that report it), every
+  write whatever its lifetime.
+* ``cache_write_1h_tokens``: the part of ``cache_write_tokens`` written with a one-hour lifetime
+  (Anthropic's ``cache_creation.ephemeral_1h_input_tokens``, Bedrock's ``cacheDetails`` with
+  ``ttl = "1h"``), priced at the one-hour write price; the rest are five-minute writes.
 * ``output_tokens``: generated tokens, reasoning/thinking tokens included.
 * ``reasoning_tokens``: the part of ``output_tokens`` spent on reasoning/thinking.
 * ``total_tokens``: ``input_tokens + output_tokens``.
+* ``service_tier`` and ``speed``: how the provider says it served (and so bills) the call, where
+  it says so and it is not the standard way: ``service_tier`` as the provider names it
+  (OpenAI ``flex`` / ``priority``, Anthropic ``priority``, Gemini ``flex``, Bedrock
+  ``priority`` / ``flex`` / ``reserved``), ``speed`` for Anthropic's fast mode (``"fast"``).
+  ``None`` means standard. Cost applies the price of that tier, or is unknown (never the
+  standard price) when the price table has none.
 """
 
 from __future__ import annotations
@@ -390,28 +400,39 @@ class Usage:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    service_tier: str | None = None
+    speed: str | None = None
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
     def __add__(self, other: Usage) -> Usage:
+        # Counts add up; a tier or speed is kept only where both sides agree (a sum of calls
+        # served differently has no one tier).
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.service_tier if self.service_tier == other.service_tier else None,
+            self.speed if self.speed == other.speed else None,
         )
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
             "cached_input_tokens": self.cached_input_tokens,
             "cache_write_tokens": self.cache_write_tokens,
+            "cache_write_1h_tokens": self.cache_write_1h_tokens,
             "reasoning_tokens": self.reasoning_tokens,
+            "service_tier": self.service_tier,
+            "speed": self.speed,
         }
 
 
