@@ -58,7 +58,7 @@ from fmclient.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from fmclient.providers.base import ProviderSettings
-    from fmclient.types import Chunk, Completion, Request
+    from fmclient.types import Chunk, Completion, Request, Usage
 
 __all__ = [
     "DiskCache",
@@ -270,9 +270,18 @@ def _untagged(value: Any) -> Any:
 _USAGE_LABELS = frozenset({"service_tier", "speed"})
 
 
+def _usage(stored: Mapping[str, Any]) -> Usage:
+    from fmclient.types import Usage
+
+    values: dict[str, Any] = {
+        k: (None if v is None else str(v)) if k in _USAGE_LABELS else int(v) for k, v in stored.items()
+    }
+    return Usage(**values)
+
+
 def completion_from_json(text: str | bytes) -> Completion:
     """The Completion a stored entry holds; raises ValueError when the entry is corrupt."""
-    from fmclient.types import FINISH_REASONS, Completion, Message, ToolCall, Usage
+    from fmclient.types import FINISH_REASONS, Completion, Message, ToolCall
 
     try:
         document = json.loads(text)
@@ -286,12 +295,7 @@ def completion_from_json(text: str | bytes) -> Completion:
         return Completion(
             text=str(document["text"]),
             finish_reason=document["finish_reason"],
-            usage=Usage(
-                **{
-                    k: (None if v is None else str(v)) if k in _USAGE_LABELS else int(v)
-                    for k, v in document["usage"].items()
-                }
-            ),
+            usage=_usage(document["usage"]),
             model=str(document["model"]),
             provider=str(document["provider"]),
             tool_calls=calls,

@@ -62,6 +62,7 @@ __all__ = [
     "Unpriced",
     "model_prices",
     "price_data_version",
+    "price_modifier",
     "price_usage",
     "priced",
     "prices_available",
@@ -142,21 +143,31 @@ def priced(ref: PriceRef, models: tuple[str, ...], at: float, usage: Usage) -> t
     return (None, found.reason) if isinstance(found, Unpriced) else (found, None)
 
 
-# Service tiers that are the standard price, as each provider names it.
-_STANDARD_TIERS = frozenset({"auto", "default", "standard", "unspecified", "on_demand"})
+# The names providers give their standard service tier or speed: no price modifier.
+_STANDARD = frozenset({"auto", "default", "standard", "unspecified", "on_demand"})
+
+
+def price_modifier(value: Any) -> str | None:
+    """A service tier or speed as a provider reports it (a string or an SDK enum), lower-cased,
+    for ``Usage.service_tier`` / ``Usage.speed``; None when it is the standard one or absent."""
+    name = getattr(value, "value", value)
+    if not isinstance(name, str) or not name:
+        return None
+    name = name.lower()
+    return None if name in _STANDARD else name
 
 
 def price_context(usage: Usage) -> dict[str, str]:
     """genai-prices' request context for what the provider says changed the price: the service
     tier, fast mode, batch processing (Anthropic reports ``service_tier = "batch"``)."""
     context: dict[str, str] = {}
-    tier = (usage.service_tier or "").lower()
+    tier = price_modifier(usage.service_tier)
     if tier == "batch":
         context["processing"] = "batch"
-    elif tier and tier not in _STANDARD_TIERS:
+    elif tier:
         context["service_tier"] = tier
-    speed = (usage.speed or "").lower()
-    if speed and speed != "standard":
+    speed = price_modifier(usage.speed)
+    if speed:
         context["speed"] = speed
     return context
 
@@ -179,7 +190,13 @@ def _unpriceable(
                 f"has no such price for {model.id!r}"
             )
     prices = model.get_prices(when, context or None)
-    if usage.cache_write_1h_tokens and getattr(prices, "cache_write_1h_mtok", None) is None:
+    # A table with a (five-minute) write price but no one-hour one would price one-hour writes
+    # at the five-minute rate (Anthropic: 1.25x against 2x the input price).
+    if (
+        usage.cache_write_1h_tokens
+        and getattr(prices, "cache_write_mtok", None) is not None
+        and getattr(prices, "cache_write_1h_mtok", None) is None
+    ):
         return Unpriced(
             f"cost unknown: {usage.cache_write_1h_tokens} tokens were written to a one-hour cache, and "
             f"genai-prices {table.version} has no one-hour cache-write price for {model.id!r}"

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fmclient.errors import BadRequestError, FMClientError, UnsupportedFeatureError
+from fmclient.pricing import price_modifier
 from fmclient.types import (
     Chunk,
     Completion,
@@ -151,8 +152,9 @@ def build_responses_params(
 
 
 # -- answers ------------------------------------------------------------------------------------
-def parse_responses_usage(usage: Any) -> Usage | None:
-    """``input_tokens`` include cached ones, ``output_tokens`` include reasoning ones."""
+def parse_responses_usage(usage: Any, service_tier: Any = None) -> Usage | None:
+    """``input_tokens`` include cached ones, ``output_tokens`` include reasoning ones;
+    ``service_tier`` is the response's (the price it was served at)."""
     if not isinstance(usage, Mapping):
         return None
     details = usage.get("input_tokens_details")
@@ -165,6 +167,7 @@ def parse_responses_usage(usage: Any) -> Usage | None:
         cached_input_tokens=details.get("cached_tokens") or 0,
         cache_write_tokens=details.get("cache_write_tokens") or 0,
         reasoning_tokens=output_details.get("reasoning_tokens") or 0,
+        service_tier=price_modifier(service_tier),
     )
 
 
@@ -236,7 +239,7 @@ def parse_responses_body(response: Any, *, provider: str, model: str) -> Complet
     return Completion(
         text=text,
         finish_reason=finish,
-        usage=parse_responses_usage(response.get("usage")) or Usage(),
+        usage=parse_responses_usage(response.get("usage"), response.get("service_tier")) or Usage(),
         model=answered,
         provider=provider,
         tool_calls=tool_calls,

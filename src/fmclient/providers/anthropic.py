@@ -34,8 +34,12 @@ Choices worth knowing:
   content_filter, anything else (``pause_turn``...) -> other.
 * **Usage** — ``input_tokens`` = ``input_tokens + cache_creation_input_tokens +
   cache_read_input_tokens``; ``cached_input_tokens`` = ``cache_read_input_tokens``;
-  ``cache_write_tokens`` = ``cache_creation_input_tokens``. Thinking tokens are in
-  ``output_tokens``; the API does not count them apart, so ``reasoning_tokens`` stays 0.
+  ``cache_write_tokens`` = ``cache_creation_input_tokens`` (every write), of which
+  ``cache_write_1h_tokens`` = ``cache_creation.ephemeral_1h_input_tokens`` (one-hour writes,
+  priced apart). Thinking tokens are in ``output_tokens``; ``reasoning_tokens`` =
+  ``output_tokens_details.thinking_tokens`` where the API reports it. ``usage.service_tier``
+  (``priority``, ``batch``) and ``usage.speed`` (``fast``) are carried for pricing. A stream
+  reads them from ``message_start`` and the final ``message_delta`` together.
 * **Credentials** — the config's ``api_key`` / ``api_key_env``, else ``ANTHROPIC_API_KEY``. The
   SDK's other standard sources still work when no key is found: ``ANTHROPIC_AUTH_TOKEN``,
   ``ANTHROPIC_PROFILE`` or the provider's ``profile`` setting (an SDK credentials profile).
@@ -91,6 +95,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.pricing import price_modifier
 from fmclient.profiles import profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
@@ -430,14 +435,29 @@ def finish_reason(stop_reason: str | None) -> FinishReason:
 def usage_from(data: Mapping[str, Any] | None) -> Usage:
     """fmclient usage from Anthropic's: cache reads and writes are input tokens too."""
     data = data or {}
-    cache_write = _int(data.get("cache_creation_input_tokens"))
+    by_ttl = _plain_mapping(data.get("cache_creation"))
+    one_hour = _int(by_ttl.get("ephemeral_1h_input_tokens"))
+    # The total is the authority; the TTL breakdown only says which part is one-hour.
+    cache_write = _int(data.get("cache_creation_input_tokens")) or one_hour + _int(
+        by_ttl.get("ephemeral_5m_input_tokens")
+    )
     cache_read = _int(data.get("cache_read_input_tokens"))
+    output = _int(data.get("output_tokens"))
+    thinking = _int(_plain_mapping(data.get("output_tokens_details")).get("thinking_tokens"))
     return Usage(
         input_tokens=_int(data.get("input_tokens")) + cache_write + cache_read,
-        output_tokens=_int(data.get("output_tokens")),
+        output_tokens=output,
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
+        reasoning_tokens=min(thinking, output),
+        cache_write_1h_tokens=min(one_hour, cache_write),
+        service_tier=price_modifier(data.get("service_tier")),
+        speed=price_modifier(data.get("speed")),
     )
+
+
+def _plain_mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _token_count(response: Any) -> TokenCount:

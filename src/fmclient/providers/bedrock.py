@@ -49,7 +49,10 @@ Decisions where Converse and fmclient's request do not line up:
   header arguments (``guardrailIdentifier``, ``trace``...) go to the call, not the Titan body.
 * Usage: ``input_tokens = inputTokens + cacheReadInputTokens + cacheWriteInputTokens``,
   ``cached_input_tokens = cacheReadInputTokens``, ``cache_write_tokens = cacheWriteInputTokens``
-  (see :mod:`fmclient.types`); Converse does not count reasoning tokens apart.
+  of which ``cache_write_1h_tokens`` = the ``cacheDetails`` entries with ``ttl = "1h"`` (see
+  :mod:`fmclient.types`); Converse does not count reasoning tokens apart. The response's
+  ``serviceTier`` (``priority``, ``flex``, ``reserved``) and a latency-optimized
+  ``performanceConfig`` (``speed = "optimized"``) are carried for pricing.
 
 Credentials, region and profile come from the standard AWS chain (``AWS_REGION`` is honoured
 before boto3's own ``AWS_DEFAULT_REGION``), overridden by the provider's ``region`` / ``profile``
@@ -92,6 +95,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.pricing import price_modifier
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, claude_reasoning, stream_chunks
@@ -754,15 +758,27 @@ def converse_finish_reason(reason: str | None, *, structured_tool: bool = False)
     return mapped
 
 
-def converse_usage(usage: Mapping[str, Any] | None) -> Usage:
+def converse_usage(usage: Mapping[str, Any] | None, response: Mapping[str, Any] | None = None) -> Usage:
+    """Usage of a Converse response (or a ConverseStream ``metadata`` event, ``response``
+    giving its ``serviceTier`` and ``performanceConfig``)."""
     usage = usage or {}
+    response = response or {}
     cache_read = int(usage.get("cacheReadInputTokens") or 0)
-    cache_write = int(usage.get("cacheWriteInputTokens") or 0)
+    details = usage.get("cacheDetails") or ()
+    one_hour = sum(int(d.get("inputTokens") or 0) for d in details if isinstance(d, Mapping) and d.get("ttl") == "1h")
+    by_ttl = sum(int(d.get("inputTokens") or 0) for d in details if isinstance(d, Mapping))
+    cache_write = int(usage.get("cacheWriteInputTokens") or 0) or by_ttl
+    tier = response.get("serviceTier")
+    performance = response.get("performanceConfig")
+    latency = performance.get("latency") if isinstance(performance, Mapping) else None
     return Usage(
         input_tokens=int(usage.get("inputTokens") or 0) + cache_read + cache_write,
         output_tokens=int(usage.get("outputTokens") or 0),
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
+        cache_write_1h_tokens=min(one_hour, cache_write),
+        service_tier=price_modifier(tier.get("type")) if isinstance(tier, Mapping) else None,
+        speed="optimized" if latency == "optimized" else None,
     )
 
 
@@ -806,7 +822,7 @@ def parse_converse_response(
     return Completion(
         text=text,
         finish_reason=converse_finish_reason(stop_reason, structured_tool=structured_tool is not None),
-        usage=converse_usage(response.get("usage")),
+        usage=converse_usage(response.get("usage"), response),
         model=_answered_model(response, model),
         provider=provider,
         tool_calls=calls,
@@ -872,7 +888,7 @@ class ConverseStreamParser:
             return []
         if "metadata" in event:
             metadata = event["metadata"]
-            self.usage = converse_usage(metadata.get("usage"))
+            self.usage = converse_usage(metadata.get("usage"), metadata)
             self.answered_model = _answered_model(metadata, self.model)
             return []
         return []

@@ -61,6 +61,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.pricing import price_modifier
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, thinking_budget
@@ -567,16 +568,19 @@ def map_finish_reason(reason: Any, has_tool_calls: bool = False) -> FinishReason
     return "other"
 
 
-def parse_usage(usage: Any) -> Usage:
+def parse_usage(usage: Any, service_tier: Any = None) -> Usage:
     """``usage_metadata`` -> :class:`Usage`.
 
     ``prompt_token_count`` already includes cached tokens; tool-use prompt tokens (e.g. search
     results fed back to the model) are input too; thinking tokens are output
     (``candidates_token_count`` leaves them out, so output = candidates + thoughts).
-    Gemini reports no cache writes: an explicit cache is created by its own API call.
+    Gemini reports no cache writes: an explicit cache is created by its own API call. The reply
+    does not say its service tier: ``service_tier`` is the one the request asked for (``flex``,
+    ``priority``), for pricing.
     """
+    tier = price_modifier(service_tier)
     if usage is None:
-        return Usage()
+        return Usage(service_tier=tier)
 
     def count(name: str) -> int:
         value = getattr(usage, name, None)
@@ -587,7 +591,16 @@ def parse_usage(usage: Any) -> Usage:
         output_tokens=count("candidates_token_count") + count("thoughts_token_count"),
         cached_input_tokens=count("cached_content_token_count"),
         reasoning_tokens=count("thoughts_token_count"),
+        service_tier=tier,
     )
+
+
+def requested_service_tier(params: Mapping[str, Any]) -> Any:
+    """The ``service_tier`` a ``generate_content`` call asks for (set through provider_options)."""
+    config = params.get("config")
+    if isinstance(config, Mapping):
+        return config.get("service_tier")
+    return getattr(config, "service_tier", None)
 
 
 def _raise_if_blocked(response: Any, provider: str, model: str) -> None:
@@ -629,7 +642,7 @@ def _as_response(response: Any) -> Any:
     return response
 
 
-def parse_response(response: Any, *, provider: str, model: str) -> Completion:
+def parse_response(response: Any, *, provider: str, model: str, service_tier: Any = None) -> Completion:
     """A ``GenerateContentResponse`` (SDK object or API dict) -> :class:`Completion`.
 
     Raises :class:`ContentFilterError` when the prompt itself was blocked.
@@ -660,7 +673,7 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
     return Completion(
         text=text,
         finish_reason=finish,
-        usage=parse_usage(response.usage_metadata),
+        usage=parse_usage(response.usage_metadata, service_tier),
         model=response.model_version or model,
         provider=provider,
         tool_calls=tool_calls,
@@ -680,9 +693,10 @@ class StreamParser:
     non-streamed reply would have returned.
     """
 
-    def __init__(self, provider: str, model: str) -> None:
+    def __init__(self, provider: str, model: str, *, service_tier: Any = None) -> None:
         self.provider = provider
         self.model = model
+        self.service_tier = service_tier
         self.text = ""
         self._parts: list[Any] = []
         self._tool_count = 0
@@ -757,7 +771,7 @@ class StreamParser:
             )
         return Chunk(
             finish_reason=map_finish_reason(self._finish, self._tool_count > 0),
-            usage=parse_usage(self._usage),
+            usage=parse_usage(self._usage, self.service_tier),
             model=self._model_version or self.model,
             provider_state=_provider_state(self._parts, self.provider),
         )
@@ -1193,19 +1207,23 @@ class GeminiProvider(Provider):
         client = self._sdk()
         with self._errors(request.model):
             response = client.models.generate_content(**params)
-        return parse_response(response, provider=self.name, model=request.model)
+        return parse_response(
+            response, provider=self.name, model=request.model, service_tier=requested_service_tier(params)
+        )
 
     async def acomplete(self, request: Request) -> Completion:
         params = self._prepare(request)
         client = self._sdk()
         with self._errors(request.model):
             response = await client.aio.models.generate_content(**params)
-        return parse_response(response, provider=self.name, model=request.model)
+        return parse_response(
+            response, provider=self.name, model=request.model, service_tier=requested_service_tier(params)
+        )
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         params = self._prepare(request)
         client = self._sdk()
-        parser = StreamParser(self.name, request.model)
+        parser = StreamParser(self.name, request.model, service_tier=requested_service_tier(params))
         return stream_chunks(
             lambda: client.models.generate_content_stream(**params),
             parser.parse_stream_event,
@@ -1216,7 +1234,7 @@ class GeminiProvider(Provider):
     def astream(self, request: Request) -> AsyncIterator[Chunk]:
         params = self._prepare(request)
         client = self._sdk()
-        parser = StreamParser(self.name, request.model)
+        parser = StreamParser(self.name, request.model, service_tier=requested_service_tier(params))
 
         async def open_events() -> Any:
             return await client.aio.models.generate_content_stream(**params)

@@ -75,6 +75,7 @@ from fmclient.errors import (
     error_for_status,
     parse_retry_after,
 )
+from fmclient.pricing import price_modifier
 from fmclient.profiles import DEFAULT_PROFILE, profile_for
 from fmclient.providers._async_clients import (
     LoopClients,
@@ -348,23 +349,27 @@ def _plain(obj: Any) -> Any:
     return to_dict() if callable(to_dict) else obj
 
 
-def parse_usage(usage: Any) -> Usage | None:
-    """prompt_tokens already include cached ones, completion_tokens include reasoning ones.
+def parse_usage(usage: Any, service_tier: Any = None) -> Usage | None:
+    """prompt_tokens already include cached ones (and cache writes), completion_tokens include
+    reasoning ones.
 
-    ``usage`` is the JSON ``usage`` object (or the SDK's ``CompletionUsage``).
+    ``usage`` is the JSON ``usage`` object (or the SDK's ``CompletionUsage``); ``service_tier``
+    the response's (``flex``, ``priority``...: the price it was served at).
     """
     usage = _plain(usage)
     if not isinstance(usage, Mapping):
         return None
     details = _plain(usage.get("prompt_tokens_details"))
-    cached = (details.get("cached_tokens") or 0) if isinstance(details, Mapping) else 0
+    details = details if isinstance(details, Mapping) else {}
     output_details = _plain(usage.get("completion_tokens_details"))
-    reasoning = (output_details.get("reasoning_tokens") or 0) if isinstance(output_details, Mapping) else 0
+    output_details = output_details if isinstance(output_details, Mapping) else {}
     return Usage(
         input_tokens=usage.get("prompt_tokens") or 0,
         output_tokens=usage.get("completion_tokens") or 0,
-        cached_input_tokens=cached,
-        reasoning_tokens=reasoning,
+        cached_input_tokens=details.get("cached_tokens") or 0,
+        cache_write_tokens=details.get("cache_write_tokens") or 0,
+        reasoning_tokens=output_details.get("reasoning_tokens") or 0,
+        service_tier=price_modifier(service_tier),
     )
 
 
@@ -470,7 +475,7 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
     return Completion(
         text=text,
         finish_reason=finish,
-        usage=parse_usage(data.get("usage")) or Usage(),
+        usage=parse_usage(data.get("usage"), data.get("service_tier")) or Usage(),
         model=answered,
         provider=provider,
         tool_calls=tool_calls,
@@ -531,7 +536,7 @@ class StreamParser:
             self.model = model
         usage = event.get("usage")
         if usage is not None:
-            self.usage = parse_usage(usage)
+            self.usage = parse_usage(usage, event.get("service_tier"))
         text = ""
         deltas: tuple[ToolCallDelta, ...] = ()
         for choice in event["choices"] or ():
