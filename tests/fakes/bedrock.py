@@ -221,15 +221,27 @@ def titan_embedding_reply(vector: Sequence[float], *, tokens: int = 3) -> Reply:
 
 # -- Converse --------------------------------------------------------------------------------
 def converse_usage(
-    input_tokens: int = 10, output_tokens: int = 5, cache_read: int = 0, cache_write: int = 0
-) -> dict[str, int]:
-    return {
+    input_tokens: int = 10,
+    output_tokens: int = 5,
+    cache_read: int = 0,
+    cache_write: int = 0,
+    *,
+    cache_write_1h: int | None = None,
+) -> dict[str, Any]:
+    """Converse ``usage``; ``cache_write_1h`` adds ``cacheDetails`` (1h before 5m, as sent)."""
+    usage: dict[str, Any] = {
         "inputTokens": input_tokens,
         "outputTokens": output_tokens,
         "totalTokens": input_tokens + output_tokens + cache_read + cache_write,
         "cacheReadInputTokens": cache_read,
         "cacheWriteInputTokens": cache_write,
     }
+    if cache_write_1h is not None:
+        usage["cacheDetails"] = [
+            {"ttl": "1h", "inputTokens": cache_write_1h},
+            {"ttl": "5m", "inputTokens": cache_write - cache_write_1h},
+        ]
+    return usage
 
 
 def converse_reply(
@@ -237,8 +249,9 @@ def converse_reply(
     text: str | None = None,
     tool_uses: Iterable[Mapping[str, Any]] = (),
     stop_reason: str = "end_turn",
-    usage: Mapping[str, int] | None = None,
+    usage: Mapping[str, Any] | None = None,
     reasoning: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Reply:
     """A Converse answer. ``tool_uses`` are ``{"toolUseId", "name", "input"}`` dicts."""
     content: list[dict[str, Any]] = []
@@ -252,6 +265,7 @@ def converse_reply(
         "stopReason": stop_reason,
         "usage": dict(usage or converse_usage()),
         "metrics": {"latencyMs": 321},
+        **(extra or {}),  # serviceTier, performanceConfig
     }
     return Reply(body=body, headers={"x-amzn-requestid": "fake-request-id"})
 
@@ -261,8 +275,9 @@ def converse_stream_frames(
     text_pieces: Sequence[str] = (),
     tool_uses: Iterable[Mapping[str, Any]] = (),
     stop_reason: str = "end_turn",
-    usage: Mapping[str, int] | None = None,
+    usage: Mapping[str, Any] | None = None,
     metadata: bool = True,
+    extra: Mapping[str, Any] | None = None,
     reasoning_pieces: Sequence[str] = (),
     signature: str = "sig-fake",
 ) -> list[bytes]:
@@ -297,7 +312,10 @@ def converse_stream_frames(
     frames.append(event_frame("messageStop", {"stopReason": stop_reason, **padding}))
     if metadata:
         frames.append(
-            event_frame("metadata", {"usage": dict(usage or converse_usage()), "metrics": {"latencyMs": 99}, **padding})
+            event_frame(
+                "metadata",
+                {"usage": dict(usage or converse_usage()), "metrics": {"latencyMs": 99}, **(extra or {}), **padding},
+            )
         )
     return frames
 

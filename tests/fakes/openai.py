@@ -52,6 +52,8 @@ class Answer:
     completion_tokens: int = 5
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0  # part of prompt_tokens, reported where nonzero
+    service_tier: str = "default"  # the tier the body (and every chunk) says served the call
     pieces: list[str] | None = None  # how a stream splits the text; default: word by word
     args_piece: int = 4  # streamed tool-call arguments come in fragments of this many chars
     # Responses API only: a reasoning item (summary text, encrypted content) before the output,
@@ -73,7 +75,11 @@ class Answer:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cached_tokens, "audio_tokens": 0},
+            "prompt_tokens_details": {
+                "cached_tokens": self.cached_tokens,
+                "audio_tokens": 0,
+                **({"cache_write_tokens": self.cache_write_tokens} if self.cache_write_tokens else {}),
+            },
             "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
 
@@ -105,7 +111,7 @@ def completion_body(answer: Answer, *, completion_id: str = "chatcmpl-fake") -> 
         "model": answer.model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish}],
         "usage": answer.usage(),
-        "service_tier": "default",
+        "service_tier": answer.service_tier,
         "system_fingerprint": "fp_fake",
     }
 
@@ -129,6 +135,7 @@ def chunk_events(
             "object": "chat.completion.chunk",
             "created": 1_700_000_000,
             "model": answer.model,
+            "service_tier": answer.service_tier,
             "system_fingerprint": "fp_fake",
             "choices": []
             if delta is None
@@ -344,11 +351,15 @@ def response_body(answer: Answer, *, status: str | None = None) -> dict[str, Any
         "tool_choice": "auto",
         "tools": [],
         "store": False,
+        "service_tier": answer.service_tier,
         "usage": None
         if status == "in_progress"
         else {
             "input_tokens": answer.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": answer.cached_tokens, "cache_write_tokens": 0},
+            "input_tokens_details": {
+                "cached_tokens": answer.cached_tokens,
+                "cache_write_tokens": answer.cache_write_tokens,
+            },
             "output_tokens": answer.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": answer.reasoning_tokens},
             "total_tokens": answer.prompt_tokens + answer.completion_tokens,
