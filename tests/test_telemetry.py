@@ -637,3 +637,41 @@ def test_a_call_refused_before_sending_is_one_span_with_error_status(
     assert "fmclient.response_cache.hit" not in (call.attributes or {})
     failed = [p for p in otel.points()["gen_ai.client.operation.duration"] if "error.type" in (p.attributes or {})]
     assert [(p.attributes or {})["error.type"] for p in failed] == [expected_error] and failed[0].count == 1
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_every_usage_attribute_from_a_usage_with_every_field_set(otel: Otel, streaming: bool) -> None:
+    """Each Usage field has its span attribute (the GenAI conventions' names where they have
+    one, fmclient's own otherwise), and the token histogram counts input and output."""
+    usage = Usage(
+        input_tokens=1000,
+        output_tokens=42,
+        cached_input_tokens=600,
+        cache_write_tokens=300,
+        reasoning_tokens=30,
+        cache_write_1h_tokens=200,
+        service_tier="flex",
+        speed="fast",
+    )
+    with MockProvider() as mock:
+        mock.add_reply("Paris.", usage=usage)
+        client = Client(hooks=[otel.hook])
+        if streaming:
+            with client.stream("Capital of France?", model="openai/gpt-4o") as stream:
+                "".join(chunk.text for chunk in stream)
+        else:
+            client.complete("Capital of France?", model="openai/gpt-4o")
+    call, _ = otel.spans()
+    attributes = dict(call.attributes or {})
+    assert {k: v for k, v in attributes.items() if "usage" in k} == {
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 42,
+        "gen_ai.usage.cache_read.input_tokens": 600,
+        "gen_ai.usage.cache_creation.input_tokens": 300,
+        "gen_ai.usage.reasoning.output_tokens": 30,
+        "fmclient.usage.cache_creation_1h.input_tokens": 200,
+        "fmclient.usage.service_tier": "flex",
+        "fmclient.usage.speed": "fast",
+    }
+    sums = {str((p.attributes or {})["gen_ai.token.type"]): p.sum for p in otel.points()["gen_ai.client.token.usage"]}
+    assert sums == {"input": 1000, "output": 42}
