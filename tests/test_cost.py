@@ -119,6 +119,158 @@ def test_bedrock_uses_bedrocks_own_prices(monkeypatch: pytest.MonkeyPatch) -> No
     assert reply.cost.output == 42 * aws.output_mtok / MILLION
 
 
+# -- one-hour cache writes, cache writes on Chat Completions (issue 19, items 1-2) ----------------
+def test_anthropic_one_hour_cache_writes_are_priced_at_the_one_hour_price(fake_server: FakeServer) -> None:
+    """Opus 4.6, 100k tokens written to the one-hour cache: $1.00, not the 5-minute $0.625."""
+    usage = {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_creation_input_tokens": 100_000,
+        "cache_creation": {"ephemeral_1h_input_tokens": 100_000, "ephemeral_5m_input_tokens": 0},
+    }
+    fake_server.queue(fa.message_reply("ok", model="claude-opus-4-6", usage_=usage))
+    client = Client(providers={"anthropic": {"base_url": fake_server.url, "api_key": "test-key-anthropic"}})
+    reply = client.complete("Long document...", model="anthropic/claude-opus-4-6")
+    p = table("anthropic", "claude-opus-4-6")
+    assert reply.usage == Usage(100_000, 0, cache_write_tokens=100_000, cache_write_1h_tokens=100_000)
+    assert reply.cost is not None and reply.cost.total == 100_000 * p.cache_write_1h_mtok / MILLION == Decimal(1)
+
+
+def test_bedrock_cache_details_price_each_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKEFAKEFAKE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret-key")
+    model = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+    usage = converse_usage(100, 0, cache_write=300, cache_write_1h=200)
+    with FakeBedrock() as bedrock:
+        bedrock.queue(converse_reply(text="ok", usage=usage))
+        client = Client(providers={"bedrock": {"base_url": bedrock.url, "region": "us-east-1"}})
+        reply = client.complete("Capital?", model=f"bedrock/{model}")
+    aws = table("aws", model)
+    assert reply.usage == Usage(400, 0, cache_write_tokens=300, cache_write_1h_tokens=200)
+    expected = (100 * aws.input_mtok + 100 * aws.cache_write_mtok + 200 * aws.cache_write_1h_mtok) / MILLION
+    assert reply.cost is not None and reply.cost.input == expected
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_chat_completions_cache_writes_are_priced_as_writes(fake_server: FakeServer, stream: bool) -> None:
+    fake = FakeOpenAI(fake_server)
+    fake.answer(
+        Answer(
+            "Paris.",
+            model="gpt-6-sol",
+            prompt_tokens=1000,
+            completion_tokens=42,
+            cached_tokens=600,
+            cache_write_tokens=300,
+        )
+    )
+    client = openai_client(fake_server)
+    if stream:
+        with client.stream("Capital?", model="openai/gpt-6-sol", api="chat") as chunks:
+            "".join(chunk.text for chunk in chunks)
+        reply = chunks.completion
+    else:
+        reply = client.complete("Capital?", model="openai/gpt-6-sol", api="chat")
+    assert fake_server.requests[0].path == "/v1/chat/completions"
+    assert reply.usage.cache_write_tokens == 300
+    import genai_prices
+
+    def priced(**writes: int) -> Decimal:
+        usage = genai_prices.Usage(input_tokens=1000, output_tokens=42, cache_read_tokens=600, **writes)
+        return genai_prices.calc_price(usage, "gpt-6-sol", provider_id="openai").total_price
+
+    assert priced(cache_write_tokens=300) != priced()  # a write is priced apart on this model
+    assert reply.cost is not None and reply.cost.total == priced(cache_write_tokens=300)
+
+
+# -- what changes the price of the same tokens (issue 19, item 4) --------------------------------
+@pytest.mark.parametrize("tier", ["flex", "priority"])
+def test_openai_service_tier_is_priced_at_that_tiers_price(fake_server: FakeServer, tier: str) -> None:
+    fake = FakeOpenAI(fake_server)
+    fake.answer(Answer("Paris.", model="gpt-5", prompt_tokens=1000, completion_tokens=42, service_tier=tier))
+    reply = openai_client(fake_server).complete("Capital?", model="openai/gpt-5", service_tier=tier)
+    assert fake_server.requests[0].json()["service_tier"] == tier  # sent as asked
+    assert reply.usage.service_tier == tier
+    from genai_prices import data_snapshot
+
+    _, info = data_snapshot.get_snapshot().find_provider_model("gpt-5", None, "openai", None)
+    p = info.get_prices(datetime.now(tz=timezone.utc), {"service_tier": tier})
+    standard = table("openai", "gpt-5")
+    assert p.input_mtok != standard.input_mtok
+    assert reply.cost == Cost(
+        (1000 * p.input_mtok + 42 * p.output_mtok) / MILLION,
+        1000 * p.input_mtok / MILLION,
+        42 * p.output_mtok / MILLION,
+    )
+
+
+def test_a_tier_the_table_has_no_price_for_is_unknown_not_standard(fake_server: FakeServer) -> None:
+    fake = FakeOpenAI(fake_server)
+    fake.answer(Answer("Paris.", service_tier="flex"))
+    reply = openai_client(fake_server).complete("Capital?", model="openai/gpt-4o", service_tier="flex")
+    assert reply.cost is None
+    assert reply.cost_reason is not None and "service_tier 'flex'" in reply.cost_reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [({"service_tier": "priority"}, "service_tier 'priority'"), ({"speed": "fast"}, "speed 'fast'")],
+    ids=["priority-tier", "fast-mode"],
+)
+def test_anthropic_priority_tier_and_fast_mode_without_a_price_are_unknown(
+    fake_server: FakeServer, fields: dict[str, str], named: str
+) -> None:
+    fake_server.queue(fa.message_reply("Paris.", model="claude-opus-4-6", usage_={**fa.usage(100, 42), **fields}))
+    client = Client(providers={"anthropic": {"base_url": fake_server.url, "api_key": "test-key-anthropic"}})
+    reply = client.complete("Capital?", model="anthropic/claude-opus-4-6")
+    assert reply.cost is None and reply.cost_reason is not None and named in reply.cost_reason
+
+
+def test_anthropic_fast_mode_is_priced_where_the_table_has_it() -> None:
+    fast = price_usage(PriceRef("anthropic"), ("claude-opus-4-8",), Usage(1000, 100, speed="fast"), None)
+    standard = price_usage(PriceRef("anthropic"), ("claude-opus-4-8",), Usage(1000, 100), None)
+    from genai_prices import data_snapshot
+
+    _, info = data_snapshot.get_snapshot().find_provider_model("claude-opus-4-8", None, "anthropic", None)
+    p = info.get_prices(datetime.now(tz=timezone.utc), {"speed": "fast"})
+    assert isinstance(fast, Cost) and isinstance(standard, Cost) and fast.total > standard.total
+    assert fast.total == (1000 * p.input_mtok + 100 * p.output_mtok) / MILLION
+
+
+def test_a_long_prompt_on_a_host_without_the_makers_long_context_tier_is_unknown() -> None:
+    """Anthropic's table has Sonnet 4.5's >200k tier; Bedrock's prices it flat: above the tier
+    the Bedrock price is not trusted. Below it, and on Anthropic itself, it is priced."""
+    model = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+    above = price_usage(PriceRef("bedrock"), (model,), Usage(250_000, 10), None)
+    assert isinstance(above, Unpriced) and "long-context price tier (200000 tokens)" in above.reason
+    assert isinstance(price_usage(PriceRef("bedrock"), (model,), Usage(150_000, 10), None), Cost)
+    direct = price_usage(PriceRef("anthropic"), ("claude-sonnet-4-5",), Usage(250_000, 10), None)
+    p = table("anthropic", "claude-sonnet-4-5")
+    assert isinstance(direct, Cost) and direct.input == 250_000 * p.input_mtok.tiers[0].price / MILLION
+
+
+def test_one_hour_writes_on_a_model_without_a_one_hour_price_are_unknown() -> None:
+    found = price_usage(
+        PriceRef("bedrock"),
+        ("anthropic.claude-sonnet-4-20250514-v1:0",),
+        Usage(1000, 10, cache_write_tokens=500, cache_write_1h_tokens=100),
+        None,
+    )
+    assert isinstance(found, Unpriced) and "one-hour cache-write price" in found.reason
+
+
+def test_provider_batch_prices_one_hour_writes_at_the_batch_one_hour_price() -> None:
+    from fmclient.pricing import price_batch_usage
+
+    usage = Usage(100_000, 0, cache_write_tokens=100_000, cache_write_1h_tokens=100_000, service_tier="batch")
+    cost, note = price_batch_usage(PriceRef("anthropic"), ("claude-opus-4-6",), usage, None)
+    from genai_prices import data_snapshot
+
+    _, info = data_snapshot.get_snapshot().find_provider_model("claude-opus-4-6", None, "anthropic", None)
+    p = info.get_prices(datetime.now(tz=timezone.utc), {"processing": "batch"})
+    assert note is None and cost is not None and cost.total == 100_000 * p.cache_write_1h_mtok / MILLION
+
+
 def test_compatible_server_priced_by_its_host() -> None:
     mistral = PriceRef("openai", "https://api.mistral.ai/v1")
     cost = price_usage(mistral, ("mistral-large-latest",), Usage(1000, 100), None)
