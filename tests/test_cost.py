@@ -515,3 +515,14 @@ def test_a_hook_reading_the_cost_early_does_not_lose_it() -> None:
         reply = Client(hooks=[ReadsCost()]).complete("hi", model="openai/gpt-4o")
     assert reply.cost is not None and reply.cost.total > 0
     assert seen == [None, reply.cost]  # unknown during the attempt, the price once it is the answer
+
+
+def test_a_batch_result_that_says_batch_without_a_batch_price_keeps_the_standard_price_and_says_so() -> None:
+    """Anthropic's batch results report service_tier "batch": that must not turn the documented
+    fallback (standard price, with a note) into an unknown cost."""
+    from fmclient.pricing import price_batch_usage
+
+    usage = Usage(1000, 100, service_tier="batch")
+    cost, note = price_batch_usage(PriceRef("anthropic"), ("claude-3-haiku-20240307",), usage, None)
+    standard = price_usage(PriceRef("anthropic"), ("claude-3-haiku-20240307",), Usage(1000, 100), None)
+    assert cost == standard and note is not None and "standard price" in note

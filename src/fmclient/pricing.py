@@ -278,6 +278,12 @@ def price_batch_usage(
 ) -> tuple[Cost | None, str | None]:
     """(cost, note) of a provider batch result: genai-prices' ``processing=batch`` price where the
     table has one; otherwise the standard price, with a note saying so (no discount is made up)."""
+    if price_context(usage).get("processing"):
+        # Anthropic's results say ``service_tier = "batch"``: the batch price is applied below,
+        # the same way as for a provider that does not say it.
+        from dataclasses import replace
+
+        usage = replace(usage, service_tier=None)
     standard = price_usage(ref, models, usage, at)
     if isinstance(standard, Unpriced):
         return None, standard.reason
