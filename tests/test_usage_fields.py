@@ -10,7 +10,7 @@ shows as a zero here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from tests.fakes import ollama as fo
 from tests.fakes.bedrock import FakeBedrock, converse_reply, converse_stream_reply, converse_usage
 from tests.fakes.openai import Answer, FakeOpenAI
 from tests.fakes.server import FakeServer
+from tests.test_usage_parity import bedrock  # noqa: F401  (the fixture, shared)
 
 PATHS = ("complete", "stream", "acomplete", "astream")
 PROMPT = "What is the capital of France?"
@@ -79,15 +80,6 @@ class Row:
     expected: Usage
     kwargs: dict[str, Any]
     client: Client
-
-
-@pytest.fixture
-def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrock]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKEFAKEFAKE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret-key")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    with FakeBedrock() as server:
-        yield server
 
 
 def _anthropic(server: FakeServer) -> Row:

@@ -419,21 +419,18 @@ class OpenTelemetryHook(Hook):
             return attributes
         attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
         attributes["gen_ai.response.finish_reasons"] = [result.finish_reason]
-        # The semantic conventions' names (gen_ai.usage.*); the parts are counted within
-        # input_tokens / output_tokens there too.
-        if usage.cached_input_tokens:
-            attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_input_tokens
-        if usage.cache_write_tokens:
-            attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
-        if usage.reasoning_tokens:
-            attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
-        # What the conventions have no name for yet, under fmclient's own.
-        if usage.cache_write_1h_tokens:
-            attributes["fmclient.usage.cache_creation_1h.input_tokens"] = usage.cache_write_1h_tokens
-        if usage.service_tier:
-            attributes["fmclient.usage.service_tier"] = usage.service_tier
-        if usage.speed:
-            attributes["fmclient.usage.speed"] = usage.speed
+        # The parts of input and output the provider reports, under the semantic conventions'
+        # names (gen_ai.usage.*) and, where they have none yet, fmclient's own.
+        for value, attribute in (
+            (usage.cached_input_tokens, "gen_ai.usage.cache_read.input_tokens"),
+            (usage.cache_write_tokens, "gen_ai.usage.cache_creation.input_tokens"),
+            (usage.reasoning_tokens, "gen_ai.usage.reasoning.output_tokens"),
+            (usage.cache_write_1h_tokens, "fmclient.usage.cache_creation_1h.input_tokens"),
+            (usage.service_tier, "fmclient.usage.service_tier"),
+            (usage.speed, "fmclient.usage.speed"),
+        ):
+            if value:
+                attributes[attribute] = value
         response_id = getattr(result, "response_id", None)
         if response_id:
             attributes["gen_ai.response.id"] = response_id
