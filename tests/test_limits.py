@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,13 @@ class FakeClock:
         self._advance(seconds)
 
     async def asleep(self, seconds: float) -> None:
-        self._advance(seconds)
+        # The tasks that can run now run first (as on a real loop, where they all come before a
+        # timer), then this one wakes at its own wake time, not after everyone else's sleeps.
+        wake = self.now + seconds
         await asyncio.sleep(0)
+        with self._lock:
+            self.slept.append(seconds)
+            self.now = max(self.now, wake)
 
 
 @pytest.fixture
@@ -179,10 +185,111 @@ def test_actual_usage_corrects_the_estimate(clock: FakeClock) -> None:
     buckets = limiter.buckets_for("p", "m")
     ticket = limiter.acquire(buckets, 900, lambda: None, {})
     # Estimated 900, so 200 more would have to wait a minute ...
-    assert limiter._try(buckets, 200)[1] is None
+    with pytest.raises(RateLimitError):
+        limiter.acquire(buckets, 200, lambda: 1.0, {})
     # ... but the call used 100: the correction frees the room at once.
     limiter.settle(ticket, 100, None)
-    assert limiter._try(buckets, 200)[1] is not None
+    limiter.acquire(buckets, 200, lambda: 1.0, {})
+    assert clock.slept == []
+
+
+# -- fair order --------------------------------------------------------------------------------------
+def _admitted_at(limiter: RateLimiter, ticket: Any) -> float:
+    return float(ticket.token_entries[0][1][0])
+
+
+def test_a_big_call_is_not_starved_by_small_ones_that_arrive_after_it(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter = RateLimiter({"p": RateLimit(tpm=1000)})
+    buckets = limiter.buckets_for("p", "m")
+    limiter.acquire(buckets, 600, lambda: None, {})  # t=1000: 400 left in this minute
+    small_admissions: list[float] = []
+    refused = 0
+
+    def sleep_while_small_calls_arrive(seconds: float) -> None:
+        # The big call is waiting: small calls that would each fit into the 400 left come in,
+        # each willing to wait 10 s at most.
+        nonlocal refused
+        for _ in range(5):
+            try:
+                ticket = limiter.acquire(buckets, 100, lambda: 10.0, {})
+            except RateLimitError:
+                refused += 1
+            else:
+                small_admissions.append(_admitted_at(limiter, ticket))
+        clock.sleep(seconds)
+
+    monkeypatch.setattr(limits, "sleep", sleep_while_small_calls_arrive)
+    big = limiter.acquire(buckets, 700, lambda: 120.0, {})
+    # Admitted as soon as the first charge left the window, not after the small ones.
+    assert _admitted_at(limiter, big) == 1060.0
+    assert small_admissions == [] and refused == 5  # they would have had to wait behind it
+    assert limiter._line == deque()
+
+
+async def test_async_a_big_call_goes_first_once_capacity_allows(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter = RateLimiter({"p": RateLimit(tpm=1000)})
+    buckets = limiter.buckets_for("p", "m")
+    limiter.acquire(buckets, 600, lambda: None, {})  # t=1000: 400 left in this minute
+    order: list[tuple[str, float]] = []
+    smalls: list[asyncio.Future[None]] = []
+
+    async def call(name: str, estimate: int) -> None:
+        ticket = await limiter.aacquire(buckets, estimate, lambda: None, {})
+        order.append((name, _admitted_at(limiter, ticket)))
+
+    async def asleep_while_small_calls_arrive(seconds: float) -> None:
+        if not smalls:  # the big call is waiting: eight small ones arrive (they run before it wakes)
+            smalls.extend(asyncio.ensure_future(call(f"small{i}", 100)) for i in range(8))
+        await clock.asleep(seconds)
+
+    monkeypatch.setattr(limits, "asleep", asleep_while_small_calls_arrive)
+    await call("big", 700)
+    await asyncio.gather(*smalls)
+    admitted = dict(order)
+    # The big call goes as soon as the first charge leaves the window; the small ones that came
+    # after it go after it, in the order they came, only into the room it leaves.
+    assert admitted["big"] == 1060.0
+    smalls_in_order = [admitted[f"small{i}"] for i in range(8)]
+    assert min(smalls_in_order) >= admitted["big"]
+    assert smalls_in_order == sorted(smalls_in_order)
+    assert sum(100 for when in smalls_in_order if when == 1060.0) == 300
+    assert limiter._line == deque()
+
+
+async def test_a_cancelled_waiter_leaves_the_line(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    limiter = RateLimiter({"p": RateLimit(tpm=1000)})
+    buckets = limiter.buckets_for("p", "m")
+    limiter.acquire(buckets, 600, lambda: None, {})
+    parked = asyncio.Event()
+
+    async def park(seconds: float) -> None:
+        parked.set()
+        await asyncio.Event().wait()  # never wakes: only cancellation ends it
+
+    monkeypatch.setattr(limits, "asleep", park)
+    big = asyncio.ensure_future(limiter.aacquire(buckets, 700, lambda: None, {}))
+    await parked.wait()
+    assert len(limiter._line) == 1
+    big.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await big
+    assert limiter._line == deque()
+    limiter.acquire(buckets, 300, lambda: 1.0, {})  # nobody ahead any more: fits now
+
+
+def test_a_waiter_that_gives_up_leaves_the_line_and_gives_back_its_room(clock: FakeClock) -> None:
+    limiter = RateLimiter({"p": RateLimit(tpm=1000)})
+    buckets = limiter.buckets_for("p", "m")
+    limiter.acquire(buckets, 600, lambda: None, {})
+    with pytest.raises(RateLimitError):
+        limiter.acquire(buckets, 700, lambda: 30.0, {})  # the big one cannot start in 30 s
+    assert limiter._line == deque()
+    # It no longer holds anyone up: a small call fits now.
+    limiter.acquire(buckets, 300, lambda: 1.0, {})
     assert clock.slept == []
 
 

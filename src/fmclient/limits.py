@@ -10,7 +10,9 @@ Configured in the ``[rate_limits]`` table of the config file or as ``Client(rate
     rpm = 100
 
 A call takes a slot in every limit that matches its target (provider and model) before each
-attempt's request leaves, and waits until all of them have room. The limits hold over any 60 s
+attempt's request leaves, and waits until all of them have room. Waiters are admitted first come,
+first served: a later call only gets room left over after the earlier waiters it shares a limit
+with, so a big call is never starved by small ones that keep fitting into the room it waits for. The limits hold over any 60 s
 window (a sliding log, not a token bucket that allows bursts). They are shared by every thread
 and asyncio task that uses one :class:`~fmclient.Client`: the state sits behind one
 ``threading.Lock`` that is held only for bookkeeping, never across a wait.
@@ -130,21 +132,21 @@ class _Window:
         self.charges: deque[list[float]] = deque()  # [time, weight]; weight corrected in place
         self.used = 0.0
 
-    def wait(self, now: float, weight: float) -> float:
-        """Seconds until ``weight`` fits (0: it fits now)."""
+    def wait(self, now: float, weight: float, held: float = 0.0) -> float:
+        """Seconds until ``weight`` fits (0: it fits now), with ``held`` more held for earlier waiters now."""
         charges = self.charges
         while charges and charges[0][0] <= now - WINDOW:
             self.used -= charges.popleft()[1]
         # A call bigger than the whole limit would never fit: it waits for an empty window.
         need = min(weight, self.limit)
-        excess = self.used + need - self.limit
+        excess = self.used + held + need - self.limit
         if excess <= 0:
             return 0.0
         for stamp, charged in charges:
             excess -= charged
             if excess <= 0:
                 return stamp + WINDOW - now
-        return WINDOW  # unreachable in practice: the whole log expires within a window
+        return WINDOW  # what is held now leaves the window a minute from now
 
     def charge(self, now: float, weight: float) -> list[float]:
         entry = [now, float(weight)]
@@ -163,23 +165,49 @@ class _Bucket:
 
 
 class _Ticket:
-    """One admitted call: its token charges, so they can be corrected to actual usage."""
+    """One admitted call: its charges, so they can be corrected to actual usage (or given back)."""
 
-    __slots__ = ("buckets", "estimate", "token_entries")
+    __slots__ = ("buckets", "estimate", "request_entries", "token_entries")
 
-    def __init__(self, buckets: list[_Bucket], estimate: int, token_entries: list[tuple[_Window, list[float]]]) -> None:
+    def __init__(
+        self,
+        buckets: list[_Bucket],
+        estimate: int,
+        request_entries: list[tuple[_Window, list[float]]],
+        token_entries: list[tuple[_Window, list[float]]],
+    ) -> None:
         self.buckets = buckets
         self.estimate = estimate
+        self.request_entries = request_entries
         self.token_entries = token_entries
 
 
+class _Waiter:
+    """A call waiting for room, in its place in the line."""
+
+    __slots__ = ("buckets", "estimate", "queued")
+
+    def __init__(self, buckets: list[_Bucket], estimate: int) -> None:
+        self.buckets = buckets
+        self.estimate = estimate
+        self.queued = False
+
+
 class RateLimiter:
-    """The rate limits of one client, shared by its threads and tasks."""
+    """The rate limits of one client, shared by its threads and tasks.
+
+    Admission is first come, first served: a call that has to wait takes its place in one line
+    (threads and tasks alike), and a later call is admitted only into room left over after every
+    earlier waiter that shares a limit with it: a large call is not starved by a stream of small
+    ones that would each fit into the room it is waiting for. Each waiter charges its own
+    admission when it looks, so a charge is stamped when the request really leaves.
+    """
 
     def __init__(self, limits: Mapping[str, RateLimit]) -> None:
         self._limits = dict(limits)
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
+        self._line: deque[_Waiter] = deque()
 
     def __bool__(self) -> bool:
         return bool(self._limits)
@@ -198,27 +226,82 @@ class RateLimiter:
         return found
 
     # -- admission ----------------------------------------------------------------------------
-    def _try(self, buckets: list[_Bucket], estimate: int) -> tuple[float, _Ticket | None]:
+    @staticmethod
+    def _delay(buckets: list[_Bucket], estimate: int, now: float, held: Mapping[int, float] | None = None) -> float:
+        delay = 0.0
+        for bucket in buckets:
+            delay = max(delay, bucket.paused_until - now)
+            if bucket.requests is not None:
+                delay = max(delay, bucket.requests.wait(now, 1, held.get(id(bucket.requests), 0.0) if held else 0.0))
+            if bucket.tokens is not None:
+                delay = max(delay, bucket.tokens.wait(now, estimate, held.get(id(bucket.tokens), 0.0) if held else 0.0))
+        return delay
+
+    @staticmethod
+    def _charge(buckets: list[_Bucket], estimate: int, now: float) -> _Ticket:
+        requests, tokens = [], []
+        for bucket in buckets:
+            if bucket.requests is not None:
+                requests.append((bucket.requests, bucket.requests.charge(now, 1)))
+            if bucket.tokens is not None:
+                tokens.append((bucket.tokens, bucket.tokens.charge(now, estimate)))
+        return _Ticket(buckets, estimate, requests, tokens)
+
+    def _wait_in_line(self, waiter: _Waiter, now: float) -> float:
+        """The wait of ``waiter`` given everyone ahead of it in line (0: it may go now).
+
+        Earlier waiters that fit now have their room held for them, so a later call fits only
+        into what is left; an earlier waiter that does not fit closes its limits to everyone
+        behind it for at least its own wait.
+        """
+        held: dict[int, float] = {}  # id(window) -> room held in it for earlier waiters
+        blocked: dict[int, float] = {}  # id(bucket) -> the wait of an earlier waiter held in it
+        for earlier in self._line:
+            if earlier is waiter:
+                break
+            ahead = [blocked[id(b)] for b in earlier.buckets if id(b) in blocked]
+            delay = max([self._delay(earlier.buckets, earlier.estimate, now, held), *ahead])
+            if delay > 0:
+                for bucket in earlier.buckets:
+                    blocked[id(bucket)] = max(blocked.get(id(bucket), 0.0), delay)
+                continue
+            for bucket in earlier.buckets:
+                if bucket.requests is not None:
+                    held[id(bucket.requests)] = held.get(id(bucket.requests), 0.0) + 1
+                if bucket.tokens is not None:
+                    held[id(bucket.tokens)] = held.get(id(bucket.tokens), 0.0) + earlier.estimate
+        ahead = [blocked[id(b)] for b in waiter.buckets if id(b) in blocked]
+        return max([self._delay(waiter.buckets, waiter.estimate, now, held), *ahead])
+
+    def _step(self, waiter: _Waiter) -> tuple[float, _Ticket | None]:
+        """One look at the limits: the seconds to wait, or the call's admission."""
         with self._lock:
             # Read the clock under the lock: a time read before waiting for it may be stale by the
             # time the window is checked, and an admission charged at a stale time over-admits.
             now = monotonic()
-            delay = 0.0
-            for bucket in buckets:
-                delay = max(delay, bucket.paused_until - now)
-                if bucket.requests is not None:
-                    delay = max(delay, bucket.requests.wait(now, 1))
-                if bucket.tokens is not None:
-                    delay = max(delay, bucket.tokens.wait(now, estimate))
+            if not waiter.queued and not self._line:  # nobody waiting: the common case
+                delay = self._delay(waiter.buckets, waiter.estimate, now)
+            else:
+                if not waiter.queued:
+                    waiter.queued = True
+                    self._line.append(waiter)
+                delay = self._wait_in_line(waiter, now)
             if delay > 0:
+                if not waiter.queued:
+                    waiter.queued = True
+                    self._line.append(waiter)
                 return delay, None
-            entries = []
-            for bucket in buckets:
-                if bucket.requests is not None:
-                    bucket.requests.charge(now, 1)
-                if bucket.tokens is not None:
-                    entries.append((bucket.tokens, bucket.tokens.charge(now, estimate)))
-            return 0.0, _Ticket(buckets, estimate, entries)
+            if waiter.queued:
+                waiter.queued = False
+                self._line.remove(waiter)
+            return 0.0, self._charge(waiter.buckets, waiter.estimate, now)
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """A waiter gives up (deadline, cancellation, error): it no longer holds anyone up."""
+        with self._lock:
+            if waiter.queued:
+                waiter.queued = False
+                self._line.remove(waiter)
 
     @staticmethod
     def _refuse(delay: float, left: float | None, where: Mapping[str, str]) -> None:
@@ -234,24 +317,34 @@ class RateLimiter:
     def acquire(
         self, buckets: list[_Bucket], estimate: int, remaining: Callable[[], float | None], where: Any
     ) -> _Ticket:
-        """Wait (blocking) for room in every bucket; refuse when the deadline comes first."""
-        while True:
-            delay, ticket = self._try(buckets, estimate)
-            if ticket is not None:
-                return ticket
-            self._refuse(delay, remaining(), where)
-            sleep(delay)
+        """Wait (blocking) for this call's turn and room in every bucket; refuse when the deadline comes first."""
+        waiter = _Waiter(buckets, estimate)
+        try:
+            while True:
+                delay, ticket = self._step(waiter)
+                if ticket is not None:
+                    return ticket
+                self._refuse(delay, remaining(), where)
+                sleep(delay)
+        except BaseException:
+            self._leave(waiter)
+            raise
 
     async def aacquire(
         self, buckets: list[_Bucket], estimate: int, remaining: Callable[[], float | None], where: Any
     ) -> _Ticket:
-        """The async twin of :meth:`acquire`."""
-        while True:
-            delay, ticket = self._try(buckets, estimate)
-            if ticket is not None:
-                return ticket
-            self._refuse(delay, remaining(), where)
-            await asleep(delay)
+        """The async twin of :meth:`acquire` (same line: threads and tasks wait in one order)."""
+        waiter = _Waiter(buckets, estimate)
+        try:
+            while True:
+                delay, ticket = self._step(waiter)
+                if ticket is not None:
+                    return ticket
+                self._refuse(delay, remaining(), where)
+                await asleep(delay)
+        except BaseException:  # a cancelled task must not hold its place (or its room)
+            self._leave(waiter)
+            raise
 
     # -- feedback -------------------------------------------------------------------------------
     def settle(self, ticket: _Ticket, actual_tokens: int | None, headers: Mapping[str, str] | None) -> None:
