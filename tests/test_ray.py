@@ -106,13 +106,93 @@ def test_map_batches_gives_every_row_its_text_usage_cost_and_error(
     assert all(b["max_completion_tokens"] == 5 and b["model"] == "gpt-4o" for b in bodies)
 
 
+def test_list_array_and_datetime_columns_come_back_as_they_went_in(
+    ray_cluster: Any, server: FakeServer, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    when = np.datetime64("2026-03-01T12:30:00.123456", "us")
+    items = [
+        {
+            "prompt": f"row {i}",
+            "id": i,
+            "tags": [f"t{i}", "x"],
+            "vector": np.arange(3, dtype=np.float32) + i,
+            "when": when,
+        }
+        for i in range(6)
+    ]
+    ds = ray_cluster.data.from_items(items)
+    out = ds.map_batches(
+        FMClientPredictor,
+        fn_constructor_kwargs=predictor_kwargs(model="openai/gpt-4o", client_config=client_config(server)),
+        concurrency=1,
+        batch_size=3,
+    )
+    rows = sorted(out.take_all(), key=lambda row: row["id"])
+    assert [row["text"] for row in rows] == [f"echo: row {i}" for i in range(6)]
+    assert all(row["error"] is None for row in rows)
+    assert [list(row["tags"]) for row in rows] == [[f"t{i}", "x"] for i in range(6)]
+    assert [list(row["vector"]) for row in rows] == [[i, i + 1, i + 2] for i in range(6)]
+    assert {np.datetime64(row["when"], "us") for row in rows} == {when}  # a time, not an integer
+    assert not any(isinstance(row["when"], (int, np.integer)) for row in rows)
+
+
+def test_an_input_column_named_like_an_output_column_is_refused_or_prefixed(server: FakeServer) -> None:
+    import numpy as np
+
+    batch = {"prompt": np.array(["a", "b"]), "text": np.array(["my own text", "kept"]), "cost": np.array([1.0, 2.0])}
+    predictor = FMClientPredictor(model="openai/gpt-4o", client_config=client_config(server))
+    with pytest.raises(ConfigurationError, match=r"'text', 'cost'.*output_prefix"):
+        predictor(batch)
+    assert server.requests == []  # refused before any request
+    prefixed = FMClientPredictor(model="openai/gpt-4o", client_config=client_config(server), output_prefix="fm_")
+    out = prefixed(batch)
+    assert list(out["text"]) == ["my own text", "kept"] and list(out["cost"]) == [1.0, 2.0]
+    assert out["fm_text"] == ["echo: a", "echo: b"] and out["fm_error"] == [None, None]
+    assert not set(OUTPUT_COLUMNS) & {name for name in out if not name.startswith("fm_")} - {"text", "cost"}
+
+
+def test_rate_limits_and_budget_from_the_config_file_are_split_over_the_actors(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    from decimal import Decimal
+
+    from fmclient.limits import RateLimit
+
+    path = tmp_path / "fmclient.toml"
+    path.write_text(
+        '[rate_limits."openai"]\nrpm = 1000\ntpm = 90000\n\n[rate_limits."openai/gpt-4o"]\nrpm = 30\n\n'
+        "[budget]\nmax_cost = 3.0\n"
+    )
+    config = {**client_config(server), "config_path": str(path), "rate_limits": {"anthropic": {"rpm": 60}}}
+    kwargs = predictor_kwargs(
+        model="openai/gpt-4o", actors=3, client_config=config, rate_limits={"openai/gpt-4o": {"tpm": 3000}}
+    )
+    predictor = FMClientPredictor(**kwargs)
+    assert dict(predictor.client.settings.rate_limits) == {
+        "openai": RateLimit(rpm=333, tpm=30000),  # the file's, split
+        "anthropic": RateLimit(rpm=20),  # client_config's, split
+        "openai/gpt-4o": RateLimit(tpm=1000),  # the argument's share wins over the file's entry
+    }
+    assert predictor.client.max_cost == Decimal(1)
+    # One actor (the default) takes everything as it is.
+    single = FMClientPredictor(model="openai/gpt-4o", client_config={**client_config(server), "config_path": str(path)})
+    assert single.client.settings.rate_limits["openai"] == RateLimit(rpm=1000, tpm=90000)
+    assert single.client.max_cost == Decimal(3)
+
+
 def test_the_predictor_runs_a_pandas_batch_in_process(server: FakeServer) -> None:
     import pandas as pd
 
     predictor = FMClientPredictor(model="openai/gpt-4o", client_config=client_config(server), concurrency_per_actor=3)
-    out = predictor(pd.DataFrame({"prompt": ["a", "b", "FAIL c"], "n": [1, 2, 3]}))
-    assert out["n"] == [1, 2, 3] and out["text"] == ["echo: a", "echo: b", None]
-    assert out["error_type"] == [None, None, "BadRequestError"]
+    when = pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"])
+    out = predictor(
+        pd.DataFrame({"prompt": ["a", "b", "FAIL c"], "n": [1, 2, 3], "when": when, "tags": [["x"], [], ["y"]]})
+    )
+    assert out["n"].tolist() == [1, 2, 3] and out["text"].tolist() == ["echo: a", "echo: b", None]
+    assert out["error_type"].tolist() == [None, None, "BadRequestError"]
+    assert out["when"].tolist() == when.tolist() and out["tags"].tolist() == [["x"], [], ["y"]]
     # A second batch reuses the actor's loop and client.
     assert predictor({"prompt": ["d"]})["text"] == ["echo: d"]
     assert len(server.requests) == 4
