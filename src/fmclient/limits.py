@@ -12,10 +12,10 @@ Configured in the ``[rate_limits]`` table of the config file or as ``Client(rate
 A call takes a slot in every limit that matches its target (provider and model) before each
 attempt's request leaves, and waits until all of them have room. Waiters are admitted first come,
 first served: a later call only gets room left over after the earlier waiters it shares a limit
-with, so a big call is never starved by small ones that keep fitting into the room it waits for. The limits hold over any 60 s
-window (a sliding log, not a token bucket that allows bursts). They are shared by every thread
-and asyncio task that uses one :class:`~fmclient.Client`: the state sits behind one
-``threading.Lock`` that is held only for bookkeeping, never across a wait.
+with, so a big call is never starved by small ones that keep fitting into the room it waits for.
+The limits hold over any 60 s window (a sliding log, not a token bucket that allows bursts).
+They are shared by every thread and asyncio task that uses one :class:`~fmclient.Client`: the
+state sits behind one ``threading.Lock`` that is held only for bookkeeping, never across a wait.
 
 Tokens: a call is charged an estimate before it is sent (:func:`estimate_tokens`, replaceable) and
 the charge is corrected to the call's actual usage when the answer arrives (for a stream: when
