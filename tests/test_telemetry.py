@@ -675,3 +675,55 @@ def test_every_usage_attribute_from_a_usage_with_every_field_set(otel: Otel, str
     }
     sums = {str((p.attributes or {})["gen_ai.token.type"]): p.sum for p in otel.points()["gen_ai.client.token.usage"]}
     assert sums == {"input": 1000, "output": 42}
+
+
+# -- where the request really went (issue 19 item 22) ---------------------------------------------------
+ENDPOINT_SETTINGS = {
+    # provider: (the variable its SDK reads, the URL suffix the fake's route needs, extra settings)
+    "openai": ("OPENAI_BASE_URL", "/v1", {}),
+    "anthropic": ("ANTHROPIC_BASE_URL", "", {}),
+    "gemini": ("GOOGLE_GEMINI_BASE_URL", "", {}),
+    "bedrock": ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "", {}),
+    "ollama": ("OLLAMA_HOST", "", {}),
+    "bedrock-endpoint-option": (None, "", {"endpoint_url": "{url}"}),
+}
+
+
+@pytest.mark.parametrize("name", list(ENDPOINT_SETTINGS))
+def test_server_address_is_where_the_sdk_sent_the_request_not_the_providers_public_host(
+    name: str, fake_server: FakeServer, otel: Otel, aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variable, suffix, extra = ENDPOINT_SETTINGS[name]
+    case = CASES[name.split("-")[0]]
+    table = {k: v for k, v in PROFILES[case.profile].table(fake_server.url).items() if k != "base_url"}
+    table.update({k: v.format(url=fake_server.url) for k, v in extra.items()})
+    if variable is not None:  # the SDK's own setting, not fmclient's base_url
+        monkeypatch.setenv(variable, fake_server.url + suffix)
+    client = Client(providers={case.provider: table}, hooks=[otel.hook])
+    where = {"server.address": "127.0.0.1", "server.port": fake_server.port}
+    for _ in range(2):  # the first call builds the SDK client; the second starts with it built
+        otel.exporter.clear()
+        fake_server.replies.append(PROFILES[case.profile].reply("hello there"))
+        client.complete("hi", model=f"{case.provider}/{case.model}", max_tokens=50)
+        call, attempts = otel.spans()
+        for span in (call, *attempts):
+            assert {k: (span.attributes or {}).get(k) for k in where} == where, span.name
+    assert len(fake_server.requests) == 2
+    for point in otel.points()["gen_ai.client.operation.duration"]:
+        assert {k: point.attributes.get(k) for k in where} == where
+
+
+async def test_async_calls_report_the_async_sdk_clients_endpoint(
+    fake_server: FakeServer, otel: Otel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = CASES["openai"]
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_server.url + "/v1")
+    table = {k: v for k, v in PROFILES[case.profile].table(fake_server.url).items() if k != "base_url"}
+    client = Client(providers={"openai": table}, hooks=[otel.hook])
+    fake_server.replies.append(PROFILES[case.profile].reply("hello there"))
+    await client.acomplete("hi", model="openai/gpt-4o", max_tokens=50)
+    call, attempts = otel.spans()
+    for span in (call, *attempts):
+        assert (span.attributes or {}).get("server.address") == "127.0.0.1"
+        assert (span.attributes or {}).get("server.port") == fake_server.port
+    await client.aclose()

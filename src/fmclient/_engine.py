@@ -201,8 +201,21 @@ class Engine:
             return None
         provider, model = ("", "") if target is None else (target.provider, target.model)
         return CallObserver(
-            hooks, self.settings.provider_settings, operation, request, streaming, provider, model, cache_hit
+            hooks,
+            self.settings.provider_settings,
+            operation,
+            request,
+            streaming,
+            provider,
+            model,
+            cache_hit,
+            endpoint=self.endpoint_of,
         )
+
+    def endpoint_of(self, provider: str) -> str | None:
+        """Where a provider's requests go, as its built SDK client says (None before it is built)."""
+        adapter = self._providers.get(provider)
+        return None if adapter is None else adapter.endpoint
 
     # -- set-up, cached -------------------------------------------------------------------------
     def provider(self, name: str) -> Provider:

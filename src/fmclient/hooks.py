@@ -96,6 +96,8 @@ class CallInfo:
     model: str = ""
     settings: ProviderSettings | None = None
     cache_hit: bool = False  # answered from fmclient's response cache: no attempts, ``result.cached``
+    # Where the primary target's requests go, as its SDK client says (None: no client built yet).
+    endpoint: str | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -116,6 +118,10 @@ class AttemptInfo:
     error: FMClientError | None = None
     retry_wait: float | None = None
     state: dict[Any, Any] = field(default_factory=dict)
+    # Where the request went: the base URL of the adapter's SDK client, including the SDK's own
+    # environment settings (None when unknown: a client not built yet, a mock, an in-process model).
+    # Known from ``on_attempt_sent`` on; at ``on_attempt_start`` only when a client was built before.
+    endpoint: str | None = None
 
     @property
     def latency(self) -> float | None:
@@ -262,7 +268,7 @@ class CallObserver:
     Built per call only when there is a hook to run (the client passes ``None`` otherwise).
     """
 
-    __slots__ = ("_current", "_hooks", "_number", "_settings", "_target_index", "_target_key", "call")
+    __slots__ = ("_current", "_endpoint", "_hooks", "_number", "_settings", "_target_index", "_target_key", "call")
 
     def __init__(
         self,
@@ -274,14 +280,17 @@ class CallObserver:
         provider: str = "",
         model: str = "",
         cache_hit: bool = False,
+        endpoint: Callable[[str], str | None] | None = None,
     ) -> None:
         self._hooks = hooks
         self._settings = settings
+        self._endpoint = endpoint
         self.call = CallInfo(operation, streaming, request, time.perf_counter())
         if provider:
             self.call.provider = provider
             self.call.model = model
             self.call.settings = settings(provider)
+            self.call.endpoint = None if endpoint is None else endpoint(provider)
         self.call.cache_hit = cache_hit
         self._current: AttemptInfo | None = None
         self._target_key: tuple[str, str] | None = None
@@ -349,6 +358,8 @@ class CallObserver:
             self._target_index,
             time.perf_counter(),
         )
+        if self._endpoint is not None:
+            attempt.endpoint = self._endpoint(provider)
         self.call.attempts.append(attempt)
         self._current = attempt
         self._each("on_attempt_start", attempt)
@@ -384,10 +395,10 @@ class CallObserver:
         try:
             result = fn()
         except BaseException as error:
-            self._each("on_attempt_sent", attempt)
+            self._sent(attempt)
             self._failed(attempt, error)
             raise
-        self._each("on_attempt_sent", attempt)
+        self._sent(attempt)
         then(attempt, result)
         return result
 
@@ -397,12 +408,18 @@ class CallObserver:
         try:
             result = await fn()
         except BaseException as error:
-            self._each("on_attempt_sent", attempt)
+            self._sent(attempt)
             self._failed(attempt, error)
             raise
-        self._each("on_attempt_sent", attempt)
+        self._sent(attempt)
         then(attempt, result)
         return result
+
+    def _sent(self, attempt: AttemptInfo) -> None:
+        if attempt.endpoint is None and self._endpoint is not None:
+            # The adapter built its SDK client for this request: now it knows where it went.
+            attempt.endpoint = self._endpoint(attempt.provider)
+        self._each("on_attempt_sent", attempt)
 
     def _whole_answer(self, attempt: AttemptInfo, result: Any) -> None:
         self.answered(result)

@@ -10,7 +10,8 @@ What it emits follows the OpenTelemetry GenAI semantic conventions (client infer
 client metrics):
 
 * one span per call, kind CLIENT, named ``{gen_ai.operation.name} {gen_ai.request.model}``, with the
-  request attributes, the answering attempt's response attributes and usage, ``error.type`` when the
+  request attributes (``server.address``/``server.port``: where the adapter's SDK client sends
+  requests, its base-URL environment settings included, read when that client is built), the answering attempt's response attributes and usage, ``error.type`` when the
   call failed, and ``fmclient.cost.usd`` when the completion carries a cost;
 * under it, one CLIENT span per attempt (each retry and each fallback target is its own attempt)
   with ``error.type`` on failure, ``fmclient.attempt.number``, ``fmclient.attempt.target_index`` and,
@@ -125,11 +126,20 @@ def _uses_vertex(settings: ProviderSettings) -> bool:
     return False
 
 
+def _server_of(url: str) -> tuple[str | None, int | None]:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
+    return parts.hostname, port
+
+
 def _server(settings: ProviderSettings, flavour: str) -> tuple[str | None, int | None]:
+    """Where a provider's requests would go, from its settings: only until its SDK client is built.
+
+    Once built, the adapter reports the client's own base URL (``AttemptInfo.endpoint``), which
+    also reflects the SDK's environment settings; this table is the fallback before that.
+    """
     if settings.base_url:
-        parts = urlsplit(settings.base_url)
-        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
-        return parts.hostname, port
+        return _server_of(settings.base_url)
     if flavour == "aws.bedrock":
         region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         return (f"bedrock-runtime.{region}.amazonaws.com", 443) if region else (None, None)
@@ -179,21 +189,26 @@ class OpenTelemetryHook(Hook):
             capture_content = os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() == "true"
         self.capture_content = capture_content
         self.emit_legacy_system = emit_legacy_system
-        self._flavours: dict[str, tuple[str, str | None, int | None]] = {}
+        self._flavours: dict[tuple[str, str | None], tuple[str, str | None, int | None]] = {}
 
     def __repr__(self) -> str:
         return f"<OpenTelemetryHook capture_content={self.capture_content}>"
 
     # -- helpers ---------------------------------------------------------------------------------------
-    def _flavour(self, settings: ProviderSettings) -> tuple[str, str | None, int | None]:
-        found = self._flavours.get(settings.name)
+    def _flavour(self, settings: ProviderSettings, endpoint: str | None = None) -> tuple[str, str | None, int | None]:
+        """The provider name and server of a target; ``endpoint`` (where its SDK client sends) wins."""
+        key = (settings.name, endpoint)
+        found = self._flavours.get(key)
         if found is None:
             name = provider_name(settings)
-            found = self._flavours[settings.name] = (name, *_server(settings, name))
+            server = _server_of(endpoint) if endpoint else _server(settings, name)
+            found = self._flavours[key] = (name, *server)
         return found
 
-    def _common(self, operation: str, settings: ProviderSettings, model: str) -> dict[str, Any]:
-        name, address, port = self._flavour(settings)
+    def _common(
+        self, operation: str, settings: ProviderSettings, model: str, endpoint: str | None = None
+    ) -> dict[str, Any]:
+        name, address, port = self._flavour(settings, endpoint)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": operation,
             "gen_ai.provider.name": name,
@@ -231,7 +246,7 @@ class OpenTelemetryHook(Hook):
         call = attempt.call
         span = call.state.get(self)
         if span is None:
-            attributes = self._common(call.operation, attempt.settings, attempt.model)
+            attributes = self._common(call.operation, attempt.settings, attempt.model, attempt.endpoint)
             attributes.update(self._request_attributes(call, attempt.request))
             span = self._tracer.start_span(
                 f"{call.operation} {attempt.model}",
@@ -246,7 +261,7 @@ class OpenTelemetryHook(Hook):
         call_span = self._call_span(attempt)
         if not call_span.is_recording():  # a no-op or sampled-out tracer: metrics only
             return
-        attributes = self._common(attempt.call.operation, attempt.settings, attempt.model)
+        attributes = self._common(attempt.call.operation, attempt.settings, attempt.model, attempt.endpoint)
         attributes.update(self._request_attributes(attempt.call, attempt.request))
         attributes["fmclient.attempt.number"] = attempt.number
         attributes["fmclient.attempt.target_index"] = attempt.target_index
@@ -265,6 +280,9 @@ class OpenTelemetryHook(Hook):
         if held is not None and held[1] is not None:
             otel_context.detach(held[1])
             held[1] = None
+        if held is not None and attempt.endpoint:
+            # The first request of a target builds its SDK client: only now is it known where it went.
+            held[0].set_attributes(_server_attributes(self._flavour(attempt.settings, attempt.endpoint)))
 
     def on_first_chunk(self, attempt: AttemptInfo, chunk: Chunk) -> None:
         held = attempt.state.get(self)
@@ -330,7 +348,7 @@ class OpenTelemetryHook(Hook):
         if isinstance(error, GeneratorExit):
             error = None  # the caller closed a stream early: not a failure
         duration = (call.ended or time.perf_counter()) - call.started
-        metric_attributes = self._common(call.operation, last.settings, last.model)
+        metric_attributes = self._common(call.operation, last.settings, last.model, last.endpoint)
         if result is not None and result.model:
             metric_attributes["gen_ai.response.model"] = result.model
         if error is not None:
@@ -344,6 +362,8 @@ class OpenTelemetryHook(Hook):
             if last.target_index:  # a fallback answered (or failed last): the span names that target
                 span.set_attributes(metric_attributes)
                 span.update_name(f"{call.operation} {last.model}")
+            elif last.endpoint:  # where the request really went, known once it was sent
+                span.set_attributes(_server_attributes(self._flavour(last.settings, last.endpoint)))
             if call.streaming and last.first_chunk_at is not None:
                 response["gen_ai.response.time_to_first_chunk"] = last.first_chunk_at - call.started
             span.set_attributes(response)
@@ -374,7 +394,7 @@ class OpenTelemetryHook(Hook):
         if isinstance(error, GeneratorExit):
             error = None  # a replayed stream closed early: not a failure
         ended = call.ended or time.perf_counter()
-        metric_attributes = self._common(call.operation, settings, call.model)
+        metric_attributes = self._common(call.operation, settings, call.model, call.endpoint)
         if result is not None and result.model:
             metric_attributes["gen_ai.response.model"] = result.model
         if error is not None:
@@ -441,6 +461,13 @@ class OpenTelemetryHook(Hook):
         if content:
             attributes["gen_ai.output.messages"] = json.dumps([_output_message(result)], ensure_ascii=False)
         return attributes
+
+
+def _server_attributes(flavour: tuple[str, str | None, int | None]) -> dict[str, Any]:
+    _, address, port = flavour
+    if not address:
+        return {}
+    return {"server.address": address, "server.port": port} if port else {"server.address": address}
 
 
 def _error_type(error: BaseException | None) -> str:

@@ -954,7 +954,7 @@ class AnthropicProvider(Provider):
             if http_client is not None:
                 kwargs["http_client"] = http_client
         try:
-            return getattr(sdk, class_name)(**kwargs)
+            client = getattr(sdk, class_name)(**kwargs)
         except Exception as exc:
             # e.g. an SDK credentials profile that does not exist or cannot be read
             raise ConfigurationError(
@@ -962,6 +962,7 @@ class AnthropicProvider(Provider):
                 f"{type(exc).__name__}: {redact(str(exc))}",
                 provider=self.name,
             ) from exc
+        return self._built(client, client.base_url)
 
     def _params(self, request: Request) -> dict[str, Any]:
         """build_params, checked against what the installed SDK's ``messages.create`` takes."""

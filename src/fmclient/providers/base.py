@@ -99,6 +99,11 @@ class Provider:
     extra: str = ""
     #: adapter-specific settings accepted in the provider's config table (``options``)
     option_keys: frozenset[str] = frozenset()
+    #: Where requests go: the base URL (or endpoint) of the SDK client, read from the client when it
+    #: is built, so it includes the SDK's own environment settings (``OPENAI_BASE_URL``,
+    #: ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, ``OLLAMA_HOST``...). None until a client is built,
+    #: and for a model run in this process. Telemetry reports it as ``server.address``/``server.port``.
+    endpoint: str | None = None
 
     def __init__(self, settings: ProviderSettings) -> None:
         unknown = sorted(set(settings.options) - self.option_keys)
@@ -114,6 +119,12 @@ class Provider:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+    def _built(self, client: T, base_url: Any) -> T:
+        """Record where a newly built SDK client sends requests (see :attr:`endpoint`); returns it."""
+        if base_url:
+            self.endpoint = str(base_url)
+        return client
 
     # -- checks made before any network call ------------------------------------------------
     def capabilities(self, model: str) -> Capabilities:

@@ -1202,7 +1202,7 @@ class BedrockProvider(Provider):
             endpoint_url=self._endpoint_url,
         )
         client.meta.events.register("before-call.bedrock-runtime", _apply_read_timeout)
-        return client
+        return self._built(client, client.meta.endpoint_url)
 
     # -- plumbing --------------------------------------------------------------------------
     def _invoke(self, fn: Callable[..., Any], timeout: float | None, **params: Any) -> Any:

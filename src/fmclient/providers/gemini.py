@@ -1067,7 +1067,10 @@ class GeminiProvider(Provider):
                 f"cannot set up the google-genai client for provider {self.name!r}: {exc}",
                 provider=self.name,
             ) from exc
-        return client
+        # The SDK settles the base URL (GOOGLE_GEMINI_BASE_URL / GOOGLE_VERTEX_BASE_URL, the Vertex
+        # location's host) on its API client; a private attribute, so read defensively.
+        http_options = getattr(getattr(client, "_api_client", None), "_http_options", None)
+        return self._built(client, getattr(http_options, "base_url", None))
 
     def _checked_credentials(self, credentials: Any) -> Any:
         from google.auth.credentials import Credentials

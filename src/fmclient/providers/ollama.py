@@ -531,12 +531,13 @@ class OllamaProvider(Provider):
                 if self._client is None:
                     sdk = self._sdk()
                     # host=None lets the SDK read OLLAMA_HOST itself.
-                    self._client = sdk.Client(host=self.settings.base_url, **self._client_kwargs())
+                    client = sdk.Client(host=self.settings.base_url, **self._client_kwargs())
+                    self._client = self._built(client, self._host(client))
         return self._client
 
     def _build_async(self) -> ollama.AsyncClient:
         client: ollama.AsyncClient = self._sdk().AsyncClient(host=self.settings.base_url, **self._client_kwargs())
-        return client
+        return self._built(client, self._host(client))
 
     def _async_client(self) -> ollama.AsyncClient:
         return self._async_clients.get()

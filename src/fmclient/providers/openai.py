@@ -832,7 +832,8 @@ class OpenAIProvider(Provider):
                 if client is None:
                     import openai
 
-                    client = self._client = openai.OpenAI(**self._client_kwargs())
+                    client = openai.OpenAI(**self._client_kwargs())
+                    self._client = self._built(client, client.base_url)
         return client
 
     def _async_client(self) -> AsyncOpenAI:
@@ -846,7 +847,8 @@ class OpenAIProvider(Provider):
             http_client = aiohttp_client(openai)
             if http_client is not None:
                 kwargs["http_client"] = http_client
-        return openai.AsyncOpenAI(**kwargs)
+        client = openai.AsyncOpenAI(**kwargs)
+        return self._built(client, client.base_url)
 
     def _stream_type(self, async_: bool) -> Any:
         if self._raw_streams is None:
