@@ -11,8 +11,9 @@ client metrics):
 
 * one span per call, kind CLIENT, named ``{gen_ai.operation.name} {gen_ai.request.model}``, with the
   request attributes (``server.address``/``server.port``: where the adapter's SDK client sends
-  requests, its base-URL environment settings included, read when that client is built), the answering attempt's response attributes and usage, ``error.type`` when the
-  call failed, and ``fmclient.cost.usd`` when the completion carries a cost;
+  requests, its base-URL environment settings included, read when that client is built), the
+  answering attempt's response attributes and usage, ``error.type`` when the call failed, and
+  ``fmclient.cost.usd`` when the completion carries a cost;
 * under it, one CLIENT span per attempt (each retry and each fallback target is its own attempt)
   with ``error.type`` on failure, ``fmclient.attempt.number``, ``fmclient.attempt.target_index`` and,
   when the attempt was retried, ``fmclient.retry.wait`` (seconds); a skipped or failed target shows
