@@ -727,3 +727,169 @@ async def test_async_calls_report_the_async_sdk_clients_endpoint(
         assert (span.attributes or {}).get("server.address") == "127.0.0.1"
         assert (span.attributes or {}).get("server.port") == fake_server.port
     await client.aclose()
+
+
+# -- switching telemetry on without code (issue 19 item 23) ----------------------------------------------
+def has_otel_hook(client: Client) -> bool:
+    return any(isinstance(hook, OpenTelemetryHook) for hook in client._hooks)
+
+
+def test_telemetry_from_the_config_file_the_environment_and_the_argument(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmclient.errors import ConfigurationError
+
+    monkeypatch.delenv("FMCLIENT_TELEMETRY", raising=False)
+    on, off = tmp_path / "on.toml", tmp_path / "off.toml"
+    on.write_text("telemetry = true\n")
+    off.write_text("telemetry = false\n")
+    assert not has_otel_hook(Client(config_path=off))
+    assert has_otel_hook(Client(config_path=on))
+    assert Client(config_path=on).settings.sources["telemetry"] == f"config file {on}"
+    # Read when the client is built (not when fmclient was imported): the environment beats the file ...
+    monkeypatch.setenv("FMCLIENT_TELEMETRY", "1")
+    client = Client(config_path=off)
+    assert has_otel_hook(client) and client.settings.sources["telemetry"] == "env FMCLIENT_TELEMETRY"
+    monkeypatch.setenv("FMCLIENT_TELEMETRY", "off")
+    assert not has_otel_hook(Client(config_path=on))
+    # ... and the argument beats both.
+    monkeypatch.setenv("FMCLIENT_TELEMETRY", "true")
+    assert not has_otel_hook(Client(telemetry=False))
+    monkeypatch.setenv("FMCLIENT_TELEMETRY", "sure")
+    with pytest.raises(ConfigurationError, match="FMCLIENT_TELEMETRY must be true or false"):
+        Client()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('telemetry = "maybe"\n')
+    monkeypatch.delenv("FMCLIENT_TELEMETRY")
+    with pytest.raises(ConfigurationError, match="telemetry must be true or false"):
+        Client(config_path=bad)
+
+
+def test_fmclient_telemetry_is_not_read_at_import_time() -> None:
+    code = (
+        "import os, sys, fmclient\n"
+        "assert not any(m.startswith('opentelemetry') for m in sys.modules), 'imported at import'\n"
+        "os.environ['FMCLIENT_TELEMETRY'] = '1'  # set after the import: still honoured\n"
+        "client = fmclient.Client()\n"
+        "print(type(client._hooks[-1]).__name__)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "FMCLIENT_TELEMETRY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "OpenTelemetryHook"
+
+
+def test_the_instrumentor_traces_every_client_until_uninstrumented(fake_server: FakeServer) -> None:
+    from fmclient.instrumentation import FMClientInstrumentor
+
+    otel = make_otel()
+    case = CASES["openai"]
+    table = PROFILES[case.profile].table(fake_server.url)
+    before = Client(providers={"openai": table})  # built before instrument(): traced too
+    instrumentor = FMClientInstrumentor()
+    reader = InMemoryMetricReader()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, meter_provider=MeterProvider([reader]))
+    try:
+        assert instrumentor.instrumentation_dependencies() == ()
+        after = Client(providers={"openai": table})
+        own = Client(providers={"openai": table}, hooks=[otel.hook])  # has its own hook: no second span
+        for client in (before, after, own):
+            otel.exporter.clear()
+            fake_server.replies.append(PROFILES[case.profile].reply("hello there"))
+            client.complete("hi", model="openai/gpt-4o", max_tokens=50)
+            call, attempts = otel.spans()
+            assert call.name == "chat gpt-4o" and len(attempts) == 1
+            assert (call.attributes or {})["gen_ai.provider.name"] == "openai"
+        durations = [m for r in reader.get_metrics_data().resource_metrics for s in r.scope_metrics for m in s.metrics]
+        assert [m.name for m in durations] == ["gen_ai.client.operation.duration", "gen_ai.client.token.usage"]
+    finally:
+        instrumentor.uninstrument()
+    otel.exporter.clear()
+    fake_server.replies.append(PROFILES[case.profile].reply("hello there"))
+    before.complete("hi", model="openai/gpt-4o", max_tokens=50)
+    assert otel.exporter.get_finished_spans() == ()
+
+
+def test_the_instrumentor_does_not_import_the_opentelemetry_sdk() -> None:
+    code = (
+        "import sys\n"
+        "from fmclient.instrumentation import FMClientInstrumentor\n"
+        "FMClientInstrumentor().instrument()\n"
+        "import fmclient\n"
+        "fmclient.Client()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+INSTRUMENTED_APP = """
+import json, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import fmclient
+
+# The app sets up its exporter, as it would for any instrumentation; it never mentions fmclient's.
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+client = fmclient.Client(providers={"openai": {"base_url": sys.argv[1], "api_key": "sk-instrumented"}})
+print("ANSWER", client.complete("hi", model="openai/gpt-4o", max_tokens=5).text)
+print("SPANS", json.dumps([[s.name, dict(s.attributes)] for s in exporter.get_finished_spans()]))
+"""
+
+
+def test_opentelemetry_instrument_traces_an_app_that_never_asks_for_it(fake_server: FakeServer, tmp_path: Any) -> None:
+    """``opentelemetry-instrument python app.py`` finds the instrumentor through the entry point.
+
+    The entry point is package metadata: the installed metadata is that of whatever checkout was
+    last ``pip install -e``'d, so this test installs this tree's declaration (from pyproject.toml)
+    as a dist-info of its own, first on the path, the way pip would write it.
+    """
+    import os
+    from pathlib import Path
+
+    from fmclient.config import _read_toml  # tomllib, or tomli on Python 3.10
+
+    root = Path(__file__).resolve().parent.parent
+    declared = _read_toml(root / "pyproject.toml")["project"]["entry-points"]
+    group = declared["opentelemetry_instrumentor"]
+    assert group == {"fmclient": "fmclient.instrumentation:FMClientInstrumentor"}
+    dist_info = tmp_path / "site" / "fmclient-0.0.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: fmclient\nVersion: 0.0.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[opentelemetry_instrumentor]\n" + "".join(f"{name} = {value}\n" for name, value in group.items())
+    )
+    app = tmp_path / "app.py"
+    app.write_text(INSTRUMENTED_APP)
+    fake_server.replies.append(PROFILES["openai"].reply("traced"))
+    command = Path(sys.executable).parent / "opentelemetry-instrument"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(tmp_path / "site"), str(root / "src"), os.environ.get("PYTHONPATH")) if p
+        ),
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    env.pop("FMCLIENT_TELEMETRY", None)
+    out = subprocess.run(
+        [str(command), sys.executable, str(app), fake_server.url + "/v1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line.startswith(("ANSWER", "SPANS")))
+    assert lines["ANSWER"] == "traced"
+    spans = json.loads(lines["SPANS"])
+    assert [name for name, _ in spans] == ["chat gpt-4o", "chat gpt-4o"]  # the attempt span, then the call span
+    for _, attributes in spans:
+        assert attributes["gen_ai.provider.name"] == "openai"
+        assert attributes["server.address"] == "127.0.0.1" and attributes["server.port"] == fake_server.port

@@ -17,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from fmclient import _validation, pricing
+from fmclient import hooks as hooks_module
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.budget import budget_from_settings
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
@@ -195,6 +196,8 @@ class Engine:
     ) -> CallObserver | None:
         """The call's observer, or None on the fast path: no hook, and the log would drop records."""
         hooks = self.hooks
+        if hooks_module.global_hooks:  # an instrumentor (opentelemetry-instrument) traces every client
+            hooks = hooks_module.with_global_hooks(hooks)
         if self._log.isEnabledFor(20):  # logging.INFO
             hooks = [*hooks, self._logging_hook]
         elif not hooks:

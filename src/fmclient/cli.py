@@ -294,6 +294,7 @@ def _config(client: Client) -> int:
     line("max_retries", settings.max_retries)
     line("timeout", settings.timeout)
     line("max_retry_wait", settings.max_retry_wait)
+    line("telemetry", settings.telemetry)
     if settings.fallback_on:
         line("fallback_on", sorted(settings.fallback_on))
     print("\n[aliases]")

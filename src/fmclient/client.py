@@ -63,7 +63,7 @@ class Client:
         env: Mapping[str, str] | None = None,
         max_cost: float | str | Decimal | None = None,
         hooks: Sequence[Hook] | None = None,
-        telemetry: bool = False,
+        telemetry: bool | None = None,
         cache: bool | Mapping[str, Any] | ResponseCache | None = None,
         rate_limits: Mapping[str, Mapping[str, int] | RateLimit] | None = None,
     ) -> None:
@@ -90,6 +90,8 @@ class Client:
             overrides["cache"] = ({"backend": "memory"} if cache else {}) if isinstance(cache, bool) else cache
         settings: Settings = load_settings(env=env, config_path=config_path, overrides=overrides)
         all_hooks: list[Hook] = list(hooks or ())
+        if telemetry is None:  # not passed: the config file's `telemetry` or FMCLIENT_TELEMETRY
+            telemetry = settings.telemetry
         if telemetry:
             # Imported only when asked for: opentelemetry-api is the [otel] extra.
             from fmclient.telemetry import OpenTelemetryHook

@@ -34,6 +34,8 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
     [rate_limits."openai"]     # requests / tokens per minute (see fmclient.limits)
     rpm = 500
     tpm = 200000
+
+    telemetry = true           # OpenTelemetry spans and metrics (fmclient.telemetry); or FMCLIENT_TELEMETRY=1
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ TOP_LEVEL_KEYS = frozenset(
         "prices",
         "cache",
         "rate_limits",
+        "telemetry",
     }
 )
 PROVIDER_KEYS = frozenset(
@@ -113,6 +116,7 @@ class Settings:
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     default_image_model: str = "titan-image"
+    telemetry: bool = False
     config_path: Path | None = None
 
     def resolve(self, name: str) -> Target:
@@ -230,6 +234,19 @@ def _number(value: Any, what: str, *, integer: bool = False, allow_none: bool = 
     return value
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _switch(value: Any, what: str) -> bool:
+    """A boolean setting: true/false in a file, or 1/0, true/false, yes/no, on/off in a variable."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigurationError(f"{what} must be true or false (1/0, yes/no, on/off), got {value!r}")
+
+
 def _provider_from_table(name: str, table: Any, where: str, base: ProviderSettings | None) -> ProviderSettings:
     if not isinstance(table, Mapping):
         raise ConfigurationError(f"{where}: [providers.{name}] must be a table")
@@ -335,6 +352,9 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
         breaker_from_settings(value)  # validate now, not on the first call
         state["circuit_breaker"] = dict(value)
         sources["circuit_breaker"] = where
+    if "telemetry" in data:
+        state["telemetry"] = _switch(data["telemetry"], f"{where}: telemetry")
+        sources["telemetry"] = where
     if "budget" in data:
         state["budget"] = check_budget_table(data["budget"], where)
         sources["budget"] = where
@@ -360,9 +380,12 @@ def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, 
         ("FMCLIENT_MAX_RETRIES", "max_retries"),
         ("FMCLIENT_TIMEOUT", "timeout"),
         ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait"),
+        ("FMCLIENT_TELEMETRY", "telemetry"),
     ):
         if env.get(var):
             data[key] = env[var]
+    if "telemetry" in data:  # checked here, so a bad value names its variable
+        data["telemetry"] = _switch(data["telemetry"], "environment variable FMCLIENT_TELEMETRY")
     by_env_name = {alias_env_name(a): a for a in aliases}
     env_aliases = {}
     for var, value in env.items():
@@ -469,6 +492,7 @@ def load_settings(
         "prices": {},
         "cache": {},
         "rate_limits": {},
+        "telemetry": False,
         "sources": {},
     }
     from pathlib import Path  # here, not at the top: `import fmclient` need not pay for it
@@ -495,6 +519,7 @@ def load_settings(
             ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
             ("FMCLIENT_IMAGE_MODEL", "default_image_model"),
             ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait"),
+            ("FMCLIENT_TELEMETRY", "telemetry"),
         ):
             if key in env_data:
                 state["sources"][key] = f"env {var}"
@@ -522,4 +547,5 @@ def load_settings(
         rate_limits=dict(state["rate_limits"]),
         sources=dict(state["sources"]),
         config_path=path,
+        telemetry=state["telemetry"],
     )

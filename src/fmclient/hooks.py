@@ -51,6 +51,7 @@ no observer at all, cache hits and refusals included: the client's hot path chec
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -260,6 +261,37 @@ class LoggingHook(Hook):
 
 def _request_id_text(request_id: str | None) -> str:
     return f" (request id {request_id})" if request_id else ""
+
+
+# Hooks every client runs besides its own, registered by the OpenTelemetry instrumentor
+# (fmclient.instrumentation) so `opentelemetry-instrument python app.py` traces clients that were
+# written without telemetry. Replaced, never mutated, so a call reads one consistent tuple.
+global_hooks: tuple[Hook, ...] = ()
+_global_lock = threading.Lock()
+
+
+def add_global_hook(hook: Hook) -> None:
+    """Run ``hook`` on every call of every client (built before or after) until removed."""
+    global global_hooks
+    with _global_lock:
+        if hook not in global_hooks:
+            global_hooks = (*global_hooks, hook)
+
+
+def remove_global_hook(hook: Hook) -> None:
+    global global_hooks
+    with _global_lock:
+        global_hooks = tuple(h for h in global_hooks if h is not hook)
+
+
+def with_global_hooks(hooks: list[Hook]) -> list[Hook]:
+    """A client's hooks plus the global ones it does not already run one of the same kind of.
+
+    A client built with ``telemetry=True`` under the instrumentor keeps its own hook: one span per call.
+    """
+    kinds = {type(hook) for hook in hooks}
+    extra = [hook for hook in global_hooks if type(hook) not in kinds]
+    return [*hooks, *extra] if extra else hooks
 
 
 class CallObserver:
