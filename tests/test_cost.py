@@ -332,6 +332,20 @@ def test_unknown_compatible_server_is_not_guessed(fake_server: FakeServer) -> No
     assert reply.cost_reason is not None and "127.0.0.1" in reply.cost_reason and "[prices]" in reply.cost_reason
 
 
+def test_a_server_chosen_by_openai_base_url_is_not_priced_as_openai(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same server as above, reached through the SDK's own variable instead of base_url.
+    fake = FakeOpenAI(fake_server)
+    fake.answer(Answer("hi", model="gpt-oss-120b"))
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_server.url + "/v1")
+    client = Client(providers={"openai": {"api_key": "sk-cost-test"}})
+    reply = client.complete("hi", model="openai/gpt-oss-120b")
+    assert len(fake_server.requests) == 1
+    assert reply.cost is None
+    assert reply.cost_reason is not None and "127.0.0.1" in reply.cost_reason and "[prices]" in reply.cost_reason
+
+
 def test_prices_table_can_say_none() -> None:
     found = price_usage(PriceRef("openai", None, "none"), ("gpt-4o",), Usage(10, 10), None)
     assert isinstance(found, Unpriced) and "[prices]" in found.reason

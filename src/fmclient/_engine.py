@@ -158,8 +158,10 @@ class Engine:
         ref = self._price_refs.get(target.provider)
         if ref is None:
             settings = self.settings.provider_settings(target.provider)
+            # Where the request really went: OPENAI_BASE_URL may point the SDK elsewhere too.
+            base_url = settings.base_url or self.endpoint_of(target.provider)
             ref = self._price_refs[target.provider] = PriceRef(
-                settings.type, settings.base_url, self.settings.prices.get(target.provider)
+                settings.type, base_url, self.settings.prices.get(target.provider)
             )
         # The id that answered first (dated, or a router's choice), then the one asked for; the
         # mock answers as "provider/model", so only the target's id means anything there.

@@ -270,7 +270,8 @@ def _price_batch(client: Engine, route: Route, completion: Completion) -> None:
 
     target = route.target
     settings = client.settings.provider_settings(target.provider)
-    ref = PriceRef(settings.type, settings.base_url, client.settings.prices.get(target.provider))
+    base_url = settings.base_url or client.endpoint_of(target.provider)  # OPENAI_BASE_URL included
+    ref = PriceRef(settings.type, base_url, client.settings.prices.get(target.provider))
     completion._priced = price_batch_usage(ref, (completion.model, target.model), completion.usage, time.time())
 
 
