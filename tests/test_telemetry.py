@@ -893,3 +893,13 @@ def test_opentelemetry_instrument_traces_an_app_that_never_asks_for_it(fake_serv
     for _, attributes in spans:
         assert attributes["gen_ai.provider.name"] == "openai"
         assert attributes["server.address"] == "127.0.0.1" and attributes["server.port"] == fake_server.port
+
+
+def test_the_provider_name_follows_the_sdk_clients_endpoint_too() -> None:
+    hook = OpenTelemetryHook(tracer_provider=trace.NoOpTracerProvider())
+    openai = Client(providers={"openai": {}}).settings.provider_settings("openai")
+    # OPENAI_BASE_URL pointing the OpenAI SDK at Mistral's compatible API
+    assert hook._flavour(openai, "https://api.mistral.ai/v1") == ("mistral_ai", "api.mistral.ai", 443)
+    gemini = Client(providers={"gemini": {}}).settings.provider_settings("gemini")
+    vertex = "https://europe-west4-aiplatform.googleapis.com/"  # GOOGLE_VERTEX_BASE_URL, or the SDK's Vertex host
+    assert hook._flavour(gemini, vertex) == ("gcp.vertex_ai", "europe-west4-aiplatform.googleapis.com", 443)

@@ -104,10 +104,10 @@ _FINISH_REASONS = {"tool_calls": "tool_call"}
 _INSTRUMENTATION = "fmclient"
 
 
-def provider_name(settings: ProviderSettings) -> str:
-    """The ``gen_ai.provider.name`` for a configured provider."""
+def provider_name(settings: ProviderSettings, endpoint: str | None = None) -> str:
+    """The ``gen_ai.provider.name`` for a configured provider (``endpoint``: where its SDK client sends)."""
     kind = settings.type
-    base_url = settings.base_url or ""
+    base_url = settings.base_url or endpoint or ""
     if kind == "openai" and (settings.name == "mistral" or "api.mistral.ai" in base_url):
         return "mistral_ai"
     if kind == "gemini" and (_uses_vertex(settings) or "aiplatform.googleapis.com" in base_url):
@@ -201,7 +201,7 @@ class OpenTelemetryHook(Hook):
         key = (settings.name, endpoint)
         found = self._flavours.get(key)
         if found is None:
-            name = provider_name(settings)
+            name = provider_name(settings, endpoint)
             server = _server_of(endpoint) if endpoint else _server(settings, name)
             found = self._flavours[key] = (name, *server)
         return found
