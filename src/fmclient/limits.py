@@ -264,6 +264,8 @@ class RateLimiter:
             if delay > 0:
                 for bucket in earlier.buckets:
                     blocked[id(bucket)] = max(blocked.get(id(bucket), 0.0), delay)
+                if all(id(bucket) in blocked for bucket in waiter.buckets):
+                    break  # held up in every limit it is under: those further ahead cannot change that
                 continue
             for bucket in earlier.buckets:
                 if bucket.requests is not None:
