@@ -731,7 +731,7 @@ async def test_async_calls_report_the_async_sdk_clients_endpoint(
 
 # -- switching telemetry on without code (issue 19 item 23) ----------------------------------------------
 def has_otel_hook(client: Client) -> bool:
-    return any(isinstance(hook, OpenTelemetryHook) for hook in client._hooks)
+    return any(isinstance(hook, OpenTelemetryHook) for hook in client._engine.hooks)
 
 
 def test_telemetry_from_the_config_file_the_environment_and_the_argument(
@@ -771,7 +771,7 @@ def test_fmclient_telemetry_is_not_read_at_import_time() -> None:
         "assert not any(m.startswith('opentelemetry') for m in sys.modules), 'imported at import'\n"
         "os.environ['FMCLIENT_TELEMETRY'] = '1'  # set after the import: still honoured\n"
         "client = fmclient.Client()\n"
-        "print(type(client._hooks[-1]).__name__)\n"
+        "print(type(client._engine.hooks[-1]).__name__)\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if k != "FMCLIENT_TELEMETRY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
