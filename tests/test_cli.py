@@ -54,7 +54,10 @@ def test_complete_json_is_the_whole_completion() -> None:
         "total_tokens": 6,
         "cached_input_tokens": 0,
         "cache_write_tokens": 0,
+        "cache_write_1h_tokens": 0,
         "reasoning_tokens": 0,
+        "service_tier": None,
+        "speed": None,
     }
     # The built-in mock provider has no prices: unknown, with the reason, never 0.
     assert data["cost"] is None and "no price table for provider type 'mock'" in data["cost_reason"]
