@@ -71,9 +71,12 @@ def make_client(server: FakeServer, **kwargs: Any) -> Client:
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
+    """The item lines of an output file (after its header line, which is checked)."""
     data = path.read_bytes()
-    assert data == b"" or data.endswith(b"\n"), "the output file must end with a whole line"
-    return [json.loads(line) for line in data.splitlines()]
+    assert data.endswith(b"\n"), "the output file must end with a whole line"
+    header, *lines = (json.loads(line) for line in data.splitlines())
+    assert header["fmclient_batch"] == 1
+    return lines
 
 
 # -- one run ---------------------------------------------------------------------------------------
@@ -181,7 +184,7 @@ def test_a_torn_last_line_is_cut_off_and_its_item_redone(fake_server: FakeServer
     out = tmp_path / "o.jsonl"
     client.batch(["a", "b", "c"], model="fake/gpt-4o", output=out)
     lines = out.read_bytes().splitlines(keepends=True)
-    torn = next(line for line in lines if json.loads(line)["index"] == 1)
+    torn = next(line for line in lines if json.loads(line).get("index") == 1)
     out.write_bytes(b"".join(line for line in lines if line is not torn) + torn[: len(torn) // 2])
     fake_server.requests.clear()
     result = client.batch(["a", "b", "c"], model="fake/gpt-4o", output=out)
@@ -200,7 +203,8 @@ def test_an_output_file_of_other_inputs_is_refused(fake_server: FakeServer, tmp_
         client.batch(["a", "changed"], model="fake/gpt-4o", output=out)
     with pytest.raises(ValueError, match="no item 1"):
         client.batch(["a"], model="fake/gpt-4o", output=out)
-    out.write_bytes(b"not json\n" + before)
+    header, items = before.split(b"\n", 1)
+    out.write_bytes(header + b"\nnot json\n" + items)
     with pytest.raises(ValueError, match="not a JSON line"):
         client.batch(["a", "b"], model="fake/gpt-4o", output=out)
     assert len(fake_server.requests) == 2
@@ -256,7 +260,8 @@ def test_a_run_killed_with_sigkill_resumes_without_loss_or_duplicates(fake_serve
     args = [sys.executable, "-c", RUNNER, fake_server.url + "/v1", str(out), str(items), str(concurrency)]
     run = subprocess.Popen(args, env=subprocess_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while (not out.exists() or out.read_bytes().count(b"\n") < 12) and time.monotonic() < deadline:
+    # 13 lines: the header and 12 items.
+    while (not out.exists() or out.read_bytes().count(b"\n") < 13) and time.monotonic() < deadline:
         assert run.poll() is None, run.stderr.read() if run.stderr else ""
         time.sleep(0.005)
     run.send_signal(signal.SIGKILL)
@@ -381,29 +386,29 @@ async def test_a_bug_stops_an_async_run_and_keeps_what_finished(fake_server: Fak
 def test_cost_is_summed_where_known_and_unknown_ones_are_counted(
     fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dataclasses import replace
     from decimal import Decimal
 
     from fmclient import batch
+    from fmclient.pricing import Cost
     from fmclient.types import Completion
 
     Wire(fake_server)
-    costs = iter([0.25, None, Decimal("0.5")])
+    costs = iter([Decimal("0.25"), None, Decimal("0.5")])
     original = batch._ok_record
 
     def with_cost(item: Any, completion: Completion) -> dict[str, Any]:
-        # Cost is added to Completion by another part of fmclient; the batch reads it with getattr.
-        return original(item, type("Priced", (), {"cost": next(costs), **_fields(completion)})())
+        # The fake model is not in the price table: give each answer a known price, or a reason.
+        cost = next(costs)
+        priced = (None, "not in the price table") if cost is None else (Cost(cost, cost, Decimal(0)), None)
+        return original(item, replace(completion, _priced=priced))
 
     monkeypatch.setattr(batch, "_ok_record", with_cost)
     result = make_client(fake_server).batch(["a", "b", "c"], model="fake/gpt-4o", concurrency=1)
     assert result.cost == 0.75
     assert result.cost_unknown == 1
     assert [item.cost for item in result.items] == [0.25, None, 0.5]
-
-
-def _fields(completion: Any) -> dict[str, Any]:
-    names = ("text", "finish_reason", "model", "provider", "usage")
-    return {name: getattr(completion, name) for name in names}
+    assert [item.cost_reason for item in result.items] == [None, "not in the price table", None]
 
 
 def test_a_second_run_on_the_same_output_file_is_refused(fake_server: FakeServer, tmp_path: Path) -> None:

@@ -377,6 +377,7 @@ class Client:
             progress=progress,
             redo_failed=redo_failed,
             call_args=call_args,
+            resolve=self.resolve,
         )
 
     async def abatch(
@@ -402,6 +403,7 @@ class Client:
             progress=progress,
             redo_failed=redo_failed,
             call_args=call_args,
+            resolve=self.resolve,
         )
 
     # -- provider batch APIs ----------------------------------------------------------------------
