@@ -686,9 +686,10 @@ def test_bad_call_arguments_and_prompts_are_refused_once_before_anything_is_sent
         b'"first prompt"\n{"prompt": "second"}\n"third, no newline"',  # the prompts file itself
         b"# notes\n\nsome text\nlast line without newline",
         b"no newline at all",
+        b"{",  # could start a header, but is not one: a file is ours only once it says so
         b'{"index": 0, "id": 0, "input": "93d8b47cf3253cd8", "ok": true, "text": "ok"}\n{"index": 1, "id"',
     ],
-    ids=["prompts file", "notes.md", "one line", "an older fmclient's output"],
+    ids=["prompts file", "notes.md", "one line", "a brace", "an older fmclient's output"],
 )
 def test_a_file_that_is_not_a_batch_output_is_refused_untouched(
     fake_server: FakeServer, tmp_path: Path, content: bytes

@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from fmclient._fan_out import afan_out, fan_out
@@ -177,12 +177,26 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, type):
         return {"$class": f"{value.__module__}.{value.__qualname__}"}
     if is_dataclass(value):
-        return {"$type": type(value).__name__, **{f.name: _canonical(getattr(value, f.name)) for f in fields(value)}}
+        # Fields at their default are left out, so a field added to a type (with a default) does
+        # not change the fingerprints of files written before.
+        return {
+            "$type": type(value).__name__,
+            **{f.name: _canonical(getattr(value, f.name)) for f in fields(value) if not _at_default(value, f)},
+        }
     if hasattr(value, "model_dump"):  # a pydantic model instance
         return {"$type": type(value).__name__, **value.model_dump(mode="json")}
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return {"$repr": repr(value)}
+
+
+def _at_default(value: Any, spec: Field[Any]) -> bool:
+    current = getattr(value, spec.name)
+    if spec.default is not MISSING:
+        return bool(current == spec.default)
+    if spec.default_factory is not MISSING:
+        return bool(current == spec.default_factory())
+    return False
 
 
 def _digest(value: Any) -> str:
@@ -546,7 +560,7 @@ def _read_output(path: str, plan: _Plan, inputs: list[_Input], redo_failed: bool
         return _Existing({}, False, 0, 0)
     if whole == 0:
         # No whole line: a header cut short (the run died as it began) is ours and holds nothing.
-        if data.startswith(_HEADER_START) or _HEADER_START.startswith(data):
+        if data.startswith(_HEADER_START):
             return _Existing({}, False, 0, len(data))
         raise ValueError(f"{path} exists and is not a batch output file; refusing to write to it")
     lines = data[:whole].split(b"\n")[:-1]
