@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -786,3 +787,19 @@ async def test_a_cancelled_abatch_waits_for_its_calls_in_flight_and_writes_them(
     assert sorted(f"p{line['index']}" for line in read_lines(out)) == sorted(wire.prompts())
     assert len(wire.prompts()) >= 4
     await client.aclose()
+
+
+def test_a_reply_that_fails_its_response_format_keeps_its_text(fake_server: FakeServer, tmp_path: Path) -> None:
+    """The reply was paid for: a StructuredOutputError's raw text is recorded with the error."""
+    from tests.fakes.openai import Answer
+
+    fake = FakeOpenAI(fake_server)
+    fake.answer(Answer("sorry, no JSON today"))
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    client, out = make_client(fake_server, max_retries=0), tmp_path / "o.jsonl"
+    fresh = client.batch(["count"], model="fake/gpt-4o", output=out, response_format=schema)
+    resumed = client.batch(["count"], model="fake/gpt-4o", output=out, response_format=schema)
+    item = fresh.items[0]
+    assert item.error is not None and item.error.type == "StructuredOutputError"
+    assert (item.error.provider, item.text) == ("fake", "sorry, no JSON today")
+    assert resumed.items[0] == replace(item, resumed=True)

@@ -76,11 +76,17 @@ class BatchError:
     message: str
     status_code: int | None = None
     retryable: bool = False
+    #: who failed, where the error says (the last model tried, with fallbacks)
+    provider: str | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class BatchItem:
     """One input's outcome. ``resumed``: it was finished by an earlier run (read from the file).
+
+    A failed item has its ``error``; its ``text`` is the raw reply when there was one (a reply that
+    did not validate as the ``response_format``).
 
     An answered item carries what its :class:`~fmclient.types.Completion` did: ``text``,
     ``tool_calls``, ``parsed`` (rebuilt with the ``response_format`` model when one was given),
@@ -473,7 +479,7 @@ def _ok_record(item: _Input, completion: Completion) -> dict[str, Any]:
 
 
 def _error_record(item: _Input, error: Exception) -> dict[str, Any]:
-    return {
+    record: dict[str, Any] = {
         "index": item.index,
         "id": item.id,
         "input": item.fingerprint,
@@ -483,8 +489,14 @@ def _error_record(item: _Input, error: Exception) -> dict[str, Any]:
             "message": getattr(error, "message", None) or str(error),
             "status_code": getattr(error, "status_code", None),
             "retryable": bool(getattr(error, "retryable", False)),
+            "provider": getattr(error, "provider", None),
+            "model": getattr(error, "model", None),
         },
     }
+    text = getattr(error, "text", None)  # a reply that did not validate (StructuredOutputError): paid for
+    if isinstance(text, str):
+        record["text"] = text
+    return record
 
 
 def _item_from_record(record: Mapping[str, Any], resumed: bool, response_format: ResponseFormat | None) -> BatchItem:
@@ -494,7 +506,15 @@ def _item_from_record(record: Mapping[str, Any], resumed: bool, response_format:
         return BatchItem(
             index=record["index"],
             id=record["id"],
-            error=BatchError(error["type"], error["message"], error.get("status_code"), error.get("retryable", False)),
+            text=record.get("text"),
+            error=BatchError(
+                error["type"],
+                error["message"],
+                error.get("status_code"),
+                error.get("retryable", False),
+                error.get("provider"),
+                error.get("model"),
+            ),
             resumed=resumed,
         )
     text = record.get("text")
