@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from fmclient._fan_out import afan_out, fan_out
@@ -185,10 +185,12 @@ def _canonical(value: Any) -> Any:
     if is_dataclass(value):
         # Fields at their default are left out, so a field added to a type (with a default) does
         # not change the fingerprints of files written before.
-        return {
-            "$type": type(value).__name__,
-            **{f.name: _canonical(getattr(value, f.name)) for f in fields(value) if not _at_default(value, f)},
-        }
+        found: dict[str, Any] = {"$type": type(value).__name__}
+        for name, default in _defaults(type(value)):
+            current = getattr(value, name)
+            if default is _NO_DEFAULT or current != default:
+                found[name] = _canonical(current)
+        return found
     if hasattr(value, "model_dump"):  # a pydantic model instance
         return {"$type": type(value).__name__, **value.model_dump(mode="json")}
     if isinstance(value, os.PathLike):
@@ -196,13 +198,26 @@ def _canonical(value: Any) -> Any:
     return {"$repr": repr(value)}
 
 
-def _at_default(value: Any, spec: Field[Any]) -> bool:
-    current = getattr(value, spec.name)
-    if spec.default is not MISSING:
-        return bool(current == spec.default)
-    if spec.default_factory is not MISSING:
-        return bool(current == spec.default_factory())
-    return False
+_NO_DEFAULT: Any = object()
+_DEFAULTS: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _defaults(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's field names and defaults (``_NO_DEFAULT`` for none), worked out once per type."""
+    found = _DEFAULTS.get(cls)
+    if found is None:
+        found = _DEFAULTS[cls] = tuple(
+            (
+                spec.name,
+                spec.default
+                if spec.default is not MISSING
+                else spec.default_factory()
+                if spec.default_factory is not MISSING
+                else _NO_DEFAULT,
+            )
+            for spec in fields(cls)
+        )
+    return found
 
 
 def _digest(value: Any) -> str:
