@@ -17,11 +17,13 @@ The output file begins with a header line naming the run: its model (as resolved
 and model id), its fallbacks, and a fingerprint of each call argument. Each item's line carries a
 fingerprint of exactly what its request holds (every message, image bytes included, and its
 system prompt). Resuming: a run restarted with the same output file reads it first and sends only
-the items not in it. A file written by a run with another model, other call arguments or other
-inputs is refused, naming what changed, and so is a file that is not a batch output at all (the
-prompts file, ``notes.md``): nothing in such a file is changed. A second run on a file that a live
-run holds is refused too (an advisory ``flock``; POSIX). A torn last line (the process died
-mid-write) is cut off, once the file is known to be this run's, and that item redone.
+the items not in it; failed items stay failed (whatever the failure, a spent budget included)
+unless ``redo_failed=True`` sends them again. A file written by a run with another model, other
+call arguments or other inputs is refused, naming what changed, and so is a file that is not a
+batch output at all (the prompts file, ``notes.md``): nothing in such a file is changed. A second
+run on a file that a live run holds is refused too (an advisory ``flock``; POSIX). A torn last
+line (the process died mid-write) is cut off, once the file is known to be this run's, and that
+item redone.
 
 Durability: every line is written whole and flushed to the OS as soon as its item finishes, so a
 killed process (even SIGKILL) loses at most the items in flight; those are sent again on resume.
