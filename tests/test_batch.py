@@ -668,6 +668,16 @@ def test_how_a_call_is_made_is_not_part_of_the_run(fake_server: FakeServer, tmp_
     assert again.skipped == 1 and len(fake_server.requests) == 1
 
 
+def test_an_alias_pointed_at_another_model_is_another_model(fake_server: FakeServer, tmp_path: Path) -> None:
+    Wire(fake_server)
+    out = tmp_path / "o.jsonl"
+    make_client(fake_server, aliases={"fast": "fake/gpt-4o"}).batch(["a"], model="fast", output=out)
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match=r"written for model 'fake/gpt-4o'.*asks for 'fake/gpt-4\.1'"):
+        make_client(fake_server, aliases={"fast": "fake/gpt-4.1"}).batch(["a"], model="fast", output=out)
+    assert out.read_bytes() == before and len(fake_server.requests) == 1
+
+
 def test_bad_call_arguments_and_prompts_are_refused_once_before_anything_is_sent(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
