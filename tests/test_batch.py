@@ -587,8 +587,10 @@ def image(data: bytes) -> Any:
 
 
 def image_prompt(data: Any) -> list[dict[str, Any]]:
-    """A prompt with an image: an ImagePart as it is, bytes or a path as an image part."""
-    part = data if not isinstance(data, (bytes, str)) else {"type": "image", "image": data}
+    """A prompt with an image: an ImagePart as it is, bytes or a pathlib.Path as an image part."""
+    from fmclient.types import ImagePart
+
+    part = data if isinstance(data, ImagePart) else {"type": "image", "image": data}
     return [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, part]}]
 
 
@@ -650,10 +652,10 @@ def test_an_image_file_changed_under_the_same_path_is_a_different_input(
     picture = tmp_path / "cat.png"
     picture.write_bytes(PNG)
     client, out = make_client(fake_server), tmp_path / "o.jsonl"
-    client.batch([image_prompt(str(picture))], model="fake/gpt-4o", output=out)
+    client.batch([image_prompt(picture)], model="fake/gpt-4o", output=out)
     picture.write_bytes(PNG[:-1] + b"\x01")  # same size, same path, another image
     with pytest.raises(ValueError, match=r"item 0 .* different input"):
-        client.batch([image_prompt(str(picture))], model="fake/gpt-4o", output=out)
+        client.batch([image_prompt(picture)], model="fake/gpt-4o", output=out)
     assert len(fake_server.requests) == 1
 
 
@@ -686,7 +688,7 @@ def test_bad_call_arguments_and_prompts_are_refused_once_before_anything_is_sent
     with pytest.raises(ValueError, match="temperature"):
         client.batch(["a", "b"], model="fake/gpt-4o", output=tmp_path / "o.jsonl", temperature=9)
     with pytest.raises(ValueError, match=r"input 1: .*not found"):
-        client.batch(["a", image_prompt(str(tmp_path / "missing.png"))], model="fake/gpt-4o")
+        client.batch(["a", image_prompt(tmp_path / "missing.png")], model="fake/gpt-4o")
     assert fake_server.requests == [] and not (tmp_path / "o.jsonl").exists()
 
 
