@@ -540,7 +540,13 @@ def test_every_usage_field_is_recorded_and_read_back() -> None:
     from fmclient.batch import _usage_from, _usage_record
     from fmclient.types import Usage
 
-    usage = Usage(**{f.name: number for number, f in enumerate(dataclass_fields(Usage), 1)})
+    # Every field off its default: counts as distinct numbers, the rest (a service tier...) as text.
+    usage = Usage(
+        **{
+            f.name: number if isinstance(f.default, int) else f"{f.name}-{number}"
+            for number, f in enumerate(dataclass_fields(Usage), 1)
+        }
+    )
     assert _usage_from(json.loads(json.dumps(_usage_record(usage)))) == usage
 
 
