@@ -379,6 +379,7 @@ class Client:
             progress=progress,
             redo_failed=redo_failed,
             call_args=call_args,
+            resolve=self.resolve,
         )
 
     async def abatch(
@@ -404,6 +405,7 @@ class Client:
             progress=progress,
             redo_failed=redo_failed,
             call_args=call_args,
+            resolve=self.resolve,
         )
 
     # -- provider batch APIs ----------------------------------------------------------------------
