@@ -269,6 +269,36 @@ def test_image_blocks_of_every_shape_become_image_parts(fake_server: FakeServer)
     assert [p["image_url"]["url"] for p in content[1:]] == [data_uri, data_uri, url, data_uri, data_uri]
 
 
+@pytest.mark.parametrize(
+    "block",
+    [
+        lambda v: {"type": "image_url", "image_url": {"url": v}},
+        lambda v: {"type": "image_url", "image_url": v},
+        lambda v: {"type": "image", "url": v},
+        lambda v: {"type": "image", "source_type": "url", "url": v},
+        lambda v: {"type": "image", "source": {"type": "url", "url": v}},
+    ],
+    ids=["image_url", "image_url-str", "image-url", "source_type-url", "anthropic-source-url"],
+)
+@pytest.mark.parametrize("spelling", ["{}", "file://{}"])
+def test_a_local_path_in_an_image_url_is_refused_without_reading_it(
+    fake_server: FakeServer, tmp_path: Any, block: Any, spelling: str
+) -> None:
+    # A chain that forwards user messages must not read (and upload) the server's files, nor tell
+    # which exist: the refusal is the same for an existing and a missing file, and nothing is sent.
+    FakeOpenAI(fake_server)
+    existing = tmp_path / "secret.png"
+    existing.write_bytes(small_png())
+    llm = openai_chat(fake_server)
+    messages = []
+    for path in (existing, tmp_path / "missing.png"):
+        with pytest.raises(ValueError, match="an image URL must be") as caught:
+            llm.invoke([HumanMessage(content=[{"type": "text", "text": "Describe."}, block(spelling.format(path))])])
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert fake_server.requests == []
+
+
 def test_unsupported_blocks_are_refused_before_any_request(fake_server: FakeServer) -> None:
     FakeOpenAI(fake_server)
     llm = openai_chat(fake_server)

@@ -672,6 +672,21 @@ def test_image_input(fake_server: FakeServer, provider: GeminiProvider) -> None:
     assert file_data.get("mimeType", file_data.get("mime_type")) == "image/jpeg"
 
 
+def test_storage_uris_gemini_reads_go_and_others_are_refused_unsent(
+    fake_server: FakeServer, provider: GeminiProvider
+) -> None:
+    fake_server.queue(fake.generate_reply("A cat."))
+    cloud = Message(role="user", content=(TextPart("What is this?"), ImagePart.from_source("gs://bucket/cat.png")))
+    provider.complete(Request(model=MODEL, messages=(cloud,)))
+    file_data = body(fake_server)["contents"][0]["parts"][1]["fileData"]
+    assert file_data.get("fileUri", file_data.get("file_uri")) == "gs://bucket/cat.png"
+    fake_server.reset()
+    s3 = Message(role="user", content=(TextPart("What is this?"), ImagePart.from_source("s3://bucket/cat.png")))
+    with pytest.raises(UnsupportedFeatureError, match="s3://"):
+        provider.complete(Request(model=MODEL, messages=(s3,)))
+    assert fake_server.requests == []
+
+
 def test_embeddings_batch_and_keep_order(fake_server: FakeServer) -> None:
     fake_server.handler = fake.embed_handler
     texts = [f"text number {i}" for i in range(2 * EMBED_BATCH_SIZE + 50)]

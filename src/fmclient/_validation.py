@@ -124,7 +124,7 @@ def build_embed_request(
     for i, text in enumerate(texts):
         # An image input (a multimodal embedding model's): an ImagePart, its bytes or its file.
         if isinstance(text, (bytes, bytearray, os.PathLike)):
-            text = ImagePart.from_source(bytes(text) if isinstance(text, (bytes, bytearray)) else os.fspath(text))
+            text = ImagePart.from_source(bytes(text) if isinstance(text, (bytes, bytearray)) else text)
         if isinstance(text, ImagePart):
             if text.data is None:
                 raise ValueError(f"texts[{i}]: an image to embed must be inline data, not a URL")

@@ -233,7 +233,8 @@ def _image_part(block: Mapping[str, Any], where: str) -> ImagePart:
     OpenAI style ``{"type": "image_url", "image_url": {"url": ...}}``; the standard v1 block
     ``{"type": "image", "base64" | "url": ..., "mime_type": ...}``; the older
     ``{"type": "image", "source_type": "base64" | "url", "data" | "url": ...}``; and Anthropic's
-    ``{"type": "image", "source": {"type": "base64" | "url", ...}}``.
+    ``{"type": "image", "source": {"type": "base64" | "url", ...}}``. A URL is never read as a local
+    file (a chain that forwards its users' messages must not let them read the server's disk).
     """
     mime = block.get("mime_type")
     try:
@@ -242,13 +243,13 @@ def _image_part(block: Mapping[str, Any], where: str) -> ImagePart:
             url = inner.get("url") if isinstance(inner, Mapping) else inner
             if not isinstance(url, str):
                 raise ValueError("an image_url block needs image_url.url")
-            return ImagePart.from_source(url)
+            return ImagePart.from_url(url)
         source = block.get("source")
         if isinstance(source, Mapping):  # Anthropic's shape
             if source.get("type") == "base64":
                 return ImagePart.from_source(_b64(source.get("data")), source.get("media_type"))
             if source.get("type") == "url" and isinstance(source.get("url"), str):
-                return ImagePart.from_source(source["url"])
+                return ImagePart.from_url(source["url"])
             raise ValueError(f"unsupported image source type {source.get('type')!r}")
         if block.get("base64") is not None:
             return ImagePart.from_source(_b64(block["base64"]), mime)
@@ -256,7 +257,7 @@ def _image_part(block: Mapping[str, Any], where: str) -> ImagePart:
             return ImagePart.from_source(_b64(block.get("data")), mime)
         url = block.get("url")
         if isinstance(url, str):
-            return ImagePart.from_source(url, mime)
+            return ImagePart.from_url(url, mime)
         if block.get("file_id") or (block.get("id") and block.get("source_type") == "id"):
             raise UnsupportedFeatureError(f"{where}: fmclient cannot send an image by provider file id")
         raise ValueError("an image block needs 'base64' or 'url'")
