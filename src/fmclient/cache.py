@@ -33,7 +33,11 @@ was billed, and nothing is charged to a budget); its ``usage`` is the usage of t
 kept for information. ``attempts`` is empty: no model was tried.
 
 A cache that is down (Redis unreachable) or holds a corrupt entry never fails a call: the call
-goes to the provider and a warning is logged on the ``fmclient`` logger.
+goes to the provider and a warning is logged on the ``fmclient`` logger. Any failure to decode an
+entry makes it a miss, and the entry is dropped.
+
+The disk cache creates its SQLite file with mode ``0600`` and the directories it makes with
+``0700``, whatever the umask (SQLite gives its journal, -wal and -shm files the database's mode).
 
 The async calls (``acomplete``, ``astream``, ``abatch``) never block the event loop on the cache: a
 backend that does I/O (:attr:`ResponseCache.blocking`: disk, Redis, and any subclass unless it says
