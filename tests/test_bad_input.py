@@ -415,3 +415,19 @@ def test_a_storage_uri_openai_cannot_fetch_is_refused_unsent(wire: FakeServer, m
     part = {"type": "image", "image": "s3://bucket/cat.png"}
     with pytest.raises(UnsupportedFeatureError, match="s3://"):
         fmclient.complete([{"role": "user", "content": ["Describe it.", part]}], model=model)
+
+
+def test_tool_arguments_nested_deeper_than_the_stack_are_a_structured_output_error(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    from fmclient import StructuredOutputError
+    from tests.fakes.openai import Answer, FakeOpenAI
+
+    server.reset()
+    FakeOpenAI(server).answer(Answer(tool_calls=[("call_1", "lookup", "[" * 100_000 + "]" * 100_000)]))
+    tool = {"name": "lookup", "description": "Look up", "parameters": {"type": "object", "properties": {}}}
+    config = tmp_path / "empty.toml"
+    config.write_text("")
+    providers = {"openai": {"base_url": server.url + "/v1", "api_key": "k"}}
+    with Client(config_path=str(config), providers=providers) as c, pytest.raises(StructuredOutputError, match="JSON"):
+        c.complete("nest", model=MODEL, tools=[tool])

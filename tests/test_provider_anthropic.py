@@ -27,6 +27,7 @@ from fmclient.errors import (
     RateLimitError,
     RequestTimeoutError,
     ServiceUnavailableError,
+    StructuredOutputError,
     UnsupportedFeatureError,
 )
 from fmclient.providers.anthropic import (
@@ -680,6 +681,23 @@ class TestStream:
         assert chunks[-1].model == fa.MODEL
         sent = body(fake_server)
         assert sent["stream"] is True and sent["system"] == "Be brief."
+
+    def test_streamed_tool_input_nested_deeper_than_the_stack_is_a_structured_output_error(
+        self, client: Client, fake_server: FakeServer
+    ) -> None:
+        deep = "[" * 100_000 + "]" * 100_000
+        events = [
+            fa.message_start(),
+            fa.content_block_start(0, {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {}}),
+            fa.input_json_delta(0, deep),
+            fa.content_block_stop(0),
+            fa.message_delta("tool_use"),
+            fa.message_stop(),
+        ]
+        fake_server.queue(fa.stream_reply(events))
+        stream = client.stream("Weather?", model=f"anthropic/{MODEL}", tools=[WEATHER])
+        with pytest.raises(StructuredOutputError):
+            list(stream)
 
     def test_streamed_tool_call_through_the_client(self, client: Client, fake_server: FakeServer) -> None:
         fake_server.queue(

@@ -201,6 +201,18 @@ def test_tool_choice_modes(choice: str, expected: dict[str, Any]) -> None:
     assert config["tool_config"] == {"function_calling_config": expected}
 
 
+def test_a_tool_result_nested_deeper_than_the_stack_is_sent_as_text() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    call = ToolCall("call-a", "get_weather", {"city": "Paris"})
+    messages = (
+        Message(role="user", content="Weather?"),
+        Message(role="assistant", content="", tool_calls=(call,)),
+        Message.tool_result("call-a", deep, name="get_weather"),
+    )
+    contents = build_contents(messages, "gemini")
+    assert contents[2]["parts"] == [{"function_response": {"name": "get_weather", "response": {"output": deep}}}]
+
+
 def test_build_contents_history_tool_results_and_images() -> None:
     call_a = ToolCall("call-a", "get_weather", {"city": "Paris"})
     call_b = ToolCall("call-b", "get_time", {"tz": "CET"})

@@ -644,7 +644,7 @@ def _on_block_stop(data: Mapping[str, Any], state: StreamState) -> None:
     raw = "".join(state._json[index])
     try:
         value = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than the stack
         return None  # judged at message_stop, once the stop reason says whether it was cut off
     if isinstance(value, dict):
         block["input"] = value

@@ -334,7 +334,7 @@ def _tool_output(content: str) -> dict[str, Any]:
     """
     try:
         value = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or JSON nested deeper than the stack: sent as text
         return {"output": content}
     return value if isinstance(value, dict) else {"output": value}
 

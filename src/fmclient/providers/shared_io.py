@@ -258,7 +258,7 @@ def tool_arguments(
         return {}, None
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested deeper than the stack
         if truncated:
             return {}, raw
         raise StructuredOutputError(
