@@ -627,6 +627,15 @@ class TestComplete:
             {"type": "image", "source": {"type": "url", "url": "https://example.com/dog.png"}},
         ]
 
+    @pytest.mark.parametrize("uri", ["s3://bucket/dog.png", "gs://bucket/dog.png"])
+    def test_a_storage_uri_is_refused_unsent(
+        self, provider: AnthropicProvider, fake_server: FakeServer, uri: str
+    ) -> None:
+        content = (TextPart("Describe"), ImagePart.from_source(uri))
+        with pytest.raises(UnsupportedFeatureError, match=uri.split(":")[0] + "://"):
+            provider.complete(req(Message(role="user", content=content)))
+        assert fake_server.requests == []
+
     def test_thinking_signatures_round_trip(self, provider: AnthropicProvider, fake_server: FakeServer) -> None:
         fake_server.queue(fa.message_reply(THINKING_CONTENT, stop_reason="tool_use"))
         question = Message(role="user", content="Weather in Paris?")
