@@ -527,7 +527,8 @@ def _create_private(path: str) -> None:
     except FileExistsError:
         return
     try:
-        os.fchmod(fd, 0o600)
+        if hasattr(os, "fchmod"):  # POSIX (Windows has no such modes to set)
+            os.fchmod(fd, 0o600)  # the umask may have taken the owner's bits away
     finally:
         os.close(fd)
 
