@@ -226,9 +226,13 @@ async def test_structured_output_include_raw_async_unparsable_reply(fake_server:
     assert out["raw"].content == '{"name": "Ada"}'
 
 
-def test_structured_output_include_raw_tool_arguments_that_are_not_json(fake_server: FakeServer) -> None:
+@pytest.mark.parametrize("streaming", [False, True])
+def test_structured_output_include_raw_tool_arguments_that_are_not_json(
+    fake_server: FakeServer, streaming: bool
+) -> None:
     FakeOpenAI(fake_server).answer(Answer(tool_calls=[("call_1", "Person", "name: Ada")]))
-    chain = openai_chat(fake_server).with_structured_output(Person, method="function_calling", include_raw=True)
+    llm = openai_chat(fake_server, streaming=streaming)
+    chain = llm.with_structured_output(Person, method="function_calling", include_raw=True)
     out = chain.invoke("Who?")
     assert isinstance(out, dict)
     assert out["parsed"] is None

@@ -577,8 +577,11 @@ class ChatFMClient(_ClientHolder, BaseChatModel):  # type: ignore[misc]
                     yield generation
                 completion = stream.completion
         except StructuredOutputError as error:
-            if not kwargs.get(_KEEP_UNPARSED) or error.completion is None:
+            if not kwargs.get(_KEEP_UNPARSED):
                 raise
+            if error.completion is None:  # tool arguments that are not JSON: the chunks carried them
+                yield _unparsed_last_chunk(error)
+                return
             completion = error.completion  # the text went out chunk by chunk; usage and the rest follow
         yield _last_chunk(completion)
 
@@ -602,8 +605,11 @@ class ChatFMClient(_ClientHolder, BaseChatModel):  # type: ignore[misc]
                     yield generation
                 completion = await stream.get_completion()
         except StructuredOutputError as error:
-            if not kwargs.get(_KEEP_UNPARSED) or error.completion is None:
+            if not kwargs.get(_KEEP_UNPARSED):
                 raise
+            if error.completion is None:
+                yield _unparsed_last_chunk(error)
+                return
             completion = error.completion
         yield _last_chunk(completion)
 
@@ -681,7 +687,9 @@ _KEEP_UNPARSED = "fmclient_keep_unparsed"
 
 def _refuse_invalid_tool_calls(message: Any) -> Any:
     if isinstance(message, AIMessage) and message.invalid_tool_calls and not message.tool_calls:
-        raise OutputParserException(f"the tool call is invalid: {message.invalid_tool_calls[0].get('error')}")
+        invalid = message.invalid_tool_calls[0]
+        why = invalid.get("error") or f"arguments are not a JSON object: {str(invalid.get('args'))[:200]!r}"
+        raise OutputParserException(f"tool call {invalid.get('name')!r} is invalid: {why}")
     return message
 
 
@@ -699,6 +707,17 @@ def _unparsed_result(error: StructuredOutputError) -> ChatResult:
         response_metadata={"model_name": error.model, "fmclient_provider": error.provider},
     )
     return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _unparsed_last_chunk(error: StructuredOutputError) -> ChatGenerationChunk:
+    """A stream's closing chunk when its tool arguments were not JSON: LangChain turns the
+    arguments the chunks carried into an invalid tool call."""
+    message = AIMessageChunk(
+        content="",
+        response_metadata={"model_name": error.model, "fmclient_provider": error.provider},
+        chunk_position="last",
+    )
+    return ChatGenerationChunk(message=message)
 
 
 def _chat_result(completion: Completion) -> ChatResult:
