@@ -303,3 +303,131 @@ def test_bad_environment_values(wire: FakeServer, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("FMCLIENT_MAX_RETRIES", "lots")
     with pytest.raises(ConfigurationError, match="max_retries must be a number, got 'lots'"):
         Client()
+
+
+# -- a URL field is never a path (issue 19, item 17) --------------------------------------------------
+# A server that forwards its users' messages must not let them read (and upload) its files, nor learn
+# which files exist: a string in a URL field that is not http(s), a data URI or gs:// / s3:// is refused
+# with zero requests and the same message whether the file is there or not.
+def _url_field_parts(value: str) -> list[dict[str, Any]]:
+    return [
+        {"type": "image", "image": value},
+        {"type": "image", "url": value},
+        {"type": "image", "source": value},
+        {"type": "image", "data": value},
+        {"type": "image_url", "image_url": {"url": value}},
+        {"type": "image_url", "image_url": value},
+    ]
+
+
+@pytest.mark.parametrize("shape", range(len(_url_field_parts(""))))
+@pytest.mark.parametrize("spelling", ["{}", "file://{}"])
+@pytest.mark.parametrize("entry", ["Client.complete", "Client.astream"])
+def test_a_path_in_a_url_field_is_refused_the_same_whether_the_file_exists(
+    wire: FakeServer, tmp_path: Path, shape: int, spelling: str, entry: str
+) -> None:
+    from tests.fakes.images import small_png
+
+    existing = tmp_path / "secret.png"
+    existing.write_bytes(small_png())
+    messages = []
+    for path in (existing, tmp_path / "missing.png"):
+        part = _url_field_parts(spelling.format(path))[shape]
+        with pytest.raises(ValueError, match="an image URL must be") as caught:
+            CHAT_ENTRY_POINTS[entry]([{"role": "user", "content": ["Describe it.", part]}], model=MODEL)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert "secret" not in messages[0] and "missing" not in messages[0]
+
+
+def test_imagepart_builders_never_read_a_str_as_a_path(tmp_path: Path) -> None:
+    from fmclient import ImagePart
+    from tests.fakes.images import small_png
+
+    existing = tmp_path / "secret.png"
+    existing.write_bytes(small_png())
+    for build in (ImagePart.from_source, ImagePart.from_url, lambda v: ImagePart(url=v)):
+        outcomes = []
+        for value in (str(existing), str(tmp_path / "missing.png"), f"file://{existing}"):
+            with pytest.raises(ValueError) as caught:
+                build(value)
+            outcomes.append(str(caught.value))
+        assert len(set(outcomes)) == 1
+    # Fields meant for paths still read files: a pathlib.Path, ImagePart.from_path, {"path": ...}.
+    assert ImagePart.from_source(existing).data == small_png()
+    assert ImagePart.from_path(str(existing)).data == small_png()
+    assert fmclient.Message.user([{"type": "image", "path": str(existing)}]).content[0].data == small_png()  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="not found"):  # an explicit path is the caller's own: it may say so
+        ImagePart.from_path(tmp_path / "missing.png")
+
+
+def test_an_image_part_with_two_sources_is_refused(wire: FakeServer) -> None:
+    part = {"type": "image", "url": "https://example.com/a.png", "path": "a.png"}
+    with pytest.raises(ValueError, match="takes one of"):
+        fmclient.complete([{"role": "user", "content": [part]}], model=MODEL)
+
+
+def test_urls_data_uris_paths_and_storage_uris_still_reach_the_wire(server: FakeServer, tmp_path: Path) -> None:
+    import base64
+
+    from tests.fakes.images import small_png
+    from tests.fakes.openai import FakeOpenAI
+
+    server.reset()
+    FakeOpenAI(server)
+    on_disk = tmp_path / "photo.png"
+    on_disk.write_bytes(small_png())
+    data_uri = "data:image/png;base64," + base64.b64encode(small_png()).decode()
+    parts = [
+        {"type": "image", "image": "https://example.com/cat.png"},
+        {"type": "image_url", "image_url": {"url": "http://example.com/dog.jpg"}},
+        {"type": "image", "url": data_uri},
+        {"type": "image", "image": on_disk},
+        {"type": "image", "path": str(on_disk)},
+    ]
+    config = tmp_path / "empty.toml"
+    config.write_text("")
+    with Client(config_path=str(config), providers={"openai": {"base_url": server.url + "/v1", "api_key": "k"}}) as c:
+        c.complete([{"role": "user", "content": ["Describe them.", *parts]}], model=MODEL)
+    (request,) = server.requests
+    sent = [p["image_url"]["url"] for p in request.json()["messages"][0]["content"][1:]]
+    assert sent == ["https://example.com/cat.png", "http://example.com/dog.jpg", data_uri, data_uri, data_uri]
+    assert fmclient.ImagePart.from_source("s3://bucket/cat.png").url == "s3://bucket/cat.png"  # passed, not read
+    assert fmclient.ImagePart.from_source("gs://bucket/cat.png").url == "gs://bucket/cat.png"
+
+
+def test_a_reply_nested_deeper_than_the_stack_is_a_structured_output_error(server: FakeServer, tmp_path: Path) -> None:
+    from fmclient import StructuredOutputError
+    from tests.fakes.openai import Answer, FakeOpenAI
+
+    server.reset()
+    FakeOpenAI(server).answer(Answer("[" * 100_000 + "]" * 100_000))
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    config = tmp_path / "empty.toml"
+    config.write_text("")
+    providers = {"openai": {"base_url": server.url + "/v1", "api_key": "k"}}
+    with Client(config_path=str(config), providers=providers) as c, pytest.raises(StructuredOutputError, match="JSON"):
+        c.complete("nest", model=MODEL, response_format=schema)
+
+
+@pytest.mark.parametrize("model", [MODEL, "openai/gpt-5"])  # Chat Completions and the Responses API
+def test_a_storage_uri_openai_cannot_fetch_is_refused_unsent(wire: FakeServer, model: str) -> None:
+    part = {"type": "image", "image": "s3://bucket/cat.png"}
+    with pytest.raises(UnsupportedFeatureError, match="s3://"):
+        fmclient.complete([{"role": "user", "content": ["Describe it.", part]}], model=model)
+
+
+def test_tool_arguments_nested_deeper_than_the_stack_are_a_structured_output_error(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    from fmclient import StructuredOutputError
+    from tests.fakes.openai import Answer, FakeOpenAI
+
+    server.reset()
+    FakeOpenAI(server).answer(Answer(tool_calls=[("call_1", "lookup", "[" * 100_000 + "]" * 100_000)]))
+    tool = {"name": "lookup", "description": "Look up", "parameters": {"type": "object", "properties": {}}}
+    config = tmp_path / "empty.toml"
+    config.write_text("")
+    providers = {"openai": {"base_url": server.url + "/v1", "api_key": "k"}}
+    with Client(config_path=str(config), providers=providers) as c, pytest.raises(StructuredOutputError, match="JSON"):
+        c.complete("nest", model=MODEL, tools=[tool])

@@ -565,6 +565,20 @@ def test_image_variation_with_a_file_that_is_not_an_image_is_refused_unsent(
     assert bedrock.requests == []
 
 
+def test_image_variation_never_reads_a_str_as_a_path(bedrock: FakeBedrock, tmp_path: Path) -> None:
+    # variation_of is a provider option a server may forward: a str is a data URI, never a file.
+    existing = tmp_path / "secret.png"
+    existing.write_bytes(small_png(16, 16))
+    client = Client(providers=tables(bedrock), max_retries=2)
+    messages = []
+    for value in (str(existing), str(tmp_path / "missing.png")):
+        with pytest.raises(BadRequestError, match="an image URL must be") as caught:
+            client.generate_image("blue", variation_of=value)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert bedrock.requests == []
+
+
 def test_the_default_image_model_follows_the_environment_and_the_argument(
     fake_server: FakeServer, openai_fake: FakeOpenAI
 ) -> None:

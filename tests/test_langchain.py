@@ -198,6 +198,58 @@ def test_structured_output_include_raw_keeps_the_message(fake_server: FakeServer
     assert out["parsing_error"] is None
 
 
+@pytest.mark.parametrize("method", ["json_schema", "json_mode"])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_structured_output_include_raw_returns_an_unparsable_reply_with_its_error(
+    fake_server: FakeServer, method: str, streaming: bool
+) -> None:
+    # LangChain's contract: {"raw", "parsed": None, "parsing_error"}; fmclient's own check of the
+    # reply used to raise StructuredOutputError out of invoke instead.
+    FakeOpenAI(fake_server).answer(Answer("Sorry, I cannot answer in JSON."))
+    llm = openai_chat(fake_server, streaming=streaming)
+    out = llm.with_structured_output(Person, method=method, include_raw=True).invoke("Who?")  # type: ignore[arg-type]
+    assert isinstance(out, dict)
+    assert out["parsed"] is None
+    assert isinstance(out["parsing_error"], Exception)
+    assert isinstance(out["raw"], AIMessage)
+    assert out["raw"].content == "Sorry, I cannot answer in JSON."
+    assert out["raw"].usage_metadata is not None and out["raw"].usage_metadata["input_tokens"] == 12
+    (body,) = bodies(fake_server)
+    assert "fmclient_keep_unparsed" not in body  # the marker is not a provider option
+
+
+async def test_structured_output_include_raw_async_unparsable_reply(fake_server: FakeServer) -> None:
+    FakeOpenAI(fake_server).answer(Answer('{"name": "Ada"}'))  # valid JSON, missing a required field
+    out = await openai_chat(fake_server).with_structured_output(Person, include_raw=True).ainvoke("Who?")
+    assert isinstance(out, dict)
+    assert out["parsed"] is None and isinstance(out["parsing_error"], Exception)
+    assert out["raw"].content == '{"name": "Ada"}'
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_structured_output_include_raw_tool_arguments_that_are_not_json(
+    fake_server: FakeServer, streaming: bool
+) -> None:
+    FakeOpenAI(fake_server).answer(Answer(tool_calls=[("call_1", "Person", "name: Ada")]))
+    llm = openai_chat(fake_server, streaming=streaming)
+    chain = llm.with_structured_output(Person, method="function_calling", include_raw=True)
+    out = chain.invoke("Who?")
+    assert isinstance(out, dict)
+    assert out["parsed"] is None
+    assert isinstance(out["parsing_error"], Exception)
+    (invalid,) = out["raw"].invalid_tool_calls
+    assert invalid["args"] == "name: Ada"
+
+
+def test_structured_output_without_include_raw_still_raises(fake_server: FakeServer) -> None:
+    from fmclient import StructuredOutputError
+
+    FakeOpenAI(fake_server).answer(Answer("not JSON"))
+    with pytest.raises(StructuredOutputError) as caught:
+        openai_chat(fake_server).with_structured_output(Person).invoke("Who?")
+    assert caught.value.completion is not None and caught.value.completion.text == "not JSON"
+
+
 # -- images ---------------------------------------------------------------------------------------------
 def test_image_blocks_of_every_shape_become_image_parts(fake_server: FakeServer) -> None:
     FakeOpenAI(fake_server)
@@ -219,6 +271,36 @@ def test_image_blocks_of_every_shape_become_image_parts(fake_server: FakeServer)
     assert content[0] == {"type": "text", "text": "Describe these."}
     data_uri = f"data:image/png;base64,{data}"
     assert [p["image_url"]["url"] for p in content[1:]] == [data_uri, data_uri, url, data_uri, data_uri]
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        lambda v: {"type": "image_url", "image_url": {"url": v}},
+        lambda v: {"type": "image_url", "image_url": v},
+        lambda v: {"type": "image", "url": v},
+        lambda v: {"type": "image", "source_type": "url", "url": v},
+        lambda v: {"type": "image", "source": {"type": "url", "url": v}},
+    ],
+    ids=["image_url", "image_url-str", "image-url", "source_type-url", "anthropic-source-url"],
+)
+@pytest.mark.parametrize("spelling", ["{}", "file://{}"])
+def test_a_local_path_in_an_image_url_is_refused_without_reading_it(
+    fake_server: FakeServer, tmp_path: Any, block: Any, spelling: str
+) -> None:
+    # A chain that forwards user messages must not read (and upload) the server's files, nor tell
+    # which exist: the refusal is the same for an existing and a missing file, and nothing is sent.
+    FakeOpenAI(fake_server)
+    existing = tmp_path / "secret.png"
+    existing.write_bytes(small_png())
+    llm = openai_chat(fake_server)
+    messages = []
+    for path in (existing, tmp_path / "missing.png"):
+        with pytest.raises(ValueError, match="an image URL must be") as caught:
+            llm.invoke([HumanMessage(content=[{"type": "text", "text": "Describe."}, block(spelling.format(path))])])
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert fake_server.requests == []
 
 
 def test_unsupported_blocks_are_refused_before_any_request(fake_server: FakeServer) -> None:
@@ -362,7 +444,13 @@ def test_call_settings_and_provider_options_reach_the_wire(fake_server: FakeServ
     llm = openai_chat(fake_server, temperature=0.2, max_tokens=33, top_p=0.9, model_kwargs={"seed": 7})
     llm.invoke("hi", stop=["END"], user="u-1")
     (body,) = bodies(fake_server)
-    assert (body["temperature"], body["top_p"], body["seed"], body["stop"], body["user"]) == (0.2, 0.9, 7, ["END"], "u-1")
+    assert (body["temperature"], body["top_p"], body["seed"], body["stop"], body["user"]) == (
+        0.2,
+        0.9,
+        7,
+        ["END"],
+        "u-1",
+    )
     assert body.get("max_completion_tokens", body.get("max_tokens")) == 33
 
 

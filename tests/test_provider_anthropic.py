@@ -27,6 +27,7 @@ from fmclient.errors import (
     RateLimitError,
     RequestTimeoutError,
     ServiceUnavailableError,
+    StructuredOutputError,
     UnsupportedFeatureError,
 )
 from fmclient.providers.anthropic import (
@@ -626,6 +627,15 @@ class TestComplete:
             {"type": "image", "source": {"type": "url", "url": "https://example.com/dog.png"}},
         ]
 
+    @pytest.mark.parametrize("uri", ["s3://bucket/dog.png", "gs://bucket/dog.png"])
+    def test_a_storage_uri_is_refused_unsent(
+        self, provider: AnthropicProvider, fake_server: FakeServer, uri: str
+    ) -> None:
+        content = (TextPart("Describe"), ImagePart.from_source(uri))
+        with pytest.raises(UnsupportedFeatureError, match=uri.split(":")[0] + "://"):
+            provider.complete(req(Message(role="user", content=content)))
+        assert fake_server.requests == []
+
     def test_thinking_signatures_round_trip(self, provider: AnthropicProvider, fake_server: FakeServer) -> None:
         fake_server.queue(fa.message_reply(THINKING_CONTENT, stop_reason="tool_use"))
         question = Message(role="user", content="Weather in Paris?")
@@ -680,6 +690,23 @@ class TestStream:
         assert chunks[-1].model == fa.MODEL
         sent = body(fake_server)
         assert sent["stream"] is True and sent["system"] == "Be brief."
+
+    def test_streamed_tool_input_nested_deeper_than_the_stack_is_a_structured_output_error(
+        self, client: Client, fake_server: FakeServer
+    ) -> None:
+        deep = "[" * 100_000 + "]" * 100_000
+        events = [
+            fa.message_start(),
+            fa.content_block_start(0, {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {}}),
+            fa.input_json_delta(0, deep),
+            fa.content_block_stop(0),
+            fa.message_delta("tool_use"),
+            fa.message_stop(),
+        ]
+        fake_server.queue(fa.stream_reply(events))
+        stream = client.stream("Weather?", model=f"anthropic/{MODEL}", tools=[WEATHER])
+        with pytest.raises(StructuredOutputError):
+            list(stream)
 
     def test_streamed_tool_call_through_the_client(self, client: Client, fake_server: FakeServer) -> None:
         fake_server.queue(

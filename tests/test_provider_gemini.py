@@ -201,6 +201,18 @@ def test_tool_choice_modes(choice: str, expected: dict[str, Any]) -> None:
     assert config["tool_config"] == {"function_calling_config": expected}
 
 
+def test_a_tool_result_nested_deeper_than_the_stack_is_sent_as_text() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    call = ToolCall("call-a", "get_weather", {"city": "Paris"})
+    messages = (
+        Message(role="user", content="Weather?"),
+        Message(role="assistant", content="", tool_calls=(call,)),
+        Message.tool_result("call-a", deep, name="get_weather"),
+    )
+    contents = build_contents(messages, "gemini")
+    assert contents[2]["parts"] == [{"function_response": {"name": "get_weather", "response": {"output": deep}}}]
+
+
 def test_build_contents_history_tool_results_and_images() -> None:
     call_a = ToolCall("call-a", "get_weather", {"city": "Paris"})
     call_b = ToolCall("call-b", "get_time", {"tz": "CET"})
@@ -670,6 +682,21 @@ def test_image_input(fake_server: FakeServer, provider: GeminiProvider) -> None:
     file_data = parts[2]["fileData"]
     assert file_data.get("fileUri", file_data.get("file_uri")) == "https://example.com/cat.jpg"
     assert file_data.get("mimeType", file_data.get("mime_type")) == "image/jpeg"
+
+
+def test_storage_uris_gemini_reads_go_and_others_are_refused_unsent(
+    fake_server: FakeServer, provider: GeminiProvider
+) -> None:
+    fake_server.queue(fake.generate_reply("A cat."))
+    cloud = Message(role="user", content=(TextPart("What is this?"), ImagePart.from_source("gs://bucket/cat.png")))
+    provider.complete(Request(model=MODEL, messages=(cloud,)))
+    file_data = body(fake_server)["contents"][0]["parts"][1]["fileData"]
+    assert file_data.get("fileUri", file_data.get("file_uri")) == "gs://bucket/cat.png"
+    fake_server.reset()
+    s3 = Message(role="user", content=(TextPart("What is this?"), ImagePart.from_source("s3://bucket/cat.png")))
+    with pytest.raises(UnsupportedFeatureError, match="s3://"):
+        provider.complete(Request(model=MODEL, messages=(s3,)))
+    assert fake_server.requests == []
 
 
 def test_embeddings_batch_and_keep_order(fake_server: FakeServer) -> None:

@@ -692,3 +692,128 @@ async def test_an_async_hit_from_a_blocking_cache_skips_the_budget_check(
     with pytest.raises(BudgetExceededError):
         [c async for c in refused]
     assert chat_requests(fake_server) == 1
+
+
+# -- a corrupt entry is a miss, whatever is in it (issue 19, item 16) -------------------------------
+def _corrupt(stored: str, kind: str) -> str:
+    if kind == "not-json":
+        return "{not json"
+    if kind == "deep-json":  # json.loads itself runs out of stack: RecursionError
+        return "[" * 100_000 + "]" * 100_000
+    document = json.loads(stored)
+    if kind == "deep-state":  # loads, then decoding its provider state runs out of stack
+        document["provider_state"] = "@STATE@"
+        return json.dumps(document).replace('"@STATE@"', "[" * 980 + "]" * 980)
+    if kind == "huge-count":  # 1e400 loads as inf: no token count
+        document["usage"]["input_tokens"] = "@COUNT@"
+        return json.dumps(document).replace('"@COUNT@"', "1e400")
+    raise AssertionError(kind)
+
+
+@pytest.fixture(params=["memory", "disk", "redis"])
+def any_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResponseCache]:
+    if request.param == "memory":
+        yield MemoryCache()
+    elif request.param == "disk":
+        disk = DiskCache(tmp_path / "corrupt.sqlite3")
+        yield disk
+        disk.close()
+    else:
+        server = RedisServer(tmp_path)
+        try:
+            redis_cache = RedisCache(server.url)
+            yield redis_cache
+            redis_cache.close()
+        finally:
+            server.stop()
+
+
+def _stored_keys(cache: ResponseCache) -> list[str]:
+    if isinstance(cache, MemoryCache):
+        return list(cache._entries)
+    if isinstance(cache, DiskCache):
+        return [row[0] for row in sqlite3.connect(cache.path).execute("SELECT key FROM responses")]
+    assert isinstance(cache, RedisCache)
+    return [k.decode().removeprefix(cache.prefix) for k in cache._redis.keys(cache.prefix + "*")]
+
+
+@pytest.mark.parametrize("kind", ["not-json", "deep-json", "deep-state", "huge-count"])
+@pytest.mark.parametrize("entry", ["complete", "stream", "acomplete"])
+def test_a_corrupt_entry_is_a_miss_on_every_backend(
+    fake: FakeOpenAI,
+    fake_server: FakeServer,
+    any_cache: ResponseCache,
+    kind: str,
+    entry: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = make_client(fake_server, any_cache)
+    client.complete("hi", model=MODEL)
+    (key,) = _stored_keys(any_cache)
+    stored = any_cache.get_raw(key)
+    assert stored is not None
+    any_cache.set_raw(key, _corrupt(stored, kind))
+    with caplog.at_level(logging.WARNING, logger="fmclient"):
+        if entry == "complete":
+            reply = client.complete("hi", model=MODEL)
+        elif entry == "stream":
+            with client.stream("hi", model=MODEL) as stream:
+                assert "".join(c.text for c in stream) == "ok"
+            reply = stream.completion
+        else:
+            reply = asyncio.run(client.acomplete("hi", model=MODEL))
+    assert not reply.cached and reply.text == "ok"
+    assert chat_requests(fake_server) == 2
+    assert any("corrupt cache entry" in r.getMessage() for r in caplog.records)
+    # The corrupt entry was dropped and the fresh answer stored in its place.
+    assert client.complete("hi", model=MODEL).cached
+    assert chat_requests(fake_server) == 2
+
+
+def test_an_answer_whose_state_is_too_deep_to_store_has_no_stored_form() -> None:
+    from fmclient.cache import completion_to_json
+    from fmclient.types import Completion, Usage
+
+    state: Any = []
+    for _ in range(100_000):
+        state = [state]
+    completion = Completion(text="ok", finish_reason="stop", usage=Usage(1, 1), model="m", provider="p")
+    completion.message = Message(role="assistant", content="ok", provider_state={"p": state})
+    assert completion_to_json(completion) is None
+
+
+# -- files the disk cache creates are its owner's only -----------------------------------------------
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_the_disk_cache_creates_its_files_and_directories_for_its_owner_only(
+    fake: FakeOpenAI, fake_server: FakeServer, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    database = shared / "new" / "deeper" / "responses.sqlite3"
+    previous = os.umask(0)  # the loosest umask: nothing taken away from what the cache asks for
+    try:
+        shared.mkdir(mode=0o755)
+        disk = DiskCache(database)
+        client = make_client(fake_server, disk)
+        client.complete("hi", model=MODEL)
+        db = sqlite3.connect(database)
+        assert db.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)  # persists in the file
+        client.complete("another", model=MODEL)  # written through the cache's own connection, in WAL
+        wal, shm = Path(f"{database}-wal"), Path(f"{database}-shm")
+        modes = {p.name: _mode(p) for p in (database, wal, shm)}
+        modes.update({p.name: _mode(p) for p in (database.parent, database.parent.parent)})
+        db.close()
+        disk.close()
+    finally:
+        os.umask(previous)
+    assert modes == {
+        "responses.sqlite3": 0o600,
+        "responses.sqlite3-wal": 0o600,
+        "responses.sqlite3-shm": 0o600,
+        "deeper": 0o700,
+        "new": 0o700,
+    }
+    assert _mode(shared) == 0o755  # a directory that already existed is left as it was

@@ -135,13 +135,16 @@ def test_images_from_every_source(tmp_path: Path) -> None:
     path = tmp_path / "pixel.png"
     path.write_bytes(PNG)
     data_uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
-    for source in (PNG, str(path), path, data_uri):
-        part = ImagePart.from_source(source)
+    for part in (ImagePart.from_source(PNG), ImagePart.from_source(path), ImagePart.from_path(str(path))):
         assert (part.data, part.media_type) == (PNG, "image/png")
+    part = ImagePart.from_source(data_uri)
+    assert (part.data, part.media_type) == (PNG, "image/png")
     url = ImagePart.from_source("https://example.com/cat.jpg?size=2")
     assert (url.url, url.media_type, url.data) == ("https://example.com/cat.jpg?size=2", "image/jpeg", None)
+    with pytest.raises(ValueError, match="an image URL must be"):  # a str is a URL, never a path
+        ImagePart.from_source(str(path))
     with pytest.raises(ValueError, match="not found"):
-        ImagePart.from_source(str(tmp_path / "missing.png"))
+        ImagePart.from_path(tmp_path / "missing.png")
     with pytest.raises(ValueError, match="base64"):
         ImagePart.from_source("data:image/png,notbase64")
     message = Message.user(["What is this?", {"type": "image", "image": PNG}])

@@ -124,7 +124,7 @@ def build_embed_request(
     for i, text in enumerate(texts):
         # An image input (a multimodal embedding model's): an ImagePart, its bytes or its file.
         if isinstance(text, (bytes, bytearray, os.PathLike)):
-            text = ImagePart.from_source(bytes(text) if isinstance(text, (bytes, bytearray)) else os.fspath(text))
+            text = ImagePart.from_source(bytes(text) if isinstance(text, (bytes, bytearray)) else text)
         if isinstance(text, ImagePart):
             if text.data is None:
                 raise ValueError(f"texts[{i}]: an image to embed must be inline data, not a URL")
@@ -488,12 +488,13 @@ def _safe_name(name: str) -> str:
 
 
 def parse_structured(completion: Completion, response_format: ResponseFormat) -> None:
-    """Fill ``completion.parsed``; a reply that does not validate raises with the raw text."""
+    """Fill ``completion.parsed``; a reply that does not validate raises with the raw text (and
+    the completion itself: it was answered and billed, only its parse failed)."""
     text = completion.text.strip()
     if text.startswith("```"):
         # Some models wrap JSON in a Markdown fence even in JSON mode.
         text = text.strip("`").removeprefix("json").strip()
-    where = {"provider": completion.provider, "model": completion.model}
+    where: dict[str, Any] = {"provider": completion.provider, "model": completion.model, "completion": completion}
     if response_format.model is not None:
         try:
             completion.parsed = response_format.model.model_validate_json(text)
@@ -504,7 +505,8 @@ def parse_structured(completion: Completion, response_format: ResponseFormat) ->
         return
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the interpreter's stack, a reply as unusable as bad JSON.
         raise StructuredOutputError(f"reply is not valid JSON: {exc}", text=completion.text, **where) from exc
     problem = _schema_mismatch(value, response_format.schema, "$")
     if problem:

@@ -33,7 +33,11 @@ was billed, and nothing is charged to a budget); its ``usage`` is the usage of t
 kept for information. ``attempts`` is empty: no model was tried.
 
 A cache that is down (Redis unreachable) or holds a corrupt entry never fails a call: the call
-goes to the provider and a warning is logged on the ``fmclient`` logger.
+goes to the provider and a warning is logged on the ``fmclient`` logger. Any failure to decode an
+entry makes it a miss, and the entry is dropped.
+
+The disk cache creates its SQLite file with mode ``0600`` and the directories it makes with
+``0700``, whatever the umask (SQLite gives its journal, -wal and -shm files the database's mode).
 
 The async calls (``acomplete``, ``astream``, ``abatch``) never block the event loop on the cache: a
 backend that does I/O (:attr:`ResponseCache.blocking`: disk, Redis, and any subclass unless it says
@@ -236,12 +240,12 @@ def completion_to_json(completion: Completion) -> str | None:
             for c in completion.tool_calls
         ],
         "content": message.text,
-        "provider_state": _tagged(message.provider_state),
         "reasoning": completion.reasoning,
     }
     try:
+        document["provider_state"] = _tagged(message.provider_state)
         return json.dumps(document, separators=(",", ":"), allow_nan=False)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: state nested deeper than the stack
         return None
 
 
@@ -273,14 +277,17 @@ _USAGE_LABELS = frozenset({"service_tier", "speed"})
 def _usage(stored: Mapping[str, Any]) -> Usage:
     from fmclient.types import Usage
 
-    values: dict[str, Any] = {
-        k: (None if v is None else str(v)) if k in _USAGE_LABELS else int(v) for k, v in stored.items()
-    }
+    values: dict[str, Any] = {k: _optional_text(v) if k in _USAGE_LABELS else _count(v) for k, v in stored.items()}
     return Usage(**values)
 
 
 def completion_from_json(text: str | bytes) -> Completion:
-    """The Completion a stored entry holds; raises ValueError when the entry is corrupt."""
+    """The Completion a stored entry holds; raises ValueError when the entry is corrupt.
+
+    Whatever the stored bytes, decoding fails only with ValueError: JSON nested deeper than the
+    stack (RecursionError), a number too large for an int (OverflowError) or a document of the
+    wrong shape are all a corrupt entry, which the client treats as a miss.
+    """
     from fmclient.types import FINISH_REASONS, Completion, Message, ToolCall
 
     try:
@@ -288,24 +295,41 @@ def completion_from_json(text: str | bytes) -> Completion:
         if document.get("v") != FORMAT_VERSION or document["finish_reason"] not in FINISH_REASONS:
             raise ValueError("unknown format")
         calls = [
-            ToolCall(str(c["id"]), str(c["name"]), dict(c["arguments"]), c.get("raw_arguments"))
+            ToolCall(_text(c["id"]), _text(c["name"]), dict(c["arguments"]), _optional_text(c.get("raw_arguments")))
             for c in document["tool_calls"]
         ]
         state = _untagged(document["provider_state"])
         return Completion(
-            text=str(document["text"]),
+            text=_text(document["text"]),
             finish_reason=document["finish_reason"],
             usage=_usage(document["usage"]),
-            model=str(document["model"]),
-            provider=str(document["provider"]),
+            model=_text(document["model"]),
+            provider=_text(document["provider"]),
             tool_calls=calls,
             message=Message(
-                role="assistant", content=str(document["content"]), tool_calls=tuple(calls), provider_state=state
+                role="assistant", content=_text(document["content"]), tool_calls=tuple(calls), provider_state=state
             ),
-            reasoning=document.get("reasoning"),
+            reasoning=_optional_text(document.get("reasoning")),
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except Exception as exc:  # any failure to decode is a corrupt entry, never the caller's error
         raise ValueError(f"corrupt cache entry: {type(exc).__name__}: {exc}") from None
+
+
+# What the stored form holds where a str or a count belongs: anything else is a corrupt entry.
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"expected a token count, got {value!r}"[:80])
+    return value
 
 
 def replay_chunks(completion: Completion) -> list[Chunk]:
@@ -421,9 +445,7 @@ class DiskCache(ResponseCache):
         if db is None:
             import sqlite3
 
-            directory = os.path.dirname(self.path)
-            if directory:
-                os.makedirs(directory, exist_ok=True)
+            _create_private(self.path)
             # Used by this thread only; check_same_thread is off so that close() (or the pruning
             # below) may close it from another thread.
             db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
@@ -479,6 +501,36 @@ class DiskCache(ResponseCache):
 
     def __repr__(self) -> str:
         return f"DiskCache(path={self.path!r}, max_entries={self.max_entries}, ttl={self.ttl})"
+
+
+def _create_private(path: str) -> None:
+    """Create the database file (and the directories missing above it) readable by their owner only,
+    whatever the umask: cached answers are other people's data. SQLite gives its journal, -wal and
+    -shm files the database file's permissions. A file or directory that already exists is left as
+    it is."""
+    directory = os.path.dirname(os.path.abspath(path))
+    missing: list[str] = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for created in reversed(missing):
+        try:
+            os.mkdir(created, 0o700)
+        except FileExistsError:  # made by another process meanwhile: theirs, as it is
+            continue
+        os.chmod(created, 0o700)  # the umask may have taken bits away from mkdir's mode
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        if hasattr(os, "fchmod"):  # POSIX (Windows has no such modes to set)
+            os.fchmod(fd, 0o600)  # the umask may have taken the owner's bits away
+    finally:
+        os.close(fd)
 
 
 class RedisCache(ResponseCache):
@@ -619,7 +671,7 @@ def lookup(cache: ResponseCache, key: str) -> Completion | None:
         return None
     try:
         completion = completion_from_json(raw)
-    except ValueError as exc:
+    except Exception as exc:  # ValueError from a corrupt entry; anything else is treated the same
         logger.warning("response cache %s: %s; calling the provider", type(cache).__name__, exc)
         try:
             cache.delete(key)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fmclient.secret import redact, scrub_exception
+
+if TYPE_CHECKING:
+    from fmclient.types import Completion
 
 __all__ = [
     "APIConnectionError",
@@ -110,12 +113,14 @@ class UnsupportedFeatureError(FMClientError):
 class StructuredOutputError(FMClientError):
     """The reply did not validate against the requested response format.
 
-    ``text`` holds the raw reply so the caller can inspect or repair it.
+    ``text`` holds the raw reply so the caller can inspect or repair it; ``completion`` the whole
+    answer (usage, cost, message) when the model's reply came back whole and only its parse failed.
     """
 
-    def __init__(self, message: str, *, text: str, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, text: str, completion: Completion | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.text = text
+        self.completion = completion
 
 
 class AuthenticationError(FMClientError):

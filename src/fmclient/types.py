@@ -80,7 +80,10 @@ class TextPart:
 class ImagePart:
     """An image in a user message: inline bytes, or a URL the provider fetches itself.
 
-    Build one with :meth:`from_source` from bytes, a file path, an http(s) URL or a data URI.
+    Build one with :meth:`from_source` from bytes, a ``pathlib.Path``, an http(s) URL, a data URI
+    or a provider storage URI (``gs://``, ``s3://``: passed to the hosts that read them), or with
+    :meth:`from_path` from a file path. A string is never read as a file: a server that forwards
+    its users' messages must not let them read its disk.
     """
 
     data: bytes | None = None
@@ -88,17 +91,31 @@ class ImagePart:
     media_type: str | None = None
     type: Literal["image"] = "image"
 
+    def __post_init__(self) -> None:
+        if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(_URL_SCHEMES)):
+            raise ValueError(_NOT_A_URL)
+
     @classmethod
     def from_source(cls, source: bytes | str | os.PathLike[str], media_type: str | None = None) -> ImagePart:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
             return cls(data=data, media_type=media_type or _sniff_image(data, "image bytes"))
         if isinstance(source, os.PathLike):
-            return cls._from_path(source, media_type)
+            return cls.from_path(source, media_type)
         if not isinstance(source, str):
-            raise TypeError(f"image must be bytes, a path, a URL or a data URI, not {type(source).__name__}")
-        if source.startswith("data:"):
-            header, sep, payload = source.partition(",")
+            raise TypeError(f"image must be bytes, a pathlib.Path, a URL or a data URI, not {type(source).__name__}")
+        return cls.from_url(source, media_type)
+
+    @classmethod
+    def from_url(cls, url: str, media_type: str | None = None) -> ImagePart:
+        """An image from a URL field: http(s), a data URI (decoded here) or ``gs://`` / ``s3://``
+        (passed through for the hosts that read them). Anything else, a file path or ``file://``
+        included, is refused without looking at the disk: the message is the same whether or not
+        such a file exists."""
+        if not isinstance(url, str):
+            raise TypeError(f"an image URL must be a str, not {type(url).__name__}")
+        if url.startswith("data:"):
+            header, sep, payload = url.partition(",")
             if not sep or ";base64" not in header:
                 raise ValueError("image data URI must be base64-encoded: data:<type>;base64,<data>")
             try:
@@ -107,23 +124,27 @@ class ImagePart:
                 raise ValueError(f"image data URI is not valid base64: {exc}") from None
             declared = header[5:].split(";")[0] or None
             return cls(data=data, media_type=media_type or _sniff_image(data, "image data URI") or declared)
-        if source.startswith(("http://", "https://")):
+        if url.startswith(_URL_SCHEMES):
             import mimetypes
 
-            guessed = mimetypes.guess_type(source.split("?")[0])[0]
-            return cls(url=source, media_type=media_type or guessed)
-        return cls._from_path(source, media_type)
+            guessed = mimetypes.guess_type(url.split("?")[0])[0]
+            return cls(url=url, media_type=media_type or guessed)
+        raise ValueError(_NOT_A_URL)
 
     @classmethod
-    def _from_path(cls, source: str | os.PathLike[str], media_type: str | None) -> ImagePart:
+    def from_path(cls, path: str | os.PathLike[str], media_type: str | None = None) -> ImagePart:
+        """An image read from a local file: only for paths your own code chose, never for a value a
+        user sent (see :meth:`from_url`)."""
         # pathlib costs ~6 ms to import (urllib, ipaddress): paid only when an image is a file.
         from pathlib import Path
 
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"image file not found: {path}")
-        data = path.read_bytes()
-        return cls(data=data, media_type=media_type or _sniff_image(data, f"image file {path}"))
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"an image path must be a str or a pathlib.Path, not {type(path).__name__}")
+        file = Path(path)
+        if not file.is_file():
+            raise ValueError(f"image file not found: {file}")
+        data = file.read_bytes()
+        return cls(data=data, media_type=media_type or _sniff_image(data, f"image file {file}"))
 
     @property
     def base64_data(self) -> str:
@@ -142,6 +163,13 @@ class ImagePart:
         what = f"url={self.url!r}" if self.url else f"data=<{len(self.data or b'')} bytes>"
         return f"ImagePart({what}, media_type={self.media_type!r})"
 
+
+# What a URL field takes (data URIs are decoded into bytes before an ImagePart is made).
+_URL_SCHEMES = ("https://", "http://", "gs://", "s3://")
+_NOT_A_URL = (
+    "an image URL must be http(s)://, a data: URI, gs:// or s3://; local files are read only from a "
+    "pathlib.Path or an explicit path ({'type': 'image', 'path': ...} or ImagePart.from_path)"
+)
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -187,17 +215,39 @@ def part_from_input(value: Any, where: str) -> Part:
             raise TypeError(f"{where}.text must be a str, not {type(text).__name__}")
         return TextPart(text)
     if kind in ("image", "image_url"):
-        source = value.get("image", value.get("source", value.get("url", value.get("data"))))
-        if kind == "image_url":
-            inner = value.get("image_url")
-            source = inner.get("url") if isinstance(inner, Mapping) else inner
-        if source is None:
-            raise ValueError(f"{where}: an image part needs 'image' (bytes, path, URL or data URI)")
         try:
-            return ImagePart.from_source(source, value.get("media_type"))
+            return _image_part_from_input(value, kind)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
     raise ValueError(f"{where}.type must be 'text' or 'image', got {kind!r}")
+
+
+def _image_part_from_input(value: Mapping[str, Any], kind: str) -> ImagePart:
+    """An image dict part. Only ``path`` (or a pathlib.Path value) reads a local file; ``url`` and
+    OpenAI's ``image_url`` take URLs only; ``image`` / ``source`` take bytes, a Path or a URL;
+    ``data`` bytes or a data URI. A string is never a path, so a forwarded message cannot read
+    the server's files."""
+    media_type = value.get("media_type")
+    if kind == "image_url":
+        inner = value.get("image_url")
+        url = inner.get("url") if isinstance(inner, Mapping) else inner
+        if url is None:
+            raise ValueError("an image_url part needs image_url.url (an http(s) URL or a data URI)")
+        return ImagePart.from_url(url, media_type)
+    given = [key for key in ("image", "source", "url", "data", "path") if value.get(key) is not None]
+    if not given:
+        raise ValueError("an image part needs 'image' (bytes, a pathlib.Path, an http(s) URL or a data URI) or 'path'")
+    if len(given) > 1:
+        raise ValueError(f"an image part takes one of 'image', 'source', 'url', 'data' or 'path', got {given}")
+    key = given[0]
+    source = value[key]
+    if key == "path":
+        return ImagePart.from_path(source, media_type)
+    if key == "url" or (key == "data" and isinstance(source, str)):
+        return ImagePart.from_url(source, media_type)
+    if key == "data" and not isinstance(source, (bytes, bytearray, memoryview)):
+        raise TypeError(f"an image part's 'data' must be bytes or a data URI, not {type(source).__name__}")
+    return ImagePart.from_source(source, media_type)
 
 
 @dataclass(frozen=True, slots=True)

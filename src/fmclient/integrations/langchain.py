@@ -27,6 +27,7 @@ from typing import Any, Literal, cast
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
     from langchain_core.embeddings import Embeddings
+    from langchain_core.exceptions import OutputParserException
     from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
     from langchain_core.messages import (
         AIMessage,
@@ -42,7 +43,7 @@ try:
     from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
     from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-    from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+    from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
     from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
     from langchain_core.utils.pydantic import is_basemodel_subclass
     from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
@@ -52,7 +53,17 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 import fmclient
-from fmclient import Client, Completion, ImagePart, Message, TextPart, ToolCall, UnsupportedFeatureError, Usage
+from fmclient import (
+    Client,
+    Completion,
+    ImagePart,
+    Message,
+    StructuredOutputError,
+    TextPart,
+    ToolCall,
+    UnsupportedFeatureError,
+    Usage,
+)
 
 __all__ = [
     "PROVIDER_STATE_KEY",
@@ -222,7 +233,8 @@ def _image_part(block: Mapping[str, Any], where: str) -> ImagePart:
     OpenAI style ``{"type": "image_url", "image_url": {"url": ...}}``; the standard v1 block
     ``{"type": "image", "base64" | "url": ..., "mime_type": ...}``; the older
     ``{"type": "image", "source_type": "base64" | "url", "data" | "url": ...}``; and Anthropic's
-    ``{"type": "image", "source": {"type": "base64" | "url", ...}}``.
+    ``{"type": "image", "source": {"type": "base64" | "url", ...}}``. A URL is never read as a local
+    file (a chain that forwards its users' messages must not let them read the server's disk).
     """
     mime = block.get("mime_type")
     try:
@@ -231,13 +243,13 @@ def _image_part(block: Mapping[str, Any], where: str) -> ImagePart:
             url = inner.get("url") if isinstance(inner, Mapping) else inner
             if not isinstance(url, str):
                 raise ValueError("an image_url block needs image_url.url")
-            return ImagePart.from_source(url)
+            return ImagePart.from_url(url)
         source = block.get("source")
         if isinstance(source, Mapping):  # Anthropic's shape
             if source.get("type") == "base64":
                 return ImagePart.from_source(_b64(source.get("data")), source.get("media_type"))
             if source.get("type") == "url" and isinstance(source.get("url"), str):
-                return ImagePart.from_source(source["url"])
+                return ImagePart.from_url(source["url"])
             raise ValueError(f"unsupported image source type {source.get('type')!r}")
         if block.get("base64") is not None:
             return ImagePart.from_source(_b64(block["base64"]), mime)
@@ -245,7 +257,7 @@ def _image_part(block: Mapping[str, Any], where: str) -> ImagePart:
             return ImagePart.from_source(_b64(block.get("data")), mime)
         url = block.get("url")
         if isinstance(url, str):
-            return ImagePart.from_source(url, mime)
+            return ImagePart.from_url(url, mime)
         if block.get("file_id") or (block.get("id") and block.get("source_type") == "id"):
             raise UnsupportedFeatureError(f"{where}: fmclient cannot send an image by provider file id")
         raise ValueError("an image block needs 'base64' or 'url'")
@@ -495,6 +507,7 @@ class ChatFMClient(_ClientHolder, BaseChatModel):  # type: ignore[misc]
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> tuple[Client, list[Message], dict[str, Any]]:
         options = dict(kwargs)
+        options.pop(_KEEP_UNPARSED, None)  # with_structured_output's marker, not a provider option
         args: dict[str, Any] = {
             "model": options.pop("model", None) or self.model,
             "max_tokens": options.pop("max_tokens", self.max_tokens),
@@ -522,7 +535,12 @@ class ChatFMClient(_ClientHolder, BaseChatModel):  # type: ignore[misc]
         **kwargs: Any,
     ) -> ChatResult:
         client, prompt, call = self._call_args(messages, stop, kwargs)
-        return _chat_result(client.complete(prompt, **call))
+        try:
+            return _chat_result(client.complete(prompt, **call))
+        except StructuredOutputError as error:
+            if not kwargs.get(_KEEP_UNPARSED):
+                raise
+            return _unparsed_result(error)
 
     async def _agenerate(
         self,
@@ -532,7 +550,12 @@ class ChatFMClient(_ClientHolder, BaseChatModel):  # type: ignore[misc]
         **kwargs: Any,
     ) -> ChatResult:
         client, prompt, call = self._call_args(messages, stop, kwargs)
-        return _chat_result(await client.acomplete(prompt, **call))
+        try:
+            return _chat_result(await client.acomplete(prompt, **call))
+        except StructuredOutputError as error:
+            if not kwargs.get(_KEEP_UNPARSED):
+                raise
+            return _unparsed_result(error)
 
     def _stream(
         self,
@@ -542,16 +565,24 @@ class ChatFMClient(_ClientHolder, BaseChatModel):  # type: ignore[misc]
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         client, prompt, call = self._call_args(messages, stop, kwargs)
-        with client.stream(prompt, **call) as stream:
-            for chunk in stream:
-                message = _chunk_message(chunk)
-                if message is None:
-                    continue
-                generation = ChatGenerationChunk(message=message)
-                if run_manager is not None:
-                    run_manager.on_llm_new_token(chunk.text, chunk=generation)
-                yield generation
-            completion = stream.completion
+        try:
+            with client.stream(prompt, **call) as stream:
+                for chunk in stream:
+                    message = _chunk_message(chunk)
+                    if message is None:
+                        continue
+                    generation = ChatGenerationChunk(message=message)
+                    if run_manager is not None:
+                        run_manager.on_llm_new_token(chunk.text, chunk=generation)
+                    yield generation
+                completion = stream.completion
+        except StructuredOutputError as error:
+            if not kwargs.get(_KEEP_UNPARSED):
+                raise
+            if error.completion is None:  # tool arguments that are not JSON: the chunks carried them
+                yield _unparsed_last_chunk(error)
+                return
+            completion = error.completion  # the text went out chunk by chunk; usage and the rest follow
         yield _last_chunk(completion)
 
     async def _astream(
@@ -562,16 +593,24 @@ class ChatFMClient(_ClientHolder, BaseChatModel):  # type: ignore[misc]
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         client, prompt, call = self._call_args(messages, stop, kwargs)
-        async with client.astream(prompt, **call) as stream:
-            async for chunk in stream:
-                message = _chunk_message(chunk)
-                if message is None:
-                    continue
-                generation = ChatGenerationChunk(message=message)
-                if run_manager is not None:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=generation)
-                yield generation
-            completion = await stream.get_completion()
+        try:
+            async with client.astream(prompt, **call) as stream:
+                async for chunk in stream:
+                    message = _chunk_message(chunk)
+                    if message is None:
+                        continue
+                    generation = ChatGenerationChunk(message=message)
+                    if run_manager is not None:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=generation)
+                    yield generation
+                completion = await stream.get_completion()
+        except StructuredOutputError as error:
+            if not kwargs.get(_KEEP_UNPARSED):
+                raise
+            if error.completion is None:
+                yield _unparsed_last_chunk(error)
+                return
+            completion = error.completion
         yield _last_chunk(completion)
 
     # -- tools and structured output ---------------------------------------------------------------
@@ -623,15 +662,62 @@ class ChatFMClient(_ClientHolder, BaseChatModel):  # type: ignore[misc]
                 parser = PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
             else:
                 parser = JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+            # LangChain's tool parsers read only valid tool calls: one whose arguments were not JSON
+            # would otherwise parse as None with no error.
+            parser = RunnableLambda(_refuse_invalid_tool_calls) | parser
         else:
             json_schema = convert_to_json_schema(schema) if method == "json_schema" else {"type": "object"}
             llm = self.bind(response_format=json_schema, **trace)
             parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()  # type: ignore[arg-type]
         if not include_raw:
             return llm | parser
+        # LangChain's include_raw contract: an unparsable reply is {"raw", "parsed": None,
+        # "parsing_error"}, never an exception. fmclient checks structured output itself and raises,
+        # so the model is told to hand back the unparsed reply, and LangChain's parser decides.
+        llm = llm.bind(**{_KEEP_UNPARSED: True})
         parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
         unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=llm) | parse.with_fallbacks([unparsed], exception_key="parsing_error")
+
+
+# A bound call argument that makes the chat model return a reply fmclient could not parse as
+# structured output instead of raising (with_structured_output(include_raw=True) parses it itself).
+_KEEP_UNPARSED = "fmclient_keep_unparsed"
+
+
+def _refuse_invalid_tool_calls(message: Any) -> Any:
+    if isinstance(message, AIMessage) and message.invalid_tool_calls and not message.tool_calls:
+        invalid = message.invalid_tool_calls[0]
+        why = invalid.get("error") or f"arguments are not a JSON object: {str(invalid.get('args'))[:200]!r}"
+        raise OutputParserException(f"tool call {invalid.get('name')!r} is invalid: {why}")
+    return message
+
+
+def _unparsed_result(error: StructuredOutputError) -> ChatResult:
+    """The reply behind a structured-output failure, as LangChain's raw message."""
+    if error.completion is not None:
+        return _chat_result(error.completion)
+    # The adapter could not even build a completion (a forced tool call's arguments are not JSON):
+    # the arguments text is all there is, as LangChain's invalid tool call.
+    message = AIMessage(
+        content="",
+        invalid_tool_calls=[
+            {"type": "invalid_tool_call", "name": None, "args": error.text, "id": None, "error": str(error)}
+        ],
+        response_metadata={"model_name": error.model, "fmclient_provider": error.provider},
+    )
+    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _unparsed_last_chunk(error: StructuredOutputError) -> ChatGenerationChunk:
+    """A stream's closing chunk when its tool arguments were not JSON: LangChain turns the
+    arguments the chunks carried into an invalid tool call."""
+    message = AIMessageChunk(
+        content="",
+        response_metadata={"model_name": error.model, "fmclient_provider": error.provider},
+        chunk_position="last",
+    )
+    return ChatGenerationChunk(message=message)
 
 
 def _chat_result(completion: Completion) -> ChatResult:

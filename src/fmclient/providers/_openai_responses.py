@@ -24,6 +24,7 @@ from typing import Any
 
 from fmclient.errors import BadRequestError, FMClientError, UnsupportedFeatureError
 from fmclient.pricing import price_modifier
+from fmclient.providers.shared_io import check_image_url
 from fmclient.types import (
     Chunk,
     Completion,
@@ -54,6 +55,7 @@ def _input_content(content: str | tuple[Any, ...], model: str) -> str | list[dic
         if isinstance(part, TextPart):
             parts.append({"type": "input_text", "text": part.text})
         elif isinstance(part, ImagePart):
+            check_image_url(part, ("https://", "http://"), host="the OpenAI Responses API", model=model)
             parts.append({"type": "input_image", "image_url": part.data_uri, "detail": "auto"})
         else:  # pragma: no cover - Part is a closed union
             raise TypeError(f"unsupported message part {type(part).__name__}")

@@ -109,6 +109,7 @@ from fmclient.providers.base import Capabilities, Provider, ProviderSettings, im
 from fmclient.providers.shared_io import (
     MappedErrors,
     astream_chunks,
+    check_image_url,
     claude_reasoning,
     rate_limit_headers,
     stream_chunks,
@@ -377,13 +378,9 @@ def _user_content(message: Message, index: int, model: str, provider: str) -> st
 
 def _image_block(part: ImagePart, index: int, model: str, provider: str) -> dict[str, Any]:
     if part.url is not None:
-        if part.url.startswith(("http://", "https://")):
-            return {"type": "image", "source": {"type": "url", "url": part.url}}
-        raise BadRequestError(
-            f"messages[{index}]: image URL {part.url!r} is not http(s); pass the bytes instead",
-            provider=provider,
-            model=model,
-        )
+        # Claude fetches http(s) URLs; a gs:// or s3:// URI is refused before sending.
+        check_image_url(part, ("https://", "http://"), host="Anthropic", provider=provider, model=model)
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
     if part.data is None:
         raise BadRequestError(f"messages[{index}]: image has neither data nor url", provider=provider, model=model)
     media_type = part.media_type
@@ -644,7 +641,7 @@ def _on_block_stop(data: Mapping[str, Any], state: StreamState) -> None:
     raw = "".join(state._json[index])
     try:
         value = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than the stack
         return None  # judged at message_stop, once the stop reason says whether it was cut off
     if isinstance(value, dict):
         block["input"] = value

@@ -416,7 +416,8 @@ _IMAGE_CONFIG_OPTIONS = {"cfg_scale": "cfgScale"}
 
 
 def _variation_sources(value: Any, model: str, provider: str) -> list[str]:
-    """``variation_of`` (an image's bytes, path or ImagePart, or a list of them) as base64."""
+    """``variation_of`` (an image's bytes, a pathlib.Path, a data URI or an ImagePart, or a list of
+    them) as base64. A str is never read as a file path (see ImagePart.from_url)."""
     sources = value if isinstance(value, (list, tuple)) else [value]
     if not 1 <= len(sources) <= 5:
         raise BadRequestError("variation_of takes 1 to 5 images", provider=provider, model=model)

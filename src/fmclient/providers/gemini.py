@@ -64,7 +64,13 @@ from fmclient.errors import (
 from fmclient.pricing import price_modifier
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, thinking_budget
+from fmclient.providers.shared_io import (
+    MappedErrors,
+    astream_chunks,
+    check_image_url,
+    stream_chunks,
+    thinking_budget,
+)
 from fmclient.types import (
     Chunk,
     Completion,
@@ -223,6 +229,8 @@ def _image_part(part: ImagePart) -> dict[str, Any]:
                 "data": part.data,
             }
         }
+    # Gemini fetches public http(s) URLs and reads Cloud Storage; an s3:// URI is not for it.
+    check_image_url(part, ("https://", "http://", "gs://"), host="Gemini")
     file_data: dict[str, Any] = {"file_uri": part.url}
     if part.media_type:
         file_data["mime_type"] = part.media_type
@@ -326,7 +334,7 @@ def _tool_output(content: str) -> dict[str, Any]:
     """
     try:
         value = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or JSON nested deeper than the stack: sent as text
         return {"output": content}
     return value if isinstance(value, dict) else {"output": value}
 

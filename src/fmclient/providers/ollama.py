@@ -129,7 +129,7 @@ def _user_message(message: Message, model: str, provider: str) -> dict[str, Any]
                 # Ollama never fetches URLs: it takes inline base64 only.
                 raise UnsupportedFeatureError(
                     "Ollama accepts images only as inline bytes, not URLs; load the image "
-                    "(ImagePart.from_source(path_or_bytes)) and pass its data",
+                    "(ImagePart.from_path(path) or its bytes) and pass its data",
                     provider=provider,
                     model=model,
                 )

@@ -99,6 +99,7 @@ from fmclient.providers.base import Capabilities, EmbedBatching, Provider, Provi
 from fmclient.providers.shared_io import (
     MappedErrors,
     astream_chunks,
+    check_image_url,
     rate_limit_headers,
     stream_chunks,
 )
@@ -179,6 +180,10 @@ def capabilities_for(model: str, *, native: bool) -> Capabilities:
 
 
 # -- request translation ---------------------------------------------------------------------
+# The image URLs OpenAI fetches itself (inline images go as data URIs).
+_HTTP = ("https://", "http://")
+
+
 def build_messages(request: Request, provider: str = _NATIVE, *, system_role: str = "system") -> list[dict[str, Any]]:
     """The Chat Completions ``messages`` array: system prompt first (in the role the model's
     profile names: ``developer`` for OpenAI's reasoning models), then the conversation.
@@ -205,11 +210,11 @@ def build_messages(request: Request, provider: str = _NATIVE, *, system_role: st
         elif role == "assistant":
             out.append(_assistant_message(message, request.model, provider))
         else:
-            out.append({"role": role, "content": _content(message.content)})
+            out.append({"role": role, "content": _content(message.content, request.model, provider)})
     return out
 
 
-def _content(content: str | tuple[Any, ...]) -> str | list[dict[str, Any]]:
+def _content(content: str | tuple[Any, ...], model: str, provider: str) -> str | list[dict[str, Any]]:
     if isinstance(content, str):
         return content
     # A lone text part goes as a plain string: older compatible servers only accept that.
@@ -220,6 +225,7 @@ def _content(content: str | tuple[Any, ...]) -> str | list[dict[str, Any]]:
         if isinstance(part, TextPart):
             parts.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
+            check_image_url(part, _HTTP, host="OpenAI", provider=provider, model=model)
             # data_uri is the URL itself for a URL image, a base64 data URI for inline bytes.
             parts.append({"type": "image_url", "image_url": {"url": part.data_uri}})
         else:  # pragma: no cover - Part is a closed union

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from fmclient.errors import BadRequestError, FMClientError, StructuredOutputError, UnsupportedFeatureError
-from fmclient.types import Chunk, ToolCall, ToolCallDelta
+from fmclient.types import Chunk, ImagePart, ToolCall, ToolCallDelta
 
 __all__ = [
     "THINKING_BUDGETS",
@@ -227,6 +227,21 @@ async def astream_chunks(
         yield stamp(final)
 
 
+# -- images --------------------------------------------------------------------------------------
+def check_image_url(
+    part: ImagePart, takes: tuple[str, ...], *, host: str, provider: str | None = None, model: str | None = None
+) -> None:
+    """Refuse, before sending, an image URL whose scheme this host does not fetch (a ``gs://`` or
+    ``s3://`` URI is passed only to the hosts that read that storage)."""
+    if part.url is not None and not part.url.startswith(takes):
+        scheme = part.url.split(":", 1)[0]
+        raise UnsupportedFeatureError(
+            f"{host} does not fetch {scheme}:// image URLs (it takes {', '.join(takes)}): pass the image bytes",
+            provider=provider,
+            model=model,
+        )
+
+
 # -- tool calls --------------------------------------------------------------------------------
 def tool_arguments(
     raw: str | None, *, truncated: bool, name: str, call_id: str, provider: str | None, model: str | None
@@ -243,7 +258,7 @@ def tool_arguments(
         return {}, None
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested deeper than the stack
         if truncated:
             return {}, raw
         raise StructuredOutputError(
