@@ -232,7 +232,8 @@ def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any
             raise BadRequestError(
                 "pass reasoning= or provider_options thinking, not both", provider=provider, model=request.model
             )
-        adaptive = profile_for(request.model, "anthropic").adaptive_thinking
+        profile = profile_for(request.model, "anthropic")
+        adaptive = profile.adaptive_thinking
         if adaptive and "effort" in (request.provider_options.get("output_config") or {}):
             raise BadRequestError(
                 "pass reasoning= or output_config's effort, not both", provider=provider, model=request.model
@@ -244,6 +245,7 @@ def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any
             adaptive=adaptive,
             provider=provider,
             model=request.model,
+            output_limit=profile.max_output_tokens,
         )
         params.update(fields)
         if max_tokens is not None:

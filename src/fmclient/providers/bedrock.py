@@ -97,6 +97,7 @@ from fmclient.errors import (
 )
 from fmclient.pricing import price_modifier
 from fmclient.profiles import profile_for
+from fmclient.profiles._profile import structured_output_mode
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, claude_reasoning, stream_chunks
 from fmclient.secret import redact
@@ -581,14 +582,14 @@ def _structured_mode(request: Request) -> str | None:
     if request.response_format is None:
         return None
     override = _own_option(request, "structured_output")
-    if override is not None:
-        if override not in ("native", "tool"):
-            raise BadRequestError(
-                f"provider option structured_output must be 'native' or 'tool', got {override!r}",
-                model=request.model,
-            )
-        return str(override)
-    return "native" if uses_native_structured_output(request.model) else "tool"
+    if override is not None and override not in ("native", "tool"):
+        raise BadRequestError(
+            f"provider option structured_output must be 'native' or 'tool', got {override!r}",
+            model=request.model,
+        )
+    # The same reading the profile's check makes (a forced tool does not mix with thinking).
+    mode = structured_output_mode(profile_for(request.model, "bedrock"), request)
+    return "native" if mode == "json_schema" else "tool"
 
 
 _SUBSCHEMA = frozenset({"items", "additionalProperties", "not", "contains", "if", "then", "else"})
@@ -668,6 +669,7 @@ def build_converse_params(request: Request, *, provider: str = "bedrock") -> dic
             adaptive=profile.adaptive_thinking,
             provider=provider,
             model=request.model,
+            output_limit=profile.max_output_tokens,
         )
         if max_tokens is not None:
             inference["maxTokens"] = max_tokens

@@ -312,6 +312,11 @@ class ToolCallAssembler:
 THINKING_BUDGETS: Mapping[str, int] = {"low": 1024, "medium": 8192, "high": 24576}
 #: Anthropic refuses a smaller ``budget_tokens``.
 CLAUDE_MIN_BUDGET = 1024
+#: Adaptive-thinking efforts at which Anthropic asks for a large ``max_tokens`` (its effort
+#: documentation: at xhigh and max effort set a large output limit, starting at 64k tokens, so
+#: the model has room to think and answer), and the limit sent there when the caller set none.
+CLAUDE_LARGE_OUTPUT_EFFORTS = frozenset({"xhigh", "max"})
+CLAUDE_LARGE_OUTPUT_MAX_TOKENS = 64000
 
 
 def thinking_budget(reasoning: str | int, *, provider: str, model: str) -> int:
@@ -339,16 +344,24 @@ def claude_reasoning(
     adaptive: bool,
     provider: str,
     model: str,
+    output_limit: int | None = None,
 ) -> tuple[dict[str, Any], int | None]:
     """Claude's request fields for ``reasoning=`` (the same on the Anthropic API and, in
     ``additionalModelRequestFields``, on Bedrock) and the ``max_tokens`` to send.
 
     A family with adaptive thinking (its profile's ``adaptive_thinking``) takes an effort as
     ``thinking: {"type": "adaptive"}`` with ``output_config.effort``, and ``max_tokens`` is left
-    as it was; a token budget, and every effort on older Claude models, is extended thinking
-    with ``budget_tokens`` (see :func:`claude_thinking`).
+    as it was, except that at the efforts Anthropic asks a large output limit for
+    (:data:`CLAUDE_LARGE_OUTPUT_EFFORTS`) an unset one is :data:`CLAUDE_LARGE_OUTPUT_MAX_TOKENS`
+    (at most ``output_limit``, the model's maximum output); a ``max_tokens`` the caller set is
+    always sent as set. A token budget, and every effort on older Claude models, is extended
+    thinking with ``budget_tokens`` (see :func:`claude_thinking`).
     """
     if adaptive and isinstance(reasoning, str):
+        if max_tokens is None and reasoning in CLAUDE_LARGE_OUTPUT_EFFORTS:
+            max_tokens = CLAUDE_LARGE_OUTPUT_MAX_TOKENS
+            if output_limit is not None:
+                max_tokens = min(max_tokens, output_limit)
         return {"thinking": {"type": "adaptive"}, "output_config": {"effort": reasoning}}, max_tokens
     thinking, max_tokens = claude_thinking(reasoning, max_tokens, default_max_tokens, provider=provider, model=model)
     return {"thinking": thinking}, max_tokens
