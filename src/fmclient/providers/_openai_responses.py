@@ -37,7 +37,13 @@ from fmclient.types import (
     Usage,
 )
 
-__all__ = ["ResponsesStreamParser", "build_responses_params", "parse_responses_body", "parse_responses_usage"]
+__all__ = [
+    "RESPONSES_DEFAULTS",
+    "ResponsesStreamParser",
+    "build_responses_params",
+    "parse_responses_body",
+    "parse_responses_usage",
+]
 
 _INCOMPLETE: dict[str | None, FinishReason] = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
@@ -94,6 +100,11 @@ def build_input(request: Request, provider: str) -> list[dict[str, Any]]:
         else:
             items.append({"role": message.role, "content": _input_content(message.content, request.model)})
     return items
+
+
+#: What :func:`build_responses_params` sets as defaults rather than from the call's arguments:
+#: a provider option may replace them (``reasoning={"summary": "detailed"}``, ``store=True``).
+RESPONSES_DEFAULTS = ("store", "include", "reasoning.summary")
 
 
 def build_responses_params(

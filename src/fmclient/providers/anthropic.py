@@ -110,6 +110,7 @@ from fmclient.providers.shared_io import (
     MappedErrors,
     astream_chunks,
     claude_reasoning,
+    merge_provider_options,
     rate_limit_headers,
     stream_chunks,
     tool_arguments,
@@ -256,13 +257,15 @@ def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any
             **params.get("output_config", {}),
             "format": {"type": "json_schema", "schema": _output_schema(request.response_format.schema)},
         }
-    for key, value in request.provider_options.items():
-        if key == "output_config" and isinstance(value, Mapping) and "output_config" in params:
-            # e.g. {"effort": "low"} next to the response format: keep both.
-            params["output_config"] = {**params["output_config"], **value}
-        else:
-            params[key] = value
-    return params
+    # e.g. output_config={"effort": "low"} joins the response format; a value an argument set
+    # (max_tokens=, a format, an effort) is not replaced. Only an unset max_tokens is a default.
+    return merge_provider_options(
+        params,
+        request.provider_options,
+        provider=provider,
+        model=request.model,
+        defaults=("max_tokens",) if request.max_tokens is None else (),
+    )
 
 
 def _tool(tool: Tool) -> dict[str, Any]:

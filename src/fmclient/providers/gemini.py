@@ -64,7 +64,13 @@ from fmclient.errors import (
 from fmclient.pricing import price_modifier
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, thinking_budget
+from fmclient.providers.shared_io import (
+    MappedErrors,
+    astream_chunks,
+    merge_provider_options,
+    stream_chunks,
+    thinking_budget,
+)
 from fmclient.types import (
     Chunk,
     Completion,
@@ -479,7 +485,8 @@ def build_params(request: Request, provider: str = "gemini", *, vertex: bool = F
     """A :class:`Request` -> keyword arguments for ``models.generate_content(_stream)``.
 
     ``config`` is a plain ``GenerateContentConfig`` dict; ``provider_options`` are merged in
-    last, so any SDK config field can be set or overridden. ``vertex``: the request goes to
+    last, so any SDK config field can be set, and dicts join fmclient's one level deep; a value
+    set from an argument is refused rather than replaced. ``vertex``: the request goes to
     Vertex AI, which takes a few inputs the Gemini API does not.
     """
     config: dict[str, Any] = {
@@ -520,11 +527,18 @@ def build_params(request: Request, provider: str = "gemini", *, vertex: bool = F
         config["thinking_config"] = thinking_config(request, provider)
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
-    for key, value in request.provider_options.items():
-        if key == "http_options" and isinstance(value, Mapping) and "http_options" in config:
-            config["http_options"] = {**config["http_options"], **_plain(value)}
-        else:
-            config[key] = value
+    # Dicts join fmclient's one level deep (thinking_config, http_options...); a value an argument
+    # set is not replaced. The per-attempt timeout in http_options stays the option's to change.
+    merge_provider_options(
+        config,
+        {
+            key: _plain(value) if isinstance(value, Mapping) else value
+            for key, value in request.provider_options.items()
+        },
+        provider=provider,
+        model=request.model,
+        defaults=("http_options.timeout",),
+    )
     return {
         "model": request.model,
         "contents": build_contents(request.messages, provider, model=request.model, vertex=vertex),
@@ -538,12 +552,13 @@ def build_embed_config(request: EmbedRequest) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
-    for key, value in request.provider_options.items():
-        if key == "http_options" and isinstance(value, Mapping) and "http_options" in config:
-            config["http_options"] = {**config["http_options"], **_plain(value)}
-        else:
-            config[key] = value
-    return config
+    # http_options join the attempt's timeout, which stays the option's to change.
+    options = {
+        key: _plain(value) if isinstance(value, Mapping) else value for key, value in request.provider_options.items()
+    }
+    return merge_provider_options(
+        config, options, provider="gemini", model=request.model, defaults=("http_options.timeout",)
+    )
 
 
 # -- response translation (pure) --------------------------------------------------------------

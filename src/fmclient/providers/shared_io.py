@@ -39,6 +39,7 @@ __all__ = [
     "claude_thinking",
     "close_quietly",
     "map_exception",
+    "merge_provider_options",
     "rate_limit_headers",
     "should_retry_header",
     "stream_chunks",
@@ -389,6 +390,61 @@ def claude_thinking(
             model=model,
         )
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
+
+
+# -- provider options into a request ---------------------------------------------------------
+def merge_provider_options(
+    params: dict[str, Any],
+    options: Mapping[str, Any],
+    *,
+    provider: str,
+    model: str,
+    defaults: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Merge ``provider_options`` into the request ``params`` an adapter built from the call's
+    arguments, one level deep, and return ``params``.
+
+    A key fmclient did not set is added. Where both sides are dicts (``text``, ``reasoning``,
+    ``output_config``, ``additionalModelRequestFields``, ``options``...) the option's keys join
+    fmclient's: ``text={"verbosity": "low"}`` keeps the ``text.format`` a ``response_format`` made.
+    A value fmclient set from an argument may be repeated but not changed: two answers to one
+    question (``reasoning="high"`` and ``reasoning={"effort": "low"}``) raise
+    :class:`~fmclient.errors.BadRequestError` naming both, rather than one silently winning.
+    ``defaults`` names the paths (``"store"``, ``"reasoning.summary"``) where fmclient only
+    chose a default, which an option replaces; a whole key there takes the option's value.
+    """
+    default_paths = frozenset(defaults)
+    for key, value in options.items():
+        current = params.get(key)
+        if key not in params:
+            params[key] = value
+        elif isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged = dict(current)
+            for inner, inner_value in value.items():
+                path = f"{key}.{inner}"
+                if (
+                    inner in merged
+                    and key not in default_paths
+                    and path not in default_paths
+                    and merged[inner] != inner_value
+                ):
+                    raise _option_conflict(path, inner_value, merged[inner], provider=provider, model=model)
+                merged[inner] = inner_value
+            params[key] = merged
+        elif key in default_paths or current == value:
+            params[key] = value
+        else:
+            raise _option_conflict(key, value, current, provider=provider, model=model)
+    return params
+
+
+def _option_conflict(path: str, value: Any, current: Any, *, provider: str, model: str) -> BadRequestError:
+    return BadRequestError(
+        f"provider option {path}={value!r} conflicts with {current!r}, which fmclient sends for the "
+        "call's own arguments (reasoning=, response_format=, max_tokens=, tools=...): set it in one place",
+        provider=provider,
+        model=model,
+    )
 
 
 # -- response headers ------------------------------------------------------------------------
