@@ -453,6 +453,32 @@ def test_stream_parser_keeps_reasoning_for_the_next_turn() -> None:
     }
 
 
+def test_stream_parser_keeps_reasoning_beside_a_structured_tool_as_the_whole_answer_does() -> None:
+    """Thinking beside the forced structured-output tool (thinking from additionalModelRequestFields):
+    parse_converse_response keeps it as Completion.reasoning, so a stream must deliver it too."""
+    whole = parse_converse_response(
+        {
+            "output": {
+                "message": {
+                    "content": [
+                        {"reasoningContent": {"reasoningText": {"text": "Let me think.", "signature": "s"}}},
+                        {"toolUse": {"toolUseId": "t1", "name": "answer", "input": {"n": 3}}},
+                    ]
+                }
+            },
+            "stopReason": "tool_use",
+        },
+        provider="bedrock",
+        model=CLAUDE,
+        structured_tool="answer",
+    )
+    parser = ConverseStreamParser(provider="bedrock", model=CLAUDE, structured_tool="answer")
+    chunks = []
+    for delta in ({"text": "Let me "}, {"text": "think."}):
+        chunks += parser.feed({"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"reasoningContent": delta}}})
+    assert "".join(chunk.reasoning for chunk in chunks) == whole.reasoning == "Let me think."
+
+
 def test_embedding_body_options() -> None:
     assert build_titan_embedding_body("x", EMBED_V2, {"dimensions": 256, "normalize": False}) == {
         "inputText": "x",

@@ -843,7 +843,7 @@ class ConverseStreamParser:
     """Turns ConverseStream events into Chunks: text deltas, ToolCallDeltas (id and name from
     ``contentBlockStart``, argument fragments from ``contentBlockDelta``), and a final chunk
     from ``messageStop`` + ``metadata``. With ``structured_tool`` set, that tool's argument
-    fragments are the text and nothing else is emitted."""
+    fragments are the text and reasoning is kept; other text and tool calls are dropped."""
 
     def __init__(self, *, provider: str, model: str, structured_tool: str | None = None) -> None:
         self.provider = provider
@@ -887,7 +887,8 @@ class ConverseStreamParser:
             if "reasoningContent" in delta:
                 thought = (delta["reasoningContent"] or {}).get("text") or ""
                 self._add_reasoning(block, delta["reasoningContent"] or {})
-                return [Chunk(reasoning=thought)] if thought and self.structured_tool is None else []
+                # kept beside a forced structured-output tool too, as the unstreamed answer keeps it
+                return [Chunk(reasoning=thought)] if thought else []
             return []
         if "messageStop" in event:
             self.stop_reason = event["messageStop"].get("stopReason") or "end_turn"
