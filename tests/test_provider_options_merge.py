@@ -220,3 +220,33 @@ def test_llamacpp_options_never_replace_arguments() -> None:
         llamacpp_params(request)
     ok = Request(model="smollm2", messages=(Message("user", "hi"),), temperature=0.1, provider_options={"top_k": 5})
     assert llamacpp_params(ok)["top_k"] == 5
+
+
+def test_image_and_embedding_bodies_merge_the_same_way() -> None:
+    from fmclient.providers.gemini import build_image_config
+    from fmclient.providers.ollama import build_embed_params
+    from fmclient.types import EmbedRequest, ImageRequest
+
+    # Imagen: http_options used to be replaced whole by the attempt's timeout
+    config = build_image_config(
+        ImageRequest(
+            model="imagen-4.0-generate-001",
+            prompt="a cat",
+            seed=3,
+            timeout=2.0,
+            provider_options={"http_options": {"headers": {"x-trace": "1"}}, "person_generation": "dont_allow"},
+        )
+    )
+    assert config["http_options"] == {"timeout": 2000, "headers": {"x-trace": "1"}}
+    assert config["person_generation"] == "dont_allow"
+    with pytest.raises(BadRequestError, match="add_watermark=True conflicts with False"):
+        build_image_config(
+            ImageRequest(
+                model="imagen-4.0-generate-001", prompt="a cat", seed=3, provider_options={"add_watermark": True}
+            )
+        )
+    # Ollama embeddings: truncate is fmclient's default, the texts are the argument
+    body = build_embed_params(EmbedRequest(model="nomic-embed-text", texts=("a",), provider_options={"truncate": True}))
+    assert body["truncate"] is True
+    with pytest.raises(BadRequestError, match=r"input=\['b'\] conflicts with \['a'\]"):
+        build_embed_params(EmbedRequest(model="nomic-embed-text", texts=("a",), provider_options={"input": ["b"]}))

@@ -169,3 +169,11 @@ def test_adaptive_thinking_at_xhigh_and_max_gets_a_large_output_limit_unless_set
     first, second = bedrock.bodies()
     assert first["inferenceConfig"] == {"maxTokens": CLAUDE_LARGE_OUTPUT_MAX_TOKENS}
     assert "inferenceConfig" not in second
+
+
+async def test_adaptive_thinking_at_max_streams_on_the_async_path_too(fake_server: FakeServer) -> None:
+    fake_server.queue(fa.stream_reply(fa.stream_events([fa.text_block("ok")])))
+    async with anthropic_client(fake_server) as client:
+        done = await client.acomplete("hi", model="anthropic/claude-opus-5-5", reasoning="max")
+    [sent] = (r.json() for r in fake_server.requests)
+    assert (sent["max_tokens"], sent["stream"], done.text) == (CLAUDE_LARGE_OUTPUT_MAX_TOKENS, True, "ok")

@@ -1351,9 +1351,14 @@ def build_image_config(request: ImageRequest) -> dict[str, Any]:
         # Imagen takes a seed only without its watermark.
         config["seed"] = request.seed
         config["add_watermark"] = False
-    config.update(request.provider_options)  # e.g. person_generation, image_size="2K"
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
+    # e.g. person_generation, image_size="2K"; http_options join the attempt's timeout (which
+    # replaced them whole before), and an option never changes what an argument set.
+    options = {
+        key: _plain(value) if isinstance(value, Mapping) else value for key, value in request.provider_options.items()
+    }
+    merge_provider_options(config, options, provider="gemini", model=request.model, defaults=("http_options.timeout",))
     return config
 
 

@@ -247,8 +247,10 @@ def build_embed_params(request: EmbedRequest) -> dict[str, Any]:
         # Ollama truncates over-long inputs silently by default; an error is more honest.
         "truncate": False,
     }
-    body.update(request.provider_options)
-    return body
+    # truncate is fmclient's default; model and input come from the arguments
+    return merge_provider_options(
+        body, request.provider_options, provider="ollama", model=request.model, defaults=("truncate",)
+    )
 
 
 # -- response translation (pure) -----------------------------------------------------------------
