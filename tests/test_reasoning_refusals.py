@@ -177,3 +177,36 @@ async def test_adaptive_thinking_at_max_streams_on_the_async_path_too(fake_serve
         done = await client.acomplete("hi", model="anthropic/claude-opus-5-5", reasoning="max")
     [sent] = (r.json() for r in fake_server.requests)
     assert (sent["max_tokens"], sent["stream"], done.text) == (CLAUDE_LARGE_OUTPUT_MAX_TOKENS, True, "ok")
+
+
+def test_thinking_switched_on_by_provider_option_keeps_its_rules(bedrock: Any, fake_server: FakeServer) -> None:
+    """reasoning= is not the only switch: Claude's own thinking object as a provider option turns
+    thinking on too, and the same requests are refused."""
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    with bedrock_client(bedrock) as client:
+        with pytest.raises(UnsupportedFeatureError, match="temperature together with thinking"):
+            client.complete(
+                "hi",
+                model=f"bedrock/{NATIVE_ON_BEDROCK}",
+                temperature=0.5,
+                additionalModelRequestFields={"thinking": thinking},
+            )
+        with pytest.raises(UnsupportedFeatureError, match="structured output together with thinking"):
+            client.complete(
+                "n?",
+                model=f"bedrock/{FORCED_TOOL_ON_BEDROCK[1]}",
+                response_format=SCHEMA,
+                additionalModelRequestFields={"thinking": thinking},
+            )
+    weather = {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    refused = pytest.raises(UnsupportedFeatureError, match=r"tool_choice='required'\) with thinking")
+    with anthropic_client(fake_server) as client, refused:
+        client.complete(
+            "hi",
+            model="anthropic/claude-sonnet-4-5",
+            max_tokens=4096,
+            tools=[weather],
+            tool_choice="required",
+            thinking=thinking,
+        )
+    assert bedrock.requests == [] and fake_server.requests == []

@@ -206,26 +206,25 @@ class Profile:
             raise refuse(
                 f"reasoning={request.reasoning!r} (it takes an effort: {_one_of(efforts)})", "reasoning_efforts"
             )
-        if request.reasoning is not None and request.temperature is not None and not self.reasoning_with_temperature:
-            raise refuse("temperature together with reasoning=", "reasoning_with_temperature")
-        if request.reasoning is not None:
-            self._check_sampling_under_reasoning(request, refuse)
+        # The rules of thinking hold however it was switched on: reasoning=, or Claude's own
+        # thinking object passed as a provider option.
+        thinking = request.reasoning is not None or _thinking_option(request.provider_options)
+        on = "reasoning=" if request.reasoning is not None else "thinking (the thinking provider option)"
+        if thinking and request.temperature is not None and not self.reasoning_with_temperature:
+            raise refuse(f"temperature together with {on}", "reasoning_with_temperature")
+        if thinking:
+            self._check_sampling_under_reasoning(request, refuse, on)
+        if thinking and choice not in (None, "auto", "none") and not self.reasoning_with_forced_tool:
+            raise refuse(f"a forced tool choice (tool_choice={choice!r}) with {on}", "reasoning_with_forced_tool")
         if (
-            request.reasoning is not None
-            and choice not in (None, "auto", "none")
-            and not self.reasoning_with_forced_tool
-        ):
-            raise refuse(f"a forced tool choice (tool_choice={choice!r}) with reasoning=", "reasoning_with_forced_tool")
-        if (
-            request.reasoning is not None
+            thinking
             and request.response_format is not None
             and structured_output_mode(self, request) == "tool"
             and not self.reasoning_with_forced_tool
         ):
             raise refuse(
-                "structured output together with reasoning=: here it is made by forcing a tool call, and a "
-                "forced tool does not mix with thinking (drop reasoning=, or use a model with native structured "
-                "output)",
+                f"structured output together with {on}: here it is made by forcing a tool call, and a forced "
+                "tool does not mix with thinking (drop the thinking, or use a model with native structured output)",
                 "reasoning_with_forced_tool",
                 "structured_output_mode",
             )
@@ -236,15 +235,17 @@ class Profile:
                 if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
                     raise refuse("image input", "images")
 
-    def _check_sampling_under_reasoning(self, request: Request, refuse: Callable[..., UnsupportedFeatureError]) -> None:
+    def _check_sampling_under_reasoning(
+        self, request: Request, refuse: Callable[..., UnsupportedFeatureError], on: str
+    ) -> None:
         low = self.reasoning_min_top_p
         if request.top_p is not None and low is not None and request.top_p < low:
             raise refuse(
-                f"top_p={request.top_p:g} together with reasoning= (with thinking on, top_p is {low:g} to 1)",
+                f"top_p={request.top_p:g} together with {on} (with thinking on, top_p is {low:g} to 1)",
                 "reasoning_min_top_p",
             )
         if not self.reasoning_with_top_k and _top_k_option(request.provider_options) is not None:
-            raise refuse("top_k together with reasoning=", "reasoning_with_top_k")
+            raise refuse(f"top_k together with {on}", "reasoning_with_top_k")
 
     def check_image(self, request: ImageRequest, *, provider: str) -> None:
         """Raise :class:`UnsupportedFeatureError` for an image request this model cannot produce."""
@@ -302,6 +303,16 @@ def structured_output_mode(profile: Profile, request: Request) -> StructuredOutp
     if override == "tool":
         return "tool"
     return profile.structured_output_mode
+
+
+def _thinking_option(options: Mapping[str, Any]) -> bool:
+    """Whether a provider option turns Claude's thinking on: ``thinking`` at the top level
+    (Anthropic) or in Bedrock's ``additionalModelRequestFields``, of type enabled or adaptive."""
+    for holder in (options, options.get("additionalModelRequestFields")):
+        thinking = holder.get("thinking") if isinstance(holder, Mapping) else None
+        if isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive"):
+            return True
+    return False
 
 
 def _top_k_option(options: Mapping[str, Any]) -> object:
