@@ -47,6 +47,15 @@ def test_merge_provider_options_joins_dicts_and_refuses_changed_values() -> None
         merge_provider_options(merged, {"reasoning": {"effort": "low"}}, provider="p", model="m")
     with pytest.raises(BadRequestError, match="new=2 conflicts with 1"):
         merge_provider_options(merged, {"new": 2}, provider="p", model="m")
+    # headers may carry credentials: a conflict there names the header, never its values
+    with pytest.raises(BadRequestError) as refused:
+        merge_provider_options(
+            {"extra_headers": {"x-api-key": "first-secret"}},
+            {"extra_headers": {"x-api-key": "second-secret"}},
+            provider="p",
+            model="m",
+        )
+    assert "extra_headers.x-api-key" in str(refused.value) and "secret" not in str(refused.value)
 
 
 # == OpenAI: the Responses API =====================================================================

@@ -64,8 +64,8 @@ class Profile:
     #: with reasoning on, the family still takes temperature / a forced or named tool choice
     #: (Claude's extended thinking takes neither: the API answers 400)
     reasoning_with_temperature: bool = True
-    #: with reasoning on, a forced or named tool choice, and structured output made by forcing a
-    #: tool (``structured_output_mode = "tool"``) is refused as well
+    #: (where the family takes no forced tool under reasoning, structured output made by forcing
+    #: a tool, ``structured_output_mode = "tool"``, is refused with it)
     reasoning_with_forced_tool: bool = True
     #: with reasoning on, the lowest ``top_p`` taken (Claude's thinking: 0.95 to 1); None: any
     reasoning_min_top_p: float | None = None

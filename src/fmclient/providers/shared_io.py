@@ -440,11 +440,21 @@ def merge_provider_options(
 
 def _option_conflict(path: str, value: Any, current: Any, *, provider: str, model: str) -> BadRequestError:
     return BadRequestError(
-        f"provider option {path}={value!r} conflicts with {current!r}, which fmclient sends for the "
-        "call's own arguments (reasoning=, response_format=, max_tokens=, tools=...): set it in one place",
+        f"provider option {path}={_shown(path, value)} conflicts with {_shown(path, current)}, which fmclient "
+        "sends for the call's own arguments (reasoning=, response_format=, max_tokens=, tools=...): set it in "
+        "one place",
         provider=provider,
         model=model,
     )
+
+
+def _shown(path: str, value: Any) -> str:
+    """A value for an error message: headers may carry credentials and are never shown; long
+    values (a schema, a prompt) are cut."""
+    if "header" in path.lower():
+        return "<hidden>"
+    shown = repr(value)
+    return shown if len(shown) <= 120 else shown[:117] + "..."
 
 
 # -- response headers ------------------------------------------------------------------------
