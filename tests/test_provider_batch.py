@@ -296,6 +296,18 @@ def test_bedrock_job_is_converse_shaped_over_s3(bedrock_setup: Setup) -> None:
     }
 
 
+def test_bedrock_batch_refuses_forced_tool_structured_output_with_reasoning(bedrock_setup: Setup) -> None:
+    # Claude Sonnet 4 on Bedrock makes structured output by forcing a tool, which thinking refuses:
+    # the job is refused as complete() is, before anything is uploaded (issue 19 item 8).
+    client = bedrock_setup.client()
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    with pytest.raises(UnsupportedFeatureError, match="structured output together with reasoning="):
+        client.submit_batch(
+            ["n?"], model="bedrock/anthropic.claude-sonnet-4-20250514-v1:0", response_format=schema, reasoning="low"
+        )
+    assert bedrock_setup.fake.created == []
+
+
 def test_bad_input_and_unsupported_providers_fail_before_any_request(fake_server: FakeServer) -> None:
     FakeOpenAIBatches(fake_server)
     client = Client(providers={"openai": {"base_url": fake_server.url, "api_key": "sk-test-0123456789"}})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import re
 import socket
@@ -189,14 +190,18 @@ def test_titan_body_maps_parameters_and_splits_provider_options() -> None:
         temperature=0.2,
         top_p=0.9,
         stop=("User:",),
-        provider_options={"textGenerationConfig": {"maxTokenCount": 60}, "guardrailIdentifier": "gr1"},
+        provider_options={"textGenerationConfig": {"maxTokenCount": 50}, "guardrailIdentifier": "gr1"},
     )
     body, arguments = build_titan_text_body(request)
     assert body == {
         "inputText": "User: hi\nBot:",
-        "textGenerationConfig": {"maxTokenCount": 60, "temperature": 0.2, "topP": 0.9, "stopSequences": ["User:"]},
+        "textGenerationConfig": {"maxTokenCount": 50, "temperature": 0.2, "topP": 0.9, "stopSequences": ["User:"]},
     }
     assert arguments == {"guardrailIdentifier": "gr1"}
+    # an option may repeat what max_tokens= set, not change it: one of the two would be dropped
+    changed = dataclasses.replace(request, provider_options={"textGenerationConfig": {"maxTokenCount": 60}})
+    with pytest.raises(BadRequestError, match=r"textGenerationConfig\.maxTokenCount=60 conflicts with 50"):
+        build_titan_text_body(changed)
 
 
 @pytest.mark.parametrize(
@@ -258,12 +263,14 @@ def test_converse_params_tools_history_and_images() -> None:
         stop=("END",),
         tools=(WEATHER,),
         tool_choice="required",
-        provider_options={"additionalModelRequestFields": {"top_k": 40}, "inferenceConfig": {"maxTokens": 200}},
+        provider_options={"additionalModelRequestFields": {"top_k": 40}, "inferenceConfig": {"maxTokens": 100}},
     )
+    with pytest.raises(BadRequestError, match=r"inferenceConfig\.maxTokens=200 conflicts with 100"):
+        build_converse_params(dataclasses.replace(request, provider_options={"inferenceConfig": {"maxTokens": 200}}))
     params = build_converse_params(request)
     assert params["modelId"] == CLAUDE
     assert params["system"] == [{"text": "Be brief."}]
-    assert params["inferenceConfig"] == {"maxTokens": 200, "temperature": 0.5, "topP": 0.8, "stopSequences": ["END"]}
+    assert params["inferenceConfig"] == {"maxTokens": 100, "temperature": 0.5, "topP": 0.8, "stopSequences": ["END"]}
     assert params["additionalModelRequestFields"] == {"top_k": 40}
     assert params["toolConfig"] == {
         "tools": [
@@ -444,6 +451,32 @@ def test_stream_parser_keeps_reasoning_for_the_next_turn() -> None:
             "reasoning": [{"reasoningContent": {"reasoningText": {"text": "Let me think.", "signature": "sig-1"}}}]
         }
     }
+
+
+def test_stream_parser_keeps_reasoning_beside_a_structured_tool_as_the_whole_answer_does() -> None:
+    """Thinking beside the forced structured-output tool (thinking from additionalModelRequestFields):
+    parse_converse_response keeps it as Completion.reasoning, so a stream must deliver it too."""
+    whole = parse_converse_response(
+        {
+            "output": {
+                "message": {
+                    "content": [
+                        {"reasoningContent": {"reasoningText": {"text": "Let me think.", "signature": "s"}}},
+                        {"toolUse": {"toolUseId": "t1", "name": "answer", "input": {"n": 3}}},
+                    ]
+                }
+            },
+            "stopReason": "tool_use",
+        },
+        provider="bedrock",
+        model=CLAUDE,
+        structured_tool="answer",
+    )
+    parser = ConverseStreamParser(provider="bedrock", model=CLAUDE, structured_tool="answer")
+    chunks = []
+    for delta in ({"text": "Let me "}, {"text": "think."}):
+        chunks += parser.feed({"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"reasoningContent": delta}}})
+    assert "".join(chunk.reasoning for chunk in chunks) == whole.reasoning == "Let me think."
 
 
 def test_embedding_body_options() -> None:

@@ -8,6 +8,7 @@ over both of the SDK's async transports (aiohttp, installed with ``fmclient[fast
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -153,8 +154,12 @@ def test_build_params_maps_every_request_field() -> None:
         tool_choice="auto",
         response_format=ResponseFormat("answer", {"type": "object", "properties": {"a": {"type": "string"}}}),
         timeout=2.5,
-        provider_options={"top_k": 40, "temperature": 0.7, "thinking_config": {"include_thoughts": True}},
+        provider_options={"top_k": 40, "temperature": 0.2, "thinking_config": {"include_thoughts": True}},
     )
+    # an option may repeat an argument's value, not change it (one of the two would be dropped)
+    changed = dataclasses.replace(request, provider_options={"temperature": 0.7})
+    with pytest.raises(BadRequestError, match=r"provider option temperature=0\.7 conflicts with 0\.2"):
+        build_params(changed)
     params = build_params(request)
     config = params["config"]
     assert params["model"] == MODEL
@@ -179,9 +184,9 @@ def test_build_params_maps_every_request_field() -> None:
     assert config["response_json_schema"]["properties"] == {"a": {"type": "string"}}
     # seconds -> the SDK's milliseconds
     assert config["http_options"] == {"timeout": 2500}
-    # provider_options pass through and win
+    # provider_options pass through
     assert config["top_k"] == 40
-    assert config["temperature"] == 0.7
+    assert config["temperature"] == 0.2
     assert config["thinking_config"] == {"include_thoughts": True}
     # the SDK must never run its own tool loop
     assert config["automatic_function_calling"] == {"disable": True}

@@ -107,17 +107,21 @@ def test_anthropic_token_budgets_where_claude_takes_only_an_effort(fake_server: 
 
 
 def test_anthropic_adaptive_thinking_takes_xhigh_and_max(fake_server: FakeServer) -> None:
-    fake_server.queue(fa.message_reply("ok"), fa.message_reply("ok"))
+    # At xhigh and max Anthropic asks for a large max_tokens (64k when the caller sets none), more
+    # than the SDK sends unstreamed: complete() streams the same request.
+    ok = fa.stream_reply(fa.stream_events([fa.text_block("ok")]))
+    fake_server.queue(ok, ok)
     with anthropic_client(fake_server) as client:
         client.complete("hi", model="anthropic/claude-opus-5-5", reasoning="xhigh")
         client.complete("hi", model="anthropic/claude-opus-4-6", reasoning="max")
     first, second = (r.json() for r in fake_server.requests)
     assert first == {
         "model": "claude-opus-5-5",
-        "max_tokens": 4096,
+        "max_tokens": 64000,
         "messages": [{"role": "user", "content": "hi"}],
         "thinking": {"type": "adaptive"},
         "output_config": {"effort": "xhigh"},
+        "stream": True,
     }
     assert (second["thinking"], second["output_config"]) == ({"type": "adaptive"}, {"effort": "max"})
 

@@ -59,6 +59,8 @@ class Answer:
     # Responses API only: a reasoning item (summary text, encrypted content) before the output,
     # and an incomplete status with its reason ("max_output_tokens", "content_filter").
     reasoning: str | None = None
+    #: Responses API only: reasoning items, each the list of its summary parts (replaces ``reasoning``)
+    reasoning_items: list[list[str]] | None = None
     encrypted_content: str | None = None
     incomplete: str | None = None
     #: Responses API only: the response fails with this error ({"code", "message"})
@@ -302,7 +304,16 @@ class FakeOpenAI:
 def response_output(answer: Answer) -> list[dict[str, Any]]:
     """The ``output`` items of a response: reasoning, then the message, then function calls."""
     output: list[dict[str, Any]] = []
-    if answer.reasoning is not None or answer.encrypted_content is not None:
+    if answer.reasoning_items is not None:
+        for index, parts in enumerate(answer.reasoning_items):
+            output.append(
+                {
+                    "id": f"rs_fake{index}",
+                    "type": "reasoning",
+                    "summary": [{"type": "summary_text", "text": part} for part in parts],
+                }
+            )
+    elif answer.reasoning is not None or answer.encrypted_content is not None:
         item: dict[str, Any] = {
             "id": "rs_fake",
             "type": "reasoning",

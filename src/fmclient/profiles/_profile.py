@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fmclient.errors import UnsupportedFeatureError
 from fmclient.types import ImagePart, ImageRequest, Request
 
-__all__ = ["Profile", "StructuredOutputMode"]
+__all__ = ["Profile", "StructuredOutputMode", "structured_output_mode"]
 
 #: How a family produces schema-constrained JSON: a native ``json_schema`` response format, a
 #: forced call of a tool whose input schema is the format, a JSON grammar the local runtime
@@ -64,7 +64,13 @@ class Profile:
     #: with reasoning on, the family still takes temperature / a forced or named tool choice
     #: (Claude's extended thinking takes neither: the API answers 400)
     reasoning_with_temperature: bool = True
+    #: (where the family takes no forced tool under reasoning, structured output made by forcing
+    #: a tool, ``structured_output_mode = "tool"``, is refused with it)
     reasoning_with_forced_tool: bool = True
+    #: with reasoning on, the lowest ``top_p`` taken (Claude's thinking: 0.95 to 1); None: any
+    reasoning_min_top_p: float | None = None
+    #: with reasoning on, the ``top_k`` provider option is taken (Claude's thinking takes none)
+    reasoning_with_top_k: bool = True
     #: Claude's thinking takes an effort, ``thinking: {"type": "adaptive"}`` with
     #: ``output_config.effort`` (Claude 4.6 and later), instead of a token budget
     adaptive_thinking: bool = False
@@ -200,20 +206,46 @@ class Profile:
             raise refuse(
                 f"reasoning={request.reasoning!r} (it takes an effort: {_one_of(efforts)})", "reasoning_efforts"
             )
-        if request.reasoning is not None and request.temperature is not None and not self.reasoning_with_temperature:
-            raise refuse("temperature together with reasoning=", "reasoning_with_temperature")
+        # The rules of thinking hold however it was switched on: reasoning=, or Claude's own
+        # thinking object passed as a provider option.
+        thinking = request.reasoning is not None or _thinking_option(request.provider_options)
+        on = "reasoning=" if request.reasoning is not None else "thinking (the thinking provider option)"
+        if thinking and request.temperature is not None and not self.reasoning_with_temperature:
+            raise refuse(f"temperature together with {on}", "reasoning_with_temperature")
+        if thinking:
+            self._check_sampling_under_reasoning(request, refuse, on)
+        if thinking and choice not in (None, "auto", "none") and not self.reasoning_with_forced_tool:
+            raise refuse(f"a forced tool choice (tool_choice={choice!r}) with {on}", "reasoning_with_forced_tool")
         if (
-            request.reasoning is not None
-            and choice not in (None, "auto", "none")
+            thinking
+            and request.response_format is not None
+            and structured_output_mode(self, request) == "tool"
             and not self.reasoning_with_forced_tool
         ):
-            raise refuse(f"a forced tool choice (tool_choice={choice!r}) with reasoning=", "reasoning_with_forced_tool")
+            raise refuse(
+                f"structured output together with {on}: here it is made by forcing a tool call, and a forced "
+                "tool does not mix with thinking (drop the thinking, or use a model with native structured output)",
+                "reasoning_with_forced_tool",
+                "structured_output_mode",
+            )
         if not self.prompt_caching and request.cache_points:
             raise refuse("prompt caching (a CachePoint in the prompt)", "prompt_caching")
         if not self.images:
             for message in request.messages:
                 if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
                     raise refuse("image input", "images")
+
+    def _check_sampling_under_reasoning(
+        self, request: Request, refuse: Callable[..., UnsupportedFeatureError], on: str
+    ) -> None:
+        low = self.reasoning_min_top_p
+        if request.top_p is not None and low is not None and request.top_p < low:
+            raise refuse(
+                f"top_p={request.top_p:g} together with {on} (with thinking on, top_p is {low:g} to 1)",
+                "reasoning_min_top_p",
+            )
+        if not self.reasoning_with_top_k and _top_k_option(request.provider_options) is not None:
+            raise refuse(f"top_k together with {on}", "reasoning_with_top_k")
 
     def check_image(self, request: ImageRequest, *, provider: str) -> None:
         """Raise :class:`UnsupportedFeatureError` for an image request this model cannot produce."""
@@ -259,6 +291,37 @@ class Profile:
             raise refuse(f"cannot make size {size!r} (each side must be {sides[0]} to {sides[1]} pixels)")
         if pixels is not None and width * height > pixels:
             raise refuse(f"cannot make size {size!r} (at most {pixels} pixels)")
+
+
+def structured_output_mode(profile: Profile, request: Request) -> StructuredOutputMode | None:
+    """How ``request``'s structured output is made: the profile's mode, unless the request picks
+    one with the ``structured_output`` provider option (``"native"`` or ``"tool"``, as Bedrock
+    takes it)."""
+    override = request.provider_options.get("structured_output")
+    if override == "native":
+        return "json_schema"
+    if override == "tool":
+        return "tool"
+    return profile.structured_output_mode
+
+
+def _thinking_option(options: Mapping[str, Any]) -> bool:
+    """Whether a provider option turns Claude's thinking on: ``thinking`` at the top level
+    (Anthropic) or in Bedrock's ``additionalModelRequestFields``, of type enabled or adaptive."""
+    for holder in (options, options.get("additionalModelRequestFields")):
+        thinking = holder.get("thinking") if isinstance(holder, Mapping) else None
+        if isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive"):
+            return True
+    return False
+
+
+def _top_k_option(options: Mapping[str, Any]) -> object:
+    """``top_k`` where a provider option sets it: top level (Anthropic) or inside Bedrock's
+    ``additionalModelRequestFields``."""
+    for holder in (options, options.get("additionalModelRequestFields")):
+        if isinstance(holder, Mapping) and holder.get("top_k") is not None:
+            return holder["top_k"]
+    return None
 
 
 def _one_of(choices: tuple[str, ...]) -> str:

@@ -38,7 +38,13 @@ from fmclient.types import (
     Usage,
 )
 
-__all__ = ["ResponsesStreamParser", "build_responses_params", "parse_responses_body", "parse_responses_usage"]
+__all__ = [
+    "RESPONSES_DEFAULTS",
+    "ResponsesStreamParser",
+    "build_responses_params",
+    "parse_responses_body",
+    "parse_responses_usage",
+]
 
 _INCOMPLETE: dict[str | None, FinishReason] = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
@@ -96,6 +102,11 @@ def build_input(request: Request, provider: str) -> list[dict[str, Any]]:
         else:
             items.append({"role": message.role, "content": _input_content(message.content, request.model)})
     return items
+
+
+#: What :func:`build_responses_params` sets as defaults rather than from the call's arguments:
+#: a provider option may replace them (``reasoning={"summary": "detailed"}``, ``store=True``).
+RESPONSES_DEFAULTS = ("store", "include", "reasoning.summary")
 
 
 def build_responses_params(
@@ -182,10 +193,16 @@ def _failure(response: Mapping[str, Any], *, provider: str, model: str) -> FMCli
     return stream_error(error, message, provider=provider, model=model)
 
 
+#: What separates two summary parts, or two reasoning items, in ``Completion.reasoning``; the
+#: stream parser puts the same between them, so a stream's completion reads as ``complete()``'s.
+REASONING_SEPARATOR = "\n\n"
+
+
 def _reasoning_text(item: Mapping[str, Any]) -> str:
+    """A reasoning item's summary parts, or else its reasoning text (content parts run on)."""
     summary = [s.get("text") or "" for s in item.get("summary") or () if isinstance(s, Mapping)]
-    if summary:
-        return "\n\n".join(summary)
+    if any(summary):
+        return REASONING_SEPARATOR.join(part for part in summary if part)
     return "".join(c.get("text") or "" for c in item.get("content") or () if isinstance(c, Mapping))
 
 
@@ -253,7 +270,7 @@ def parse_responses_body(response: Any, *, provider: str, model: str) -> Complet
         ),
         raw=response,
         response_id=str_or_none(response.get("id")),
-        reasoning="\n\n".join(thoughts) or None,
+        reasoning=REASONING_SEPARATOR.join(thoughts) or None,
     )
 
 
@@ -267,6 +284,29 @@ class ResponsesStreamParser:
         self.text = ""
         self._final: Completion | None = None
         self._tool_index: dict[int, int] = {}  # output_index -> tool-call index
+        # Where the last reasoning delta belonged, and the items whose summary was streamed.
+        self._reasoning_part: tuple[int, int] | None = None
+        self._summarised: set[int] = set()
+
+    def _reasoning_delta(self, event: Mapping[str, Any], *, summary: bool) -> str:
+        """A reasoning delta as :func:`parse_responses_body` joins the same text: a separator
+        before a new summary part or a new item, none between the content parts of one item,
+        and an item's reasoning text only where it has no summary."""
+        delta = str(event.get("delta") or "")
+        item = int(event.get("output_index") or 0)
+        if summary:
+            self._summarised.add(item)
+            part = (item, int(event.get("summary_index") or 0))
+        elif item in self._summarised:
+            return ""
+        else:
+            part = (item, -1)
+        if not delta:
+            return ""
+        if self._reasoning_part is not None and part != self._reasoning_part:
+            delta = REASONING_SEPARATOR + delta
+        self._reasoning_part = part
+        return delta
 
     def feed(self, event: Any) -> Chunk | None:
         from fmclient.providers._openai_wire import malformed, stream_error
@@ -279,7 +319,7 @@ class ResponsesStreamParser:
             self.text += delta
             return Chunk(text=delta, raw=event) if delta else None
         if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
-            delta = str(event.get("delta") or "")
+            delta = self._reasoning_delta(event, summary=kind == "response.reasoning_summary_text.delta")
             return Chunk(reasoning=delta, raw=event) if delta else None
         if kind == "response.output_item.added":
             item = event.get("item") or {}

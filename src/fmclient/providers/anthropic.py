@@ -111,6 +111,7 @@ from fmclient.providers.shared_io import (
     astream_chunks,
     check_image_url,
     claude_reasoning,
+    merge_provider_options,
     rate_limit_headers,
     stream_chunks,
     tool_arguments,
@@ -233,7 +234,8 @@ def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any
             raise BadRequestError(
                 "pass reasoning= or provider_options thinking, not both", provider=provider, model=request.model
             )
-        adaptive = profile_for(request.model, "anthropic").adaptive_thinking
+        profile = profile_for(request.model, "anthropic")
+        adaptive = profile.adaptive_thinking
         if adaptive and "effort" in (request.provider_options.get("output_config") or {}):
             raise BadRequestError(
                 "pass reasoning= or output_config's effort, not both", provider=provider, model=request.model
@@ -245,6 +247,7 @@ def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any
             adaptive=adaptive,
             provider=provider,
             model=request.model,
+            output_limit=profile.max_output_tokens,
         )
         params.update(fields)
         if max_tokens is not None:
@@ -255,13 +258,15 @@ def build_params(request: Request, provider: str = "anthropic") -> dict[str, Any
             **params.get("output_config", {}),
             "format": {"type": "json_schema", "schema": _output_schema(request.response_format.schema)},
         }
-    for key, value in request.provider_options.items():
-        if key == "output_config" and isinstance(value, Mapping) and "output_config" in params:
-            # e.g. {"effort": "low"} next to the response format: keep both.
-            params["output_config"] = {**params["output_config"], **value}
-        else:
-            params[key] = value
-    return params
+    # e.g. output_config={"effort": "low"} joins the response format; a value an argument set
+    # (max_tokens=, a format, an effort) is not replaced. Only an unset max_tokens is a default.
+    return merge_provider_options(
+        params,
+        request.provider_options,
+        provider=provider,
+        model=request.model,
+        defaults=("max_tokens",) if request.max_tokens is None else (),
+    )
 
 
 def _tool(tool: Tool) -> dict[str, Any]:

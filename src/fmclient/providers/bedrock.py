@@ -97,8 +97,9 @@ from fmclient.errors import (
 )
 from fmclient.pricing import price_modifier
 from fmclient.profiles import profile_for
+from fmclient.profiles._profile import structured_output_mode
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, claude_reasoning, stream_chunks
+from fmclient.providers.shared_io import MappedErrors, claude_reasoning, merge_provider_options, stream_chunks
 from fmclient.secret import redact
 from fmclient.types import (
     CachePoint,
@@ -237,14 +238,12 @@ def _passthrough(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
 
 
-def _merge(params: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge provider options into params; dicts present on both sides merge one level deep."""
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(params.get(key), dict):
-            params[key] = {**params[key], **value}
-        else:
-            params[key] = value
-    return params
+def _merge(
+    params: dict[str, Any], extra: Mapping[str, Any], *, model: str, provider: str, defaults: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Merge provider options into params; dicts present on both sides merge one level deep, and
+    a value set from the call's arguments is not replaced (see ``merge_provider_options``)."""
+    return merge_provider_options(params, extra, provider=provider, model=model, defaults=defaults)
 
 
 # -- Titan text ----------------------------------------------------------------------------
@@ -293,7 +292,9 @@ def build_titan_text_body(request: Request, *, provider: str = "bedrock") -> tup
         body["textGenerationConfig"] = config
     options = _passthrough(request.provider_options)
     arguments = {k: v for k, v in options.items() if k in _INVOKE_ARGUMENTS}
-    _merge(body, {k: v for k, v in options.items() if k not in _INVOKE_ARGUMENTS})
+    _merge(
+        body, {k: v for k, v in options.items() if k not in _INVOKE_ARGUMENTS}, model=request.model, provider=provider
+    )
     return body, arguments
 
 
@@ -394,11 +395,11 @@ def build_titan_embedding_body(
             model,
             provider,
         )
-    return _merge({"inputText": text}, options)
+    return _merge({"inputText": text}, options, model=model, provider=provider)
 
 
 def build_titan_multimodal_embedding_body(
-    text: str, image: ImagePart | None, options: Mapping[str, Any]
+    text: str, image: ImagePart | None, options: Mapping[str, Any], *, model: str = "", provider: str = "bedrock"
 ) -> dict[str, Any]:
     """Titan Multimodal Embeddings: ``inputText`` and/or ``inputImage`` (base64), plus options
     such as ``embeddingConfig``."""
@@ -407,7 +408,7 @@ def build_titan_multimodal_embedding_body(
         body["inputText"] = text
     if image is not None:
         body["inputImage"] = image.base64_data
-    return _merge(body, _passthrough(options))
+    return _merge(body, _passthrough(options), model=model, provider=provider)
 
 
 # -- image generation (Titan Image Generator, Nova Canvas) ----------------------------------
@@ -461,7 +462,7 @@ def build_image_body(request: ImageRequest, *, provider: str = "bedrock") -> dic
         body = {"taskType": "IMAGE_VARIATION", "imageVariationParams": text, "imageGenerationConfig": config}
     else:
         body = {"taskType": "TEXT_IMAGE", "textToImageParams": text, "imageGenerationConfig": config}
-    return _merge(body, extra)
+    return _merge(body, extra, model=request.model, provider=provider)
 
 
 def parse_image_response(body: Mapping[str, Any], *, provider: str, model: str, raw: Any = None) -> Images:
@@ -582,14 +583,14 @@ def _structured_mode(request: Request) -> str | None:
     if request.response_format is None:
         return None
     override = _own_option(request, "structured_output")
-    if override is not None:
-        if override not in ("native", "tool"):
-            raise BadRequestError(
-                f"provider option structured_output must be 'native' or 'tool', got {override!r}",
-                model=request.model,
-            )
-        return str(override)
-    return "native" if uses_native_structured_output(request.model) else "tool"
+    if override is not None and override not in ("native", "tool"):
+        raise BadRequestError(
+            f"provider option structured_output must be 'native' or 'tool', got {override!r}",
+            model=request.model,
+        )
+    # The same reading the profile's check makes (a forced tool does not mix with thinking).
+    mode = structured_output_mode(profile_for(request.model, "bedrock"), request)
+    return "native" if mode == "json_schema" else "tool"
 
 
 _SUBSCHEMA = frozenset({"items", "additionalProperties", "not", "contains", "if", "then", "else"})
@@ -669,6 +670,7 @@ def build_converse_params(request: Request, *, provider: str = "bedrock") -> dic
             adaptive=profile.adaptive_thinking,
             provider=provider,
             model=request.model,
+            output_limit=profile.max_output_tokens,
         )
         if max_tokens is not None:
             inference["maxTokens"] = max_tokens
@@ -737,7 +739,11 @@ def build_converse_params(request: Request, *, provider: str = "bedrock") -> dic
                 "structure": {"jsonSchema": {"name": fmt.name, "schema": json.dumps(closed_schema(fmt.schema))}},
             }
         }
-    return _merge(params, _passthrough(request.provider_options))
+    # maxTokens sized for a thinking budget, when the call set none, is a default an option may replace
+    defaults = ("inferenceConfig.maxTokens",) if request.max_tokens is None else ()
+    return _merge(
+        params, _passthrough(request.provider_options), model=request.model, provider=provider, defaults=defaults
+    )
 
 
 _CONVERSE_FINISH: dict[str, FinishReason] = {
@@ -838,7 +844,7 @@ class ConverseStreamParser:
     """Turns ConverseStream events into Chunks: text deltas, ToolCallDeltas (id and name from
     ``contentBlockStart``, argument fragments from ``contentBlockDelta``), and a final chunk
     from ``messageStop`` + ``metadata``. With ``structured_tool`` set, that tool's argument
-    fragments are the text and nothing else is emitted."""
+    fragments are the text and reasoning is kept; other text and tool calls are dropped."""
 
     def __init__(self, *, provider: str, model: str, structured_tool: str | None = None) -> None:
         self.provider = provider
@@ -882,7 +888,8 @@ class ConverseStreamParser:
             if "reasoningContent" in delta:
                 thought = (delta["reasoningContent"] or {}).get("text") or ""
                 self._add_reasoning(block, delta["reasoningContent"] or {})
-                return [Chunk(reasoning=thought)] if thought and self.structured_tool is None else []
+                # kept beside a forced structured-output tool too, as the unstreamed answer keeps it
+                return [Chunk(reasoning=thought)] if thought else []
             return []
         if "messageStop" in event:
             self.stop_reason = event["messageStop"].get("stopReason") or "end_turn"
@@ -1316,7 +1323,9 @@ class BedrockProvider(Provider):
         if profile_for(request.model, "bedrock").image_embeddings:
             images = request.images or (None,) * len(request.texts)
             return [
-                build_titan_multimodal_embedding_body(text, image, request.provider_options)
+                build_titan_multimodal_embedding_body(
+                    text, image, request.provider_options, model=request.model, provider=self.name
+                )
                 for text, image in zip(request.texts, images, strict=True)
             ]
         if request.images:

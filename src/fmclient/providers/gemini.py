@@ -68,6 +68,7 @@ from fmclient.providers.shared_io import (
     MappedErrors,
     astream_chunks,
     check_image_url,
+    merge_provider_options,
     stream_chunks,
     thinking_budget,
 )
@@ -487,7 +488,8 @@ def build_params(request: Request, provider: str = "gemini", *, vertex: bool = F
     """A :class:`Request` -> keyword arguments for ``models.generate_content(_stream)``.
 
     ``config`` is a plain ``GenerateContentConfig`` dict; ``provider_options`` are merged in
-    last, so any SDK config field can be set or overridden. ``vertex``: the request goes to
+    last, so any SDK config field can be set, and dicts join fmclient's one level deep; a value
+    set from an argument is refused rather than replaced. ``vertex``: the request goes to
     Vertex AI, which takes a few inputs the Gemini API does not.
     """
     config: dict[str, Any] = {
@@ -528,11 +530,18 @@ def build_params(request: Request, provider: str = "gemini", *, vertex: bool = F
         config["thinking_config"] = thinking_config(request, provider)
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
-    for key, value in request.provider_options.items():
-        if key == "http_options" and isinstance(value, Mapping) and "http_options" in config:
-            config["http_options"] = {**config["http_options"], **_plain(value)}
-        else:
-            config[key] = value
+    # Dicts join fmclient's one level deep (thinking_config, http_options...); a value an argument
+    # set is not replaced. The per-attempt timeout in http_options stays the option's to change.
+    merge_provider_options(
+        config,
+        {
+            key: _plain(value) if isinstance(value, Mapping) else value
+            for key, value in request.provider_options.items()
+        },
+        provider=provider,
+        model=request.model,
+        defaults=("http_options.timeout",),
+    )
     return {
         "model": request.model,
         "contents": build_contents(request.messages, provider, model=request.model, vertex=vertex),
@@ -546,12 +555,13 @@ def build_embed_config(request: EmbedRequest) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
-    for key, value in request.provider_options.items():
-        if key == "http_options" and isinstance(value, Mapping) and "http_options" in config:
-            config["http_options"] = {**config["http_options"], **_plain(value)}
-        else:
-            config[key] = value
-    return config
+    # http_options join the attempt's timeout, which stays the option's to change.
+    options = {
+        key: _plain(value) if isinstance(value, Mapping) else value for key, value in request.provider_options.items()
+    }
+    return merge_provider_options(
+        config, options, provider="gemini", model=request.model, defaults=("http_options.timeout",)
+    )
 
 
 # -- response translation (pure) --------------------------------------------------------------
@@ -1344,9 +1354,14 @@ def build_image_config(request: ImageRequest) -> dict[str, Any]:
         # Imagen takes a seed only without its watermark.
         config["seed"] = request.seed
         config["add_watermark"] = False
-    config.update(request.provider_options)  # e.g. person_generation, image_size="2K"
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
+    # e.g. person_generation, image_size="2K"; http_options join the attempt's timeout (which
+    # replaced them whole before), and an option never changes what an argument set.
+    options = {
+        key: _plain(value) if isinstance(value, Mapping) else value for key, value in request.provider_options.items()
+    }
+    merge_provider_options(config, options, provider="gemini", model=request.model, defaults=("http_options.timeout",))
     return config
 
 

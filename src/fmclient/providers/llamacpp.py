@@ -48,7 +48,7 @@ from fmclient.errors import (
 )
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk, run_in_thread
-from fmclient.providers.shared_io import MappedErrors, close_quietly
+from fmclient.providers.shared_io import MappedErrors, close_quietly, merge_provider_options
 from fmclient.types import (
     Chunk,
     Completion,
@@ -207,9 +207,9 @@ def build_params(request: Request, *, provider: str = "llamacpp") -> dict[str, A
             provider=provider,
             model=request.model,
         )
-    # seed, top_k, min_p, repeat_penalty, grammar...: passed through unchanged.
-    params.update(request.provider_options)
-    return params
+    # seed, top_k, min_p, repeat_penalty, grammar...: passed through; what an argument set
+    # (temperature, max_tokens, response_format...) is not replaced.
+    return merge_provider_options(params, request.provider_options, provider=provider, model=request.model)
 
 
 # -- response translation (pure) -----------------------------------------------------------------

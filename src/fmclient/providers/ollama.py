@@ -43,7 +43,13 @@ from fmclient.errors import (
 from fmclient.profiles import normalise_model_id, profile_for
 from fmclient.providers._async_clients import LoopClients
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, astream_chunks, stream_chunks, tool_arguments
+from fmclient.providers.shared_io import (
+    MappedErrors,
+    astream_chunks,
+    merge_provider_options,
+    stream_chunks,
+    tool_arguments,
+)
 from fmclient.types import (
     Chunk,
     Completion,
@@ -195,8 +201,11 @@ def build_params(request: Request, *, stream: bool, provider: str = "ollama") ->
         options["stop"] = list(request.stop)
     if request.reasoning is not None:
         body["think"] = think_flag(request, provider)
-    _merge_provider_options(body, options, request.provider_options)
-    return body
+    if options:
+        body["options"] = options
+    # provider_options go to the body; their ``options`` table joins the sampling options above,
+    # and what an argument set (temperature, num_predict, format, think...) is not replaced.
+    return merge_provider_options(body, request.provider_options, provider=provider, model=request.model)
 
 
 #: The levels gpt-oss thinks at (Ollama passes ``think`` on to it as its reasoning effort).
@@ -230,18 +239,6 @@ def think_flag(request: Request, provider: str) -> bool | str:
     return reasoning
 
 
-def _merge_provider_options(body: dict[str, Any], options: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    # provider_options go to the body unchanged; their ``options`` table is merged into the
-    # sampling options built above rather than replacing them.
-    for key, value in extra.items():
-        if key == "options" and isinstance(value, Mapping):
-            options.update(value)
-        else:
-            body[key] = value
-    if options:
-        body["options"] = options
-
-
 def build_embed_params(request: EmbedRequest) -> dict[str, Any]:
     """The JSON body of ``POST /api/embed``: one batched call for every text."""
     body: dict[str, Any] = {
@@ -250,8 +247,10 @@ def build_embed_params(request: EmbedRequest) -> dict[str, Any]:
         # Ollama truncates over-long inputs silently by default; an error is more honest.
         "truncate": False,
     }
-    body.update(request.provider_options)
-    return body
+    # truncate is fmclient's default; model and input come from the arguments
+    return merge_provider_options(
+        body, request.provider_options, provider="ollama", model=request.model, defaults=("truncate",)
+    )
 
 
 # -- response translation (pure) -----------------------------------------------------------------

@@ -60,7 +60,7 @@ import inspect
 import json
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -100,6 +100,7 @@ from fmclient.providers.shared_io import (
     MappedErrors,
     astream_chunks,
     check_image_url,
+    merge_provider_options,
     rate_limit_headers,
     stream_chunks,
 )
@@ -309,22 +310,43 @@ def build_params(
         if stream_usage:
             params["stream_options"] = {"include_usage": True}
     if request.provider_options:
-        _merge_options(params, request.provider_options, sdk_params)
+        # include_usage is fmclient's default for a stream, not an argument: an option may change it
+        _merge_options(
+            params,
+            request.provider_options,
+            sdk_params,
+            provider=provider,
+            model=request.model,
+            defaults=("stream_options",),
+        )
     return params
 
 
-def _merge_options(params: dict[str, Any], options: Mapping[str, Any], sdk_params: frozenset[str] | None) -> None:
+def _merge_options(
+    params: dict[str, Any],
+    options: Mapping[str, Any],
+    sdk_params: frozenset[str] | None,
+    *,
+    provider: str,
+    model: str,
+    defaults: Iterable[str] = (),
+) -> None:
+    """Merge provider options into SDK keyword arguments (see
+    :func:`~fmclient.providers.shared_io.merge_provider_options`): keys the SDK method takes as
+    keywords merge into ``params``; others go into ``extra_body``. An ``extra_body`` key that
+    names a field fmclient already sends merges the same way, since the SDK would lay
+    ``extra_body`` over the body and replace that field whole."""
+    keywords: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in options.items():
         if key == "extra_body":
-            extra.update(value)
+            for name, field_value in value.items():
+                (keywords if name in params else extra)[name] = field_value
         elif sdk_params is None or key in sdk_params or key in _REQUEST_OPTIONS:
-            current = params.get(key)
-            if key == "stream_options" and isinstance(current, dict) and isinstance(value, Mapping):
-                value = {**current, **value}
-            params[key] = value
+            keywords[key] = value
         else:
             extra[key] = value
+    merge_provider_options(params, keywords, provider=provider, model=model, defaults=defaults)
     if extra:
         params["extra_body"] = extra
 
@@ -913,7 +935,7 @@ class OpenAIProvider(Provider):
         return bool(chosen == "responses")
 
     def _responses_kwargs(self, request: Request, *, stream: bool) -> dict[str, Any]:
-        from fmclient.providers._openai_responses import build_responses_params
+        from fmclient.providers._openai_responses import RESPONSES_DEFAULTS, build_responses_params
 
         request = _without_api_option(request)
         try:
@@ -931,7 +953,15 @@ class OpenAIProvider(Provider):
                 from openai.resources.responses import Responses
 
                 self._responses_params = _sdk_param_names(Responses.create)
-            _merge_options(params, request.provider_options, self._responses_params)
+            # store, include and the summary setting are fmclient's defaults, not arguments
+            _merge_options(
+                params,
+                request.provider_options,
+                self._responses_params,
+                provider=self.name,
+                model=request.model,
+                defaults=RESPONSES_DEFAULTS,
+            )
         if request.timeout is not None:
             params["timeout"] = request.timeout
         return params
@@ -1073,7 +1103,9 @@ class OpenAIProvider(Provider):
     def _embed_arguments(self, request: EmbedRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": request.model, "input": list(request.texts)}
         if request.provider_options:  # e.g. dimensions=256
-            _merge_options(kwargs, request.provider_options, self._embed_params)
+            _merge_options(
+                kwargs, request.provider_options, self._embed_params, provider=self.name, model=request.model
+            )
         if request.timeout is not None:
             kwargs["timeout"] = request.timeout
         return kwargs
@@ -1137,7 +1169,7 @@ def build_image_params(request: ImageRequest, sdk_params: frozenset[str] | None 
             "the OpenAI Images API takes no negative prompt or seed", provider=_NATIVE, model=request.model
         )
     if request.provider_options:  # e.g. background="transparent", output_format="webp"
-        _merge_options(kwargs, request.provider_options, sdk_params)
+        _merge_options(kwargs, request.provider_options, sdk_params, provider=_NATIVE, model=request.model)
     if request.timeout is not None:
         kwargs["timeout"] = request.timeout
     return kwargs

@@ -39,6 +39,7 @@ __all__ = [
     "claude_thinking",
     "close_quietly",
     "map_exception",
+    "merge_provider_options",
     "rate_limit_headers",
     "should_retry_header",
     "stream_chunks",
@@ -327,6 +328,11 @@ class ToolCallAssembler:
 THINKING_BUDGETS: Mapping[str, int] = {"low": 1024, "medium": 8192, "high": 24576}
 #: Anthropic refuses a smaller ``budget_tokens``.
 CLAUDE_MIN_BUDGET = 1024
+#: Adaptive-thinking efforts at which Anthropic asks for a large ``max_tokens`` (its effort
+#: documentation: at xhigh and max effort set a large output limit, starting at 64k tokens, so
+#: the model has room to think and answer), and the limit sent there when the caller set none.
+CLAUDE_LARGE_OUTPUT_EFFORTS = frozenset({"xhigh", "max"})
+CLAUDE_LARGE_OUTPUT_MAX_TOKENS = 64000
 
 
 def thinking_budget(reasoning: str | int, *, provider: str, model: str) -> int:
@@ -354,16 +360,24 @@ def claude_reasoning(
     adaptive: bool,
     provider: str,
     model: str,
+    output_limit: int | None = None,
 ) -> tuple[dict[str, Any], int | None]:
     """Claude's request fields for ``reasoning=`` (the same on the Anthropic API and, in
     ``additionalModelRequestFields``, on Bedrock) and the ``max_tokens`` to send.
 
     A family with adaptive thinking (its profile's ``adaptive_thinking``) takes an effort as
     ``thinking: {"type": "adaptive"}`` with ``output_config.effort``, and ``max_tokens`` is left
-    as it was; a token budget, and every effort on older Claude models, is extended thinking
-    with ``budget_tokens`` (see :func:`claude_thinking`).
+    as it was, except that at the efforts Anthropic asks a large output limit for
+    (:data:`CLAUDE_LARGE_OUTPUT_EFFORTS`) an unset one is :data:`CLAUDE_LARGE_OUTPUT_MAX_TOKENS`
+    (at most ``output_limit``, the model's maximum output); a ``max_tokens`` the caller set is
+    always sent as set. A token budget, and every effort on older Claude models, is extended
+    thinking with ``budget_tokens`` (see :func:`claude_thinking`).
     """
     if adaptive and isinstance(reasoning, str):
+        if max_tokens is None and reasoning in CLAUDE_LARGE_OUTPUT_EFFORTS:
+            max_tokens = CLAUDE_LARGE_OUTPUT_MAX_TOKENS
+            if output_limit is not None:
+                max_tokens = min(max_tokens, output_limit)
         return {"thinking": {"type": "adaptive"}, "output_config": {"effort": reasoning}}, max_tokens
     thinking, max_tokens = claude_thinking(reasoning, max_tokens, default_max_tokens, provider=provider, model=model)
     return {"thinking": thinking}, max_tokens
@@ -391,6 +405,71 @@ def claude_thinking(
             model=model,
         )
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
+
+
+# -- provider options into a request ---------------------------------------------------------
+def merge_provider_options(
+    params: dict[str, Any],
+    options: Mapping[str, Any],
+    *,
+    provider: str,
+    model: str,
+    defaults: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Merge ``provider_options`` into the request ``params`` an adapter built from the call's
+    arguments, one level deep, and return ``params``.
+
+    A key fmclient did not set is added. Where both sides are dicts (``text``, ``reasoning``,
+    ``output_config``, ``additionalModelRequestFields``, ``options``...) the option's keys join
+    fmclient's: ``text={"verbosity": "low"}`` keeps the ``text.format`` a ``response_format`` made.
+    A value fmclient set from an argument may be repeated but not changed: two answers to one
+    question (``reasoning="high"`` and ``reasoning={"effort": "low"}``) raise
+    :class:`~fmclient.errors.BadRequestError` naming both, rather than one silently winning.
+    ``defaults`` names the paths (``"store"``, ``"reasoning.summary"``) where fmclient only
+    chose a default, which an option replaces; a whole key there takes the option's value.
+    """
+    default_paths = frozenset(defaults)
+    for key, value in options.items():
+        current = params.get(key)
+        if key not in params:
+            params[key] = value
+        elif isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged = dict(current)
+            for inner, inner_value in value.items():
+                path = f"{key}.{inner}"
+                if (
+                    inner in merged
+                    and key not in default_paths
+                    and path not in default_paths
+                    and merged[inner] != inner_value
+                ):
+                    raise _option_conflict(path, inner_value, merged[inner], provider=provider, model=model)
+                merged[inner] = inner_value
+            params[key] = merged
+        elif key in default_paths or current == value:
+            params[key] = value
+        else:
+            raise _option_conflict(key, value, current, provider=provider, model=model)
+    return params
+
+
+def _option_conflict(path: str, value: Any, current: Any, *, provider: str, model: str) -> BadRequestError:
+    return BadRequestError(
+        f"provider option {path}={_shown(path, value)} conflicts with {_shown(path, current)}, which fmclient "
+        "sends for the call's own arguments (reasoning=, response_format=, max_tokens=, tools=...): set it in "
+        "one place",
+        provider=provider,
+        model=model,
+    )
+
+
+def _shown(path: str, value: Any) -> str:
+    """A value for an error message: headers may carry credentials and are never shown; long
+    values (a schema, a prompt) are cut."""
+    if "header" in path.lower():
+        return "<hidden>"
+    shown = repr(value)
+    return shown if len(shown) <= 120 else shown[:117] + "..."
 
 
 # -- response headers ------------------------------------------------------------------------
