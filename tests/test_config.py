@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -137,7 +138,7 @@ api_key_env = "WORK_KEY"
         ("default_model = \n", "not valid TOML"),
         ("defualt_model = 'x'\n", "unknown setting 'defualt_model'"),
         ("[providers.x]\ntype = 'nope'\n", "not a known adapter type"),
-        ("max_retries = 'many'\n", "max_retries must be a number"),
+        ("max_retries = 'many'\n", "max_retries must be an integer"),
         ("max_retries = -1\n", "must not be negative"),
         ("[aliases]\nfoo = 3\n", "alias 'foo' must map"),
         ("[fallbacks]\ngpt-4o = 'claude'\n", "must be a list"),
@@ -154,9 +155,96 @@ def test_fmclient_config_pointing_nowhere_is_an_error(tmp_path: Path) -> None:
         load_settings(env={"FMCLIENT_CONFIG": str(tmp_path / "missing.toml")})
 
 
-def test_bad_env_number_is_an_error() -> None:
-    with pytest.raises(ConfigurationError, match="timeout"):
-        load_settings(env={"FMCLIENT_TIMEOUT": "soon"})
+# -- one check for a setting, whichever layer sets it ----------------------------------------------
+BAD_NUMBERS = [
+    ("FMCLIENT_TIMEOUT", "timeout", "soon", "must be a number"),
+    ("FMCLIENT_TIMEOUT", "timeout", "nan", "must be a finite number"),
+    ("FMCLIENT_TIMEOUT", "timeout", "inf", "must be a finite number"),
+    ("FMCLIENT_TIMEOUT", "timeout", "0", "must be greater than 0"),
+    ("FMCLIENT_TIMEOUT", "timeout", "-1", "must be greater than 0"),
+    ("FMCLIENT_MAX_RETRIES", "max_retries", "2.5", "must be an integer"),
+    ("FMCLIENT_MAX_RETRIES", "max_retries", "-1", "must not be negative"),
+    ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait", "nan", "must be a finite number"),
+    ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait", "-3", "must not be negative"),
+]
+
+
+@pytest.mark.parametrize(("var", "key", "value", "message"), BAD_NUMBERS)
+def test_a_bad_number_is_refused_naming_the_variable(var: str, key: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"environment variable {var} {message}"):
+        load_settings(env={var: value})
+
+
+@pytest.mark.parametrize(("var", "key", "value", "message"), BAD_NUMBERS)
+def test_a_config_file_gets_the_same_check_naming_the_file_and_key(
+    tmp_path: Path, var: str, key: str, value: str, message: str
+) -> None:
+    literal = value if value.lstrip("-").replace(".", "").isdigit() or value in ("nan", "inf") else f'"{value}"'
+    config = write(tmp_path / "c.toml", f"{key} = {literal}\n")
+    with pytest.raises(ConfigurationError, match=rf"config file .*c\.toml: {key} {message}"):
+        load_settings(config_path=config, env={})
+
+
+@pytest.mark.parametrize(("value", "message"), [(0, "greater than 0"), (float("nan"), "finite")])
+def test_a_provider_timeout_gets_the_same_check(value: float, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"providers\.anthropic\.timeout must be .*{message}"):
+        load_settings(env={}, overrides={"providers": {"anthropic": {"timeout": value}}})
+
+
+def test_an_empty_variable_is_unset() -> None:
+    settings = load_settings(env={"FMCLIENT_TIMEOUT": "", "FMCLIENT_MAX_RETRIES": " ", "FMCLIENT_MAX_THREADS": ""})
+    assert (settings.timeout, settings.max_retries) == (None, 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("lots", "must be an integer"), ("0", "must be greater than 0"), ("-4", "must be greater than 0")],
+)
+def test_a_bad_max_threads_fails_client_construction_not_import(value: str, message: str) -> None:
+    # In a fresh interpreter: `import fmclient` used to int() the variable and die with a traceback.
+    import subprocess
+    import sys
+
+    code = (
+        "import fmclient\n"
+        "try:\n    fmclient.Client()\n"
+        "except fmclient.ConfigurationError as error:\n    print('refused:', error)\n"
+    )
+    env = {**os.environ, "FMCLIENT_MAX_THREADS": value}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"refused: environment variable FMCLIENT_MAX_THREADS {message}" in done.stdout
+
+
+def test_the_async_thread_pool_reads_max_threads_when_first_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from fmclient.providers import base
+
+    monkeypatch.setattr(base, "_pool", None)
+    monkeypatch.setenv("FMCLIENT_MAX_THREADS", "0")
+    with pytest.raises(ConfigurationError, match="FMCLIENT_MAX_THREADS must be greater than 0"):
+        asyncio.run(base.run_in_thread(lambda: 1))
+    monkeypatch.setenv("FMCLIENT_MAX_THREADS", "3")
+    assert asyncio.run(base.run_in_thread(lambda: 41 + 1)) == 42
+    assert base._pool is not None and base._pool._max_workers == 3
+    base._pool.shutdown()
+
+
+def test_nothing_reads_the_environment_when_a_module_is_imported() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "src" / "fmclient"
+    found = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for statement in tree.body:  # module level only: function bodies run when called
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            text = ast.unparse(statement)
+            if "os.environ" in text or "getenv" in text:
+                found.append(f"{path.relative_to(root)}: {text[:80]}")
+    assert found == []
 
 
 @pytest.mark.parametrize(
@@ -184,10 +272,47 @@ def test_alias_can_point_to_another_alias() -> None:
     assert settings.resolve("work-model").provider == "anthropic"
 
 
-def test_unknown_adapter_option_is_rejected_when_the_provider_is_built() -> None:
-    client = Client(providers={"fake": {"type": "mock", "colour": "blue"}})
-    with pytest.raises(ConfigurationError, match="unknown setting 'colour'"):
-        client.provider("fake")
+def test_unknown_adapter_option_is_rejected_when_the_client_is_built() -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown setting 'colour' in \[providers\.fake\]"):
+        Client(providers={"fake": {"type": "mock", "colour": "blue"}})
+
+
+@pytest.mark.parametrize(
+    ("table", "hint"),
+    [
+        ("[providers.anthropic]\nmax_retires = 5\n", "'max_retires' (did you mean 'max_retries'?)"),
+        ('[providers.openai]\nbase_ulr = "http://127.0.0.1:1/v1"\n', "'base_ulr' (did you mean 'base_url'?)"),
+        ("[providers.openai.options]\nstream_usgae = false\n", "'stream_usgae' (did you mean 'stream_usage'?)"),
+        ('[providers.bedrock]\nendpoint = "http://127.0.0.1:1"\n', "'endpoint'"),
+        ("max_retires = 5\n", "'max_retires' (did you mean 'max_retries'?)"),
+    ],
+)
+def test_a_misspelled_setting_is_refused_at_once_with_a_suggestion(tmp_path: Path, table: str, hint: str) -> None:
+    config = write(tmp_path / "c.toml", table)
+    with pytest.raises(ConfigurationError) as caught:
+        Client(config_path=str(config))
+    assert hint in str(caught.value) and str(config) in str(caught.value)
+
+
+def test_fmclient_config_refuses_a_misspelled_provider_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fmclient.cli import main
+
+    config = write(tmp_path / "c.toml", "[providers.anthropic]\nmax_retires = 5\n")
+    assert main(["--config", str(config), "config"]) == 1
+    out = capsys.readouterr()
+    assert "max_retires = 5" not in out.out
+    assert "did you mean 'max_retries'?" in out.err and len(out.err.strip().splitlines()) == 1
+
+
+def test_every_known_adapter_setting_is_accepted() -> None:
+    from fmclient.providers import BUILTIN, adapter_class
+
+    for type_name in BUILTIN:
+        options = {key: "x" for key in adapter_class(type_name).option_keys}
+        settings = load_settings(env={}, overrides={"providers": {f"p-{type_name}": {"type": type_name, **options}}})
+        assert dict(settings.providers[f"p-{type_name}"].options) == options
 
 
 def test_settings_repr_never_shows_a_key() -> None:

@@ -40,6 +40,7 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -219,18 +220,28 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"cannot read config file {path}: {exc}") from exc
 
 
-def _number(value: Any, what: str, *, integer: bool = False, allow_none: bool = False) -> Any:
+def _number(value: Any, what: str, *, integer: bool = False, allow_none: bool = False, positive: bool = False) -> Any:
+    """The one check every numeric setting gets, whichever layer it comes from (argument, config
+    file, environment variable): a finite number, an integer where one is meant, never negative,
+    and above zero where zero makes no sense (a timeout). ``what`` names the setting or variable."""
     if value is None and allow_none:
         return None
+    given = value
     if isinstance(value, str):
+        text = value.strip()
         try:
-            value = int(value) if integer else float(value)
+            value = int(text) if integer else float(text)
         except ValueError:
-            raise ConfigurationError(f"{what} must be a number, got {value!r}") from None
+            kind = "an integer" if integer else "a number"
+            raise ConfigurationError(f"{what} must be {kind}, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
         raise ConfigurationError(f"{what} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigurationError(f"{what} must be a finite number, got {given!r}")
+    if positive and value <= 0:
+        raise ConfigurationError(f"{what} must be greater than 0, got {given!r}")
     if value < 0:
-        raise ConfigurationError(f"{what} must not be negative, got {value!r}")
+        raise ConfigurationError(f"{what} must not be negative, got {given!r}")
     return value
 
 
@@ -245,6 +256,20 @@ def _switch(value: Any, what: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise ConfigurationError(f"{what} must be true or false (1/0, yes/no, on/off), got {value!r}")
+
+
+#: Threads in the pool that runs blocking SDKs (boto3, llama.cpp) for async calls.
+DEFAULT_MAX_THREADS = 16
+
+
+def max_threads(env: Mapping[str, str] | None = None) -> int:
+    """``FMCLIENT_MAX_THREADS`` checked like every other setting (a positive integer), read when
+    the pool is first needed, never at import; empty or unset means the default."""
+    raw = (os.environ if env is None else env).get("FMCLIENT_MAX_THREADS", "")
+    if not raw.strip():
+        return DEFAULT_MAX_THREADS
+    count: int = _number(raw, "environment variable FMCLIENT_MAX_THREADS", integer=True, positive=True)
+    return count
 
 
 def _provider_from_table(name: str, table: Any, where: str, base: ProviderSettings | None) -> ProviderSettings:
@@ -272,6 +297,8 @@ def _provider_from_table(name: str, table: Any, where: str, base: ProviderSettin
         raise ConfigurationError(
             f"{where}: providers.{name}.type {type_name!r} is not a known adapter type ({', '.join(known_types())})"
         )
+    if where != "default":
+        _check_adapter_settings(name, type_name, [*options.keys() - (base.options if base else {}).keys()], where)
     for key in ("api_key_env", "base_url", "region", "profile"):
         if key in generic and not isinstance(generic[key], str):
             raise ConfigurationError(f"{where}: providers.{name}.{key} must be a string")
@@ -288,19 +315,49 @@ def _provider_from_table(name: str, table: Any, where: str, base: ProviderSettin
         api_key=Secret(api_key) if api_key is not None else (base.api_key if base else None),
         api_key_env=pick("api_key_env"),
         base_url=pick("base_url"),
-        timeout=_number(pick("timeout"), f"providers.{name}.timeout", allow_none=True),
-        max_retries=_number(pick("max_retries"), f"providers.{name}.max_retries", integer=True, allow_none=True),
+        timeout=_number(pick("timeout"), f"{where}: providers.{name}.timeout", allow_none=True, positive=True),
+        max_retries=_number(
+            pick("max_retries"), f"{where}: providers.{name}.max_retries", integer=True, allow_none=True
+        ),
         region=pick("region"),
         profile=pick("profile"),
         options=options,
     )
 
 
+def _check_adapter_settings(name: str, type_name: str, keys: list[str], where: str) -> None:
+    """Refuse, now, a provider setting neither fmclient nor the adapter knows (``max_retires``),
+    with the closest known name. The adapter's module is imported for its list; its SDK is not."""
+    if not keys:
+        return
+    from fmclient.providers import adapter_class
+
+    accepted = adapter_class(type_name).option_keys
+    unknown = sorted(key for key in keys if key not in accepted)
+    if not unknown:
+        return
+    import difflib  # only to suggest a fix for a typo
+
+    known = sorted({*PROVIDER_KEYS, *accepted})
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1)
+        hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    raise ConfigurationError(
+        f"{where}: unknown setting {', '.join(hints)} in [providers.{name}] (type {type_name!r}); "
+        f"known settings: {', '.join(known)}"
+    )
+
+
 def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> None:
     unknown = sorted(set(data) - TOP_LEVEL_KEYS)
     if unknown:
+        import difflib  # only to suggest a fix for a typo
+
+        close = [m for key in unknown for m in difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1)]
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
         raise ConfigurationError(
-            f"{where}: unknown setting {', '.join(map(repr, unknown))}; "
+            f"{where}: unknown setting {', '.join(map(repr, unknown))}{hint}; "
             f"known settings: {', '.join(sorted(TOP_LEVEL_KEYS))}"
         )
     sources: dict[str, str] = state["sources"]
@@ -315,7 +372,7 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
         sources["max_retries"] = where
     for key in ("timeout", "max_retry_wait"):
         if key in data:
-            state[key] = _number(data[key], f"{where}: {key}")
+            state[key] = _number(data[key], f"{where}: {key}", positive=key == "timeout")
             sources[key] = where
     aliases = data.get("aliases", {})
     if not isinstance(aliases, Mapping):
@@ -371,21 +428,34 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
             sources[f"rate_limits.{key}"] = where
 
 
+# FMCLIENT_* variables and the settings they set; numbers are checked here, so an error names
+# the variable, by the same rule as the setting in a file or an argument (see _number).
+_ENV_SETTINGS = (
+    ("FMCLIENT_MODEL", "default_model"),
+    ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
+    ("FMCLIENT_IMAGE_MODEL", "default_image_model"),
+    ("FMCLIENT_MAX_RETRIES", "max_retries"),
+    ("FMCLIENT_TIMEOUT", "timeout"),
+    ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait"),
+    ("FMCLIENT_TELEMETRY", "telemetry"),
+)
+
+
 def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {}
-    for var, key in (
-        ("FMCLIENT_MODEL", "default_model"),
-        ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
-        ("FMCLIENT_IMAGE_MODEL", "default_image_model"),
-        ("FMCLIENT_MAX_RETRIES", "max_retries"),
-        ("FMCLIENT_TIMEOUT", "timeout"),
-        ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait"),
-        ("FMCLIENT_TELEMETRY", "telemetry"),
-    ):
-        if env.get(var):
-            data[key] = env[var]
-    if "telemetry" in data:  # checked here, so a bad value names its variable
-        data["telemetry"] = _switch(data["telemetry"], "environment variable FMCLIENT_TELEMETRY")
+    for var, key in _ENV_SETTINGS:
+        value = env.get(var)
+        if value is None or not value.strip():
+            continue  # empty is unset, as for every variable fmclient reads
+        if key == "telemetry":
+            data[key] = _switch(value, f"environment variable {var}")
+        elif key in ("max_retries", "timeout", "max_retry_wait"):
+            data[key] = _number(
+                value, f"environment variable {var}", integer=key == "max_retries", positive=key == "timeout"
+            )
+        else:
+            data[key] = value.strip()
+    max_threads(env)  # checked now, with the rest, though the thread pool reads it when first needed
     by_env_name = {alias_env_name(a): a for a in aliases}
     env_aliases = {}
     for var, value in env.items():
@@ -512,15 +582,7 @@ def load_settings(
     if env_data:
         _apply_layer(state, env_data, "environment")
         # Name the exact variable in `fmclient config`, not just "environment".
-        for var, key in (
-            ("FMCLIENT_MODEL", "default_model"),
-            ("FMCLIENT_TIMEOUT", "timeout"),
-            ("FMCLIENT_MAX_RETRIES", "max_retries"),
-            ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
-            ("FMCLIENT_IMAGE_MODEL", "default_image_model"),
-            ("FMCLIENT_MAX_RETRY_WAIT", "max_retry_wait"),
-            ("FMCLIENT_TELEMETRY", "telemetry"),
-        ):
+        for var, key in _ENV_SETTINGS:
             if key in env_data:
                 state["sources"][key] = f"env {var}"
         for alias in env_data.get("aliases", {}):

@@ -191,7 +191,6 @@ class Provider:
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-MAX_THREADS = int(os.environ.get("FMCLIENT_MAX_THREADS", "16"))
 
 
 def _thread_pool() -> ThreadPoolExecutor:
@@ -199,9 +198,11 @@ def _thread_pool() -> ThreadPoolExecutor:
     if _pool is None:
         from concurrent.futures import ThreadPoolExecutor
 
+        from fmclient.config import max_threads  # FMCLIENT_MAX_THREADS, read now and checked, not at import
+
         with _pool_lock:
             if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="fmclient")
+                _pool = ThreadPoolExecutor(max_workers=max_threads(), thread_name_prefix="fmclient")
     return _pool
 
 
