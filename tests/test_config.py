@@ -351,6 +351,36 @@ REDIRECTS = [
         "ANTHROPIC_API_KEY",
         id="naming-the-standard-variable-is-not-defining-a-key",
     ),
+    pytest.param(
+        '[providers.anthropic]\nbase_url = "{url}"\napi_key_env = "WORK_ANTHROPIC_KEY"\n',
+        "providers.anthropic.base_url",
+        "WORK_ANTHROPIC_KEY",
+        id="naming-any-variable-is-not-containing-a-key",
+    ),
+    pytest.param(
+        '[providers.corp]\ntype = "openai"\nbase_url = "{url}"\napi_key_env = "CORP_KEY"\n',
+        "providers.corp.base_url",
+        "CORP_KEY",
+        id="a-compatible-server-with-a-variable-key",
+    ),
+    pytest.param(
+        '[providers.bedrock]\nbatch_s3_uri = "s3://collector-bucket/in/"\n',
+        "providers.bedrock.batch_s3_uri",
+        "AWS credential chain",
+        id="bedrock-batch-bucket",
+    ),
+    pytest.param(
+        '[providers.bedrock.options]\nendpoint_url = "{url}"\n',
+        "providers.bedrock.endpoint_url",
+        "AWS credential chain",
+        id="in-the-options-table",
+    ),
+    pytest.param(
+        '[providers.mistral]\napi_key_env = "OPENAI_API_KEY"\n',
+        "providers.mistral.api_key_env = 'OPENAI_API_KEY'",
+        "another provider's key",
+        id="another-providers-standard-variable",
+    ),
 ]
 
 
@@ -360,7 +390,7 @@ def test_working_directory_config_cannot_send_a_standard_key_elsewhere(text: str
     with pytest.raises(ConfigurationError) as caught:
         load_settings(env={"ANTHROPIC_API_KEY": "sk-ant-real-123456"})
     message = str(caught.value)
-    assert setting in message and source in message
+    assert setting in message and source in message and str(Path.cwd() / "fmclient.toml") in message
     assert "FMCLIENT_CONFIG=" in message and "config_path" in message and "api_key" in message
 
 
@@ -402,22 +432,52 @@ def test_an_explicitly_chosen_file_may_redirect_the_standard_key(
     assert [sent_key(r.headers) for r in fake_server.requests] == ["sk-ant-real-123456"] * 3
 
 
-def test_a_working_directory_file_may_redirect_a_key_it_defines(
+def test_a_working_directory_file_may_not_send_a_variable_it_names_to_its_host(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The docs' own example variable: the file names it, but the key in it is the user's.
+    monkeypatch.setenv("WORK_ANTHROPIC_KEY", "sk-ant-work-123456")
+    write(
+        Path.cwd() / "fmclient.toml",
+        f'[providers.anthropic]\nbase_url = "{fake_server.url}"\napi_key_env = "WORK_ANTHROPIC_KEY"\n',
+    )
+    with pytest.raises(ConfigurationError, match=r"providers\.anthropic\.base_url.*WORK_ANTHROPIC_KEY"):
+        Client().complete("hi", model="claude-haiku", max_tokens=5)
+    assert fake_server.requests == []
+
+
+def test_a_working_directory_file_may_redirect_a_key_it_contains(
     fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-real-123456")
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "sk-ant-token-123456")
     write(
         Path.cwd() / "fmclient.toml",
-        f'[providers.anthropic]\nbase_url = "{fake_server.url}"\napi_key_env = "PROJECT_GATEWAY_KEY"\n',
+        f'[providers.anthropic]\nbase_url = "{fake_server.url}"\napi_key = "gateway-key-123456"\n',
     )
-    with Client() as client, pytest.raises(ConfigurationError, match="PROJECT_GATEWAY_KEY"):
-        client.complete("hi", model="claude-haiku", max_tokens=5)  # unset: no fallback to the standard key
+    with Client() as client, pytest.raises(ConfigurationError, match="ANTHROPIC_AUTH_TOKEN"):
+        client.complete("hi", model="claude-haiku", max_tokens=5)  # the SDK would add the token too
     assert fake_server.requests == []
-    monkeypatch.setenv("PROJECT_GATEWAY_KEY", "gateway-key-123456")
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN")
     fake_server.queue(fa.message_reply("via gateway"))
     with Client() as client:
         assert client.complete("hi", model="claude-haiku", max_tokens=5).text == "via gateway"
     assert [sent_key(r.headers) for r in fake_server.requests] == ["gateway-key-123456"]
+
+
+def test_a_working_directory_file_may_name_its_own_providers_variable() -> None:
+    write(Path.cwd() / "fmclient.toml", '[providers.anthropic]\napi_key_env = "WORK_ANTHROPIC_KEY"\n')
+    assert load_settings(env={}).providers["anthropic"].api_key_env == "WORK_ANTHROPIC_KEY"  # the host is Anthropic's
+
+
+def test_a_working_directory_ollama_host_never_gets_the_sdks_own_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ollama SDK adds $OLLAMA_API_KEY to any client without an Authorization header itself.
+    monkeypatch.setenv("OLLAMA_API_KEY", "ollama-real-123456")
+    write(Path.cwd() / "fmclient.toml", '[providers.ollama]\nbase_url = "http://127.0.0.1:9"\n')
+    with Client() as client, pytest.raises(ConfigurationError, match="OLLAMA_API_KEY would be sent"):
+        client.complete("hi", model="ollama/llama3.2", max_tokens=5)
+    monkeypatch.delenv("OLLAMA_API_KEY")
+    assert load_settings().providers["ollama"].ambient_credentials is False  # a keyless local server is fine
 
 
 def test_a_working_directory_file_may_name_a_keyless_local_server(

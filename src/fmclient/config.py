@@ -467,9 +467,9 @@ def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, 
     return data
 
 
-# Credentials a user keeps in the environment for the providers themselves. A config file that
-# fmclient merely found in the working directory (a cloned repository's, say) must not send them
-# to a host that file chose.
+# Credentials a user keeps in the environment for the providers themselves (and that their SDKs
+# read on their own). A config file that fmclient merely found in the working directory (a cloned
+# repository's, say) must not send them, or any other variable's value, to a host that file chose.
 STANDARD_CREDENTIAL_ENV = frozenset(
     {
         "ANTHROPIC_API_KEY",
@@ -478,6 +478,7 @@ STANDARD_CREDENTIAL_ENV = frozenset(
         "GEMINI_API_KEY",
         "GOOGLE_API_KEY",
         "MISTRAL_API_KEY",
+        "OLLAMA_API_KEY",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
@@ -486,52 +487,76 @@ STANDARD_CREDENTIAL_ENV = frozenset(
 )
 # Adapter types whose SDK attaches credentials from the environment or a credential chain.
 _AMBIENT_TYPES = frozenset({"anthropic", "gemini", "bedrock"})
+# Settings that choose where requests (and the credentials on them) go: a host, or the bucket a
+# provider batch reads and writes with the caller's cloud credentials.
+HOST_SETTINGS = ("base_url", "endpoint_url", "batch_s3_uri", "batch_role_arn")
 
 
 def _guard_key_redirects(
     state: dict[str, Any], data: Mapping[str, Any], path: Path, overrides: Mapping[str, Any]
 ) -> None:
-    """Refuse a working-directory config file that points a provider holding an ambient key elsewhere.
+    """Refuse a working-directory config file that points a credential it does not contain at a
+    host it chose.
 
-    The file may set ``base_url`` when it also defines the key (``api_key``, or ``api_key_env``
-    naming a variable of its own), or when no key is involved (a local OpenAI-compatible server,
-    Ollama). Such providers never fall back to the standard variables afterwards.
+    Such a file may set a host (``base_url``, ``endpoint_url``, a batch bucket) only for a provider
+    that then carries no credential but one written in that file (``api_key``), or none at all (a
+    local OpenAI-compatible server, Ollama). ``api_key_env`` does not count as containing a key:
+    it names a variable of the user's, whatever its name. Such providers never fall back to the
+    standard variables afterwards (``ambient_credentials=False``). The file may also not hand one
+    provider's standard variable to another (``[providers.mistral] api_key_env = "OPENAI_API_KEY"``).
+    A file named explicitly (``FMCLIENT_CONFIG``, ``config_path``, ``--config``) is trusted.
     """
     import dataclasses
 
+    from fmclient.providers.readiness import READINESS
+
     overridden = overrides.get("providers") or {}
     for name, table in (data.get("providers") or {}).items():
-        options = table.get("options") or {}
-        chosen = [key for key in ("base_url", "endpoint_url") if key in table or key in options]
-        if not chosen or name in overridden:
-            continue
+        if name in overridden:
+            continue  # the caller's own arguments replace what the file said
         settings: ProviderSettings = state["providers"][name]
+        spec = READINESS.get(settings.type)
+        own = set(spec.key_env + spec.other_credential_env) if spec else set()
+        if settings.type == "openai" and name != "openai":
+            own = set()  # an OpenAI-compatible server: OPENAI_API_KEY is not its key
+        if name == "mistral":
+            own.add("MISTRAL_API_KEY")  # the built-in Mistral provider's own variable
         key_env = table.get("api_key_env")
-        defines_key = "api_key" in table or (isinstance(key_env, str) and key_env not in STANDARD_CREDENTIAL_ENV)
-        ambient = (
-            settings.type in _AMBIENT_TYPES
-            or (settings.type == "openai" and name == "openai")
-            or settings.api_key_env is not None
-            or settings.type not in BUILTIN
-        )
-        if ambient and not defines_key:
-            from fmclient.providers.readiness import READINESS
-
-            spec = READINESS.get(settings.type)
-            if settings.api_key_env is not None:
-                source = settings.api_key_env
-            elif settings.type == "bedrock":
-                source = "the AWS credential chain"
-            else:
-                source = " / ".join(spec.key_env + spec.other_credential_env) if spec else "the environment"
+        if isinstance(key_env, str) and key_env in STANDARD_CREDENTIAL_ENV and key_env not in own:
             raise ConfigurationError(
-                f"config file {path}, found in the working directory, sets providers.{name}.{chosen[0]}: "
-                f"that would send the key from {source} to a host the file chose. To trust the file, "
-                f"name it explicitly (FMCLIENT_CONFIG={path}, or Client(config_path=...) / --config), or "
-                f"move it to {user_config_path()}; or define the key in that file "
-                f"([providers.{name}] api_key, or api_key_env naming a variable of your own)"
+                f"config file {path}, found in the working directory, sets providers.{name}.api_key_env = "
+                f"{key_env!r}: that would send another provider's key to {name!r}. " + _trust_hint(path, name)
             )
+        options = table.get("options") or {}
+        chosen = [key for key in HOST_SETTINGS if key in table or key in options]
+        if not chosen:
+            continue
+        if "api_key" not in table:
+            carried: str | None = None
+            if settings.api_key_env is not None:
+                carried = settings.api_key_env
+            elif settings.type == "bedrock":
+                carried = "the AWS credential chain"
+            elif settings.type in _AMBIENT_TYPES or (settings.type == "openai" and name == "openai"):
+                carried = " / ".join(spec.key_env + spec.other_credential_env) if spec else "the environment"
+            elif settings.type not in BUILTIN:
+                carried = "the environment (a plug-in adapter may read any variable)"
+            elif settings.api_key is not None:
+                carried = "a key set outside this file"
+            if carried is not None:
+                raise ConfigurationError(
+                    f"config file {path}, found in the working directory, sets providers.{name}.{chosen[0]}: "
+                    f"that would send the key from {carried} to a host the file chose. " + _trust_hint(path, name)
+                )
         state["providers"][name] = dataclasses.replace(settings, ambient_credentials=False)
+
+
+def _trust_hint(path: Path, name: str) -> str:
+    return (
+        f"To trust the file, name it explicitly (FMCLIENT_CONFIG={path}, or Client(config_path=...) / "
+        f"--config), or move it to {user_config_path()}; or write the key itself in that file "
+        f"([providers.{name}] api_key)"
+    )
 
 
 def load_settings(

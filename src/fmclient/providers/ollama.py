@@ -22,6 +22,7 @@ hosted Ollama) is sent as a bearer token, and the SDK itself honours ``OLLAMA_AP
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from fmclient.errors import (
     APIConnectionError,
     BadRequestError,
+    ConfigurationError,
     ContextWindowExceededError,
     FMClientError,
     ModelNotFoundError,
@@ -522,6 +524,14 @@ class OllamaProvider(Provider):
         key = self.settings.resolve_api_key()
         if key:
             kwargs["headers"] = {"Authorization": f"Bearer {key}"}
+        elif not self.settings.ambient_credentials and os.environ.get("OLLAMA_API_KEY"):
+            # The SDK adds $OLLAMA_API_KEY to a client given no Authorization header, whatever the host.
+            raise ConfigurationError(
+                f"OLLAMA_API_KEY would be sent to the base_url of provider {self.name!r}, which a config "
+                "file in the working directory chose; trust that file explicitly (FMCLIENT_CONFIG or "
+                "config_path) to allow it",
+                provider=self.name,
+            )
         return kwargs
 
     def _sync_client(self) -> ollama.Client:
