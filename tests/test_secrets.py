@@ -495,3 +495,76 @@ def test_botocore_log_filter_redacts_a_bedrock_api_key_and_signature() -> None:
     text = "\n".join(line for _, line in handler.lines)
     assert token[:10] not in text and "TokenCanary" not in text and "ab" * 32 not in text
     assert text.count("**********") == 3
+
+
+# -- credentials the SDKs read themselves are redacted too ------------------------------------------
+TOKEN = "Canary-Zq8Rm3Kv7Xw2-sdk-read"
+
+
+def anthropic_echo(said: str) -> Any:
+    return {"type": "error", "error": {"type": "permission_error", "message": said}}
+
+
+def bedrock_echo(said: str) -> Any:
+    return {"message": said}
+
+
+def ollama_echo(said: str) -> Any:
+    return {"error": said}
+
+
+# name -> (model, provider settings without a key, the header the credential travels in, error body)
+SDK_READ: dict[str, tuple[str, dict[str, Any], str, Any]] = {
+    "ANTHROPIC_AUTH_TOKEN": ("anthropic/claude-sonnet-4-6", {"base_url": "{url}"}, "authorization", anthropic_echo),
+    "OLLAMA_API_KEY": ("ollama/llama3.2", {"base_url": "{url}"}, "authorization", ollama_echo),
+    # Not from the environment at all: a session token in the AWS credentials file.
+    "aws profile file": (
+        "bedrock/anthropic.claude-sonnet-4-6",
+        {"endpoint_url": "{url}", "region": "us-east-1", "profile": "work"},
+        "x-amz-security-token",
+        bedrock_echo,
+    ),
+}
+
+
+@pytest.mark.parametrize("source", sorted(SDK_READ))
+def test_a_credential_the_sdk_reads_itself_is_never_echoed(
+    source: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, table, header, body = SDK_READ[source]
+
+    def echo(request: RecordedRequest) -> Reply:
+        # A gateway that quotes the credential it was given in its error.
+        said = f"credential {request.headers.get(header, '')!r} is not valid here"
+        return Reply(status=403, body=body(said), headers={"x-amzn-ErrorType": "AccessDeniedException"})
+
+    if source.isupper():
+        monkeypatch.setenv(source, TOKEN)
+    else:
+        for var in [v for v in os.environ if v.startswith("AWS_")]:
+            monkeypatch.delenv(var)
+        credentials = tmp_path / "aws-credentials"
+        credentials.write_text(
+            f"[work]\naws_access_key_id = AKIAWORKEXAMPLE\naws_secret_access_key = secret-{TOKEN}\n"
+            f"aws_session_token = {TOKEN}\n"
+        )
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    provider = model.partition("/")[0]
+    texts: list[str] = []
+    with FakeServer(handler=echo) as server:
+        settings = {k: v.format(url=server.url) for k, v in table.items()}
+        with caplog.at_level(logging.DEBUG), Client(providers={provider: settings}, max_retries=0) as client:
+            with pytest.raises(FMClientError) as caught:
+                client.complete("hi", model=model, max_tokens=5)
+            error = caught.value
+            texts += [str(error), repr(error), *traceback.format_exception(error)]
+            output = tmp_path / "out.jsonl"
+            result = client.batch(["one", "two"], model=model, output=output)
+            texts += [output.read_text(), repr(result.items), str(result.summary())]
+        texts += [record.getMessage() for record in caplog.records]
+        sent = [r.headers.get(header, "") for r in server.requests]
+    assert len(sent) == 3 and all(TOKEN in value for value in sent)  # the SDK sent it; the gateway echoed it
+    assert "is not valid here" in str(error) and "**********" in str(error)
+    assert len(output.read_text().splitlines()) == 2 and result.failed == 2
+    assert [text for text in texts if TOKEN[:WINDOW] in text] == []

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Mapping
 
-__all__ = ["Secret", "redact", "register_secret", "scrub_exception"]
+__all__ = [
+    "SDK_CREDENTIAL_ENV",
+    "Secret",
+    "redact",
+    "register_environment_credentials",
+    "register_secret",
+    "scrub_exception",
+]
 
 # Every key fmclient has handled, so error text echoed back by a provider can be scrubbed.
 # Copy-on-write: a writer swaps in a new tuple under the lock, and a reader iterates whichever
@@ -22,6 +30,44 @@ def register_secret(value: str | None) -> None:
     with _known_lock:
         if value not in _known:
             _known = tuple(sorted((*_known, value), key=len, reverse=True))
+
+
+#: Credentials the provider SDKs read from the environment on their own, whether or not fmclient
+#: passes them a key: ``anthropic`` (API key, auth token), ``openai``, ``google-genai`` (either
+#: variable), ``ollama`` (a hosted server's key), boto3 (access keys, session token in either
+#: spelling, the Bedrock API key), and the built-in Mistral provider's variable.
+SDK_CREDENTIAL_ENV = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "OPENAI_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "MISTRAL_API_KEY",
+    "OLLAMA_API_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
+)
+# Extra headers the anthropic SDK adds to every request ("Name: value" lines): a gateway token
+# often travels there.
+_HEADER_ENV = ("ANTHROPIC_CUSTOM_HEADERS",)
+
+
+def register_environment_credentials(env: Mapping[str, str] | None = None, extra: Iterable[str | None] = ()) -> None:
+    """Register, for redaction, every credential an SDK may read from the environment itself, and
+    the variables in ``extra`` (a provider's ``api_key_env``): every key in play is scrubbed from
+    error text, logs and batch output, whoever read it. Called when an adapter is built."""
+    import os
+
+    env = os.environ if env is None else env
+    for var in (*SDK_CREDENTIAL_ENV, *extra):
+        if var:
+            register_secret(env.get(var))
+    for var in _HEADER_ENV:
+        for line in (env.get(var) or "").splitlines():
+            register_secret(line.partition(":")[2].strip())
 
 
 def redact(text: str) -> str:

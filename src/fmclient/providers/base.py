@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient.errors import ConfigurationError, UnsupportedFeatureError
 from fmclient.profiles import Capabilities
-from fmclient.secret import Secret, register_secret
+from fmclient.secret import Secret, register_environment_credentials, register_secret
 from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImageRequest, Images, Request, TokenCount
 
 __all__ = [
@@ -106,6 +106,9 @@ class Provider:
     endpoint: str | None = None
 
     def __init__(self, settings: ProviderSettings) -> None:
+        # Whatever reads them (fmclient or the SDK itself), every credential in the environment
+        # that this provider may send is known to the redaction before its first request.
+        register_environment_credentials(extra=(settings.api_key_env,))
         unknown = sorted(set(settings.options) - self.option_keys)
         if unknown:
             accepted = ", ".join(sorted(self.option_keys)) or "none"

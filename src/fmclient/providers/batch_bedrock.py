@@ -31,6 +31,7 @@ from fmclient.providers.bedrock import (
     structured_tool_name,
 )
 from fmclient.providers.shared_io import MappedErrors
+from fmclient.secret import register_secret
 from fmclient.types import Request
 
 _STATES: dict[str, BatchState] = {
@@ -142,6 +143,10 @@ class Backend:
                 settings = self.provider.settings
                 region = settings.region or os.environ.get("AWS_REGION") or None
                 session = boto3.Session(profile_name=settings.profile, region_name=region)
+                credentials = session.get_credentials()
+                if credentials is not None:  # never echoed in clear, wherever they came from
+                    register_secret(credentials.secret_key)
+                    register_secret(credentials.token)
                 # The control plane shares the runtime's endpoint override (one fake serves both in
                 # tests); S3 takes boto3's own AWS_ENDPOINT_URL_S3.
                 endpoint = self.provider._endpoint_url if service == "bedrock" else None

@@ -100,7 +100,7 @@ from fmclient.profiles import profile_for
 from fmclient.profiles._profile import structured_output_mode
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import MappedErrors, claude_reasoning, merge_provider_options, stream_chunks
-from fmclient.secret import redact
+from fmclient.secret import redact, register_secret
 from fmclient.types import (
     CachePoint,
     Chunk,
@@ -1187,6 +1187,11 @@ class BedrockProvider(Provider):
             raise ConfigurationError(
                 f"could not load AWS credentials for provider {self.name!r}: {exc}", provider=self.name
             ) from exc
+        if credentials is not None:
+            # Keys from a profile file, SSO or a role never pass through the environment: the
+            # error text a gateway echoes must still not show them.
+            register_secret(credentials.secret_key)
+            register_secret(credentials.token)
         if credentials is None and not os.environ.get(BEARER_TOKEN_ENV):
             raise ConfigurationError(
                 f"no AWS credentials for provider {self.name!r}: configure the standard AWS credential "
