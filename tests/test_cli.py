@@ -102,8 +102,9 @@ def test_models_marks_a_deprecated_target_with_its_date() -> None:
     )
     assert out.returncode == 0, out.stderr
     lines = model_lines(out)
-    assert "deprecated, retires January 22nd, 2027" in lines["old-opus"]  # the anthropic SDK's table
-    assert "deprecated, retires 2027-01-14" in lines["old-gpt"]  # the openai SDK's ChatModel notes
+    assert "deprecated, retires 2027-01-22" in lines["old-opus"]  # the anthropic SDK's table
+    # the openai SDK's ChatModel notes, and the successor from fmclient's retirements.toml
+    assert "deprecated, retires 2027-01-14; use gpt-6-luna" in lines["old-gpt"]
     assert "deprecated" not in lines["claude-opus"]
 
 

@@ -117,10 +117,10 @@ class Route:
         """
         if not self.ready:
             self.provider.check_ready(model)
-            from fmclient.deprecations import warn_once  # set-up work, not on `import fmclient`
+            from fmclient.deprecations import check_lifecycle  # set-up work, not on `import fmclient`
 
-            # A model its SDK lists as retiring: one warning per process, looked up here, once.
-            warn_once(self.provider.settings.type, self.target.provider, model)
+            # A retired model is refused here, before sending; a retiring one warns once per process.
+            check_lifecycle(self.provider.settings, model)
             self.ready = True
 
 

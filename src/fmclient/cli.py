@@ -70,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with _Warnings() as warned:
+        code = _run(args, warned)
+        if code == 0:
+            for message in warned.messages:
+                print(f"fmclient: warning: {message}", file=sys.stderr)
+        return code
+
+
+def _run(args: argparse.Namespace, warned: _Warnings) -> int:
     try:
         client = Client(config_path=args.config)
         if args.command == "complete":
@@ -84,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _models(client)
         return _config(client)
     except (FMClientError, ValueError, TypeError) as error:
-        _fail(error)
+        _fail(error, warned.messages)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("fmclient: interrupted", file=sys.stderr)
@@ -92,13 +101,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug, not a user error: still one line, unless debugging
         if os.environ.get("FMCLIENT_DEBUG"):
             raise
-        _fail(error)
+        _fail(error, warned.messages)
         return EXIT_ERROR
 
 
-def _fail(error: BaseException) -> None:
+class _Warnings:
+    """Collects what fmclient logs at WARNING during a command (a retiring model, say), so the CLI
+    prints it as its own ``fmclient: warning:`` line after a command that succeeded, or folds it into
+    the one error line of a command that failed, instead of Python's bare last-resort output."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.messages: list[str] = []
+        outer = self
+
+        class _Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                outer.messages.append(redact(record.getMessage()))
+
+        self._logger = logging.getLogger("fmclient")
+        self._handler = _Collect(logging.WARNING)
+
+    def __enter__(self) -> _Warnings:
+        self._logger.addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self._handler)
+
+
+def _fail(error: BaseException, warnings: Sequence[str] = ()) -> None:
     kind = type(error).__name__
-    print(f"fmclient: {kind}: {redact(str(error))}", file=sys.stderr)
+    also = "".join(f" (warning: {message})" for message in warnings)
+    print(f"fmclient: {kind}: {redact(str(error))}{also}", file=sys.stderr)
 
 
 def _read_stdin(what: str) -> str:

@@ -121,7 +121,8 @@ class Settings:
     config_path: Path | None = None
 
     def resolve(self, name: str) -> Target:
-        """Alias or ``provider/model-id`` -> :class:`Target`; unknown names raise at once."""
+        """Alias, ``provider/model-id``, or a maker's bare model id (``gpt-4o``: the provider is
+        its maker's API, from the profile table) -> :class:`Target`; unknown names raise at once."""
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"model must be a non-empty string, got {name!r}")
         seen: list[str] = []
@@ -132,14 +133,21 @@ class Settings:
             seen.append(current)
             current = self.aliases[current]
         provider, sep, model = current.partition("/")
+        if not sep:
+            from fmclient.profiles import native_provider
+
+            # A maker's own model id (gpt-4o, claude-sonnet-4-5, gemini-2.5-flash): its own API.
+            native = native_provider(current)
+            if native is not None and not _looks_like_alias_typo(current, self.aliases):
+                return Target(provider=native, model=current, requested=name)
         if not sep or not model:
             import difflib  # only to suggest a fix for a typo
 
             close = difflib.get_close_matches(current, list(self.aliases), n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ConfigurationError(
-                f"unknown model or alias {name!r}: name a model as 'provider/model-id' or use an "
-                f"alias ({', '.join(sorted(self.aliases))}){hint}"
+                f"unknown model or alias {name!r}: name a model as 'provider/model-id', by its maker's own "
+                f"id (gpt-..., claude-..., gemini-...), or use an alias ({', '.join(sorted(self.aliases))}){hint}"
             )
         if provider not in self.providers and provider not in known_types():
             raise ConfigurationError(
@@ -169,6 +177,16 @@ class Settings:
             f"max_retries={self.max_retries!r}, timeout={self.timeout!r}, "
             f"config_path={str(self.config_path) if self.config_path else None!r})"
         )
+
+
+def _looks_like_alias_typo(name: str, aliases: Mapping[str, str]) -> bool:
+    """``claude-sonet``: a misspelt alias, not a model id (every model id of the makers whose bare
+    ids resolve has a version number in it, or a suffix such as ``-latest`` that sets it apart)."""
+    if any(c.isdigit() for c in name):
+        return False
+    import difflib
+
+    return bool(difflib.get_close_matches(name, list(aliases), n=1, cutoff=0.85))
 
 
 def alias_env_name(alias: str) -> str:

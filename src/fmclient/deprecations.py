@@ -1,44 +1,89 @@
-"""What the installed provider SDKs say about a model: known to them, deprecated, retiring when.
+"""When a model stops answering: what the providers and the installed SDKs say, and what
+fmclient does about it before sending.
 
-Read from the SDKs' own files as source text (``ast``), never by importing them: asking costs
-a few milliseconds and works in any install. The anthropic SDK ships a table of deprecated
-models with their end-of-life dates (``anthropic/_data/deprecated_models.py``) and a ``Model``
-literal (``anthropic/types/model.py``); the openai SDK lists chat models in a ``ChatModel``
-literal whose docstring gives each deprecated one its announced shutdown date
-(``openai/types/shared/chat_model.py``), and embedding and image models in ``EmbeddingModel`` and
-``ImageModel``.
-google-genai, boto3 and ollama publish neither list nor dates.
+Two sources, both read on first use, never at import:
 
-A call to a model its SDK lists as deprecated logs one warning per process on the ``fmclient``
-logger (:func:`warn_once`); the anthropic SDK's own per-call ``DeprecationWarning`` for that
-model is silenced then, since fmclient's warning says the same once.
+* ``retirements.toml`` (next to this module): retirement dates and the successor each provider
+  names, for the models of its own API, each entry with its source.
+* the installed SDKs' own files, read as source text (``ast``), never imported: the anthropic SDK
+  ships a table of deprecated models with their end-of-life dates
+  (``anthropic/_data/deprecated_models.py``) and a ``Model`` literal (``anthropic/types/model.py``);
+  the openai SDK lists chat models in a ``ChatModel`` literal whose docstring gives each deprecated
+  one its announced shutdown date (``openai/types/shared/chat_model.py``), and embedding and image
+  models in ``EmbeddingModel`` and ``ImageModel``. google-genai, boto3 and ollama publish neither
+  list nor dates.
+
+:func:`check_lifecycle` runs when a route is first used: a model past its date is refused with
+:class:`~fmclient.errors.ConfigurationError` naming the successor, before any request; a model
+with an announced date logs one warning per process and model on the ``fmclient`` logger, with
+the date and successor (the anthropic SDK's own per-call ``DeprecationWarning`` for that model is
+silenced then, since fmclient's warning says the same once). The dates are the provider's own
+API's: Bedrock and Vertex AI keep their own schedules for the models they host, and an
+OpenAI-compatible server other than OpenAI is not judged by OpenAI's.
 """
 
 from __future__ import annotations
 
 import ast
+import datetime
 import functools
 import importlib.util
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Deprecation", "deprecation", "known_models", "warn_once"]
+if TYPE_CHECKING:
+    from fmclient.providers.base import ProviderSettings
+
+__all__ = ["Deprecation", "check_lifecycle", "deprecation", "known_models", "warn_once"]
+
+DEPRECATION_PAGES = {
+    "anthropic": "https://platform.claude.com/docs/en/about-claude/model-deprecations",
+    "openai": "https://developers.openai.com/api/docs/deprecations",
+    "gemini": "https://ai.google.dev/gemini-api/docs/deprecations",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Deprecation:
-    """A model its SDK marks as deprecated, and the date it stops answering."""
+    """A model its provider retires: the date it stops answering and what replaces it."""
 
     model: str
-    retires: str  # as the SDK writes it: "January 22nd, 2027", "2026-12-11"
-    source: str  # which SDK said so
+    retires: str  # as the source writes it: "January 22nd, 2027", "2026-12-11"
+    source: str  # who said so: "anthropic" / "openai" (the installed SDK), or retirements.toml's source
+    successor: str | None = None
+    retires_on: datetime.date | None = None  # None: no date given ("Not a supported model ID")
+
+    def retired(self, today: datetime.date | None = None) -> bool:
+        return self.retires_on is not None and self.retires_on <= (today or _today())
 
     def __str__(self) -> str:
-        if any(c.isdigit() for c in self.retires):
-            return f"deprecated, retires {self.retires}"
-        return f"deprecated ({self.retires})"
+        instead = f"; use {self.successor}" if self.successor else ""
+        if self.retires_on is not None:
+            verb = "retired" if self.retired() else "retires"
+            return f"deprecated, {verb} {self.retires_on.isoformat()}{instead}"
+        return f"deprecated ({self.retires}){instead}"
+
+
+def _today() -> datetime.date:
+    """Today in UTC: the providers' dates are UTC days. (Tests replace this.)"""
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+_ORDINAL = re.compile(r"(\d+)(st|nd|rd|th)\b")
+
+
+def _parse_date(text: str) -> datetime.date | None:
+    """``2026-12-11`` or ``January 22nd, 2027``; None for text without a date."""
+    cleaned = _ORDINAL.sub(r"\1", text.strip())
+    for layout in ("%Y-%m-%d", "%B %d, %Y"):
+        try:
+            return datetime.datetime.strptime(cleaned, layout).date()
+        except ValueError:
+            continue
+    return None
 
 
 # Which SDK's data speaks for an adapter type (named providers of type "openai" that are not
@@ -159,48 +204,111 @@ def _data(type_name: str) -> tuple[frozenset[str] | None, dict[str, str]]:
     return None, {}
 
 
+@functools.cache
+def _table() -> dict[tuple[str, str], tuple[datetime.date, str | None, str]]:
+    """retirements.toml: (provider type, model) -> (date, successor, source)."""
+    from importlib import resources
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    data: dict[str, Any] = tomllib.loads(resources.files("fmclient").joinpath("retirements.toml").read_text("utf-8"))
+    table: dict[tuple[str, str], tuple[datetime.date, str | None, str]] = {}
+    for entry in data.get("retirement", []):
+        for model in entry["models"]:
+            table[(entry["provider"], model)] = (entry["retires"], entry.get("successor"), entry["source"])
+    return table
+
+
 def known_models(type_name: str) -> frozenset[str] | None:
     """The model ids the installed SDK of this adapter type lists, or None when it lists none."""
     return _data(type_name)[0]
 
 
 def deprecation(type_name: str, model: str) -> Deprecation | None:
-    """The SDK's deprecation entry for ``model``, or None (not deprecated, or no data)."""
-    date = _data(type_name)[1].get(model)
-    if date is None:
+    """What is known of ``model``'s retirement on its provider's own API, or None (not deprecated,
+    or no data): retirements.toml first (it names the successor), then the installed SDK's data."""
+    listed = _table().get((type_name, model))
+    if listed is not None:
+        date, successor, source = listed
+        return Deprecation(model, date.isoformat(), source, successor, date)
+    text = _data(type_name)[1].get(model)
+    if text is None:
         return None
-    return Deprecation(model=model, retires=date, source=_SDK_FOR_TYPE[type_name])
+    return Deprecation(model=model, retires=text, source=_SDK_FOR_TYPE[type_name], retires_on=_parse_date(text))
+
+
+def applies_to(settings: ProviderSettings) -> bool:
+    """Whether this provider is the provider's own API, whose retirement dates apply: not Bedrock
+    or Vertex AI (their own schedules), not an OpenAI-compatible server other than OpenAI."""
+    if settings.type == "openai":
+        return settings.name == "openai"
+    if settings.type == "gemini":
+        return not settings.options.get("vertexai")
+    return settings.type == "anthropic"
+
+
+def check_lifecycle(settings: ProviderSettings, model: str) -> Deprecation | None:
+    """Before the first request to ``model``: refuse it when retired, warn once when retiring.
+
+    Raises :class:`~fmclient.errors.ConfigurationError` for a retired model, naming its successor.
+    """
+    if not applies_to(settings):
+        return None
+    found = deprecation(settings.type, model)
+    if found is None:
+        return None
+    if found.retired():
+        from fmclient.errors import ConfigurationError
+
+        assert found.retires_on is not None  # retired() says so
+        instead = (
+            f"use {settings.name}/{found.successor}, which its provider names as the replacement"
+            if found.successor
+            else f"see {DEPRECATION_PAGES.get(settings.type, 'the provider deprecations page')} for its replacement"
+        )
+        said = f" (per the installed {found.source} SDK)" if found.source in _SDK_FOR_TYPE else ""
+        raise ConfigurationError(
+            f"{settings.name}/{model} was retired on {found.retires_on.isoformat()}{said}: {instead}",
+            provider=settings.name,
+            model=model,
+        )
+    warn_once(settings.type, settings.name, model, found)
+    return found
 
 
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
-def warn_once(type_name: str, provider: str, model: str) -> Deprecation | None:
-    """Log, once per process, that ``model`` is deprecated; silence the SDK's per-call warning.
-
-    Called when a route is first checked, so a call pays for the lookup once per target.
-    """
-    if type_name not in _SDK_FOR_TYPE:
-        return None
-    found = deprecation(type_name, model)
+def warn_once(type_name: str, provider: str, model: str, found: Deprecation | None = None) -> Deprecation | None:
+    """Log, once per process and model, that ``model`` is retiring (its date and successor);
+    silence the SDK's own per-call warning for it."""
     if found is None:
-        return None
+        if type_name not in _SDK_FOR_TYPE and (type_name, model) not in _table():
+            return None
+        found = deprecation(type_name, model)
+        if found is None:
+            return None
     with _warned_lock:
         if (type_name, model) in _warned:
             return found
         _warned.add((type_name, model))
     import logging
 
-    logging.getLogger("fmclient").warning(
-        "%s/%s is deprecated: its provider retires it on %s (per the installed %s SDK); "
-        "point the alias or model name at a current model",
-        provider,
-        model,
-        found.retires,
-        found.source,
+    when = f"on {found.retires_on.isoformat()}" if found.retires_on else f"({found.retires})"
+    said = f" (per the installed {found.source} SDK)" if found.source in _SDK_FOR_TYPE else ""
+    instead = (
+        f"; its replacement is {provider}/{found.successor}"
+        if found.successor
+        else "; point the alias or model name at a current model"
     )
-    if found.source == "anthropic":
+    logging.getLogger("fmclient").warning(
+        "%s/%s is deprecated: its provider retires it %s%s%s", provider, model, when, said, instead
+    )
+    if type_name == "anthropic":
         import warnings
 
         # The SDK warns on every call to this model; fmclient has said it once above.

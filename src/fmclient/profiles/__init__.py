@@ -31,6 +31,7 @@ __all__ = [
     "Profile",
     "StructuredOutputMode",
     "families",
+    "native_provider",
     "normalise_model_id",
     "profile_for",
 ]
@@ -73,6 +74,7 @@ class _Family:
 
 
 _table: list[_Family] | None = None
+_natives: list[tuple[re.Pattern[str], str]] = []
 _table_lock = threading.Lock()
 _cache: dict[tuple[str, str | None], Profile] = {}
 
@@ -104,7 +106,23 @@ def _load() -> list[_Family]:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"families.toml: family {name!r}: {exc}") from exc
         table.append(_Family(name, pattern, profile, narrowed))
+    _natives[:] = [(re.compile(str(entry["match"])), str(entry["provider"])) for entry in data.get("native", [])]
     return table
+
+
+def native_provider(model: str) -> str | None:
+    """The provider whose own API serves ``model`` by this bare id (``gpt-4o`` -> ``"openai"``,
+    ``claude-sonnet-4-5`` -> ``"anthropic"``), from the ``[[native]]`` table of ``families.toml``;
+    None for an id in a host's own shape (a Bedrock, Vertex or Ollama id) or of an open-weights
+    family that no one provider owns. An id served by several hosts goes to its maker's API."""
+    name = model.strip().lower()
+    if not name or normalise_model_id(name) != name:
+        return None  # "anthropic.claude-...-v1:0", "claude-...@2025...", "llama3.2:3b": a host's id
+    _families()  # loads the table, natives included
+    for pattern, provider in _natives:
+        if pattern.match(name):
+            return provider
+    return None
 
 
 def families() -> list[tuple[str, str, Profile]]:
