@@ -324,7 +324,7 @@ def test_a_failing_cli_command_fails_the_page(tmp_path: Path) -> None:
 
 def test_an_invalid_config_block_fails_the_page(tmp_path: Path) -> None:
     text = "```toml\nmax_retries = 'many'\n```\n"
-    with pytest.raises(AssertionError, match="max_retries must be a number"):
+    with pytest.raises(AssertionError, match="max_retries must be an integer"):
         _page(text, tmp_path)
 
 
