@@ -26,6 +26,18 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     yield
 
 
+@pytest.fixture(autouse=True)
+def lifecycle_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The day model retirements are judged by: fixed, before every date fmclient knows, so a test
+    that calls gpt-4 or gemini-2.5-flash keeps testing what it tests as the calendar moves on.
+    tests/test_aliases.py sets its own days to test retirement itself."""
+    import datetime
+
+    from fmclient import deprecations
+
+    monkeypatch.setattr(deprecations, "_today", lambda: datetime.date(2024, 6, 1))
+
+
 @pytest.fixture
 def fake_server() -> Iterator[FakeServer]:
     with FakeServer() as server:

@@ -29,8 +29,8 @@ from fmclient.providers.openai import OpenAIProvider
 from fmclient.testing import MockProvider
 from fmclient.types import ImagePart, Message, Request, TextPart, Tool
 from tests.fakes.bedrock import FakeBedrock
-from tests.fakes.openai import Answer, FakeOpenAI
-from tests.fakes.server import FakeServer
+from tests.fakes.openai import Answer, FakeOpenAI, completion_body
+from tests.fakes.server import FakeServer, Reply
 
 WEATHER = Tool(
     name="get_weather",
@@ -535,3 +535,175 @@ def test_fixture_enforces_by_default(fmclient_mock: MockProvider) -> None:
     with pytest.raises(UnsupportedFeatureError):
         Client().complete("hi", model="openai/o3", temperature=0.5)
     assert fmclient_mock.calls == []
+
+
+# -- every model id the installed SDKs list falls into a family whose facts are its own -------------
+# Reviewed by hand against the providers' model pages (sources in families.toml). A new SDK release
+# that lists a new id fails the first test below until someone decides where it belongs. "" is the
+# permissive default (no facts asserted); "gpt" and "claude" are the catch-alls that assert none
+# of the limits.
+SDK_IDS_BY_FAMILY: dict[str, list[str]] = {
+    "": ["chatgpt-image-latest", "codex-mini-latest", "dall-e-2", "dall-e-3"],
+    "gpt-3.5": ["gpt-3.5-turbo", "gpt-3.5-turbo-0125", "gpt-3.5-turbo-1106"],
+    "gpt-3.5-4k": ["gpt-3.5-turbo-0301", "gpt-3.5-turbo-0613"],
+    "gpt-3.5-16k": ["gpt-3.5-turbo-16k", "gpt-3.5-turbo-16k-0613"],
+    "gpt-4": ["gpt-4", "gpt-4-0314", "gpt-4-0613"],
+    "gpt-4-32k": ["gpt-4-32k", "gpt-4-32k-0314", "gpt-4-32k-0613"],
+    "gpt-4-turbo-preview": ["gpt-4-0125-preview", "gpt-4-1106-preview", "gpt-4-turbo-preview"],
+    "gpt-4-turbo": ["gpt-4-turbo", "gpt-4-turbo-2024-04-09", "gpt-4-vision-preview"],
+    "gpt-4o-2024-05-13": ["gpt-4o-2024-05-13"],
+    "gpt-4o": [
+        "chatgpt-4o-latest",
+        "gpt-4o",
+        "gpt-4o-2024-08-06",
+        "gpt-4o-2024-11-20",
+        "gpt-4o-mini",
+        "gpt-4o-mini-2024-07-18",
+    ],
+    "gpt": [
+        "gpt-4o-audio-preview",
+        "gpt-4o-audio-preview-2024-10-01",
+        "gpt-4o-audio-preview-2024-12-17",
+        "gpt-4o-audio-preview-2025-06-03",
+        "gpt-4o-mini-audio-preview",
+        "gpt-4o-mini-audio-preview-2024-12-17",
+        "gpt-4o-mini-search-preview",
+        "gpt-4o-mini-search-preview-2025-03-11",
+        "gpt-4o-search-preview",
+        "gpt-4o-search-preview-2025-03-11",
+        "gpt-audio-mini",
+        "gpt-audio-mini-2025-12-15",
+    ],
+    "gpt-4.1": [
+        "gpt-4.1",
+        "gpt-4.1-2025-04-14",
+        "gpt-4.1-mini",
+        "gpt-4.1-mini-2025-04-14",
+        "gpt-4.1-nano",
+        "gpt-4.1-nano-2025-04-14",
+    ],
+    "gpt-5": [
+        "gpt-5",
+        "gpt-5-2025-08-07",
+        "gpt-5-mini",
+        "gpt-5-mini-2025-08-07",
+        "gpt-5-nano",
+        "gpt-5-nano-2025-08-07",
+    ],
+    "gpt-5-chat": ["gpt-5-chat-latest", "gpt-5.1-chat-latest", "gpt-5.2-chat-latest", "gpt-5.3-chat-latest"],
+    "gpt-5-x": [
+        "gpt-5.1",
+        "gpt-5.1-2025-11-13",
+        "gpt-5.1-codex",
+        "gpt-5.1-mini",
+        "gpt-5.2",
+        "gpt-5.2-2025-12-11",
+        "gpt-5.2-pro",
+        "gpt-5.2-pro-2025-12-11",
+        "gpt-5.4",
+        "gpt-5.4-mini",
+        "gpt-5.4-mini-2026-03-17",
+        "gpt-5.4-nano",
+        "gpt-5.4-nano-2026-03-17",
+        "gpt-5.5",
+        "gpt-5.5-2026-04-23",
+        "gpt-5.6-luna",
+        "gpt-5.6-sol",
+        "gpt-5.6-terra",
+    ],
+    "gpt-6": ["gpt-6-astra", "gpt-6-luna", "gpt-6-sol", "gpt-6.1-sol", "gpt-6.1-terra", "gpt-6.2-astra", "gpt-6.2-sol"],
+    "gpt-image": [
+        "gpt-image-1",
+        "gpt-image-1-mini",
+        "gpt-image-1.5",
+        "gpt-image-2",
+        "gpt-image-2-2026-04-21",
+        "gpt-image-2.5-flare",
+        "gpt-image-2.5-flare-2026-09-08",
+        "gpt-image-2.5-sunburst",
+        "gpt-image-2.5-sunburst-2026-09-08",
+        "gpt-image-2.6-flare",
+        "gpt-image-2.6-sunburst",
+    ],
+    "openai-o-series": ["o1", "o1-2024-12-17", "o3", "o3-2025-04-16", "o4-mini", "o4-mini-2025-04-16"],
+    "openai-o1-mini": ["o1-mini", "o1-mini-2024-09-12", "o1-preview", "o1-preview-2024-09-12"],
+    "openai-o3-mini": ["o3-mini", "o3-mini-2025-01-31"],
+    "embedding": ["text-embedding-3-large", "text-embedding-3-small", "text-embedding-ada-002"],
+    "claude-4-5": ["claude-haiku-4-5", "claude-haiku-4-5-20251001", "claude-opus-4-5", "claude-opus-4-5-20251101"],
+    "claude-4-6": ["claude-opus-4-6", "claude-sonnet-4-6"],
+    "claude-4-7": ["claude-opus-4-7", "claude-opus-4-8"],
+    "claude-5": [
+        "claude-fable-5",
+        "claude-fable-5-2",
+        "claude-haiku-5-5",
+        "claude-mythos-5",
+        "claude-mythos-5-1",
+        "claude-mythos-5-2",
+        "claude-opus-5",
+        "claude-sonnet-5",
+    ],
+    "claude-opus-5-5": ["claude-fable-5-1", "claude-opus-5-5"],
+    "claude-sonnet-5-5": ["claude-sonnet-5-5"],
+    "claude": ["claude-mythos-preview"],
+}
+REVIEWED = {model: family for family, models in SDK_IDS_BY_FAMILY.items() for model in models}
+
+
+def sdk_model_ids() -> list[tuple[str, str]]:
+    from fmclient.deprecations import known_models
+
+    found = [(maker, model) for maker in ("openai", "anthropic") for model in sorted(known_models(maker) or ())]
+    assert len(found) > 100  # both SDKs are installed in the dev environment and list their models
+    return found
+
+
+@pytest.mark.parametrize(("maker", "model"), sdk_model_ids())
+def test_every_sdk_model_id_falls_into_the_family_reviewed_for_it(maker: str, model: str) -> None:
+    assert model in REVIEWED, f"{model} ({maker} SDK) is new: decide which family's facts are its own"
+    assert profile_for(model).family == REVIEWED[model]
+
+
+@pytest.mark.parametrize(("maker", "model"), sdk_model_ids())
+def test_every_sdk_model_id_resolves_bare_to_its_maker(maker: str, model: str) -> None:
+    from fmclient.profiles import native_provider
+
+    assert native_provider(model) == maker
+
+
+@pytest.mark.parametrize(
+    ("model", "context", "output", "images"),
+    [
+        ("gpt-4-0125-preview", 128000, 4096, False),  # GPT-4 Turbo preview, not GPT-4's 8K
+        ("gpt-4-1106-preview", 128000, 4096, False),
+        ("gpt-4-turbo-preview", 128000, 4096, False),
+        ("gpt-4-turbo-2024-04-09", 128000, 4096, True),
+        ("gpt-4-32k", 32768, None, False),  # 32K, not 8K
+        ("gpt-4-32k-0613", 32768, None, False),
+        ("gpt-4-0613", 8192, 8192, False),
+        ("gpt-3.5-turbo-0613", 4096, None, False),  # 4K, not 16K
+        ("gpt-3.5-turbo-16k", 16385, None, False),
+        ("gpt-3.5-turbo-0125", 16385, 4096, False),
+        ("gpt-4o-2024-05-13", 128000, 4096, True),  # the first snapshot's output limit
+        ("gpt-4o-2024-08-06", 128000, 16384, True),
+        ("ft:gpt-4o-mini-2024-07-18:acme::abc123", 128000, 16384, True),
+    ],
+)
+def test_the_limits_of_gpt_4_and_3_5_snapshots_are_their_own(
+    model: str, context: int, output: int | None, images: bool
+) -> None:
+    profile = profile_for(model)
+    assert (profile.context_window, profile.max_output_tokens, profile.images) == (context, output, images)
+
+
+def test_a_gpt_4_turbo_preview_is_no_longer_refused_above_8k(fake_server: FakeServer) -> None:
+    # The wrong family refused max_tokens above 8,192 for a 128K model, and allowed 8,192 output
+    # for a model whose limit is 4,096.
+    fake_server.queue(Reply(body=completion_body(Answer(text="ok"))))
+    providers = {"openai": {"base_url": f"{fake_server.url}/v1", "api_key": "sk-test-123456"}}
+    with Client(providers=providers) as client:
+        with pytest.raises(UnsupportedFeatureError, match="its maximum output is 4096 tokens"):
+            client.complete("hi", model="openai/gpt-4-0125-preview", max_tokens=8000)
+        assert fake_server.requests == []
+        assert client.complete("hi", model="openai/gpt-4-0125-preview", max_tokens=4096).text == "ok"
+    body = fake_server.requests[0].json()
+    assert body.get("max_tokens", body.get("max_completion_tokens")) == 4096

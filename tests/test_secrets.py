@@ -58,7 +58,7 @@ WINDOW = 10
 PROVIDERS: dict[str, tuple[str, str, str | None]] = {
     "anthropic": ("anthropic", "anthropic/claude-sonnet-4-6", None),
     "openai": ("openai", "openai/gpt-4o", "openai/text-embedding-3-small"),
-    "gemini": ("gemini", "gemini/gemini-2.5-flash", "gemini/gemini-embedding-001"),
+    "gemini": ("gemini", "gemini/gemini-3.8-flash", "gemini/gemini-embedding-001"),
     "bedrock": ("bedrock", f"bedrock/{PROFILES['bedrock'].model_id}", "bedrock/amazon.titan-embed-text-v2:0"),
     "ollama": ("ollama", "ollama/llama3.2", "ollama/nomic-embed-text"),
     "mistral": ("openai", "mistral/mistral-small-latest", "mistral/mistral-embed"),
