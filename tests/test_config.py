@@ -488,3 +488,9 @@ def test_a_working_directory_file_may_name_a_keyless_local_server(
     settings = load_settings()
     assert settings.providers["local"].base_url == f"{fake_server.url}/v1"
     assert settings.providers["local"].resolve_api_key("OPENAI_API_KEY") is None  # never the standard key
+
+
+@pytest.mark.parametrize("cooldown", [float("nan"), float("inf"), -1])
+def test_the_circuit_breaker_cooldown_gets_the_same_finite_check(cooldown: float) -> None:
+    with pytest.raises(ConfigurationError, match="cooldown must be a finite, non-negative number"):
+        load_settings(env={}, overrides={"circuit_breaker": {"cooldown": cooldown}})

@@ -93,6 +93,9 @@ def breaker_from_settings(table: Mapping[str, Any]) -> tuple[int, float] | None:
     cooldown = table.get("cooldown", 30.0)
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
         raise ConfigurationError("circuit_breaker.failure_threshold must be a positive integer")
-    if isinstance(cooldown, bool) or not isinstance(cooldown, (int, float)) or cooldown < 0:
-        raise ConfigurationError("circuit_breaker.cooldown must be a non-negative number of seconds")
+    if isinstance(cooldown, bool) or not isinstance(cooldown, (int, float)) or not 0 <= cooldown < float("inf"):
+        # "not 0 <= x < inf" also refuses NaN, which compares false with everything
+        raise ConfigurationError(
+            f"circuit_breaker.cooldown must be a finite, non-negative number of seconds, got {cooldown!r}"
+        )
     return threshold, float(cooldown)
