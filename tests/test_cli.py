@@ -108,6 +108,22 @@ def test_models_marks_a_deprecated_target_with_its_date() -> None:
     assert "deprecated" not in lines["claude-opus"]
 
 
+def test_models_shows_openais_dates_only_for_openai_itself() -> None:
+    # An OpenAI-compatible server's "gpt-4" and Bedrock's Claude keep their own schedules.
+    out = cli(
+        "models",
+        env={
+            "FMCLIENT_ALIAS_THEIR_GPT": "mistral/gpt-4",
+            "FMCLIENT_ALIAS_OUR_GPT": "openai/gpt-4",
+            "FMCLIENT_ALIAS_BEDROCK_OPUS": "bedrock/claude-opus-4-5",
+        },
+    )
+    assert out.returncode == 0, out.stderr
+    lines = model_lines(out)
+    assert "deprecated" in lines["our-gpt"]
+    assert "deprecated" not in lines["their-gpt"] and "deprecated" not in lines["bedrock-opus"]
+
+
 # A subprocess in which the optional SDKs cannot be found, as after `pip install "fmclient[local]"`
 # without llama.cpp either: the finder hides them from every import and find_spec.
 HIDE_SDKS = """

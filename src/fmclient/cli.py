@@ -260,9 +260,12 @@ def _readiness(client: Client, provider: str, model: str) -> str:
 
 
 def _lifecycle(client: Client, provider: str, model: str) -> str:
-    from fmclient.deprecations import deprecation
+    from fmclient.deprecations import applies_to, deprecation
 
-    found = deprecation(client.settings.provider_settings(provider).type, model)
+    settings = client.settings.provider_settings(provider)
+    if not applies_to(settings):
+        return ""  # another host's schedule (Bedrock, Vertex, an OpenAI-compatible server): not known here
+    found = deprecation(settings.type, model)
     return str(found) if found else ""
 
 

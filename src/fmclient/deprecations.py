@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fmclient.providers.base import ProviderSettings
 
-__all__ = ["Deprecation", "check_lifecycle", "deprecation", "known_models", "warn_once"]
+__all__ = ["Deprecation", "applies_to", "check_lifecycle", "deprecation", "known_models", "warn_once"]
 
 DEPRECATION_PAGES = {
     "anthropic": "https://platform.claude.com/docs/en/about-claude/model-deprecations",
