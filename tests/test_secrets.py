@@ -568,3 +568,18 @@ def test_a_credential_the_sdk_reads_itself_is_never_echoed(
     assert "is not valid here" in str(error) and "**********" in str(error)
     assert len(output.read_text().splitlines()) == 2 and result.failed == 2
     assert [text for text in texts if TOKEN[:WINDOW] in text] == []
+
+
+def test_two_ollama_keys_are_two_cache_identities(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ollama SDK sends $OLLAMA_API_KEY itself: two tenants of a hosted Ollama with different
+    # keys must not share cached answers (sibling of the redaction fix above).
+    from fmclient.cache import provider_identity
+    from fmclient.providers.base import ProviderSettings
+
+    settings = ProviderSettings(name="ollama", type="ollama", base_url="https://ollama.example")
+    monkeypatch.setenv("OLLAMA_API_KEY", "tenant-one-key-123456")
+    first = provider_identity(settings)
+    monkeypatch.setenv("OLLAMA_API_KEY", "tenant-two-key-123456")
+    second = provider_identity(settings)
+    assert first is not None and second is not None and first != second
+    assert "tenant" not in first + second

@@ -53,7 +53,7 @@ from fmclient.circuit import breaker_from_settings
 from fmclient.errors import ConfigurationError
 from fmclient.limits import RateLimit, parse_rate_limits
 from fmclient.providers import BUILTIN, ProviderSettings, known_types
-from fmclient.secret import Secret
+from fmclient.secret import SDK_CREDENTIAL_ENV, Secret
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -488,21 +488,7 @@ def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, 
 # Credentials a user keeps in the environment for the providers themselves (and that their SDKs
 # read on their own). A config file that fmclient merely found in the working directory (a cloned
 # repository's, say) must not send them, or any other variable's value, to a host that file chose.
-STANDARD_CREDENTIAL_ENV = frozenset(
-    {
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "OPENAI_API_KEY",
-        "GEMINI_API_KEY",
-        "GOOGLE_API_KEY",
-        "MISTRAL_API_KEY",
-        "OLLAMA_API_KEY",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_BEARER_TOKEN_BEDROCK",
-    }
-)
+STANDARD_CREDENTIAL_ENV = frozenset(SDK_CREDENTIAL_ENV)
 # Adapter types whose SDK attaches credentials from the environment or a credential chain.
 _AMBIENT_TYPES = frozenset({"anthropic", "gemini", "bedrock"})
 # Settings that choose where requests (and the credentials on them) go: a host, or the bucket a

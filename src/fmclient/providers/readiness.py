@@ -91,7 +91,10 @@ READINESS: dict[str, Readiness] = {
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
         ),
     ),
-    "ollama": Readiness("ollama", "ollama", "daemon", identity_env=("OLLAMA_HOST",)),
+    # The ollama SDK sends $OLLAMA_API_KEY (a hosted server's key) itself when given none.
+    "ollama": Readiness(
+        "ollama", "ollama", "daemon", other_credential_env=("OLLAMA_API_KEY",), identity_env=("OLLAMA_HOST",)
+    ),
     "llamacpp": Readiness("llama_cpp", "local", "local"),
     "mock": Readiness(None, "", "none"),
 }
