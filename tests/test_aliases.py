@@ -114,6 +114,8 @@ def test_a_current_model_does_not_warn(fake_server: FakeServer, caplog: pytest.L
         ("gemini-3.8-flash", "gemini"),
         ("imagen-4.0-generate-001", "gemini"),
         ("mistral-large-latest", "mistral"),
+        ("gpt-6.3-sol", "openai"),  # newer than the installed SDK, but of a family the table knows
+        ("gpt-4o-2024-11-20", "openai"),
     ],
 )
 def test_a_makers_bare_model_id_goes_to_its_makers_api(name: str, provider: str) -> None:
@@ -129,6 +131,10 @@ def test_a_makers_bare_model_id_goes_to_its_makers_api(name: str, provider: str)
         ("llama3.2", "did you mean 'llama-3'"),  # open weights: many hosts, no one maker's API
         ("gpt-oss-20b", "unknown model or alias"),
         ("claude-sonet", "did you mean 'claude-sonnet'"),  # a misspelt alias is still one
+        # the maker's shape, but known to neither its SDK nor a family of its own: a typo, refused
+        # before sending rather than answered with a 404 after
+        ("gpt-5o-typo", "name it 'openai/gpt-5o-typo'"),
+        ("claude-sonnet-9-typo", "name it 'anthropic/claude-sonnet-9-typo'"),
     ],
 )
 def test_ids_without_one_makers_api_still_need_a_provider(name: str, message: str) -> None:
@@ -255,3 +261,14 @@ def test_sdk_dates_in_both_spellings_are_read() -> None:
     assert lifecycle._parse_date("June 1st, 2026") == datetime.date(2026, 6, 1)
     assert lifecycle._parse_date("2026-12-11") == datetime.date(2026, 12, 11)
     assert lifecycle._parse_date("Not a supported model ID") is None
+
+
+def test_reattaching_to_a_batch_job_of_a_retired_model_is_not_refused(today: Callable[[str], None]) -> None:
+    # A job submitted before the model retired still gives its results; a new request does not go.
+    client = Client(providers={"openai": {"api_key": "sk-test-123456"}})
+    today("2026-12-12")
+    route = client._engine.route("o3", None)
+    route.ensure_ready("o3", sending=False)  # what batch_job does
+    with pytest.raises(ConfigurationError, match="retired on 2026-12-11"):
+        route.ensure_ready("o3")  # what complete() and submit_batch() do
+    client.close()

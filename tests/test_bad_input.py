@@ -250,10 +250,12 @@ CONFIG_CELLS = [
     pytest.param('default_model = "gpt-4o', "is not valid TOML", id="syntax-error"),
     pytest.param('colour = "blue"\n', "unknown setting 'colour'", id="unknown-key"),
     pytest.param(
-        GOOD_OPENAI + 'region_x = "eu"\n', "unknown setting 'region_x' for provider 'openai'", id="unknown-provider-key"
+        GOOD_OPENAI + 'region_x = "eu"\n',
+        r"unknown setting 'region_x' \(did you mean 'region'\?\) in \[providers.openai\]",
+        id="unknown-provider-key",
     ),
-    pytest.param('max_retries = "two"\n', "max_retries must be a number", id="max-retries-str"),
-    pytest.param("timeout = -5\n", "timeout must not be negative", id="timeout-negative"),
+    pytest.param('max_retries = "two"\n', "max_retries must be an integer", id="max-retries-str"),
+    pytest.param("timeout = -5\n", "timeout must be greater than 0", id="timeout-negative"),
     pytest.param('default_model = ""\n', "default_model must be a non-empty string", id="default-model-empty"),
     pytest.param("providers = 5\n", r"\[providers\] must be a table", id="providers-not-table"),
     pytest.param("[providers]\nopenai = 5\n", r"\[providers.openai\] must be a table", id="provider-not-table"),
@@ -301,7 +303,9 @@ def test_config_file_from_the_environment_that_does_not_exist(
 
 def test_bad_environment_values(wire: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FMCLIENT_MAX_RETRIES", "lots")
-    with pytest.raises(ConfigurationError, match="max_retries must be a number, got 'lots'"):
+    with pytest.raises(
+        ConfigurationError, match="environment variable FMCLIENT_MAX_RETRIES must be an integer, got 'lots'"
+    ):
         Client()
 
 

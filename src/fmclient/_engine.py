@@ -90,7 +90,17 @@ class Route:
     (A plain class: a dataclass would cost more at import than it saves in code.)
     """
 
-    __slots__ = ("buckets", "capabilities", "policy", "provider", "ready", "target", "timeout", "where")
+    __slots__ = (
+        "buckets",
+        "capabilities",
+        "lifecycle_checked",
+        "policy",
+        "provider",
+        "ready",
+        "target",
+        "timeout",
+        "where",
+    )
 
     def __init__(
         self,
@@ -108,20 +118,24 @@ class Route:
         # The keywords every retry-layer call takes, built once.
         self.where: dict[str, Any] = {"provider": target.provider, "model": target.model}
         self.ready = False
+        self.lifecycle_checked = False
         self.buckets: list[Any] = []  # the client-side rate limits this target is under
 
-    def ensure_ready(self, model: str) -> None:
+    def ensure_ready(self, model: str, *, sending: bool = True) -> None:
         """Ask the adapter once whether it can call (extra installed, key found); remember a yes.
 
         Readiness is set-up state: the first call pays for it, later calls on this route do not.
+        Before the first request that sends to the model (``sending``; not reattaching to a batch
+        job submitted earlier), a retired model is refused and a retiring one warns once.
         """
         if not self.ready:
             self.provider.check_ready(model)
+            self.ready = True
+        if sending and not self.lifecycle_checked:
             from fmclient.deprecations import check_lifecycle  # set-up work, not on `import fmclient`
 
-            # A retired model is refused here, before sending; a retiring one warns once per process.
             check_lifecycle(self.provider.settings, model)
-            self.ready = True
+            self.lifecycle_checked = True
 
 
 class Engine:

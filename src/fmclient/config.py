@@ -133,18 +133,27 @@ class Settings:
             seen.append(current)
             current = self.aliases[current]
         provider, sep, model = current.partition("/")
+        native: str | None = None
         if not sep:
             from fmclient.profiles import native_provider
 
             # A maker's own model id (gpt-4o, claude-sonnet-4-5, gemini-2.5-flash): its own API.
             native = native_provider(current)
             if native is not None and not _looks_like_alias_typo(current, self.aliases):
-                return Target(provider=native, model=current, requested=name)
+                if _known_bare_id(native, current):
+                    return Target(provider=native, model=current, requested=name)
+            else:
+                native = None
         if not sep or not model:
             import difflib  # only to suggest a fix for a typo
 
             close = difflib.get_close_matches(current, list(self.aliases), n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            if native is not None:
+                hint += (
+                    f"; {current!r} looks like an {native} model id, but neither the installed {native} SDK "
+                    f"nor the profile table knows it: if it is newer than they are, name it '{native}/{current}'"
+                )
             raise ConfigurationError(
                 f"unknown model or alias {name!r}: name a model as 'provider/model-id', by its maker's own "
                 f"id (gpt-..., claude-..., gemini-...), or use an alias ({', '.join(sorted(self.aliases))}){hint}"
@@ -177,6 +186,20 @@ class Settings:
             f"max_retries={self.max_retries!r}, timeout={self.timeout!r}, "
             f"config_path={str(self.config_path) if self.config_path else None!r})"
         )
+
+
+def _known_bare_id(provider: str, model: str) -> bool:
+    """A bare id is taken as the maker's only when it is known to be one: listed by the installed
+    SDK (openai, anthropic) or in the retirement table, or matched by a profile family of its own
+    (not a catch-all such as "gpt" or "claude"). Makers whose SDK lists no models (Gemini, Mistral)
+    are taken by their id's shape. So ``gpt-5o-typo`` is an error before sending, not a 404 after."""
+    from fmclient.deprecations import deprecation, known_models
+    from fmclient.profiles import has_own_family
+
+    listed = known_models(provider)
+    if listed is None:
+        return True
+    return model in listed or deprecation(provider, model) is not None or has_own_family(model)
 
 
 def _looks_like_alias_typo(name: str, aliases: Mapping[str, str]) -> bool:

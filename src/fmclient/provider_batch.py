@@ -340,7 +340,9 @@ def batch_job(client: Engine, job_id: str, model: str | None, response_format: A
     if not isinstance(name, str) or not isinstance(job_id, str) or not job_id:
         raise ConfigurationError("batch_job needs the job id and the model it was submitted with")
     route = client.route(name, None)
-    route.ensure_ready(route.target.model)
+    # Reattaching sends nothing to the model: a job submitted before its model retired still
+    # gives its results.
+    route.ensure_ready(route.target.model, sending=False)
     checked = _validation.response_format_from_input(response_format)
     backend = backend_for(route.provider, route.target.model)
     return BatchJob(client, route, backend, job_id, name, response_format=checked)

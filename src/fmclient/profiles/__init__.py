@@ -31,6 +31,7 @@ __all__ = [
     "Profile",
     "StructuredOutputMode",
     "families",
+    "has_own_family",
     "native_provider",
     "normalise_model_id",
     "profile_for",
@@ -64,13 +65,16 @@ def normalise_model_id(model: str) -> str:
 
 
 class _Family:
-    __slots__ = ("hosts", "name", "pattern", "profile")
+    __slots__ = ("catch_all", "hosts", "name", "pattern", "profile")
 
-    def __init__(self, name: str, pattern: re.Pattern[str], profile: Profile, hosts: dict[str, Profile]) -> None:
+    def __init__(
+        self, name: str, pattern: re.Pattern[str], profile: Profile, hosts: dict[str, Profile], catch_all: bool = False
+    ) -> None:
         self.name = name
         self.pattern = pattern
         self.profile = profile
         self.hosts = hosts
+        self.catch_all = catch_all
 
 
 _table: list[_Family] | None = None
@@ -94,6 +98,7 @@ def _load() -> list[_Family]:
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
         name = str(fields.pop("name"))
         pattern = re.compile(str(fields.pop("match")))
+        catch_all = bool(fields.pop("catch_all", False))
         hosts: Mapping[str, list[Mapping[str, Any]]] = fields.pop("hosts", {})
         try:
             profile = Profile(family=name, **fields)
@@ -105,9 +110,19 @@ def _load() -> list[_Family]:
                 narrowed[host] = on_host
         except (TypeError, ValueError) as exc:
             raise ValueError(f"families.toml: family {name!r}: {exc}") from exc
-        table.append(_Family(name, pattern, profile, narrowed))
+        table.append(_Family(name, pattern, profile, narrowed, catch_all))
     _natives[:] = [(re.compile(str(entry["match"])), str(entry["provider"])) for entry in data.get("native", [])]
     return table
+
+
+def has_own_family(model: str) -> bool:
+    """Whether ``model`` matches a family of its own, not a catch-all ("gpt", "claude", ...) that
+    takes any id of its maker."""
+    name = normalise_model_id(model)
+    for family in _families():
+        if family.pattern.match(name):
+            return not family.catch_all
+    return False
 
 
 def native_provider(model: str) -> str | None:
