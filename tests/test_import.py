@@ -53,6 +53,7 @@ ON_IMPORT = ["fmclient"]
 ON_CLIENT = [
     "fmclient",
     "fmclient._chat",
+    "fmclient._checks",
     "fmclient._engine",
     "fmclient._schema",
     "fmclient._stream",

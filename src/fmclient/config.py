@@ -40,13 +40,13 @@ Config file (``$FMCLIENT_CONFIG``, else ``./fmclient.toml``, else the user confi
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fmclient._checks import check_number, max_threads
 from fmclient.budget import check_budget_table
 from fmclient.cache import check_cache_table
 from fmclient.circuit import breaker_from_settings
@@ -261,31 +261,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"cannot read config file {path}: {exc}") from exc
 
 
-def _number(value: Any, what: str, *, integer: bool = False, allow_none: bool = False, positive: bool = False) -> Any:
-    """The one check every numeric setting gets, whichever layer it comes from (argument, config
-    file, environment variable): a finite number, an integer where one is meant, never negative,
-    and above zero where zero makes no sense (a timeout). ``what`` names the setting or variable."""
-    if value is None and allow_none:
-        return None
-    given = value
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = int(text) if integer else float(text)
-        except ValueError:
-            kind = "an integer" if integer else "a number"
-            raise ConfigurationError(f"{what} must be {kind}, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise ConfigurationError(f"{what} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigurationError(f"{what} must be a finite number, got {given!r}")
-    if positive and value <= 0:
-        raise ConfigurationError(f"{what} must be greater than 0, got {given!r}")
-    if value < 0:
-        raise ConfigurationError(f"{what} must not be negative, got {given!r}")
-    return value
-
-
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -297,20 +272,6 @@ def _switch(value: Any, what: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise ConfigurationError(f"{what} must be true or false (1/0, yes/no, on/off), got {value!r}")
-
-
-#: Threads in the pool that runs blocking SDKs (boto3, llama.cpp) for async calls.
-DEFAULT_MAX_THREADS = 16
-
-
-def max_threads(env: Mapping[str, str] | None = None) -> int:
-    """``FMCLIENT_MAX_THREADS`` checked like every other setting (a positive integer), read when
-    the pool is first needed, never at import; empty or unset means the default."""
-    raw = (os.environ if env is None else env).get("FMCLIENT_MAX_THREADS", "")
-    if not raw.strip():
-        return DEFAULT_MAX_THREADS
-    count: int = _number(raw, "environment variable FMCLIENT_MAX_THREADS", integer=True, positive=True)
-    return count
 
 
 def _provider_from_table(name: str, table: Any, where: str, base: ProviderSettings | None) -> ProviderSettings:
@@ -356,8 +317,8 @@ def _provider_from_table(name: str, table: Any, where: str, base: ProviderSettin
         api_key=Secret(api_key) if api_key is not None else (base.api_key if base else None),
         api_key_env=pick("api_key_env"),
         base_url=pick("base_url"),
-        timeout=_number(pick("timeout"), f"{where}: providers.{name}.timeout", allow_none=True, positive=True),
-        max_retries=_number(
+        timeout=check_number(pick("timeout"), f"{where}: providers.{name}.timeout", allow_none=True, positive=True),
+        max_retries=check_number(
             pick("max_retries"), f"{where}: providers.{name}.max_retries", integer=True, allow_none=True
         ),
         region=pick("region"),
@@ -409,11 +370,11 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
             state[key] = data[key]
             sources[key] = where
     if "max_retries" in data:
-        state["max_retries"] = _number(data["max_retries"], f"{where}: max_retries", integer=True)
+        state["max_retries"] = check_number(data["max_retries"], f"{where}: max_retries", integer=True)
         sources["max_retries"] = where
     for key in ("timeout", "max_retry_wait"):
         if key in data:
-            state[key] = _number(data[key], f"{where}: {key}", positive=key == "timeout")
+            state[key] = check_number(data[key], f"{where}: {key}", positive=key == "timeout")
             sources[key] = where
     aliases = data.get("aliases", {})
     if not isinstance(aliases, Mapping):
@@ -470,7 +431,7 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
 
 
 # FMCLIENT_* variables and the settings they set; numbers are checked here, so an error names
-# the variable, by the same rule as the setting in a file or an argument (see _number).
+# the variable, by the same rule as the setting in a file or an argument (see fmclient._checks.check_number).
 _ENV_SETTINGS = (
     ("FMCLIENT_MODEL", "default_model"),
     ("FMCLIENT_EMBEDDING_MODEL", "default_embedding_model"),
@@ -491,7 +452,7 @@ def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, 
         if key == "telemetry":
             data[key] = _switch(value, f"environment variable {var}")
         elif key in ("max_retries", "timeout", "max_retry_wait"):
-            data[key] = _number(
+            data[key] = check_number(
                 value, f"environment variable {var}", integer=key == "max_retries", positive=key == "timeout"
             )
         else:

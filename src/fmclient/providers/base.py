@@ -201,7 +201,7 @@ def _thread_pool() -> ThreadPoolExecutor:
     if _pool is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        from fmclient.config import max_threads  # FMCLIENT_MAX_THREADS, read now and checked, not at import
+        from fmclient._checks import max_threads  # FMCLIENT_MAX_THREADS, read now and checked, not at import
 
         with _pool_lock:
             if _pool is None:
