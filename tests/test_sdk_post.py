@@ -13,6 +13,7 @@ from fmclient.providers._sdk_post import (
     message_post,
     post_chat_completion_raw,
     post_message_raw,
+    response_post,
 )
 from tests.fakes import anthropic as fake_anthropic
 from tests.fakes.openai import FakeOpenAI, error_reply
@@ -92,6 +93,45 @@ def test_sync_and_streamed_calls_send_what_create_sends(fake_server: FakeServer,
         client.close()
     first, second = fake_server.requests
     assert (first.method, first.path) == (second.method, second.path) == ("POST", "/v1/chat/completions?q=1")
+    assert first.json() == second.json() and second.json().get("stream", False) is stream
+    assert _same_headers(first, second)["authorization"] == "Bearer sk-test"
+
+
+RESPONSES_KWARGS: dict[str, Any] = {
+    "model": "gpt-5",
+    "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+    "instructions": "terse",
+    "max_output_tokens": 7,
+    "reasoning": {"effort": "low", "summary": "auto"},
+    "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}, "strict": True}},
+    "tools": [{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}, "strict": True}],
+    "extra_body": {"top_k": 3},
+    "extra_headers": {"x-trace": "1"},
+    "timeout": 5.0,
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_responses_api_calls_send_what_create_sends(fake_server: FakeServer, stream: bool) -> None:
+    import openai
+
+    FakeOpenAI(fake_server)
+    kwargs = {**RESPONSES_KWARGS, "stream": True} if stream else RESPONSES_KWARGS
+    stream_type = openai.Stream[object] if stream else None
+    client = openai.OpenAI(base_url=fake_server.url + "/v1", api_key="sk-test", max_retries=0)
+    try:
+        via_create = client.responses.with_raw_response.create(**kwargs)
+        direct = client.post(**response_post(kwargs, stream_type))
+        assert type(direct) is type(via_create)
+        if stream:
+            events = list(direct.parse(to=stream_type))
+            assert events == list(via_create.parse(to=stream_type)) and events[-1]["type"] == "response.completed"
+        else:
+            assert direct.parse(to=object) == via_create.parse(to=object)
+    finally:
+        client.close()
+    first, second = fake_server.requests
+    assert (first.method, first.path) == (second.method, second.path) == ("POST", "/v1/responses")
     assert first.json() == second.json() and second.json().get("stream", False) is stream
     assert _same_headers(first, second)["authorization"] == "Bearer sk-test"
 

@@ -35,6 +35,7 @@ __all__ = [
     "message_post",
     "post_chat_completion_raw",
     "post_message_raw",
+    "response_post",
 ]
 
 _OPTION_KEYS = ("extra_headers", "extra_query", "extra_body", "timeout")
@@ -55,16 +56,32 @@ def _split(kwargs: dict[str, Any], raw_value: str) -> tuple[dict[str, Any], dict
 
 # -- OpenAI ------------------------------------------------------------------------------------
 @cache
-def _openai() -> tuple[Any, Any, Any, bool]:
+def _openai() -> tuple[Any, Any, Any, Any, bool]:
     # Both names as the SDK's chat-completions module itself imports them (their home moved between releases).
     from openai.resources.chat.completions.completions import (  # type: ignore[attr-defined]
         make_request_options,
         validate_response_format,
     )
     from openai.types.chat import ChatCompletion
+    from openai.types.responses import Response
 
     takes_security = "security" in inspect.signature(make_request_options).parameters
-    return make_request_options, validate_response_format, ChatCompletion, takes_security
+    return make_request_options, validate_response_format, ChatCompletion, Response, takes_security
+
+
+def _openai_post(path: str, cast_to: Any, kwargs: dict[str, Any], stream_cls: Any) -> dict[str, Any]:
+    make_request_options, _, _, _, takes_security = _openai()
+    body, options = _split(kwargs, "true")  # the openai SDK's legacy raw response, as with_raw_response
+    if takes_security:
+        options["security"] = {"bearer_auth": True}
+    return {
+        "path": path,
+        "body": body,
+        "cast_to": cast_to,
+        "options": make_request_options(**options),
+        "stream": bool(body.get("stream")),
+        "stream_cls": stream_cls,
+    }
 
 
 def chat_completion_post(kwargs: dict[str, Any], stream_cls: Any = None) -> dict[str, Any]:
@@ -75,20 +92,16 @@ def chat_completion_post(kwargs: dict[str, Any], stream_cls: Any = None) -> dict
     Besides the transform, ``create`` checks ``response_format`` and sets the bearer-auth security
     option where the SDK has one: both are repeated here.
     """
-    make_request_options, validate_response_format, chat_completion, takes_security = _openai()
-    body, options = _split(kwargs, "true")  # the openai SDK's legacy raw response, as with_raw_response
-    validate_response_format(body.get("response_format"))
-    if takes_security:
-        options["security"] = {"bearer_auth": True}
-    stream = bool(body.get("stream"))
-    return {
-        "path": "/chat/completions",
-        "body": body,
-        "cast_to": chat_completion,
-        "options": make_request_options(**options),
-        "stream": stream,
-        "stream_cls": stream_cls,
-    }
+    _, validate_response_format, chat_completion, _, _ = _openai()
+    validate_response_format(kwargs.get("response_format"))
+    return _openai_post("/chat/completions", chat_completion, kwargs, stream_cls)
+
+
+def response_post(kwargs: dict[str, Any], stream_cls: Any = None) -> dict[str, Any]:
+    """The same for ``client.responses.with_raw_response.create(**kwargs)`` (the Responses API),
+    whose body transform is as much a no-op for fmclient's plain JSON: its only annotations are
+    union discriminators."""
+    return _openai_post("/responses", _openai()[3], kwargs, stream_cls)
 
 
 async def post_chat_completion_raw(client: Any, kwargs: dict[str, Any]) -> Any:

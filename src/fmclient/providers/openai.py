@@ -97,7 +97,7 @@ from fmclient.providers._openai_wire import (
     str_or_none,
     stream_error,
 )
-from fmclient.providers._sdk_post import chat_completion_post, post_chat_completion_raw
+from fmclient.providers._sdk_post import chat_completion_post, post_chat_completion_raw, response_post
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import (
     MappedErrors,
@@ -975,7 +975,7 @@ class OpenAIProvider(Provider):
         client = self._sync_client()
         kwargs = self._responses_kwargs(request, stream=False)
         with self._errors(request.model):
-            raw = client.responses.with_raw_response.create(**kwargs)
+            raw = client.post(**response_post(kwargs))
             completion = parse_responses_body(raw.parse(to=object), provider=self.name, model=request.model)
             completion.request_id = str_or_none(raw.request_id)
             completion.rate_limit_headers = rate_limit_headers(raw.headers)
@@ -987,7 +987,7 @@ class OpenAIProvider(Provider):
         client = self._async_client()
         kwargs = self._responses_kwargs(request, stream=False)
         with self._errors(request.model):
-            raw = await client.responses.with_raw_response.create(**kwargs)
+            raw = await client.post(**response_post(kwargs))
             response = await parsed(raw.parse(to=object))
             completion = parse_responses_body(response, provider=self.name, model=request.model)
             completion.request_id = str_or_none(raw.request_id)
@@ -1002,7 +1002,8 @@ class OpenAIProvider(Provider):
         parser = ResponsesStreamParser(self.name, request.model)
 
         def open_events() -> Any:
-            return client.responses.with_raw_response.create(**kwargs).parse(to=self._stream_type(False))
+            stream_type = self._stream_type(False)
+            return client.post(**response_post(kwargs, stream_type)).parse(to=stream_type)
 
         return stream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
 
@@ -1014,8 +1015,9 @@ class OpenAIProvider(Provider):
         parser = ResponsesStreamParser(self.name, request.model)
 
         async def open_events() -> Any:
-            raw = await client.responses.with_raw_response.create(**kwargs)
-            return await parsed(raw.parse(to=self._stream_type(True)))
+            stream_type = self._stream_type(True)
+            raw = await client.post(**response_post(kwargs, stream_type))
+            return await parsed(raw.parse(to=stream_type))
 
         return astream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
 
