@@ -191,21 +191,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", help="the bench/run.py --markdown file of the same run (tables for the page)")
     parser.add_argument("--command", default="python bench/run.py", help="the command that made the results")
     parser.add_argument("--no-page", action="store_true", help="only write the SVG files")
+    parser.add_argument("--out", default=str(ASSETS), help="where the SVG files go (default: docs/assets/perf)")
+    parser.add_argument("--page", default=str(PAGE), help="the page to update (default: docs/performance.md)")
     args = parser.parse_args(argv)
     results = json.loads(Path(args.results).read_text())
-    ASSETS.mkdir(parents=True, exist_ok=True)
+    out, page_path = Path(args.out), Path(args.page)
+    out.mkdir(parents=True, exist_ok=True)
     for name, svg in charts(results).items():
-        (ASSETS / name).write_text(svg)
-        print(f"wrote {(ASSETS / name).relative_to(ROOT)}")
+        (out / name).write_text(svg)
+        print(f"wrote {out / name}")
     if not args.no_page:
-        page = PAGE.read_text()
+        page = page_path.read_text()
         if START not in page or END not in page:
-            raise SystemExit(f"{PAGE} has no {START} ... {END} block to fill")
+            raise SystemExit(f"{page_path} has no {START} ... {END} block to fill")
         markdown = Path(args.markdown).read_text() if args.markdown else None
         block = results_markdown(results, markdown, args.command)
         head, rest = page.split(START, 1)
-        PAGE.write_text(head + block + rest.split(END, 1)[1])
-        print(f"updated {PAGE.relative_to(ROOT)}")
+        page_path.write_text(head + block + rest.split(END, 1)[1])
+        print(f"updated {page_path}")
     return 0
 
 

@@ -223,24 +223,29 @@ def aisuite_routes(url: str) -> dict[str, Route]:
 
 # -- any-llm -----------------------------------------------------------------------------------
 def any_llm_routes(url: str) -> dict[str, Route]:
+    """One ``AnyLLM.create(provider, ...)`` per route, reused for every call: its docs' way for
+    repeated calls (the module-level ``completion()`` builds a provider client per call, ~50 ms)."""
     import any_llm
 
     routes = {}
-    for route, model, base in (
-        ("OpenAI", f"openai:{OPENAI_MODEL}", url + "/v1"),
-        ("Anthropic", f"anthropic:{ANTHROPIC_MODEL}", url),
+    for route, provider, model, base in (
+        ("OpenAI", "openai", OPENAI_MODEL, url + "/v1"),
+        ("Anthropic", "anthropic", ANTHROPIC_MODEL, url),
     ):
-        args = {"model": model, "api_base": base, "api_key": API_KEY, "max_tokens": MAX_TOKENS, "messages": _messages()}
+        llm = any_llm.AnyLLM.create(provider, api_key=API_KEY, api_base=base, max_retries=0)
+        args = {"model": model, "max_tokens": MAX_TOKENS, "messages": _messages()}
 
-        def complete(args: dict[str, Any] = args) -> str:
-            return str(any_llm.completion(**args).choices[0].message.content)
+        def complete(llm: Any = llm, args: dict[str, Any] = args) -> str:
+            return str(llm.completion(**args).choices[0].message.content)
 
-        def stream(args: dict[str, Any] = args) -> int:
-            return sum(1 for c in any_llm.completion(**args, stream=True) if c.choices and c.choices[0].delta.content)
+        def stream(llm: Any = llm, args: dict[str, Any] = args) -> int:
+            return sum(1 for c in llm.completion(**args, stream=True) if c.choices and c.choices[0].delta.content)
 
-        async def factory(args: dict[str, Any] = args) -> Any:
+        async def factory(provider: str = provider, base: str = base, args: dict[str, Any] = args) -> Any:
+            allm = any_llm.AnyLLM.create(provider, api_key=API_KEY, api_base=base, max_retries=0)
+
             async def call() -> str:
-                return str((await any_llm.acompletion(**args)).choices[0].message.content)
+                return str((await allm.acompletion(**args)).choices[0].message.content)
 
             async def close() -> None:
                 return None
