@@ -95,9 +95,14 @@ def _route_bars(clients: dict[str, Any], key: str, fmt: str, scale: float) -> li
                 bars.append((_label(name, entry), route, value, fmt.format(value)))
             else:
                 why = got.get("missing", {})
-                reason = why.get("all") or why.get({"complete": "complete", "stream": "stream"}.get(key, "async"), "")
+                kind = {"complete": "complete", "complete_cpu": "complete", "stream": "stream"}.get(key, "async")
+                reason = why.get("all") or why.get(kind, "")
                 bars.append((_label(name, entry), route, None, ("n/a: " + reason)[:70] if reason else "n/a"))
     return bars
+
+
+def _has(clients: dict[str, Any], key: str) -> bool:
+    return any(key in got for entry in clients.values() for got in (entry.get("routes") or {}).values())
 
 
 def charts(results: dict[str, Any]) -> dict[str, str]:
@@ -108,7 +113,13 @@ def charts(results: dict[str, Any]) -> dict[str, str]:
     clients = peers["clients"]
     made = {
         "per-call.svg": bar_chart(
-            "One non-streamed call (median)",
+            "Per-call overhead: the client's CPU time per call",
+            "µs of client-process CPU per non-streamed call (the fake server runs apart)",
+            _route_bars(clients, "complete_cpu" if _has(clients, "complete_cpu") else "complete", "{:,.0f} µs", 1e6),
+            better="shorter is cheaper",
+        ),
+        "call-time.svg": bar_chart(
+            "One non-streamed call, wall time (median)",
             "µs per call against a local fake server",
             _route_bars(clients, "complete", "{:,.0f} µs", 1e6),
             better="shorter is faster",
@@ -165,7 +176,9 @@ def results_markdown(results: dict[str, Any], markdown: str | None, command: str
         f"Measured on {info['date']} with `{command}`" + (" (`--quick`)" if results.get("quick") else "") + ".",
         f"Machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, {info['platform']}; {versions}.",
         "",
-        "![One non-streamed call](assets/perf/per-call.svg)",
+        "![Per-call overhead](assets/perf/per-call.svg)",
+        "",
+        "![One non-streamed call](assets/perf/call-time.svg)",
         "",
         "![One 50-chunk stream](assets/perf/stream.svg)",
         "",

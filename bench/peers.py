@@ -322,7 +322,7 @@ def peer_worker(peer: str, url: str, quick: bool, expected: dict[str, str]) -> d
         out["missing"] = f"not installed here ({_error(exc)})"
         return out
     out["rss_import"] = _rss() - start_rss
-    perf = time.perf_counter
+    perf, cpu = time.perf_counter, time.process_time
     for route in ROUTES:
         spec = routes[route]
         result: dict[str, Any] = {"missing": dict(spec.missing or {})}
@@ -340,10 +340,14 @@ def peer_worker(peer: str, url: str, quick: bool, expected: dict[str, str]) -> d
                 spec.complete()
             gc.collect()
             times = []
+            cpu_started = cpu()
             for _ in range(calls):
                 started = perf()
                 spec.complete()
                 times.append(perf() - started)
+            # The client process's own CPU per call (all its threads): what the client costs,
+            # whatever else the machine is doing meanwhile.
+            result["complete_cpu"] = (cpu() - cpu_started) / calls
             result["complete"] = statistics.median(times)
         if spec.stream is not None:
             try:

@@ -1552,7 +1552,7 @@ def scenario_peers(url: str, quick: bool) -> list[Section]:
             for route in peers.ROUTES:
                 measured = [r["routes"][route] for r in runs[name]]
                 summary: dict[str, Any] = {"missing": measured[0]["missing"]}
-                for key in ("complete", "stream", "async100"):
+                for key in ("complete", "complete_cpu", "stream", "async100"):
                     values = [m[key] for m in measured if key in m]
                     if values:
                         summary[key] = median(values)
@@ -1568,6 +1568,8 @@ def scenario_peers(url: str, quick: bool) -> list[Section]:
             "route",
             "call (median)",
             "vs SDK",
+            "client CPU per call",
+            "vs SDK",
             "50-chunk stream",
             "vs SDK",
             "async req/s, 100 at once",
@@ -1579,13 +1581,13 @@ def scenario_peers(url: str, quick: bool) -> list[Section]:
         entry = results[name]
         label = f"{name} {entry['version']}".strip()
         if entry["missing"]:
-            calls.rows.append([label, "-", entry["missing"], "", "", "", "", ""])
+            calls.rows.append([label, "-", entry["missing"], "", "", "", "", "", "", ""])
             continue
         for route in peers.ROUTES:
             got, base = entry["routes"][route], sdk.get(route, {})
             why = got["missing"]
             if "all" in why:
-                calls.rows.append([label, route, why["all"], "", "", "", "", ""])
+                calls.rows.append([label, route, why["all"], "", "", "", "", "", "", ""])
                 continue
 
             def cell(
@@ -1593,7 +1595,9 @@ def scenario_peers(url: str, quick: bool) -> list[Section]:
             ) -> str:
                 if key in got:
                     return fmt(got[key])
-                reason = why.get({"complete": "complete", "stream": "stream", "async100": "async"}[key])
+                reason = why.get(
+                    {"complete": "complete", "complete_cpu": "complete", "stream": "stream"}.get(key, "async")
+                )
                 return f"n/a: {reason}" if reason else "n/a"
 
             def vs(key: str, got: dict[str, Any] = got, base: dict[str, Any] = base) -> str:
@@ -1607,6 +1611,8 @@ def scenario_peers(url: str, quick: bool) -> list[Section]:
                     route,
                     cell("complete", us),
                     vs("complete"),
+                    cell("complete_cpu", us),
+                    vs("complete_cpu"),
                     cell("stream", us),
                     vs("stream"),
                     cell("async100", lambda v: f"{v:,.0f}"),
@@ -1615,6 +1621,8 @@ def scenario_peers(url: str, quick: bool) -> list[Section]:
             )
     calls.notes.append(
         "vs SDK: time ratios (lower is faster) for calls and streams, throughput ratio (higher is faster) for async."
+        " Client CPU per call: the client process's CPU time (all threads) over the calls, divided by their"
+        " number: its own cost, steadier than wall time on a shared machine."
         " SDK = the official SDK's create() with typed responses; its async side runs on the SDK's aiohttp client."
     )
     footprint = Section(

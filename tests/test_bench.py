@@ -44,7 +44,7 @@ def test_charts_draw_every_chart_and_fill_the_page_from_bench_json(tmp_path: Pat
     """bench/charts.py on a results file shaped as bench/run.py --json writes it (peers section):
     one SVG per chart, a bar per measured client and the reason for one that was not, and the
     page's results block replaced, the rest of the page kept."""
-    measured = {"complete": 0.0005, "stream": 0.002, "async100": 1500.0, "missing": {}}
+    measured = {"complete": 0.0005, "complete_cpu": 0.0003, "stream": 0.002, "async100": 1500.0, "missing": {}}
     clients = {
         "fmclient": {
             "version": "0.1.0",
@@ -57,7 +57,7 @@ def test_charts_draw_every_chart_and_fill_the_page_from_bench_json(tmp_path: Pat
         "official SDK": {
             "version": "",
             "missing": None,
-            "routes": {"OpenAI": {**measured, "complete": 0.0009}, "Anthropic": measured},
+            "routes": {"OpenAI": {**measured, "complete": 0.0009, "complete_cpu": 0.0007}, "Anthropic": measured},
             "rss_import": 8e7,
             "rss_end": 9e7,
             "import": {"openai": 0.6, "anthropic": 1.2},
@@ -98,9 +98,10 @@ def test_charts_draw_every_chart_and_fill_the_page_from_bench_json(tmp_path: Pat
     )
     assert out.returncode == 0, out.stderr
     svgs = {p.name: p.read_text() for p in (tmp_path / "svg").iterdir()}
-    assert set(svgs) == {"per-call.svg", "stream.svg", "async.svg", "import.svg", "memory.svg"}
+    assert set(svgs) == {"per-call.svg", "call-time.svg", "stream.svg", "async.svg", "import.svg", "memory.svg"}
     assert all(svg.startswith("<svg") and svg.rstrip().endswith("</svg>") for svg in svgs.values())
-    assert "500 µs" in svgs["per-call.svg"] and "900 µs" in svgs["per-call.svg"]
+    assert "300 µs" in svgs["per-call.svg"] and "700 µs" in svgs["per-call.svg"]  # CPU per call
+    assert "500 µs" in svgs["call-time.svg"] and "900 µs" in svgs["call-time.svg"]
     assert "not installed here" in svgs["per-call.svg"] and "1,500 req/s" in svgs["async.svg"]
     text = page.read_text()
     assert text.startswith("# Performance\n\nintro\n") and text.endswith("end\n") and "old" not in text
