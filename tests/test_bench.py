@@ -9,13 +9,24 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+CHARTS = BENCH.with_name("charts.py")
 
 
 def test_bench_import_scenario_runs_and_finds_no_sdk_imported(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     markdown = tmp_path / "results.md"
     out = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--scenario", "import", "--json", str(results), "--markdown", str(markdown)],
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--scenario",
+            "import",
+            "--json",
+            str(results),
+            "--markdown",
+            str(markdown),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -27,3 +38,71 @@ def test_bench_import_scenario_runs_and_finds_no_sdk_imported(tmp_path: Path) ->
     assert imported["loaded"] == []  # no provider SDK, HTTP stack or pydantic on `import fmclient`
     assert len(imported["times"]["import fmclient"]) == len(imported["times"]["python -c pass"]) > 0
     assert "| measure | result | target | met |" in markdown.read_text()
+
+
+def test_charts_draw_every_chart_and_fill_the_page_from_bench_json(tmp_path: Path) -> None:
+    """bench/charts.py on a results file shaped as bench/run.py --json writes it (peers section):
+    one SVG per chart, a bar per measured client and the reason for one that was not, and the
+    page's results block replaced, the rest of the page kept."""
+    measured = {"complete": 0.0005, "complete_cpu": 0.0003, "stream": 0.002, "async100": 1500.0, "missing": {}}
+    clients = {
+        "fmclient": {
+            "version": "0.1.0",
+            "missing": None,
+            "routes": {"OpenAI": measured, "Anthropic": {**measured, "missing": {}}},
+            "rss_import": 4e6,
+            "rss_end": 9e7,
+            "import": {"fmclient": 0.03},
+        },
+        "official SDK": {
+            "version": "",
+            "missing": None,
+            "routes": {"OpenAI": {**measured, "complete": 0.0009, "complete_cpu": 0.0007}, "Anthropic": measured},
+            "rss_import": 8e7,
+            "rss_end": 9e7,
+            "import": {"openai": 0.6, "anthropic": 1.2},
+        },
+        "aisuite": {"version": "-", "missing": "not installed here (ModuleNotFoundError)", "routes": {}, "import": {}},
+    }
+    results = {
+        "machine": {
+            "date": "2026-12-07",
+            "cores": "2",
+            "cpu": "CPU",
+            "python": "3.11",
+            "platform": "Linux",
+            "openai": "3",
+        },
+        "quick": True,
+        "sections": {"Peers: the same call through each client (2 rounds)": {"clients": clients, "rounds": 2}},
+    }
+    source = tmp_path / "results.json"
+    source.write_text(json.dumps(results))
+    page = tmp_path / "performance.md"
+    page.write_text("# Performance\n\nintro\n<!-- bench:results:start -->\nold\n<!-- bench:results:end -->\nend\n")
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(CHARTS),
+            str(source),
+            "--out",
+            str(tmp_path / "svg"),
+            "--page",
+            str(page),
+            "--command",
+            "X",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    svgs = {p.name: p.read_text() for p in (tmp_path / "svg").iterdir()}
+    assert set(svgs) == {"per-call.svg", "call-time.svg", "stream.svg", "async.svg", "import.svg", "memory.svg"}
+    assert all(svg.startswith("<svg") and svg.rstrip().endswith("</svg>") for svg in svgs.values())
+    assert "300 µs" in svgs["per-call.svg"] and "700 µs" in svgs["per-call.svg"]  # CPU per call
+    assert "500 µs" in svgs["call-time.svg"] and "900 µs" in svgs["call-time.svg"]
+    assert "not installed here" in svgs["per-call.svg"] and "1,500 req/s" in svgs["async.svg"]
+    text = page.read_text()
+    assert text.startswith("# Performance\n\nintro\n") and text.endswith("end\n") and "old" not in text
+    assert "with `X`" in text and "assets/perf/per-call.svg" in text

@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from fmclient.providers._sdk_post import anthropic_post_suits, post_chat_completion_raw, post_message_raw
+from fmclient.providers._sdk_post import (
+    anthropic_post_suits,
+    chat_completion_post,
+    message_post,
+    post_chat_completion_raw,
+    post_message_raw,
+    response_post,
+)
 from tests.fakes import anthropic as fake_anthropic
 from tests.fakes.openai import FakeOpenAI, error_reply
 from tests.fakes.server import FakeServer
@@ -56,6 +63,77 @@ def test_same_request_on_the_wire_and_same_raw_response(fake_server: FakeServer)
     assert type(direct) is type(via_create)
     assert direct.parse(to=object) == via_create.parse(to=object)
     assert "timeout" not in KWARGS["extra_body"] and len(KWARGS) == 9  # the caller's dict is not consumed
+
+
+def _same_headers(first: Any, second: Any, per_request: set[str] = _PER_REQUEST) -> dict[str, str]:
+    same = {k.lower(): v for k, v in first.headers.items() if k.lower() not in per_request}
+    assert same == {k.lower(): v for k, v in second.headers.items() if k.lower() not in per_request}
+    return same
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_sync_and_streamed_calls_send_what_create_sends(fake_server: FakeServer, stream: bool) -> None:
+    """The sync client's post, streamed or not: same request, same raw response, same events."""
+    import openai
+
+    FakeOpenAI(fake_server)
+    kwargs = {**KWARGS, "stream": True, "stream_options": {"include_usage": True}} if stream else KWARGS
+    stream_type = openai.Stream[object] if stream else None
+    client = openai.OpenAI(base_url=fake_server.url + "/v1", api_key="sk-test", max_retries=0)
+    try:
+        via_create = client.chat.completions.with_raw_response.create(**kwargs)
+        direct = client.post(**chat_completion_post(kwargs, stream_type))
+        assert type(direct) is type(via_create)
+        if stream:
+            events = list(direct.parse(to=stream_type))
+            assert events == list(via_create.parse(to=stream_type)) and events[-1]["usage"]
+        else:
+            assert direct.parse(to=object) == via_create.parse(to=object)
+    finally:
+        client.close()
+    first, second = fake_server.requests
+    assert (first.method, first.path) == (second.method, second.path) == ("POST", "/v1/chat/completions?q=1")
+    assert first.json() == second.json() and second.json().get("stream", False) is stream
+    assert _same_headers(first, second)["authorization"] == "Bearer sk-test"
+
+
+RESPONSES_KWARGS: dict[str, Any] = {
+    "model": "gpt-5",
+    "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+    "instructions": "terse",
+    "max_output_tokens": 7,
+    "reasoning": {"effort": "low", "summary": "auto"},
+    "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}, "strict": True}},
+    "tools": [{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}, "strict": True}],
+    "extra_body": {"top_k": 3},
+    "extra_headers": {"x-trace": "1"},
+    "timeout": 5.0,
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_responses_api_calls_send_what_create_sends(fake_server: FakeServer, stream: bool) -> None:
+    import openai
+
+    FakeOpenAI(fake_server)
+    kwargs = {**RESPONSES_KWARGS, "stream": True} if stream else RESPONSES_KWARGS
+    stream_type = openai.Stream[object] if stream else None
+    client = openai.OpenAI(base_url=fake_server.url + "/v1", api_key="sk-test", max_retries=0)
+    try:
+        via_create = client.responses.with_raw_response.create(**kwargs)
+        direct = client.post(**response_post(kwargs, stream_type))
+        assert type(direct) is type(via_create)
+        if stream:
+            events = list(direct.parse(to=stream_type))
+            assert events == list(via_create.parse(to=stream_type)) and events[-1]["type"] == "response.completed"
+        else:
+            assert direct.parse(to=object) == via_create.parse(to=object)
+    finally:
+        client.close()
+    first, second = fake_server.requests
+    assert (first.method, first.path) == (second.method, second.path) == ("POST", "/v1/responses")
+    assert first.json() == second.json() and second.json().get("stream", False) is stream
+    assert _same_headers(first, second)["authorization"] == "Bearer sk-test"
 
 
 def test_errors_are_the_sdks_own(fake_server: FakeServer) -> None:
@@ -155,6 +233,41 @@ def test_anthropic_same_request_on_the_wire_and_same_raw_response(
     assert "timeout" not in params["extra_body"] and len(params) == len(PARAMS) + (timeout is not None)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_anthropic_sync_and_streamed_calls_send_what_create_sends(fake_server: FakeServer, stream: bool) -> None:
+    """The sync client's post, streamed or not: same request (read timeout included), same raw
+    response, same events."""
+    import anthropic
+
+    reply = (
+        fake_anthropic.stream_reply(fake_anthropic.stream_events("hello"))
+        if stream
+        else fake_anthropic.message_reply("hello")
+    )
+    fake_server.queue(reply, reply)
+    stream_type = anthropic.Stream[object] if stream else None
+    client = anthropic.Anthropic(base_url=fake_server.url, api_key="sk-ant-test", max_retries=0)
+    try:
+        if stream:
+            via_create = client.messages.with_raw_response.create(**PARAMS, stream=True)
+        else:
+            via_create = client.messages.with_raw_response.create(**PARAMS)
+        direct = client.post(**message_post(client, PARAMS, stream_type))
+        assert type(direct) is type(via_create)
+        if stream:
+            events = list(direct.parse(to=stream_type))
+            assert events == list(via_create.parse(to=stream_type)) and events[-1] == {"type": "message_stop"}
+        else:
+            assert direct.parse(to=object) == via_create.parse(to=object)
+    finally:
+        client.close()
+    first, second = fake_server.requests
+    assert (first.method, first.path) == (second.method, second.path) == ("POST", "/v1/messages?q=1")
+    assert first.json() == second.json() and second.json().get("stream", False) is stream
+    same = _same_headers(first, second, _PER_REQUEST - {"x-stainless-read-timeout"})
+    assert same["x-trace"] == "1" and "stream" not in PARAMS
+
+
 async def _parse(raw: Any) -> Any:
     return await raw.parse(to=object)
 
@@ -235,24 +348,39 @@ def test_anthropic_calls_the_post_path_cannot_send_as_create_would_go_through_cr
         trace.get_tracer_provider = original  # type: ignore[assignment]
 
 
-def test_anthropic_adapter_keeps_the_sdks_trace_propagation(fake_server: FakeServer) -> None:
-    """Through fmclient: inside a span context the request carries its traceparent (create's
-    propagation); outside it none is sent."""
+@pytest.mark.parametrize("path", ["acomplete", "complete", "stream", "astream"])
+def test_anthropic_adapter_keeps_the_sdks_trace_propagation(fake_server: FakeServer, path: str) -> None:
+    """Through fmclient, on every path: inside a span context the request carries its traceparent
+    (create's propagation); outside it none is sent."""
     from opentelemetry import trace
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
     from fmclient import Client
 
-    fake_server.queue(fake_anthropic.message_reply("one"), fake_anthropic.message_reply("two"))
+    if "stream" in path:
+        replies = [fake_anthropic.stream_reply(fake_anthropic.stream_events(text)) for text in ("one", "two")]
+    else:
+        replies = [fake_anthropic.message_reply(text) for text in ("one", "two")]
+    fake_server.queue(*replies)
     client = Client(providers={"anthropic": {"base_url": fake_server.url, "api_key": "sk-ant-test"}})
     remote = NonRecordingSpan(
         SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
     )
+    model = "anthropic/claude-sonnet-4-5"
+
+    async def call(prompt: str) -> str:
+        if path == "acomplete":
+            return (await client.acomplete(prompt, model=model, max_tokens=20)).text
+        if path == "astream":
+            return "".join([chunk.text async for chunk in client.astream(prompt, model=model, max_tokens=20)])
+        if path == "complete":
+            return client.complete(prompt, model=model, max_tokens=20).text
+        return "".join(chunk.text for chunk in client.stream(prompt, model=model, max_tokens=20))
 
     async def go() -> list[str]:
-        texts = [(await client.acomplete("a", model="anthropic/claude-sonnet-4-5", max_tokens=20)).text]
+        texts = [await call("a")]
         with trace.use_span(remote):
-            texts.append((await client.acomplete("b", model="anthropic/claude-sonnet-4-5", max_tokens=20)).text)
+            texts.append(await call("b"))
         await client.aclose()
         return texts
 

@@ -1,14 +1,14 @@
-"""The SDKs' own ``post`` for a non-streamed async call, without what the resource method adds.
+"""The SDKs' own ``post`` for a call, without what the resource method adds.
 
-Profiling ``acomplete`` at concurrency 100 against the loopback fake (``bench/run.py --scenario
-async``; cProfile of the client process) showed most of a call's CPU inside the official SDK, and
-part of it in work that changes nothing for the request fmclient sends:
+Profiling ``complete``, ``stream`` and ``acomplete`` against the loopback fake (``bench/run.py``;
+cProfile of the client process) showed most of a call's CPU inside the official SDK, and part of
+it in work that changes nothing for the request fmclient sends:
 
-* OpenAI: ~37% inside ``openai._utils._transform.async_transform``. ``chat.completions.create``
-  walks the body against ``CompletionCreateParams`` (every union member of every message), which
-  only renames aliased keys and formats dates/files. fmclient's body is already plain JSON built
-  by ``build_params``, and no chat-completions parameter has an alias or a format, so the walk
-  returns its input unchanged.
+* OpenAI: ~37-40% of a chat call inside ``openai._utils._transform.(async_)transform``.
+  ``chat.completions.create`` walks the body against ``CompletionCreateParams`` (every union
+  member of every message), which only renames aliased keys and formats dates/files. fmclient's
+  body is already plain JSON built by ``build_params``, and no chat-completions parameter has an
+  alias or a format, so the walk returns its input unchanged.
 * Anthropic: ``messages.create`` starts an OpenTelemetry span for every call and computes its
   attributes (server, request and method attributes, ~10% of the call) even when no tracer
   provider is configured and the span neither records nor propagates. Older SDKs also run the
@@ -16,9 +16,11 @@ part of it in work that changes nothing for the request fmclient sends:
 
 Posting the body with the client's own ``post`` keeps everything else of the SDK: auth headers,
 base URL, timeouts, error classes (``APIStatusError`` and friends), the raw response with its
-request id and ``parse``. ``tests/test_sdk_post.py`` checks the request on the wire is the same
-as ``create``'s, byte for byte in the body and header for header. What ``create`` does besides is
-repeated here or is why a call is not taken this way (see :func:`anthropic_post_suits`).
+request id and ``parse``, SSE decoding for streams. The same arguments serve the sync and the async
+client (``client.post(**arguments)`` / ``await client.post(**arguments)``), streamed or not.
+``tests/test_sdk_post.py`` checks the request on the wire is the same as ``create``'s, byte for
+byte in the body and header for header, on every path. What ``create`` does besides is repeated
+here or is why a call is not taken this way (see :func:`anthropic_post_suits`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ import inspect
 from functools import cache
 from typing import Any
 
-__all__ = ["anthropic_post_suits", "post_chat_completion_raw", "post_message_raw"]
+__all__ = [
+    "anthropic_post_suits",
+    "chat_completion_post",
+    "message_post",
+    "post_chat_completion_raw",
+    "post_message_raw",
+    "response_post",
+]
 
 _OPTION_KEYS = ("extra_headers", "extra_query", "extra_body", "timeout")
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
@@ -47,32 +56,57 @@ def _split(kwargs: dict[str, Any], raw_value: str) -> tuple[dict[str, Any], dict
 
 # -- OpenAI ------------------------------------------------------------------------------------
 @cache
-def _openai() -> tuple[Any, Any, Any, bool]:
+def _openai() -> tuple[Any, Any, Any, Any, bool]:
     # Both names as the SDK's chat-completions module itself imports them (their home moved between releases).
     from openai.resources.chat.completions.completions import (  # type: ignore[attr-defined]
         make_request_options,
         validate_response_format,
     )
     from openai.types.chat import ChatCompletion
+    from openai.types.responses import Response
 
     takes_security = "security" in inspect.signature(make_request_options).parameters
-    return make_request_options, validate_response_format, ChatCompletion, takes_security
+    return make_request_options, validate_response_format, ChatCompletion, Response, takes_security
 
 
-async def post_chat_completion_raw(client: Any, kwargs: dict[str, Any]) -> Any:
-    """What ``await client.chat.completions.with_raw_response.create(**kwargs)`` returns (non-streamed).
+def _openai_post(path: str, cast_to: Any, kwargs: dict[str, Any], stream_cls: Any) -> dict[str, Any]:
+    make_request_options, _, _, _, takes_security = _openai()
+    body, options = _split(kwargs, "true")  # the openai SDK's legacy raw response, as with_raw_response
+    if takes_security:
+        options["security"] = {"bearer_auth": True}
+    return {
+        "path": path,
+        "body": body,
+        "cast_to": cast_to,
+        "options": make_request_options(**options),
+        "stream": bool(body.get("stream")),
+        "stream_cls": stream_cls,
+    }
+
+
+def chat_completion_post(kwargs: dict[str, Any], stream_cls: Any = None) -> dict[str, Any]:
+    """The arguments of ``client.post`` that do what ``client.chat.completions.with_raw_response.create(**kwargs)``
+    does, sync or async; for a stream (``kwargs["stream"]`` true), ``stream_cls`` is the SDK stream
+    type to decode it with (the raw response's ``parse(to=...)`` takes it too).
 
     Besides the transform, ``create`` checks ``response_format`` and sets the bearer-auth security
     option where the SDK has one: both are repeated here.
     """
-    make_request_options, validate_response_format, chat_completion, takes_security = _openai()
-    body, options = _split(kwargs, "true")  # the openai SDK's legacy raw response, as with_raw_response
-    validate_response_format(body.get("response_format"))
-    if takes_security:
-        options["security"] = {"bearer_auth": True}
-    return await client.post(
-        "/chat/completions", body=body, cast_to=chat_completion, options=make_request_options(**options)
-    )
+    _, validate_response_format, chat_completion, _, _ = _openai()
+    validate_response_format(kwargs.get("response_format"))
+    return _openai_post("/chat/completions", chat_completion, kwargs, stream_cls)
+
+
+def response_post(kwargs: dict[str, Any], stream_cls: Any = None) -> dict[str, Any]:
+    """The same for ``client.responses.with_raw_response.create(**kwargs)`` (the Responses API),
+    whose body transform is as much a no-op for fmclient's plain JSON: its only annotations are
+    union discriminators."""
+    return _openai_post("/responses", _openai()[3], kwargs, stream_cls)
+
+
+async def post_chat_completion_raw(client: Any, kwargs: dict[str, Any]) -> Any:
+    """What ``await client.chat.completions.with_raw_response.create(**kwargs)`` returns (non-streamed)."""
+    return await client.post(**chat_completion_post(kwargs))
 
 
 # -- Anthropic ---------------------------------------------------------------------------------
@@ -132,22 +166,45 @@ def _anthropic() -> tuple[Any, Any, Any] | None:
         from anthropic._constants import DEFAULT_TIMEOUT, MODEL_NONSTREAMING_TOKENS
     except ImportError:
         return None
-    if not hasattr(anthropic.AsyncAnthropic, "_calculate_nonstreaming_timeout"):
+    if not all(
+        hasattr(cls, "_calculate_nonstreaming_timeout") for cls in (anthropic.Anthropic, anthropic.AsyncAnthropic)
+    ):
         return None
     return make_request_options, DEFAULT_TIMEOUT, MODEL_NONSTREAMING_TOKENS
 
 
-async def post_message_raw(client: Any, params: dict[str, Any]) -> Any:
-    """What ``await client.messages.with_raw_response.create(**params)`` returns (non-streamed),
-    for ``params`` that :func:`anthropic_post_suits`."""
+def message_post(client: Any, params: dict[str, Any], stream_cls: Any = None) -> dict[str, Any]:
+    """The arguments of ``client.post`` (an ``Anthropic`` or ``AsyncAnthropic`` client) that do what
+    ``client.messages.with_raw_response.create(**params)`` does, for ``params`` that
+    :func:`anthropic_post_suits`; with ``stream_cls`` (the SDK stream type to decode with), what
+    ``create(**params, stream=True)`` does.
+
+    Raises ``ValueError`` as ``create`` does for a non-streamed call that could outlast ten minutes.
+    """
     found = _anthropic()
     assert found is not None, "only for params that anthropic_post_suits"
     make_request_options, default_timeout, nonstreaming_tokens = found
     body, options = _split(params, "raw")  # as the anthropic SDK's with_raw_response
-    if "timeout" not in options and client.timeout == default_timeout:
+    stream = stream_cls is not None
+    if stream:
+        body["stream"] = True
+    elif "timeout" not in options and client.timeout == default_timeout:
         # As create(): the SDK's own timeout for the expected length of the answer; it raises
         # ValueError for a call that could outlast ten minutes (the adapter then streams it).
         options["timeout"] = client._calculate_nonstreaming_timeout(
             body["max_tokens"], nonstreaming_tokens.get(body["model"], None)
         )
-    return await client.post("/v1/messages", body=body, cast_to=object, options=make_request_options(**options))
+    return {
+        "path": "/v1/messages",
+        "body": body,
+        "cast_to": object,
+        "options": make_request_options(**options),
+        "stream": stream,
+        "stream_cls": stream_cls,
+    }
+
+
+async def post_message_raw(client: Any, params: dict[str, Any]) -> Any:
+    """What ``await client.messages.with_raw_response.create(**params)`` returns (non-streamed),
+    for ``params`` that :func:`anthropic_post_suits`."""
+    return await client.post(**message_post(client, params))

@@ -57,9 +57,9 @@ Choices worth knowing:
   models the SDK would build only for fmclient to read back. ``Completion.raw`` is therefore the
   reply's JSON body as a dict, every field as the API sent it
   (``anthropic.types.Message.model_validate(raw)`` rebuilds the SDK object); stream events are
-  parsed as dicts too. A non-streamed async call that no tracing would see posts its body with
-  the SDK client's own ``post`` (``providers/_sdk_post.py``), skipping only the span attributes
-  ``messages.create`` computes per call; the request on the wire is the same.
+  parsed as dicts too. A call that no tracing would see (sync or async, streamed or not) posts
+  its body with the SDK client's own ``post`` (``providers/_sdk_post.py``), skipping only the span
+  attributes ``messages.create`` computes per call; the request on the wire is the same.
 * **Async transport** — async calls use the SDK's ``DefaultAioHttpClient`` when ``aiohttp`` is
   installed (``pip install "fmclient[fast]"``): about twice the throughput of the default httpx
   pool under concurrency, with the same errors, timeouts and streaming. The provider setting
@@ -104,7 +104,7 @@ from fmclient.providers._async_clients import (
     async_transport_setting,
     parsed,
 )
-from fmclient.providers._sdk_post import anthropic_post_suits, post_message_raw
+from fmclient.providers._sdk_post import anthropic_post_suits, message_post, post_message_raw
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import (
     MappedErrors,
@@ -1053,8 +1053,12 @@ class AnthropicProvider(Provider):
         with self._errors(request):
             try:
                 # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
-                # errors, headers) without building a pydantic model fmclient would only read back.
-                raw = client.messages.with_raw_response.create(**params)
+                # errors, headers) without building a pydantic model fmclient would only read back,
+                # and through the SDK's own post without create()'s per-call span work (see _sdk_post).
+                if anthropic_post_suits(params):
+                    raw = client.post(**message_post(client, params))
+                else:
+                    raw = client.messages.with_raw_response.create(**params)
                 response = raw.parse(to=object)
             except ValueError as exc:
                 if not _refused_as_too_long(exc):
@@ -1092,8 +1096,12 @@ class AnthropicProvider(Provider):
         client = self._client()
 
         def open_events() -> Any:
-            raw = client.messages.with_raw_response.create(**params, stream=True)
-            return raw.parse(to=self._stream_type(False))
+            stream_type = self._stream_type(False)
+            if anthropic_post_suits(params):
+                raw = client.post(**message_post(client, params, stream_type))
+            else:
+                raw = client.messages.with_raw_response.create(**params, stream=True)
+            return raw.parse(to=stream_type)
 
         return stream_chunks(
             open_events,
@@ -1133,8 +1141,12 @@ class AnthropicProvider(Provider):
         client = self._aclient()
 
         async def open_events() -> Any:
-            raw = await client.messages.with_raw_response.create(**params, stream=True)
-            return await parsed(raw.parse(to=self._stream_type(True)))
+            stream_type = self._stream_type(True)
+            if anthropic_post_suits(params):
+                raw = await client.post(**message_post(client, params, stream_type))
+            else:
+                raw = await client.messages.with_raw_response.create(**params, stream=True)
+            return await parsed(raw.parse(to=stream_type))
 
         return astream_chunks(
             open_events,

@@ -43,6 +43,9 @@ request, default 2048, OpenAI's limit), ``async_transport`` and ``api``.
   ``chat.completion`` JSON body as a dict, every field as the server sent it
   (``openai.types.chat.ChatCompletion.model_validate(raw)`` rebuilds the SDK object), and a
   streamed ``Chunk.raw`` is the ``chat.completion.chunk`` dict. Embeddings keep the SDK's objects.
+  Chat calls (sync or async, streamed or not) post their body with the SDK client's own ``post``
+  (``providers/_sdk_post.py``), skipping ``create``'s body transform, a no-op walk over
+  fmclient's plain-JSON body that was ~40% of a call's CPU; the request on the wire is the same.
 * Async transport: async calls use the SDK's ``DefaultAioHttpClient`` when ``aiohttp`` is
   installed (``pip install "fmclient[fast]"``): about twice the throughput of the default httpx
   pool under concurrency, with the same errors, timeouts and streaming (a connection failure the
@@ -94,7 +97,7 @@ from fmclient.providers._openai_wire import (
     str_or_none,
     stream_error,
 )
-from fmclient.providers._sdk_post import post_chat_completion_raw
+from fmclient.providers._sdk_post import chat_completion_post, post_chat_completion_raw, response_post
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import (
     MappedErrors,
@@ -972,7 +975,7 @@ class OpenAIProvider(Provider):
         client = self._sync_client()
         kwargs = self._responses_kwargs(request, stream=False)
         with self._errors(request.model):
-            raw = client.responses.with_raw_response.create(**kwargs)
+            raw = client.post(**response_post(kwargs))
             completion = parse_responses_body(raw.parse(to=object), provider=self.name, model=request.model)
             completion.request_id = str_or_none(raw.request_id)
             completion.rate_limit_headers = rate_limit_headers(raw.headers)
@@ -984,7 +987,7 @@ class OpenAIProvider(Provider):
         client = self._async_client()
         kwargs = self._responses_kwargs(request, stream=False)
         with self._errors(request.model):
-            raw = await client.responses.with_raw_response.create(**kwargs)
+            raw = await client.post(**response_post(kwargs))
             response = await parsed(raw.parse(to=object))
             completion = parse_responses_body(response, provider=self.name, model=request.model)
             completion.request_id = str_or_none(raw.request_id)
@@ -999,7 +1002,8 @@ class OpenAIProvider(Provider):
         parser = ResponsesStreamParser(self.name, request.model)
 
         def open_events() -> Any:
-            return client.responses.with_raw_response.create(**kwargs).parse(to=self._stream_type(False))
+            stream_type = self._stream_type(False)
+            return client.post(**response_post(kwargs, stream_type)).parse(to=stream_type)
 
         return stream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
 
@@ -1011,8 +1015,9 @@ class OpenAIProvider(Provider):
         parser = ResponsesStreamParser(self.name, request.model)
 
         async def open_events() -> Any:
-            raw = await client.responses.with_raw_response.create(**kwargs)
-            return await parsed(raw.parse(to=self._stream_type(True)))
+            stream_type = self._stream_type(True)
+            raw = await client.post(**response_post(kwargs, stream_type))
+            return await parsed(raw.parse(to=stream_type))
 
         return astream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
 
@@ -1049,8 +1054,9 @@ class OpenAIProvider(Provider):
         kwargs = self._chat_kwargs(request, stream=False)
         with self._errors(request.model):
             # The raw response parsed to a plain dict: the SDK's own request path (timeouts,
-            # errors, headers) without building a pydantic model fmclient would only read back.
-            raw = client.chat.completions.with_raw_response.create(**kwargs)
+            # errors, headers) without building a pydantic model fmclient would only read back,
+            # and through the SDK's own post without create()'s no-op body transform (see _sdk_post).
+            raw = client.post(**chat_completion_post(kwargs))
             completion = parse_response(raw.parse(to=object), provider=self.name, model=request.model)
             completion.request_id = str_or_none(raw.request_id)  # the x-request-id header
             completion.rate_limit_headers = rate_limit_headers(raw.headers)
@@ -1078,7 +1084,8 @@ class OpenAIProvider(Provider):
         parser = StreamParser(self.name, request.model, require_usage=self._require_usage)
 
         def open_events() -> Any:
-            return client.chat.completions.with_raw_response.create(**kwargs).parse(to=self._stream_type(False))
+            stream_type = self._stream_type(False)
+            return client.post(**chat_completion_post(kwargs, stream_type)).parse(to=stream_type)
 
         return stream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
 
@@ -1090,8 +1097,9 @@ class OpenAIProvider(Provider):
         parser = StreamParser(self.name, request.model, require_usage=self._require_usage)
 
         async def open_events() -> Any:
-            raw = await client.chat.completions.with_raw_response.create(**kwargs)
-            return await parsed(raw.parse(to=self._stream_type(True)))
+            stream_type = self._stream_type(True)
+            raw = await client.post(**chat_completion_post(kwargs, stream_type))
+            return await parsed(raw.parse(to=stream_type))
 
         return astream_chunks(open_events, parser.feed, parser.end, self._errors(request.model, lambda: parser.text))
 
