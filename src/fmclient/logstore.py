@@ -152,7 +152,8 @@ class LogRecord:
         error: str | None = None,
     ) -> LogRecord:
         """The record of one exchange; ``completion`` is None when the answer was cut short
-        (``partial_answer`` then holds what arrived, ``error`` why it stopped)."""
+        (``partial_answer`` then holds what arrived, ``error`` why it stopped). ``model`` and
+        ``provider`` are what was asked (the configured provider name and model id)."""
         record = cls(
             model=model,
             provider=provider,
@@ -167,7 +168,6 @@ class LogRecord:
             error=error,
         )
         if completion is not None:
-            record.model, record.provider = completion.model or model, completion.provider or provider
             record.answer = completion.text
             record.reasoning = completion.reasoning
             record.finish_reason = completion.finish_reason
@@ -270,6 +270,7 @@ def _m003_search(db: sqlite3.Connection) -> None:
             VALUES ('delete', old.id, old.prompt, old.system, old.answer);
         END"""
     )
+    db.execute("INSERT INTO responses_fts(responses_fts) VALUES ('rebuild')")  # rows logged before the index
 
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_tables, _m002_attachments, _m003_search]

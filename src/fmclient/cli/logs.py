@@ -20,10 +20,15 @@ def add_parser(commands: Any) -> None:
     logs.add_argument("--usage", action="store_true", help="sum tokens and cost per model instead of listing")
     logs.add_argument("--json", action="store_true", help="print JSON")
     actions = logs.add_subparsers(dest="logs_command", metavar="ACTION")
-    actions.add_parser("off", help="stop logging")
-    actions.add_parser("on", help="log again")
-    actions.add_parser("status", help="on or off, where, how many responses, schema version")
-    actions.add_parser("path", help="print the database's path")
+    for name, text in (
+        ("off", "stop logging"),
+        ("on", "log again"),
+        ("status", "on or off, where, how many responses, schema version"),
+        ("path", "print the database's path"),
+    ):
+        action = actions.add_parser(name, help=text)
+        # SUPPRESS: `logs --json status` keeps the --json given before the action
+        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
 
 
 def run(args: argparse.Namespace) -> int:
