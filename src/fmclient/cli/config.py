@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,7 +144,7 @@ def edit_toml(text: str, parts: list[str], value: str) -> str:
 
 def set_value(key: str, raw_value: str) -> int:
     """Write KEY = VALUE into the user config file (created 0600), after checking the result loads."""
-    from fmclient.config import load_settings, user_config_path
+    from fmclient.config import find_config_file, load_settings, user_config_path
 
     path = user_config_path()
     parts = _split_key(key)
@@ -159,6 +160,10 @@ def set_value(key: str, raw_value: str) -> int:
     os.replace(temporary, path)
     secret = any(word in parts[-1].lower() for word in ("key", "token", "secret", "password"))
     print(f"{'.'.join(parts)} = {'**********' if secret else value}    # written to {path}")
+    read = find_config_file(os.environ)
+    if read is not None and read.resolve() != path.resolve():
+        # Only one config file is read: a project file (or $FMCLIENT_CONFIG) hides the user's.
+        print(f"fmclient: note: {read} is the config file read here, not {path}", file=sys.stderr)
     return 0
 
 
