@@ -467,3 +467,36 @@ def test_log_hook_logs_the_python_clients_calls(tmp_path: Path) -> None:
     )
     assert first["attachments"][0]["size"] == len(PNG) and first["conversation_id"] == "app-1"
     assert (second["prompt"], second["answer"]) == ("stream it", "streamed back")
+
+
+def test_a_failed_turn_is_logged_with_why_and_left_out_of_the_conversation(
+    mock: MockProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mock.add_reply("first answer").add_error(400).add_reply("third answer")
+    assert main(["complete", "first", "-m", "mock/x"]) == 0
+    assert main(["complete", "-c", "second", "--no-stream"]) == 1
+    assert "BadRequestError" in capsys.readouterr().err
+    assert main(["complete", "-c", "third"]) == 0
+    assert [m.text for m in mock.calls[2].request.messages] == ["first", "first answer", "third"]  # type: ignore[union-attr]
+    failed = rows()[1]
+    assert failed["prompt"] == "second" and failed["error"].startswith("BadRequestError") and failed["answer"] == ""
+
+
+def test_logs_model_filter_takes_an_alias(mock: MockProvider, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["complete", "via alias", "-m", "gpt-luna"]) == 0
+    assert main(["complete", "other", "-m", "mock/x"]) == 0
+    capsys.readouterr()
+    assert main(["logs", "-m", "gpt-luna", "--json"]) == 0
+    assert [r["prompt"] for r in json.loads(capsys.readouterr().out)] == ["via alias"]
+
+
+def test_log_hook_on_many_threads_logs_every_call(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "threads.db"
+    with MockProvider():
+        client = Client(hooks=[LogHook(path)])
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda n: client.complete(f"call {n}", model="mock/x"), range(40)))
+    with LogStore(path) as store:
+        assert store.count() == 40

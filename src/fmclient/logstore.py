@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -289,6 +290,8 @@ class LogStore:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_log_path()
+        # One connection, one transaction at a time: a client's hook may run on many threads.
+        self._lock = threading.Lock()
         try:
             self._db = self._connect()
             self._migrate()
@@ -357,7 +360,7 @@ class LogStore:
     def log(self, record: LogRecord) -> int:
         """Store one exchange (and any kept in the pending file); returns its id."""
         try:
-            with self._transaction() as db:
+            with self._lock, self._transaction() as db:
                 for pending in self._pending():
                     self._insert(db, pending)
                 row_id = self._insert(db, record)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fmclient.errors import FMClientError
 from fmclient.logstore import (
     Attachment,
     LogRecord,
@@ -74,6 +75,8 @@ class Conversation:
         rows = store.responses(limit=None, conversation_id=conversation_id)
         messages: list[Message] = []
         for row in rows:
+            if row["error"] and row["error"] != "interrupted":
+                continue  # a turn that failed had no answer: it is not part of the conversation
             parts: list[Any] = [row["prompt"]] if row["prompt"] else []
             parts += [_reload(a) for a in row["attachments"]]
             messages.append(Message.user(parts[0] if len(parts) == 1 and isinstance(parts[0], str) else parts))
@@ -108,23 +111,48 @@ class Conversation:
         completion: Completion | None = None
         partial = ""
         interrupted: KeyboardInterrupt | None = None
-        if stream:
-            with client.stream(sent, model=self.model, system=self.system, **params, **options) as answer:
-                try:
-                    for chunk in answer:
-                        if chunk.text and write is not None:
-                            write(chunk.text)
-                    completion = answer.completion
-                except KeyboardInterrupt as stop:
-                    interrupted, partial = stop, answer.text
-        else:
-            completion = client.complete(sent, model=self.model, system=self.system, **params, **options)
-            if write is not None:
-                write(completion.text)
+        failed: FMClientError | None = None
+        try:
+            if stream:
+                with client.stream(sent, model=self.model, system=self.system, **params, **options) as answer:
+                    try:
+                        for chunk in answer:
+                            if chunk.text and write is not None:
+                                write(chunk.text)
+                        completion = answer.completion
+                    except KeyboardInterrupt as stop:
+                        interrupted, partial = stop, answer.text
+                    except FMClientError as error:
+                        failed, partial = error, answer.text
+            else:
+                completion = client.complete(sent, model=self.model, system=self.system, **params, **options)
+                if write is not None:
+                    write(completion.text)
+        except FMClientError as error:
+            failed = error
         duration = time.perf_counter() - started
+        target = client.settings.resolve(self.model or client.settings.default_model)
+        if failed is not None:  # logged with why, then raised: the turn is not part of the conversation
+            self.log(
+                store,
+                LogRecord.from_completion(
+                    None,
+                    prompt=prompt,
+                    model=target.model,
+                    provider=target.provider,
+                    system=self.system,
+                    conversation_id=self.id,
+                    options={**params, **options},
+                    duration=duration,
+                    attachments=[a.record for a in attachments],
+                    source=source,
+                    partial_answer=partial,
+                    error=f"{type(failed).__name__}: {failed}",
+                ),
+            )
+            raise failed
         text = completion.text if completion is not None else partial
         self.messages = [*sent, completion.message if completion is not None else Message("assistant", text)]
-        target = client.settings.resolve(self.model or client.settings.default_model)
         record = LogRecord.from_completion(
             completion,
             prompt=prompt,

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if action == "status":
         return _status(args, path, logging_enabled())
+    model = _model_filter(args.model)
     with LogStore(path) as store:
         cid = args.cid
         if args.current:
@@ -55,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
             if cid is None:
                 raise ValueError("there is no conversation in the log yet")
         if args.usage:
-            totals = store.usage_totals(model=args.model, conversation_id=cid, query=args.query)
+            totals = store.usage_totals(model=model, conversation_id=cid, query=args.query)
             _print_usage(totals, as_json=args.json)
             return 0
         rows = store.responses(
-            limit=None if args.count <= 0 else args.count, model=args.model, conversation_id=cid, query=args.query
+            limit=None if args.count <= 0 else args.count, model=model, conversation_id=cid, query=args.query
         )
     if args.json:
         print_json(rows)
@@ -67,6 +68,23 @@ def run(args: argparse.Namespace) -> int:
         for row in rows:
             _print_row(row)
     return 0
+
+
+def _model_filter(model: str | None) -> str | None:
+    """``-m``: an alias is looked up in the configuration (provider/model-id); anything else as is."""
+    if not model or "/" in model:
+        return model
+    from fmclient.config import load_settings
+    from fmclient.errors import FMClientError
+
+    try:
+        settings = load_settings()
+        if model not in settings.aliases:
+            return model
+        target = settings.resolve(model)
+    except FMClientError:
+        return model
+    return f"{target.provider}/{target.model}"
 
 
 def _status(args: argparse.Namespace, path: Any, enabled: bool) -> int:
