@@ -48,7 +48,7 @@ class Attached:
     def load(cls, path: str) -> Attached:
         from fmclient.types import ImagePart
 
-        part = ImagePart.from_source(path)  # a missing or non-image file: ValueError, before any call
+        part = ImagePart.from_path(path)  # a missing or non-image file: ValueError, before any call
         assert part.data is not None
         return cls(part, Attachment.of(part.data, part.media_type, str(Path(path).resolve())))
 
@@ -204,7 +204,7 @@ def _reload(attachment: dict[str, Any]) -> ImagePart:
             f"an earlier turn's attachment {path or attachment['sha256'][:12]} is gone: "
             "the conversation cannot be sent again without it"
         )
-    part = ImagePart.from_source(path)
+    part = ImagePart.from_path(path)
     if Attachment.of(part.data or b"", part.media_type).sha256 != attachment["sha256"]:
         raise ValueError(f"an earlier turn's attachment {path} has changed since it was sent")
     return part
