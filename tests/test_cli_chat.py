@@ -22,11 +22,10 @@ from fmclient.logstore import LogStore
 from fmclient.providers.llamacpp import embedded_model_path
 from tests.test_cli import FMCLIENT
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
-    pytest.mark.skipif(embedded_model_path() is None, reason="the local extra (embedded model) is not installed"),
-    pytest.mark.skipif(sys.platform == "win32", reason="tmux"),
-]
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None or sys.platform == "win32", reason="no tmux")
+needs_embedded_model = pytest.mark.skipif(
+    embedded_model_path() is None, reason="the local extra (embedded model) is not installed"
+)
 
 WAIT = 60.0  # the most a step may take before the test gives up (a limit, not an assertion)
 
@@ -93,6 +92,8 @@ def prompts(screen: str) -> int:
     return len(re.findall(r"^> ", screen, re.MULTILINE))
 
 
+@needs_tmux
+@needs_embedded_model
 def test_a_chat_session_in_a_terminal(terminal: Terminal) -> None:
     terminal.start(FMCLIENT, "chat", "-m", "llama-local", "-t", "0", "--max-tokens", "400", "--usage")
     terminal.wait_for(r"^> ")
@@ -146,3 +147,62 @@ def test_a_chat_session_in_a_terminal(terminal: Terminal) -> None:
     assert len(turns) == 4 and turns[-1]["prompt"] == "And again?"
     assert turns[-1]["model"] == "smollm2-135m-instruct"
     assert turns[-1]["usage"]["input_tokens"] > second["usage"]["input_tokens"] + second["usage"]["output_tokens"]
+
+
+def test_chat_commands_and_multi_line_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The chat's commands, read from a pipe (input() without a terminal), against the mock."""
+    import io
+
+    from fmclient.cli import main
+    from fmclient.testing import MockProvider
+
+    typed = "\n".join(
+        [
+            "/system Answer briefly.",
+            '"""',
+            "first line",
+            "second line",
+            '"""',
+            "one \\",
+            "two",
+            "/model mock/other",
+            "/model no-such-alias",
+            "/usage",
+            "third",
+            f"/save {tmp_path / 'chat.md'}",
+            "/save /no/such/dir/chat.md",
+            "/reset",
+            "fresh",
+            "/bogus",
+            "/exit",
+            "never sent",
+        ]
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO(typed + "\n"))
+    with MockProvider() as mock:
+        assert main(["chat", "-m", "mock/x"]) == 0
+    requests = [call.request for call in mock.calls]
+    assert [m.text for m in requests[0].messages] == ["first line\nsecond line"]  # type: ignore[union-attr]
+    assert requests[0].system == "Answer briefly." and requests[0].model == "mock/x"  # type: ignore[union-attr]
+    assert [m.text for m in requests[1].messages][-1] == "one \ntwo"  # type: ignore[union-attr]
+    assert requests[2].model == "mock/other" and len(requests[2].messages) == 5  # type: ignore[union-attr]
+    assert [m.text for m in requests[3].messages] == ["fresh"]  # type: ignore[union-attr]  # after /reset
+    assert len(requests) == 4  # nothing after /exit
+    out = capsys.readouterr().out
+    assert "usage after each answer: on" in out and "[" in out and " in, " in out
+    assert "cannot save to /no/such/dir/chat.md" in out and "unknown command /bogus" in out
+    assert "no-such-alias" in out and "model: mock/other" in out
+    saved = (tmp_path / "chat.md").read_text()
+    assert "## System\n\nAnswer briefly." in saved and "## User\n\nthird" in saved
+    with LogStore() as store:
+        logged = store.responses(limit=None)
+    assert [r["source"] for r in logged] == ["chat"] * 4
+    assert len({r["conversation_id"] for r in logged}) == 2  # /reset started a new one
+
+
+def test_chat_with_a_closed_stdin_is_a_clear_error() -> None:
+    out = subprocess.run(["bash", "-c", f"'{FMCLIENT}' chat -m mock/x <&-"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "stdin is closed" in out.stderr

@@ -129,6 +129,8 @@ def run(client: Client, args: argparse.Namespace) -> int:
 
     options = provider_options(args.option)
     params = call_params(args)
+    if sys.stdin is None or sys.stdin.closed:
+        raise ValueError("chat reads what you type from stdin, and stdin is closed")
     store, conversation = start_conversation(args)
     conversation.model = conversation.model or client.settings.default_model
     client.settings.resolve(conversation.model)  # an unknown model: an error before the chat opens
@@ -185,8 +187,11 @@ def run(client: Client, args: argparse.Namespace) -> int:
                     if not rest:
                         out.write("usage: /save FILE\n")
                         continue
-                    _save(conversation, rest)
-                    out.write(f"saved to {rest}\n")
+                    try:
+                        _save(conversation, rest)
+                        out.write(f"saved to {rest}\n")
+                    except OSError as error:  # a bad path does not end the chat
+                        out.write(f"cannot save to {rest}: {error.strerror}\n")
                 elif command == "/usage":
                     show_usage = not show_usage
                     out.write(f"usage after each answer: {'on' if show_usage else 'off'}\n")
