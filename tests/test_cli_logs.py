@@ -500,3 +500,25 @@ def test_log_hook_on_many_threads_logs_every_call(tmp_path: Path) -> None:
             list(pool.map(lambda n: client.complete(f"call {n}", model="mock/x"), range(40)))
     with LogStore(path) as store:
         assert store.count() == 40
+
+
+def test_batch_takes_reasoning_and_provider_options_like_complete(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('"one"\n"two"\n')
+    with MockProvider() as mock:
+        code = main(
+            [
+                "batch",
+                str(prompts),
+                "-m",
+                "mock/x",
+                "-o",
+                str(tmp_path / "out.jsonl"),
+                "--reasoning",
+                "low",
+                "--option",
+                "seed=5",
+            ]
+        )
+    assert code == 0
+    assert {(c.request.reasoning, c.request.provider_options["seed"]) for c in mock.calls} == {("low", 5)}  # type: ignore[union-attr]

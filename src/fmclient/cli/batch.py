@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from fmclient.cli._common import EXIT_ERROR
+from fmclient.cli._common import EXIT_ERROR, provider_options, reasoning_value
 
 if TYPE_CHECKING:
     from fmclient.client import Client
@@ -23,6 +23,12 @@ def add_parser(commands: Any) -> None:
     batch.add_argument("--max-tokens", type=int, help="most tokens to generate per item")
     batch.add_argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2")
     batch.add_argument("--timeout", type=float, help="deadline for each item's call, in seconds")
+    batch.add_argument(
+        "--reasoning", metavar="EFFORT", help="how hard to think: low, medium, high... or a token budget"
+    )
+    batch.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="provider option (repeatable); VALUE may be JSON"
+    )
     batch.add_argument("--redo-failed", action="store_true", help="send again the items an earlier run failed")
     batch.add_argument("--json", action="store_true", help="the summary as JSON on stdout (always printed)")
 
@@ -45,6 +51,8 @@ def run(client: Client, args: argparse.Namespace) -> int:
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "timeout": args.timeout,
+        "reasoning": reasoning_value(args.reasoning),
+        **provider_options(args.option),
     }
     prompts = _read_prompts(args.prompts)
     if args.system is not None:
