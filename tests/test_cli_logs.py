@@ -315,9 +315,34 @@ def test_the_log_is_private_to_its_owner(mock: MockProvider) -> None:
     path = default_log_path()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    for sidecar in (Path(str(path) + "-wal"), Path(str(path) + "-shm")):
-        if sidecar.exists():
-            assert stat.S_IMODE(sidecar.stat().st_mode) & 0o077 == 0
+    with LogStore() as store:  # while it is open, WAL keeps its -wal and -shm files: private too
+        store.log(LogRecord(model="m", provider="p", prompt="x", answer="y"))
+        for sidecar in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert stat.S_IMODE(sidecar.stat().st_mode) == 0o600
+
+
+def test_a_log_readable_by_others_is_made_private_again() -> None:
+    LogStore().close()
+    path = default_log_path()
+    os.chmod(path, 0o644)
+    LogStore().close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_empty_search_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["logs", "-q", "  "]) == 1
+    assert "the search text is empty" in capsys.readouterr().err
+
+
+def test_a_data_dir_that_cannot_be_made_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocker))
+    assert main(["logs"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fmclient: LogStoreError: cannot open the log database") and len(err.splitlines()) == 1
 
 
 # -- a log that cannot be written: a clear message, exit 1, nothing lost -------------------------
@@ -398,6 +423,28 @@ def test_concurrent_writers_lose_nothing() -> None:
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, name]) for name in ("left", "right")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert len(rows(conversation_id="left")) == 100 and len(rows(conversation_id="right")) == 100
+
+
+FLUSHER = """
+import sys
+from fmclient.logstore import LogRecord, LogStore
+with LogStore() as store:
+    store.log(LogRecord(model="m", provider="p", prompt=sys.argv[1], answer="a"))
+"""
+
+
+def test_kept_records_go_in_once_when_several_processes_write_at_once() -> None:
+    from fmclient.logstore import keep_pending
+
+    LogStore().close()
+    for n in range(5):
+        keep_pending(LogRecord(model="m", provider="p", prompt=f"kept {n}", answer="a"))
+    procs = [subprocess.Popen([sys.executable, "-c", FLUSHER, f"new {n}"]) for n in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    prompts = sorted(r["prompt"] for r in rows())
+    assert prompts == sorted([f"kept {n}" for n in range(5)] + [f"new {n}" for n in range(4)])
+    assert not pending_path(default_log_path()).exists()
+    assert list(default_log_path().parent.glob("logs-pending*")) == []
 
 
 def test_a_closed_stdin_is_a_clear_error() -> None:

@@ -297,12 +297,16 @@ class LogStore:
             self._migrate()
         except sqlite3.Error as error:
             raise self._error("open", error) from error
+        except OSError as error:  # the directory cannot be made, the file cannot be created
+            raise LogStoreError(f"cannot open the log database {self.path}: {error.strerror or error}") from error
 
     # -- opening -----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         _private_dir(self.path.parent)
         # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
         os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        if sys.platform != "win32" and self.path.stat().st_mode & 0o077:
+            os.chmod(self.path, 0o600)  # a log made readable by others (by hand, by an old tool)
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -359,15 +363,32 @@ class LogStore:
     # -- writing -----------------------------------------------------------------------------
     def log(self, record: LogRecord) -> int:
         """Store one exchange (and any kept in the pending file); returns its id."""
+        claimed: Path | None = None
         try:
             with self._lock, self._transaction() as db:
-                for pending in self._pending():
+                # Claimed under the write lock by an atomic rename: another process flushing at
+                # the same time finds no file, so no kept record goes in twice.
+                claimed = self._claim_pending()
+                for pending in read_pending_file(claimed) if claimed else ():
                     self._insert(db, pending)
                 row_id = self._insert(db, record)
-            self._pending_path().unlink(missing_ok=True)
-            return row_id
         except sqlite3.Error as error:
+            if claimed is not None:  # not written: the kept records go back
+                _append_private(pending_path(self.path), claimed.read_text(encoding="utf-8"))
+                claimed.unlink()
             raise self._error("write to", error) from error
+        if claimed is not None:
+            claimed.unlink(missing_ok=True)
+        return row_id
+
+    def _claim_pending(self) -> Path | None:
+        source = pending_path(self.path)
+        claimed = source.with_name(f"{source.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            os.replace(source, claimed)
+        except FileNotFoundError:
+            return None
+        return claimed
 
     def _insert(self, db: sqlite3.Connection, record: LogRecord) -> int:
         if record.conversation_id is not None:
@@ -415,13 +436,6 @@ class LogStore:
             )
         return row_id
 
-    # -- the pending file: what could not be written yet ---------------------------------------
-    def _pending_path(self) -> Path:
-        return pending_path(self.path)
-
-    def _pending(self) -> list[LogRecord]:
-        return read_pending(self.path)
-
     # -- reading -----------------------------------------------------------------------------
     def responses(
         self,
@@ -440,6 +454,8 @@ class LogStore:
             where.append("r.conversation_id = ?")
             params.append(conversation_id)
         join = ""
+        if query is not None and not query.strip():
+            raise ValueError("the search text is empty")
         if query:
             join = "JOIN responses_fts ON responses_fts.rowid = r.id"
             where.append("responses_fts MATCH ?")
@@ -517,9 +533,12 @@ def pending_path(db_path: Path) -> Path:
 
 
 def read_pending(db_path: Path) -> list[LogRecord]:
+    """The records kept in the pending file beside ``db_path`` (waiting for the next write)."""
     path = pending_path(db_path)
-    if not path.exists():
-        return []
+    return read_pending_file(path) if path.exists() else []
+
+
+def read_pending_file(path: Path) -> list[LogRecord]:
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -532,15 +551,19 @@ def read_pending(db_path: Path) -> list[LogRecord]:
 def keep_pending(record: LogRecord, db_path: Path | None = None) -> Path:
     """Append ``record`` to the pending file (0600) beside the database; returns its path."""
     path = pending_path(db_path or default_log_path())
+    data = asdict(record)
+    for key in ("prompt", "answer", "system", "reasoning", "error"):
+        if data[key] is not None:
+            data[key] = redact(data[key])
+    _append_private(path, json.dumps(data) + "\n")
+    return path
+
+
+def _append_private(path: Path, text: str) -> None:
     _private_dir(path.parent)
     fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
-        data = asdict(record)
-        for key in ("prompt", "answer", "system", "reasoning", "error"):
-            if data[key] is not None:
-                data[key] = redact(data[key])
-        handle.write(json.dumps(data) + "\n")
-    return path
+        handle.write(text)
 
 
 def _title(prompt: str) -> str:

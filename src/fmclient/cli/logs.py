@@ -124,6 +124,8 @@ def _print_row(row: dict[str, Any]) -> None:
         out.write(f"- attachment {item['path'] or ''} ({size})\n")
     if row["attachments"]:
         out.write("\n")
+    if row["reasoning"]:
+        out.write(f"## Reasoning\n\n{row['reasoning']}\n\n")
     out.write(f"## Response{' (interrupted)' if row['error'] == 'interrupted' else ''}\n\n{row['answer']}\n\n")
     for call in row["tool_calls"]:
         out.write(f"- tool call {call['name']}({call['arguments']})\n")
