@@ -591,13 +591,16 @@ class LogHook(Hook):
     ``Client(hooks=[LogHook()])``; ``LogHook(path)`` for another database, ``conversation_id=``
     to group the calls. Each finished ``complete``/``stream`` call is stored with its last user
     message as the prompt; embeddings and images are not logged. A failure to write is reported
-    on the ``fmclient`` logger (hooks fail open) and the record kept in the pending file.
+    on the ``fmclient`` logger (hooks fail open) and the record kept in the pending file. The hook
+    is an explicit opt-in, so it logs whether or not ``fmclient logs off`` is in effect (that
+    switch is the command line's).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, conversation_id: str | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.conversation_id = conversation_id
         self._store: LogStore | None = None
+        self._opening = threading.Lock()
 
     def on_call_end(
         self, call: CallInfo, result: Completion | Embeddings | Images | None, error: BaseException | None
@@ -609,9 +612,11 @@ class LogHook(Hook):
             return
         users = [m for m in request.messages if m.role == "user"]
         last = users[-1] if users else None
+        # Inline images by hash; an image given by URL was never bytes here, and is not recorded.
         attachments = [
-            Attachment.of(part.data, part.media_type) if part.data is not None else Attachment("", None, 0, part.url)
+            Attachment.of(part.data, part.media_type)
             for part in (iter_image_parts(last) if last else ())
+            if part.data is not None
         ]
         record = LogRecord.from_completion(
             result,
@@ -628,12 +633,13 @@ class LogHook(Hook):
                 **dict(request.provider_options),
             },
             duration=(call.ended or time.perf_counter()) - call.started,
-            attachments=[a for a in attachments if a.sha256],
+            attachments=attachments,
             source="python",
         )
         try:
-            if self._store is None:
-                self._store = LogStore(self.path)
+            with self._opening:
+                if self._store is None:
+                    self._store = LogStore(self.path)
             self._store.log(record)
         except LogStoreError:
             keep_pending(record, self.path or default_log_path())
