@@ -569,3 +569,18 @@ def test_batch_takes_reasoning_and_provider_options_like_complete(tmp_path: Path
         )
     assert code == 0
     assert {(c.request.reasoning, c.request.provider_options["seed"]) for c in mock.calls} == {("low", 5)}  # type: ignore[union-attr]
+
+
+def test_ctrl_c_before_any_text_leaves_the_turn_out_of_the_conversation(mock: MockProvider) -> None:
+    def stopped(request: Any) -> str:
+        raise KeyboardInterrupt
+
+    mock.add_reply("first answer")
+    assert main(["complete", "first", "-m", "mock/x"]) == 0
+    mock.respond_with(stopped)
+    assert main(["complete", "-c", "stopped at once"]) == 130
+    mock.respond_with(None)
+    assert main(["complete", "-c", "third"]) == 0
+    # no empty assistant turn (providers refuse one), no user turn without its answer
+    assert [m.text for m in mock.calls[-1].request.messages] == ["first", "first answer", "third"]  # type: ignore[union-attr]
+    assert rows()[1]["error"] == "interrupted" and rows()[1]["answer"] == ""

@@ -75,13 +75,12 @@ class Conversation:
         rows = store.responses(limit=None, conversation_id=conversation_id)
         messages: list[Message] = []
         for row in rows:
-            if row["error"] and row["error"] != "interrupted":
-                continue  # a turn that failed had no answer: it is not part of the conversation
+            if (row["error"] and row["error"] != "interrupted") or not row["answer"]:
+                continue  # failed, or stopped before any text: not part of the conversation
             parts: list[Any] = [row["prompt"]] if row["prompt"] else []
             parts += [_reload(a) for a in row["attachments"]]
             messages.append(Message.user(parts[0] if len(parts) == 1 and isinstance(parts[0], str) else parts))
-            if row["answer"]:
-                messages.append(Message(role="assistant", content=row["answer"]))
+            messages.append(Message(role="assistant", content=row["answer"]))
         last = rows[-1] if rows else None
         model = f"{last['provider']}/{last['model']}" if last else None
         return cls(conversation_id, model, last["system"] if last else None, messages)
@@ -131,28 +130,13 @@ class Conversation:
         except FMClientError as error:
             failed = error
         duration = time.perf_counter() - started
+        if failed is None and (completion is not None or partial):
+            answered = completion.message if completion is not None else Message("assistant", partial)
+            self.messages = [*sent, answered]
+        # A turn that failed, or was stopped before any text, stays out of the conversation; the
+        # log keeps it with why.
+        why = f"{type(failed).__name__}: {failed}" if failed else ("interrupted" if interrupted else None)
         target = client.settings.resolve(self.model or client.settings.default_model)
-        if failed is not None:  # logged with why, then raised: the turn is not part of the conversation
-            self.log(
-                store,
-                LogRecord.from_completion(
-                    None,
-                    prompt=prompt,
-                    model=target.model,
-                    provider=target.provider,
-                    system=self.system,
-                    conversation_id=self.id,
-                    options={**params, **options},
-                    duration=duration,
-                    attachments=[a.record for a in attachments],
-                    source=source,
-                    partial_answer=partial,
-                    error=f"{type(failed).__name__}: {failed}",
-                ),
-            )
-            raise failed
-        text = completion.text if completion is not None else partial
-        self.messages = [*sent, completion.message if completion is not None else Message("assistant", text)]
         record = LogRecord.from_completion(
             completion,
             prompt=prompt,
@@ -165,9 +149,11 @@ class Conversation:
             attachments=[a.record for a in attachments],
             source=source,
             partial_answer=partial,
-            error="interrupted" if interrupted is not None else None,
+            error=why,
         )
         self.log(store, record)
+        if failed is not None:
+            raise failed
         return completion
 
     def log(self, store: LogStore | None, record: LogRecord) -> None:
