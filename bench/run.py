@@ -7,7 +7,7 @@
     python bench/run.py --markdown results.md --json results.json
 
 Scenarios: ``import``, ``complete``, ``stream``, ``async``, ``memory``, ``llamacpp``, ``titan``,
-``cost``, ``telemetry``, ``cache``, ``batch``, ``peers`` (fmclient beside LiteLLM, aisuite, any-llm
+``cost``, ``telemetry``, ``cache``, ``batch``, ``cli``, ``peers`` (fmclient beside LiteLLM, aisuite, any-llm
 and the raw SDKs: ``bench/peers.py``). ``bench/charts.py`` draws the docs' charts from ``--json``.
 Every scenario runs fmclient and the baseline in the same process (memory and import: in fresh
 subprocesses), alternating blocks so that noise from other processes hits both sides alike, and
@@ -47,6 +47,7 @@ SCENARIOS = (
     "cache",
     "batch",
     "peers",
+    "cli",
 )
 
 ANTHROPIC_MODEL = "claude-sonnet-4-6"
@@ -1718,6 +1719,8 @@ def run(scenarios: Sequence[str], quick: bool) -> list[Section]:
                 section = scenario_batch(server.url, quick)
             elif name == "peers":
                 section, *more = scenario_peers(server.url, quick)
+            elif name == "cli":
+                section = scenario_cli(quick)
             else:  # pragma: no cover - argparse checks choices
                 raise ValueError(name)
             section.notes.append(f"scenario took {time.perf_counter() - started:.1f} s")
@@ -1725,6 +1728,64 @@ def run(scenarios: Sequence[str], quick: bool) -> list[Section]:
                 print_section(made)
                 sections.append(made)
     return sections
+
+
+# == the command line, started as a process ===================================================
+def scenario_cli(quick: bool) -> Section:
+    """`fmclient --help`, `fmclient logs`, `fmclient complete` (mock, logged) as fresh processes,
+    beside simonw/llm's `llm --help` and `llm logs` (installed with the local extra)."""
+    import shutil
+    import tempfile
+
+    runs = 5 if quick else 15
+    bindir = Path(sys.executable).parent
+    fmclient = shutil.which("fmclient", path=str(bindir)) or "fmclient"
+    llm = shutil.which("llm", path=str(bindir))
+    with tempfile.TemporaryDirectory() as home:
+        # a fresh data dir each (the log, llm's logs.db); no user config file
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("FMCLIENT_", "LLM_"))},
+            "XDG_DATA_HOME": home,
+            "XDG_CONFIG_HOME": home,
+            "LLM_USER_PATH": home,
+        }
+        commands: dict[str, list[str]] = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "fmclient --help": [fmclient, "--help"],
+            "fmclient logs -n 1": [fmclient, "logs", "-n", "1"],
+            "fmclient complete (mock, logged)": [fmclient, "complete", "hi", "-m", "mock/x"],
+        }
+        if llm:
+            # llm's log database, made by llm's own migrations (its `logs` refuses a missing one)
+            make_db = (
+                "import sys, sqlite_utils; from llm.migrations import migrate; "
+                "migrate(sqlite_utils.Database(sys.argv[1]))"
+            )
+            subprocess.run([sys.executable, "-c", make_db, str(Path(home) / "logs.db")], check=True, env=env)
+            commands["llm --help"] = [llm, "--help"]
+            commands["llm logs -n 1"] = [llm, "logs", "-n", "1"]
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        names = list(commands)
+        for index in range(runs + 1):  # the first round warms the disk cache and is dropped
+            shift = index % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                subprocess.run(commands[name], env=env, check=True, capture_output=True)
+                if index:
+                    times[name].append(time.perf_counter() - start)
+    section = Section("The command line, started as a process", ["command", "wall (median)", "p90"])
+    for name in names:
+        section.rows.append([name, ms(median(times[name])), ms(p90(times[name]))])
+    help_fm = median(times["fmclient --help"])
+    if llm:
+        help_llm = median(times["llm --help"])
+        section.checks.append(
+            Check("`fmclient --help` vs `llm --help`", f"{ms(help_fm)} vs {ms(help_llm)}", "faster", help_fm < help_llm)
+        )
+    else:
+        section.notes.append("llm is not installed: no comparison")
+    section.data = {"times": times}
+    return section
 
 
 def to_markdown(sections: list[Section], info: dict[str, str], quick: bool) -> str:

@@ -250,3 +250,69 @@ def test_starting_the_cli_imports_no_unused_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_models_filters_ready_and_query_and_prints_json() -> None:
+    env = {"FMCLIENT_ALIAS_GPT_SOL": "mock/gpt", "OPENAI_API_KEY": "sk-cli-test-key-123456"}
+    ready = model_lines(cli("models", "--ready", env=env))
+    assert "gpt-sol" in ready and "llama-local" in ready and "claude-sonnet" not in ready
+    assert all(line.endswith("  ready") for line in ready.values())
+    found = model_lines(cli("models", "-q", "claude", "-q", "SONNET", env=env))
+    assert found and all("claude" in line and "sonnet" in line for line in found.values())
+    out = cli("models", "--json", "-q", "gpt-sol", env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [
+        {
+            "alias": "gpt-sol",
+            "target": "mock/gpt",
+            "price": "price ?",
+            "lifecycle": "",
+            "status": "ready",
+            "default": False,
+        }
+    ]
+
+
+def test_config_set_writes_the_user_file_only(tmp_path: Path) -> None:
+    import stat
+
+    from fmclient.config import user_config_path
+
+    project = tmp_path / "fmclient.toml"  # a project file in the cwd: never written
+    project.write_text("# project settings\n")
+    user = user_config_path()
+    user.parent.mkdir(parents=True)
+    user.write_text('# my settings\ntimeout = 10\n\n[aliases]\n# fast one\nfast = "mock/a"\n')
+    for key, value in [
+        ("default_model", "fast"),
+        ("timeout", "30"),
+        ("aliases.fast", "mock/b"),
+        ("aliases.new-one", "mock/c"),
+        ("providers.corp.type", "openai"),
+        ("providers.corp.api_key", "sk-corp-secret-000000000000"),
+    ]:
+        out = cli("config", "set", key, value)
+        assert out.returncode == 0, out.stderr
+        assert "sk-corp-secret" not in out.stdout + out.stderr
+        assert f"note: {project} is the config file read here" in out.stderr
+    assert project.read_text() == "# project settings\n"
+    text = user.read_text()
+    assert "# my settings" in text and "# fast one" in text  # comments kept
+    assert stat.S_IMODE(user.stat().st_mode) == 0o600
+    import tomllib
+
+    data = tomllib.loads(text)
+    assert (data["default_model"], data["timeout"]) == ("fast", 30)
+    assert data["aliases"] == {"fast": "mock/b", "new-one": "mock/c"}
+    assert data["providers"]["corp"] == {"type": "openai", "api_key": "sk-corp-secret-000000000000"}
+    project.unlink()
+    shown = cli("config", "--json")
+    assert json.loads(shown.stdout)["default_model"] == "fast" and "sk-corp-secret" not in shown.stdout
+
+
+def test_config_set_refuses_a_value_the_configuration_rejects() -> None:
+    from fmclient.config import user_config_path
+
+    out = cli("config", "set", "max_retries", '"many"')
+    assert_one_clean_error_line(out, "max_retries")
+    assert not user_config_path().exists()

@@ -1,0 +1,5 @@
+import sys
+
+from fmclient.cli import main
+
+sys.exit(main())

@@ -1,0 +1,196 @@
+"""One conversation as the command line holds it: the turns so far, sent again with each prompt,
+and every turn logged (``complete`` and ``chat`` share this)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fmclient.errors import FMClientError
+from fmclient.logstore import (
+    Attachment,
+    LogRecord,
+    LogStore,
+    LogStoreError,
+    default_log_path,
+    keep_pending,
+    logging_enabled,
+)
+
+if TYPE_CHECKING:
+    from fmclient.client import Client
+    from fmclient.types import Completion, ImagePart, Message
+
+
+def new_conversation_id() -> str:
+    # Time first, so ids sort by creation; 6 random bytes so two processes never collide.
+    return f"{time.time_ns() // 1_000_000:x}{os.urandom(6).hex()}"
+
+
+def open_log() -> LogStore | None:
+    """The user's log, or None when logging is off. Raises LogStoreError if it cannot be opened."""
+    return LogStore() if logging_enabled() else None
+
+
+@dataclass
+class Attached:
+    """A file given with ``-a``: the part sent and what the log remembers of it."""
+
+    part: ImagePart
+    record: Attachment
+
+    @classmethod
+    def load(cls, path: str) -> Attached:
+        from fmclient.types import ImagePart
+
+        part = ImagePart.from_path(path)  # a missing or non-image file: ValueError, before any call
+        assert part.data is not None
+        return cls(part, Attachment.of(part.data, part.media_type, str(Path(path).resolve())))
+
+
+@dataclass
+class Conversation:
+    """The turns of one conversation, its id, model and system prompt."""
+
+    id: str
+    model: str | None = None
+    system: str | None = None
+    messages: list[Message] = field(default_factory=list)
+    #: True once a turn could not be logged (kept in the pending file instead): exit non-zero
+    log_failed: bool = False
+
+    @classmethod
+    def resume(cls, store: LogStore, conversation_id: str) -> Conversation:
+        """The conversation as logged: its turns (attachments read again from their paths), the
+        last model and system prompt."""
+        from fmclient.types import Message
+
+        if not store.conversation_exists(conversation_id):
+            raise ValueError(f"no conversation {conversation_id!r} in the log ({store.path})")
+        rows = store.responses(limit=None, conversation_id=conversation_id)
+        messages: list[Message] = []
+        for row in rows:
+            if (row["error"] and row["error"] != "interrupted") or not row["answer"]:
+                continue  # failed, or stopped before any text: not part of the conversation
+            parts: list[Any] = [row["prompt"]] if row["prompt"] else []
+            parts += [_reload(a) for a in row["attachments"]]
+            messages.append(Message.user(parts[0] if len(parts) == 1 and isinstance(parts[0], str) else parts))
+            messages.append(Message(role="assistant", content=row["answer"]))
+        last = rows[-1] if rows else None
+        model = f"{last['provider']}/{last['model']}" if last else None
+        return cls(conversation_id, model, last["system"] if last else None, messages)
+
+    def ask(
+        self,
+        client: Client,
+        prompt: str,
+        *,
+        store: LogStore | None,
+        attachments: Sequence[Attached] = (),
+        params: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        stream: bool = True,
+        write: Callable[[str], None] | None = None,
+        source: str = "cli",
+    ) -> Completion | None:
+        """Send ``prompt`` after the turns so far; stream its text to ``write``. Returns the
+        Completion, or None when the person pressed Ctrl-C (what arrived is kept and logged)."""
+        from fmclient.types import Message
+
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        options = dict(options or {})
+        user = Message.user([prompt, *(a.part for a in attachments)] if attachments else prompt)
+        sent = [*self.messages, user]
+        started = time.perf_counter()
+        completion: Completion | None = None
+        partial = ""
+        interrupted: KeyboardInterrupt | None = None
+        failed: FMClientError | None = None
+        try:
+            if stream:
+                with client.stream(sent, model=self.model, system=self.system, **params, **options) as answer:
+                    try:
+                        for chunk in answer:
+                            if chunk.text and write is not None:
+                                write(chunk.text)
+                        completion = answer.completion
+                    except KeyboardInterrupt as stop:
+                        interrupted, partial = stop, answer.text
+                    except FMClientError as error:
+                        failed, partial = error, answer.text
+            else:
+                completion = client.complete(sent, model=self.model, system=self.system, **params, **options)
+                if write is not None:
+                    write(completion.text)
+        except FMClientError as error:
+            failed = error
+        duration = time.perf_counter() - started
+        if failed is None and (completion is not None or partial):
+            answered = completion.message if completion is not None else Message("assistant", partial)
+            self.messages = [*sent, answered]
+        # A turn that failed, or was stopped before any text, stays out of the conversation; the
+        # log keeps it with why.
+        why = f"{type(failed).__name__}: {failed}" if failed else ("interrupted" if interrupted else None)
+        target = client.settings.resolve(self.model or client.settings.default_model)
+        record = LogRecord.from_completion(
+            completion,
+            prompt=prompt,
+            model=target.model,
+            provider=target.provider,
+            system=self.system,
+            conversation_id=self.id,
+            options={**params, **options},
+            duration=duration,
+            attachments=[a.record for a in attachments],
+            source=source,
+            partial_answer=partial,
+            error=why,
+        )
+        self.log(store, record)
+        if failed is not None:
+            raise failed
+        return completion
+
+    def log(self, store: LogStore | None, record: LogRecord) -> None:
+        if store is None:
+            if not logging_enabled():
+                return
+            try:
+                store = LogStore()
+            except LogStoreError as error:
+                self._keep(record, error)
+                return
+        try:
+            store.log(record)
+        except LogStoreError as error:
+            self._keep(record, error)
+
+    def _keep(self, record: LogRecord, error: LogStoreError) -> None:
+        where = keep_pending(record, default_log_path())
+        self.log_failed = True
+        print(
+            f"fmclient: LogStoreError: {error.message}; this exchange is kept in {where} "
+            "and goes into the log with the next one that can be written",
+            file=sys.stderr,
+        )
+
+
+def _reload(attachment: dict[str, Any]) -> ImagePart:
+    """An earlier turn's attachment, read again from its path and checked against its hash."""
+    from fmclient.types import ImagePart
+
+    path = attachment.get("path")
+    if not path or not Path(path).is_file():
+        raise ValueError(
+            f"an earlier turn's attachment {path or attachment['sha256'][:12]} is gone: "
+            "the conversation cannot be sent again without it"
+        )
+    part = ImagePart.from_path(path)
+    if Attachment.of(part.data or b"", part.media_type).sha256 != attachment["sha256"]:
+        raise ValueError(f"an earlier turn's attachment {path} has changed since it was sent")
+    return part

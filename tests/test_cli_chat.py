@@ -1,0 +1,208 @@
+"""``fmclient chat`` in a real terminal: tmux runs it, the test types keys and reads the screen.
+
+One short session with the embedded SmolLM2 model (greedy): two questions in one conversation,
+an answer stopped with Ctrl-C, history recalled with the up arrow, then the conversation resumed
+by id in a new chat. Waits poll the screen up to a limit; nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fmclient.logstore import LogStore
+from fmclient.providers.llamacpp import embedded_model_path
+from tests.test_cli import FMCLIENT
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None or sys.platform == "win32", reason="no tmux")
+needs_embedded_model = pytest.mark.skipif(
+    embedded_model_path() is None, reason="the local extra (embedded model) is not installed"
+)
+
+WAIT = 60.0  # the most a step may take before the test gives up (a limit, not an assertion)
+
+
+class Terminal:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def start(self, *argv: str) -> None:
+        env = " ".join(
+            f"{key}={_quote(os.environ[key])}"
+            for key in ("PYTHONPATH", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "HOME")
+            if key in os.environ
+        )
+        command = f"env {env} {' '.join(_quote(a) for a in argv)}; echo EXITED $?; sleep 600"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "150", "-y", "50", command], check=True)
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def type(self, text: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+        self.keys("Enter")
+
+    def screen(self) -> str:
+        out = subprocess.run(
+            ["tmux", "capture-pane", "-p", "-J", "-S", "-", "-t", self.name], capture_output=True, text=True
+        )
+        return out.stdout
+
+    def wait_for(self, pattern: str, *, count: int = 1) -> str:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if len(re.findall(pattern, screen, re.MULTILINE)) >= count:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{pattern!r} (x{count}) never appeared on the screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    # tmux's server takes TMUX_TMPDIR for its socket: each test its own server, none left behind
+    os.environ["TMUX_TMPDIR"] = str(tmp_path)
+    term = Terminal(f"fmclient-chat-{os.getpid()}")
+    try:
+        yield term
+    finally:
+        term.close()
+        subprocess.run(["tmux", "kill-server"], capture_output=True)
+        os.environ.pop("TMUX_TMPDIR", None)
+
+
+def prompts(screen: str) -> int:
+    return len(re.findall(r"^> ", screen, re.MULTILINE))
+
+
+@needs_tmux
+@needs_embedded_model
+def test_a_chat_session_in_a_terminal(terminal: Terminal) -> None:
+    terminal.start(FMCLIENT, "chat", "-m", "llama-local", "-t", "0", "--max-tokens", "400", "--usage")
+    terminal.wait_for(r"^> ")
+    terminal.type("My name is Ada.")
+    terminal.wait_for(r"^\[\d+ in, \d+ out")  # the answer ended: the usage line after it
+    terminal.wait_for(r"^> ", count=2)
+    terminal.type("What is my name?")
+    terminal.wait_for(r"^\[\d+ in, \d+ out", count=2)
+    terminal.wait_for(r"^> ", count=3)
+    # A long answer, stopped once it is being written: the chat stays open.
+    terminal.type("Write a very long story about a dragon and a knight.")
+    before = terminal.screen()
+    deadline = time.monotonic() + WAIT
+    while terminal.screen().rstrip() == before.rstrip() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    terminal.keys("C-c")
+    terminal.wait_for(r"^\[stopped\]")
+    terminal.wait_for(r"^> ", count=4)
+    # The up arrow brings back the last line typed; /cid prints the conversation's id.
+    terminal.type("/cid")
+    terminal.wait_for(r"^[0-9a-f]{20,}$")
+    terminal.keys("Up")
+    terminal.keys("Enter")
+    screen = terminal.wait_for(r"^[0-9a-f]{20,}$", count=2)
+    cid = re.findall(r"^([0-9a-f]{20,})$", screen, re.MULTILINE)[0]
+    terminal.type("/exit")
+    terminal.wait_for(r"^EXITED 0$")
+
+    with LogStore() as store:
+        turns = store.responses(limit=None, conversation_id=cid)
+    assert [t["prompt"] for t in turns] == [
+        "My name is Ada.",
+        "What is my name?",
+        "Write a very long story about a dragon and a knight.",
+    ]
+    # The second question was sent after the first exchange: its input holds the first turn too.
+    first, second, stopped = turns
+    assert second["usage"]["input_tokens"] > first["usage"]["input_tokens"] + first["usage"]["output_tokens"]
+    assert stopped["error"] == "interrupted" and stopped["answer"] and stopped["finish_reason"] is None
+
+    # Resumed by id, in a new chat: the earlier turns are sent again.
+    terminal.close()
+    terminal.start(FMCLIENT, "chat", "--cid", cid, "--usage", "--max-tokens", "20", "-t", "0")
+    terminal.wait_for(rf"conversation {cid}, 3 earlier turns")
+    terminal.type("And again?")
+    terminal.wait_for(r"^\[\d+ in, \d+ out")
+    terminal.keys("C-d")
+    terminal.wait_for(r"^EXITED 0$")
+    with LogStore() as store:
+        turns = store.responses(limit=None, conversation_id=cid)
+    assert len(turns) == 4 and turns[-1]["prompt"] == "And again?"
+    assert turns[-1]["model"] == "smollm2-135m-instruct"
+    assert turns[-1]["usage"]["input_tokens"] > second["usage"]["input_tokens"] + second["usage"]["output_tokens"]
+
+
+def test_chat_commands_and_multi_line_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The chat's commands, read from a pipe (input() without a terminal), against the mock."""
+    import io
+
+    from fmclient.cli import main
+    from fmclient.testing import MockProvider
+
+    typed = "\n".join(
+        [
+            "/system Answer briefly.",
+            '"""',
+            "first line",
+            "second line",
+            '"""',
+            "one \\",
+            "two",
+            "/model mock/other",
+            "/model no-such-alias",
+            "/usage",
+            "third",
+            f"/save {tmp_path / 'chat.md'}",
+            "/save /no/such/dir/chat.md",
+            "/reset",
+            "fresh",
+            "/bogus",
+            "/exit",
+            "never sent",
+        ]
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO(typed + "\n"))
+    with MockProvider() as mock:
+        assert main(["chat", "-m", "mock/x"]) == 0
+    requests = [call.request for call in mock.calls]
+    assert [m.text for m in requests[0].messages] == ["first line\nsecond line"]  # type: ignore[union-attr]
+    assert requests[0].system == "Answer briefly." and requests[0].model == "mock/x"  # type: ignore[union-attr]
+    assert [m.text for m in requests[1].messages][-1] == "one \ntwo"  # type: ignore[union-attr]
+    assert requests[2].model == "mock/other" and len(requests[2].messages) == 5  # type: ignore[union-attr]
+    assert [m.text for m in requests[3].messages] == ["fresh"]  # type: ignore[union-attr]  # after /reset
+    assert len(requests) == 4  # nothing after /exit
+    out = capsys.readouterr().out
+    assert "usage after each answer: on" in out and "[" in out and " in, " in out
+    assert "cannot save to /no/such/dir/chat.md" in out and "unknown command /bogus" in out
+    assert "no-such-alias" in out and "model: mock/other" in out
+    saved = (tmp_path / "chat.md").read_text()
+    assert "## System\n\nAnswer briefly." in saved and "## User\n\nthird" in saved
+    with LogStore() as store:
+        logged = store.responses(limit=None)
+    assert [r["source"] for r in logged] == ["chat"] * 4
+    assert len({r["conversation_id"] for r in logged}) == 2  # /reset started a new one
+
+
+def test_chat_with_a_closed_stdin_is_a_clear_error() -> None:
+    out = subprocess.run(["bash", "-c", f"'{FMCLIENT}' chat -m mock/x <&-"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "stdin is closed" in out.stderr
