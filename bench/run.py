@@ -298,8 +298,8 @@ def scenario_import(quick: bool) -> Section:
         Check(
             "`import fmclient`, net of interpreter start",
             f"{ms(net)} wall, {ms(net_cpu)} CPU",
-            "< 50 ms",
-            net < 0.050,
+            "< 40 ms",
+            net < 0.040,
         )
     )
     section.checks.append(
