@@ -37,6 +37,7 @@ __all__ = [
     "RequestTimeoutError",
     "ServiceUnavailableError",
     "StructuredOutputError",
+    "ToolError",
     "UnsupportedFeatureError",
     "error_for_status",
     "parse_retry_after",
@@ -76,6 +77,10 @@ class FMClientError(Exception):
         # Filled by the client when fallbacks were tried: one entry per model attempted.
         self.attempts: list[Any] = []
 
+    #: Set when a tool loop (fmclient.tool_loop) stopped with this error: the run so far, nothing
+    #: done is lost (its steps, messages, usage and cost).
+    run: Any = None
+
     def __str__(self) -> str:
         where = "/".join(p for p in (self.provider, self.model) if p)
         status = f" (status {self.status_code})" if self.status_code is not None else ""
@@ -104,6 +109,11 @@ class BudgetExceededError(FMClientError):
         super().__init__(message, **kwargs)
         self.spent = spent
         self.max_cost = max_cost
+
+
+class ToolError(FMClientError):
+    """Raised by a tool (in a tool loop) to word the error the model sees: its message goes back
+    to the model as the tool's error result, as written, and the run goes on."""
 
 
 class UnsupportedFeatureError(FMClientError):
