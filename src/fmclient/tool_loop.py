@@ -172,7 +172,7 @@ def tool(
             {"name": name or spec.name, "description": description or spec.description, "parameters": spec.parameters},
             "tool",
         )
-    return FunctionTool(spec, fn, requires_approval, final, "function", timeout, check=_function_check(fn))
+    return FunctionTool(spec, fn, requires_approval, final, "function", timeout, check=_function_check(fn, spec.name))
 
 
 _EMPTY: Mapping[str, Any] = {"type": "object", "properties": {}}
@@ -185,10 +185,22 @@ class ToolSource(Protocol):
     def loop_tools(self) -> Sequence[FunctionTool]: ...
 
 
-def _function_check(fn: Callable[..., Any]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+def _function_check(fn: Callable[..., Any], name: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     from fmclient._schema import tool_arguments
 
-    return lambda arguments: tool_arguments(fn, arguments)
+    def check(arguments: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return tool_arguments(fn, arguments)
+        except StructuredOutputError as exc:
+            own = getattr(fn, "__name__", name)
+            if own == name:
+                raise
+            # The model knows the tool by the name it was given, not the function's.
+            raise StructuredOutputError(
+                exc.message.replace(f"tool {own!r}", f"tool {name!r}", 1), text=exc.text
+            ) from None
+
+    return check
 
 
 def _schema_check(spec: Tool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
@@ -238,7 +250,8 @@ def _as_tool(value: Any, where: str) -> FunctionTool:
         # A schema with nothing to run it: a final tool (its arguments are the run's answer).
         return FunctionTool(_validation.tool_from_input(value, where), None, None, True)
     if callable(value):
-        return FunctionTool(_validation.tool_from_input(value, where), value, check=_function_check(value))
+        spec = _validation.tool_from_input(value, where)
+        return FunctionTool(spec, value, check=_function_check(value, spec.name))
     raise TypeError(f"{where} must be a function, a tool dict, fmclient.tool(...) or an MCP server's tools")
 
 
@@ -831,15 +844,13 @@ def _run_tools(loop: _Loop, pending: list[_Pending], workers: _Workers) -> None:
     for item in pending:
         _approve_sync(loop, item)
     todo = [item for item in pending if item.result is None]
-    for item in pending:
-        if item.result is not None:
-            loop.tool_ended(item, item.result, None)
-    if not todo:
-        return
     limits = [loop.tool_timeout_for(item) for item in todo]
     threaded = (loop.parallel and len(todo) > 1) or any(seconds is not None for seconds, _ in limits)
-    if not threaded:  # one call, or one at a time with no time limit: in this thread
-        for item in todo:
+    if not threaded:  # one call, or one at a time with no time limit: in this thread, in call order
+        for item in pending:
+            if item.result is not None:  # decided without running (unknown, invalid, denied)
+                loop.tool_ended(item, item.result, None)
+                continue
             loop.tool_started(item)
             try:
                 value = _call_sync(item)
@@ -848,6 +859,18 @@ def _run_tools(loop: _Loop, pending: list[_Pending], workers: _Workers) -> None:
             else:
                 loop.tool_ended(item, loop.outcome(item, value), None)
         return
+    if not loop.parallel:
+        for item in pending:
+            if item.result is not None:
+                loop.tool_ended(item, item.result, None)
+                continue
+            seconds, is_deadline = loop.tool_timeout_for(item)
+            loop.tool_started(item)
+            _settle(loop, item, workers.submit(item), seconds, seconds, is_deadline)
+        return
+    for item in pending:
+        if item.result is not None:
+            loop.tool_ended(item, item.result, None)
     if loop.parallel:
         started = time.monotonic()
         futures = []
@@ -858,10 +881,6 @@ def _run_tools(loop: _Loop, pending: list[_Pending], workers: _Workers) -> None:
             wait = None if seconds is None else max(started + seconds - time.monotonic(), 0.0)
             _settle(loop, item, future, wait, seconds, is_deadline)
         return
-    for item in todo:
-        seconds, is_deadline = loop.tool_timeout_for(item)
-        loop.tool_started(item)
-        _settle(loop, item, workers.submit(item), seconds, seconds, is_deadline)
 
 
 def _settle(
@@ -927,10 +946,10 @@ async def _arun_tools(loop: _Loop, pending: list[_Pending]) -> None:
             if not verdict:
                 loop.denied(item)
     todo = [item for item in pending if item.result is None]
-    for item in pending:
-        if item.result is not None:
-            loop.tool_ended(item, item.result, None)
     if loop.parallel and len(todo) > 1:
+        for item in pending:
+            if item.result is not None:
+                loop.tool_ended(item, item.result, None)
         tasks = [asyncio.ensure_future(_arun_one(loop, item)) for item in todo]
         try:
             stops = await asyncio.gather(*tasks)
@@ -942,7 +961,12 @@ async def _arun_tools(loop: _Loop, pending: list[_Pending]) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
     else:
-        stops = [await _arun_one(loop, item) for item in todo]
+        stops = []
+        for item in pending:  # in call order
+            if item.result is not None:
+                loop.tool_ended(item, item.result, None)
+            else:
+                stops.append(await _arun_one(loop, item))
     stop = next((s for s in stops if s is not None), None)
     if stop is not None:
         raise stop
