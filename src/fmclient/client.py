@@ -160,9 +160,16 @@ class Client:
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
+        output_retries: int = 0,
         **provider_options: Any,
     ) -> Completion:
-        """Ask a model and wait for the whole answer."""
+        """Ask a model and wait for the whole answer.
+
+        With ``response_format``, ``output_retries=n`` asks again (up to n times) while the reply
+        does not validate, sending back only the last failed reply and its errors; the answer's
+        usage and cost cover every attempt, and so do those of the ``StructuredOutputError`` raised
+        when the retries run out. ``timeout`` then covers every attempt.
+        """
         params = {
             "system": system,
             "max_tokens": max_tokens,
@@ -174,6 +181,10 @@ class Client:
             "response_format": response_format,
             "reasoning": reasoning,
         }
+        if output_retries:
+            return _chat.complete_reasking(
+                self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params, output_retries
+            )
         return _chat.complete(self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params)
 
     async def acomplete(
@@ -193,6 +204,7 @@ class Client:
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
+        output_retries: int = 0,
         **provider_options: Any,
     ) -> Completion:
         """The async twin of :meth:`complete`."""
@@ -207,6 +219,10 @@ class Client:
             "response_format": response_format,
             "reasoning": reasoning,
         }
+        if output_retries:
+            return await _chat.acomplete_reasking(
+                self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params, output_retries
+            )
         return await _chat.acomplete(
             self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params
         )

@@ -131,6 +131,11 @@ class StructuredOutputError(FMClientError):
         super().__init__(message, **kwargs)
         self.text = text
         self.completion = completion
+        #: with ``output_retries``: every attempt's Completion (each one's ``.text``), in order,
+        #: and their usage and cost summed (cost None when any attempt's is unknown)
+        self.completions: list[Any] = []
+        self.usage: Any = None
+        self.cost: Any = None
 
 
 class AuthenticationError(FMClientError):

@@ -1139,6 +1139,8 @@ def arun_stream(
 
 def _make(hooks: Sequence[Hook], prompt: Any, streaming: bool, options: Mapping[str, Any]) -> _Loop:
     options = dict(options)
+    if streaming and options.get("output_retries"):
+        raise ValueError("output_retries re-asks whole answers: use run() or arun(), not a streamed run")
     return _Loop(
         hooks,
         prompt,
