@@ -31,10 +31,13 @@ What the loop promises:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import json
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -250,9 +253,21 @@ def _as_tool(value: Any, where: str) -> FunctionTool:
         # A schema with nothing to run it: a final tool (its arguments are the run's answer).
         return FunctionTool(_validation.tool_from_input(value, where), None, None, True)
     if callable(value):
-        spec = _validation.tool_from_input(value, where)
-        return FunctionTool(spec, value, check=_function_check(value, spec.name))
+        try:
+            made = _FUNCTION_TOOLS.get(value)
+        except TypeError:  # not weak-referenceable: built each time
+            made = None
+        if made is None:
+            spec = _validation.tool_from_input(value, where)
+            made = FunctionTool(spec, value, check=_function_check(value, spec.name))
+            with contextlib.suppress(TypeError):
+                _FUNCTION_TOOLS[value] = made
+        return made
     raise TypeError(f"{where} must be a function, a tool dict, fmclient.tool(...) or an MCP server's tools")
+
+
+# A function's tool (its schema comes from pydantic, which is slow to ask): built once per function.
+_FUNCTION_TOOLS: weakref.WeakKeyDictionary[Callable[..., Any], FunctionTool] = weakref.WeakKeyDictionary()
 
 
 class _Toolbox:
@@ -268,7 +283,8 @@ class _Toolbox:
         self._fixed: list[FunctionTool] = []
         self._sources: list[ToolSource] = []
         for index, item in enumerate(tools):
-            if isinstance(item, ToolSource) and not isinstance(item, FunctionTool):
+            # Duck-typed: isinstance() against a runtime-checkable protocol costs ~30 µs a run.
+            if not isinstance(item, FunctionTool) and callable(getattr(item, "loop_tools", None)):
                 self._sources.append(item)
             else:
                 self._fixed.append(_as_tool(item, f"tools[{index}]"))
@@ -820,24 +836,27 @@ def _approve_sync(loop: _Loop, item: _Pending) -> None:
 
 
 class _Workers:
-    """The sync run's worker threads, made on first need and let go when the run ends."""
+    """Worker threads for a sync run's tools: one pool for the process, made on first need, so a
+    run does not pay for starting threads. A tool that outruns its timeout keeps its thread busy
+    until it returns (a thread cannot be stopped from outside); the pool is large enough that a
+    few such tools do not hold up the others."""
 
-    __slots__ = ("pool",)
-
-    def __init__(self) -> None:
-        self.pool: ThreadPoolExecutor | None = None
+    __slots__ = ()
+    _pool: ThreadPoolExecutor | None = None
+    _lock = threading.Lock()
 
     def submit(self, item: _Pending) -> Any:
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fmclient-tool")
+        pool = _Workers._pool
+        if pool is None:
+            with _Workers._lock:
+                pool = _Workers._pool
+                if pool is None:
+                    pool = _Workers._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fmclient-tool")
         context = contextvars.copy_context()  # the tool sees the caller's context (spans, vars)
-        return self.pool.submit(context.run, _call_sync, item)
+        return pool.submit(context.run, _call_sync, item)
 
     def close(self) -> None:
-        if self.pool is not None:
-            # Not waited for: a tool that outran its timeout keeps its thread until it returns.
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = None
+        pass  # the pool outlives the run
 
 
 def _run_tools(loop: _Loop, pending: list[_Pending], workers: _Workers) -> None:
