@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from fmclient import Client, Run, Usage
+from fmclient import Client, Message, Run, Usage, tool_arguments
 from fmclient.tool_loop import StepEnd, TextDelta, ToolCallEvent, ToolResultEvent
 from tests.fakes import anthropic as fa
 from tests.fakes import gemini as fg
 from tests.fakes import ollama as fo
-from tests.fakes.bedrock import FakeBedrock, converse_reply, converse_usage
+from tests.fakes.bedrock import FakeBedrock, converse_reply, converse_stream_reply, converse_usage
 from tests.fakes.openai import Answer, FakeOpenAI
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, Reply
 
 QUESTION = "Weather in Oslo, and what is 2 + 3?"
+ANSWER = "Oslo: 3C and sunny; 2 + 3 = 5 (and 15)."
 
 
 def get_weather(city: str) -> str:
@@ -39,37 +41,36 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-@dataclass
-class Case:
-    name: str
-    model: str
-    client: Callable[[str], Client]
-    serve: Callable[[Any], Any]  # queues the three answers on the fake; returns what reads the bodies
-    bodies: Callable[[Any], list[dict[str, Any]]]
-    step_usage: tuple[Usage, Usage, Usage]
-
-
 def _client(table: dict[str, Any]) -> Client:
     return Client(providers=table, max_retries=0)
 
 
-# -- per provider: the three answers, and the history each step must send -----------------------
-def anthropic_answers(server: FakeServer) -> None:
-    server.queue(
-        fa.message_reply(
+# -- per provider: the three answers (whole or streamed), and the history each step must send ------
+def anthropic_answers(server: FakeServer, streaming: bool) -> None:
+    answers = [
+        (
             [
                 fa.thinking_block("Two tools at once.", "sig-1"),
                 fa.tool_use_block("toolu_1", "get_weather", {"city": "Oslo"}),
                 fa.tool_use_block("toolu_2", "add", {"a": 2, "b": 3}),
             ],
-            stop_reason="tool_use",
-            usage_=fa.usage(20, 8),
+            "tool_use",
+            (20, 8),
         ),
-        fa.message_reply(
-            [fa.tool_use_block("toolu_3", "add", {"a": 5, "b": 10})], stop_reason="tool_use", usage_=fa.usage(40, 6)
-        ),
-        fa.message_reply("Oslo: 3C and sunny; 2 + 3 = 5 (and 15).", usage_=fa.usage(60, 12)),
-    )
+        ([fa.tool_use_block("toolu_3", "add", {"a": 5, "b": 10})], "tool_use", (40, 6)),
+        ([fa.text_block(ANSWER)], "end_turn", (60, 12)),
+    ]
+    for blocks, stop, (tokens_in, tokens_out) in answers:
+        if streaming:
+            events = fa.stream_events(
+                blocks,
+                stop_reason=stop,
+                start_usage=fa.usage(tokens_in, 1),
+                final_usage={"output_tokens": tokens_out},
+            )
+            server.queue(fa.stream_reply(events))
+        else:
+            server.queue(fa.message_reply(blocks, stop_reason=stop, usage_=fa.usage(tokens_in, tokens_out)))
 
 
 ANTHROPIC_STEP_3 = [
@@ -97,7 +98,7 @@ ANTHROPIC_STEP_3 = [
 ]
 
 
-def openai_answers(fake: FakeOpenAI) -> None:
+def openai_answers(fake: FakeOpenAI, streaming: bool) -> None:  # the fake streams when asked
     fake.answer(
         Answer(
             tool_calls=[("call_1", "get_weather", '{"city": "Oslo"}'), ("call_2", "add", '{"a": 2, "b": 3}')],
@@ -105,7 +106,7 @@ def openai_answers(fake: FakeOpenAI) -> None:
             completion_tokens=8,
         ),
         Answer(tool_calls=[("call_3", "add", '{"a": 5, "b": 10}')], prompt_tokens=40, completion_tokens=6),
-        Answer("Oslo: 3C and sunny; 2 + 3 = 5 (and 15).", prompt_tokens=60, completion_tokens=12),
+        Answer(ANSWER, prompt_tokens=60, completion_tokens=12),
     )
 
 
@@ -132,7 +133,7 @@ OPENAI_STEP_3 = [
 ]
 
 
-def responses_answers(fake: FakeOpenAI) -> None:
+def responses_answers(fake: FakeOpenAI, streaming: bool) -> None:
     fake.answer(
         Answer(
             tool_calls=[("call_1", "get_weather", '{"city": "Oslo"}'), ("call_2", "add", '{"a": 2, "b": 3}')],
@@ -143,22 +144,24 @@ def responses_answers(fake: FakeOpenAI) -> None:
             completion_tokens=8,
         ),
         Answer(tool_calls=[("call_3", "add", '{"a": 5, "b": 10}')], model="o3", prompt_tokens=40, completion_tokens=6),
-        Answer("Oslo: 3C and sunny; 2 + 3 = 5 (and 15).", model="o3", prompt_tokens=60, completion_tokens=12),
+        Answer(ANSWER, model="o3", prompt_tokens=60, completion_tokens=12),
     )
 
 
-def gemini_answers(server: FakeServer) -> None:
-    server.queue(
-        fg.generate_reply(
+def gemini_answers(server: FakeServer, streaming: bool) -> None:
+    bodies = [
+        fg.response_body(
             parts=[
                 fg.function_call_part("get_weather", {"city": "Oslo"}, thought_signature=b"sig-1"),
                 fg.function_call_part("add", {"a": 2, "b": 3}),
             ],
             usage=fg.usage_metadata(20, 8),
         ),
-        fg.generate_reply(parts=[fg.function_call_part("add", {"a": 5, "b": 10})], usage=fg.usage_metadata(40, 6)),
-        fg.generate_reply("Oslo: 3C and sunny; 2 + 3 = 5 (and 15).", usage=fg.usage_metadata(60, 12)),
-    )
+        fg.response_body(parts=[fg.function_call_part("add", {"a": 5, "b": 10})], usage=fg.usage_metadata(40, 6)),
+        fg.response_body(ANSWER, usage=fg.usage_metadata(60, 12)),
+    ]
+    for body in bodies:
+        server.queue(fg.stream_reply([body]) if streaming else Reply(body=body))
 
 
 GEMINI_STEP_3_CONTENTS = [
@@ -185,23 +188,31 @@ GEMINI_STEP_3_CONTENTS = [
 ]
 
 
-def bedrock_answers(fake: FakeBedrock) -> None:
-    fake.queue(
-        converse_reply(
-            tool_uses=[
+def bedrock_answers(fake: FakeBedrock, streaming: bool) -> None:
+    answers: list[tuple[list[dict[str, Any]], str | None, tuple[int, int]]] = [
+        (
+            [
                 {"toolUseId": "tu_1", "name": "get_weather", "input": {"city": "Oslo"}},
                 {"toolUseId": "tu_2", "name": "add", "input": {"a": 2, "b": 3}},
             ],
-            stop_reason="tool_use",
-            usage=converse_usage(20, 8),
+            None,
+            (20, 8),
         ),
-        converse_reply(
-            tool_uses=[{"toolUseId": "tu_3", "name": "add", "input": {"a": 5, "b": 10}}],
-            stop_reason="tool_use",
-            usage=converse_usage(40, 6),
-        ),
-        converse_reply(text="Oslo: 3C and sunny; 2 + 3 = 5 (and 15).", usage=converse_usage(60, 12)),
-    )
+        ([{"toolUseId": "tu_3", "name": "add", "input": {"a": 5, "b": 10}}], None, (40, 6)),
+        ([], ANSWER, (60, 12)),
+    ]
+    for uses, text, tokens in answers:
+        stop = "tool_use" if uses else "end_turn"
+        usage = converse_usage(*tokens)
+        if streaming:
+            pieces = [dict(use, fragments=[json.dumps(use["input"])]) for use in uses]
+            fake.queue(
+                converse_stream_reply(
+                    text_pieces=[text] if text else [], tool_uses=pieces, stop_reason=stop, usage=usage
+                )
+            )
+        else:
+            fake.queue(converse_reply(text=text, tool_uses=uses, stop_reason=stop, usage=usage))
 
 
 BEDROCK_STEP_3 = [
@@ -225,23 +236,29 @@ BEDROCK_STEP_3 = [
 ]
 
 
-def ollama_answers(server: fo.FakeOllama) -> None:
-    server.queue(
-        fo.chat_reply(
-            tool_calls=[
+def ollama_answers(server: fo.FakeOllama, streaming: bool) -> None:
+    answers: list[tuple[list[dict[str, Any]], str, tuple[int, int]]] = [
+        (
+            [
                 {"name": "get_weather", "arguments": {"city": "Oslo"}, "id": "call_1"},
                 {"name": "add", "arguments": {"a": 2, "b": 3}, "id": "call_2"},
             ],
-            prompt_eval_count=20,
-            eval_count=8,
+            "",
+            (20, 8),
         ),
-        fo.chat_reply(
-            tool_calls=[{"name": "add", "arguments": {"a": 5, "b": 10}, "id": "call_3"}],
-            prompt_eval_count=40,
-            eval_count=6,
-        ),
-        fo.chat_reply("Oslo: 3C and sunny; 2 + 3 = 5 (and 15).", prompt_eval_count=60, eval_count=12),
-    )
+        ([{"name": "add", "arguments": {"a": 5, "b": 10}, "id": "call_3"}], "", (40, 6)),
+        ([], ANSWER, (60, 12)),
+    ]
+    for calls, text, (tokens_in, tokens_out) in answers:
+        if streaming:
+            events = fo.chat_stream_events(
+                [text] if text else [], tool_calls=calls or None, prompt_eval_count=tokens_in, eval_count=tokens_out
+            )
+            server.queue(fo.stream_reply(events))
+        else:
+            server.queue(
+                fo.chat_reply(text, tool_calls=calls or None, prompt_eval_count=tokens_in, eval_count=tokens_out)
+            )
 
 
 STEP_USAGE = (Usage(20, 8), Usage(40, 6), Usage(60, 12))
@@ -260,6 +277,7 @@ class Wired:
 
     client: Client
     model: str
+    serve: Callable[[bool], None]  # queue the three answers (streamed or not)
     bodies: Callable[[], list[dict[str, Any]]]
     history: Callable[[dict[str, Any]], Any]  # the conversation part of one request body
     step_3_history: Any
@@ -273,11 +291,11 @@ def wired(request: pytest.FixtureRequest, aws_env: None) -> Iterator[Wired]:
     name = request.param
     if name == "bedrock":
         with FakeBedrock() as bedrock:
-            bedrock_answers(bedrock)
             client = _client({"bedrock": {"base_url": bedrock.url, "region": "us-east-1"}})
             yield Wired(
                 client,
                 "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+                lambda streaming: bedrock_answers(bedrock, streaming),
                 lambda: [r.json() for r in bedrock.requests],
                 lambda body: body["messages"],
                 BEDROCK_STEP_3,
@@ -286,11 +304,11 @@ def wired(request: pytest.FixtureRequest, aws_env: None) -> Iterator[Wired]:
         return
     if name == "ollama":
         with fo.FakeOllama() as ollama:
-            ollama_answers(ollama)
             client = _client({"ollama": {"base_url": ollama.url}})
             yield Wired(
                 client,
                 "ollama/llama3.2",
+                lambda streaming: ollama_answers(ollama, streaming),
                 lambda: [r.json() for r in ollama.requests if r.path == "/api/chat"],
                 lambda body: body["messages"],
                 None,  # checked in its own test below (Ollama sends tool names and ids too)
@@ -298,35 +316,36 @@ def wired(request: pytest.FixtureRequest, aws_env: None) -> Iterator[Wired]:
             client.close()
         return
     with FakeServer() as server:
+        bodies = lambda: [r.json() for r in server.requests]  # noqa: E731
         if name == "anthropic":
-            anthropic_answers(server)
             client = _client({"anthropic": {"base_url": server.url, "api_key": "test-key-anthropic"}})
             wire = Wired(
                 client,
                 "anthropic/claude-sonnet-4-6",
-                lambda: [r.json() for r in server.requests],
+                lambda streaming: anthropic_answers(server, streaming),
+                bodies,
                 lambda body: body["messages"],
                 ANTHROPIC_STEP_3,
             )
         elif name in ("openai", "openai-responses"):
             fake = FakeOpenAI(server)
             responses = name == "openai-responses"
-            (responses_answers if responses else openai_answers)(fake)
             client = _client({"openai": {"base_url": server.url + "/v1", "api_key": "sk-test-0123456789"}})
             wire = Wired(
                 client,
                 "openai/o3" if responses else "openai/gpt-4o",
-                lambda: [r.json() for r in server.requests],
+                lambda streaming: (responses_answers if responses else openai_answers)(fake, streaming),
+                bodies,
                 (lambda body: body["input"]) if responses else (lambda body: body["messages"]),
                 None if responses else OPENAI_STEP_3,
             )
         else:
-            gemini_answers(server)
             client = _client({"gemini": {"base_url": server.url, "api_key": "test-key-not-real"}})
             wire = Wired(
                 client,
                 "gemini/gemini-2.5-flash",
-                lambda: [r.json() for r in server.requests],
+                lambda streaming: gemini_answers(server, streaming),
+                bodies,
                 lambda body: body["contents"],
                 GEMINI_STEP_3_CONTENTS,
             )
@@ -334,14 +353,14 @@ def wired(request: pytest.FixtureRequest, aws_env: None) -> Iterator[Wired]:
         client.close()
 
 
-def check_run(run: Run, wire: Wired) -> None:
+def check_run(run: Run, wire: Wired, first: int = 0) -> None:
     assert run.stopped == "answer"
-    assert run.text == "Oslo: 3C and sunny; 2 + 3 = 5 (and 15)."
+    assert run.text == ANSWER
     assert [len(s.tool_calls) for s in run.steps] == [2, 1, 0]
     assert [[r.text for r in s.tool_results] for s in run.steps] == [["3C and sunny in Oslo", "5"], ["15"], []]
     assert [s.completion.usage for s in run.steps] == list(STEP_USAGE)
     assert run.usage == STEP_USAGE[0] + STEP_USAGE[1] + STEP_USAGE[2]
-    bodies = wire.bodies()
+    bodies = wire.bodies()[first:]
     assert len(bodies) == 3  # one request per step: nothing retried, nothing lost
     histories = [wire.history(b) for b in bodies]
     assert len(histories[0]) == 1  # the prompt alone
@@ -353,11 +372,14 @@ def check_run(run: Run, wire: Wired) -> None:
 
 
 def test_two_tools_three_steps(wired: Wired) -> None:
+    wired.serve(False)
     run = wired.client.run(QUESTION, tools=[get_weather, add], model=wired.model)
     check_run(run, wired)
 
 
 def test_two_tools_three_steps_async(wired: Wired) -> None:
+    wired.serve(False)
+
     async def go() -> Run:
         run = await wired.client.arun(QUESTION, tools=[get_weather, add], model=wired.model)
         await wired.client.aclose()
@@ -367,8 +389,7 @@ def test_two_tools_three_steps_async(wired: Wired) -> None:
 
 
 def test_two_tools_three_steps_streamed(wired: Wired) -> None:
-    if wired.model.startswith(("bedrock/", "ollama/", "gemini/", "anthropic/")):
-        pytest.skip("their fakes answer a stream with its own wire format: covered for OpenAI here")
+    wired.serve(True)
     stream = wired.client.run_stream(QUESTION, tools=[get_weather, add], model=wired.model)
     events = list(stream)
     kinds = [type(e).__name__ for e in events]
@@ -382,10 +403,29 @@ def test_two_tools_three_steps_streamed(wired: Wired) -> None:
     check_run(stream.run, wired)
 
 
+def test_the_same_requests_as_a_hand_written_loop(wired: Wired) -> None:
+    """Provider state round-trips across steps exactly as in the loop the docs show by hand."""
+    wired.serve(False)
+    wired.client.run(QUESTION, tools=[get_weather, add], model=wired.model)
+    wired.serve(False)
+    functions = {"get_weather": get_weather, "add": add}
+    history: list[Any] = [{"role": "user", "content": QUESTION}]
+    reply = wired.client.complete(history, model=wired.model, tools=[get_weather, add])
+    while reply.tool_calls:
+        history.append(reply.message)
+        for call in reply.tool_calls:
+            result = functions[call.name](**tool_arguments(functions[call.name], call))
+            history.append(Message.tool_result(call.id, result))
+        reply = wired.client.complete(history, model=wired.model, tools=[get_weather, add])
+    bodies = wired.bodies()
+    assert len(bodies) == 6
+    assert bodies[:3] == bodies[3:]
+
+
 def test_responses_reasoning_items_are_carried_between_steps(aws_env: None) -> None:
     with FakeServer() as server:
         fake = FakeOpenAI(server)
-        responses_answers(fake)
+        responses_answers(fake, False)
         with _client({"openai": {"base_url": server.url + "/v1", "api_key": "sk-test-0123456789"}}) as client:
             run = client.run(QUESTION, tools=[get_weather, add], model="openai/o3")
         bodies = [r.json() for r in server.requests]
@@ -400,7 +440,7 @@ def test_responses_reasoning_items_are_carried_between_steps(aws_env: None) -> N
 
 def test_ollama_sends_every_tool_result(aws_env: None) -> None:
     with fo.FakeOllama() as ollama:
-        ollama_answers(ollama)
+        ollama_answers(ollama, False)
         with _client({"ollama": {"base_url": ollama.url}}) as client:
             client.run(QUESTION, tools=[get_weather, add], model="ollama/llama3.2")
         bodies = [r.json() for r in ollama.requests if r.path == "/api/chat"]
