@@ -457,3 +457,25 @@ def test_llamacpp_run_is_refused_before_any_request() -> None:
     with MockProvider() as mock, Client() as client, pytest.raises(UnsupportedFeatureError):
         client.run(QUESTION, tools=[get_weather, add], model="llama-local")
     assert mock.requests == []
+
+
+def test_a_tool_error_goes_back_flagged_as_an_error(wired: Wired) -> None:
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        raise RuntimeError("no weather today")
+
+    wired.serve(False)
+    run = wired.client.run(QUESTION, tools=[get_weather, add], model=wired.model)
+    assert run.steps[0].tool_results[0].is_error and run.text == ANSWER
+    sent = json.dumps(wired.bodies()[1])
+    assert "Error: RuntimeError: no weather today" in sent
+    provider = wired.model.split("/")[0]
+    history = wired.history(wired.bodies()[1])
+    if provider == "anthropic":  # tool_result.is_error
+        assert history[2]["content"][0]["is_error"] is True and "is_error" not in history[2]["content"][1]
+    elif provider == "bedrock":  # toolResult.status
+        assert history[2]["content"][0]["toolResult"]["status"] == "error"
+        assert "status" not in history[2]["content"][1]["toolResult"]
+    elif provider == "gemini":  # the documented "error" key of a function response
+        responses = [p["functionResponse"]["response"] for p in history[2]["parts"]]
+        assert responses == [{"error": "Error: RuntimeError: no weather today"}, {"output": 5}]

@@ -329,7 +329,9 @@ class ToolResult:
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
     def message(self) -> Message:
-        return Message(role="tool", content=self.content, tool_call_id=self.call_id, name=self.name)
+        return Message(
+            role="tool", content=self.content, tool_call_id=self.call_id, name=self.name, is_error=self.is_error
+        )
 
     def to_json(self) -> dict[str, Any]:
         out = Message(role="tool", content=self.content).to_json()

@@ -303,6 +303,9 @@ class Message:
     provider_state: Mapping[str, Any] | None = None
     #: a prompt-cache breakpoint right after this message (see :class:`CachePoint`)
     cache: CachePoint | None = None
+    #: a tool result that reports the tool's failure: sent as Anthropic's ``is_error``, Bedrock's
+    #: ``status: "error"`` and Gemini's ``error`` response (elsewhere the text says so alone)
+    is_error: bool = False
 
     @property
     def text(self) -> str:
@@ -331,9 +334,11 @@ class Message:
         return cls(role="user", content=parts)
 
     @classmethod
-    def tool_result(cls, tool_call_id: str, content: Any, *, name: str | None = None) -> Message:
+    def tool_result(
+        cls, tool_call_id: str, content: Any, *, name: str | None = None, is_error: bool = False
+    ) -> Message:
         text = content if isinstance(content, str) else json.dumps(content)
-        return cls(role="tool", content=text, tool_call_id=tool_call_id, name=name)
+        return cls(role="tool", content=text, tool_call_id=tool_call_id, name=name, is_error=is_error)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role}
@@ -354,6 +359,8 @@ class Message:
             out["tool_call_id"] = self.tool_call_id
         if self.name is not None:
             out["name"] = self.name
+        if self.is_error:
+            out["is_error"] = True
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -374,6 +381,8 @@ class Message:
             out["provider_state"] = json_ready(self.provider_state)
         if self.cache is not None:
             out["cache"] = {"ttl": self.cache.ttl}
+        if self.is_error:
+            out["is_error"] = True
         return out
 
     @classmethod
@@ -394,6 +403,7 @@ class Message:
             name=data.get("name"),
             provider_state=None if state is None else from_json_ready(state),
             cache=None if cache is None else CachePoint(cache.get("ttl")),
+            is_error=bool(data.get("is_error", False)),
         )
 
 
