@@ -24,11 +24,13 @@ from fmclient import (
     Run,
     ToolCall,
     ToolError,
+    UnsupportedFeatureError,
     Usage,
 )
 from fmclient.hooks import Hook, RunInfo, ToolCallInfo
 from fmclient.telemetry import OpenTelemetryHook
 from fmclient.testing import MockProvider
+from fmclient.types import ImagePart
 from tests.fakes.openai import Answer, FakeOpenAI
 from tests.fakes.server import FakeServer
 
@@ -531,8 +533,6 @@ def test_the_mock_scripts_a_multi_step_run_and_checks_tools_like_production() ->
 
 
 def test_run_and_messages_round_trip_through_json() -> None:
-    from fmclient.types import ImagePart
-
     png = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
     state = {"gemini": {"parts": [{"thought_signature": b"\x01\x02sig", "text": "x"}]}}
     messages = [
@@ -544,6 +544,7 @@ def test_run_and_messages_round_trip_through_json() -> None:
             provider_state=state,
         ),
         Message("tool", "2", tool_call_id="c1", name="add"),
+        Message("tool", "Error: boom", tool_call_id="c2", name="add", is_error=True),
     ]
     for message in messages:
         assert Message.from_json(json.loads(json.dumps(message.to_json()))) == message
@@ -583,3 +584,43 @@ def test_bad_run_arguments_fail_before_any_request() -> None:
         with pytest.raises(ValueError, match="two tools are named"):
             client.run("go", tools=[add, add], model=MODEL)
     assert mock.requests == []
+
+
+def test_spans_nest_for_async_and_streamed_runs_and_leave_no_context_behind() -> None:
+    from opentelemetry import trace
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with MockProvider() as mock, Client(hooks=[OpenTelemetryHook(tracer_provider=provider)]) as client:
+        mock.add_tool_call("add", {"a": 1, "b": 2}).add_reply("3")
+        for _ in client.run_stream("x", tools=[add], model=MODEL):
+            pass
+
+        async def go() -> None:
+            mock.add_tool_call("add", {"a": 1, "b": 2}).add_reply("3")
+            await client.arun("x", tools=[add], model=MODEL)
+
+        asyncio.run(go())
+    spans = exporter.get_finished_spans()
+    agents = [s for s in spans if s.name == "invoke_agent"]
+    assert len(agents) == 2
+    for agent in agents:
+        under = [s for s in spans if s.parent is not None and s.parent.span_id == agent.context.span_id]
+        assert sorted(s.name for s in under) == ["chat gpt-4o", "chat gpt-4o", "execute_tool add"]
+    assert not trace.get_current_span().get_span_context().is_valid  # the run's span is not left current
+
+
+def test_an_image_result_a_model_cannot_take_is_refused_before_sending_with_the_run() -> None:
+    png = bytes.fromhex("89504e470d0a1a0a0000000d49484452")
+
+    def snapshot() -> ImagePart:
+        """A picture."""
+        return ImagePart(data=png, media_type="image/png")
+
+    with MockProvider() as mock, Client() as client:
+        mock.add_tool_call("snapshot", {}).add_reply("never")
+        with pytest.raises(UnsupportedFeatureError, match="image") as caught:
+            client.run("look", tools=[snapshot], model="ollama/llama3.2")
+        assert len(mock.requests) == 1
+    assert caught.value.run.steps[0].tool_results[0].content[0].media_type == "image/png"

@@ -28,6 +28,12 @@ client metrics):
   before sending (budget spent, client-side rate limit, circuit open, a ``before_request`` refusal)
   ends its span with error status and ``error.type``, like any failed call.
 
+A tool loop (``client.run`` and its twins, :mod:`fmclient.tool_loop`) is one INTERNAL
+``invoke_agent`` span (its summed usage, ``fmclient.run.steps``, ``fmclient.run.stopped``) that is
+current while the run goes, so each step's call span nests under it; each tool call is an INTERNAL
+``execute_tool {gen_ai.tool.name}`` span under it with ``gen_ai.tool.name``, ``gen_ai.tool.call.id``,
+``gen_ai.tool.type`` and, when the tool failed, ``error.type`` and error status.
+
 Message content (``gen_ai.system_instructions``, ``gen_ai.input.messages``,
 ``gen_ai.output.messages``, as JSON in the spec's message format) is recorded only when
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is ``true`` when the hook is built (or
