@@ -624,3 +624,13 @@ def test_an_image_result_a_model_cannot_take_is_refused_before_sending_with_the_
             client.run("look", tools=[snapshot], model="ollama/llama3.2")
         assert len(mock.requests) == 1
     assert caught.value.run.steps[0].tool_results[0].content[0].media_type == "image/png"
+
+
+def test_run_usage_keeps_a_service_tier_every_step_shares() -> None:
+    with MockProvider() as mock, Client() as client:
+        mock.add_reply(
+            tool_calls=[{"name": "add", "arguments": {"a": 1, "b": 1}}], usage=Usage(5, 2, service_tier="flex")
+        )
+        mock.add_reply("2", usage=Usage(9, 1, service_tier="flex"))
+        run = client.run("1+1", tools=[add], model=MODEL)
+    assert run.usage == Usage(14, 3, service_tier="flex")

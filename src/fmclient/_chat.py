@@ -89,19 +89,19 @@ def _check_output_retries(value: Any, params: Mapping[str, Any]) -> int:
     return value
 
 
-def _reask(messages: list[Message], error: StructuredOutputError) -> list[Message]:
+def _reask(messages: list[Message], failed: Completion, error: StructuredOutputError) -> list[Message]:
     """The prompt again, then only the last failed answer and what was wrong with it: the
     context stays the same size however many times the model is asked again."""
-    failed: Completion = error.completion
     return [*messages, failed.message, Message(role="user", content=REASK.format(problem=error.message))]
 
 
 def _summed(answers: list[Completion]) -> tuple[Usage, Cost | None, str | None]:
-    usage = Usage()
+    usage = answers[0].usage  # not Usage(): a service tier every attempt shares is kept
     cost: Cost | None = None
     reason: str | None = None
-    for answer in answers:
-        usage = usage + answer.usage
+    for index, answer in enumerate(answers):
+        if index:
+            usage = usage + answer.usage
         if reason is None:
             if answer.cost is None:
                 cost, reason = None, answer.cost_reason
@@ -145,12 +145,13 @@ def complete_reasking(
         try:
             answers.append(complete(engine, asked, model, fallbacks, max_retries, left, provider_options, params))
         except StructuredOutputError as error:
-            if error.completion is None:
+            failed = error.completion
+            if failed is None:
                 raise
-            answers.append(error.completion)
+            answers.append(failed)
             if attempt == retries:
                 return _outcome(answers, error)
-            asked = _reask(messages, error)
+            asked = _reask(messages, failed, error)
             continue
         return _outcome(answers, None)
     raise AssertionError("unreachable")
@@ -180,12 +181,13 @@ async def acomplete_reasking(
                 await acomplete(engine, asked, model, fallbacks, max_retries, left, provider_options, params)
             )
         except StructuredOutputError as error:
-            if error.completion is None:
+            failed = error.completion
+            if failed is None:
                 raise
-            answers.append(error.completion)
+            answers.append(failed)
             if attempt == retries:
                 return _outcome(answers, error)
-            asked = _reask(messages, error)
+            asked = _reask(messages, failed, error)
             continue
         return _outcome(answers, None)
     raise AssertionError("unreachable")

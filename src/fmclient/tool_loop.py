@@ -418,8 +418,11 @@ class Run:
     @property
     def usage(self) -> Usage:
         """Usage summed over every step."""
-        total = Usage()
-        for step in self.steps:
+        if not self.steps:
+            return Usage()
+        # From the first step's, not Usage(): a service tier every step shares is kept.
+        total = self.steps[0].completion.usage
+        for step in self.steps[1:]:
             total = total + step.completion.usage
         return total
 
