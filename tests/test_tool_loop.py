@@ -634,3 +634,50 @@ def test_run_usage_keeps_a_service_tier_every_step_shares() -> None:
         mock.add_reply("2", usage=Usage(9, 1, service_tier="flex"))
         run = client.run("1+1", tools=[add], model=MODEL)
     assert run.usage == Usage(14, 3, service_tier="flex")
+
+
+class ToolEnds(Hook):
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str | None]] = []
+
+    def on_tool_end(self, tool: ToolCallInfo) -> None:
+        self.ended.append((tool.call.id, tool.result.error_type))
+
+
+def test_every_tool_call_ends_for_hooks_when_the_deadline_or_a_cancel_stops_the_run(fake: FakeOpenAI) -> None:
+    release = threading.Event()
+
+    def slow(n: int) -> str:
+        """Waits."""
+        release.wait(10)
+        return "late"
+
+    hook = ToolEnds()
+    fake.answer(Answer(tool_calls=[call("c1", "slow", '{"n": 1}'), call("c2", "slow", '{"n": 2}')]))
+    try:
+        with make_client(fake, hooks=[hook]) as client, pytest.raises(RequestTimeoutError):
+            client.run("go", tools=[slow], model=MODEL, timeout=0.5)
+    finally:
+        release.set()
+    assert hook.ended == [("c1", "timeout"), ("c2", "timeout")]
+
+    async def wait_forever(n: int) -> str:
+        """Waits."""
+        await asyncio.Event().wait()
+        return "never"
+
+    cancelled = ToolEnds()
+    fake.answer(Answer(tool_calls=[call("c3", "wait_forever", '{"n": 1}'), call("c4", "wait_forever", '{"n": 2}')]))
+
+    async def go() -> None:
+        async with make_client(fake, hooks=[cancelled]) as client:
+            task = asyncio.create_task(client.arun("go", tools=[wait_forever], model=MODEL))
+            while len(fake.bodies()) < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(go())
+    assert sorted(cancelled.ended) == [("c3", "cancelled"), ("c4", "cancelled")]

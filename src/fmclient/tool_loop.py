@@ -901,9 +901,15 @@ def _run_tools(loop: _Loop, pending: list[_Pending], workers: _Workers) -> None:
         for item in todo:
             loop.tool_started(item)
             futures.append(workers.submit(item))
+        stop: RequestTimeoutError | None = None
         for item, future, (seconds, is_deadline) in zip(todo, futures, limits, strict=True):
             wait = None if seconds is None else max(started + seconds - time.monotonic(), 0.0)
-            _settle(loop, item, future, wait, seconds, is_deadline)
+            try:
+                _settle(loop, item, future, wait, seconds, is_deadline)
+            except RequestTimeoutError as error:  # the run's deadline: every call still ends for hooks
+                stop = stop or error
+        if stop is not None:
+            raise stop
         return
 
 
@@ -947,6 +953,9 @@ async def _arun_one(loop: _Loop, item: _Pending) -> BaseException | None:
     loop.tool_started(item)
     try:
         value = await asyncio.wait_for(_acall(item), seconds)
+    except asyncio.CancelledError as cancelled:  # the run was cancelled: the call still ends for hooks
+        loop.tool_ended(item, _error_result(item.call, "the run was cancelled", "cancelled"), cancelled)
+        raise
     except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
         if is_deadline:
             error = loop.deadline_error(item)
