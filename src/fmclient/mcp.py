@@ -316,7 +316,15 @@ class MCPTools:
             session = self._session
             if session is not None:
                 # Listed in a task of its own: the session's reader must not wait for its own reply.
-                asyncio.get_running_loop().create_task(self._list(session))
+                asyncio.get_running_loop().create_task(self._relist(session))
+
+    async def _relist(self, session: Any) -> None:
+        try:
+            await asyncio.wait_for(self._list(session), self.timeout)
+        except Exception:  # the old list stays; the next change (or reconnect) lists again
+            import logging
+
+            logging.getLogger("fmclient").warning("MCP server %s: listing its changed tools failed", self._where)
 
     async def _list(self, session: Any) -> None:
         listed: list[Any] = []

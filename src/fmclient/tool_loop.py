@@ -126,9 +126,11 @@ class FunctionTool:
             raise ValueError(
                 f"the arguments for {call.name!r} were cut off (the reply hit max_tokens); send them again, complete"
             )
-        if self.check is not None:
-            return self.check(call.arguments)
-        return _schema_check(self.spec)(call.arguments)
+        check = self.check
+        if check is None:  # built once per tool (a frozen dataclass: set through object)
+            check = _schema_check(self.spec)
+            object.__setattr__(self, "check", check)
+        return check(call.arguments)
 
 
 def tool(
@@ -207,20 +209,26 @@ def _function_check(fn: Callable[..., Any], name: str) -> Callable[[Mapping[str,
 
 
 def _schema_check(spec: Tool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A JSON Schema tool's argument check: jsonschema where installed (the mcp extra brings it),
+    its validator built once per tool; else fmclient's own structural check."""
+    validator: list[Any] = []
+
     def check(arguments: Mapping[str, Any]) -> dict[str, Any]:
-        try:
-            import jsonschema  # a full validator where installed (the mcp extra brings it)
-        except ImportError:
+        if not validator:
+            try:
+                import jsonschema
+            except ImportError:
+                validator.append(None)
+            else:
+                validator.append(jsonschema.Draft202012Validator(dict(spec.parameters)))
+        if validator[0] is None:
             problem = _validation._schema_mismatch(dict(arguments), spec.parameters, "$")
             if problem:
                 raise StructuredOutputError(
                     f"arguments for tool {spec.name!r} do not fit: {problem}", text=json.dumps(arguments, default=str)
                 ) from None
             return dict(arguments)
-        errors = sorted(
-            jsonschema.Draft202012Validator(dict(spec.parameters)).iter_errors(dict(arguments)),
-            key=lambda e: list(e.absolute_path),
-        )
+        errors = sorted(validator[0].iter_errors(dict(arguments)), key=lambda e: list(e.absolute_path))
         if errors:
             problems = "; ".join(f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors)
             raise StructuredOutputError(
