@@ -681,3 +681,13 @@ def test_every_tool_call_ends_for_hooks_when_the_deadline_or_a_cancel_stops_the_
 
     asyncio.run(go())
     assert sorted(cancelled.ended) == [("c3", "cancelled"), ("c4", "cancelled")]
+
+
+def test_arguments_cut_off_by_max_tokens_go_back_to_the_model() -> None:
+    with MockProvider() as mock, Client() as client:
+        mock.add_reply(tool_calls=[ToolCall("c1", "add", {}, raw_arguments='{"a": 1, "b')], finish_reason="length")
+        mock.add_reply("ok")
+        run = client.run("1+1", tools=[add], model=MODEL)
+    result = run.steps[0].tool_results[0]
+    assert result.error_type == "invalid_arguments" and "cut off" in result.text
+    assert run.stopped == "answer"  # a "length" finish with a call in it did not end the run

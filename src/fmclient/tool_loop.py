@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload, runtime_checkable
 
 from fmclient import _validation
 from fmclient.errors import FMClientError, RequestTimeoutError, StructuredOutputError, ToolError
@@ -124,13 +124,55 @@ class FunctionTool:
         """The call's arguments checked against the tool's schema, as the handler's keywords."""
         if call.raw_arguments is not None:
             raise ValueError(
-                f"the arguments for {call.name!r} were cut off (the reply hit max_tokens); send them again, complete"
+                f"the arguments for {call.name!r} were cut off (the reply reached max_tokens): "
+                "make the call again with complete arguments"
             )
         check = self.check
         if check is None:  # built once per tool (a frozen dataclass: set through object)
             check = _schema_check(self.spec)
             object.__setattr__(self, "check", check)
         return check(call.arguments)
+
+
+@overload
+def tool(
+    fn: Callable[..., Any],
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    requires_approval: bool | None = None,
+    final: bool = False,
+    timeout: float | None = None,
+) -> FunctionTool: ...
+
+
+@overload
+def tool(
+    fn: None = None,
+    /,
+    *,
+    name: str,
+    description: str | None = None,
+    parameters: Mapping[str, Any],
+    requires_approval: bool | None = None,
+    final: bool = False,
+    timeout: float | None = None,
+) -> FunctionTool: ...
+
+
+@overload
+def tool(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    requires_approval: bool | None = None,
+    final: bool = False,
+    timeout: float | None = None,
+) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
 def tool(
@@ -143,7 +185,7 @@ def tool(
     requires_approval: bool | None = None,
     final: bool = False,
     timeout: float | None = None,
-) -> Any:
+) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """A :class:`FunctionTool`, from a typed function or a JSON Schema (also as a decorator).
 
     ``tool(fn)`` takes the function's name, docstring and annotations (as ``tools=[fn]`` does);
@@ -152,7 +194,7 @@ def tool(
     the run, and its arguments are the answer (``Run.final_call``).
     """
     if fn is None and parameters is None:
-        return lambda function: tool(
+        return lambda function: tool(  # used as @tool(...)
             function,
             name=name,
             description=description,
