@@ -1527,7 +1527,39 @@ def machine() -> dict[str, str]:
 
 
 # == tool loop ================================================================================
-def scenario_loop(quick: bool) -> Section:
+def _loop_over_http(url: str, quick: bool) -> dict[str, list[float]]:
+    """The same runs against the loopback fake (OpenAI SDK, real HTTP): what a step really costs."""
+    from fmclient import Message, Tool, tool_arguments
+
+    rounds, block, warmup = (3, 20, 20) if quick else (10, 50, 50)
+    client = fm_client(url)
+    model = f"openai/{OPENAI_MODEL}"
+    spec = Tool("noop", "Do nothing.", {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]})
+
+    def noop(x: int) -> int:
+        """Do nothing."""
+        return x
+
+    def hand_written() -> Any:
+        history: list[Any] = [Message.user(PROMPT)]
+        reply = client.complete(history, model=model, tools=[spec])
+        while reply.tool_calls:
+            history.append(reply.message)
+            for call in reply.tool_calls:
+                history.append(Message.tool_result(call.id, noop(**tool_arguments(noop, call)), name=call.name))
+            reply = client.complete(history, model=model, tools=[spec])
+        return reply
+
+    def loop() -> Any:
+        return client.run(PROMPT, tools=[noop], model=model, parallel_tools=False)
+
+    assert len(loop().steps) == 3 and hand_written().text == loop().text
+    samples = interleaved({"hand": timed(hand_written), "run": timed(loop)}, rounds=rounds, block=block, warmup=warmup)
+    client.close()
+    return samples
+
+
+def scenario_loop(url: str, quick: bool) -> Section:
     """The tool loop's own cost per step: client.run against a hand-written loop over the same
     client, both answered by the in-process mock (so only fmclient code is measured), with no-op
     tools. A run is three steps: two calls, two calls, then the answer."""
@@ -1586,6 +1618,7 @@ def scenario_loop(quick: bool) -> Section:
 
         return go
 
+    http = _loop_over_http(url, quick)
     with mock:
         assert hand_written().text == loop(True)().text == "done"
         assert len(loop(False)().steps) == 3
@@ -1623,6 +1656,33 @@ def scenario_loop(quick: bool) -> Section:
             None,
         )
     )
+    hand_http, run_http = median(http["hand"]), median(http["run"])
+    section.rows.append(
+        [
+            "over HTTP: hand-written, arguments checked",
+            us(hand_http),
+            us(p90(http["hand"])),
+            us(hand_http / 3),
+            "1.000x",
+        ]
+    )
+    section.rows.append(
+        [
+            "over HTTP: client.run, parallel_tools=False",
+            us(run_http),
+            us(p90(http["run"])),
+            us(run_http / 3),
+            ratio(run_http, hand_http),
+        ]
+    )
+    section.checks.append(
+        Check(
+            "client.run vs the same hand-written loop over the OpenAI SDK and loopback HTTP",
+            f"{ratio(run_http, hand_http)} ({us((run_http - hand_http) / 3)} more per step)",
+            "<= 1.05x",
+            run_http <= 1.05 * hand_http,
+        )
+    )
     parallel = median(samples["client.run (parallel tools)"])
     section.checks.append(
         Check(
@@ -1641,6 +1701,7 @@ def scenario_loop(quick: bool) -> Section:
         " installed here, so they are not measured."
     )
     section.data = {side: median(values) for side, values in samples.items()}
+    section.data.update({f"over HTTP: {side}": median(values) for side, values in http.items()})
     return section
 
 
@@ -1672,7 +1733,7 @@ def run(scenarios: Sequence[str], quick: bool) -> list[Section]:
             elif name == "batch":
                 section = scenario_batch(server.url, quick)
             elif name == "loop":
-                section = scenario_loop(quick)
+                section = scenario_loop(server.url, quick)
             else:  # pragma: no cover - argparse checks choices
                 raise ValueError(name)
             section.notes.append(f"scenario took {time.perf_counter() - started:.1f} s")
