@@ -119,19 +119,28 @@ def test_allow_deny_and_invalid_arguments_before_the_server(tmp_path: Path) -> N
     assert result.error_type == "invalid_arguments" and "'timezone' is a required property" in result.text
 
 
-def test_a_crashed_stdio_server_is_restarted_once_and_the_call_retried(tmp_path: Path) -> None:
+def test_a_server_killed_mid_run_is_restarted_once_and_the_call_retried(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     with MCPTools.stdio(time_server(pidfile)) as tools:
         first_pid = int(pidfile.read_text())
-        os.kill(first_pid, signal.SIGKILL)  # the server this test started, by its id
+
+        def crash() -> str:
+            """Kill the time server."""
+            os.kill(first_pid, signal.SIGKILL)  # the server this test started, by its id
+            return "killed"
+
         with MockProvider() as mock, Client() as client:
-            mock.add_tool_call("get_current_time", {"timezone": "UTC"}).add_reply("ok")
-            run = client.run("Time?", tools=[tools], model=MODEL)
+            mock.add_tool_call("get_current_time", {"timezone": "UTC"}, id="c1")
+            mock.add_tool_call("crash", {}, id="c2")
+            mock.add_tool_call("get_current_time", {"timezone": "Asia/Tokyo"}, id="c3")
+            mock.add_reply("ok")
+            run = client.run("Time?", tools=[tools, crash], model=MODEL)
         assert tools.connections == 2
         assert int(pidfile.read_text()) != first_pid  # a new server process
-    result = run.steps[0].tool_results[0]
-    # mcp-server-time marks its tools read-only: sending the call again is safe.
-    assert not result.is_error and '"timezone": "UTC"' in result.text
+    results = [step.tool_results[0] for step in run.steps[:3]]
+    assert [r.is_error for r in results] == [False, False, False]
+    # mcp-server-time marks its tools read-only: sending the call again after the restart is safe.
+    assert '"timezone": "Asia/Tokyo"' in results[2].text
 
 
 def test_mcp_extra_missing_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -691,3 +691,16 @@ def test_arguments_cut_off_by_max_tokens_go_back_to_the_model() -> None:
     result = run.steps[0].tool_results[0]
     assert result.error_type == "invalid_arguments" and "cut off" in result.text
     assert run.stopped == "answer"  # a "length" finish with a call in it did not end the run
+
+
+def test_a_tool_error_never_carries_a_known_key_back_to_the_model(fake: FakeOpenAI) -> None:
+    def leaky() -> str:
+        """Fails, quoting the key it used."""
+        raise PermissionError("denied for key sk-test-0123456789 at https://example.test")
+
+    fake.answer(Answer(tool_calls=[call("c1", "leaky", "{}")]), Answer("ok"))
+    with make_client(fake) as client:
+        run = client.run("go", tools=[leaky], model=MODEL)
+    sent = json.dumps(fake.bodies()[1])
+    assert "sk-test-0123456789" not in sent and "sk-test-0123456789" not in run.steps[0].tool_results[0].text
+    assert "PermissionError: denied for key" in run.steps[0].tool_results[0].text
