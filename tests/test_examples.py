@@ -66,7 +66,7 @@ def test_agent_loop_runs_two_steps_of_tools_then_answers() -> None:
 
 def test_mcp_time_example_calls_the_real_time_server() -> None:
     pytest.importorskip("mcp_server_time")
-    out = run(str(EXAMPLES / "mcp_time.py"), "--offline", env={"FMCLIENT_MCP_QUIET": "1"})
+    out = run(str(EXAMPLES / "mcp_time.py"), "--offline")
     assert out.returncode == 0, out.stderr
     assert "tools: time_get_current_time, time_convert_time" in out.stdout
     assert '"timezone": "Asia/Tokyo"' in out.stdout  # the server's own answer

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,14 +30,16 @@ TOKEN = "mcp-token-0123456789"
 MODEL = "openai/gpt-4o"
 
 
-@pytest.fixture(autouse=True)
-def quiet_servers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FMCLIENT_MCP_QUIET", "1")
-
-
 def time_server(pidfile: Path) -> list[str]:
     """mcp-server-time as installed from the registry, in a process whose id the test knows."""
     return [sys.executable, str(SERVERS / "run_module.py"), str(pidfile), "mcp_server_time", "--local-timezone", "UTC"]
+
+
+def stdio(command: list[str], **options: Any) -> MCPTools:
+    return MCPTools.stdio(command, stderr=DEVNULL, **options)
+
+
+DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - the servers' log lines, for the whole module
 
 
 def free_port() -> int:
@@ -89,7 +92,7 @@ def tools_of(server: HttpServer, **options: object) -> MCPTools:
 
 # -- stdio: the real mcp-server-time ---------------------------------------------------------------
 def test_time_server_over_stdio_in_a_run(tmp_path: Path) -> None:
-    with MCPTools.stdio(time_server(tmp_path / "pid"), prefix="time_") as time_tools:
+    with stdio(time_server(tmp_path / "pid"), prefix="time_") as time_tools:
         assert sorted(t.name for t in time_tools.loop_tools()) == ["time_convert_time", "time_get_current_time"]
         spec = next(t.spec for t in time_tools.loop_tools() if t.name == "time_get_current_time")
         assert spec.parameters["required"] == ["timezone"]
@@ -108,7 +111,7 @@ def test_time_server_over_stdio_in_a_run(tmp_path: Path) -> None:
 
 
 def test_allow_deny_and_invalid_arguments_before_the_server(tmp_path: Path) -> None:
-    with MCPTools.stdio(
+    with stdio(
         time_server(tmp_path / "pid"), allow=["get_current_time", "convert_time"], deny=["convert_time"]
     ) as tools:
         assert [t.name for t in tools.loop_tools()] == ["get_current_time"]
@@ -121,7 +124,7 @@ def test_allow_deny_and_invalid_arguments_before_the_server(tmp_path: Path) -> N
 
 def test_a_server_killed_mid_run_is_restarted_once_and_the_call_retried(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
-    with MCPTools.stdio(time_server(pidfile)) as tools:
+    with stdio(time_server(pidfile)) as tools:
         first_pid = int(pidfile.read_text())
 
         def crash() -> str:

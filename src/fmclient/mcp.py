@@ -39,7 +39,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from fmclient.errors import APIConnectionError, ConfigurationError, RequestTimeoutError, ToolError
 from fmclient.secret import register_secret
@@ -120,8 +120,12 @@ class MCPTools:
         deny: Sequence[str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_TIMEOUT,
+        stderr: TextIO | None = None,
     ) -> MCPTools:
-        """A server started as a subprocess speaking MCP over its stdin/stdout (``["mcp-server-time"]``)."""
+        """A server started as a subprocess speaking MCP over its stdin/stdout (``["mcp-server-time"]``).
+
+        Its stderr goes to ``stderr`` (a text file object), by default this process's.
+        """
         if isinstance(command, str) or not command or not all(isinstance(c, str) for c in command):
             raise TypeError('command must be a non-empty list of str, e.g. ["mcp-server-time"]')
         mcp = _import_mcp()
@@ -130,12 +134,9 @@ class MCPTools:
         params = mcp.StdioServerParameters(command=command[0], args=list(command[1:]), env=dict(env or {}), cwd=cwd)
 
         def transport() -> contextlib.AbstractAsyncContextManager[Any]:
-            import os
             import sys
 
-            # The server's stderr goes to ours, unless asked to be quiet.
-            errlog = open(os.devnull, "w") if os.environ.get("FMCLIENT_MCP_QUIET") else sys.stderr  # noqa: SIM115
-            return mcp.stdio_client(params, errlog=errlog)  # type: ignore[no-any-return]
+            return mcp.stdio_client(params, errlog=stderr or sys.stderr)  # type: ignore[no-any-return]
 
         return cls(
             transport,
