@@ -8,7 +8,9 @@ clients it serves and is never what a benchmark measures. It answers, by path:
   ``"stream": true`` an SSE stream of ``--chunks`` text deltas between ``message_start`` and
   ``message_stop``.
 * ``POST .../chat/completions`` — an OpenAI ``chat.completion`` (JSON), or with ``"stream":
-  true`` ``--chunks`` ``chat.completion.chunk`` events, a usage chunk and ``data: [DONE]``.
+  true`` ``--chunks`` ``chat.completion.chunk`` events, a usage chunk and ``data: [DONE]``. A
+  request with tools whose history holds fewer than four tool results is answered with two calls
+  of the tool ``noop`` instead (the tool-loop scenario: three steps, two calls in each of the first two).
 * ``POST /model/<model-id>/invoke`` — a Bedrock ``InvokeModel`` answer for Titan embeddings
   (``{"embedding": [...], "inputTextTokenCount": n}``) after ``--embed-delay`` seconds.
 * ``POST .../models/<model>:generateContent`` — a Gemini ``GenerateContentResponse`` (JSON).
@@ -142,6 +144,31 @@ def openai_completion() -> bytes:
     )
 
 
+def openai_tool_calls(done: int) -> bytes:
+    """Two calls of ``noop`` (ids after the ``done`` results already in the history)."""
+    calls = [
+        {"id": f"call_{done + i}", "type": "function", "function": {"name": "noop", "arguments": f'{{"x": {i}}}'}}
+        for i in (1, 2)
+    ]
+    return _json(
+        {
+            "id": "chatcmpl-benchmark-tools",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": OPENAI_MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": None, "tool_calls": calls, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 40, "completion_tokens": 20, "total_tokens": 60},
+        }
+    )
+
+
 def openai_stream(chunks: int) -> list[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
@@ -206,6 +233,7 @@ class Answers:
     def __init__(self, chunks: int, embed_delay: float, chunk_delay: float) -> None:
         self.anthropic = _response(b"200 OK", anthropic_message(), extra=b"request-id: req_bench\r\n")
         self.openai = _response(b"200 OK", openai_completion(), extra=b"x-request-id: req_bench\r\n")
+        self.openai_tools = {n: _response(b"200 OK", openai_tool_calls(n)) for n in (0, 2)}
         self.titan = _response(b"200 OK", titan_embedding(), extra=b"x-amzn-requestid: req-bench\r\n")
         self.gemini = _response(b"200 OK", gemini_response())
         self.not_found = _response(b"404 Not Found", _json({"error": {"type": "not_found", "message": "no route"}}))
@@ -297,6 +325,8 @@ class HTTPProtocol(asyncio.Protocol):
         elif path.endswith(b"/chat/completions"):
             if _wants_stream(body):
                 self._stream(answers.openai_stream)
+            elif b'"tools"' in body and (done := body.count(b'"role":"tool"') + body.count(b'"role": "tool"')) < 4:
+                transport.write(answers.openai_tools[done])
             else:
                 transport.write(answers.openai)
         elif path.endswith(b":generateContent"):

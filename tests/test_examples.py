@@ -50,3 +50,24 @@ def test_the_app_test_example_passes_with_the_mock() -> None:
     out = run("-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLES / "test_app_with_mock.py"))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "3 passed" in out.stdout
+
+
+def test_agent_loop_runs_two_steps_of_tools_then_answers() -> None:
+    out = run(str(EXAMPLES / "agent_loop.py"), "--offline")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[:3] == [
+        "step 1: get_weather({'city': 'Oslo'}) -> 3C and sunny",
+        "step 1: get_weather({'city': 'Rome'}) -> 18C and cloudy",
+        "step 2: convert({'celsius': 3}) -> 37.4",
+    ]
+    assert lines[-1].startswith("-- stopped=answer, steps=3")
+
+
+def test_mcp_time_example_calls_the_real_time_server() -> None:
+    pytest.importorskip("mcp_server_time")
+    out = run(str(EXAMPLES / "mcp_time.py"), "--offline")
+    assert out.returncode == 0, out.stderr
+    assert "tools: time_get_current_time, time_convert_time" in out.stdout
+    assert '"timezone": "Asia/Tokyo"' in out.stdout  # the server's own answer
+    assert out.stdout.strip().endswith("-- stopped=answer, steps=2")

@@ -22,14 +22,23 @@ from fmclient._engine import (
     with_timeout,
 )
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
-from fmclient.errors import ContextWindowExceededError, FMClientError
+from fmclient.errors import ContextWindowExceededError, FMClientError, StructuredOutputError
 from fmclient.retry import Deadline, acall_with_retries, call_with_retries
-from fmclient.types import Chunk, Completion, Request, TokenCount
+from fmclient.types import Chunk, Completion, Cost, Message, Request, TokenCount, Usage
 
 if TYPE_CHECKING:
     from fmclient._engine import Engine
 
-__all__ = ["acomplete", "acount_tokens", "astream", "complete", "count_tokens", "stream"]
+__all__ = [
+    "acomplete",
+    "acomplete_reasking",
+    "acount_tokens",
+    "astream",
+    "complete",
+    "complete_reasking",
+    "count_tokens",
+    "stream",
+]
 
 
 def complete(
@@ -65,6 +74,123 @@ async def acomplete(
     if call.cached is not None:
         return call.hit()
     return await call.aend(await engine.awalk(call, "acomplete", call.answered))
+
+
+# -- structured output that re-asks ---------------------------------------------------------------
+#: What a re-ask says after the reply that did not validate.
+REASK = "Your reply did not match the required format: {problem}\nReply again with only the JSON, nothing else."
+
+
+def _check_output_retries(value: Any, params: Mapping[str, Any]) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"output_retries must be an int >= 0, got {value!r}")
+    if value and params.get("response_format") is None:
+        raise ValueError("output_retries needs a response_format to check replies against")
+    return value
+
+
+def _reask(messages: list[Message], failed: Completion, error: StructuredOutputError) -> list[Message]:
+    """The prompt again, then only the last failed answer and what was wrong with it: the
+    context stays the same size however many times the model is asked again."""
+    return [*messages, failed.message, Message(role="user", content=REASK.format(problem=error.message))]
+
+
+def _summed(answers: list[Completion]) -> tuple[Usage, Cost | None, str | None]:
+    usage = answers[0].usage  # not Usage(): a service tier every attempt shares is kept
+    cost: Cost | None = None
+    reason: str | None = None
+    for index, answer in enumerate(answers):
+        if index:
+            usage = usage + answer.usage
+        if reason is None:
+            if answer.cost is None:
+                cost, reason = None, answer.cost_reason
+            else:
+                cost = answer.cost if cost is None else cost + answer.cost
+    return usage, cost, reason
+
+
+def _outcome(answers: list[Completion], error: StructuredOutputError | None) -> Completion:
+    """The last answer, with usage and cost over every attempt; or the error carrying them."""
+    usage, cost, reason = _summed(answers)
+    if error is not None:
+        error.completions, error.usage, error.cost = answers, usage, cost
+        raise error
+    answer = answers[-1]
+    answer.usage = usage
+    answer._priced = (cost, reason)
+    return answer
+
+
+def complete_reasking(
+    engine: Engine,
+    prompt: Any,
+    model: str | None,
+    fallbacks: Sequence[str] | None,
+    max_retries: int | None,
+    timeout: float | None,
+    provider_options: Mapping[str, Any],
+    params: Mapping[str, Any],
+    output_retries: int,
+) -> Completion:
+    """:func:`complete`, asking again (up to ``output_retries`` times) while the reply does not
+    validate against ``response_format``; the deadline covers every attempt."""
+    retries = _check_output_retries(output_retries, params)
+    messages = _validation.messages_from_prompt(prompt)
+    deadline = Deadline(_validation.check_timeout(timeout)) if timeout is not None else None
+    answers: list[Completion] = []
+    asked: Any = prompt
+    for attempt in range(retries + 1):
+        left = timeout if deadline is None else deadline.check()
+        try:
+            answers.append(complete(engine, asked, model, fallbacks, max_retries, left, provider_options, params))
+        except StructuredOutputError as error:
+            failed = error.completion
+            if failed is None:
+                raise
+            answers.append(failed)
+            if attempt == retries:
+                return _outcome(answers, error)
+            asked = _reask(messages, failed, error)
+            continue
+        return _outcome(answers, None)
+    raise AssertionError("unreachable")
+
+
+async def acomplete_reasking(
+    engine: Engine,
+    prompt: Any,
+    model: str | None,
+    fallbacks: Sequence[str] | None,
+    max_retries: int | None,
+    timeout: float | None,
+    provider_options: Mapping[str, Any],
+    params: Mapping[str, Any],
+    output_retries: int,
+) -> Completion:
+    """The async twin of :func:`complete_reasking`."""
+    retries = _check_output_retries(output_retries, params)
+    messages = _validation.messages_from_prompt(prompt)
+    deadline = Deadline(_validation.check_timeout(timeout)) if timeout is not None else None
+    answers: list[Completion] = []
+    asked: Any = prompt
+    for attempt in range(retries + 1):
+        left = timeout if deadline is None else deadline.check()
+        try:
+            answers.append(
+                await acomplete(engine, asked, model, fallbacks, max_retries, left, provider_options, params)
+            )
+        except StructuredOutputError as error:
+            failed = error.completion
+            if failed is None:
+                raise
+            answers.append(failed)
+            if attempt == retries:
+                return _outcome(answers, error)
+            asked = _reask(messages, failed, error)
+            continue
+        return _outcome(answers, None)
+    raise AssertionError("unreachable")
 
 
 def stream(

@@ -21,7 +21,7 @@ from fmclient import hooks as hooks_module
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.budget import budget_from_settings
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
-from fmclient.errors import ConfigurationError, FMClientError, UnsupportedFeatureError
+from fmclient.errors import ConfigurationError, FMClientError, StructuredOutputError, UnsupportedFeatureError
 from fmclient.hooks import CallObserver, Hook, LoggingHook
 from fmclient.limits import PendingUsage, RateLimiter, alimit_attempt, limit_attempt
 from fmclient.pricing import PriceRef
@@ -557,9 +557,11 @@ class Call:
             completion.provider = overrides[-1].name
         response_format = self.request.response_format
         try:
-            if response_format is not None:
+            if response_format is not None and not completion.tool_calls:
                 _validation.parse_structured(completion, response_format)
         except BaseException as error:
+            if isinstance(error, StructuredOutputError):
+                error.completion = completion
             self._end(None, error)
             raise
         self._end(completion, None)
@@ -761,9 +763,12 @@ class Call:
         if observer is not None:
             observer.answered(completion)
         try:
-            if response_format is not None and completion.parsed is None:
+            # A reply that calls tools is not the structured answer yet (a tool loop's step).
+            if response_format is not None and completion.parsed is None and not completion.tool_calls:
                 _validation.parse_structured(completion, response_format)
         except BaseException as error:
+            if isinstance(error, StructuredOutputError):
+                error.completion = completion  # what was answered (and billed): for a re-ask
             if observer is not None:
                 observer.end(None, error)
             raise

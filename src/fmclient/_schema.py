@@ -18,6 +18,7 @@ extra to install, never an empty schema.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -87,9 +88,9 @@ def tool_arguments(fn: Callable[..., Any], call: ToolCall | Mapping[str, Any]) -
         raise TypeError(f"arguments must be a ToolCall or a dict, not {type(arguments).__name__}")
     spec = _spec(fn)
     model = _parameters_model(fn, spec)
-    text = json.dumps(arguments, default=str)
     problem = _arguments_problem(spec, arguments, missing=model is None)
     if problem:
+        text = json.dumps(arguments, default=str)  # written only for an error: it costs on every call
         raise StructuredOutputError(f"arguments for tool {spec.name!r} do not fit: {problem}", text=text)
     if model is None:
         return dict(arguments)
@@ -97,7 +98,8 @@ def tool_arguments(fn: Callable[..., Any], call: ToolCall | Mapping[str, Any]) -
         validated = model.model_validate(dict(arguments))
     except Exception as exc:  # pydantic.ValidationError, without importing pydantic at module level
         raise StructuredOutputError(
-            f"arguments for tool {spec.name!r} do not fit: {_validation_problems(exc)}", text=text
+            f"arguments for tool {spec.name!r} do not fit: {_validation_problems(exc)}",
+            text=json.dumps(arguments, default=str),
         ) from exc
     extra = dict(getattr(validated, "__pydantic_extra__", None) or {})
     given = {spec.alias_of[field] for field in validated.model_fields_set if field in spec.alias_of}
@@ -132,6 +134,20 @@ class _Spec(typing.NamedTuple):
 
 
 def _spec(fn: Callable[..., Any]) -> _Spec:
+    """What a function's signature and docstring say (cached per function: a tool loop reads it
+    for every call's arguments)."""
+    try:
+        cached = _SPECS.get(fn)
+    except TypeError:  # not weak-referenceable or not hashable: read it each time
+        return _read_spec(fn)
+    if cached is None:
+        cached = _read_spec(fn)
+        with contextlib.suppress(TypeError):
+            _SPECS[fn] = cached
+    return cached
+
+
+def _read_spec(fn: Callable[..., Any]) -> _Spec:
     if not callable(fn):
         raise TypeError(f"a tool must be a function, not {type(fn).__name__}")
     name = getattr(fn, "__name__", None) or type(fn).__name__
@@ -230,6 +246,7 @@ def _section_entries(lines: list[str], numpy: bool) -> dict[str, str]:
 
 # -- with pydantic -------------------------------------------------------------------------
 _MODELS: weakref.WeakKeyDictionary[Any, type[BaseModel]] = weakref.WeakKeyDictionary()
+_SPECS: weakref.WeakKeyDictionary[Callable[..., Any], _Spec] = weakref.WeakKeyDictionary()
 
 
 def _pydantic_available() -> bool:

@@ -225,7 +225,7 @@ def message_from_input(item: Any, index: int) -> Message:
     role = item.get("role")
     if role not in ROLES:
         raise ValueError(f"{where}.role must be one of {sorted(ROLES)}, got {role!r}")
-    unknown = set(item) - {"role", "content", "tool_calls", "tool_call_id", "name", "provider_state"}
+    unknown = set(item) - {"role", "content", "tool_calls", "tool_call_id", "name", "provider_state", "is_error"}
     if unknown:
         raise ValueError(f"{where} has unknown keys {sorted(unknown)}")
     content = _content(item.get("content"), where, role)
@@ -247,6 +247,7 @@ def message_from_input(item: Any, index: int) -> Message:
         tool_call_id=tool_call_id,
         name=name,
         provider_state=item.get("provider_state"),
+        is_error=role == "tool" and bool(item.get("is_error", False)),
     )
 
 

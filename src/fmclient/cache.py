@@ -193,6 +193,8 @@ def _message(message: Any) -> dict[str, Any]:
         "name": message.name,
         "provider_state": _plain(message.provider_state),
         "cache": None if message.cache is None else {"ttl": message.cache.ttl},
+        # Only when set, so the keys of every other message stay what they were.
+        **({"is_error": True} if message.is_error else {}),
     }
 
 

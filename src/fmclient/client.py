@@ -7,7 +7,7 @@ all running on one call engine (fmclient._engine). The client knows nothing of a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fmclient import _chat, _validation
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from fmclient.limits import RateLimit
     from fmclient.provider_batch import BatchJob
     from fmclient.providers import Provider
-    from fmclient.types import Completion, Embeddings, Images, TokenCount
+    from fmclient.tool_loop import AsyncRunStream, Run, RunStream
+    from fmclient.types import Completion, Embeddings, Images, TokenCount, ToolCall
 
 __all__ = ["Attempt", "Client"]
 
@@ -159,9 +160,16 @@ class Client:
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
+        output_retries: int = 0,
         **provider_options: Any,
     ) -> Completion:
-        """Ask a model and wait for the whole answer."""
+        """Ask a model and wait for the whole answer.
+
+        With ``response_format``, ``output_retries=n`` asks again (up to n times) while the reply
+        does not validate, sending back only the last failed reply and its errors; the answer's
+        usage and cost cover every attempt, and so do those of the ``StructuredOutputError`` raised
+        when the retries run out. ``timeout`` then covers every attempt.
+        """
         params = {
             "system": system,
             "max_tokens": max_tokens,
@@ -173,6 +181,10 @@ class Client:
             "response_format": response_format,
             "reasoning": reasoning,
         }
+        if output_retries:
+            return _chat.complete_reasking(
+                self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params, output_retries
+            )
         return _chat.complete(self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params)
 
     async def acomplete(
@@ -192,6 +204,7 @@ class Client:
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
+        output_retries: int = 0,
         **provider_options: Any,
     ) -> Completion:
         """The async twin of :meth:`complete`."""
@@ -206,6 +219,10 @@ class Client:
             "response_format": response_format,
             "reasoning": reasoning,
         }
+        if output_retries:
+            return await _chat.acomplete_reasking(
+                self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params, output_retries
+            )
         return await _chat.acomplete(
             self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params
         )
@@ -283,6 +300,157 @@ class Client:
             "reasoning": reasoning,
         }
         return _chat.astream(self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params)
+
+    # -- tool loops ----------------------------------------------------------------------------------
+    def run(
+        self,
+        prompt: Any,
+        *,
+        tools: Sequence[Any],
+        model: str | None = None,
+        max_steps: int = 10,
+        stop_when: Callable[[Run], bool] | None = None,
+        approve: Callable[[ToolCall], Any] | None = None,
+        parallel_tools: bool = True,
+        tool_timeout: float | None = None,
+        on_tool_error: str = "return",
+        max_tool_failures: int | None = 3,
+        timeout: float | None = None,
+        **call_args: Any,
+    ) -> Run:
+        """Call the model, run the tools it asks for and send the results back, until it answers
+        (or ``max_steps``, ``stop_when``, a final tool): see :mod:`fmclient.tool_loop`.
+
+        ``timeout`` is the whole run's deadline; ``call_args`` are :meth:`complete`'s keyword
+        arguments (system, max_tokens, reasoning, ...), used on every step.
+        """
+        from fmclient import tool_loop
+
+        return tool_loop.run(
+            self.complete,
+            self._engine.hooks,
+            prompt,
+            tools=tools,
+            model=model,
+            max_steps=max_steps,
+            stop_when=stop_when,
+            approve=approve,
+            parallel_tools=parallel_tools,
+            tool_timeout=tool_timeout,
+            on_tool_error=on_tool_error,
+            max_tool_failures=max_tool_failures,
+            timeout=timeout,
+            **call_args,
+        )
+
+    async def arun(
+        self,
+        prompt: Any,
+        *,
+        tools: Sequence[Any],
+        model: str | None = None,
+        max_steps: int = 10,
+        stop_when: Callable[[Run], bool] | None = None,
+        approve: Callable[[ToolCall], Any] | None = None,
+        parallel_tools: bool = True,
+        tool_timeout: float | None = None,
+        on_tool_error: str = "return",
+        max_tool_failures: int | None = 3,
+        timeout: float | None = None,
+        **call_args: Any,
+    ) -> Run:
+        """The async twin of :meth:`run`: async tools are awaited, sync ones run in worker threads."""
+        from fmclient import tool_loop
+
+        return await tool_loop.arun(
+            self.acomplete,
+            self._engine.hooks,
+            prompt,
+            tools=tools,
+            model=model,
+            max_steps=max_steps,
+            stop_when=stop_when,
+            approve=approve,
+            parallel_tools=parallel_tools,
+            tool_timeout=tool_timeout,
+            on_tool_error=on_tool_error,
+            max_tool_failures=max_tool_failures,
+            timeout=timeout,
+            **call_args,
+        )
+
+    def run_stream(
+        self,
+        prompt: Any,
+        *,
+        tools: Sequence[Any],
+        model: str | None = None,
+        max_steps: int = 10,
+        stop_when: Callable[[Run], bool] | None = None,
+        approve: Callable[[ToolCall], Any] | None = None,
+        parallel_tools: bool = True,
+        tool_timeout: float | None = None,
+        on_tool_error: str = "return",
+        max_tool_failures: int | None = 3,
+        timeout: float | None = None,
+        **call_args: Any,
+    ) -> RunStream:
+        """:meth:`run`, streamed: iterate for events (text and reasoning deltas, tool calls, tool
+        results, step ends), then read ``.run``."""
+        from fmclient import tool_loop
+
+        return tool_loop.run_stream(
+            self.stream,
+            self._engine.hooks,
+            prompt,
+            tools=tools,
+            model=model,
+            max_steps=max_steps,
+            stop_when=stop_when,
+            approve=approve,
+            parallel_tools=parallel_tools,
+            tool_timeout=tool_timeout,
+            on_tool_error=on_tool_error,
+            max_tool_failures=max_tool_failures,
+            timeout=timeout,
+            **call_args,
+        )
+
+    def arun_stream(
+        self,
+        prompt: Any,
+        *,
+        tools: Sequence[Any],
+        model: str | None = None,
+        max_steps: int = 10,
+        stop_when: Callable[[Run], bool] | None = None,
+        approve: Callable[[ToolCall], Any] | None = None,
+        parallel_tools: bool = True,
+        tool_timeout: float | None = None,
+        on_tool_error: str = "return",
+        max_tool_failures: int | None = 3,
+        timeout: float | None = None,
+        **call_args: Any,
+    ) -> AsyncRunStream:
+        """The async twin of :meth:`run_stream`: ``async for event in client.arun_stream(...)``."""
+        from fmclient import tool_loop
+
+        return tool_loop.arun_stream(
+            self.astream,
+            self._engine.hooks,
+            prompt,
+            tools=tools,
+            model=model,
+            max_steps=max_steps,
+            stop_when=stop_when,
+            approve=approve,
+            parallel_tools=parallel_tools,
+            tool_timeout=tool_timeout,
+            on_tool_error=on_tool_error,
+            max_tool_failures=max_tool_failures,
+            timeout=timeout,
+            **call_args,
+        )
 
     # -- count tokens ------------------------------------------------------------------------------
     def count_tokens(

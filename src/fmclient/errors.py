@@ -37,6 +37,7 @@ __all__ = [
     "RequestTimeoutError",
     "ServiceUnavailableError",
     "StructuredOutputError",
+    "ToolError",
     "UnsupportedFeatureError",
     "error_for_status",
     "parse_retry_after",
@@ -76,6 +77,10 @@ class FMClientError(Exception):
         # Filled by the client when fallbacks were tried: one entry per model attempted.
         self.attempts: list[Any] = []
 
+    #: Set when a tool loop (fmclient.tool_loop) stopped with this error: the run so far, nothing
+    #: done is lost (its steps, messages, usage and cost).
+    run: Any = None
+
     def __str__(self) -> str:
         where = "/".join(p for p in (self.provider, self.model) if p)
         status = f" (status {self.status_code})" if self.status_code is not None else ""
@@ -106,6 +111,11 @@ class BudgetExceededError(FMClientError):
         self.max_cost = max_cost
 
 
+class ToolError(FMClientError):
+    """Raised by a tool (in a tool loop) to word the error the model sees: its message goes back
+    to the model as the tool's error result, as written, and the run goes on."""
+
+
 class UnsupportedFeatureError(FMClientError):
     """The request asks for something the model cannot do; raised before sending."""
 
@@ -121,6 +131,11 @@ class StructuredOutputError(FMClientError):
         super().__init__(message, **kwargs)
         self.text = text
         self.completion = completion
+        #: with ``output_retries``: every attempt's Completion (each one's ``.text``), in order,
+        #: and their usage and cost summed (cost None when any attempt's is unknown)
+        self.completions: list[Any] = []
+        self.usage: Any = None
+        self.cost: Any = None
 
 
 class AuthenticationError(FMClientError):

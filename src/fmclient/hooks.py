@@ -14,6 +14,16 @@ Sync and async calls, streams and embeddings all go through the same hooks, in t
     on_fallback(attempt, error)            the target failed; the next one is tried
     on_call_end(call, result, error)       exactly once per call that started
 
+A tool loop (``client.run`` / ``arun`` / ``run_stream``) adds its own events around those calls;
+each step's model call is an ordinary call with the events above::
+
+    on_run_start(run)
+      (the step's call)  on_call_start ... on_call_end
+      on_tool_start(tool)                  one per tool call the loop runs (or refuses)
+      on_tool_end(tool)                    ``tool.result`` / ``tool.error`` say how it went
+      on_step_end(run, step)
+    on_run_end(run, result, error)         exactly once per run that started
+
 ``before_request`` runs once per target (the primary, then each fallback tried), before any of
 its attempts; ``attempt.request`` is what was sent. A result's ``cost`` is known from
 ``on_call_end`` on: in ``on_response`` the answer is not yet the call's and reads None.
@@ -65,7 +75,7 @@ if TYPE_CHECKING:
     from fmclient.providers.base import ProviderSettings
     from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImageRequest, Images, Request
 
-__all__ = ["AttemptInfo", "CallInfo", "Hook"]
+__all__ = ["AttemptInfo", "CallInfo", "Hook", "RunInfo", "ToolCallInfo"]
 
 T = TypeVar("T")
 AnyRequest = TypeVar("AnyRequest", "Request", "EmbedRequest", "ImageRequest")
@@ -129,8 +139,66 @@ class AttemptInfo:
         return None if self.ended is None else self.ended - self.started
 
 
+@dataclass(slots=True, eq=False)
+class RunInfo:
+    """One tool-loop run as hooks see it (``client.run`` and its twins)."""
+
+    model: str  # the model name the run was given (an alias or "provider/model")
+    streaming: bool
+    started: float  # time.perf_counter() at the start
+    tools: tuple[str, ...] = ()  # the names of the tools offered on the first step
+    #: the run so far (a :class:`fmclient.tool_loop.Run`): its steps, messages, usage and cost
+    run: Any = None
+    ended: float | None = None
+    state: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class ToolCallInfo:
+    """One tool call a run executes. ``result`` is the :class:`fmclient.tool_loop.ToolResult`
+    that goes back to the model (also for an unknown tool, invalid arguments or a denied call);
+    ``error`` the exception the tool raised, if it did."""
+
+    run: RunInfo
+    call: Any  # the fmclient.ToolCall the model made
+    kind: str  # gen_ai.tool.type: "function" (a Python function), "extension" (an MCP server's)
+    step: int  # 1 for the run's first step
+    started: float
+    ended: float | None = None
+    result: Any = None
+    error: BaseException | None = None
+    state: dict[Any, Any] = field(default_factory=dict)
+
+
+def notify(hooks: Sequence[Hook], method: str, *args: Any) -> None:
+    """Run one observing method of each hook, failing open (see the module doc)."""
+    for hook in hooks:
+        function = getattr(hook, method, None)
+        if function is None:
+            continue
+        try:
+            function(*args)
+        except Exception:
+            _logger().warning("fmclient hook %r raised in %s; ignored", hook, method, exc_info=True)
+
+
 class Hook:
     """Base class: every method does nothing. Override the ones you need (see the module doc)."""
+
+    def on_run_start(self, run: RunInfo) -> None:
+        pass
+
+    def on_tool_start(self, tool: ToolCallInfo) -> None:
+        pass
+
+    def on_tool_end(self, tool: ToolCallInfo) -> None:
+        pass
+
+    def on_step_end(self, run: RunInfo, step: Any) -> None:
+        pass
+
+    def on_run_end(self, run: RunInfo, result: Any, error: BaseException | None) -> None:
+        pass
 
     def on_call_start(self, call: CallInfo) -> None:
         pass

@@ -28,6 +28,12 @@ client metrics):
   before sending (budget spent, client-side rate limit, circuit open, a ``before_request`` refusal)
   ends its span with error status and ``error.type``, like any failed call.
 
+A tool loop (``client.run`` and its twins, :mod:`fmclient.tool_loop`) is one INTERNAL
+``invoke_agent`` span (its summed usage, ``fmclient.run.steps``, ``fmclient.run.stopped``) that is
+current while the run goes, so each step's call span nests under it; each tool call is an INTERNAL
+``execute_tool {gen_ai.tool.name}`` span under it with ``gen_ai.tool.name``, ``gen_ai.tool.call.id``,
+``gen_ai.tool.type`` and, when the tool failed, ``error.type`` and error status.
+
 Message content (``gen_ai.system_instructions``, ``gen_ai.input.messages``,
 ``gen_ai.output.messages``, as JSON in the spec's message format) is recorded only when
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is ``true`` when the hook is built (or
@@ -53,7 +59,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from fmclient.errors import FMClientError
-from fmclient.hooks import AttemptInfo, CallInfo, Hook
+from fmclient.hooks import AttemptInfo, CallInfo, Hook, RunInfo, ToolCallInfo
 from fmclient.providers.base import ProviderSettings
 from fmclient.types import (
     Chunk,
@@ -462,6 +468,65 @@ class OpenTelemetryHook(Hook):
         if content:
             attributes["gen_ai.output.messages"] = json.dumps([_output_message(result)], ensure_ascii=False)
         return attributes
+
+    # -- tool loops: one invoke_agent span per run, an execute_tool span per tool call --------------
+    def on_run_start(self, run: RunInfo) -> None:
+        attributes: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent"}
+        if run.model:
+            attributes["gen_ai.request.model"] = run.model
+        span = self._tracer.start_span("invoke_agent", kind=SpanKind.INTERNAL, attributes=attributes)
+        # Current for the run, so each step's call span nests under it.
+        run.state[self] = (span, otel_context.attach(trace.set_span_in_context(span)))
+
+    def on_run_end(self, run: RunInfo, result: Any, error: BaseException | None) -> None:
+        held = run.state.pop(self, None)
+        if held is None:
+            return
+        span, token = held
+        otel_context.detach(token)
+        done = run.run
+        if span.is_recording() and done is not None:
+            usage = done.usage
+            span.set_attributes(
+                {
+                    "gen_ai.usage.input_tokens": usage.input_tokens,
+                    "gen_ai.usage.output_tokens": usage.output_tokens,
+                    "fmclient.run.steps": len(done.steps),
+                }
+            )
+            if done.stopped:
+                span.set_attribute("fmclient.run.stopped", done.stopped)
+        if error is not None and not isinstance(error, GeneratorExit):
+            span.set_attribute("error.type", _error_type(error))
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        span.end()
+
+    def on_tool_start(self, tool: ToolCallInfo) -> None:
+        held = tool.run.state.get(self)
+        name = tool.call.name
+        span = self._tracer.start_span(
+            f"execute_tool {name}",
+            context=trace.set_span_in_context(held[0]) if held is not None else None,
+            kind=SpanKind.INTERNAL,
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": name,
+                "gen_ai.tool.call.id": tool.call.id,
+                "gen_ai.tool.type": tool.kind,
+            },
+        )
+        tool.state[self] = span
+
+    def on_tool_end(self, tool: ToolCallInfo) -> None:
+        span = tool.state.pop(self, None)
+        if span is None:
+            return
+        result = tool.result
+        if getattr(result, "is_error", False) or tool.error is not None:
+            error_type = type(tool.error).__name__ if tool.error is not None else str(result.error_type)
+            span.set_attribute("error.type", error_type)
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        span.end()
 
 
 def _server_attributes(flavour: tuple[str, str | None, int | None]) -> dict[str, Any]:

@@ -303,6 +303,9 @@ class Message:
     provider_state: Mapping[str, Any] | None = None
     #: a prompt-cache breakpoint right after this message (see :class:`CachePoint`)
     cache: CachePoint | None = None
+    #: a tool result that reports the tool's failure: sent as Anthropic's ``is_error``, Bedrock's
+    #: ``status: "error"`` and Gemini's ``error`` response (elsewhere the text says so alone)
+    is_error: bool = False
 
     @property
     def text(self) -> str:
@@ -331,9 +334,11 @@ class Message:
         return cls(role="user", content=parts)
 
     @classmethod
-    def tool_result(cls, tool_call_id: str, content: Any, *, name: str | None = None) -> Message:
+    def tool_result(
+        cls, tool_call_id: str, content: Any, *, name: str | None = None, is_error: bool = False
+    ) -> Message:
         text = content if isinstance(content, str) else json.dumps(content)
-        return cls(role="tool", content=text, tool_call_id=tool_call_id, name=name)
+        return cls(role="tool", content=text, tool_call_id=tool_call_id, name=name, is_error=is_error)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role}
@@ -354,7 +359,111 @@ class Message:
             out["tool_call_id"] = self.tool_call_id
         if self.name is not None:
             out["name"] = self.name
+        if self.is_error:
+            out["is_error"] = True
         return out
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything in the message as JSON-ready data (image bytes and provider state included),
+        so a conversation can be stored and continued later: :meth:`from_json` gives it back."""
+        out: dict[str, Any] = {"role": self.role}
+        if isinstance(self.content, str):
+            out["content"] = self.content
+        else:
+            out["content"] = [_part_to_json(p) for p in self.content]
+        if self.tool_calls:
+            out["tool_calls"] = [_tool_call_to_json(c) for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        if self.provider_state is not None:
+            out["provider_state"] = json_ready(self.provider_state)
+        if self.cache is not None:
+            out["cache"] = {"ttl": self.cache.ttl}
+        if self.is_error:
+            out["is_error"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
+        """The message :meth:`to_json` wrote."""
+        role = data["role"]
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}, got {role!r}")
+        raw = data.get("content", "")
+        content: str | tuple[Part, ...] = raw if isinstance(raw, str) else tuple(_part_from_json(p) for p in raw)
+        state = data.get("provider_state")
+        cache = data.get("cache")
+        return cls(
+            role=role,
+            content=content,
+            tool_calls=tuple(tool_call_from_json(c) for c in data.get("tool_calls", ())),
+            tool_call_id=data.get("tool_call_id"),
+            name=data.get("name"),
+            provider_state=None if state is None else from_json_ready(state),
+            cache=None if cache is None else CachePoint(cache.get("ttl")),
+            is_error=bool(data.get("is_error", False)),
+        )
+
+
+# -- JSON round trips (Message.to_json, fmclient.tool_loop.Run.to_json) ------------------------
+_BYTES_KEY = "__fmclient_bytes__"
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with bytes tagged as base64 (provider state holds signatures as bytes), tuples as
+    lists: what :func:`from_json_ready` turns back into the same data."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {_BYTES_KEY: base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def from_json_ready(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        if len(value) == 1 and _BYTES_KEY in value:
+            return base64.b64decode(value[_BYTES_KEY])
+        return {k: from_json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json_ready(v) for v in value]
+    return value
+
+
+def _part_to_json(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    out: dict[str, Any] = {"type": "image", "media_type": part.media_type}
+    if part.url is not None:
+        out["url"] = part.url
+    if part.data is not None:
+        out["data"] = part.base64_data
+    return out
+
+
+def _part_from_json(data: Mapping[str, Any]) -> Part:
+    if data.get("type") == "text":
+        return TextPart(data["text"])
+    raw = data.get("data")
+    return ImagePart(
+        data=None if raw is None else base64.b64decode(raw), url=data.get("url"), media_type=data.get("media_type")
+    )
+
+
+def _tool_call_to_json(call: ToolCall) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": call.id, "name": call.name, "arguments": call.arguments}
+    if call.raw_arguments is not None:
+        out["raw_arguments"] = call.raw_arguments
+    return out
+
+
+def tool_call_from_json(data: Mapping[str, Any]) -> ToolCall:
+    return ToolCall(
+        id=data["id"], name=data["name"], arguments=dict(data["arguments"]), raw_arguments=data.get("raw_arguments")
+    )
 
 
 @dataclass(frozen=True, slots=True)

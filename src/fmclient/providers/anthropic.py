@@ -325,6 +325,8 @@ def _messages(request: Request, provider: str) -> list[dict[str, Any]]:
                 "tool_use_id": message.tool_call_id,
                 "content": _user_content(message, index, request.model, provider),
             }
+            if message.is_error:
+                result["is_error"] = True
             if message.cache is not None:
                 result["cache_control"] = _cache_control(message.cache)
             pending_results.append(result)

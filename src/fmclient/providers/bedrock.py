@@ -554,7 +554,10 @@ def _converse_messages(messages: Sequence[Message], provider: str, model: str) -
                 if isinstance(message.content, str)
                 else _content_blocks(message.content, provider, model)
             )
-            blocks = [{"toolResult": {"toolUseId": message.tool_call_id, "content": result_blocks}}]
+            tool_result: dict[str, Any] = {"toolUseId": message.tool_call_id, "content": result_blocks}
+            if message.is_error:
+                tool_result["status"] = "error"
+            blocks = [{"toolResult": tool_result}]
         elif message.role == "assistant":
             role = "assistant"
             state = (message.provider_state or {}).get(provider) or {}

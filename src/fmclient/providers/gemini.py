@@ -399,7 +399,9 @@ def build_contents(
                     "assistant message that made the call in the conversation",
                     provider=provider,
                 )
-            response: dict[str, Any] = {"name": name, "response": _tool_output(message.text)}
+            # The API documents "output" for a function's result and "error" for its failure.
+            output = {"error": message.text} if message.is_error else _tool_output(message.text)
+            response: dict[str, Any] = {"name": name, "response": output}
             if known and known[1]:
                 response["id"] = known[1]
             media = _function_response_parts(message, provider, model, vertex)
