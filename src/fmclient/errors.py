@@ -36,6 +36,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "ServiceUnavailableError",
+    "SharedStateUnavailableError",
     "StructuredOutputError",
     "UnsupportedFeatureError",
     "error_for_status",
@@ -104,6 +105,11 @@ class BudgetExceededError(FMClientError):
         super().__init__(message, **kwargs)
         self.spent = spent
         self.max_cost = max_cost
+
+
+class SharedStateUnavailableError(FMClientError):
+    """The shared state store (``[shared]``, Redis) did not answer and ``on_unavailable = "refuse"``:
+    the call was not sent. Not the provider's fault: never counts against its circuit breaker."""
 
 
 class UnsupportedFeatureError(FMClientError):
