@@ -362,3 +362,21 @@ async def test_async_calls_share_the_limit_too(
     with pytest.raises(RateLimitError, match="could not start within its deadline"):
         await two.acomplete("hi", model="openai/gpt-4o", timeout=limits.WINDOW / 2)
     assert len(arrivals) == 3
+
+
+# -- Ray ---------------------------------------------------------------------------------------------
+def test_ray_actors_share_the_limits_instead_of_splitting_them(
+    fake_server: FakeServer, arrivals: list[float], redis_server: RedisServer
+) -> None:
+    from fmclient.limits import RateLimit
+    from fmclient.ray import FMClientPredictor, predictor_kwargs
+    from fmclient.shared import SharedRateLimiter
+
+    config = {"providers": provider(fake_server), "shared": redis_server.url, "max_cost": 4}
+    kwargs = predictor_kwargs(model="openai/gpt-4o", actors=4, client_config=config, rate_limits={"openai": {"rpm": 8}})
+    predictor = FMClientPredictor(**kwargs)
+    assert predictor.client.settings.rate_limits["openai"] == RateLimit(rpm=8)  # the whole limit, not 2
+    assert predictor.client.max_cost == 4  # the whole budget, not 1
+    assert isinstance(predictor.client._engine.limiter, SharedRateLimiter)
+    out = predictor({"prompt": ["a", "b"]})
+    assert list(out["text"]) == ["ok", "ok"] and len(arrivals) == 2
