@@ -510,11 +510,16 @@ class SharedBudget(Budget):
 
     @property
     def spent(self) -> Decimal:
-        found = self._shared_spent()
-        return super().spent if found is None else found  # Redis down: what this process counted
+        """The fleet's total (in the current period); what this process counted while Redis is down."""
+        try:
+            found = self._shared_spent()
+        except SharedStateUnavailableError:  # reading a figure never fails, even with "refuse"
+            found = None
+        return super().spent if found is None else found
 
     def check(self, provider: str, model: str) -> None:
-        spent = self.spent
+        found = self._shared_spent()  # with on_unavailable="refuse", Redis down refuses the call
+        spent = super().spent if found is None else found
         if spent >= self.max_cost:
             raise BudgetExceededError(
                 f"budget {self.name!r} spent (shared): {spent} of max_cost {self.max_cost} USD; no request was sent",
