@@ -380,3 +380,18 @@ def test_ray_actors_share_the_limits_instead_of_splitting_them(
     assert isinstance(predictor.client._engine.limiter, SharedRateLimiter)
     out = predictor({"prompt": ["a", "b"]})
     assert list(out["text"]) == ["ok", "ok"] and len(arrivals) == 2
+
+
+def test_the_token_charge_is_corrected_to_actual_usage_for_every_process(
+    fake_server: FakeServer, arrivals: list[float], redis_server: RedisServer
+) -> None:
+    import redis
+
+    shared = {"url": redis_server.url, "namespace": "tokens-test"}
+    client = Client(providers=provider(fake_server), shared=shared, rate_limits={"openai": {"tpm": 100_000}})
+    completion = client.complete("hi", model="openai/gpt-4o", max_tokens=5000)  # estimated at 5000+
+    client._engine.shared.flush()  # type: ignore[union-attr]
+    used = int(redis.Redis.from_url(redis_server.url).get("tokens-test:rl:openai:t:used") or 0)
+    assert completion.usage.total_tokens < 5000
+    assert used == completion.usage.total_tokens  # what the call used, not the estimate
+    client.close()
