@@ -395,3 +395,16 @@ def test_the_token_charge_is_corrected_to_actual_usage_for_every_process(
     assert completion.usage.total_tokens < 5000
     assert used == completion.usage.total_tokens  # what the call used, not the estimate
     client.close()
+
+
+def test_an_in_process_budget_with_a_period_starts_from_zero_in_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    from decimal import Decimal
+
+    from fmclient import budget
+
+    spend = budget.Budget(Decimal(1), period="day")
+    spend.add(Decimal("0.75"))
+    assert spend.spent == Decimal("0.75")
+    monkeypatch.setattr(budget, "budget_period_id", lambda period: "the next day")
+    assert spend.spent == 0  # a new day
+    spend.check("openai", "gpt-4o")  # and room again

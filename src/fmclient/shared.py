@@ -580,10 +580,11 @@ class SharedBudget(Budget):
         period_seconds = {"day": 2 * 86400, "month": 62 * 86400}.get(self.period or "")
 
         def incr() -> int:
-            with self._state.redis.pipeline() as pipe:
+            if not period_seconds:
+                return int(self._state.redis.incrby(key, pico))
+            with self._state.redis.pipeline(transaction=False) as pipe:  # one round trip, not MULTI/EXEC
                 pipe.incrby(key, pico)
-                if period_seconds:
-                    pipe.expire(key, period_seconds)  # a past period's counter goes away by itself
+                pipe.expire(key, period_seconds)  # a past period's counter goes away by itself
                 return int(pipe.execute()[0])
 
         try:
