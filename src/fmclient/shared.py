@@ -295,7 +295,6 @@ class SharedState:
         self._down_until = 0.0
         self._warned = False
         self._lock = threading.Lock()
-        self._queue: Any = None  # background round trips (see later), started on first use
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._leave = self.redis.register_script(_LEAVE)
         self._settle = self.redis.register_script(_SETTLE)
@@ -341,44 +340,6 @@ class SharedState:
             return None
         return result
 
-    def later(self, operation: Callable[[], object], what: str) -> None:
-        """Run a round trip off the call's path, in one background thread, in order.
-
-        For what no decision waits on (a token charge corrected to actual usage): a call does not
-        pay a round trip for it. :meth:`flush` waits until everything queued has run.
-        """
-        with self._lock:
-            if self._queue is None:
-                import queue
-
-                self._queue = queue.SimpleQueue()
-                threading.Thread(target=self._drain, name="fmclient-shared", daemon=True).start()
-            self._queue.put((operation, what))
-
-    def _drain(self) -> None:
-        assert self._queue is not None
-        while True:
-            operation, what = self._queue.get()
-            if operation is None:
-                return
-            if what == "flush":  # a marker: everything queued before it has run
-                operation()
-                continue
-            try:
-                self.run(operation, what)
-            except SharedStateUnavailableError:
-                pass  # a correction after the answer: the call already succeeded
-            except Exception as error:  # bookkeeping must not end the thread; the type only (no url)
-                _log.warning("shared state: a background update failed (%s: %s)", what, type(error).__name__)
-
-    def flush(self, timeout: float = 5.0) -> None:
-        """Wait until the background round trips queued so far have run."""
-        if self._queue is None:
-            return
-        done = threading.Event()
-        self._queue.put((done.set, "flush"))
-        done.wait(timeout)
-
     def limiter(self, limits: Mapping[str, RateLimit]) -> SharedRateLimiter:
         return SharedRateLimiter(self, limits)
 
@@ -389,9 +350,6 @@ class SharedState:
         return SharedCircuitBreaker(self, provider, failure_threshold, cooldown)
 
     def close(self) -> None:
-        if self._queue is not None:
-            self.flush(timeout=max(1.0, 4 * self.timeout))
-            self._queue.put((None, ""))
         self.redis.close()
 
 
@@ -505,13 +463,10 @@ class SharedRateLimiter(RateLimiter):
         pause = 0.0
         if headers:
             pause = _pause_from_headers(headers, ticket.estimate if actual_tokens is None else actual_tokens)
-        if pause > 0:  # the fleet must slow down now: before this call returns
+        # In the call's path: a background thread for it measured slower (GIL contention with
+        # the call's own I/O) on a loaded 2-core machine.
+        if pause > 0 or (actual_tokens is not None and any(b.limit.tpm for b in ticket.buckets)):
             self._send_settle(ticket, -1 if actual_tokens is None else actual_tokens, pause)
-        elif actual_tokens is not None and any(b.limit.tpm for b in ticket.buckets):
-            # A correction no decision waits on: off the call's path (one round trip less per call).
-            keys = [b.prefix for b in ticket.buckets]
-            args: list[str | int] = [ticket.id, actual_tokens, 0]
-            self._state.later(lambda: self._state._settle(keys=keys, args=args), "rate limit")
 
     def throttled(self, ticket: Any, retry_after: float | None) -> None:
         """A 429 seen by this process pauses the limit for every process."""
