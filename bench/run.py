@@ -7,7 +7,7 @@
     python bench/run.py --markdown results.md --json results.json
 
 Scenarios: ``import``, ``complete``, ``stream``, ``async``, ``memory``, ``llamacpp``, ``titan``,
-``cost``, ``telemetry``, ``cache``, ``batch``, ``cli``, ``loop``, ``peers`` (fmclient beside LiteLLM, aisuite, any-llm
+``cost``, ``telemetry``, ``cache``, ``batch``, ``cli``, ``loop``, ``shared``, ``peers`` (fmclient beside LiteLLM, aisuite, any-llm
 and the raw SDKs: ``bench/peers.py``). ``bench/charts.py`` draws the docs' charts from ``--json``.
 Every scenario runs fmclient and the baseline in the same process (memory and import: in fresh
 subprocesses), alternating blocks so that noise from other processes hits both sides alike, and
@@ -49,6 +49,7 @@ SCENARIOS = (
     "peers",
     "cli",
     "loop",
+    "shared",
 )
 
 ANTHROPIC_MODEL = "claude-sonnet-4-6"
@@ -641,6 +642,170 @@ def scenario_cache(url: str, quick: bool) -> Section:
     )
     section.data = {side: median(values) for side, values in samples.items()}
     return section
+
+
+# == shared state (many processes, one account) ==============================================
+SHARED_LIMIT = 200  # requests per window, for the whole fleet
+SHARED_WINDOW = 1.0  # seconds (a short window: the aggregate is measured over a few of them)
+
+
+def scenario_shared(url: str, quick: bool) -> Section:
+    """What shared rate limits and budget cost per call (loopback Redis), and the aggregate rate of
+    4 processes sharing one limiter, beside in-process limits split over the 4."""
+    from fmclient import Client
+
+    rounds, block, warmup = (5, 100, 50) if quick else (15, 200, 100)
+    providers = {"anthropic": {"base_url": url, "api_key": API_KEY}}
+    model = f"anthropic/{ANTHROPIC_MODEL}"
+    roomy = {"anthropic": {"rpm": 10_000_000, "tpm": 10_000_000_000}}  # never waits: only the bookkeeping
+    section = Section(
+        f"Shared state over Redis: per-call cost ({rounds} alternating blocks of {block} calls per side), "
+        f"and 4 processes under one {SHARED_LIMIT}-per-{SHARED_WINDOW:g}s limit",
+        ["side", "median", "p90", "added vs no limits"],
+    )
+    with _redis_server() as redis_url:
+        if redis_url is None:
+            section.notes.append("redis-server is not installed: the scenario was not measured")
+            return section
+        clients = {
+            "no limits, no budget": Client(providers=providers),
+            "in-process limits + budget": Client(providers=providers, rate_limits=roomy, max_cost=1_000_000),
+            "shared limits + budget (Redis)": Client(
+                providers=providers,
+                rate_limits=roomy,
+                max_cost=1_000_000,
+                shared={"url": redis_url, "namespace": "bench"},
+            ),
+        }
+
+        def call(client: Any) -> Callable[[], Any]:
+            return lambda: client.complete(PROMPT, model=model, system=SYSTEM, max_tokens=MAX_TOKENS)
+
+        samples = interleaved(
+            {k: timed(call(v)) for k, v in clients.items()}, rounds=rounds, block=block, warmup=warmup
+        )
+        for client in clients.values():
+            client.close()
+        base = median(samples["no limits, no budget"])
+        for side, values in samples.items():
+            added = median(values) - base
+            section.rows.append(
+                [side, us(median(values)), us(p90(values)), us(added) if side != "no limits, no budget" else "-"]
+            )
+        shared_added = median(samples["shared limits + budget (Redis)"]) - median(samples["in-process limits + budget"])
+        section.checks.append(
+            Check("shared over in-process, per call (median)", us(shared_added), "< 300 us", shared_added < 0.0003)
+        )
+
+        seconds = 3.0 if quick else 6.0
+        rates: dict[str, float] = {}
+        busiest: dict[str, int] = {}
+        for side in ("shared", "split"):
+            begin = time.time() + 5  # every process starts calling at once, after its imports
+            results = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(Path(__file__).resolve()),
+                        "--worker",
+                        "shared-rate",
+                        side,
+                        url,
+                        redis_url,
+                        str(seconds),
+                        str(begin),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(4)
+            ]
+            outputs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in results]
+            stamps = sorted(t for o in outputs for t in o["stamps"])
+            # Whole windows from the first answer: a sliding window admits in bursts a window apart,
+            # so a rate over first-to-last answer would count one burst too many.
+            windows = int((stamps[-1] - stamps[0]) // SHARED_WINDOW)
+            start = stamps[0] - 0.01  # the first burst's answers land within a few ms of each other
+            rates[side] = sum(t < start + windows * SHARED_WINDOW for t in stamps) / max(windows, 1)
+            busiest[side] = _most_in_a_window(stamps, SHARED_WINDOW * 0.9)
+        limit = SHARED_LIMIT
+        for side, label in (
+            ("shared", "4 processes, one shared limit"),
+            ("split", "4 processes, limit split 4 ways (in process)"),
+        ):
+            section.rows.append(
+                [
+                    label,
+                    f"{rates[side]:.0f} per {SHARED_WINDOW:g}s",
+                    f"busiest: {busiest[side]}",
+                    f"{rates[side] / limit:.0%} of the limit",
+                ]
+            )
+        section.checks.append(
+            Check(
+                "aggregate rate of 4 processes sharing one limiter",
+                f"{rates['shared']:.0f}/{limit} per window ({rates['shared'] / limit:.0%})",
+                ">= 95% and <= 100%",
+                0.95 * limit <= rates["shared"] <= limit * 1.001,
+            )
+        )
+    section.notes.append(
+        "Per call, the shared side adds Redis round trips on 127.0.0.1: the rate-limit admission (one Lua "
+        "script), the settle of the token charge, the budget check and the budget add. The aggregate is "
+        "the answers of 4 processes x 16 threads per whole window (busiest: the most answers in any 0.9 "
+        "window); the "
+        "fake answers in well under a millisecond, so the limiter is the bottleneck."
+    )
+    section.data = {
+        "per_call": {side: median(values) for side, values in samples.items()},
+        "rates": rates,
+        "busiest": busiest,
+    }
+    return section
+
+
+def _most_in_a_window(stamps: list[float], window: float) -> int:
+    most, first = 0, 0
+    for last, stamp in enumerate(stamps):
+        while stamp - stamps[first] >= window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def shared_rate_worker(side: str, url: str, redis_url: str, seconds: float, begin: float) -> dict[str, Any]:
+    """One of the 4 processes of the aggregate-rate measure: calls for ``seconds`` from 16 threads."""
+    import threading
+
+    from fmclient import Client, limits
+
+    limits.WINDOW = SHARED_WINDOW
+    providers = {"anthropic": {"base_url": url, "api_key": API_KEY}}
+    if side == "shared":
+        client = Client(
+            providers=providers,
+            rate_limits={"anthropic": {"rpm": SHARED_LIMIT}},
+            shared={"url": redis_url, "namespace": f"bench-rate-{os.getppid()}", "timeout": 2},
+        )
+    else:
+        client = Client(providers=providers, rate_limits={"anthropic": {"rpm": SHARED_LIMIT // 4}})
+    model = f"anthropic/{ANTHROPIC_MODEL}"
+    client.complete(PROMPT, model=model, max_tokens=8)  # the SDK's import and connection first
+    time.sleep(max(begin - time.time(), SHARED_WINDOW))  # all start together; the warm-up's slot has left
+    stamps: list[float] = []
+    stop = time.time() + seconds
+
+    def loop() -> None:
+        while time.time() < stop:
+            client.complete(PROMPT, model=model, max_tokens=8, timeout=30)
+            stamps.append(time.time())
+
+    threads = [threading.Thread(target=loop) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"stamps": stamps}
 
 
 # == streaming ===============================================================================
@@ -1903,6 +2068,8 @@ def run(scenarios: Sequence[str], quick: bool) -> list[Section]:
                 section = scenario_cli(quick)
             elif name == "loop":
                 section = scenario_loop(server.url, quick)
+            elif name == "shared":
+                section = scenario_shared(server.url, quick)
             else:  # pragma: no cover - argparse checks choices
                 raise ValueError(name)
             section.notes.append(f"scenario took {time.perf_counter() - started:.1f} s")
@@ -2010,6 +2177,8 @@ def main(argv: list[str] | None = None) -> int:
             import peers
 
             result = peers.peer_worker(rest[0], rest[1], rest[2] == "1", json.loads(rest[3]))
+        elif kind == "shared-rate":
+            result = shared_rate_worker(rest[0], rest[1], rest[2], float(rest[3]), float(rest[4]))
         else:
             result = loops_worker(rest[0], int(rest[1]), int(rest[2]))
         print(json.dumps(result))

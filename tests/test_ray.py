@@ -284,3 +284,28 @@ def test_ray_example_processes_a_slice(ray_cluster: Any, server: FakeServer) -> 
     assert out.returncode == 0, out.stderr[-3000:]
     assert "200 rows: 200 answered, 0 failed" in out.stdout
     assert len(server.requests) == 200
+
+
+def test_ray_actors_on_a_local_cluster_share_one_limit_over_redis(
+    ray_cluster: Any, server: FakeServer, tmp_path: Path
+) -> None:
+    """With [shared] the actors are not given a split: each could send the whole limit alone, and
+    together they still send no more than it (the rows past it cannot start within their timeout)."""
+    from tests.test_response_cache import RedisServer
+
+    redis_server = RedisServer(tmp_path)
+    try:
+        config = {**client_config(server), "shared": {"url": redis_server.url, "namespace": "ray-test", "timeout": 5}}
+        kwargs = predictor_kwargs(
+            model="openai/gpt-4o", actors=2, client_config=config, rate_limits={"openai": {"rpm": 6}}, timeout=1.5
+        )
+        assert kwargs["rate_limits"] == {"openai": {"rpm": 6}}  # not split: 6 for each actor to take
+        ds = ray_cluster.data.from_items([{"prompt": f"row {i}", "id": i} for i in range(16)])
+        rows = ds.map_batches(FMClientPredictor, fn_constructor_kwargs=kwargs, concurrency=2, batch_size=4).take_all()
+    finally:
+        redis_server.stop()
+    answered = [r for r in rows if r["error_type"] is None]
+    refused = [r for r in rows if r["error_type"] is not None]
+    assert len(rows) == 16
+    assert len(answered) == len(server.requests) == 6  # the whole fleet's limit, no more
+    assert {r["error_type"] for r in refused} == {"RateLimitError"}  # refused before sending, not lost

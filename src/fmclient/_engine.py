@@ -33,6 +33,7 @@ from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImageReq
 if TYPE_CHECKING:
     from fmclient.cache import ResponseCache
     from fmclient.config import Settings, Target
+    from fmclient.shared import SharedState
 
 __all__ = ["Attempt", "Call", "Engine", "Route"]
 
@@ -150,7 +151,13 @@ class Engine:
         self._lock = threading.Lock()
         self._breaker_config = breaker_from_settings(settings.circuit_breaker)
         self._breakers: dict[str, CircuitBreaker] = {}
-        self.budget = budget_from_settings(settings.budget)
+        # Shared over Redis when [shared] is configured; nothing below knows which (fmclient.shared).
+        self.shared: SharedState | None = None
+        if settings.shared.get("url"):
+            from fmclient.shared import state_from_settings
+
+            self.shared = state_from_settings(settings.shared)
+        self.budget = budget_from_settings(settings.budget, self.shared)
         self._price_refs: dict[str, PriceRef] = {}
         self._identities: dict[str, str | None] = {}
         self.hooks: list[Hook] = list(hooks)
@@ -160,7 +167,9 @@ class Engine:
         self._logging_hook = LoggingHook()
         self.cache = cache
         self._owns_cache = owns_cache  # one passed in is the caller's to close
-        self.limiter = RateLimiter(settings.rate_limits)
+        self.limiter: RateLimiter = (
+            RateLimiter(settings.rate_limits) if self.shared is None else self.shared.limiter(settings.rate_limits)
+        )
 
     def check_budget_for(self, route: Route) -> None:
         if self.budget is not None:
@@ -326,7 +335,13 @@ class Engine:
         found = self._breakers.get(provider)
         if found is None:
             with self._lock:
-                found = self._breakers.setdefault(provider, CircuitBreaker(*self._breaker_config))
+                found = self._breakers.get(provider)
+                if found is None:
+                    found = self._breakers[provider] = (
+                        CircuitBreaker(*self._breaker_config)
+                        if self.shared is None
+                        else self.shared.breaker(provider, *self._breaker_config)
+                    )
         return found
 
     def may_fall_back(self, error: FMClientError) -> bool:
@@ -430,12 +445,16 @@ class Engine:
             provider.close()
         if self.cache is not None and self._owns_cache:
             self.cache.close()
+        if self.shared is not None:
+            self.shared.close()
 
     async def aclose(self) -> None:
         for provider in list(self._providers.values()):
             await provider.aclose()
         if self.cache is not None and self._owns_cache:
             self.cache.close()
+        if self.shared is not None:
+            self.shared.close()
 
 
 class Call:

@@ -46,6 +46,9 @@ class Client:
     ``cache`` (or the config's ``[cache]`` table) answers identical requests from a response cache:
     ``True`` for in-memory, a table's keys, or a :class:`~fmclient.cache.ResponseCache`. Off by
     default; see :mod:`fmclient.cache`.
+
+    ``shared`` (a ``redis://`` url, or the config's ``[shared]`` table) shares rate limits, the
+    budget and circuit breakers with every process using the same Redis: see :mod:`fmclient.shared`.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class Client:
         telemetry: bool | None = None,
         cache: bool | Mapping[str, Any] | ResponseCache | None = None,
         rate_limits: Mapping[str, Mapping[str, int] | RateLimit] | None = None,
+        shared: str | Mapping[str, Any] | None = None,
     ) -> None:
         overrides: dict[str, Any] = {
             "default_model": model,
@@ -82,6 +86,7 @@ class Client:
             ("aliases", aliases),
             ("fallbacks", fallbacks),
             ("rate_limits", rate_limits),
+            ("shared", shared),
         ):
             if value is not None:
                 overrides[key] = value

@@ -79,6 +79,7 @@ TOP_LEVEL_KEYS = frozenset(
         "prices",
         "cache",
         "rate_limits",
+        "shared",
         "telemetry",
     }
 )
@@ -115,6 +116,8 @@ class Settings:
     prices: Mapping[str, str] = field(default_factory=dict)
     cache: Mapping[str, Any] = field(default_factory=dict)
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    #: ``[shared]``: rate limits, budget and breakers shared over Redis (see fmclient.shared)
+    shared: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     default_image_model: str = "titan-image"
     telemetry: bool = False
@@ -415,11 +418,17 @@ def _apply_layer(state: dict[str, Any], data: Mapping[str, Any], where: str) -> 
         state["telemetry"] = _switch(data["telemetry"], f"{where}: telemetry")
         sources["telemetry"] = where
     if "budget" in data:
-        state["budget"] = check_budget_table(data["budget"], where)
+        # Merged: max_cost= as an argument keeps the config file's budget name and period.
+        state["budget"] = {**state["budget"], **check_budget_table(data["budget"], where)}
         sources["budget"] = where
     if "cache" in data:
         state["cache"] = check_cache_table(data["cache"], where)
         sources["cache"] = where
+    if "shared" in data:
+        from fmclient.shared import check_shared_table  # redis itself is imported only when used
+
+        state["shared"] = {**state["shared"], **check_shared_table(data["shared"], where)}
+        sources["shared"] = where
     prices = data.get("prices", {})
     if not isinstance(prices, Mapping) or not all(isinstance(v, str) and v for v in prices.values()):
         raise ConfigurationError(f"{where}: [prices] must map provider names to price table provider ids")
@@ -575,6 +584,7 @@ def load_settings(
         "prices": {},
         "cache": {},
         "rate_limits": {},
+        "shared": {},
         "telemetry": False,
         "sources": {},
     }
@@ -620,6 +630,7 @@ def load_settings(
         prices=dict(state["prices"]),
         cache=dict(state["cache"]),
         rate_limits=dict(state["rate_limits"]),
+        shared=dict(state["shared"]),
         sources=dict(state["sources"]),
         config_path=path,
         telemetry=state["telemetry"],

@@ -36,6 +36,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "ServiceUnavailableError",
+    "SharedStateUnavailableError",
     "StructuredOutputError",
     "ToolError",
     "UnsupportedFeatureError",
@@ -114,6 +115,11 @@ class BudgetExceededError(FMClientError):
 class ToolError(FMClientError):
     """Raised by a tool (in a tool loop) to word the error the model sees: its message goes back
     to the model as the tool's error result, as written, and the run goes on."""
+
+
+class SharedStateUnavailableError(FMClientError):
+    """The shared state store (``[shared]``, Redis) did not answer and ``on_unavailable = "refuse"``:
+    the call was not sent. Not the provider's fault: never counts against its circuit breaker."""
 
 
 class UnsupportedFeatureError(FMClientError):

@@ -37,7 +37,10 @@ decimals keep their type). An input column with the name of an output column is 
 any request, with the clash named: pass ``output_prefix="fm_"`` (any prefix) to name the output
 columns ``fm_text``, ``fm_cost``... instead.
 
-Rate limits hold cluster-wide by **splitting**: the configured ``rpm``/``tpm`` of each entry is
+With shared state (``shared="redis://..."`` in ``client_config``, or ``[shared]`` in the config
+file; see :mod:`fmclient.shared`) every actor uses the same limiter, budget and circuit breakers in
+Redis and nothing is split: idle actors leave their room to busy ones. Without it, rate limits
+hold cluster-wide by **splitting**: the configured ``rpm``/``tpm`` of each entry is
 divided by the number of actors (rounded down, at least 1), and each actor's Client enforces its
 share locally (``fmclient.limits``). That holds for every source of limits: the ``rate_limits``
 argument, ``client_config["rate_limits"]``, and the ``[rate_limits]`` of the config file the
@@ -124,13 +127,16 @@ def predictor_kwargs(
     Every limit and budget is for the whole cluster: ``rate_limits`` is split here, and the
     actors split the rest (``client_config``'s, the config file's) when they build their Client.
     """
+    # With [shared] state (Redis) the actors share one limiter and budget: nothing is split, so
+    # idle actors leave their room to busy ones.
+    split = rate_limits is not None and not _shares_state(dict(client_config or {}))
     return {
         "model": model,
         "actors": actors,
         "prompt_column": prompt_column,
         "system": system,
         "client_config": dict(client_config or {}),
-        "rate_limits": None if rate_limits is None else split_rate_limits(rate_limits, actors),
+        "rate_limits": split_rate_limits(rate_limits, actors) if split and rate_limits is not None else rate_limits,
         "concurrency_per_actor": concurrency_per_actor,
         "output_prefix": output_prefix,
         **call_args,
@@ -283,6 +289,8 @@ def _actor_share(config: Mapping[str, Any], actors: int) -> dict[str, Any]:
     from fmclient.budget import parse_max_cost
     from fmclient.config import load_settings
 
+    if _shares_state(config):
+        return {}  # one shared limiter and budget for every actor (fmclient.shared): nothing to split
     overrides: dict[str, Any] = {}
     if config.get("rate_limits") is not None:
         overrides["rate_limits"] = config["rate_limits"]
@@ -295,6 +303,15 @@ def _actor_share(config: Mapping[str, Any], actors: int) -> dict[str, Any]:
     if settings.budget.get("max_cost") is not None:
         share["max_cost"] = parse_max_cost(settings.budget["max_cost"]) / actors
     return share
+
+
+def _shares_state(config: Mapping[str, Any]) -> bool:
+    """Does the actors' Client share its limits and budget over Redis (``shared`` / ``[shared]``)?"""
+    from fmclient.config import load_settings
+
+    overrides = {"shared": config["shared"]} if config.get("shared") is not None else None
+    settings = load_settings(env=config.get("env"), config_path=config.get("config_path"), overrides=overrides)
+    return bool(settings.shared.get("url"))
 
 
 def _column_names(batch: Any) -> list[str]:

@@ -202,6 +202,9 @@ class FakeServer:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # Many processes connect at once in the shared-state tests: the default backlog of 5 resets them.
+    request_queue_size = 256
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that hang up (timeout and reset tests do it on purpose) are not server errors.
         import sys

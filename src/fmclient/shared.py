@@ -1,0 +1,605 @@
+"""State shared by many processes: rate limits, budgets and circuit breakers over Redis.
+
+A provider's limits and a team's budget belong to the account, not to one Python process. With
+the ``[shared]`` table (or ``Client(shared="redis://...")``) every process that uses the same
+Redis and namespace shares them::
+
+    [shared]
+    url = "redis://127.0.0.1:6379/0"
+    namespace = "team-a"            # key prefix: clients with the same one share state
+    on_unavailable = "local"        # Redis down or slow: "local" (default) or "refuse"
+    timeout = 0.25                  # seconds a Redis round trip may take
+
+Without it nothing changes: limits, budget and breakers live in the process, as before. The
+engine asks :func:`state_from_settings` for its limiter, budget and breakers and calls them
+through the same methods whichever they are; only this module knows Redis is there.
+
+Why redis-py Lua scripts and not the ``limits`` library with its Redis storage: an admission here
+is one atomic decision over several limits at once (the provider's RPM and TPM and the model's),
+with a first-come-first-served line across processes, a token charge corrected to actual usage
+after the answer, and pauses from 429s and rate-limit headers. ``limits`` answers "is one key
+under its limit now?" per key, cannot correct a charge, has no line and no "how long to wait", and
+its moving window keeps one list entry per unit of cost (a 200,000-TPM limit is 200,000 entries).
+A script runs on the server with Redis's clock (``TIME``), so machines with skewed clocks agree.
+
+When Redis does not answer within ``timeout`` (down, unreachable, overloaded), ``on_unavailable``
+decides: ``"local"`` goes on with this process's own limits, budget and breakers (today's state,
+a warning logged once on the ``fmclient`` logger; Redis is tried again a few seconds later) and
+``"refuse"`` fails the call with :class:`~fmclient.errors.SharedStateUnavailableError` before it
+sends anything. A call never waits longer than ``timeout`` per round trip for Redis.
+
+Cluster mode is not supported: the scripts touch keys they build from the namespace.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from fmclient import limits as limits_module
+from fmclient.budget import Budget, budget_period_id
+from fmclient.circuit import CircuitBreaker
+from fmclient.errors import BudgetExceededError, ConfigurationError, SharedStateUnavailableError
+from fmclient.limits import RateLimit, RateLimiter, _Bucket, _pause_from_headers, _Ticket
+
+__all__ = [
+    "SHARED_KEYS",
+    "SharedBudget",
+    "SharedCircuitBreaker",
+    "SharedRateLimiter",
+    "SharedState",
+    "check_shared_table",
+    "state_from_settings",
+]
+
+T = TypeVar("T")
+SHARED_KEYS = frozenset({"url", "namespace", "on_unavailable", "timeout"})
+ON_UNAVAILABLE = ("local", "refuse")
+#: after Redis failed, calls use local state this long before Redis is tried again
+RETRY_REDIS_AFTER = 5.0
+#: a waiter that stopped looking (its process died) leaves the line after this long
+LINE_LEASE_MS = 3000
+#: a waiter looks again at least this often (well inside its lease)
+MAX_POLL = 0.5
+#: budget amounts are kept in Redis as integer pico-USD (exact, 9 million USD per counter)
+PICO = Decimal(10) ** 12
+
+_log = logging.getLogger("fmclient")
+
+
+def check_shared_table(table: Any, where: str) -> dict[str, Any]:
+    """Validate a ``[shared]`` table (or the string of ``Client(shared=...)``: its url)."""
+    if isinstance(table, str):
+        table = {"url": table}
+    if not isinstance(table, Mapping):
+        raise ConfigurationError(f"{where}: [shared] must be a table (or shared= a redis:// url)")
+    unknown = sorted(set(table) - SHARED_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown shared setting {', '.join(map(repr, unknown))}; known: {', '.join(sorted(SHARED_KEYS))}"
+        )
+    url = table.get("url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://"))):
+        raise ConfigurationError(f"{where}: shared.url must be a redis://, rediss:// or unix:// url")
+    namespace = table.get("namespace", "fmclient")
+    if not isinstance(namespace, str) or not namespace:
+        raise ConfigurationError(f"{where}: shared.namespace must be a non-empty string")
+    mode = table.get("on_unavailable", "local")
+    if mode not in ON_UNAVAILABLE:
+        raise ConfigurationError(f'{where}: shared.on_unavailable must be "local" or "refuse", got {mode!r}')
+    timeout = table.get("timeout", 0.25)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 10:
+        raise ConfigurationError(f"{where}: shared.timeout must be a number of seconds in (0, 10]")
+    return dict(table)
+
+
+def state_from_settings(table: Mapping[str, Any]) -> SharedState | None:
+    """The shared state of a client, or None when ``[shared]`` has no url (everything stays local)."""
+    if not table or not table.get("url"):
+        return None
+    return SharedState(
+        str(table["url"]),
+        namespace=str(table.get("namespace", "fmclient")),
+        on_unavailable=str(table.get("on_unavailable", "local")),
+        timeout=float(table.get("timeout", 0.25)),
+    )
+
+
+# -- the scripts ---------------------------------------------------------------------------------
+# Times are milliseconds of the Redis server's clock. A limit's keys: <p>:log (zset ticket->time),
+# <p>:w (hash ticket->weight), <p>:used (sum of weights in the window), for requests (<p>:r) and
+# tokens (<p>:t); <p>:pause (until when); the line: <p>:line (zset waiter->order), <p>:est (hash
+# waiter->token estimate), <p>:lease (zset waiter->expiry).
+_LUA_WINDOW = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- evict what left the window; return the weight still in it
+local function used_in(p, now, window)
+  local old = redis.call('ZRANGEBYSCORE', p .. ':log', '-inf', now - window)
+  if #old > 0 then
+    local weights = redis.call('HMGET', p .. ':w', unpack(old))
+    local gone = 0
+    for _, w in ipairs(weights) do gone = gone + (tonumber(w) or 0) end
+    redis.call('ZREMRANGEBYSCORE', p .. ':log', '-inf', now - window)
+    redis.call('HDEL', p .. ':w', unpack(old))
+    redis.call('INCRBY', p .. ':used', -gone)
+  end
+  return tonumber(redis.call('GET', p .. ':used') or '0')
+end
+-- ms until `weight` fits beside `held` (0: now)
+local function wait(p, limit, weight, held, now, window)
+  local used = used_in(p, now, window)
+  local excess = used + held + math.min(weight, limit) - limit
+  if excess <= 0 then return 0 end
+  local entries = redis.call('ZRANGE', p .. ':log', 0, -1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    excess = excess - (tonumber(redis.call('HGET', p .. ':w', entries[i])) or 0)
+    if excess <= 0 then return tonumber(entries[i + 1]) + window - now end
+  end
+  return window
+end
+local function charge(p, id, weight, now, window)
+  redis.call('ZADD', p .. ':log', now, id)
+  redis.call('HSET', p .. ':w', id, weight)
+  redis.call('INCRBY', p .. ':used', weight)
+  for _, k in ipairs({':log', ':w', ':used'}) do redis.call('PEXPIRE', p .. k, window * 2) end
+end
+"""
+
+# KEYS[i]: a limit's prefix. ARGV: waiter id, order ('' the first time), token estimate, window
+# ms, lease ms, the key of the fleet's order counter, then per limit: rpm, tpm (0: none).
+# Returns {ms to wait (0: admitted), order}.
+_ACQUIRE = (
+    _LUA_WINDOW
+    + """
+local id, est, window, lease = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+local order = tonumber(ARGV[2])
+if not order then order = redis.call('INCR', ARGV[6]) end
+local delay = 0
+for i, p in ipairs(KEYS) do
+  local rpm, tpm = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  -- waiters whose process stopped looking (killed) leave the line
+  local dead = redis.call('ZRANGEBYSCORE', p .. ':lease', '-inf', now)
+  if #dead > 0 then
+    redis.call('ZREM', p .. ':line', unpack(dead))
+    redis.call('HDEL', p .. ':est', unpack(dead))
+    redis.call('ZREMRANGEBYSCORE', p .. ':lease', '-inf', now)
+  end
+  -- room is held for every earlier waiter: a later call only gets what is left after them
+  local ahead = redis.call('ZRANGEBYSCORE', p .. ':line', '-inf', '(' .. order)
+  local held_tokens = 0
+  if #ahead > 0 and tpm > 0 then
+    for _, e in ipairs(redis.call('HMGET', p .. ':est', unpack(ahead))) do
+      held_tokens = held_tokens + (tonumber(e) or 0)
+    end
+  end
+  local pause = tonumber(redis.call('GET', p .. ':pause') or '0')
+  delay = math.max(delay, pause - now)
+  if rpm > 0 then delay = math.max(delay, wait(p .. ':r', rpm, 1, #ahead, now, window)) end
+  if tpm > 0 then delay = math.max(delay, wait(p .. ':t', tpm, est, held_tokens, now, window)) end
+end
+if delay <= 0 then
+  for i, p in ipairs(KEYS) do
+    local rpm, tpm = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+    if rpm > 0 then charge(p .. ':r', id, 1, now, window) end
+    if tpm > 0 then charge(p .. ':t', id, est, now, window) end
+    redis.call('ZREM', p .. ':line', id)
+    redis.call('ZREM', p .. ':lease', id)
+    redis.call('HDEL', p .. ':est', id)
+  end
+  return {0, order}
+end
+for _, p in ipairs(KEYS) do
+  redis.call('ZADD', p .. ':line', order, id)
+  redis.call('HSET', p .. ':est', id, est)
+  redis.call('ZADD', p .. ':lease', now + lease, id)
+  for _, k in ipairs({':line', ':est', ':lease'}) do redis.call('PEXPIRE', p .. k, lease * 2) end
+end
+return {math.max(1, delay), order}
+"""
+)
+
+# KEYS: limit prefixes. ARGV: waiter id. A waiter gives up its place.
+_LEAVE = """
+for _, p in ipairs(KEYS) do
+  redis.call('ZREM', p .. ':line', ARGV[1])
+  redis.call('ZREM', p .. ':lease', ARGV[1])
+  redis.call('HDEL', p .. ':est', ARGV[1])
+end
+return 0
+"""
+
+# KEYS: limit prefixes. ARGV: ticket id, actual tokens (-1: unknown), pause ms (0: none).
+_SETTLE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local actual, pause = tonumber(ARGV[2]), tonumber(ARGV[3])
+for _, p in ipairs(KEYS) do
+  if actual >= 0 then
+    local old = redis.call('HGET', p .. ':t:w', ARGV[1])
+    if old then
+      redis.call('HSET', p .. ':t:w', ARGV[1], actual)
+      redis.call('INCRBY', p .. ':t:used', actual - tonumber(old))
+    end
+  end
+  if pause > 0 then
+    local until_ms = now + pause
+    if until_ms > tonumber(redis.call('GET', p .. ':pause') or '0') then
+      redis.call('SET', p .. ':pause', until_ms, 'PX', pause + 1000)
+    end
+  end
+end
+return 0
+"""
+
+# KEYS[1]: breaker hash, KEYS[2]: trial lease. ARGV: cooldown ms, trial lease ms.
+_BREAKER_ADMIT = """
+local opened = redis.call('HGET', KEYS[1], 'opened')
+if not opened then return 'closed' end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now - tonumber(opened) < tonumber(ARGV[1]) then return 'no' end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 'trial' end
+return 'no'
+"""
+
+# KEYS[1]: breaker hash, KEYS[2]: trial lease. ARGV: failure threshold.
+_BREAKER_FAILURE = """
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local trial = redis.call('DEL', KEYS[2])
+if trial == 1 or failures >= tonumber(ARGV[1]) then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'opened', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
+return failures
+"""
+
+_BREAKER_STATE = """
+local opened = redis.call('HGET', KEYS[1], 'opened')
+if not opened then return 'closed' end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now - tonumber(opened) < tonumber(ARGV[1]) then return 'open' end
+return 'half-open'
+"""
+
+
+class SharedState:
+    """One Redis connection pool and the fallback policy, for a client's limiter, budget and breakers.
+
+    redis-py's client is safe to share between threads (a connection per command, from its pool).
+    """
+
+    def __init__(self, url: str, *, namespace: str = "fmclient", on_unavailable: str = "local", timeout: float = 0.25):
+        try:
+            import redis
+        except ImportError:
+            raise ConfigurationError("[shared] needs redis-py: pip install 'fmclient[redis]'") from None
+        self.namespace = namespace
+        self.on_unavailable = on_unavailable
+        self.timeout = timeout
+        # Short socket timeouts: a Redis round trip never adds more than `timeout` to a call.
+        self.redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._errors: tuple[type[BaseException], ...] = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+        )
+        self._down_until = 0.0
+        self._warned = False
+        self._lock = threading.Lock()
+        self._acquire = self.redis.register_script(_ACQUIRE)
+        self._leave = self.redis.register_script(_LEAVE)
+        self._settle = self.redis.register_script(_SETTLE)
+        self._breaker_admit = self.redis.register_script(_BREAKER_ADMIT)
+        self._breaker_failure = self.redis.register_script(_BREAKER_FAILURE)
+        self._breaker_state = self.redis.register_script(_BREAKER_STATE)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    @property
+    def available(self) -> bool:
+        """False while Redis is known to be down (then calls use local state or are refused)."""
+        return time.monotonic() >= self._down_until
+
+    def run(self, operation: Callable[[], T], what: str) -> T | None:
+        """One Redis round trip; None when Redis did not answer and the fallback is local state.
+
+        With ``on_unavailable = "refuse"`` a failed round trip raises SharedStateUnavailableError.
+        """
+        if not self.available and self.on_unavailable == "local":
+            return None
+        try:
+            result = operation()
+        except self._errors as error:
+            self._down_until = time.monotonic() + RETRY_REDIS_AFTER
+            if self.on_unavailable == "refuse":
+                raise SharedStateUnavailableError(
+                    f"shared state unavailable ({what}): Redis did not answer ({type(error).__name__}); "
+                    "no request was sent (on_unavailable = 'refuse')",
+                    retryable=False,
+                ) from error
+            with self._lock:
+                warn, self._warned = not self._warned, True
+            if warn:  # once per client: every call would repeat it
+                _log.warning(
+                    "shared state unavailable (%s: %s): this process goes on with its own rate limits, "
+                    "budget and circuit breakers (on_unavailable = 'local'); Redis is tried again every %ss",
+                    what,
+                    type(error).__name__,
+                    RETRY_REDIS_AFTER,
+                )
+            return None
+        return result
+
+    def limiter(self, limits: Mapping[str, RateLimit]) -> SharedRateLimiter:
+        return SharedRateLimiter(self, limits)
+
+    def budget(self, max_cost: Decimal, name: str, period: str | None) -> SharedBudget:
+        return SharedBudget(self, max_cost, name, period)
+
+    def breaker(self, provider: str, failure_threshold: int, cooldown: float) -> SharedCircuitBreaker:
+        return SharedCircuitBreaker(self, provider, failure_threshold, cooldown)
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+# -- rate limits ---------------------------------------------------------------------------------
+class _SharedBucket:
+    """One limit: its key prefix in Redis, and its local twin for when Redis is down."""
+
+    __slots__ = ("limit", "local", "prefix")
+
+    def __init__(self, prefix: str, limit: RateLimit, local: _Bucket) -> None:
+        self.prefix = prefix
+        self.limit = limit
+        self.local = local
+
+
+class _SharedTicket:
+    __slots__ = ("buckets", "estimate", "id")
+
+    def __init__(self, ticket_id: str, buckets: list[_SharedBucket], estimate: int) -> None:
+        self.id = ticket_id
+        self.buckets = buckets
+        self.estimate = estimate
+
+
+class SharedRateLimiter(RateLimiter):
+    """:class:`fmclient.limits.RateLimiter`'s interface over Redis: one limit for every process.
+
+    Admission, the line and the window are one Lua script (see the module docstring): the
+    oldest waiter of the whole fleet goes first; the window is the same sliding log as in
+    process. Each look at the limits is one round trip; a waiter sleeps until the next slot the
+    script names (at most :data:`MAX_POLL`, so its place in line stays leased).
+    """
+
+    def __init__(self, state: SharedState, limits: Mapping[str, RateLimit]) -> None:
+        # The in-process limiter it is, too: used while Redis does not answer (on_unavailable="local").
+        super().__init__(limits)
+        self._state = state
+
+    def buckets_for(self, provider: str, model: str, requested: str | None = None) -> list[Any]:
+        local = super().buckets_for(provider, model, requested)
+        keys = [k for k in dict.fromkeys((provider, f"{provider}/{model}", requested)) if k and k in self._limits]
+        return [
+            _SharedBucket(self._state.key("rl", key), self._limits[key], b) for key, b in zip(keys, local, strict=True)
+        ]
+
+    def _args(self, buckets: list[_SharedBucket], waiter: str, order: str, estimate: int) -> list[Any]:
+        window_ms = int(limits_module.WINDOW * 1000)
+        args: list[Any] = [waiter, order, estimate, window_ms, LINE_LEASE_MS, self._state.key("rl-order")]
+        for bucket in buckets:
+            args += [bucket.limit.rpm or 0, bucket.limit.tpm or 0]
+        return args
+
+    def _look(self, buckets: list[_SharedBucket], waiter: str, order: str, estimate: int) -> tuple[float, str] | None:
+        keys = [b.prefix for b in buckets]
+        args = self._args(buckets, waiter, order, estimate)
+        answer = self._state.run(lambda: self._state._acquire(keys=keys, args=args), "rate limit")
+        if answer is None:
+            return None
+        return int(answer[0]) / 1000.0, str(int(answer[1]))
+
+    def _leave_line(self, buckets: list[_SharedBucket], waiter: str) -> None:
+        keys = [b.prefix for b in buckets]
+        try:
+            self._state.run(lambda: self._state._leave(keys=keys, args=[waiter]), "rate limit")
+        except SharedStateUnavailableError:
+            pass  # leaving the line: its lease runs out on its own
+
+    def acquire(self, buckets: list[Any], estimate: int, remaining: Callable[[], float | None], where: Any) -> Any:
+        waiter, order = uuid.uuid4().hex, ""
+        try:
+            while True:
+                looked = self._look(buckets, waiter, order, estimate)
+                if looked is None:  # Redis down: this process's own limits
+                    return super().acquire([b.local for b in buckets], estimate, remaining, where)
+                delay, order = looked
+                if delay <= 0:
+                    return _SharedTicket(waiter, buckets, estimate)
+                RateLimiter._refuse(delay, remaining(), where)
+                limits_module.sleep(min(delay, MAX_POLL))
+        except BaseException:
+            if order:
+                self._leave_line(buckets, waiter)
+            raise
+
+    async def aacquire(
+        self, buckets: list[Any], estimate: int, remaining: Callable[[], float | None], where: Any
+    ) -> Any:
+        import asyncio
+
+        waiter, order = uuid.uuid4().hex, ""
+        try:
+            while True:
+                # The round trip runs in a worker thread: the event loop never blocks on Redis.
+                looked = await asyncio.to_thread(self._look, buckets, waiter, order, estimate)
+                if looked is None:
+                    return await super().aacquire([b.local for b in buckets], estimate, remaining, where)
+                delay, order = looked
+                if delay <= 0:
+                    return _SharedTicket(waiter, buckets, estimate)
+                RateLimiter._refuse(delay, remaining(), where)
+                await limits_module.asleep(min(delay, MAX_POLL))
+        except BaseException:
+            if order:
+                self._leave_line(buckets, waiter)
+            raise
+
+    def settle(self, ticket: Any, actual_tokens: int | None, headers: Mapping[str, str] | None) -> None:
+        if isinstance(ticket, _Ticket):  # admitted by the local twin while Redis was down
+            super().settle(ticket, actual_tokens, headers)
+            return
+        pause = 0.0
+        if headers:
+            pause = _pause_from_headers(headers, ticket.estimate if actual_tokens is None else actual_tokens)
+        # In the call's path: a background thread for it measured slower (GIL contention with
+        # the call's own I/O) on a loaded 2-core machine.
+        if pause > 0 or (actual_tokens is not None and any(b.limit.tpm for b in ticket.buckets)):
+            self._send_settle(ticket, -1 if actual_tokens is None else actual_tokens, pause)
+
+    def throttled(self, ticket: Any, retry_after: float | None) -> None:
+        """A 429 seen by this process pauses the limit for every process."""
+        if isinstance(ticket, _Ticket):
+            super().throttled(ticket, retry_after)
+            return
+        self._send_settle(ticket, -1, retry_after if retry_after is not None else 1.0)
+
+    def _send_settle(self, ticket: _SharedTicket, actual: int, pause: float) -> None:
+        keys = [b.prefix for b in ticket.buckets]
+        args: list[str | int] = [ticket.id, actual, int(pause * 1000)]
+        try:
+            self._state.run(lambda: self._state._settle(keys=keys, args=args), "rate limit")
+        except SharedStateUnavailableError:
+            pass  # the answer is already here: a lost correction must not fail the call
+
+
+# -- budget --------------------------------------------------------------------------------------
+class SharedBudget(Budget):
+    """:class:`fmclient.budget.Budget` over one Redis counter shared by every process.
+
+    ``spent`` reads the shared total. The counter is named by the budget's ``name`` (and its
+    period, when it resets daily or monthly) and counts integer pico-USD, so sums are exact.
+    """
+
+    __slots__ = ("_key", "_state", "name")
+
+    def __init__(self, state: SharedState, max_cost: Decimal, name: str, period: str | None) -> None:
+        super().__init__(max_cost, period=period)
+        self._state = state
+        self.name = name
+
+    def _counter(self) -> str:
+        period = budget_period_id(self.period)
+        return self._state.key("budget", self.name, *((period,) if period else ()))
+
+    def _shared_spent(self) -> Decimal | None:
+        key = self._counter()
+        raw = self._state.run(lambda: self._state.redis.get(key) or b"0", "budget")
+        return None if raw is None else Decimal(int(raw)) / PICO
+
+    @property
+    def spent(self) -> Decimal:
+        """The fleet's total (in the current period); what this process counted while Redis is down."""
+        try:
+            found = self._shared_spent()
+        except SharedStateUnavailableError:  # reading a figure never fails, even with "refuse"
+            found = None
+        return super().spent if found is None else found
+
+    def check(self, provider: str, model: str) -> None:
+        found = self._shared_spent()  # with on_unavailable="refuse", Redis down refuses the call
+        spent = super().spent if found is None else found
+        if spent >= self.max_cost:
+            raise BudgetExceededError(
+                f"budget {self.name!r} spent (shared): {spent} of max_cost {self.max_cost} USD; no request was sent",
+                provider=provider,
+                model=model,
+                spent=spent,
+                max_cost=self.max_cost,
+            )
+
+    def add(self, amount: Decimal) -> None:
+        key = self._counter()
+        pico = int((amount * PICO).to_integral_value())
+        period_seconds = {"day": 2 * 86400, "month": 62 * 86400}.get(self.period or "")
+
+        def incr() -> int:
+            if not period_seconds:
+                return int(self._state.redis.incrby(key, pico))
+            with self._state.redis.pipeline(transaction=False) as pipe:  # one round trip, not MULTI/EXEC
+                pipe.incrby(key, pico)
+                pipe.expire(key, period_seconds)  # a past period's counter goes away by itself
+                return int(pipe.execute()[0])
+
+        try:
+            done = self._state.run(incr, "budget")
+        except SharedStateUnavailableError:
+            done = None  # the call was paid for: count it here rather than fail an answered call
+        if done is None:
+            super().add(amount)
+
+
+# -- circuit breaker -----------------------------------------------------------------------------
+class SharedCircuitBreaker(CircuitBreaker):
+    """:class:`fmclient.circuit.CircuitBreaker` whose state is in Redis: open for one, open for all;
+    one half-open trial at a time across the fleet (a lease, so a trial whose process died ends)."""
+
+    __slots__ = ("_hash", "_shared", "_trial_key")
+
+    def __init__(self, state: SharedState, provider: str, failure_threshold: int, cooldown: float) -> None:
+        super().__init__(failure_threshold, cooldown)
+        self._shared = state
+        self._hash = state.key("cb", provider)
+        self._trial_key = state.key("cb", provider, "trial")
+
+    def _keys(self) -> list[str]:
+        return [self._hash, self._trial_key]
+
+    @property
+    def state(self) -> str:
+        answer = self._shared.run(
+            lambda: self._shared._breaker_state(keys=[self._hash], args=[int(self.cooldown * 1000)]), "circuit breaker"
+        )
+        return super().state if answer is None else (answer.decode() if isinstance(answer, bytes) else str(answer))
+
+    def admit(self) -> str | None:
+        lease = int(max(self.cooldown, 60.0) * 1000)
+        answer = self._shared.run(
+            lambda: self._shared._breaker_admit(keys=self._keys(), args=[int(self.cooldown * 1000), lease]),
+            "circuit breaker",
+        )
+        if answer is None:  # Redis down: this process's own breaker
+            return super().admit()
+        admitted = answer.decode() if isinstance(answer, bytes) else str(answer)
+        return None if admitted == "no" else admitted
+
+    def record_success(self) -> None:
+        if self._quiet(lambda: self._shared.redis.delete(*self._keys())) is None:
+            super().record_success()
+
+    def record_failure(self) -> None:
+        done = self._quiet(lambda: self._shared._breaker_failure(keys=self._keys(), args=[self.failure_threshold]))
+        if done is None:
+            super().record_failure()
+
+    def release(self) -> None:
+        if self._quiet(lambda: self._shared.redis.delete(self._trial_key)) is None:
+            super().release()
+
+    def _quiet(self, operation: Callable[[], T]) -> T | None:
+        # An outcome is recorded after the answer: Redis failing then must not fail the call.
+        try:
+            return self._shared.run(operation, "circuit breaker")
+        except SharedStateUnavailableError:
+            return None

@@ -1,0 +1,409 @@
+"""State shared by many processes over Redis (fmclient.shared): rate limits, budget, circuit
+breaker, and what happens when Redis goes away. A real ``redis-server`` on 127.0.0.1 (the cache
+tests' fixture) and the loopback OpenAI fake; the "many processes" are real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fmclient import Client, RateLimitError
+from fmclient.circuit import CircuitOpenError
+from fmclient.errors import ConfigurationError, SharedStateUnavailableError
+from tests.fakes.openai import FakeOpenAI, error_reply
+from tests.fakes.server import FakeServer, RecordedRequest, Reply
+from tests.test_response_cache import RedisServer
+
+KEY = "sk-shared-test-key-0000"
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def arrivals(fake_server: FakeServer) -> list[float]:
+    """The wall-clock time each chat request reached the fake provider."""
+    fake = FakeOpenAI(fake_server)
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def handle(request: RecordedRequest) -> Reply:
+        if request.path.endswith("/chat/completions"):
+            with lock:
+                times.append(time.time())
+        return fake._handle(request)
+
+    fake_server.handler = handle
+    return times
+
+
+def provider(server: FakeServer) -> dict[str, Any]:
+    return {"openai": {"base_url": server.url + "/v1", "api_key": KEY}}
+
+
+def run_workers(code: str, count: int, **values: Any) -> list[Any]:
+    """Run ``code`` in ``count`` processes at once; each prints one JSON line, returned in order."""
+    script = "import json, sys, threading, time\nARGS = json.loads(sys.argv[1])\n" + textwrap.dedent(code)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, json.dumps({**values, "index": i})],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for i in range(count)
+    ]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()[-2000:]
+        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return results
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    most, start = 0, 0
+    for end, stamp in enumerate(times):
+        while stamp - times[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+# -- rate limits -----------------------------------------------------------------------------------
+LIMITED_WORKER = """
+from concurrent.futures import ThreadPoolExecutor
+import fmclient
+from fmclient import Client, limits
+limits.WINDOW = ARGS["window"]  # a short window keeps the test quick
+client = Client(
+    providers=ARGS["providers"],
+    # A generous Redis timeout: 8 processes start at once on a small machine (a timeout would
+    # fall back to per-process limits, which is not what this test is about).
+    shared={"url": ARGS["redis"], "namespace": ARGS["namespace"], "timeout": 5, "on_unavailable": "refuse"},
+    rate_limits={"openai": {"rpm": ARGS["limit"]}}, max_retries=0, timeout=60,
+)
+# Warm up first (the SDK's import and connection; it takes a slot, only chats are counted): a
+# request the limiter admitted must not sit in a slow first import while the window moves on.
+client.embed(["warm"], model="openai/text-embedding-3-small")
+import redis
+store = redis.Redis.from_url(ARGS["redis"])
+store.incr("test:ready")
+while int(store.get("test:ready")) < ARGS["processes"]:
+    time.sleep(0.01)
+def one(_):
+    return client.complete("hi", model="openai/gpt-4o").text
+with ThreadPoolExecutor(ARGS["threads"]) as pool:
+    answers = list(pool.map(one, range(ARGS["threads"] * ARGS["calls"])))
+print(json.dumps({"answers": len(answers), "ok": all(a == "ok" for a in answers)}))
+"""
+
+
+def test_eight_processes_share_one_rate_limit(
+    fake_server: FakeServer, arrivals: list[float], redis_server: RedisServer
+) -> None:
+    limit, window = 12, 0.5
+    results = run_workers(
+        LIMITED_WORKER,
+        8,
+        providers=provider(fake_server),
+        redis=redis_server.url,
+        namespace="rl-test",
+        limit=limit,
+        window=window,
+        threads=16,
+        calls=1,
+        processes=8,
+    )
+    assert all(r["ok"] and r["answers"] == 16 for r in results)  # no call lost
+    assert len(arrivals) == 8 * 16
+    # Each process alone would let 12 through at once: 96 in the first window. Shared, the fake
+    # never sees more than the limit in any window (shortened by a margin for the loopback hop:
+    # admission is stamped in Redis, arrival at the fake a moment later).
+    assert most_in_any_window(arrivals, window * 0.8) <= limit
+
+
+def test_a_429_seen_by_one_process_pauses_the_others(fake_server: FakeServer, redis_server: RedisServer) -> None:
+    fake_server.handler = None
+    fake_server.queue(error_reply(429, "slow down", headers={"retry-after": "30"}))
+    shared = {"url": redis_server.url, "namespace": "pause-test"}
+    limits = {"openai": {"rpm": 1000}}
+    one = Client(providers=provider(fake_server), shared=shared, rate_limits=limits, max_retries=0)
+    two = Client(providers=provider(fake_server), shared=shared, rate_limits=limits, max_retries=0)
+    with pytest.raises(RateLimitError):
+        one.complete("hi", model="openai/gpt-4o")
+    sent = len(fake_server.requests)
+    with pytest.raises(RateLimitError, match="could not start within its deadline"):
+        two.complete("hi", model="openai/gpt-4o", timeout=2)
+    assert len(fake_server.requests) == sent  # the other client sent nothing
+
+
+def test_without_shared_nothing_touches_redis(fake_server: FakeServer, redis_server: RedisServer) -> None:
+    FakeOpenAI(fake_server)
+    client = Client(providers=provider(fake_server), rate_limits={"openai": {"rpm": 5}}, max_retries=0)
+    assert client.complete("hi", model="openai/gpt-4o").text == "ok"
+    import redis
+
+    assert redis.Redis.from_url(redis_server.url).keys("*") == []
+    assert type(client._engine.limiter).__name__ == "RateLimiter"
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        ({"url": "http://x"}, "redis://"),
+        ({"url": "redis://x", "on_unavailable": "maybe"}, "on_unavailable"),
+        ({"url": "redis://x", "timeout": 0}, "timeout"),
+        ({"url": "redis://x", "colour": 1}, "unknown shared setting"),
+    ],
+)
+def test_bad_shared_settings_fail_before_any_call(table: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        Client(shared=table)
+
+
+# -- budget ------------------------------------------------------------------------------------------
+BUDGET_WORKER = """
+from concurrent.futures import ThreadPoolExecutor
+import redis
+from fmclient import BudgetExceededError, Client
+client = Client(
+    providers=ARGS["providers"],
+    shared={"url": ARGS["redis"], "namespace": ARGS["namespace"], "timeout": 5, "on_unavailable": "refuse"},
+    max_cost=ARGS["max_cost"], max_retries=0, timeout=60,
+)
+costs = []
+lock = threading.Lock()
+def spend(_):
+    while True:
+        try:
+            completion = client.complete("hi", model="openai/gpt-4o")
+        except BudgetExceededError:
+            return
+        with lock:
+            costs.append(str(completion.cost.total))
+with ThreadPoolExecutor(4) as pool:
+    list(pool.map(spend, range(4)))
+store = redis.Redis.from_url(ARGS["redis"])
+store.incr("test:done")
+while int(store.get("test:done")) < ARGS["processes"]:  # every process finished spending
+    time.sleep(0.02)
+print(json.dumps({"costs": costs, "spent": str(client.spent)}))
+"""
+
+
+def test_eight_processes_spend_one_budget(
+    fake_server: FakeServer, arrivals: list[float], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from decimal import Decimal
+
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')  # the fake's host: OpenAI's prices
+    probe = Client(providers=provider(fake_server), max_retries=0)
+    cost = probe.complete("hi", model="openai/gpt-4o").cost
+    assert cost is not None
+    each = cost.total
+    max_cost = each * 10
+    results = run_workers(
+        BUDGET_WORKER.replace("client = Client(", "import os; os.chdir(ARGS['cwd'])\nclient = Client(", 1),
+        8,
+        providers=provider(fake_server),
+        redis=redis_server.url,
+        namespace="budget-test",
+        max_cost=str(max_cost),
+        processes=8,
+        cwd=str(tmp_path),
+    )
+    total = sum(Decimal(c) for r in results for c in r["costs"])
+    calls = sum(len(r["costs"]) for r in results)
+    assert total >= max_cost  # the budget was spent...
+    in_flight = 8 * 4  # ...and overshot by no more than the calls that could be in flight at once
+    assert total <= max_cost + in_flight * each
+    assert calls < 8 * 10  # eight separate budgets would have let 80 through
+    assert {Decimal(r["spent"]) for r in results} == {total}  # client.spent is the fleet's total, exact
+
+
+def test_a_shared_budget_resets_by_period_and_keys_by_name(fake_server: FakeServer, redis_server: RedisServer) -> None:
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n[budget]\nname = "team-a"\nperiod = "day"\n')
+    FakeOpenAI(fake_server)
+    client = Client(providers=provider(fake_server), shared=redis_server.url, max_cost=1, max_retries=0)
+    client.complete("hi", model="openai/gpt-4o")
+    import redis
+
+    keys = [k.decode() for k in redis.Redis.from_url(redis_server.url).keys("*budget*")]
+    assert keys == [f"fmclient:budget:team-a:{time.strftime('%Y-%m-%d', time.gmtime())}"]
+    assert redis.Redis.from_url(redis_server.url).ttl(keys[0]) > 0  # a past day's counter goes away
+    other = Client(providers=provider(fake_server), shared=redis_server.url, max_cost=1)
+    assert other.spent == client.spent > 0
+
+
+# -- circuit breaker -----------------------------------------------------------------------------------
+BREAKER_WORKER = """
+from fmclient import Client, FMClientError
+client = Client(
+    providers=ARGS["providers"], shared=ARGS["redis"], max_retries=0, timeout=30,
+)
+client._engine._breaker_config = (1, 30.0)
+try:
+    client.complete("hi", model="openai/gpt-4o")
+except FMClientError as error:
+    print(json.dumps({"error": type(error).__name__}))
+"""
+
+
+def test_a_breaker_opened_by_one_process_refuses_in_another(fake_server: FakeServer, redis_server: RedisServer) -> None:
+    fake_server.handler = None
+    fake_server.default = error_reply(503, "overloaded")
+    Path("fmclient.toml").write_text("[circuit_breaker]\nfailure_threshold = 1\ncooldown = 30\n")
+    (result,) = run_workers(BREAKER_WORKER, 1, providers=provider(fake_server), redis=redis_server.url)
+    assert result["error"] == "ServiceUnavailableError"
+    assert len(fake_server.requests) == 1
+    here = Client(providers=provider(fake_server), shared=redis_server.url, max_retries=0)
+    with pytest.raises(CircuitOpenError):
+        here.complete("hi", model="openai/gpt-4o")
+    assert len(fake_server.requests) == 1  # refused without sending
+
+
+def test_one_half_open_trial_at_a_time_across_clients(redis_server: RedisServer) -> None:
+    Path("fmclient.toml").write_text("[circuit_breaker]\nfailure_threshold = 1\ncooldown = 0.2\n")
+    clients = [Client(shared=redis_server.url) for _ in range(4)]
+    breakers = [c._engine.breaker("openai") for c in clients]
+    assert all(b is not None for b in breakers)
+    breakers[0].record_failure()  # type: ignore[union-attr]
+    assert [b.admit() for b in breakers] == [None] * 4  # type: ignore[union-attr]
+    time.sleep(0.3)
+    assert breakers[3].state == "half-open"  # type: ignore[union-attr]
+    with ThreadPoolExecutor(4) as pool:
+        admitted = list(pool.map(lambda b: b.admit(), breakers))  # type: ignore[union-attr]
+    assert sorted(map(str, admitted)) == ["None", "None", "None", "trial"]
+    breakers[admitted.index("trial")].record_success()  # type: ignore[union-attr]
+    assert [b.admit() for b in breakers] == ["closed"] * 4  # type: ignore[union-attr]
+
+
+# -- Redis going away ------------------------------------------------------------------------------------
+def test_redis_killed_mid_run_goes_on_locally_without_losing_a_call(
+    fake_server: FakeServer, arrivals: list[float], redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    Path("fmclient.toml").write_text(
+        '[prices]\nopenai = "openai"\n[circuit_breaker]\nfailure_threshold = 3\ncooldown = 30\n'
+    )
+    client = Client(
+        providers=provider(fake_server),
+        shared={"url": redis_server.url, "timeout": 0.2},
+        rate_limits={"openai": {"rpm": 10_000}},
+        max_cost=100,
+        max_retries=0,
+        timeout=30,
+    )
+    done: list[str] = []
+
+    def call(i: int) -> None:
+        if i == 20:
+            redis_server.stop()
+        done.append(client.complete("hi", model="openai/gpt-4o").text)
+
+    with caplog.at_level(logging.WARNING, logger="fmclient"), ThreadPoolExecutor(4) as pool:
+        list(pool.map(call, range(60)))
+    assert done == ["ok"] * 60 and len(arrivals) == 60  # every call answered, each sent once
+    warnings = [r for r in caplog.records if "shared state unavailable" in r.getMessage()]
+    assert len(warnings) == 1  # logged once, not per call
+    assert "redis://" not in warnings[0].getMessage()
+    assert client.spent is not None and client.spent > 0  # counted locally meanwhile
+
+
+def test_redis_down_with_refuse_fails_typed_before_sending(
+    fake_server: FakeServer, arrivals: list[float], redis_server: RedisServer
+) -> None:
+    client = Client(
+        providers=provider(fake_server),
+        shared={"url": redis_server.url, "on_unavailable": "refuse", "timeout": 0.2},
+        rate_limits={"openai": {"rpm": 100}},
+        max_retries=0,
+    )
+    assert client.complete("hi", model="openai/gpt-4o").text == "ok"
+    redis_server.stop()
+    with pytest.raises(SharedStateUnavailableError, match="no request was sent"):
+        client.complete("hi", model="openai/gpt-4o")
+    assert len(arrivals) == 1
+
+
+async def test_async_calls_share_the_limit_too(
+    fake_server: FakeServer, arrivals: list[float], redis_server: RedisServer
+) -> None:
+    import asyncio
+
+    from fmclient import limits
+
+    shared = {"url": redis_server.url, "namespace": "async-test"}
+    one = Client(providers=provider(fake_server), shared=shared, rate_limits={"openai": {"rpm": 3}}, max_retries=0)
+    two = Client(providers=provider(fake_server), shared=shared, rate_limits={"openai": {"rpm": 3}}, max_retries=0)
+    answers = await asyncio.gather(*(c.acomplete("hi", model="openai/gpt-4o") for c in (one, two, one)))
+    assert [a.text for a in answers] == ["ok"] * 3
+    with pytest.raises(RateLimitError, match="could not start within its deadline"):
+        await two.acomplete("hi", model="openai/gpt-4o", timeout=limits.WINDOW / 2)
+    assert len(arrivals) == 3
+
+
+# -- Ray ---------------------------------------------------------------------------------------------
+def test_ray_actors_share_the_limits_instead_of_splitting_them(
+    fake_server: FakeServer, arrivals: list[float], redis_server: RedisServer
+) -> None:
+    from fmclient.limits import RateLimit
+    from fmclient.ray import FMClientPredictor, predictor_kwargs
+    from fmclient.shared import SharedRateLimiter
+
+    config = {"providers": provider(fake_server), "shared": redis_server.url, "max_cost": 4}
+    kwargs = predictor_kwargs(model="openai/gpt-4o", actors=4, client_config=config, rate_limits={"openai": {"rpm": 8}})
+    predictor = FMClientPredictor(**kwargs)
+    assert predictor.client.settings.rate_limits["openai"] == RateLimit(rpm=8)  # the whole limit, not 2
+    assert predictor.client.max_cost == 4  # the whole budget, not 1
+    assert isinstance(predictor.client._engine.limiter, SharedRateLimiter)
+    out = predictor({"prompt": ["a", "b"]})
+    assert list(out["text"]) == ["ok", "ok"] and len(arrivals) == 2
+
+
+def test_the_token_charge_is_corrected_to_actual_usage_for_every_process(
+    fake_server: FakeServer, arrivals: list[float], redis_server: RedisServer
+) -> None:
+    import redis
+
+    shared = {"url": redis_server.url, "namespace": "tokens-test"}
+    client = Client(providers=provider(fake_server), shared=shared, rate_limits={"openai": {"tpm": 100_000}})
+    completion = client.complete("hi", model="openai/gpt-4o", max_tokens=5000)  # estimated at 5000+
+    used = int(redis.Redis.from_url(redis_server.url).get("tokens-test:rl:openai:t:used") or 0)
+    assert completion.usage.total_tokens < 5000
+    assert used == completion.usage.total_tokens  # what the call used, not the estimate
+    client.close()
+
+
+def test_an_in_process_budget_with_a_period_starts_from_zero_in_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    from decimal import Decimal
+
+    from fmclient import budget
+
+    spend = budget.Budget(Decimal(1), period="day")
+    spend.add(Decimal("0.75"))
+    assert spend.spent == Decimal("0.75")
+    monkeypatch.setattr(budget, "budget_period_id", lambda period: "the next day")
+    assert spend.spent == 0  # a new day
+    spend.check("openai", "gpt-4o")  # and room again
