@@ -8,7 +8,8 @@
 
 Scenarios: ``import``, ``complete``, ``stream``, ``async``, ``memory``, ``llamacpp``, ``titan``,
 ``cost``, ``telemetry``, ``cache``, ``batch``, ``cli``, ``loop``, ``shared``, ``peers`` (fmclient
-beside LiteLLM, aisuite, any-llm and the raw SDKs: ``bench/peers.py``). ``bench/charts.py`` draws the docs' charts from ``--json``.
+beside LiteLLM, aisuite, any-llm and the raw SDKs: ``bench/peers.py``). ``bench/charts.py`` draws
+the docs' charts from ``--json``.
 Every scenario runs fmclient and the baseline in the same process (memory and import: in fresh
 subprocesses), alternating blocks so that noise from other processes hits both sides alike, and
 reports medians, p90s and the ratio fmclient / baseline. The fake server (``bench/server.py``)
