@@ -24,10 +24,11 @@ from typing import Any
 
 from fmclient.errors import BadRequestError, FMClientError, UnsupportedFeatureError
 from fmclient.pricing import price_modifier
-from fmclient.providers.shared_io import check_image_url
+from fmclient.providers.shared_io import check_image_url, document_filename, refuse_media
 from fmclient.types import (
     Chunk,
     Completion,
+    DocumentPart,
     FinishReason,
     ImagePart,
     Message,
@@ -63,8 +64,14 @@ def _input_content(content: str | tuple[Any, ...], model: str) -> str | list[dic
         elif isinstance(part, ImagePart):
             check_image_url(part, ("https://", "http://"), host="the OpenAI Responses API", model=model)
             parts.append({"type": "input_image", "image_url": part.data_uri, "detail": "auto"})
-        else:  # pragma: no cover - Part is a closed union
-            raise TypeError(f"unsupported message part {type(part).__name__}")
+        elif isinstance(part, DocumentPart):
+            check_image_url(part, ("https://", "http://"), host="the OpenAI Responses API", model=model)
+            if part.data is None:
+                parts.append({"type": "input_file", "file_url": part.url})
+            else:
+                parts.append({"type": "input_file", "file_data": part.data_uri, "filename": document_filename(part)})
+        else:
+            raise _unsupported(f"{part.type} input (use Chat Completions: api='chat')", model)
     return parts
 
 
@@ -77,8 +84,7 @@ def build_input(request: Request, provider: str) -> list[dict[str, Any]]:
                 raise BadRequestError(
                     "a tool result message needs the tool_call_id of the call it answers", model=request.model
                 )
-            if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
-                raise _unsupported("images in tool results", request.model)
+            refuse_media(message, "tool results", host="the OpenAI Responses API", model=request.model)
             items.append({"type": "function_call_output", "call_id": message.tool_call_id, "output": message.text})
         elif message.role == "assistant":
             state = (message.provider_state or {}).get(provider)
@@ -86,8 +92,7 @@ def build_input(request: Request, provider: str) -> list[dict[str, Any]]:
             if isinstance(output, list):
                 items.extend(json.loads(json.dumps(item)) for item in output)  # a deep copy, as it came
                 continue
-            if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
-                raise UnsupportedFeatureError("assistant messages cannot contain images", model=request.model)
+            refuse_media(message, "assistant messages", host="the OpenAI Responses API", model=request.model)
             if message.text:
                 items.append({"role": "assistant", "content": message.text})
             for call in message.tool_calls:

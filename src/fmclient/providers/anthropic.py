@@ -111,6 +111,7 @@ from fmclient.providers.shared_io import (
     astream_chunks,
     check_image_url,
     claude_reasoning,
+    media_in,
     merge_provider_options,
     rate_limit_headers,
     stream_chunks,
@@ -121,6 +122,7 @@ from fmclient.types import (
     CachePoint,
     Chunk,
     Completion,
+    DocumentPart,
     FinishReason,
     ImagePart,
     Message,
@@ -374,11 +376,52 @@ def _user_content(message: Message, index: int, model: str, provider: str) -> st
             blocks.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
             blocks.append(_image_block(part, index, model, provider))
-        else:  # pragma: no cover - Part is a closed union
-            raise BadRequestError(
-                f"messages[{index}]: unsupported content part {part!r}", provider=provider, model=model
+        elif isinstance(part, DocumentPart):
+            blocks.append(_document_block(part, index, model, provider))
+        else:
+            raise UnsupportedFeatureError(
+                f"messages[{index}]: the Messages API takes no {part.type} input", provider=provider, model=model
             )
     return blocks
+
+
+def _document_block(part: DocumentPart, index: int, model: str, provider: str) -> dict[str, Any]:
+    """A ``document`` block: a PDF (base64 or URL) or text (plain-text source: CSV, Markdown and
+    HTML are text, sent as such). Office files are refused here: the Messages API has no source
+    for them (Bedrock's Converse does)."""
+    media_type = part.media_type
+    source: dict[str, Any]
+    if part.url is not None:
+        check_image_url(part, ("https://", "http://"), host="Anthropic", provider=provider, model=model)
+        if media_type not in (None, "application/pdf"):
+            raise UnsupportedFeatureError(
+                f"messages[{index}]: Anthropic fetches PDF documents from a URL, not {media_type}: pass the bytes",
+                provider=provider,
+                model=model,
+            )
+        source = {"type": "url", "url": part.url}
+    elif media_type == "application/pdf":
+        source = {"type": "base64", "media_type": "application/pdf", "data": part.base64_data}
+    elif media_type is not None and media_type.startswith("text/") and part.data is not None:
+        try:
+            text = part.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnsupportedFeatureError(
+                f"messages[{index}]: a {media_type} document must be UTF-8 text", provider=provider, model=model
+            ) from None
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+    else:
+        raise UnsupportedFeatureError(
+            f"messages[{index}]: Anthropic's document blocks take PDF and text, not {media_type}",
+            provider=provider,
+            model=model,
+        )
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if part.name:
+        block["title"] = part.name
+    if part.citations:
+        block["citations"] = {"enabled": True}
+    return block
 
 
 def _image_block(part: ImagePart, index: int, model: str, provider: str) -> dict[str, Any]:
@@ -403,9 +446,12 @@ def _assistant_content(message: Message, index: int, model: str, provider: str) 
         # Thinking signatures are checked by the API: send the blocks back exactly as received.
         replayed: list[dict[str, Any]] = copy.deepcopy(state["content"])
         return replayed
-    if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
+    kind = media_in(message)
+    if kind is not None:
         raise UnsupportedFeatureError(
-            f"messages[{index}]: Anthropic accepts images in user turns only", provider=provider, model=model
+            f"messages[{index}]: Anthropic accepts {'images' if kind == 'image' else kind} in user turns only",
+            provider=provider,
+            model=model,
         )
     if not message.tool_calls:
         return message.text

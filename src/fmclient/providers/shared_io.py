@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from fmclient.errors import BadRequestError, FMClientError, StructuredOutputError, UnsupportedFeatureError
-from fmclient.types import Chunk, ImagePart, ToolCall, ToolCallDelta
+from fmclient.types import MEDIA_PARTS, Chunk, DocumentPart, MediaPart, Message, ToolCall, ToolCallDelta
 
 __all__ = [
     "THINKING_BUDGETS",
@@ -230,17 +230,65 @@ async def astream_chunks(
 
 # -- images --------------------------------------------------------------------------------------
 def check_image_url(
-    part: ImagePart, takes: tuple[str, ...], *, host: str, provider: str | None = None, model: str | None = None
+    part: MediaPart, takes: tuple[str, ...], *, host: str, provider: str | None = None, model: str | None = None
 ) -> None:
-    """Refuse, before sending, an image URL whose scheme this host does not fetch (a ``gs://`` or
+    """Refuse, before sending, a media URL whose scheme this host does not fetch (a ``gs://`` or
     ``s3://`` URI is passed only to the hosts that read that storage)."""
     if part.url is not None and not part.url.startswith(takes):
         scheme = part.url.split(":", 1)[0]
         raise UnsupportedFeatureError(
-            f"{host} does not fetch {scheme}:// image URLs (it takes {', '.join(takes)}): pass the image bytes",
+            f"{host} does not fetch {scheme}:// {part.type} URLs (it takes {', '.join(takes)}): pass the "
+            f"{part.type} bytes",
             provider=provider,
             model=model,
         )
+
+
+def media_in(message: Message) -> str | None:
+    """The kind of the first media part of ``message`` ("image", "audio", "video", "document"), or None."""
+    if isinstance(message.content, str):
+        return None
+    return next((part.type for part in message.content if isinstance(part, MEDIA_PARTS)), None)
+
+
+def refuse_media(message: Message, where: str, *, host: str, model: str | None, provider: str | None = None) -> None:
+    """Refuse media in a message this host takes as text only (a tool result, an assistant turn):
+    sending its text alone would drop the media without a word."""
+    kind = media_in(message)
+    if kind is not None:
+        plural = {"image": "images", "audio": "audio", "video": "video", "document": "documents"}[kind]
+        raise UnsupportedFeatureError(f"{host} does not accept {plural} in {where}", provider=provider, model=model)
+
+
+def inline_only(part: MediaPart, *, host: str, provider: str | None, model: str | None) -> bytes:
+    """The bytes of a part this host takes inline only; a URL is refused before sending."""
+    if part.data is None:
+        raise UnsupportedFeatureError(
+            f"{host} takes {part.type} inline only, not from a URL ({part.url}): pass the bytes",
+            provider=provider,
+            model=model,
+        )
+    return part.data
+
+
+_EXTENSIONS = {
+    "application/pdf": "pdf",
+    "text/plain": "txt",
+    "text/csv": "csv",
+    "text/markdown": "md",
+    "text/html": "html",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+}
+
+
+def document_filename(part: DocumentPart, index: int | None = None) -> str:
+    """The name a document goes by where the API wants one: its own, else ``document[-n].<ext>``."""
+    if part.name:
+        return part.name
+    stem = "document" if index is None else f"document-{index}"
+    ext = _EXTENSIONS.get(part.media_type or "")
+    return f"{stem}.{ext}" if ext else stem
 
 
 # -- tool calls --------------------------------------------------------------------------------
