@@ -342,7 +342,7 @@ def wav_seconds(data: bytes) -> float | None:
             if not rate or not frame_bytes:
                 return None
             available = min(size, len(data) - offset - 8)
-            return available / frame_bytes / rate
+            return float(available / frame_bytes / rate)
         offset += 8 + size + (size & 1)
     return None
 

@@ -18,9 +18,7 @@ __all__ = ["docx", "espeak_wav", "mp3_frames", "mp4_head", "pdf", "wav"]
 def wav(seconds: float = 0.5, rate: int = 8000, tone: float = 440.0) -> bytes:
     """A mono 16-bit PCM WAV of a sine tone."""
     frames = int(seconds * rate)
-    samples = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * tone * i / rate))) for i in range(frames)
-    )
+    samples = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * tone * i / rate))) for i in range(frames))
     out = io.BytesIO()
     with wave.open(out, "wb") as writer:
         writer.setnchannels(1)

@@ -99,12 +99,20 @@ from fmclient.pricing import price_modifier
 from fmclient.profiles import profile_for
 from fmclient.profiles._profile import structured_output_mode
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, claude_reasoning, merge_provider_options, stream_chunks
+from fmclient.providers.shared_io import (
+    MappedErrors,
+    claude_reasoning,
+    media_in,
+    merge_provider_options,
+    stream_chunks,
+)
 from fmclient.secret import redact, register_secret
 from fmclient.types import (
+    AudioPart,
     CachePoint,
     Chunk,
     Completion,
+    DocumentPart,
     Embeddings,
     EmbedRequest,
     FinishReason,
@@ -119,6 +127,7 @@ from fmclient.types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    VideoPart,
     image_mime_type,
 )
 
@@ -256,8 +265,9 @@ def render_titan_prompt(
     for message in messages:
         if message.role == "tool" or message.tool_calls:
             raise _refuse("Titan text cannot take tool calls or tool results", model, provider)
-        if any(isinstance(p, ImagePart) for p in message.parts):
-            raise _refuse("Titan text does not support image input", model, provider)
+        media = media_in(message)
+        if media is not None:
+            raise _refuse(f"Titan text does not support {media} input", model, provider)
         speaker = "User" if message.role == "user" else "Bot"
         lines.append(f"{speaker}: {message.text.strip()}")
     if not messages or messages[-1].role != "assistant":
@@ -521,7 +531,11 @@ def _image_block(part: ImagePart, provider: str, model: str) -> dict[str, Any]:
     )
 
 
-def _content_blocks(parts: Iterable[Any], provider: str, model: str) -> list[dict[str, Any]]:
+def _content_blocks(
+    parts: Iterable[Any], provider: str, model: str, names: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Converse content blocks; ``names`` collects the document names of the whole request (each
+    must be unique there)."""
     blocks: list[dict[str, Any]] = []
     for part in parts:
         if isinstance(part, TextPart):
@@ -529,7 +543,89 @@ def _content_blocks(parts: Iterable[Any], provider: str, model: str) -> list[dic
                 blocks.append({"text": part.text})
         elif isinstance(part, ImagePart):
             blocks.append(_image_block(part, provider, model))
+        elif isinstance(part, DocumentPart):
+            blocks.append(_document_block(part, provider, model, [] if names is None else names))
+        else:
+            fmt = _MEDIA_FORMATS[part.type].get(part.media_type or "")
+            if fmt is None:
+                takes = ", ".join(sorted(_MEDIA_FORMATS[part.type]))
+                raise _refuse(f"Bedrock takes {part.type} of the types {takes}, not {part.media_type}", model, provider)
+            blocks.append({part.type: {"format": fmt, "source": _media_source(part, provider, model)}})
     return blocks
+
+
+# The Converse block formats (the SDK's DocumentFormat, VideoFormat, AudioFormat) by MIME type.
+_MEDIA_FORMATS: dict[str, dict[str, str]] = {
+    "document": {
+        "application/pdf": "pdf",
+        "text/csv": "csv",
+        "application/msword": "doc",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+        "application/vnd.ms-excel": "xls",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+        "text/html": "html",
+        "text/plain": "txt",
+        "text/markdown": "md",
+    },
+    "video": {
+        "video/x-matroska": "mkv",
+        "video/quicktime": "mov",
+        "video/mp4": "mp4",
+        "video/webm": "webm",
+        "video/x-flv": "flv",
+        "video/mpeg": "mpeg",
+        "video/x-ms-wmv": "wmv",
+        "video/3gpp": "three_gp",
+    },
+    "audio": {
+        "audio/mpeg": "mp3",
+        "audio/wav": "wav",
+        "audio/aac": "aac",
+        "audio/flac": "flac",
+        "audio/mp4": "m4a",
+        "audio/ogg": "ogg",
+        "audio/webm": "webm",
+    },
+}
+# A document's name: alphanumerics, whitespace (no two in a row), hyphens, parentheses, brackets.
+_NAME_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
+# Bedrock reads each document inline up to 4.5 MB (conversation-inference-call.html).
+_MAX_DOCUMENT_BYTES = 4_718_592
+
+
+def _media_source(part: DocumentPart | AudioPart | VideoPart, provider: str, model: str) -> dict[str, Any]:
+    if part.data is not None:
+        return {"bytes": part.data}
+    url = part.url or ""
+    if url.startswith("s3://"):
+        return {"s3Location": {"uri": url}}
+    raise _refuse(
+        f"Bedrock cannot fetch {part.type} URLs ({url[:60]!r}): pass the bytes (or an s3:// URI) instead",
+        model,
+        provider,
+    )
+
+
+def _document_block(part: DocumentPart, provider: str, model: str, names: list[str]) -> dict[str, Any]:
+    fmt = _MEDIA_FORMATS["document"].get(part.media_type or "")
+    if fmt is None:
+        takes = ", ".join(sorted(set(_MEDIA_FORMATS["document"].values())))
+        raise _refuse(f"Bedrock's document block takes {takes}, not {part.media_type}", model, provider)
+    if part.data is not None and len(part.data) > _MAX_DOCUMENT_BYTES:
+        raise _refuse(
+            f"Bedrock takes documents of at most 4.5 MB inline, not {len(part.data):,} bytes: use an s3:// URI",
+            model,
+            provider,
+        )
+    stem = (part.name or "").rsplit(".", 1)[0] if part.name and "." in part.name else (part.name or "")
+    name = " ".join(_NAME_NOT_ALLOWED.sub("-", stem).split()) or f"document-{len(names) + 1}"
+    while name in names:  # names are unique in a request
+        name = f"{name}-{len(names) + 1}"
+    names.append(name)
+    block: dict[str, Any] = {"format": fmt, "name": name, "source": _media_source(part, provider, model)}
+    if part.citations:
+        block["citations"] = {"enabled": True}
+    return {"document": block}
 
 
 def _cache_point(point: CachePoint) -> dict[str, Any]:
@@ -545,6 +641,7 @@ def _has_tool_history(messages: Sequence[Message]) -> bool:
 
 def _converse_messages(messages: Sequence[Message], provider: str, model: str) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
+    names: list[str] = []
     for message in messages:
         blocks: list[dict[str, Any]]
         if message.role == "tool":
@@ -552,21 +649,21 @@ def _converse_messages(messages: Sequence[Message], provider: str, model: str) -
             result_blocks: list[dict[str, Any]] = (
                 [{"text": message.content}]
                 if isinstance(message.content, str)
-                else _content_blocks(message.content, provider, model)
+                else _content_blocks(message.content, provider, model, names)
             )
             blocks = [{"toolResult": {"toolUseId": message.tool_call_id, "content": result_blocks}}]
         elif message.role == "assistant":
             role = "assistant"
             state = (message.provider_state or {}).get(provider) or {}
             blocks = [dict(b) for b in state.get("reasoning", ())]
-            blocks += _content_blocks(message.parts, provider, model)
+            blocks += _content_blocks(message.parts, provider, model, names)
             blocks += [
                 {"toolUse": {"toolUseId": call.id, "name": call.name, "input": call.arguments}}
                 for call in message.tool_calls
             ]
         else:
             role = "user"
-            blocks = _content_blocks(message.parts, provider, model)
+            blocks = _content_blocks(message.parts, provider, model, names)
         if not blocks:
             continue  # an empty turn carries nothing, and Bedrock rejects empty content
         if message.cache is not None:

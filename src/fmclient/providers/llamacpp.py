@@ -55,7 +55,6 @@ from fmclient.types import (
     Embeddings,
     EmbedRequest,
     FinishReason,
-    ImagePart,
     Message,
     Request,
     TokenCount,
