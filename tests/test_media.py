@@ -20,7 +20,6 @@ from fmclient.types import Message, Request, part_from_input
 from tests.fakes import anthropic as fa
 from tests.fakes import bedrock as fb
 from tests.fakes import gemini as fg
-from tests.fakes import ollama as fo
 from tests.fakes import openai as foa
 from tests.fakes.media import docx, espeak_wav, mp3_frames, mp4_head, pdf, wav
 from tests.fakes.profiles import PROFILES
@@ -437,7 +436,7 @@ def test_bedrock_sends_document_and_video_blocks(fake_server: FakeServer, aws: N
 
 def test_bedrock_refuses_a_document_over_its_inline_limit(fake_server: FakeServer, aws: None) -> None:
     big = pdf(["x"]) + bytes(5 * 1024 * 1024)
-    with pytest.raises(UnsupportedFeatureError, match="4.5 MB"):
+    with pytest.raises(UnsupportedFeatureError, match=r"4\.5 MB"):
         client_for("bedrock", fake_server).complete(
             [{"role": "user", "content": ["sum up", {"type": "document", "document": big}]}],
             model="bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
@@ -458,12 +457,11 @@ def test_media_in_an_assistant_turn_is_refused_not_dropped(fake_server: FakeServ
 
 
 def test_media_in_a_system_message_is_refused() -> None:
-    with MockProvider(enforce_profiles=False):
-        with pytest.raises(UnsupportedFeatureError, match="cannot carry audio"):
-            Client().complete(
-                [{"role": "system", "content": [{"type": "audio", "audio": WAV}]}, {"role": "user", "content": "hi"}],
-                model="mock/x",
-            )
+    with MockProvider(enforce_profiles=False), pytest.raises(UnsupportedFeatureError, match="cannot carry audio"):
+        Client().complete(
+            [{"role": "system", "content": [{"type": "audio", "audio": WAV}]}, {"role": "user", "content": "hi"}],
+            model="mock/x",
+        )
 
 
 def test_media_parts_make_different_cache_keys() -> None:
