@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from fmclient import AudioPart, Client, DocumentPart, ImagePart, VideoPart
+from fmclient import AudioPart, Citation, Client, DocumentPart, ImagePart, VideoPart
 from fmclient.errors import UnsupportedFeatureError
 from fmclient.profiles import Profile, profile_for
 from fmclient.testing import MockProvider
@@ -470,3 +470,71 @@ def test_media_parts_make_different_cache_keys() -> None:
     one = Request(model="m", messages=(Message.user(["say", AudioPart.from_source(wav(0.25, tone=440))]),))
     two = Request(model="m", messages=(Message.user(["say", AudioPart.from_source(wav(0.25, tone=880))]),))
     assert request_key("p", one) != request_key("p", two)
+
+
+# -- citations ------------------------------------------------------------------------------------------
+_PAGE_CITATION = {
+    "type": "page_location",
+    "cited_text": "The first page says hello.",
+    "document_index": 0,
+    "document_title": "greeting.pdf",
+    "start_page_number": 1,
+    "end_page_number": 2,
+}
+_CHAR_CITATION = {
+    "type": "char_location",
+    "cited_text": "a,b",
+    "document_index": 1,
+    "document_title": None,
+    "start_char_index": 0,
+    "end_char_index": 3,
+}
+_ANTHROPIC_BLOCKS: list[dict[str, Any]] = [
+    {"type": "text", "text": "The report "},
+    {"type": "text", "text": "says hello", "citations": [_PAGE_CITATION]},
+    {"type": "text", "text": " and lists a,b.", "citations": [_CHAR_CITATION]},
+]
+_CITED_PROMPT = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "document", "document": PDF, "name": "greeting.pdf", "citations": True},
+            {"type": "document", "document": b"a,b\n1,2\n", "mime_type": "text/csv", "citations": True},
+            "what do they say?",
+        ],
+    }
+]
+_EXPECTED_CITATIONS = [
+    Citation("The first page says hello.", 0, "greeting.pdf", "page", 1, 2, 11, 21),
+    Citation("a,b", 1, None, "char", 0, 3, 21, 36),
+]
+
+
+def _anthropic_stream() -> Any:
+    events = [fa.message_start()]
+    for index, block in enumerate(_ANTHROPIC_BLOCKS):
+        events.append(fa.content_block_start(index, {"type": "text", "text": ""}))
+        for cited in block.get("citations", ()):
+            events.append(fa.citations_delta(index, cited))
+        half = len(block["text"]) // 2
+        events += [fa.text_delta(index, block["text"][:half]), fa.text_delta(index, block["text"][half:])]
+        events.append(fa.content_block_stop(index))
+    events += [fa.message_delta(), fa.message_stop()]
+    return fa.stream_reply(events)
+
+
+def test_anthropic_citations_streamed_equal_non_streamed(fake_server: FakeServer) -> None:
+    client = client_for("anthropic", fake_server)
+    fake_server.queue(fa.message_reply(_ANTHROPIC_BLOCKS))
+    answer = client.complete(_CITED_PROMPT, model="anthropic/claude-sonnet-4-5")
+    assert answer.text == "The report says hello and lists a,b."
+    assert answer.citations == _EXPECTED_CITATIONS
+    assert answer.text[11:21] == "says hello"
+
+    fake_server.queue(_anthropic_stream())
+    stream = client.stream(_CITED_PROMPT, model="anthropic/claude-sonnet-4-5")
+    chunks = list(stream)
+    assert [c for chunk in chunks for c in chunk.citations] == _EXPECTED_CITATIONS
+    assert stream.completion.text == answer.text
+    assert stream.completion.citations == answer.citations
+    assert answer.to_dict()["citations"][0]["location"] == "page"

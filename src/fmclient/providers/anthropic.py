@@ -80,7 +80,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fmclient.errors import (
     APIConnectionError,
@@ -110,6 +110,7 @@ from fmclient.providers.shared_io import (
     MappedErrors,
     astream_chunks,
     check_image_url,
+    citation,
     claude_reasoning,
     media_in,
     merge_provider_options,
@@ -121,6 +122,7 @@ from fmclient.secret import redact, register_secret
 from fmclient.types import (
     CachePoint,
     Chunk,
+    Citation,
     Completion,
     DocumentPart,
     FinishReason,
@@ -540,6 +542,48 @@ def _content_result(blocks: list[dict[str, Any]], provider: str) -> tuple[str, l
     return "".join(texts), calls, state
 
 
+# Anthropic's citation types and what their start/end count (end exclusive as the API gives it).
+_CITATION_LOCATIONS: dict[str, tuple[Literal["page", "char", "chunk"], str, str]] = {
+    "char_location": ("char", "start_char_index", "end_char_index"),
+    "page_location": ("page", "start_page_number", "end_page_number"),
+    "content_block_location": ("chunk", "start_block_index", "end_block_index"),
+}
+
+
+def _block_citations(block: Mapping[str, Any], answer: tuple[int, int]) -> list[Citation]:
+    """The citations of one text block; ``answer`` is the block's place in the answer text."""
+    found: list[Citation] = []
+    for raw in block.get("citations") or ():
+        if not isinstance(raw, Mapping):
+            continue
+        kind = _CITATION_LOCATIONS.get(str(raw.get("type")))
+        found.append(
+            citation(
+                raw.get("cited_text"),
+                document_index=raw.get("document_index"),
+                document_name=raw.get("document_title") or raw.get("title") or raw.get("url"),
+                location=kind[0] if kind else None,
+                start=raw.get(kind[1]) if kind else None,
+                end=raw.get(kind[2]) if kind else None,
+                answer=answer,
+            )
+        )
+    return found
+
+
+def citations_from(blocks: list[dict[str, Any]]) -> list[Citation]:
+    """Every citation of a reply's text blocks, each with the span of the answer it supports."""
+    found: list[Citation] = []
+    offset = 0
+    for block in blocks:
+        if block.get("type") != "text":
+            continue
+        length = len(str(block.get("text") or ""))
+        found += _block_citations(block, (offset, offset + length))
+        offset += length
+    return found
+
+
 def parse_response(response: Any, *, provider: str = "anthropic", model: str = "") -> Completion:
     """A Completion from a Messages API reply (SDK ``Message`` or its JSON dict).
 
@@ -564,6 +608,7 @@ def parse_response(response: Any, *, provider: str = "anthropic", model: str = "
         raw=response,
         response_id=data.get("id") if isinstance(data.get("id"), str) else None,
         reasoning=thinking or None,
+        citations=citations_from(blocks),
     )
 
 
@@ -684,9 +729,14 @@ def _on_block_delta(data: Mapping[str, Any], state: StreamState) -> Chunk | None
     return None
 
 
-def _on_block_stop(data: Mapping[str, Any], state: StreamState) -> None:
+def _on_block_stop(data: Mapping[str, Any], state: StreamState) -> Chunk | None:
     index = _index(data)
     block = state.blocks.get(index)
+    if block is not None and block.get("type") == "text" and block.get("citations"):
+        # A block's citations go out once it is whole: then its place in the answer is known,
+        # and the chunks join into what a non-streamed reply gives.
+        end = len(state.text)
+        return Chunk(citations=tuple(_block_citations(block, (end - len(str(block.get("text") or "")), end))))
     if block is None or index not in state._json:
         return None
     raw = "".join(state._json[index])

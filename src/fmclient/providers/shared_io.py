@@ -23,10 +23,10 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fmclient.errors import BadRequestError, FMClientError, StructuredOutputError, UnsupportedFeatureError
-from fmclient.types import MEDIA_PARTS, Chunk, DocumentPart, MediaPart, Message, ToolCall, ToolCallDelta
+from fmclient.types import MEDIA_PARTS, Chunk, Citation, DocumentPart, MediaPart, Message, ToolCall, ToolCallDelta
 
 __all__ = [
     "THINKING_BUDGETS",
@@ -289,6 +289,35 @@ def document_filename(part: DocumentPart, index: int | None = None) -> str:
     stem = "document" if index is None else f"document-{index}"
     ext = _EXTENSIONS.get(part.media_type or "")
     return f"{stem}.{ext}" if ext else stem
+
+
+# -- citations ---------------------------------------------------------------------------------
+def citation(
+    cited_text: Any,
+    *,
+    document_index: Any = None,
+    document_name: Any = None,
+    location: Literal["page", "char", "chunk"] | None = None,
+    start: Any = None,
+    end: Any = None,
+    answer: tuple[int, int] | None = None,
+) -> Citation:
+    """One normalised :class:`~fmclient.types.Citation` from a provider's fields (ints kept only
+    where they are ints: a provider's odd value is dropped, not guessed)."""
+
+    def whole(value: Any) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return Citation(
+        cited_text=cited_text if isinstance(cited_text, str) else "",
+        document_index=whole(document_index),
+        document_name=document_name if isinstance(document_name, str) and document_name else None,
+        location=location,
+        start=whole(start),
+        end=whole(end),
+        answer_start=None if answer is None else answer[0],
+        answer_end=None if answer is None else answer[1],
+    )
 
 
 # -- tool calls --------------------------------------------------------------------------------
