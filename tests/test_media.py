@@ -23,7 +23,7 @@ from tests.fakes import gemini as fg
 from tests.fakes import openai as foa
 from tests.fakes.media import docx, espeak_wav, mp3_frames, mp4_head, pdf, wav
 from tests.fakes.profiles import PROFILES
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, Reply
 
 PDF = pdf(["The first page says hello.", "The second page says goodbye."])
 WAV = wav(0.25)
@@ -538,3 +538,66 @@ def test_anthropic_citations_streamed_equal_non_streamed(fake_server: FakeServer
     assert stream.completion.text == answer.text
     assert stream.completion.citations == answer.citations
     assert answer.to_dict()["citations"][0]["location"] == "page"
+
+
+_BEDROCK_PAGE = {
+    "title": "greeting",
+    "sourceContent": [{"text": "The first page says hello."}],
+    "location": {"documentPage": {"documentIndex": 0, "start": 1, "end": 2}},
+}
+_BEDROCK_CHUNK = {
+    "title": "table",
+    "sourceContent": [{"text": "a,b"}],
+    "location": {"documentChunk": {"documentIndex": 1, "start": 0, "end": 1}},
+}
+_BEDROCK_EXPECTED = [
+    Citation("The first page says hello.", 0, "greeting", "page", 1, 2, 11, 21),
+    Citation("a,b", 1, "table", "chunk", 0, 1, 21, 36),
+]
+
+
+def _bedrock_stream() -> Any:
+    frames = [fb.event_frame("messageStart", {"role": "assistant"})]
+    blocks = [("The report ", None), ("says hello", _BEDROCK_PAGE), (" and lists a,b.", _BEDROCK_CHUNK)]
+    for index, (text, cited) in enumerate(blocks):
+        for piece in (text[: len(text) // 2], text[len(text) // 2 :]):
+            frames.append(fb.event_frame("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}}))
+        if cited is not None:
+            delta = {"citation": cited}
+            frames.append(fb.event_frame("contentBlockDelta", {"contentBlockIndex": index, "delta": delta}))
+        frames.append(fb.event_frame("contentBlockStop", {"contentBlockIndex": index}))
+    frames.append(fb.event_frame("messageStop", {"stopReason": "end_turn"}))
+    frames.append(fb.event_frame("metadata", {"usage": fb.converse_usage(), "metrics": {"latencyMs": 9}}))
+    return fb.stream_reply(frames)
+
+
+def test_bedrock_citations_streamed_equal_non_streamed(fake_server: FakeServer, aws: None) -> None:
+    # Before: the text of a citationsContent block was dropped from the answer, without a word.
+    content = [
+        {"text": "The report "},
+        {"citationsContent": {"content": [{"text": "says hello"}], "citations": [_BEDROCK_PAGE]}},
+        {"citationsContent": {"content": [{"text": " and lists a,b."}], "citations": [_BEDROCK_CHUNK]}},
+    ]
+    fake_server.queue(
+        Reply(
+            body={
+                "output": {"message": {"role": "assistant", "content": content}},
+                "stopReason": "end_turn",
+                "usage": fb.converse_usage(),
+                "metrics": {"latencyMs": 5},
+            }
+        )
+    )
+    client = client_for("bedrock", fake_server)
+    model = "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    answer = client.complete(_CITED_PROMPT, model=model)
+    assert answer.text == "The report says hello and lists a,b."
+    assert answer.citations == _BEDROCK_EXPECTED
+
+    fake_server.queue(_bedrock_stream())
+    stream = client.stream(_CITED_PROMPT, model=model)
+    list(stream)
+    assert stream.completion.text == answer.text
+    assert stream.completion.citations == answer.citations
+    blocks = fake_server.requests[0].json()["messages"][0]["content"]
+    assert [b["document"].get("citations") for b in blocks[:2]] == [{"enabled": True}, {"enabled": True}]

@@ -76,7 +76,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from fmclient.errors import (
     APIConnectionError,
@@ -101,6 +101,7 @@ from fmclient.profiles._profile import structured_output_mode
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import (
     MappedErrors,
+    citation,
     claude_reasoning,
     media_in,
     merge_provider_options,
@@ -111,6 +112,7 @@ from fmclient.types import (
     AudioPart,
     CachePoint,
     Chunk,
+    Citation,
     Completion,
     DocumentPart,
     Embeddings,
@@ -904,9 +906,17 @@ def parse_converse_response(
     calls: list[ToolCall] = []
     reasoning: list[dict[str, Any]] = []
     structured: str | None = None
+    citations: list[Citation] = []
     for block in content:
         if "text" in block:
             texts.append(block["text"])
+        elif "citationsContent" in block:
+            # Text generated with citations comes in its own block: its text is part of the answer.
+            cited = block["citationsContent"] or {}
+            piece = "".join(str(c.get("text") or "") for c in cited.get("content") or () if isinstance(c, Mapping))
+            start = sum(len(t) for t in texts)
+            texts.append(piece)
+            citations += [converse_citation(c, (start, start + len(piece))) for c in cited.get("citations") or ()]
         elif "toolUse" in block:
             use = block["toolUse"]
             arguments = use.get("input")
@@ -934,6 +944,31 @@ def parse_converse_response(
         raw=response,
         request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
         reasoning=thinking or None,
+        citations=citations if structured is None else [],
+    )
+
+
+_CITATION_LOCATIONS: dict[str, Literal["page", "char", "chunk"]] = {
+    "documentPage": "page",
+    "documentChar": "char",
+    "documentChunk": "chunk",
+}
+
+
+def converse_citation(raw: Mapping[str, Any], answer: tuple[int, int]) -> Citation:
+    """A Converse ``Citation`` (or streamed ``CitationsDelta``) as a normalised Citation."""
+    location = raw.get("location") or {}
+    kind = next((key for key in _CITATION_LOCATIONS if key in location), None)
+    where = (location.get(kind) or {}) if kind else {}
+    cited = "".join(str(c.get("text") or "") for c in raw.get("sourceContent") or () if isinstance(c, Mapping))
+    return citation(
+        cited,
+        document_index=where.get("documentIndex"),
+        document_name=raw.get("title") or raw.get("source"),
+        location=_CITATION_LOCATIONS[kind] if kind else None,
+        start=where.get("start"),
+        end=where.get("end"),
+        answer=answer,
     )
 
 
@@ -953,8 +988,19 @@ class ConverseStreamParser:
         self._tool_index: dict[int, int] = {}  # content block index -> tool call index
         self._structured_blocks: set[int] = set()
         self._reasoning: dict[int, dict[str, Any]] = {}
+        # Citations wait for their block's end, when the answer text they support is known.
+        self._text_length = 0
+        self._block_start: dict[int, int] = {}
+        self._citations: dict[int, list[Mapping[str, Any]]] = {}
 
     def feed(self, event: Mapping[str, Any]) -> list[Chunk]:
+        if "contentBlockStop" in event:
+            block = int(event["contentBlockStop"].get("contentBlockIndex", 0))
+            pending = self._citations.pop(block, None)
+            if not pending or self.structured_tool is not None:
+                return []
+            answer = (self._block_start.get(block, self._text_length), self._text_length)
+            return [Chunk(citations=tuple(converse_citation(c, answer) for c in pending))]
         if "contentBlockStart" in event:
             start_event = event["contentBlockStart"]
             block = int(start_event.get("contentBlockIndex", 0))
@@ -974,7 +1020,13 @@ class ConverseStreamParser:
             if "text" in delta:
                 if self.structured_tool is not None:
                     return []  # chatter around the forced tool is not part of the JSON answer
+                self._block_start.setdefault(block, self._text_length)
+                self._text_length += len(delta["text"] or "")
                 return [Chunk(text=delta["text"])] if delta["text"] else []
+            if "citation" in delta:
+                self._block_start.setdefault(block, self._text_length)
+                self._citations.setdefault(block, []).append(delta["citation"] or {})
+                return []
             if "toolUse" in delta:
                 fragment = str((delta["toolUse"] or {}).get("input") or "")
                 if block in self._structured_blocks:
