@@ -601,3 +601,24 @@ def test_bedrock_citations_streamed_equal_non_streamed(fake_server: FakeServer, 
     assert stream.completion.citations == answer.citations
     blocks = fake_server.requests[0].json()["messages"][0]["content"]
     assert [b["document"].get("citations") for b in blocks[:2]] == [{"enabled": True}, {"enabled": True}]
+
+
+def test_openai_file_citations_streamed_equal_non_streamed(fake_server: FakeServer) -> None:
+    fake = foa.FakeOpenAI(fake_server)
+    notes = [
+        {"type": "file_citation", "file_id": "file-abc", "filename": "report.pdf", "index": 16},
+        {"type": "url_citation", "url": "https://example.com", "title": "web", "start_index": 0, "end_index": 3},
+    ]
+    answer_text = "The report says hello."
+    fake.answer(
+        foa.Answer(answer_text, annotations=notes, model="gpt-5"),
+        foa.Answer(answer_text, annotations=notes, model="gpt-5"),
+    )
+    client = client_for("openai", fake_server)
+    prompt = [{"role": "user", "content": ["what does it say?", {"type": "document", "document": PDF}]}]
+    answer = client.complete(prompt, model="openai/gpt-5")
+    assert answer.citations == [Citation("", None, "report.pdf", None, None, None, 16, 16)]
+    stream = client.stream(prompt, model="openai/gpt-5")
+    list(stream)
+    assert stream.completion.text == answer_text
+    assert stream.completion.citations == answer.citations

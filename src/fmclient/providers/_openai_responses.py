@@ -24,9 +24,10 @@ from typing import Any
 
 from fmclient.errors import BadRequestError, FMClientError, UnsupportedFeatureError
 from fmclient.pricing import price_modifier
-from fmclient.providers.shared_io import check_image_url, document_filename, refuse_media
+from fmclient.providers.shared_io import check_image_url, citation, document_filename, refuse_media
 from fmclient.types import (
     Chunk,
+    Citation,
     Completion,
     DocumentPart,
     FinishReason,
@@ -227,6 +228,7 @@ def parse_responses_body(response: Any, *, provider: str, model: str) -> Complet
     texts: list[str] = []
     thoughts: list[str] = []
     tool_calls: list[ToolCall] = []
+    citations: list[Citation] = []
     refused = False
     for item in response["output"]:
         if not isinstance(item, Mapping):
@@ -235,6 +237,8 @@ def parse_responses_body(response: Any, *, provider: str, model: str) -> Complet
         if kind == "message":
             for part in item.get("content") or ():
                 if part.get("type") == "output_text":
+                    offset = sum(len(t) for t in texts)
+                    citations += _file_citations(part.get("annotations"), offset)
                     texts.append(part.get("text") or "")
                 elif part.get("type") == "refusal":
                     texts.append(part.get("refusal") or "")
@@ -276,7 +280,22 @@ def parse_responses_body(response: Any, *, provider: str, model: str) -> Complet
         raw=response,
         response_id=str_or_none(response.get("id")),
         reasoning=REASONING_SEPARATOR.join(thoughts) or None,
+        citations=citations,
     )
+
+
+def _file_citations(annotations: Any, offset: int) -> list[Citation]:
+    """The file citations of an ``output_text`` part (``file_citation`` marks a point of the
+    text, ``container_file_citation`` a range); web citations are not document citations."""
+    found: list[Citation] = []
+    for note in annotations or ():
+        if not isinstance(note, Mapping) or note.get("type") not in ("file_citation", "container_file_citation"):
+            continue
+        start = note.get("start_index", note.get("index"))
+        end = note.get("end_index", start)
+        span = (offset + start, offset + end) if isinstance(start, int) and isinstance(end, int) else None
+        found.append(citation("", document_name=note.get("filename") or note.get("file_id"), answer=span))
+    return found
 
 
 class ResponsesStreamParser:
@@ -373,4 +392,6 @@ class ResponsesStreamParser:
             usage=final.usage,
             model=final.model,
             provider_state=final.message.provider_state,
+            # The final event carries the whole response, annotations included: the same citations.
+            citations=tuple(final.citations),
         )
