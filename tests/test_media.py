@@ -622,3 +622,16 @@ def test_openai_file_citations_streamed_equal_non_streamed(fake_server: FakeServ
     list(stream)
     assert stream.completion.text == answer_text
     assert stream.completion.citations == answer.citations
+
+
+def test_an_image_in_an_assistant_turn_to_ollama_is_refused_not_dropped(fake_server: FakeServer) -> None:
+    # Before: Ollama's assistant message carried the text only, and the image vanished.
+    png = b"\x89PNG\r\n\x1a\n" + bytes(20)
+    prompt = [
+        {"role": "user", "content": "draw"},
+        {"role": "assistant", "content": ["here it is", {"type": "image", "image": png}]},
+        {"role": "user", "content": "again"},
+    ]
+    with pytest.raises(UnsupportedFeatureError, match="images in assistant messages"):
+        client_for("ollama", fake_server).complete(prompt, model="ollama/llama3.2-vision")
+    assert fake_server.requests == []
