@@ -637,3 +637,20 @@ def test_an_image_in_an_assistant_turn_to_ollama_is_refused_not_dropped(fake_ser
     with pytest.raises(UnsupportedFeatureError, match="images in assistant messages"):
         client_for("ollama", fake_server).complete(prompt, model="ollama/llama3.2-vision")
     assert fake_server.requests == []
+
+
+def test_media_parts_and_citations_survive_batch_records_and_the_response_cache() -> None:
+    from fmclient.batch import _part_from, _part_record
+    from fmclient.cache import completion_from_json, completion_to_json
+    from fmclient.types import Completion, Usage
+
+    for part in (
+        AudioPart.from_source(WAV),
+        VideoPart.from_source("s3://bucket/clip.mp4"),
+        DocumentPart(data=PDF, media_type="application/pdf", name="r.pdf", citations=True),
+    ):
+        assert _part_from(_part_record(part)) == part
+    answer = Completion("says hello", "stop", Usage(1, 1), "m", "p", citations=list(_EXPECTED_CITATIONS))
+    stored = completion_to_json(answer)
+    assert stored is not None
+    assert completion_from_json(stored).citations == _EXPECTED_CITATIONS
