@@ -654,3 +654,20 @@ def test_media_parts_and_citations_survive_batch_records_and_the_response_cache(
     stored = completion_to_json(answer)
     assert stored is not None
     assert completion_from_json(stored).citations == _EXPECTED_CITATIONS
+
+
+def test_request_totals_are_limits_too(fake_server: FakeServer, aws: None) -> None:
+    with pytest.raises(UnsupportedFeatureError, match="bytes of inline media in one request"):
+        Profile(max_media_bytes=1000).check(
+            _request(AudioPart.from_source(WAV), DocumentPart.from_source(PDF)), provider="p"
+        )
+    with pytest.raises(UnsupportedFeatureError, match=r"2 documents in one request \(at most 1\)"):
+        Profile(max_documents=1).check(
+            _request(DocumentPart.from_source(PDF), DocumentPart.from_source(b"hi")), provider="p"
+        )
+    six = [{"type": "document", "document": f"note {n}".encode()} for n in range(6)]
+    with pytest.raises(UnsupportedFeatureError, match="at most 5 documents"):
+        client_for("bedrock", fake_server).complete(
+            [{"role": "user", "content": ["compare", *six]}], model="bedrock/us.amazon.nova-pro-v1:0"
+        )
+    assert fake_server.requests == []

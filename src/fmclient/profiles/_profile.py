@@ -30,6 +30,8 @@ _LIMITS = (
     "max_document_bytes",
     "max_document_pages",
     "max_audio_seconds",
+    "max_media_bytes",
+    "max_documents",
 )
 # Fields a host may narrow to a subset (formats).
 _FORMATS = ("audio_formats", "video_formats", "document_formats")
@@ -143,6 +145,10 @@ class Profile:
     max_document_bytes: int | None = None
     #: the pages of every PDF of a request together
     max_document_pages: int | None = None
+    #: the bytes of every inline image, audio, video and document of a request together
+    max_media_bytes: int | None = None
+    #: the documents of a request
+    max_documents: int | None = None
     #: the seconds of every audio part of a request together (counted where the header tells: WAV)
     max_audio_seconds: int | None = None
     #: why a host narrowed a field: (field, reason) pairs, quoted in the refusal
@@ -285,10 +291,15 @@ class Profile:
         """Audio, video and documents: the kind, its formats and its limits, before sending."""
         pages = 0
         seconds = 0.0
+        inline = 0
+        documents = 0
         for message in request.messages:
             if isinstance(message.content, str):
                 continue
             for part in message.content:
+                if isinstance(part, (ImagePart, AudioPart, VideoPart, DocumentPart)) and part.data is not None:
+                    inline += len(part.data)
+                documents += isinstance(part, DocumentPart)
                 if isinstance(part, (AudioPart, VideoPart, DocumentPart)):
                     self._check_media_part(part, refuse)
                 if isinstance(part, DocumentPart) and part.data is not None:
@@ -298,6 +309,13 @@ class Profile:
         if self.max_document_pages is not None and pages > self.max_document_pages:
             raise refuse(
                 f"{pages} document pages in one request (at most {self.max_document_pages})", "max_document_pages"
+            )
+        if self.max_documents is not None and documents > self.max_documents:
+            raise refuse(f"{documents} documents in one request (at most {self.max_documents})", "max_documents")
+        if self.max_media_bytes is not None and inline > self.max_media_bytes:
+            raise refuse(
+                f"{inline:,} bytes of inline media in one request (at most {self.max_media_bytes:,})",
+                "max_media_bytes",
             )
         if self.max_audio_seconds is not None and seconds > self.max_audio_seconds:
             raise refuse(

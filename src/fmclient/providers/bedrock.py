@@ -591,8 +591,10 @@ _MEDIA_FORMATS: dict[str, dict[str, str]] = {
 }
 # A document's name: alphanumerics, whitespace (no two in a row), hyphens, parentheses, brackets.
 _NAME_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
-# Bedrock reads each document inline up to 4.5 MB (conversation-inference-call.html).
+# Bedrock reads each document inline up to 4.5 MB, and five documents a request
+# (conversation-inference-call.html).
 _MAX_DOCUMENT_BYTES = 4_718_592
+_MAX_DOCUMENTS = 5
 
 
 def _media_source(part: DocumentPart | AudioPart | VideoPart, provider: str, model: str) -> dict[str, Any]:
@@ -619,6 +621,8 @@ def _document_block(part: DocumentPart, provider: str, model: str, names: list[s
             model,
             provider,
         )
+    if len(names) >= _MAX_DOCUMENTS:
+        raise _refuse(f"Bedrock takes at most {_MAX_DOCUMENTS} documents in one request", model, provider)
     stem = (part.name or "").rsplit(".", 1)[0] if part.name and "." in part.name else (part.name or "")
     name = " ".join(_NAME_NOT_ALLOWED.sub("-", stem).split()) or f"document-{len(names) + 1}"
     while name in names:  # names are unique in a request
