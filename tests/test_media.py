@@ -121,6 +121,7 @@ def test_a_data_uri_and_a_url_are_sources_too() -> None:
         ({"type": "video", "video": b"not a video at all"}, "could not be told from its bytes"),
         ({"type": "audio", "audio": "https://example.com/a.wav"}, "an audio URL must be"),
         ({"type": "audio", "audio": WAV, "colour": "red"}, "takes no colour"),
+        ({"type": "document", "document": PDF, "context": "q3"}, "a document part takes no context"),
     ],
 )
 def test_bad_media_is_refused_with_the_reason(part: dict[str, Any], message: str) -> None:

@@ -325,10 +325,16 @@ def _media_part_from_input(value: Mapping[str, Any], kind: str) -> Part:
         if not isinstance(citations, bool):
             raise TypeError(f"a document part's 'citations' must be True or False, not {citations!r}")
         part = _replace(part, name=name if name is not None else part.name, citations=citations)
-    else:
-        extra = set(value) - {"type", *keys, "mime_type", "media_type"}
-        if extra:
-            raise ValueError(f"{article} {kind} part takes no {', '.join(sorted(extra))}")
+    # A key nobody reads would be dropped without a word: refused instead.
+    extra = set(value) - {
+        "type",
+        *keys,
+        "mime_type",
+        "media_type",
+        *(("name", "citations") if kind == "document" else ()),
+    }
+    if extra:
+        raise ValueError(f"{article} {kind} part takes no {', '.join(sorted(extra))}")
     return part
 
 
