@@ -22,10 +22,14 @@ from fmclient.logstore import LogStore
 from fmclient.providers.llamacpp import embedded_model_path
 from tests.test_cli import FMCLIENT
 
-needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None or sys.platform == "win32", reason="no tmux")
-needs_embedded_model = pytest.mark.skipif(
-    embedded_model_path() is None, reason="the local extra (embedded model) is not installed"
-)
+needs_tmux = pytest.mark.skipif(sys.platform == "win32", reason="tmux is a POSIX terminal multiplexer")
+
+
+def _require_terminal_and_model() -> None:
+    """The chat test needs a real terminal (tmux) and the embedded model: when either is missing
+    the test fails and says why (.ci/run installs tmux; the dev extras install the model)."""
+    assert shutil.which("tmux") is not None, "tmux is not installed: apt-get install tmux"
+    assert embedded_model_path() is not None, 'the embedded model is missing: pip install -e ".[local]"'
 
 WAIT = 60.0  # the most a step may take before the test gives up (a limit, not an assertion)
 
@@ -93,8 +97,8 @@ def prompts(screen: str) -> int:
 
 
 @needs_tmux
-@needs_embedded_model
 def test_a_chat_session_in_a_terminal(terminal: Terminal) -> None:
+    _require_terminal_and_model()
     terminal.start(FMCLIENT, "chat", "-m", "llama-local", "-t", "0", "--max-tokens", "400", "--usage")
     terminal.wait_for(r"^> ")
     terminal.type("My name is Ada.")

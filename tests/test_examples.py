@@ -65,9 +65,40 @@ def test_agent_loop_runs_two_steps_of_tools_then_answers() -> None:
 
 
 def test_mcp_time_example_calls_the_real_time_server() -> None:
-    pytest.importorskip("mcp_server_time")
+    import mcp_server_time  # noqa: F401  (a dev dependency: missing fails here, never skips)
     out = run(str(EXAMPLES / "mcp_time.py"), "--offline")
     assert out.returncode == 0, out.stderr
     assert "tools: time_get_current_time, time_convert_time" in out.stdout
     assert '"timezone": "Asia/Tokyo"' in out.stdout  # the server's own answer
     assert out.stdout.strip().endswith("-- stopped=answer, steps=2")
+
+
+def test_summarise_pdf_sends_the_document_and_prints_the_citations(tmp_path: Path) -> None:
+    from tests.fakes import anthropic as fa
+    from tests.fakes.media import pdf
+    from tests.fakes.server import FakeServer
+
+    document = tmp_path / "report.pdf"
+    document.write_bytes(pdf(["Revenue rose.", "Costs fell."]))
+    cited = {
+        "type": "page_location",
+        "cited_text": "Revenue rose.",
+        "document_index": 0,
+        "document_title": "report.pdf",
+        "start_page_number": 1,
+        "end_page_number": 2,
+    }
+    with FakeServer() as server:
+        server.default = fa.message_reply([{"type": "text", "text": "Revenue rose.", "citations": [cited]}])
+        config = tmp_path / "fmclient.toml"
+        config.write_text(f'[providers.anthropic]\nbase_url = "{server.url}"\napi_key = "test-key"\n')
+        out = run(
+            str(EXAMPLES / "summarise_pdf.py"),
+            str(document),
+            "anthropic/claude-sonnet-4-5",
+            env={"FMCLIENT_CONFIG": str(config)},
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == ["Revenue rose.", "  [report.pdf, page 1-2] 'Revenue rose.'"]
+        block = server.requests[0].json()["messages"][0]["content"][0]
+        assert (block["type"], block["title"], block["citations"]) == ("document", "report.pdf", {"enabled": True})

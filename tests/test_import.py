@@ -55,6 +55,7 @@ ON_CLIENT = [
     "fmclient._chat",
     "fmclient._checks",
     "fmclient._engine",
+    "fmclient._media",
     "fmclient._schema",
     "fmclient._stream",
     "fmclient._validation",

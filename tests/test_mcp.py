@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mcp  # noqa: F401  (the [mcp] extra and mcp-server-time are dev dependencies: missing fails, never skips)
+import mcp_server_time  # noqa: F401
 import pytest
-
-pytest.importorskip("mcp")
-pytest.importorskip("mcp_server_time")
 
 from fmclient import Client, ConfigurationError
 from fmclient.mcp import MCPConnectionError, MCPTimeoutError, MCPTools

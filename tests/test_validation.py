@@ -28,7 +28,8 @@ BAD_REQUESTS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"prompt": [{"role": "user", "content": 3}]}, TypeError, r"messages\[0\].content"),
     ({"prompt": [{"role": "user", "content": ""}]}, ValueError, r"messages\[0\].content must not be empty"),
     ({"prompt": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, TypeError, r"content\[0\].text"),
-    ({"prompt": [{"role": "user", "content": [{"type": "video"}]}]}, ValueError, "must be 'text' or 'image'"),
+    ({"prompt": [{"role": "user", "content": [{"type": "hologram"}]}]}, ValueError, "must be 'text', 'image'"),
+    ({"prompt": [{"role": "user", "content": [{"type": "video"}]}]}, ValueError, "a video part needs 'video'"),
     (
         {"prompt": [{"role": "user", "content": [{"type": "image", "image": b"not an image"}]}]},
         ValueError,

@@ -7,7 +7,7 @@ from typing import Any
 
 from fmclient.errors import FMClientError
 from fmclient.providers.shared_io import ToolCallAssembler
-from fmclient.types import Chunk, Completion, FinishReason, Message, Usage
+from fmclient.types import Chunk, Citation, Completion, FinishReason, Message, Usage
 
 __all__ = ["AsyncStream", "Stream", "StreamAssembler"]
 
@@ -15,13 +15,24 @@ __all__ = ["AsyncStream", "Stream", "StreamAssembler"]
 class StreamAssembler:
     """Collects chunks into the Completion a non-streamed call would have returned."""
 
-    __slots__ = ("_calls", "_parts", "_thinking", "finish_reason", "model", "provider", "provider_state", "usage")
+    __slots__ = (
+        "_calls",
+        "_citations",
+        "_parts",
+        "_thinking",
+        "finish_reason",
+        "model",
+        "provider",
+        "provider_state",
+        "usage",
+    )
 
     def __init__(self, provider: str, model: str) -> None:
         self.provider = provider
         self.model = model
         self._parts: list[str] = []
         self._thinking: list[str] = []
+        self._citations: list[Citation] = []
         self._calls = ToolCallAssembler()
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
@@ -32,6 +43,7 @@ class StreamAssembler:
             self._parts.append(chunk.text)
         if chunk.reasoning:
             self._thinking.append(chunk.reasoning)
+        self._citations.extend(chunk.citations)
         for delta in chunk.tool_calls:
             self._calls.add(delta)
         if chunk.finish_reason is not None:
@@ -65,6 +77,7 @@ class StreamAssembler:
                 role="assistant", content=text, tool_calls=tuple(tool_calls), provider_state=self.provider_state
             ),
             reasoning="".join(self._thinking) or None,
+            citations=list(self._citations),
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from fmclient._schema import is_pydantic_model, model_schema, tool_from_function
 from fmclient.errors import StructuredOutputError, UnsupportedFeatureError
 from fmclient.types import (
+    MEDIA_PARTS,
     ROLES,
     CachePoint,
     Completion,
@@ -73,11 +74,13 @@ def build_request(
                     f"messages[{index}]: a system message must come before the conversation; "
                     "put system instructions first or pass system="
                 )
-            if any(isinstance(part, ImagePart) for part in message.parts):
-                # Request.system is text: an image here would be dropped without a word.
+            media = next((part.type for part in message.parts if isinstance(part, MEDIA_PARTS)), None)
+            if media is not None:
+                # Request.system is text: media here would be dropped without a word.
                 raise UnsupportedFeatureError(
-                    f"messages[{index}]: a system message cannot carry images (system instructions are "
-                    "text only for Gemini, Anthropic, OpenAI and Bedrock); put the image in a user message"
+                    f"messages[{index}]: a system message cannot carry {'images' if media == 'image' else media} "
+                    "(system instructions are text only for Gemini, Anthropic, OpenAI and Bedrock); put the "
+                    f"{media} in a user message"
                 )
             if message.text.strip():
                 system_parts.append(message.text)

@@ -49,7 +49,17 @@ from typing import TYPE_CHECKING, Any
 
 from fmclient._fan_out import afan_out, fan_out
 from fmclient.errors import FMClientError, UnsupportedFeatureError
-from fmclient.types import ImagePart, Message, ResponseFormat, TextPart, ToolCall, Usage
+from fmclient.types import (
+    AudioPart,
+    DocumentPart,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    TextPart,
+    ToolCall,
+    Usage,
+    VideoPart,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -411,13 +421,22 @@ def _tool_call_from(record: Mapping[str, Any]) -> ToolCall:
 def _part_record(part: Part) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
-    return {"type": "image", "data": _to_json(part.data, "image"), "url": part.url, "media_type": part.media_type}
+    record = {"type": part.type, "data": _to_json(part.data, part.type), "url": part.url, "media_type": part.media_type}
+    if isinstance(part, DocumentPart):
+        record.update(name=part.name, citations=part.citations)
+    return record
 
 
 def _part_from(record: Mapping[str, Any]) -> Part:
     if record["type"] == "text":
         return TextPart(record["text"])
-    return ImagePart(data=_from_json(record["data"]), url=record["url"], media_type=record["media_type"])
+    fields = {"data": _from_json(record["data"]), "url": record["url"], "media_type": record["media_type"]}
+    if record["type"] == "document":
+        return DocumentPart(**fields, name=record.get("name"), citations=bool(record.get("citations")))
+    cls: type[ImagePart | AudioPart | VideoPart] = {"audio": AudioPart, "video": VideoPart}.get(
+        record["type"], ImagePart
+    )
+    return cls(**fields)
 
 
 def _message_record(message: Message, text: str, tool_calls: Sequence[ToolCall]) -> dict[str, Any]:

@@ -178,7 +178,8 @@ def _message(message: Any) -> dict[str, Any]:
             {"type": "text", "text": p.text}
             if isinstance(p, TextPart)
             else {
-                "type": "image",
+                "type": p.type,
+                **({"name": p.name, "citations": p.citations} if p.type == "document" else {}),
                 "url": p.url,
                 "media_type": p.media_type,
                 "sha256": None if p.data is None else hashlib.sha256(p.data).hexdigest(),
@@ -244,6 +245,8 @@ def completion_to_json(completion: Completion) -> str | None:
         "content": message.text,
         "reasoning": completion.reasoning,
     }
+    if completion.citations:
+        document["citations"] = [c.to_dict() for c in completion.citations]
     try:
         document["provider_state"] = _tagged(message.provider_state)
         return json.dumps(document, separators=(",", ":"), allow_nan=False)
@@ -290,7 +293,7 @@ def completion_from_json(text: str | bytes) -> Completion:
     stack (RecursionError), a number too large for an int (OverflowError) or a document of the
     wrong shape are all a corrupt entry, which the client treats as a miss.
     """
-    from fmclient.types import FINISH_REASONS, Completion, Message, ToolCall
+    from fmclient.types import FINISH_REASONS, Citation, Completion, Message, ToolCall
 
     try:
         document = json.loads(text)
@@ -312,6 +315,7 @@ def completion_from_json(text: str | bytes) -> Completion:
                 role="assistant", content=_text(document["content"]), tool_calls=tuple(calls), provider_state=state
             ),
             reasoning=_optional_text(document.get("reasoning")),
+            citations=[Citation(**dict(c)) for c in document.get("citations", ())],
         )
     except Exception as exc:  # any failure to decode is a corrupt entry, never the caller's error
         raise ValueError(f"corrupt cache entry: {type(exc).__name__}: {exc}") from None

@@ -66,7 +66,6 @@ from fmclient.types import (
     Completion,
     Embeddings,
     EmbedRequest,
-    ImagePart,
     ImageRequest,
     Images,
     Message,
@@ -555,14 +554,14 @@ def _parts(message: Message) -> list[dict[str, Any]]:
         for part in content:
             if isinstance(part, TextPart):
                 parts.append({"type": "text", "content": part.text})
-            elif isinstance(part, ImagePart):
+            else:
                 if part.url is not None:
-                    parts.append({"type": "uri", "modality": "image", "uri": part.url})
+                    parts.append({"type": "uri", "modality": part.type, "uri": part.url})
                 elif part.data is not None:
                     parts.append(
                         {
                             "type": "blob",
-                            "modality": "image",
+                            "modality": part.type,
                             "mime_type": part.media_type,
                             "content": base64.b64encode(part.data).decode("ascii"),
                         }

@@ -18,7 +18,7 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any
 
-from fmclient.types import ImagePart, TokenCount
+from fmclient.types import MEDIA_PARTS, TokenCount
 
 if TYPE_CHECKING:
     from fmclient.types import Request
@@ -103,7 +103,7 @@ def tiktoken_count(request: Request) -> TokenCount:
         for call in message.tool_calls:
             tokens += len(encoding.encode(call.name + json.dumps(call.arguments), disallowed_special=()))
         images = images or (
-            not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content)
+            not isinstance(message.content, str) and any(isinstance(p, MEDIA_PARTS) for p in message.content)
         )
     if request.tools:
         tokens += len(encoding.encode(_tools_text(request), disallowed_special=()))
@@ -112,5 +112,5 @@ def tiktoken_count(request: Request) -> TokenCount:
         method += f" (estimate for {wanted}, which is not available offline)"
     if request.tools or images or any(m.tool_calls for m in request.messages):
         exact = False
-        method += "; tools, tool calls and images are counted approximately"
+        method += "; tools, tool calls, images, audio, video and documents are counted approximately"
     return TokenCount(tokens, exact=exact, method=method)

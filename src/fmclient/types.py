@@ -30,7 +30,10 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from fmclient import _media
+from fmclient._media import MediaKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,10 +43,13 @@ if TYPE_CHECKING:
     Pricer = Callable[["Usage"], tuple["Cost | None", "str | None"]]
 
 __all__ = [
+    "AudioPart",
     "CachePoint",
     "Chunk",
+    "Citation",
     "Completion",
     "Cost",
+    "DocumentPart",
     "EmbedRequest",
     "Embeddings",
     "FinishReason",
@@ -62,6 +68,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "VideoPart",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -76,80 +83,64 @@ class TextPart:
     type: Literal["text"] = "text"
 
 
-@dataclass(frozen=True, slots=True)
-class ImagePart:
-    """An image in a user message: inline bytes, or a URL the provider fetches itself.
+_MediaT = TypeVar("_MediaT", bound="_MediaPart")
 
-    Build one with :meth:`from_source` from bytes, a ``pathlib.Path``, an http(s) URL, a data URI
-    or a provider storage URI (``gs://``, ``s3://``: passed to the hosts that read them), or with
-    :meth:`from_path` from a file path. A string is never read as a file: a server that forwards
-    its users' messages must not let them read its disk.
+
+@dataclass(frozen=True, slots=True)
+class _MediaPart:
+    """What every media part shares: inline bytes or a URL the provider fetches, and a MIME type.
+
+    Where the bytes come from is decided in one place (``fmclient._media``): bytes, a
+    ``pathlib.Path``, a data URI, or a URL of a scheme the kind takes. A string is never read as
+    a file: a server that forwards its users' messages must not let them read its disk.
     """
 
+    _kind: ClassVar[MediaKind]
     data: bytes | None = None
     url: str | None = None
     media_type: str | None = None
-    type: Literal["image"] = "image"
 
     def __post_init__(self) -> None:
-        if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(_URL_SCHEMES)):
-            raise ValueError(_NOT_A_URL)
+        kind = self._kind
+        if self.data is None and self.url is None:
+            raise ValueError(f"a{'n' if kind in ('image', 'audio') else ''} {kind} part needs data or a url")
+        if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(_media.URL_SCHEMES[kind])):
+            raise ValueError(_media.not_a_url(kind))
+        if self.data is not None and not self.data:
+            raise ValueError(f"{kind} data is empty")
 
     @classmethod
-    def from_source(cls, source: bytes | str | os.PathLike[str], media_type: str | None = None) -> ImagePart:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            data = bytes(source)
-            return cls(data=data, media_type=media_type or _sniff_image(data, "image bytes"))
-        if isinstance(source, os.PathLike):
-            return cls.from_path(source, media_type)
-        if not isinstance(source, str):
-            raise TypeError(f"image must be bytes, a pathlib.Path, a URL or a data URI, not {type(source).__name__}")
-        return cls.from_url(source, media_type)
+    def from_source(
+        cls: type[_MediaT], source: bytes | str | os.PathLike[str], media_type: str | None = None
+    ) -> _MediaT:
+        """From bytes, a ``pathlib.Path``, a data URI or a URL (a str is never read as a path)."""
+        return cls._made(_media.load(source, cls._kind, media_type))
 
     @classmethod
-    def from_url(cls, url: str, media_type: str | None = None) -> ImagePart:
-        """An image from a URL field: http(s), a data URI (decoded here) or ``gs://`` / ``s3://``
-        (passed through for the hosts that read them). Anything else, a file path or ``file://``
-        included, is refused without looking at the disk: the message is the same whether or not
-        such a file exists."""
+    def from_url(cls: type[_MediaT], url: str, media_type: str | None = None) -> _MediaT:
+        """From a URL field: a data URI (decoded here) or a URL of a scheme this kind takes
+        (passed to the provider). Anything else, a file path or ``file://`` included, is refused
+        without looking at the disk: the message is the same whether or not such a file exists."""
         if not isinstance(url, str):
-            raise TypeError(f"an image URL must be a str, not {type(url).__name__}")
-        if url.startswith("data:"):
-            header, sep, payload = url.partition(",")
-            if not sep or ";base64" not in header:
-                raise ValueError("image data URI must be base64-encoded: data:<type>;base64,<data>")
-            try:
-                data = base64.b64decode(payload, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ValueError(f"image data URI is not valid base64: {exc}") from None
-            declared = header[5:].split(";")[0] or None
-            return cls(data=data, media_type=media_type or _sniff_image(data, "image data URI") or declared)
-        if url.startswith(_URL_SCHEMES):
-            import mimetypes
-
-            guessed = mimetypes.guess_type(url.split("?")[0])[0]
-            return cls(url=url, media_type=media_type or guessed)
-        raise ValueError(_NOT_A_URL)
+            raise TypeError(f"{cls._kind} URL must be a str, not {type(url).__name__}")
+        return cls._made(_media.load(url, cls._kind, media_type))
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], media_type: str | None = None) -> ImagePart:
-        """An image read from a local file: only for paths your own code chose, never for a value a
-        user sent (see :meth:`from_url`)."""
-        # pathlib costs ~6 ms to import (urllib, ipaddress): paid only when an image is a file.
-        from pathlib import Path
-
+    def from_path(cls: type[_MediaT], path: str | os.PathLike[str], media_type: str | None = None) -> _MediaT:
+        """Read from a local file: only for paths your own code chose, never for a value a user
+        sent (see :meth:`from_url`)."""
         if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"an image path must be a str or a pathlib.Path, not {type(path).__name__}")
-        file = Path(path)
-        if not file.is_file():
-            raise ValueError(f"image file not found: {file}")
-        data = file.read_bytes()
-        return cls(data=data, media_type=media_type or _sniff_image(data, f"image file {file}"))
+            raise TypeError(f"{cls._kind} path must be a str or a pathlib.Path, not {type(path).__name__}")
+        return cls._made(_media.load(path, cls._kind, media_type, path=True))
+
+    @classmethod
+    def _made(cls: type[_MediaT], found: _media.MediaSource) -> _MediaT:
+        return cls(data=found.data, url=found.url, media_type=found.media_type)
 
     @property
     def base64_data(self) -> str:
         if self.data is None:
-            raise ValueError("this image is a URL, it has no inline data")
+            raise ValueError(f"this {self._kind} is a URL, it has no inline data")
         return base64.b64encode(self.data).decode("ascii")
 
     @property
@@ -161,31 +152,77 @@ class ImagePart:
 
     def __repr__(self) -> str:
         what = f"url={self.url!r}" if self.url else f"data=<{len(self.data or b'')} bytes>"
-        return f"ImagePart({what}, media_type={self.media_type!r})"
+        return f"{type(self).__name__}({what}, media_type={self.media_type!r})"
 
 
-# What a URL field takes (data URIs are decoded into bytes before an ImagePart is made).
-_URL_SCHEMES = ("https://", "http://", "gs://", "s3://")
-_NOT_A_URL = (
-    "an image URL must be http(s)://, a data: URI, gs:// or s3://; local files are read only from a "
-    "pathlib.Path or an explicit path ({'type': 'image', 'path': ...} or ImagePart.from_path)"
-)
+@dataclass(frozen=True, slots=True, repr=False)
+class ImagePart(_MediaPart):
+    """An image in a user message: inline bytes, or a URL the provider fetches itself.
 
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
+    Build one with :meth:`from_source` from bytes, a ``pathlib.Path``, an http(s) URL, a data URI
+    or a provider storage URI (``gs://``, ``s3://``: passed to the hosts that read them), or with
+    :meth:`from_path` from a file path. A string is never read as a file: a server that forwards
+    its users' messages must not let them read its disk.
+    """
+
+    _kind: ClassVar[MediaKind] = "image"
+    type: Literal["image"] = "image"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class AudioPart(_MediaPart):
+    """Audio in a user message: bytes, a ``pathlib.Path``, a data URI, or a ``gs://`` / ``s3://``
+    URI for the hosts that read that storage. The MIME type is sniffed from the bytes (WAV, MP3,
+    FLAC, OGG, WebM, M4A/MP4, AAC, AIFF) unless given; an unknown type is refused."""
+
+    _kind: ClassVar[MediaKind] = "audio"
+    type: Literal["audio"] = "audio"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class VideoPart(_MediaPart):
+    """A video in a user message: bytes, a ``pathlib.Path``, a data URI, or a ``gs://`` /
+    ``s3://`` URI for the hosts that read that storage (Gemini on Vertex AI, Bedrock)."""
+
+    _kind: ClassVar[MediaKind] = "video"
+    type: Literal["video"] = "video"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DocumentPart(_MediaPart):
+    """A document in a user message (PDF, plain text, CSV, Markdown, HTML, DOCX...): bytes, a
+    ``pathlib.Path``, a data URI, an http(s) URL the provider fetches, or ``gs://`` / ``s3://``.
+
+    ``name`` is how the model and citations refer to it (Bedrock requires one: the file name, or
+    ``document-<n>``). ``citations=True`` asks the provider to cite it (Anthropic, Bedrock); the
+    answer's :attr:`Completion.citations` hold what was cited.
+    """
+
+    _kind: ClassVar[MediaKind] = "document"
+    name: str | None = None
+    citations: bool = False
+    type: Literal["document"] = "document"
+
+    @classmethod
+    def _made(cls, found: _media.MediaSource) -> DocumentPart:
+        return cls(data=found.data, url=found.url, media_type=found.media_type, name=found.filename)
+
+    def __repr__(self) -> str:
+        what = f"url={self.url!r}" if self.url else f"data=<{len(self.data or b'')} bytes>"
+        return f"DocumentPart({what}, media_type={self.media_type!r}, name={self.name!r})"
+
+
+#: Every part that carries media (not text).
+MediaPart = ImagePart | AudioPart | VideoPart | DocumentPart
+MEDIA_PARTS = (ImagePart, AudioPart, VideoPart, DocumentPart)
 
 
 def _sniff_image(data: bytes, what: str) -> str:
-    for magic, media_type in _MAGIC:
-        if data.startswith(magic):
-            return media_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    raise ValueError(f"{what} is not a PNG, JPEG, GIF or WebP image")
+    """The image type of ``data`` by its signature, or ValueError naming ``what``."""
+    found = _media.sniff(data, "image")
+    if found is None or not found.startswith("image/"):
+        raise ValueError(f"{what} is not a PNG, JPEG, GIF or WebP image")
+    return found
 
 
 def image_mime_type(data: bytes) -> str:
@@ -196,14 +233,20 @@ def image_mime_type(data: bytes) -> str:
         return "application/octet-stream"
 
 
-Part = TextPart | ImagePart
+Part = TextPart | ImagePart | AudioPart | VideoPart | DocumentPart
+_PART_CLASSES: dict[str, type[_MediaPart]] = {
+    "image": ImagePart,
+    "audio": AudioPart,
+    "video": VideoPart,
+    "document": DocumentPart,
+}
 
 
 def part_from_input(value: Any, where: str) -> Part:
     """One content part as ``complete`` takes it (a str, a dict part, or a part) -> a typed part;
     ``where`` names it in an error (``messages[0].content[1]``)."""
-    if isinstance(value, (TextPart, ImagePart)):
-        return value
+    if isinstance(value, (TextPart, *MEDIA_PARTS)):
+        return value  # type: ignore[no-any-return]
     if isinstance(value, str):
         return TextPart(value)
     if not isinstance(value, Mapping):
@@ -214,40 +257,101 @@ def part_from_input(value: Any, where: str) -> Part:
         if not isinstance(text, str):
             raise TypeError(f"{where}.text must be a str, not {type(text).__name__}")
         return TextPart(text)
-    if kind in ("image", "image_url"):
+    if kind in ("image", "image_url", "audio", "video", "document", "input_audio", "file"):
         try:
-            return _image_part_from_input(value, kind)
+            return _media_part_from_input(value, _OPENAI_KINDS.get(kind, str(kind)))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
-    raise ValueError(f"{where}.type must be 'text' or 'image', got {kind!r}")
+    raise ValueError(f"{where}.type must be 'text', 'image', 'audio', 'video' or 'document', got {kind!r}")
 
 
-def _image_part_from_input(value: Mapping[str, Any], kind: str) -> ImagePart:
-    """An image dict part. Only ``path`` (or a pathlib.Path value) reads a local file; ``url`` and
-    OpenAI's ``image_url`` take URLs only; ``image`` / ``source`` take bytes, a Path or a URL;
-    ``data`` bytes or a data URI. A string is never a path, so a forwarded message cannot read
-    the server's files."""
-    media_type = value.get("media_type")
-    if kind == "image_url":
+# OpenAI's chat part spellings, taken as well: image_url, input_audio, file.
+_OPENAI_KINDS = {"input_audio": "audio", "file": "document"}
+
+
+def _media_part_from_input(value: Mapping[str, Any], kind: str) -> Part:
+    """A media dict part. Only ``path`` (or a pathlib.Path value) reads a local file; ``url`` and
+    OpenAI's ``image_url`` take URLs only; the kind's own key (``image``, ``audio``, ``video``,
+    ``document``) and ``source`` take bytes, a Path or a URL; ``data`` bytes or a data URI. A
+    string is never a path, so a forwarded message cannot read the server's files."""
+    media_type = value.get("mime_type", value.get("media_type"))
+    if media_type is not None and not isinstance(media_type, str):
+        raise TypeError(f"mime_type must be a str, not {type(media_type).__name__}")
+    if value.get("type") == "image_url":
         inner = value.get("image_url")
         url = inner.get("url") if isinstance(inner, Mapping) else inner
         if url is None:
             raise ValueError("an image_url part needs image_url.url (an http(s) URL or a data URI)")
         return ImagePart.from_url(url, media_type)
-    given = [key for key in ("image", "source", "url", "data", "path") if value.get(key) is not None]
+    if value.get("type") == "input_audio":
+        inner = value.get("input_audio")
+        if not isinstance(inner, Mapping) or not isinstance(inner.get("data"), str):
+            raise ValueError("an input_audio part needs input_audio.data (base64) and input_audio.format")
+        fmt = inner.get("format")
+        return AudioPart.from_source(
+            _b64(inner["data"], "input_audio.data"), media_type or _AUDIO_FORMATS.get(str(fmt))
+        )
+    if value.get("type") == "file":
+        inner = value.get("file")
+        data = inner.get("file_data") if isinstance(inner, Mapping) else None
+        if not isinstance(data, str):
+            raise ValueError("a file part needs file.file_data (a data URI or base64)")
+        source: Any = data if data.startswith("data:") else _b64(data, "file.file_data")
+        document = DocumentPart.from_source(source, media_type)
+        name = inner.get("filename") if isinstance(inner, Mapping) else None
+        return document if name is None else _replace(document, name=str(name))
+    cls = _PART_CLASSES[kind]
+    keys = (kind, "source", "url", "data", "path")
+    given = [key for key in keys if value.get(key) is not None]
+    article = "an" if kind in ("image", "audio") else "a"
     if not given:
-        raise ValueError("an image part needs 'image' (bytes, a pathlib.Path, an http(s) URL or a data URI) or 'path'")
+        raise ValueError(f"{article} {kind} part needs '{kind}' (bytes, a pathlib.Path, a URL or a data URI) or 'path'")
     if len(given) > 1:
-        raise ValueError(f"an image part takes one of 'image', 'source', 'url', 'data' or 'path', got {given}")
+        raise ValueError(f"{article} {kind} part takes one of {', '.join(repr(k) for k in keys)}, got {given}")
     key = given[0]
     source = value[key]
     if key == "path":
-        return ImagePart.from_path(source, media_type)
-    if key == "url" or (key == "data" and isinstance(source, str)):
-        return ImagePart.from_url(source, media_type)
-    if key == "data" and not isinstance(source, (bytes, bytearray, memoryview)):
-        raise TypeError(f"an image part's 'data' must be bytes or a data URI, not {type(source).__name__}")
-    return ImagePart.from_source(source, media_type)
+        part: Part = cls.from_path(source, media_type)  # type: ignore[assignment]
+    elif key == "url" or (key == "data" and isinstance(source, str)):
+        part = cls.from_url(source, media_type)  # type: ignore[assignment]
+    elif key == "data" and not isinstance(source, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{article} {kind} part's 'data' must be bytes or a data URI, not {type(source).__name__}")
+    else:
+        part = cls.from_source(source, media_type)  # type: ignore[assignment]
+    if isinstance(part, DocumentPart):
+        name, citations = value.get("name"), value.get("citations", False)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"a document part's 'name' must be a str, not {type(name).__name__}")
+        if not isinstance(citations, bool):
+            raise TypeError(f"a document part's 'citations' must be True or False, not {citations!r}")
+        part = _replace(part, name=name if name is not None else part.name, citations=citations)
+    # A key nobody reads would be dropped without a word: refused instead.
+    extra = set(value) - {
+        "type",
+        *keys,
+        "mime_type",
+        "media_type",
+        *(("name", "citations") if kind == "document" else ()),
+    }
+    if extra:
+        raise ValueError(f"{article} {kind} part takes no {', '.join(sorted(extra))}")
+    return part
+
+
+_AUDIO_FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg"}
+
+
+def _b64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"{what} is not valid base64: {exc}") from None
+
+
+def _replace(part: DocumentPart, **changes: Any) -> DocumentPart:
+    import dataclasses
+
+    return dataclasses.replace(part, **changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +374,40 @@ class CachePoint:
     def __post_init__(self) -> None:
         if self.ttl not in (None, "5m", "1h"):
             raise ValueError(f"CachePoint ttl must be '5m' or '1h', got {self.ttl!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A passage of a document the answer cites, the same shape whoever cited it.
+
+    ``document_index`` counts the documents of the request in order (0 is the first document
+    part of the conversation); ``document_name`` is its name where the provider returns it.
+    ``location`` says what ``start`` and ``end`` count: ``"page"`` (1-based pages, end
+    exclusive), ``"char"`` (characters of the document's text, end exclusive) or ``"chunk"``
+    (content blocks, end exclusive); None when the provider gives no place. ``answer_start`` /
+    ``answer_end`` are the characters of :attr:`Completion.text` the citation supports, where known.
+    """
+
+    cited_text: str
+    document_index: int | None = None
+    document_name: str | None = None
+    location: Literal["page", "char", "chunk"] | None = None
+    start: int | None = None
+    end: int | None = None
+    answer_start: int | None = None
+    answer_end: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cited_text": self.cited_text,
+            "document_index": self.document_index,
+            "document_name": self.document_name,
+            "location": self.location,
+            "start": self.start,
+            "end": self.end,
+            "answer_start": self.answer_start,
+            "answer_end": self.answer_end,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +460,8 @@ class Message:
     @classmethod
     def user(cls, content: str | Sequence[Any]) -> Message:
         """A user message: text, or a list of parts (str, dict parts as ``complete`` takes them,
-        :class:`TextPart`, :class:`ImagePart`)."""
+        :class:`TextPart`, :class:`ImagePart`, :class:`AudioPart`, :class:`VideoPart`,
+        :class:`DocumentPart`)."""
         if isinstance(content, str):
             parts: str | tuple[Part, ...] = content
         elif isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
@@ -348,9 +487,9 @@ class Message:
             out["content"] = [
                 {"type": "text", "text": p.text}
                 if isinstance(p, TextPart)
-                else {"type": "image", "url": p.url, "media_type": p.media_type}
+                else {"type": p.type, "url": p.url, "media_type": p.media_type}
                 if p.url
-                else {"type": "image", "media_type": p.media_type, "bytes": len(p.data or b"")}
+                else {"type": p.type, "media_type": p.media_type, "bytes": len(p.data or b"")}
                 for p in self.content
             ]
         if self.tool_calls:
@@ -647,6 +786,8 @@ class Completion:
     rate_limit_headers: dict[str, str] | None = field(default=None, repr=False)
     #: the model's thinking text (or the provider's summary of it), where the provider returns it
     reasoning: str | None = None
+    #: the passages of the request's documents the answer cites (Anthropic, Bedrock, OpenAI)
+    citations: list[Citation] = field(default_factory=list)
     # Set by the engine: how to price this result (fmclient.pricing.priced, bound to where to look
     # the price up, which model ids and when the call was made). Run on first read of ``cost``.
     _pricer: Pricer | None = field(default=None, repr=False, compare=False)
@@ -680,6 +821,7 @@ class Completion:
             "parsed": parsed,
             "cached": self.cached,
             "reasoning": self.reasoning,
+            "citations": [c.to_dict() for c in self.citations],
         }
 
 
@@ -708,6 +850,9 @@ class Chunk:
     usage: Usage | None = None
     model: str | None = None
     provider_state: Mapping[str, Any] | None = None
+    #: citations that arrived with this chunk (joined, they are the answer's
+    #: :attr:`Completion.citations`)
+    citations: tuple[Citation, ...] = ()
     raw: Any = field(default=None, repr=False, compare=False)
     #: On the first chunk of an OpenAI or Anthropic stream: the response's rate-limit headers,
     #: which the client's rate limits read (as ``Completion.rate_limit_headers``).

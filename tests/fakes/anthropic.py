@@ -172,6 +172,10 @@ def signature_delta(index: int, signature: str) -> Event:
     return _delta(index, {"type": "signature_delta", "signature": signature})
 
 
+def citations_delta(index: int, citation: dict[str, Any]) -> Event:
+    return _delta(index, {"type": "citations_delta", "citation": citation})
+
+
 def content_block_stop(index: int) -> Event:
     return ("content_block_stop", {"type": "content_block_stop", "index": index})
 

@@ -65,6 +65,8 @@ class Answer:
     incomplete: str | None = None
     #: Responses API only: the response fails with this error ({"code", "message"})
     failed: dict[str, Any] | None = None
+    #: Responses API only: the output_text part's annotations (file citations...)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def finish(self) -> str:
@@ -326,7 +328,7 @@ def response_output(answer: Answer) -> list[dict[str, Any]]:
         part = (
             {"type": "refusal", "refusal": answer.refusal}
             if answer.refusal is not None
-            else {"type": "output_text", "text": answer.text, "annotations": [], "logprobs": []}
+            else {"type": "output_text", "text": answer.text, "annotations": list(answer.annotations), "logprobs": []}
         )
         output.append(
             {"id": "msg_fake", "type": "message", "role": "assistant", "status": "completed", "content": [part]}

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from fmclient.profiles._profile import Profile, StructuredOutputMode
+from fmclient.profiles._profile import MEDIA_SWITCHES, Profile, StructuredOutputMode
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -100,6 +100,9 @@ def _load() -> list[_Family]:
         pattern = re.compile(str(fields.pop("match")))
         catch_all = bool(fields.pop("catch_all", False))
         hosts: Mapping[str, list[Mapping[str, Any]]] = fields.pop("hosts", {})
+        if not catch_all:  # a catch-all asserts nothing it does not say; the server decides
+            for switch in MEDIA_SWITCHES:
+                fields.setdefault(switch, False)  # a known family takes a media kind only where it says so
         try:
             profile = Profile(family=name, **fields)
             narrowed: dict[str, Profile] = {}

@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fmclient._media import canonical_mime, pdf_page_count, wav_seconds
 from fmclient.errors import UnsupportedFeatureError
-from fmclient.types import ImagePart, ImageRequest, Request
+from fmclient.types import AudioPart, DocumentPart, ImagePart, ImageRequest, Request, VideoPart
 
 __all__ = ["Profile", "StructuredOutputMode", "structured_output_mode"]
 
@@ -19,7 +20,23 @@ __all__ = ["Profile", "StructuredOutputMode", "structured_output_mode"]
 StructuredOutputMode = Literal["json_schema", "tool", "json_grammar"]
 
 # Fields a host may lower (bools to False, limits down), never raise.
-_LIMITS = ("max_stop_sequences", "context_window", "max_output_tokens", "max_images")
+_LIMITS = (
+    "max_stop_sequences",
+    "context_window",
+    "max_output_tokens",
+    "max_images",
+    "max_audio_bytes",
+    "max_video_bytes",
+    "max_document_bytes",
+    "max_document_pages",
+    "max_audio_seconds",
+    "max_media_bytes",
+    "max_documents",
+)
+# Fields a host may narrow to a subset (formats).
+_FORMATS = ("audio_formats", "video_formats", "document_formats")
+#: The media switches a family of the table leaves off unless its entry turns them on.
+MEDIA_SWITCHES = ("audio", "video", "documents")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +125,32 @@ class Profile:
     image_qualities: tuple[str, ...] | None = None
     #: :meth:`~fmclient.Client.embed` takes images as well as text
     image_embeddings: bool = False
+    # -- audio, video and document input ----------------------------------------------------------
+    # A family in the table takes a media kind only where its entry says so (the loader sets the
+    # three switches False otherwise); the permissive default, for a model nobody knows, takes all.
+    #: audio parts (:class:`~fmclient.AudioPart`) in a user message
+    audio: bool = True
+    #: video parts (:class:`~fmclient.VideoPart`)
+    video: bool = True
+    #: document parts (:class:`~fmclient.DocumentPart`)
+    documents: bool = True
+    #: the MIME types taken for each kind (canonical spellings: ``audio/wav``, ``audio/mpeg``...);
+    #: None: any type of that kind, the server decides
+    audio_formats: tuple[str, ...] | None = None
+    video_formats: tuple[str, ...] | None = None
+    document_formats: tuple[str, ...] | None = None
+    #: the largest inline part of each kind, in bytes (a URL the provider fetches is not counted)
+    max_audio_bytes: int | None = None
+    max_video_bytes: int | None = None
+    max_document_bytes: int | None = None
+    #: the pages of every PDF of a request together
+    max_document_pages: int | None = None
+    #: the bytes of every inline image, audio, video and document of a request together
+    max_media_bytes: int | None = None
+    #: the documents of a request
+    max_documents: int | None = None
+    #: the seconds of every audio part of a request together (counted where the header tells: WAV)
+    max_audio_seconds: int | None = None
     #: why a host narrowed a field: (field, reason) pairs, quoted in the refusal
     restrictions: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
@@ -132,6 +175,14 @@ class Profile:
                     raise ValueError(f"a host may only restrict {name} to False, not widen it")
                 if current is False:
                     continue  # already refused by the family: its own reason stands
+            elif name in _FORMATS:
+                if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{name} must be a list of MIME types")
+                value = tuple(value)
+                if current is not None and not set(value) <= set(current):
+                    raise ValueError(f"a host may only narrow {name} to a subset of the family's")
+                if current is not None and set(value) == set(current):
+                    continue
             elif name in _LIMITS:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"{name} must be a non-negative integer")
@@ -234,6 +285,65 @@ class Profile:
             for message in request.messages:
                 if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
                     raise refuse("image input", "images")
+        self._check_media(request, refuse)
+
+    def _check_media(self, request: Request, refuse: Callable[..., UnsupportedFeatureError]) -> None:
+        """Audio, video and documents: the kind, its formats and its limits, before sending."""
+        pages = 0
+        seconds = 0.0
+        inline = 0
+        documents = 0
+        for message in request.messages:
+            if isinstance(message.content, str):
+                continue
+            for part in message.content:
+                if isinstance(part, (ImagePart, AudioPart, VideoPart, DocumentPart)) and part.data is not None:
+                    inline += len(part.data)
+                documents += isinstance(part, DocumentPart)
+                if isinstance(part, (AudioPart, VideoPart, DocumentPart)):
+                    self._check_media_part(part, refuse)
+                if isinstance(part, DocumentPart) and part.data is not None:
+                    pages += pdf_page_count(part.data) or 0
+                if isinstance(part, AudioPart) and part.data is not None:
+                    seconds += wav_seconds(part.data) or 0.0
+        if self.max_document_pages is not None and pages > self.max_document_pages:
+            raise refuse(
+                f"{pages} document pages in one request (at most {self.max_document_pages})", "max_document_pages"
+            )
+        if self.max_documents is not None and documents > self.max_documents:
+            raise refuse(f"{documents} documents in one request (at most {self.max_documents})", "max_documents")
+        if self.max_media_bytes is not None and inline > self.max_media_bytes:
+            raise refuse(
+                f"{inline:,} bytes of inline media in one request (at most {self.max_media_bytes:,})",
+                "max_media_bytes",
+            )
+        if self.max_audio_seconds is not None and seconds > self.max_audio_seconds:
+            raise refuse(
+                f"{seconds:.0f} seconds of audio in one request (at most {self.max_audio_seconds})", "max_audio_seconds"
+            )
+
+    def _check_media_part(
+        self, part: AudioPart | VideoPart | DocumentPart, refuse: Callable[..., UnsupportedFeatureError]
+    ) -> None:
+        kind, switch = {
+            "audio": ("audio", "audio"),
+            "video": ("video", "video"),
+            "document": ("document", "documents"),
+        }[part.type]
+        if not getattr(self, switch):
+            raise refuse(f"{kind} input", switch)
+        formats: tuple[str, ...] | None = getattr(self, f"{kind}_formats")
+        media_type = canonical_mime(part.media_type) if part.media_type else None
+        if formats is not None:
+            if media_type is None:
+                raise refuse(
+                    f"a {kind} of unknown type (it takes {', '.join(formats)}): pass mime_type=", f"{kind}_formats"
+                )
+            if media_type not in formats:
+                raise refuse(f"{kind} of type {media_type} (it takes {', '.join(formats)})", f"{kind}_formats")
+        limit: int | None = getattr(self, f"max_{kind}_bytes")
+        if limit is not None and part.data is not None and len(part.data) > limit:
+            raise refuse(f"a {kind} of {len(part.data):,} bytes inline (at most {limit:,})", f"max_{kind}_bytes")
 
     def _check_sampling_under_reasoning(
         self, request: Request, refuse: Callable[..., UnsupportedFeatureError], on: str

@@ -24,10 +24,12 @@ from typing import Any
 
 from fmclient.errors import BadRequestError, FMClientError, UnsupportedFeatureError
 from fmclient.pricing import price_modifier
-from fmclient.providers.shared_io import check_image_url
+from fmclient.providers.shared_io import check_image_url, citation, document_filename, refuse_media
 from fmclient.types import (
     Chunk,
+    Citation,
     Completion,
+    DocumentPart,
     FinishReason,
     ImagePart,
     Message,
@@ -63,8 +65,14 @@ def _input_content(content: str | tuple[Any, ...], model: str) -> str | list[dic
         elif isinstance(part, ImagePart):
             check_image_url(part, ("https://", "http://"), host="the OpenAI Responses API", model=model)
             parts.append({"type": "input_image", "image_url": part.data_uri, "detail": "auto"})
-        else:  # pragma: no cover - Part is a closed union
-            raise TypeError(f"unsupported message part {type(part).__name__}")
+        elif isinstance(part, DocumentPart):
+            check_image_url(part, ("https://", "http://"), host="the OpenAI Responses API", model=model)
+            if part.data is None:
+                parts.append({"type": "input_file", "file_url": part.url})
+            else:
+                parts.append({"type": "input_file", "file_data": part.data_uri, "filename": document_filename(part)})
+        else:
+            raise _unsupported(f"{part.type} input (use Chat Completions: api='chat')", model)
     return parts
 
 
@@ -77,8 +85,7 @@ def build_input(request: Request, provider: str) -> list[dict[str, Any]]:
                 raise BadRequestError(
                     "a tool result message needs the tool_call_id of the call it answers", model=request.model
                 )
-            if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
-                raise _unsupported("images in tool results", request.model)
+            refuse_media(message, "tool results", host="the OpenAI Responses API", model=request.model)
             items.append({"type": "function_call_output", "call_id": message.tool_call_id, "output": message.text})
         elif message.role == "assistant":
             state = (message.provider_state or {}).get(provider)
@@ -86,8 +93,7 @@ def build_input(request: Request, provider: str) -> list[dict[str, Any]]:
             if isinstance(output, list):
                 items.extend(json.loads(json.dumps(item)) for item in output)  # a deep copy, as it came
                 continue
-            if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
-                raise UnsupportedFeatureError("assistant messages cannot contain images", model=request.model)
+            refuse_media(message, "assistant messages", host="the OpenAI Responses API", model=request.model)
             if message.text:
                 items.append({"role": "assistant", "content": message.text})
             for call in message.tool_calls:
@@ -222,6 +228,7 @@ def parse_responses_body(response: Any, *, provider: str, model: str) -> Complet
     texts: list[str] = []
     thoughts: list[str] = []
     tool_calls: list[ToolCall] = []
+    citations: list[Citation] = []
     refused = False
     for item in response["output"]:
         if not isinstance(item, Mapping):
@@ -230,6 +237,8 @@ def parse_responses_body(response: Any, *, provider: str, model: str) -> Complet
         if kind == "message":
             for part in item.get("content") or ():
                 if part.get("type") == "output_text":
+                    offset = sum(len(t) for t in texts)
+                    citations += _file_citations(part.get("annotations"), offset)
                     texts.append(part.get("text") or "")
                 elif part.get("type") == "refusal":
                     texts.append(part.get("refusal") or "")
@@ -271,7 +280,22 @@ def parse_responses_body(response: Any, *, provider: str, model: str) -> Complet
         raw=response,
         response_id=str_or_none(response.get("id")),
         reasoning=REASONING_SEPARATOR.join(thoughts) or None,
+        citations=citations,
     )
+
+
+def _file_citations(annotations: Any, offset: int) -> list[Citation]:
+    """The file citations of an ``output_text`` part (``file_citation`` marks a point of the
+    text, ``container_file_citation`` a range); web citations are not document citations."""
+    found: list[Citation] = []
+    for note in annotations or ():
+        if not isinstance(note, Mapping) or note.get("type") not in ("file_citation", "container_file_citation"):
+            continue
+        start = note.get("start_index", note.get("index"))
+        end = note.get("end_index", start)
+        span = (offset + start, offset + end) if isinstance(start, int) and isinstance(end, int) else None
+        found.append(citation("", document_name=note.get("filename") or note.get("file_id"), answer=span))
+    return found
 
 
 class ResponsesStreamParser:
@@ -368,4 +392,6 @@ class ResponsesStreamParser:
             usage=final.usage,
             model=final.model,
             provider_state=final.message.provider_state,
+            # The final event carries the whole response, annotations included: the same citations.
+            citations=tuple(final.citations),
         )

@@ -80,7 +80,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fmclient.errors import (
     APIConnectionError,
@@ -110,7 +110,9 @@ from fmclient.providers.shared_io import (
     MappedErrors,
     astream_chunks,
     check_image_url,
+    citation,
     claude_reasoning,
+    media_in,
     merge_provider_options,
     rate_limit_headers,
     stream_chunks,
@@ -120,7 +122,9 @@ from fmclient.secret import redact, register_secret
 from fmclient.types import (
     CachePoint,
     Chunk,
+    Citation,
     Completion,
+    DocumentPart,
     FinishReason,
     ImagePart,
     Message,
@@ -376,11 +380,52 @@ def _user_content(message: Message, index: int, model: str, provider: str) -> st
             blocks.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
             blocks.append(_image_block(part, index, model, provider))
-        else:  # pragma: no cover - Part is a closed union
-            raise BadRequestError(
-                f"messages[{index}]: unsupported content part {part!r}", provider=provider, model=model
+        elif isinstance(part, DocumentPart):
+            blocks.append(_document_block(part, index, model, provider))
+        else:
+            raise UnsupportedFeatureError(
+                f"messages[{index}]: the Messages API takes no {part.type} input", provider=provider, model=model
             )
     return blocks
+
+
+def _document_block(part: DocumentPart, index: int, model: str, provider: str) -> dict[str, Any]:
+    """A ``document`` block: a PDF (base64 or URL) or text (plain-text source: CSV, Markdown and
+    HTML are text, sent as such). Office files are refused here: the Messages API has no source
+    for them (Bedrock's Converse does)."""
+    media_type = part.media_type
+    source: dict[str, Any]
+    if part.url is not None:
+        check_image_url(part, ("https://", "http://"), host="Anthropic", provider=provider, model=model)
+        if media_type not in (None, "application/pdf"):
+            raise UnsupportedFeatureError(
+                f"messages[{index}]: Anthropic fetches PDF documents from a URL, not {media_type}: pass the bytes",
+                provider=provider,
+                model=model,
+            )
+        source = {"type": "url", "url": part.url}
+    elif media_type == "application/pdf":
+        source = {"type": "base64", "media_type": "application/pdf", "data": part.base64_data}
+    elif media_type is not None and media_type.startswith("text/") and part.data is not None:
+        try:
+            text = part.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnsupportedFeatureError(
+                f"messages[{index}]: a {media_type} document must be UTF-8 text", provider=provider, model=model
+            ) from None
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+    else:
+        raise UnsupportedFeatureError(
+            f"messages[{index}]: Anthropic's document blocks take PDF and text, not {media_type}",
+            provider=provider,
+            model=model,
+        )
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if part.name:
+        block["title"] = part.name
+    if part.citations:
+        block["citations"] = {"enabled": True}
+    return block
 
 
 def _image_block(part: ImagePart, index: int, model: str, provider: str) -> dict[str, Any]:
@@ -405,9 +450,12 @@ def _assistant_content(message: Message, index: int, model: str, provider: str) 
         # Thinking signatures are checked by the API: send the blocks back exactly as received.
         replayed: list[dict[str, Any]] = copy.deepcopy(state["content"])
         return replayed
-    if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
+    kind = media_in(message)
+    if kind is not None:
         raise UnsupportedFeatureError(
-            f"messages[{index}]: Anthropic accepts images in user turns only", provider=provider, model=model
+            f"messages[{index}]: Anthropic accepts {'images' if kind == 'image' else kind} in user turns only",
+            provider=provider,
+            model=model,
         )
     if not message.tool_calls:
         return message.text
@@ -496,6 +544,48 @@ def _content_result(blocks: list[dict[str, Any]], provider: str) -> tuple[str, l
     return "".join(texts), calls, state
 
 
+# Anthropic's citation types and what their start/end count (end exclusive as the API gives it).
+_CITATION_LOCATIONS: dict[str, tuple[Literal["page", "char", "chunk"], str, str]] = {
+    "char_location": ("char", "start_char_index", "end_char_index"),
+    "page_location": ("page", "start_page_number", "end_page_number"),
+    "content_block_location": ("chunk", "start_block_index", "end_block_index"),
+}
+
+
+def _block_citations(block: Mapping[str, Any], answer: tuple[int, int]) -> list[Citation]:
+    """The citations of one text block; ``answer`` is the block's place in the answer text."""
+    found: list[Citation] = []
+    for raw in block.get("citations") or ():
+        if not isinstance(raw, Mapping):
+            continue
+        kind = _CITATION_LOCATIONS.get(str(raw.get("type")))
+        found.append(
+            citation(
+                raw.get("cited_text"),
+                document_index=raw.get("document_index"),
+                document_name=raw.get("document_title") or raw.get("title") or raw.get("url"),
+                location=kind[0] if kind else None,
+                start=raw.get(kind[1]) if kind else None,
+                end=raw.get(kind[2]) if kind else None,
+                answer=answer,
+            )
+        )
+    return found
+
+
+def citations_from(blocks: list[dict[str, Any]]) -> list[Citation]:
+    """Every citation of a reply's text blocks, each with the span of the answer it supports."""
+    found: list[Citation] = []
+    offset = 0
+    for block in blocks:
+        if block.get("type") != "text":
+            continue
+        length = len(str(block.get("text") or ""))
+        found += _block_citations(block, (offset, offset + length))
+        offset += length
+    return found
+
+
 def parse_response(response: Any, *, provider: str = "anthropic", model: str = "") -> Completion:
     """A Completion from a Messages API reply (SDK ``Message`` or its JSON dict).
 
@@ -520,6 +610,7 @@ def parse_response(response: Any, *, provider: str = "anthropic", model: str = "
         raw=response,
         response_id=data.get("id") if isinstance(data.get("id"), str) else None,
         reasoning=thinking or None,
+        citations=citations_from(blocks),
     )
 
 
@@ -640,9 +731,14 @@ def _on_block_delta(data: Mapping[str, Any], state: StreamState) -> Chunk | None
     return None
 
 
-def _on_block_stop(data: Mapping[str, Any], state: StreamState) -> None:
+def _on_block_stop(data: Mapping[str, Any], state: StreamState) -> Chunk | None:
     index = _index(data)
     block = state.blocks.get(index)
+    if block is not None and block.get("type") == "text" and block.get("citations"):
+        # A block's citations go out once it is whole: then its place in the answer is known,
+        # and the chunks join into what a non-streamed reply gives.
+        end = len(state.text)
+        return Chunk(citations=tuple(_block_citations(block, (end - len(str(block.get("text") or "")), end))))
     if block is None or index not in state._json:
         return None
     raw = "".join(state._json[index])

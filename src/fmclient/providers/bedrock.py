@@ -76,7 +76,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from fmclient.errors import (
     APIConnectionError,
@@ -99,12 +99,22 @@ from fmclient.pricing import price_modifier
 from fmclient.profiles import profile_for
 from fmclient.profiles._profile import structured_output_mode
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
-from fmclient.providers.shared_io import MappedErrors, claude_reasoning, merge_provider_options, stream_chunks
+from fmclient.providers.shared_io import (
+    MappedErrors,
+    citation,
+    claude_reasoning,
+    media_in,
+    merge_provider_options,
+    stream_chunks,
+)
 from fmclient.secret import redact, register_secret
 from fmclient.types import (
+    AudioPart,
     CachePoint,
     Chunk,
+    Citation,
     Completion,
+    DocumentPart,
     Embeddings,
     EmbedRequest,
     FinishReason,
@@ -119,6 +129,7 @@ from fmclient.types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    VideoPart,
     image_mime_type,
 )
 
@@ -256,8 +267,9 @@ def render_titan_prompt(
     for message in messages:
         if message.role == "tool" or message.tool_calls:
             raise _refuse("Titan text cannot take tool calls or tool results", model, provider)
-        if any(isinstance(p, ImagePart) for p in message.parts):
-            raise _refuse("Titan text does not support image input", model, provider)
+        media = media_in(message)
+        if media is not None:
+            raise _refuse(f"Titan text does not support {media} input", model, provider)
         speaker = "User" if message.role == "user" else "Bot"
         lines.append(f"{speaker}: {message.text.strip()}")
     if not messages or messages[-1].role != "assistant":
@@ -521,7 +533,11 @@ def _image_block(part: ImagePart, provider: str, model: str) -> dict[str, Any]:
     )
 
 
-def _content_blocks(parts: Iterable[Any], provider: str, model: str) -> list[dict[str, Any]]:
+def _content_blocks(
+    parts: Iterable[Any], provider: str, model: str, names: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Converse content blocks; ``names`` collects the document names of the whole request (each
+    must be unique there)."""
     blocks: list[dict[str, Any]] = []
     for part in parts:
         if isinstance(part, TextPart):
@@ -529,7 +545,93 @@ def _content_blocks(parts: Iterable[Any], provider: str, model: str) -> list[dic
                 blocks.append({"text": part.text})
         elif isinstance(part, ImagePart):
             blocks.append(_image_block(part, provider, model))
+        elif isinstance(part, DocumentPart):
+            blocks.append(_document_block(part, provider, model, [] if names is None else names))
+        else:
+            fmt = _MEDIA_FORMATS[part.type].get(part.media_type or "")
+            if fmt is None:
+                takes = ", ".join(sorted(_MEDIA_FORMATS[part.type]))
+                raise _refuse(f"Bedrock takes {part.type} of the types {takes}, not {part.media_type}", model, provider)
+            blocks.append({part.type: {"format": fmt, "source": _media_source(part, provider, model)}})
     return blocks
+
+
+# The Converse block formats (the SDK's DocumentFormat, VideoFormat, AudioFormat) by MIME type.
+_MEDIA_FORMATS: dict[str, dict[str, str]] = {
+    "document": {
+        "application/pdf": "pdf",
+        "text/csv": "csv",
+        "application/msword": "doc",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+        "application/vnd.ms-excel": "xls",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+        "text/html": "html",
+        "text/plain": "txt",
+        "text/markdown": "md",
+    },
+    "video": {
+        "video/x-matroska": "mkv",
+        "video/quicktime": "mov",
+        "video/mp4": "mp4",
+        "video/webm": "webm",
+        "video/x-flv": "flv",
+        "video/mpeg": "mpeg",
+        "video/x-ms-wmv": "wmv",
+        "video/3gpp": "three_gp",
+    },
+    "audio": {
+        "audio/mpeg": "mp3",
+        "audio/wav": "wav",
+        "audio/aac": "aac",
+        "audio/flac": "flac",
+        "audio/mp4": "m4a",
+        "audio/ogg": "ogg",
+        "audio/webm": "webm",
+    },
+}
+# A document's name: alphanumerics, whitespace (no two in a row), hyphens, parentheses, brackets.
+_NAME_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
+# Bedrock reads each document inline up to 4.5 MB, and five documents a request
+# (conversation-inference-call.html).
+_MAX_DOCUMENT_BYTES = 4_718_592
+_MAX_DOCUMENTS = 5
+
+
+def _media_source(part: DocumentPart | AudioPart | VideoPart, provider: str, model: str) -> dict[str, Any]:
+    if part.data is not None:
+        return {"bytes": part.data}
+    url = part.url or ""
+    if url.startswith("s3://"):
+        return {"s3Location": {"uri": url}}
+    raise _refuse(
+        f"Bedrock cannot fetch {part.type} URLs ({url[:60]!r}): pass the bytes (or an s3:// URI) instead",
+        model,
+        provider,
+    )
+
+
+def _document_block(part: DocumentPart, provider: str, model: str, names: list[str]) -> dict[str, Any]:
+    fmt = _MEDIA_FORMATS["document"].get(part.media_type or "")
+    if fmt is None:
+        takes = ", ".join(sorted(set(_MEDIA_FORMATS["document"].values())))
+        raise _refuse(f"Bedrock's document block takes {takes}, not {part.media_type}", model, provider)
+    if part.data is not None and len(part.data) > _MAX_DOCUMENT_BYTES:
+        raise _refuse(
+            f"Bedrock takes documents of at most 4.5 MB inline, not {len(part.data):,} bytes: use an s3:// URI",
+            model,
+            provider,
+        )
+    if len(names) >= _MAX_DOCUMENTS:
+        raise _refuse(f"Bedrock takes at most {_MAX_DOCUMENTS} documents in one request", model, provider)
+    stem = (part.name or "").rsplit(".", 1)[0] if part.name and "." in part.name else (part.name or "")
+    name = " ".join(_NAME_NOT_ALLOWED.sub("-", stem).split()) or f"document-{len(names) + 1}"
+    while name in names:  # names are unique in a request
+        name = f"{name}-{len(names) + 1}"
+    names.append(name)
+    block: dict[str, Any] = {"format": fmt, "name": name, "source": _media_source(part, provider, model)}
+    if part.citations:
+        block["citations"] = {"enabled": True}
+    return {"document": block}
 
 
 def _cache_point(point: CachePoint) -> dict[str, Any]:
@@ -545,6 +647,7 @@ def _has_tool_history(messages: Sequence[Message]) -> bool:
 
 def _converse_messages(messages: Sequence[Message], provider: str, model: str) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
+    names: list[str] = []
     for message in messages:
         blocks: list[dict[str, Any]]
         if message.role == "tool":
@@ -552,7 +655,7 @@ def _converse_messages(messages: Sequence[Message], provider: str, model: str) -
             result_blocks: list[dict[str, Any]] = (
                 [{"text": message.content}]
                 if isinstance(message.content, str)
-                else _content_blocks(message.content, provider, model)
+                else _content_blocks(message.content, provider, model, names)
             )
             tool_result: dict[str, Any] = {"toolUseId": message.tool_call_id, "content": result_blocks}
             if message.is_error:
@@ -562,14 +665,14 @@ def _converse_messages(messages: Sequence[Message], provider: str, model: str) -
             role = "assistant"
             state = (message.provider_state or {}).get(provider) or {}
             blocks = [dict(b) for b in state.get("reasoning", ())]
-            blocks += _content_blocks(message.parts, provider, model)
+            blocks += _content_blocks(message.parts, provider, model, names)
             blocks += [
                 {"toolUse": {"toolUseId": call.id, "name": call.name, "input": call.arguments}}
                 for call in message.tool_calls
             ]
         else:
             role = "user"
-            blocks = _content_blocks(message.parts, provider, model)
+            blocks = _content_blocks(message.parts, provider, model, names)
         if not blocks:
             continue  # an empty turn carries nothing, and Bedrock rejects empty content
         if message.cache is not None:
@@ -810,9 +913,17 @@ def parse_converse_response(
     calls: list[ToolCall] = []
     reasoning: list[dict[str, Any]] = []
     structured: str | None = None
+    citations: list[Citation] = []
     for block in content:
         if "text" in block:
             texts.append(block["text"])
+        elif "citationsContent" in block:
+            # Text generated with citations comes in its own block: its text is part of the answer.
+            cited = block["citationsContent"] or {}
+            piece = "".join(str(c.get("text") or "") for c in cited.get("content") or () if isinstance(c, Mapping))
+            start = sum(len(t) for t in texts)
+            texts.append(piece)
+            citations += [converse_citation(c, (start, start + len(piece))) for c in cited.get("citations") or ()]
         elif "toolUse" in block:
             use = block["toolUse"]
             arguments = use.get("input")
@@ -840,6 +951,31 @@ def parse_converse_response(
         raw=response,
         request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
         reasoning=thinking or None,
+        citations=citations if structured is None else [],
+    )
+
+
+_CITATION_LOCATIONS: dict[str, Literal["page", "char", "chunk"]] = {
+    "documentPage": "page",
+    "documentChar": "char",
+    "documentChunk": "chunk",
+}
+
+
+def converse_citation(raw: Mapping[str, Any], answer: tuple[int, int]) -> Citation:
+    """A Converse ``Citation`` (or streamed ``CitationsDelta``) as a normalised Citation."""
+    location = raw.get("location") or {}
+    kind = next((key for key in _CITATION_LOCATIONS if key in location), None)
+    where = (location.get(kind) or {}) if kind else {}
+    cited = "".join(str(c.get("text") or "") for c in raw.get("sourceContent") or () if isinstance(c, Mapping))
+    return citation(
+        cited,
+        document_index=where.get("documentIndex"),
+        document_name=raw.get("title") or raw.get("source"),
+        location=_CITATION_LOCATIONS[kind] if kind else None,
+        start=where.get("start"),
+        end=where.get("end"),
+        answer=answer,
     )
 
 
@@ -859,8 +995,19 @@ class ConverseStreamParser:
         self._tool_index: dict[int, int] = {}  # content block index -> tool call index
         self._structured_blocks: set[int] = set()
         self._reasoning: dict[int, dict[str, Any]] = {}
+        # Citations wait for their block's end, when the answer text they support is known.
+        self._text_length = 0
+        self._block_start: dict[int, int] = {}
+        self._citations: dict[int, list[Mapping[str, Any]]] = {}
 
     def feed(self, event: Mapping[str, Any]) -> list[Chunk]:
+        if "contentBlockStop" in event:
+            block = int(event["contentBlockStop"].get("contentBlockIndex", 0))
+            pending = self._citations.pop(block, None)
+            if not pending or self.structured_tool is not None:
+                return []
+            answer = (self._block_start.get(block, self._text_length), self._text_length)
+            return [Chunk(citations=tuple(converse_citation(c, answer) for c in pending))]
         if "contentBlockStart" in event:
             start_event = event["contentBlockStart"]
             block = int(start_event.get("contentBlockIndex", 0))
@@ -880,7 +1027,13 @@ class ConverseStreamParser:
             if "text" in delta:
                 if self.structured_tool is not None:
                     return []  # chatter around the forced tool is not part of the JSON answer
+                self._block_start.setdefault(block, self._text_length)
+                self._text_length += len(delta["text"] or "")
                 return [Chunk(text=delta["text"])] if delta["text"] else []
+            if "citation" in delta:
+                self._block_start.setdefault(block, self._text_length)
+                self._citations.setdefault(block, []).append(delta["citation"] or {})
+                return []
             if "toolUse" in delta:
                 fragment = str((delta["toolUse"] or {}).get("input") or "")
                 if block in self._structured_blocks:

@@ -82,6 +82,7 @@ from fmclient.types import (
     ImagePart,
     ImageRequest,
     Images,
+    MediaPart,
     Message,
     Request,
     TextPart,
@@ -222,7 +223,9 @@ def _tool_call_id(index: int, name: str, args: Mapping[str, Any]) -> str:
     return f"call_{digest[:24]}"
 
 
-def _image_part(part: ImagePart) -> dict[str, Any]:
+def _media_part(part: MediaPart) -> dict[str, Any]:
+    """An image, audio, video or document as ``inline_data`` (bytes) or ``file_data`` (a URL).
+    The profile has already refused what is over the inline limit (the Files API is not used)."""
     if part.data is not None:
         return {
             "inline_data": {
@@ -244,7 +247,7 @@ def _content_parts(message: Message) -> list[dict[str, Any]]:
         if isinstance(part, TextPart):
             parts.append({"text": part.text})
         else:
-            parts.append(_image_part(part))
+            parts.append(_media_part(part))
     return parts
 
 

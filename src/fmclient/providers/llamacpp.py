@@ -48,14 +48,13 @@ from fmclient.errors import (
 )
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk, run_in_thread
-from fmclient.providers.shared_io import MappedErrors, close_quietly, merge_provider_options
+from fmclient.providers.shared_io import MappedErrors, close_quietly, media_in, merge_provider_options
 from fmclient.types import (
     Chunk,
     Completion,
     Embeddings,
     EmbedRequest,
     FinishReason,
-    ImagePart,
     Message,
     Request,
     TokenCount,
@@ -167,9 +166,10 @@ def build_messages(request: Request, *, provider: str = "llamacpp") -> list[dict
                 provider=provider,
                 model=request.model,
             )
-        if any(isinstance(part, ImagePart) for part in message.parts):
+        media = media_in(message)
+        if media is not None:
             raise UnsupportedFeatureError(
-                "the llama.cpp backend does not support image input", provider=provider, model=request.model
+                f"the llama.cpp backend does not support {media} input", provider=provider, model=request.model
             )
         out.append({"role": message.role, "content": message.text})
     return out

@@ -49,6 +49,7 @@ from fmclient.providers.shared_io import (
     MappedErrors,
     astream_chunks,
     merge_provider_options,
+    refuse_media,
     stream_chunks,
     tool_arguments,
 )
@@ -107,6 +108,7 @@ def build_messages(request: Request, *, provider: str = "ollama") -> list[dict[s
     names_by_id: dict[str, str] = {}
     for message in request.messages:
         if message.role == "assistant":
+            refuse_media(message, "assistant messages", host="Ollama", model=request.model, provider=provider)
             out.append(_assistant_message(message, provider=provider))
             for call in message.tool_calls:
                 names_by_id[call.id] = call.name
@@ -142,6 +144,13 @@ def _user_message(message: Message, model: str, provider: str) -> dict[str, Any]
                     model=model,
                 )
             images.append(part.base64_data)
+        else:
+            # Ollama's chat API carries text and images only: anything else would be dropped.
+            raise UnsupportedFeatureError(
+                f"Ollama's chat API takes text and images only, not {part.type} input",
+                provider=provider,
+                model=model,
+            )
     entry: dict[str, Any] = {"role": message.role, "content": "\n".join(texts)}
     if images:
         entry["images"] = images

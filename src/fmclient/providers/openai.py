@@ -103,13 +103,18 @@ from fmclient.providers.shared_io import (
     MappedErrors,
     astream_chunks,
     check_image_url,
+    document_filename,
+    inline_only,
     merge_provider_options,
     rate_limit_headers,
+    refuse_media,
     stream_chunks,
 )
 from fmclient.types import (
+    AudioPart,
     Chunk,
     Completion,
+    DocumentPart,
     Embeddings,
     EmbedRequest,
     FinishReason,
@@ -205,11 +210,8 @@ def build_messages(request: Request, provider: str = _NATIVE, *, system_role: st
                     "a tool result message needs the tool_call_id of the call it answers",
                     model=request.model,
                 )
-            if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
-                # Chat Completions tool messages take text parts only.
-                raise UnsupportedFeatureError(
-                    "OpenAI Chat Completions does not accept images in tool results", model=request.model
-                )
+            # Chat Completions tool messages take text parts only.
+            refuse_media(message, "tool results", host="OpenAI Chat Completions", model=request.model)
             out.append({"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text})
         elif role == "assistant":
             out.append(_assistant_message(message, request.model, provider))
@@ -232,14 +234,40 @@ def _content(content: str | tuple[Any, ...], model: str, provider: str) -> str |
             check_image_url(part, _HTTP, host="OpenAI", provider=provider, model=model)
             # data_uri is the URL itself for a URL image, a base64 data URI for inline bytes.
             parts.append({"type": "image_url", "image_url": {"url": part.data_uri}})
-        else:  # pragma: no cover - Part is a closed union
-            raise TypeError(f"unsupported message part {type(part).__name__}")
+        elif isinstance(part, AudioPart):
+            parts.append(_input_audio(part, model, provider))
+        elif isinstance(part, DocumentPart):
+            parts.append(_file_part(part, model, provider))
+        else:
+            raise UnsupportedFeatureError(
+                f"OpenAI Chat Completions takes no {part.type} parts", provider=provider, model=model
+            )
     return parts
 
 
+# input_audio's format (the SDK's InputAudio: Literal["wav", "mp3"]).
+_AUDIO_FORMAT = {"audio/wav": "wav", "audio/mpeg": "mp3"}
+
+
+def _input_audio(part: AudioPart, model: str, provider: str) -> dict[str, Any]:
+    inline_only(part, host="OpenAI Chat Completions", provider=provider, model=model)
+    fmt = _AUDIO_FORMAT.get(part.media_type or "")
+    if fmt is None:
+        raise UnsupportedFeatureError(
+            f"OpenAI's input_audio takes WAV or MP3, not {part.media_type}", provider=provider, model=model
+        )
+    return {"type": "input_audio", "input_audio": {"data": part.base64_data, "format": fmt}}
+
+
+def _file_part(part: DocumentPart, model: str, provider: str) -> dict[str, Any]:
+    """A document as a ``file`` part: its bytes as a data URI in ``file_data`` with a file name
+    (the API requires one with file_data)."""
+    inline_only(part, host="OpenAI Chat Completions", provider=provider, model=model)
+    return {"type": "file", "file": {"file_data": part.data_uri, "filename": document_filename(part)}}
+
+
 def _assistant_message(message: Message, model: str, provider: str) -> dict[str, Any]:
-    if not isinstance(message.content, str) and any(isinstance(p, ImagePart) for p in message.content):
-        raise UnsupportedFeatureError("assistant messages cannot contain images", model=model)
+    refuse_media(message, "assistant messages", host="OpenAI", model=model)
     text = message.text
     out: dict[str, Any] = {"role": "assistant", "content": text}
     state = (message.provider_state or {}).get(provider)

@@ -23,10 +23,10 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fmclient.errors import BadRequestError, FMClientError, StructuredOutputError, UnsupportedFeatureError
-from fmclient.types import Chunk, ImagePart, ToolCall, ToolCallDelta
+from fmclient.types import MEDIA_PARTS, Chunk, Citation, DocumentPart, MediaPart, Message, ToolCall, ToolCallDelta
 
 __all__ = [
     "THINKING_BUDGETS",
@@ -230,17 +230,94 @@ async def astream_chunks(
 
 # -- images --------------------------------------------------------------------------------------
 def check_image_url(
-    part: ImagePart, takes: tuple[str, ...], *, host: str, provider: str | None = None, model: str | None = None
+    part: MediaPart, takes: tuple[str, ...], *, host: str, provider: str | None = None, model: str | None = None
 ) -> None:
-    """Refuse, before sending, an image URL whose scheme this host does not fetch (a ``gs://`` or
+    """Refuse, before sending, a media URL whose scheme this host does not fetch (a ``gs://`` or
     ``s3://`` URI is passed only to the hosts that read that storage)."""
     if part.url is not None and not part.url.startswith(takes):
         scheme = part.url.split(":", 1)[0]
         raise UnsupportedFeatureError(
-            f"{host} does not fetch {scheme}:// image URLs (it takes {', '.join(takes)}): pass the image bytes",
+            f"{host} does not fetch {scheme}:// {part.type} URLs (it takes {', '.join(takes)}): pass the "
+            f"{part.type} bytes",
             provider=provider,
             model=model,
         )
+
+
+def media_in(message: Message) -> str | None:
+    """The kind of the first media part of ``message`` ("image", "audio", "video", "document"), or None."""
+    if isinstance(message.content, str):
+        return None
+    return next((part.type for part in message.content if isinstance(part, MEDIA_PARTS)), None)
+
+
+def refuse_media(message: Message, where: str, *, host: str, model: str | None, provider: str | None = None) -> None:
+    """Refuse media in a message this host takes as text only (a tool result, an assistant turn):
+    sending its text alone would drop the media without a word."""
+    kind = media_in(message)
+    if kind is not None:
+        plural = {"image": "images", "audio": "audio", "video": "video", "document": "documents"}[kind]
+        raise UnsupportedFeatureError(f"{host} does not accept {plural} in {where}", provider=provider, model=model)
+
+
+def inline_only(part: MediaPart, *, host: str, provider: str | None, model: str | None) -> bytes:
+    """The bytes of a part this host takes inline only; a URL is refused before sending."""
+    if part.data is None:
+        raise UnsupportedFeatureError(
+            f"{host} takes {part.type} inline only, not from a URL ({part.url}): pass the bytes",
+            provider=provider,
+            model=model,
+        )
+    return part.data
+
+
+_EXTENSIONS = {
+    "application/pdf": "pdf",
+    "text/plain": "txt",
+    "text/csv": "csv",
+    "text/markdown": "md",
+    "text/html": "html",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+}
+
+
+def document_filename(part: DocumentPart, index: int | None = None) -> str:
+    """The name a document goes by where the API wants one: its own, else ``document[-n].<ext>``."""
+    if part.name:
+        return part.name
+    stem = "document" if index is None else f"document-{index}"
+    ext = _EXTENSIONS.get(part.media_type or "")
+    return f"{stem}.{ext}" if ext else stem
+
+
+# -- citations ---------------------------------------------------------------------------------
+def citation(
+    cited_text: Any,
+    *,
+    document_index: Any = None,
+    document_name: Any = None,
+    location: Literal["page", "char", "chunk"] | None = None,
+    start: Any = None,
+    end: Any = None,
+    answer: tuple[int, int] | None = None,
+) -> Citation:
+    """One normalised :class:`~fmclient.types.Citation` from a provider's fields (ints kept only
+    where they are ints: a provider's odd value is dropped, not guessed)."""
+
+    def whole(value: Any) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return Citation(
+        cited_text=cited_text if isinstance(cited_text, str) else "",
+        document_index=whole(document_index),
+        document_name=document_name if isinstance(document_name, str) and document_name else None,
+        location=location,
+        start=whole(start),
+        end=whole(end),
+        answer_start=None if answer is None else answer[0],
+        answer_end=None if answer is None else answer[1],
+    )
 
 
 # -- tool calls --------------------------------------------------------------------------------
