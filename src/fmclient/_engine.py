@@ -395,7 +395,7 @@ class Engine:
         raise AssertionError("unreachable: plan() raises when no target is left")
 
     async def awalk(self, call: Call, method: str, finish: Callable[[Route, A], A]) -> A:
-        """The async twin of :meth:`_walk` (``method`` is the adapter's coroutine method)."""
+        """The async twin of :meth:`walk` (``method`` is the adapter's coroutine method)."""
         for route, prepared in call.plan():
             attempt = awhole_attempt(call, route, prepared, getattr(route.provider, method))
             try:
