@@ -62,10 +62,13 @@ if TYPE_CHECKING:
         ImagePart,
         Images,
         Message,
+        Speech,
         TextPart,
         TokenCount,
         Tool,
         ToolCall,
+        Transcription,
+        TranscriptSegment,
         Usage,
     )
 
@@ -100,6 +103,7 @@ __all__ = [
     "Run",
     "ServiceUnavailableError",
     "Step",
+    "Speech",
     "Stream",
     "StructuredOutputError",
     "TextPart",
@@ -108,6 +112,8 @@ __all__ = [
     "ToolCall",
     "ToolError",
     "ToolResult",
+    "TranscriptSegment",
+    "Transcription",
     "UnsupportedFeatureError",
     "Usage",
     "acomplete",
@@ -165,6 +171,9 @@ _LAZY: dict[str, str] = {
     "TokenCount": "fmclient.types",
     "Tool": "fmclient.types",
     "ToolCall": "fmclient.types",
+    "Speech": "fmclient.types",
+    "Transcription": "fmclient.types",
+    "TranscriptSegment": "fmclient.types",
     "Usage": "fmclient.types",
 }
 
