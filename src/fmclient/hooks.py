@@ -104,7 +104,7 @@ class CallInfo:
     """One call as hooks see it. ``state`` is free for hooks to keep per-call data in."""
 
     # "chat", "embeddings" or, for generate_image, "generate_content" (the GenAI semantic
-    # conventions' operation names)
+    # conventions' operation names); "transcription" and "text_to_speech" for transcribe and speak
     operation: str
     streaming: bool
     request: (

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.audio import OpenAIAudio
 from tests.fakes.images import generated_png
 from tests.fakes.server import FakeServer, RecordedRequest, Reply, sse
 
@@ -232,6 +233,7 @@ class FakeOpenAI:
         self.stream_done = True  # False: streams end cleanly but without "data: [DONE]"
         # Mistral's dialect: a 422 for ``stream_options``, usage on the finish chunk unasked.
         self.mistral = False
+        self.audio = OpenAIAudio()  # /audio/transcriptions and /audio/speech
         server.handler = self._handle
 
     def answer(self, *answers: Answer) -> None:
@@ -244,6 +246,8 @@ class FakeOpenAI:
         path = request.path.split("?")[0]
         if request.method != "POST":
             return error_reply(405, f"method {request.method} not allowed")
+        if "/audio/" in path:  # multipart uploads and binary answers: tests/fakes/audio.py
+            return self.audio.handle(request, path)
         try:
             body = request.json()
         except json.JSONDecodeError:
