@@ -234,6 +234,8 @@ def completion_to_json(completion: Completion) -> str | None:
             "reasoning_tokens": completion.usage.reasoning_tokens,
             "service_tier": completion.usage.service_tier,
             "speed": completion.usage.speed,
+            "input_audio_tokens": completion.usage.input_audio_tokens,
+            "output_audio_tokens": completion.usage.output_audio_tokens,
         },
         "model": completion.model,
         "provider": completion.provider,

@@ -475,6 +475,8 @@ class OpenTelemetryHook(Hook):
             (usage.cache_write_1h_tokens, "fmclient.usage.cache_creation_1h.input_tokens"),
             (usage.service_tier, "fmclient.usage.service_tier"),
             (usage.speed, "fmclient.usage.speed"),
+            (usage.input_audio_tokens, "fmclient.usage.audio.input_tokens"),
+            (usage.output_audio_tokens, "fmclient.usage.audio.output_tokens"),
         ):
             if value:
                 attributes[attribute] = value
