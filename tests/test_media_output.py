@@ -425,3 +425,14 @@ def test_pcm_as_wav_reads_the_rate_from_the_mime_type() -> None:
     wav = pcm_as_wav(bytes(3200), "audio/L16;codec=pcm;rate=16000")
     assert decode_wav(wav) == fake_audio.DecodedWAV(1, 2, 16000, 1600)
     assert io.BytesIO(wav).read(4) == b"RIFF" and base64.b64encode(wav)
+
+
+def test_the_openai_audio_models_retirement_dates_come_from_their_own_sdk_listings() -> None:
+    from fmclient.deprecations import deprecation, known_models
+
+    found = deprecation("openai", "gpt-4o-transcribe")
+    assert found is not None and found.retires == "2027-02-26"
+    found = deprecation("openai", "gpt-4o-mini-tts")
+    assert found is not None and found.retires == "2027-01-06"
+    assert deprecation("openai", "gpt-transcribe") is None
+    assert {"gpt-transcribe", "whisper-1", "tts-1"} <= (known_models("openai") or set())
