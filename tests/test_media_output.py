@@ -436,3 +436,21 @@ def test_the_openai_audio_models_retirement_dates_come_from_their_own_sdk_listin
     assert found is not None and found.retires == "2027-01-06"
     assert deprecation("openai", "gpt-transcribe") is None
     assert {"gpt-transcribe", "whisper-1", "tts-1"} <= (known_models("openai") or set())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"audio": {"voice": "alloy", "format": "wav"}, "modalities": ["text", "audio"]},
+        {"modalities": ["text", "audio"]},
+        {"extra_body": {"audio": {"voice": "alloy", "format": "wav"}}},
+    ],
+)
+def test_an_audio_answer_is_refused_before_sending_rather_than_dropped(
+    openai_fake: FakeOpenAI, options: dict[str, Any]
+) -> None:
+    # Completion does not carry message.audio yet: sent, the audio would be paid for and lost.
+    client = openai_client(openai_fake.server, max_retries=0)
+    with pytest.raises(UnsupportedFeatureError, match="audio answers"):
+        client.complete("Say hi", model="openai/gpt-audio-mini", **options)
+    assert openai_fake.server.requests == []

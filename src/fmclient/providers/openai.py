@@ -327,7 +327,23 @@ def build_params(
             model=request.model,
             defaults=("stream_options",),
         )
+        _refuse_audio_answers(params, provider=provider, model=request.model)
     return params
+
+
+def _refuse_audio_answers(params: Mapping[str, Any], *, provider: str, model: str) -> None:
+    """An audio answer comes back in ``message.audio``, which a Completion does not carry yet: a
+    request for one (``audio=``, ``modalities`` with "audio") is refused rather than paid for and
+    its audio dropped."""
+    for holder in (params, params.get("extra_body") or {}):
+        modalities = holder.get("modalities")
+        if holder.get("audio") is not None or (isinstance(modalities, (list, tuple)) and "audio" in modalities):
+            raise UnsupportedFeatureError(
+                "audio answers (audio=, modalities=['audio']) are not supported yet: the audio would be "
+                "dropped; use client.speak() on the answer's text",
+                provider=provider,
+                model=model,
+            )
 
 
 def _merge_options(
