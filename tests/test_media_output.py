@@ -454,3 +454,17 @@ def test_an_audio_answer_is_refused_before_sending_rather_than_dropped(
     with pytest.raises(UnsupportedFeatureError, match="audio answers"):
         client.complete("Say hi", model="openai/gpt-audio-mini", **options)
     assert openai_fake.server.requests == []
+
+
+def test_opentelemetry_spans_name_the_operation_and_carry_the_cost(openai_fake: FakeOpenAI) -> None:
+    from tests.test_telemetry import make_otel
+
+    otel = make_otel()
+    client = openai_client(openai_fake.server, max_retries=0, hooks=[otel.hook])
+    text = "Read this aloud."
+    client.speak(text, model="openai/tts-1", voice="alloy")
+    call, attempts = otel.spans()
+    assert call.name == "text_to_speech tts-1" and len(attempts) == 1
+    assert call.attributes is not None
+    assert call.attributes["gen_ai.operation.name"] == "text_to_speech"
+    assert call.attributes["fmclient.cost.usd"] == float(genai_price("tts-1", input_characters=len(text)))
