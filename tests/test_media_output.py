@@ -441,17 +441,16 @@ def test_the_openai_audio_models_retirement_dates_come_from_their_own_sdk_listin
 @pytest.mark.parametrize(
     "options",
     [
-        {"audio": {"voice": "alloy", "format": "wav"}, "modalities": ["text", "audio"]},
         {"modalities": ["text", "audio"]},
         {"extra_body": {"audio": {"voice": "alloy", "format": "wav"}}},
     ],
 )
-def test_an_audio_answer_is_refused_before_sending_rather_than_dropped(
+def test_an_audio_answer_asked_through_provider_options_is_refused_unsent(
     openai_fake: FakeOpenAI, options: dict[str, Any]
 ) -> None:
-    # Completion does not carry message.audio yet: sent, the audio would be paid for and lost.
+    # Through provider options the profile's check and message.audio's parsing would be skipped.
     client = openai_client(openai_fake.server, max_retries=0)
-    with pytest.raises(UnsupportedFeatureError, match="audio answers"):
+    with pytest.raises(UnsupportedFeatureError, match="audio answers through provider options"):
         client.complete("Say hi", model="openai/gpt-audio-mini", **options)
     assert openai_fake.server.requests == []
 
@@ -468,3 +467,70 @@ def test_opentelemetry_spans_name_the_operation_and_carry_the_cost(openai_fake: 
     assert call.attributes is not None
     assert call.attributes["gen_ai.operation.name"] == "text_to_speech"
     assert call.attributes["fmclient.cost.usd"] == float(genai_price("tts-1", input_characters=len(text)))
+
+
+# -- audio answers -----------------------------------------------------------------------------
+def test_an_audio_answer_comes_back_and_its_id_goes_back_on_the_next_turn(openai_fake: FakeOpenAI) -> None:
+    from fmclient.types import Message
+    from tests.fakes.openai import Answer
+
+    openai_fake.answer(Answer("ok", model="gpt-audio-mini-2025-12-15"))
+    client = openai_client(openai_fake.server, max_retries=0)
+    reply = client.complete("Say hi", model="openai/gpt-audio-mini", audio={"voice": "alloy", "format": "wav"})
+    (body,) = openai_fake.bodies()
+    assert (body["modalities"], body["audio"]) == (["text", "audio"], {"voice": "alloy", "format": "wav"})
+    assert reply.audio is not None and reply.text == "ok" == reply.audio.transcript
+    assert decode_wav(reply.audio.data).rate == 24000 and reply.audio.mime_type == "audio/wav"
+    assert (reply.audio.id, reply.audio.expires_at) == ("audio_1", 1_700_003_600)
+    assert reply.usage.output_audio_tokens == reply.usage.output_tokens > 0
+    expected = genai_price(
+        "gpt-audio-mini",
+        input_tokens=reply.usage.input_tokens,
+        output_tokens=reply.usage.output_tokens,
+        output_audio_tokens=reply.usage.output_audio_tokens,
+    )
+    assert reply.cost is not None and reply.cost.total == expected  # audio out at its own price
+    client.complete(
+        [Message.user("Say hi"), reply.message, Message.user("Again")],
+        model="openai/gpt-audio-mini",
+        audio={"voice": "alloy", "format": "wav"},
+    )
+    assistant = openai_fake.bodies()[1]["messages"][1]
+    assert assistant["role"] == "assistant" and assistant["audio"] == {"id": "audio_1"}
+
+
+@pytest.mark.parametrize(
+    ("model", "stream", "message"),
+    [
+        ("openai/gpt-4o", False, "does not support audio answers"),
+        ("claude-sonnet", False, "does not support audio answers"),
+        ("gemini-flash", False, "does not support audio answers"),
+        ("openai/gpt-audio-mini", True, "streamed audio answers"),
+    ],
+)
+def test_an_audio_answer_from_a_model_that_cannot_give_one_is_refused_unsent(
+    fake_server: FakeServer, model: str, stream: bool, message: str
+) -> None:
+    FakeOpenAI(fake_server)
+    client = Client(
+        providers={
+            "openai": {"base_url": fake_server.url + "/v1", "api_key": KEY},
+            "anthropic": {"base_url": fake_server.url, "api_key": KEY},
+            "gemini": {"base_url": fake_server.url, "api_key": KEY},
+        }
+    )
+    with pytest.raises(UnsupportedFeatureError, match=message):
+        if stream:
+            client.stream("hi", model=model, audio={"voice": "alloy"})
+        else:
+            client.complete("hi", model=model, audio={"voice": "alloy"})
+    assert fake_server.requests == []
+
+
+def test_the_mock_gives_an_audio_answer() -> None:
+    with MockProvider() as mock:
+        mock.add_reply("spoken words")
+        reply = Client().complete("hi", model="openai/gpt-audio-mini", audio={"voice": "alloy"})
+        assert reply.audio is not None and reply.audio.transcript == "spoken words"
+        assert decode_wav(reply.audio.data).frames > 0
+        assert mock.last_request.audio == {"voice": "alloy", "format": "wav"}

@@ -560,19 +560,21 @@ SDK_IDS_BY_FAMILY: dict[str, list[str]] = {
         "gpt-4o-mini",
         "gpt-4o-mini-2024-07-18",
     ],
-    "gpt": [
+    "openai-audio": [
         "gpt-4o-audio-preview",
         "gpt-4o-audio-preview-2024-10-01",
         "gpt-4o-audio-preview-2024-12-17",
         "gpt-4o-audio-preview-2025-06-03",
         "gpt-4o-mini-audio-preview",
         "gpt-4o-mini-audio-preview-2024-12-17",
+        "gpt-audio-mini",
+        "gpt-audio-mini-2025-12-15",
+    ],
+    "gpt": [
         "gpt-4o-mini-search-preview",
         "gpt-4o-mini-search-preview-2025-03-11",
         "gpt-4o-search-preview",
         "gpt-4o-search-preview-2025-03-11",
-        "gpt-audio-mini",
-        "gpt-audio-mini-2025-12-15",
     ],
     "gpt-4.1": [
         "gpt-4.1",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from fmclient import _validation, pricing
 from fmclient._engine import Attempt, Call, Route, overrides
 from fmclient.errors import FMClientError
-from fmclient.types import Speech, SpeechRequest, Transcription, TranscriptionRequest
+from fmclient.types import Speech, SpeechRequest, Transcription, TranscriptionRequest, audio_mime_type
 
 if TYPE_CHECKING:
     from fmclient._engine import Engine
@@ -69,31 +69,6 @@ _ALIASES = {
     "audio/x-aiff": "audio/aiff",
     "audio/aac-adts": "audio/aac",
 }
-
-
-def audio_mime_type(data: bytes) -> str | None:
-    """The audio container ``data`` starts with (its magic bytes), or None when unknown."""
-    head = data[:16]
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "audio/wav"
-    if head[:4] == b"fLaC":
-        return "audio/flac"
-    if head[:4] == b"OggS":
-        return "audio/ogg"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "audio/aiff"
-    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: WebM (Matroska)
-        return "audio/webm"
-    if head[4:8] == b"ftyp":  # ISO media: M4A audio, or an MP4 with a video track maybe
-        return "audio/mp4" if head[8:11] == b"M4A" else "video/mp4"
-    if head[:3] == b"ID3":
-        return "audio/mpeg"
-    if len(head) >= 2 and head[0] == 0xFF:
-        if head[1] & 0xF6 == 0xF0:  # ADTS sync word, layer 00: AAC
-            return "audio/aac"
-        if head[1] & 0xE0 == 0xE0 and head[1] & 0x06:  # MPEG audio frame sync, layer I-III
-            return "audio/mpeg"
-    return None
 
 
 def _read_audio(audio: Any, mime_type: str | None) -> tuple[bytes, str, str]:

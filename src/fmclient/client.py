@@ -162,6 +162,7 @@ class Client:
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
         reasoning: str | int | None = None,
+        audio: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -174,6 +175,9 @@ class Client:
         does not validate, sending back only the last failed reply and its errors; the answer's
         usage and cost cover every attempt, and so do those of the ``StructuredOutputError`` raised
         when the retries run out. ``timeout`` then covers every attempt.
+
+        ``audio={"voice": "alloy", "format": "wav"}`` asks a model that can speak (OpenAI's audio
+        models) for a spoken answer as well: ``Completion.audio``, its transcript in ``text``.
         """
         params = {
             "system": system,
@@ -185,6 +189,7 @@ class Client:
             "tool_choice": tool_choice,
             "response_format": response_format,
             "reasoning": reasoning,
+            "audio": audio,
         }
         if output_retries:
             return _chat.complete_reasking(
@@ -206,6 +211,7 @@ class Client:
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
         reasoning: str | int | None = None,
+        audio: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -223,6 +229,7 @@ class Client:
             "tool_choice": tool_choice,
             "response_format": response_format,
             "reasoning": reasoning,
+            "audio": audio,
         }
         if output_retries:
             return await _chat.acomplete_reasking(
@@ -246,6 +253,7 @@ class Client:
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
         reasoning: str | int | None = None,
+        audio: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -266,6 +274,7 @@ class Client:
             "tool_choice": tool_choice,
             "response_format": response_format,
             "reasoning": reasoning,
+            "audio": audio,
         }
         return _chat.stream(self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params)
 
@@ -283,6 +292,7 @@ class Client:
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
         reasoning: str | int | None = None,
+        audio: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -303,6 +313,7 @@ class Client:
             "tool_choice": tool_choice,
             "response_format": response_format,
             "reasoning": reasoning,
+            "audio": audio,
         }
         return _chat.astream(self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params)
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     MediaPricer = Callable[[], tuple["Cost | None", "str | None"]]
 
 __all__ = [
+    "AudioAnswer",
     "CachePoint",
     "Chunk",
     "Completion",
@@ -517,6 +518,8 @@ class Request:
     #: how hard the model should think: an effort ("none", "minimal", "low", "medium", "high",
     #: "xhigh", "max"; which ones depends on the model) or a token budget
     reasoning: str | int | None = None
+    #: an audio answer: ``{"voice": ..., "format": ...}`` (OpenAI's audio models)
+    audio: Mapping[str, Any] | None = None
 
     @property
     def cache_points(self) -> bool:
@@ -662,6 +665,8 @@ class Completion:
     rate_limit_headers: dict[str, str] | None = field(default=None, repr=False)
     #: the model's thinking text (or the provider's summary of it), where the provider returns it
     reasoning: str | None = None
+    #: the spoken answer of a call made with ``audio=`` (its transcript is also ``text``)
+    audio: AudioAnswer | None = None
     # Set by the engine: how to price this result (fmclient.pricing.priced, bound to where to look
     # the price up, which model ids and when the call was made). Run on first read of ``cost``.
     _pricer: Pricer | None = field(default=None, repr=False, compare=False)
@@ -945,3 +950,41 @@ def _price_media(result: Transcription | Speech) -> tuple[Cost | None, str | Non
             return None, "cost unknown: only results returned by a Client are priced"
         priced = result._priced = result._pricer()
     return priced
+
+
+@dataclass(frozen=True, slots=True)
+class AudioAnswer:
+    """A model's spoken answer (``complete(..., audio={...})``): the audio file's bytes, their MIME
+    type, what was said, and the provider's id for it (sent back with ``reply.message`` on the next
+    turn; OpenAI keeps the audio until ``expires_at``, epoch seconds)."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    transcript: str
+    id: str | None = None
+    expires_at: int | None = None
+
+
+def audio_mime_type(data: bytes) -> str | None:
+    """The audio container ``data`` starts with (its magic bytes), or None when unknown."""
+    head = data[:16]
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head[:4] == b"fLaC":
+        return "audio/flac"
+    if head[:4] == b"OggS":
+        return "audio/ogg"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "audio/aiff"
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: WebM (Matroska)
+        return "audio/webm"
+    if head[4:8] == b"ftyp":  # ISO media: M4A audio, or an MP4 with a video track maybe
+        return "audio/mp4" if head[8:11] == b"M4A" else "video/mp4"
+    if head[:3] == b"ID3":
+        return "audio/mpeg"
+    if len(head) >= 2 and head[0] == 0xFF:
+        if head[1] & 0xF6 == 0xF0:  # ADTS sync word, layer 00: AAC
+            return "audio/aac"
+        if head[1] & 0xE0 == 0xE0 and head[1] & 0x06:  # MPEG audio frame sync, layer I-III
+            return "audio/mpeg"
+    return None

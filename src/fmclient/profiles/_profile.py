@@ -124,6 +124,8 @@ class Profile:
     transcription_formats: tuple[str, ...] | None = None
     #: it answers timed segments, the language and the duration (whisper-1's verbose_json)
     transcription_timestamps: bool = False
+    #: the model answers with audio too (``complete(..., audio={...})``)
+    audio_output: bool = False
     #: the model speaks text (:meth:`~fmclient.Client.speak`)
     speech: bool = False
     #: the output formats it makes (``format=``); the first is its default
@@ -197,6 +199,11 @@ class Profile:
             raise refuse(f"chat completions (it is {kind} model)", "chat")
         if streaming and not self.streaming:
             raise refuse("streaming", "streaming")
+        if request.audio is not None:
+            if not self.audio_output:
+                raise refuse("audio answers (audio=)", "audio_output")
+            if streaming:
+                raise refuse("streamed audio answers (audio= with stream; use complete)")
         if request.system and not self.system:
             raise refuse("a system prompt", "system")
         if request.tools and not self.tools:

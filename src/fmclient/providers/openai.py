@@ -108,6 +108,7 @@ from fmclient.providers.shared_io import (
     stream_chunks,
 )
 from fmclient.types import (
+    AudioAnswer,
     Chunk,
     Completion,
     Embeddings,
@@ -129,6 +130,7 @@ from fmclient.types import (
     TranscriptionRequest,
     TranscriptSegment,
     Usage,
+    audio_mime_type,
     image_mime_type,
 )
 
@@ -251,6 +253,9 @@ def _assistant_message(message: Message, model: str, provider: str) -> dict[str,
     if isinstance(state, Mapping) and isinstance(state.get("content"), list):
         # The reply came as a list of parts (thinking next to text): sent back as it came.
         out["content"] = [dict(part) for part in state["content"]]
+    if isinstance(state, Mapping) and isinstance(state.get("audio_id"), str):
+        # A spoken answer goes back by its id: the model hears its own audio again.
+        out["audio"] = {"id": state["audio_id"]}
     if message.tool_calls:
         # OpenAI wants content null rather than "" next to tool calls.
         if not isinstance(out["content"], list):
@@ -313,6 +318,9 @@ def build_params(
         )
     if request.response_format is not None:
         params["response_format"] = response_format_param(request.response_format)
+    if request.audio is not None:  # a spoken answer as well as the text
+        params["modalities"] = ["text", "audio"]
+        params["audio"] = dict(request.audio)
     if stream:
         params["stream"] = True
         if stream_usage:
@@ -327,20 +335,20 @@ def build_params(
             model=request.model,
             defaults=("stream_options",),
         )
-        _refuse_audio_answers(params, provider=provider, model=request.model)
+        if request.audio is None:
+            _refuse_audio_answers(params, provider=provider, model=request.model)
     return params
 
 
 def _refuse_audio_answers(params: Mapping[str, Any], *, provider: str, model: str) -> None:
-    """An audio answer comes back in ``message.audio``, which a Completion does not carry yet: a
-    request for one (``audio=``, ``modalities`` with "audio") is refused rather than paid for and
-    its audio dropped."""
+    """An audio answer asked for through provider options would skip the profile's check and the
+    parsing of ``message.audio``: refused, pointing at complete()'s own ``audio=`` argument."""
     for holder in (params, params.get("extra_body") or {}):
         modalities = holder.get("modalities")
         if holder.get("audio") is not None or (isinstance(modalities, (list, tuple)) and "audio" in modalities):
             raise UnsupportedFeatureError(
-                "audio answers (audio=, modalities=['audio']) are not supported yet: the audio would be "
-                "dropped; use client.speak() on the answer's text",
+                "audio answers through provider options (audio=, modalities=['audio']) are refused: "
+                "pass complete()'s own audio={'voice': ..., 'format': ...} argument",
                 provider=provider,
                 model=model,
             )
@@ -422,6 +430,9 @@ def parse_usage(usage: Any, service_tier: Any = None) -> Usage | None:
         cache_write_tokens=details.get("cache_write_tokens") or 0,
         reasoning_tokens=output_details.get("reasoning_tokens") or 0,
         service_tier=price_modifier(service_tier),
+        # Audio in and out is priced apart from text (gpt-audio: 32 and 64 $/MTok against 2.5 and 10).
+        input_audio_tokens=details.get("audio_tokens") or 0,
+        output_audio_tokens=output_details.get("audio_tokens") or 0,
     )
 
 
@@ -524,6 +535,12 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
         # A refusal (structured output) comes instead of content: surface it as the text.
         finish = "content_filter"
         text = text or refusal
+    state: dict[str, Any] = {"content": parts} if parts else {}
+    audio = parse_audio_answer(message.get("audio"))
+    if audio is not None:
+        text = text or audio.transcript  # a spoken answer has no content: its transcript is the text
+        if audio.id:
+            state["audio_id"] = audio.id
     return Completion(
         text=text,
         finish_reason=finish,
@@ -535,10 +552,27 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
             role="assistant",
             content=text,
             tool_calls=tuple(tool_calls),
-            provider_state={provider: {"content": parts}} if parts else None,
+            provider_state={provider: state} if state else None,
         ),
         raw=response,
         response_id=str_or_none(data.get("id")),
+        audio=audio,
+    )
+
+
+def parse_audio_answer(audio: Any) -> AudioAnswer | None:
+    """``message.audio`` (``{"id", "data": base64, "transcript", "expires_at"}``) as an AudioAnswer."""
+    audio = _plain(audio)
+    if not isinstance(audio, Mapping) or not isinstance(audio.get("data"), str):
+        return None
+    data = base64.b64decode(audio["data"])
+    return AudioAnswer(
+        data=data,
+        # pcm16 has no header to read: 24 kHz 16-bit little-endian mono samples
+        mime_type=audio_mime_type(data) or "audio/pcm;rate=24000;channels=1;bits=16",
+        transcript=str(audio.get("transcript") or ""),
+        id=str_or_none(audio.get("id")),
+        expires_at=audio.get("expires_at") if isinstance(audio.get("expires_at"), int) else None,
     )
 
 
@@ -962,6 +996,12 @@ class OpenAIProvider(Provider):
         from fmclient.providers._openai_responses import RESPONSES_DEFAULTS, build_responses_params
 
         request = _without_api_option(request)
+        if request.audio is not None:
+            raise UnsupportedFeatureError(
+                "the Responses API makes no audio answers (audio=): use api='chat'",
+                provider=self.name,
+                model=request.model,
+            )
         try:
             params = build_responses_params(
                 request,

@@ -37,6 +37,7 @@ from fmclient.errors import FMClientError, error_for_status
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings
 from fmclient.types import (
+    AudioAnswer,
     Chunk,
     Completion,
     Embeddings,
@@ -389,6 +390,8 @@ class MockProvider(Provider):
             tool_calls=calls,
             message=Message(role="assistant", content=text, tool_calls=tuple(calls)),
             raw={"mock": True, "text": text},
+            # audio={...} asked for a spoken answer: a silent WAV as long as the text
+            audio=AudioAnswer(_silent_wav(len(text)), "audio/wav", text) if request.audio is not None else None,
         )
 
     def stream(self, request: Request) -> Iterator[Chunk]:
