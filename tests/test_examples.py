@@ -102,3 +102,53 @@ def test_summarise_pdf_sends_the_document_and_prints_the_citations(tmp_path: Pat
         assert out.stdout.splitlines() == ["Revenue rose.", "  [report.pdf, page 1-2] 'Revenue rose.'"]
         block = server.requests[0].json()["messages"][0]["content"][0]
         assert (block["type"], block["title"], block["citations"]) == ("document", "report.pdf", {"enabled": True})
+
+
+def _openai_fake_env(server: object) -> dict[str, str]:
+    # The openai SDK reads its key and endpoint from the environment, as a user's shell sets them.
+    return {"OPENAI_API_KEY": "sk-test-not-real-0000", "OPENAI_BASE_URL": f"{server.url}/v1"}  # type: ignore[attr-defined]
+
+
+def test_transcribe_example_prints_the_transcript_and_segments(tmp_path: Path) -> None:
+    from tests.fakes.audio import tone_wav
+    from tests.fakes.openai import FakeOpenAI
+    from tests.fakes.server import FakeServer
+
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(tone_wav(2.0))
+    with FakeServer() as server:
+        fake = FakeOpenAI(server)
+        out = run(str(EXAMPLES / "transcribe.py"), str(clip), "openai/whisper-1", env=_openai_fake_env(server))
+        assert out.returncode == 0, out.stderr
+        assert fake.audio.uploads[0].data == clip.read_bytes()
+    lines = out.stdout.splitlines()
+    assert lines[0] == "hello world"
+    assert lines[1].split() == ["[", "0.00s", "-", "1.00s]", "hello"]
+    assert lines[-1].startswith("-- openai/whisper-1, language=english, duration=2.0s, cost: ")
+    unreadable = tmp_path / "notes.txt"
+    unreadable.write_text("not audio")
+    refused = run(str(EXAMPLES / "transcribe.py"), str(unreadable), env=_openai_fake_env(server))
+    assert refused.returncode == 1 and "cannot tell what audio this is" in refused.stderr
+
+
+def test_speak_example_writes_a_playable_file(tmp_path: Path) -> None:
+    from tests.fakes.audio import decode_wav
+    from tests.fakes.openai import FakeOpenAI
+    from tests.fakes.server import FakeServer
+
+    path = tmp_path / "hello.wav"
+    with FakeServer() as server:
+        fake = FakeOpenAI(server)
+        out = run(
+            str(EXAMPLES / "speak.py"),
+            "Hello.",
+            str(path),
+            "openai/gpt-4o-mini-tts",
+            "alloy",
+            env=_openai_fake_env(server),
+        )
+        assert out.returncode == 0, out.stderr
+        assert fake.audio.speech_bodies[0]["response_format"] == "wav"
+    assert decode_wav(path.read_bytes()).rate == 24000
+    assert out.stdout.startswith(f"wrote {path} (audio/wav, ")
+    assert "-- cost: cost unknown" in out.stdout

@@ -560,7 +560,7 @@ SDK_IDS_BY_FAMILY: dict[str, list[str]] = {
         "gpt-4o-mini",
         "gpt-4o-mini-2024-07-18",
     ],
-    "gpt-4o-audio": [
+    "openai-audio": [
         "gpt-4o-audio-preview",
         "gpt-4o-audio-preview-2024-10-01",
         "gpt-4o-audio-preview-2024-12-17",
@@ -631,6 +631,16 @@ SDK_IDS_BY_FAMILY: dict[str, list[str]] = {
     "openai-o1-mini": ["o1-mini", "o1-mini-2024-09-12", "o1-preview", "o1-preview-2024-09-12"],
     "openai-o3-mini": ["o3-mini", "o3-mini-2025-01-31"],
     "embedding": ["text-embedding-3-large", "text-embedding-3-small", "text-embedding-ada-002"],
+    "whisper": ["whisper-1"],
+    "openai-transcribe": [
+        "gpt-transcribe",
+        "gpt-4o-transcribe",
+        "gpt-4o-transcribe-diarize",
+        "gpt-4o-mini-transcribe",
+        "gpt-4o-mini-transcribe-2025-12-15",
+    ],
+    "tts-1": ["tts-1", "tts-1-hd"],
+    "openai-tts": ["gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15"],
     "claude-4-5": ["claude-haiku-4-5", "claude-haiku-4-5-20251001", "claude-opus-4-5", "claude-opus-4-5-20251101"],
     "claude-4-6": ["claude-opus-4-6", "claude-sonnet-4-6"],
     "claude-4-7": ["claude-opus-4-7", "claude-opus-4-8"],

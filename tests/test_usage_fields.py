@@ -237,10 +237,21 @@ def test_bedrock_batch_record_carries_every_usage_field() -> None:
 
 
 def test_usage_adds_and_serialises_every_field() -> None:
-    a = Usage(10, 5, 1, 4, 2, cache_write_1h_tokens=3, service_tier="flex", speed="fast")
-    b = Usage(20, 7, 2, 6, 1, cache_write_1h_tokens=1, service_tier="flex")
+    a = Usage(10, 5, 1, 4, 2, cache_write_1h_tokens=3, service_tier="flex", speed="fast", input_audio_tokens=6)
+    b = Usage(20, 7, 2, 6, 1, cache_write_1h_tokens=1, service_tier="flex", output_audio_tokens=4)
     total = a + b
-    assert total == Usage(30, 12, 3, 10, 3, cache_write_1h_tokens=4, service_tier="flex", speed=None)
+    assert total == Usage(
+        30,
+        12,
+        3,
+        10,
+        3,
+        cache_write_1h_tokens=4,
+        service_tier="flex",
+        speed=None,
+        input_audio_tokens=6,
+        output_audio_tokens=4,
+    )
     assert a.to_dict() == {
         "input_tokens": 10,
         "output_tokens": 5,
@@ -251,6 +262,8 @@ def test_usage_adds_and_serialises_every_field() -> None:
         "reasoning_tokens": 2,
         "service_tier": "flex",
         "speed": "fast",
+        "input_audio_tokens": 6,
+        "output_audio_tokens": 0,
     }
 
 
@@ -261,3 +274,12 @@ def test_a_cached_answer_keeps_every_usage_field() -> None:
     stored = completion_to_json(reply)
     assert stored is not None
     assert completion_from_json(stored).usage == ANTHROPIC_EXPECTED
+
+
+def test_a_cached_answer_keeps_its_audio_tokens() -> None:
+    from fmclient.cache import completion_from_json, completion_to_json
+
+    usage = Usage(100, 10, input_audio_tokens=64, output_audio_tokens=3)
+    stored = completion_to_json(Completion("heard you", "stop", usage, "gemini-3.8-flash", "gemini"))
+    assert stored is not None
+    assert completion_from_json(stored).usage == usage

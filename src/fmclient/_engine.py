@@ -28,7 +28,19 @@ from fmclient.pricing import PriceRef
 from fmclient.providers import Provider, adapter_class
 from fmclient.providers.base import Capabilities
 from fmclient.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
-from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImageRequest, Images, Request
+from fmclient.types import (
+    Chunk,
+    Completion,
+    Embeddings,
+    EmbedRequest,
+    ImageRequest,
+    Images,
+    Request,
+    Speech,
+    SpeechRequest,
+    Transcription,
+    TranscriptionRequest,
+)
 
 if TYPE_CHECKING:
     from fmclient.cache import ResponseCache
@@ -39,8 +51,8 @@ __all__ = ["Attempt", "Call", "Engine", "Route"]
 
 T = TypeVar("T")
 R = TypeVar("R", Completion, Embeddings, Images)
-#: what a whole-answer call returns (the fallback walk of complete and generate_image)
-A = TypeVar("A", Completion, Images)
+#: what a whole-answer call returns (the fallback walk of complete, generate_image, transcribe, speak)
+A = TypeVar("A", Completion, Images, Transcription, Speech)
 Q = TypeVar("Q", Request, ImageRequest)
 It = TypeVar("It")
 
@@ -178,6 +190,18 @@ class Engine:
     def priced(self, route: Route, result: R) -> R:
         """Tell a result how to price itself (lazily, on first read); charge it to the budget."""
         target = route.target
+        ref = self.price_ref(route)
+        # The id that answered first (dated, or a router's choice), then the one asked for; the
+        # mock answers as "provider/model", so only the target's id means anything there.
+        models = (target.model,) if overrides else (result.model, target.model)
+        result._pricer = partial(pricing.priced, ref, models, time.time())
+        if self.budget is not None:
+            self.budget.charge(result, target.provider, target.model)
+        return result
+
+    def price_ref(self, route: Route) -> PriceRef:
+        """Where a route's results are priced: its adapter type, endpoint and ``[prices]`` table."""
+        target = route.target
         ref = self._price_refs.get(target.provider)
         if ref is None:
             settings = self.settings.provider_settings(target.provider)
@@ -186,13 +210,7 @@ class Engine:
             ref = self._price_refs[target.provider] = PriceRef(
                 settings.type, base_url, self.settings.prices.get(target.provider)
             )
-        # The id that answered first (dated, or a router's choice), then the one asked for; the
-        # mock answers as "provider/model", so only the target's id means anything there.
-        models = (target.model,) if overrides else (result.model, target.model)
-        result._pricer = partial(pricing.priced, ref, models, time.time())
-        if self.budget is not None:
-            self.budget.charge(result, target.provider, target.model)
-        return result
+        return ref
 
     def identity(self, route: Route) -> str | None:
         """Who a route's requests go to, for the response cache's key: a secret-free fingerprint
@@ -214,7 +232,7 @@ class Engine:
     def observer_for(
         self,
         operation: str,
-        request: Request | EmbedRequest | ImageRequest,
+        request: Request | EmbedRequest | ImageRequest | TranscriptionRequest | SpeechRequest,
         streaming: bool,
         target: Target | None = None,
         cache_hit: bool = False,

@@ -52,6 +52,7 @@ def build_request(
     timeout: Any = None,
     provider_options: Mapping[str, Any] | None = None,
     reasoning: Any = None,
+    audio: Any = None,
 ) -> Request:
     """Validate everything a caller passed.
 
@@ -110,7 +111,25 @@ def build_request(
         provider_options=dict(provider_options or {}),
         system_cache=system_cache,
         reasoning=check_reasoning(reasoning),
+        audio=_audio_answer(audio),
     )
+
+
+def _audio_answer(audio: Any) -> dict[str, Any] | None:
+    """``audio={"voice": ..., "format": ...}``: a spoken answer; other keys go through as given."""
+    if audio is None:
+        return None
+    if not isinstance(audio, Mapping):
+        raise TypeError(
+            f"audio must be a dict such as {{'voice': 'alloy', 'format': 'wav'}}, not {type(audio).__name__}"
+        )
+    voice = audio.get("voice")
+    if not isinstance(voice, str) or not voice:
+        raise ValueError(f"audio needs a voice (a non-empty str), got {voice!r}")
+    answer_format = audio.get("format", "wav")
+    if not isinstance(answer_format, str) or not answer_format:
+        raise ValueError(f"audio format must be a non-empty str such as 'wav' or 'mp3', got {answer_format!r}")
+    return {**audio, "voice": voice, "format": answer_format}
 
 
 def build_embed_request(

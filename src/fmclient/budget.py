@@ -38,7 +38,7 @@ from fmclient.errors import BudgetExceededError, ConfigurationError
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from fmclient.types import Completion, Embeddings, Images
+    from fmclient.types import Completion, Embeddings, Images, Speech, Transcription
 
 __all__ = ["Budget", "budget_from_settings", "parse_max_cost"]
 
@@ -146,7 +146,9 @@ class Budget:
                 max_cost=self.max_cost,
             )
 
-    def charge(self, result: Completion | Embeddings | Images, provider: str, model: str) -> None:
+    def charge(
+        self, result: Completion | Embeddings | Images | Transcription | Speech, provider: str, model: str
+    ) -> None:
         """Add a finished call's cost; an unknown cost counts nothing and is logged once."""
         cost = result.cost
         if cost is None:

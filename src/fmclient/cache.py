@@ -115,6 +115,8 @@ def request_key(identity: str, request: Request) -> str | None:
         }
         if request.reasoning is not None:  # absent otherwise: keys made before it existed stay valid
             document["reasoning"] = request.reasoning
+        if request.audio is not None:  # a spoken answer is not stored (its id expires): no key
+            raise _Uncacheable
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     except (_Uncacheable, ValueError, TypeError):
         return None
@@ -221,6 +223,8 @@ def _plain(value: Any) -> Any:
 # -- stored form ------------------------------------------------------------------------------------
 def completion_to_json(completion: Completion) -> str | None:
     """The stored form of a Completion, or None when a part of it cannot be stored faithfully."""
+    if completion.audio is not None:
+        return None  # a spoken answer's id expires with the provider's copy: not replayable
     message = completion.message
     document = {
         "v": FORMAT_VERSION,
@@ -235,6 +239,8 @@ def completion_to_json(completion: Completion) -> str | None:
             "reasoning_tokens": completion.usage.reasoning_tokens,
             "service_tier": completion.usage.service_tier,
             "speed": completion.usage.speed,
+            "input_audio_tokens": completion.usage.input_audio_tokens,
+            "output_audio_tokens": completion.usage.output_audio_tokens,
         },
         "model": completion.model,
         "provider": completion.provider,

@@ -1,7 +1,7 @@
 """The user API: one Client with sync and async twins, whatever provider answers.
 
 A thin facade: each method checks nothing and decides nothing itself, it hands its arguments to
-the capability that does the work (fmclient._chat, _embeddings, _images, batch, provider_batch),
+the capability that does the work (fmclient._chat, _embeddings, _images, _speech, batch, provider_batch),
 all running on one call engine (fmclient._engine). The client knows nothing of any SDK.
 """
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from fmclient.provider_batch import BatchJob
     from fmclient.providers import Provider
     from fmclient.tool_loop import AsyncRunStream, Run, RunStream
-    from fmclient.types import Completion, Embeddings, Images, TokenCount, ToolCall
+    from fmclient.types import Completion, Embeddings, Images, Speech, TokenCount, ToolCall, Transcription
 
 __all__ = ["Attempt", "Client"]
 
@@ -162,6 +162,7 @@ class Client:
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
         reasoning: str | int | None = None,
+        audio: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -174,6 +175,9 @@ class Client:
         does not validate, sending back only the last failed reply and its errors; the answer's
         usage and cost cover every attempt, and so do those of the ``StructuredOutputError`` raised
         when the retries run out. ``timeout`` then covers every attempt.
+
+        ``audio={"voice": "alloy", "format": "wav"}`` asks a model that can speak (OpenAI's audio
+        models) for a spoken answer as well: ``Completion.audio``, its transcript in ``text``.
         """
         params = {
             "system": system,
@@ -185,6 +189,7 @@ class Client:
             "tool_choice": tool_choice,
             "response_format": response_format,
             "reasoning": reasoning,
+            "audio": audio,
         }
         if output_retries:
             return _chat.complete_reasking(
@@ -206,6 +211,7 @@ class Client:
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
         reasoning: str | int | None = None,
+        audio: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -223,6 +229,7 @@ class Client:
             "tool_choice": tool_choice,
             "response_format": response_format,
             "reasoning": reasoning,
+            "audio": audio,
         }
         if output_retries:
             return await _chat.acomplete_reasking(
@@ -246,6 +253,7 @@ class Client:
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
         reasoning: str | int | None = None,
+        audio: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -266,6 +274,7 @@ class Client:
             "tool_choice": tool_choice,
             "response_format": response_format,
             "reasoning": reasoning,
+            "audio": audio,
         }
         return _chat.stream(self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params)
 
@@ -283,6 +292,7 @@ class Client:
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Any = None,
         reasoning: str | int | None = None,
+        audio: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         fallbacks: Sequence[str] | None = None,
@@ -303,6 +313,7 @@ class Client:
             "tool_choice": tool_choice,
             "response_format": response_format,
             "reasoning": reasoning,
+            "audio": audio,
         }
         return _chat.astream(self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params)
 
@@ -646,6 +657,98 @@ class Client:
         params = {"size": size, "n": n, "negative_prompt": negative_prompt, "seed": seed, "quality": quality}
         return await _images.agenerate_image(
             self._engine, prompt, model, fallbacks, max_retries, timeout, provider_options, params
+        )
+
+    # -- transcription and speech ------------------------------------------------------------------
+    def transcribe(
+        self,
+        audio: Any,
+        *,
+        model: str,
+        language: str | None = None,
+        prompt: str | None = None,
+        mime_type: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **provider_options: Any,
+    ) -> Transcription:
+        """Transcribe audio: bytes, a path, a ``data:`` URI or a binary file (WAV, MP3, FLAC, OGG,
+        WebM, M4A/MP4, AAC, AIFF; the type is read from the bytes, else ``mime_type``).
+
+        ``language`` (ISO-639-1, "en") and ``prompt`` (names, spelling) help the model. A format
+        or a file size the model cannot take is refused before sending; retries, the deadline,
+        fallbacks (to another provider's transcription model) and hooks work as for :meth:`complete`.
+        """
+        from fmclient import _speech
+
+        params = {"mime_type": mime_type, "language": language, "prompt": prompt}
+        return _speech.transcribe(self._engine, audio, model, fallbacks, max_retries, timeout, provider_options, params)
+
+    async def atranscribe(
+        self,
+        audio: Any,
+        *,
+        model: str,
+        language: str | None = None,
+        prompt: str | None = None,
+        mime_type: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **provider_options: Any,
+    ) -> Transcription:
+        """The async twin of :meth:`transcribe`."""
+        from fmclient import _speech
+
+        params = {"mime_type": mime_type, "language": language, "prompt": prompt}
+        return await _speech.atranscribe(
+            self._engine, audio, model, fallbacks, max_retries, timeout, provider_options, params
+        )
+
+    def speak(
+        self,
+        text: str,
+        *,
+        model: str,
+        voice: str,
+        format: str | None = None,
+        instructions: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **provider_options: Any,
+    ) -> Speech:
+        """Speak ``text`` in ``voice``: the audio file's bytes in ``Speech.data``.
+
+        ``format`` is the file format ("mp3", "wav", "opus"...; None: the model's default, mp3 on
+        OpenAI, WAV on Gemini); ``instructions`` a speaking style ("calm and slow"). What the model
+        cannot make is refused before sending; retries, fallbacks and hooks as for :meth:`complete`.
+        """
+        from fmclient import _speech
+
+        params = {"voice": voice, "format": format, "instructions": instructions}
+        return _speech.speak(self._engine, text, model, fallbacks, max_retries, timeout, provider_options, params)
+
+    async def aspeak(
+        self,
+        text: str,
+        *,
+        model: str,
+        voice: str,
+        format: str | None = None,
+        instructions: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **provider_options: Any,
+    ) -> Speech:
+        """The async twin of :meth:`speak`."""
+        from fmclient import _speech
+
+        params = {"voice": voice, "format": format, "instructions": instructions}
+        return await _speech.aspeak(
+            self._engine, text, model, fallbacks, max_retries, timeout, provider_options, params
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------

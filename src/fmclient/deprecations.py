@@ -173,18 +173,28 @@ def _openai() -> tuple[frozenset[str] | None, dict[str, str]]:
     chat = _module("openai", "types", "shared", "chat_model.py")
     if chat is None:
         return None, {}
+    docs: list[str | None] = []
     value, doc = _assigned(chat, "ChatModel")
     if value is not None:
         models |= _literal_strings(value)
-    for filename, name in (("embedding_model.py", "EmbeddingModel"), ("image_model.py", "ImageModel")):
-        listing = _module("openai", "types", filename)
+        docs.append(doc)
+    for parts, name, dated in (
+        (("embedding_model.py",), "EmbeddingModel", False),
+        (("image_model.py",), "ImageModel", False),
+        # The audio models retire on their own dates, in their own listings' docstrings.
+        (("audio_model.py",), "AudioModel", True),
+        (("audio", "speech_model.py"), "SpeechModel", True),
+    ):
+        listing = _module("openai", "types", *parts)
         if listing is not None:
-            value, _ = _assigned(listing, name)
+            value, doc = _assigned(listing, name)
             if value is not None:
                 models |= _literal_strings(value)
-    # The docstring lists deprecated values as bullets: - "a", "b": Announced shutdown date: D.
+                if dated:
+                    docs.append(doc)
+    # A docstring lists deprecated values as bullets: - "a", "b": Announced shutdown date: D.
     # (A bullet without a date, e.g. "Not a supported model ID", still marks its models.)
-    for bullet in re.split(r"\n(?=- )", doc or ""):
+    for bullet in (b for doc in docs for b in re.split(r"\n(?=- )", doc or "")):
         if not bullet.startswith("- "):
             continue
         text = " ".join(bullet.split())

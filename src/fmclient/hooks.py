@@ -73,12 +73,24 @@ if TYPE_CHECKING:
     import logging
 
     from fmclient.providers.base import ProviderSettings
-    from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImageRequest, Images, Request
+    from fmclient.types import (
+        Chunk,
+        Completion,
+        Embeddings,
+        EmbedRequest,
+        ImageRequest,
+        Images,
+        Request,
+        Speech,
+        SpeechRequest,
+        Transcription,
+        TranscriptionRequest,
+    )
 
 __all__ = ["AttemptInfo", "CallInfo", "Hook", "RunInfo", "ToolCallInfo"]
 
 T = TypeVar("T")
-AnyRequest = TypeVar("AnyRequest", "Request", "EmbedRequest", "ImageRequest")
+AnyRequest = TypeVar("AnyRequest", "Request", "EmbedRequest", "ImageRequest", "TranscriptionRequest", "SpeechRequest")
 
 
 def _logger() -> logging.Logger:
@@ -92,13 +104,15 @@ class CallInfo:
     """One call as hooks see it. ``state`` is free for hooks to keep per-call data in."""
 
     # "chat", "embeddings" or, for generate_image, "generate_content" (the GenAI semantic
-    # conventions' operation names)
+    # conventions' operation names); "transcription" and "text_to_speech" for transcribe and speak
     operation: str
     streaming: bool
-    request: Request | EmbedRequest | ImageRequest  # the primary target's request, before before_request
+    request: (
+        Request | EmbedRequest | ImageRequest | TranscriptionRequest | SpeechRequest
+    )  # the primary target's request, before before_request
     started: float  # time.perf_counter() at the start
     attempts: list[AttemptInfo] = field(default_factory=list)
-    result: Completion | Embeddings | Images | None = None
+    result: Completion | Embeddings | Images | Transcription | Speech | None = None
     error: BaseException | None = None
     ended: float | None = None
     state: dict[Any, Any] = field(default_factory=dict)
@@ -119,13 +133,13 @@ class AttemptInfo:
     provider: str  # the configured provider name ("mistral", "corp", "openai")
     settings: ProviderSettings  # its settings: ``type`` is the adapter, ``base_url`` where it goes
     model: str
-    request: Request | EmbedRequest | ImageRequest
+    request: Request | EmbedRequest | ImageRequest | TranscriptionRequest | SpeechRequest
     number: int  # 1 for the first attempt on this target, 2 for its first retry ...
     target_index: int  # 0 for the primary target, 1 for the first fallback ...
     started: float
     ended: float | None = None
     first_chunk_at: float | None = None
-    result: Completion | Embeddings | Images | None = None
+    result: Completion | Embeddings | Images | Transcription | Speech | None = None
     error: FMClientError | None = None
     retry_wait: float | None = None
     state: dict[Any, Any] = field(default_factory=dict)
@@ -215,7 +229,9 @@ class Hook:
     def on_first_chunk(self, attempt: AttemptInfo, chunk: Chunk) -> None:
         pass
 
-    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings | Images) -> None:
+    def on_response(
+        self, attempt: AttemptInfo, result: Completion | Embeddings | Images | Transcription | Speech
+    ) -> None:
         pass
 
     def on_error(self, attempt: AttemptInfo, error: FMClientError) -> None:
@@ -228,7 +244,10 @@ class Hook:
         pass
 
     def on_call_end(
-        self, call: CallInfo, result: Completion | Embeddings | Images | None, error: BaseException | None
+        self,
+        call: CallInfo,
+        result: Completion | Embeddings | Images | Transcription | Speech | None,
+        error: BaseException | None,
     ) -> None:
         pass
 
@@ -244,7 +263,9 @@ class LoggingHook(Hook):
     def __init__(self) -> None:
         self._log = _logger()
 
-    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings | Images) -> None:
+    def on_response(
+        self, attempt: AttemptInfo, result: Completion | Embeddings | Images | Transcription | Speech
+    ) -> None:
         self._log.info(
             "attempt %d %s/%s: ok in %.3fs%s",
             attempt.number,
@@ -271,7 +292,10 @@ class LoggingHook(Hook):
             self._failed(attempt, error)
 
     def on_call_end(
-        self, call: CallInfo, result: Completion | Embeddings | Images | None, error: BaseException | None
+        self,
+        call: CallInfo,
+        result: Completion | Embeddings | Images | Transcription | Speech | None,
+        error: BaseException | None,
     ) -> None:
         for attempt in call.attempts:
             pending = attempt.state.pop(LoggingHook, None)
@@ -375,7 +399,7 @@ class CallObserver:
         hooks: Sequence[Hook],
         settings: Callable[[str], ProviderSettings],
         operation: str,
-        request: Request | EmbedRequest | ImageRequest,
+        request: Request | EmbedRequest | ImageRequest | TranscriptionRequest | SpeechRequest,
         streaming: bool,
         provider: str = "",
         model: str = "",
@@ -441,7 +465,12 @@ class CallObserver:
         self.end(None, error)
 
     # -- attempts ------------------------------------------------------------------------------------
-    def _start(self, provider: str, model: str, request: Request | EmbedRequest | ImageRequest) -> AttemptInfo:
+    def _start(
+        self,
+        provider: str,
+        model: str,
+        request: Request | EmbedRequest | ImageRequest | TranscriptionRequest | SpeechRequest,
+    ) -> AttemptInfo:
         key = (provider, model)
         if key != self._target_key:
             self._target_key = key
@@ -474,13 +503,21 @@ class CallObserver:
             self.end(None, error)
 
     def attempt(
-        self, provider: str, model: str, request: Request | EmbedRequest | ImageRequest, fn: Callable[[], T]
+        self,
+        provider: str,
+        model: str,
+        request: Request | EmbedRequest | ImageRequest | TranscriptionRequest | SpeechRequest,
+        fn: Callable[[], T],
     ) -> T:
         """Run one attempt that ends when ``fn`` returns (a whole answer)."""
         return self._run(self._start(provider, model, request), fn, self._whole_answer)
 
     async def aattempt(
-        self, provider: str, model: str, request: Request | EmbedRequest | ImageRequest, fn: Callable[[], Awaitable[T]]
+        self,
+        provider: str,
+        model: str,
+        request: Request | EmbedRequest | ImageRequest | TranscriptionRequest | SpeechRequest,
+        fn: Callable[[], Awaitable[T]],
     ) -> T:
         return await self._arun(self._start(provider, model, request), fn, self._whole_answer)
 
@@ -530,7 +567,7 @@ class CallObserver:
             attempt.first_chunk_at = time.perf_counter()
             self._each("on_first_chunk", attempt, first)
 
-    def answered(self, result: Completion | Embeddings | Images) -> None:
+    def answered(self, result: Completion | Embeddings | Images | Transcription | Speech) -> None:
         """The current attempt produced its whole answer (for a stream: the assembled one)."""
         attempt = self._current
         if attempt is None or attempt.result is not None:
@@ -558,7 +595,9 @@ class CallObserver:
             attempt = None  # skipped before any request (circuit open, capabilities)
         self._each("on_fallback", attempt, error)
 
-    def end(self, result: Completion | Embeddings | Images | None, error: BaseException | None) -> None:
+    def end(
+        self, result: Completion | Embeddings | Images | Transcription | Speech | None, error: BaseException | None
+    ) -> None:
         """The call is over; runs ``on_call_end`` once, whatever calls it first."""
         call = self.call
         if call.ended is not None:

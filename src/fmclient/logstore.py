@@ -41,7 +41,7 @@ from fmclient.secret import redact
 
 if TYPE_CHECKING:
     from fmclient.hooks import CallInfo
-    from fmclient.types import Completion, Embeddings, ImagePart, Images, Message
+    from fmclient.types import Completion, Embeddings, ImagePart, Images, Message, Speech, Transcription
 
 __all__ = [
     "MIGRATIONS",
@@ -603,7 +603,10 @@ class LogHook(Hook):
         self._opening = threading.Lock()
 
     def on_call_end(
-        self, call: CallInfo, result: Completion | Embeddings | Images | None, error: BaseException | None
+        self,
+        call: CallInfo,
+        result: Completion | Embeddings | Images | Transcription | Speech | None,
+        error: BaseException | None,
     ) -> None:
         from fmclient.types import Completion, Request
 

@@ -121,7 +121,8 @@ def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float 
     refused = _unpriceable(table, provider, model, models, usage, when, context)
     if refused is not None:
         return refused
-    if not context:
+    # The per-kind rates (_Linear) know no audio tokens: a call with some is priced the long way.
+    if not context and not (usage.input_audio_tokens or usage.output_audio_tokens):
         linear = _linear_prices(table, provider, model, when)
         if linear is not None:
             cost = linear.price(usage)
@@ -538,5 +539,76 @@ def _genai_usage(table: _Table, usage: Usage) -> Any:
         "cache_write_tokens": usage.cache_write_tokens,
         "cache_write_1h_tokens": usage.cache_write_1h_tokens,
         "output_reasoning_tokens": usage.reasoning_tokens,
+        "input_audio_tokens": usage.input_audio_tokens,
+        "output_audio_tokens": usage.output_audio_tokens,
     }
     return table.usage_class(**{k: v for k, v in values.items() if v})
+
+
+# -- transcription and speech: priced by what the provider bills them on ------------------------
+# The usage keys a transcription or speech model is billed on (genai-prices' names). A price the
+# model has on one of these that the call did not report makes the cost unknown: priced without
+# it, whisper-1 (per audio hour) or tts-1 (per million characters) would read as free.
+_MEDIA_UNITS = frozenset(
+    {
+        "input_tokens",
+        "output_tokens",
+        "input_audio_tokens",
+        "output_audio_tokens",
+        "audio_seconds",
+        "input_audio_seconds",
+        "output_audio_seconds",
+        "input_characters",
+    }
+)
+
+
+def price_media_units(
+    ref: PriceRef, models: tuple[str, ...], at: float, units: dict[str, float], why_missing: str
+) -> tuple[Cost | None, str | None]:
+    """(cost, None) or (None, reason) for a transcription or speech call billed on ``units``
+    (genai-prices usage keys: tokens, audio seconds, input characters).
+
+    ``why_missing`` ends the reason given when the table prices the model on a unit the call has
+    no count of ("OpenAI's Speech API reports no token usage")."""
+    if ref.table is None and ref.provider_type in _LOCAL_TYPES:
+        return zero_cost(), None
+    table = _table()
+    if isinstance(table, Unpriced):
+        return None, table.reason
+    where = _where(table, ref)
+    if isinstance(where, Unpriced):
+        return None, where.reason
+    found = _find(table, where, models)
+    if isinstance(found, Unpriced):
+        return None, found.reason
+    provider, model = found
+    from datetime import datetime, timezone
+
+    from genai_prices.data_units import unit_data
+
+    when = datetime.fromtimestamp(at, tz=timezone.utc)
+    prices = model.get_prices(when)
+    usage_key_of = {unit["price_key"]: key for key, unit in unit_data.items()}
+    billed_on = [
+        usage_key_of[name]
+        for name, price in vars(prices).items()
+        if price is not None and usage_key_of.get(name) in _MEDIA_UNITS
+    ]
+    if not billed_on:
+        return (
+            None,
+            f"cost unknown: genai-prices {table.version} has no per-token, per-second or per-character "
+            f"price for {model.id!r}",
+        )
+    missing = [key for key in billed_on if key not in units]
+    if missing:
+        return None, (
+            f"cost unknown: genai-prices {table.version} prices {model.id!r} by {', '.join(missing)}, and {why_missing}"
+        )
+    counts = {key: value for key, value in units.items() if value}
+    try:
+        calculated = model.calc_price(table.usage_class(**counts), provider, genai_request_timestamp=when)
+    except (ValueError, ArithmeticError) as error:
+        return None, f"genai-prices could not price {model.id!r}: {error}"
+    return Cost(calculated.total_price, calculated.input_price, calculated.output_price), None

@@ -70,7 +70,11 @@ from fmclient.types import (
     Images,
     Message,
     Request,
+    Speech,
+    SpeechRequest,
     TextPart,
+    Transcription,
+    TranscriptionRequest,
 )
 
 __all__ = [
@@ -228,7 +232,9 @@ class OpenTelemetryHook(Hook):
                 attributes["server.port"] = port
         return attributes
 
-    def _request_attributes(self, call: CallInfo, request: Request | EmbedRequest | ImageRequest) -> dict[str, Any]:
+    def _request_attributes(
+        self, call: CallInfo, request: Request | EmbedRequest | ImageRequest | TranscriptionRequest | SpeechRequest
+    ) -> dict[str, Any]:
         attributes: dict[str, Any] = {}
         if isinstance(request, Request):
             attributes["gen_ai.request.stream"] = call.streaming
@@ -295,7 +301,9 @@ class OpenTelemetryHook(Hook):
         if held is not None and attempt.first_chunk_at is not None:
             held[0].set_attribute("gen_ai.response.time_to_first_chunk", attempt.first_chunk_at - attempt.started)
 
-    def on_response(self, attempt: AttemptInfo, result: Completion | Embeddings | Images) -> None:
+    def on_response(
+        self, attempt: AttemptInfo, result: Completion | Embeddings | Images | Transcription | Speech
+    ) -> None:
         held = attempt.state.pop(self, None)
         if held is None:
             return
@@ -342,7 +350,10 @@ class OpenTelemetryHook(Hook):
             )
 
     def on_call_end(
-        self, call: CallInfo, result: Completion | Embeddings | Images | None, error: BaseException | None
+        self,
+        call: CallInfo,
+        result: Completion | Embeddings | Images | Transcription | Speech | None,
+        error: BaseException | None,
     ) -> None:
         for attempt in call.attempts:
             self._end_failed(attempt)
@@ -387,7 +398,10 @@ class OpenTelemetryHook(Hook):
                 self._tokens.record(usage.output_tokens, {**metric_attributes, "gen_ai.token.type": "output"})
 
     def _end_unsent(
-        self, call: CallInfo, result: Completion | Embeddings | Images | None, error: BaseException | None
+        self,
+        call: CallInfo,
+        result: Completion | Embeddings | Images | Transcription | Speech | None,
+        error: BaseException | None,
     ) -> None:
         """The span and duration of a call that sent no request: a hit, or a refusal.
 
@@ -426,14 +440,20 @@ class OpenTelemetryHook(Hook):
         span.end(end_time=now_ns - int((now - ended) * 1e9))
         self._duration.record(ended - call.started, metric_attributes)
 
-    def _response_attributes(self, result: Completion | Embeddings | Images, *, content: bool) -> dict[str, Any]:
+    def _response_attributes(
+        self, result: Completion | Embeddings | Images | Transcription | Speech, *, content: bool
+    ) -> dict[str, Any]:
         attributes: dict[str, Any] = {}
-        if isinstance(result, Images):  # token counts only where the provider reports them
+        if isinstance(result, (Images, Transcription, Speech)):  # tokens only where the provider reports them
             if result.usage is not None:
                 attributes["gen_ai.usage.input_tokens"] = result.usage.input_tokens
                 attributes["gen_ai.usage.output_tokens"] = result.usage.output_tokens
             if result.model:
                 attributes["gen_ai.response.model"] = result.model
+            if not isinstance(result, Images):
+                cost = result.cost  # per second of audio or per character where not per token
+                if cost is not None and cost.currency == "USD":
+                    attributes["fmclient.cost.usd"] = float(cost.total)
             return attributes
         usage = result.usage
         attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
@@ -454,6 +474,8 @@ class OpenTelemetryHook(Hook):
             (usage.cache_write_1h_tokens, "fmclient.usage.cache_creation_1h.input_tokens"),
             (usage.service_tier, "fmclient.usage.service_tier"),
             (usage.speed, "fmclient.usage.speed"),
+            (usage.input_audio_tokens, "fmclient.usage.audio.input_tokens"),
+            (usage.output_audio_tokens, "fmclient.usage.audio.output_tokens"),
         ):
             if value:
                 attributes[attribute] = value

@@ -41,8 +41,11 @@ if TYPE_CHECKING:
 
     #: Works out a result's (cost, reason) from its usage; set by the engine (fmclient.pricing.priced).
     Pricer = Callable[["Usage"], tuple["Cost | None", "str | None"]]
+    #: Works out a transcription's or speech's (cost, reason), bound by fmclient._media.
+    MediaPricer = Callable[[], tuple["Cost | None", "str | None"]]
 
 __all__ = [
+    "AudioAnswer",
     "AudioPart",
     "CachePoint",
     "Chunk",
@@ -62,11 +65,16 @@ __all__ = [
     "Request",
     "ResponseFormat",
     "Role",
+    "Speech",
+    "SpeechRequest",
     "TextPart",
     "TokenCount",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
+    "TranscriptSegment",
+    "Transcription",
+    "TranscriptionRequest",
     "Usage",
     "VideoPart",
 ]
@@ -649,6 +657,8 @@ class Request:
     #: how hard the model should think: an effort ("none", "minimal", "low", "medium", "high",
     #: "xhigh", "max"; which ones depends on the model) or a token budget
     reasoning: str | int | None = None
+    #: an audio answer: ``{"voice": ..., "format": ...}`` (OpenAI's audio models)
+    audio: Mapping[str, Any] | None = None
 
     @property
     def cache_points(self) -> bool:
@@ -701,6 +711,10 @@ class Usage:
     cache_write_1h_tokens: int = 0
     service_tier: str | None = None
     speed: str | None = None
+    #: audio tokens among ``input_tokens`` / ``output_tokens``, where the provider reports them
+    #: apart (priced apart: gpt-4o-transcribe's audio input, Gemini's audio in and out)
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -718,6 +732,8 @@ class Usage:
             self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             self.service_tier if self.service_tier == other.service_tier else None,
             self.speed if self.speed == other.speed else None,
+            self.input_audio_tokens + other.input_audio_tokens,
+            self.output_audio_tokens + other.output_audio_tokens,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -731,6 +747,8 @@ class Usage:
             "reasoning_tokens": self.reasoning_tokens,
             "service_tier": self.service_tier,
             "speed": self.speed,
+            "input_audio_tokens": self.input_audio_tokens,
+            "output_audio_tokens": self.output_audio_tokens,
         }
 
 
@@ -788,6 +806,8 @@ class Completion:
     reasoning: str | None = None
     #: the passages of the request's documents the answer cites (Anthropic, Bedrock, OpenAI)
     citations: list[Citation] = field(default_factory=list)
+    #: the spoken answer of a call made with ``audio=`` (its transcript is also ``text``)
+    audio: AudioAnswer | None = None
     # Set by the engine: how to price this result (fmclient.pricing.priced, bound to where to look
     # the price up, which model ids and when the call was made). Run on first read of ``cost``.
     _pricer: Pricer | None = field(default=None, repr=False, compare=False)
@@ -967,3 +987,149 @@ def _price(result: Completion | Embeddings | Images) -> tuple[Cost | None, str |
             priced = result._pricer(result.usage)
         result._priced = priced
     return priced
+
+
+# -- transcription and speech ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TranscriptionRequest:
+    """One transcription request, checked before it reaches an adapter: the audio's bytes, their
+    MIME type (sniffed or given) and a file name with the matching extension (multipart uploads
+    need one)."""
+
+    model: str
+    audio: bytes = field(repr=False)
+    mime_type: str
+    filename: str
+    language: str | None = None
+    prompt: str | None = None
+    timeout: float | None = None
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechRequest:
+    """One text-to-speech request. ``format`` None: the model's own default (see docs/speech.md)."""
+
+    model: str
+    text: str
+    voice: str
+    format: str | None = None
+    instructions: str | None = None
+    timeout: float | None = None
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptSegment:
+    """A timed piece of a transcript: seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(slots=True)
+class Transcription:
+    """What :meth:`~fmclient.Client.transcribe` heard. ``language``, ``duration`` (seconds) and
+    ``segments`` are filled where the provider gives them (whisper-1), else None / empty;
+    ``usage`` holds the tokens where the model is billed by token."""
+
+    text: str
+    model: str
+    provider: str
+    language: str | None = None
+    duration: float | None = None
+    segments: list[TranscriptSegment] = field(default_factory=list)
+    usage: Usage | None = None
+    raw: Any = field(default=None, repr=False)
+    attempts: list[Any] = field(default_factory=list, repr=False)
+    _pricer: MediaPricer | None = field(default=None, repr=False, compare=False)
+    _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cost(self) -> Cost | None:
+        """What the call cost (per token, or per second of audio for whisper-1), or None when
+        unknown: see :attr:`cost_reason`."""
+        return _price_media(self)[0]
+
+    @property
+    def cost_reason(self) -> str | None:
+        return _price_media(self)[1]
+
+
+@dataclass(slots=True)
+class Speech:
+    """The audio :meth:`~fmclient.Client.speak` made: encoded bytes and their MIME type (Gemini's
+    raw PCM comes wrapped as a WAV file). ``characters`` is the length of the text spoken (what
+    tts-1 is billed on); ``usage`` holds tokens where the provider reports them (Gemini)."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    model: str
+    provider: str
+    characters: int = 0
+    usage: Usage | None = None
+    raw: Any = field(default=None, repr=False)
+    attempts: list[Any] = field(default_factory=list, repr=False)
+    _pricer: MediaPricer | None = field(default=None, repr=False, compare=False)
+    _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cost(self) -> Cost | None:
+        """What the call cost, or None when unknown: see :attr:`cost_reason`."""
+        return _price_media(self)[0]
+
+    @property
+    def cost_reason(self) -> str | None:
+        return _price_media(self)[1]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        with open(path, "wb") as out:
+            out.write(self.data)
+
+
+def _price_media(result: Transcription | Speech) -> tuple[Cost | None, str | None]:
+    priced = result._priced
+    if priced is None:
+        if result._pricer is None:
+            return None, "cost unknown: only results returned by a Client are priced"
+        priced = result._priced = result._pricer()
+    return priced
+
+
+@dataclass(frozen=True, slots=True)
+class AudioAnswer:
+    """A model's spoken answer (``complete(..., audio={...})``): the audio file's bytes, their MIME
+    type, what was said, and the provider's id for it (sent back with ``reply.message`` on the next
+    turn; OpenAI keeps the audio until ``expires_at``, epoch seconds)."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    transcript: str
+    id: str | None = None
+    expires_at: int | None = None
+
+
+def audio_mime_type(data: bytes) -> str | None:
+    """The audio container ``data`` starts with (its magic bytes), or None when unknown."""
+    head = data[:16]
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head[:4] == b"fLaC":
+        return "audio/flac"
+    if head[:4] == b"OggS":
+        return "audio/ogg"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "audio/aiff"
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: WebM (Matroska)
+        return "audio/webm"
+    if head[4:8] == b"ftyp":  # ISO media: M4A audio, or an MP4 with a video track maybe
+        return "audio/mp4" if head[8:11] == b"M4A" else "video/mp4"
+    if head[:3] == b"ID3":
+        return "audio/mpeg"
+    if len(head) >= 2 and head[0] == 0xFF:
+        if head[1] & 0xF6 == 0xF0:  # ADTS sync word, layer 00: AAC
+            return "audio/aac"
+        if head[1] & 0xE0 == 0xE0 and head[1] & 0x06:  # MPEG audio frame sync, layer I-III
+            return "audio/mpeg"
+    return None

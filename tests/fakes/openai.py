@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.audio import OpenAIAudio
 from tests.fakes.images import generated_png
 from tests.fakes.server import FakeServer, RecordedRequest, Reply, sse
 
@@ -234,6 +235,7 @@ class FakeOpenAI:
         self.stream_done = True  # False: streams end cleanly but without "data: [DONE]"
         # Mistral's dialect: a 422 for ``stream_options``, usage on the finish chunk unasked.
         self.mistral = False
+        self.audio = OpenAIAudio()  # /audio/transcriptions and /audio/speech
         server.handler = self._handle
 
     def answer(self, *answers: Answer) -> None:
@@ -246,6 +248,8 @@ class FakeOpenAI:
         path = request.path.split("?")[0]
         if request.method != "POST":
             return error_reply(405, f"method {request.method} not allowed")
+        if "/audio/" in path:  # multipart uploads and binary answers: tests/fakes/audio.py
+            return self.audio.handle(request, path)
         try:
             body = request.json()
         except json.JSONDecodeError:
@@ -283,6 +287,8 @@ class FakeOpenAI:
                     },
                 },
             )
+        if body.get("audio") is not None:
+            return audio_answer_reply(body, answer)
         if body.get("stream"):
             include = bool((body.get("stream_options") or {}).get("include_usage"))
             return Reply(
@@ -555,3 +561,33 @@ def images_reply(body: dict[str, Any]) -> Reply:
         "input_tokens_details": {"text_tokens": words, "image_tokens": 0},
     }
     return Reply(body={"created": 1767225600, "data": data, "usage": usage, "output_format": "png"})
+
+
+def audio_answer_reply(body: dict[str, Any], answer: Answer) -> Reply:
+    """A spoken answer as gpt-audio gives it: ``message.audio`` (id, base64 WAV, transcript) and no
+    content; audio tokens in the usage details. Refused as the API does without ``modalities``."""
+    import base64
+
+    from tests.fakes.audio import tone_wav
+
+    if "audio" not in (body.get("modalities") or ()):
+        return error_reply(400, "audio output requires modalities to include 'audio'")
+    if body["audio"].get("format") not in ("wav", "mp3", "flac", "opus", "pcm16", "aac") or not body["audio"].get(
+        "voice"
+    ):
+        return error_reply(400, "audio needs a voice and a format")
+    if body.get("stream"):
+        return error_reply(400, "the fake answers audio unstreamed only")
+    spoken = tone_wav(0.5, rate=24000)
+    completion = completion_body(answer)
+    message = completion["choices"][0]["message"]
+    message["content"] = None
+    message["audio"] = {
+        "id": f"audio_{len(body['messages'])}",
+        "data": base64.b64encode(spoken).decode(),
+        "transcript": answer.text,
+        "expires_at": 1_700_003_600,
+    }
+    completion["usage"]["prompt_tokens_details"] = {"audio_tokens": 0, "cached_tokens": 0}
+    completion["usage"]["completion_tokens_details"] = {"audio_tokens": completion["usage"]["completion_tokens"]}
+    return Reply(body=completion)

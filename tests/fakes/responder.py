@@ -269,7 +269,9 @@ class AnthropicResponder:
         if body.get("stream"):
             start = {**usage, "output_tokens": 1}
             final = {"output_tokens": answer.completion_tokens}
-            events = fa.stream_events(blocks, model=model, stop_reason=stop_reason, start_usage=start, final_usage=final)
+            events = fa.stream_events(
+                blocks, model=model, stop_reason=stop_reason, start_usage=start, final_usage=final
+            )
             return fa.stream_reply(events)
         return fa.message_reply(blocks, model=model, stop_reason=stop_reason, usage_=usage)
 
@@ -303,7 +305,11 @@ def as_chat_completions(body: dict[str, Any]) -> dict[str, Any]:
         chat["tools"] = [
             {
                 "type": "function",
-                "function": {"name": t["name"], "description": t.get("description", ""), "parameters": t["input_schema"]},
+                "function": {
+                    "name": t["name"],
+                    "description": t.get("description", ""),
+                    "parameters": t["input_schema"],
+                },
             }
             for t in body["tools"]
         ]

@@ -10,7 +10,16 @@ from typing import Any, Literal
 
 from fmclient._media import canonical_mime, pdf_page_count, wav_seconds
 from fmclient.errors import UnsupportedFeatureError
-from fmclient.types import AudioPart, DocumentPart, ImagePart, ImageRequest, Request, VideoPart
+from fmclient.types import (
+    AudioPart,
+    DocumentPart,
+    ImagePart,
+    ImageRequest,
+    Request,
+    SpeechRequest,
+    TranscriptionRequest,
+    VideoPart,
+)
 
 __all__ = ["Profile", "StructuredOutputMode", "structured_output_mode"]
 
@@ -32,6 +41,8 @@ _LIMITS = (
     "max_audio_seconds",
     "max_media_bytes",
     "max_documents",
+    "transcription_max_bytes",
+    "speech_max_characters",
 )
 # Fields a host may narrow to a subset (formats).
 _FORMATS = ("audio_formats", "video_formats", "document_formats")
@@ -151,6 +162,26 @@ class Profile:
     max_documents: int | None = None
     #: the seconds of every audio part of a request together (counted where the header tells: WAV)
     max_audio_seconds: int | None = None
+
+    # -- transcription and speech -----------------------------------------------------------------
+    #: the model transcribes audio (:meth:`~fmclient.Client.transcribe`)
+    transcription: bool = False
+    #: the largest audio file it takes, in bytes (the upload or inline-request limit)
+    transcription_max_bytes: int | None = None
+    #: the audio MIME types it takes; None: any audio
+    transcription_formats: tuple[str, ...] | None = None
+    #: it answers timed segments, the language and the duration (whisper-1's verbose_json)
+    transcription_timestamps: bool = False
+    #: the model answers with audio too (``complete(..., audio={...})``)
+    audio_output: bool = False
+    #: the model speaks text (:meth:`~fmclient.Client.speak`)
+    speech: bool = False
+    #: the output formats it makes (``format=``); the first is its default
+    speech_formats: tuple[str, ...] | None = None
+    #: the longest text it speaks in one request, in characters
+    speech_max_characters: int | None = None
+    #: it takes ``instructions=`` (a speaking style)
+    speech_instructions: bool = True
     #: why a host narrowed a field: (field, reason) pairs, quoted in the refusal
     restrictions: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
@@ -212,10 +243,23 @@ class Profile:
             return UnsupportedFeatureError(message, provider=provider, model=model)
 
         if not self.chat:
-            kind = "an image generation" if self.image_generation else "an embedding"
+            kind = (
+                "an image generation"
+                if self.image_generation
+                else "a transcription"
+                if self.transcription
+                else "a speech"
+                if self.speech
+                else "an embedding"
+            )
             raise refuse(f"chat completions (it is {kind} model)", "chat")
         if streaming and not self.streaming:
             raise refuse("streaming", "streaming")
+        if request.audio is not None:
+            if not self.audio_output:
+                raise refuse("audio answers (audio=)", "audio_output")
+            if streaming:
+                raise refuse("streamed audio answers (audio= with stream; use complete)")
         if request.system and not self.system:
             raise refuse("a system prompt", "system")
         if request.tools and not self.tools:
@@ -380,6 +424,45 @@ class Profile:
                 raise refuse(f"does not take quality={request.quality!r} (it takes {', '.join(self.image_qualities)})")
         if request.size is not None:
             self._check_image_size(request.size, refuse)
+
+    def check_transcription(self, request: TranscriptionRequest, *, provider: str) -> None:
+        """Raise :class:`UnsupportedFeatureError` for audio this model cannot transcribe."""
+        model = request.model
+
+        def refuse(what: str) -> UnsupportedFeatureError:
+            return UnsupportedFeatureError(f"model {model!r} {what}", provider=provider, model=model)
+
+        if not self.transcription:
+            why = next((reason for name, reason in self.restrictions if name == "transcription"), None)
+            raise refuse("does not transcribe audio" + (f": {why}" if why else ""))
+        formats = self.transcription_formats
+        if formats is not None and request.mime_type not in formats:
+            raise refuse(f"does not take {request.mime_type} audio (it takes {', '.join(formats)})")
+        limit = self.transcription_max_bytes
+        if limit is not None and len(request.audio) > limit:
+            raise refuse(
+                f"takes audio files of at most {limit} bytes ({limit / 1_000_000:g} MB); this one has "
+                f"{len(request.audio)}: split it, or compress it (a lower bitrate MP3, say)"
+            )
+
+    def check_speech(self, request: SpeechRequest, *, provider: str) -> None:
+        """Raise :class:`UnsupportedFeatureError` for a speech request this model cannot make."""
+        model = request.model
+
+        def refuse(what: str) -> UnsupportedFeatureError:
+            return UnsupportedFeatureError(f"model {model!r} {what}", provider=provider, model=model)
+
+        if not self.speech:
+            why = next((reason for name, reason in self.restrictions if name == "speech"), None)
+            raise refuse("does not make speech" + (f": {why}" if why else ""))
+        formats = self.speech_formats
+        if request.format is not None and formats is not None and request.format not in formats:
+            raise refuse(f"does not make format={request.format!r} (it makes {', '.join(formats)})")
+        if request.instructions is not None and not self.speech_instructions:
+            raise refuse("does not take instructions (a speaking style)")
+        limit = self.speech_max_characters
+        if limit is not None and len(request.text) > limit:
+            raise refuse(f"speaks at most {limit} characters per request; this text has {len(request.text)}")
 
     def _check_image_size(self, size: str, refuse: Callable[[str], UnsupportedFeatureError]) -> None:
         ratios = self.image_aspect_ratios

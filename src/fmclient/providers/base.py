@@ -19,7 +19,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fmclient.errors import ConfigurationError, UnsupportedFeatureError
 from fmclient.profiles import Capabilities
 from fmclient.secret import Secret, register_environment_credentials, register_secret
-from fmclient.types import Chunk, Completion, Embeddings, EmbedRequest, ImageRequest, Images, Request, TokenCount
+from fmclient.types import (
+    Chunk,
+    Completion,
+    Embeddings,
+    EmbedRequest,
+    ImageRequest,
+    Images,
+    Request,
+    Speech,
+    SpeechRequest,
+    TokenCount,
+    Transcription,
+    TranscriptionRequest,
+)
 
 __all__ = [
     "Capabilities",
@@ -175,6 +188,18 @@ class Provider:
 
     async def agenerate_image(self, request: ImageRequest) -> Images:
         return await run_in_thread(self.generate_image, request)
+
+    def transcribe(self, request: TranscriptionRequest) -> Transcription:
+        raise UnsupportedFeatureError("transcription is not supported", provider=self.name, model=request.model)
+
+    async def atranscribe(self, request: TranscriptionRequest) -> Transcription:
+        return await run_in_thread(self.transcribe, request)
+
+    def speak(self, request: SpeechRequest) -> Speech:
+        raise UnsupportedFeatureError("speech is not supported", provider=self.name, model=request.model)
+
+    async def aspeak(self, request: SpeechRequest) -> Speech:
+        return await run_in_thread(self.speak, request)
 
     def count_tokens(self, request: Request) -> TokenCount:
         """The request's input tokens. Without a count API or tokenizer: an estimate, flagged."""

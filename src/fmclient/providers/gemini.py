@@ -85,10 +85,14 @@ from fmclient.types import (
     MediaPart,
     Message,
     Request,
+    Speech,
+    SpeechRequest,
     TextPart,
     TokenCount,
     ToolCall,
     ToolCallDelta,
+    Transcription,
+    TranscriptionRequest,
     Usage,
     image_mime_type,
 )
@@ -615,7 +619,19 @@ def parse_usage(usage: Any, service_tier: Any = None) -> Usage:
         cached_input_tokens=count("cached_content_token_count"),
         reasoning_tokens=count("thoughts_token_count"),
         service_tier=tier,
+        # Audio is priced apart from text (audio input, TTS output): the per-modality counts.
+        input_audio_tokens=_modality_tokens(getattr(usage, "prompt_tokens_details", None), "AUDIO"),
+        output_audio_tokens=_modality_tokens(getattr(usage, "candidates_tokens_details", None), "AUDIO"),
     )
+
+
+def _modality_tokens(details: Any, modality: str) -> int:
+    """The tokens of one modality in a ``ModalityTokenCount`` list (0 when not reported)."""
+    total = 0
+    for item in details or ():
+        if _enum_value(getattr(item, "modality", None)) == modality:
+            total += int(getattr(item, "token_count", None) or 0)
+    return total
 
 
 def requested_service_tier(params: Mapping[str, Any]) -> Any:
@@ -1327,6 +1343,37 @@ class GeminiProvider(Provider):
             )
             return parse_generated_images(response, provider=self.name, model=request.model)
 
+    # -- transcription (audio understanding) and speech (TTS models) ------------------------------
+    def transcribe(self, request: TranscriptionRequest) -> Transcription:
+        """``models.generate_content`` with the audio inline and a verbatim-transcript instruction."""
+        params = build_transcription_params(request)
+        client = self._sdk()
+        with self._errors(request.model):
+            response = client.models.generate_content(**params)
+        return parse_transcription(response, request, provider=self.name)
+
+    async def atranscribe(self, request: TranscriptionRequest) -> Transcription:
+        params = build_transcription_params(request)
+        client = self._sdk()
+        with self._errors(request.model):
+            response = await client.aio.models.generate_content(**params)
+        return parse_transcription(response, request, provider=self.name)
+
+    def speak(self, request: SpeechRequest) -> Speech:
+        """``models.generate_content`` on a TTS model, audio out; its PCM comes back as a WAV file."""
+        params = build_speech_params(request)
+        client = self._sdk()
+        with self._errors(request.model):
+            response = client.models.generate_content(**params)
+        return parse_speech(response, request, provider=self.name)
+
+    async def aspeak(self, request: SpeechRequest) -> Speech:
+        params = build_speech_params(request)
+        client = self._sdk()
+        with self._errors(request.model):
+            response = await client.aio.models.generate_content(**params)
+        return parse_speech(response, request, provider=self.name)
+
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
@@ -1389,3 +1436,115 @@ def parse_generated_images(response: Any, *, provider: str, model: str) -> Image
             raise ContentFilterError(f"{model} refused: {'; '.join(reasons)}", provider=provider, model=model)
         raise ContentFilterError(f"{model} returned no images (filtered)", provider=provider, model=model)
     return Images(images=images, model=model, provider=provider, raw=response)
+
+
+# -- transcription and speech ------------------------------------------------------------------
+# Gemini names MP3 audio/mp3 (ai.google.dev/gemini-api/docs/audio); the rest as fmclient does.
+_GEMINI_AUDIO_TYPES = {"audio/mpeg": "audio/mp3"}
+
+TRANSCRIBE_INSTRUCTION = (
+    "Transcribe this audio verbatim: every word as it is spoken, in the language it is spoken in. "
+    "Answer with the transcript only: no summary, no commentary, no timestamps, no speaker labels."
+)
+
+
+def _config_with_options(config: dict[str, Any], request: TranscriptionRequest | SpeechRequest) -> dict[str, Any]:
+    if request.timeout is not None:
+        config["http_options"] = {"timeout": _ms(request.timeout)}
+    options = {
+        key: _plain(value) if isinstance(value, Mapping) else value for key, value in request.provider_options.items()
+    }
+    return merge_provider_options(
+        config, options, provider="gemini", model=request.model, defaults=("http_options.timeout",)
+    )
+
+
+def build_transcription_params(request: TranscriptionRequest) -> dict[str, Any]:
+    """``generate_content`` arguments: the instruction (with the language and the caller's prompt
+    as context), then the audio as ``inline_data``."""
+    instruction = TRANSCRIBE_INSTRUCTION
+    if request.language is not None:
+        instruction += f" The speech is in {request.language}."
+    if request.prompt is not None:
+        instruction += f" Context for names and spelling (do not transcribe it): {request.prompt}"
+    mime_type = _GEMINI_AUDIO_TYPES.get(request.mime_type, request.mime_type)
+    contents = [
+        {
+            "role": "user",
+            "parts": [{"text": instruction}, {"inline_data": {"mime_type": mime_type, "data": request.audio}}],
+        }
+    ]
+    return {"model": request.model, "contents": contents, "config": _config_with_options({}, request)}
+
+
+def parse_transcription(response: Any, request: TranscriptionRequest, *, provider: str) -> Transcription:
+    _raise_if_blocked(response, provider, request.model)
+    text = getattr(response, "text", None)
+    if not isinstance(text, str):
+        raise BadRequestError(
+            f"{request.model} answered no transcript (finish reason "
+            f"{_enum_value(getattr((getattr(response, 'candidates', None) or [None])[0], 'finish_reason', None))})",
+            provider=provider,
+            model=request.model,
+        )
+    return Transcription(
+        text=text.strip(),
+        model=getattr(response, "model_version", None) or request.model,
+        provider=provider,
+        language=request.language,  # Gemini does not say which language it heard
+        usage=parse_usage(getattr(response, "usage_metadata", None)),
+        raw=response,
+    )
+
+
+def build_speech_params(request: SpeechRequest) -> dict[str, Any]:
+    """``generate_content`` arguments for a TTS model: audio out in the voice asked for. Gemini
+    takes the speaking style in the text itself ("Say cheerfully: ...")."""
+    text = request.text if request.instructions is None else f"{request.instructions}: {request.text}"
+    config: dict[str, Any] = {
+        "response_modalities": ["AUDIO"],
+        "speech_config": {"voice_config": {"prebuilt_voice_config": {"voice_name": request.voice}}},
+    }
+    return {"model": request.model, "contents": text, "config": _config_with_options(config, request)}
+
+
+def parse_speech(response: Any, request: SpeechRequest, *, provider: str) -> Speech:
+    """The audio part of a TTS answer; raw PCM (``audio/L16;codec=pcm;rate=24000``) is wrapped
+    as a WAV file so any player opens it."""
+    _raise_if_blocked(response, provider, request.model)
+    for candidate in getattr(response, "candidates", None) or ():
+        for part in getattr(getattr(candidate, "content", None), "parts", None) or ():
+            blob = getattr(part, "inline_data", None)
+            data = getattr(blob, "data", None)
+            if data:
+                mime_type = str(getattr(blob, "mime_type", None) or "")
+                if mime_type.lower().startswith(("audio/l16", "audio/pcm")):
+                    data, mime_type = pcm_as_wav(data, mime_type), "audio/wav"
+                return Speech(
+                    data=data,
+                    mime_type=mime_type or "audio/wav",
+                    model=getattr(response, "model_version", None) or request.model,
+                    provider=provider,
+                    characters=len(request.text),
+                    usage=parse_usage(getattr(response, "usage_metadata", None)),
+                    raw=response,
+                )
+    raise BadRequestError(f"{request.model} answered no audio", provider=provider, model=request.model)
+
+
+def pcm_as_wav(pcm: bytes, mime_type: str) -> bytes:
+    """16-bit little-endian PCM as a WAV file; rate and channels from the MIME type's parameters
+    (Gemini TTS: 24 kHz mono)."""
+    import io
+    import wave
+
+    parameters = dict(item.strip().split("=", 1) for item in mime_type.split(";")[1:] if "=" in item)
+    rate = int(parameters.get("rate", 24000))
+    channels = int(parameters.get("channels", 1))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    return out.getvalue()

@@ -111,6 +111,7 @@ from fmclient.providers.shared_io import (
     stream_chunks,
 )
 from fmclient.types import (
+    AudioAnswer,
     AudioPart,
     Chunk,
     Completion,
@@ -124,11 +125,17 @@ from fmclient.types import (
     Images,
     Message,
     Request,
+    Speech,
+    SpeechRequest,
     TextPart,
     TokenCount,
     ToolCall,
     ToolCallDelta,
+    Transcription,
+    TranscriptionRequest,
+    TranscriptSegment,
     Usage,
+    audio_mime_type,
     image_mime_type,
 )
 
@@ -274,6 +281,9 @@ def _assistant_message(message: Message, model: str, provider: str) -> dict[str,
     if isinstance(state, Mapping) and isinstance(state.get("content"), list):
         # The reply came as a list of parts (thinking next to text): sent back as it came.
         out["content"] = [dict(part) for part in state["content"]]
+    if isinstance(state, Mapping) and isinstance(state.get("audio_id"), str):
+        # A spoken answer goes back by its id: the model hears its own audio again.
+        out["audio"] = {"id": state["audio_id"]}
     if message.tool_calls:
         # OpenAI wants content null rather than "" next to tool calls.
         if not isinstance(out["content"], list):
@@ -336,6 +346,9 @@ def build_params(
         )
     if request.response_format is not None:
         params["response_format"] = response_format_param(request.response_format)
+    if request.audio is not None:  # a spoken answer as well as the text
+        params["modalities"] = ["text", "audio"]
+        params["audio"] = dict(request.audio)
     if stream:
         params["stream"] = True
         if stream_usage:
@@ -350,7 +363,23 @@ def build_params(
             model=request.model,
             defaults=("stream_options",),
         )
+        if request.audio is None:
+            _refuse_audio_answers(params, provider=provider, model=request.model)
     return params
+
+
+def _refuse_audio_answers(params: Mapping[str, Any], *, provider: str, model: str) -> None:
+    """An audio answer asked for through provider options would skip the profile's check and the
+    parsing of ``message.audio``: refused, pointing at complete()'s own ``audio=`` argument."""
+    for holder in (params, params.get("extra_body") or {}):
+        modalities = holder.get("modalities")
+        if holder.get("audio") is not None or (isinstance(modalities, (list, tuple)) and "audio" in modalities):
+            raise UnsupportedFeatureError(
+                "audio answers through provider options (audio=, modalities=['audio']) are refused: "
+                "pass complete()'s own audio={'voice': ..., 'format': ...} argument",
+                provider=provider,
+                model=model,
+            )
 
 
 def _merge_options(
@@ -429,6 +458,9 @@ def parse_usage(usage: Any, service_tier: Any = None) -> Usage | None:
         cache_write_tokens=details.get("cache_write_tokens") or 0,
         reasoning_tokens=output_details.get("reasoning_tokens") or 0,
         service_tier=price_modifier(service_tier),
+        # Audio in and out is priced apart from text (gpt-audio: 32 and 64 $/MTok against 2.5 and 10).
+        input_audio_tokens=details.get("audio_tokens") or 0,
+        output_audio_tokens=output_details.get("audio_tokens") or 0,
     )
 
 
@@ -531,6 +563,12 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
         # A refusal (structured output) comes instead of content: surface it as the text.
         finish = "content_filter"
         text = text or refusal
+    state: dict[str, Any] = {"content": parts} if parts else {}
+    audio = parse_audio_answer(message.get("audio"))
+    if audio is not None:
+        text = text or audio.transcript  # a spoken answer has no content: its transcript is the text
+        if audio.id:
+            state["audio_id"] = audio.id
     return Completion(
         text=text,
         finish_reason=finish,
@@ -542,10 +580,27 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
             role="assistant",
             content=text,
             tool_calls=tuple(tool_calls),
-            provider_state={provider: {"content": parts}} if parts else None,
+            provider_state={provider: state} if state else None,
         ),
         raw=response,
         response_id=str_or_none(data.get("id")),
+        audio=audio,
+    )
+
+
+def parse_audio_answer(audio: Any) -> AudioAnswer | None:
+    """``message.audio`` (``{"id", "data": base64, "transcript", "expires_at"}``) as an AudioAnswer."""
+    audio = _plain(audio)
+    if not isinstance(audio, Mapping) or not isinstance(audio.get("data"), str):
+        return None
+    data = base64.b64decode(audio["data"])
+    return AudioAnswer(
+        data=data,
+        # pcm16 has no header to read: 24 kHz 16-bit little-endian mono samples
+        mime_type=audio_mime_type(data) or "audio/pcm;rate=24000;channels=1;bits=16",
+        transcript=str(audio.get("transcript") or ""),
+        id=str_or_none(audio.get("id")),
+        expires_at=audio.get("expires_at") if isinstance(audio.get("expires_at"), int) else None,
     )
 
 
@@ -969,6 +1024,12 @@ class OpenAIProvider(Provider):
         from fmclient.providers._openai_responses import RESPONSES_DEFAULTS, build_responses_params
 
         request = _without_api_option(request)
+        if request.audio is not None:
+            raise UnsupportedFeatureError(
+                "the Responses API makes no audio answers (audio=): use api='chat'",
+                provider=self.name,
+                model=request.model,
+            )
         try:
             params = build_responses_params(
                 request,
@@ -1177,6 +1238,40 @@ class OpenAIProvider(Provider):
             response = await client.images.generate(**kwargs)
             return parse_images_response(response, provider=self.name, model=request.model)
 
+    # -- transcription and speech (Audio API) ----------------------------------------------------
+    def transcribe(self, request: TranscriptionRequest) -> Transcription:
+        """``audio.transcriptions.create``: a multipart upload of the audio file."""
+        client = self._sync_client()
+        kwargs = build_transcription_params(request, self._timestamps(request.model), _transcription_params())
+        with self._errors(request.model):
+            response = client.audio.transcriptions.create(**kwargs)
+            return parse_transcription(response, provider=self.name, model=request.model)
+
+    async def atranscribe(self, request: TranscriptionRequest) -> Transcription:
+        client = self._async_client()
+        kwargs = build_transcription_params(request, self._timestamps(request.model), _transcription_params())
+        with self._errors(request.model):
+            response = await client.audio.transcriptions.create(**kwargs)
+            return parse_transcription(response, provider=self.name, model=request.model)
+
+    def _timestamps(self, model: str) -> bool:
+        return self.capabilities(model).transcription_timestamps
+
+    def speak(self, request: SpeechRequest) -> Speech:
+        """``audio.speech.create``: the audio file's bytes, in the format asked for."""
+        client = self._sync_client()
+        kwargs = build_speech_params(request, _speech_params())
+        with self._errors(request.model):
+            response = client.audio.speech.create(**kwargs)
+            return speech_result(response.content, request, provider=self.name)
+
+    async def aspeak(self, request: SpeechRequest) -> Speech:
+        client = self._async_client()
+        kwargs = build_speech_params(request, _speech_params())
+        with self._errors(request.model):
+            response = await client.audio.speech.create(**kwargs)
+            return speech_result(response.content, request, provider=self.name)
+
 
 _image_param_names: frozenset[str] | None = None
 
@@ -1232,3 +1327,143 @@ def parse_images_response(response: Any, *, provider: str, model: str) -> Images
     if isinstance(usage, Mapping):
         parsed_usage = Usage(input_tokens=usage.get("input_tokens") or 0, output_tokens=usage.get("output_tokens") or 0)
     return Images(images=images, model=model, provider=provider, usage=parsed_usage, raw=body)
+
+
+# -- transcription and speech ------------------------------------------------------------------
+_audio_param_names: dict[str, frozenset[str]] = {}
+
+
+def _transcription_params() -> frozenset[str]:
+    """``audio.transcriptions.create``'s keyword names (a provider option that is one goes as a
+    keyword, e.g. ``temperature``, ``include``, ``chunking_strategy``)."""
+    found = _audio_param_names.get("transcriptions")
+    if found is None:
+        from openai.resources.audio.transcriptions import Transcriptions
+
+        found = _audio_param_names["transcriptions"] = _sdk_param_names(Transcriptions.create)
+    return found
+
+
+def _speech_params() -> frozenset[str]:
+    found = _audio_param_names.get("speech")
+    if found is None:
+        from openai.resources.audio.speech import Speech as SpeechResource
+
+        found = _audio_param_names["speech"] = _sdk_param_names(SpeechResource.create)
+    return found
+
+
+def build_transcription_params(
+    request: TranscriptionRequest, timestamps: bool, sdk_params: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """``audio.transcriptions.create`` keywords. The file goes as (name, bytes, MIME type), the
+    multipart part the SDK sends. A model that gives timed segments (whisper-1) is asked for
+    ``verbose_json`` with segment timestamps; the others answer ``json``."""
+    kwargs: dict[str, Any] = {
+        "model": request.model,
+        "file": (request.filename, request.audio, request.mime_type),
+    }
+    if timestamps:
+        kwargs["response_format"] = "verbose_json"
+        kwargs["timestamp_granularities"] = ["segment"]
+    else:
+        kwargs["response_format"] = "json"
+    if request.language is not None:
+        kwargs["language"] = request.language
+    if request.prompt is not None:
+        kwargs["prompt"] = request.prompt
+    if request.provider_options:
+        _merge_options(kwargs, request.provider_options, sdk_params, provider=_NATIVE, model=request.model)
+    if kwargs.get("stream"):
+        raise UnsupportedFeatureError(
+            "transcribe() does not stream (stream=True)", provider=_NATIVE, model=request.model
+        )
+    if request.timeout is not None:
+        kwargs["timeout"] = request.timeout
+    return kwargs
+
+
+def parse_transcription(response: Any, *, provider: str, model: str) -> Transcription:
+    """A ``Transcription`` (json) or ``TranscriptionVerbose`` (verbose_json) answer."""
+    body = _plain(response)
+    if not isinstance(body, Mapping) or not isinstance(body.get("text"), str):
+        raise malformed("the transcription answer has no text", provider=provider, model=model)
+    language = body.get("language")
+    if not isinstance(language, str):  # gpt-transcribe: the languages it detected, most likely first
+        detected = body.get("languages")
+        first = detected[0] if isinstance(detected, list) and detected else None
+        language = first.get("code") if isinstance(first, Mapping) else None
+    segments = [
+        TranscriptSegment(start=float(item["start"]), end=float(item["end"]), text=str(item["text"]).strip())
+        for item in body.get("segments") or ()
+        if isinstance(item, Mapping) and {"start", "end", "text"} <= item.keys()
+    ]
+    duration = body.get("duration")
+    usage = body.get("usage")
+    parsed_usage = None
+    if isinstance(usage, Mapping):
+        if usage.get("type") == "tokens":
+            details = usage.get("input_token_details") or {}
+            parsed_usage = Usage(
+                input_tokens=usage.get("input_tokens") or 0,
+                output_tokens=usage.get("output_tokens") or 0,
+                input_audio_tokens=details.get("audio_tokens") or 0,
+            )
+        elif usage.get("type") == "duration" and isinstance(usage.get("seconds"), (int, float)):
+            duration = usage["seconds"]  # the seconds billed
+    return Transcription(
+        text=body["text"],
+        model=model,
+        provider=provider,
+        language=language if isinstance(language, str) else None,
+        duration=float(duration) if isinstance(duration, (int, float)) else None,
+        segments=segments,
+        usage=parsed_usage,
+        raw=body,
+    )
+
+
+# The Speech API's formats and what each file is: opus comes in an Ogg container; pcm is raw
+# 24 kHz 16-bit little-endian mono samples with no header.
+_SPEECH_MIME_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm;rate=24000;channels=1;bits=16",
+}
+
+
+def build_speech_params(request: SpeechRequest, sdk_params: frozenset[str] | None = None) -> dict[str, Any]:
+    """``audio.speech.create`` keywords (the profile has refused a format or instructions the
+    model cannot take)."""
+    kwargs: dict[str, Any] = {
+        "model": request.model,
+        "input": request.text,
+        "voice": request.voice,
+        "response_format": request.format or "mp3",
+    }
+    if request.instructions is not None:
+        kwargs["instructions"] = request.instructions
+    if request.provider_options:  # e.g. speed=1.25
+        _merge_options(kwargs, request.provider_options, sdk_params, provider=_NATIVE, model=request.model)
+    if kwargs.get("stream_format") not in (None, "audio"):
+        raise UnsupportedFeatureError(
+            "speak() answers one audio file: stream_format must be 'audio'", provider=_NATIVE, model=request.model
+        )
+    if request.timeout is not None:
+        kwargs["timeout"] = request.timeout
+    return kwargs
+
+
+def speech_result(data: bytes, request: SpeechRequest, *, provider: str) -> Speech:
+    if not data:
+        raise malformed("the Speech API answered no audio", provider=provider, model=request.model)
+    return Speech(
+        data=data,
+        mime_type=_SPEECH_MIME_TYPES[request.format or "mp3"],
+        model=request.model,
+        provider=provider,
+        characters=len(request.text),
+    )

@@ -37,6 +37,7 @@ from fmclient.errors import FMClientError, error_for_status
 from fmclient.profiles import profile_for
 from fmclient.providers.base import Capabilities, Provider, ProviderSettings
 from fmclient.types import (
+    AudioAnswer,
     Chunk,
     Completion,
     Embeddings,
@@ -47,8 +48,12 @@ from fmclient.types import (
     Images,
     Message,
     Request,
+    Speech,
+    SpeechRequest,
     ToolCall,
     ToolCallDelta,
+    Transcription,
+    TranscriptionRequest,
     Usage,
     image_mime_type,
 )
@@ -90,11 +95,20 @@ class _ImageScript:
 
 
 @dataclass
+class _MediaScript:
+    """One scripted transcribe (``text``) or speak (``data``) answer, or a failure."""
+
+    text: str | None = None
+    data: bytes | None = None
+    failure: _Failure | None = None
+
+
+@dataclass
 class MockCall:
     """One call the mock received: the request, and whether it was streamed or an embedding."""
 
-    request: Request | EmbedRequest | ImageRequest
-    kind: str  # "complete", "stream", "embed" or "image"
+    request: Request | EmbedRequest | ImageRequest | TranscriptionRequest | SpeechRequest
+    kind: str  # "complete", "stream", "embed", "image", "transcribe" or "speak"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -121,6 +135,8 @@ class MockProvider(Provider):
         self._script: deque[_Reply | _Failure] = deque()
         self._embeddings: deque[_Embedding] = deque()
         self._images: deque[_ImageScript] = deque()
+        self._transcripts: deque[_MediaScript] = deque()
+        self._speeches: deque[_MediaScript] = deque()
         self._responder: Callable[[Request], str | Completion] | None = None
         self._lock = threading.Lock()
         self._saved_sleep: tuple[Any, Any] | None = None
@@ -195,6 +211,24 @@ class MockProvider(Provider):
         self._images.append(_ImageScript(failure=_Failure(error, retry_after)))
         return self
 
+    def add_transcription(self, text: str) -> MockProvider:
+        """Queue one ``transcribe`` answer (with none queued: "transcript of N bytes of <type>")."""
+        self._transcripts.append(_MediaScript(text=text))
+        return self
+
+    def add_transcription_error(self, error: ErrorSpec, *, retry_after: float | None = None) -> MockProvider:
+        self._transcripts.append(_MediaScript(failure=_Failure(error, retry_after)))
+        return self
+
+    def add_speech(self, data: bytes) -> MockProvider:
+        """Queue one ``speak`` answer: these audio bytes (with none queued: a short WAV tone)."""
+        self._speeches.append(_MediaScript(data=data))
+        return self
+
+    def add_speech_error(self, error: ErrorSpec, *, retry_after: float | None = None) -> MockProvider:
+        self._speeches.append(_MediaScript(failure=_Failure(error, retry_after)))
+        return self
+
     def respond_with(self, responder: Callable[[Request], str | Completion] | None) -> MockProvider:
         """Answer with ``responder(request)`` whenever nothing is queued."""
         self._responder = responder
@@ -215,6 +249,14 @@ class MockProvider(Provider):
         return [c.request for c in self.calls if isinstance(c.request, ImageRequest)]
 
     @property
+    def transcription_requests(self) -> list[TranscriptionRequest]:
+        return [c.request for c in self.calls if isinstance(c.request, TranscriptionRequest)]
+
+    @property
+    def speech_requests(self) -> list[SpeechRequest]:
+        return [c.request for c in self.calls if isinstance(c.request, SpeechRequest)]
+
+    @property
     def last_request(self) -> Request:
         if not self.requests:
             raise AssertionError("the mock provider received no request")
@@ -223,7 +265,9 @@ class MockProvider(Provider):
     @property
     def pending(self) -> int:
         """Scripted replies and failures not consumed yet."""
-        return len(self._script) + len(self._embeddings) + len(self._images)
+        return (
+            len(self._script) + len(self._embeddings) + len(self._images) + len(self._transcripts) + len(self._speeches)
+        )
 
     def reset(self) -> None:
         with self._lock:
@@ -232,6 +276,8 @@ class MockProvider(Provider):
             self._script.clear()
             self._embeddings.clear()
             self._images.clear()
+            self._transcripts.clear()
+            self._speeches.clear()
 
     # -- activation -------------------------------------------------------------------------
     def __enter__(self) -> MockProvider:
@@ -344,6 +390,8 @@ class MockProvider(Provider):
             tool_calls=calls,
             message=Message(role="assistant", content=text, tool_calls=tuple(calls)),
             raw={"mock": True, "text": text},
+            # audio={...} asked for a spoken answer: a silent WAV as long as the text
+            audio=AudioAnswer(_silent_wav(len(text)), "audio/wav", text) if request.audio is not None else None,
         )
 
     def stream(self, request: Request) -> Iterator[Chunk]:
@@ -390,8 +438,49 @@ class MockProvider(Provider):
             provider=self.name,
         )
 
+    def transcribe(self, request: TranscriptionRequest) -> Transcription:
+        with self._lock:
+            self.calls.append(MockCall(request, "transcribe"))
+            item = self._transcripts.popleft() if self._transcripts else None
+        if item is not None and item.failure is not None:
+            raise self._error(item.failure, request.model)
+        text = item.text if item is not None and item.text is not None else None
+        if text is None:
+            text = f"transcript of {len(request.audio)} bytes of {request.mime_type}"
+        return Transcription(text=text, model=request.model, provider=self.name, language=request.language)
 
-_PERMISSIVE = Capabilities(embeddings=True, image_generation=True, image_embeddings=True)
+    def speak(self, request: SpeechRequest) -> Speech:
+        with self._lock:
+            self.calls.append(MockCall(request, "speak"))
+            item = self._speeches.popleft() if self._speeches else None
+        if item is not None and item.failure is not None:
+            raise self._error(item.failure, request.model)
+        if item is not None and item.data is not None:
+            data, mime_type = item.data, "application/octet-stream"
+        else:
+            data, mime_type = _silent_wav(len(request.text)), "audio/wav"
+        return Speech(
+            data=data, mime_type=mime_type, model=request.model, provider=self.name, characters=len(request.text)
+        )
+
+
+def _silent_wav(characters: int) -> bytes:
+    """A valid 16 kHz mono WAV of silence, a tenth of a second per character spoken."""
+    import io
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(bytes(2 * 1600 * max(1, characters)))
+    return out.getvalue()
+
+
+_PERMISSIVE = Capabilities(
+    embeddings=True, image_generation=True, image_embeddings=True, transcription=True, speech=True
+)
 
 
 def _png(width: int, height: int, seed: str) -> bytes:
