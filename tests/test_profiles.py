@@ -719,3 +719,24 @@ def test_a_gpt_4_turbo_preview_is_no_longer_refused_above_8k(fake_server: FakeSe
         assert client.complete("hi", model="openai/gpt-4-0125-preview", max_tokens=4096).text == "ok"
     body = fake_server.requests[0].json()
     assert body.get("max_tokens", body.get("max_completion_tokens")) == 4096
+
+
+def test_a_request_checked_once_is_still_checked_for_streaming_and_against_other_profiles() -> None:
+    # The adapter's second check of the request the engine just checked is skipped (hot path);
+    # that shortcut must never let a stream, or another model's profile, through unchecked.
+    from dataclasses import replace
+
+    from fmclient._validation import build_request
+
+    request = build_request("hi", model="m", max_tokens=100)
+    open_profile = replace(DEFAULT_PROFILE, streaming=False, max_output_tokens=None)
+    open_profile.check(request, provider="p")
+    open_profile.check(request, provider="p")  # the same pair again: passes, as before
+    with pytest.raises(UnsupportedFeatureError, match="streaming"):
+        open_profile.check(request, provider="p", streaming=True)
+    strict = replace(DEFAULT_PROFILE, max_output_tokens=50)
+    with pytest.raises(UnsupportedFeatureError, match="max_tokens=100"):
+        strict.check(request, provider="p")
+    # A new request object with the same content is checked again (identity, not equality).
+    with pytest.raises(UnsupportedFeatureError, match="max_tokens=100"):
+        strict.check(build_request("hi", model="m", max_tokens=100), provider="p")

@@ -140,13 +140,22 @@ def _sdk_span_would_matter() -> bool:
     proxy until one is set), and propagates only inside a valid span context. Asked per call, so
     a provider set up later is seen at once.
     """
-    try:
-        from opentelemetry import trace
-    except ImportError:  # SDKs before their tracing did not depend on OpenTelemetry
+    trace = _otel_trace()
+    if trace is None:
         return False
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return True
     return bool(trace.get_current_span().get_span_context().is_valid)
+
+
+@cache
+def _otel_trace() -> Any:
+    """The OpenTelemetry trace API, imported once (asked per call, above)."""
+    try:
+        from opentelemetry import trace
+    except ImportError:  # SDKs before their tracing did not depend on OpenTelemetry
+        return None
+    return trace
 
 
 def anthropic_post_suits(params: dict[str, Any]) -> bool:
@@ -191,9 +200,7 @@ def message_post(client: Any, params: dict[str, Any], stream_cls: Any = None) ->
     elif "timeout" not in options and client.timeout == default_timeout:
         # As create(): the SDK's own timeout for the expected length of the answer; it raises
         # ValueError for a call that could outlast ten minutes (the adapter then streams it).
-        options["timeout"] = client._calculate_nonstreaming_timeout(
-            body["max_tokens"], nonstreaming_tokens.get(body["model"], None)
-        )
+        options["timeout"] = _nonstreaming_timeout(client, body["max_tokens"], nonstreaming_tokens.get(body["model"]))
     return {
         "path": "/v1/messages",
         "body": body,
@@ -202,6 +209,21 @@ def message_post(client: Any, params: dict[str, Any], stream_cls: Any = None) ->
         "stream": stream,
         "stream_cls": stream_cls,
     }
+
+
+#: The SDK's timeout per (client class, max_tokens, the model's non-streaming limit): the SDK
+#: works it out on every call from those alone, building a new httpx Timeout each time.
+_NONSTREAMING_TIMEOUTS: dict[tuple[type, Any, Any], Any] = {}
+
+
+def _nonstreaming_timeout(client: Any, max_tokens: Any, limit: Any) -> Any:
+    key = (type(client), max_tokens, limit)
+    found = _NONSTREAMING_TIMEOUTS.get(key)
+    if found is None:
+        found = client._calculate_nonstreaming_timeout(max_tokens, limit)  # raises ValueError: never kept
+        if len(_NONSTREAMING_TIMEOUTS) < 1024:  # max_tokens varies little in practice; bounded anyway
+            _NONSTREAMING_TIMEOUTS[key] = found
+    return found
 
 
 async def post_message_raw(client: Any, params: dict[str, Any]) -> Any:

@@ -470,6 +470,8 @@ def _assistant_content(message: Message, index: int, model: str, provider: str) 
 # -- response translation --------------------------------------------------------------------
 def _as_dict(obj: Any, what: str) -> dict[str, Any]:
     """A plain dict of a wire object: SDK models give their fields exactly as received."""
+    if type(obj) is dict:  # the parsed JSON itself: read, never changed, so no copy is needed
+        return obj
     if isinstance(obj, Mapping):
         return dict(obj)
     to_dict = getattr(obj, "to_dict", None)
@@ -486,25 +488,30 @@ def finish_reason(stop_reason: str | None) -> FinishReason:
 
 def usage_from(data: Mapping[str, Any] | None) -> Usage:
     """fmclient usage from Anthropic's: cache reads and writes are input tokens too."""
-    data = data or {}
-    by_ttl = _plain_mapping(data.get("cache_creation"))
-    one_hour = _int(by_ttl.get("ephemeral_1h_input_tokens"))
+    get = (data or {}).get
+    # The nested breakdowns are read only when present (most replies have none): this runs per call.
+    by_ttl = get("cache_creation")
+    one_hour = five_minutes = thinking = 0
+    if by_ttl:
+        by_ttl = _plain_mapping(by_ttl)
+        one_hour = _int(by_ttl.get("ephemeral_1h_input_tokens"))
+        five_minutes = _int(by_ttl.get("ephemeral_5m_input_tokens"))
+    details = get("output_tokens_details")
+    if details:
+        thinking = _int(_plain_mapping(details).get("thinking_tokens"))
     # The total is the authority; the TTL breakdown only says which part is one-hour.
-    cache_write = _int(data.get("cache_creation_input_tokens")) or one_hour + _int(
-        by_ttl.get("ephemeral_5m_input_tokens")
-    )
-    cache_read = _int(data.get("cache_read_input_tokens"))
-    output = _int(data.get("output_tokens"))
-    thinking = _int(_plain_mapping(data.get("output_tokens_details")).get("thinking_tokens"))
+    cache_write = _int(get("cache_creation_input_tokens")) or one_hour + five_minutes
+    cache_read = _int(get("cache_read_input_tokens"))
+    output = _int(get("output_tokens"))
     return Usage(
-        input_tokens=_int(data.get("input_tokens")) + cache_write + cache_read,
+        input_tokens=_int(get("input_tokens")) + cache_write + cache_read,
         output_tokens=output,
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
         reasoning_tokens=min(thinking, output),
         cache_write_1h_tokens=min(one_hour, cache_write),
-        service_tier=price_modifier(data.get("service_tier")),
-        speed=price_modifier(data.get("speed")),
+        service_tier=price_modifier(get("service_tier")),
+        speed=price_modifier(get("speed")),
     )
 
 
@@ -520,7 +527,7 @@ def _token_count(response: Any) -> TokenCount:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)) else 0
 
 
 def _content_result(blocks: list[dict[str, Any]], provider: str) -> tuple[str, list[ToolCall], dict[str, Any] | None]:
@@ -682,7 +689,8 @@ def _on_message_start(data: Mapping[str, Any], state: StreamState) -> None:
 
 def _on_block_start(data: Mapping[str, Any], state: StreamState) -> Chunk | None:
     index = _index(data)
-    block = _as_dict(data.get("content_block"), "a content block")
+    # A copy: the stream's deltas are added to it, and the event it came from stays as received.
+    block = dict(_as_dict(data.get("content_block"), "a content block"))
     state.blocks[index] = block
     if block.get("type") == "tool_use":
         ordinal = state._tool_index[index] = len(state._tool_index)

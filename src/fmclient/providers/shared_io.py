@@ -553,15 +553,26 @@ def _shown(path: str, value: Any) -> str:
 #: The headers in which OpenAI and Anthropic say how much of a rate limit is left (fmclient.limits
 #: reads them from ``Completion.rate_limit_headers`` to slow down before a 429).
 RATE_LIMIT_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+_RATE_LIMIT_PREFIXES_BYTES = tuple(prefix.encode() for prefix in RATE_LIMIT_HEADER_PREFIXES)
 
 
 def rate_limit_headers(headers: Any) -> dict[str, str] | None:
     """The rate-limit headers of a raw HTTP response, for ``Completion.rate_limit_headers``."""
     if headers is None:
         return None
-    found = {
-        str(k).lower(): str(v) for k, v in headers.items() if str(k).lower().startswith(RATE_LIMIT_HEADER_PREFIXES)
-    }
+    raw = getattr(headers, "raw", None)
+    if isinstance(raw, list):
+        # httpx's headers as received: matching the bytes skips decoding every header of every
+        # response (this runs once per call, on the hot path).
+        found = {
+            key.decode("latin-1").lower(): value.decode("latin-1")
+            for key, value in raw
+            if key.lower().startswith(_RATE_LIMIT_PREFIXES_BYTES)
+        }
+    else:
+        found = {
+            str(k).lower(): str(v) for k, v in headers.items() if str(k).lower().startswith(RATE_LIMIT_HEADER_PREFIXES)
+        }
     return found or None
 
 
