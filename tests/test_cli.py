@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -97,6 +98,11 @@ def test_models_lists_every_alias_with_target_and_readiness() -> None:
     assert "sk-cli-test-key" not in out.stdout + out.stderr
 
 
+def _verb(iso: str) -> str:
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    return "retired" if datetime.date.fromisoformat(iso) <= today else "retires"
+
+
 def test_models_marks_a_deprecated_target_with_its_date() -> None:
     out = cli(
         "models",
@@ -104,9 +110,10 @@ def test_models_marks_a_deprecated_target_with_its_date() -> None:
     )
     assert out.returncode == 0, out.stderr
     lines = model_lines(out)
-    assert "deprecated, retires 2027-01-22" in lines["old-opus"]  # the anthropic SDK's table
+    # The CLI runs in its own process, on today's date: once a date passes it says "retired".
+    assert f"deprecated, {_verb('2027-01-22')} 2027-01-22" in lines["old-opus"]  # the anthropic SDK's table
     # the openai SDK's ChatModel notes, and the successor from fmclient's retirements.toml
-    assert "deprecated, retires 2027-01-14; use gpt-6-luna" in lines["old-gpt"]
+    assert f"deprecated, {_verb('2027-01-14')} 2027-01-14; use gpt-6-luna" in lines["old-gpt"]
     assert "deprecated" not in lines["claude-opus"]
 
 
