@@ -5,6 +5,7 @@ process with its date and successor; a retired one is refused before sending, na
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import warnings
@@ -107,6 +108,7 @@ def test_a_current_model_does_not_warn(fake_server: FakeServer, caplog: pytest.L
         ("o3", "openai"),
         ("gpt-6.2-sol", "openai"),
         ("gpt-image-1", "openai"),
+        ("gpt-image-2.6-sunburst", "openai"),
         ("text-embedding-3-large", "openai"),
         ("claude-sonnet-4-5", "anthropic"),
         ("claude-opus-5-5", "anthropic"),
@@ -183,6 +185,40 @@ def test_a_retired_model_is_refused_before_sending_naming_its_successor(
         client.complete("hi", model=model, max_tokens=5)
     assert message in str(caught.value)
     assert fake_server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("gpt-image-1", "openai/gpt-image-1 was retired on 2026-10-23: use openai/gpt-image-2.5-sunburst"),
+        ("gpt-image-1.5", "openai/gpt-image-1.5 was retired on 2026-12-01: use openai/gpt-image-2.6-sunburst"),
+        ("openai/chatgpt-image-latest", "retired on 2026-12-01: use openai/gpt-image-2.6-sunburst"),
+        # DALL-E is in no image family: refused as retired, not as "does not generate images"
+        ("dall-e-3", "openai/dall-e-3 was retired on 2026-05-12: use openai/gpt-image-2.6-sunburst"),
+    ],
+)
+def test_a_shut_down_image_model_is_refused_before_sending_naming_its_successor(
+    fake_server: FakeServer, today: Callable[[str], None], model: str, message: str
+) -> None:
+    fo.FakeOpenAI(fake_server)  # answers images as the API does, were anything sent
+    providers = {"openai": {"base_url": f"{fake_server.url}/v1", "api_key": "sk-test-123456"}}
+    with Client(providers=providers) as client:
+        with pytest.raises(ConfigurationError) as caught:
+            client.generate_image("a kite", model=model)
+        assert message in str(caught.value)
+        with pytest.raises(ConfigurationError, match="was retired on"):
+            asyncio.run(client.agenerate_image("a kite", model=model))
+    assert fake_server.requests == []
+
+
+def test_the_openai_sdks_image_model_dates_in_prose_are_read() -> None:
+    # "GPT Image 1 was shut down on October 23, 2026": the SDK's words, not retirements.toml's.
+    from fmclient.deprecations import _openai, _parse_date
+
+    dates = _openai()[1]
+    assert _parse_date(dates["gpt-image-1"]) == datetime.date(2026, 10, 23)
+    assert _parse_date(dates["dall-e-2"]) == _parse_date(dates["dall-e-3"]) == datetime.date(2026, 5, 12)
+    assert "gpt-image-2.6-sunburst" not in dates
 
 
 def test_a_retired_gemini_and_claude_model_is_refused(today: Callable[[str], None]) -> None:

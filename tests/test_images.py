@@ -1,4 +1,4 @@
-"""Image generation (Titan Image Generator v2, Nova Canvas, gpt-image-1, Imagen) and Titan
+"""Image generation (Titan Image Generator v2, Nova Canvas, the GPT image models, Imagen) and Titan
 multimodal embeddings: real SDKs over the loopback fakes, real PNG bytes decoded."""
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def test_async_generate_image_on_bedrock(bedrock: FakeBedrock) -> None:
     assert [(decode_png(i.data).width, decode_png(i.data).height) for i in result] == [(1152, 640)] * 3
 
 
-# -- OpenAI gpt-image-1 ------------------------------------------------------------------------
+# -- OpenAI GPT image models -------------------------------------------------------------------
 def test_gpt_image_over_the_images_api(fake_server: FakeServer, openai_fake: FakeOpenAI) -> None:
     client = Client(providers=tables(openai=fake_server), max_retries=0)
     result = client.generate_image(
@@ -177,7 +177,7 @@ def test_gpt_image_over_the_images_api(fake_server: FakeServer, openai_fake: Fak
     (sent,) = fake_server.requests
     assert sent.path == "/v1/images/generations"
     assert sent.json() == {
-        "model": "gpt-image-1",
+        "model": "gpt-image-2.6-sunburst",
         "prompt": "a red bicycle",
         "n": 2,
         "size": "1536x1024",
@@ -186,7 +186,7 @@ def test_gpt_image_over_the_images_api(fake_server: FakeServer, openai_fake: Fak
     }
     assert [(decode_png(i.data).width, decode_png(i.data).height) for i in result] == [(1536, 1024)] * 2
     assert result.usage is not None and result.usage.input_tokens == 3 and result.usage.output_tokens == 544
-    assert (result.provider, result.model) == ("openai", "gpt-image-1")
+    assert (result.provider, result.model) == ("openai", "gpt-image-2.6-sunburst")
 
 
 def test_gpt_image_async(fake_server: FakeServer, openai_fake: FakeOpenAI) -> None:
@@ -196,12 +196,41 @@ def test_gpt_image_async(fake_server: FakeServer, openai_fake: FakeOpenAI) -> No
 
     result = asyncio.run(run())
     assert len(fake_server.requests) == 1 and fake_server.requests[0].json() == {
-        "model": "gpt-image-1",
+        "model": "gpt-image-2.6-sunburst",
         "prompt": "a cat",
         "n": 1,
     }
     decoded = decode_png(result[0].data)
     assert (decoded.width, decoded.height) == (1024, 1024)
+
+
+@pytest.mark.parametrize(
+    ("model", "arguments", "made"),
+    [
+        # gpt-image-2 and later take free sizes: sides a multiple of 16, up to 3840x2160
+        ("gpt-image", {"size": "1536x864", "quality": "xhigh"}, (1536, 864)),
+        ("gpt-image", {"size": "3840x2160", "quality": "max", "output_format": "webp"}, (3840, 2160)),
+        ("openai/gpt-image-2", {"size": "2048x1152", "quality": "high"}, (2048, 1152)),
+        ("openai/gpt-image-2.5-flare", {"size": "auto", "quality": "xhigh"}, (1024, 1024)),
+    ],
+)
+def test_gpt_image_2_takes_the_sizes_and_qualities_it_makes(
+    fake_server: FakeServer, openai_fake: FakeOpenAI, model: str, arguments: dict[str, Any], made: tuple[int, int]
+) -> None:
+    # The family was gpt-image-1's: a 1536x864 or xhigh request was refused before sending.
+    client = Client(providers=tables(openai=fake_server), max_retries=0)
+    result = client.generate_image("a harbour at dawn", model=model, **arguments)
+    (sent,) = fake_server.requests
+    assert {key: sent.json()[key] for key in arguments} == arguments
+    assert (decode_png(result[0].data).width, decode_png(result[0].data).height) == made
+
+
+def test_gpt_image_2_6_answers_svg_as_svg(fake_server: FakeServer, openai_fake: FakeOpenAI) -> None:
+    # SVG is text without a signature to sniff: the answer's output_format names it.
+    client = Client(providers=tables(openai=fake_server), max_retries=0)
+    result = client.generate_image("a logo", model="gpt-image", output_format="svg")
+    assert fake_server.requests[0].json()["output_format"] == "svg"
+    assert result[0].mime_type == "image/svg+xml" and result[0].data.startswith(b"<svg")
 
 
 def test_a_fallback_from_titan_to_gpt_image(
@@ -214,7 +243,7 @@ def test_a_fallback_from_titan_to_gpt_image(
     assert result.provider == "openai"
     assert [(a.provider, a.model, type(a.error).__name__) for a in result.attempts] == [
         ("bedrock", TITAN, "ServiceUnavailableError"),
-        ("openai", "gpt-image-1", "NoneType"),
+        ("openai", "gpt-image-2.6-sunburst", "NoneType"),
     ]
     assert decode_png(result[0].data).width == 1024
 
@@ -225,7 +254,9 @@ def test_a_fallback_that_cannot_make_the_size_is_skipped_unsent(
     bedrock.queue(error_reply("ServiceUnavailableException", "Bedrock is unavailable"))
     client = Client(providers=tables(bedrock, openai=fake_server), max_retries=0)
     with pytest.raises(ServiceUnavailableError) as caught:
-        client.generate_image("a lighthouse", model="titan-image", size="768x768", fallbacks=["gpt-image"])
+        client.generate_image(
+            "a lighthouse", model="titan-image", size="768x768", fallbacks=["gpt-image"]
+        )  # < 655,360 px
     assert len(bedrock.requests) == 1 and fake_server.requests == []
     assert caught.value.attempts[1].skipped and isinstance(caught.value.attempts[1].error, UnsupportedFeatureError)
 
@@ -275,7 +306,17 @@ REFUSALS = [
     ("titan-image", {"quality": "hd"}, "quality='hd'"),
     ("nova-canvas", {"size": "1000x1000"}, "multiple of 16"),
     ("nova-canvas", {"size": "4096x4096"}, "at most 4194304 pixels"),
-    ("gpt-image", {"size": "512x512"}, "cannot make size '512x512'"),
+    ("gpt-image", {"size": "512x512"}, "cannot make size '512x512' (at least 655360 pixels)"),
+    ("gpt-image", {"size": "1000x1000"}, "multiple of 16"),
+    ("gpt-image", {"size": "3856x1024"}, "each side must be 16 to 3840 pixels"),
+    ("gpt-image", {"size": "3840x2176"}, "at most 8294400 pixels"),
+    ("gpt-image", {"size": "3072x768"}, "at most 3 times the short one"),
+    ("gpt-image", {"size": "16:9"}, "give a size as WIDTHxHEIGHT"),
+    ("gpt-image", {"quality": "hd"}, "quality='hd'"),
+    ("gpt-image", {"output_format": "bmp"}, "output_format='bmp'"),
+    ("openai/gpt-image-2.5-sunburst", {"output_format": "svg"}, "it makes png, jpeg, webp"),
+    ("openai/gpt-image-2", {"quality": "xhigh"}, "quality='xhigh'"),
+    ("openai/gpt-image-1", {"size": "1536x864"}, "cannot make size '1536x864' (it makes 1024x1024"),
     ("gpt-image", {"n": 11}, "at most 10 images"),
     ("gpt-image", {"seed": 3}, "does not take a seed"),
     ("gpt-image", {"negative_prompt": "blur"}, "does not take a negative prompt"),
@@ -370,7 +411,11 @@ def test_the_mock_scripts_images_and_failures() -> None:
         second = client.generate_image("a kite", model="titan-image", size="512x512", n=2)
         assert [(decode_png(i.data).width, decode_png(i.data).height) for i in second] == [(512, 512)] * 2
         assert mock.sleeps == [0.5] and mock.pending == 0
-        assert [r.model for r in mock.image_requests] == ["openai/gpt-image-1", f"bedrock/{TITAN}", f"bedrock/{TITAN}"]
+        assert [r.model for r in mock.image_requests] == [
+            "openai/gpt-image-2.6-sunburst",
+            f"bedrock/{TITAN}",
+            f"bedrock/{TITAN}",
+        ]
         # the real profile is enforced: Titan makes at most 5
         with pytest.raises(UnsupportedFeatureError):
             client.generate_image("a kite", model="titan-image", n=6)
@@ -507,7 +552,7 @@ def test_telemetry_names_the_operation_generate_content(fake_server: FakeServer,
     client = Client(providers=tables(openai=fake_server), hooks=[otel.hook])
     client.generate_image("a cat", model="gpt-image")
     call, attempts = otel.spans()
-    assert call.name == "generate_content gpt-image-1" and len(attempts) == 1
+    assert call.name == "generate_content gpt-image-2.6-sunburst" and len(attempts) == 1
     attributes = dict(call.attributes or {})
     assert attributes["gen_ai.operation.name"] == "generate_content"
     assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (2, 272)
@@ -523,11 +568,11 @@ def test_gpt_image_is_priced_from_its_token_usage_titan_says_why_not(
     config = tmp_path / "fm.toml"
     config.write_text('[prices]\nopenai = "openai"\n')  # the fake's loopback address is priced as OpenAI
     client = Client(config_path=str(config), providers=tables(bedrock, openai=fake_server), max_cost=1)
-    priced = client.generate_image("a red bicycle", model="gpt-image", n=2)
+    priced = client.generate_image("a red bicycle", model="openai/gpt-image-2.5-sunburst", n=2)
     assert priced.usage is not None and (priced.usage.input_tokens, priced.usage.output_tokens) == (3, 544)
     assert priced.cost is not None
-    # gpt-image-1: $5 per million input tokens, $40 per million image output tokens
-    assert priced.cost.total == Decimal(3) * 5 / 1_000_000 + Decimal(544) * 40 / 1_000_000
+    # gpt-image-2.5-sunburst: $5 per million input tokens, $30 per million image output tokens
+    assert priced.cost.total == Decimal(3) * 5 / 1_000_000 + Decimal(544) * 30 / 1_000_000
     assert client.spent == priced.cost.total
     unpriced = client.generate_image("a red bicycle", model="titan-image")
     assert unpriced.cost is None and "no token usage" in (unpriced.cost_reason or "")
@@ -586,7 +631,7 @@ def test_the_default_image_model_follows_the_environment_and_the_argument(
     assert from_env.settings.default_image_model == "gpt-image"
     assert from_env.settings.sources["default_image_model"] == "env FMCLIENT_IMAGE_MODEL"
     from_env.generate_image("a cat")
-    argument = Client(providers=tables(openai=fake_server), image_model="openai/gpt-image-1", env={})
+    argument = Client(providers=tables(openai=fake_server), image_model="openai/gpt-image-2.5-flare", env={})
     argument.generate_image("a dog")
-    assert [r.json()["model"] for r in fake_server.requests] == ["gpt-image-1", "gpt-image-1"]
+    assert [r.json()["model"] for r in fake_server.requests] == ["gpt-image-2.6-sunburst", "gpt-image-2.5-flare"]
     assert [r.path for r in fake_server.requests] == ["/v1/images/generations"] * 2

@@ -601,11 +601,11 @@ async def test_image_generation_is_limited_too(fake_server: FakeServer, clock: F
     )
     await client.acomplete("first", model="openai/gpt-4o")
     with pytest.raises(RateLimitError, match="nothing was sent"):
-        client.generate_image("a red bicycle", model="openai/gpt-image-1", timeout=59)
+        client.generate_image("a red bicycle", model="openai/gpt-image-2.6-sunburst", timeout=59)
     with pytest.raises(RateLimitError, match="nothing was sent"):
-        await client.agenerate_image("a red bicycle", model="openai/gpt-image-1", timeout=59)
+        await client.agenerate_image("a red bicycle", model="openai/gpt-image-2.6-sunburst", timeout=59)
     assert len(fake_server.requests) == 1
-    images = await client.agenerate_image("a red bicycle", model="openai/gpt-image-1", timeout=61)
+    images = await client.agenerate_image("a red bicycle", model="openai/gpt-image-2.6-sunburst", timeout=61)
     assert len(images.images) == 1 and images.images[0].data.startswith(b"\x89PNG")
     assert clock.slept == [60.0]
     assert [request.path for request in fake_server.requests] == ["/v1/chat/completions", "/v1/images/generations"]

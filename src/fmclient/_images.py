@@ -22,8 +22,10 @@ __all__ = ["agenerate_image", "generate_image"]
 # -- generate images ---------------------------------------------------------------------------
 def prepare_image(engine: Engine, route: Route, request: ImageRequest) -> ImageRequest:
     request = replace(request, model=engine.model_id(route))
-    route.capabilities.check_image(request, provider=route.target.provider)
+    # Readiness first: a model its provider has shut down is refused as such, with its successor
+    # named, rather than for a size or option it once could not take (DALL-E is in no family).
     route.ensure_ready(request.model)
+    route.capabilities.check_image(request, provider=route.target.provider)
     return request
 
 

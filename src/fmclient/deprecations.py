@@ -9,9 +9,9 @@ Two sources, both read on first use, never at import:
   ships a table of deprecated models with their end-of-life dates
   (``anthropic/_data/deprecated_models.py``) and a ``Model`` literal (``anthropic/types/model.py``);
   the openai SDK lists chat models in a ``ChatModel`` literal whose docstring gives each deprecated
-  one its announced shutdown date (``openai/types/shared/chat_model.py``), and embedding and image
-  models in ``EmbeddingModel`` and ``ImageModel``. google-genai, boto3 and ollama publish neither
-  list nor dates.
+  one its announced shutdown date (``openai/types/shared/chat_model.py``), embedding models in
+  ``EmbeddingModel``, and image models in ``ImageModel``, whose docstring says in prose when each
+  retired one was shut down. google-genai, boto3 and ollama publish neither list nor dates.
 
 :func:`check_lifecycle` runs when a route is first used: a model past its date is refused with
 :class:`~fmclient.errors.ConfigurationError` naming the successor, before any request; a model
@@ -164,6 +164,9 @@ def _anthropic() -> tuple[frozenset[str] | None, dict[str, str]]:
 
 
 _SHUTDOWN = re.compile(r"Announced shutdown date:\s*(\d{4}-\d{2}-\d{2})")
+# The same in prose, as the ImageModel docstring words it: "... was shut down on October 23,
+# 2026", "This model was retired on May 12, 2026".
+_SHUT_ON = re.compile(r"(?:shut down|retired|retires|will shut down) on\s+([A-Z][a-z]+ \d{1,2}(?:st|nd|rd|th)?, \d{4})")
 
 
 @functools.cache
@@ -180,7 +183,8 @@ def _openai() -> tuple[frozenset[str] | None, dict[str, str]]:
         docs.append(doc)
     for parts, name, dated in (
         (("embedding_model.py",), "EmbeddingModel", False),
-        (("image_model.py",), "ImageModel", False),
+        # "GPT Image 1 was shut down on October 23, 2026": the image models' dates are prose.
+        (("image_model.py",), "ImageModel", True),
         # The audio models retire on their own dates, in their own listings' docstrings.
         (("audio_model.py",), "AudioModel", True),
         (("audio", "speech_model.py"), "SpeechModel", True),
@@ -199,7 +203,7 @@ def _openai() -> tuple[frozenset[str] | None, dict[str, str]]:
             continue
         text = " ".join(bullet.split())
         names, _, description = text[2:].partition(":")
-        date = _SHUTDOWN.search(text)
+        date = _SHUTDOWN.search(text) or _SHUT_ON.search(text)
         for name in re.findall(r'"([^"]+)"', names):
             retiring[name] = date.group(1) if date else description.strip().split(". ")[0] or "no date given"
     return (frozenset(models) if models else None), retiring

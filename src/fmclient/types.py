@@ -941,7 +941,7 @@ class GeneratedImage:
 class Images:
     """The images one :meth:`~fmclient.Client.generate_image` call made, in the provider's order.
 
-    ``usage`` holds token counts where the provider reports them (OpenAI's gpt-image-1), else None.
+    ``usage`` holds token counts where the provider reports them (OpenAI's GPT image models), else None.
     """
 
     images: list[GeneratedImage]
@@ -955,7 +955,7 @@ class Images:
 
     @property
     def cost(self) -> Cost | None:
-        """What the call cost, from its token usage (gpt-image-1); None when unknown, see
+        """What the call cost, from its token usage (the GPT image models); None when unknown, see
         :attr:`cost_reason` (per-image prices are not in the price table)."""
         return _price(self)[0]
 

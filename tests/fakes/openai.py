@@ -535,24 +535,46 @@ def embeddings_reply(body: dict[str, Any]) -> Reply:
     )
 
 
-_GPT_IMAGE_SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
+_GPT_IMAGE_1_SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
+
+
+def _gpt_image_size_error(model: str, size: str) -> str | None:
+    """What the Images API says of a size the model cannot make, or None. gpt-image-1, -1-mini and
+    -1.5 make three sizes; gpt-image-2 and later any WIDTHxHEIGHT with sides a multiple of 16, the
+    long side at most 3,840 and 3x the short one, 655,360 to 8,294,400 pixels."""
+    if size == "auto":
+        return None
+    if model.startswith("gpt-image-1"):
+        return None if size in _GPT_IMAGE_1_SIZES else f"Supported values are: {sorted(_GPT_IMAGE_1_SIZES)}."
+    width, height = (int(side) for side in size.split("x"))
+    if width % 16 or height % 16 or max(width, height) > 3840 or max(width, height) > 3 * min(width, height):
+        return "Width and height must be multiples of 16, at most 3840, within a 3:1 aspect ratio."
+    if not 655_360 <= width * height <= 8_294_400:
+        return "The requested size must have between 655360 and 8294400 pixels."
+    return None
 
 
 def images_reply(body: dict[str, Any]) -> Reply:
-    """``/images/generations`` as gpt-image-1 answers: ``b64_json`` PNGs of the asked size (1024x1024
-    for "auto"), token usage, and a 400 for what the API refuses (a size it cannot make, n over 10)."""
+    """``/images/generations`` as the GPT image models answer: ``b64_json`` images of the asked size
+    (1024x1024 for "auto"; PNG, or an SVG document for ``output_format="svg"``), token usage, and
+    a 400 for what the API refuses (a size the model cannot make, n over 10)."""
     prompt, size, n = body.get("prompt"), body.get("size", "auto"), body.get("n", 1)
+    model, output_format = str(body.get("model", "")), body.get("output_format", "png")
     if not isinstance(prompt, str) or not prompt:
         return error_reply(400, "Missing required parameter: 'prompt'.")
-    if size not in _GPT_IMAGE_SIZES:
-        return error_reply(400, f"Invalid value: '{size}'. Supported values are: {sorted(_GPT_IMAGE_SIZES)}.")
+    refused = _gpt_image_size_error(model, size)
+    if refused is not None:
+        return error_reply(400, f"Invalid value: '{size}'. {refused}")
     if not isinstance(n, int) or not 1 <= n <= 10:
         return error_reply(400, "Invalid 'n': integer above maximum value. Expected a value <= 10.")
     width, height = (1024, 1024) if size == "auto" else (int(side) for side in size.split("x"))
-    data = [
-        {"b64_json": base64.b64encode(generated_png(prompt, i, width, height)).decode(), "revised_prompt": None}
-        for i in range(n)
-    ]
+
+    def image(index: int) -> bytes:
+        if output_format == "svg":  # an SVG answer has no signature a sniffer knows: text
+            return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"/>'.encode()
+        return generated_png(prompt, index, width, height)
+
+    data = [{"b64_json": base64.b64encode(image(i)).decode(), "revised_prompt": None} for i in range(n)]
     words = len(prompt.split())
     usage = {
         "input_tokens": words,
@@ -560,7 +582,7 @@ def images_reply(body: dict[str, Any]) -> Reply:
         "total_tokens": words + 272 * n,
         "input_tokens_details": {"text_tokens": words, "image_tokens": 0},
     }
-    return Reply(body={"created": 1767225600, "data": data, "usage": usage, "output_format": "png"})
+    return Reply(body={"created": 1767225600, "data": data, "usage": usage, "output_format": output_format})
 
 
 def audio_answer_reply(body: dict[str, Any], answer: Answer) -> Reply:

@@ -132,12 +132,20 @@ class Profile:
     image_size_step: int | None = None
     image_side_range: tuple[int, int] | None = None
     image_max_pixels: int | None = None
+    #: for free sizes: at least this many pixels, the long side at most this many times the short
+    image_min_pixels: int | None = None
+    image_max_aspect_ratio: float | None = None
+    #: for free sizes: ``size="auto"`` (the model picks) is taken too
+    image_auto_size: bool = False
     #: images per request
     max_images: int | None = None
     image_negative_prompt: bool = True
     image_seed: bool = True
     #: quality levels it takes (None: it takes no quality setting)
     image_qualities: tuple[str, ...] | None = None
+    #: the encodings it answers in, as the ``output_format`` provider option names them (OpenAI's
+    #: Images API: "png", "jpeg", "webp"...); None: the option is not checked here
+    image_output_formats: tuple[str, ...] | None = None
     #: :meth:`~fmclient.Client.embed` takes images as well as text
     image_embeddings: bool = False
     # -- audio, video and document input ----------------------------------------------------------
@@ -440,6 +448,10 @@ class Profile:
                 raise refuse(f"does not take quality={request.quality!r} (it takes {', '.join(self.image_qualities)})")
         if request.size is not None:
             self._check_image_size(request.size, refuse)
+        wanted = request.provider_options.get("output_format")
+        formats = self.image_output_formats
+        if formats is not None and wanted is not None and wanted not in formats:
+            raise refuse(f"does not make output_format={wanted!r} (it makes {', '.join(formats)})")
 
     def check_transcription(self, request: TranscriptionRequest, *, provider: str) -> None:
         """Raise :class:`UnsupportedFeatureError` for audio this model cannot transcribe."""
@@ -490,6 +502,8 @@ class Profile:
             if size not in self.image_sizes:
                 raise refuse(f"cannot make size {size!r} (it makes {', '.join(self.image_sizes)})")
             return
+        if size == "auto" and self.image_auto_size:
+            return
         if ":" in size or size == "auto":
             raise refuse(f"cannot make size {size!r} (give a size as WIDTHxHEIGHT)")
         width, height = (int(side) for side in size.split("x"))
@@ -500,6 +514,12 @@ class Profile:
             raise refuse(f"cannot make size {size!r} (each side must be {sides[0]} to {sides[1]} pixels)")
         if pixels is not None and width * height > pixels:
             raise refuse(f"cannot make size {size!r} (at most {pixels} pixels)")
+        least = self.image_min_pixels
+        if least is not None and width * height < least:
+            raise refuse(f"cannot make size {size!r} (at least {least} pixels)")
+        ratio = self.image_max_aspect_ratio
+        if ratio is not None and max(width, height) > ratio * min(width, height):
+            raise refuse(f"cannot make size {size!r} (the long side may be at most {ratio:g} times the short one)")
 
 
 def structured_output_mode(profile: Profile, request: Request) -> StructuredOutputMode | None:

@@ -1224,7 +1224,7 @@ class OpenAIProvider(Provider):
 
     # -- image generation (Images API) ---------------------------------------------------------
     def generate_image(self, request: ImageRequest) -> Images:
-        """``images.generate`` (gpt-image-1 answers base64 images and reports token usage)."""
+        """``images.generate`` (the GPT image models answer base64 images and report token usage)."""
         client = self._sync_client()
         kwargs = build_image_params(request, _image_params())
         with self._errors(request.model):
@@ -1289,7 +1289,7 @@ def _image_params() -> frozenset[str]:
 
 def build_image_params(request: ImageRequest, sdk_params: frozenset[str] | None = None) -> dict[str, Any]:
     """``images.generate`` keywords for an image request. The profile has already refused what
-    the model cannot take (a negative prompt or seed for gpt-image-1)."""
+    the model cannot take (a negative prompt or seed for the GPT image models)."""
     kwargs: dict[str, Any] = {"model": request.model, "prompt": request.prompt, "n": request.n}
     if request.size is not None:
         kwargs["size"] = request.size
@@ -1319,9 +1319,11 @@ def parse_images_response(response: Any, *, provider: str, model: str) -> Images
                 "an image came back without b64_json (a URL answer is not fetched)", provider=provider, model=model
             )
         data = base64.b64decode(encoded)
-        images.append(
-            GeneratedImage(data=data, mime_type=image_mime_type(data), revised_prompt=item.get("revised_prompt"))
-        )
+        mime_type = image_mime_type(data)
+        if mime_type == "application/octet-stream" and body.get("output_format") == "svg":
+            # SVG (gpt-image-2.6) is XML text: no signature to sniff, so the answer's own word.
+            mime_type = "image/svg+xml"
+        images.append(GeneratedImage(data=data, mime_type=mime_type, revised_prompt=item.get("revised_prompt")))
     usage = _plain(body.get("usage"))
     parsed_usage = None
     if isinstance(usage, Mapping):
