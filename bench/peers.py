@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 ANTHROPIC_MODEL = "claude-sonnet-4-6"
-OPENAI_MODEL = "gpt-4o"
+# A current model (gpt-4o retires 2027-01-14; OpenAI names gpt-6-luna its replacement). As a
+# reasoning model it takes its output limit as max_completion_tokens and a system prompt as a
+# developer message (fmclient's profile sends both so): every client on the OpenAI route sends
+# that same Chat Completions request (fmclient with api="chat", not its default Responses API).
+OPENAI_MODEL = "gpt-6-luna"
 SYSTEM = "You are a terse assistant."
 PROMPT = "Say something about foxes and dogs."
 MAX_TOKENS = 256
@@ -54,9 +58,15 @@ class Route:
     missing: dict[str, str] | None = None
 
 
-def _messages(system_in_messages: bool = True) -> list[dict[str, str]]:
+def _messages(system_in_messages: bool = True, route: str = "Anthropic") -> list[dict[str, str]]:
     user = {"role": "user", "content": PROMPT}
-    return [{"role": "system", "content": SYSTEM}, user] if system_in_messages else [user]
+    role = "developer" if route == "OpenAI" else "system"
+    return [{"role": role, "content": SYSTEM}, user] if system_in_messages else [user]
+
+
+def _limit(route: str) -> dict[str, int]:
+    """The output limit as the route's request names it."""
+    return {"max_completion_tokens" if route == "OpenAI" else "max_tokens": MAX_TOKENS}
 
 
 # -- fmclient ----------------------------------------------------------------------------------
@@ -67,7 +77,7 @@ def fmclient_routes(url: str) -> dict[str, Route]:
         return Client(
             providers={
                 "anthropic": {"base_url": url, "api_key": API_KEY},
-                "openai": {"base_url": url + "/v1", "api_key": API_KEY},
+                "openai": {"base_url": url + "/v1", "api_key": API_KEY, "api": "chat"},
             }
         )
 
@@ -104,7 +114,7 @@ def sdk_routes(url: str) -> dict[str, Route]:
 
     o = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
     a = anthropic.Anthropic(base_url=url, api_key=API_KEY, max_retries=0)
-    o_args = {"model": OPENAI_MODEL, "max_tokens": MAX_TOKENS, "messages": _messages()}
+    o_args = {"model": OPENAI_MODEL, **_limit("OpenAI"), "messages": _messages(route="OpenAI")}
     a_args = {"model": ANTHROPIC_MODEL, "system": SYSTEM, "max_tokens": MAX_TOKENS, "messages": _messages(False)}
 
     def o_stream() -> int:
@@ -155,7 +165,13 @@ def litellm_routes(url: str) -> dict[str, Route]:
         ("OpenAI", f"openai/{OPENAI_MODEL}", url + "/v1"),
         ("Anthropic", f"anthropic/{ANTHROPIC_MODEL}", url),
     ):
-        args = {"model": model, "api_base": base, "api_key": API_KEY, "max_tokens": MAX_TOKENS, "messages": _messages()}
+        args = {
+            "model": model,
+            "api_base": base,
+            "api_key": API_KEY,
+            **_limit(route),
+            "messages": _messages(route=route),
+        }
 
         def complete(args: dict[str, Any] = args) -> str:
             return str(litellm.completion(**args).choices[0].message.content)
@@ -185,7 +201,7 @@ def aisuite_routes(url: str) -> dict[str, Route]:
     )
     routes = {}
     for route, model in (("OpenAI", f"openai:{OPENAI_MODEL}"), ("Anthropic", f"anthropic:{ANTHROPIC_MODEL}")):
-        args = {"model": model, "max_tokens": MAX_TOKENS, "messages": _messages()}
+        args = {"model": model, **_limit(route), "messages": _messages(route=route)}
 
         def complete(args: dict[str, Any] = args) -> str:
             return str(client.chat.completions.create(**args).choices[0].message.content)
@@ -233,7 +249,7 @@ def any_llm_routes(url: str) -> dict[str, Route]:
         ("Anthropic", "anthropic", ANTHROPIC_MODEL, url),
     ):
         llm = any_llm.AnyLLM.create(provider, api_key=API_KEY, api_base=base, max_retries=0)
-        args = {"model": model, "max_tokens": MAX_TOKENS, "messages": _messages()}
+        args = {"model": model, **_limit(route), "messages": _messages(route=route)}
 
         def complete(llm: Any = llm, args: dict[str, Any] = args) -> str:
             return str(llm.completion(**args).choices[0].message.content)

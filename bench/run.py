@@ -54,7 +54,14 @@ SCENARIOS = (
 )
 
 ANTHROPIC_MODEL = "claude-sonnet-4-6"
-OPENAI_MODEL = "gpt-4o"
+# A current model (OpenAI names gpt-6-luna as GPT-4o's replacement; gpt-4o retires 2027-01-14).
+# It is a reasoning model: its profile sends the output limit as max_completion_tokens and the
+# system prompt as a developer message, and prefers the Responses API. The bench compares Chat
+# Completions, so fmclient is set to api="chat" and the SDK sides send that same request.
+OPENAI_MODEL = "gpt-6-luna"
+OPENAI_LIMIT = "max_completion_tokens"
+OPENAI_SYSTEM_ROLE = "developer"
+OPENAI_SETTINGS = {"api": "chat"}
 TITAN_MODEL = "amazon.titan-embed-text-v2:0"
 SYSTEM = "You are a terse assistant."
 PROMPT = "Say something about foxes and dogs."
@@ -204,7 +211,7 @@ def fm_client(url: str, **extra: Any) -> Any:
 
     providers = {
         "anthropic": {"base_url": url, "api_key": API_KEY, **extra},
-        "openai": {"base_url": url + "/v1", "api_key": API_KEY, **extra},
+        "openai": {"base_url": url + "/v1", "api_key": API_KEY, **OPENAI_SETTINGS, **extra},
     }
     return Client(providers=providers)
 
@@ -336,9 +343,9 @@ def scenario_complete(url: str, quick: bool) -> Section:
     raw_a = anthropic.Anthropic(base_url=url, api_key=API_KEY, max_retries=0)
     raw_o = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
     a_messages = [{"role": "user", "content": PROMPT}]
-    o_messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
+    o_messages = [{"role": OPENAI_SYSTEM_ROLE, "content": SYSTEM}, {"role": "user", "content": PROMPT}]
     a_args = {"model": ANTHROPIC_MODEL, "system": SYSTEM, "max_tokens": MAX_TOKENS, "messages": a_messages}
-    o_args = {"model": OPENAI_MODEL, "max_tokens": MAX_TOKENS, "messages": o_messages}
+    o_args = {"model": OPENAI_MODEL, OPENAI_LIMIT: MAX_TOKENS, "messages": o_messages}
     cases = {
         "Anthropic": {
             "fmclient": lambda: fm.complete(
@@ -501,8 +508,8 @@ def scenario_telemetry(url: str, quick: bool) -> Section:
     raw = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
     o_args = {
         "model": OPENAI_MODEL,
-        "max_tokens": MAX_TOKENS,
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+        OPENAI_LIMIT: MAX_TOKENS,
+        "messages": [{"role": OPENAI_SYSTEM_ROLE, "content": SYSTEM}, {"role": "user", "content": PROMPT}],
     }
     model = f"openai/{OPENAI_MODEL}"
 
@@ -826,8 +833,8 @@ def scenario_stream(url: str, quick: bool) -> Section:
     }
     o_args = {
         "model": OPENAI_MODEL,
-        "max_tokens": MAX_TOKENS,
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+        OPENAI_LIMIT: MAX_TOKENS,
+        "messages": [{"role": OPENAI_SYSTEM_ROLE, "content": SYSTEM}, {"role": "user", "content": PROMPT}],
         "stream_options": {"include_usage": True},
     }
     perf = time.perf_counter
@@ -958,8 +965,8 @@ def _async_sides(url: str, provider: str) -> dict[str, Callable[[int, int], floa
     }
     o_args = {
         "model": OPENAI_MODEL,
-        "max_tokens": MAX_TOKENS,
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+        OPENAI_LIMIT: MAX_TOKENS,
+        "messages": [{"role": OPENAI_SYSTEM_ROLE, "content": SYSTEM}, {"role": "user", "content": PROMPT}],
     }
 
     def sdk(aiohttp: bool) -> Callable[[int, int], float]:
@@ -1140,7 +1147,7 @@ def _gemini_async_transport(url: str) -> str:
     client = Client(providers={"gemini": {"base_url": url, "api_key": API_KEY}})
 
     async def call() -> str:
-        await client.acomplete(PROMPT, model="gemini/gemini-2.5-flash")
+        await client.acomplete(PROMPT, model="gemini/gemini-3.8-flash")
         sdk_client: Any = client.provider("gemini")._sdk()  # type: ignore[attr-defined]
         sessions = getattr(sdk_client._api_client, "_aiohttp_sessions", {})
         kind = "aiohttp" if sessions else "httpx"
@@ -1202,8 +1209,8 @@ def memory_worker(side: str, url: str, calls: int) -> dict[str, Any]:
         def call() -> Any:
             return raw_o.chat.completions.create(
                 model=OPENAI_MODEL,
-                max_tokens=MAX_TOKENS,
-                messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+                max_completion_tokens=MAX_TOKENS,
+                messages=[{"role": OPENAI_SYSTEM_ROLE, "content": SYSTEM}, {"role": "user", "content": PROMPT}],
             )
 
     else:
@@ -1560,7 +1567,7 @@ def batch_worker(side: str, url: str, count: int) -> dict[str, Any]:
             messages=[[{"role": "user", "content": p}] for p in prompts],
             api_base=url + "/v1",
             api_key=API_KEY,
-            max_tokens=MAX_TOKENS,
+            max_completion_tokens=MAX_TOKENS,
             max_workers=BATCH_CONCURRENCY,
         )
         answered = sum(1 for r in replies if not isinstance(r, Exception) and r.choices[0].message.content)
@@ -1587,7 +1594,7 @@ def batch_worker(side: str, url: str, count: int) -> dict[str, Any]:
             preprocess=lambda row: {
                 "payload": {
                     "model": OPENAI_MODEL,
-                    "max_tokens": MAX_TOKENS,
+                    OPENAI_LIMIT: MAX_TOKENS,
                     "messages": [{"role": "user", "content": row["prompt"]}],
                 }
             },
@@ -1601,7 +1608,7 @@ def batch_worker(side: str, url: str, count: int) -> dict[str, Any]:
         kwargs = predictor_kwargs(
             model=f"openai/{OPENAI_MODEL}",
             actors=2,
-            client_config={"providers": {"openai": {"base_url": url + "/v1", "api_key": API_KEY}}},
+            client_config={"providers": {"openai": {"base_url": url + "/v1", "api_key": API_KEY, **OPENAI_SETTINGS}}},
             concurrency_per_actor=BATCH_CONCURRENCY // 2,
             max_tokens=MAX_TOKENS,
         )
@@ -1694,7 +1701,7 @@ def scenario_peers(url: str, quick: bool) -> list[Section]:
     expected = {
         "OpenAI": openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
         .chat.completions.create(
-            model=OPENAI_MODEL, max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": PROMPT}]
+            model=OPENAI_MODEL, max_completion_tokens=MAX_TOKENS, messages=[{"role": "user", "content": PROMPT}]
         )
         .choices[0]
         .message.content,

@@ -32,7 +32,7 @@ import sys
 from typing import Any
 
 ANTHROPIC_MODEL = "claude-sonnet-4-6"
-OPENAI_MODEL = "gpt-4o-2024-08-06"
+OPENAI_MODEL = "gpt-6-luna"  # the model the bench asks for (run.py); replies name it
 EMBED_DIMENSIONS = 256
 
 # A reply of a realistic size: a paragraph of text, usage with cache fields, ids.
@@ -199,7 +199,7 @@ def gemini_response() -> bytes:
                 {"content": {"role": "model", "parts": [{"text": REPLY_TEXT}]}, "finishReason": "STOP", "index": 0}
             ],
             "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 33, "totalTokenCount": 45},
-            "modelVersion": "gemini-2.5-flash-001",
+            "modelVersion": "gemini-3.8-flash",
         }
     )
 
