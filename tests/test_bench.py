@@ -106,3 +106,45 @@ def test_charts_draw_every_chart_and_fill_the_page_from_bench_json(tmp_path: Pat
     text = page.read_text()
     assert text.startswith("# Performance\n\nintro\n") and text.endswith("end\n") and "old" not in text
     assert "with `X`" in text and "assets/perf/per-call.svg" in text
+
+
+# -- what the bench asks for: models their providers still serve, the same request on every side ----
+def _bench_module(name: str):  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH.with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bench_asks_for_models_their_providers_still_serve() -> None:
+    # The bench runs in its own processes, without the suite's fixed day: a retired model there is
+    # refused (gemini-2.5-flash since 2026-12-01) and a retiring one warns. None may be named at all.
+    from fmclient.deprecations import deprecation
+
+    run, peers, server = _bench_module("run"), _bench_module("peers"), _bench_module("server")
+    for module in (run, peers, server):
+        assert deprecation("openai", module.OPENAI_MODEL) is None, module.__name__
+        assert deprecation("anthropic", module.ANTHROPIC_MODEL) is None, module.__name__
+    assert run.OPENAI_MODEL == peers.OPENAI_MODEL == server.OPENAI_MODEL
+    assert "gemini-2.5" not in BENCH.read_text() + BENCH.with_name("server.py").read_text()
+
+
+def test_fmclient_and_the_sdk_send_the_same_openai_request_in_the_bench() -> None:
+    # The comparison is fair only if both sides send the same body: a reasoning model's profile
+    # sends max_completion_tokens and a developer message, so the SDK side must too.
+    from tests.fakes import openai as fo
+    from tests.fakes.server import FakeServer
+
+    peers = _bench_module("peers")
+    with FakeServer() as server:
+        server.queue(*(fo.Reply(body=fo.completion_body(fo.Answer(text="same"))) for _ in range(2)))
+        peers.fmclient_routes(server.url)["OpenAI"].complete()
+        peers.sdk_routes(server.url)["OpenAI"].complete()
+        fm_sent, sdk_sent = server.requests
+    assert fm_sent.path == sdk_sent.path == "/v1/chat/completions"
+    assert fm_sent.json() == sdk_sent.json()
+    assert fm_sent.json()["model"] == peers.OPENAI_MODEL
