@@ -21,13 +21,15 @@ from fmclient.ray import FMClientPredictor, predictor_kwargs
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=int(os.environ.get("ROWS", "10000")))
-    parser.add_argument("--model", default="openai/gpt-4o-mini")
+    parser.add_argument("--model", default="gpt-luna")
     parser.add_argument("--base-url", help="an OpenAI-compatible server instead of api.openai.com")
     parser.add_argument("--actors", type=int, default=4)
     parser.add_argument("--rpm", type=int, help="requests per minute for the whole cluster (needs fmclient.limits)")
     args = parser.parse_args()
 
-    providers = {"openai": {"base_url": args.base_url}} if args.base_url else {}
+    # An OpenAI-compatible server speaks Chat Completions (OpenAI's own API prefers the Responses API
+    # for its current models, and fmclient uses it there).
+    providers = {"openai": {"base_url": args.base_url, "api": "chat"}} if args.base_url else {}
     # The actors run in worker processes, perhaps on other machines: the key travels in Ray's
     # runtime environment (Ray's own way to ship environment variables), not in the task arguments.
     keys = {name: os.environ[name] for name in ("OPENAI_API_KEY",) if name in os.environ}

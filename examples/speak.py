@@ -1,10 +1,11 @@
 """Read a text aloud and save the audio file.
 
-    python speak.py "Hello from fmclient." hello.wav                              # Gemini TTS (WAV)
-    python speak.py "Hello from fmclient." hello.mp3 openai/gpt-4o-mini-tts alloy  # OpenAI (MP3)
+    python speak.py "Hello from fmclient." hello.wav                        # Gemini TTS (WAV)
+    python speak.py "Hello from fmclient." hello.wav gemini-tts-lite Puck   # faster, another voice
 
-Gemini's TTS models answer raw PCM, which fmclient wraps as a WAV file; OpenAI's Speech API
-makes mp3, opus, aac, flac, wav or pcm, chosen here from the output file's extension.
+Gemini's TTS models answer raw PCM, which fmclient wraps as a WAV file. OpenAI's Speech API
+makes mp3, opus, aac, flac, wav or pcm, chosen here from the output file's extension, but all its
+models (gpt-4o-mini-tts, tts-1) retire on 2027-01-06.
 """
 
 import sys

@@ -2,7 +2,7 @@
 
     python transcribe.py meeting.mp3                          # OpenAI gpt-transcribe
     python transcribe.py meeting.mp3 gemini-flash             # Gemini audio understanding
-    python transcribe.py interview.wav openai/whisper-1       # timed segments too
+    python transcribe.py interview.wav openai/whisper-1       # timed segments too (until 2027-02-26)
 
 Any transcription model works unchanged; a file the model cannot take (a format it does not
 read, a file over its size limit) is refused before anything is sent.

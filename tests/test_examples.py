@@ -109,7 +109,11 @@ def _openai_fake_env(server: object) -> dict[str, str]:
     return {"OPENAI_API_KEY": "sk-test-not-real-0000", "OPENAI_BASE_URL": f"{server.url}/v1"}  # type: ignore[attr-defined]
 
 
-def test_transcribe_example_prints_the_transcript_and_segments(tmp_path: Path) -> None:
+# The examples run in processes of their own, where the suite's fixed day for retirements does not
+# apply: they are run with current models (a retiring one would warn, a retired one be refused).
+# OpenAI's whisper-1 (the one model with timed segments) retires 2027-02-26, so its segments are
+# shown by running the example in this process, on the suite's day.
+def test_transcribe_example_prints_the_transcript(tmp_path: Path) -> None:
     from tests.fakes.audio import tone_wav
     from tests.fakes.openai import FakeOpenAI
     from tests.fakes.server import FakeServer
@@ -118,37 +122,55 @@ def test_transcribe_example_prints_the_transcript_and_segments(tmp_path: Path) -
     clip.write_bytes(tone_wav(2.0))
     with FakeServer() as server:
         fake = FakeOpenAI(server)
-        out = run(str(EXAMPLES / "transcribe.py"), str(clip), "openai/whisper-1", env=_openai_fake_env(server))
+        out = run(str(EXAMPLES / "transcribe.py"), str(clip), env=_openai_fake_env(server))
         assert out.returncode == 0, out.stderr
+        assert "deprecated" not in out.stderr
         assert fake.audio.uploads[0].data == clip.read_bytes()
+        assert fake.audio.uploads[0].fields["model"] == "gpt-transcribe"
+        unreadable = tmp_path / "notes.txt"
+        unreadable.write_text("not audio")
+        refused = run(str(EXAMPLES / "transcribe.py"), str(unreadable), env=_openai_fake_env(server))
     lines = out.stdout.splitlines()
     assert lines[0] == "hello world"
-    assert lines[1].split() == ["[", "0.00s", "-", "1.00s]", "hello"]
-    assert lines[-1].startswith("-- openai/whisper-1, language=english, duration=2.0s, cost: ")
-    unreadable = tmp_path / "notes.txt"
-    unreadable.write_text("not audio")
-    refused = run(str(EXAMPLES / "transcribe.py"), str(unreadable), env=_openai_fake_env(server))
+    assert lines[-1].startswith("-- openai/gpt-transcribe, language=en, duration=2.0s, cost: ")
     assert refused.returncode == 1 and "cannot tell what audio this is" in refused.stderr
 
 
-def test_speak_example_writes_a_playable_file(tmp_path: Path) -> None:
-    from tests.fakes.audio import decode_wav
+def test_transcribe_example_prints_whisper_segments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import runpy
+
+    from tests.fakes.audio import tone_wav
     from tests.fakes.openai import FakeOpenAI
     from tests.fakes.server import FakeServer
 
-    path = tmp_path / "hello.wav"
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(tone_wav(2.0))
     with FakeServer() as server:
-        fake = FakeOpenAI(server)
-        out = run(
-            str(EXAMPLES / "speak.py"),
-            "Hello.",
-            str(path),
-            "openai/gpt-4o-mini-tts",
-            "alloy",
-            env=_openai_fake_env(server),
-        )
+        FakeOpenAI(server)
+        for name, value in _openai_fake_env(server).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "argv", ["transcribe.py", str(clip), "openai/whisper-1"])
+        runpy.run_path(str(EXAMPLES / "transcribe.py"), run_name="__main__")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "hello world"
+    assert lines[1].split() == ["[", "0.00s", "-", "1.00s]", "hello"]
+    assert lines[-1].startswith("-- openai/whisper-1, language=english, duration=2.0s, cost: ")
+
+
+def test_speak_example_writes_a_playable_file(tmp_path: Path) -> None:
+    # Gemini TTS, the example's default: OpenAI's Speech API models all retire on 2027-01-06.
+    from tests.fakes.audio import decode_wav, gemini_handler
+    from tests.fakes.server import FakeServer
+
+    path = tmp_path / "hello.wav"
+    with FakeServer(handler=gemini_handler()) as server:
+        env = {"GEMINI_API_KEY": "gem-test-not-real-0000", "GOOGLE_GEMINI_BASE_URL": server.url}
+        out = run(str(EXAMPLES / "speak.py"), "Hello.", str(path), env=env)
         assert out.returncode == 0, out.stderr
-        assert fake.audio.speech_bodies[0]["response_format"] == "wav"
+        assert "deprecated" not in out.stderr
+        assert "/models/gemini-3.8-flash-tts:generateContent" in server.requests[0].path
     assert decode_wav(path.read_bytes()).rate == 24000
     assert out.stdout.startswith(f"wrote {path} (audio/wav, ")
-    assert "-- cost: cost unknown" in out.stdout
+    assert out.stdout.splitlines()[0].endswith("with gemini/gemini-3.8-flash-tts")

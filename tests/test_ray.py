@@ -61,8 +61,11 @@ def server() -> Iterator[FakeServer]:
 
 
 def client_config(server: FakeServer, tmp_path: Path | None = None) -> dict[str, Any]:
+    # A current model: Ray's workers are processes of their own, where the suite's fixed day for
+    # retirements does not apply (a retiring model would warn there, a retired one be refused).
+    # gpt-6-luna prefers the Responses API; the fake answers Chat Completions, so api="chat".
     config: dict[str, Any] = {
-        "providers": {"openai": {"base_url": server.url + "/v1", "api_key": "sk-test"}},
+        "providers": {"openai": {"base_url": server.url + "/v1", "api_key": "sk-test", "api": "chat"}},
         "max_retries": 0,
     }
     if tmp_path is not None:  # the fake's host is no priced provider's: the config says whose prices apply
@@ -80,7 +83,7 @@ def test_map_batches_gives_every_row_its_text_usage_cost_and_error(
     out = ds.map_batches(
         FMClientPredictor,
         fn_constructor_kwargs=predictor_kwargs(
-            model="openai/gpt-4o",
+            model="openai/gpt-6-luna",
             actors=2,
             client_config=client_config(server, tmp_path),
             concurrency_per_actor=8,
@@ -103,7 +106,7 @@ def test_map_batches_gives_every_row_its_text_usage_cost_and_error(
     # One request per row: nothing retried, nothing lost; every body carried the call arguments.
     bodies = [r.json() for r in server.requests]
     assert len(bodies) == len(prompts)
-    assert all(b["max_completion_tokens"] == 5 and b["model"] == "gpt-4o" for b in bodies)
+    assert all(b["max_completion_tokens"] == 5 and b["model"] == "gpt-6-luna" for b in bodies)
 
 
 def test_list_array_and_datetime_columns_come_back_as_they_went_in(
@@ -125,7 +128,7 @@ def test_list_array_and_datetime_columns_come_back_as_they_went_in(
     ds = ray_cluster.data.from_items(items)
     out = ds.map_batches(
         FMClientPredictor,
-        fn_constructor_kwargs=predictor_kwargs(model="openai/gpt-4o", client_config=client_config(server)),
+        fn_constructor_kwargs=predictor_kwargs(model="openai/gpt-6-luna", client_config=client_config(server)),
         concurrency=1,
         batch_size=3,
     )
@@ -142,11 +145,11 @@ def test_an_input_column_named_like_an_output_column_is_refused_or_prefixed(serv
     import numpy as np
 
     batch = {"prompt": np.array(["a", "b"]), "text": np.array(["my own text", "kept"]), "cost": np.array([1.0, 2.0])}
-    predictor = FMClientPredictor(model="openai/gpt-4o", client_config=client_config(server))
+    predictor = FMClientPredictor(model="openai/gpt-6-luna", client_config=client_config(server))
     with pytest.raises(ConfigurationError, match=r"'text', 'cost'.*output_prefix"):
         predictor(batch)
     assert server.requests == []  # refused before any request
-    prefixed = FMClientPredictor(model="openai/gpt-4o", client_config=client_config(server), output_prefix="fm_")
+    prefixed = FMClientPredictor(model="openai/gpt-6-luna", client_config=client_config(server), output_prefix="fm_")
     out = prefixed(batch)
     assert list(out["text"]) == ["my own text", "kept"] and list(out["cost"]) == [1.0, 2.0]
     assert out["fm_text"] == ["echo: a", "echo: b"] and out["fm_error"] == [None, None]
@@ -162,22 +165,22 @@ def test_rate_limits_and_budget_from_the_config_file_are_split_over_the_actors(
 
     path = tmp_path / "fmclient.toml"
     path.write_text(
-        '[rate_limits."openai"]\nrpm = 1000\ntpm = 90000\n\n[rate_limits."openai/gpt-4o"]\nrpm = 30\n\n'
+        '[rate_limits."openai"]\nrpm = 1000\ntpm = 90000\n\n[rate_limits."openai/gpt-6-luna"]\nrpm = 30\n\n'
         "[budget]\nmax_cost = 3.0\n"
     )
     config = {**client_config(server), "config_path": str(path), "rate_limits": {"anthropic": {"rpm": 60}}}
     kwargs = predictor_kwargs(
-        model="openai/gpt-4o", actors=3, client_config=config, rate_limits={"openai/gpt-4o": {"tpm": 3000}}
+        model="openai/gpt-6-luna", actors=3, client_config=config, rate_limits={"openai/gpt-6-luna": {"tpm": 3000}}
     )
     predictor = FMClientPredictor(**kwargs)
     assert dict(predictor.client.settings.rate_limits) == {
         "openai": RateLimit(rpm=333, tpm=30000),  # the file's, split
         "anthropic": RateLimit(rpm=20),  # client_config's, split
-        "openai/gpt-4o": RateLimit(tpm=1000),  # the argument's share wins over the file's entry
+        "openai/gpt-6-luna": RateLimit(tpm=1000),  # the argument's share wins over the file's entry
     }
     assert predictor.client.max_cost == Decimal(1)
     # One actor (the default) takes everything as it is.
-    single = FMClientPredictor(model="openai/gpt-4o", client_config={**client_config(server), "config_path": str(path)})
+    single = FMClientPredictor(model="openai/gpt-6-luna", client_config={**client_config(server), "config_path": str(path)})
     assert single.client.settings.rate_limits["openai"] == RateLimit(rpm=1000, tpm=90000)
     assert single.client.max_cost == Decimal(3)
 
@@ -185,7 +188,7 @@ def test_rate_limits_and_budget_from_the_config_file_are_split_over_the_actors(
 def test_the_predictor_runs_a_pandas_batch_in_process(server: FakeServer) -> None:
     import pandas as pd
 
-    predictor = FMClientPredictor(model="openai/gpt-4o", client_config=client_config(server), concurrency_per_actor=3)
+    predictor = FMClientPredictor(model="openai/gpt-6-luna", client_config=client_config(server), concurrency_per_actor=3)
     when = pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"])
     out = predictor(
         pd.DataFrame({"prompt": ["a", "b", "FAIL c"], "n": [1, 2, 3], "when": when, "tags": [["x"], [], ["y"]]})
@@ -202,9 +205,9 @@ def test_the_predictor_runs_a_pandas_batch_in_process(server: FakeServer) -> Non
 
 
 def test_rate_limits_are_split_so_the_actors_sum_stays_under_the_limit() -> None:
-    shares = split_rate_limits({"openai": {"rpm": 1000, "tpm": 100_001}, "openai/gpt-4o": {"rpm": 7}}, 3)
-    assert shares == {"openai": {"rpm": 333, "tpm": 33_333}, "openai/gpt-4o": {"rpm": 2}}
-    assert 3 * shares["openai"]["rpm"] <= 1000 and 3 * shares["openai/gpt-4o"]["rpm"] <= 7
+    shares = split_rate_limits({"openai": {"rpm": 1000, "tpm": 100_001}, "openai/gpt-6-luna": {"rpm": 7}}, 3)
+    assert shares == {"openai": {"rpm": 333, "tpm": 33_333}, "openai/gpt-6-luna": {"rpm": 2}}
+    assert 3 * shares["openai"]["rpm"] <= 1000 and 3 * shares["openai/gpt-6-luna"]["rpm"] <= 7
     with pytest.raises(ConfigurationError, match="cannot be split over 4 actors"):
         split_rate_limits({"openai": {"rpm": 3}}, 4)
     with pytest.raises(ConfigurationError, match="actors must be a positive integer"):
@@ -232,7 +235,7 @@ def test_split_limits_hold_across_actors_in_any_window(server: FakeServer, monke
     sent: list[float] = []
     server.handler = lambda request: (sent.append(now[0]), echo_or_fail(request))[1]
     kwargs = predictor_kwargs(
-        model="openai/gpt-4o",
+        model="openai/gpt-6-luna",
         actors=2,
         client_config=client_config(server),
         rate_limits={"openai": {"rpm": 10}},
@@ -251,10 +254,10 @@ def test_split_limits_hold_across_actors_in_any_window(server: FakeServer, monke
 
 def test_predictor_refuses_bad_settings_before_any_request(server: FakeServer) -> None:
     with pytest.raises(ConfigurationError, match="concurrency_per_actor"):
-        FMClientPredictor(model="openai/gpt-4o", client_config=client_config(server), concurrency_per_actor=0)
+        FMClientPredictor(model="openai/gpt-6-luna", client_config=client_config(server), concurrency_per_actor=0)
     if importlib.util.find_spec("fmclient.limits") is None:
         with pytest.raises(ConfigurationError, match=r"rate_limits need fmclient\.limits"):
-            FMClientPredictor(model="openai/gpt-4o", rate_limits={"openai": {"rpm": 5}})
+            FMClientPredictor(model="openai/gpt-6-luna", rate_limits={"openai": {"rpm": 5}})
     assert server.requests == []
 
 
@@ -272,7 +275,7 @@ def test_ray_example_processes_a_slice(ray_cluster: Any, server: FakeServer) -> 
         [
             sys.executable,
             str(EXAMPLES / "ray_batch.py"),
-            *("--rows", "200", "--actors", "2", "--model", "openai/gpt-4o"),
+            *("--rows", "200", "--actors", "2", "--model", "openai/gpt-6-luna"),
             "--base-url",
             server.url + "/v1",
         ],
@@ -297,7 +300,7 @@ def test_ray_actors_on_a_local_cluster_share_one_limit_over_redis(
     try:
         config = {**client_config(server), "shared": {"url": redis_server.url, "namespace": "ray-test", "timeout": 5}}
         kwargs = predictor_kwargs(
-            model="openai/gpt-4o", actors=2, client_config=config, rate_limits={"openai": {"rpm": 6}}, timeout=1.5
+            model="openai/gpt-6-luna", actors=2, client_config=config, rate_limits={"openai": {"rpm": 6}}, timeout=1.5
         )
         assert kwargs["rate_limits"] == {"openai": {"rpm": 6}}  # not split: 6 for each actor to take
         ds = ray_cluster.data.from_items([{"prompt": f"row {i}", "id": i} for i in range(16)])
