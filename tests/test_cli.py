@@ -225,9 +225,9 @@ def test_config_shows_sources_and_redacts_keys(tmp_path: Path) -> None:
     config.write_text(
         '[providers.work]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\napi_key = "sk-cli-secret-value-12345"\n'
     )
-    out = cli("--config", str(config), "config", env={"FMCLIENT_MODEL": "gpt-4o"})
+    out = cli("--config", str(config), "config", env={"FMCLIENT_MODEL": "gpt-luna"})
     assert out.returncode == 0, out.stderr
-    assert 'default_model = "gpt-4o"    # env FMCLIENT_MODEL' in out.stdout
+    assert 'default_model = "gpt-luna"    # env FMCLIENT_MODEL' in out.stdout
     assert "[providers.work]" in out.stdout and 'api_key = "**********"' in out.stdout
     assert "sk-cli-secret" not in out.stdout + out.stderr
 
