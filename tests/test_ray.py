@@ -180,7 +180,9 @@ def test_rate_limits_and_budget_from_the_config_file_are_split_over_the_actors(
     }
     assert predictor.client.max_cost == Decimal(1)
     # One actor (the default) takes everything as it is.
-    single = FMClientPredictor(model="openai/gpt-6-luna", client_config={**client_config(server), "config_path": str(path)})
+    single = FMClientPredictor(
+        model="openai/gpt-6-luna", client_config={**client_config(server), "config_path": str(path)}
+    )
     assert single.client.settings.rate_limits["openai"] == RateLimit(rpm=1000, tpm=90000)
     assert single.client.max_cost == Decimal(3)
 
@@ -188,7 +190,9 @@ def test_rate_limits_and_budget_from_the_config_file_are_split_over_the_actors(
 def test_the_predictor_runs_a_pandas_batch_in_process(server: FakeServer) -> None:
     import pandas as pd
 
-    predictor = FMClientPredictor(model="openai/gpt-6-luna", client_config=client_config(server), concurrency_per_actor=3)
+    predictor = FMClientPredictor(
+        model="openai/gpt-6-luna", client_config=client_config(server), concurrency_per_actor=3
+    )
     when = pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"])
     out = predictor(
         pd.DataFrame({"prompt": ["a", "b", "FAIL c"], "n": [1, 2, 3], "when": when, "tags": [["x"], [], ["y"]]})
