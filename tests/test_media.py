@@ -394,13 +394,7 @@ def test_gemini_sends_audio_video_and_pdf_inline(fake_server: FakeServer) -> Non
         types.Part.model_validate(part)
 
 
-def test_gemini_refuses_media_over_the_inline_limit(fake_server: FakeServer) -> None:
-    big = WAV + bytes(20 * 1024 * 1024)
-    with pytest.raises(UnsupportedFeatureError, match="bytes inline"):
-        client_for("gemini", fake_server).complete(
-            [{"role": "user", "content": [{"type": "audio", "audio": big}]}], model="gemini/gemini-2.5-flash"
-        )
-    assert fake_server.requests == []
+# Media above the inline limit: tests/test_media_gemini_files.py (Files API; Vertex AI refuses).
 
 
 # -- Bedrock ----------------------------------------------------------------------------------------

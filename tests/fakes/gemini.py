@@ -20,6 +20,7 @@ function-call history without thought signatures the way the real API does.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import zlib
 from collections import deque
@@ -367,11 +368,18 @@ class GeminiAPI:
         self.location = location
         self.replies: deque[Reply] = deque()
         self.routes: list[Route] = []
+        self.files = GeminiFiles()
 
     def queue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
 
     def __call__(self, request: RecordedRequest) -> Reply:
+        if self.surface == "gemini" and _UPLOAD_SESSION.match(request.path):
+            # The session URL is the credential of an upload's chunks (the SDK sends no key).
+            return self.files.answer(request)
+        if self.surface == "gemini" and _FILES_PATH.match(request.path.split("?", 1)[0]):
+            refused = self._authenticate(Route("gemini", "", "", "files"), request)
+            return refused or self.files.answer(request)
         route = parse_route(request.path)
         if route is None or route.surface != self.surface:
             return error_reply(404, f"no {self.surface} route for {request.path}")
@@ -386,6 +394,9 @@ class GeminiAPI:
             return embed_answer(route, body)
         if route.method not in ("generateContent", "streamGenerateContent"):
             return error_reply(404, f"method {route.method} not faked")
+        unusable = self.files.unusable(body)
+        if unusable is not None:
+            return error_reply(400, unusable, "FAILED_PRECONDITION")
         if validates_signatures(route.model):
             name = missing_signature(body)
             if name is not None:
@@ -409,6 +420,136 @@ class GeminiAPI:
 
 # Imagen's output size per aspect ratio (1K).
 IMAGEN_SIZES = {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896), "9:16": (768, 1408), "16:9": (1408, 768)}
+
+
+# -- the Files API ---------------------------------------------------------------------------
+
+_FILES_PATH = re.compile(r"^/(?:upload/)?v[0-9a-z]+/files(?:/[^/]+)?$")
+_UPLOAD_SESSION = re.compile(r"^/upload/v[0-9a-z]+/files\?upload_id=(?P<id>[^&]+)")
+
+
+class GeminiFiles:
+    """The Gemini Files API as google-genai speaks it, for :class:`GeminiAPI`.
+
+    * ``POST /upload/{version}/files`` with ``X-Goog-Upload-Protocol: resumable``, ``X-Goog-Upload-
+      Command: start`` and the ``X-Goog-Upload-Header-Content-Length`` / ``-Content-Type`` of the
+      bytes to come, body ``{"file": {...}}``: answers an ``x-goog-upload-url`` (a session URL).
+    * ``POST`` to that URL, one per chunk, ``X-Goog-Upload-Command: upload`` (``upload, finalize``
+      on the last) at ``X-Goog-Upload-Offset``: ``x-goog-upload-status: active`` until the last,
+      which answers ``final`` and ``{"file": File}``. An offset or size that does not add up is
+      refused as the service does.
+    * ``GET /{version}/files/{id}``: the File (``state`` PROCESSING -> ACTIVE).
+
+    ``processing_polls``: how many ``files.get`` answers say PROCESSING for a video before it
+    is ACTIVE (audio and documents are ACTIVE at once). ``fail_next``: a :class:`Reply` that the
+    next upload start gets instead (a failed upload). ``uploaded`` keeps the bytes of each file.
+    """
+
+    def __init__(self) -> None:
+        self.processing_polls = 0
+        self.fail_next: Reply | None = None
+        self.files: dict[str, dict[str, Any]] = {}
+        self.uploaded: dict[str, bytes] = {}
+        self.polls: dict[str, int] = {}
+        self._sessions: dict[str, dict[str, Any]] = {}
+        self._count = 0
+
+    @property
+    def starts(self) -> int:
+        """Upload sessions opened (each is one upload)."""
+        return self._count
+
+    def answer(self, request: RecordedRequest) -> Reply:
+        path = request.path.split("?", 1)[0]
+        session = _UPLOAD_SESSION.match(request.path)
+        if request.method == "POST" and session:
+            return self._chunk(request, session["id"])
+        if request.method == "POST" and path.startswith("/upload/") and path.endswith("/files"):
+            return self._start(request)
+        if request.method == "GET" and "/files/" in path:
+            return self._get(path.rsplit("/", 1)[1])
+        return error_reply(404, f"no Files API route for {request.method} {path}")
+
+    def _start(self, request: RecordedRequest) -> Reply:
+        headers = request.headers
+        if headers.get("x-goog-upload-protocol") != "resumable" or headers.get("x-goog-upload-command") != "start":
+            return error_reply(400, "Upload protocol or command missing.")
+        if self.fail_next is not None:
+            reply, self.fail_next = self.fail_next, None
+            return reply
+        size, mime_type = (
+            headers.get("x-goog-upload-header-content-length"),
+            headers.get("x-goog-upload-header-content-type"),
+        )
+        body = request.json() or {}
+        declared = (body.get("file") or {}).get("mimeType")
+        if not size or not size.isdigit() or not mime_type or (declared and declared != mime_type):
+            return error_reply(400, "Invalid upload headers.")
+        self._count += 1
+        upload_id = f"upload-{self._count}"
+        self._sessions[upload_id] = {"size": int(size), "mime_type": mime_type, "data": bytearray()}
+        url = f"http://{headers.get('host', '127.0.0.1')}{request.path}?upload_id={upload_id}&upload_protocol=resumable"
+        return Reply(body={}, headers={"x-goog-upload-url": url, "x-goog-upload-status": "active"})
+
+    def _chunk(self, request: RecordedRequest, upload_id: str) -> Reply:
+        session = self._sessions.get(upload_id)
+        final = {"x-goog-upload-status": "final"}
+        if session is None:
+            return Reply(status=404, body=error_body(404, "No such upload."), headers=final)
+        command = [c.strip() for c in request.headers.get("x-goog-upload-command", "").split(",")]
+        offset = request.headers.get("x-goog-upload-offset")
+        if "upload" not in command or offset != str(len(session["data"])):
+            return Reply(status=400, body=error_body(400, "Bad upload command or offset."), headers=final)
+        session["data"] += request.body
+        if "finalize" not in command:
+            return Reply(body=b"", headers={"x-goog-upload-status": "active"})
+        del self._sessions[upload_id]
+        if len(session["data"]) != session["size"]:
+            return Reply(status=400, body=error_body(400, "Upload size mismatch."), headers=final)
+        name = f"files/{upload_id.replace('upload-', 'f')}"
+        video = session["mime_type"].startswith("video/")
+        self.files[name] = {
+            "name": name,
+            "mimeType": session["mime_type"],
+            "sizeBytes": str(session["size"]),
+            "createTime": "2026-12-07T10:00:00.000000Z",
+            "updateTime": "2026-12-07T10:00:00.000000Z",
+            "expirationTime": "2099-12-09T10:00:00.000000Z",
+            "sha256Hash": b64(hashlib.sha256(bytes(session["data"])).hexdigest().encode()),
+            "uri": f"https://generativelanguage.googleapis.com/v1beta/{name}",
+            "state": "PROCESSING" if video and self.processing_polls else "ACTIVE",
+            "source": "UPLOADED",
+        }
+        self.uploaded[name] = bytes(session["data"])
+        self.polls[name] = 0
+        return Reply(body={"file": self.files[name]}, headers=final)
+
+    def _get(self, file_id: str) -> Reply:
+        name = f"files/{file_id}"
+        file = self.files.get(name)
+        if file is None:
+            return error_reply(403, f"You do not have permission to access the File {file_id} or it may not exist.")
+        self.polls[name] += 1
+        if file["state"] == "PROCESSING" and self.polls[name] > self.processing_polls:
+            file["state"] = "ACTIVE"
+        return Reply(body=file)
+
+    def unusable(self, body: dict[str, Any]) -> str | None:
+        """Why a generate request's ``fileData`` cannot be used (unknown, or not ACTIVE yet)."""
+        for content in body.get("contents") or []:
+            for part in content.get("parts") or []:
+                ref = part.get("fileData") or part.get("file_data")
+                if not ref:
+                    continue
+                uri = ref.get("fileUri") or ref.get("file_uri") or ""
+                if not uri.startswith("https://generativelanguage.googleapis.com/v1beta/files/"):
+                    continue
+                file = self.files.get(uri.split("/v1beta/", 1)[1])
+                if file is None:
+                    return f"File {uri} not found."
+                if file["state"] != "ACTIVE":
+                    return f"The File {file['name']} is not in an ACTIVE state and usage is not allowed."
+        return None
 
 
 def imagen_answer(body: dict[str, Any]) -> Reply:

@@ -40,6 +40,7 @@ _LIMITS = (
     "max_document_pages",
     "max_audio_seconds",
     "max_media_bytes",
+    "max_inline_media_bytes",
     "max_documents",
     "transcription_max_bytes",
     "speech_max_characters",
@@ -170,6 +171,10 @@ class Profile:
     max_document_pages: int | None = None
     #: the bytes of every inline image, audio, video and document of a request together
     max_media_bytes: int | None = None
+    #: the bytes of inline media a request may carry; above it, a host with a files API (the
+    #: Gemini API) uploads the largest parts and sends references, and a host without one
+    #: narrows the per-kind limits to it (None: no such limit known)
+    max_inline_media_bytes: int | None = None
     #: the documents of a request
     max_documents: int | None = None
     #: the seconds of every audio part of a request together (counted where the header tells: WAV)

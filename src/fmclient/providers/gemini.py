@@ -31,6 +31,10 @@ SDK behaviour this adapter relies on (google-genai 3.x):
   ``provider_options={"automatic_continuation": False}``.
 * Images given by http(s) URL are sent as ``file_data`` parts: the Gemini API (and Vertex AI)
   fetch public or signed URLs themselves, so the adapter never downloads them.
+* Inline media above the profile's ``max_inline_media_bytes`` go through the Files API
+  (``files.upload``, ``files.get`` until ACTIVE), once per content and account, within the
+  attempt's time (``_gemini_files``). Vertex AI has no Files API: there the limits narrow to the
+  inline one and larger media are refused before sending.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from fmclient.errors import (
 )
 from fmclient.pricing import price_modifier
 from fmclient.profiles import profile_for
+from fmclient.providers import _gemini_files
 from fmclient.providers.base import Capabilities, EmbedBatching, Provider, ProviderSettings, import_sdk
 from fmclient.providers.shared_io import (
     MappedErrors,
@@ -167,6 +172,10 @@ _CONTEXT_WINDOW_PATTERNS = (
     "context length",
 )
 _TRUE = ("1", "true", "yes", "on")
+_VERTEX_NO_FILES_API = (
+    "Vertex AI has no Files API, so media above {limit:,} bytes inline a request cannot be uploaded: "
+    "put the file in Cloud Storage and pass its gs:// URI"
+)
 
 
 # -- request translation (pure) ---------------------------------------------------------------
@@ -229,7 +238,8 @@ def _tool_call_id(index: int, name: str, args: Mapping[str, Any]) -> str:
 
 def _media_part(part: MediaPart) -> dict[str, Any]:
     """An image, audio, video or document as ``inline_data`` (bytes) or ``file_data`` (a URL).
-    The profile has already refused what is over the inline limit (the Files API is not used)."""
+    Inline parts above the request's inline limit are uploaded to the Files API just before the
+    call and swapped for ``file_data`` references (``_gemini_files``)."""
     if part.data is not None:
         return {
             "inline_data": {
@@ -1032,10 +1042,21 @@ class GeminiProvider(Provider):
             )
         if not profile.chat:
             return profile
-        return profile.restrict(
+        narrowed = profile.restrict(
             max_stop_sequences=MAX_STOP_SEQUENCES,
             reason=f"the Gemini API accepts at most {MAX_STOP_SEQUENCES} stop sequences",
         )
+        limit = profile.max_inline_media_bytes
+        if limit is not None and self._vertex():
+            # The family's per-file limits are the Files API's; Vertex AI takes media inline only.
+            narrowed = narrowed.restrict(
+                max_audio_bytes=limit,
+                max_video_bytes=limit,
+                max_document_bytes=limit,
+                max_media_bytes=limit,
+                reason=_VERTEX_NO_FILES_API.format(limit=limit),
+            )
+        return narrowed
 
     def check_ready(self, model: str) -> None:
         import_sdk("google.genai", extra=self.extra, provider=self.name)
@@ -1195,8 +1216,8 @@ class GeminiProvider(Provider):
             partial_text=(lambda: parser.text) if parser is not None else None,
         )
 
-    def _count_params(self, request: Request) -> tuple[dict[str, Any], bool]:
-        """``models.count_tokens`` arguments, and whether the count will be exact.
+    def _count_params(self, params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """``models.count_tokens`` arguments from a call's, and whether the count will be exact.
 
         Vertex AI counts the system instruction and tools too. The Developer API counts contents
         only: the system instruction is counted as one more content (close, not exact) and
@@ -1204,7 +1225,6 @@ class GeminiProvider(Provider):
         """
         from google.genai import types
 
-        params = self._prepare(request)
         config: Any = params["config"]
         contents = list(params["contents"])
         exact = True
@@ -1233,19 +1253,109 @@ class GeminiProvider(Provider):
         return TokenCount(tokens, exact, method)
 
     def count_tokens(self, request: Request) -> TokenCount:
-        params, exact = self._count_params(request)
+        params = self._prepare(request)
+        self._upload_media(params, request)
+        params, exact = self._count_params(params)
         with self._errors(request.model):
             response = self._sdk().models.count_tokens(**params)
         return self._token_count(response, exact, self.name, request.model)
 
     async def acount_tokens(self, request: Request) -> TokenCount:
-        params, exact = self._count_params(request)
+        params = self._prepare(request)
+        await self._aupload_media(params, request)
+        params, exact = self._count_params(params)
         with self._errors(request.model):
             response = await self._sdk().aio.models.count_tokens(**params)
         return self._token_count(response, exact, self.name, request.model)
 
+    # -- media above the inline limit: the Files API ---------------------------------------------
+    def _uploads(self, params: dict[str, Any], request: Request) -> list[tuple[int, int]]:
+        """Where the inline parts to upload are (none when the request's inline media fit)."""
+        limit = profile_for(request.model, "gemini").max_inline_media_bytes
+        if limit is None:
+            return []
+        positions = _gemini_files.parts_to_upload(params["contents"], limit)
+        if positions and self._vertex():
+            # The profile check refuses this first (capabilities narrows the limits on Vertex AI).
+            raise UnsupportedFeatureError(
+                _VERTEX_NO_FILES_API.format(limit=limit), provider=self.name, model=request.model
+            )
+        return positions
+
+    def _account(self) -> str:
+        return _gemini_files.account_of(self.settings.resolve_api_key(*KEY_ENV_VARS), self.settings.base_url)
+
+    def _reference(
+        self,
+        params: dict[str, Any],
+        positions: list[tuple[int, int]],
+        files: list[_gemini_files.UploadedFile],
+        deadline: _gemini_files.Deadline,
+        model: str,
+    ) -> None:
+        """The uploaded parts replaced by ``file_data`` references, and the attempt's timeout
+        for ``generateContent`` cut to the time the uploads left."""
+        from google.genai import types
+
+        for (c, p), file in zip(positions, files, strict=True):
+            params["contents"][c].parts[p] = types.Part(
+                file_data=types.FileData(file_uri=file.uri, mime_type=file.mime_type)
+            )
+        config = params["config"]
+        http = config.http_options
+        if deadline.timeout is not None and http is not None and http.timeout == _ms(deadline.timeout):
+            left = deadline.remaining(provider=self.name, model=model, doing="uploading media to the Gemini Files API")
+            config.http_options = http.model_copy(update={"timeout": _ms(left or deadline.timeout)})
+
+    def _upload_media(self, params: dict[str, Any], request: Request) -> None:
+        positions = self._uploads(params, request)
+        if not positions:
+            return
+        deadline = _gemini_files.Deadline(request.timeout)
+        client, account = self._sdk(), self._account()
+        files = []
+        with self._errors(request.model):
+            for c, p in positions:
+                blob = params["contents"][c].parts[p].inline_data
+                files.append(
+                    _gemini_files.upload(
+                        client,
+                        blob.data,
+                        blob.mime_type or "application/octet-stream",
+                        account,
+                        deadline,
+                        provider=self.name,
+                        model=request.model,
+                    )
+                )
+        self._reference(params, positions, files, deadline, request.model)
+
+    async def _aupload_media(self, params: dict[str, Any], request: Request) -> None:
+        positions = self._uploads(params, request)
+        if not positions:
+            return
+        deadline = _gemini_files.Deadline(request.timeout)
+        client, account = self._sdk(), self._account()
+        files = []
+        with self._errors(request.model):
+            for c, p in positions:
+                blob = params["contents"][c].parts[p].inline_data
+                files.append(
+                    await _gemini_files.aupload(
+                        client.aio,
+                        blob.data,
+                        blob.mime_type or "application/octet-stream",
+                        account,
+                        deadline,
+                        provider=self.name,
+                        model=request.model,
+                    )
+                )
+        self._reference(params, positions, files, deadline, request.model)
+
     def complete(self, request: Request) -> Completion:
         params = self._prepare(request)
+        self._upload_media(params, request)
         client = self._sdk()
         with self._errors(request.model):
             response = client.models.generate_content(**params)
@@ -1255,6 +1365,7 @@ class GeminiProvider(Provider):
 
     async def acomplete(self, request: Request) -> Completion:
         params = self._prepare(request)
+        await self._aupload_media(params, request)
         client = self._sdk()
         with self._errors(request.model):
             response = await client.aio.models.generate_content(**params)
@@ -1264,6 +1375,7 @@ class GeminiProvider(Provider):
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         params = self._prepare(request)
+        self._upload_media(params, request)
         client = self._sdk()
         parser = StreamParser(self.name, request.model, service_tier=requested_service_tier(params))
         return stream_chunks(
@@ -1279,6 +1391,7 @@ class GeminiProvider(Provider):
         parser = StreamParser(self.name, request.model, service_tier=requested_service_tier(params))
 
         async def open_events() -> Any:
+            await self._aupload_media(params, request)
             return await client.aio.models.generate_content_stream(**params)
 
         return astream_chunks(
