@@ -289,6 +289,51 @@ def test_aspeak(gemini_server: FakeServer) -> None:
     assert decode_wav(asyncio.run(run()).data).frames > 0
 
 
+def test_a_gemini_tts_model_answers_complete_in_audio(gemini_server: FakeServer) -> None:
+    client = Client(providers={"gemini": {"base_url": gemini_server.url, "api_key": KEY}}, max_retries=0)
+    reply = client.complete("Have a wonderful day!", model="gemini-tts", audio={"voice": "Kore", "format": "wav"})
+    (content,), config = fake_audio.gemini_checked_body(gemini_server.requests[0].json())
+    assert [part.text for part in content.parts or ()] == ["Have a wonderful day!"]
+    assert config.response_modalities == ["AUDIO"]
+    assert config.speech_config.voice_config.prebuilt_voice_config.voice_name == "Kore"  # type: ignore[union-attr]
+    assert reply.audio is not None and reply.audio.mime_type == "audio/wav"
+    decoded = decode_wav(reply.audio.data)  # the raw PCM, wrapped as speak() wraps it
+    assert (decoded.rate, decoded.channels, decoded.sample_width) == (24000, 1, 2) and decoded.frames > 0
+    assert (reply.text, reply.audio.transcript) == ("", "")  # a TTS model says no text besides
+    assert reply.usage.output_audio_tokens == reply.usage.output_tokens > 0
+    expected = genai_price(
+        "gemini-3.8-flash-tts",
+        "google",
+        input_tokens=reply.usage.input_tokens,
+        output_tokens=reply.usage.output_tokens,
+        output_audio_tokens=reply.usage.output_audio_tokens,
+    )
+    assert reply.cost is not None and reply.cost.total == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs", "message"),
+    [
+        ("gemini-tts", {"audio": {"voice": "Kore"}, "stream": True}, "streamed audio answers"),
+        ("gemini-tts", {}, "answers in audio only"),
+        ("gemini-tts", {"audio": {"voice": "Kore", "format": "mp3"}}, "use 'wav'"),
+        ("gemini-tts", {"audio": {"voice": "Kore", "speed": 1.2}}, "not speed"),
+        ("gemini/gemini-2.5-flash-native-audio-preview-09-2025", {"audio": {"voice": "Kore"}}, "Live API"),
+    ],
+)
+def test_gemini_audio_answers_it_cannot_give_are_refused_unsent(
+    gemini_server: FakeServer, model: str, kwargs: dict[str, Any], message: str
+) -> None:
+    client = Client(providers={"gemini": {"base_url": gemini_server.url, "api_key": KEY}}, max_retries=0)
+    stream = kwargs.pop("stream", False)
+    with pytest.raises(UnsupportedFeatureError, match=message):
+        if stream:
+            list(client.stream("hi", model=model, **kwargs))
+        else:
+            client.complete("hi", model=model, **kwargs)
+    assert gemini_server.requests == []
+
+
 # -- refused before sending --------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("call", "error", "message"),

@@ -191,6 +191,8 @@ class Profile:
     transcription_timestamps: bool = False
     #: the model answers with audio too (``complete(..., audio={...})``)
     audio_output: bool = False
+    #: it answers in audio only: a chat call without ``audio=`` is refused (Gemini's TTS models)
+    audio_output_only: bool = False
     #: the model speaks text (:meth:`~fmclient.Client.speak`)
     speech: bool = False
     #: the output formats it makes (``format=``); the first is its default
@@ -280,15 +282,22 @@ class Profile:
                 else "a speech"
                 if self.speech
                 else "an embedding"
+                if self.embeddings
+                else None
             )
-            raise refuse(f"chat completions (it is {kind} model)", "chat")
-        if streaming and not self.streaming:
-            raise refuse("streaming", "streaming")
+            raise refuse("chat completions" + (f" (it is {kind} model)" if kind else ""), "chat")
+        if request.audio is None and self.audio_output_only:
+            raise refuse(
+                "answers in text: it answers in audio only (pass audio={'voice': ..., 'format': 'wav'})",
+                "audio_output_only",
+            )
         if request.audio is not None:
             if not self.audio_output:
                 raise refuse("audio answers (audio=)", "audio_output")
             if streaming:
                 raise refuse("streamed audio answers (audio= with stream; use complete)")
+        if streaming and not self.streaming:
+            raise refuse("streaming", "streaming")
         if request.system and not self.system:
             raise refuse("a system prompt", "system")
         if request.tools and not self.tools:

@@ -78,6 +78,7 @@ from fmclient.providers.shared_io import (
     thinking_budget,
 )
 from fmclient.types import (
+    AudioAnswer,
     Chunk,
     Completion,
     Embeddings,
@@ -547,6 +548,8 @@ def build_params(request: Request, provider: str = "gemini", *, vertex: bool = F
         config["response_json_schema"] = json_schema(request.response_format.schema)
     if request.reasoning is not None:
         config["thinking_config"] = thinking_config(request, provider)
+    if request.audio is not None:
+        config.update(audio_answer_config(request.audio, provider, request.model))
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
     # Dicts join fmclient's one level deep (thinking_config, http_options...); a value an argument
@@ -566,6 +569,44 @@ def build_params(request: Request, provider: str = "gemini", *, vertex: bool = F
         "contents": build_contents(request.messages, provider, model=request.model, vertex=vertex),
         "config": config,
     }
+
+
+def audio_answer_config(audio: Mapping[str, Any], provider: str, model: str) -> dict[str, Any]:
+    """``complete(..., audio={"voice": ..., "format": "wav", "language_code": ...})`` as the
+    ``response_modalities`` and ``speech_config`` of a TTS model. Gemini speaks 24 kHz PCM, given
+    back as a WAV file: another format, or a key Gemini has no place for, is refused."""
+    answer_format = str(audio.get("format", "wav")).lower()
+    if answer_format != "wav":
+        raise UnsupportedFeatureError(
+            f"Gemini answers audio as PCM, which fmclient gives back as WAV: audio format {answer_format!r} "
+            "is not available (use 'wav')",
+            provider=provider,
+            model=model,
+        )
+    unknown = sorted(set(audio) - {"voice", "format", "language_code"})
+    if unknown:
+        raise UnsupportedFeatureError(
+            f"Gemini audio answers take voice, format and language_code, not {', '.join(unknown)}",
+            provider=provider,
+            model=model,
+        )
+    speech: dict[str, Any] = {"voice_config": {"prebuilt_voice_config": {"voice_name": audio["voice"]}}}
+    if audio.get("language_code"):
+        speech["language_code"] = str(audio["language_code"])
+    return {"response_modalities": ["AUDIO"], "speech_config": speech}
+
+
+def parse_audio_answer(parts: Sequence[Any], transcript: str) -> AudioAnswer | None:
+    """The audio part of an answer, raw PCM wrapped as WAV (as for ``speak``), or None."""
+    for part in parts:
+        blob = getattr(part, "inline_data", None)
+        data = getattr(blob, "data", None)
+        mime_type = str(getattr(blob, "mime_type", None) or "")
+        if data and (not mime_type or mime_type.lower().startswith("audio/")):
+            if mime_type.lower().startswith(("audio/l16", "audio/pcm")):
+                data, mime_type = pcm_as_wav(data, mime_type), "audio/wav"
+            return AudioAnswer(data=data, mime_type=mime_type or "audio/wav", transcript=transcript)
+    return None
 
 
 def build_embed_config(request: EmbedRequest) -> dict[str, Any]:
@@ -730,6 +771,7 @@ def parse_response(response: Any, *, provider: str, model: str, service_tier: An
         raw=response,
         response_id=getattr(response, "response_id", None) or None,
         reasoning=thoughts or None,
+        audio=parse_audio_answer(parts, text),
     )
 
 
@@ -1626,22 +1668,17 @@ def parse_speech(response: Any, request: SpeechRequest, *, provider: str) -> Spe
     as a WAV file so any player opens it."""
     _raise_if_blocked(response, provider, request.model)
     for candidate in getattr(response, "candidates", None) or ():
-        for part in getattr(getattr(candidate, "content", None), "parts", None) or ():
-            blob = getattr(part, "inline_data", None)
-            data = getattr(blob, "data", None)
-            if data:
-                mime_type = str(getattr(blob, "mime_type", None) or "")
-                if mime_type.lower().startswith(("audio/l16", "audio/pcm")):
-                    data, mime_type = pcm_as_wav(data, mime_type), "audio/wav"
-                return Speech(
-                    data=data,
-                    mime_type=mime_type or "audio/wav",
-                    model=getattr(response, "model_version", None) or request.model,
-                    provider=provider,
-                    characters=len(request.text),
-                    usage=parse_usage(getattr(response, "usage_metadata", None)),
-                    raw=response,
-                )
+        answer = parse_audio_answer(getattr(getattr(candidate, "content", None), "parts", None) or (), "")
+        if answer is not None:
+            return Speech(
+                data=answer.data,
+                mime_type=answer.mime_type,
+                model=getattr(response, "model_version", None) or request.model,
+                provider=provider,
+                characters=len(request.text),
+                usage=parse_usage(getattr(response, "usage_metadata", None)),
+                raw=response,
+            )
     raise BadRequestError(f"{request.model} answered no audio", provider=provider, model=request.model)
 
 
