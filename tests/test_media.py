@@ -665,3 +665,32 @@ def test_request_totals_are_limits_too(fake_server: FakeServer, aws: None) -> No
             [{"role": "user", "content": ["compare", *six]}], model="bedrock/us.amazon.nova-pro-v1:0"
         )
     assert fake_server.requests == []
+
+
+def test_gemini_names_mov_and_wmv_as_its_video_docs_do(fake_server: FakeServer) -> None:
+    fake_server.default = fg.generate_reply("Two clips.")
+    mov = mp4_head(b"qt  ")
+    wmv = b"\x30\x26\xb2\x75\x8e\x66\xcf\x11" + bytes(40)
+    client_for("gemini", fake_server).complete(
+        [{"role": "user", "content": ["compare", {"type": "video", "video": mov}, {"type": "video", "video": wmv}]}],
+        model="gemini/gemini-2.5-flash",
+    )
+    blobs = [p["inlineData"] for p in fake_server.requests[0].json()["contents"][0]["parts"][1:]]
+    assert [b.get("mimeType", b.get("mime_type")) for b in blobs] == ["video/mov", "video/wmv"]
+
+
+def test_nova_2_omni_hears_audio_and_nova_lite_does_not() -> None:
+    omni, lite = profile_for("us.amazon.nova-2-omni-v1:0", "bedrock"), profile_for("amazon.nova-lite-v1:0", "bedrock")
+    assert (omni.audio, lite.audio) == (True, False)
+    with pytest.raises(UnsupportedFeatureError, match="audio input"):
+        lite.check(
+            _request(AudioPart(data=WAV, media_type="audio/wav"), model="amazon.nova-lite-v1:0"), provider="bedrock"
+        )
+    omni.check(
+        _request(AudioPart(data=WAV, media_type="audio/wav"), model="us.amazon.nova-2-omni-v1:0"), provider="bedrock"
+    )
+    # One request's inline media, images and video together, within Nova's 25 MB.
+    big = VideoPart(data=mp4_head() + bytes(20 * 1024 * 1024), media_type="video/mp4")
+    image = ImagePart(data=b"\x89PNG\r\n\x1a\n" + bytes(6 * 1024 * 1024), media_type="image/png")
+    with pytest.raises(UnsupportedFeatureError, match="inline media"):
+        lite.check(_request(big, image, model="amazon.nova-lite-v1:0"), provider="bedrock")

@@ -237,22 +237,28 @@ def _tool_call_id(index: int, name: str, args: Mapping[str, Any]) -> str:
     return f"call_{digest[:24]}"
 
 
+# The names Gemini's video docs give the formats whose registered MIME types differ
+# (ai.google.dev/gemini-api/docs/video-understanding lists video/mov and video/wmv).
+_GEMINI_MEDIA_NAMES = {"video/quicktime": "video/mov", "video/x-ms-wmv": "video/wmv"}
+
+
 def _media_part(part: MediaPart) -> dict[str, Any]:
     """An image, audio, video or document as ``inline_data`` (bytes) or ``file_data`` (a URL).
     Inline parts above the request's inline limit are uploaded to the Files API just before the
     call and swapped for ``file_data`` references (``_gemini_files``)."""
+    media_type = _GEMINI_MEDIA_NAMES.get(part.media_type or "", part.media_type)
     if part.data is not None:
         return {
             "inline_data": {
-                "mime_type": part.media_type or "application/octet-stream",
+                "mime_type": media_type or "application/octet-stream",
                 "data": part.data,
             }
         }
     # Gemini fetches public http(s) URLs and reads Cloud Storage; an s3:// URI is not for it.
     check_image_url(part, ("https://", "http://", "gs://"), host="Gemini")
     file_data: dict[str, Any] = {"file_uri": part.url}
-    if part.media_type:
-        file_data["mime_type"] = part.media_type
+    if media_type:
+        file_data["mime_type"] = media_type
     return {"file_data": file_data}
 
 
