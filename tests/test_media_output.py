@@ -311,10 +311,32 @@ def test_a_gemini_tts_model_answers_complete_in_audio(gemini_server: FakeServer)
     assert reply.cost is not None and reply.cost.total == expected
 
 
+def test_a_gemini_tts_model_streams_audio_that_joins_to_the_same_answer(gemini_server: FakeServer) -> None:
+    from fmclient._media import pcm_as_wav
+
+    client = Client(providers={"gemini": {"base_url": gemini_server.url, "api_key": KEY}}, max_retries=0)
+    whole = client.complete("Have a wonderful day!", model="gemini-tts", audio={"voice": "Kore"})
+    stream = client.stream("Have a wonderful day!", model="gemini-tts", audio={"voice": "Kore"})
+    pieces = [chunk for chunk in stream if chunk.audio]
+
+    assert ":streamGenerateContent" in gemini_server.requests[1].path
+    assert len(pieces) == 3  # the fake streams the PCM in three events
+    assert {chunk.audio_mime_type for chunk in pieces} == {"audio/L16;codec=pcm;rate=24000"}
+    joined = b"".join(chunk.audio for chunk in pieces)
+    assert whole.audio is not None and pcm_as_wav(joined, "audio/L16;codec=pcm;rate=24000") == whole.audio.data
+    streamed = stream.completion
+    assert streamed is not None and streamed.audio == whole.audio  # the same WAV, mime type, transcript
+    assert streamed.usage.output_audio_tokens == whole.usage.output_audio_tokens > 0
+
+
 @pytest.mark.parametrize(
     ("model", "kwargs", "message"),
     [
-        ("gemini-tts", {"audio": {"voice": "Kore"}, "stream": True}, "streamed audio answers"),
+        (
+            "gemini/gemini-2.5-flash-preview-tts",
+            {"audio": {"voice": "Kore"}, "stream": True},
+            "streamed audio answers",
+        ),
         ("gemini-tts", {}, "answers in audio only"),
         ("gemini-tts", {"audio": {"voice": "Kore", "format": "mp3"}}, "use 'wav'"),
         ("gemini-tts", {"audio": {"voice": "Kore", "speed": 1.2}}, "not speed"),
@@ -579,3 +601,14 @@ def test_the_mock_gives_an_audio_answer() -> None:
         assert reply.audio is not None and reply.audio.transcript == "spoken words"
         assert decode_wav(reply.audio.data).frames > 0
         assert mock.last_request.audio == {"voice": "alloy", "format": "wav"}
+
+
+def test_the_mock_streams_an_audio_answer_that_joins_to_its_complete_answer() -> None:
+    with MockProvider() as mock:
+        mock.add_reply("spoken words")
+        mock.add_reply("spoken words")
+        whole = Client().complete("hi", model="gemini-tts", audio={"voice": "Kore"})
+        stream = Client().stream("hi", model="gemini-tts", audio={"voice": "Kore"})
+        pieces = [chunk.audio for chunk in stream if chunk.audio]
+        assert len(pieces) == 2
+        assert stream.completion is not None and stream.completion.audio == whole.audio

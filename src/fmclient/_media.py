@@ -18,7 +18,17 @@ import binascii
 import os
 from typing import Literal
 
-__all__ = ["URL_SCHEMES", "MediaKind", "MediaSource", "canonical_mime", "load", "pdf_page_count", "wav_seconds"]
+__all__ = [
+    "URL_SCHEMES",
+    "MediaKind",
+    "MediaSource",
+    "canonical_mime",
+    "is_pcm",
+    "load",
+    "pcm_as_wav",
+    "pdf_page_count",
+    "wav_seconds",
+]
 
 MediaKind = Literal["image", "audio", "video", "document"]
 
@@ -360,3 +370,26 @@ def pdf_page_count(data: bytes) -> int | None:
         return max(counts)
     pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", data))
     return pages or None
+
+
+def is_pcm(mime_type: str | None) -> bool:
+    """Whether a MIME type names raw PCM samples (which a player needs wrapped: :func:`pcm_as_wav`)."""
+    return bool(mime_type) and str(mime_type).lower().startswith(("audio/l16", "audio/pcm"))
+
+
+def pcm_as_wav(pcm: bytes, mime_type: str) -> bytes:
+    """16-bit little-endian PCM as a WAV file; rate and channels from the MIME type's parameters
+    (``audio/L16;codec=pcm;rate=24000``: Gemini's spoken answers, 24 kHz mono)."""
+    import io
+    import wave
+
+    parameters = dict(item.strip().split("=", 1) for item in mime_type.split(";")[1:] if "=" in item)
+    rate = int(parameters.get("rate", 24000))
+    channels = int(parameters.get("channels", 1))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    return out.getvalue()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from fmclient._media import is_pcm, pcm_as_wav
 from fmclient.errors import FMClientError
 from fmclient.providers.shared_io import ToolCallAssembler
-from fmclient.types import Chunk, Citation, Completion, FinishReason, Message, Usage
+from fmclient.types import AudioAnswer, Chunk, Citation, Completion, FinishReason, Message, Usage
 
 __all__ = ["AsyncStream", "Stream", "StreamAssembler"]
 
@@ -16,6 +17,8 @@ class StreamAssembler:
     """Collects chunks into the Completion a non-streamed call would have returned."""
 
     __slots__ = (
+        "_audio",
+        "_audio_type",
         "_calls",
         "_citations",
         "_parts",
@@ -33,6 +36,8 @@ class StreamAssembler:
         self._parts: list[str] = []
         self._thinking: list[str] = []
         self._citations: list[Citation] = []
+        self._audio: list[bytes] = []
+        self._audio_type: str | None = None
         self._calls = ToolCallAssembler()
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
@@ -44,6 +49,9 @@ class StreamAssembler:
         if chunk.reasoning:
             self._thinking.append(chunk.reasoning)
         self._citations.extend(chunk.citations)
+        if chunk.audio:
+            self._audio.append(chunk.audio)
+            self._audio_type = self._audio_type or chunk.audio_mime_type
         for delta in chunk.tool_calls:
             self._calls.add(delta)
         if chunk.finish_reason is not None:
@@ -78,7 +86,17 @@ class StreamAssembler:
             ),
             reasoning="".join(self._thinking) or None,
             citations=list(self._citations),
+            audio=self._audio_answer(text),
         )
+
+    def _audio_answer(self, transcript: str) -> AudioAnswer | None:
+        """The streamed audio joined: raw PCM wrapped as a WAV file, as the non-streamed answer."""
+        if not self._audio:
+            return None
+        data, mime_type = b"".join(self._audio), self._audio_type or "audio/wav"
+        if is_pcm(mime_type):
+            data, mime_type = pcm_as_wav(data, mime_type), "audio/wav"
+        return AudioAnswer(data=data, mime_type=mime_type, transcript=transcript)
 
 
 class _StreamBase:

@@ -877,6 +877,11 @@ class Chunk:
     #: On the first chunk of an OpenAI or Anthropic stream: the response's rate-limit headers,
     #: which the client's rate limits read (as ``Completion.rate_limit_headers``).
     rate_limit_headers: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
+    #: a streamed audio answer's next piece (``stream(..., audio={...})``), of ``audio_mime_type``
+    #: (raw PCM from Gemini: ``audio/L16;codec=pcm;rate=24000``); joined, the pieces are the
+    #: answer's audio, which the stream's ``completion.audio`` gives as complete() does (a WAV)
+    audio: bytes = field(default=b"", repr=False)
+    audio_mime_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -320,11 +320,44 @@ def gemini_handler(transcript: str = "hello world") -> Any:
     """A FakeServer handler answering every ``generateContent`` with :func:`gemini_audio_answer`."""
 
     def handle(request: RecordedRequest) -> Reply:
-        if ":generateContent" not in request.path:
+        streamed = ":streamGenerateContent" in request.path
+        if ":generateContent" not in request.path and not streamed:
             return error_reply(404, f"not faked: {request.path}")
         try:
-            return gemini_audio_answer(json.loads(request.body), transcript=transcript)
+            reply = gemini_audio_answer(json.loads(request.body), transcript=transcript)
+            return gemini_streamed(reply.body) if streamed else reply
         except Exception as error:  # the SDK's own types refused the body: the API would too
             return Reply(status=400, body={"error": {"code": 400, "message": str(error), "status": "INVALID_ARGUMENT"}})
 
     return handle
+
+
+def gemini_streamed(body: dict[str, Any], pieces: int = 3) -> Reply:
+    """An answer as ``streamGenerateContent?alt=sse`` sends it: an audio answer's PCM in
+    ``pieces`` events (as the TTS models stream it, cut on sample boundaries), the last one with
+    the finish reason and usage; a text answer in one event."""
+    from tests.fakes.server import sse
+
+    candidate = body["candidates"][0]
+    [part] = candidate["content"]["parts"]
+    if "inlineData" not in part:
+        return Reply(chunks=sse([(None, body)]))
+    pcm = base64.b64decode(part["inlineData"]["data"])
+    step = -(-len(pcm) // pieces) // 2 * 2
+    events = []
+    for start in range(0, len(pcm), step):
+        piece = {
+            "inlineData": {
+                "mimeType": part["inlineData"]["mimeType"],
+                "data": base64.b64encode(pcm[start : start + step]).decode(),
+            }
+        }
+        events.append(
+            {
+                "candidates": [{"content": {"role": "model", "parts": [piece]}, "index": 0}],
+                "modelVersion": body["modelVersion"],
+            }
+        )
+    events[-1]["candidates"][0]["finishReason"] = candidate["finishReason"]
+    events[-1]["usageMetadata"] = body["usageMetadata"]
+    return Reply(chunks=sse((None, event) for event in events))

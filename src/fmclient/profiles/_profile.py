@@ -193,6 +193,8 @@ class Profile:
     audio_output: bool = False
     #: it answers in audio only: a chat call without ``audio=`` is refused (Gemini's TTS models)
     audio_output_only: bool = False
+    #: it streams its audio answers (``stream(..., audio={...})``: audio pieces on the chunks)
+    audio_output_streaming: bool = False
     #: the model speaks text (:meth:`~fmclient.Client.speak`)
     speech: bool = False
     #: the output formats it makes (``format=``); the first is its default
@@ -294,8 +296,8 @@ class Profile:
         if request.audio is not None:
             if not self.audio_output:
                 raise refuse("audio answers (audio=)", "audio_output")
-            if streaming:
-                raise refuse("streamed audio answers (audio= with stream; use complete)")
+            if streaming and not self.audio_output_streaming:
+                raise refuse("streamed audio answers (audio= with stream; use complete)", "audio_output_streaming")
         if streaming and not self.streaming:
             raise refuse("streaming", "streaming")
         if request.system and not self.system:

@@ -51,6 +51,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fmclient._media import is_pcm, pcm_as_wav
 from fmclient.errors import (
     APIConnectionError,
     AuthenticationError,
@@ -602,14 +603,22 @@ def audio_answer_config(audio: Mapping[str, Any], provider: str, model: str) -> 
     return {"response_modalities": ["AUDIO"], "speech_config": speech}
 
 
+def _audio_blob(part: Any) -> Any:
+    """A part's ``inline_data`` when it holds audio (or bytes of no stated type), else None."""
+    blob = getattr(part, "inline_data", None)
+    mime_type = str(getattr(blob, "mime_type", None) or "")
+    if getattr(blob, "data", None) and (not mime_type or mime_type.lower().startswith("audio/")):
+        return blob
+    return None
+
+
 def parse_audio_answer(parts: Sequence[Any], transcript: str) -> AudioAnswer | None:
     """The audio part of an answer, raw PCM wrapped as WAV (as for ``speak``), or None."""
     for part in parts:
-        blob = getattr(part, "inline_data", None)
-        data = getattr(blob, "data", None)
-        mime_type = str(getattr(blob, "mime_type", None) or "")
-        if data and (not mime_type or mime_type.lower().startswith("audio/")):
-            if mime_type.lower().startswith(("audio/l16", "audio/pcm")):
+        blob = _audio_blob(part)
+        if blob is not None:
+            data, mime_type = blob.data, str(blob.mime_type or "")
+            if is_pcm(mime_type):
                 data, mime_type = pcm_as_wav(data, mime_type), "audio/wav"
             return AudioAnswer(data=data, mime_type=mime_type or "audio/wav", transcript=transcript)
     return None
@@ -816,6 +825,7 @@ class StreamParser:
             self._finish = candidate.finish_reason
         parts = list(getattr(candidate.content, "parts", None) or [])
         delta = thought = ""
+        audio, audio_type = b"", None
         deltas: list[ToolCallDelta] = []
         for part in parts:
             self._keep(part)
@@ -836,10 +846,24 @@ class StreamParser:
                 thought += part.text
             elif part.text:
                 delta += part.text
-        if not delta and not deltas and not thought:
+            elif _audio_blob(part) is not None:
+                # A TTS model's streamed answer: raw PCM pieces, joined and wrapped as WAV by the
+                # stream's assembler into the same audio complete() gives.
+                blob = part.inline_data
+                audio += blob.data
+                audio_type = audio_type or blob.mime_type
+        if not delta and not deltas and not thought and not audio:
             return None
         self.text += delta
-        return Chunk(text=delta, reasoning=thought, tool_calls=tuple(deltas), model=self._model_version, raw=event)
+        return Chunk(
+            text=delta,
+            reasoning=thought,
+            tool_calls=tuple(deltas),
+            model=self._model_version,
+            raw=event,
+            audio=audio,
+            audio_mime_type=audio_type,
+        )
 
     def _keep(self, part: Any) -> None:
         previous = self._parts[-1] if self._parts else None
@@ -1686,21 +1710,3 @@ def parse_speech(response: Any, request: SpeechRequest, *, provider: str) -> Spe
                 raw=response,
             )
     raise BadRequestError(f"{request.model} answered no audio", provider=provider, model=request.model)
-
-
-def pcm_as_wav(pcm: bytes, mime_type: str) -> bytes:
-    """16-bit little-endian PCM as a WAV file; rate and channels from the MIME type's parameters
-    (Gemini TTS: 24 kHz mono)."""
-    import io
-    import wave
-
-    parameters = dict(item.strip().split("=", 1) for item in mime_type.split(";")[1:] if "=" in item)
-    rate = int(parameters.get("rate", 24000))
-    channels = int(parameters.get("channels", 1))
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(channels)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(pcm)
-    return out.getvalue()

@@ -402,6 +402,13 @@ class MockProvider(Provider):
                 assert reply.error is not None
                 raise self._error(_Failure(reply.error, message="mock stream broke off"), request.model)
             yield Chunk(text=piece)
+        if request.audio is not None:
+            # A streamed spoken answer: the silent WAV's samples in two raw PCM pieces, which the
+            # stream joins into the same WAV complete() gives.
+            pcm = _silent_wav(len(reply.text))[44:]
+            half = len(pcm) // 4 * 2
+            for piece_of_audio in (pcm[:half], pcm[half:]):
+                yield Chunk(audio=piece_of_audio, audio_mime_type="audio/L16;codec=pcm;rate=16000")
         for index, call in enumerate(reply.tool_calls):
             yield Chunk(tool_calls=(ToolCallDelta(index, call.id, call.name, _json(call.arguments)),))
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
