@@ -249,3 +249,15 @@ def test_media_too_big_even_for_the_files_api_is_refused_unsent(fake_server: Fak
     with pytest.raises(UnsupportedFeatureError, match="52,428,800"):
         client(fake_server).complete(ask("document", document), model=MODEL)
     assert fake_server.requests == []
+
+
+def test_a_long_recording_to_transcribe_is_uploaded_too(fake_server: FakeServer, api: fg.GeminiAPI) -> None:
+    api.queue(fg.generate_reply("silence, mostly"), fg.generate_reply("silence again"))
+    fmc = client(fake_server)
+    assert fmc.transcribe(BIG_AUDIO, model=MODEL).text == "silence, mostly"
+    assert asyncio.run(fmc.atranscribe(BIG_AUDIO, model=MODEL)).text == "silence again"
+
+    assert api.files.starts == 1
+    for sent in generate_requests(fake_server):
+        instruction, audio = sent_parts(sent)
+        assert "transcri" in instruction["text"].lower() and file_ref(audio)[1] == "audio/wav"

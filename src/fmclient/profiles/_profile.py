@@ -484,9 +484,10 @@ class Profile:
             raise refuse(f"does not take {request.mime_type} audio (it takes {', '.join(formats)})")
         limit = self.transcription_max_bytes
         if limit is not None and len(request.audio) > limit:
+            why = next((reason for name, reason in self.restrictions if name == "transcription_max_bytes"), None)
             raise refuse(
                 f"takes audio files of at most {limit} bytes ({limit / 1_000_000:g} MB); this one has "
-                f"{len(request.audio)}: split it, or compress it (a lower bitrate MP3, say)"
+                f"{len(request.audio)}: " + (why if why else "split it, or compress it (a lower bitrate MP3, say)")
             )
 
     def check_speech(self, request: SpeechRequest, *, provider: str) -> None:

@@ -1126,6 +1126,7 @@ class GeminiProvider(Provider):
                 max_video_bytes=limit,
                 max_document_bytes=limit,
                 max_media_bytes=limit,
+                transcription_max_bytes=limit,
                 reason=_VERTEX_NO_FILES_API.format(limit=limit),
             )
         return narrowed
@@ -1251,18 +1252,20 @@ class GeminiProvider(Provider):
 
     def _prepare(self, request: Request) -> dict[str, Any]:
         """Build and validate the call's arguments before anything touches the network."""
+
+        return self._validated(build_params(request, self.name, vertex=self._vertex()), request.model)
+
+    def _validated(self, params: dict[str, Any], model: str) -> dict[str, Any]:
+        """``contents`` and ``config`` as the SDK's own types (a typed error for what they refuse)."""
         from google.genai import types
         from pydantic import ValidationError
 
-        params = build_params(request, self.name, vertex=self._vertex())
         try:
             params["contents"] = [types.Content.model_validate(c) for c in params["contents"]]
             params["config"] = types.GenerateContentConfig.model_validate(params["config"])
         except ValidationError as exc:
             raise BadRequestError(
-                f"invalid Gemini request (check provider_options): {exc}",
-                provider=self.name,
-                model=request.model,
+                f"invalid Gemini request (check provider_options): {exc}", provider=self.name, model=model
             ) from exc
         return params
 
@@ -1341,7 +1344,7 @@ class GeminiProvider(Provider):
         return self._token_count(response, exact, self.name, request.model)
 
     # -- media above the inline limit: the Files API ---------------------------------------------
-    def _uploads(self, params: dict[str, Any], request: Request) -> list[tuple[int, int]]:
+    def _uploads(self, params: dict[str, Any], request: Request | TranscriptionRequest) -> list[tuple[int, int]]:
         """Where the inline parts to upload are (none when the request's inline media fit)."""
         limit = profile_for(request.model, "gemini").max_inline_media_bytes
         if limit is None:
@@ -1379,7 +1382,7 @@ class GeminiProvider(Provider):
             left = deadline.remaining(provider=self.name, model=model, doing="uploading media to the Gemini Files API")
             config.http_options = http.model_copy(update={"timeout": _ms(left or deadline.timeout)})
 
-    def _upload_media(self, params: dict[str, Any], request: Request) -> None:
+    def _upload_media(self, params: dict[str, Any], request: Request | TranscriptionRequest) -> None:
         positions = self._uploads(params, request)
         if not positions:
             return
@@ -1402,7 +1405,7 @@ class GeminiProvider(Provider):
                 )
         self._reference(params, positions, files, deadline, request.model)
 
-    async def _aupload_media(self, params: dict[str, Any], request: Request) -> None:
+    async def _aupload_media(self, params: dict[str, Any], request: Request | TranscriptionRequest) -> None:
         positions = self._uploads(params, request)
         if not positions:
             return
@@ -1530,15 +1533,18 @@ class GeminiProvider(Provider):
 
     # -- transcription (audio understanding) and speech (TTS models) ------------------------------
     def transcribe(self, request: TranscriptionRequest) -> Transcription:
-        """``models.generate_content`` with the audio inline and a verbatim-transcript instruction."""
-        params = build_transcription_params(request)
+        """``models.generate_content`` with the audio (inline, or through the Files API when it
+        is over the inline limit) and a verbatim-transcript instruction."""
+        params = self._validated(build_transcription_params(request), request.model)
+        self._upload_media(params, request)
         client = self._sdk()
         with self._errors(request.model):
             response = client.models.generate_content(**params)
         return parse_transcription(response, request, provider=self.name)
 
     async def atranscribe(self, request: TranscriptionRequest) -> Transcription:
-        params = build_transcription_params(request)
+        params = self._validated(build_transcription_params(request), request.model)
+        await self._aupload_media(params, request)
         client = self._sdk()
         with self._errors(request.model):
             response = await client.aio.models.generate_content(**params)
