@@ -261,3 +261,27 @@ def test_a_long_recording_to_transcribe_is_uploaded_too(fake_server: FakeServer,
     for sent in generate_requests(fake_server):
         instruction, audio = sent_parts(sent)
         assert "transcri" in instruction["text"].lower() and file_ref(audio)[1] == "audio/wav"
+
+
+def test_concurrent_calls_with_the_same_bytes_share_one_upload(fake_server: FakeServer, api: fg.GeminiAPI) -> None:
+    import threading
+
+    api.queue(*(fg.generate_reply("heard") for _ in range(4)))
+    fmc = client(fake_server)
+    replies: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: replies.append(fmc.complete(ask("audio", BIG_AUDIO), model=MODEL).text))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    async def two_at_once() -> list[str]:
+        _gemini_files.UPLOADED.clear()
+        answers = await asyncio.gather(*(fmc.acomplete(ask("audio", BIG_AUDIO), model=MODEL) for _ in range(2)))
+        return [answer.text for answer in answers]
+
+    assert replies == ["heard", "heard"] and api.files.starts == 1
+    assert asyncio.run(two_at_once()) == ["heard", "heard"] and api.files.starts == 2

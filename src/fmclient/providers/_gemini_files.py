@@ -11,7 +11,8 @@ every provider entry and host of one account shares it, and no key is held in cl
 bytes' SHA-256 and MIME type, remembers each file until shortly before the API deletes it
 (48 hours). The entry is made as soon as an upload succeeds, so a retry of the attempt, a later
 call, or a fallback to another Gemini API entry of the same account references the file instead
-of uploading it again; a failed upload leaves nothing behind.
+of uploading it again; a failed upload leaves nothing behind. Calls that need the same bytes at
+the same time wait for the one upload under way (within their own time) instead of making their own.
 
 SDK behaviour relied on (google-genai 3.x): ``files.upload`` takes a seekable binary stream and
 sends it in 8 MB chunks; when a chunk's answer lacks the ``x-goog-upload-status`` header the SDK
@@ -40,6 +41,8 @@ FILE_LIFETIME = 48 * 3600.0
 EXPIRY_MARGIN = 15 * 60.0
 #: Seconds between ``files.get`` polls of a file still PROCESSING: growing, then steady.
 POLL_INTERVALS = (0.25, 0.5, 1.0, 2.0)
+#: Seconds between looks of an async call waiting for another call's upload of the same bytes.
+WAIT_INTERVAL = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +63,28 @@ class UploadedFiles:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._files: dict[tuple[str, str, str], UploadedFile] = {}
+        # Uploads under way, so that concurrent calls with the same bytes wait for the one upload.
+        self._uploading: dict[tuple[str, str, str], threading.Event] = {}
 
-    def get(self, key: tuple[str, str, str]) -> UploadedFile | None:
+    def claim(self, key: tuple[str, str, str]) -> UploadedFile | threading.Event | None:
+        """The remembered file; else the event of an upload of the same bytes under way (wait for
+        it, then claim again); else None: the caller uploads, and calls :meth:`release` after."""
         with self._lock:
             found = self._files.get(key)
-            if found is not None and found.expires_at - EXPIRY_MARGIN <= time.time():
-                del self._files[key]
-                return None
-            return found
+            if found is not None and found.expires_at - EXPIRY_MARGIN > time.time():
+                return found
+            self._files.pop(key, None)
+            if key in self._uploading:
+                return self._uploading[key]
+            self._uploading[key] = threading.Event()
+            return None
+
+    def release(self, key: tuple[str, str, str]) -> None:
+        """The upload :meth:`claim` handed out is over (remembered, or failed)."""
+        with self._lock:
+            event = self._uploading.pop(key, None)
+        if event is not None:
+            event.set()
 
     def put(self, key: tuple[str, str, str], file: UploadedFile) -> None:
         with self._lock:
@@ -80,6 +97,9 @@ class UploadedFiles:
     def clear(self) -> None:
         with self._lock:
             self._files.clear()
+            waiting, self._uploading = list(self._uploading.values()), {}
+        for event in waiting:
+            event.set()
 
     def __len__(self) -> int:
         with self._lock:
@@ -194,18 +214,27 @@ def upload(
 ) -> UploadedFile:
     """The file holding ``data``: remembered, or uploaded now; ACTIVE when this returns."""
     key = content_key(account, data, mime_type)
-    known = UPLOADED.get(key)
-    if known is None:
-        left = deadline.remaining(provider=provider, model=model, doing="uploading media to the Gemini Files API")
-        file = _finished(
-            lambda: client.files.upload(file=io.BytesIO(data), config={"mime_type": mime_type, **_http_options(left)}),
-            provider=provider,
-            model=model,
-        )
-        known = _remembered(file, mime_type, provider=provider, model=model)
-        UPLOADED.put(key, known)
+    doing = "uploading media to the Gemini Files API"
+    while isinstance(claimed := UPLOADED.claim(key), threading.Event):
+        # Another call is uploading the same bytes: wait for it rather than upload them twice.
+        claimed.wait(deadline.remaining(provider=provider, model=model, doing=doing))
+    if claimed is None:
+        try:
+            left = deadline.remaining(provider=provider, model=model, doing=doing)
+            file = _finished(
+                lambda: client.files.upload(
+                    file=io.BytesIO(data), config={"mime_type": mime_type, **_http_options(left)}
+                ),
+                provider=provider,
+                model=model,
+            )
+            known = _remembered(file, mime_type, provider=provider, model=model)
+            UPLOADED.put(key, known)
+        finally:
+            UPLOADED.release(key)
         polls = 1  # just uploaded: the first look is after a pause
     else:
+        known = claimed
         polls = 0  # remembered from an earlier attempt: it may be ACTIVE by now, look at once
     while not known.active:
         pause, doing = _pause(polls, known, deadline, provider=provider, model=model)
@@ -225,19 +254,28 @@ async def aupload(
 ) -> UploadedFile:
     """The async twin of :func:`upload` (``client`` is the SDK client's ``aio``)."""
     key = content_key(account, data, mime_type)
-    known = UPLOADED.get(key)
-    if known is None:
-        left = deadline.remaining(provider=provider, model=model, doing="uploading media to the Gemini Files API")
+    doing = "uploading media to the Gemini Files API"
+    while isinstance(claimed := UPLOADED.claim(key), threading.Event):
+        # Another call is uploading the same bytes: wait for it (without blocking the loop).
+        while not claimed.is_set():
+            deadline.remaining(provider=provider, model=model, doing=doing)
+            await asyncio.sleep(WAIT_INTERVAL)
+    if claimed is None:
         try:
-            file = await client.files.upload(
-                file=io.BytesIO(data), config={"mime_type": mime_type, **_http_options(left)}
-            )
-        except (KeyError, ValueError) as exc:
-            raise _unfinished(exc, provider=provider, model=model) from exc
-        known = _remembered(file, mime_type, provider=provider, model=model)
-        UPLOADED.put(key, known)
+            left = deadline.remaining(provider=provider, model=model, doing=doing)
+            try:
+                file = await client.files.upload(
+                    file=io.BytesIO(data), config={"mime_type": mime_type, **_http_options(left)}
+                )
+            except (KeyError, ValueError) as exc:
+                raise _unfinished(exc, provider=provider, model=model) from exc
+            known = _remembered(file, mime_type, provider=provider, model=model)
+            UPLOADED.put(key, known)
+        finally:
+            UPLOADED.release(key)
         polls = 1  # just uploaded: the first look is after a pause
     else:
+        known = claimed
         polls = 0  # remembered from an earlier attempt: it may be ACTIVE by now, look at once
     while not known.active:
         pause, doing = _pause(polls, known, deadline, provider=provider, model=model)
