@@ -598,6 +598,18 @@ def test_transport_options_are_refused_not_dropped(fake_server: FakeServer, monk
     assert fake_server.requests == []
 
 
+def test_a_gemini_batch_with_media_over_the_inline_limit_is_refused_unsent(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes.media import wav
+
+    gemini = _setup("gemini", fake_server, monkeypatch, lambda: "")
+    big = [{"role": "user", "content": ["transcribe", {"type": "audio", "audio": wav(0.1) + bytes(21 * 1024 * 1024)}]}]
+    with pytest.raises(UnsupportedFeatureError, match="batch job cannot inline"):
+        gemini.client().submit_batch([big], model=gemini.model)
+    assert fake_server.requests == []
+
+
 def test_bedrock_titan_text_is_refused_unless_converse_is_asked_for(bedrock_setup: Setup) -> None:
     client = bedrock_setup.client()
     with pytest.raises(UnsupportedFeatureError, match="api='converse'"):

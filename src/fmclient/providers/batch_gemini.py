@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fmclient.errors import FMClientError, UnsupportedFeatureError, error_for_status
+from fmclient.profiles import profile_for
 from fmclient.provider_batch import BatchResult, BatchState, BatchStatus, custom_id, index_of
+from fmclient.providers._gemini_files import parts_to_upload
 from fmclient.providers.gemini import GeminiProvider, build_params, map_error, parse_response
 from fmclient.providers.shared_io import MappedErrors
 from fmclient.types import Request
@@ -114,7 +116,17 @@ class Backend:
                     provider=self.provider.name,
                     model=self.model,
                 )
-            self.provider._prepare(request)  # the adapter's own checks of what it would send
+            prepared = self.provider._prepare(request)  # the adapter's own checks of what it would send
+            limit = profile_for(request.model, "gemini").max_inline_media_bytes
+            if limit is not None and parts_to_upload(prepared["contents"], limit):
+                # A live call uploads such media through the Files API; a batch job is sent later,
+                # from inlined requests, and is not given uploads that may expire before it runs.
+                raise UnsupportedFeatureError(
+                    f"request {index} carries more than {limit:,} bytes of inline media, which a Gemini "
+                    "batch job cannot inline: send it with complete() (which uploads it through the Files API)",
+                    provider=self.provider.name,
+                    model=self.model,
+                )
             inlined.append(inlined_request(build_params(request, self.provider.name), index))
         with self._errors():
             job = self.provider._sdk().batches.create(
