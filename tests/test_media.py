@@ -673,7 +673,7 @@ def test_gemini_names_mov_and_wmv_as_its_video_docs_do(fake_server: FakeServer) 
     wmv = b"\x30\x26\xb2\x75\x8e\x66\xcf\x11" + bytes(40)
     client_for("gemini", fake_server).complete(
         [{"role": "user", "content": ["compare", {"type": "video", "video": mov}, {"type": "video", "video": wmv}]}],
-        model="gemini/gemini-2.5-flash",
+        model="gemini/gemini-3.8-flash",
     )
     blobs = [p["inlineData"] for p in fake_server.requests[0].json()["contents"][0]["parts"][1:]]
     assert [b.get("mimeType", b.get("mime_type")) for b in blobs] == ["video/mov", "video/wmv"]

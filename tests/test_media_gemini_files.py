@@ -22,7 +22,7 @@ from tests.fakes.media import mp4_head, pdf, wav
 from tests.fakes.server import FakeServer, RecordedRequest
 
 KEY = "files-test-key"
-MODEL = "gemini/gemini-2.5-flash"
+MODEL = "gemini/gemini-3.8-flash"
 MB = 1024 * 1024
 #: Real media, padded past the 20 MB a request takes inline.
 BIG_AUDIO = wav(0.25) + bytes(21 * MB)
@@ -138,7 +138,7 @@ def test_the_same_bytes_in_two_calls_and_a_fallback_of_the_same_account_upload_o
     fmc.complete(ask("audio", BIG_AUDIO, "and again?"), model=MODEL)
     # The first entry fails after its (remembered) file is referenced; the fallback to another
     # entry of the same account references the same file.
-    third = fmc.complete(ask("audio", BIG_AUDIO), model=MODEL, fallbacks=["backup/gemini-2.5-flash"])
+    third = fmc.complete(ask("audio", BIG_AUDIO), model=MODEL, fallbacks=["backup/gemini-3.8-flash"])
 
     assert third.text == "third" and third.provider == "backup"
     assert api.files.starts == 1
@@ -239,7 +239,7 @@ def test_vertex_refuses_big_inline_media_with_the_reason(fake_server: FakeServer
     vertex = {"type": "gemini", "base_url": fake_server.url, "vertexai": True, "api_key": KEY}
     with pytest.raises(UnsupportedFeatureError, match="Vertex AI has no Files API"):
         Client(providers={"vertex": vertex}, max_retries=0).complete(
-            ask("audio", BIG_AUDIO), model="vertex/gemini-2.5-flash"
+            ask("audio", BIG_AUDIO), model="vertex/gemini-3.8-flash"
         )
     assert fake_server.requests == []
 
