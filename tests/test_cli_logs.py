@@ -183,7 +183,7 @@ def test_a_missing_attachment_is_refused_before_any_call(
 ) -> None:
     assert main(["complete", "hi", "-a", "no-such.png", "-m", "mock/x"]) == 1
     err = capsys.readouterr().err
-    assert "image file not found" in err and "no-such.png" in err
+    assert "attachment file not found" in err and "no-such.png" in err
     assert mock.calls == [] and not default_log_path().exists()
 
 

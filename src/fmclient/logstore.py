@@ -41,7 +41,7 @@ from fmclient.secret import redact
 
 if TYPE_CHECKING:
     from fmclient.hooks import CallInfo
-    from fmclient.types import Completion, Embeddings, ImagePart, Images, Message, Speech, Transcription
+    from fmclient.types import Completion, Embeddings, Images, MediaPart, Message, Speech, Transcription
 
 __all__ = [
     "MIGRATIONS",
@@ -576,12 +576,13 @@ def _fts_query(query: str) -> str:
     return " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
 
 
-def iter_image_parts(message: Message) -> Iterator[ImagePart]:
-    from fmclient.types import ImagePart
+def iter_media_parts(message: Message) -> Iterator[MediaPart]:
+    """The image, audio, video and document parts of ``message``."""
+    from fmclient.types import MEDIA_PARTS
 
     if not isinstance(message.content, str):
         for part in message.content:
-            if isinstance(part, ImagePart):
+            if isinstance(part, MEDIA_PARTS):
                 yield part
 
 
@@ -615,10 +616,10 @@ class LogHook(Hook):
             return
         users = [m for m in request.messages if m.role == "user"]
         last = users[-1] if users else None
-        # Inline images by hash; an image given by URL was never bytes here, and is not recorded.
+        # Inline media by hash; media given by URL were never bytes here, and are not recorded.
         attachments = [
             Attachment.of(part.data, part.media_type)
-            for part in (iter_image_parts(last) if last else ())
+            for part in (iter_media_parts(last) if last else ())
             if part.data is not None
         ]
         record = LogRecord.from_completion(

@@ -59,6 +59,20 @@ def read_stdin(what: str) -> str:
         raise ValueError(f"no {what} given: stdin cannot be read ({error.strerror})") from None
 
 
+def read_stdin_bytes(what: str) -> bytes:
+    """All of stdin as bytes (an attachment, audio): refused when stdin is a terminal or closed."""
+    stream = sys.stdin
+    if stream is None or stream.closed or stream.isatty():
+        raise ValueError(f"no {what} given: pipe it on stdin")
+    try:
+        data: bytes = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode()
+    except OSError as error:  # stdin closed by the caller (``<&-``): a bad descriptor
+        raise ValueError(f"no {what} given: stdin cannot be read ({error.strerror})") from None
+    if not data:
+        raise ValueError(f"no {what} given: stdin is empty")
+    return data
+
+
 def provider_options(pairs: Sequence[str] | None) -> dict[str, Any]:
     """``-o KEY=VALUE`` pairs: a VALUE that is JSON (``40``, ``true``, ``[1]``) is that value, else text."""
     options: dict[str, Any] = {}

@@ -23,8 +23,9 @@ from fmclient.logstore import (
 )
 
 if TYPE_CHECKING:
+    from fmclient._media import MediaKind
     from fmclient.client import Client
-    from fmclient.types import Completion, ImagePart, Message
+    from fmclient.types import Completion, MediaPart, Message
 
 
 def new_conversation_id() -> str:
@@ -39,18 +40,82 @@ def open_log() -> LogStore | None:
 
 @dataclass
 class Attached:
-    """A file given with ``-a``: the part sent and what the log remembers of it."""
+    """A file given with ``-a`` (or bytes on stdin, ``-a -``): the part sent and what the log
+    remembers of it (its hash, type, size and path: never its bytes)."""
 
-    part: ImagePart
+    part: MediaPart
     record: Attachment
 
     @classmethod
-    def load(cls, path: str) -> Attached:
-        from fmclient.types import ImagePart
+    def load(cls, path: str, media_type: str | None = None) -> Attached:
+        """The file at ``path`` as the part of its kind. The kind comes from the bytes (a file's
+        extension only tells apart what the bytes leave open: an MP4 or WebM of audio or video,
+        text formats); ``media_type`` (``--attach-type``) is checked against them. A missing,
+        empty or unknown file raises ValueError with the reason, before any call."""
+        file = Path(path)
+        if not file.is_file():
+            raise ValueError(f"attachment file not found: {path}")
+        data = file.read_bytes()
+        part = media_part(data, media_type, file.name, f"attachment {path}")
+        return cls(part, Attachment.of(data, part.media_type, str(file.resolve())))
 
-        part = ImagePart.from_path(path)  # a missing or non-image file: ValueError, before any call
-        assert part.data is not None
-        return cls(part, Attachment.of(part.data, part.media_type, str(Path(path).resolve())))
+    @classmethod
+    def from_bytes(cls, data: bytes, media_type: str, what: str = "attachment on stdin") -> Attached:
+        """Bytes read from stdin (``-a -``), of the type ``--attach-type`` declared."""
+        part = media_part(data, media_type, None, what)
+        return cls(part, Attachment.of(data, part.media_type))
+
+
+def media_kind(data: bytes, media_type: str | None, filename: str | None, what: str) -> MediaKind:
+    """Which kind of part ``data`` is: the declared type's, else the one its bytes say."""
+    from fmclient import _media
+
+    if not data:
+        raise ValueError(f"{what} is empty")
+    if media_type:
+        declared = _media.canonical_mime(media_type)
+        for kind, prefixes in (("image", ("image/",)), ("audio", ("audio/",)), ("video", ("video/",))):
+            if declared.startswith(prefixes):
+                return kind  # type: ignore[return-value]
+        if declared.startswith(("application/", "text/")):
+            return "document"
+        raise ValueError(f"{what}: {media_type!r} is not an image, audio, video or document type")
+    sniffed = _media.sniff(data, "document", filename)
+    if sniffed is None:
+        raise ValueError(
+            f"{what}: its type could not be told from its bytes (not an image, audio, video or document "
+            "fmclient knows); say what it is with --attach-type MIME"
+        )
+    if sniffed.startswith("image/"):
+        return "image"
+    if sniffed.startswith(("application/", "text/")):
+        return "document"
+    # A container (MP4, WebM, Ogg) holds audio or video: its bytes name the container, so a file
+    # name's extension decides between the two when it names one of them; else the container's usual.
+    as_audio, as_video = _media.sniff(data, "audio", filename), _media.sniff(data, "video", filename)
+    if as_audio == as_video:
+        return "audio" if sniffed.startswith("audio/") else "video"
+    by_name = _media._by_extension(filename)
+    if by_name is not None and by_name.startswith("audio/"):
+        return "audio"
+    if by_name is not None and by_name.startswith("video/"):
+        return "video"
+    return "audio" if as_audio == "audio/ogg" else "video"
+
+
+def media_part(data: bytes, media_type: str | None, filename: str | None, what: str) -> MediaPart:
+    """``data`` as the part of its kind, its type checked against the bytes (see :func:`media_kind`)."""
+    from fmclient import _media
+    from fmclient.types import AudioPart, DocumentPart, ImagePart, VideoPart
+
+    kind = media_kind(data, media_type, filename, what)
+    resolved = _media.resolve_type(data, kind, media_type, filename, what)
+    if kind == "document":
+        return DocumentPart(data=data, media_type=resolved, name=filename)
+    part_class: type[ImagePart | AudioPart | VideoPart] = {"image": ImagePart, "audio": AudioPart, "video": VideoPart}[
+        kind
+    ]
+    return part_class(data=data, media_type=resolved)
 
 
 @dataclass
@@ -180,17 +245,19 @@ class Conversation:
         )
 
 
-def _reload(attachment: dict[str, Any]) -> ImagePart:
+def _reload(attachment: dict[str, Any]) -> MediaPart:
     """An earlier turn's attachment, read again from its path and checked against its hash."""
-    from fmclient.types import ImagePart
-
     path = attachment.get("path")
-    if not path or not Path(path).is_file():
+    if not path:
         raise ValueError(
-            f"an earlier turn's attachment {path or attachment['sha256'][:12]} is gone: "
-            "the conversation cannot be sent again without it"
+            f"an earlier turn's attachment (sha256 {attachment['sha256'][:12]}, {attachment['media_type']}) came "
+            "from stdin and is not kept: the conversation cannot be sent again without it"
         )
-    part = ImagePart.from_path(path)
-    if Attachment.of(part.data or b"", part.media_type).sha256 != attachment["sha256"]:
+    if not Path(path).is_file():
+        raise ValueError(
+            f"an earlier turn's attachment {path} is gone: the conversation cannot be sent again without it"
+        )
+    data = Path(path).read_bytes()
+    if Attachment.of(data, None).sha256 != attachment["sha256"]:
         raise ValueError(f"an earlier turn's attachment {path} has changed since it was sent")
-    return part
+    return media_part(data, attachment.get("media_type"), Path(path).name, f"attachment {path}")

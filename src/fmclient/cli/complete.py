@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from fmclient.cli._common import EXIT_ERROR, print_json, provider_options, read_stdin, reasoning_value
+from fmclient.cli._common import (
+    EXIT_ERROR,
+    print_json,
+    provider_options,
+    read_stdin,
+    read_stdin_bytes,
+    reasoning_value,
+)
 
 if TYPE_CHECKING:
     from fmclient.client import Client
@@ -36,7 +43,14 @@ def add_parser(commands: Any) -> None:
     complete.add_argument("prompt", nargs="?", help="the prompt; read from stdin when omitted or '-'")
     add_call_arguments(complete)
     complete.add_argument(
-        "-a", "--attach", action="append", metavar="FILE", help="image to send with the prompt (repeatable)"
+        "-a",
+        "--attach",
+        action="append",
+        metavar="FILE",
+        help="image, audio, video or document to send with the prompt (repeatable); - reads bytes from stdin",
+    )
+    complete.add_argument(
+        "--attach-type", metavar="MIME", help="the MIME type of the attachment read from stdin (-a -): required then"
     )
     complete.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
     complete.add_argument("--json", action="store_true", help="print the whole Completion as JSON")
@@ -82,10 +96,31 @@ def start_conversation(args: argparse.Namespace) -> tuple[Any, Any]:
     return store, conversation
 
 
-def run(client: Client, args: argparse.Namespace) -> int:
+def load_attachments(args: argparse.Namespace) -> list[Any]:
+    """The ``-a`` files (and ``-a -``: bytes on stdin of the type ``--attach-type`` names), each
+    checked before anything is sent."""
     from fmclient.cli._conversation import Attached
 
-    attachments = [Attached.load(path) for path in args.attach or ()]
+    paths = list(args.attach or ())
+    if paths.count("-") > 1:
+        raise ValueError("-a - (stdin) can be given once")
+    if "-" in paths:
+        if not args.attach_type:
+            raise ValueError("-a - reads the attachment's bytes from stdin: say their type with --attach-type MIME")
+        if args.prompt in (None, "-"):
+            raise ValueError("with -a - the attachment comes on stdin: give the prompt as an argument")
+    elif args.attach_type:
+        raise ValueError("--attach-type is the type of the bytes read with -a -: it takes no file")
+    return [
+        Attached.from_bytes(read_stdin_bytes("attachment (-a -)"), args.attach_type)
+        if path == "-"
+        else Attached.load(path)
+        for path in paths
+    ]
+
+
+def run(client: Client, args: argparse.Namespace) -> int:
+    attachments = load_attachments(args)
     options = provider_options(args.option)
     prompt = args.prompt if args.prompt not in (None, "-") else read_stdin("prompt")
     if not prompt.strip():
