@@ -483,7 +483,7 @@ def test_migrations_bring_an_old_log_up_to_date_and_keep_its_rows(tmp_path: Path
     db.close()
     with LogStore(path) as store:
         assert store.schema_version() == len(MIGRATIONS)
-        assert [r["prompt"] for r in store.responses()] == ["old prompt about otters"]
+        assert [(r["prompt"], r["operation"]) for r in store.responses()] == [("old prompt about otters", "chat")]
         store.log(LogRecord(model="m", provider="p", prompt="new prompt about otters", answer="a"))
         # the search index covers the rows written before it existed, and the new ones
         assert [r["prompt"] for r in store.responses(query="old otters")] == ["old prompt about otters"]

@@ -242,3 +242,147 @@ def test_log_hook_records_every_media_kind_by_hash(tmp_path: Path) -> None:
         ("audio/wav", hashlib.sha256(WAV).hexdigest()),
         ("application/pdf", hashlib.sha256(PDF).hexdigest()),
     ]
+
+
+# -- fmclient transcribe / speak -------------------------------------------------------------------
+
+
+def openai_config(fake_server: FakeServer, tmp_path: Path) -> str:
+    config = tmp_path / "wire.toml"
+    config.write_text(
+        f'[providers.openai]\nbase_url = "{fake_server.url}/v1"\napi_key = "sk-test-wirefake-000000000000"\n'
+        '[prices]\nopenai = "openai"\n'
+    )
+    return str(config)
+
+
+def test_transcribe_over_the_openai_wire_prints_the_text_and_logs_the_call(
+    fake_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.fakes.audio import tone_wav
+
+    fake = FakeOpenAI(fake_server)
+    audio = tone_wav(2.0)
+    meeting = put(tmp_path, "meeting.wav", audio)
+    config = openai_config(fake_server, tmp_path)
+    args = ["--config", config, "transcribe", str(meeting), "-m", "openai/gpt-4o-transcribe"]
+    assert main([*args, "--language", "en", "--prompt", "Acme Corp"]) == 0
+    assert capsys.readouterr().out == "hello world\n"
+    (upload,) = fake.audio.uploads
+    assert upload.fields["language"] == "en" and upload.fields["prompt"] == "Acme Corp" and upload.data == audio
+    [row] = rows()
+    assert (row["operation"], row["model"], row["provider"]) == ("transcribe", "gpt-4o-transcribe", "openai")
+    assert (row["prompt"], row["answer"]) == ("Acme Corp", "hello world")
+    assert row["usage"]["input_audio_tokens"] == 20  # type: ignore[index]
+    assert row["cost"] is not None and float(row["cost"]) > 0  # type: ignore[arg-type]
+    assert row["attachments"] == [
+        {
+            "sha256": hashlib.sha256(audio).hexdigest(),
+            "media_type": "audio/wav",
+            "size": len(audio),
+            "path": str(meeting),
+        }
+    ]
+    assert audio not in default_log_path().read_bytes()
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["text"] == "hello world" and data["model"] == "gpt-4o-transcribe" and data["cost"]["total"]
+    # searchable like any answer
+    assert main(["logs", "-q", "hello", "--json", "-n", "0"]) == 0
+    assert [r["operation"] for r in json.loads(capsys.readouterr().out)] == ["transcribe", "transcribe"]
+
+
+def test_speak_over_the_openai_wire_writes_the_file_and_logs_it_by_hash(
+    fake_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeOpenAI(fake_server)
+    config = openai_config(fake_server, tmp_path)
+    out = tmp_path / "hello.wav"
+    speak = ["speak", "Hello there.", "-m", "openai/gpt-4o-mini-tts", "--voice", "coral", "--instructions", "calm"]
+    code = main(["--config", config, *speak, "-o", str(out)])
+    assert code == 0
+    assert capsys.readouterr().out == f"{out}\n"
+    # the format from the file's extension: a .wav file holds WAV
+    assert fake.audio.speech_bodies[0]["response_format"] == "wav"
+    assert fake.audio.speech_bodies[0]["instructions"] == "calm"
+    data = out.read_bytes()
+    assert data.startswith(b"RIFF")
+    [row] = rows()
+    assert (row["operation"], row["prompt"], row["model"]) == ("speak", "Hello there.", "gpt-4o-mini-tts")
+    assert row["attachments"] == [
+        {"sha256": hashlib.sha256(data).hexdigest(), "media_type": "audio/wav", "size": len(data), "path": str(out)}
+    ]
+    assert row["cost"] is None and "reports no token usage" in row["cost_reason"]  # type: ignore[operator]
+    assert data not in default_log_path().read_bytes()
+
+
+def test_speak_reads_the_text_from_stdin_and_prints_json(
+    mock: MockProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Read me aloud.\n"))
+    out = tmp_path / "x.mp3"
+    assert main(["speak", "-", "-m", "mock/tts", "--voice", "v", "--format", "mp3", "-o", str(out), "--json"]) == 0
+    assert mock.calls[0].request.text == "Read me aloud.\n"  # type: ignore[union-attr]
+    assert mock.calls[0].request.format == "mp3"  # type: ignore[union-attr]
+    data = json.loads(capsys.readouterr().out)
+    assert data["bytes"] == out.stat().st_size and data["characters"] == len("Read me aloud.\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["transcribe", "missing.wav", "-m", "mock/t"], ["ValueError", "audio file not found: missing.wav"]),
+        (["transcribe", "a.wav", "-m", "nope-model"], ["ConfigurationError", "unknown model or alias 'nope-model'"]),
+        (["speak", "hi", "-m", "nope-model", "--voice", "v", "-o", "x.mp3"], ["ConfigurationError", "nope-model"]),
+        (["speak", "hi", "-m", "mock/t", "-o", "x.mp3"], ["ValueError", "speak needs a voice"]),
+        (["speak", "  ", "-m", "mock/t", "--voice", "v", "-o", "x.mp3"], ["ValueError", "must not be empty"]),
+        (["transcribe", "notes.txt", "-m", "mock/t"], ["could not be told"]),
+    ],
+)
+def test_transcribe_and_speak_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    put(tmp_path, "a.wav", WAV)
+    put(tmp_path, "notes.txt", b"not audio at all")
+    out = subprocess.run([FMCLIENT, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert_one_clean_error_line(out, *needles)
+    assert not (tmp_path / "x.mp3").exists()
+    assert not default_log_path().exists() or all(r["error"] for r in rows())
+
+
+def test_transcribe_from_a_closed_stdin_is_a_clear_error() -> None:
+    out = subprocess.run(
+        ["bash", "-c", f"'{FMCLIENT}' transcribe - -m mock/t <&-"], capture_output=True, text=True, timeout=60
+    )
+    assert_one_clean_error_line(out, "no audio (-) given")
+    assert not default_log_path().exists()
+
+
+def test_a_locked_log_keeps_the_transcription(
+    mock: MockProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from fmclient import logstore
+
+    LogStore().close()
+    monkeypatch.setattr(logstore, "BUSY_TIMEOUT_MS", 100)
+    holder = sqlite3.connect(default_log_path(), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert main(["transcribe", str(put(tmp_path, "a.wav", WAV)), "-m", "mock/t"]) == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    captured = capsys.readouterr()
+    assert captured.out.startswith("transcript of")  # the answer is still printed
+    assert "locked by another process" in captured.err
+    assert main(["complete", "after", "-m", "mock/x"]) == 0
+    assert [r["operation"] for r in rows()] == ["transcribe", "chat"]
+
+
+def test_logs_names_the_operation_of_a_row(
+    mock: MockProvider, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["transcribe", str(put(tmp_path, "a.wav", WAV)), "-m", "mock/t"]) == 0
+    capsys.readouterr()
+    assert main(["logs", "-n", "1"]) == 0
+    assert "  transcribe  mock/t  " in capsys.readouterr().out.splitlines()[0]

@@ -134,6 +134,9 @@ class LogRecord:
     source: str = "cli"
     datetime_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
     error: str | None = None
+    #: what was asked: "chat" (complete, stream, a chat turn), "transcribe", "speak", "embed",
+    #: "image" or "batch"
+    operation: str = "chat"
 
     @classmethod
     def from_completion(
@@ -177,6 +180,46 @@ class LogRecord:
             cost = completion.cost
             if cost is None:
                 record.cost_reason = completion.cost_reason
+            else:
+                record.cost, record.currency = str(cost.total), cost.currency
+        return record
+
+    @classmethod
+    def for_operation(
+        cls,
+        operation: str,
+        result: Any,
+        *,
+        prompt: str,
+        model: str,
+        provider: str,
+        answer: str = "",
+        options: Mapping[str, Any] | None = None,
+        duration: float | None = None,
+        attachments: Sequence[Attachment] = (),
+        source: str = "cli",
+        error: str | None = None,
+    ) -> LogRecord:
+        """The record of a call that is not a chat turn (transcribe, speak, embed, image, batch):
+        ``result`` is what it returned (None when it failed), read for its usage and cost."""
+        record = cls(
+            model=model,
+            provider=provider,
+            prompt=prompt,
+            answer=answer,
+            options=safe_options(options or {}),
+            duration_ms=None if duration is None else round(duration * 1000),
+            attachments=list(attachments),
+            source=source,
+            error=error,
+            operation=operation,
+        )
+        if result is not None:
+            usage = getattr(result, "usage", None)
+            record.usage = usage.to_dict() if usage is not None else {}
+            cost = result.cost
+            if cost is None:
+                record.cost_reason = result.cost_reason
             else:
                 record.cost, record.currency = str(cost.total), cost.currency
         return record
@@ -274,7 +317,17 @@ def _m003_search(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO responses_fts(responses_fts) VALUES ('rebuild')")  # rows logged before the index
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_tables, _m002_attachments, _m003_search]
+def _m004_operation(db: sqlite3.Connection) -> None:
+    # Transcriptions, speech, embeddings, images and batches are logged too: which call a row is.
+    db.execute("ALTER TABLE responses ADD COLUMN operation TEXT NOT NULL DEFAULT 'chat'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m001_tables,
+    _m002_attachments,
+    _m003_search,
+    _m004_operation,
+]
 
 
 def _private_dir(path: Path) -> None:
@@ -399,8 +452,8 @@ class LogStore:
         cursor = db.execute(
             """INSERT INTO responses (conversation_id, datetime_utc, model, provider, prompt, system, answer,
                 reasoning, tool_calls, options, usage, input_tokens, output_tokens, cost, currency, cost_reason,
-                finish_reason, duration_ms, source, error)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                finish_reason, duration_ms, source, error, operation)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 record.conversation_id,
                 record.datetime_utc,
@@ -422,6 +475,7 @@ class LogStore:
                 record.duration_ms,
                 record.source,
                 None if record.error is None else redact(record.error),
+                record.operation,
             ),
         )
         row_id = int(cursor.lastrowid or 0)

@@ -1,4 +1,4 @@
-"""The ``fmclient`` command: complete, chat, logs, embed, batch, image, models, config.
+"""The ``fmclient`` command: complete, chat, logs, transcribe, speak, embed, batch, image, models, config.
 
 One module per command group; each has ``add_parser(commands)`` and ``run(...)``. Errors print one
 line on stderr and exit non-zero: never a traceback, never a key. Only the provider that a
@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from fmclient.cli import batch, chat, complete, config, embed, image, logs, models
+from fmclient.cli import batch, chat, complete, config, embed, image, logs, models, speak, transcribe
 from fmclient.cli._common import EXIT_ERROR, EXIT_INTERRUPTED, Warnings, fail
 from fmclient.cli.image import image_paths
 from fmclient.errors import FMClientError
@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmclient", description="Talk to any foundation model.")
     parser.add_argument("--config", help="config file to read (default: $FMCLIENT_CONFIG, ./fmclient.toml, user dir)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (complete, chat, logs, embed, batch, image, models, config):
+    for group in (complete, chat, logs, transcribe, speak, embed, batch, image, models, config):
         group.add_parser(commands)
     return parser
 
@@ -72,5 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         "batch": batch.run,
         "image": image.run,
         "models": models.run,
+        "transcribe": transcribe.run,
+        "speak": speak.run,
     }
     return runners[args.command](client, args)

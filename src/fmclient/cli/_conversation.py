@@ -222,27 +222,36 @@ class Conversation:
         return completion
 
     def log(self, store: LogStore | None, record: LogRecord) -> None:
-        if store is None:
-            if not logging_enabled():
-                return
-            try:
-                store = LogStore()
-            except LogStoreError as error:
-                self._keep(record, error)
-                return
-        try:
-            store.log(record)
-        except LogStoreError as error:
-            self._keep(record, error)
+        if not write_log(record, store):
+            self.log_failed = True
 
-    def _keep(self, record: LogRecord, error: LogStoreError) -> None:
-        where = keep_pending(record, default_log_path())
-        self.log_failed = True
-        print(
-            f"fmclient: LogStoreError: {error.message}; this exchange is kept in {where} "
-            "and goes into the log with the next one that can be written",
-            file=sys.stderr,
-        )
+
+def write_log(record: LogRecord, store: LogStore | None = None) -> bool:
+    """Log ``record`` (into ``store``, else the user's log, unless logging is off). False when the
+    log could not be written: the record is then kept in the pending file, and stderr says so."""
+    if store is None:
+        if not logging_enabled():
+            return True
+        try:
+            store = LogStore()
+        except LogStoreError as error:
+            _keep(record, error)
+            return False
+    try:
+        store.log(record)
+    except LogStoreError as error:
+        _keep(record, error)
+        return False
+    return True
+
+
+def _keep(record: LogRecord, error: LogStoreError) -> None:
+    where = keep_pending(record, default_log_path())
+    print(
+        f"fmclient: LogStoreError: {error.message}; this exchange is kept in {where} "
+        "and goes into the log with the next one that can be written",
+        file=sys.stderr,
+    )
 
 
 def _reload(attachment: dict[str, Any]) -> MediaPart:

@@ -115,7 +115,9 @@ def _money(amount: Decimal, currency: str) -> str:
 def _print_row(row: dict[str, Any]) -> None:
     out = sys.stdout
     where = f"conversation {row['conversation_id']}" if row["conversation_id"] else ""
-    out.write(f"# {row['datetime_utc']}  {row['provider']}/{row['model']}  {where}  (id {row['id']})\n\n")
+    operation = row.get("operation", "chat")
+    what = "" if operation == "chat" else f"{operation}  "
+    out.write(f"# {row['datetime_utc']}  {what}{row['provider']}/{row['model']}  {where}  (id {row['id']})\n\n")
     if row["system"]:
         out.write(f"## System\n\n{row['system']}\n\n")
     out.write(f"## Prompt\n\n{row['prompt']}\n\n")
