@@ -184,6 +184,28 @@ class LogRecord:
                 record.cost, record.currency = str(cost.total), cost.currency
         return record
 
+    def add_run(self, run: Any) -> None:
+        """A tool loop's turn (a :class:`~fmclient.tool_loop.Run`): every step's tool calls with
+        their results, and usage and cost summed over the steps."""
+        self.tool_calls = [
+            {
+                "step": step.number,
+                "id": call.id,
+                "name": call.name,
+                "arguments": call.arguments,
+                **_result_of(step.tool_results, call.id),
+            }
+            for step in run.steps
+            for call in step.tool_calls
+        ]
+        if run.steps:
+            self.usage = run.usage.to_dict()
+            cost = run.cost
+            if cost is None:
+                self.cost, self.currency, self.cost_reason = None, None, run.cost_reason
+            else:
+                self.cost, self.currency, self.cost_reason = str(cost.total), cost.currency, None
+
     @classmethod
     def for_operation(
         cls,
@@ -223,6 +245,16 @@ class LogRecord:
             else:
                 record.cost, record.currency = str(cost.total), cost.currency
         return record
+
+
+def _result_of(results: Sequence[Any], call_id: str) -> dict[str, Any]:
+    for result in results:
+        if result.call_id == call_id:
+            out: dict[str, Any] = {"result": result.text}
+            if result.is_error:
+                out["error"] = result.error_type or "error"
+            return out
+    return {}
 
 
 def safe_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -463,7 +495,7 @@ class LogStore:
                 None if record.system is None else redact(record.system),
                 redact(record.answer),
                 None if record.reasoning is None else redact(record.reasoning),
-                json.dumps(record.tool_calls) if record.tool_calls else None,
+                redact(json.dumps(record.tool_calls)) if record.tool_calls else None,
                 json.dumps(record.options) if record.options else None,
                 json.dumps(record.usage) if record.usage else None,
                 record.usage.get("input_tokens"),

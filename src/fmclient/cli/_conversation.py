@@ -24,7 +24,9 @@ from fmclient.logstore import (
 
 if TYPE_CHECKING:
     from fmclient._media import MediaKind
+    from fmclient.cli._tools import Toolset
     from fmclient.client import Client
+    from fmclient.tool_loop import Run
     from fmclient.types import Completion, MediaPart, Message
 
 
@@ -128,6 +130,8 @@ class Conversation:
     messages: list[Message] = field(default_factory=list)
     #: True once a turn could not be logged (kept in the pending file instead): exit non-zero
     log_failed: bool = False
+    #: the last turn's tool loop, when it had tools
+    last_run: Run | None = None
 
     @classmethod
     def resume(cls, store: LogStore, conversation_id: str) -> Conversation:
@@ -162,9 +166,13 @@ class Conversation:
         stream: bool = True,
         write: Callable[[str], None] | None = None,
         source: str = "cli",
+        tools: Toolset | None = None,
     ) -> Completion | None:
         """Send ``prompt`` after the turns so far; stream its text to ``write``. Returns the
-        Completion, or None when the person pressed Ctrl-C (what arrived is kept and logged)."""
+        Completion, or None when the person pressed Ctrl-C (what arrived is kept and logged).
+
+        With ``tools`` the turn is a tool loop (``client.run_stream``): each call and result is
+        shown on stderr as it runs, and the log records every step's calls and results."""
         from fmclient.types import Message
 
         params = {k: v for k, v in (params or {}).items() if v is not None}
@@ -176,8 +184,14 @@ class Conversation:
         partial = ""
         interrupted: KeyboardInterrupt | None = None
         failed: FMClientError | None = None
+        run: Run | None = None
+        self.last_run = None
         try:
-            if stream:
+            if tools is not None:
+                completion, run, partial, interrupted, failed = self._run(
+                    client, sent, tools, {**params, **options}, write
+                )
+            elif stream:
                 with client.stream(sent, model=self.model, system=self.system, **params, **options) as answer:
                     try:
                         for chunk in answer:
@@ -195,10 +209,13 @@ class Conversation:
         except FMClientError as error:
             failed = error
         duration = time.perf_counter() - started
-        if failed is None and (completion is not None or partial):
+        if failed is None and run is not None and completion is not None:
+            self.messages = list(run.messages)  # every step's answer and tool results, in order
+        elif failed is None and run is None and (completion is not None or partial):
             answered = completion.message if completion is not None else Message("assistant", partial)
             self.messages = [*sent, answered]
-        # A turn that failed, or was stopped before any text, stays out of the conversation; the
+        # A turn that failed, or was stopped before any text, stays out of the conversation (so
+        # does a tool loop stopped part-way: its history would end in an unanswered call); the
         # log keeps it with why.
         why = f"{type(failed).__name__}: {failed}" if failed else ("interrupted" if interrupted else None)
         target = client.settings.resolve(self.model or client.settings.default_model)
@@ -216,10 +233,49 @@ class Conversation:
             partial_answer=partial,
             error=why,
         )
+        if run is not None:
+            record.add_run(run)
+        self.last_run = run
         self.log(store, record)
         if failed is not None:
             raise failed
         return completion
+
+    def _run(
+        self,
+        client: Client,
+        sent: list[Message],
+        tools: Toolset,
+        call_args: dict[str, Any],
+        write: Callable[[str], None] | None,
+    ) -> tuple[Completion | None, Run | None, str, KeyboardInterrupt | None, FMClientError | None]:
+        """One turn as a tool loop: (completion, run, partial text, interrupted, failed)."""
+        from fmclient.cli._tools import show_call, show_result
+        from fmclient.tool_loop import TextDelta, ToolCallEvent, ToolResultEvent
+
+        texts: list[str] = []
+        answer = client.run_stream(sent, model=self.model, system=self.system, **tools.run_options(), **call_args)
+        with answer:
+            try:
+                for event in answer:
+                    if isinstance(event, TextDelta):
+                        texts.append(event.text)
+                        if write is not None:
+                            write(event.text)
+                    elif isinstance(event, ToolCallEvent):
+                        if texts and write is not None:
+                            write("\n")  # the step's text ends before its calls are shown
+                        show_call(event.call)
+                    elif isinstance(event, ToolResultEvent):
+                        show_result(event.result)
+            except KeyboardInterrupt as stop:
+                return None, None, "".join(texts), stop, None
+            except FMClientError as error:
+                partial_run: Run | None = error.run
+                steps = partial_run.steps if partial_run is not None else []
+                return (steps[-1].completion if steps else None), partial_run, "".join(texts), None, error
+        run = answer.run
+        return run.completion, run, "", None, None
 
     def log(self, store: LogStore | None, record: LogRecord) -> None:
         if not write_log(record, store):

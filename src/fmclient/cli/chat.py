@@ -23,7 +23,9 @@ from fmclient.secret import redact
 
 if TYPE_CHECKING:
     from fmclient.cli._conversation import Conversation
+    from fmclient.cli._tools import Toolset
     from fmclient.client import Client
+    from fmclient.tool_loop import Run
     from fmclient.types import Completion
 
 HELP = """\
@@ -106,11 +108,12 @@ def _read_message() -> str | None:
     return line
 
 
-def _usage_line(completion: Completion | None, seconds: float | None = None) -> str:
+def _usage_line(completion: Completion | None, run: Run | None = None) -> str:
+    """Tokens and cost of the turn: with tools, summed over the run's steps."""
     if completion is None:
         return ""
-    usage = completion.usage
-    cost = completion.cost
+    usage = run.usage if run is not None else completion.usage
+    cost = run.cost if run is not None else completion.cost
     money = f"${Decimal(cost.total):f}" if cost is not None else "cost unknown"
     return f"[{usage.input_tokens} in, {usage.output_tokens} out · {money}]"
 
@@ -125,16 +128,39 @@ def _save(conversation: Conversation, path: str) -> None:
 
 
 def run(client: Client, args: argparse.Namespace) -> int:
-    from fmclient.cli._conversation import Conversation, new_conversation_id
+    from fmclient.cli._tools import Toolset
 
     options = provider_options(args.option)
     params = call_params(args)
     if sys.stdin is None or sys.stdin.closed:
         raise ValueError("chat reads what you type from stdin, and stdin is closed")
+    tools = Toolset.from_args(args)
     store, conversation = start_conversation(args)
     conversation.model = conversation.model or client.settings.default_model
     client.settings.resolve(conversation.model)  # an unknown model: an error before the chat opens
     show_usage = bool(args.usage)
+    try:
+        if tools is not None:
+            tools.start()
+        return _chat(client, args, store, conversation, tools, show_usage, params, options)
+    finally:
+        if tools is not None:
+            tools.close()
+
+
+def _chat(
+    client: Client,
+    args: argparse.Namespace,
+    store: Any,
+    conversation: Conversation,
+    tools: Toolset | None,
+    show_usage: bool,
+    params: dict[str, Any],
+    options: dict[str, Any],
+) -> int:
+    from fmclient.cli._conversation import Conversation, new_conversation_id
+    from fmclient.cli.complete import stopped_early
+
     readline = _start_history()
     out = sys.stdout
     resumed = f", {len(conversation.messages) // 2} earlier turns" if conversation.messages else ""
@@ -203,7 +229,14 @@ def run(client: Client, args: argparse.Namespace) -> int:
                 continue
             try:
                 completion = conversation.ask(
-                    client, message, store=store, params=params, options=options, write=write, source="chat"
+                    client,
+                    message,
+                    store=store,
+                    params=params,
+                    options=options,
+                    write=write,
+                    source="chat",
+                    tools=tools,
                 )
             except KeyboardInterrupt:  # before the first chunk: nothing arrived
                 out.write("\n[stopped]\n")
@@ -212,8 +245,9 @@ def run(client: Client, args: argparse.Namespace) -> int:
                 out.write(f"\nfmclient: {type(error).__name__}: {redact(str(error))}\n")
                 continue
             out.write("\n" if completion is not None else "\n[stopped]\n")
+            stopped_early(conversation.last_run)
             if show_usage and completion is not None:
-                out.write(_usage_line(completion) + "\n")
+                out.write(_usage_line(completion, conversation.last_run) + "\n")
             out.flush()
             failed_logs = failed_logs or conversation.log_failed
     finally:

@@ -14,9 +14,11 @@ from fmclient.cli._common import (
     read_stdin_bytes,
     reasoning_value,
 )
+from fmclient.cli._tools import add_tool_arguments
 
 if TYPE_CHECKING:
     from fmclient.client import Client
+    from fmclient.tool_loop import Run
 
 
 def add_call_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +38,7 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         "-c", "--continue", dest="continue_", action="store_true", help="continue the last conversation"
     )
     parser.add_argument("--cid", metavar="ID", help="continue the conversation with this id")
+    add_tool_arguments(parser)
 
 
 def add_parser(commands: Any) -> None:
@@ -120,7 +123,10 @@ def load_attachments(args: argparse.Namespace) -> list[Any]:
 
 
 def run(client: Client, args: argparse.Namespace) -> int:
+    from fmclient.cli._tools import Toolset
+
     attachments = load_attachments(args)
+    tools = Toolset.from_args(args)
     options = provider_options(args.option)
     prompt = args.prompt if args.prompt not in (None, "-") else read_stdin("prompt")
     if not prompt.strip():
@@ -135,22 +141,65 @@ def run(client: Client, args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    stream = not (args.json or args.no_stream)
-    completion = conversation.ask(
-        client,
-        prompt,
-        store=store,
-        attachments=attachments,
-        params=call_params(args),
-        options=options,
-        stream=stream,
-        write=None if args.json else write,
-    )
+    try:
+        if tools is not None:
+            tools.start()  # MCP servers: after every check that needs none
+        stream = not (args.json or args.no_stream)
+        completion = conversation.ask(
+            client,
+            prompt,
+            store=store,
+            attachments=attachments,
+            params=call_params(args),
+            options=options,
+            stream=stream,
+            write=None if args.json else write,
+            tools=tools,
+        )
+    finally:
+        if tools is not None:
+            tools.close()
     if completion is None:  # Ctrl-C: what arrived was shown and logged
         sys.stdout.write("\n")
         return 130
+    run = conversation.last_run
     if args.json:
-        print_json({**completion.to_dict(), "conversation_id": conversation.id})
+        print_json({**completion.to_dict(), "conversation_id": conversation.id, **run_summary(run)})
     else:
         sys.stdout.write("\n")
+    if stopped_early(run):
+        return EXIT_ERROR
     return EXIT_ERROR if conversation.log_failed else 0
+
+
+def run_summary(run: Run | None) -> dict[str, Any]:
+    """With tools, ``--json`` adds the run: its steps, why it stopped, every call with its result,
+    and usage and cost summed over the steps."""
+    if run is None:
+        return {}
+    cost = run.cost
+    return {
+        "run": {
+            "steps": len(run.steps),
+            "stopped": run.stopped,
+            "tool_calls": [
+                {"step": step.number, "id": r.call_id, "name": r.name, "result": r.text, "is_error": r.is_error}
+                for step in run.steps
+                for r in step.tool_results
+            ],
+            "usage": run.usage.to_dict(),
+            "cost": None if cost is None else cost.to_dict(),
+            "cost_reason": run.cost_reason,
+        }
+    }
+
+
+def stopped_early(run: Run | None) -> bool:
+    """A tool loop that ran out of steps has no final answer: say so (the run is logged)."""
+    if run is None or run.stopped != "max_steps":
+        return False
+    print(
+        f"fmclient: stopped after {len(run.steps)} steps with tool calls still unanswered (--max-steps)",
+        file=sys.stderr,
+    )
+    return True
