@@ -584,3 +584,63 @@ def test_ctrl_c_before_any_text_leaves_the_turn_out_of_the_conversation(mock: Mo
     # no empty assistant turn (providers refuse one), no user turn without its answer
     assert [m.text for m in mock.calls[-1].request.messages] == ["first", "first answer", "third"]  # type: ignore[union-attr]
     assert rows()[1]["error"] == "interrupted" and rows()[1]["answer"] == ""
+
+
+# -- resumed conversations carry the provider's opaque state ----------------------------------------
+
+
+def test_continuing_sends_the_thinking_block_with_its_signature_again(
+    fake_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.fakes import anthropic as fa
+
+    blocks = [fa.thinking_block("Ada said her name.", "sig-ada-1"), fa.text_block("Hello Ada.")]
+    fake_server.queue(fa.stream_reply(fa.stream_events(blocks)), fa.stream_reply(fa.stream_events("You are Ada.")))
+    config = tmp_path / "wire.toml"
+    config.write_text(f'[providers.anthropic]\nbase_url = "{fake_server.url}"\napi_key = "sk-ant-test-000000000000"\n')
+    model = ["-m", "anthropic/claude-sonnet-4-5", "--reasoning", "2000", "--max-tokens", "3000"]
+    assert main(["--config", str(config), "complete", "I am Ada", *model]) == 0
+    assert (
+        main(["--config", str(config), "complete", "-c", "Who am I?", "--reasoning", "2000", "--max-tokens", "3000"])
+        == 0
+    )
+    assert capsys.readouterr().out == "Hello Ada.\nYou are Ada.\n"
+    second = fake_server.requests[1].json()["messages"]
+    assert second[1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "Ada said her name.", "signature": "sig-ada-1"},
+            {"type": "text", "text": "Hello Ada."},
+        ],
+    }
+    first = rows()[0]
+    assert first["messages"][0]["provider_state"]["anthropic"]["content"][0]["signature"] == "sig-ada-1"
+
+
+def test_a_row_logged_before_replies_were_kept_is_continued_from_its_text(mock: MockProvider) -> None:
+    with LogStore() as store:
+        store.log(
+            LogRecord(model="x", provider="mock", prompt="old question", answer="old answer", conversation_id="c0")
+        )
+    assert main(["complete", "--cid", "c0", "and now?"]) == 0
+    assert [(m.role, m.text) for m in mock.calls[0].request.messages] == [  # type: ignore[union-attr]
+        ("user", "old question"),
+        ("assistant", "old answer"),
+        ("user", "and now?"),
+    ]
+
+
+def test_message_json_round_trips_every_media_kind() -> None:
+    # A defect: to_json wrote every media part as an image, so audio, video and documents came
+    # back as ImageParts (a tool result or a stored turn changed kind).
+    from fmclient.types import AudioPart, DocumentPart, VideoPart
+
+    parts = (
+        TextPart("look"),
+        AudioPart(data=b"RIFF\x00\x00\x00\x00WAVEfmt ", media_type="audio/wav"),
+        VideoPart(url="gs://bucket/clip.mp4", media_type="video/mp4"),
+        DocumentPart(data=b"%PDF-1.4 x", media_type="application/pdf", name="r.pdf", citations=True),
+        ImagePart(data=PNG, media_type="image/png"),
+    )
+    message = Message(role="user", content=parts)
+    assert Message.from_json(json.loads(json.dumps(message.to_json()))) == message

@@ -256,3 +256,18 @@ def test_a_closed_stdin_with_approve_denies(tmp_path: Path) -> None:
     # the mock answers without calling the tool: the point is that a closed stdin is no error here
     assert out.returncode == 0, out.stderr
     assert out.stdout == "mock response\n"
+
+
+def test_continuing_a_conversation_sends_the_tool_steps_again(mock: MockProvider, tools_module: str) -> None:
+    mock.add_reply("", tool_calls=[{"id": "c1", "name": "add", "arguments": {"a": 1, "b": 1}}])
+    mock.add_reply("Two.").add_reply("Yes.")
+    assert main(["complete", "1+1?", "-m", "mock/x", "--tool", f"{tools_module}:add"]) == 0
+    assert main(["complete", "-c", "Sure?"]) == 0
+    sent = mock.calls[2].request.messages  # type: ignore[union-attr]
+    assert [(m.role, m.text, [c.name for c in m.tool_calls], m.tool_call_id) for m in sent] == [
+        ("user", "1+1?", [], None),
+        ("assistant", "", ["add"], None),
+        ("tool", "2", [], "c1"),
+        ("assistant", "Two.", [], None),
+        ("user", "Sure?", [], None),
+    ]

@@ -137,6 +137,10 @@ class LogRecord:
     #: what was asked: "chat" (complete, stream, a chat turn), "transcribe", "speak", "embed",
     #: "image" or "batch"
     operation: str = "chat"
+    #: the turn's reply as :meth:`Message.to_json <fmclient.types.Message.to_json>` data: the
+    #: answer with the provider's opaque state (thinking signatures, reasoning items, audio ids)
+    #: and, for a tool loop, every step's tool calls and results; what continuing sends again
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_completion(
@@ -354,11 +358,19 @@ def _m004_operation(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE responses ADD COLUMN operation TEXT NOT NULL DEFAULT 'chat'")
 
 
+def _m005_messages(db: sqlite3.Connection) -> None:
+    # Each turn's reply messages as JSON, so a continued conversation carries the provider's
+    # opaque state and the tool steps, not the answer's text alone. NULL on older rows: their
+    # answer text is sent again, as before.
+    db.execute("ALTER TABLE responses ADD COLUMN messages TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_tables,
     _m002_attachments,
     _m003_search,
     _m004_operation,
+    _m005_messages,
 ]
 
 
@@ -484,8 +496,8 @@ class LogStore:
         cursor = db.execute(
             """INSERT INTO responses (conversation_id, datetime_utc, model, provider, prompt, system, answer,
                 reasoning, tool_calls, options, usage, input_tokens, output_tokens, cost, currency, cost_reason,
-                finish_reason, duration_ms, source, error, operation)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                finish_reason, duration_ms, source, error, operation, messages)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 record.conversation_id,
                 record.datetime_utc,
@@ -508,6 +520,7 @@ class LogStore:
                 record.source,
                 None if record.error is None else redact(record.error),
                 record.operation,
+                redact(json.dumps(record.messages)) if record.messages else None,
             ),
         )
         row_id = int(cursor.lastrowid or 0)
@@ -560,8 +573,8 @@ class LogStore:
 
     def _row(self, row: sqlite3.Row) -> dict[str, Any]:
         out = dict(row)
-        for key in ("tool_calls", "options", "usage"):
-            out[key] = json.loads(out[key]) if out[key] else ([] if key == "tool_calls" else {})
+        for key in ("tool_calls", "options", "usage", "messages"):
+            out[key] = json.loads(out[key]) if out[key] else ([] if key in ("tool_calls", "messages") else {})
         out["attachments"] = [
             dict(a)
             for a in self._db.execute(
@@ -726,6 +739,7 @@ class LogHook(Hook):
             attachments=attachments,
             source="python",
         )
+        record.messages = [result.message.to_json()]
         try:
             with self._opening:
                 if self._store is None:

@@ -583,21 +583,35 @@ def from_json_ready(value: Any) -> Any:
 def _part_to_json(part: Part) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
-    out: dict[str, Any] = {"type": "image", "media_type": part.media_type}
+    out: dict[str, Any] = {"type": part.type, "media_type": part.media_type}
     if part.url is not None:
         out["url"] = part.url
     if part.data is not None:
         out["data"] = part.base64_data
+    if isinstance(part, DocumentPart):
+        out["name"] = part.name
+        out["citations"] = part.citations
     return out
 
 
 def _part_from_json(data: Mapping[str, Any]) -> Part:
-    if data.get("type") == "text":
+    kind = data.get("type", "image")
+    if kind == "text":
         return TextPart(data["text"])
     raw = data.get("data")
-    return ImagePart(
-        data=None if raw is None else base64.b64decode(raw), url=data.get("url"), media_type=data.get("media_type")
-    )
+    payload = None if raw is None else base64.b64decode(raw)
+    url, media_type = data.get("url"), data.get("media_type")
+    if kind == "document":
+        name, citations = data.get("name"), bool(data.get("citations", False))
+        return DocumentPart(data=payload, url=url, media_type=media_type, name=name, citations=citations)
+    media: dict[str, type[ImagePart | AudioPart | VideoPart]] = {
+        "image": ImagePart,
+        "audio": AudioPart,
+        "video": VideoPart,
+    }
+    if kind not in media:
+        raise ValueError(f"unknown part type {kind!r}")
+    return media[kind](data=payload, url=url, media_type=media_type)
 
 
 def _tool_call_to_json(call: ToolCall) -> dict[str, Any]:

@@ -144,12 +144,17 @@ class Conversation:
         rows = store.responses(limit=None, conversation_id=conversation_id)
         messages: list[Message] = []
         for row in rows:
-            if (row["error"] and row["error"] != "interrupted") or not row["answer"]:
+            if row.get("operation", "chat") != "chat":
+                continue
+            if (row["error"] and row["error"] != "interrupted") or not (row["answer"] or row.get("messages")):
                 continue  # failed, or stopped before any text: not part of the conversation
             parts: list[Any] = [row["prompt"]] if row["prompt"] else []
             parts += [_reload(a) for a in row["attachments"]]
             messages.append(Message.user(parts[0] if len(parts) == 1 and isinstance(parts[0], str) else parts))
-            messages.append(Message(role="assistant", content=row["answer"]))
+            if row.get("messages"):  # the reply as sent back: opaque state and tool steps included
+                messages += [Message.from_json(m) for m in row["messages"]]
+            else:  # logged before replies were kept whole, or stopped part-way: the text
+                messages.append(Message(role="assistant", content=row["answer"]))
         last = rows[-1] if rows else None
         model = f"{last['provider']}/{last['model']}" if last else None
         return cls(conversation_id, model, last["system"] if last else None, messages)
@@ -235,6 +240,9 @@ class Conversation:
         )
         if run is not None:
             record.add_run(run)
+        if failed is None and completion is not None:
+            # What continuing sends again: the reply as the provider gave it, not its text alone.
+            record.messages = [m.to_json() for m in self.messages[len(sent) :]]
         self.last_run = run
         self.log(store, record)
         if failed is not None:
