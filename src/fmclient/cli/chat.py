@@ -47,6 +47,11 @@ def add_parser(commands: Any) -> None:
     chat = commands.add_parser("chat", help="an interactive conversation (streams; /help for commands)")
     add_call_arguments(chat)
     chat.add_argument("--usage", action="store_true", help="show tokens and cost after each answer")
+    chat.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per turn on stdout (for a pipe); everything else goes to stderr",
+    )
 
 
 def _history_file() -> Path:
@@ -82,27 +87,27 @@ def _save_history(readline: Any) -> None:
         pass
 
 
-def _read_message() -> str | None:
+def _read_message(prompt: str = "> ", more: str = "... ") -> str | None:
     """One message: a line, lines joined by a trailing backslash, or a triple-quoted block.
     None at end of input (Ctrl-D)."""
     try:
-        line = input("> ")
+        line = input(prompt)
     except EOFError:
         return None
     if line.strip() == BLOCK:
         lines: list[str] = []
         while True:
             try:
-                more = input("... ")
+                extra = input(more)
             except EOFError:
                 break
-            if more.strip() == BLOCK:
+            if extra.strip() == BLOCK:
                 break
-            lines.append(more)
+            lines.append(extra)
         return "\n".join(lines)
     while line.endswith("\\"):
         try:
-            line = line[:-1] + "\n" + input("... ")
+            line = line[:-1] + "\n" + input(more)
         except EOFError:
             break
     return line
@@ -162,7 +167,11 @@ def _chat(
     from fmclient.cli.complete import stopped_early
 
     readline = _start_history()
-    out = sys.stdout
+    as_json = bool(args.json)
+    # With --json, stdout holds one JSON object per turn and nothing else: the banner, the
+    # commands' replies and the input prompts go to stderr (or nowhere).
+    out = sys.stderr if as_json else sys.stdout
+    prompts = ("", "") if as_json else ("> ", "... ")
     resumed = f", {len(conversation.messages) // 2} earlier turns" if conversation.messages else ""
     out.write(f"Chatting with {conversation.model}, conversation {conversation.id}{resumed}.\n")
     out.write("Type /help for commands, /exit or Ctrl-D to leave.\n")
@@ -176,7 +185,7 @@ def _chat(
     try:
         while True:
             try:
-                message = _read_message()
+                message = _read_message(*prompts)
             except KeyboardInterrupt:
                 out.write("^C\n")
                 continue
@@ -234,22 +243,53 @@ def _chat(
                     store=store,
                     params=params,
                     options=options,
-                    write=write,
+                    write=None if as_json else write,
                     source="chat",
                     tools=tools,
                 )
             except KeyboardInterrupt:  # before the first chunk: nothing arrived
+                _turn_json(as_json, conversation, message, error="interrupted")
                 out.write("\n[stopped]\n")
                 continue
             except FMClientError as error:  # one failed turn does not end the chat
-                out.write(f"\nfmclient: {type(error).__name__}: {redact(str(error))}\n")
+                why = f"{type(error).__name__}: {redact(str(error))}"
+                _turn_json(as_json, conversation, message, error=why)
+                out.write(f"\nfmclient: {why}\n")
+                continue
+            failed_logs = failed_logs or conversation.log_failed
+            if as_json:
+                _turn_json(True, conversation, message, completion, None if completion else "interrupted")
                 continue
             out.write("\n" if completion is not None else "\n[stopped]\n")
             stopped_early(conversation.last_run)
             if show_usage and completion is not None:
                 out.write(_usage_line(completion, conversation.last_run) + "\n")
             out.flush()
-            failed_logs = failed_logs or conversation.log_failed
     finally:
         _save_history(readline)
     return EXIT_ERROR if failed_logs else 0
+
+
+def _turn_json(
+    as_json: bool,
+    conversation: Conversation,
+    prompt: str,
+    completion: Completion | None = None,
+    error: str | None = None,
+) -> None:
+    """``chat --json``: one line of JSON per turn on stdout: the Completion (with the run, when
+    tools ran), or the error that ended the turn."""
+    if not as_json:
+        return
+    import json
+
+    from fmclient.cli.complete import run_summary
+
+    turn: dict[str, Any] = {"conversation_id": conversation.id, "prompt": prompt}
+    if completion is not None:
+        turn.update(completion.to_dict())
+        turn.update(run_summary(conversation.last_run))
+    if error is not None:
+        turn["error"] = error
+    sys.stdout.write(json.dumps(turn, default=str) + "\n")
+    sys.stdout.flush()

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from fmclient.cli._common import read_stdin
+from fmclient.cli._common import EXIT_ERROR, read_stdin
 
 if TYPE_CHECKING:
     from fmclient.client import Client
@@ -20,8 +20,12 @@ def add_parser(commands: Any) -> None:
 
 
 def run(client: Client, args: argparse.Namespace) -> int:
+    from fmclient.cli._conversation import log_call
+
     texts = list(args.texts) or [line for line in read_stdin("texts").splitlines() if line.strip()]
-    result = client.embed(texts, model=args.model)
+    model = args.model or client.settings.default_embedding_model
+    # Logged with its texts, usage and cost; the vectors are not stored.
+    result, logged = log_call(client, "embed", model, lambda: client.embed(texts, model=model), prompt="\n".join(texts))
     for text, vector in zip(texts, result.vectors, strict=True):
         print(json.dumps({"text": text, "embedding": vector}))
-    return 0
+    return 0 if logged else EXIT_ERROR

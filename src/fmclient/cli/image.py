@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from fmclient.cli._common import print_json
+from fmclient.cli._common import EXIT_ERROR, print_json
 
 if TYPE_CHECKING:
     from fmclient.client import Client
@@ -27,21 +27,34 @@ def add_parser(commands: Any) -> None:
 
 
 def run(client: Client, args: argparse.Namespace) -> int:
-    result = client.generate_image(
-        args.prompt,
-        model=args.model,
-        size=args.size,
-        n=args.n,
-        seed=args.seed,
-        negative_prompt=args.negative,
-        quality=args.quality,
-        timeout=args.timeout,
+    from fmclient.cli._conversation import log_call
+    from fmclient.logstore import Attachment
+
+    model = args.model or client.settings.default_image_model
+    options = {"size": args.size, "n": args.n, "seed": args.seed, "negative_prompt": args.negative}
+    options["quality"] = args.quality
+    paths: list[str] = []
+
+    def generate() -> Any:
+        result = client.generate_image(args.prompt, model=model, timeout=args.timeout, **options)
+        paths.extend(image_paths(args.output, len(result.images)))
+        for path, image in zip(paths, result.images, strict=True):
+            image.save(path)
+        return result
+
+    # Logged with the prompt, usage and cost; the images by hash and path, never their bytes.
+    result, logged = log_call(
+        client,
+        "image",
+        model,
+        generate,
+        prompt=args.prompt,
+        attachments=lambda result: [
+            Attachment.of(image.data, image.mime_type, os.path.abspath(path))
+            for path, image in zip(paths, result.images, strict=True)
+        ],
+        options=options,
     )
-    paths = image_paths(args.output, len(result.images))
-    for path, image in zip(paths, result.images, strict=True):
-        image.save(path)
-        if not args.json:
-            print(path)
     if args.json:
         cost = result.cost
         print_json(
@@ -53,7 +66,10 @@ def run(client: Client, args: argparse.Namespace) -> int:
                 "cost_reason": result.cost_reason,
             }
         )
-    return 0
+    else:
+        for path in paths:
+            print(path)
+    return 0 if logged else EXIT_ERROR
 
 
 def image_paths(output: str, count: int) -> list[str]:
