@@ -459,10 +459,10 @@ def test_logs_and_help_import_no_provider_sdk() -> None:
     probe = (
         "import sys\nfrom fmclient.cli import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-        "heavy = ('anthropic', 'openai', 'google.genai', 'boto3', 'botocore', 'ollama', 'llama_cpp', 'httpx')\n"
+        "heavy = ('anthropic', 'openai', 'google.genai', 'boto3', 'botocore', 'ollama', 'llama_cpp', 'httpx', 'mcp')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
     )
-    for argv in (["--help"], ["logs"], ["logs", "status"]):
+    for argv in (["--help"], ["logs"], ["logs", "status"], ["complete", "--help"], ["transcribe", "--help"]):
         out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip().splitlines()[-1] == "[]", (argv, out.stdout)
