@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -246,3 +247,39 @@ def test_chat_json_reports_a_failed_turn_and_goes_on(
     failed, answered = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert failed["prompt"] == "first" and failed["error"].startswith("BadRequestError") and "text" not in failed
     assert answered["text"] == "fine"
+
+
+@needs_tmux
+def test_approve_asks_in_a_real_terminal(terminal: Terminal, fake_server: Any, tmp_path: Path) -> None:
+    """--approve in a terminal: the y/N question is on the screen, and only a "y" runs the call."""
+    from tests.fakes.openai import Answer, FakeOpenAI
+
+    assert shutil.which("tmux") is not None, "tmux is not installed: apt-get install tmux"
+    (tmp_path / "ops_tools.py").write_text(
+        "from pathlib import Path\n\n\n"
+        "def touch(name: str) -> str:\n"
+        "    '''Create an empty file.'''\n"
+        "    Path(name).touch()\n"
+        "    return 'done'\n"
+    )
+    (tmp_path / "wire.toml").write_text(
+        f'[providers.openai]\nbase_url = "{fake_server.url}/v1"\napi_key = "sk-test-wirefake-000000000000"\n'
+    )
+    fake = FakeOpenAI(fake_server)
+    call = Answer("", tool_calls=[("call_1", "touch", '{"name": "made-by-tool"}')])
+    fake.answer(call, Answer("Made it."), call, Answer("Not made."))
+    argv = [FMCLIENT, "--config", "wire.toml", "complete", "make the file", "-m", "openai/gpt-6-luna"]
+    terminal.start(*argv, "--tool", "ops_tools:touch", "--approve")
+    terminal.wait_for(r'run tool touch\(\{"name": "made-by-tool"\}\)\? \[y/N\] $')
+    terminal.type("y")
+    terminal.wait_for(r"^Made it\.$")
+    terminal.wait_for(r"^EXITED 0$")
+    assert (tmp_path / "made-by-tool").exists()
+    (tmp_path / "made-by-tool").unlink()
+    terminal.close()
+    terminal.start(*argv, "--tool", "ops_tools:touch", "--approve")
+    terminal.wait_for(r"\[y/N\] $")
+    terminal.type("n")
+    screen = terminal.wait_for(r"^EXITED 0$")
+    assert "tool touch failed (denied)" in screen and "Not made." in screen
+    assert not (tmp_path / "made-by-tool").exists()
