@@ -8,11 +8,7 @@ as they happen, one line each on stderr, so stdout stays the answer.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import sys
-import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fmclient.secret import redact
@@ -20,6 +16,9 @@ from fmclient.secret import redact
 if TYPE_CHECKING:
     from fmclient.tool_loop import ToolResult
     from fmclient.types import ToolCall
+
+# This module is imported with every command (its flags are in ``--help``): the rest of what it
+# needs (contextlib, threading, json, shlex, mcp) is imported when tools are given.
 
 #: how much of a tool's arguments or result one line shows
 SHOWN = 160
@@ -47,17 +46,22 @@ def add_tool_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass
 class Toolset:
     """The tools of one command, open (MCP servers started) until :meth:`close`."""
 
-    tools: list[Any] = field(default_factory=list)
-    approve: bool = False
-    max_steps: int | None = None
-    _servers: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    _asking: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(
+        self, tools: list[Any], approve: bool = False, max_steps: int | None = None, servers: list[str] | None = None
+    ) -> None:
+        import contextlib
+        import threading
 
-    servers: list[str] = field(default_factory=list)
+        self.tools = tools
+        self.approve = approve
+        self.max_steps = max_steps
+        #: the --mcp commands, started by :meth:`start`
+        self.servers = list(servers or ())
+        self._servers = contextlib.ExitStack()
+        self._asking = threading.Lock()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Toolset | None:
@@ -187,6 +191,8 @@ def show_result(result: ToolResult) -> None:
 
 
 def _short(value: Any) -> str:
+    import json
+
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = redact(" ".join(text.split()))  # one line
     return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
