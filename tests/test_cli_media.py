@@ -386,3 +386,14 @@ def test_logs_names_the_operation_of_a_row(
     capsys.readouterr()
     assert main(["logs", "-n", "1"]) == 0
     assert "  transcribe  mock/t  " in capsys.readouterr().out.splitlines()[0]
+
+
+def test_speak_to_stdout_writes_the_audio_bytes_for_a_pipe() -> None:
+    out = subprocess.run(
+        [FMCLIENT, "speak", "hello", "-m", "mock/tts", "--voice", "v", "-o", "-"], capture_output=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(b"RIFF") and out.stdout[8:12] == b"WAVE"  # the mock's WAV, nothing else
+    [row] = rows()
+    assert row["attachments"][0]["path"] is None  # type: ignore[index]
+    assert row["attachments"][0]["sha256"] == hashlib.sha256(out.stdout).hexdigest()  # type: ignore[index]

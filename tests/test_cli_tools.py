@@ -271,3 +271,13 @@ def test_continuing_a_conversation_sends_the_tool_steps_again(mock: MockProvider
         ("assistant", "Two.", [], None),
         ("user", "Sure?", [], None),
     ]
+
+
+def test_logs_shows_each_tool_call_with_its_result(
+    mock: MockProvider, tools_module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mock.add_reply("", tool_calls=[{"id": "c1", "name": "add", "arguments": {"a": 4, "b": 5}}]).add_reply("Nine.")
+    assert main(["complete", "4+5?", "-m", "mock/x", "--tool", f"{tools_module}:add"]) == 0
+    capsys.readouterr()
+    assert main(["logs", "-n", "1"]) == 0
+    assert "- tool call add({'a': 4, 'b': 5}) -> 9" in capsys.readouterr().out

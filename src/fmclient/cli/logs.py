@@ -130,7 +130,9 @@ def _print_row(row: dict[str, Any]) -> None:
         out.write(f"## Reasoning\n\n{row['reasoning']}\n\n")
     out.write(f"## Response{' (interrupted)' if row['error'] == 'interrupted' else ''}\n\n{row['answer']}\n\n")
     for call in row["tool_calls"]:
-        out.write(f"- tool call {call['name']}({call['arguments']})\n")
+        result = f" -> {call['result']}" if "result" in call else ""
+        failed = f" (failed: {call['error']})" if call.get("error") else ""
+        out.write(f"- tool call {call['name']}({call['arguments']}){failed}{result}\n")
     usage = row["usage"]
     reason = (row["cost_reason"] or "not reported").removeprefix("cost unknown: ")
     cost = _money(Decimal(row["cost"]), row["currency"]) if row["cost"] else f"unknown ({reason})"
