@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, overload, runtime_checkable
 
 from fmclient import _validation
@@ -233,15 +234,17 @@ class ToolSource(Protocol):
 
 
 def _function_check(fn: Callable[..., Any], name: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    from fmclient._schema import tool_arguments
+    from fmclient._schema import arguments_check
+
+    checked = arguments_check(fn)  # fmclient.tool_arguments with the signature read once
+    own = getattr(fn, "__name__", name)
+    if own == name:
+        return checked
 
     def check(arguments: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            return tool_arguments(fn, arguments)
+            return checked(arguments)
         except StructuredOutputError as exc:
-            own = getattr(fn, "__name__", name)
-            if own == name:
-                raise
             # The model knows the tool by the name it was given, not the function's.
             raise StructuredOutputError(
                 exc.message.replace(f"tool {own!r}", f"tool {name!r}", 1), text=exc.text
@@ -333,8 +336,11 @@ class _Toolbox:
         self._fixed: list[FunctionTool] = []
         self._sources: list[ToolSource] = []
         for index, item in enumerate(tools):
+            made = _FUNCTION_TOOLS.get(item) if type(item) is FunctionType else None  # a function seen before
+            if made is not None:
+                self._fixed.append(made)
             # Duck-typed: isinstance() against a runtime-checkable protocol costs ~30 µs a run.
-            if not isinstance(item, FunctionTool) and callable(getattr(item, "loop_tools", None)):
+            elif not isinstance(item, FunctionTool) and callable(getattr(item, "loop_tools", None)):
                 self._sources.append(item)
             else:
                 self._fixed.append(_as_tool(item, f"tools[{index}]"))
@@ -345,7 +351,9 @@ class _Toolbox:
     def refresh(self) -> None:
         if self.by_name and not self._sources:
             return  # nothing can have changed
-        every = [*self._fixed, *(t for source in self._sources for t in source.loop_tools())]
+        every = self._fixed
+        if self._sources:
+            every = [*every, *(t for source in self._sources for t in source.loop_tools())]
         by_name: dict[str, FunctionTool] = {}
         for found in every:
             if found.name in by_name:
@@ -669,12 +677,14 @@ class _Loop:
             raise ValueError(f"on_tool_error must be 'return' or 'raise', got {on_tool_error!r}")
         if max_tool_failures is not None and (type(max_tool_failures) is not int or max_tool_failures < 1):
             raise ValueError(f"max_tool_failures must be an int >= 1 or None, got {max_tool_failures!r}")
-        for name, value in (("stop_when", stop_when), ("approve", approve)):
-            if value is not None and not callable(value):
-                raise TypeError(f"{name} must be callable")
-        for reserved in ("tools", "timeout", "model"):
-            if reserved in call_args:
-                raise TypeError(f"pass {reserved}= once")
+        if stop_when is not None and not callable(stop_when):
+            raise TypeError("stop_when must be callable")
+        if approve is not None and not callable(approve):
+            raise TypeError("approve must be callable")
+        if call_args:
+            for reserved in ("tools", "timeout", "model"):
+                if reserved in call_args:
+                    raise TypeError(f"pass {reserved}= once")
         self.toolbox = _Toolbox(tools)
         self.model = model
         self.max_steps = max_steps
@@ -740,19 +750,21 @@ class _Loop:
             run.stopped = "answer"
             return []
         pending = []
+        by_name = self.toolbox.by_name
         for call in completion.tool_calls:
-            found = self.toolbox.by_name.get(call.name)
-            item = _Pending(call, found, {})
+            found = by_name.get(call.name)
             if found is None:
-                known = ", ".join(sorted(self.toolbox.by_name)) or "none"
-                item.result = _error_result(call, f"unknown tool {call.name!r}; the tools are: {known}", "unknown_tool")
+                known = ", ".join(sorted(by_name)) or "none"
+                error = _error_result(call, f"unknown tool {call.name!r}; the tools are: {known}", "unknown_tool")
+                pending.append(_Pending(call, None, {}, error))
+                continue
+            try:
+                arguments = found.arguments(call)
+            except (StructuredOutputError, ValueError, TypeError) as exc:
+                message = exc.message if isinstance(exc, FMClientError) else str(exc)
+                pending.append(_Pending(call, found, {}, _error_result(call, message, "invalid_arguments")))
             else:
-                try:
-                    item.arguments = found.arguments(call)
-                except (StructuredOutputError, ValueError, TypeError) as exc:
-                    message = exc.message if isinstance(exc, FMClientError) else str(exc)
-                    item.result = _error_result(call, message, "invalid_arguments")
-            pending.append(item)
+                pending.append(_Pending(call, found, arguments))
         return pending
 
     def needs_approval(self, item: _Pending) -> bool:
@@ -762,6 +774,16 @@ class _Loop:
 
     def denied(self, item: _Pending) -> None:
         item.result = _error_result(item.call, f"the call to {item.call.name!r} was denied", "denied")
+
+    def limited(self, todo: list[_Pending]) -> bool:
+        """Whether a time limit (the run's deadline, tool_timeout, a tool's own) covers a call."""
+        if self.timeout is not None or self.tool_timeout is not None:
+            return True
+        for item in todo:
+            assert item.tool is not None
+            if item.tool.timeout is not None:
+                return True
+        return False
 
     def tool_timeout_for(self, item: _Pending) -> tuple[float | None, bool]:
         """Seconds the call may take, and whether that limit is the run's deadline."""
@@ -773,7 +795,7 @@ class _Loop:
         return own, False
 
     def tool_started(self, item: _Pending) -> None:
-        if self.info is not None:
+        if self.info is not None:  # hooks are told; without hooks nothing is recorded
             assert item.tool is not None or item.result is not None
             kind = item.tool.kind if item.tool is not None else "function"
             item.info = ToolCallInfo(self.info, item.call, kind, len(self.run.steps), time.perf_counter())
@@ -812,25 +834,31 @@ class _Loop:
         """Every call of the step has its result: send them back, and decide whether to go on."""
         run = self.run
         step = run.steps[-1]
+        results = step.tool_results
+        messages = run.messages
+        failures = self.failures
         raise_error: BaseException | None = None
+        final: str | None = None
         for item in pending:
-            assert item.result is not None
-            step.tool_results.append(item.result)
-            run.messages.append(item.result.message())
-            if item.result.is_error:
-                self.failures[item.call.name] = self.failures.get(item.call.name, 0) + 1
-            else:
-                self.failures.pop(item.call.name, None)
+            result = item.result
+            assert result is not None
+            results.append(result)
+            messages.append(result.message())
+            if result.is_error:
+                failures[result.name] = failures.get(result.name, 0) + 1
+            elif failures:
+                failures.pop(result.name, None)
             if raise_error is None and item.error is not None and self.on_tool_error == "raise":
                 raise_error = item.error
+            if final is None and item.tool is not None and item.tool.final:
+                final = item.tool.name
         if self.info is not None:
             notify(self.hooks, "on_step_end", self.info, step)
         if raise_error is not None:
             raise raise_error
-        final = next((i.tool.name for i in pending if i.tool is not None and i.tool.final), None)
         if final is not None:
             run.stopped = final
-        elif self.max_tool_failures is not None and any(n >= self.max_tool_failures for n in self.failures.values()):
+        elif failures and self.max_tool_failures is not None and max(failures.values()) >= self.max_tool_failures:
             run.stopped = "tool_failures"
         elif self.stop_when is not None and self.stop_when(run):
             run.stopped = "stop_when"
@@ -844,6 +872,8 @@ def _content(value: Any) -> str | tuple[Part, ...]:
     """A tool's return value as a tool result's content."""
     if isinstance(value, str):
         return value
+    if type(value) is int:  # what json.dumps writes, without its encoder set-up
+        return int.__repr__(value)
     if value is None:
         return ""
     if isinstance(value, (TextPart, ImagePart)):
@@ -871,9 +901,13 @@ def _call_sync(item: _Pending) -> Any:
     if handler is None:
         return FINAL_TOOL_RESULT
     value = handler(**item.arguments)
-    if inspect.isawaitable(value):  # an async tool in a sync run: run it to completion here
-        return asyncio.run(_awaited(value))
+    if type(value) not in _NOT_AWAITABLE and inspect.isawaitable(value):
+        return asyncio.run(_awaited(value))  # an async tool in a sync run: run it to completion here
     return value
+
+
+# What tools mostly return, known not to be awaitable without asking inspect (~0.3 µs a call).
+_NOT_AWAITABLE = frozenset({str, int, float, bool, type(None), dict, list, tuple})
 
 
 async def _awaited(value: Awaitable[Any]) -> Any:
@@ -915,24 +949,28 @@ class _Workers:
 
 
 def _run_tools(loop: _Loop, pending: list[_Pending], workers: _Workers) -> None:
-    for item in pending:
-        _approve_sync(loop, item)
-    todo = [item for item in pending if item.result is None]
-    limits = [loop.tool_timeout_for(item) for item in todo]
-    threaded = (loop.parallel and len(todo) > 1) or any(seconds is not None for seconds, _ in limits)
-    if not threaded:  # one call, or one at a time with no time limit: in this thread, in call order
+    if loop.approve is not None:
         for item in pending:
-            if item.result is not None:  # decided without running (unknown, invalid, denied)
+            _approve_sync(loop, item)
+    todo = [item for item in pending if item.result is None]
+    if not loop.limited(todo):
+        if loop.parallel and len(todo) > 1:
+            _run_parallel(loop, pending, todo, workers)
+            return
+        # One call, or one at a time: in this thread, in call order.
+        for item in pending:
+            if item.result is None:
+                loop.tool_started(item)
+                try:
+                    value = _call_sync(item)
+                except Exception as exc:
+                    loop.tool_ended(item, loop.outcome(item, error=exc), exc)
+                else:
+                    loop.tool_ended(item, ToolResult(item.call.id, item.call.name, _content(value)), None)
+            else:  # decided without running (unknown, invalid, denied)
                 loop.tool_ended(item, item.result, None)
-                continue
-            loop.tool_started(item)
-            try:
-                value = _call_sync(item)
-            except Exception as exc:
-                loop.tool_ended(item, loop.outcome(item, error=exc), exc)
-            else:
-                loop.tool_ended(item, loop.outcome(item, value), None)
         return
+    # A time limit applies: each call runs in a worker thread that the limit can stop waiting for.
     if not loop.parallel:
         for item in pending:
             if item.result is not None:
@@ -945,22 +983,44 @@ def _run_tools(loop: _Loop, pending: list[_Pending], workers: _Workers) -> None:
     for item in pending:
         if item.result is not None:
             loop.tool_ended(item, item.result, None)
-    if loop.parallel:
-        started = time.monotonic()
-        futures = []
-        for item in todo:
-            loop.tool_started(item)
-            futures.append(workers.submit(item))
-        stop: RequestTimeoutError | None = None
-        for item, future, (seconds, is_deadline) in zip(todo, futures, limits, strict=True):
-            wait = None if seconds is None else max(started + seconds - time.monotonic(), 0.0)
-            try:
-                _settle(loop, item, future, wait, seconds, is_deadline)
-            except RequestTimeoutError as error:  # the run's deadline: every call still ends for hooks
-                stop = stop or error
-        if stop is not None:
-            raise stop
-        return
+    limits = [loop.tool_timeout_for(item) for item in todo]
+    started = time.monotonic()
+    futures = []
+    for item in todo:
+        loop.tool_started(item)
+        futures.append(workers.submit(item))
+    stop: RequestTimeoutError | None = None
+    for item, future, (seconds, is_deadline) in zip(todo, futures, limits, strict=True):
+        wait = None if seconds is None else max(started + seconds - time.monotonic(), 0.0)
+        try:
+            _settle(loop, item, future, wait, seconds, is_deadline)
+        except RequestTimeoutError as error:  # the run's deadline: every call still ends for hooks
+            stop = stop or error
+    if stop is not None:
+        raise stop
+
+
+def _run_parallel(loop: _Loop, pending: list[_Pending], todo: list[_Pending], workers: _Workers) -> None:
+    """Several calls with no time limit: all but the last in worker threads, the last in this
+    thread meanwhile (one thread hand-off fewer per step); results end in call order."""
+    for item in pending:
+        if item.result is not None:
+            loop.tool_ended(item, item.result, None)
+    for item in todo:
+        loop.tool_started(item)
+    *others, last = todo
+    futures = [workers.submit(item) for item in others]
+    try:
+        here: Any = _call_sync(last)
+        failed: Exception | None = None
+    except Exception as exc:
+        here, failed = None, exc
+    for item, future in zip(others, futures, strict=True):
+        _settle(loop, item, future, None, None, False)
+    if failed is not None:
+        loop.tool_ended(last, loop.outcome(last, error=failed), failed)
+    else:
+        loop.tool_ended(last, loop.outcome(last, here), None)
 
 
 def _settle(
@@ -1062,7 +1122,7 @@ ACompleteFn = Callable[..., Awaitable[Completion]]
 
 def run(complete: CompleteFn, hooks: Sequence[Hook], prompt: Any, **options: Any) -> Run:
     """The loop over ``complete`` (a client's bound method); ``options`` are :class:`_Loop`'s."""
-    loop = _make(hooks, prompt, False, options)
+    loop = _make(hooks, prompt, False, **options)
     workers = _Workers()
     loop.start()
     try:
@@ -1080,7 +1140,7 @@ def run(complete: CompleteFn, hooks: Sequence[Hook], prompt: Any, **options: Any
 
 
 async def arun(acomplete: ACompleteFn, hooks: Sequence[Hook], prompt: Any, **options: Any) -> Run:
-    loop = _make(hooks, prompt, False, options)
+    loop = _make(hooks, prompt, False, **options)
     loop.start()
     try:
         while (arguments := loop.next_call()) is not None:
@@ -1152,7 +1212,7 @@ class AsyncRunStream:
 
 
 def run_stream(stream: Callable[..., Stream], hooks: Sequence[Hook], prompt: Any, **options: Any) -> RunStream:
-    loop = _make(hooks, prompt, True, options)
+    loop = _make(hooks, prompt, True, **options)
 
     def events() -> Iterator[RunEvent]:
         workers = _Workers()
@@ -1189,7 +1249,7 @@ def run_stream(stream: Callable[..., Stream], hooks: Sequence[Hook], prompt: Any
 def arun_stream(
     astream: Callable[..., AsyncStream], hooks: Sequence[Hook], prompt: Any, **options: Any
 ) -> AsyncRunStream:
-    loop = _make(hooks, prompt, True, options)
+    loop = _make(hooks, prompt, True, **options)
 
     async def events() -> AsyncIterator[RunEvent]:
         loop.start()
@@ -1220,23 +1280,38 @@ def arun_stream(
     return AsyncRunStream(events(), loop)
 
 
-def _make(hooks: Sequence[Hook], prompt: Any, streaming: bool, options: Mapping[str, Any]) -> _Loop:
-    options = dict(options)
-    if streaming and options.get("output_retries"):
+def _make(
+    hooks: Sequence[Hook],
+    prompt: Any,
+    streaming: bool,
+    *,
+    tools: Any,
+    model: str | None = None,
+    max_steps: int = 10,
+    stop_when: Callable[[Run], bool] | None = None,
+    approve: Callable[[ToolCall], Any] | None = None,
+    parallel_tools: bool = True,
+    tool_timeout: float | None = None,
+    on_tool_error: str = "return",
+    max_tool_failures: int | None = 3,
+    timeout: float | None = None,
+    **call_args: Any,
+) -> _Loop:
+    if streaming and call_args.get("output_retries"):
         raise ValueError("output_retries re-asks whole answers: use run() or arun(), not a streamed run")
     return _Loop(
         hooks,
         prompt,
-        options.pop("tools"),
-        options.pop("model", None),
-        options.pop("max_steps", 10),
-        options.pop("stop_when", None),
-        options.pop("approve", None),
-        options.pop("parallel_tools", True),
-        options.pop("tool_timeout", None),
-        options.pop("on_tool_error", "return"),
-        options.pop("max_tool_failures", 3),
-        options.pop("timeout", None),
+        tools,
+        model,
+        max_steps,
+        stop_when,
+        approve,
+        parallel_tools,
+        tool_timeout,
+        on_tool_error,
+        max_tool_failures,
+        timeout,
         streaming,
-        options,
+        call_args,
     )
