@@ -406,9 +406,18 @@ def _stop(value: Any) -> tuple[str, ...]:
 
 
 # -- tools ---------------------------------------------------------------------------------
+class CheckedTools(tuple[Tool, ...]):
+    """Tools :func:`tools_from_input` has already checked: a tool loop checks its tools once
+    per run (or when an MCP server's list changes), not again on every step's call."""
+
+    __slots__ = ()
+
+
 def tools_from_input(value: Any) -> tuple[Tool, ...]:
     if value is None:
         return ()
+    if type(value) is CheckedTools:
+        return tuple(value)
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
         raise TypeError(f"tools must be a list, not {type(value).__name__}")
     tools = tuple(tool_from_input(t, f"tools[{i}]") for i, t in enumerate(value))

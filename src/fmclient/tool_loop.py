@@ -116,6 +116,9 @@ class FunctionTool:
     check: Callable[[Mapping[str, Any]], dict[str, Any]] | None = field(default=None, repr=False)
     #: for an async-native tool (MCP): awaited in ``arun`` instead of running ``handler`` in a thread
     ahandler: Callable[..., Awaitable[Any]] | None = field(default=None, repr=False)
+    #: the spec has passed the checks every call's tools get (set by the first run that uses the
+    #: tool, so later runs and steps do not check it again)
+    checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -345,22 +348,28 @@ class _Toolbox:
             else:
                 self._fixed.append(_as_tool(item, f"tools[{index}]"))
         self.by_name: dict[str, FunctionTool] = {}
-        self.specs: list[Tool] = []
+        self.specs: tuple[Tool, ...] = ()
         self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self) -> bool:
+        """List the sources' tools again; False when nothing can have changed."""
         if self.by_name and not self._sources:
-            return  # nothing can have changed
+            return False
         every = self._fixed
         if self._sources:
             every = [*every, *(t for source in self._sources for t in source.loop_tools())]
         by_name: dict[str, FunctionTool] = {}
-        for found in every:
+        for index, found in enumerate(every):
             if found.name in by_name:
                 raise ValueError(f"tools: two tools are named {found.name!r} (give an MCP server a prefix=)")
             by_name[found.name] = found
+            if not found.checked:  # what complete() checks in each tool, once per tool
+                _validation.tool_from_input(found.spec, f"tools[{index}]")
+                object.__setattr__(found, "checked", True)
         self.by_name = by_name
-        self.specs = [t.spec for t in every]
+        # Checked: each step's call does not check them again.
+        self.specs = _validation.CheckedTools(t.spec for t in every)
+        return True
 
 
 # -- what a run records ------------------------------------------------------------------------
@@ -636,7 +645,7 @@ class _Pending:
 class _Loop:
     __slots__ = (
         "approve",
-        "call_args",
+        "arguments",
         "deadline",
         "failures",
         "hooks",
@@ -700,7 +709,7 @@ class _Loop:
         self.max_tool_failures = max_tool_failures
         self.timeout = None if timeout is None else _validation.check_timeout(timeout)
         self.deadline = Deadline(self.timeout)
-        self.call_args = dict(call_args)
+        self.arguments: dict[str, Any] = {"model": model, "tools": self.toolbox.specs, "timeout": None, **call_args}
         self.run = Run([], _validation.messages_from_prompt(prompt))
         self.failures: dict[str, int] = {}
         self.hooks = hooks
@@ -732,14 +741,12 @@ class _Loop:
         left = self.deadline.remaining()
         if left is not None and left <= 0:
             raise RequestTimeoutError(f"the run's deadline of {self.timeout:g}s was exceeded", retryable=False)
-        if run.steps:
-            self.toolbox.refresh()  # an MCP server's tool list may have changed
-        return {
-            "model": self.model,
-            "tools": self.toolbox.specs,
-            "timeout": left if left is not None else None,
-            **self.call_args,
-        }
+        arguments = self.arguments  # the same every step but for the time left and the tools
+        if left is not None:
+            arguments["timeout"] = left
+        if run.steps and self.toolbox.refresh():  # an MCP server's tool list may have changed
+            arguments["tools"] = self.toolbox.specs
+        return arguments
 
     def answered(self, completion: Completion) -> list[_Pending]:
         """The step's answer: the tool calls to run (none: the run is over)."""
