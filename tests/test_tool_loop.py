@@ -324,6 +324,62 @@ def test_parallel_tools_run_concurrently_and_results_keep_call_order(fake: FakeO
     assert tool_messages(fake, 1) == [("c1", "one"), ("c2", "two")]
 
 
+def test_a_parallel_step_runs_its_last_call_in_the_callers_thread_and_the_rest_in_workers() -> None:
+    both_running = threading.Barrier(2, timeout=5)  # the calls still run at the same time
+    threads: dict[str, str] = {}
+
+    def first() -> str:
+        """One."""
+        threads["first"] = threading.current_thread().name
+        both_running.wait()
+        return "one"
+
+    def second() -> str:
+        """Two."""
+        threads["second"] = threading.current_thread().name
+        both_running.wait()
+        return "two"
+
+    def both_at_once(request: Any) -> Any:
+        if any(m.role == "tool" for m in request.messages):
+            return "done"
+        calls = [ToolCall("c1", "first", {}), ToolCall("c2", "second", {})]
+        return fmclient.Completion("", "tool_calls", Usage(1, 1), "gpt-4o", "mock", tool_calls=calls)
+
+    with MockProvider().respond_with(both_at_once), Client() as client:
+        run = client.run("go", tools=[first, second], model=MODEL)
+    assert [r.content for r in run.steps[0].tool_results] == ["one", "two"]
+    assert threads["second"] == threading.current_thread().name
+    assert threads["first"].startswith("fmclient-tool")
+
+
+def test_a_runs_tools_are_checked_once_not_on_every_steps_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fmclient import _validation
+
+    checked: list[str] = []
+    check = _validation.check_json_schema
+
+    def counting(schema: Any, where: str) -> None:
+        if where.endswith("].parameters"):  # a tool's whole schema (not its nested ones)
+            checked.append(where)
+        check(schema, where)
+
+    monkeypatch.setattr(_validation, "check_json_schema", counting)
+
+    def lookup(city: str) -> str:
+        """Look a city up."""
+        return city
+
+    with MockProvider() as mock, Client() as client:
+        for _ in range(2):
+            mock.add_tool_call("lookup", {"city": "Oslo"}).add_tool_call("lookup", {"city": "Bergen"}).add_reply("ok")
+        first = client.run("go", tools=[lookup], model=MODEL)
+        assert len(first.steps) == 3 and checked == ["tools[0].parameters"]  # once, not at each of 3 calls
+        second = client.run("go", tools=[lookup], model=MODEL)
+    assert len(second.steps) == 3 and checked == ["tools[0].parameters"]  # the same tool: not again
+    assert [t.name for t in mock.requests[-1].tools] == ["lookup"]
+
+
 def test_parallel_tools_false_runs_one_at_a_time() -> None:
     order: list[str] = []
 

@@ -463,6 +463,47 @@ def test_tool_arguments_that_do_not_fit_are_a_structured_output_error() -> None:
         fmclient.tool_arguments(book, {"colour": "red"})
 
 
+def plain_scalars(
+    ratio: float, count: int, label: str = "x", flag: bool = False, positive: int = Field(default=1, ge=1)
+) -> None:
+    """Plain scalar parameters, one with a constraint in its Field() default."""
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        # Every value already of its parameter's exact type: returned as sent.
+        (
+            {"ratio": 0.5, "count": 2, "label": "y", "flag": True},
+            {"ratio": 0.5, "count": 2, "label": "y", "flag": True},
+        ),
+        # Anything else still goes through pydantic's conversion.
+        ({"ratio": 1, "count": 2}, {"ratio": 1.0, "count": 2}),
+        ({"ratio": 0.5, "count": "3"}, {"ratio": 0.5, "count": 3}),
+        ({"ratio": 0.5, "count": True}, {"ratio": 0.5, "count": 1}),
+        ({"ratio": 0.5, "count": 2, "positive": 4}, {"ratio": 0.5, "count": 2, "positive": 4}),
+    ],
+)
+def test_tool_arguments_of_plain_types_are_what_pydantic_gives(arguments: dict[str, Any], expected: Any) -> None:
+    got = fmclient.tool_arguments(plain_scalars, arguments)
+    assert got == expected
+    assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in expected.items()}
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"ratio": 0.5},  # count missing
+        {"ratio": 0.5, "count": 2, "colour": "red"},  # unknown
+        {"ratio": 0.5, "count": 2, "positive": 0},  # of its exact type, but below the Field's ge=1
+        {"ratio": 0.5, "count": 2, "flag": "maybe"},
+    ],
+)
+def test_tool_arguments_of_plain_types_that_do_not_fit_are_refused(arguments: dict[str, Any]) -> None:
+    with pytest.raises(StructuredOutputError, match="plain_scalars"):
+        fmclient.tool_arguments(plain_scalars, arguments)
+
+
 def test_tool_arguments_pass_extra_keys_to_a_kwargs_function() -> None:
     def f(n: int, **rest: Any) -> None:
         pass

@@ -216,17 +216,26 @@ def tool(
         spec = _validation.tool_from_input(
             {"name": name, "description": description or "", "parameters": parameters or _EMPTY}, "tool"
         )
-        return FunctionTool(spec, fn, requires_approval, final or fn is None, "function", timeout)
+        return checked(FunctionTool(spec, fn, requires_approval, final or fn is None, "function", timeout))
     spec = _validation.tool_from_input(fn, "tool")
     if name is not None or description is not None:
         spec = _validation.tool_from_input(
             {"name": name or spec.name, "description": description or spec.description, "parameters": spec.parameters},
             "tool",
         )
-    return FunctionTool(spec, fn, requires_approval, final, "function", timeout, check=_function_check(fn, spec.name))
+    return checked(
+        FunctionTool(spec, fn, requires_approval, final, "function", timeout, check=_function_check(fn, spec.name))
+    )
 
 
 _EMPTY: Mapping[str, Any] = {"type": "object", "properties": {}}
+
+
+def checked(made: FunctionTool) -> FunctionTool:
+    """``made``, whose spec ``_validation.tool_from_input`` built (so checked as complete() checks
+    tools): no run checks it again."""
+    object.__setattr__(made, "checked", True)
+    return made
 
 
 @runtime_checkable
@@ -297,7 +306,7 @@ def _as_tool(value: Any, where: str) -> FunctionTool:
             raise TypeError(f"{where}.handler must be callable")
         spec = _validation.tool_from_input(rest, where)
         timeout = value.get("timeout")
-        return FunctionTool(
+        made = FunctionTool(
             spec,
             handler,
             value.get("requires_approval"),
@@ -305,9 +314,10 @@ def _as_tool(value: Any, where: str) -> FunctionTool:
             "function",
             None if timeout is None else _positive(timeout, f"{where}.timeout"),
         )
+        return checked(made)
     if isinstance(value, (Mapping, Tool)):
         # A schema with nothing to run it: a final tool (its arguments are the run's answer).
-        return FunctionTool(_validation.tool_from_input(value, where), None, None, True)
+        return checked(FunctionTool(_validation.tool_from_input(value, where), None, None, True))
     if callable(value):
         try:
             made = _FUNCTION_TOOLS.get(value)
@@ -315,7 +325,7 @@ def _as_tool(value: Any, where: str) -> FunctionTool:
             made = None
         if made is None:
             spec = _validation.tool_from_input(value, where)
-            made = FunctionTool(spec, value, check=_function_check(value, spec.name))
+            made = checked(FunctionTool(spec, value, check=_function_check(value, spec.name)))
             with contextlib.suppress(TypeError):
                 _FUNCTION_TOOLS[value] = made
         return made
