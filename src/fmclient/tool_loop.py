@@ -306,7 +306,7 @@ def _as_tool(value: Any, where: str) -> FunctionTool:
             raise TypeError(f"{where}.handler must be callable")
         spec = _validation.tool_from_input(rest, where)
         timeout = value.get("timeout")
-        made = FunctionTool(
+        from_dict = FunctionTool(
             spec,
             handler,
             value.get("requires_approval"),
@@ -314,7 +314,7 @@ def _as_tool(value: Any, where: str) -> FunctionTool:
             "function",
             None if timeout is None else _positive(timeout, f"{where}.timeout"),
         )
-        return checked(made)
+        return checked(from_dict)
     if isinstance(value, (Mapping, Tool)):
         # A schema with nothing to run it: a final tool (its arguments are the run's answer).
         return checked(FunctionTool(_validation.tool_from_input(value, where), None, None, True))
