@@ -272,6 +272,116 @@ def any_llm_routes(url: str) -> dict[str, Route]:
     return routes
 
 
+# -- tool loops (bench/run.py --scenario loop) -------------------------------------------------
+# A run: the fake server answers a request with tools with two calls of ``noop`` until four tool
+# results are in the history, then with its plain answer: three model calls, four tool calls.
+LOOP_STEPS = 3
+
+
+def noop(x: int) -> int:
+    """Do nothing.
+
+    Args:
+        x: any number
+    """
+    return x
+
+
+#: ``noop`` in OpenAI's tool shape, for the loops that take a schema.
+NOOP_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "noop",
+        "description": "Do nothing.",
+        "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
+    },
+}
+
+#: A loop: one run of it returns (the final answer's text, the number of model calls it made).
+Loop = Callable[[], tuple[str, int]]
+
+
+def openai_sdk_loop(url: str) -> Loop:
+    """The loop an OpenAI SDK user writes (the SDK's function-calling guide): call, run each tool
+    call with its JSON arguments, append the results, call again."""
+    import json
+
+    import openai
+
+    client = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
+
+    def run() -> tuple[str, int]:
+        messages: list[Any] = [{"role": "user", "content": PROMPT}]
+        reply = client.chat.completions.create(model=OPENAI_MODEL, messages=messages, tools=[NOOP_TOOL])
+        calls = 1
+        while (message := reply.choices[0].message).tool_calls:
+            messages.append(message)
+            for call in message.tool_calls:
+                result = noop(**json.loads(call.function.arguments))
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})
+            reply = client.chat.completions.create(model=OPENAI_MODEL, messages=messages, tools=[NOOP_TOOL])
+            calls += 1
+        return str(message.content), calls
+
+    return run
+
+
+def litellm_loop(url: str) -> Loop:
+    """LiteLLM has no tool loop of its own (its MCP helpers list and call an MCP server's tools,
+    the loop is still the user's): the loop of its function-calling docs over
+    ``litellm.completion``."""
+    import json
+
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no download of its price map at import
+    import litellm
+
+    litellm.telemetry = False
+    litellm.num_retries = 0
+    args = {"model": f"openai/{OPENAI_MODEL}", "api_base": url + "/v1", "api_key": API_KEY, "tools": [NOOP_TOOL]}
+
+    def run() -> tuple[str, int]:
+        messages: list[Any] = [{"role": "user", "content": PROMPT}]
+        reply = litellm.completion(messages=messages, **args)
+        calls = 1
+        while (message := reply.choices[0].message).tool_calls:
+            messages.append(message)
+            for call in message.tool_calls:
+                result = noop(**json.loads(call.function.arguments))
+                messages.append(
+                    {"role": "tool", "tool_call_id": call.id, "name": call.function.name, "content": json.dumps(result)}
+                )
+            reply = litellm.completion(messages=messages, **args)
+            calls += 1
+        return str(message.content), calls
+
+    return run
+
+
+def aisuite_loop(url: str) -> Loop:
+    """aisuite's own loop: ``tools=[function]`` with ``max_turns`` runs the calls (one at a time,
+    arguments checked against the function's pydantic model) and sends the results back."""
+    import aisuite
+
+    client = aisuite.Client({"openai": {"api_key": API_KEY, "base_url": url + "/v1", "max_retries": 0}})
+
+    def run() -> tuple[str, int]:
+        messages = [{"role": "user", "content": PROMPT}]
+        reply = client.chat.completions.create(
+            model=f"openai:{OPENAI_MODEL}", messages=messages, tools=[noop], max_turns=10
+        )
+        return str(reply.choices[0].message.content), len(reply.intermediate_responses) + 1
+
+    return run
+
+
+#: Peer -> its loop, for the loop scenario (fmclient's own sides are built there).
+LOOPS: dict[str, Callable[[str], Loop]] = {
+    "OpenAI SDK, hand-written loop": openai_sdk_loop,
+    "aisuite, max_turns": aisuite_loop,
+    "LiteLLM, hand-written loop": litellm_loop,
+}
+
+
 BUILDERS: dict[str, Callable[[str], dict[str, Route]]] = {
     "fmclient": fmclient_routes,
     "official SDK": sdk_routes,
