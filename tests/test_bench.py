@@ -148,3 +148,21 @@ def test_fmclient_and_the_sdk_send_the_same_openai_request_in_the_bench() -> Non
     assert fm_sent.path == sdk_sent.path == "/v1/chat/completions"
     assert fm_sent.json() == sdk_sent.json()
     assert fm_sent.json()["model"] == peers.OPENAI_MODEL
+
+
+def test_the_fake_server_answers_a_three_step_tool_run_for_each_loop_of_the_loop_scenario() -> None:
+    """bench/server.py asks for two ``noop`` calls until four results are in, then answers: every
+    loop of bench/peers.py that is installed here ends with that answer after three model calls,
+    and one that is not says so with an ImportError (the scenario shows it as not installed)."""
+    run, peers = _bench_module("run"), _bench_module("peers")
+    with run.FakeServer() as server:
+        answer = run.fm_client(server.url).complete("hi", model=f"openai/{run.OPENAI_MODEL}").text
+        ran = []
+        for name, build in peers.LOOPS.items():
+            try:
+                loop = build(server.url)
+            except ImportError:
+                continue
+            assert loop() == (answer, peers.LOOP_STEPS), name
+            ran.append(name)
+    assert "OpenAI SDK, hand-written loop" in ran
