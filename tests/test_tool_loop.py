@@ -380,6 +380,19 @@ def test_a_runs_tools_are_checked_once_not_on_every_steps_call(monkeypatch: pyte
     assert [t.name for t in mock.requests[-1].tools] == ["lookup"]
 
 
+def test_a_hand_made_function_tool_is_checked_by_its_first_run_before_any_request() -> None:
+    from fmclient.tool_loop import FunctionTool
+
+    bad = FunctionTool(fmclient.Tool("bad", "Not an object schema.", {"type": "string"}), print)
+    with MockProvider() as mock, Client() as client:
+        with pytest.raises(ValueError, match=r"tools\[0\]\.parameters must be a JSON Schema with type 'object'"):
+            client.run("go", tools=[bad], model=MODEL)
+        assert not bad.checked and mock.requests == []
+        good = FunctionTool(fmclient.Tool("good", "An object.", {"type": "object", "properties": {}}), print)
+        mock.add_reply("ok")
+        assert client.run("go", tools=[good], model=MODEL).text == "ok" and good.checked
+
+
 def test_parallel_tools_false_runs_one_at_a_time() -> None:
     order: list[str] = []
 

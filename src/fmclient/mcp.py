@@ -43,7 +43,7 @@ from typing import Any, TextIO, TypeVar
 
 from fmclient.errors import APIConnectionError, ConfigurationError, RequestTimeoutError, ToolError
 from fmclient.secret import register_secret
-from fmclient.tool_loop import FunctionTool, checked
+from fmclient.tool_loop import FunctionTool, _checked
 from fmclient.types import ImagePart, Part, TextPart
 
 __all__ = ["MCPConnectionError", "MCPTimeoutError", "MCPTools"]
@@ -376,7 +376,7 @@ class MCPTools:
                 future.cancel()  # the call on the background loop is cancelled too
                 raise
 
-        return checked(FunctionTool(spec, call, kind="extension", ahandler=acall))
+        return _checked(FunctionTool(spec, call, kind="extension", ahandler=acall))
 
     async def _call(self, remote: str, arguments: dict[str, Any]) -> Any:
         assert self._lock is not None

@@ -116,8 +116,8 @@ class FunctionTool:
     check: Callable[[Mapping[str, Any]], dict[str, Any]] | None = field(default=None, repr=False)
     #: for an async-native tool (MCP): awaited in ``arun`` instead of running ``handler`` in a thread
     ahandler: Callable[..., Awaitable[Any]] | None = field(default=None, repr=False)
-    #: the spec has passed the checks every call's tools get (set by the first run that uses the
-    #: tool, so later runs and steps do not check it again)
+    #: the spec has passed the checks every call's tools get (set when fmclient builds the tool,
+    #: or by the first run of one made by hand), so no run or step checks it again
     checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
@@ -216,14 +216,14 @@ def tool(
         spec = _validation.tool_from_input(
             {"name": name, "description": description or "", "parameters": parameters or _EMPTY}, "tool"
         )
-        return checked(FunctionTool(spec, fn, requires_approval, final or fn is None, "function", timeout))
+        return _checked(FunctionTool(spec, fn, requires_approval, final or fn is None, "function", timeout))
     spec = _validation.tool_from_input(fn, "tool")
     if name is not None or description is not None:
         spec = _validation.tool_from_input(
             {"name": name or spec.name, "description": description or spec.description, "parameters": spec.parameters},
             "tool",
         )
-    return checked(
+    return _checked(
         FunctionTool(spec, fn, requires_approval, final, "function", timeout, check=_function_check(fn, spec.name))
     )
 
@@ -231,7 +231,7 @@ def tool(
 _EMPTY: Mapping[str, Any] = {"type": "object", "properties": {}}
 
 
-def checked(made: FunctionTool) -> FunctionTool:
+def _checked(made: FunctionTool) -> FunctionTool:
     """``made``, whose spec ``_validation.tool_from_input`` built (so checked as complete() checks
     tools): no run checks it again."""
     object.__setattr__(made, "checked", True)
@@ -248,14 +248,14 @@ class ToolSource(Protocol):
 def _function_check(fn: Callable[..., Any], name: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     from fmclient._schema import arguments_check
 
-    checked = arguments_check(fn)  # fmclient.tool_arguments with the signature read once
+    check_arguments = arguments_check(fn)  # fmclient.tool_arguments with the signature read once
     own = getattr(fn, "__name__", name)
     if own == name:
-        return checked
+        return check_arguments
 
     def check(arguments: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            return checked(arguments)
+            return check_arguments(arguments)
         except StructuredOutputError as exc:
             # The model knows the tool by the name it was given, not the function's.
             raise StructuredOutputError(
@@ -314,10 +314,10 @@ def _as_tool(value: Any, where: str) -> FunctionTool:
             "function",
             None if timeout is None else _positive(timeout, f"{where}.timeout"),
         )
-        return checked(from_dict)
+        return _checked(from_dict)
     if isinstance(value, (Mapping, Tool)):
         # A schema with nothing to run it: a final tool (its arguments are the run's answer).
-        return checked(FunctionTool(_validation.tool_from_input(value, where), None, None, True))
+        return _checked(FunctionTool(_validation.tool_from_input(value, where), None, None, True))
     if callable(value):
         try:
             made = _FUNCTION_TOOLS.get(value)
@@ -325,7 +325,7 @@ def _as_tool(value: Any, where: str) -> FunctionTool:
             made = None
         if made is None:
             spec = _validation.tool_from_input(value, where)
-            made = checked(FunctionTool(spec, value, check=_function_check(value, spec.name)))
+            made = _checked(FunctionTool(spec, value, check=_function_check(value, spec.name)))
             with contextlib.suppress(TypeError):
                 _FUNCTION_TOOLS[value] = made
         return made
