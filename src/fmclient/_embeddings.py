@@ -3,9 +3,9 @@ retries within one deadline (a retry re-sends only the batch that failed)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient import _validation
 from fmclient._engine import Route, aguard, guard
@@ -16,10 +16,13 @@ from fmclient.types import Embeddings, EmbedRequest
 
 if TYPE_CHECKING:
     from fmclient._engine import Engine
+    from fmclient.budget import Reservation
     from fmclient.hooks import CallObserver
     from fmclient.providers.base import EmbedBatching
 
 __all__ = ["aembed", "embed"]
+
+T = TypeVar("T")
 
 
 # -- embed -------------------------------------------------------------------------------------
@@ -30,7 +33,7 @@ def _embed_call(
     timeout: float | None,
     max_retries: int | None,
     provider_options: Mapping[str, Any],
-) -> tuple[Route, EmbedRequest, Deadline]:
+) -> tuple[Route, EmbedRequest, Deadline, Reservation | None]:
     request = _validation.build_embed_request(texts, provider_options=provider_options)
     route = engine.route(model or engine.settings.default_embedding_model, _validation.check_max_retries(max_retries))
     request = replace(request, model=engine.model_id(route))
@@ -48,14 +51,24 @@ def _embed_call(
             model=request.model,
         )
     route.ensure_ready(request.model)
+    deadline = engine.deadline(timeout, route)
     try:
-        engine.check_budget_for(route)
+        reservation = engine.reserve_budget(route, request, deadline)
     except FMClientError as error:  # the call started, and ends here: hooks see it
         observer = engine.observer_for("embeddings", request, False, route.target)
         if observer is not None:
             observer.end(None, error)
         raise
-    return route, request, engine.deadline(timeout, route)
+    return route, request, deadline, reservation
+
+
+def _released_on_error(engine: Engine, reservation: Reservation | None, fn: Callable[..., T], *args: Any) -> T:
+    try:
+        return fn(*args)
+    except BaseException:
+        if engine.budget is not None:
+            engine.budget.release(reservation)
+        raise
 
 
 def embed(
@@ -67,10 +80,10 @@ def embed(
     provider_options: Mapping[str, Any],
 ) -> Embeddings:
     """``Client.embed``: the batches go out one by one, or fanned out as the provider allows."""
-    route, request, deadline = _embed_call(engine, texts, model, timeout, max_retries, provider_options)
+    route, request, deadline, reservation = _embed_call(engine, texts, model, timeout, max_retries, provider_options)
     observer = engine.observer_for("embeddings", request, False, route.target)
     if observer is not None:
-        request = observed_embed_request(observer, route, request)
+        request = _released_on_error(engine, reservation, observed_embed_request, observer, route, request)
     batching = route.provider.embed_batching(route.target.model)
     batches = embed_batches(request, batching)
     where = route.where if observer is None else {**route.where, "on_retry": observer.retry}
@@ -97,10 +110,12 @@ def embed(
         else:
             result = joined_embeddings(fan_out(embed_batch, batches, batching.max_concurrency))
     except BaseException as error:
+        if engine.budget is not None:
+            engine.budget.release(reservation)  # failed, cancelled or interrupted: not billed
         if observer is not None:
             observer.end(None, error)
         raise
-    result = engine.priced(route, result)
+    result = engine.priced(route, result, reservation)
     if observer is not None:
         observer.end(result, None)
     return result
@@ -115,10 +130,10 @@ async def aembed(
     provider_options: Mapping[str, Any],
 ) -> Embeddings:
     """``Client.aembed``: the async twin of :func:`embed`."""
-    route, request, deadline = _embed_call(engine, texts, model, timeout, max_retries, provider_options)
+    route, request, deadline, reservation = _embed_call(engine, texts, model, timeout, max_retries, provider_options)
     observer = engine.observer_for("embeddings", request, False, route.target)
     if observer is not None:
-        request = observed_embed_request(observer, route, request)
+        request = _released_on_error(engine, reservation, observed_embed_request, observer, route, request)
     batching = route.provider.embed_batching(route.target.model)
     batches = embed_batches(request, batching)
     where = route.where if observer is None else {**route.where, "on_retry": observer.retry}
@@ -144,10 +159,12 @@ async def aembed(
         else:
             result = joined_embeddings(await afan_out(embed_batch, batches, batching.max_concurrency))
     except BaseException as error:
+        if engine.budget is not None:
+            engine.budget.release(reservation)  # failed, cancelled or interrupted: not billed
         if observer is not None:
             observer.end(None, error)
         raise
-    result = engine.priced(route, result)
+    result = engine.priced(route, result, reservation)
     if observer is not None:
         observer.end(result, None)
     return result

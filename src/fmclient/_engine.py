@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from fmclient import _validation, pricing
 from fmclient import hooks as hooks_module
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
-from fmclient.budget import budget_from_settings
+from fmclient.budget import Reservation, budget_from_settings, estimate_cost
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
 from fmclient.errors import ConfigurationError, FMClientError, StructuredOutputError, UnsupportedFeatureError
 from fmclient.hooks import CallObserver, Hook, LoggingHook
@@ -43,6 +43,8 @@ from fmclient.types import (
 )
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from fmclient.cache import ResponseCache
     from fmclient.config import Settings, Target
     from fmclient.shared import SharedState
@@ -170,6 +172,7 @@ class Engine:
 
             self.shared = state_from_settings(settings.shared)
         self.budget = budget_from_settings(settings.budget, self.shared)
+        self._reserve_rates: dict[tuple[str, str], tuple[Decimal | None, Decimal | None] | None] = {}
         self._price_refs: dict[str, PriceRef] = {}
         self._identities: dict[str, str | None] = {}
         self.hooks: list[Hook] = list(hooks)
@@ -187,7 +190,21 @@ class Engine:
         if self.budget is not None:
             self.budget.check(route.target.provider, route.target.model)
 
-    def priced(self, route: Route, result: R) -> R:
+    def reserve_budget(self, route: Route, request: Any, deadline: Deadline) -> Reservation | None:
+        """Reserve what a target's request may cost before it is sent (see fmclient.budget)."""
+        budget = self.budget
+        if budget is None:
+            return None
+        target = route.target
+        key = (target.provider, target.model)
+        if key in self._reserve_rates:
+            rates = self._reserve_rates[key]
+        else:  # looked up once per target: the price table is not cheap to search
+            found = pricing.model_prices(self.price_ref(route), target.model)
+            rates = self._reserve_rates[key] = None if isinstance(found, pricing.Unpriced) else found[:2]
+        return budget.reserve(estimate_cost(rates, request), target.provider, target.model, deadline.remaining())
+
+    def priced(self, route: Route, result: R, reservation: Reservation | None = None) -> R:
         """Tell a result how to price itself (lazily, on first read); charge it to the budget."""
         target = route.target
         ref = self.price_ref(route)
@@ -196,7 +213,7 @@ class Engine:
         models = (target.model,) if overrides else (result.model, target.model)
         result._pricer = partial(pricing.priced, ref, models, time.time())
         if self.budget is not None:
-            self.budget.charge(result, target.provider, target.model)
+            self.budget.charge(result, target.provider, target.model, reservation)
         return result
 
     def price_ref(self, route: Route) -> PriceRef:
@@ -489,6 +506,7 @@ class Call:
         "observer",
         "position",
         "request",
+        "reservation",
         "routes",
         "streaming",
         "trial",
@@ -518,6 +536,8 @@ class Call:
         #: the primary's before_request hooks already ran on ``first`` (see _keyed_cache)
         self.hooked = False
         self.cached: Completion | None = None  # the response cache's answer, when it had one
+        #: what the target being tried reserved of the budget, until settled or released
+        self.reservation: Reservation | None = None
 
     def _keyed_cache(self) -> tuple[ResponseCache, str] | None:
         """The client's cache and this call's key in it, or None when the call bypasses the cache.
@@ -566,9 +586,16 @@ class Call:
             self.observer.end(result, error)
 
     def check_budget(self) -> None:
-        """The budget check before the primary's request; a refusal is a call that started and ended."""
+        """The budget before the primary's request; a refusal is a call that started and ended.
+
+        A whole-answer call reserves now (its walk follows at once); a stream only checks, and
+        reserves when the caller starts iterating (one never iterated must not hold budget).
+        """
         try:
-            self.engine.check_budget_for(self.routes[0])
+            if self.streaming:
+                self.engine.check_budget_for(self.routes[0])
+            else:
+                self.reservation = self.engine.reserve_budget(self.routes[0], self.first, self.deadline)
         except FMClientError as error:
             if self.observer is None:
                 self.observer = self._start_observer()
@@ -652,17 +679,22 @@ class Call:
             except BaseException:
                 self.abandon()  # interrupted while preparing (an SDK import, say)
                 raise
-            if index:
-                # A fallback is a new request: another call may have spent the budget meanwhile.
+            if self.reservation is None and self.engine.budget is not None:
+                # A stream's primary, or a fallback (a new request: another call may have spent
+                # the budget meanwhile): reserve before it is sent.
                 try:
-                    self.engine.check_budget_for(route)
+                    self.reservation = self.engine.reserve_budget(route, prepared, self.deadline)
                 except FMClientError as error:
                     self.abandon()  # the trial this target was admitted for never ran
                     error.attempts = self.attempts
                     self._end(None, error)
                     raise
             if self.observer is not None and not (index == 0 and self.hooked):
-                prepared = self._before_request(route, prepared)
+                try:
+                    prepared = self._before_request(route, prepared)
+                except BaseException:
+                    self.release_budget()  # refused by a hook: nothing is sent
+                    raise
             yield route, prepared
 
     def _start_observer(self, cache_hit: bool = False) -> CallObserver | None:
@@ -703,18 +735,31 @@ class Call:
         else:
             breaker.release()  # the caller's fault says nothing of the provider's health
 
+    def release_budget(self) -> None:
+        """The target's request failed or was never sent: give its reservation back."""
+        reservation, self.reservation = self.reservation, None
+        if reservation is not None and self.engine.budget is not None:
+            self.engine.budget.release(reservation)
+
+    def take_reservation(self) -> Reservation | None:
+        """The reservation an answer settles (it is the answer's from now on)."""
+        reservation, self.reservation = self.reservation, None
+        return reservation
+
     def abandon(self) -> None:
         """The call ended with no outcome to record (cancelled, interrupted, a stream closed early).
 
         A half-open trial it held is handed back, so the breaker lets the next call be the trial
-        instead of staying open for good.
+        instead of staying open for good; its budget reservation is released.
         """
+        self.release_budget()
         trial, self.trial = self.trial, None
         if trial is not None:
             trial.release()
 
     def failed(self, route: Route, error: FMClientError) -> None:
         """Record a target's failure; raise when no other target may answer instead."""
+        self.release_budget()  # a failure is not billed
         self._record(route, error)
         skipped = isinstance(error, CircuitOpenError) or self._cannot_take(error)
         self.attempts.append(Attempt(route.target.provider, route.target.model, error, skipped))
@@ -739,6 +784,7 @@ class Call:
 
     def broke_off(self, route: Route, error: FMClientError, text: str) -> None:
         """A stream failed after reaching the caller: no retry, no fallback, keep what came."""
+        self.release_budget()  # its usage never arrived: nothing to settle to
         self._record(route, error)
         self.attempts.append(Attempt(route.target.provider, route.target.model, error))
         error.partial_text = text
@@ -794,7 +840,7 @@ class Call:
         if overrides:
             completion.provider = overrides[-1].name
         # Charged before the answer is checked: a reply that fails validation was still billed.
-        self.engine.priced(route, completion)
+        self.engine.priced(route, completion, self.take_reservation())
         response_format = self.request.response_format
         observer = self.observer
         if observer is not None:

@@ -118,6 +118,6 @@ class ImageCall(Call):
         images.attempts = self.attempts
         if overrides:
             images.provider = overrides[-1].name
-        self.engine.priced(route, images)
+        self.engine.priced(route, images, self.take_reservation())
         self._end(images, None)
         return images

@@ -348,7 +348,7 @@ class _MediaCall(Call):
         )
         budget = self.engine.budget
         if budget is not None:
-            budget.charge(result, target.provider, target.model)
+            budget.charge(result, target.provider, target.model, self.take_reservation())
         self._end(result, None)
         return result
 

@@ -4,21 +4,32 @@
     max_cost = 5.00     # USD, for the life of the client
 
 What counts: the cost of every call the client completed (``Completion.cost``, a stream's final
-Completion, ``Embeddings.cost``), summed exactly as :class:`~decimal.Decimal`. The check: before
-a call sends anything (and before each fallback target), a client whose spend has reached
-``max_cost`` raises :class:`~fmclient.errors.BudgetExceededError`.
+Completion, ``Embeddings.cost``), summed exactly as :class:`~decimal.Decimal`.
 
-* Costs are known only when answers arrive, so calls already in flight when the budget is reached
-  finish and are counted: the spend can end above ``max_cost`` by what those calls cost. No new
-  request leaves once the spend has reached it.
+Reserve before sending, settle after: before a target's request leaves, the call reserves an
+estimate of what it may cost, atomically with the check. A call is refused with
+:class:`~fmclient.errors.BudgetExceededError` (nothing sent) when ``spent + reserved + estimate``
+would pass ``max_cost`` (or the spend alone has reached it). When the answer arrives the
+reservation is replaced by the real cost; when the target fails, the call is cancelled or a stream
+is closed early, it is released. So calls in flight together can never promise more than the
+budget holds, whether they are threads, tasks or (with ``[shared]``) other processes.
+
+* The estimate (:func:`estimate_cost`): the request's input tokens (fmclient's offline estimate,
+  :func:`fmclient.tokens.estimate`) plus its ``max_tokens`` (or :data:`UNKNOWN_MAX_TOKENS` when the
+  call sets none), priced with genai-prices at the model's base rates. Set ``max_tokens`` for a
+  reservation that fits the call. A model the price table does not know reserves nothing (its cost
+  is unknown and counts nothing). Other calls (embeddings: their input; images, audio) reserve
+  what their input is known to cost, or nothing.
+* The spend can end above ``max_cost`` only by what calls in flight cost beyond their estimate (a
+  prompt the offline estimate undercounted); no new request leaves once the spend has reached it.
 * A call whose cost is unknown (the model is not in the price table) counts nothing: a warning is
   logged once per provider and model on the ``fmclient`` logger, naming the reason.
 * A stream counts when it finishes; one abandoned before its end has no usage to count.
-* Retries of a call that already passed the check are not re-checked: they follow a failure,
-  which is not billed.
+* Retries of a target hold its reservation: they follow a failure, which is not billed.
 * Spend is kept in memory, per client: a new client starts from zero; with ``[shared]`` (see
   :mod:`fmclient.shared`) it is one Redis counter, named by ``name``, that every process adds to
-  and reads (``client.spent`` is the total of all of them).
+  and reads (``client.spent`` is the total of all of them); a reservation whose process died
+  expires on its own.
 * ``period = "day"`` or ``"month"`` starts the spend from zero each UTC day or month.
 
     [budget]
@@ -40,7 +51,10 @@ if TYPE_CHECKING:
 
     from fmclient.types import Completion, Embeddings, Images, Speech, Transcription
 
-__all__ = ["Budget", "budget_from_settings", "parse_max_cost"]
+__all__ = ["UNKNOWN_MAX_TOKENS", "Budget", "Reservation", "budget_from_settings", "estimate_cost", "parse_max_cost"]
+
+#: the output tokens a chat call that sets no ``max_tokens`` is assumed to produce when reserving
+UNKNOWN_MAX_TOKENS = 1024
 
 BUDGET_KEYS = frozenset({"max_cost", "name", "period"})
 PERIODS = ("day", "month")
@@ -103,10 +117,48 @@ def budget_from_settings(table: Mapping[str, Any], shared: Any = None) -> Budget
     return Budget(max_cost, period=period)
 
 
+def estimate_cost(rates: tuple[Decimal | None, Decimal | None] | None, request: Any) -> Decimal:
+    """What a request may cost, to reserve before it is sent (see the module docstring).
+
+    ``rates``: the model's input and output USD per million tokens (None: not priced).
+    """
+    from decimal import Decimal
+
+    if rates is None:
+        return Decimal(0)
+    input_rate, output_rate = rates
+    if hasattr(request, "messages"):  # a chat Request
+        from fmclient.tokens import estimate
+
+        input_tokens = estimate(request, "budget reservation").input_tokens
+        output_tokens = request.max_tokens or UNKNOWN_MAX_TOKENS
+    elif hasattr(request, "texts"):  # embeddings: the input is all there is
+        from fmclient.tokens import CHARS_PER_TOKEN
+
+        input_tokens = -(-sum(len(text) for text in request.texts) // CHARS_PER_TOKEN)
+        output_tokens = 0
+    else:  # images, audio: priced by units the request does not tell
+        return Decimal(0)
+    total = input_tokens * (input_rate or 0) + output_tokens * (output_rate or 0)
+    return Decimal(total) / 1_000_000
+
+
+class Reservation:
+    """What one target of a call reserved of the budget, until it is settled or released."""
+
+    __slots__ = ("amount", "done", "id", "shared")
+
+    def __init__(self, amount: Decimal, reservation_id: str = "", shared: bool = False) -> None:
+        self.amount = amount
+        self.id = reservation_id
+        self.shared = shared  # held in Redis (else in this process)
+        self.done = False
+
+
 class Budget:
     """Spend so far against ``max_cost``; safe to share between threads and asyncio tasks."""
 
-    __slots__ = ("_lock", "_period_id", "_spent", "_unknown_warned", "max_cost", "period")
+    __slots__ = ("_lock", "_period_id", "_reserved", "_spent", "_unknown_warned", "max_cost", "period")
 
     def __init__(self, max_cost: Decimal, period: str | None = None) -> None:
         from decimal import Decimal
@@ -115,6 +167,7 @@ class Budget:
         self.period = period
         self._period_id = budget_period_id(period)
         self._spent = Decimal(0)
+        self._reserved = Decimal(0)
         self._lock = threading.Lock()
         self._unknown_warned: set[tuple[str, str]] = set()
 
@@ -128,28 +181,88 @@ class Budget:
                 self._period_id, self._spent = budget_period_id(self.period), Decimal(0)
         return self._spent
 
+    @property
+    def reserved(self) -> Decimal:
+        """USD reserved by calls in flight (not spent yet)."""
+        return self._reserved
+
     def add(self, amount: Decimal) -> None:
         """Count ``amount`` USD as spent."""
         self.spent  # noqa: B018 (a new period starts from zero before this is added)
         with self._lock:
             self._spent += amount
 
-    def check(self, provider: str, model: str) -> None:
-        """Raise if the budget is spent: called before any request of a call leaves."""
-        spent = self.spent  # one read: a concurrent charge replaces the object, never mutates it
-        if spent >= self.max_cost:
+    def _refusal(self, spent: Decimal, reserved: Decimal, estimate: Decimal, provider: str, model: str) -> None:
+        """Raise when ``estimate`` does not fit beside what is spent and reserved."""
+        if spent + reserved >= self.max_cost or spent + reserved + estimate > self.max_cost:
+            held = f" and {reserved} reserved by calls in flight" if reserved else ""
+            if spent + reserved >= self.max_cost:
+                why = f"budget{self._label()} spent: {spent} of max_cost {self.max_cost} USD{held}"
+            else:
+                why = (
+                    f"budget{self._label()}: {spent} of max_cost {self.max_cost} USD spent{held}, and this call "
+                    f"may cost up to {estimate} (its input and max_tokens; set max_tokens to reserve less)"
+                )
             raise BudgetExceededError(
-                f"budget spent: {spent} of max_cost {self.max_cost} USD; no request was sent",
+                f"{why}; no request was sent",
                 provider=provider,
                 model=model,
                 spent=spent,
                 max_cost=self.max_cost,
             )
 
+    def _label(self) -> str:
+        return ""
+
+    def check(self, provider: str, model: str) -> None:
+        """Raise if the budget is spent (or wholly reserved): called before any request of a call leaves."""
+        from decimal import Decimal
+
+        self._refusal(self.spent, self._reserved, Decimal(0), provider, model)
+
+    def reserve(self, estimate: Decimal, provider: str, model: str, lease: float | None = None) -> Reservation:
+        """Reserve ``estimate`` USD for a request about to be sent; refuse when it does not fit.
+
+        ``lease``: seconds the call may still take (used where a reservation must expire by
+        itself, in Redis); a reservation here ends with its call.
+        """
+        spent = self.spent
+        with self._lock:
+            self._refusal(spent, self._reserved, estimate, provider, model)
+            self._reserved += estimate
+        return Reservation(estimate)
+
+    def settle(self, reservation: Reservation | None, amount: Decimal | None) -> None:
+        """Replace a reservation by the call's real cost (``None``: unknown, counts nothing)."""
+        if reservation is None:
+            if amount is not None:
+                self.add(amount)
+            return
+        self.spent  # noqa: B018 (a new period starts from zero before this is added)
+        with self._lock:
+            if not reservation.done:
+                reservation.done = True
+                self._reserved -= reservation.amount
+            if amount is not None:
+                self._spent += amount
+
+    def release(self, reservation: Reservation | None) -> None:
+        """Give a reservation back: the call failed, was cancelled or closed early."""
+        if reservation is None:
+            return
+        with self._lock:
+            if not reservation.done:
+                reservation.done = True
+                self._reserved -= reservation.amount
+
     def charge(
-        self, result: Completion | Embeddings | Images | Transcription | Speech, provider: str, model: str
+        self,
+        result: Completion | Embeddings | Images | Transcription | Speech,
+        provider: str,
+        model: str,
+        reservation: Reservation | None = None,
     ) -> None:
-        """Add a finished call's cost; an unknown cost counts nothing and is logged once."""
+        """Settle a finished call to its cost; an unknown cost counts nothing and is logged once."""
         cost = result.cost
         if cost is None:
             key = (provider, model)
@@ -160,5 +273,6 @@ class Budget:
                 logging.getLogger("fmclient").warning(
                     "budget: the cost of %s/%s is unknown and is not counted (%s)", provider, model, result.cost_reason
                 )
+            self.settle(reservation, None)
             return
-        self.add(cost.total)
+        self.settle(reservation, cost.total)
