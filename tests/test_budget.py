@@ -215,7 +215,9 @@ def test_a_fallback_is_checked_again(fake: FakeOpenAI, fake_server: FakeServer) 
             # Another call of the same client finishes meanwhile and spends the budget.
             other = Answer("ok", prompt_tokens=1000, completion_tokens=100)
             fake.answers.appendleft(other)
-            thread = threading.Thread(target=client.complete, args=("other",), kwargs={"model": "openai/gpt-4o", "max_tokens": 100})
+            thread = threading.Thread(
+                target=client.complete, args=("other",), kwargs={"model": "openai/gpt-4o", "max_tokens": 100}
+            )
             thread.start()
             thread.join(10)
             return error_reply(503, "overloaded", type="server_error")
@@ -300,9 +302,7 @@ def test_budget_error_is_in_the_hierarchy() -> None:
 THREADS = 6
 
 
-def hold_first_requests(
-    server: FakeServer, count: int, while_held: Callable[[], None] | None = None
-) -> list[int]:
+def hold_first_requests(server: FakeServer, count: int, while_held: Callable[[], None] | None = None) -> list[int]:
     """The first ``count`` requests wait for each other inside the server, so that many calls are
     in flight at once (``while_held`` runs then); any later request is answered at once."""
     inner = server.handler

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from fmclient import Client, RateLimitError
+from fmclient import BudgetExceededError, Client, FMClientError, RateLimitError
 from fmclient.circuit import CircuitOpenError
 from fmclient.errors import ConfigurationError, SharedStateUnavailableError
 from tests.fakes.openai import FakeOpenAI, error_reply
 from tests.fakes.server import FakeServer, RecordedRequest, Reply
+from tests.test_budget import reserved_for
 from tests.test_response_cache import RedisServer
 
 KEY = "sk-shared-test-key-0000"
@@ -198,7 +199,7 @@ lock = threading.Lock()
 def spend(_):
     while True:
         try:
-            completion = client.complete("hi", model="openai/gpt-4o")
+            completion = client.complete("hi", model="openai/gpt-4o", max_tokens=5)
         except BudgetExceededError:
             return
         with lock:
@@ -236,11 +237,136 @@ def test_eight_processes_spend_one_budget(
     )
     total = sum(Decimal(c) for r in results for c in r["costs"])
     calls = sum(len(r["costs"]) for r in results)
-    assert total >= max_cost  # the budget was spent...
-    in_flight = 8 * 4  # ...and overshot by no more than the calls that could be in flight at once
-    assert total <= max_cost + in_flight * each
+    estimate = reserved_for("hi", 5)  # what each call reserved before it was sent
+    assert total + estimate > max_cost  # the budget was spent: no further call fitted...
+    # ...and every call in flight had reserved room first, so the spend passes the budget only by
+    # what those calls cost beyond their estimates (the fake's 12 prompt tokens against "hi").
+    in_flight = 8 * 4
+    assert total <= max_cost + in_flight * (each - estimate)
     assert calls < 8 * 10  # eight separate budgets would have let 80 through
     assert {Decimal(r["spent"]) for r in results} == {total}  # client.spent is the fleet's total, exact
+    import redis
+
+    store = redis.Redis.from_url(redis_server.url)
+    assert int(store.get("budget-test:budget:default")) == pico(total)  # exact, in Redis
+    assert store.exists("budget-test:budget:default:held", "budget-test:budget:default:leases") == 0  # none left
+
+
+def pico(amount: Any, up: bool = False) -> int:
+    from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+
+    return int((Decimal(amount) * 10**12).to_integral_value(ROUND_CEILING if up else ROUND_HALF_EVEN))
+
+
+HELD, COUNTER = "fmclient:budget:default:held", "fmclient:budget:default"
+
+
+def test_a_shared_reservation_holds_the_estimate_and_a_failure_releases_it(
+    fake_server: FakeServer, redis_server: RedisServer
+) -> None:
+    import redis
+
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    store = redis.Redis.from_url(redis_server.url)
+    inner = FakeOpenAI(fake_server)._handle
+    held_when_sent: list[list[bytes]] = []
+
+    def handler(request: RecordedRequest) -> Reply:
+        held_when_sent.append(store.hvals(HELD))
+        return error_reply(503, "overloaded") if len(held_when_sent) == 1 else inner(request)
+
+    fake_server.handler = handler
+    client = Client(providers=provider(fake_server), shared=redis_server.url, max_cost=1, max_retries=0)
+    with pytest.raises(FMClientError):
+        client.complete("hi", model="openai/gpt-4o", max_tokens=5)
+    estimate = pico(reserved_for("hi", 5), up=True)
+    assert held_when_sent == [[str(estimate).encode()]]  # reserved in Redis before it was sent
+    assert store.exists(HELD) == 0 and store.get(COUNTER) is None  # failed: released, nothing spent
+    answer = client.complete("hi", model="openai/gpt-4o", max_tokens=5)
+    assert held_when_sent[1] == [str(estimate).encode()]
+    assert answer.cost is not None and int(store.get(COUNTER)) == pico(answer.cost.total)  # settled exactly
+    assert store.exists(HELD) == 0
+
+
+async def test_a_cancelled_call_releases_its_shared_reservation(
+    fake_server: FakeServer, redis_server: RedisServer
+) -> None:
+    import asyncio
+
+    import redis
+
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    store = redis.Redis.from_url(redis_server.url)
+    arrived, leave = threading.Event(), threading.Event()
+    inner = FakeOpenAI(fake_server)._handle
+
+    def handler(request: RecordedRequest) -> Reply:
+        arrived.set()
+        leave.wait(10)
+        return inner(request)
+
+    fake_server.handler = handler
+    client = Client(providers=provider(fake_server), shared=redis_server.url, max_cost=1, max_retries=0)
+    task = asyncio.create_task(client.acomplete("hi", model="openai/gpt-4o", max_tokens=5))
+    await asyncio.to_thread(arrived.wait, 10)
+    assert store.hlen(HELD) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    leave.set()
+    assert store.exists(HELD) == 0 and store.get(COUNTER) is None
+
+
+KILLED_WORKER = """
+from fmclient import Client, shared
+shared.RESERVATION_GRACE = 0.0  # the reservation lives as long as the call's deadline, no longer
+client = Client(providers=ARGS["providers"], shared=ARGS["redis"], max_cost=ARGS["max_cost"], max_retries=0)
+client.complete("hi", model="openai/gpt-4o", max_tokens=5, timeout=ARGS["timeout"])
+"""
+
+
+def test_a_reservation_of_a_killed_process_expires(
+    fake_server: FakeServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    import redis
+
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    store = redis.Redis.from_url(redis_server.url)
+    arrived, leave = threading.Event(), threading.Event()
+    inner = FakeOpenAI(fake_server)._handle
+
+    def handler(request: RecordedRequest) -> Reply:
+        if not arrived.is_set():  # the doomed process's request: held until it is dead
+            arrived.set()
+            leave.wait(20)
+        return inner(request)
+
+    fake_server.handler = handler
+    estimate = reserved_for("hi", 5)
+    max_cost = str(estimate * 3 / 2)  # room for one reservation, not two
+    script = "import json, sys\nARGS = json.loads(sys.argv[1])\n" + textwrap.dedent(KILLED_WORKER)
+    values = {"providers": provider(fake_server), "redis": redis_server.url, "max_cost": max_cost, "timeout": 3}
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", script, json.dumps(values)], env={**os.environ, "PYTHONPATH": SRC}, cwd=tmp_path
+    )
+    try:
+        assert arrived.wait(60)
+        doomed.kill()  # in flight: it never settles nor releases
+        doomed.wait(10)
+    finally:
+        leave.set()
+    assert store.hvals(HELD) == [str(pico(estimate, up=True)).encode()]
+    client = Client(providers=provider(fake_server), shared=redis_server.url, max_cost=max_cost, max_retries=0)
+    with pytest.raises(BudgetExceededError, match="reserved by calls in flight"):
+        client.complete("hi", model="openai/gpt-4o", max_tokens=5)  # the dead call still holds its room
+    deadline = time.monotonic() + 10
+    leases = "fmclient:budget:default:leases"
+    while any(until > time.time() * 1000 for _, until in store.zrange(leases, 0, -1, withscores=True)):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)  # its lease (the call's 3 s deadline) runs out
+    answer = client.complete("hi", model="openai/gpt-4o", max_tokens=5)  # reaped: the room is back
+    assert answer.cost is not None and int(store.get(COUNTER)) == pico(answer.cost.total)
+    assert store.exists(HELD) == 0
 
 
 def test_a_shared_budget_resets_by_period_and_keys_by_name(fake_server: FakeServer, redis_server: RedisServer) -> None:

@@ -42,9 +42,9 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from fmclient import limits as limits_module
-from fmclient.budget import Budget, budget_period_id
+from fmclient.budget import Budget, Reservation, budget_period_id
 from fmclient.circuit import CircuitBreaker
-from fmclient.errors import BudgetExceededError, ConfigurationError, SharedStateUnavailableError
+from fmclient.errors import ConfigurationError, SharedStateUnavailableError
 from fmclient.limits import RateLimit, RateLimiter, _Bucket, _pause_from_headers, _Ticket
 
 __all__ = [
@@ -68,6 +68,11 @@ LINE_LEASE_MS = 3000
 MAX_POLL = 0.5
 #: budget amounts are kept in Redis as integer pico-USD (exact, 9 million USD per counter)
 PICO = Decimal(10) ** 12
+#: a budget reservation outlives its call's deadline by this long, then expires on its own (its
+#: process died: the budget it held comes back)
+RESERVATION_GRACE = 30.0
+#: how long a reservation of a call with no deadline is held at most
+RESERVATION_NO_DEADLINE = 900.0
 
 _log = logging.getLogger("fmclient")
 
@@ -262,6 +267,51 @@ end
 return failures
 """
 
+# The budget: KEYS[1] the spend counter (integer pico-USD), KEYS[2] a hash reservation id ->
+# pico-USD held, KEYS[3] a zset reservation id -> expiry (ms). ARGV: reservation id ('' only
+# checks), estimate, max (-1: no limit), lease ms. Returns {1 reserved | 0 refused, spent, reserved}.
+_BUDGET_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- reservations whose process died (or outlived their call) give their room back
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+if #dead > 0 then
+  redis.call('HDEL', KEYS[2], unpack(dead))
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+end
+local spent_text = redis.call('GET', KEYS[1]) or '0'
+local spent, reserved = tonumber(spent_text), 0
+for _, held in ipairs(redis.call('HVALS', KEYS[2])) do reserved = reserved + tonumber(held) end
+local estimate, max = tonumber(ARGV[2]), tonumber(ARGV[3])
+if max >= 0 and (spent + reserved >= max or spent + reserved + estimate > max) then
+  return {0, spent_text, tostring(reserved)}
+end
+if ARGV[1] ~= '' then
+  local lease = tonumber(ARGV[4])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[3], now + lease, ARGV[1])
+  for i = 2, 3 do
+    if redis.call('PTTL', KEYS[i]) < lease then redis.call('PEXPIRE', KEYS[i], lease) end
+  end
+end
+return {1, spent_text, tostring(reserved)}
+"""
+
+# KEYS: as _BUDGET_RESERVE. ARGV: reservation id ('' none), the real cost in pico-USD (-1: unknown
+# or failed: only release), the counter's time to live in seconds (0: none). Returns the spend.
+_BUDGET_SETTLE = """
+if ARGV[1] ~= '' then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+if tonumber(ARGV[2]) >= 0 then
+  local spent = redis.call('INCRBY', KEYS[1], ARGV[2])
+  if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+  return spent
+end
+return tonumber(redis.call('GET', KEYS[1]) or '0')
+"""
+
 _BREAKER_STATE = """
 local opened = redis.call('HGET', KEYS[1], 'opened')
 if not opened then return 'closed' end
@@ -301,6 +351,8 @@ class SharedState:
         self._breaker_admit = self.redis.register_script(_BREAKER_ADMIT)
         self._breaker_failure = self.redis.register_script(_BREAKER_FAILURE)
         self._breaker_state = self.redis.register_script(_BREAKER_STATE)
+        self._budget_reserve = self.redis.register_script(_BUDGET_RESERVE)
+        self._budget_settle = self.redis.register_script(_BUDGET_SETTLE)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
@@ -485,11 +537,19 @@ class SharedRateLimiter(RateLimiter):
 
 
 # -- budget --------------------------------------------------------------------------------------
+def _pico(amount: Decimal, up: bool = False) -> int:
+    """USD as integer pico-USD; an estimate rounds up (a reservation never holds too little)."""
+    return int((amount * PICO).to_integral_value(rounding="ROUND_CEILING" if up else None))
+
+
 class SharedBudget(Budget):
     """:class:`fmclient.budget.Budget` over one Redis counter shared by every process.
 
     ``spent`` reads the shared total. The counter is named by the budget's ``name`` (and its
     period, when it resets daily or monthly) and counts integer pico-USD, so sums are exact.
+    Reservations (see :mod:`fmclient.budget`) are a hash beside it, each with a lease in a
+    sorted set: one script checks and reserves atomically, reaping the reservations of processes
+    that died; another settles a reservation to the real cost or releases it.
     """
 
     __slots__ = ("_key", "_state", "name")
@@ -499,12 +559,20 @@ class SharedBudget(Budget):
         self._state = state
         self.name = name
 
-    def _counter(self) -> str:
+    def _label(self) -> str:
+        return f" {self.name!r} (shared)"
+
+    def _keys(self) -> list[str]:
         period = budget_period_id(self.period)
-        return self._state.key("budget", self.name, *((period,) if period else ()))
+        counter = self._state.key("budget", self.name, *((period,) if period else ()))
+        return [counter, counter + ":held", counter + ":leases"]
+
+    def _ttl(self) -> int:
+        """Seconds a period's counter outlives it (0: the budget has no period)."""
+        return {"day": 2 * 86400, "month": 62 * 86400}.get(self.period or "", 0)
 
     def _shared_spent(self) -> Decimal | None:
-        key = self._counter()
+        key = self._keys()[0]
         raw = self._state.run(lambda: self._state.redis.get(key) or b"0", "budget")
         return None if raw is None else Decimal(int(raw)) / PICO
 
@@ -517,37 +585,60 @@ class SharedBudget(Budget):
             found = None
         return super().spent if found is None else found
 
+    def _look(self, reservation_id: str, estimate: Decimal, lease: float | None) -> list[Any] | None:
+        keys = self._keys()
+        limit = -1 if self.max_cost.is_infinite() else _pico(self.max_cost)
+        lease_ms = int(((RESERVATION_NO_DEADLINE if lease is None else lease) + RESERVATION_GRACE) * 1000)
+        args: list[str | int] = [reservation_id, _pico(estimate, up=True), limit, lease_ms]
+        answer = self._state.run(lambda: self._state._budget_reserve(keys=keys, args=args), "budget")
+        return None if answer is None else list(answer)
+
+    def _refuse_if(self, answer: list[Any], estimate: Decimal, provider: str, model: str) -> None:
+        if not int(answer[0]):
+            spent, reserved = Decimal(int(answer[1])) / PICO, Decimal(answer[2].decode()) / PICO
+            self._refusal(spent, reserved, estimate, provider, model)
+
     def check(self, provider: str, model: str) -> None:
-        found = self._shared_spent()  # with on_unavailable="refuse", Redis down refuses the call
-        spent = super().spent if found is None else found
-        if spent >= self.max_cost:
-            raise BudgetExceededError(
-                f"budget {self.name!r} spent (shared): {spent} of max_cost {self.max_cost} USD; no request was sent",
-                provider=provider,
-                model=model,
-                spent=spent,
-                max_cost=self.max_cost,
-            )
+        answer = self._look("", Decimal(0), None)  # with on_unavailable="refuse", Redis down refuses
+        if answer is None:
+            super().check(provider, model)
+        else:
+            self._refuse_if(answer, Decimal(0), provider, model)
 
-    def add(self, amount: Decimal) -> None:
-        key = self._counter()
-        pico = int((amount * PICO).to_integral_value())
-        period_seconds = {"day": 2 * 86400, "month": 62 * 86400}.get(self.period or "")
+    def reserve(self, estimate: Decimal, provider: str, model: str, lease: float | None = None) -> Reservation:
+        reservation = Reservation(estimate, uuid.uuid4().hex, shared=True)
+        answer = self._look(reservation.id, estimate, lease)
+        if answer is None:  # Redis down: this process's own budget
+            return super().reserve(estimate, provider, model, lease)
+        self._refuse_if(answer, estimate, provider, model)
+        return reservation
 
-        def incr() -> int:
-            if not period_seconds:
-                return int(self._state.redis.incrby(key, pico))
-            with self._state.redis.pipeline(transaction=False) as pipe:  # one round trip, not MULTI/EXEC
-                pipe.incrby(key, pico)
-                pipe.expire(key, period_seconds)  # a past period's counter goes away by itself
-                return int(pipe.execute()[0])
-
+    def settle(self, reservation: Reservation | None, amount: Decimal | None) -> None:
+        if reservation is not None and not reservation.shared:  # reserved locally while Redis was down
+            super().settle(reservation, amount)
+            return
+        if reservation is not None:
+            if reservation.done:
+                return
+            reservation.done = True
+        keys = self._keys()
+        args: list[str | int] = [
+            "" if reservation is None else reservation.id,
+            -1 if amount is None else _pico(amount),
+            self._ttl(),
+        ]
         try:
-            done = self._state.run(incr, "budget")
+            done = self._state.run(lambda: self._state._budget_settle(keys=keys, args=args), "budget")
         except SharedStateUnavailableError:
             done = None  # the call was paid for: count it here rather than fail an answered call
-        if done is None:
-            super().add(amount)
+        if done is None and amount is not None:
+            super().add(amount)  # the reservation in Redis expires on its own
+
+    def release(self, reservation: Reservation | None) -> None:
+        self.settle(reservation, None)
+
+    def add(self, amount: Decimal) -> None:
+        self.settle(None, amount)
 
 
 # -- circuit breaker -----------------------------------------------------------------------------
