@@ -317,6 +317,64 @@ async def test_a_cancelled_call_releases_its_shared_reservation(
     assert store.exists(HELD) == 0 and store.get(COUNTER) is None
 
 
+def test_rate_limits_and_budget_take_one_round_trip_before_and_one_after(
+    fake_server: FakeServer, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    FakeOpenAI(fake_server)
+    store = redis.Redis.from_url(redis_server.url)
+    client = Client(
+        providers=provider(fake_server),
+        shared=redis_server.url,
+        rate_limits={"openai": {"rpm": 1000, "tpm": 1_000_000}},
+        max_cost=1,
+        max_retries=0,
+    )
+    client.complete("hi", model="openai/gpt-4o", max_tokens=5)  # the scripts are loaded
+    sent: list[bytes] = []
+    send = redis.connection.Connection.send_packed_command
+
+    def counted(connection: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(b"".join(command) if isinstance(command, list) else command)
+        send(connection, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
+    answer = client.complete("hi", model="openai/gpt-4o", max_tokens=5)
+    monkeypatch.undo()
+    # One round trip before (admission and budget reservation, one script) and one after (the
+    # budget's settle with the correction of the token charge, one script).
+    assert len(sent) == 2 and all(b"EVALSHA" in s for s in sent)
+    assert store.exists(HELD) == 0
+    assert int(store.get("fmclient:rl:openai:t:used")) == 2 * answer.usage.total_tokens  # corrected
+    assert answer.cost is not None and int(store.get(COUNTER)) == 2 * pico(answer.cost.total)
+
+
+def test_a_budget_refusal_with_the_admission_sends_nothing_and_takes_no_slot(
+    fake_server: FakeServer, redis_server: RedisServer
+) -> None:
+    import redis
+
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    FakeOpenAI(fake_server)
+    store = redis.Redis.from_url(redis_server.url)
+    limits = {"openai": {"rpm": 1000}}
+    one = Client(providers=provider(fake_server), shared=redis_server.url, rate_limits=limits, max_cost=1)
+    one.complete("hi", model="openai/gpt-4o", max_tokens=5)
+    tight = Client(
+        providers=provider(fake_server),
+        shared=redis_server.url,
+        rate_limits=limits,
+        max_cost=str(reserved_for("hi", 5)),  # spent already by the first call
+    )
+    with pytest.raises(BudgetExceededError, match=r"budget 'default' \(shared\) spent") as caught:
+        tight.complete("hi", model="openai/gpt-4o", max_tokens=5)
+    assert caught.value.attempts == [] and len(fake_server.requests) == 1
+    assert int(store.get("fmclient:rl:openai:r:used")) == 1  # the refused call took no slot
+    assert store.exists(HELD) == 0
+
+
 KILLED_WORKER = """
 from fmclient import Client, shared
 shared.RESERVATION_GRACE = 0.0  # the reservation lives as long as the call's deadline, no longer

@@ -226,7 +226,7 @@ def stream(
 
             try:
                 stream_opened = call_with_retries(
-                    engine.limited(route, open_stream, prepared, call.deadline),
+                    engine.limited(route, open_stream, prepared, call.deadline, call.reservation),
                     route.policy,
                     call.deadline,
                     **call.where(route),
@@ -305,7 +305,7 @@ def astream(
 
             try:
                 stream_opened = await acall_with_retries(
-                    engine.alimited(route, open_stream, prepared, call.deadline),
+                    engine.alimited(route, open_stream, prepared, call.deadline, call.reservation),
                     route.policy,
                     call.deadline,
                     **call.where(route),

@@ -21,7 +21,13 @@ from fmclient import hooks as hooks_module
 from fmclient._stream import AsyncStream, Stream, StreamAssembler
 from fmclient.budget import Reservation, budget_from_settings, estimate_cost
 from fmclient.circuit import CircuitBreaker, CircuitOpenError, breaker_from_settings
-from fmclient.errors import ConfigurationError, FMClientError, StructuredOutputError, UnsupportedFeatureError
+from fmclient.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    FMClientError,
+    StructuredOutputError,
+    UnsupportedFeatureError,
+)
 from fmclient.hooks import CallObserver, Hook, LoggingHook
 from fmclient.limits import PendingUsage, RateLimiter, alimit_attempt, limit_attempt
 from fmclient.pricing import PriceRef
@@ -190,8 +196,12 @@ class Engine:
         if self.budget is not None:
             self.budget.check(route.target.provider, route.target.model)
 
-    def reserve_budget(self, route: Route, request: Any, deadline: Deadline) -> Reservation | None:
-        """Reserve what a target's request may cost before it is sent (see fmclient.budget)."""
+    def reserve_budget(self, route: Route, request: Any, deadline: Deadline, defer: bool = False) -> Reservation | None:
+        """Reserve what a target's request may cost before it is sent (see fmclient.budget).
+
+        ``defer``: the reservation is passed to :meth:`limited` with the request, which may take it
+        with the rate-limit admission (one round trip to Redis for both).
+        """
         budget = self.budget
         if budget is None:
             return None
@@ -202,7 +212,9 @@ class Engine:
         else:  # looked up once per target: the price table is not cheap to search
             found = pricing.model_prices(self.price_ref(route), target.model)
             rates = self._reserve_rates[key] = None if isinstance(found, pricing.Unpriced) else found[:2]
-        return budget.reserve(estimate_cost(rates, request), target.provider, target.model, deadline.remaining())
+        estimate = estimate_cost(rates, request)
+        defer = defer and bool(route.buckets)  # without limits, no admission to take it with
+        return budget.reserve(estimate, target.provider, target.model, deadline.remaining(), defer)
 
     def priced(self, route: Route, result: R, reservation: Reservation | None = None) -> R:
         """Tell a result how to price itself (lazily, on first read); charge it to the budget."""
@@ -390,19 +402,30 @@ class Engine:
         return Deadline(_validation.check_timeout(timeout) if timeout is not None else first.timeout)
 
     def limited(
-        self, route: Route, attempt: Callable[[float | None], T], request: Any, deadline: Deadline
+        self,
+        route: Route,
+        attempt: Callable[[float | None], T],
+        request: Any,
+        deadline: Deadline,
+        reservation: Reservation | None = None,
     ) -> Callable[[float | None], T]:
-        """The attempt, behind the route's rate limits (each attempt waits for a slot)."""
+        """The attempt, behind the route's rate limits (each attempt waits for a slot); the
+        target's budget reservation rides along (see :meth:`reserve_budget`)."""
         if not route.buckets:
             return attempt
-        return limit_attempt(attempt, self.limiter, route.buckets, request, deadline, route.where)
+        return limit_attempt(attempt, self.limiter, route.buckets, request, deadline, route.where, reservation)
 
     def alimited(
-        self, route: Route, attempt: Callable[[float | None], Awaitable[T]], request: Any, deadline: Deadline
+        self,
+        route: Route,
+        attempt: Callable[[float | None], Awaitable[T]],
+        request: Any,
+        deadline: Deadline,
+        reservation: Reservation | None = None,
     ) -> Callable[[float | None], Awaitable[T]]:
         if not route.buckets:
             return attempt
-        return alimit_attempt(attempt, self.limiter, route.buckets, request, deadline, route.where)
+        return alimit_attempt(attempt, self.limiter, route.buckets, request, deadline, route.where, reservation)
 
     # -- the fallback walk of a call that ends with one whole answer --------------------------------
     def walk(self, call: Call, method: str, finish: Callable[[Route, A], A]) -> A:
@@ -415,7 +438,7 @@ class Engine:
             attempt = whole_attempt(call, route, prepared, getattr(route.provider, method))
             try:
                 answer = call_with_retries(
-                    self.limited(route, attempt, prepared, call.deadline),
+                    self.limited(route, attempt, prepared, call.deadline, call.reservation),
                     route.policy,
                     call.deadline,
                     **call.where(route),
@@ -435,7 +458,7 @@ class Engine:
             attempt = awhole_attempt(call, route, prepared, getattr(route.provider, method))
             try:
                 answer = await acall_with_retries(
-                    self.alimited(route, attempt, prepared, call.deadline),
+                    self.alimited(route, attempt, prepared, call.deadline, call.reservation),
                     route.policy,
                     call.deadline,
                     **call.where(route),
@@ -595,7 +618,7 @@ class Call:
             if self.streaming:
                 self.engine.check_budget_for(self.routes[0])
             else:
-                self.reservation = self.engine.reserve_budget(self.routes[0], self.first, self.deadline)
+                self.reservation = self.engine.reserve_budget(self.routes[0], self.first, self.deadline, defer=True)
         except FMClientError as error:
             if self.observer is None:
                 self.observer = self._start_observer()
@@ -683,7 +706,7 @@ class Call:
                 # A stream's primary, or a fallback (a new request: another call may have spent
                 # the budget meanwhile): reserve before it is sent.
                 try:
-                    self.reservation = self.engine.reserve_budget(route, prepared, self.deadline)
+                    self.reservation = self.engine.reserve_budget(route, prepared, self.deadline, defer=True)
                 except FMClientError as error:
                     self.abandon()  # the trial this target was admitted for never ran
                     error.attempts = self.attempts
@@ -760,6 +783,13 @@ class Call:
     def failed(self, route: Route, error: FMClientError) -> None:
         """Record a target's failure; raise when no other target may answer instead."""
         self.release_budget()  # a failure is not billed
+        if isinstance(error, BudgetExceededError):
+            # Refused with the rate-limit admission (a reservation taken there): nothing was
+            # sent, as when refused before the walk.
+            self.abandon()
+            error.attempts = self.attempts
+            self._end(None, error)
+            raise error
         self._record(route, error)
         skipped = isinstance(error, CircuitOpenError) or self._cannot_take(error)
         self.attempts.append(Attempt(route.target.provider, route.target.model, error, skipped))

@@ -220,17 +220,26 @@ class Budget:
 
         self._refusal(self.spent, self._reserved, Decimal(0), provider, model)
 
-    def reserve(self, estimate: Decimal, provider: str, model: str, lease: float | None = None) -> Reservation:
+    def reserve(
+        self, estimate: Decimal, provider: str, model: str, lease: float | None = None, defer: bool = False
+    ) -> Reservation:
         """Reserve ``estimate`` USD for a request about to be sent; refuse when it does not fit.
 
         ``lease``: seconds the call may still take (used where a reservation must expire by
-        itself, in Redis); a reservation here ends with its call.
+        itself, in Redis); a reservation here ends with its call. ``defer``: the request goes
+        through the rate limiter, which may take the reservation with its admission (the shared
+        budget does, to save a round trip to Redis); here it is taken now.
         """
+        reservation = Reservation(estimate)
+        self._hold(reservation, provider, model)
+        return reservation
+
+    def _hold(self, reservation: Reservation, provider: str, model: str) -> None:
+        """Reserve ``reservation.amount`` in this process, or refuse."""
         spent = self.spent
         with self._lock:
-            self._refusal(spent, self._reserved, estimate, provider, model)
-            self._reserved += estimate
-        return Reservation(estimate)
+            self._refusal(spent, self._reserved, reservation.amount, provider, model)
+            self._reserved += reservation.amount
 
     def settle(self, reservation: Reservation | None, amount: Decimal | None) -> None:
         """Replace a reservation by the call's real cost (``None``: unknown, counts nothing)."""

@@ -317,9 +317,17 @@ class RateLimiter:
             )
 
     def acquire(
-        self, buckets: list[_Bucket], estimate: int, remaining: Callable[[], float | None], where: Any
+        self,
+        buckets: list[_Bucket],
+        estimate: int,
+        remaining: Callable[[], float | None],
+        where: Any,
+        reservation: Any = None,
     ) -> _Ticket:
-        """Wait (blocking) for this call's turn and room in every bucket; refuse when the deadline comes first."""
+        """Wait (blocking) for this call's turn and room in every bucket; refuse when the deadline comes first.
+
+        ``reservation`` (the call's budget reservation) is taken already: only a shared limiter
+        takes one with its admission."""
         waiter = _Waiter(buckets, estimate)
         try:
             while True:
@@ -333,7 +341,12 @@ class RateLimiter:
             raise
 
     async def aacquire(
-        self, buckets: list[_Bucket], estimate: int, remaining: Callable[[], float | None], where: Any
+        self,
+        buckets: list[_Bucket],
+        estimate: int,
+        remaining: Callable[[], float | None],
+        where: Any,
+        reservation: Any = None,
     ) -> _Ticket:
         """The async twin of :meth:`acquire` (same line: threads and tasks wait in one order)."""
         waiter = _Waiter(buckets, estimate)
@@ -468,12 +481,17 @@ def limit_attempt(
     request: Any,
     deadline: Any,
     where: Mapping[str, str],
+    reservation: Any = None,
 ) -> Callable[[float | None], T]:
-    """Wrap one retry-layer attempt: wait for the limits, send, then settle the charge."""
+    """Wrap one retry-layer attempt: wait for the limits, send, then settle the charge.
+
+    ``reservation``: the target's budget reservation (fmclient.budget), which a limiter may take
+    with its admission (the shared one does: one round trip to Redis for both).
+    """
     estimate = estimate_tokens(request)
 
     def run(left: float | None) -> T:
-        ticket = limiter.acquire(buckets, estimate, deadline.remaining, where)
+        ticket = limiter.acquire(buckets, estimate, deadline.remaining, where, reservation)
         try:
             # The wait came out of the deadline: the request gets only what is left.
             result = attempt(left if left is None else deadline.remaining())
@@ -493,12 +511,13 @@ def alimit_attempt(
     request: Any,
     deadline: Any,
     where: Mapping[str, str],
+    reservation: Any = None,
 ) -> Callable[[float | None], Awaitable[T]]:
     """The async twin of :func:`limit_attempt`."""
     estimate = estimate_tokens(request)
 
     async def run(left: float | None) -> T:
-        ticket = await limiter.aacquire(buckets, estimate, deadline.remaining, where)
+        ticket = await limiter.aacquire(buckets, estimate, deadline.remaining, where, reservation)
         try:
             result = await attempt(left if left is None else deadline.remaining())
         except RateLimitError as error:

@@ -158,19 +158,65 @@ local function charge(p, id, weight, now, window)
 end
 """
 
-# KEYS[i]: a limit's prefix. ARGV: waiter id, order ('' the first time), token estimate, window
-# ms, lease ms, the key of the fleet's order counter, then per limit: rpm, tpm (0: none).
-# Returns {ms to wait (0: admitted), order}.
+# The budget (see SharedBudget): keys <c> the spend counter (integer pico-USD), <c>:held (hash
+# reservation id -> pico-USD held), <c>:leases (zset reservation id -> expiry ms).
+_LUA_BUDGET = """
+-- is there room for `estimate` beside what is spent and reserved? {yes, spent, reserved}
+local function budget_room(counter, held, leases, estimate, max, now)
+  -- reservations whose process died (or outlived their call) give their room back
+  local dead = redis.call('ZRANGEBYSCORE', leases, '-inf', now)
+  if #dead > 0 then
+    redis.call('HDEL', held, unpack(dead))
+    redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+  end
+  local spent_text = redis.call('GET', counter) or '0'
+  local spent, reserved = tonumber(spent_text), 0
+  for _, amount in ipairs(redis.call('HVALS', held)) do reserved = reserved + tonumber(amount) end
+  local room = max < 0 or (spent + reserved < max and spent + reserved + estimate <= max)
+  return room, spent_text, tostring(reserved)
+end
+local function budget_hold(held, leases, id, estimate_text, lease, now)
+  redis.call('HSET', held, id, estimate_text)
+  redis.call('ZADD', leases, now + lease, id)
+  for _, k in ipairs({held, leases}) do
+    if redis.call('PTTL', k) < lease then redis.call('PEXPIRE', k, lease) end
+  end
+end
+"""
+
+# KEYS: the budget's three keys when ARGV[7] is '1', then each limit's prefix. ARGV: waiter id,
+# order ('' the first time), token estimate, window ms, lease ms, the key of the fleet's order
+# counter, '1' when a budget reservation is taken with the admission ('0' else), its id, its
+# estimate (pico-USD), the budget's max (-1: none), its lease ms, then per limit: rpm, tpm (0: none).
+# Returns {ms to wait (0: admitted), order}, or {-1, order, spent, reserved}: the budget refuses.
 _ACQUIRE = (
     _LUA_WINDOW
+    + _LUA_BUDGET
     + """
 local id, est, window, lease = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
 local order = tonumber(ARGV[2])
 if not order then order = redis.call('INCR', ARGV[6]) end
+local budget = ARGV[7] == '1'
+local first = budget and 4 or 1
+if budget then
+  -- a budget that cannot take the call refuses it at once, waiting or not
+  local room, spent, reserved = budget_room(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[9]), tonumber(ARGV[10]), now)
+  if not room then
+    if ARGV[2] ~= '' then
+      for i = first, #KEYS do
+        redis.call('ZREM', KEYS[i] .. ':line', id)
+        redis.call('ZREM', KEYS[i] .. ':lease', id)
+        redis.call('HDEL', KEYS[i] .. ':est', id)
+      end
+    end
+    return {-1, order, spent, reserved}
+  end
+end
 local delay = 0
-for i, p in ipairs(KEYS) do
-  local rpm, tpm = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+for i = first, #KEYS do
+  local p, n = KEYS[i], i - first + 1
+  local rpm, tpm = tonumber(ARGV[10 + 2 * n]), tonumber(ARGV[11 + 2 * n])
   -- waiters whose process stopped looking (killed) leave the line
   local dead = redis.call('ZRANGEBYSCORE', p .. ':lease', '-inf', now)
   if #dead > 0 then
@@ -192,17 +238,20 @@ for i, p in ipairs(KEYS) do
   if tpm > 0 then delay = math.max(delay, wait(p .. ':t', tpm, est, held_tokens, now, window)) end
 end
 if delay <= 0 then
-  for i, p in ipairs(KEYS) do
-    local rpm, tpm = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  for i = first, #KEYS do
+    local p, n = KEYS[i], i - first + 1
+    local rpm, tpm = tonumber(ARGV[10 + 2 * n]), tonumber(ARGV[11 + 2 * n])
     if rpm > 0 then charge(p .. ':r', id, 1, now, window) end
     if tpm > 0 then charge(p .. ':t', id, est, now, window) end
     redis.call('ZREM', p .. ':line', id)
     redis.call('ZREM', p .. ':lease', id)
     redis.call('HDEL', p .. ':est', id)
   end
+  if budget then budget_hold(KEYS[2], KEYS[3], ARGV[8], ARGV[9], tonumber(ARGV[11]), now) end
   return {0, order}
 end
-for _, p in ipairs(KEYS) do
+for i = first, #KEYS do
+  local p = KEYS[i]
   redis.call('ZADD', p .. ':line', order, id)
   redis.call('HSET', p .. ':est', id, est)
   redis.call('ZADD', p .. ':lease', now + lease, id)
@@ -223,27 +272,39 @@ return 0
 """
 
 # KEYS: limit prefixes. ARGV: ticket id, actual tokens (-1: unknown), pause ms (0: none).
-_SETTLE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local actual, pause = tonumber(ARGV[2]), tonumber(ARGV[3])
-for _, p in ipairs(KEYS) do
-  if actual >= 0 then
-    local old = redis.call('HGET', p .. ':t:w', ARGV[1])
-    if old then
-      redis.call('HSET', p .. ':t:w', ARGV[1], actual)
-      redis.call('INCRBY', p .. ':t:used', actual - tonumber(old))
+_LUA_SETTLE = """
+-- correct a ticket's token charge to `actual` (-1: unknown) and pause its limits `pause` ms
+local function settle_limits(prefixes, id, actual, pause, now)
+  for _, p in ipairs(prefixes) do
+    if actual >= 0 then
+      local old = redis.call('HGET', p .. ':t:w', id)
+      if old then
+        redis.call('HSET', p .. ':t:w', id, actual)
+        redis.call('INCRBY', p .. ':t:used', actual - tonumber(old))
+      end
     end
-  end
-  if pause > 0 then
-    local until_ms = now + pause
-    if until_ms > tonumber(redis.call('GET', p .. ':pause') or '0') then
-      redis.call('SET', p .. ':pause', until_ms, 'PX', pause + 1000)
+    if pause > 0 then
+      local until_ms = now + pause
+      if until_ms > tonumber(redis.call('GET', p .. ':pause') or '0') then
+        redis.call('SET', p .. ':pause', until_ms, 'PX', pause + 1000)
+      end
     end
   end
 end
+local function clock_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS: limit prefixes. ARGV: ticket id, actual tokens (-1: unknown), pause ms (0: none).
+_SETTLE = (
+    _LUA_SETTLE
+    + """
+settle_limits(KEYS, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), clock_ms())
 return 0
 """
+)
 
 # KEYS[1]: breaker hash, KEYS[2]: trial lease. ARGV: cooldown ms, trial lease ms.
 _BREAKER_ADMIT = """
@@ -267,39 +328,36 @@ end
 return failures
 """
 
-# The budget: KEYS[1] the spend counter (integer pico-USD), KEYS[2] a hash reservation id ->
-# pico-USD held, KEYS[3] a zset reservation id -> expiry (ms). ARGV: reservation id ('' only
-# checks), estimate, max (-1: no limit), lease ms. Returns {1 reserved | 0 refused, spent, reserved}.
-_BUDGET_RESERVE = """
+# KEYS: the budget's three keys. ARGV: reservation id ('' only checks), estimate (pico-USD), max
+# (-1: no limit), lease ms. Returns {1 reserved | 0 refused, spent, reserved}.
+_BUDGET_RESERVE = (
+    _LUA_BUDGET
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
--- reservations whose process died (or outlived their call) give their room back
-local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
-if #dead > 0 then
-  redis.call('HDEL', KEYS[2], unpack(dead))
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-end
-local spent_text = redis.call('GET', KEYS[1]) or '0'
-local spent, reserved = tonumber(spent_text), 0
-for _, held in ipairs(redis.call('HVALS', KEYS[2])) do reserved = reserved + tonumber(held) end
-local estimate, max = tonumber(ARGV[2]), tonumber(ARGV[3])
-if max >= 0 and (spent + reserved >= max or spent + reserved + estimate > max) then
-  return {0, spent_text, tostring(reserved)}
-end
-if ARGV[1] ~= '' then
-  local lease = tonumber(ARGV[4])
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  redis.call('ZADD', KEYS[3], now + lease, ARGV[1])
-  for i = 2, 3 do
-    if redis.call('PTTL', KEYS[i]) < lease then redis.call('PEXPIRE', KEYS[i], lease) end
-  end
-end
-return {1, spent_text, tostring(reserved)}
+local room, spent, reserved = budget_room(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
+if not room then return {0, spent, reserved} end
+if ARGV[1] ~= '' then budget_hold(KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[4]), now) end
+return {1, spent, reserved}
 """
+)
 
-# KEYS: as _BUDGET_RESERVE. ARGV: reservation id ('' none), the real cost in pico-USD (-1: unknown
+# KEYS: as _BUDGET_RESERVE, then the limit prefixes of the rate-limit corrections that go with it.
+# ARGV: reservation id ('' none), the real cost in pico-USD (-1: unknown
 # or failed: only release), the counter's time to live in seconds (0: none). Returns the spend.
-_BUDGET_SETTLE = """
+# or failed: only release), the counter's time to live in seconds (0: none), the number of
+# rate-limit corrections, then per correction: its number of prefixes, ticket id, actual tokens.
+_BUDGET_SETTLE = (
+    _LUA_SETTLE
+    + """
+local next_key, next_arg = 4, 5
+for _ = 1, tonumber(ARGV[4]) do
+  local count = tonumber(ARGV[next_arg])
+  local prefixes = {}
+  for i = 0, count - 1 do prefixes[#prefixes + 1] = KEYS[next_key + i] end
+  settle_limits(prefixes, ARGV[next_arg + 1], tonumber(ARGV[next_arg + 2]), 0, 0)
+  next_key, next_arg = next_key + count, next_arg + 3
+end
 if ARGV[1] ~= '' then
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
@@ -311,6 +369,7 @@ if tonumber(ARGV[2]) >= 0 then
 end
 return tonumber(redis.call('GET', KEYS[1]) or '0')
 """
+)
 
 _BREAKER_STATE = """
 local opened = redis.call('HGET', KEYS[1], 'opened')
@@ -418,12 +477,16 @@ class _SharedBucket:
 
 
 class _SharedTicket:
-    __slots__ = ("buckets", "estimate", "id")
+    __slots__ = ("buckets", "estimate", "id", "reservation")
 
-    def __init__(self, ticket_id: str, buckets: list[_SharedBucket], estimate: int) -> None:
+    def __init__(
+        self, ticket_id: str, buckets: list[_SharedBucket], estimate: int, reservation: _SharedReservation | None
+    ) -> None:
         self.id = ticket_id
         self.buckets = buckets
         self.estimate = estimate
+        # The call's budget reservation: the correction of the token charge rides with its settle.
+        self.reservation = reservation
 
 
 class SharedRateLimiter(RateLimiter):
@@ -447,19 +510,31 @@ class SharedRateLimiter(RateLimiter):
             _SharedBucket(self._state.key("rl", key), self._limits[key], b) for key, b in zip(keys, local, strict=True)
         ]
 
-    def _args(self, buckets: list[_SharedBucket], waiter: str, order: str, estimate: int) -> list[Any]:
+    def _look(
+        self,
+        buckets: list[_SharedBucket],
+        waiter: str,
+        order: str,
+        estimate: int,
+        reservation: _SharedReservation | None,
+    ) -> tuple[float, str] | None:
+        """One look at the limits (and the budget, when its reservation is taken with the admission)."""
         window_ms = int(limits_module.WINDOW * 1000)
         args: list[Any] = [waiter, order, estimate, window_ms, LINE_LEASE_MS, self._state.key("rl-order")]
+        keys = [b.prefix for b in buckets]
+        if reservation is None:
+            args += ["0", "", 0, -1, 0]
+        else:
+            keys = reservation.budget._keys() + keys
+            args += ["1", *reservation.budget._reserve_args(reservation.id, reservation.amount, reservation.lease)]
         for bucket in buckets:
             args += [bucket.limit.rpm or 0, bucket.limit.tpm or 0]
-        return args
-
-    def _look(self, buckets: list[_SharedBucket], waiter: str, order: str, estimate: int) -> tuple[float, str] | None:
-        keys = [b.prefix for b in buckets]
-        args = self._args(buckets, waiter, order, estimate)
         answer = self._state.run(lambda: self._state._acquire(keys=keys, args=args), "rate limit")
         if answer is None:
             return None
+        if int(answer[0]) < 0:  # the budget refuses: nothing is sent
+            assert reservation is not None
+            reservation.budget._refuse_from(answer[2], answer[3], reservation)
         return int(answer[0]) / 1000.0, str(int(answer[1]))
 
     def _leave_line(self, buckets: list[_SharedBucket], waiter: str) -> None:
@@ -469,16 +544,40 @@ class SharedRateLimiter(RateLimiter):
         except SharedStateUnavailableError:
             pass  # leaving the line: its lease runs out on its own
 
-    def acquire(self, buckets: list[Any], estimate: int, remaining: Callable[[], float | None], where: Any) -> Any:
+    @staticmethod
+    def _carried(reservation: Any) -> _SharedReservation | None:
+        """The call's shared budget reservation, when it is still to be taken (with the admission)."""
+        if isinstance(reservation, _SharedReservation) and reservation.pending and not reservation.done:
+            return reservation
+        return None
+
+    @staticmethod
+    def _admitted(waiter: str, buckets: list[Any], estimate: int, reservation: Any) -> _SharedTicket:
+        if isinstance(reservation, _SharedReservation):
+            reservation.pending = False  # taken in Redis with the admission
+            return _SharedTicket(waiter, buckets, estimate, reservation if reservation.shared else None)
+        return _SharedTicket(waiter, buckets, estimate, None)
+
+    def acquire(
+        self,
+        buckets: list[Any],
+        estimate: int,
+        remaining: Callable[[], float | None],
+        where: Any,
+        reservation: Any = None,
+    ) -> Any:
         waiter, order = uuid.uuid4().hex, ""
+        carried = self._carried(reservation)
         try:
             while True:
-                looked = self._look(buckets, waiter, order, estimate)
-                if looked is None:  # Redis down: this process's own limits
+                looked = self._look(buckets, waiter, order, estimate, carried)
+                if looked is None:  # Redis down: this process's own limits (and budget)
+                    if carried is not None:
+                        carried.budget._hold_here(carried)
                     return super().acquire([b.local for b in buckets], estimate, remaining, where)
                 delay, order = looked
                 if delay <= 0:
-                    return _SharedTicket(waiter, buckets, estimate)
+                    return self._admitted(waiter, buckets, estimate, reservation)
                 RateLimiter._refuse(delay, remaining(), where)
                 limits_module.sleep(min(delay, MAX_POLL))
         except BaseException:
@@ -487,20 +586,28 @@ class SharedRateLimiter(RateLimiter):
             raise
 
     async def aacquire(
-        self, buckets: list[Any], estimate: int, remaining: Callable[[], float | None], where: Any
+        self,
+        buckets: list[Any],
+        estimate: int,
+        remaining: Callable[[], float | None],
+        where: Any,
+        reservation: Any = None,
     ) -> Any:
         import asyncio
 
         waiter, order = uuid.uuid4().hex, ""
+        carried = self._carried(reservation)
         try:
             while True:
                 # The round trip runs in a worker thread: the event loop never blocks on Redis.
-                looked = await asyncio.to_thread(self._look, buckets, waiter, order, estimate)
+                looked = await asyncio.to_thread(self._look, buckets, waiter, order, estimate, carried)
                 if looked is None:
+                    if carried is not None:
+                        carried.budget._hold_here(carried)
                     return await super().aacquire([b.local for b in buckets], estimate, remaining, where)
                 delay, order = looked
                 if delay <= 0:
-                    return _SharedTicket(waiter, buckets, estimate)
+                    return self._admitted(waiter, buckets, estimate, reservation)
                 RateLimiter._refuse(delay, remaining(), where)
                 await limits_module.asleep(min(delay, MAX_POLL))
         except BaseException:
@@ -518,7 +625,13 @@ class SharedRateLimiter(RateLimiter):
         # In the call's path: a background thread for it measured slower (GIL contention with
         # the call's own I/O) on a loaded 2-core machine.
         if pause > 0 or (actual_tokens is not None and any(b.limit.tpm for b in ticket.buckets)):
-            self._send_settle(ticket, -1 if actual_tokens is None else actual_tokens, pause)
+            actual = -1 if actual_tokens is None else actual_tokens
+            reservation = ticket.reservation
+            if pause == 0 and reservation is not None and not reservation.done:
+                # A token correction only: it goes with the budget's settle, in one round trip.
+                reservation.deferred.append(([b.prefix for b in ticket.buckets], ticket.id, actual))
+                return
+            self._send_settle(ticket, actual, pause)
 
     def throttled(self, ticket: Any, retry_after: float | None) -> None:
         """A 429 seen by this process pauses the limit for every process."""
@@ -542,6 +655,25 @@ def _pico(amount: Decimal, up: bool = False) -> int:
     return int((amount * PICO).to_integral_value(rounding="ROUND_CEILING" if up else None))
 
 
+class _SharedReservation(Reservation):
+    """A reservation of the shared budget; ``pending`` until taken in Redis (it may be taken with
+    the rate-limit admission); ``deferred``: rate-limit corrections that go with its settle."""
+
+    __slots__ = ("budget", "deferred", "lease", "model", "pending", "provider")
+
+    def __init__(
+        self, budget: SharedBudget, estimate: Decimal, provider: str, model: str, lease: float | None, pending: bool
+    ) -> None:
+        super().__init__(estimate, uuid.uuid4().hex, shared=True)
+        self.budget = budget
+        self.provider = provider
+        self.model = model
+        self.lease = lease
+        self.pending = pending
+        #: token corrections of the rate limits: (limit prefixes, ticket id, actual tokens)
+        self.deferred: list[tuple[list[str], str, int]] = []
+
+
 class SharedBudget(Budget):
     """:class:`fmclient.budget.Budget` over one Redis counter shared by every process.
 
@@ -549,7 +681,9 @@ class SharedBudget(Budget):
     period, when it resets daily or monthly) and counts integer pico-USD, so sums are exact.
     Reservations (see :mod:`fmclient.budget`) are a hash beside it, each with a lease in a
     sorted set: one script checks and reserves atomically, reaping the reservations of processes
-    that died; another settles a reservation to the real cost or releases it.
+    that died (the rate limiter's admission script does the same when the call is rate-limited
+    too: one round trip for both); another settles a reservation to the real cost or releases
+    it, in one pipeline with the rate limiter's token correction.
     """
 
     __slots__ = ("_key", "_state", "name")
@@ -571,6 +705,27 @@ class SharedBudget(Budget):
         """Seconds a period's counter outlives it (0: the budget has no period)."""
         return {"day": 2 * 86400, "month": 62 * 86400}.get(self.period or "", 0)
 
+    def _reserve_args(self, reservation_id: str, estimate: Decimal, lease: float | None) -> list[str | int]:
+        limit = -1 if self.max_cost.is_infinite() else _pico(self.max_cost)
+        lease_ms = int(((RESERVATION_NO_DEADLINE if lease is None else lease) + RESERVATION_GRACE) * 1000)
+        return [reservation_id, _pico(estimate, up=True), limit, lease_ms]
+
+    def _refuse_from(self, spent: Any, reserved: Any, reservation: _SharedReservation) -> None:
+        """Raise the refusal a reserve script answered (spent and reserved as Redis sent them)."""
+        reservation.done = True
+        self._refusal(
+            Decimal(int(spent)) / PICO,
+            Decimal(reserved.decode() if isinstance(reserved, bytes) else str(reserved)) / PICO,
+            reservation.amount,
+            reservation.provider,
+            reservation.model,
+        )
+
+    def _hold_here(self, reservation: _SharedReservation) -> None:
+        """Redis is down: take the reservation from this process's own budget instead."""
+        reservation.shared = reservation.pending = False
+        Budget._hold(self, reservation, reservation.provider, reservation.model)
+
     def _shared_spent(self) -> Decimal | None:
         key = self._keys()[0]
         raw = self._state.run(lambda: self._state.redis.get(key) or b"0", "budget")
@@ -585,48 +740,55 @@ class SharedBudget(Budget):
             found = None
         return super().spent if found is None else found
 
-    def _look(self, reservation_id: str, estimate: Decimal, lease: float | None) -> list[Any] | None:
+    def _reserve_now(self, reservation: _SharedReservation) -> bool:
+        """Take (or, with id '', only check) a reservation in Redis; False when Redis is down."""
         keys = self._keys()
-        limit = -1 if self.max_cost.is_infinite() else _pico(self.max_cost)
-        lease_ms = int(((RESERVATION_NO_DEADLINE if lease is None else lease) + RESERVATION_GRACE) * 1000)
-        args: list[str | int] = [reservation_id, _pico(estimate, up=True), limit, lease_ms]
+        args = self._reserve_args(reservation.id, reservation.amount, reservation.lease)
         answer = self._state.run(lambda: self._state._budget_reserve(keys=keys, args=args), "budget")
-        return None if answer is None else list(answer)
-
-    def _refuse_if(self, answer: list[Any], estimate: Decimal, provider: str, model: str) -> None:
+        if answer is None:
+            return False
         if not int(answer[0]):
-            spent, reserved = Decimal(int(answer[1])) / PICO, Decimal(answer[2].decode()) / PICO
-            self._refusal(spent, reserved, estimate, provider, model)
+            self._refuse_from(answer[1], answer[2], reservation)
+        reservation.pending = False
+        return True
 
     def check(self, provider: str, model: str) -> None:
-        answer = self._look("", Decimal(0), None)  # with on_unavailable="refuse", Redis down refuses
-        if answer is None:
+        probe = _SharedReservation(self, Decimal(0), provider, model, None, pending=True)
+        probe.id = ""  # only checks
+        if not self._reserve_now(probe):  # with on_unavailable="refuse", Redis down refuses
             super().check(provider, model)
-        else:
-            self._refuse_if(answer, Decimal(0), provider, model)
 
-    def reserve(self, estimate: Decimal, provider: str, model: str, lease: float | None = None) -> Reservation:
-        reservation = Reservation(estimate, uuid.uuid4().hex, shared=True)
-        answer = self._look(reservation.id, estimate, lease)
-        if answer is None:  # Redis down: this process's own budget
-            return super().reserve(estimate, provider, model, lease)
-        self._refuse_if(answer, estimate, provider, model)
+    def reserve(
+        self, estimate: Decimal, provider: str, model: str, lease: float | None = None, defer: bool = False
+    ) -> Reservation:
+        reservation = _SharedReservation(self, estimate, provider, model, lease, pending=True)
+        if defer:  # the rate limiter's admission takes it (SharedRateLimiter.acquire)
+            return reservation
+        if not self._reserve_now(reservation):  # Redis down: this process's own budget
+            self._hold_here(reservation)
         return reservation
 
     def settle(self, reservation: Reservation | None, amount: Decimal | None) -> None:
-        if reservation is not None and not reservation.shared:  # reserved locally while Redis was down
-            super().settle(reservation, amount)
-            return
+        deferred: list[tuple[list[str], str, int]] = []
+        reservation_id = ""
         if reservation is not None:
             if reservation.done:
                 return
+            if not reservation.shared:  # reserved in this process while Redis was down
+                super().settle(reservation, amount)
+                return
             reservation.done = True
+            if isinstance(reservation, _SharedReservation):
+                deferred = reservation.deferred
+                if not reservation.pending:  # a pending one never reached Redis
+                    reservation_id = reservation.id
+        if not reservation_id and amount is None and not deferred:
+            return
         keys = self._keys()
-        args: list[str | int] = [
-            "" if reservation is None else reservation.id,
-            -1 if amount is None else _pico(amount),
-            self._ttl(),
-        ]
+        args: list[str | int] = [reservation_id, -1 if amount is None else _pico(amount), self._ttl(), len(deferred)]
+        for prefixes, ticket_id, actual in deferred:  # the rate limits' corrections: the same round trip
+            keys += prefixes
+            args += [len(prefixes), ticket_id, actual]
         try:
             done = self._state.run(lambda: self._state._budget_settle(keys=keys, args=args), "budget")
         except SharedStateUnavailableError:
