@@ -591,3 +591,92 @@ def test_an_in_process_budget_with_a_period_starts_from_zero_in_the_next(monkeyp
     monkeypatch.setattr(budget, "budget_period_id", lambda period: "the next day")
     assert spend.spent == 0  # a new day
     spend.check("openai", "gpt-4o")  # and room again
+
+
+# -- hooks and OpenTelemetry ---------------------------------------------------------------------------
+def observed_refusal(why: str, shared: dict[str, Any] | None, server: FakeServer) -> tuple[Any, ...]:
+    """What a recording hook and the OTel hook (in-memory exporter) see of a refused call."""
+    from tests.test_hooks import Recorder
+    from tests.test_telemetry import make_otel
+
+    recorder, otel = Recorder(), make_otel()
+    options: dict[str, Any] = {
+        # With rate limits too: a shared budget then refuses in the admission script.
+        "budget": {"max_cost": 0, "rate_limits": {"openai": {"rpm": 1000}}},
+        "rate_limit": {"rate_limits": {"openai": {"rpm": 1}}},
+    }[why]
+    client = Client(providers=provider(server), hooks=[recorder, otel.hook], max_retries=0, **options, shared=shared)
+    if why == "rate_limit":
+        client.complete("first", model="openai/gpt-4o")  # takes the one slot of the next 60 s
+        recorder.events.clear()
+        recorder.ended.clear()
+        otel.exporter.clear()
+    sent = len(server.requests)
+    with pytest.raises(FMClientError) as raised:
+        client.complete("hi", model="openai/gpt-4o", timeout=30)
+    assert len(server.requests) == sent  # refused before sending
+    call, attempts = otel.spans()
+    ((info, _, error),) = recorder.ended
+    assert error is raised.value
+    attributes = dict(call.attributes or {})
+    return (
+        type(raised.value).__name__,
+        [(a.provider, a.model, type(a.error).__name__, a.skipped) for a in raised.value.attempts],
+        recorder.events,
+        info.attempts,
+        call.name,
+        call.status.status_code,
+        attributes.get("error.type"),
+        sorted(attributes),
+        attempts,
+    )
+
+
+@pytest.mark.parametrize("why", ["budget", "rate_limit"])
+def test_hooks_and_spans_see_a_shared_refusal_as_a_local_one(
+    why: str, fake_server: FakeServer, redis_server: RedisServer
+) -> None:
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    FakeOpenAI(fake_server)
+    local = observed_refusal(why, None, fake_server)
+    shared = observed_refusal(why, {"url": redis_server.url, "namespace": f"refusal-{why}"}, fake_server)
+    assert local[0] == {"budget": "BudgetExceededError", "rate_limit": "RateLimitError"}[why]
+    assert shared == local
+    assert local[2] == [("call_start", "chat", False), ("call_end", False, local[0])]
+    assert local[3] == local[8] == []  # hooks and spans: no attempt, nothing was sent
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_hooks_and_spans_see_the_wait_for_the_rate_limits(
+    shared: bool, fake_server: FakeServer, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmclient import limits
+    from fmclient.hooks import AttemptInfo, Hook
+    from tests.test_telemetry import make_otel
+
+    monkeypatch.setattr(limits, "WINDOW", 1.0)  # one request per second
+    FakeOpenAI(fake_server)
+    waits: list[float | None] = []
+
+    class Waits(Hook):
+        def on_attempt_start(self, attempt: AttemptInfo) -> None:
+            waits.append(attempt.rate_limit_wait)
+
+    otel = make_otel()
+    client = Client(
+        providers=provider(fake_server),
+        hooks=[Waits(), otel.hook],
+        rate_limits={"openai": {"rpm": 1}},
+        shared={"url": redis_server.url, "namespace": "wait-test"} if shared else None,
+        max_retries=0,
+    )
+    client.complete("first", model="openai/gpt-4o")
+    otel.exporter.clear()
+    client.complete("second", model="openai/gpt-4o", timeout=30)  # waits for the first to leave the window
+    assert len(waits) == 2 and waits[0] is not None and waits[1] is not None
+    assert waits[1] > 0
+    _, (attempt,) = otel.spans()
+    assert (attempt.attributes or {})["fmclient.rate_limit.wait"] == waits[1]
+    unlimited = Client(providers=provider(fake_server), hooks=[Waits()], max_retries=0)
+    unlimited.complete("third", model="openai/gpt-4o")
+    assert waits[2] is None  # no limits: no wait to tell

@@ -7,6 +7,8 @@ Sync and async calls, streams and embeddings all go through the same hooks, in t
     on_call_start(call)
     before_request(call, request)          -> a changed request, or None to keep it
       on_attempt_start(attempt)            one per request sent: retries and fallbacks included
+                                           (``attempt.rate_limit_wait``: seconds it waited for the
+                                           client-side rate limits, in process or shared)
       on_attempt_sent(attempt)             same context as on_attempt_start, once the SDK returned
       on_first_chunk(attempt, chunk)       streams only
       on_response(attempt, result)  |  on_error(attempt, error)
@@ -68,6 +70,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient.errors import FMClientError
+from fmclient.limits import current_wait
 
 if TYPE_CHECKING:
     import logging
@@ -143,6 +146,9 @@ class AttemptInfo:
     error: FMClientError | None = None
     retry_wait: float | None = None
     state: dict[Any, Any] = field(default_factory=dict)
+    # Seconds this attempt waited for the client's rate limits before it was sent (in process or
+    # shared over Redis alike); None when its target has no rate limits.
+    rate_limit_wait: float | None = None
     # Where the request went: the base URL of the adapter's SDK client, including the SDK's own
     # environment settings (None when unknown: a client not built yet, a mock, an in-process model).
     # Known from ``on_attempt_sent`` on; at ``on_attempt_start`` only when a client was built before.
@@ -489,6 +495,7 @@ class CallObserver:
         )
         if self._endpoint is not None:
             attempt.endpoint = self._endpoint(provider)
+        attempt.rate_limit_wait = current_wait()
         self.call.attempts.append(attempt)
         self._current = attempt
         self._each("on_attempt_start", attempt)

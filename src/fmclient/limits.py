@@ -43,6 +43,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -65,6 +66,15 @@ async def _asyncio_sleep(seconds: float) -> None:
 
 
 asleep: Callable[[float], Awaitable[None]] = _asyncio_sleep
+
+#: the seconds the attempt being sent waited for its rate limits (None: no limits): set by the
+#: limiter around the attempt, read by the hooks' observer into ``AttemptInfo.rate_limit_wait``
+_waited: ContextVar[float | None] = ContextVar("fmclient_rate_limit_wait", default=None)
+
+
+def current_wait() -> float | None:
+    """The seconds the attempt about to be sent waited for client-side rate limits, if any."""
+    return _waited.get()
 
 
 def estimate_tokens(request: Any) -> int:
@@ -491,13 +501,17 @@ def limit_attempt(
     estimate = estimate_tokens(request)
 
     def run(left: float | None) -> T:
+        began = monotonic()
         ticket = limiter.acquire(buckets, estimate, deadline.remaining, where, reservation)
+        waited = _waited.set(monotonic() - began)
         try:
             # The wait came out of the deadline: the request gets only what is left.
             result = attempt(left if left is None else deadline.remaining())
         except RateLimitError as error:
             limiter.throttled(ticket, error.retry_after)
             raise
+        finally:
+            _waited.reset(waited)
         _settle(limiter, ticket, result)
         return result
 
@@ -517,12 +531,16 @@ def alimit_attempt(
     estimate = estimate_tokens(request)
 
     async def run(left: float | None) -> T:
+        began = monotonic()
         ticket = await limiter.aacquire(buckets, estimate, deadline.remaining, where, reservation)
+        waited = _waited.set(monotonic() - began)
         try:
             result = await attempt(left if left is None else deadline.remaining())
         except RateLimitError as error:
             limiter.throttled(ticket, error.retry_after)
             raise
+        finally:
+            _waited.reset(waited)
         _settle(limiter, ticket, result)
         return result
 

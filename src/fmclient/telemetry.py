@@ -16,8 +16,10 @@ client metrics):
   ``fmclient.cost.usd`` when the completion carries a cost;
 * under it, one CLIENT span per attempt (each retry and each fallback target is its own attempt)
   with ``error.type`` on failure, ``fmclient.attempt.number``, ``fmclient.attempt.target_index`` and,
-  when the attempt was retried, ``fmclient.retry.wait`` (seconds); a skipped or failed target shows
-  as a ``fmclient.fallback`` event on the call span;
+  when the attempt was retried, ``fmclient.retry.wait`` (seconds); when its target has client-side
+  rate limits (in process or shared over Redis), ``fmclient.rate_limit.wait``: the seconds it
+  waited for them before it was sent; a skipped or failed target shows as a ``fmclient.fallback``
+  event on the call span;
 * ``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` and, for streams,
   ``gen_ai.client.operation.time_to_first_chunk`` histograms with the spec's advisory bucket
   boundaries (``gen_ai.response.time_to_first_chunk`` on the spans);
@@ -25,8 +27,9 @@ client metrics):
   point: a response-cache hit carries ``fmclient.response_cache.hit = true`` on both and the
   response model, finish reason (and, when content is captured, the output) of the cached answer,
   but no usage and no token-usage point (its tokens were not consumed by this call); a call refused
-  before sending (budget spent, client-side rate limit, circuit open, a ``before_request`` refusal)
-  ends its span with error status and ``error.type``, like any failed call.
+  before sending (budget spent, client-side rate limit, circuit open, a ``before_request`` refusal;
+  shared budgets and limits alike) ends its span with error status and ``error.type``, like any
+  failed call.
 
 A tool loop (``client.run`` and its twins, :mod:`fmclient.tool_loop`) is one INTERNAL
 ``invoke_agent`` span (its summed usage, ``fmclient.run.steps``, ``fmclient.run.stopped``) that is
@@ -277,6 +280,8 @@ class OpenTelemetryHook(Hook):
         attributes.update(self._request_attributes(attempt.call, attempt.request))
         attributes["fmclient.attempt.number"] = attempt.number
         attributes["fmclient.attempt.target_index"] = attempt.target_index
+        if attempt.rate_limit_wait is not None:  # the target has client-side rate limits
+            attributes["fmclient.rate_limit.wait"] = attempt.rate_limit_wait
         span = self._tracer.start_span(
             f"{attempt.call.operation} {attempt.model}",
             context=trace.set_span_in_context(call_span),
