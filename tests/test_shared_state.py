@@ -314,7 +314,12 @@ async def test_a_cancelled_call_releases_its_shared_reservation(
     with pytest.raises(asyncio.CancelledError):
         await task
     leave.set()
+    for _ in range(200):  # released without holding up the event loop: a moment later
+        if not store.exists(HELD):
+            break
+        await asyncio.sleep(0.02)
     assert store.exists(HELD) == 0 and store.get(COUNTER) is None
+    await client.aclose()
 
 
 def test_rate_limits_and_budget_take_one_round_trip_before_and_one_after(
@@ -680,3 +685,46 @@ def test_hooks_and_spans_see_the_wait_for_the_rate_limits(
     unlimited = Client(providers=provider(fake_server), hooks=[Waits()], max_retries=0)
     unlimited.complete("third", model="openai/gpt-4o")
     assert waits[2] is None  # no limits: no wait to tell
+
+
+# -- async calls -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("limited", [False, True])
+async def test_a_redis_that_does_not_answer_never_stops_the_event_loop(
+    limited: bool, fake_server: FakeServer, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import signal
+
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    FakeOpenAI(fake_server)
+    client = Client(
+        providers=provider(fake_server),
+        shared={"url": redis_server.url, "timeout": 0.5},
+        rate_limits={"openai": {"rpm": 1000}} if limited else None,
+        max_cost=1,
+        max_retries=0,
+    )
+    await client.acomplete("warm", model="openai/gpt-4o", max_tokens=5)  # connected while Redis answers
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    os.kill(redis_server.process.pid, signal.SIGSTOP)  # Redis hangs: connections open, no answer
+    ticking = asyncio.create_task(ticker())
+    try:
+        with caplog.at_level(logging.WARNING, logger="fmclient"):
+            answer = await asyncio.wait_for(client.acomplete("hi", model="openai/gpt-4o", max_tokens=5), 10)
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+        ticking.cancel()
+    assert answer.text == "ok"
+    # The call waited the short timeout (0.5 s) for Redis on redis.asyncio, then went on with
+    # this process's own state; meanwhile the loop ran the other task (a blocked loop: ~0 ticks).
+    assert ticks >= 20
+    assert [r for r in caplog.records if "shared state unavailable" in r.getMessage()]
+    assert answer.cost is not None and client.spent == answer.cost.total  # counted here meanwhile
+    await client.aclose()

@@ -200,7 +200,8 @@ class Engine:
         """Reserve what a target's request may cost before it is sent (see fmclient.budget).
 
         ``defer``: the reservation is passed to :meth:`limited` with the request, which may take it
-        with the rate-limit admission (one round trip to Redis for both).
+        with the rate-limit admission (one round trip to Redis for both), or take it before the
+        first attempt (an async call then awaits it rather than block its event loop).
         """
         budget = self.budget
         if budget is None:
@@ -213,7 +214,6 @@ class Engine:
             found = pricing.model_prices(self.price_ref(route), target.model)
             rates = self._reserve_rates[key] = None if isinstance(found, pricing.Unpriced) else found[:2]
         estimate = estimate_cost(rates, request)
-        defer = defer and bool(route.buckets)  # without limits, no admission to take it with
         return budget.reserve(estimate, target.provider, target.model, deadline.remaining(), defer)
 
     def priced(self, route: Route, result: R, reservation: Reservation | None = None) -> R:
@@ -412,7 +412,7 @@ class Engine:
         """The attempt, behind the route's rate limits (each attempt waits for a slot); the
         target's budget reservation rides along (see :meth:`reserve_budget`)."""
         if not route.buckets:
-            return attempt
+            return attempt if reservation is None or self.budget is None else self.budget.taken(attempt, reservation)
         return limit_attempt(attempt, self.limiter, route.buckets, request, deadline, route.where, reservation)
 
     def alimited(
@@ -424,7 +424,7 @@ class Engine:
         reservation: Reservation | None = None,
     ) -> Callable[[float | None], Awaitable[T]]:
         if not route.buckets:
-            return attempt
+            return attempt if reservation is None or self.budget is None else self.budget.ataken(attempt, reservation)
         return alimit_attempt(attempt, self.limiter, route.buckets, request, deadline, route.where, reservation)
 
     # -- the fallback walk of a call that ends with one whole answer --------------------------------
@@ -512,7 +512,7 @@ class Engine:
         if self.cache is not None and self._owns_cache:
             self.cache.close()
         if self.shared is not None:
-            self.shared.close()
+            await self.shared.aclose()
 
 
 class Call:
@@ -531,6 +531,7 @@ class Call:
         "request",
         "reservation",
         "routes",
+        "settling",
         "streaming",
         "trial",
     )
@@ -561,6 +562,7 @@ class Call:
         self.cached: Completion | None = None  # the response cache's answer, when it had one
         #: what the target being tried reserved of the budget, until settled or released
         self.reservation: Reservation | None = None
+        self.settling: Reservation | None = None  # the answer's, whose settle an async call awaits
 
     def _keyed_cache(self) -> tuple[ResponseCache, str] | None:
         """The client's cache and this call's key in it, or None when the call bypasses the cache.
@@ -843,6 +845,8 @@ class Call:
     async def aend(self, completion: Completion) -> Completion:
         """What :meth:`finish` does after :meth:`answered`, for async calls: the answer is stored
         off the event loop, then the call ends."""
+        if self.settling is not None:
+            await self.settling.settled()  # the budget's settle, so ``spent`` reads it on return
         keyed = self._store_in()
         if keyed is not None:
             from fmclient.cache import astore
@@ -870,7 +874,8 @@ class Call:
         if overrides:
             completion.provider = overrides[-1].name
         # Charged before the answer is checked: a reply that fails validation was still billed.
-        self.engine.priced(route, completion, self.take_reservation())
+        self.settling = self.take_reservation()
+        self.engine.priced(route, completion, self.settling)
         response_format = self.request.response_format
         observer = self.observer
         if observer is not None:

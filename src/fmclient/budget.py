@@ -41,8 +41,8 @@ budget holds, whether they are threads, tasks or (with ``[shared]``) other proce
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmclient.errors import BudgetExceededError, ConfigurationError
 
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from fmclient.types import Completion, Embeddings, Images, Speech, Transcription
 
 __all__ = ["UNKNOWN_MAX_TOKENS", "Budget", "Reservation", "budget_from_settings", "estimate_cost", "parse_max_cost"]
+
+T = TypeVar("T")
 
 #: the output tokens a chat call that sets no ``max_tokens`` is assumed to produce when reserving
 UNKNOWN_MAX_TOKENS = 1024
@@ -146,13 +148,19 @@ def estimate_cost(rates: tuple[Decimal | None, Decimal | None] | None, request: 
 class Reservation:
     """What one target of a call reserved of the budget, until it is settled or released."""
 
-    __slots__ = ("amount", "done", "id", "shared")
+    __slots__ = ("amount", "done", "id", "settling", "shared")
 
     def __init__(self, amount: Decimal, reservation_id: str = "", shared: bool = False) -> None:
         self.amount = amount
         self.id = reservation_id
         self.shared = shared  # held in Redis (else in this process)
         self.done = False
+        self.settling: Any = None  # an async call's settle, under way (an asyncio task)
+
+    async def settled(self) -> None:
+        """Wait for an async call's settle to be recorded (so ``spent`` reads it)."""
+        if self.settling is not None:
+            await self.settling
 
 
 class Budget:
@@ -233,6 +241,17 @@ class Budget:
         reservation = Reservation(estimate)
         self._hold(reservation, provider, model)
         return reservation
+
+    def taken(self, attempt: Callable[[float | None], T], reservation: Reservation) -> Callable[[float | None], T]:
+        """``attempt``, after a deferred reservation is taken (see :meth:`reserve`): the call's
+        path to a target without rate limits. Here reservations are taken at once."""
+        return attempt
+
+    def ataken(
+        self, attempt: Callable[[float | None], Awaitable[T]], reservation: Reservation
+    ) -> Callable[[float | None], Awaitable[T]]:
+        """The async twin of :meth:`taken`."""
+        return attempt
 
     def _hold(self, reservation: Reservation, provider: str, model: str) -> None:
         """Reserve ``reservation.amount`` in this process, or refuse."""

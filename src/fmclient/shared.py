@@ -37,7 +37,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -380,6 +381,17 @@ if now - tonumber(opened) < tonumber(ARGV[1]) then return 'open' end
 return 'half-open'
 """
 
+_SCRIPTS = {
+    "acquire": _ACQUIRE,
+    "leave": _LEAVE,
+    "settle": _SETTLE,
+    "breaker_admit": _BREAKER_ADMIT,
+    "breaker_failure": _BREAKER_FAILURE,
+    "breaker_state": _BREAKER_STATE,
+    "budget_reserve": _BUDGET_RESERVE,
+    "budget_settle": _BUDGET_SETTLE,
+}
+
 
 class SharedState:
     """One Redis connection pool and the fallback policy, for a client's limiter, budget and breakers.
@@ -397,6 +409,11 @@ class SharedState:
         self.timeout = timeout
         # Short socket timeouts: a Redis round trip never adds more than `timeout` to a call.
         self.redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._url = url  # for the async clients; never logged (it may hold a password)
+        # Async calls use redis.asyncio (the event loop never blocks on Redis): one client per
+        # event loop, since its connections belong to the loop that made them.
+        self._async: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
+        self._background: set[Any] = set()  # outcomes recorded without holding up an async call
         self._errors: tuple[type[BaseException], ...] = (
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
@@ -431,25 +448,78 @@ class SharedState:
         try:
             result = operation()
         except self._errors as error:
-            self._down_until = time.monotonic() + RETRY_REDIS_AFTER
-            if self.on_unavailable == "refuse":
-                raise SharedStateUnavailableError(
-                    f"shared state unavailable ({what}): Redis did not answer ({type(error).__name__}); "
-                    "no request was sent (on_unavailable = 'refuse')",
-                    retryable=False,
-                ) from error
-            with self._lock:
-                warn, self._warned = not self._warned, True
-            if warn:  # once per client: every call would repeat it
-                _log.warning(
-                    "shared state unavailable (%s: %s): this process goes on with its own rate limits, "
-                    "budget and circuit breakers (on_unavailable = 'local'); Redis is tried again every %ss",
-                    what,
-                    type(error).__name__,
-                    RETRY_REDIS_AFTER,
-                )
+            self._unavailable(error, what)
             return None
         return result
+
+    async def arun(self, operation: Callable[[dict[str, Any]], Awaitable[T]], what: str) -> T | None:
+        """The async twin of :meth:`run` on redis.asyncio: ``operation`` gets this loop's scripts
+        (by name: "acquire", "budget_reserve", ...) and awaits its round trip."""
+        if not self.available and self.on_unavailable == "local":
+            return None
+        try:
+            result = await operation(self._async_scripts())
+        except self._errors as error:
+            self._unavailable(error, what)
+            return None
+        return result
+
+    def _async_scripts(self) -> dict[str, Any]:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        found = self._async.get(loop)
+        if found is None:
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(
+                self._url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+            )
+            scripts: dict[str, Any] = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
+            scripts["client"] = client  # for plain commands
+            found = self._async[loop] = (client, scripts)
+        return found[1]
+
+    def in_background(self, operation: Callable[[dict[str, Any]], Awaitable[Any]], what: str) -> Any:
+        """Start an async round trip without waiting for it (an outcome recorded after an async
+        call's answer); returns its task, which never raises."""
+
+        async def quietly() -> Any:
+            try:
+                return await self.arun(operation, what)
+            except SharedStateUnavailableError:
+                return None  # recorded after the answer: Redis failing then must not fail anything
+
+        return self.background(quietly())
+
+    def background(self, work: Awaitable[Any]) -> Any:
+        """Run ``work`` as a task of the running loop, kept until it is done; returns the task."""
+        import asyncio
+
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def _unavailable(self, error: BaseException, what: str) -> None:
+        """Redis did not answer: go on locally (None), or refuse with on_unavailable = "refuse"."""
+        self._down_until = time.monotonic() + RETRY_REDIS_AFTER
+        if self.on_unavailable == "refuse":
+            raise SharedStateUnavailableError(
+                f"shared state unavailable ({what}): Redis did not answer ({type(error).__name__}); "
+                "no request was sent (on_unavailable = 'refuse')",
+                retryable=False,
+            ) from error
+        with self._lock:
+            warn, self._warned = not self._warned, True
+        if warn:  # once per client: every call would repeat it
+            _log.warning(
+                "shared state unavailable (%s: %s): this process goes on with its own rate limits, "
+                "budget and circuit breakers (on_unavailable = 'local'); Redis is tried again every %ss",
+                what,
+                type(error).__name__,
+                RETRY_REDIS_AFTER,
+            )
 
     def limiter(self, limits: Mapping[str, RateLimit]) -> SharedRateLimiter:
         return SharedRateLimiter(self, limits)
@@ -462,6 +532,26 @@ class SharedState:
 
     def close(self) -> None:
         self.redis.close()
+
+    async def aclose(self) -> None:
+        """Close this event loop's async client too (the others' loops are closed or not ours)."""
+        import asyncio
+
+        found = self._async.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[0].aclose()
+        self.close()
+
+
+def _loop_running() -> bool:
+    """Is this code running on an event loop (an async call), where a round trip must not block?"""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 # -- rate limits ---------------------------------------------------------------------------------
@@ -519,6 +609,30 @@ class SharedRateLimiter(RateLimiter):
         reservation: _SharedReservation | None,
     ) -> tuple[float, str] | None:
         """One look at the limits (and the budget, when its reservation is taken with the admission)."""
+        keys, args = self._look_call(buckets, waiter, order, estimate, reservation)
+        answer = self._state.run(lambda: self._state._acquire(keys=keys, args=args), "rate limit")
+        return None if answer is None else self._looked(answer, reservation)
+
+    async def _alook(
+        self,
+        buckets: list[_SharedBucket],
+        waiter: str,
+        order: str,
+        estimate: int,
+        reservation: _SharedReservation | None,
+    ) -> tuple[float, str] | None:
+        keys, args = self._look_call(buckets, waiter, order, estimate, reservation)
+        answer = await self._state.arun(lambda scripts: scripts["acquire"](keys=keys, args=args), "rate limit")
+        return None if answer is None else self._looked(answer, reservation)
+
+    def _look_call(
+        self,
+        buckets: list[_SharedBucket],
+        waiter: str,
+        order: str,
+        estimate: int,
+        reservation: _SharedReservation | None,
+    ) -> tuple[list[str], list[Any]]:
         window_ms = int(limits_module.WINDOW * 1000)
         args: list[Any] = [waiter, order, estimate, window_ms, LINE_LEASE_MS, self._state.key("rl-order")]
         keys = [b.prefix for b in buckets]
@@ -529,9 +643,10 @@ class SharedRateLimiter(RateLimiter):
             args += ["1", *reservation.budget._reserve_args(reservation.id, reservation.amount, reservation.lease)]
         for bucket in buckets:
             args += [bucket.limit.rpm or 0, bucket.limit.tpm or 0]
-        answer = self._state.run(lambda: self._state._acquire(keys=keys, args=args), "rate limit")
-        if answer is None:
-            return None
+        return keys, args
+
+    @staticmethod
+    def _looked(answer: Any, reservation: _SharedReservation | None) -> tuple[float, str]:
         if int(answer[0]) < 0:  # the budget refuses: nothing is sent
             assert reservation is not None
             reservation.budget._refuse_from(answer[2], answer[3], reservation)
@@ -593,14 +708,14 @@ class SharedRateLimiter(RateLimiter):
         where: Any,
         reservation: Any = None,
     ) -> Any:
-        import asyncio
-
         waiter, order = uuid.uuid4().hex, ""
         carried = self._carried(reservation)
+        if isinstance(reservation, _SharedReservation):
+            reservation.asynchronous = True  # its settle must not block the event loop either
         try:
             while True:
-                # The round trip runs in a worker thread: the event loop never blocks on Redis.
-                looked = await asyncio.to_thread(self._look, buckets, waiter, order, estimate, carried)
+                # On redis.asyncio: the event loop never blocks on Redis.
+                looked = await self._alook(buckets, waiter, order, estimate, carried)
                 if looked is None:
                     if carried is not None:
                         carried.budget._hold_here(carried)
@@ -611,8 +726,9 @@ class SharedRateLimiter(RateLimiter):
                 RateLimiter._refuse(delay, remaining(), where)
                 await limits_module.asleep(min(delay, MAX_POLL))
         except BaseException:
-            if order:
-                self._leave_line(buckets, waiter)
+            if order:  # without waiting (a cancelled task must not block): its lease runs out anyway
+                keys = [b.prefix for b in buckets]
+                self._state.in_background(lambda scripts: scripts["leave"](keys=keys, args=[waiter]), "rate limit")
             raise
 
     def settle(self, ticket: Any, actual_tokens: int | None, headers: Mapping[str, str] | None) -> None:
@@ -643,6 +759,9 @@ class SharedRateLimiter(RateLimiter):
     def _send_settle(self, ticket: _SharedTicket, actual: int, pause: float) -> None:
         keys = [b.prefix for b in ticket.buckets]
         args: list[str | int] = [ticket.id, actual, int(pause * 1000)]
+        if _loop_running():  # an async call: the event loop does not wait for a correction
+            self._state.in_background(lambda scripts: scripts["settle"](keys=keys, args=args), "rate limit")
+            return
         try:
             self._state.run(lambda: self._state._settle(keys=keys, args=args), "rate limit")
         except SharedStateUnavailableError:
@@ -659,7 +778,7 @@ class _SharedReservation(Reservation):
     """A reservation of the shared budget; ``pending`` until taken in Redis (it may be taken with
     the rate-limit admission); ``deferred``: rate-limit corrections that go with its settle."""
 
-    __slots__ = ("budget", "deferred", "lease", "model", "pending", "provider")
+    __slots__ = ("asynchronous", "budget", "deferred", "lease", "model", "pending", "provider")
 
     def __init__(
         self, budget: SharedBudget, estimate: Decimal, provider: str, model: str, lease: float | None, pending: bool
@@ -670,6 +789,7 @@ class _SharedReservation(Reservation):
         self.model = model
         self.lease = lease
         self.pending = pending
+        self.asynchronous = False  # taken by an async call: settled without blocking its loop
         #: token corrections of the rate limits: (limit prefixes, ticket id, actual tokens)
         self.deferred: list[tuple[list[str], str, int]] = []
 
@@ -745,12 +865,42 @@ class SharedBudget(Budget):
         keys = self._keys()
         args = self._reserve_args(reservation.id, reservation.amount, reservation.lease)
         answer = self._state.run(lambda: self._state._budget_reserve(keys=keys, args=args), "budget")
+        return self._answered_reserve(answer, reservation)
+
+    async def _areserve_now(self, reservation: _SharedReservation) -> bool:
+        keys = self._keys()
+        args = self._reserve_args(reservation.id, reservation.amount, reservation.lease)
+        answer = await self._state.arun(lambda scripts: scripts["budget_reserve"](keys=keys, args=args), "budget")
+        return self._answered_reserve(answer, reservation)
+
+    def _answered_reserve(self, answer: Any, reservation: _SharedReservation) -> bool:
         if answer is None:
             return False
         if not int(answer[0]):
             self._refuse_from(answer[1], answer[2], reservation)
         reservation.pending = False
         return True
+
+    def taken(self, attempt: Callable[[float | None], T], reservation: Reservation) -> Callable[[float | None], T]:
+        def run(left: float | None) -> T:
+            pending = isinstance(reservation, _SharedReservation) and reservation.pending and not reservation.done
+            if pending and not self._reserve_now(reservation):  # type: ignore[arg-type]
+                self._hold_here(reservation)  # type: ignore[arg-type]  # Redis down: this process's own budget
+            return attempt(left)
+
+        return run
+
+    def ataken(
+        self, attempt: Callable[[float | None], Awaitable[T]], reservation: Reservation
+    ) -> Callable[[float | None], Awaitable[T]]:
+        async def run(left: float | None) -> T:
+            if isinstance(reservation, _SharedReservation):
+                reservation.asynchronous = True
+                if reservation.pending and not reservation.done and not await self._areserve_now(reservation):
+                    self._hold_here(reservation)
+            return await attempt(left)
+
+        return run
 
     def check(self, provider: str, model: str) -> None:
         probe = _SharedReservation(self, Decimal(0), provider, model, None, pending=True)
@@ -789,6 +939,22 @@ class SharedBudget(Budget):
         for prefixes, ticket_id, actual in deferred:  # the rate limits' corrections: the same round trip
             keys += prefixes
             args += [len(prefixes), ticket_id, actual]
+        if isinstance(reservation, _SharedReservation) and reservation.asynchronous and _loop_running():
+            # An async call: its event loop does not wait here; the call awaits the task before
+            # it returns (Call.aend), so ``spent`` reads it then.
+            async def send(scripts: dict[str, Any]) -> Any:
+                return await scripts["budget_settle"](keys=keys, args=args)
+
+            async def settle() -> None:
+                try:
+                    done = await self._state.arun(send, "budget")
+                except SharedStateUnavailableError:
+                    done = None  # the call was paid for: count it here rather than fail it
+                if done is None and amount is not None:
+                    Budget.add(self, amount)  # Redis down: counted here; the reservation expires
+
+            reservation.settling = self._state.background(settle())
+            return
         try:
             done = self._state.run(lambda: self._state._budget_settle(keys=keys, args=args), "budget")
         except SharedStateUnavailableError:
@@ -838,21 +1004,52 @@ class SharedCircuitBreaker(CircuitBreaker):
         return None if admitted == "no" else admitted
 
     def record_success(self) -> None:
-        if self._quiet(lambda: self._shared.redis.delete(*self._keys())) is None:
-            super().record_success()
+        keys = self._keys()
+        self._record(
+            lambda: self._shared.redis.delete(*keys),
+            lambda scripts: scripts["client"].delete(*keys),
+            super().record_success,
+        )
 
     def record_failure(self) -> None:
-        done = self._quiet(lambda: self._shared._breaker_failure(keys=self._keys(), args=[self.failure_threshold]))
-        if done is None:
-            super().record_failure()
+        keys, args = self._keys(), [self.failure_threshold]
+        self._record(
+            lambda: self._shared._breaker_failure(keys=keys, args=args),
+            lambda scripts: scripts["breaker_failure"](keys=keys, args=args),
+            super().record_failure,
+        )
 
     def release(self) -> None:
-        if self._quiet(lambda: self._shared.redis.delete(self._trial_key)) is None:
-            super().release()
+        key = self._trial_key
+        self._record(
+            lambda: self._shared.redis.delete(key),
+            lambda scripts: scripts["client"].delete(key),
+            super().release,
+        )
 
-    def _quiet(self, operation: Callable[[], T]) -> T | None:
-        # An outcome is recorded after the answer: Redis failing then must not fail the call.
+    def _record(
+        self,
+        operation: Callable[[], Any],
+        aoperation: Callable[[dict[str, Any]], Awaitable[Any]],
+        locally: Callable[[], None],
+    ) -> None:
+        """Record an outcome in Redis (``locally`` when Redis does not answer). After the answer:
+        Redis failing then must not fail the call, and an async call does not wait for it."""
+        if _loop_running():
+
+            async def record() -> None:
+                try:
+                    done = await self._shared.arun(aoperation, "circuit breaker")
+                except SharedStateUnavailableError:
+                    done = None
+                if done is None:
+                    locally()
+
+            self._shared.background(record())
+            return
         try:
-            return self._shared.run(operation, "circuit breaker")
+            done = self._shared.run(operation, "circuit breaker")
         except SharedStateUnavailableError:
-            return None
+            done = None
+        if done is None:
+            locally()
