@@ -681,10 +681,11 @@ async def test_an_async_hit_from_a_blocking_cache_skips_the_budget_check(
     from fmclient import BudgetExceededError
 
     fake.answer(Answer("paid once", prompt_tokens=1000, completion_tokens=100))
-    client = make_client(fake_server, DiskCache(tmp_path / "c.sqlite3"), max_cost="0.000001")
-    await client.acomplete("hi", model=MODEL)  # spends the whole budget
-    assert (await client.acomplete("hi", model=MODEL)).cached  # a hit is free: no budget check
-    stream = client.astream("hi", model=MODEL)
+    # Room for the first call's reservation (its input and max_tokens), and it then costs more.
+    client = make_client(fake_server, DiskCache(tmp_path / "c.sqlite3"), max_cost="0.002")
+    await client.acomplete("hi", model=MODEL, max_tokens=100)  # spends the whole budget
+    assert (await client.acomplete("hi", model=MODEL, max_tokens=100)).cached  # a hit is free: no budget check
+    stream = client.astream("hi", model=MODEL, max_tokens=100)
     assert [c.text async for c in stream] == ["paid once", ""]
     with pytest.raises(BudgetExceededError):
         await client.acomplete("another", model=MODEL)

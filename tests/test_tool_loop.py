@@ -259,7 +259,9 @@ def test_the_budget_is_checked_before_every_step_and_the_error_carries_the_run(f
         Answer(tool_calls=[call("c1", "add", '{"a": 1, "b": 2}')], prompt_tokens=1000, completion_tokens=500),
         Answer("never sent"),
     )
-    with make_client(fake, max_cost="0.000001") as client, pytest.raises(BudgetExceededError) as caught:
+    # Room for the first step's reservation (its input and 1024 output tokens by default, about
+    # $0.0103 on gpt-4o), not for a second one beside what the first cost ($0.0075).
+    with make_client(fake, max_cost="0.011") as client, pytest.raises(BudgetExceededError) as caught:
         client.run("go", tools=[add], model=MODEL)
     assert len(fake.bodies()) == 1  # the second step was refused before it left
     run = caught.value.run
