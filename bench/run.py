@@ -770,8 +770,9 @@ def scenario_shared(url: str, quick: bool) -> Section:
             )
         )
     section.notes.append(
-        "Per call, the shared side adds Redis round trips on 127.0.0.1: the rate-limit admission (one Lua "
-        "script), the settle of the token charge, the budget check and the budget add. The aggregate is "
+        "Per call, the shared side adds two Redis round trips on 127.0.0.1: before, one Lua script admits "
+        "the call under the limits and reserves its budget estimate; after, one settles the budget to the "
+        "real cost and corrects the token charge. The aggregate is "
         "the answers of 4 processes x 16 threads per whole window (busiest: the most answers in any 0.9 "
         "window); the "
         "fake answers in well under a millisecond, so the limiter is the bottleneck."

@@ -28,6 +28,13 @@ a warning logged once on the ``fmclient`` logger; Redis is tried again a few sec
 ``"refuse"`` fails the call with :class:`~fmclient.errors.SharedStateUnavailableError` before it
 sends anything. A call never waits longer than ``timeout`` per round trip for Redis.
 
+Round trips: a call under shared limits and a shared budget makes one before it is sent (the
+admission script also takes the budget reservation) and one after (the budget's settle script
+also corrects the limits' token charge). Async calls use redis.asyncio (one client per event
+loop, the same scripts), so they never block their loop on Redis; what is recorded after an
+answer (a release, a breaker outcome, a correction) runs as a task the call does not wait for,
+except the budget's settle, which the call awaits so ``client.spent`` reads it on return.
+
 Cluster mode is not supported: the scripts touch keys they build from the namespace.
 """
 
