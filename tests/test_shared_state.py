@@ -688,9 +688,9 @@ def test_hooks_and_spans_see_the_wait_for_the_rate_limits(
 
 
 # -- async calls -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("limited", [False, True])
+@pytest.mark.parametrize("how", ["acomplete", "acomplete with rate limits", "aembed"])
 async def test_a_redis_that_does_not_answer_never_stops_the_event_loop(
-    limited: bool, fake_server: FakeServer, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    how: str, fake_server: FakeServer, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     import asyncio
     import signal
@@ -700,11 +700,17 @@ async def test_a_redis_that_does_not_answer_never_stops_the_event_loop(
     client = Client(
         providers=provider(fake_server),
         shared={"url": redis_server.url, "timeout": 0.5},
-        rate_limits={"openai": {"rpm": 1000}} if limited else None,
+        rate_limits={"openai": {"rpm": 1000}} if "limits" in how else None,
         max_cost=1,
         max_retries=0,
     )
-    await client.acomplete("warm", model="openai/gpt-4o", max_tokens=5)  # connected while Redis answers
+
+    async def call(text: str) -> Any:
+        if how == "aembed":
+            return await client.aembed([text], model="openai/text-embedding-3-small")
+        return await client.acomplete(text, model="openai/gpt-4o", max_tokens=5)
+
+    await call("warm")  # connected while Redis answers
     ticks = 0
 
     async def ticker() -> None:
@@ -717,11 +723,11 @@ async def test_a_redis_that_does_not_answer_never_stops_the_event_loop(
     ticking = asyncio.create_task(ticker())
     try:
         with caplog.at_level(logging.WARNING, logger="fmclient"):
-            answer = await asyncio.wait_for(client.acomplete("hi", model="openai/gpt-4o", max_tokens=5), 10)
+            answer = await asyncio.wait_for(call("hi"), 10)
     finally:
         os.kill(redis_server.process.pid, signal.SIGCONT)
         ticking.cancel()
-    assert answer.text == "ok"
+    assert answer.vectors if how == "aembed" else answer.text == "ok"
     # The call waited the short timeout (0.5 s) for Redis on redis.asyncio, then went on with
     # this process's own state; meanwhile the loop ran the other task (a blocked loop: ~0 ticks).
     assert ticks >= 20

@@ -33,6 +33,7 @@ def _embed_call(
     timeout: float | None,
     max_retries: int | None,
     provider_options: Mapping[str, Any],
+    defer: bool = False,
 ) -> tuple[Route, EmbedRequest, Deadline, Reservation | None]:
     request = _validation.build_embed_request(texts, provider_options=provider_options)
     route = engine.route(model or engine.settings.default_embedding_model, _validation.check_max_retries(max_retries))
@@ -53,7 +54,8 @@ def _embed_call(
     route.ensure_ready(request.model)
     deadline = engine.deadline(timeout, route)
     try:
-        reservation = engine.reserve_budget(route, request, deadline)
+        # An async call takes a shared reservation itself (aembed), off its event loop.
+        reservation = engine.reserve_budget(route, request, deadline, defer=defer)
     except FMClientError as error:  # the call started, and ends here: hooks see it
         observer = engine.observer_for("embeddings", request, False, route.target)
         if observer is not None:
@@ -130,7 +132,17 @@ async def aembed(
     provider_options: Mapping[str, Any],
 ) -> Embeddings:
     """``Client.aembed``: the async twin of :func:`embed`."""
-    route, request, deadline, reservation = _embed_call(engine, texts, model, timeout, max_retries, provider_options)
+    route, request, deadline, reservation = _embed_call(
+        engine, texts, model, timeout, max_retries, provider_options, defer=True
+    )
+    if reservation is not None and engine.budget is not None:
+        try:
+            await engine.budget.atake(reservation)
+        except FMClientError as error:  # the call started, and ends here: hooks see it
+            refused = engine.observer_for("embeddings", request, False, route.target)
+            if refused is not None:
+                refused.end(None, error)
+            raise
     observer = engine.observer_for("embeddings", request, False, route.target)
     if observer is not None:
         request = _released_on_error(engine, reservation, observed_embed_request, observer, route, request)
@@ -165,6 +177,8 @@ async def aembed(
             observer.end(None, error)
         raise
     result = engine.priced(route, result, reservation)
+    if reservation is not None:
+        await reservation.settled()  # the budget's settle, so ``spent`` reads it on return
     if observer is not None:
         observer.end(result, None)
     return result

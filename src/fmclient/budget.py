@@ -242,6 +242,10 @@ class Budget:
         self._hold(reservation, provider, model)
         return reservation
 
+    async def atake(self, reservation: Reservation) -> None:
+        """Take a deferred reservation now, in an async call (refuse if it does not fit); here
+        reservations are taken at once."""
+
     def taken(self, attempt: Callable[[float | None], T], reservation: Reservation) -> Callable[[float | None], T]:
         """``attempt``, after a deferred reservation is taken (see :meth:`reserve`): the call's
         path to a target without rate limits. Here reservations are taken at once."""

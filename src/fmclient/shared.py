@@ -901,13 +901,16 @@ class SharedBudget(Budget):
         self, attempt: Callable[[float | None], Awaitable[T]], reservation: Reservation
     ) -> Callable[[float | None], Awaitable[T]]:
         async def run(left: float | None) -> T:
-            if isinstance(reservation, _SharedReservation):
-                reservation.asynchronous = True
-                if reservation.pending and not reservation.done and not await self._areserve_now(reservation):
-                    self._hold_here(reservation)
+            await self.atake(reservation)
             return await attempt(left)
 
         return run
+
+    async def atake(self, reservation: Reservation) -> None:
+        if isinstance(reservation, _SharedReservation):
+            reservation.asynchronous = True  # its settle must not block the event loop either
+            if reservation.pending and not reservation.done and not await self._areserve_now(reservation):
+                self._hold_here(reservation)  # Redis down: this process's own budget
 
     def check(self, provider: str, model: str) -> None:
         probe = _SharedReservation(self, Decimal(0), provider, model, None, pending=True)
