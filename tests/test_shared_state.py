@@ -734,3 +734,22 @@ async def test_a_redis_that_does_not_answer_never_stops_the_event_loop(
     assert [r for r in caplog.records if "shared state unavailable" in r.getMessage()]
     assert answer.cost is not None and client.spent == answer.cost.total  # counted here meanwhile
     await client.aclose()
+
+
+def test_a_first_look_is_admitted_without_a_place_in_line_and_waits_behind_the_line(
+    redis_server: RedisServer,
+) -> None:
+    import redis
+
+    from fmclient.limits import RateLimit
+    from fmclient.shared import SharedState
+
+    store = redis.Redis.from_url(redis_server.url)
+    limiter = SharedState(redis_server.url, namespace="line-test").limiter({"openai": RateLimit(rpm=1)})
+    buckets = limiter.buckets_for("openai", "gpt-4o")
+    assert limiter._look(buckets, "first", "", 1, None) == (0.0, "0")  # the one slot: admitted at once
+    assert store.get("line-test:rl-order") is None  # no place in line was taken for it
+    delay_a, order_a = limiter._look(buckets, "a", "", 1, None)
+    delay_b, order_b = limiter._look(buckets, "b", "", 1, None)
+    assert delay_a > 0 and delay_b > 0 and 0 < int(order_a) < int(order_b)  # b is behind a
+    assert store.zrange("line-test:rl:openai:line", 0, -1) == [b"a", b"b"]

@@ -203,8 +203,10 @@ _ACQUIRE = (
     + """
 local id, est, window, lease = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
+-- A first look has no place in line yet: everyone in line is ahead of it, and it takes a place
+-- (the fleet's next order) only when it has to wait.
 local order = tonumber(ARGV[2])
-if not order then order = redis.call('INCR', ARGV[6]) end
+local ahead_of = order and ('(' .. order) or '+inf'
 local budget = ARGV[7] == '1'
 local first = budget and 4 or 1
 if budget then
@@ -218,7 +220,7 @@ if budget then
         redis.call('HDEL', KEYS[i] .. ':est', id)
       end
     end
-    return {-1, order, spent, reserved}
+    return {-1, order or 0, spent, reserved}
   end
 end
 local delay = 0
@@ -233,7 +235,7 @@ for i = first, #KEYS do
     redis.call('ZREMRANGEBYSCORE', p .. ':lease', '-inf', now)
   end
   -- room is held for every earlier waiter: a later call only gets what is left after them
-  local ahead = redis.call('ZRANGEBYSCORE', p .. ':line', '-inf', '(' .. order)
+  local ahead = redis.call('ZRANGEBYSCORE', p .. ':line', '-inf', ahead_of)
   local held_tokens = 0
   if #ahead > 0 and tpm > 0 then
     for _, e in ipairs(redis.call('HMGET', p .. ':est', unpack(ahead))) do
@@ -251,13 +253,16 @@ if delay <= 0 then
     local rpm, tpm = tonumber(ARGV[10 + 2 * n]), tonumber(ARGV[11 + 2 * n])
     if rpm > 0 then charge(p .. ':r', id, 1, now, window) end
     if tpm > 0 then charge(p .. ':t', id, est, now, window) end
-    redis.call('ZREM', p .. ':line', id)
-    redis.call('ZREM', p .. ':lease', id)
-    redis.call('HDEL', p .. ':est', id)
+    if order then  -- it waited in line: it leaves it
+      redis.call('ZREM', p .. ':line', id)
+      redis.call('ZREM', p .. ':lease', id)
+      redis.call('HDEL', p .. ':est', id)
+    end
   end
   if budget then budget_hold(KEYS[2], KEYS[3], ARGV[8], ARGV[9], tonumber(ARGV[11]), now) end
-  return {0, order}
+  return {0, order or 0}
 end
+if not order then order = redis.call('INCR', ARGV[6]) end
 for i = first, #KEYS do
   local p = KEYS[i]
   redis.call('ZADD', p .. ':line', order, id)
