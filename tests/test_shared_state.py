@@ -695,7 +695,9 @@ async def test_a_redis_that_does_not_answer_never_stops_the_event_loop(
     import asyncio
     import signal
 
-    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    Path("fmclient.toml").write_text(
+        '[prices]\nopenai = "openai"\n[circuit_breaker]\nfailure_threshold = 3\ncooldown = 30\n'
+    )
     FakeOpenAI(fake_server)
     client = Client(
         providers=provider(fake_server),
@@ -753,3 +755,22 @@ def test_a_first_look_is_admitted_without_a_place_in_line_and_waits_behind_the_l
     delay_b, order_b = limiter._look(buckets, "b", "", 1, None)
     assert delay_a > 0 and delay_b > 0 and 0 < int(order_a) < int(order_b)  # b is behind a
     assert store.zrange("line-test:rl:openai:line", 0, -1) == [b"a", b"b"]
+
+
+async def test_an_async_call_sees_a_breaker_opened_by_another_process(
+    fake_server: FakeServer, redis_server: RedisServer
+) -> None:
+    import asyncio
+
+    FakeOpenAI(fake_server)
+    Path("fmclient.toml").write_text("[circuit_breaker]\nfailure_threshold = 1\ncooldown = 30\n")
+    here = Client(providers=provider(fake_server), shared=redis_server.url, max_retries=0)
+    assert (await here.acomplete("hi", model="openai/gpt-4o")).text == "ok"  # closed: read off the loop
+    other = Client(providers=provider(fake_server), shared=redis_server.url)
+    breaker = other._engine.breaker("openai")
+    assert breaker is not None
+    await asyncio.to_thread(breaker.record_failure)  # another process's failure opens the fleet's circuit
+    with pytest.raises(CircuitOpenError):
+        await here.acomplete("hi", model="openai/gpt-4o")
+    assert len(fake_server.requests) == 1  # refused without sending
+    await here.aclose()

@@ -288,6 +288,7 @@ def astream(
             for replayed in call.replay(stream):
                 yield replayed
             return
+        await engine.aprepare_breaker(call.routes[0])
         for route, prepared in call.plan():
 
             async def open_stream(

@@ -391,6 +391,13 @@ class Engine:
                     )
         return found
 
+    async def aprepare_breaker(self, route: Route) -> None:
+        """Before an async call's admission: a shared breaker reads its state off the event loop."""
+        if self._breaker_config is not None and self.shared is not None:
+            breaker = self.breaker(route.target.provider)
+            if breaker is not None:
+                await breaker.aprepare()
+
     def may_fall_back(self, error: FMClientError) -> bool:
         if isinstance(error, CircuitOpenError):
             return True
@@ -454,6 +461,7 @@ class Engine:
 
     async def awalk(self, call: Call, method: str, finish: Callable[[Route, A], A]) -> A:
         """The async twin of :meth:`walk` (``method`` is the adapter's coroutine method)."""
+        await self.aprepare_breaker(call.routes[0])
         for route, prepared in call.plan():
             attempt = awhole_attempt(call, route, prepared, getattr(route.provider, method))
             try:

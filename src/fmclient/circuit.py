@@ -50,6 +50,10 @@ class CircuitBreaker:
         """May a call go to the provider now? In half-open state only one trial at a time."""
         return self.admit() is not None
 
+    async def aprepare(self) -> None:
+        """An async call is about to ask :meth:`admit`: a breaker whose state lives elsewhere (in
+        Redis, fmclient.shared) reads it now, without blocking the event loop."""
+
     def admit(self) -> str | None:
         """Let a call through: ``"closed"`` for an ordinary call, ``"trial"`` for the one half-open
         trial (its caller must end it with record_success, record_failure or release), or None."""

@@ -33,7 +33,9 @@ admission script also takes the budget reservation) and one after (the budget's 
 also corrects the limits' token charge). Async calls use redis.asyncio (one client per event
 loop, the same scripts), so they never block their loop on Redis; what is recorded after an
 answer (a release, a breaker outcome, a correction) runs as a task the call does not wait for,
-except the budget's settle, which the call awaits so ``client.spent`` reads it on return.
+except the budget's settle, which the call awaits so ``client.spent`` reads it on return. A
+shared breaker is read on redis.asyncio before an async call's admission; only an open or
+half-open circuit takes the blocking path of its admission (its trial lease).
 
 Cluster mode is not supported: the scripts touch keys they build from the namespace.
 """
@@ -79,6 +81,8 @@ PICO = Decimal(10) ** 12
 #: a budget reservation outlives its call's deadline by this long, then expires on its own (its
 #: process died: the budget it held comes back)
 RESERVATION_GRACE = 30.0
+#: an async call's read of a closed circuit (SharedCircuitBreaker.aprepare) admits for this long
+BREAKER_READ_FRESH = 0.5
 #: how long a reservation of a call with no deadline is held at most
 RESERVATION_NO_DEADLINE = 900.0
 
@@ -989,13 +993,24 @@ class SharedCircuitBreaker(CircuitBreaker):
     """:class:`fmclient.circuit.CircuitBreaker` whose state is in Redis: open for one, open for all;
     one half-open trial at a time across the fleet (a lease, so a trial whose process died ends)."""
 
-    __slots__ = ("_hash", "_shared", "_trial_key")
+    __slots__ = ("_closed_at", "_hash", "_shared", "_trial_key")
 
     def __init__(self, state: SharedState, provider: str, failure_threshold: int, cooldown: float) -> None:
         super().__init__(failure_threshold, cooldown)
         self._shared = state
         self._hash = state.key("cb", provider)
         self._trial_key = state.key("cb", provider, "trial")
+        self._closed_at = float("-inf")  # when an async call last read the fleet's circuit closed
+
+    async def aprepare(self) -> None:
+        """Read the fleet's state on redis.asyncio just before an async call's admission: a
+        closed circuit (the common case) then admits without a blocking round trip."""
+        answer = await self._shared.arun(
+            lambda scripts: scripts["breaker_state"](keys=[self._hash], args=[int(self.cooldown * 1000)]),
+            "circuit breaker",
+        )
+        closed = answer is not None and (answer.decode() if isinstance(answer, bytes) else str(answer)) == "closed"
+        self._closed_at = time.monotonic() if closed else float("-inf")
 
     def _keys(self) -> list[str]:
         return [self._hash, self._trial_key]
@@ -1008,6 +1023,8 @@ class SharedCircuitBreaker(CircuitBreaker):
         return super().state if answer is None else (answer.decode() if isinstance(answer, bytes) else str(answer))
 
     def admit(self) -> str | None:
+        if time.monotonic() - self._closed_at < BREAKER_READ_FRESH and _loop_running():
+            return "closed"  # read on redis.asyncio by aprepare a moment ago
         lease = int(max(self.cooldown, 60.0) * 1000)
         answer = self._shared.run(
             lambda: self._shared._breaker_admit(keys=self._keys(), args=[int(self.cooldown * 1000), lease]),
