@@ -766,6 +766,9 @@ async def test_an_async_call_sees_a_breaker_opened_by_another_process(
     Path("fmclient.toml").write_text("[circuit_breaker]\nfailure_threshold = 1\ncooldown = 30\n")
     here = Client(providers=provider(fake_server), shared=redis_server.url, max_retries=0)
     assert (await here.acomplete("hi", model="openai/gpt-4o")).text == "ok"  # closed: read off the loop
+    assert here._engine.shared is not None
+    while here._engine.shared._background:  # its success, recorded without holding up the call
+        await asyncio.sleep(0.01)
     other = Client(providers=provider(fake_server), shared=redis_server.url)
     breaker = other._engine.breaker("openai")
     assert breaker is not None
