@@ -573,7 +573,7 @@ def test_an_audio_answer_comes_back_and_its_id_goes_back_on_the_next_turn(openai
         ("openai/gpt-4o", False, "does not support audio answers"),
         ("claude-sonnet", False, "does not support audio answers"),
         ("gemini-flash", False, "does not support audio answers"),
-        ("openai/gpt-audio-mini", True, "streamed audio answers"),
+        ("openai/gpt-audio-mini", True, "streamed audio answers in format 'mp3': it streams pcm16 only"),
     ],
 )
 def test_an_audio_answer_from_a_model_that_cannot_give_one_is_refused_unsent(
@@ -588,8 +588,8 @@ def test_an_audio_answer_from_a_model_that_cannot_give_one_is_refused_unsent(
         }
     )
     with pytest.raises(UnsupportedFeatureError, match=message):
-        if stream:
-            client.stream("hi", model=model, audio={"voice": "alloy"})
+        if stream:  # OpenAI streams audio as pcm16 only (wav wraps it): an mp3 cannot be streamed
+            client.stream("hi", model=model, audio={"voice": "alloy", "format": "mp3"})
         else:
             client.complete("hi", model=model, audio={"voice": "alloy"})
     assert fake_server.requests == []
@@ -613,3 +613,89 @@ def test_the_mock_streams_an_audio_answer_that_joins_to_its_complete_answer() ->
         pieces = [chunk.audio for chunk in stream if chunk.audio]
         assert len(pieces) == 2
         assert stream.completion is not None and stream.completion.audio == whole.audio
+
+
+def _audio_pieces(chunks: list[Any]) -> list[Any]:
+    return [chunk for chunk in chunks if chunk.audio or chunk.audio_id or chunk.audio_expires_at]
+
+
+@pytest.mark.parametrize("answer_format", ["pcm16", "wav"])
+def test_a_streamed_audio_answer_joins_into_the_unstreamed_one(openai_fake: FakeOpenAI, answer_format: str) -> None:
+    from fmclient.types import Message
+    from tests.fakes.openai import Answer
+
+    openai_fake.answer(*(Answer("Hello there Ada", model="gpt-audio-mini-2025-12-15") for _ in range(3)))
+    client = openai_client(openai_fake.server, max_retries=0)
+    asked = {"voice": "alloy", "format": answer_format}
+    unstreamed = client.complete("Say hi", model="openai/gpt-audio-mini", audio=asked)
+    stream = client.stream("Say hi", model="openai/gpt-audio-mini", audio=asked)
+    chunks = list(stream)
+    streamed = stream.completion
+    # The wire: modalities and pcm16, the one format a stream takes; usage asked for.
+    body = openai_fake.bodies()[1]
+    assert (body["stream"], body["modalities"]) == (True, ["text", "audio"])
+    assert body["audio"] == {"voice": "alloy", "format": "pcm16"}
+    # The pieces: raw 24 kHz PCM in several chunks, the transcript as the text, the id and expiry.
+    pieces = _audio_pieces(chunks)
+    assert len([p for p in pieces if p.audio]) == 3
+    assert {p.audio_mime_type for p in pieces} == {"audio/pcm;rate=24000;channels=1;bits=16"}
+    assert "".join(c.text for c in chunks) == "Hello there Ada"
+    assert [p.audio_id for p in pieces if p.audio_id] == ["audio_1"] and pieces[-1].audio_expires_at == 1_700_003_600
+    # Joined: the same answer as unstreamed, bytes (a WAV for wav, the samples for pcm16) and all.
+    assert streamed.audio is not None and unstreamed.audio is not None
+    assert streamed.audio == unstreamed.audio
+    if answer_format == "wav":
+        assert streamed.audio.mime_type == "audio/wav" and decode_wav(streamed.audio.data).rate == 24000
+    else:
+        assert streamed.audio.data == b"".join(p.audio for p in pieces)
+    assert streamed.text == unstreamed.text == "Hello there Ada"
+    assert streamed.usage == unstreamed.usage and streamed.usage.output_audio_tokens > 0
+    assert streamed.cost is not None and streamed.cost.total == unstreamed.cost.total  # type: ignore[union-attr]
+    # The id goes back on the next turn, as an unstreamed answer's does.
+    assert streamed.message.provider_state == unstreamed.message.provider_state == {"openai": {"audio_id": "audio_1"}}
+    client.complete(
+        [Message.user("Say hi"), streamed.message, Message.user("Again")], model="openai/gpt-audio-mini", audio=asked
+    )
+    assert openai_fake.bodies()[2]["messages"][1]["audio"] == {"id": "audio_1"}
+
+
+def test_an_async_stream_gives_the_same_audio_answer(openai_fake: FakeOpenAI) -> None:
+    from tests.fakes.openai import Answer
+
+    openai_fake.answer(Answer("Hi", model="gpt-audio-mini-2025-12-15"), Answer("Hi", model="gpt-audio-mini-2025-12-15"))
+    client = openai_client(openai_fake.server, max_retries=0)
+    unstreamed = client.complete("Say hi", model="openai/gpt-audio-mini", audio={"voice": "alloy"})
+
+    async def main() -> tuple[list[Any], Any]:
+        stream = client.astream("Say hi", model="openai/gpt-audio-mini", audio={"voice": "alloy"})
+        chunks = [chunk async for chunk in stream]
+        return chunks, await stream.get_completion()
+
+    chunks, streamed = asyncio.run(main())
+    assert len([p for p in _audio_pieces(chunks) if p.audio]) == 3
+    assert streamed.audio == unstreamed.audio and streamed.audio.mime_type == "audio/wav"
+    assert streamed.cost is not None and streamed.cost.total == unstreamed.cost.total  # type: ignore[union-attr]
+
+
+def test_the_responses_api_refuses_audio_answers_unsent(openai_fake: FakeOpenAI) -> None:
+    # The installed SDK's responses.create takes no modalities and no audio: the Responses API
+    # makes no spoken answers, streamed or not.
+    client = openai_client(openai_fake.server, max_retries=0)
+    audio = {"voice": "alloy", "format": "pcm16"}
+    with pytest.raises(UnsupportedFeatureError, match="the Responses API makes no audio answers"):
+        client.complete("hi", model="openai/gpt-audio-mini", audio=audio, api="responses")
+    with pytest.raises(UnsupportedFeatureError, match="the Responses API makes no audio answers"):
+        list(client.stream("hi", model="openai/gpt-audio-mini", audio=audio, api="responses"))
+    assert openai_fake.server.requests == []
+
+
+def test_the_mock_streams_the_audio_answer_it_gives_unstreamed() -> None:
+    with MockProvider() as mock:
+        mock.add_reply("spoken words")
+        mock.add_reply("spoken words")
+        client = Client()
+        unstreamed = client.complete("hi", model="openai/gpt-audio-mini", audio={"voice": "alloy"})
+        stream = client.stream("hi", model="openai/gpt-audio-mini", audio={"voice": "alloy"})
+        assert _audio_pieces(list(stream)) and stream.completion.audio == unstreamed.audio
+        with pytest.raises(UnsupportedFeatureError, match="it streams pcm16 only"):
+            client.stream("hi", model="openai/gpt-audio-mini", audio={"voice": "alloy", "format": "mp3"})

@@ -238,7 +238,9 @@ def stream(
                 call.interrupted(error)
                 raise
             iterator = stream_opened.iterator
-            assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
+            assembler = stream._assembler = StreamAssembler(
+                route.target.provider, prepared.model, audio_format=(prepared.audio or {}).get("format")
+            )
             try:
                 chunk = stream_opened.first
                 while chunk is not None:
@@ -318,7 +320,9 @@ def astream(
                 call.interrupted(error)
                 raise
             iterator = stream_opened.iterator
-            assembler = stream._assembler = StreamAssembler(route.target.provider, prepared.model)
+            assembler = stream._assembler = StreamAssembler(
+                route.target.provider, prepared.model, audio_format=(prepared.audio or {}).get("format")
+            )
             try:
                 chunk = stream_opened.first
                 while chunk is not None:

@@ -18,11 +18,14 @@ class StreamAssembler:
 
     __slots__ = (
         "_audio",
+        "_audio_expires_at",
+        "_audio_id",
         "_audio_type",
         "_calls",
         "_citations",
         "_parts",
         "_thinking",
+        "audio_format",
         "finish_reason",
         "model",
         "provider",
@@ -30,9 +33,14 @@ class StreamAssembler:
         "usage",
     )
 
-    def __init__(self, provider: str, model: str) -> None:
+    def __init__(self, provider: str, model: str, *, audio_format: str | None = None) -> None:
         self.provider = provider
         self.model = model
+        #: the format a spoken answer was asked in (``audio={"format": ...}``): raw PCM pieces are
+        #: wrapped as a WAV file for "wav" (or none named), kept raw for "pcm16"
+        self.audio_format = audio_format
+        self._audio_id: str | None = None
+        self._audio_expires_at: int | None = None
         self._parts: list[str] = []
         self._thinking: list[str] = []
         self._citations: list[Citation] = []
@@ -52,6 +60,10 @@ class StreamAssembler:
         if chunk.audio:
             self._audio.append(chunk.audio)
             self._audio_type = self._audio_type or chunk.audio_mime_type
+        if chunk.audio_id:
+            self._audio_id = chunk.audio_id
+        if chunk.audio_expires_at is not None:
+            self._audio_expires_at = chunk.audio_expires_at
         for delta in chunk.tool_calls:
             self._calls.add(delta)
         if chunk.finish_reason is not None:
@@ -94,9 +106,11 @@ class StreamAssembler:
         if not self._audio:
             return None
         data, mime_type = b"".join(self._audio), self._audio_type or "audio/wav"
-        if is_pcm(mime_type):
+        if is_pcm(mime_type) and self.audio_format in (None, "wav"):
             data, mime_type = pcm_as_wav(data, mime_type), "audio/wav"
-        return AudioAnswer(data=data, mime_type=mime_type, transcript=transcript)
+        return AudioAnswer(
+            data=data, mime_type=mime_type, transcript=transcript, id=self._audio_id, expires_at=self._audio_expires_at
+        )
 
 
 class _StreamBase:

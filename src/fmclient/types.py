@@ -896,6 +896,10 @@ class Chunk:
     #: answer's audio, which the stream's ``completion.audio`` gives as complete() does (a WAV)
     audio: bytes = field(default=b"", repr=False)
     audio_mime_type: str | None = None
+    #: the spoken answer's id and expiry where the provider gives them (OpenAI: on one chunk each);
+    #: the stream's ``completion.audio`` carries them, and ``reply.message`` sends the id back
+    audio_id: str | None = None
+    audio_expires_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,32 @@ def completion_body(answer: Answer, *, completion_id: str = "chatcmpl-fake") -> 
     }
 
 
+def stream_chunk(
+    answer: Answer,
+    delta: dict[str, Any] | None,
+    finish: str | None = None,
+    *,
+    completion_id: str = "chatcmpl-fake",
+    include_usage: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One ``chat.completion.chunk``: ``delta`` for the first choice (None: no choices, as the
+    usage chunk has), ``usage: null`` where usage was asked for, ``extra`` keys on top."""
+    body: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": answer.model,
+        "service_tier": answer.service_tier,
+        "system_fingerprint": "fp_fake",
+        "choices": [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    if include_usage:
+        body["usage"] = None
+    body.update(extra)
+    return body
+
+
 def chunk_events(
     answer: Answer,
     *,
@@ -135,21 +161,7 @@ def chunk_events(
     """
 
     def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": 1_700_000_000,
-            "model": answer.model,
-            "service_tier": answer.service_tier,
-            "system_fingerprint": "fp_fake",
-            "choices": []
-            if delta is None
-            else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if include_usage:
-            body["usage"] = None
-        body.update(extra)
-        return body
+        return stream_chunk(answer, delta, finish, completion_id=completion_id, include_usage=include_usage, **extra)
 
     events: list[dict[str, Any]] = [chunk({"role": "assistant", "content": "", "refusal": None})]
     if answer.refusal is not None:
@@ -586,30 +598,57 @@ def images_reply(body: dict[str, Any]) -> Reply:
 
 
 def audio_answer_reply(body: dict[str, Any], answer: Answer) -> Reply:
-    """A spoken answer as gpt-audio gives it: ``message.audio`` (id, base64 WAV, transcript) and no
-    content; audio tokens in the usage details. Refused as the API does without ``modalities``."""
+    """A spoken answer as gpt-audio gives it: ``message.audio`` (id, base64 audio, transcript) and
+    no content; audio tokens in the usage details. Refused as the API does without ``modalities``.
+
+    The audio is half a second of a 24 kHz tone: a WAV file for ``wav`` (and the formats the fake
+    does not encode), the bare samples for ``pcm16``. Streamed (pcm16 only, as the API says), it
+    comes as ``delta.audio`` pieces: the id with the first transcript piece, the rest of the
+    transcript, the base64 samples in pieces, then the expiry alone."""
     import base64
 
     from tests.fakes.audio import tone_wav
 
     if "audio" not in (body.get("modalities") or ()):
         return error_reply(400, "audio output requires modalities to include 'audio'")
-    if body["audio"].get("format") not in ("wav", "mp3", "flac", "opus", "pcm16", "aac") or not body["audio"].get(
-        "voice"
-    ):
+    answer_format = body["audio"].get("format")
+    if answer_format not in ("wav", "mp3", "flac", "opus", "pcm16", "aac") or not body["audio"].get("voice"):
         return error_reply(400, "audio needs a voice and a format")
-    if body.get("stream"):
-        return error_reply(400, "the fake answers audio unstreamed only")
     spoken = tone_wav(0.5, rate=24000)
+    samples = spoken[44:]  # the tone's PCM, after the 44-byte header wave writes
+    audio_id = f"audio_{len(body['messages'])}"
+    usage = answer.usage()
+    usage["prompt_tokens_details"] = {"audio_tokens": 0, "cached_tokens": 0}
+    usage["completion_tokens_details"] = {"audio_tokens": usage["completion_tokens"]}
+    if body.get("stream"):
+        if answer_format != "pcm16":
+            return error_reply(
+                400,
+                f"Unsupported value: 'audio.format' does not support '{answer_format}' when stream=true. "
+                "Supported values are: 'pcm16'.",
+            )
+        pieces = answer.text_pieces() if answer.text else [""]
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None, "refusal": None}]
+        deltas.append({"audio": {"id": audio_id, "transcript": pieces[0]}})
+        deltas.extend({"audio": {"transcript": piece}} for piece in pieces[1:])
+        step = len(samples) // 3 + 1  # three pieces, the last shorter, none a multiple of 3 bytes
+        deltas.extend(
+            {"audio": {"data": base64.b64encode(samples[i : i + step]).decode()}} for i in range(0, len(samples), step)
+        )
+        deltas.append({"audio": {"expires_at": 1_700_003_600}})
+        events = [stream_chunk(answer, delta) for delta in deltas]
+        events.append(stream_chunk(answer, {}, answer.finish))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(stream_chunk(answer, None, usage=usage))
+        return Reply(chunks=[*sse((None, e) for e in events), b"data: [DONE]\n\n"])
     completion = completion_body(answer)
     message = completion["choices"][0]["message"]
     message["content"] = None
     message["audio"] = {
-        "id": f"audio_{len(body['messages'])}",
-        "data": base64.b64encode(spoken).decode(),
+        "id": audio_id,
+        "data": base64.b64encode(samples if answer_format == "pcm16" else spoken).decode(),
         "transcript": answer.text,
         "expires_at": 1_700_003_600,
     }
-    completion["usage"]["prompt_tokens_details"] = {"audio_tokens": 0, "cached_tokens": 0}
-    completion["usage"]["completion_tokens_details"] = {"audio_tokens": completion["usage"]["completion_tokens"]}
+    completion["usage"] = usage
     return Reply(body=completion)

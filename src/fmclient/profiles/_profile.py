@@ -195,6 +195,9 @@ class Profile:
     audio_output_only: bool = False
     #: it streams its audio answers (``stream(..., audio={...})``: audio pieces on the chunks)
     audio_output_streaming: bool = False
+    #: the formats it streams audio answers in; None: any it answers in. ``wav`` is taken where
+    #: ``pcm16`` is: the PCM pieces are wrapped as a WAV file (OpenAI streams pcm16 only)
+    audio_output_stream_formats: tuple[str, ...] | None = None
     #: the model speaks text (:meth:`~fmclient.Client.speak`)
     speech: bool = False
     #: the output formats it makes (``format=``); the first is its default
@@ -298,6 +301,14 @@ class Profile:
                 raise refuse("audio answers (audio=)", "audio_output")
             if streaming and not self.audio_output_streaming:
                 raise refuse("streamed audio answers (audio= with stream; use complete)", "audio_output_streaming")
+            formats, answer_format = self.audio_output_stream_formats, request.audio.get("format")
+            wrapped = answer_format == "wav" and "pcm16" in (formats or ())
+            if streaming and formats and answer_format not in formats and not wrapped:
+                raise refuse(
+                    f"streamed audio answers in format {answer_format!r}: it streams {', '.join(formats)} only "
+                    "(or 'wav', the PCM wrapped as a WAV file); use complete() for other formats",
+                    "audio_output_stream_formats",
+                )
         if streaming and not self.streaming:
             raise refuse("streaming", "streaming")
         if request.system and not self.system:

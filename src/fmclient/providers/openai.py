@@ -349,6 +349,10 @@ def build_params(
     if request.audio is not None:  # a spoken answer as well as the text
         params["modalities"] = ["text", "audio"]
         params["audio"] = dict(request.audio)
+        if stream and request.audio.get("format") == "wav":
+            # A stream is pcm16 only (the profile refused other formats): the assembled answer
+            # wraps the PCM as the WAV file asked for.
+            params["audio"]["format"] = "pcm16"
     if stream:
         params["stream"] = True
         if stream_usage:
@@ -588,6 +592,10 @@ def parse_response(response: Any, *, provider: str, model: str) -> Completion:
     )
 
 
+# pcm16 has no header to read: 24 kHz 16-bit little-endian mono samples.
+PCM16 = "audio/pcm;rate=24000;channels=1;bits=16"
+
+
 def parse_audio_answer(audio: Any) -> AudioAnswer | None:
     """``message.audio`` (``{"id", "data": base64, "transcript", "expires_at"}``) as an AudioAnswer."""
     audio = _plain(audio)
@@ -596,8 +604,7 @@ def parse_audio_answer(audio: Any) -> AudioAnswer | None:
     data = base64.b64decode(audio["data"])
     return AudioAnswer(
         data=data,
-        # pcm16 has no header to read: 24 kHz 16-bit little-endian mono samples
-        mime_type=audio_mime_type(data) or "audio/pcm;rate=24000;channels=1;bits=16",
+        mime_type=audio_mime_type(data) or PCM16,
         transcript=str(audio.get("transcript") or ""),
         id=str_or_none(audio.get("id")),
         expires_at=audio.get("expires_at") if isinstance(audio.get("expires_at"), int) else None,
@@ -612,12 +619,14 @@ class StreamParser:
     """
 
     __slots__ = (
+        "audio_id",
         "finish_reason",
         "model",
         "parts",
         "provider",
         "refused",
         "require_usage",
+        "saw_content",
         "saw_tool_calls",
         "text",
         "usage",
@@ -631,6 +640,8 @@ class StreamParser:
         self.usage: Usage | None = None
         self.refused = False
         self.saw_tool_calls = False
+        self.saw_content = False
+        self.audio_id: str | None = None  # a spoken answer's id, for the next turn
         self.text = ""
         # Content that came as lists of parts (e.g. Mistral thinking), merged as it streams.
         self.parts: list[dict[str, Any]] = []
@@ -653,6 +664,7 @@ class StreamParser:
             self.usage = parse_usage(usage, event.get("service_tier"))
         text = ""
         deltas: tuple[ToolCallDelta, ...] = ()
+        audio: dict[str, Any] | None = None
         for choice in event["choices"] or ():
             if choice.get("index"):  # only the first choice (n > 1 interleaves others)
                 continue
@@ -666,6 +678,14 @@ class StreamParser:
                     _merge_parts(self.parts, parts or [{"type": "text", "text": text}])
                 elif text and self.parts:
                     _merge_parts(self.parts, [{"type": "text", "text": text}])
+                if text:
+                    self.saw_content = True
+                if delta.get("audio") is not None:
+                    audio = self._audio_piece(delta["audio"])
+                    transcript = audio.pop("transcript")
+                    if transcript and not self.saw_content:
+                        # A spoken answer has no content: its transcript is the text (as unstreamed).
+                        text += transcript
                 refusal = delta.get("refusal")
                 if refusal:
                     text += refusal
@@ -681,10 +701,31 @@ class StreamParser:
             finish = choice.get("finish_reason")
             if finish:
                 self.finish_reason = _FINISH_REASONS.get(finish, "other")
+        if audio is not None:
+            self.text += text
+            return Chunk(text=text, tool_calls=deltas, raw=event, **audio)
         if text or deltas:
             self.text += text
             return Chunk(text=text, tool_calls=deltas, raw=event)
         return None
+
+    def _audio_piece(self, audio: Any) -> dict[str, Any]:
+        """``delta.audio`` (``{"id", "data": base64 pcm16, "transcript", "expires_at"}``, any of
+        them) as Chunk fields; the transcript comes back apart, for the text."""
+        if not isinstance(audio, Mapping):
+            raise malformed(f"unexpected delta.audio {str(audio)[:200]!r}", provider=self.provider, model=self.model)
+        audio_id = str_or_none(audio.get("id"))
+        if audio_id:
+            self.audio_id = audio_id
+        encoded = audio.get("data")
+        expires_at = audio.get("expires_at")
+        return {
+            "audio": base64.b64decode(encoded) if isinstance(encoded, str) and encoded else b"",
+            "audio_mime_type": PCM16,  # streams are pcm16 only (the profile refuses the rest)
+            "audio_id": audio_id,
+            "audio_expires_at": expires_at if isinstance(expires_at, int) else None,
+            "transcript": str(audio.get("transcript") or ""),
+        }
 
     def end(self) -> Chunk:
         """The final chunk, or APIConnectionError if the stream stopped before its end."""
@@ -700,12 +741,16 @@ class StreamParser:
             finish = "content_filter"
         elif finish == "stop" and self.saw_tool_calls:
             finish = "tool_calls"
-        keep = any(part.get("type") != "text" for part in self.parts)
+        state: dict[str, Any] = {}
+        if any(part.get("type") != "text" for part in self.parts):
+            state["content"] = self.parts
+        if self.audio_id:
+            state["audio_id"] = self.audio_id  # the spoken answer goes back by its id, as unstreamed
         return Chunk(
             finish_reason=finish,
             usage=self.usage,
             model=self.model,
-            provider_state={self.provider: {"content": self.parts}} if keep else None,
+            provider_state={self.provider: state} if state else None,
         )
 
 
@@ -1433,7 +1478,7 @@ _SPEECH_MIME_TYPES = {
     "aac": "audio/aac",
     "flac": "audio/flac",
     "wav": "audio/wav",
-    "pcm": "audio/pcm;rate=24000;channels=1;bits=16",
+    "pcm": PCM16,
 }
 
 
