@@ -21,7 +21,7 @@ from tests.fakes import anthropic as fa
 from tests.fakes import bedrock as fb
 from tests.fakes import gemini as fg
 from tests.fakes import openai as foa
-from tests.fakes.media import docx, espeak_wav, mp3_frames, mp4_head, pdf, wav
+from tests.fakes.media import docx, ebml_head, espeak_wav, mp3_frames, mp4_head, pdf, wav
 from tests.fakes.profiles import PROFILES
 from tests.fakes.server import FakeServer, Reply
 
@@ -52,6 +52,15 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> None:
         ("audio", mp4_head(b"M4A "), None, "audio/mp4"),
         ("video", mp4_head(), None, "video/mp4"),
         ("video", b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm" + bytes(20), None, "video/webm"),
+        # The container's own word: an EBML header's DocType (absent: EBML's default, Matroska), an
+        # MP4's ftyp brand (one that does not tell audio from video leaves it to the part's kind).
+        ("audio", ebml_head(b"webm"), None, "audio/webm"),
+        ("audio", ebml_head(b"matroska"), None, "audio/x-matroska"),
+        ("audio", ebml_head(None), None, "audio/x-matroska"),
+        ("video", ebml_head(b"matroska"), None, "video/x-matroska"),
+        ("audio", mp4_head(b"mp42"), None, "audio/mp4"),
+        ("audio", mp4_head(b"isom"), None, "audio/mp4"),
+        ("audio", b"\xff\xf1\x50\x80" + bytes(60), None, "audio/aac"),  # ADTS
         ("document", PDF, None, "application/pdf"),
         ("document", b"just some words\n", None, "text/plain"),
         ("document", b"city,population\nParis,2100000\n", "cities.csv", "text/csv"),

@@ -22,6 +22,7 @@ from fmclient.testing import MockProvider
 from fmclient.types import Speech, Transcription, TranscriptSegment
 from tests.fakes import audio as fake_audio
 from tests.fakes.audio import decode_wav, spoken_wav, tone_wav
+from tests.fakes.media import ebml_head, mp4_head
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.openai import error_reply as openai_error
 from tests.fakes.server import FakeServer
@@ -361,7 +362,12 @@ def test_gemini_audio_answers_it_cannot_give_are_refused_unsent(
     ("call", "error", "message"),
     [
         (lambda c: c.transcribe(b"", model="openai/whisper-1"), ValueError, "empty"),
-        (lambda c: c.transcribe(b"not audio at all", model="openai/whisper-1"), ValueError, "cannot tell what audio"),
+        (lambda c: c.transcribe(b"not audio at all", model="openai/whisper-1"), ValueError, "could not be told"),
+        (
+            lambda c: c.transcribe(ebml_head(b"matroska"), model="openai/whisper-1"),
+            UnsupportedFeatureError,
+            "does not take audio/x-matroska",
+        ),
         (
             lambda c: c.transcribe(tone_wav(0.1), model="openai/whisper-1", mime_type="audio/mpeg"),
             ValueError,
@@ -447,11 +453,41 @@ def test_a_file_over_the_upload_limit_is_refused_before_sending(fake_server: Fak
     assert fake_server.requests == []
 
 
+@pytest.mark.parametrize(
+    ("data", "expected", "filename"),
+    [
+        (ebml_head(b"webm"), "audio/webm", "audio.webm"),
+        (ebml_head(None), "audio/x-matroska", "audio.mka"),  # EBML without a DocType: Matroska
+        (mp4_head(b"mp42"), "audio/mp4", "audio.m4a"),  # a brand that does not say audio or video
+        (mp4_head(b"M4A "), "audio/mp4", "audio.m4a"),
+    ],
+    ids=["webm", "ebml-without-doctype", "mp4-brand-mp42", "m4a"],
+)
+def test_transcribe_and_an_audio_part_tell_the_same_type(data: bytes, expected: str, filename: str) -> None:
+    from fmclient._speech import build_transcription_request
+    from fmclient.types import AudioPart
+
+    request = build_transcription_request(data, mime_type=None, language=None, prompt=None, provider_options={})
+    assert (request.mime_type, request.filename) == (expected, filename)
+    assert AudioPart.from_source(data).media_type == expected
+
+
+def test_audio_whose_bytes_do_not_tell_is_typed_by_its_file_name(tmp_path: Path) -> None:
+    from fmclient._speech import build_transcription_request
+    from fmclient.types import AudioPart
+
+    file = tmp_path / "talk.mp3"
+    file.write_bytes(bytes(64))  # no header: a raw stream the name alone describes
+    request = build_transcription_request(file, mime_type=None, language=None, prompt=None, provider_options={})
+    assert (request.mime_type, request.filename) == ("audio/mpeg", "talk.mp3")
+    assert AudioPart.from_path(file).media_type == "audio/mpeg"
+
+
 def test_a_fallback_that_cannot_take_the_audio_is_skipped_unsent(
     openai_fake: FakeOpenAI, gemini_server: FakeServer
 ) -> None:
     openai_fake.audio = type("Down", (), {"handle": staticmethod(lambda r, p: openai_error(503, "overloaded"))})()  # type: ignore[assignment]
-    webm = b"\x1a\x45\xdf\xa3" + bytes(64)  # WebM: OpenAI takes it, Gemini does not
+    webm = ebml_head(b"webm")  # WebM: OpenAI takes it, Gemini does not
     client = both_client(openai_fake.server, gemini_server, max_retries=0)
     with pytest.raises(ServiceUnavailableError) as raised:
         client.transcribe(webm, model="openai/whisper-1", fallbacks=["gemini-flash"])

@@ -223,7 +223,7 @@ class Engine:
         # The id that answered first (dated, or a router's choice), then the one asked for; the
         # mock answers as "provider/model", so only the target's id means anything there.
         models = (target.model,) if overrides else (result.model, target.model)
-        result._pricer = partial(pricing.priced, ref, models, time.time())
+        result._pricer = partial(pricing.priced, ref, models, time.time(), result.usage)
         if self.budget is not None:
             self.budget.charge(result, target.provider, target.model, reservation)
         return result

@@ -83,6 +83,7 @@ _BY_EXTENSION = {
     ".aiff": "audio/aiff",
     ".aif": "audio/aiff",
     ".weba": "audio/webm",
+    ".mka": "audio/x-matroska",
     ".mp4": "video/mp4",
     ".m4v": "video/mp4",
     ".mov": "video/quicktime",
@@ -221,7 +222,12 @@ def resolve_type(data: bytes, kind: MediaKind, declared: str | None, filename: s
     if kind == "image" and (sniffed is None or not sniffed.startswith("image/")):
         raise ValueError(f"{what} is not a PNG, JPEG, GIF or WebP image")
     if sniffed is None:
-        raise ValueError(f"{what}: {_unknown(kind)}")
+        by_name = _by_extension(filename)
+        if by_name is not None and by_name.startswith(_KIND_PREFIX[kind]):
+            return by_name  # the bytes do not tell (a headerless stream): the file's name does
+        raise ValueError(
+            f"{what}: {_unknown(kind)}" + (f" and {filename!r} has no known {kind} extension" if filename else "")
+        )
     if not sniffed.startswith(_KIND_PREFIX[kind]):
         raise ValueError(f"{what} is {sniffed}, not a{'n' if kind in ('image', 'audio') else ''} {kind}")
     return sniffed
@@ -242,7 +248,7 @@ def _compatible(declared: str, sniffed: str) -> bool:
 def _unknown(kind: MediaKind) -> str:
     known = {
         "image": "PNG, JPEG, GIF or WebP",
-        "audio": "WAV, MP3, FLAC, OGG, WebM, M4A/MP4, AAC or AIFF",
+        "audio": "WAV, MP3, FLAC, OGG, WebM, Matroska, M4A/MP4, AAC or AIFF",
         "video": "MP4, MOV, WebM, MKV, AVI, MPEG, FLV or 3GP",
         "document": "PDF, DOCX, XLSX, PPTX or UTF-8 text (plain, CSV, Markdown, HTML)",
     }[kind]
@@ -261,25 +267,20 @@ def sniff(data: bytes, kind: MediaKind, filename: str | None = None) -> str | No
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return "audio/aiff"
     if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"M4A ", b"M4B "):
-            return "audio/mp4"
-        if brand.startswith(b"3g"):
-            return "video/3gpp"
-        if brand == b"qt  ":
-            return "video/quicktime"
-        return "audio/mp4" if kind == "audio" else "video/mp4"
-    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: WebM or Matroska
-        if b"webm" in data[:64]:
-            return "audio/webm" if kind == "audio" else "video/webm"
-        return "video/x-matroska"
+        return _iso_media(data, kind)
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: WebM or Matroska, as its header's DocType says
+        container = "webm" if _ebml_doctype(data) == "webm" else "x-matroska"
+        return f"audio/{container}" if kind == "audio" else f"video/{container}"
     if head[:4] == b"OggS":
         return "video/ogg" if kind == "video" else "audio/ogg"
     if head[:3] == b"ID3":
         return "audio/mpeg"
     if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
-        # An MPEG audio frame sync; layer bits 00 are ADTS AAC, the others MP3 (layer III/II/I).
-        return "audio/aac" if head[1] & 0x06 == 0 else "audio/mpeg"
+        # An MPEG audio frame sync (11 bits) with a layer (III/II/I) is MP3; ADTS AAC has a
+        # 12-bit sync and layer bits 00. Layer 00 after an 11-bit sync is no format.
+        if head[1] & 0x06:
+            return "audio/mpeg"
+        return "audio/aac" if head[1] & 0xF0 == 0xF0 else None
     if head[:4] == b"\x00\x00\x01\xba" or head[:4] == b"\x00\x00\x01\xb3":
         return "video/mpeg"
     if head[:4] == b"PK\x03\x04":
@@ -292,6 +293,54 @@ def sniff(data: bytes, kind: MediaKind, filename: str | None = None) -> str | No
         if by_name is not None and (by_name.startswith("text/") or by_name == "application/json"):
             return by_name
         return "text/plain"
+    return None
+
+
+def _iso_media(data: bytes, kind: MediaKind) -> str:
+    """An ISO base media file (MP4, M4A, MOV, 3GP) by the major brand of its ``ftyp`` box. A
+    brand that does not tell audio from video (``isom``, ``mp42``, ``dash``...) leaves it to the
+    kind of part it came as: an MP4 sent as audio is audio/mp4 (a transcription takes it), the
+    same file sent as video is video/mp4."""
+    brand = data[8:12]
+    if brand in (b"M4A ", b"M4B ", b"M4P "):
+        return "audio/mp4"
+    if brand.startswith(b"3g"):
+        return "video/3gpp"
+    if brand == b"qt  ":
+        return "video/quicktime"
+    return "audio/mp4" if kind == "audio" else "video/mp4"
+
+
+def _ebml_doctype(data: bytes) -> str | None:
+    """The DocType of an EBML header ("webm", "matroska"), or None where the header names none
+    (EBML's default is then "matroska") or is cut short. Elements are (ID, size, payload), both
+    numbers as EBML variable-length integers."""
+
+    def vint(at: int, keep_marker: bool) -> tuple[int, int] | None:
+        if at >= len(data) or data[at] == 0:
+            return None
+        length = 9 - data[at].bit_length()  # the leading zero bits, plus the marker bit
+        if at + length > len(data):
+            return None
+        value = data[at] if keep_marker else data[at] & (0xFF >> length)
+        for byte in data[at + 1 : at + length]:
+            value = value << 8 | byte
+        return value, at + length
+
+    header = vint(4, keep_marker=False)
+    if header is None:
+        return None
+    size, at = header
+    end = min(at + size, len(data), 4096)
+    while at < end:
+        element, size_at = vint(at, keep_marker=True) or (None, 0)
+        found = vint(size_at, keep_marker=False) if element is not None else None
+        if found is None:
+            return None
+        size, at = found
+        if element == 0x4282:  # DocType
+            return data[at : at + size].rstrip(b"\x00").decode("ascii", "replace")
+        at += size
     return None
 
 

@@ -17,18 +17,19 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from fmclient import _validation, pricing
+from fmclient import _media, _validation, pricing
 from fmclient._engine import Attempt, Call, Route, overrides
 from fmclient.errors import FMClientError
-from fmclient.types import Speech, SpeechRequest, Transcription, TranscriptionRequest, audio_mime_type
+from fmclient.types import Speech, SpeechRequest, Transcription, TranscriptionRequest
 
 if TYPE_CHECKING:
     from fmclient._engine import Engine
     from fmclient.hooks import CallObserver
 
-__all__ = ["aspeak", "atranscribe", "audio_mime_type", "speak", "transcribe"]
+__all__ = ["aspeak", "atranscribe", "speak", "transcribe"]
 
-# Audio containers: MIME type -> the file extension a multipart upload names it with.
+# The file extension a multipart upload names each audio type with (the server reads the format
+# from the name).
 _EXTENSIONS = {
     "audio/wav": "wav",
     "audio/mpeg": "mp3",
@@ -36,106 +37,39 @@ _EXTENSIONS = {
     "audio/ogg": "ogg",
     "audio/webm": "webm",
     "audio/mp4": "m4a",
-    "video/mp4": "mp4",
-    "video/webm": "webm",
     "audio/aac": "aac",
     "audio/aiff": "aiff",
-}
-_BY_EXTENSION = {
-    "wav": "audio/wav",
-    "wave": "audio/wav",
-    "mp3": "audio/mpeg",
-    "mpga": "audio/mpeg",
-    "mpeg": "audio/mpeg",
-    "flac": "audio/flac",
-    "ogg": "audio/ogg",
-    "oga": "audio/ogg",
-    "opus": "audio/ogg",
-    "webm": "audio/webm",
-    "m4a": "audio/mp4",
-    "mp4": "video/mp4",
-    "aac": "audio/aac",
-    "aif": "audio/aiff",
-    "aiff": "audio/aiff",
-}
-# Names callers use for the same types.
-_ALIASES = {
-    "audio/x-wav": "audio/wav",
-    "audio/wave": "audio/wav",
-    "audio/mp3": "audio/mpeg",
-    "audio/x-flac": "audio/flac",
-    "audio/x-m4a": "audio/mp4",
-    "audio/m4a": "audio/mp4",
-    "audio/x-aiff": "audio/aiff",
-    "audio/aac-adts": "audio/aac",
+    "audio/x-matroska": "mka",
 }
 
 
 def _read_audio(audio: Any, mime_type: str | None) -> tuple[bytes, str, str]:
     """(bytes, MIME type, file name) from ``transcribe``'s ``audio``: bytes, a path (a
-    :class:`os.PathLike` or a plain path string), a ``data:`` URI or an open binary file."""
-    name: str | None = None
-    if isinstance(audio, (bytes, bytearray, memoryview)):
-        data = bytes(audio)
-    elif isinstance(audio, str) and audio.startswith("data:"):
-        import base64
-        import binascii
-
-        header, _, encoded = audio.partition(",")
-        if not header.endswith(";base64"):
-            raise ValueError("an audio data URI must be base64 (data:<type>;base64,...)")
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except binascii.Error as error:
-            raise ValueError(f"the audio data URI is not valid base64: {error}") from None
-        mime_type = mime_type or header[5:].split(";")[0] or None
-    elif isinstance(audio, (str, os.PathLike)):
-        path = os.fspath(audio)
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
-        if isinstance(audio, str) and "://" in audio:
-            raise ValueError(f"audio must be bytes, a file path or a data URI; a URL is not fetched: {audio[:60]!r}")
-        try:
-            with open(path, "rb") as file:
-                data = file.read()
-        except OSError as error:
-            raise ValueError(f"cannot read the audio file {path!r}: {error.strerror or error}") from None
-        name = os.path.basename(path)
-    elif hasattr(audio, "read"):
+    :class:`os.PathLike`, or a plain string: the argument is the audio's own), a ``data:`` URI or
+    an open binary file. Where the bytes come from and what they are is :func:`_media.load`'s."""
+    if mime_type is not None and not isinstance(mime_type, str):
+        raise TypeError(f"mime_type must be a str, not {type(mime_type).__name__}")
+    if isinstance(audio, str) and not audio.startswith("data:") and "://" in audio:
+        raise ValueError(f"audio must be bytes, a file path or a data URI; a URL is not fetched: {audio[:60]!r}")
+    if hasattr(audio, "read") and not isinstance(audio, (str, bytes, bytearray, memoryview, os.PathLike)):
         data = audio.read()
         if not isinstance(data, bytes):
             raise TypeError("an audio file object must be opened in binary mode ('rb')")
         given = getattr(audio, "name", None)
         name = os.path.basename(given) if isinstance(given, str) else None
+        what = f"audio file {name}" if name else "audio file object"
+        source = _media.MediaSource(data, None, _media.resolve_type(data, "audio", mime_type, name, what), name)
+    elif isinstance(audio, (str, bytes, bytearray, memoryview, os.PathLike)):
+        path = isinstance(audio, str) and not audio.startswith("data:")
+        source = _media.load(audio, "audio", mime_type, path=path)
     else:
         raise TypeError(f"audio must be bytes, a path, a data URI or a binary file, not {type(audio).__name__}")
-    if not data:
-        raise ValueError("the audio is empty (0 bytes)")
-    sniffed = audio_mime_type(data)
-    if mime_type is not None:
-        if not isinstance(mime_type, str):
-            raise TypeError(f"mime_type must be a str, not {type(mime_type).__name__}")
-        declared = _ALIASES.get(mime_type.lower(), mime_type.lower())
-        if not (declared.startswith("audio/") or declared in ("video/mp4", "video/webm")):
-            raise ValueError(f"mime_type {mime_type!r} is not an audio type")
-        if sniffed is not None and sniffed.split("/")[1] != declared.split("/")[1]:
-            raise ValueError(f"the audio was given as {mime_type} but its bytes are {sniffed}")
-        kind = declared
-    elif sniffed is not None:
-        kind = sniffed
-    else:
-        extension = name.rsplit(".", 1)[-1].lower() if name and "." in name else ""
-        found = _BY_EXTENSION.get(extension)
-        if found is None:
-            raise ValueError(
-                "cannot tell what audio this is: its bytes are not WAV, MP3, FLAC, OGG, WebM, MP4/M4A, AAC "
-                "or AIFF" + (f" and {name!r} has no known audio extension" if name else "") + "; pass mime_type="
-            )
-        kind = found
-    extension = _EXTENSIONS.get(kind, kind.split("/")[1])
+    assert source.data is not None and source.media_type is not None  # no URL: load read the bytes
+    extension = _EXTENSIONS.get(source.media_type, source.media_type.split("/")[1])
+    name = source.filename
     if not name or not name.lower().endswith("." + extension):
         name = f"audio.{extension}"  # the upload's name tells the server its format
-    return data, kind, name
+    return source.data, source.media_type, name
 
 
 def _optional_text(value: Any, what: str) -> str | None:

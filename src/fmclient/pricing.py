@@ -137,9 +137,11 @@ def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float 
     return Cost(priced.total_price, priced.input_price, priced.output_price)
 
 
-def priced(ref: PriceRef, models: tuple[str, ...], at: float, usage: Usage) -> tuple[Cost | None, str | None]:
+def priced(ref: PriceRef, models: tuple[str, ...], at: float, usage: Usage | None) -> tuple[Cost | None, str | None]:
     """(cost, None) or (None, reason): what a result's ``cost`` / ``cost_reason`` read. The engine
-    binds the first three arguments when a call ends; the result calls it on first read."""
+    binds the arguments when a call ends; the result calls it on first read."""
+    if usage is None:
+        return None, "cost unknown: the provider reports no token usage for these images"  # Images only
     found = price_usage(ref, models, usage, at)
     return (None, found.reason) if isinstance(found, Unpriced) else (found, None)
 

@@ -39,10 +39,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from decimal import Decimal
 
-    #: Works out a result's (cost, reason) from its usage; set by the engine (fmclient.pricing.priced).
-    Pricer = Callable[["Usage"], tuple["Cost | None", "str | None"]]
-    #: Works out a transcription's or speech's (cost, reason), bound by fmclient._media.
-    MediaPricer = Callable[[], tuple["Cost | None", "str | None"]]
+    #: Works out a result's (cost, reason), bound by the engine when the call ends (to
+    #: fmclient.pricing.priced and the usage, or to price_media_units and the units billed on).
+    Pricer = Callable[[], tuple["Cost | None", "str | None"]]
 
 __all__ = [
     "AudioAnswer",
@@ -996,7 +995,7 @@ class Images:
         return iter(self.images)
 
 
-def _price(result: Completion | Embeddings | Images) -> tuple[Cost | None, str | None]:
+def _price(result: Completion | Embeddings | Images | Transcription | Speech) -> tuple[Cost | None, str | None]:
     """Price a result once, on first read (cost, reason); later reads return the same answer."""
     priced = result._priced
     if priced is None:
@@ -1004,11 +1003,7 @@ def _price(result: Completion | Embeddings | Images) -> tuple[Cost | None, str |
             # Not remembered: a hook may read the cost of an attempt's answer before the engine
             # has told the result how to price itself (fmclient._engine.Engine.priced).
             return None, "cost unknown: only results returned by a Client are priced"
-        if result.usage is None:
-            priced = (None, "cost unknown: the provider reports no token usage for these images")
-        else:
-            priced = result._pricer(result.usage)
-        result._priced = priced
+        priced = result._priced = result._pricer()
     return priced
 
 
@@ -1066,18 +1061,18 @@ class Transcription:
     usage: Usage | None = None
     raw: Any = field(default=None, repr=False)
     attempts: list[Any] = field(default_factory=list, repr=False)
-    _pricer: MediaPricer | None = field(default=None, repr=False, compare=False)
+    _pricer: Pricer | None = field(default=None, repr=False, compare=False)
     _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def cost(self) -> Cost | None:
         """What the call cost (per token, or per second of audio for whisper-1), or None when
         unknown: see :attr:`cost_reason`."""
-        return _price_media(self)[0]
+        return _price(self)[0]
 
     @property
     def cost_reason(self) -> str | None:
-        return _price_media(self)[1]
+        return _price(self)[1]
 
 
 @dataclass(slots=True)
@@ -1094,30 +1089,21 @@ class Speech:
     usage: Usage | None = None
     raw: Any = field(default=None, repr=False)
     attempts: list[Any] = field(default_factory=list, repr=False)
-    _pricer: MediaPricer | None = field(default=None, repr=False, compare=False)
+    _pricer: Pricer | None = field(default=None, repr=False, compare=False)
     _priced: tuple[Cost | None, str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def cost(self) -> Cost | None:
         """What the call cost, or None when unknown: see :attr:`cost_reason`."""
-        return _price_media(self)[0]
+        return _price(self)[0]
 
     @property
     def cost_reason(self) -> str | None:
-        return _price_media(self)[1]
+        return _price(self)[1]
 
     def save(self, path: str | os.PathLike[str]) -> None:
         with open(path, "wb") as out:
             out.write(self.data)
-
-
-def _price_media(result: Transcription | Speech) -> tuple[Cost | None, str | None]:
-    priced = result._priced
-    if priced is None:
-        if result._pricer is None:
-            return None, "cost unknown: only results returned by a Client are priced"
-        priced = result._priced = result._pricer()
-    return priced
 
 
 @dataclass(frozen=True, slots=True)
@@ -1131,28 +1117,3 @@ class AudioAnswer:
     transcript: str
     id: str | None = None
     expires_at: int | None = None
-
-
-def audio_mime_type(data: bytes) -> str | None:
-    """The audio container ``data`` starts with (its magic bytes), or None when unknown."""
-    head = data[:16]
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "audio/wav"
-    if head[:4] == b"fLaC":
-        return "audio/flac"
-    if head[:4] == b"OggS":
-        return "audio/ogg"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "audio/aiff"
-    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: WebM (Matroska)
-        return "audio/webm"
-    if head[4:8] == b"ftyp":  # ISO media: M4A audio, or an MP4 with a video track maybe
-        return "audio/mp4" if head[8:11] == b"M4A" else "video/mp4"
-    if head[:3] == b"ID3":
-        return "audio/mpeg"
-    if len(head) >= 2 and head[0] == 0xFF:
-        if head[1] & 0xF6 == 0xF0:  # ADTS sync word, layer 00: AAC
-            return "audio/aac"
-        if head[1] & 0xE0 == 0xE0 and head[1] & 0x06:  # MPEG audio frame sync, layer I-III
-            return "audio/mpeg"
-    return None

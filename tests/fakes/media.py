@@ -91,3 +91,24 @@ def mp4_head(brand: bytes = b"isom") -> bytes:
     """The ``ftyp`` box an MP4 / M4A file starts with, and an empty ``mdat``."""
     ftyp = struct.pack(">I", 24) + b"ftyp" + brand + b"\x00\x00\x02\x00" + brand + b"mp41"
     return ftyp + struct.pack(">I", 16) + b"mdat" + bytes(8)
+
+
+def ebml_head(doctype: bytes | None = b"webm") -> bytes:
+    """The EBML header a WebM or Matroska file starts with (as mkvmerge writes it: versions, ID
+    and size lengths, then the DocType; None leaves the DocType out, EBML's default "matroska"),
+    followed by the start of an empty Segment."""
+
+    def element(element_id: bytes, payload: bytes) -> bytes:
+        return element_id + bytes([0x80 | len(payload)]) + payload
+
+    fields = [
+        element(b"\x42\x86", b"\x01"),  # EBMLVersion
+        element(b"\x42\xf7", b"\x01"),  # EBMLReadVersion
+        element(b"\x42\xf2", b"\x04"),  # EBMLMaxIDLength
+        element(b"\x42\xf3", b"\x08"),  # EBMLMaxSizeLength
+    ]
+    if doctype is not None:
+        fields.append(element(b"\x42\x82", doctype))
+    fields += [element(b"\x42\x87", b"\x04"), element(b"\x42\x85", b"\x02")]  # DocTypeVersion, ...ReadVersion
+    header = b"".join(fields)
+    return b"\x1a\x45\xdf\xa3" + bytes([0x80 | len(header)]) + header + b"\x18\x53\x80\x67\x01" + bytes(7)

@@ -67,6 +67,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from fmclient._media import sniff
 from fmclient.errors import (
     APIConnectionError,
     AuthenticationError,
@@ -135,7 +136,6 @@ from fmclient.types import (
     TranscriptionRequest,
     TranscriptSegment,
     Usage,
-    audio_mime_type,
     image_mime_type,
 )
 
@@ -604,7 +604,7 @@ def parse_audio_answer(audio: Any) -> AudioAnswer | None:
     data = base64.b64decode(audio["data"])
     return AudioAnswer(
         data=data,
-        mime_type=audio_mime_type(data) or PCM16,
+        mime_type=sniff(data, "audio") or PCM16,
         transcript=str(audio.get("transcript") or ""),
         id=str_or_none(audio.get("id")),
         expires_at=audio.get("expires_at") if isinstance(audio.get("expires_at"), int) else None,
