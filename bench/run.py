@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ SCENARIOS = (
     "cli",
     "loop",
     "shared",
+    "media",
 )
 
 ANTHROPIC_MODEL = "claude-sonnet-4-6"
@@ -1365,6 +1367,245 @@ def scenario_memory(url: str, quick: bool) -> Section:
     return section
 
 
+# == media ==================================================================================
+MEDIA_AUDIO_BYTES = 5 * 1024 * 1024
+MEDIA_PDF_PAGES = 10
+TRANSCRIBE_MODEL = "gpt-4o-transcribe"
+MEDIA_CASES = ("transcribe 5 MB WAV, OpenAI", "10-page PDF, Anthropic", "10-page PDF, OpenAI")
+
+
+def media_wav(size: int) -> bytes:
+    """A 24 kHz 16-bit mono WAV of ``size`` bytes: noise, so nothing along the way compresses it."""
+    import random
+    import struct
+
+    frames = (size - 44) // 2
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + 2 * frames)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, 24000, 48000, 2, 16)
+    )
+    return header + b"data" + struct.pack("<I", 2 * frames) + random.Random(5).randbytes(2 * frames)
+
+
+def media_pdf(pages: int, image_bytes: int = 100_000) -> bytes:
+    """A valid PDF of ``pages`` pages, each a paragraph of text and a grey image of
+    ``image_bytes`` (a scanned-looking page: about 1 MB for 10 pages)."""
+    import random
+
+    noise = random.Random(10)
+    side = int(image_bytes**0.5)
+    objects: list[bytes] = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
+    kids = []
+    font = 3
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    for page in range(pages):
+        image, content, page_object = len(objects) + 1, len(objects) + 2, len(objects) + 3
+        pixels = noise.randbytes(side * side)
+        objects.append(
+            b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray /BitsPerComponent 8 "
+            b"/Length %d >>\nstream\n" % (side, side, len(pixels)) + pixels + b"\nendstream"
+        )
+        lines = " ".join(f"({REPLY_LINE} {page}.{line}) Tj T*" for line in range(30))
+        stream = f"q {side} 0 0 {side} 72 400 cm /Im1 Do Q BT /F1 11 Tf 14 TL 72 380 Td {lines} ET".encode()
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {content} 0 R "
+            f"/Resources << /Font << /F1 {font} 0 R >> /XObject << /Im1 {image} 0 R >> >> >>".encode()
+        )
+        kids.append(f"{page_object} 0 R")
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {pages} >>".encode()
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+REPLY_LINE = "The quarterly figures show steady growth across every region we track."
+
+
+def media_calls(url: str, case: str, side: str) -> Callable[[bytes], Any]:
+    """One side of one media case: a function of the media's bytes that makes the call (the SDK
+    side does what a caller of the SDK writes: base64 for a JSON body, a file tuple for an upload)."""
+    import base64
+
+    if side == "fmclient":
+        fm = fm_client(url)
+        if case.startswith("transcribe"):
+            return lambda data: fm.transcribe(data, model=f"openai/{TRANSCRIBE_MODEL}")
+        model = f"anthropic/{ANTHROPIC_MODEL}" if "Anthropic" in case else f"openai/{OPENAI_MODEL}"
+        return lambda data: fm.complete(
+            [{"role": "user", "content": [{"type": "document", "document": data}, {"type": "text", "text": PROMPT}]}],
+            model=model,
+            max_tokens=MAX_TOKENS,
+        )
+    if "Anthropic" in case:
+        import anthropic
+
+        raw_a = anthropic.Anthropic(base_url=url, api_key=API_KEY, max_retries=0)
+
+        def anthropic_call(data: bytes) -> Any:
+            source = {"type": "base64", "media_type": "application/pdf", "data": base64.b64encode(data).decode()}
+            content = [{"type": "document", "source": source}, {"type": "text", "text": PROMPT}]
+            return raw_a.messages.create(
+                model=ANTHROPIC_MODEL, max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": content}]
+            )
+
+        return anthropic_call
+    import openai
+
+    raw_o = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
+    if case.startswith("transcribe"):
+        return lambda data: raw_o.audio.transcriptions.create(
+            model=TRANSCRIBE_MODEL, file=("audio.wav", data, "audio/wav"), response_format="json"
+        )
+
+    def openai_call(data: bytes) -> Any:
+        file_data = "data:application/pdf;base64," + base64.b64encode(data).decode()
+        content = [
+            {"type": "file", "file": {"file_data": file_data, "filename": "document.pdf"}},
+            {"type": "text", "text": PROMPT},
+        ]
+        return raw_o.chat.completions.create(
+            model=OPENAI_MODEL, max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": content}]
+        )
+
+    return openai_call
+
+
+def media_worker(side: str, case: str, url: str, path: str, small: str, calls: int) -> dict[str, Any]:
+    """In a fresh interpreter: peak RSS a side adds over its baseline while making ``calls`` calls
+    with the media in ``path``. The baseline is taken after the imports, a warm-up call with the
+    small file (lazy imports, pools) and reading the media (the caller's own copy); the peak is
+    reset there (/proc/self/clear_refs), so only what the calls themselves hold counts.
+
+    The peak is the process's VmHWM, the figure getrusage's maxrss is made of, read from
+    /proc/self/status: getrusage's also keeps the peak of the process before exec, a fork of the
+    bench holding its own copies of the media, which would hide everything a side adds."""
+
+    def peak_rss() -> int:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
+    call = media_calls(url, case, side)
+    with open(small, "rb") as file:
+        call(file.read())
+    with open(path, "rb") as file:
+        data = file.read()
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # peak RSS := current RSS
+        reset = True
+    except OSError:
+        reset = False
+    baseline = peak_rss()
+    for _ in range(calls):
+        call(data)
+    peak = peak_rss()
+    return {"added": peak - baseline, "media": len(data), "reset": reset}
+
+
+def scenario_media(url: str, quick: bool) -> Section:
+    """A 5 MB audio upload (transcribe, OpenAI multipart) and a 10-page PDF (complete with a
+    document part, Anthropic and OpenAI) through fmclient and through the SDK, interleaved; then
+    the peak memory each side adds, each in its own process."""
+    import tempfile
+
+    rounds, block, warmup = (3, 4, 2) if quick else (7, 10, 3)
+    memory_repeats = 1 if quick else 3
+    media = {"audio": media_wav(MEDIA_AUDIO_BYTES), "pdf": media_pdf(MEDIA_PDF_PAGES)}
+    small = {"audio": media_wav(48_044), "pdf": media_pdf(1, image_bytes=1_000)}
+    section = Section(
+        f"Media: a {mib(len(media['audio']))} WAV transcribed and a {MEDIA_PDF_PAGES}-page PDF "
+        f"({mib(len(media['pdf']))}) read ({rounds} alternating blocks of {block} calls per side)",
+        ["case", "side", "median", "p90", "vs SDK", "peak RSS added", "copies of the media"],
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        paths = {}
+        for kind in media:
+            for label, data in (("big", media[kind]), ("small", small[kind])):
+                paths[kind, label] = Path(folder) / f"{kind}-{label}"
+                paths[kind, label].write_bytes(data)
+        for case in MEDIA_CASES:
+            kind = "audio" if case.startswith("transcribe") else "pdf"
+            data = media[kind]
+            sides = {side: media_calls(url, case, side) for side in ("fmclient", "SDK")}
+            # The same answer on both sides, or the comparison means nothing.
+            answers = {side: call(data) for side, call in sides.items()}
+            texts = [getattr(answers["fmclient"], "text", None)]
+            sdk = answers["SDK"]
+            texts.append(
+                sdk.text
+                if case.startswith("transcribe")
+                else sdk.content[0].text
+                if "Anthropic" in case
+                else sdk.choices[0].message.content
+            )
+            assert texts[0] == texts[1], texts
+            samples = interleaved(
+                {side: timed(partial(call, data)) for side, call in sides.items()},
+                rounds=rounds,
+                block=block,
+                warmup=warmup,
+            )
+            memory: dict[str, list[float]] = {"fmclient": [], "SDK": []}
+            for index in range(memory_repeats):
+                for side in ("fmclient", "SDK") if index % 2 == 0 else ("SDK", "fmclient"):
+                    found = _worker(["media", side, case, url, str(paths[kind, "big"]), str(paths[kind, "small"]), "3"])
+                    memory[side].append(found["added"])
+            base = median(samples["SDK"])
+            added = {side: median(values) for side, values in memory.items()}
+            for side, values in samples.items():
+                section.rows.append(
+                    [
+                        case,
+                        side,
+                        ms(median(values)),
+                        ms(p90(values)),
+                        ratio(median(values), base),
+                        mib(added[side]),
+                        f"{added[side] / len(data):.1f}",
+                    ]
+                )
+            fm_median = median(samples["fmclient"])
+            section.checks.append(
+                Check(
+                    f"{case}: fmclient per call vs the SDK's",
+                    f"{ratio(fm_median, base)} ({ms(fm_median)} vs {ms(base)})",
+                    "<= 1.05x",
+                    fm_median <= 1.05 * base,
+                )
+            )
+            extra = (added["fmclient"] - added["SDK"]) / len(data)
+            section.checks.append(
+                Check(
+                    f"{case}: peak memory fmclient adds beyond the SDK's",
+                    f"{extra:+.2f} copies of the media ({mib(added['fmclient'])} vs {mib(added['SDK'])})",
+                    "<= 1 copy",
+                    extra <= 1,
+                )
+            )
+            section.data[case] = {
+                "median": {side: median(values) for side, values in samples.items()},
+                "peak_added": added,
+                "media_bytes": len(data),
+            }
+    section.notes.append(
+        "peak RSS added: the peak resident size (VmHWM) of a fresh process per side, over a baseline taken after the "
+        "imports, a warm-up call and reading the media file (the caller's own copy), the peak reset there; "
+        "copies = that over the media's size. The SDK side base64-encodes the PDF itself, as its callers do."
+    )
+    return section
+
+
 # == embedded llama.cpp model ================================================================
 def scenario_llamacpp(quick: bool) -> Section:
     import llama_cpp
@@ -2181,6 +2422,8 @@ def run(scenarios: Sequence[str], quick: bool) -> list[Section]:
                 section, *more = scenario_loop(server.url, quick)
             elif name == "shared":
                 section = scenario_shared(server.url, quick)
+            elif name == "media":
+                section = scenario_media(server.url, quick)
             else:  # pragma: no cover - argparse checks choices
                 raise ValueError(name)
             section.notes.append(f"scenario took {time.perf_counter() - started:.1f} s")
@@ -2290,6 +2533,8 @@ def main(argv: list[str] | None = None) -> int:
             result = peers.peer_worker(rest[0], rest[1], rest[2] == "1", json.loads(rest[3]))
         elif kind == "shared-rate":
             result = shared_rate_worker(rest[0], rest[1], rest[2], float(rest[3]), float(rest[4]))
+        elif kind == "media":
+            result = media_worker(rest[0], rest[1], rest[2], rest[3], rest[4], int(rest[5]))
         else:
             result = loops_worker(rest[0], int(rest[1]), int(rest[2]))
         print(json.dumps(result))

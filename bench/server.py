@@ -14,6 +14,9 @@ clients it serves and is never what a benchmark measures. It answers, by path:
 * ``POST /model/<model-id>/invoke`` — a Bedrock ``InvokeModel`` answer for Titan embeddings
   (``{"embedding": [...], "inputTextTokenCount": n}``) after ``--embed-delay`` seconds.
 * ``POST .../models/<model>:generateContent`` — a Gemini ``GenerateContentResponse`` (JSON).
+* ``POST .../audio/transcriptions`` — a ``gpt-4o-transcribe`` JSON transcription (text and token
+  usage). The multipart upload is read off the socket and dropped as it arrives, never buffered
+  (the media scenario sends 5 MB a call).
 * anything else — 404 with a JSON error body.
 
 Streams are sent with chunked transfer encoding, one write per event, like real servers do.
@@ -204,6 +207,17 @@ def gemini_response() -> bytes:
     )
 
 
+def openai_transcription() -> bytes:
+    usage = {
+        "type": "tokens",
+        "input_tokens": 1_300,
+        "input_token_details": {"audio_tokens": 1_300, "text_tokens": 0},
+        "output_tokens": 33,
+        "total_tokens": 1_333,
+    }
+    return _json({"text": REPLY_TEXT, "usage": usage})
+
+
 def titan_embedding() -> bytes:
     vector = [round((i % 17) / 17 - 0.5, 6) for i in range(EMBED_DIMENSIONS)]
     return _json({"embedding": vector, "inputTextTokenCount": 5})
@@ -236,6 +250,7 @@ class Answers:
         self.openai_tools = {n: _response(b"200 OK", openai_tool_calls(n)) for n in (0, 2)}
         self.titan = _response(b"200 OK", titan_embedding(), extra=b"x-amzn-requestid: req-bench\r\n")
         self.gemini = _response(b"200 OK", gemini_response())
+        self.transcription = _response(b"200 OK", openai_transcription(), extra=b"x-request-id: req_bench\r\n")
         self.not_found = _response(b"404 Not Found", _json({"error": {"type": "not_found", "message": "no route"}}))
         self.anthropic_stream = [_STREAM_HEAD] + [_chunked(e) for e in anthropic_stream(chunks)] + [b"0\r\n\r\n"]
         self.openai_stream = [_STREAM_HEAD] + [_chunked(e) for e in openai_stream(chunks)] + [b"0\r\n\r\n"]
@@ -264,12 +279,26 @@ class HTTPProtocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.busy = False  # an answer is being written later (delay or paced stream)
+        # A request whose head is read and whose body is still arriving: (target, body start,
+        # length), so a large body is waited for without searching the buffer again per packet.
+        self.head: tuple[bytes, int, int] | None = None
+        self.discarding = 0  # bytes of an upload's body still to drop as they arrive
+        self.discarded_for: bytes | None = None  # the target answered once its body is dropped
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.discarding:
+            dropped = min(self.discarding, len(data))
+            self.discarding -= dropped
+            data = data[dropped:]
+            if self.discarding:
+                return
+            assert self.discarded_for is not None
+            target, self.discarded_for = self.discarded_for, None
+            self._answer(target, b"")
         self.buffer += data
         if not self.busy:
             self._serve()
@@ -283,6 +312,14 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _next_request(self) -> tuple[bytes, bytes] | None:
         buffer = self.buffer
+        if self.head is not None:  # the head is read: wait for the body without parsing again
+            target, start, length = self.head
+            if len(buffer) < start + length:
+                return None
+            self.head = None
+            body = bytes(buffer[start : start + length])
+            del buffer[: start + length]
+            return target, body
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
             return None
@@ -299,6 +336,14 @@ class HTTPProtocol(asyncio.Protocol):
             elif name == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
         start = end + 4
+        if not chunked and target.split(b"?", 1)[0].endswith(b"/audio/transcriptions"):
+            # An upload: drop its body as it arrives (what is here now, the rest in data_received).
+            here = min(len(buffer) - start, length)
+            del buffer[: start + here]
+            if here == length:
+                return target, b""
+            self.discarding, self.discarded_for = length - here, target
+            return None
         if chunked:
             decoded = _dechunk(buffer, start)
             if decoded is None:
@@ -307,6 +352,7 @@ class HTTPProtocol(asyncio.Protocol):
             del buffer[:consumed]
             return target, body
         if len(buffer) < start + length:
+            self.head = (target, start, length)
             return None
         body = bytes(buffer[start : start + length])
         del buffer[: start + length]
@@ -331,6 +377,8 @@ class HTTPProtocol(asyncio.Protocol):
                 transport.write(answers.openai)
         elif path.endswith(b":generateContent"):
             transport.write(answers.gemini)
+        elif path.endswith(b"/audio/transcriptions"):
+            transport.write(answers.transcription)
         elif path.startswith(b"/model/") and path.endswith(b"/invoke"):
             if answers.embed_delay > 0:
                 self._later(answers.embed_delay, answers.titan)

@@ -249,6 +249,28 @@ def test_a_pdf_over_the_page_limit_sends_nothing(fake_server: FakeServer) -> Non
     assert fake_server.requests == []
 
 
+def test_a_pdf_is_paged_by_its_page_tree_once_per_part(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmclient import _media
+    from fmclient.types import DocumentPart
+
+    # The page tree's /Count wherever it stands in its dictionary; an outline's /Count is no page count.
+    reordered = PDF.replace(
+        b"<< /Type /Pages /Kids [3 0 R 5 0 R] /Count 2 >>", b"<< /Count 2 /Kids [3 0 R 5 0 R] /Type /Pages >>"
+    )
+    assert reordered != PDF and _media.pdf_page_count(reordered) == 2
+    assert _media.pdf_page_count(PDF.replace(b"%PDF-1.4\n", b"%PDF-1.4\n<< /Type /Outlines /Count 7 >>\n")) == 2
+    counted = []
+    monkeypatch.setattr(_media, "pdf_page_count", lambda data: counted.append(data) or 2)
+    part = DocumentPart.from_source(PDF)
+    fake_server.default = fa.message_reply("It says hello.")
+    client_for("anthropic", fake_server).complete(
+        [{"role": "user", "content": ["sum up", part]}], model="anthropic/claude-sonnet-4-5"
+    )
+    assert part.page_count() == 2 and len(counted) == 1  # the engine's check and the adapter's: counted once
+
+
 def test_an_empty_file_is_refused_before_anything(fake_server: FakeServer, tmp_path: pathlib.Path) -> None:
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")

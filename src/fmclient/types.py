@@ -209,6 +209,16 @@ class DocumentPart(_MediaPart):
     name: str | None = None
     citations: bool = False
     type: Literal["document"] = "document"
+    # The PDF's page count, counted once on first need: each host and fallback checks the limit,
+    # and counting is a pass over the bytes.
+    _pages: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    def page_count(self) -> int | None:
+        """The pages of an inline PDF (its page tree's count), None for other documents or when
+        the PDF does not say."""
+        if self._pages is None and self.data is not None:
+            object.__setattr__(self, "_pages", _media.pdf_page_count(self.data) or 0)
+        return self._pages or None
 
     @classmethod
     def _made(cls, found: _media.MediaSource) -> DocumentPart:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fmclient._media import canonical_mime, pdf_page_count, wav_seconds
+from fmclient._media import canonical_mime, wav_seconds
 from fmclient.errors import UnsupportedFeatureError
 from fmclient.types import (
     AudioPart,
@@ -397,8 +397,8 @@ class Profile:
                 documents += isinstance(part, DocumentPart)
                 if isinstance(part, (AudioPart, VideoPart, DocumentPart)):
                     self._check_media_part(part, refuse)
-                if isinstance(part, DocumentPart) and part.data is not None:
-                    pages += pdf_page_count(part.data) or 0
+                if isinstance(part, DocumentPart) and self.max_document_pages is not None:
+                    pages += part.page_count() or 0
                 if isinstance(part, AudioPart) and part.data is not None:
                     seconds += wav_seconds(part.data) or 0.0
         if self.max_document_pages is not None and pages > self.max_document_pages:
