@@ -166,3 +166,31 @@ def test_the_fake_server_answers_a_three_step_tool_run_for_each_loop_of_the_loop
             assert loop() == (answer, peers.LOOP_STEPS), name
             ran.append(name)
     assert "OpenAI SDK, hand-written loop" in ran
+
+
+def test_bench_media_sides_get_the_same_answer_and_the_server_drops_uploads(tmp_path: Path) -> None:
+    """The media scenario's pieces, small: its WAV and PDF are what they say, both sides of each
+    case get the server's answer (the upload read and dropped), and the memory worker reports."""
+    from fmclient import _media
+    from fmclient.deprecations import deprecation
+
+    run = _bench_module("run")
+    assert deprecation("openai", run.TRANSCRIBE_MODEL) is None
+
+    audio, document = run.media_wav(300_044), run.media_pdf(3, image_bytes=2_500)
+    assert len(audio) == 300_044 and _media.sniff(audio, "audio") == "audio/wav"
+    assert _media.wav_seconds(audio) == 300_000 / 2 / 24_000
+    assert _media.pdf_page_count(document) == 3
+    with run.FakeServer() as server:
+        for case in run.MEDIA_CASES:
+            data = audio if case.startswith("transcribe") else document
+            texts = [
+                run.media_text(case, side, run.media_calls(server.url, case, side)(data))
+                for side in ("fmclient", "SDK")
+            ]
+            assert texts[0] == texts[1] and "fox" in texts[0], case
+        big, small = tmp_path / "big.wav", tmp_path / "small.wav"
+        big.write_bytes(audio)
+        small.write_bytes(run.media_wav(4_844))
+        found = run._worker(["media", "fmclient", run.MEDIA_CASES[0], server.url, str(big), str(small), "1"])
+    assert found["media"] == len(audio) and found["added"] >= 0 and found["reset"] in (True, False)

@@ -261,14 +261,21 @@ def test_a_pdf_is_paged_by_its_page_tree_once_per_part(
     )
     assert reordered != PDF and _media.pdf_page_count(reordered) == 2
     assert _media.pdf_page_count(PDF.replace(b"%PDF-1.4\n", b"%PDF-1.4\n<< /Type /Outlines /Count 7 >>\n")) == 2
+    # A large PDF: the root (no /Parent) near either end is found without reading the middle; an
+    # intermediate node there is not taken for it.
+    padding = b"%" + bytes(200_000) + b"\n"
+    node = b"<< /Type /Pages /Parent 2 0 R /Kids [3 0 R] /Count 1 >>\n"
+    assert _media.pdf_page_count(PDF.replace(b"%PDF-1.4\n", b"%PDF-1.4\n" + node + padding)) == 2
+    assert _media.pdf_page_count(PDF.replace(b"xref", padding + b"xref")) == 2  # the root in the head window
+    assert _media.pdf_page_count(PDF[:9] + padding + PDF[9:] + padding) == 2  # the root in the middle: a full pass
     counted = []
     monkeypatch.setattr(_media, "pdf_page_count", lambda data: counted.append(data) or 2)
     part = DocumentPart.from_source(PDF)
     fake_server.default = fa.message_reply("It says hello.")
-    client_for("anthropic", fake_server).complete(
-        [{"role": "user", "content": ["sum up", part]}], model="anthropic/claude-sonnet-4-5"
-    )
-    assert part.page_count() == 2 and len(counted) == 1  # the engine's check and the adapter's: counted once
+    client = client_for("anthropic", fake_server)
+    for _ in range(2):  # every check of every call (engine, adapter, fallbacks) reads the one count
+        client.complete([{"role": "user", "content": ["sum up", part]}], model="anthropic/claude-sonnet-4-5")
+    assert part.page_count() == 2 and len(counted) == 1
 
 
 def test_an_empty_file_is_refused_before_anything(fake_server: FakeServer, tmp_path: pathlib.Path) -> None:
