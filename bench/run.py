@@ -1474,7 +1474,7 @@ def media_calls(url: str, case: str, side: str) -> Callable[[bytes], Any]:
             {"type": "text", "text": PROMPT},
         ]
         return raw_o.chat.completions.create(
-            model=OPENAI_MODEL, max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": content}]
+            model=OPENAI_MODEL, **{OPENAI_LIMIT: MAX_TOKENS}, messages=[{"role": "user", "content": content}]
         )
 
     return openai_call

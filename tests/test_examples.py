@@ -133,7 +133,7 @@ def test_transcribe_example_prints_the_transcript(tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     assert lines[0] == "hello world"
     assert lines[-1].startswith("-- openai/gpt-transcribe, language=en, duration=2.0s, cost: ")
-    assert refused.returncode == 1 and "cannot tell what audio this is" in refused.stderr
+    assert refused.returncode == 1 and "its type could not be told from its bytes" in refused.stderr
 
 
 def test_transcribe_example_prints_whisper_segments(

@@ -226,9 +226,7 @@ def resolve_type(data: bytes, kind: MediaKind, declared: str | None, filename: s
         by_name = _by_extension(filename)
         if by_name is not None and by_name.startswith(_KIND_PREFIX[kind]):
             return by_name  # the bytes do not tell (a headerless stream): the file's name does
-        raise ValueError(
-            f"{what}: {_unknown(kind)}" + (f" and {filename!r} has no known {kind} extension" if filename else "")
-        )
+        raise ValueError(f"{what}: {_unknown(kind, filename)}")
     if not sniffed.startswith(_KIND_PREFIX[kind]):
         raise ValueError(f"{what} is {sniffed}, not a{'n' if kind in ('image', 'audio') else ''} {kind}")
     return sniffed
@@ -246,14 +244,15 @@ def _compatible(declared: str, sniffed: str) -> bool:
     return (declared, sniffed) in {("video/quicktime", "video/mp4"), ("audio/mp4", "video/quicktime")}
 
 
-def _unknown(kind: MediaKind) -> str:
+def _unknown(kind: MediaKind, filename: str | None = None) -> str:
     known = {
         "image": "PNG, JPEG, GIF or WebP",
         "audio": "WAV, MP3, FLAC, OGG, WebM, Matroska, M4A/MP4, AAC or AIFF",
         "video": "MP4, MOV, WebM, MKV, AVI, MPEG, FLV or 3GP",
         "document": "PDF, DOCX, XLSX, PPTX or UTF-8 text (plain, CSV, Markdown, HTML)",
     }[kind]
-    return f"its type could not be told from its bytes (it is not {known}); pass mime_type= to say what it is"
+    name = f" and {filename!r} has no known {kind} extension" if filename else ""
+    return f"its type could not be told from its bytes (it is not {known}){name}; pass mime_type= to say what it is"
 
 
 def sniff(data: bytes, kind: MediaKind, filename: str | None = None) -> str | None:
