@@ -1390,45 +1390,15 @@ def media_wav(size: int) -> bytes:
 
 
 def media_pdf(pages: int, image_bytes: int = 100_000) -> bytes:
-    """A valid PDF of ``pages`` pages, each a paragraph of text and a grey image of
-    ``image_bytes`` (a scanned-looking page: about 1 MB for 10 pages)."""
-    import random
+    """A valid PDF of ``pages`` pages, each a line of text and a grey image of ``image_bytes``
+    (a scanned-looking page: about 1 MB for 10 pages), written by the tests' own PDF maker."""
+    import importlib.util
 
-    noise = random.Random(10)
-    side = int(image_bytes**0.5)
-    objects: list[bytes] = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
-    kids = []
-    font = 3
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    for page in range(pages):
-        image, content, page_object = len(objects) + 1, len(objects) + 2, len(objects) + 3
-        pixels = noise.randbytes(side * side)
-        objects.append(
-            b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray /BitsPerComponent 8 "
-            b"/Length %d >>\nstream\n" % (side, side, len(pixels)) + pixels + b"\nendstream"
-        )
-        lines = " ".join(f"({REPLY_LINE} {page}.{line}) Tj T*" for line in range(30))
-        stream = f"q {side} 0 0 {side} 72 400 cm /Im1 Do Q BT /F1 11 Tf 14 TL 72 380 Td {lines} ET".encode()
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {content} 0 R "
-            f"/Resources << /Font << /F1 {font} 0 R >> /XObject << /Im1 {image} 0 R >> >> >>".encode()
-        )
-        kids.append(f"{page_object} 0 R")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {pages} >>".encode()
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
-REPLY_LINE = "The quarterly figures show steady growth across every region we track."
+    spec = importlib.util.spec_from_file_location("fmclient_test_media", HERE.parent / "tests" / "fakes" / "media.py")
+    assert spec is not None and spec.loader is not None
+    made = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(made)
+    return bytes(made.pdf([f"Quarterly report, page {n + 1}" for n in range(pages)], image_bytes=image_bytes))
 
 
 def media_calls(url: str, case: str, side: str) -> Callable[[bytes], Any]:

@@ -36,20 +36,38 @@ def espeak_wav(text: str) -> bytes | None:
     return subprocess.run([program, "--stdout", text], check=True, capture_output=True, timeout=30).stdout
 
 
-def pdf(pages: list[str]) -> bytes:
-    """A valid PDF with one page per text, Helvetica text, and a correct xref table."""
-    objects: list[bytes] = []
-    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
-    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
-    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
-    font = 3 + 2 * len(pages)
+def pdf(pages: list[str], image_bytes: int = 0) -> bytes:
+    """A valid PDF with one page per text, Helvetica text, and a correct xref table. With
+    ``image_bytes``, each page also shows a grey image of about that size (noise: a scanned page,
+    as the media bench sends)."""
+    import random
+
+    noise = random.Random(len(pages))
+    side = int(image_bytes**0.5)
+    font = 3 + (3 if side else 2) * len(pages)
+    kids = " ".join(f"{3 + (3 if side else 2) * i} 0 R" for i in range(len(pages)))
+    objects: list[bytes] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode(),
+    ]
     for i, text in enumerate(pages):
+        page = 3 + (3 if side else 2) * i
         stream = f"BT /F1 24 Tf 72 720 Td ({text}) Tj ET".encode()
+        image = ""
+        if side:
+            stream = f"q {side} 0 0 {side} 72 300 cm /Im1 Do Q ".encode() + stream
+            image = f" /XObject << /Im1 {page + 2} 0 R >>"
         objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
-            f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {page + 1} 0 R "
+            f"/Resources << /Font << /F1 {font} 0 R >>{image} >> >>".encode()
         )
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        if side:
+            pixels = noise.randbytes(side * side)
+            objects.append(
+                b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
+                b"/BitsPerComponent 8 /Length %d >>\nstream\n" % (side, side, len(pixels)) + pixels + b"\nendstream"
+            )
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
