@@ -95,23 +95,25 @@ def build_request(
         raise ValueError("a CachePoint after an empty system prompt has nothing to cache")
     if any(message.role == "tool" for message in body):
         body = _name_tool_results(body)
-    built_tools = tools_from_input(tools)
+    built_tools = () if tools is None else tools_from_input(tools)
+    # Each check below returns its default for None; the tests for None keep the hot path
+    # (a plain prompt, a few arguments) from calling nine functions to learn that.
     return Request(
         model=model,
         messages=tuple(body),
         system="\n\n".join(system_parts) or None,
-        max_tokens=_positive_int(max_tokens, "max_tokens"),
-        temperature=_number_in(temperature, "temperature", 0.0, 2.0),
-        top_p=_number_in(top_p, "top_p", 0.0, 1.0),
-        stop=_stop(stop),
+        max_tokens=None if max_tokens is None else _positive_int(max_tokens, "max_tokens"),
+        temperature=None if temperature is None else _number_in(temperature, "temperature", 0.0, 2.0),
+        top_p=None if top_p is None else _number_in(top_p, "top_p", 0.0, 1.0),
+        stop=() if stop is None else _stop(stop),
         tools=built_tools,
-        tool_choice=_tool_choice(tool_choice, built_tools),
-        response_format=response_format_from_input(response_format),
-        timeout=check_timeout(timeout),
-        provider_options=dict(provider_options or {}),
+        tool_choice=None if tool_choice is None else _tool_choice(tool_choice, built_tools),
+        response_format=None if response_format is None else response_format_from_input(response_format),
+        timeout=None if timeout is None else check_timeout(timeout),
+        provider_options=dict(provider_options) if provider_options else {},
         system_cache=system_cache,
-        reasoning=check_reasoning(reasoning),
-        audio=_audio_answer(audio),
+        reasoning=None if reasoning is None else check_reasoning(reasoning),
+        audio=None if audio is None else _audio_answer(audio),
     )
 
 

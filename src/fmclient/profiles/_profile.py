@@ -565,6 +565,8 @@ def structured_output_mode(profile: Profile, request: Request) -> StructuredOutp
 def _thinking_option(options: Mapping[str, Any]) -> bool:
     """Whether a provider option turns Claude's thinking on: ``thinking`` at the top level
     (Anthropic) or in Bedrock's ``additionalModelRequestFields``, of type enabled or adaptive."""
+    if not options:  # most calls pass none: asked on every call
+        return False
     for holder in (options, options.get("additionalModelRequestFields")):
         thinking = holder.get("thinking") if isinstance(holder, Mapping) else None
         if isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive"):
@@ -575,6 +577,8 @@ def _thinking_option(options: Mapping[str, Any]) -> bool:
 def _top_k_option(options: Mapping[str, Any]) -> object:
     """``top_k`` where a provider option sets it: top level (Anthropic) or inside Bedrock's
     ``additionalModelRequestFields``."""
+    if not options:
+        return None
     for holder in (options, options.get("additionalModelRequestFields")):
         if isinstance(holder, Mapping) and holder.get("top_k") is not None:
             return holder["top_k"]
