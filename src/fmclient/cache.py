@@ -241,6 +241,7 @@ def completion_to_json(completion: Completion) -> str | None:
             "speed": completion.usage.speed,
             "input_audio_tokens": completion.usage.input_audio_tokens,
             "output_audio_tokens": completion.usage.output_audio_tokens,
+            "output_image_tokens": completion.usage.output_image_tokens,
         },
         "model": completion.model,
         "provider": completion.provider,

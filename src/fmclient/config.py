@@ -100,6 +100,19 @@ class Target:
         return f"{self.provider}/{self.model}"
 
 
+# Aliases fmclient shipped and removed because their model's family was shut down, with what to
+# use instead. A config that still names one is refused before any request, saying so: repointing
+# the alias at another family would silently change the API, the options it takes and the bill.
+# A config that defines the alias itself keeps its own meaning.
+REMOVED_ALIASES: Mapping[str, str] = {
+    "imagen": (
+        "Google shut down every Imagen model (Gemini API and Vertex AI); use 'gemini-image' "
+        "(gemini/gemini-3.1-flash-image, which makes images through generateContent: the size is an aspect "
+        "ratio or a WIDTHxHEIGHT it picks the resolution from, one request per image, no negative prompt)"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     default_model: str
@@ -130,6 +143,9 @@ class Settings:
             raise ConfigurationError(f"model must be a non-empty string, got {name!r}")
         seen: list[str] = []
         current = name.strip()
+        removed = REMOVED_ALIASES.get(current)
+        if removed is not None and current not in self.aliases:
+            raise ConfigurationError(f"the alias {current!r} was removed: {removed}")
         while current in self.aliases:
             if current in seen:
                 raise ConfigurationError(f"alias loop: {' -> '.join([*seen, current])}")

@@ -254,6 +254,23 @@ def deprecation(type_name: str, model: str) -> Deprecation | None:
     return Deprecation(model=model, retires=text, source=_SDK_FOR_TYPE[type_name], retires_on=_parse_date(text))
 
 
+@functools.cache
+def _on_vertex_too() -> frozenset[str]:
+    """Gemini model ids whose entry says ``vertex = true``: Google shut them down on Vertex AI as
+    well (every Imagen model), so the date applies there too."""
+    from importlib import resources
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    data: dict[str, Any] = tomllib.loads(resources.files("fmclient").joinpath("retirements.toml").read_text("utf-8"))
+    return frozenset(
+        model for entry in data.get("retirement", []) if entry.get("vertex") is True for model in entry["models"]
+    )
+
+
 def applies_to(settings: ProviderSettings) -> bool:
     """Whether this provider is the provider's own API, whose retirement dates apply: not Bedrock
     or Vertex AI (their own schedules), not an OpenAI-compatible server other than OpenAI."""
@@ -269,7 +286,7 @@ def check_lifecycle(settings: ProviderSettings, model: str) -> Deprecation | Non
 
     Raises :class:`~fmclient.errors.ConfigurationError` for a retired model, naming its successor.
     """
-    if not applies_to(settings):
+    if not applies_to(settings) and not (settings.type == "gemini" and model in _on_vertex_too()):
         return None
     found = deprecation(settings.type, model)
     if found is None:

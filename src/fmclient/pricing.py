@@ -121,8 +121,8 @@ def price_usage(ref: PriceRef, models: tuple[str, ...], usage: Usage, at: float 
     refused = _unpriceable(table, provider, model, models, usage, when, context)
     if refused is not None:
         return refused
-    # The per-kind rates (_Linear) know no audio tokens: a call with some is priced the long way.
-    if not context and not (usage.input_audio_tokens or usage.output_audio_tokens):
+    # The per-kind rates (_Linear) know no audio or image tokens: a call with some is priced the long way.
+    if not context and not (usage.input_audio_tokens or usage.output_audio_tokens or usage.output_image_tokens):
         linear = _linear_prices(table, provider, model, when)
         if linear is not None:
             cost = linear.price(usage)
@@ -543,6 +543,7 @@ def _genai_usage(table: _Table, usage: Usage) -> Any:
         "output_reasoning_tokens": usage.reasoning_tokens,
         "input_audio_tokens": usage.input_audio_tokens,
         "output_audio_tokens": usage.output_audio_tokens,
+        "output_image_tokens": usage.output_image_tokens,
     }
     return table.usage_class(**{k: v for k, v in values.items() if v})
 

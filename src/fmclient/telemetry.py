@@ -481,6 +481,7 @@ class OpenTelemetryHook(Hook):
             (usage.speed, "fmclient.usage.speed"),
             (usage.input_audio_tokens, "fmclient.usage.audio.input_tokens"),
             (usage.output_audio_tokens, "fmclient.usage.audio.output_tokens"),
+            (usage.output_image_tokens, "fmclient.usage.image.output_tokens"),
         ):
             if value:
                 attributes[attribute] = value

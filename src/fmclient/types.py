@@ -738,6 +738,9 @@ class Usage:
     #: apart (priced apart: gpt-4o-transcribe's audio input, Gemini's audio in and out)
     input_audio_tokens: int = 0
     output_audio_tokens: int = 0
+    #: image tokens among ``output_tokens`` (Gemini's image models report them apart, and they
+    #: are priced apart: many times a text token)
+    output_image_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -757,6 +760,7 @@ class Usage:
             self.speed if self.speed == other.speed else None,
             self.input_audio_tokens + other.input_audio_tokens,
             self.output_audio_tokens + other.output_audio_tokens,
+            self.output_image_tokens + other.output_image_tokens,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -772,6 +776,7 @@ class Usage:
             "speed": self.speed,
             "input_audio_tokens": self.input_audio_tokens,
             "output_audio_tokens": self.output_audio_tokens,
+            "output_image_tokens": self.output_image_tokens,
         }
 
 

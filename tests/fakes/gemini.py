@@ -401,6 +401,8 @@ class GeminiAPI:
             name = missing_signature(body)
             if name is not None:
                 return error_reply(400, f"{SIGNATURE_ERROR} Additional data, function call `default_api:{name}`.")
+        if not self.replies and route.method == "generateContent" and GEMINI_IMAGE_MODEL.search(route.model):
+            return gemini_image_answer(body)
         if not self.replies:
             return error_reply(500, f"no reply scripted for {request.path}")
         return self.replies.popleft()
@@ -579,3 +581,66 @@ def imagen_answer(body: dict[str, Any]) -> Reply:
         for i in range(count)
     ]
     return Reply(body={"predictions": predictions})
+
+
+# -- Gemini's image models ("Nano Banana") through generateContent --------------------------------
+GEMINI_IMAGE_MODEL = re.compile(r"gemini-.*-image")
+GEMINI_IMAGE_RATIOS = (
+    "1:1",
+    "3:2",
+    "2:3",
+    "3:4",
+    "1:4",
+    "4:1",
+    "4:3",
+    "4:5",
+    "5:4",
+    "1:8",
+    "8:1",
+    "9:16",
+    "16:9",
+    "21:9",
+    "9:21",
+)
+# image_size -> (pixels, output tokens an image of it costs), as the Vertex AI model page gives them
+GEMINI_IMAGE_RESOLUTIONS = {
+    "512": (512 * 512, 747),
+    "1K": (1024 * 1024, 1120),
+    "2K": (2048 * 2048, 1680),
+    "4K": (4096 * 4096, 2520),
+}
+
+
+def gemini_image_size(ratio: str, resolution: str) -> tuple[int, int]:
+    """The (width, height) the fake makes for an aspect ratio at a resolution (sides in 16s)."""
+    across, down = (int(side) for side in ratio.split(":"))
+    pixels = GEMINI_IMAGE_RESOLUTIONS[resolution][0]
+    width = round((pixels * across / down) ** 0.5 / 16) * 16
+    return width, round(width * down / across / 16) * 16
+
+
+def gemini_image_answer(body: dict[str, Any]) -> Reply:
+    """An image model's ``generateContent`` answer: one PNG ``inlineData`` part of the asked
+    ratio and resolution (1:1 at 1K by default), its output tokens counted as IMAGE. Without IMAGE
+    in ``responseModalities`` it answers text, as the model would; a prompt with "forbidden" is
+    stopped (finishReason IMAGE_SAFETY, no content); one with "chatty" gets text and no image."""
+    config = body.get("generationConfig") or {}
+    image_config = config.get("imageConfig") or {}
+    ratio = image_config.get("aspectRatio", "1:1")
+    resolution = image_config.get("imageSize", "1K")
+    if ratio not in GEMINI_IMAGE_RATIOS or resolution not in GEMINI_IMAGE_RESOLUTIONS:
+        return error_reply(400, "Invalid aspect ratio or image size.", "INVALID_ARGUMENT")
+    prompt = _text_of((body.get("contents") or [{}])[-1])
+    prompt_tokens = token_count(prompt)
+    if "IMAGE" not in (config.get("responseModalities") or []) or "chatty" in prompt:
+        return Reply(body=response_body("Here is a description instead.", usage=usage_metadata(prompt_tokens, 6)))
+    if "forbidden" in prompt:
+        stopped = response_body(None, finish_reason="IMAGE_SAFETY", usage=usage_metadata(prompt_tokens, None))
+        return Reply(body=stopped)
+    width, height = gemini_image_size(ratio, resolution)
+    tokens = GEMINI_IMAGE_RESOLUTIONS[resolution][1]
+    image = generated_png(f"{prompt}|{config.get('seed', 0)}", 0, width, height)
+    usage = usage_metadata(prompt_tokens, tokens)
+    usage["candidatesTokensDetails"] = [{"modality": "IMAGE", "tokenCount": tokens}]
+    parts = [{"inlineData": {"mimeType": "image/png", "data": b64(image)}}]
+    return Reply(body=response_body(parts=parts, usage=usage, model_version="gemini-3.1-flash-image"))

@@ -525,6 +525,10 @@ class Profile:
         if ratios is not None:
             if image_aspect_ratio(size) not in ratios:
                 raise refuse(f"cannot make size {size!r} (it takes the aspect ratios {', '.join(ratios)})")
+            # A "WxH" size on a ratio model (Gemini's image models) also names a resolution.
+            most = self.image_max_pixels
+            if most is not None and ":" not in size and math.prod(int(side) for side in size.split("x")) > most:
+                raise refuse(f"cannot make size {size!r} (at most {most} pixels)")
             return
         if self.image_sizes is not None:
             if size not in self.image_sizes:

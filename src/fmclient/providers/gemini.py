@@ -101,7 +101,6 @@ from fmclient.types import (
     Transcription,
     TranscriptionRequest,
     Usage,
-    image_mime_type,
 )
 
 if TYPE_CHECKING:
@@ -688,6 +687,8 @@ def parse_usage(usage: Any, service_tier: Any = None) -> Usage:
         # Audio is priced apart from text (audio input, TTS output): the per-modality counts.
         input_audio_tokens=_modality_tokens(getattr(usage, "prompt_tokens_details", None), "AUDIO"),
         output_audio_tokens=_modality_tokens(getattr(usage, "candidates_tokens_details", None), "AUDIO"),
+        # Image models bill their image output at its own (much higher) price.
+        output_image_tokens=_modality_tokens(getattr(usage, "candidates_tokens_details", None), "IMAGE"),
     )
 
 
@@ -1107,10 +1108,13 @@ class GeminiProvider(Provider):
 
     def capabilities(self, model: str) -> Capabilities:
         profile = profile_for(model, "gemini")
-        if profile.image_generation and not self._vertex():
+        if profile.family == "imagen":
+            # [imagen] in families.toml: shut down on both hosts; the retirement table names the
+            # ids it knows, this refuses any other before sending.
             return profile.restrict(
                 image_generation=False,
-                reason="google-genai's generate_images runs on Vertex AI only (set vertexai = true for this provider)",
+                reason="Google shut down every Imagen model, on the Gemini API and Vertex AI alike: "
+                "use a Gemini image model (the gemini-image alias, gemini/gemini-3.1-flash-image)",
             )
         if not profile.chat:
             return profile
@@ -1502,34 +1506,22 @@ class GeminiProvider(Provider):
         vectors, usage = parse_embeddings(response, len(request.texts), provider=self.name, model=request.model)
         return Embeddings(vectors=vectors, usage=usage, model=request.model, provider=self.name, raw=response)
 
-    # -- image generation (Imagen) ----------------------------------------------------------
-    def _image_config(self, request: ImageRequest) -> Any:
-        from google.genai import types
-        from pydantic import ValidationError
-
-        try:
-            return types.GenerateImagesConfig.model_validate(build_image_config(request))
-        except ValidationError as exc:
-            raise BadRequestError(
-                f"invalid Imagen options (check provider_options): {exc}", provider=self.name, model=request.model
-            ) from exc
-
+    # -- image generation (Gemini's image models, through generateContent) -------------------------
     def generate_image(self, request: ImageRequest) -> Images:
-        """``models.generate_images`` (Imagen, on Vertex AI)."""
-        config = self._image_config(request)
+        """``models.generate_content`` with image output, one request per image asked for (see
+        :func:`build_image_params`); one after the other, so a failure stops the spending."""
+        calls = [self._validated(build_image_params(request, i), request.model) for i in range(request.n)]
         client = self._sdk()
         with self._errors(request.model):
-            response = client.models.generate_images(model=request.model, prompt=request.prompt, config=config)
-            return parse_generated_images(response, provider=self.name, model=request.model)
+            responses = [client.models.generate_content(**params) for params in calls]
+        return parse_image_answers(responses, provider=self.name, model=request.model)
 
     async def agenerate_image(self, request: ImageRequest) -> Images:
-        config = self._image_config(request)
+        calls = [self._validated(build_image_params(request, i), request.model) for i in range(request.n)]
         client = self._sdk()
         with self._errors(request.model):
-            response = await client.aio.models.generate_images(
-                model=request.model, prompt=request.prompt, config=config
-            )
-            return parse_generated_images(response, provider=self.name, model=request.model)
+            responses = [await client.aio.models.generate_content(**params) for params in calls]
+        return parse_image_answers(responses, provider=self.name, model=request.model)
 
     # -- transcription (audio understanding) and speech (TTS models) ------------------------------
     def transcribe(self, request: TranscriptionRequest) -> Transcription:
@@ -1582,51 +1574,101 @@ class GeminiProvider(Provider):
                 client.close()
 
 
-# -- image generation (Imagen) ------------------------------------------------------------------
-def build_image_config(request: ImageRequest) -> dict[str, Any]:
-    """``GenerateImagesConfig`` fields for an image request. Imagen takes an aspect ratio, not a
-    size: a "WxH" size is reduced to its ratio (the profile has refused ratios Imagen lacks)."""
+# -- image generation (Gemini's image models) ------------------------------------------------------
+# The resolutions ImageConfig.image_size takes, by the pixels each holds at most (1K is about one
+# megapixel, 2K four, 4K sixteen: docs.cloud.google.com .../models/gemini/3-1-flash-image). The
+# smallest that holds a "WxH" size is asked for: never a smaller image than the size named.
+_IMAGE_RESOLUTIONS = (("1K", 1024 * 1024), ("2K", 2048 * 2048), ("4K", 4096 * 4096))
+
+
+def image_resolution(width: int, height: int) -> str | None:
+    """The ``image_size`` that holds ``width`` x ``height`` pixels, or None when none does."""
+    return next((name for name, pixels in _IMAGE_RESOLUTIONS if width * height <= pixels), None)
+
+
+def build_image_params(request: ImageRequest, index: int = 0) -> dict[str, Any]:
+    """``generate_content`` arguments that ask an image model for the ``index``-th image of a call.
+
+    The size is an aspect ratio (``image_config.aspect_ratio``); a "WxH" size also picks the
+    resolution that holds it (``image_config.image_size``). The API makes one image per request
+    and documents no count parameter for these models (candidateCount is 1 by default, and the
+    images of one answer are bounded only by its output tokens), so ``n`` images are ``n``
+    requests (:meth:`GeminiProvider.generate_image`), never fewer images than asked for. With a
+    seed, the ``index``-th request takes ``seed + index``: n different images, which the same seed
+    makes again (one seed for all would ask n times for the same image).
+    """
     from fmclient.profiles._profile import image_aspect_ratio
 
-    config: dict[str, Any] = {"number_of_images": request.n}
+    config: dict[str, Any] = {"response_modalities": ["IMAGE"]}
     if request.size is not None:
-        config["aspect_ratio"] = image_aspect_ratio(request.size)
-    if request.negative_prompt is not None:
-        config["negative_prompt"] = request.negative_prompt
+        image_config: dict[str, Any] = {"aspect_ratio": image_aspect_ratio(request.size)}
+        if request.dimensions is not None:
+            resolution = image_resolution(*request.dimensions)
+            if resolution is None:  # the profile refused it already; a second guard, not a guess
+                raise BadRequestError(
+                    f"no resolution holds size {request.size!r}", provider="gemini", model=request.model
+                )
+            image_config["image_size"] = resolution
+        config["image_config"] = image_config
     if request.seed is not None:
-        # Imagen takes a seed only without its watermark.
-        config["seed"] = request.seed
-        config["add_watermark"] = False
-    if request.timeout is not None:
-        config["http_options"] = {"timeout": _ms(request.timeout)}
-    # e.g. person_generation, image_size="2K"; http_options join the attempt's timeout (which
-    # replaced them whole before), and an option never changes what an argument set.
-    options = {
-        key: _plain(value) if isinstance(value, Mapping) else value for key, value in request.provider_options.items()
+        config["seed"] = request.seed + index
+    # e.g. image_config={"image_size": "4K"} with a ratio size, thinking_config, or
+    # response_modalities=["TEXT", "IMAGE"] for commentary beside the image (kept in ``raw``).
+    return {
+        "model": request.model,
+        "contents": [{"role": "user", "parts": [{"text": request.prompt}]}],
+        "config": _config_with_options(config, request),
     }
-    merge_provider_options(config, options, provider="gemini", model=request.model, defaults=("http_options.timeout",))
-    return config
 
 
-def parse_generated_images(response: Any, *, provider: str, model: str) -> Images:
-    """The images of a ``GenerateImagesResponse``. When the safety filter removed every image,
-    :class:`ContentFilterError` (its ``rai_filtered_reason`` quoted)."""
-    generated = list(getattr(response, "generated_images", None) or [])
+def _image_parts(response: Any) -> list[GeneratedImage]:
+    """The final images of one answer: inline image parts, not the model's interim thought images."""
     images: list[GeneratedImage] = []
-    reasons: list[str] = []
-    for item in generated:
-        image = getattr(item, "image", None)
-        data = getattr(image, "image_bytes", None)
-        if data:
-            mime_type = getattr(image, "mime_type", None) or image_mime_type(data)
-            images.append(GeneratedImage(data=data, mime_type=mime_type, revised_prompt=item.enhanced_prompt))
-        elif item.rai_filtered_reason:
-            reasons.append(item.rai_filtered_reason)
-    if not images:
-        if reasons:
-            raise ContentFilterError(f"{model} refused: {'; '.join(reasons)}", provider=provider, model=model)
-        raise ContentFilterError(f"{model} returned no images (filtered)", provider=provider, model=model)
-    return Images(images=images, model=model, provider=provider, raw=response)
+    for candidate in getattr(response, "candidates", None) or ():
+        for part in getattr(getattr(candidate, "content", None), "parts", None) or ():
+            blob = getattr(part, "inline_data", None)
+            data = getattr(blob, "data", None)
+            mime_type = getattr(blob, "mime_type", None) or ""
+            if data and mime_type.startswith("image/") and not getattr(part, "thought", None):
+                images.append(GeneratedImage(data=data, mime_type=mime_type))
+    return images
+
+
+def parse_image_answers(responses: Sequence[Any], *, provider: str, model: str) -> Images:
+    """The images of the ``generate_content`` answers to one image call, their usage summed.
+
+    An answer without an image raises: :class:`ContentFilterError` when the prompt was blocked or
+    the answer was stopped for safety, else :class:`BadRequestError` quoting what the model said
+    instead (never fewer images than asked for, silently)."""
+    images: list[GeneratedImage] = []
+    usage = Usage()
+    for response in responses:
+        _raise_if_blocked(response, provider, model)
+        usage = usage + parse_usage(getattr(response, "usage_metadata", None))
+        made = _image_parts(response)
+        if not made:
+            reasons = [
+                _enum_value(getattr(c, "finish_reason", None)) for c in getattr(response, "candidates", None) or ()
+            ]
+            filtered = [r for r in reasons if r in _CONTENT_FILTER_REASONS]
+            if filtered:
+                raise ContentFilterError(
+                    f"{model} made no image ({', '.join(filtered)})", provider=provider, model=model
+                )
+            said = " ".join(
+                getattr(part, "text", None) or ""
+                for c in getattr(response, "candidates", None) or ()
+                for part in getattr(getattr(c, "content", None), "parts", None) or ()
+            ).strip()
+            raise BadRequestError(
+                f"{model} answered no image" + (f": {said[:300]}" if said else f" (finish reason {reasons})"),
+                provider=provider,
+                model=model,
+            )
+        images.extend(made)
+    version = getattr(responses[-1], "model_version", None) if responses else None
+    raw = responses[0] if len(responses) == 1 else list(responses)
+    return Images(images=images, model=version or model, provider=provider, usage=usage, raw=raw)
 
 
 # -- transcription and speech ------------------------------------------------------------------
@@ -1639,7 +1681,9 @@ TRANSCRIBE_INSTRUCTION = (
 )
 
 
-def _config_with_options(config: dict[str, Any], request: TranscriptionRequest | SpeechRequest) -> dict[str, Any]:
+def _config_with_options(
+    config: dict[str, Any], request: TranscriptionRequest | SpeechRequest | ImageRequest
+) -> dict[str, Any]:
     if request.timeout is not None:
         config["http_options"] = {"timeout": _ms(request.timeout)}
     options = {
