@@ -1,4 +1,4 @@
-"""Image generation (Titan Image Generator v2, Nova Canvas, the GPT image models, Imagen) and Titan
+"""Image generation (Titan Image Generator v2, Nova Canvas, the GPT image models, Gemini's image models) and Titan
 multimodal embeddings: real SDKs over the loopback fakes, real PNG bytes decoded."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fmclient import Client
+from fmclient import Client, ConfigurationError
 from fmclient.errors import (
     BadRequestError,
     ContentFilterError,
@@ -261,42 +261,165 @@ def test_a_fallback_that_cannot_make_the_size_is_skipped_unsent(
     assert caught.value.attempts[1].skipped and isinstance(caught.value.attempts[1].error, UnsupportedFeatureError)
 
 
-# -- Imagen through google-genai ---------------------------------------------------------------
+# -- Gemini's image models through google-genai's generate_content -----------------------------
 @pytest.fixture
-def imagen_api(fake_server: FakeServer) -> gemini_fake.GeminiAPI:
-    api = gemini_fake.GeminiAPI("express", api_key=KEY)
+def gemini_api(fake_server: FakeServer) -> gemini_fake.GeminiAPI:
+    api = gemini_fake.GeminiAPI("gemini", api_key=KEY)
     fake_server.handler = api
     return api
 
 
-def test_imagen_maps_size_to_an_aspect_ratio(fake_server: FakeServer, imagen_api: Any) -> None:
-    client = Client(providers=tables(gemini=fake_server), max_retries=0)
-    result = client.generate_image("a mountain lake", model="imagen", size="1920x1080", n=2, seed=7)
+def gemini_client(fake_server: FakeServer, **options: Any) -> Client:
+    return Client(providers={"gemini": {"base_url": fake_server.url, "api_key": KEY}}, **options)
+
+
+def sent_generation_config(request: Any) -> Any:
+    """The wire body's generationConfig, read by the SDK's own GenerateContentConfig (whose fields the
+    wire config carries, in camelCase; extra fields forbidden)."""
+    from google.genai import types
+
+    return types.GenerateContentConfig.model_validate(request.json()["generationConfig"])
+
+
+def test_gemini_image_asks_generate_content_for_images_and_decodes_them(
+    fake_server: FakeServer, gemini_api: Any
+) -> None:
+    client = gemini_client(fake_server, max_retries=0)
+    result = client.generate_image("a mountain lake", model="gemini-image", size="16:9")
     (sent,) = fake_server.requests
-    assert sent.path == "/v1beta1/publishers/google/models/imagen-4.0-generate-001:predict"
-    assert sent.json() == {
-        "instances": [{"prompt": "a mountain lake"}],
-        "parameters": {"sampleCount": 2, "aspectRatio": "16:9", "seed": 7, "addWatermark": False},
-    }
-    assert [(decode_png(i.data).width, decode_png(i.data).height) for i in result] == [(1408, 768)] * 2
-    assert result[0].mime_type == "image/png" and result.provider == "gemini"
+    assert sent.path.endswith("/models/gemini-3.1-flash-image:generateContent")
+    assert sent.json()["contents"] == [{"role": "user", "parts": [{"text": "a mountain lake"}]}]
+    config = sent_generation_config(sent)
+    assert config.response_modalities == ["IMAGE"]
+    assert config.image_config is not None and config.image_config.aspect_ratio == "16:9"
+    assert config.image_config.image_size is None and config.candidate_count is None and config.seed is None
+    (image,) = result
+    assert image.mime_type == "image/png" and result.provider == "gemini" and result.model == "gemini-3.1-flash-image"
+    png = decode_png(image.data)
+    assert (png.width, png.height) == gemini_fake.gemini_image_size("16:9", "1K")
+    # usage from usageMetadata, the image tokens apart
+    assert result.usage is not None
+    assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.output_image_tokens) == (3, 1120, 1120)
 
 
-def test_imagen_async_and_aspect_ratio_given_directly(fake_server: FakeServer, imagen_api: Any) -> None:
+def test_a_width_by_height_size_picks_the_ratio_and_the_resolution_that_holds_it(
+    fake_server: FakeServer, gemini_api: Any
+) -> None:
+    client = gemini_client(fake_server, max_retries=0)
+    result = client.generate_image("a mountain lake", model="gemini/gemini-3.1-flash-image", size="1920x1080")
+    config = sent_generation_config(fake_server.requests[0])
+    assert config.image_config is not None
+    # 1920x1080 is more than 1K holds (about 1 MP): 2K, never a smaller image than asked for
+    assert (config.image_config.aspect_ratio, config.image_config.image_size) == ("16:9", "2K")
+    png = decode_png(result[0].data)
+    assert png.width >= 1920 and png.height >= 1080
+    assert result.usage is not None and result.usage.output_image_tokens == 1680
+
+
+def test_n_images_are_n_requests_with_n_seeds_and_their_usage_summed(fake_server: FakeServer, gemini_api: Any) -> None:
+    client = gemini_client(fake_server, max_retries=0)
+    result = client.generate_image("a fox", model="gemini-image", n=3, seed=7)
+    assert len(result) == 3 and len(fake_server.requests) == 3
+    assert [sent_generation_config(r).seed for r in fake_server.requests] == [7, 8, 9]
+    assert len({image.data for image in result}) == 3  # three different images
+    assert result.usage is not None and result.usage.output_image_tokens == 3 * 1120
+    assert isinstance(result.raw, list) and len(result.raw) == 3
+
+
+def test_gemini_image_async(fake_server: FakeServer, gemini_api: Any) -> None:
     async def run() -> Any:
-        async with Client(providers=tables(gemini=fake_server)) as client:
-            return await client.agenerate_image("a fox", model="imagen", size="3:4")
+        async with gemini_client(fake_server) as client:
+            return await client.agenerate_image("a fox", model="gemini-image", size="3:4", n=2)
 
     result = asyncio.run(run())
-    assert fake_server.requests[0].json()["parameters"] == {"sampleCount": 1, "aspectRatio": "3:4"}
-    assert (decode_png(result[0].data).width, decode_png(result[0].data).height) == (896, 1280)
+    assert len(result) == 2 and len(fake_server.requests) == 2
+    assert all(sent_generation_config(r).image_config.aspect_ratio == "3:4" for r in fake_server.requests)
+    assert (decode_png(result[1].data).width, decode_png(result[1].data).height) == gemini_fake.gemini_image_size(
+        "3:4", "1K"
+    )
 
 
-def test_imagen_filtered_images_raise_content_filter_error(fake_server: FakeServer, imagen_api: Any) -> None:
-    client = Client(providers=tables(gemini=fake_server), max_retries=2)
-    with pytest.raises(ContentFilterError, match="safety filter"):
-        client.generate_image("forbidden scene", model="imagen")
+def test_gemini_image_is_priced_with_its_image_tokens_apart(fake_server: FakeServer, gemini_api: Any) -> None:
+    pytest.importorskip("genai_prices")
+    from decimal import Decimal
+
+    from fmclient.pricing import PriceRef, price_usage
+    from fmclient.types import Cost
+
+    client = gemini_client(fake_server, max_cost=1)
+    result = client.generate_image("a fox", model="gemini-image", n=2)
+    assert result.cost is not None and result.cost_reason is None
+    # genai-prices: gemini-3.1-flash-image, $0.50 per million input tokens, $60 per million image output tokens
+    assert result.cost.total == Decimal(2 * 2) * Decimal("0.5") / 1_000_000 + Decimal(2 * 1120) * 60 / 1_000_000
+    assert client.spent == result.cost.total
+    # Priced as text tokens ($3 per million), as before image tokens were carried apart, the bill
+    # would come out at a twentieth of the image price.
+    text_only = dataclasses.replace(result.usage, output_image_tokens=0)  # type: ignore[arg-type]
+    as_text = price_usage(PriceRef("gemini", None, None), ("gemini-3.1-flash-image",), text_only, None)
+    assert isinstance(as_text, Cost) and as_text.total * 10 < result.cost.total
+
+
+def test_an_image_stopped_for_safety_is_a_content_filter_error_not_retried(
+    fake_server: FakeServer, gemini_api: Any
+) -> None:
+    client = gemini_client(fake_server, max_retries=2)
+    with pytest.raises(ContentFilterError, match="IMAGE_SAFETY"):
+        client.generate_image("a forbidden scene", model="gemini-image")
     assert len(fake_server.requests) == 1
+
+
+def test_an_answer_with_text_and_no_image_raises_quoting_it(fake_server: FakeServer, gemini_api: Any) -> None:
+    client = gemini_client(fake_server, max_retries=2)
+    with pytest.raises(BadRequestError, match="answered no image: Here is a description instead"):
+        client.generate_image("a chatty fox", model="gemini-image", n=2)
+    assert len(fake_server.requests) == 1  # the first answer failed: the second image was never paid for
+
+
+def test_a_429_on_one_image_request_is_retried_by_fmclient(
+    fake_server: FakeServer, gemini_api: Any, retry_sleeps: list[float]
+) -> None:
+    gemini_api.queue(gemini_fake.error_reply(429, "Resource exhausted", details=[gemini_fake.retry_info("1s")]))
+    client = gemini_client(fake_server, max_retries=1)
+    result = client.generate_image("a fox", model="gemini-image")
+    assert len(result) == 1 and len(fake_server.requests) == 2 and retry_sleeps == [1.0]
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["gemini/imagen-4.0-generate-001", "gemini/imagen-4.0-ultra-generate-001", "gemini/gemini-3-pro-image-preview"],
+)
+@pytest.mark.parametrize("vertex", [False, True])
+def test_a_shut_down_image_model_is_refused_unsent_naming_its_successor(
+    fake_server: FakeServer, model: str, vertex: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime
+
+    from fmclient import deprecations
+
+    monkeypatch.setattr(deprecations, "_today", lambda: datetime.date(2026, 12, 7))  # conftest's day is 2024
+    if vertex and "imagen" not in model:
+        pytest.skip("Vertex AI keeps its own schedule for the Gemini previews")
+    options: dict[str, Any] = (
+        {"vertexai": True, "project": "p", "location": "us-central1"} if vertex else {"api_key": KEY}
+    )
+    client = Client(providers={"gemini": {"type": "gemini", "base_url": fake_server.url, **options}})
+    with pytest.raises(ConfigurationError, match=r"was retired on 2026-0\d-\d\d: use gemini/gemini-3"):
+        client.generate_image("a fox", model=model)
+    assert fake_server.requests == []
+
+
+def test_an_imagen_id_the_retirement_table_does_not_list_is_refused_with_the_reason(fake_server: FakeServer) -> None:
+    client = gemini_client(fake_server)
+    with pytest.raises(UnsupportedFeatureError, match=r"shut down every Imagen model.*gemini-image"):
+        client.generate_image("a fox", model="gemini/imagen-5.0-generate-001")
+    assert fake_server.requests == []
+
+
+def test_the_removed_imagen_alias_is_refused_naming_the_new_one(fake_server: FakeServer) -> None:
+    client = gemini_client(fake_server)
+    with pytest.raises(ConfigurationError, match=r"the alias 'imagen' was removed: .*use 'gemini-image'"):
+        client.generate_image("a fox", model="imagen")
+    assert fake_server.requests == []
 
 
 # -- refused before sending --------------------------------------------------------------------
@@ -320,9 +443,11 @@ REFUSALS = [
     ("gpt-image", {"n": 11}, "at most 10 images"),
     ("gpt-image", {"seed": 3}, "does not take a seed"),
     ("gpt-image", {"negative_prompt": "blur"}, "does not take a negative prompt"),
-    ("imagen", {"size": "2:1"}, "aspect ratios 1:1, 3:4"),
-    ("imagen", {"n": 5}, "at most 4 images"),
-    ("imagen", {"quality": "high"}, "does not take a quality"),
+    ("gemini-image", {"size": "2:1"}, "aspect ratios 1:1, 3:2"),
+    ("gemini-image", {"size": "1000x700"}, "cannot make size '1000x700'"),
+    ("gemini-image", {"size": "5120x5120"}, "at most 16777216 pixels"),
+    ("gemini-image", {"negative_prompt": "blur"}, "does not take a negative prompt"),
+    ("gemini-image", {"quality": "high"}, "does not take a quality"),
     ("titan-text", {}, "does not generate images"),
     ("openai/gpt-4o", {}, "does not generate images"),
 ]
@@ -336,13 +461,6 @@ def test_what_a_model_cannot_make_is_refused_before_sending(
     with pytest.raises(UnsupportedFeatureError, match=message.replace("(", r"\(").replace(")", r"\)")):
         client.generate_image("a red bicycle", model=model, **arguments)
     assert bedrock.requests == [] and fake_server.requests == []
-
-
-def test_imagen_on_the_developer_api_is_refused_with_the_reason(fake_server: FakeServer) -> None:
-    client = Client(providers={"gemini": {"base_url": fake_server.url, "api_key": KEY}})
-    with pytest.raises(UnsupportedFeatureError, match="Vertex AI only"):
-        client.generate_image("a fox", model="imagen")
-    assert fake_server.requests == []
 
 
 @pytest.mark.parametrize(
@@ -419,6 +537,17 @@ def test_the_mock_scripts_images_and_failures() -> None:
         # the real profile is enforced: Titan makes at most 5
         with pytest.raises(UnsupportedFeatureError):
             client.generate_image("a kite", model="titan-image", n=6)
+
+
+def test_the_mock_makes_gemini_images_under_the_real_profile() -> None:
+    with MockProvider() as mock:
+        client = Client()
+        made = client.generate_image("a kite", model="gemini-image", size="16:9", n=2)
+        assert len(made) == 2 and [r.model for r in mock.image_requests] == ["gemini/gemini-3.1-flash-image"]
+        with pytest.raises(UnsupportedFeatureError, match="aspect ratios"):
+            client.generate_image("a kite", model="gemini-image", size="2:1")
+        with pytest.raises(UnsupportedFeatureError, match="shut down every Imagen model"):
+            client.generate_image("a kite", model="gemini/imagen-5.0-generate-001")
 
 
 # -- the CLI and the example -------------------------------------------------------------------

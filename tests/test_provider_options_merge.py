@@ -232,27 +232,27 @@ def test_llamacpp_options_never_replace_arguments() -> None:
 
 
 def test_image_and_embedding_bodies_merge_the_same_way() -> None:
-    from fmclient.providers.gemini import build_image_config
+    from fmclient.providers.gemini import build_image_params
     from fmclient.providers.ollama import build_embed_params
     from fmclient.types import EmbedRequest, ImageRequest
 
-    # Imagen: http_options used to be replaced whole by the attempt's timeout
-    config = build_image_config(
+    # Gemini's image models: http_options join the attempt's timeout, image_config joins the
+    # aspect ratio the size set (one level deep), and an option never overrides an argument
+    config = build_image_params(
         ImageRequest(
-            model="imagen-4.0-generate-001",
+            model="gemini-3.1-flash-image",
             prompt="a cat",
+            size="16:9",
             seed=3,
             timeout=2.0,
-            provider_options={"http_options": {"headers": {"x-trace": "1"}}, "person_generation": "dont_allow"},
+            provider_options={"http_options": {"headers": {"x-trace": "1"}}, "image_config": {"image_size": "4K"}},
         )
-    )
+    )["config"]
     assert config["http_options"] == {"timeout": 2000, "headers": {"x-trace": "1"}}
-    assert config["person_generation"] == "dont_allow"
-    with pytest.raises(BadRequestError, match="add_watermark=True conflicts with False"):
-        build_image_config(
-            ImageRequest(
-                model="imagen-4.0-generate-001", prompt="a cat", seed=3, provider_options={"add_watermark": True}
-            )
+    assert config["image_config"] == {"aspect_ratio": "16:9", "image_size": "4K"}
+    with pytest.raises(BadRequestError, match="seed=9 conflicts with 3"):
+        build_image_params(
+            ImageRequest(model="gemini-3.1-flash-image", prompt="a cat", seed=3, provider_options={"seed": 9})
         )
     # Ollama embeddings: truncate is fmclient's default, the texts are the argument
     body = build_embed_params(EmbedRequest(model="nomic-embed-text", texts=("a",), provider_options={"truncate": True}))

@@ -1512,15 +1512,23 @@ class GeminiProvider(Provider):
         :func:`build_image_params`); one after the other, so a failure stops the spending."""
         calls = [self._validated(build_image_params(request, i), request.model) for i in range(request.n)]
         client = self._sdk()
-        with self._errors(request.model):
-            responses = [client.models.generate_content(**params) for params in calls]
+        responses = []
+        for params in calls:
+            with self._errors(request.model):
+                response = client.models.generate_content(**params)
+            check_image_answer(response, provider=self.name, model=request.model)  # stop paying at a refusal
+            responses.append(response)
         return parse_image_answers(responses, provider=self.name, model=request.model)
 
     async def agenerate_image(self, request: ImageRequest) -> Images:
         calls = [self._validated(build_image_params(request, i), request.model) for i in range(request.n)]
         client = self._sdk()
-        with self._errors(request.model):
-            responses = [await client.aio.models.generate_content(**params) for params in calls]
+        responses = []
+        for params in calls:
+            with self._errors(request.model):
+                response = await client.aio.models.generate_content(**params)
+            check_image_answer(response, provider=self.name, model=request.model)
+            responses.append(response)
         return parse_image_answers(responses, provider=self.name, model=request.model)
 
     # -- transcription (audio understanding) and speech (TTS models) ------------------------------
@@ -1634,38 +1642,39 @@ def _image_parts(response: Any) -> list[GeneratedImage]:
     return images
 
 
-def parse_image_answers(responses: Sequence[Any], *, provider: str, model: str) -> Images:
-    """The images of the ``generate_content`` answers to one image call, their usage summed.
+def check_image_answer(response: Any, *, provider: str, model: str) -> None:
+    """Raise when one ``generate_content`` answer holds no image: :class:`ContentFilterError` when
+    the prompt was blocked or the answer was stopped for safety, else :class:`BadRequestError`
+    quoting what the model said instead (never fewer images than asked for, silently)."""
+    _raise_if_blocked(response, provider, model)
+    if _image_parts(response):
+        return
+    candidates = getattr(response, "candidates", None) or ()
+    reasons = [_enum_value(getattr(c, "finish_reason", None)) for c in candidates]
+    filtered = [str(r) for r in reasons if r in _CONTENT_FILTER_REASONS]
+    if filtered:
+        raise ContentFilterError(f"{model} made no image ({', '.join(filtered)})", provider=provider, model=model)
+    said = " ".join(
+        getattr(part, "text", None) or ""
+        for c in candidates
+        for part in getattr(getattr(c, "content", None), "parts", None) or ()
+    ).strip()
+    raise BadRequestError(
+        f"{model} answered no image" + (f": {said[:300]}" if said else f" (finish reasons {reasons})"),
+        provider=provider,
+        model=model,
+    )
 
-    An answer without an image raises: :class:`ContentFilterError` when the prompt was blocked or
-    the answer was stopped for safety, else :class:`BadRequestError` quoting what the model said
-    instead (never fewer images than asked for, silently)."""
+
+def parse_image_answers(responses: Sequence[Any], *, provider: str, model: str) -> Images:
+    """The images of the ``generate_content`` answers to one image call (each checked by
+    :func:`check_image_answer`), their usage summed."""
     images: list[GeneratedImage] = []
     usage = Usage()
     for response in responses:
-        _raise_if_blocked(response, provider, model)
+        check_image_answer(response, provider=provider, model=model)
         usage = usage + parse_usage(getattr(response, "usage_metadata", None))
-        made = _image_parts(response)
-        if not made:
-            reasons = [
-                _enum_value(getattr(c, "finish_reason", None)) for c in getattr(response, "candidates", None) or ()
-            ]
-            filtered = [r for r in reasons if r in _CONTENT_FILTER_REASONS]
-            if filtered:
-                raise ContentFilterError(
-                    f"{model} made no image ({', '.join(filtered)})", provider=provider, model=model
-                )
-            said = " ".join(
-                getattr(part, "text", None) or ""
-                for c in getattr(response, "candidates", None) or ()
-                for part in getattr(getattr(c, "content", None), "parts", None) or ()
-            ).strip()
-            raise BadRequestError(
-                f"{model} answered no image" + (f": {said[:300]}" if said else f" (finish reason {reasons})"),
-                provider=provider,
-                model=model,
-            )
-        images.extend(made)
+        images.extend(_image_parts(response))
     version = getattr(responses[-1], "model_version", None) if responses else None
     raw = responses[0] if len(responses) == 1 else list(responses)
     return Images(images=images, model=version or model, provider=provider, usage=usage, raw=raw)
