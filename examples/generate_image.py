@@ -3,7 +3,7 @@
     python generate_image.py "a red bicycle" bike.png
     FMCLIENT_IMAGE_MODEL=gpt-image python generate_image.py "a red bicycle" bike.png   # OpenAI
 
-Any image model works unchanged: ``titan-image``, ``nova-canvas``, ``gpt-image``, ``imagen``.
+Any image model works unchanged: ``titan-image``, ``nova-canvas``, ``gpt-image``, ``gemini-image``.
 """
 
 import sys
