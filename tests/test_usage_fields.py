@@ -66,9 +66,12 @@ BEDROCK_USAGE = converse_usage(100, 42, cache_read=600, cache_write=300, cache_w
 BEDROCK_EXTRA = {"serviceTier": {"type": "flex"}, "performanceConfig": {"latency": "optimized"}}
 BEDROCK_EXPECTED = Usage(1000, 42, 600, 300, cache_write_1h_tokens=200, service_tier="flex", speed="optimized")
 
-GEMINI_METADATA = fg.usage_metadata(1000, 12, thoughts=30, cached=600, tool_use=50)
+GEMINI_METADATA = fg.usage_metadata(1000, 12, thoughts=30, cached=600, tool_use=50) | {
+    # per-modality output counts: the image tokens an image model reports are priced apart
+    "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 8}, {"modality": "IMAGE", "tokenCount": 4}]
+}
 # Tool-use prompt tokens are input; thoughts are output; the tier is the one asked for.
-GEMINI_EXPECTED = Usage(1050, 42, 600, reasoning_tokens=30, service_tier="flex")
+GEMINI_EXPECTED = Usage(1050, 42, 600, reasoning_tokens=30, service_tier="flex", output_image_tokens=4)
 
 
 @dataclass
@@ -238,7 +241,9 @@ def test_bedrock_batch_record_carries_every_usage_field() -> None:
 
 def test_usage_adds_and_serialises_every_field() -> None:
     a = Usage(10, 5, 1, 4, 2, cache_write_1h_tokens=3, service_tier="flex", speed="fast", input_audio_tokens=6)
-    b = Usage(20, 7, 2, 6, 1, cache_write_1h_tokens=1, service_tier="flex", output_audio_tokens=4)
+    b = Usage(
+        20, 7, 2, 6, 1, cache_write_1h_tokens=1, service_tier="flex", output_audio_tokens=4, output_image_tokens=5
+    )
     total = a + b
     assert total == Usage(
         30,
@@ -251,6 +256,7 @@ def test_usage_adds_and_serialises_every_field() -> None:
         speed=None,
         input_audio_tokens=6,
         output_audio_tokens=4,
+        output_image_tokens=5,
     )
     assert a.to_dict() == {
         "input_tokens": 10,
@@ -264,6 +270,7 @@ def test_usage_adds_and_serialises_every_field() -> None:
         "speed": "fast",
         "input_audio_tokens": 6,
         "output_audio_tokens": 0,
+        "output_image_tokens": 0,
     }
 
 
