@@ -61,6 +61,7 @@ def test_complete_json_is_the_whole_completion() -> None:
         "speed": None,
         "input_audio_tokens": 0,
         "output_audio_tokens": 0,
+        "output_image_tokens": 0,
     }
     # The built-in mock provider has no prices: unknown, with the reason, never 0.
     assert data["cost"] is None and "no price table for provider type 'mock'" in data["cost_reason"]

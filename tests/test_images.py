@@ -359,6 +359,17 @@ def test_gemini_image_is_priced_with_its_image_tokens_apart(fake_server: FakeSer
     assert isinstance(as_text, Cost) and as_text.total * 10 < result.cost.total
 
 
+def test_image_tokens_a_model_has_no_image_price_for_leave_the_cost_unknown() -> None:
+    pytest.importorskip("genai_prices")
+    from fmclient.pricing import PriceRef, Unpriced, price_usage
+    from fmclient.types import Usage
+
+    # gemini-3.8-flash has text prices only: billed as text, its image tokens would come out low
+    usage = Usage(input_tokens=4, output_tokens=1120, output_image_tokens=1120)
+    found = price_usage(PriceRef("gemini", None, None), ("gemini-3.8-flash",), usage, None)
+    assert isinstance(found, Unpriced) and "1120 image output tokens" in found.reason
+
+
 def test_an_image_stopped_for_safety_is_a_content_filter_error_not_retried(
     fake_server: FakeServer, gemini_api: Any
 ) -> None:

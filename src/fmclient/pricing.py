@@ -204,6 +204,13 @@ def _unpriceable(
             f"cost unknown: {usage.cache_write_1h_tokens} tokens were written to a one-hour cache, and "
             f"genai-prices {table.version} has no one-hour cache-write price for {model.id!r}"
         )
+    # Image output tokens cost many times a text token (Gemini 3.1 Flash Image: $60 against $3 a
+    # million): a table without an image price would bill them as text.
+    if usage.output_image_tokens and getattr(prices, "output_image_mtok", None) is None:
+        return Unpriced(
+            f"cost unknown: {usage.output_image_tokens} image output tokens, and genai-prices "
+            f"{table.version} has no image output price for {model.id!r}"
+        )
     if usage.input_tokens and not _is_tiered(prices):
         tier = _makers_tier_start(table, provider, models, when)
         if tier is not None and usage.input_tokens > tier[0]:
