@@ -63,7 +63,7 @@ def tables(bedrock: FakeBedrock | None = None, openai: FakeServer | None = None,
     if openai is not None:
         providers["openai"] = {"base_url": openai.url + "/v1", "api_key": KEY}
     if gemini is not None:
-        # Vertex AI express mode: generate_images runs on Vertex only.
+        # Vertex AI express mode (the image models answer there as on the Gemini API)
         providers["gemini"] = {"base_url": gemini.url, "api_key": KEY, "options": {"vertexai": True}}
     return providers
 
@@ -324,6 +324,18 @@ def test_n_images_are_n_requests_with_n_seeds_and_their_usage_summed(fake_server
     assert len({image.data for image in result}) == 3  # three different images
     assert result.usage is not None and result.usage.output_image_tokens == 3 * 1120
     assert isinstance(result.raw, list) and len(result.raw) == 3
+
+
+def test_gemini_image_on_vertex_ai(fake_server: FakeServer) -> None:
+    fake_server.handler = gemini_fake.GeminiAPI("express", api_key=KEY)
+    client = Client(providers=tables(gemini=fake_server), max_retries=0)
+    result = client.generate_image("a fox", model="gemini-image", size="1024x1024")
+    (sent,) = fake_server.requests
+    assert sent.path == "/v1beta1/publishers/google/models/gemini-3.1-flash-image:generateContent"
+    config = sent_generation_config(sent)
+    assert config.image_config is not None
+    assert (config.image_config.aspect_ratio, config.image_config.image_size) == ("1:1", "1K")
+    assert len(result) == 1 and decode_png(result[0].data).width == 1024
 
 
 def test_gemini_image_async(fake_server: FakeServer, gemini_api: Any) -> None:
