@@ -712,6 +712,22 @@ def test_telemetry_names_the_operation_generate_content(fake_server: FakeServer,
     assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (2, 272)
 
 
+def test_telemetry_and_hooks_see_a_gemini_image_call_and_its_image_tokens(
+    fake_server: FakeServer, gemini_api: Any
+) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from tests.test_telemetry import make_otel
+
+    otel = make_otel()
+    client = gemini_client(fake_server, hooks=[otel.hook])
+    client.generate_image("a cat", model="gemini-image", n=2)
+    call, attempts = otel.spans()
+    assert call.name == "generate_content gemini-3.1-flash-image" and len(attempts) == 1
+    attributes = dict(call.attributes or {})
+    assert attributes["gen_ai.usage.output_tokens"] == 2 * 1120
+    assert attributes["fmclient.usage.image.output_tokens"] == 2 * 1120
+
+
 # -- cost --------------------------------------------------------------------------------------
 def test_gpt_image_is_priced_from_its_token_usage_titan_says_why_not(
     bedrock: FakeBedrock, fake_server: FakeServer, openai_fake: FakeOpenAI, tmp_path: Path

@@ -453,6 +453,8 @@ class OpenTelemetryHook(Hook):
             if result.usage is not None:
                 attributes["gen_ai.usage.input_tokens"] = result.usage.input_tokens
                 attributes["gen_ai.usage.output_tokens"] = result.usage.output_tokens
+                if result.usage.output_image_tokens:  # Gemini's image models: priced apart
+                    attributes["fmclient.usage.image.output_tokens"] = result.usage.output_image_tokens
             if result.model:
                 attributes["gen_ai.response.model"] = result.model
             if not isinstance(result, Images):
