@@ -322,6 +322,9 @@ def test_n_images_are_n_requests_with_n_seeds_and_their_usage_summed(fake_server
     assert len(result) == 3 and len(fake_server.requests) == 3
     assert [sent_generation_config(r).seed for r in fake_server.requests] == [7, 8, 9]
     assert len({image.data for image in result}) == 3  # three different images
+    # the API's seed is an int32: the next seeds after its largest wrap round, the first is as given
+    client.generate_image("a fox", model="gemini-image", n=2, seed=2**31 - 1)
+    assert [sent_generation_config(r).seed for r in fake_server.requests[3:]] == [2**31 - 1, 0]
     assert result.usage is not None and result.usage.output_image_tokens == 3 * 1120
     assert isinstance(result.raw, list) and len(result.raw) == 3
 

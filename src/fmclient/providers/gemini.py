@@ -1619,7 +1619,9 @@ def build_image_params(request: ImageRequest, index: int = 0) -> dict[str, Any]:
             image_config["image_size"] = resolution
         config["image_config"] = image_config
     if request.seed is not None:
-        config["seed"] = request.seed + index
+        # The first image takes the seed as given; the API's seed is an int32, so the later ones
+        # wrap round below 2**31 rather than overflow it.
+        config["seed"] = (request.seed + index) % 2**31 if index else request.seed
     # e.g. image_config={"image_size": "4K"} with a ratio size, thinking_config, or
     # response_modalities=["TEXT", "IMAGE"] for commentary beside the image (kept in ``raw``).
     return {
