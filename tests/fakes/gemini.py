@@ -389,7 +389,8 @@ class GeminiAPI:
             return refused
         body = request.json() or {}
         if route.method == "predict" and route.model.startswith("imagen-"):
-            return imagen_answer(body)
+            # Google shut Imagen down on both hosts: the endpoint is gone
+            return error_reply(404, f"Publisher Model `{route.model}` was not found.", "NOT_FOUND")
         if route.method in ("batchEmbedContents", "embedContent", "predict"):
             return embed_answer(route, body)
         if route.method not in ("generateContent", "streamGenerateContent"):
@@ -421,7 +422,6 @@ class GeminiAPI:
 
 
 # Imagen's output size per aspect ratio (1K).
-IMAGEN_SIZES = {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896), "9:16": (768, 1408), "16:9": (1408, 768)}
 
 
 # -- the Files API ---------------------------------------------------------------------------
@@ -552,35 +552,6 @@ class GeminiFiles:
                 if file["state"] != "ACTIVE":
                     return f"The File {file['name']} is not in an ACTIVE state and usage is not allowed."
         return None
-
-
-def imagen_answer(body: dict[str, Any]) -> Reply:
-    """Imagen's ``:predict``: ``predictions`` of base64 PNGs at the aspect ratio's size. A prompt
-    with "forbidden" has every image filtered (``raiFilteredReason`` items, as with
-    includeRaiReason)."""
-    instances = body.get("instances") or [{}]
-    prompt = instances[0].get("prompt")
-    parameters = body.get("parameters") or {}
-    count = parameters.get("sampleCount", 4)
-    ratio = parameters.get("aspectRatio", "1:1")
-    if not isinstance(prompt, str) or not prompt:
-        return error_reply(400, "prompt is required", "INVALID_ARGUMENT")
-    if not isinstance(count, int) or not 1 <= count <= 4 or ratio not in IMAGEN_SIZES:
-        return error_reply(400, "Invalid sample count or aspect ratio.", "INVALID_ARGUMENT")
-    if "seed" in parameters and parameters.get("addWatermark", True):
-        return error_reply(400, "Seed is not supported when watermark is enabled.", "INVALID_ARGUMENT")
-    if "forbidden" in prompt:
-        reason = "Your current safety filter threshold filtered out the generated image."
-        return Reply(body={"predictions": [{"raiFilteredReason": reason} for _ in range(count)]})
-    width, height = IMAGEN_SIZES[ratio]
-    predictions = [
-        {
-            "bytesBase64Encoded": b64(generated_png(f"{prompt}|{parameters.get('seed', 0)}", i, width, height)),
-            "mimeType": "image/png",
-        }
-        for i in range(count)
-    ]
-    return Reply(body={"predictions": predictions})
 
 
 # -- Gemini's image models ("Nano Banana") through generateContent --------------------------------
