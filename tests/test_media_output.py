@@ -139,6 +139,30 @@ def test_gpt_transcribe_alias_reads_the_detected_language(openai_fake: FakeOpenA
     )
 
 
+@pytest.mark.parametrize("run_async", [False, True])
+def test_transcription_answer_is_read_as_json_and_extra_headers_still_go(
+    openai_fake: FakeOpenAI, run_async: bool
+) -> None:
+    # The adapter asks the SDK for its raw response (no pydantic model built and read back): the
+    # caller's own extra headers must still reach the server beside that, and the answer's JSON
+    # comes back whole as .raw.
+    options = {"extra_headers": {"X-Trace-Id": "abc123"}}
+    client = openai_client(openai_fake.server, max_retries=0)
+
+    async def run_async_call() -> Transcription:
+        async with openai_client(openai_fake.server, max_retries=0) as aclient:
+            return await aclient.atranscribe(tone_wav(0.5), model="openai/gpt-4o-transcribe", **options)
+
+    if run_async:
+        result = asyncio.run(run_async_call())
+    else:
+        result = client.transcribe(tone_wav(0.5), model="openai/gpt-4o-transcribe", **options)
+    (request,) = [r for r in openai_fake.server.requests if r.path.endswith("/audio/transcriptions")]
+    assert request.headers.get("x-trace-id") == "abc123"
+    assert type(result.raw) is dict and result.raw["text"] == result.text == "hello world"
+    assert result.usage is not None and result.usage.input_audio_tokens > 0
+
+
 def test_real_speech_from_espeak_is_uploaded_whole(openai_fake: FakeOpenAI) -> None:
     spoken = spoken_wav("hello world, this is a test")
     if spoken is None:

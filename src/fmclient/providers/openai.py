@@ -1285,18 +1285,24 @@ class OpenAIProvider(Provider):
 
     # -- transcription and speech (Audio API) ----------------------------------------------------
     def transcribe(self, request: TranscriptionRequest) -> Transcription:
-        """``audio.transcriptions.create``: a multipart upload of the audio file."""
+        """``audio.transcriptions.create``: a multipart upload of the audio file. Its answer is
+        read as the raw JSON (as ``with_raw_response`` does, see :func:`_raw_answer`)."""
         client = self._sync_client()
-        kwargs = build_transcription_params(request, self._timestamps(request.model), _transcription_params())
+        kwargs = _raw_answer(
+            build_transcription_params(request, self._timestamps(request.model), _transcription_params())
+        )
         with self._errors(request.model):
-            response = client.audio.transcriptions.create(**kwargs)
-            return parse_transcription(response, provider=self.name, model=request.model)
+            raw = client.audio.transcriptions.create(**kwargs)
+            return parse_transcription(raw.parse(to=object), provider=self.name, model=request.model)
 
     async def atranscribe(self, request: TranscriptionRequest) -> Transcription:
         client = self._async_client()
-        kwargs = build_transcription_params(request, self._timestamps(request.model), _transcription_params())
+        kwargs = _raw_answer(
+            build_transcription_params(request, self._timestamps(request.model), _transcription_params())
+        )
         with self._errors(request.model):
-            response = await client.audio.transcriptions.create(**kwargs)
+            raw = await client.audio.transcriptions.create(**kwargs)
+            response = await parsed(raw.parse(to=object))
             return parse_transcription(response, provider=self.name, model=request.model)
 
     def _timestamps(self, model: str) -> bool:
@@ -1377,6 +1383,7 @@ def parse_images_response(response: Any, *, provider: str, model: str) -> Images
 
 
 # -- transcription and speech ------------------------------------------------------------------
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"  # the SDK's with_raw_response asks with it
 _audio_param_names: dict[str, frozenset[str]] = {}
 
 
@@ -1427,6 +1434,16 @@ def build_transcription_params(
         )
     if request.timeout is not None:
         kwargs["timeout"] = request.timeout
+    return kwargs
+
+
+def _raw_answer(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` asking the SDK for its raw response, as its ``with_raw_response`` does (the
+    header is how that wrapper asks): ``parse(to=object)`` of it is the answer's JSON as a dict.
+    The SDK would otherwise build a pydantic ``Transcription`` that fmclient only reads back
+    (``to_dict``): two walks over the answer per call, the largest part of fmclient's own time on
+    a transcription (cProfile, bench/run.py --scenario media). A caller's extra_headers go too."""
+    kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), _RAW_RESPONSE_HEADER: "true"}
     return kwargs
 
 
