@@ -171,7 +171,14 @@ def test_profiles_say_which_families_take_which_media() -> None:
         )
     )
     assert (claude.audio, claude.video, claude.documents) == (False, False, True)
-    assert (gpt4o.audio, gpt4o.documents, gpt4o.document_formats) == (False, True, ("application/pdf",))
+    assert (gpt4o.audio, gpt4o.documents) == (False, True)
+    # The Responses API's input_file takes text, Office and spreadsheet files besides PDF.
+    assert gpt4o.document_formats is not None and {
+        "application/pdf",
+        "text/csv",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    } <= set(gpt4o.document_formats)
     assert (audio.audio, audio.audio_formats) == (True, ("audio/wav", "audio/mpeg"))
     assert (gemini.audio, gemini.video, gemini.documents) == (True, True, True)
     assert (nova.audio, nova.video, nova.documents) == (False, True, True)
@@ -319,6 +326,77 @@ def test_openai_chat_sends_input_audio_and_file_parts(fake_server: FakeServer) -
     checker = TypeAdapter(list[ChatCompletionContentPartParam])
     checker.validate_python(audio_parts, strict=True)
     checker.validate_python(file_parts, strict=True)
+
+
+def test_openai_file_inputs_limit_the_bytes_of_a_requests_documents_together() -> None:
+    # "up to 100 pages and 32MB of total content in a single request, across multiple file
+    # inputs": two documents each under 32 MB but over it together are refused before sending.
+    profile = Profile(max_document_bytes=1000, max_document_total_bytes=1000)
+    text = DocumentPart.from_source(b"x" * 600, "text/plain")
+    profile.check(_request(text), provider="p")
+    with pytest.raises(UnsupportedFeatureError, match=r"1,200 bytes of inline documents in one request"):
+        profile.check(_request(text, text), provider="p")
+    for model in ("gpt-4o", "gpt-4.1", "gpt-5", "gpt-5-chat-latest", "o3", "gpt-6-sol"):
+        assert profile_for(model).max_document_total_bytes == 32 * 1024 * 1024, model
+
+
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-5", "openai/gpt-4o"])
+def test_openai_responses_sends_office_and_text_documents_as_input_file(fake_server: FakeServer, model: str) -> None:
+    from openai.types.responses import ResponseInputFileParam
+
+    foa.FakeOpenAI(fake_server)
+    word = docx("Quarterly numbers")
+    client_for("openai", fake_server).complete(
+        [
+            {
+                "role": "user",
+                "content": [
+                    "compare",
+                    {"type": "document", "document": word},
+                    {"type": "document", "document": b"region,sales\nnorth,10\n", "mime_type": "text/csv"},
+                    {"type": "document", "document": b'{"a": 1}', "mime_type": "application/json"},
+                ],
+            }
+        ],
+        model=model,
+        api="responses",  # gpt-5 goes there anyway; gpt-4o is sent there by the call option
+    )
+    assert fake_server.requests[0].path.endswith("/responses")
+    parts = fake_server.requests[0].json()["input"][0]["content"]
+    # The file name's extension tells the API the type: each gets its own.
+    assert parts[1:] == [
+        {
+            "type": "input_file",
+            "file_data": f"data:{DOCX_TYPE};base64," + base64.b64encode(word).decode(),
+            "filename": "document.docx",
+        },
+        {
+            "type": "input_file",
+            "file_data": "data:text/csv;base64," + base64.b64encode(b"region,sales\nnorth,10\n").decode(),
+            "filename": "document.csv",
+        },
+        {
+            "type": "input_file",
+            "file_data": "data:application/json;base64," + base64.b64encode(b'{"a": 1}').decode(),
+            "filename": "document.json",
+        },
+    ]
+    for part in parts[1:]:
+        TypeAdapter(ResponseInputFileParam).validate_python(part, strict=True)
+
+
+def test_openai_chat_refuses_a_non_pdf_file_part_naming_the_responses_api(fake_server: FakeServer) -> None:
+    # Chat Completions' file part takes PDF only: a DOCX the family takes (on Responses) is
+    # refused before sending, with the way round, instead of the API's 400.
+    with pytest.raises(UnsupportedFeatureError, match=r"PDF only, not .*wordprocessingml.*api='responses'"):
+        client_for("openai", fake_server).complete(
+            [{"role": "user", "content": ["sum up", {"type": "document", "document": docx("Hi")}]}],
+            model="openai/gpt-4o",
+        )
+    assert fake_server.requests == []
 
 
 def test_openai_input_audio_takes_wav_and_mp3_only(fake_server: FakeServer) -> None:

@@ -38,6 +38,7 @@ _LIMITS = (
     "max_video_bytes",
     "max_document_bytes",
     "max_document_pages",
+    "max_document_total_bytes",
     "max_audio_seconds",
     "max_media_bytes",
     "max_inline_media_bytes",
@@ -169,6 +170,9 @@ class Profile:
     max_document_bytes: int | None = None
     #: the pages of every PDF of a request together
     max_document_pages: int | None = None
+    #: the bytes of every inline document of a request together (OpenAI's file inputs: "32 MB of
+    #: total content in a single request, across multiple file inputs")
+    max_document_total_bytes: int | None = None
     #: the bytes of every inline image, audio, video and document of a request together
     max_media_bytes: int | None = None
     #: the bytes of inline media a request may carry; above it, a host with a files API (the
@@ -388,12 +392,15 @@ class Profile:
         seconds = 0.0
         inline = 0
         documents = 0
+        document_bytes = 0
         for message in request.messages:
             if isinstance(message.content, str):
                 continue
             for part in message.content:
                 if isinstance(part, (ImagePart, AudioPart, VideoPart, DocumentPart)) and part.data is not None:
                     inline += len(part.data)
+                    if isinstance(part, DocumentPart):
+                        document_bytes += len(part.data)
                 documents += isinstance(part, DocumentPart)
                 if isinstance(part, (AudioPart, VideoPart, DocumentPart)):
                     self._check_media_part(part, refuse)
@@ -407,6 +414,12 @@ class Profile:
             )
         if self.max_documents is not None and documents > self.max_documents:
             raise refuse(f"{documents} documents in one request (at most {self.max_documents})", "max_documents")
+        total = self.max_document_total_bytes
+        if total is not None and document_bytes > total:
+            raise refuse(
+                f"{document_bytes:,} bytes of inline documents in one request (at most {total:,} together)",
+                "max_document_total_bytes",
+            )
         if self.max_media_bytes is not None and inline > self.max_media_bytes:
             raise refuse(
                 f"{inline:,} bytes of inline media in one request (at most {self.max_media_bytes:,})",

@@ -268,8 +268,17 @@ def _input_audio(part: AudioPart, model: str, provider: str) -> dict[str, Any]:
 
 def _file_part(part: DocumentPart, model: str, provider: str) -> dict[str, Any]:
     """A document as a ``file`` part: its bytes as a data URI in ``file_data`` with a file name
-    (the API requires one with file_data)."""
+    (the API requires one with file_data). Chat Completions takes PDF there, nothing else (its
+    400 names application/pdf as the one type, [openai-file-inputs] in profiles/families.toml);
+    the Responses API's ``input_file`` takes the other document types the profile lists."""
     inline_only(part, host="OpenAI Chat Completions", provider=provider, model=model)
+    if part.media_type != "application/pdf":
+        raise UnsupportedFeatureError(
+            f"OpenAI Chat Completions' file parts take PDF only, not {part.media_type}; the Responses "
+            "API's input_file takes it: call with api='responses'",
+            provider=provider,
+            model=model,
+        )
     return {"type": "file", "file": {"file_data": part.data_uri, "filename": document_filename(part)}}
 
 

@@ -271,13 +271,25 @@ def inline_only(part: MediaPart, *, host: str, provider: str | None, model: str 
     return part.data
 
 
+# OpenAI's input_file tells a document's type by its file name's extension ([openai-file-inputs]
+# in profiles/families.toml): every type a profile lists has its extension here.
 _EXTENSIONS = {
     "application/pdf": "pdf",
     "text/plain": "txt",
     "text/csv": "csv",
+    "text/tab-separated-values": "tsv",
     "text/markdown": "md",
     "text/html": "html",
+    "text/xml": "xml",
+    "application/xml": "xml",
+    "application/json": "json",
+    "application/msword": "doc",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/rtf": "rtf",
+    "application/vnd.oasis.opendocument.text": "odt",
+    "application/vnd.ms-powerpoint": "ppt",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+    "application/vnd.ms-excel": "xls",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
 }
 
