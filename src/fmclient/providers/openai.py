@@ -1450,8 +1450,9 @@ def _raw_answer(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` asking the SDK for its raw response, as its ``with_raw_response`` does (the
     header is how that wrapper asks): ``parse(to=object)`` of it is the answer's JSON as a dict.
     The SDK would otherwise build a pydantic ``Transcription`` that fmclient only reads back
-    (``to_dict``): two walks over the answer per call, the largest part of fmclient's own time on
-    a transcription (cProfile, bench/run.py --scenario media). A caller's extra_headers go too."""
+    (``to_dict``): two walks over the answer per call, the dump the largest single item of
+    fmclient's own time on a transcription (cProfile, bench/run.py --scenario media). A caller's
+    extra_headers go too."""
     kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), _RAW_RESPONSE_HEADER: "true"}
     return kwargs
 
