@@ -1244,13 +1244,7 @@ class AnthropicProvider(Provider):
             completion = self._parse(response, request)
             completion.request_id = _request_id(raw)
             completion.rate_limit_headers = rate_limit_headers(raw.headers)
-            # The raw response holds the sent JSON body (through its request); freed before
-            # params (which hold a document's base64 text) are, the last-made block goes first.
-            # Freed the other way round glibc gave the heap top back and faulted ~300 fresh pages
-            # (1.2 MB) into the next call of a 1 MB PDF: ~0.4 ms of CPU on a 7 ms call, where the
-            # SDK's create() frees its body first (bench/run.py --scenario media; minor faults
-            # per call 1587 -> 1277, the SDK's 1292).
-            del raw
+            del raw  # before params, as in complete (the order in which glibc is given memory back)
             return completion
 
     def astream(self, request: Request) -> AsyncIterator[Chunk]:
