@@ -376,7 +376,7 @@ def test_a_budget_refusal_with_the_admission_sends_nothing_and_takes_no_slot(
     with pytest.raises(BudgetExceededError, match=r"budget 'default' \(shared\) spent") as caught:
         tight.complete("hi", model="openai/gpt-4o", max_tokens=5)
     assert caught.value.attempts == [] and len(fake_server.requests) == 1
-    assert int(store.get("fmclient:rl:openai:r:used")) == 1  # the refused call took no slot
+    assert store.zcard("fmclient:rl:openai:r:log") == 1  # the refused call took no slot
     assert store.exists(HELD) == 0
 
 

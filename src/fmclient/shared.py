@@ -43,6 +43,7 @@ Cluster mode is not supported: the scripts touch keys they build from the namesp
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -128,17 +129,35 @@ def state_from_settings(table: Mapping[str, Any]) -> SharedState | None:
 
 
 # -- the scripts ---------------------------------------------------------------------------------
-# Times are milliseconds of the Redis server's clock. A limit's keys: <p>:log (zset ticket->time),
-# <p>:w (hash ticket->weight), <p>:used (sum of weights in the window), for requests (<p>:r) and
-# tokens (<p>:t); <p>:pause (until when); the line: <p>:line (zset waiter->order), <p>:est (hash
+# Times are milliseconds of the Redis server's clock. A requests limit (<p>:r) is one zset
+# <p>:r:log (ticket->time): its size is the requests in the window. A tokens limit (<p>:t):
+# <p>:t:log (zset ticket->time), <p>:t:w (hash ticket->weight), <p>:t:used (sum of weights in the
+# window). <p>:pause (until when); the line: <p>:line (zset waiter->order), <p>:est (hash
 # waiter->token estimate), <p>:lease (zset waiter->expiry).
+# Every redis.call costs the server a few microseconds, and each call of fmclient runs this script:
+# the common path (nothing waits, nothing in line) makes as few as it can.
 _LUA_WINDOW = """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- evict what left the window; return the weight still in it
-local function used_in(p, now, window)
+-- ms until one more request fits beside `held` (0: now); what left the window is evicted first
+local function requests_wait(p, limit, held, now, window)
+  local log = p .. ':log'
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+  local excess = redis.call('ZCARD', log) + held + 1 - limit
+  if excess <= 0 then return 0 end
+  -- the excess-th oldest request leaving the window makes room
+  local leaving = redis.call('ZRANGE', log, excess - 1, excess - 1, 'WITHSCORES')
+  if #leaving == 0 then return window end
+  return tonumber(leaving[2]) + window - now
+end
+local function charge_request(p, id, now, window)
+  redis.call('ZADD', p .. ':log', now, id)
+  redis.call('PEXPIRE', p .. ':log', window * 2)
+end
+-- evict the tokens that left the window; return the weight still in it
+local function tokens_in(p, now, window)
   local old = redis.call('ZRANGEBYSCORE', p .. ':log', '-inf', now - window)
   if #old > 0 then
     local weights = redis.call('HMGET', p .. ':w', unpack(old))
@@ -150,9 +169,9 @@ local function used_in(p, now, window)
   end
   return tonumber(redis.call('GET', p .. ':used') or '0')
 end
--- ms until `weight` fits beside `held` (0: now)
-local function wait(p, limit, weight, held, now, window)
-  local used = used_in(p, now, window)
+-- ms until `weight` tokens fit beside `held` (0: now)
+local function tokens_wait(p, limit, weight, held, now, window)
+  local used = tokens_in(p, now, window)
   local excess = used + held + math.min(weight, limit) - limit
   if excess <= 0 then return 0 end
   local entries = redis.call('ZRANGE', p .. ':log', 0, -1, 'WITHSCORES')
@@ -162,11 +181,19 @@ local function wait(p, limit, weight, held, now, window)
   end
   return window
 end
-local function charge(p, id, weight, now, window)
+local function charge_tokens(p, id, weight, now, window)
   redis.call('ZADD', p .. ':log', now, id)
   redis.call('HSET', p .. ':w', id, weight)
   redis.call('INCRBY', p .. ':used', weight)
-  for _, k in ipairs({':log', ':w', ':used'}) do redis.call('PEXPIRE', p .. k, window * 2) end
+  -- The three keys get their expiry together, so they expire together, and only when it runs
+  -- low (not on every call): the log and the weights hold the same tickets, so they are emptied
+  -- (and made again, without an expiry) together, and the counter outlives neither. A log whose
+  -- expiry is a window away or more expires after its newest ticket left the window.
+  if redis.call('PTTL', p .. ':log') < window then
+    redis.call('PEXPIRE', p .. ':log', window * 2)
+    redis.call('PEXPIRE', p .. ':w', window * 2)
+    redis.call('PEXPIRE', p .. ':used', window * 2)
+  end
 end
 """
 
@@ -190,8 +217,11 @@ end
 local function budget_hold(held, leases, id, estimate_text, lease, now)
   redis.call('HSET', held, id, estimate_text)
   redis.call('ZADD', leases, now + lease, id)
-  for _, k in ipairs({held, leases}) do
-    if redis.call('PTTL', k) < lease then redis.call('PEXPIRE', k, lease) end
+  -- Both hold the same reservations (emptied together), so one's expiry tells the other's; it
+  -- is set to twice the lease when less than this lease is left, not on every call.
+  if redis.call('PTTL', leases) < lease then
+    redis.call('PEXPIRE', held, lease * 2)
+    redis.call('PEXPIRE', leases, lease * 2)
   end
 end
 """
@@ -231,15 +261,18 @@ local delay = 0
 for i = first, #KEYS do
   local p, n = KEYS[i], i - first + 1
   local rpm, tpm = tonumber(ARGV[10 + 2 * n]), tonumber(ARGV[11 + 2 * n])
-  -- waiters whose process stopped looking (killed) leave the line
-  local dead = redis.call('ZRANGEBYSCORE', p .. ':lease', '-inf', now)
-  if #dead > 0 then
-    redis.call('ZREM', p .. ':line', unpack(dead))
-    redis.call('HDEL', p .. ':est', unpack(dead))
-    redis.call('ZREMRANGEBYSCORE', p .. ':lease', '-inf', now)
-  end
   -- room is held for every earlier waiter: a later call only gets what is left after them
-  local ahead = redis.call('ZRANGEBYSCORE', p .. ':line', '-inf', ahead_of)
+  local ahead = {}
+  if order or redis.call('EXISTS', p .. ':line') == 1 then  -- nobody in line: the usual case
+    -- waiters whose process stopped looking (killed) leave the line
+    local dead = redis.call('ZRANGEBYSCORE', p .. ':lease', '-inf', now)
+    if #dead > 0 then
+      redis.call('ZREM', p .. ':line', unpack(dead))
+      redis.call('HDEL', p .. ':est', unpack(dead))
+      redis.call('ZREMRANGEBYSCORE', p .. ':lease', '-inf', now)
+    end
+    ahead = redis.call('ZRANGEBYSCORE', p .. ':line', '-inf', ahead_of)
+  end
   local held_tokens = 0
   if #ahead > 0 and tpm > 0 then
     for _, e in ipairs(redis.call('HMGET', p .. ':est', unpack(ahead))) do
@@ -248,15 +281,15 @@ for i = first, #KEYS do
   end
   local pause = tonumber(redis.call('GET', p .. ':pause') or '0')
   delay = math.max(delay, pause - now)
-  if rpm > 0 then delay = math.max(delay, wait(p .. ':r', rpm, 1, #ahead, now, window)) end
-  if tpm > 0 then delay = math.max(delay, wait(p .. ':t', tpm, est, held_tokens, now, window)) end
+  if rpm > 0 then delay = math.max(delay, requests_wait(p .. ':r', rpm, #ahead, now, window)) end
+  if tpm > 0 then delay = math.max(delay, tokens_wait(p .. ':t', tpm, est, held_tokens, now, window)) end
 end
 if delay <= 0 then
   for i = first, #KEYS do
     local p, n = KEYS[i], i - first + 1
     local rpm, tpm = tonumber(ARGV[10 + 2 * n]), tonumber(ARGV[11 + 2 * n])
-    if rpm > 0 then charge(p .. ':r', id, 1, now, window) end
-    if tpm > 0 then charge(p .. ':t', id, est, now, window) end
+    if rpm > 0 then charge_request(p .. ':r', id, now, window) end
+    if tpm > 0 then charge_tokens(p .. ':t', id, est, now, window) end
     if order then  -- it waited in line: it leaves it
       redis.call('ZREM', p .. ':line', id)
       redis.call('ZREM', p .. ':lease', id)
@@ -412,7 +445,9 @@ _SCRIPTS = {
 class SharedState:
     """One Redis connection pool and the fallback policy, for a client's limiter, budget and breakers.
 
-    redis-py's client is safe to share between threads (a connection per command, from its pool).
+    Each thread keeps one connection of the pool for its round trips (:meth:`connection`): taking
+    one from the pool and giving it back for every command costs about as much as a small
+    script's run on the server (a lock, a probe of the socket, bookkeeping), twice per call.
     """
 
     def __init__(self, url: str, *, namespace: str = "fmclient", on_unavailable: str = "local", timeout: float = 0.25):
@@ -437,14 +472,44 @@ class SharedState:
         self._down_until = 0.0
         self._warned = False
         self._lock = threading.Lock()
-        self._acquire = self.redis.register_script(_ACQUIRE)
-        self._leave = self.redis.register_script(_LEAVE)
-        self._settle = self.redis.register_script(_SETTLE)
-        self._breaker_admit = self.redis.register_script(_BREAKER_ADMIT)
-        self._breaker_failure = self.redis.register_script(_BREAKER_FAILURE)
-        self._breaker_state = self.redis.register_script(_BREAKER_STATE)
-        self._budget_reserve = self.redis.register_script(_BUDGET_RESERVE)
-        self._budget_settle = self.redis.register_script(_BUDGET_SETTLE)
+        self._held = threading.local()  # this thread's client and the process that made it
+        self._acquire = self._script(_ACQUIRE)
+        self._leave = self._script(_LEAVE)
+        self._settle = self._script(_SETTLE)
+        self._breaker_admit = self._script(_BREAKER_ADMIT)
+        self._breaker_failure = self._script(_BREAKER_FAILURE)
+        self._breaker_state = self._script(_BREAKER_STATE)
+        self._budget_reserve = self._script(_BUDGET_RESERVE)
+        self._budget_settle = self._script(_BUDGET_SETTLE)
+
+    def _script(self, source: str) -> Callable[..., Any]:
+        """A script run on this thread's connection (EVALSHA; loaded once when Redis lacks it)."""
+        script = self.redis.register_script(source)
+        connection = self.connection
+
+        def run(keys: list[str], args: list[Any]) -> Any:
+            return script(keys=keys, args=args, client=connection())
+
+        return run
+
+    def connection(self) -> Any:
+        """This thread's Redis client: one connection of the pool, kept by the thread.
+
+        It goes back to the pool when the thread ends (redis-py's client releases it when it is
+        collected with the thread's locals). A child process (fork) takes its own: a socket
+        shared with the parent would mix their answers. A round trip that failed closed the
+        connection (redis-py disconnects it), so the next one reconnects and reads no stale answer.
+        """
+        held = self._held
+        client = getattr(held, "client", None)
+        if client is None or held.pid != os.getpid():
+            import redis
+
+            held.client = None
+            # Taking the connection connects: inside the caller's run(), whose fallback catches it.
+            client = redis.Redis(connection_pool=self.redis.connection_pool, single_connection_client=True)
+            held.client, held.pid = client, os.getpid()
+        return client
 
     def key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
@@ -864,7 +929,7 @@ class SharedBudget(Budget):
 
     def _shared_spent(self) -> Decimal | None:
         key = self._keys()[0]
-        raw = self._state.run(lambda: self._state.redis.get(key) or b"0", "budget")
+        raw = self._state.run(lambda: self._state.connection().get(key) or b"0", "budget")
         return None if raw is None else Decimal(int(raw)) / PICO
 
     @property
@@ -1038,7 +1103,7 @@ class SharedCircuitBreaker(CircuitBreaker):
     def record_success(self) -> None:
         keys = self._keys()
         self._record(
-            lambda: self._shared.redis.delete(*keys),
+            lambda: self._shared.connection().delete(*keys),
             lambda scripts: scripts["client"].delete(*keys),
             super().record_success,
         )
@@ -1054,7 +1119,7 @@ class SharedCircuitBreaker(CircuitBreaker):
     def release(self) -> None:
         key = self._trial_key
         self._record(
-            lambda: self._shared.redis.delete(key),
+            lambda: self._shared.connection().delete(key),
             lambda scripts: scripts["client"].delete(key),
             super().release,
         )
