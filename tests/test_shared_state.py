@@ -777,3 +777,76 @@ async def test_an_async_call_sees_a_breaker_opened_by_another_process(
         await here.acomplete("hi", model="openai/gpt-4o")
     assert len(fake_server.requests) == 1  # refused without sending
     await here.aclose()
+
+
+# -- what a call costs ---------------------------------------------------------------------------------------
+def test_each_thread_keeps_one_redis_connection_and_gives_it_back_when_it_ends(
+    fake_server: FakeServer, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    import redis
+
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    FakeOpenAI(fake_server)
+    client = Client(
+        providers=provider(fake_server),
+        shared=redis_server.url,
+        rate_limits={"openai": {"rpm": 1000, "tpm": 1_000_000}},
+        max_cost=1,
+        max_retries=0,
+    )
+
+    def calls() -> None:
+        for _ in range(3):
+            assert client.complete("hi", model="openai/gpt-4o", max_tokens=5).text == "ok"
+
+    calls()  # this thread takes its connection
+    assert client._engine.shared is not None
+    pool = client._engine.shared.redis.connection_pool
+    taken: list[int] = []
+    take = redis.ConnectionPool.get_connection
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        taken.append(1)
+        return take(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.ConnectionPool, "get_connection", counted)
+    calls()
+    assert taken == []  # six round trips, none of them took (and probed) a connection of the pool
+    thread = threading.Thread(target=calls)
+    thread.start()
+    thread.join()
+    assert len(taken) == 1  # a new thread takes one, once
+    gc.collect()
+    assert len(pool._in_use_connections) == 1  # the ended thread's went back; this thread keeps its own
+    client.close()
+
+
+def test_the_limit_keys_keep_their_expiry_when_their_window_empties_and_fills_again(
+    fake_server: FakeServer, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    from fmclient import limits
+
+    monkeypatch.setattr(limits, "WINDOW", 1.0)
+    FakeOpenAI(fake_server)
+    store = redis.Redis.from_url(redis_server.url)
+    client = Client(
+        providers=provider(fake_server),
+        shared={"url": redis_server.url, "namespace": "ttl-test"},
+        rate_limits={"openai": {"rpm": 1000, "tpm": 1_000_000}},
+        max_retries=0,
+    )
+    client.complete("first", model="openai/gpt-4o", max_tokens=5)
+    time.sleep(1.1)  # the first call's charge leaves the window: the next look empties the logs
+    answer = client.complete("second", model="openai/gpt-4o", max_tokens=5)
+    prefix = "ttl-test:rl:openai"
+    assert store.zcard(f"{prefix}:r:log") == 1 and store.hlen(f"{prefix}:t:w") == 1  # only the second
+    assert int(store.get(f"{prefix}:t:used")) == answer.usage.total_tokens
+    # Made again by the second charge, every key of the window has an expiry (two windows at most):
+    # a log or weights left without one while the counter expires would be counted again forever.
+    for key in (f"{prefix}:r:log", f"{prefix}:t:log", f"{prefix}:t:w", f"{prefix}:t:used"):
+        assert 0 < store.pttl(key) <= 2000, key
+    client.close()
