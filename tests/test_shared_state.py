@@ -850,3 +850,29 @@ def test_the_limit_keys_keep_their_expiry_when_their_window_empties_and_fills_ag
     for key in (f"{prefix}:r:log", f"{prefix}:t:log", f"{prefix}:t:w", f"{prefix}:t:used"):
         assert 0 < store.pttl(key) <= 2000, key
     client.close()
+
+
+def test_scripts_that_redis_lost_are_loaded_again_without_failing_a_call(
+    fake_server: FakeServer, redis_server: RedisServer
+) -> None:
+    import redis
+
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    FakeOpenAI(fake_server)
+    store = redis.Redis.from_url(redis_server.url)
+    client = Client(
+        providers=provider(fake_server),
+        shared=redis_server.url,
+        rate_limits={"openai": {"rpm": 1000, "tpm": 1_000_000}},
+        max_cost=1,
+        max_retries=0,
+    )
+    first = client.complete("hi", model="openai/gpt-4o", max_tokens=5)
+    store.script_flush()  # what a restarted Redis has forgotten: the next EVALSHA answers NOSCRIPT
+    second = client.complete("hi", model="openai/gpt-4o", max_tokens=5)
+    assert first.cost is not None and second.cost is not None
+    # Both admitted and settled in Redis (not in this process's fallback state)
+    assert store.zcard("fmclient:rl:openai:r:log") == 2
+    assert int(store.get(COUNTER)) == pico(first.cost.total + second.cost.total)
+    assert store.exists(HELD) == 0
+    client.close()
