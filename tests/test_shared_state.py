@@ -876,3 +876,36 @@ def test_scripts_that_redis_lost_are_loaded_again_without_failing_a_call(
     assert int(store.get(COUNTER)) == pico(first.cost.total + second.cost.total)
     assert store.exists(HELD) == 0
     client.close()
+
+
+async def test_an_event_loop_reuses_its_redis_connections_between_round_trips(
+    fake_server: FakeServer, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.asyncio
+
+    Path("fmclient.toml").write_text('[prices]\nopenai = "openai"\n')
+    FakeOpenAI(fake_server)
+    client = Client(
+        providers=provider(fake_server),
+        shared=redis_server.url,
+        rate_limits={"openai": {"rpm": 1000, "tpm": 1_000_000}},
+        max_cost=1,
+        max_retries=0,
+    )
+    await client.acomplete("hi", model="openai/gpt-4o", max_tokens=5)  # the loop's first connection
+    taken: list[int] = []
+    take = redis.asyncio.ConnectionPool.get_connection
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        taken.append(1)
+        return await take(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.asyncio.ConnectionPool, "get_connection", counted)
+    spent = client.spent
+    for _ in range(3):
+        answer = await client.acomplete("hi", model="openai/gpt-4o", max_tokens=5)
+        assert answer.cost is not None
+        spent += answer.cost.total
+    assert taken == []  # six round trips on the connection the loop already had, none from the pool
+    assert client.spent == spent  # every settle reached Redis
+    await client.aclose()
