@@ -909,3 +909,27 @@ async def test_an_event_loop_reuses_its_redis_connections_between_round_trips(
     assert taken == []  # six round trips on the connection the loop already had, none from the pool
     assert client.spent == spent  # every settle reached Redis
     await client.aclose()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_takes_its_own_redis_connection(redis_server: RedisServer) -> None:
+    from fmclient.limits import RateLimit
+    from fmclient.shared import SharedState
+
+    state = SharedState(redis_server.url, namespace="fork-test")
+    limiter = state.limiter({"openai": RateLimit(rpm=100)})
+    buckets = limiter.buckets_for("openai", "gpt-4o")
+    assert limiter._look(buckets, "parent", "", 1, None) == (0.0, "0")
+    parents = state.connection()
+    pid = os.fork()
+    if pid == 0:  # the child: a socket shared with the parent would mix their replies
+        try:
+            admitted = limiter._look(buckets, "child", "", 1, None) == (0.0, "0")
+            os._exit(0 if admitted and state.connection() is not parents else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert limiter._look(buckets, "parent-again", "", 1, None) == (0.0, "0")  # the parent's is in step
+    assert state.connection() is parents
+    state.close()
