@@ -718,8 +718,8 @@ def test_a_gpt_4_turbo_preview_is_no_longer_refused_above_8k(fake_server: FakeSe
 
 
 def test_a_request_checked_once_is_still_checked_for_streaming_and_against_other_profiles() -> None:
-    # The adapter's second check of the request the engine just checked is skipped (hot path);
-    # that shortcut must never let a stream, or another model's profile, through unchecked.
+    # A request that passed one check is checked again for a stream and against another profile
+    # (any memo of passed checks must keep this).
     from dataclasses import replace
 
     from fmclient._validation import build_request

@@ -52,10 +52,6 @@ _FORMATS = ("audio_formats", "video_formats", "document_formats")
 MEDIA_SWITCHES = ("audio", "video", "documents")
 
 
-#: The last (profile, request) a non-streaming check passed: see :meth:`Profile.check`.
-_last_passed: tuple[Any, Any] = (None, None)
-
-
 @dataclass(frozen=True, slots=True)
 class Profile:
     """What one model family accepts. Every host adapter starts from the family's profile (see
@@ -261,18 +257,6 @@ class Profile:
     # -- the check before sending ---------------------------------------------------------------
     def check(self, request: Request, *, provider: str, streaming: bool = False) -> None:
         """Raise :class:`UnsupportedFeatureError` for anything in ``request`` this model cannot take."""
-        # The engine checks a request before the adapter is called, and the adapter checks it
-        # again (it may be called directly): the second check of the very same request against
-        # the very same profile is skipped. Both are held, so neither id can be reused meanwhile.
-        global _last_passed
-        last = _last_passed
-        if not streaming and last[0] is self and last[1] is request:
-            return
-        self._check(request, provider, streaming)
-        if not streaming:
-            _last_passed = (self, request)
-
-    def _check(self, request: Request, provider: str, streaming: bool) -> None:
         model = request.model
 
         def refuse(what: str, *fields: str) -> UnsupportedFeatureError:
