@@ -308,3 +308,18 @@ def test_reattaching_to_a_batch_job_of_a_retired_model_is_not_refused(today: Cal
     with pytest.raises(ConfigurationError, match="retired on 2026-12-11"):
         route.ensure_ready("o3")  # what complete() and submit_batch() do
     client.close()
+
+
+def test_a_retired_model_is_refused_as_retired_before_the_key_and_the_profile_on_every_capability(
+    fake_server: FakeServer, today: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "retired, use X" is the useful answer, whatever else is wrong with the call: every
+    # capability asks the route's lifecycle before its profile check and before the key.
+    today("2027-02-01")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with Client(providers={"openai": {"base_url": f"{fake_server.url}/v1"}}) as client:  # no key
+        with pytest.raises(ConfigurationError, match="openai/gpt-4o was retired on 2027-01-14"):
+            client.complete("hi", model="gpt-4o", max_tokens=5)
+        with pytest.raises(ConfigurationError, match="openai/gpt-4o was retired on 2027-01-14"):
+            client.embed(["hi"], model="openai/gpt-4o")  # and not "does not make embeddings"
+    assert fake_server.requests == []

@@ -38,6 +38,7 @@ def _embed_call(
     request = _validation.build_embed_request(texts, provider_options=provider_options)
     route = engine.route(model or engine.settings.default_embedding_model, _validation.check_max_retries(max_retries))
     request = replace(request, model=engine.model_id(route))
+    route.check_lifecycle(request.model)
     if not route.capabilities.embeddings:
         raise UnsupportedFeatureError(
             f"model {route.target.model!r} does not make embeddings",

@@ -152,7 +152,16 @@ class Route:
         if not self.ready:
             self.provider.check_ready(model)
             self.ready = True
-        if sending and not self.lifecycle_checked:
+        if sending:
+            self.check_lifecycle(model)
+
+    def check_lifecycle(self, model: str) -> None:
+        """Refuse a retired model (naming its successor), warn once for a retiring one; once per route.
+
+        Every capability's prepare asks this first, before the profile check and the key: "retired,
+        use X" says more than "does not generate images" (DALL-E is in no family) or "no key".
+        """
+        if not self.lifecycle_checked:
             from fmclient.deprecations import check_lifecycle  # set-up work, not on `import fmclient`
 
             check_lifecycle(self.provider.settings, model)
@@ -371,6 +380,7 @@ class Engine:
         model_id = self.model_id(route)
         if request.model != model_id:
             request = replace(request, model=model_id)
+        route.check_lifecycle(model_id)
         route.capabilities.check(request, provider=route.target.provider, streaming=streaming)
         route.ensure_ready(request.model)
         return request

@@ -22,13 +22,7 @@ __all__ = ["agenerate_image", "generate_image"]
 # -- generate images ---------------------------------------------------------------------------
 def prepare_image(engine: Engine, route: Route, request: ImageRequest) -> ImageRequest:
     request = replace(request, model=engine.model_id(route))
-    if not route.lifecycle_checked:
-        # A model its provider has shut down is refused as such, naming its successor, before the
-        # profile is asked what it can make (DALL-E is in no family: "does not generate images").
-        from fmclient.deprecations import check_lifecycle
-
-        check_lifecycle(route.provider.settings, request.model)
-        route.lifecycle_checked = True
+    route.check_lifecycle(request.model)
     route.capabilities.check_image(request, provider=route.target.provider)
     route.ensure_ready(request.model)
     return request

@@ -131,6 +131,7 @@ def build_speech_request(
 # -- the calls ---------------------------------------------------------------------------------
 def _prepare_transcription(engine: Engine, route: Route, request: TranscriptionRequest) -> TranscriptionRequest:
     request = replace(request, model=engine.model_id(route))
+    route.check_lifecycle(request.model)
     route.capabilities.check_transcription(request, provider=route.target.provider)
     route.ensure_ready(request.model)
     return request
@@ -138,6 +139,7 @@ def _prepare_transcription(engine: Engine, route: Route, request: TranscriptionR
 
 def _prepare_speech(engine: Engine, route: Route, request: SpeechRequest) -> SpeechRequest:
     request = replace(request, model=engine.model_id(route))
+    route.check_lifecycle(request.model)
     route.capabilities.check_speech(request, provider=route.target.provider)
     route.ensure_ready(request.model)
     return request
