@@ -688,3 +688,26 @@ def test_a_failed_embedding_is_logged_with_why(mock: MockProvider, capsys: pytes
     assert "BadRequestError" in capsys.readouterr().err
     [row] = rows()
     assert row["operation"] == "embed" and row["error"].startswith("BadRequestError")
+
+
+def test_opening_waits_for_a_writer_that_holds_a_new_log_instead_of_failing_at_once(tmp_path: Path) -> None:
+    # Two processes logging their first record at once: one is still writing the new file (not
+    # yet in WAL mode) when the other opens it. SQLite answers "locked" to the WAL switch at once,
+    # without its busy handler; the store waits for the writer within its timeout instead.
+    import threading
+
+    from fmclient.logstore import LogStore
+
+    path = tmp_path / "logs.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE held(x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO held VALUES (1)")
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        with LogStore(path) as store:  # raised "locked" at once before
+            assert store.schema_version() >= 1
+    finally:
+        release.join()
+        holder.close()

@@ -390,14 +390,35 @@ class LogStore:
         # One connection, one transaction at a time: a client's hook may run on many threads.
         self._lock = threading.Lock()
         try:
-            self._db = self._connect()
-            self._migrate()
+            self._open()
         except sqlite3.Error as error:
             raise self._error("open", error) from error
         except OSError as error:  # the directory cannot be made, the file cannot be created
             raise LogStoreError(f"cannot open the log database {self.path}: {error.strerror or error}") from error
 
     # -- opening -----------------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        """Connect and migrate, trying again while another process holds the lock.
+
+        SQLite answers "locked" at once, without its busy handler, to a connection that opens
+        while another one is switching the file to WAL or migrating it (two processes logging
+        their first record at once): those waits go through this loop, within the same timeout.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            db = None
+            try:
+                db = self._db = self._connect()
+                self._migrate()
+                return db
+            except sqlite3.OperationalError as error:
+                if db is not None:
+                    db.close()
+                text = str(error)
+                if ("locked" not in text and "busy" not in text) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
+
     def _connect(self) -> sqlite3.Connection:
         _private_dir(self.path.parent)
         # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
